@@ -1,0 +1,69 @@
+# homura build. `make` builds build/homura and the unit tests; `make asan`
+# builds the same with AddressSanitizer + UBSan into build-asan/.
+# Sources are picked up by wildcard: lib/ -> libhomura.a, src/ -> homura.
+
+BUILD   ?= build
+CC      ?= gcc
+SAN     ?=
+OPT     ?= -O2 -g
+CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter \
+           -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE $(SAN)
+LDFLAGS += $(SAN)
+LIBS    := -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl -lmicrohttpd -lsqlite3 \
+           -lncursesw -lpthread -lm
+
+PROTOS    := $(shell find proto -name '*.proto' 2>/dev/null)
+PROTO_C   := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+LIB_SRC   := $(wildcard lib/*.c lib/layouts/*.c)
+LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
+CLI_SRC   := $(wildcard src/*.c)
+CLI_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+HELPERS   := $(patsubst tests/programs/%.c,$(BUILD)/tests/%,$(wildcard tests/programs/*.c))
+
+all: $(BUILD)/homura $(UNIT_BIN) $(HELPERS)
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/%.o: %.c $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# keep generated sources (they are chained intermediates otherwise)
+.SECONDARY: $(PROTO_C) $(PROTO_C:.c=.h)
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c $(PROTO_C)
+	$(CC) $(filter-out -Werror,$(CFLAGS)) -w -c $< -o $@
+
+$(BUILD)/libhomura.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/homura: $(CLI_OBJ) $(BUILD)/libhomura.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libhomura.a $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhomura.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhomura.a $(LIBS) -lcmocka $(LDFLAGS)
+
+$(BUILD)/tests/%: tests/programs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lpthread $(LDFLAGS)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+
+unit: all
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+check: all
+	./scripts/test.sh
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all asan unit check clean
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

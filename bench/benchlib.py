@@ -1,0 +1,96 @@
+"""Shared helpers for homura's benchmarks: finding interpreters and the
+homura binary, running workloads, small statistics, machine description."""
+import glob
+import os
+import platform
+import re
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PROGRAMS = REPO / "tests" / "programs"
+HOMURA = str(Path(os.environ.get("HOMURA_BIN", REPO / "build" / "homura")).resolve())
+
+
+def interpreters(only=None):
+    """[(id, path)] for pyenv 3.8+ and Debian's static 3.11, oldest first;
+    `only` is a list of ids ("3.9", "3.11-static") to keep."""
+    found = []
+    for exe in glob.glob("/root/.pyenv/versions/*/bin/python"):
+        m = re.match(r"^(\d+)\.(\d+)\.\d+$", exe.split("/")[-3])
+        if m and (int(m.group(1)), int(m.group(2))) >= (3, 8):
+            found.append(((int(m.group(1)), int(m.group(2))), "%s.%s" % m.groups(), exe))
+    found.sort()
+    out = [(ident, exe) for _, ident, exe in found]
+    if os.path.exists("/usr/bin/python3.11"):
+        out.append(("3.11-static", "/usr/bin/python3.11"))
+    if only:
+        out = [i for i in out if i[0] in only]
+    return out
+
+
+def program(name):
+    return str(PROGRAMS / name)
+
+
+class Workload:
+    """A workload process that prints `ready PID ...` once running."""
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("ready"):
+            raise RuntimeError("workload %s did not start: %r" % (argv, line))
+        self.pid = self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def homura_record(args, timeout=120):
+    p = subprocess.run([HOMURA, "record"] + [str(a) for a in args], capture_output=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        raise RuntimeError("homura record %s: %s" % (" ".join(map(str, args)),
+                                                      p.stderr.decode(errors="replace")))
+    return p
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def machine():
+    """One line describing this machine, for the results file."""
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(open("/proc/meminfo").readline().split()[1])
+        mem = ", %.0f GiB RAM" % (kb / 2**20)
+    except (OSError, ValueError, IndexError):
+        pass
+    return "%s, %d CPUs%s, Linux %s" % (cpu, os.cpu_count(), mem, platform.release())
+
+
+def today():
+    return time.strftime("%Y-%m-%d")

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# run.sh - build homura and run every benchmark, refreshing docs/benchmarks.md.
+# Arguments go to bench/run_all.py (e.g. --only 3.11,3.12 or --quick).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+make -j"$(nproc)" build/homura
+exec /usr/bin/env python3 bench/run_all.py "$@"

@@ -1,0 +1,71 @@
+/* sampler.h - the sampling loop shared by record, top and the agent.
+ *
+ * hm_sampler drives hm_python_sample at a (jittered) rate, turns each
+ * thread's stack into profile frames and stacks, and keeps statistics:
+ * samples, invalid samples, late ticks and the cost of one sample (a
+ * fixed-size histogram, so memory stays flat however long it runs). It also
+ * survives the target's exec (re-attaching) and notices its exit. */
+#ifndef HOMURA_SAMPLER_H
+#define HOMURA_SAMPLER_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "homura/profile.h"
+#include "homura/python.h"
+#include "homura/target.h"
+
+typedef struct hm_sampler_opts {
+	double rate_hz;          /* default 100 */
+	double duration_s;       /* <= 0: until stopped or the target exits */
+	int jitter;              /* randomise intervals (default on) */
+	int idle;                /* include threads not on CPU */
+	int gil_only;            /* only the thread holding the GIL */
+	int threads_root;        /* a "thread <tid>" frame at the root */
+	int nolineno;            /* aggregate by function */
+	int blocking;            /* pause the target around each sample */
+	int max_depth;           /* frames kept per stack (default 4096) */
+	pid_t child;             /* launched child to reap, 0 if attached */
+	volatile sig_atomic_t *stop;  /* set asynchronously to stop */
+} hm_sampler_opts;
+
+#define HM_COST_BUCKETS 20000    /* 0.1 us buckets up to 2 ms */
+
+typedef struct hm_sampler_stats {
+	uint64_t ticks;          /* sampling rounds */
+	uint64_t samples;        /* thread stacks recorded */
+	uint64_t invalid;        /* thread stacks dropped as torn/garbage */
+	uint64_t late;           /* ticks that started > 1 period late */
+	uint64_t errors;         /* rounds whose interpreter read failed */
+	uint64_t reattached;     /* re-attaches after an exec */
+	uint64_t cost_max_ns;
+	uint64_t cost_over;      /* rounds slower than the histogram */
+	uint32_t cost_hist[HM_COST_BUCKETS];
+	int target_exited;
+	int child_status;        /* wait status of a launched child */
+} hm_sampler_stats;
+
+void hm_sampler_opts_init(hm_sampler_opts *o);
+
+/* Sample until the duration passes, *stop is set, or the target exits.
+ * *py may be replaced (re-attach after exec). Returns HM_OK, or an error
+ * when the target became impossible to read for another reason. */
+int hm_sampler_run(hm_target *t, hm_python **py, hm_profile *p, const hm_sampler_opts *o,
+		   hm_sampler_stats *st);
+
+/* Add one sampled thread's stack to p (root first), honouring threads_root
+ * and nolineno. */
+void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
+			   int64_t weight_ns, uint64_t t_ns);
+
+/* Percentile (0-100) of the per-sample cost in microseconds. */
+double hm_sampler_cost_us(const hm_sampler_stats *st, double pct);
+
+/* Wait for a launched command to become a Python process that is ready to
+ * sample (exec done, interpreter initialised). HM_OK with *py set; HM_ENOTPY
+ * after timeout_s; HM_ENOPROC if it exited first. */
+int hm_sampler_wait_python(hm_target *t, pid_t child, double timeout_s, hm_python **py,
+			   volatile sig_atomic_t *stop, int *child_status);
+
+#endif

@@ -1,0 +1,83 @@
+/* pyinternal.h - state shared by python.c (attach) and walker.c (sampling).
+ * Private to libhomura. */
+#ifndef HOMURA_PYINTERNAL_H
+#define HOMURA_PYINTERNAL_H
+
+#include <stdint.h>
+
+#include "homura/python.h"
+
+#define HM_CODE_CACHE_MAX 65536      /* entries; cleared wholesale beyond */
+#define HM_CHUNK_COPIES 8
+#define HM_THREAD_CACHE 256
+#define HM_SPEC_FRAMES 32            /* <=3.10 frames prefetched per thread */
+#define HM_MAX_INTERPS 64
+
+struct code_entry {
+	hm_pycode pub;
+	uint64_t checked_ns;         /* when the entry was last re-validated */
+	uint64_t code_type;          /* ob_type seen */
+	uint8_t *linetable;
+	uint32_t lt_len;
+	uint32_t code_bytes;         /* bytecode length, for bounds checks */
+	int32_t memo_off, memo_line; /* last offset -> line */
+	char *strings;               /* storage for name/qualname/filename */
+};
+
+struct chunk_copy {                  /* a data-stack chunk copied locally */
+	uint64_t addr;               /* remote address of the copied range */
+	uint64_t len;
+	uint8_t *buf;
+	size_t cap;
+};
+
+struct thread_cache {                /* what we learned about a tstate */
+	uint64_t tstate;
+	uint64_t pthread_id;
+	pid_t ns_tid, host_tid;
+	uint64_t cframe;             /* 3.11/3.12: last cframe address */
+	uint64_t chunk;              /* last datastack chunk address */
+	uint64_t chunk_len;          /* bytes we read of it last time */
+	uint64_t last_seen;          /* sample number */
+	uint64_t spec[HM_SPEC_FRAMES]; /* <=3.10: last frame chain, leaf first */
+	int nspec;
+};
+
+struct hm_python {
+	hm_target *t;
+	const hm_pylayout *layout;
+	hm_pylayout layout_copy;
+	uint64_t runtime;            /* &_PyRuntime, 0 if none */
+	uint64_t interp_head_sym;    /* &interp_head (2.7, 3.6) */
+	uint64_t tstate_current_sym; /* &_PyThreadState_Current (2.7, 3.6) */
+	uint64_t code_type;          /* &PyCode_Type */
+	uint64_t frame_type;         /* &PyFrame_Type (<=3.10 validation) */
+	char version[32];
+	int max_depth;
+	int tid_offset;              /* tid inside glibc struct pthread */
+
+	/* walker state */
+	uint64_t nsample;
+	uint64_t interp;             /* last main interpreter address */
+	size_t ts_len, fo_len, if_len, co_len;   /* bytes read per object */
+	uint8_t *tsbuf;
+	uint8_t *framebuf;           /* one frame read remotely */
+	struct code_entry **codes;   /* open-addressing table by address */
+	uint32_t codes_cap, ncodes;
+	struct chunk_copy chunks[HM_CHUNK_COPIES];
+	int nchunks;
+	struct thread_cache threads[HM_THREAD_CACHE];
+	uint8_t *specbuf;            /* prefetched frame objects */
+	uint64_t spec_addr[HM_SPEC_FRAMES];
+	int nspec_loaded;
+	uint64_t interps[HM_MAX_INTERPS];   /* interpreter list, refreshed */
+	uint64_t heads[HM_MAX_INTERPS];     /* last threads head per interp */
+	uint64_t gil_ptrs[HM_MAX_INTERPS];  /* 3.12: ceval.gil per interp */
+	int ninterps;
+	uint64_t interps_ns;         /* when the list was read */
+};
+
+void walker_init(hm_python *py);
+void walker_fini(hm_python *py);
+
+#endif

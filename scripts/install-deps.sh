@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# install-deps.sh - install the Debian packages homura needs to build and test.
+# Only missing packages are installed; `apt-get update` runs only when something
+# is missing, so a second run is quiet and takes a fraction of a second.
+set -euo pipefail
+
+PKGS=(build-essential pkg-config libelf-dev libdw-dev zlib1g-dev libprotobuf-c-dev
+      protobuf-c-compiler protobuf-compiler libjansson-dev libcurl4-openssl-dev
+      libmicrohttpd-dev libsqlite3-dev libncurses-dev libcmocka-dev python3-pytest
+      golang-go python3-flask util-linux procps)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+	SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq >/dev/null
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

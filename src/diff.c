@@ -1,0 +1,117 @@
+/* diff.c - `homura diff BEFORE AFTER [-o OUT] [-f svg|collapsed|pprof]`.
+ *
+ * Reads both profiles (any supported format), applies the same filters to
+ * each, and writes a differential view normalised by totals: an SVG flame
+ * graph (widths from AFTER, red = a frame's share grew, green = shrank),
+ * collapsed stacks with signed deltas, or a pprof of the deltas (which
+ * `go tool pprof` shows like its own -diff_base output). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "homura/codec.h"
+#include "homura/diff.h"
+#include "homura/encode.h"
+#include "homura/error.h"
+#include "homura/filter.h"
+
+static void diff_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: homura diff BEFORE AFTER [-o OUT] [-f FORMAT] [filters]\n"
+		"\n"
+		"Compare two profiles. Values are normalised by each profile's total.\n"
+		"\n"
+		"  -o, --output FILE   output file (default: stdout, '-')\n"
+		"  -f, --format FMT    svg, collapsed (signed deltas) or pprof\n"
+		"                      (default: from OUT's suffix; collapsed on stdout)\n"
+		"      --title TEXT    SVG title\n"
+		"      --width PX      SVG width\n"
+		"      --focus RE / --hide RE / --thread TID / --drop-file RE\n"
+		"                      filters, applied to both profiles\n");
+}
+
+static int load(const char *path, const hm_filter *flt, hm_profile **out)
+{
+	if (hm_profile_read_file(path, out) < 0)
+		return -1;
+	if (hm_filter_active(flt)) {
+		hm_profile *q;
+		int rc = hm_filter_apply(*out, flt, &q);
+		hm_profile_free(*out);
+		*out = rc < 0 ? NULL : q;
+		return rc < 0 ? -1 : 0;
+	}
+	return 0;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"output", required_argument, 0, 'o'}, {"format", required_argument, 0, 'f'},
+		{"title", required_argument, 0, 'T'},  {"width", required_argument, 0, 'W'},
+		{"focus", required_argument, 0, 'F'},  {"hide", required_argument, 0, 'H'},
+		{"thread", required_argument, 0, 't'}, {"drop-file", required_argument, 0, 'D'},
+		{"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+	};
+	const char *outpath = "-", *fmtname = NULL;
+	hm_write_opts wo = {0};
+	hm_filter flt = {0};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:f:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': outpath = optarg; break;
+		case 'f': fmtname = optarg; break;
+		case 'T': wo.title = optarg; break;
+		case 'W': wo.width = atoi(optarg); break;
+		case 'F': flt.focus = optarg; break;
+		case 'H': flt.hide = optarg; break;
+		case 't': flt.thread = optarg; break;
+		case 'D': flt.drop_file = optarg; break;
+		case 'h': diff_usage(stdout); return 0;
+		default: diff_usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 2) {
+		diff_usage(stderr);
+		return 2;
+	}
+	int fmt = fmtname ? hm_format_parse(fmtname) : hm_format_from_path(outpath);
+	if (!fmtname && !strcmp(outpath, "-"))
+		fmt = HM_FMT_COLLAPSED;
+	if (fmt != HM_FMT_SVG && fmt != HM_FMT_COLLAPSED && fmt != HM_FMT_PPROF)
+		return cli_fail("diff writes svg, collapsed or pprof%s%s%s",
+				fmtname ? " (not '" : "", fmtname ? fmtname : "", fmtname ? "')" : "");
+
+	hm_profile *before = NULL, *after = NULL;
+	if (load(argv[optind], &flt, &before) < 0)
+		return cli_fail_lib();
+	if (load(argv[optind + 1], &flt, &after) < 0) {
+		hm_profile_free(before);
+		return cli_fail_lib();
+	}
+	FILE *out = strcmp(outpath, "-") ? fopen(outpath, "wb") : stdout;
+	int rc;
+	if (!out) {
+		rc = hm_error(HM_ESYS, "cannot write %s", outpath);
+	} else if (fmt == HM_FMT_SVG) {
+		rc = hm_write_diff_svg(before, after, out, &wo);
+	} else if (fmt == HM_FMT_COLLAPSED) {
+		rc = hm_write_diff_collapsed(before, after, out);
+	} else {
+		hm_profile *d;
+		rc = hm_diff_profile(before, after, &d);
+		if (rc == HM_OK) {
+			rc = hm_write_pprof(d, out, &wo);
+			hm_profile_free(d);
+		}
+	}
+	if (out && (out != stdout ? fclose(out) : fflush(out)) != 0 && rc == HM_OK)
+		rc = hm_error(HM_ESYS, "writing %s failed", outpath);
+	hm_profile_free(before);
+	hm_profile_free(after);
+	return rc < 0 ? cli_fail_lib() : 0;
+}

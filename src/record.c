@@ -1,0 +1,344 @@
+/* record.c - `homura record`: sample a Python process and write a profile.
+ *
+ * Attaches to -p PID, or launches the command after `--` and waits for its
+ * interpreter to come up, then runs the shared sampler until Ctrl-C, the
+ * duration, or the target's exit. Whatever happens, the profile collected so
+ * far is written (to a temporary file renamed into place), followed by a
+ * summary on stderr and, with --stats-json, the same as JSON. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "homura/encode.h"
+#include "homura/error.h"
+#include "homura/profile.h"
+#include "homura/python.h"
+#include "homura/sampler.h"
+#include "homura/target.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: homura record [options] -p PID\n"
+		"       homura record [options] -- python script.py [args]\n\n"
+		"  -p, --pid PID          attach to a running process\n"
+		"  -o, --output FILE      where to write the profile (default homura-PID.svg)\n"
+		"  -f, --format FMT       collapsed, speedscope, svg, pprof, otlp, otlp-json\n"
+		"                         (default: from the output's suffix, else svg)\n"
+		"  -r, --rate HZ          samples per second (default 100, up to 10000)\n"
+		"  -d, --duration SECS    stop after this long (default: Ctrl-C or target exit)\n"
+		"  -i, --idle             include threads that are not running on a CPU\n"
+		"  -g, --gil              only the thread holding the GIL\n"
+		"  -t, --threads          a frame per thread at the root of each stack\n"
+		"      --nolineno         aggregate by function, not by line\n"
+		"      --blocking         pause the target while reading each sample\n"
+		"      --no-jitter        sample at exact intervals (default: jittered)\n"
+		"      --max-depth N      frames kept per stack (default 4096)\n"
+		"      --stats-json FILE  write sampling statistics as JSON\n"
+		"      --title TEXT       title of the flame graph\n"
+		"  -h, --help             this help\n");
+}
+
+struct record_args {
+	pid_t pid;
+	const char *output;
+	const char *format;
+	const char *stats_json;
+	const char *title;
+	char **cmd;
+	hm_sampler_opts so;
+};
+
+static int parse_args(int argc, char **argv, struct record_args *a)
+{
+	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE };
+	static const struct option opts[] = {
+		{"pid", required_argument, 0, 'p'},
+		{"output", required_argument, 0, 'o'},
+		{"format", required_argument, 0, 'f'},
+		{"rate", required_argument, 0, 'r'},
+		{"duration", required_argument, 0, 'd'},
+		{"idle", no_argument, 0, 'i'},
+		{"gil", no_argument, 0, 'g'},
+		{"threads", no_argument, 0, 't'},
+		{"nolineno", no_argument, 0, O_NOLINENO},
+		{"blocking", no_argument, 0, O_BLOCKING},
+		{"no-jitter", no_argument, 0, O_NOJITTER},
+		{"max-depth", required_argument, 0, O_DEPTH},
+		{"stats-json", required_argument, 0, O_STATS},
+		{"title", required_argument, 0, O_TITLE},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	memset(a, 0, sizeof *a);
+	hm_sampler_opts_init(&a->so);
+	int c;
+	char *end;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+p:o:f:r:d:igth", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': {
+			long v = strtol(optarg, &end, 10);
+			if (*end || v <= 0 || v > 0x3fffffff)
+				return cli_fail("invalid PID '%s'", optarg) + 1;
+			a->pid = (pid_t)v;
+			break;
+		}
+		case 'o': a->output = optarg; break;
+		case 'f': a->format = optarg; break;
+		case 'r':
+			a->so.rate_hz = strtod(optarg, &end);
+			if (*end || !(a->so.rate_hz > 0) || a->so.rate_hz > 100000)
+				return cli_fail("invalid rate '%s' (samples per second, 1-10000)", optarg) + 1;
+			break;
+		case 'd':
+			a->so.duration_s = strtod(optarg, &end);
+			if (*end || !(a->so.duration_s > 0))
+				return cli_fail("invalid duration '%s' (seconds)", optarg) + 1;
+			break;
+		case 'i': a->so.idle = 1; break;
+		case 'g': a->so.gil_only = 1; break;
+		case 't': a->so.threads_root = 1; break;
+		case O_NOLINENO: a->so.nolineno = 1; break;
+		case O_BLOCKING: a->so.blocking = 1; break;
+		case O_NOJITTER: a->so.jitter = 0; break;
+		case O_DEPTH:
+			a->so.max_depth = (int)strtol(optarg, &end, 10);
+			if (*end || a->so.max_depth < 1)
+				return cli_fail("invalid --max-depth '%s'", optarg) + 1;
+			break;
+		case O_STATS: a->stats_json = optarg; break;
+		case O_TITLE: a->title = optarg; break;
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return 3;
+		}
+	}
+	if (optind < argc)
+		a->cmd = argv + optind;
+	if (!a->pid && !a->cmd) {
+		usage(stderr);
+		return 3;
+	}
+	if (a->pid && a->cmd)
+		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	return 0;
+}
+
+static int pick_format(const struct record_args *a)
+{
+	if (a->format) {
+		int f = hm_format_parse(a->format);
+		if (!f)
+			cli_fail("unknown format '%s' (collapsed, speedscope, svg, pprof, otlp, otlp-json)",
+				 a->format);
+		return f;
+	}
+	int f = a->output ? hm_format_from_path(a->output) : 0;
+	return f ? f : HM_FMT_SVG;
+}
+
+static const char *suffix_of(int fmt)
+{
+	switch (fmt) {
+	case HM_FMT_COLLAPSED: return "txt";
+	case HM_FMT_SPEEDSCOPE: return "speedscope.json";
+	case HM_FMT_PPROF: return "pb.gz";
+	case HM_FMT_OTLP: return "otlp.pb";
+	case HM_FMT_OTLP_JSON: return "otlp.json";
+	default: return "svg";
+	}
+}
+
+static pid_t launch(char **cmd)
+{
+	pid_t child = fork();
+	if (child < 0)
+		return -1;
+	if (child == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "homura: cannot run '%s': %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	return child;
+}
+
+static int write_profile(const hm_profile *p, int fmt, const char *path, const char *title)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return cli_fail("cannot write %s: %s", path, strerror(errno));
+	hm_write_opts wo = {title, 0};
+	int rc = hm_profile_write(p, fmt, f, &wo);
+	if (fclose(f) != 0 && rc == HM_OK)
+		rc = hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
+	if (rc != HM_OK) {
+		unlink(tmp);
+		return cli_fail_lib();
+	}
+	if (rename(tmp, path) != 0) {
+		unlink(tmp);
+		return cli_fail("cannot write %s: %s", path, strerror(errno));
+	}
+	return 0;
+}
+
+static void write_stats_json(const char *path, const hm_sampler_stats *st)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		cli_fail("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f,
+		"{\"samples\": %llu, \"invalid\": %llu, \"late\": %llu, \"ticks\": %llu, "
+		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f}}\n",
+		(unsigned long long)st->samples, (unsigned long long)st->invalid,
+		(unsigned long long)st->late, (unsigned long long)st->ticks,
+		(unsigned long long)st->errors, hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99),
+		(double)st->cost_max_ns / 1000.0);
+	fclose(f);
+}
+
+static void label_profile(hm_profile *p, hm_target *t, const hm_python *py)
+{
+	char buf[256];
+	snprintf(buf, sizeof buf, "%d", (int)hm_target_pid(t));
+	hm_profile_set_label(p, "process.pid", buf);
+	size_t len = 0;
+	char *cmd = hm_target_cmdline(t, &len);
+	if (cmd && len) {
+		const char *base = strrchr(cmd, '/');
+		hm_profile_set_label(p, "process.executable.name", base ? base + 1 : cmd);
+	}
+	free(cmd);
+	if (gethostname(buf, sizeof buf) == 0) {
+		buf[sizeof buf - 1] = 0;
+		hm_profile_set_label(p, "host.name", buf);
+	}
+	if (py)
+		hm_profile_set_label(p, "process.runtime.version", hm_python_version(py));
+	hm_profile_set_label(p, "process.runtime.name", "cpython");
+}
+
+int cmd_record(int argc, char **argv)
+{
+	struct record_args a;
+	int r = parse_args(argc, argv, &a);
+	if (r)
+		return r == 1 ? 0 : r - 1;
+	int fmt = pick_format(&a);
+	if (!fmt)
+		return 1;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	pid_t pid = a.pid, child = 0;
+	if (a.cmd) {
+		child = pid = launch(a.cmd);
+		if (pid < 0)
+			return cli_fail("cannot start '%s': %s", a.cmd[0], strerror(errno));
+	}
+	hm_target *t = NULL;
+	hm_python *py = NULL;
+	int rc = hm_target_open(pid, &t);
+	int child_status = 0;
+	if (rc == HM_OK) {
+		if (child)
+			rc = hm_sampler_wait_python(t, child, 10.0, &py, &stop_flag, &child_status);
+		else
+			rc = hm_python_attach(t, &py);
+	}
+	if (rc != HM_OK) {
+		int status = cli_fail_lib();
+		if (child) {
+			kill(child, SIGTERM);
+			waitpid(child, NULL, 0);
+		}
+		hm_target_close(t);
+		return status;
+	}
+
+	char defpath[64];
+	const char *out = a.output;
+	if (!out) {
+		snprintf(defpath, sizeof defpath, "homura-%d.%s", (int)pid, suffix_of(fmt));
+		out = defpath;
+	}
+	int timeline = fmt == HM_FMT_SPEEDSCOPE || fmt == HM_FMT_OTLP || fmt == HM_FMT_OTLP_JSON;
+	hm_profile *p = hm_profile_new(timeline);
+	if (!p)
+		return cli_fail("out of memory");
+	label_profile(p, t, py);
+	if (!a.title) {
+		static char title[128];
+		snprintf(title, sizeof title, "homura record: pid %d, Python %s", (int)pid,
+			 hm_python_version(py));
+		a.title = title;
+	}
+	fprintf(stderr, "homura: sampling process %d (Python %s) at %g Hz%s; Ctrl-C to stop\n", (int)pid,
+		hm_python_version(py), a.so.rate_hz, a.so.blocking ? ", pausing it for each sample" : "");
+
+	a.so.child = child;
+	a.so.stop = &stop_flag;
+	hm_sampler_stats *st = calloc(1, sizeof *st);
+	if (!st)
+		return cli_fail("out of memory");
+	st->child_status = child_status;
+	rc = hm_sampler_run(t, &py, p, &a.so, st);
+
+	if (child && !st->target_exited) {
+		/* Stopped by duration or Ctrl-C: don't leave the launched
+		 * program running behind us. */
+		kill(child, SIGINT);
+		for (int i = 0; i < 50 && waitpid(child, NULL, WNOHANG) == 0; i++)
+			usleep(20000);
+		if (waitpid(child, NULL, WNOHANG) == 0) {
+			kill(child, SIGKILL);
+			waitpid(child, NULL, 0);
+		}
+	}
+	int status = write_profile(p, fmt, out, a.title);
+	uint64_t total = st->samples + st->invalid;
+	fprintf(stderr,
+		"homura: %llu samples, %llu invalid (%.2f%%), %llu late; one sample took %.1f us median, "
+		"%.1f us p99, %.1f us max\n",
+		(unsigned long long)st->samples, (unsigned long long)st->invalid,
+		total ? 100.0 * (double)st->invalid / (double)total : 0.0, (unsigned long long)st->late,
+		hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99), (double)st->cost_max_ns / 1000.0);
+	if (!status)
+		fprintf(stderr, "homura: wrote %s (%s)%s\n", out, hm_format_name(fmt),
+			st->target_exited ? "; the target exited" : "");
+	if (a.stats_json)
+		write_stats_json(a.stats_json, st);
+	if (rc != HM_OK && !status)
+		status = cli_fail_lib();
+	free(st);
+	hm_profile_free(p);
+	hm_python_detach(py);
+	hm_target_close(t);
+	return status;
+}

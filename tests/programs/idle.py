@@ -1,0 +1,32 @@
+"""Idle threads: the main thread is busy in busy_main() while a second thread
+sleeps in sleepy_wait() the whole time.  `-i` must show sleepy_wait, the
+default (on-CPU only) must not."""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import clock, lifetime, ready  # noqa: E402
+
+END = clock() + lifetime()
+
+
+def sleepy_wait():
+    while clock() < END:
+        time.sleep(max(0.0, min(60.0, END - clock())))
+
+
+def busy_main():
+    total = 0
+    while clock() < END:
+        for i in range(10000):
+            total += i
+    return total
+
+
+if __name__ == "__main__":
+    t = threading.Thread(target=sleepy_wait, daemon=True)
+    t.start()
+    ready()
+    busy_main()

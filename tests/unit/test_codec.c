@@ -1,0 +1,301 @@
+/* test_codec.c - pprof / OTLP / collapsed / speedscope encoders and the
+ * content-detecting reader: round trips keep stacks and values, and hostile
+ * input gives errors rather than crashes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "homura/codec.h"
+#include "homura/encode.h"
+#include "homura/error.h"
+#include "homura/profile.h"
+
+static uint32_t frame(hm_profile *p, const char *name, const char *file, int line, int kind)
+{
+	hm_frame f = {0};
+	f.name = hm_profile_intern_cstr(p, name);
+	f.file = hm_profile_intern_cstr(p, file);
+	f.line = line;
+	f.start_line = line ? line - 1 : 0;
+	f.kind = (uint8_t)kind;
+	return hm_profile_frame_id(p, &f);
+}
+
+/* main -> work -> {compute, sleep_native}, on two threads. */
+static hm_profile *sample_profile(int timeline)
+{
+	hm_profile *p = hm_profile_new(timeline);
+	uint32_t a = frame(p, "main", "app.py", 10, HM_FRAME_PYTHON);
+	uint32_t b = frame(p, "work", "app.py", 20, HM_FRAME_PYTHON);
+	uint32_t c = frame(p, "compute", "lib/calc.py", 5, HM_FRAME_PYTHON);
+	uint32_t d = frame(p, "nanosleep", "", 0, HM_FRAME_NATIVE);
+	uint32_t s1[] = {a, b, c}, s2[] = {a, b, d}, s3[] = {a};
+	uint32_t st1 = hm_profile_stack_id(p, s1, 3);
+	uint32_t st2 = hm_profile_stack_id(p, s2, 3);
+	uint32_t st3 = hm_profile_stack_id(p, s3, 1);
+	uint32_t t1 = hm_profile_thread_id(p, 101, 7, "MainThread");
+	uint32_t t2 = hm_profile_thread_id(p, 102, 7, "worker");
+	uint64_t t = 1700000000000000000ull;
+	for (int i = 0; i < 30; i++)
+		hm_profile_add(p, st1, t1, 1, 10000000, t += 10000000);
+	for (int i = 0; i < 12; i++)
+		hm_profile_add(p, st2, t2, 1, 10000000, t += 10000000);
+	for (int i = 0; i < 3; i++)
+		hm_profile_add(p, st3, t1, 1, 10000000, t += 10000000);
+	hm_profile_meta *m = hm_profile_meta_get(p);
+	m->start_ns = 1700000000000000000ull;
+	m->duration_ns = 450000000;
+	m->period_ns = 10000000;
+	hm_profile_set_label(p, "service.name", "demo");
+	hm_profile_set_label(p, "process.pid", "4242");
+	return p;
+}
+
+/* Canonical text of a profile: one sorted line per (stack, thread). */
+static char *canon(const hm_profile *p)
+{
+	size_t n = hm_profile_nsamples(p);
+	char **lines = calloc(n, sizeof *lines);
+	size_t total = 1;
+	for (size_t i = 0; i < n; i++) {
+		const hm_sample *s = hm_profile_sample(p, i);
+		uint32_t k;
+		const uint32_t *st = hm_profile_stack(p, s->stack, &k);
+		char buf[4096];
+		size_t o = 0;
+		for (uint32_t j = 0; j < k; j++)
+			o += hm_frame_format(p, hm_profile_frame(p, st[j]), buf + o, sizeof buf - o),
+			o += snprintf(buf + o, sizeof buf - o, ";");
+		const hm_thread *th = hm_profile_thread(p, s->thread);
+		o += snprintf(buf + o, sizeof buf - o, " tid=%llu %s c=%lld w=%lld",
+			      (unsigned long long)th->tid, hm_profile_str(p, th->name),
+			      (long long)s->count, (long long)s->weight_ns);
+		lines[i] = strdup(buf);
+		total += o + 1;
+	}
+	qsort(lines, n, sizeof *lines, (int (*)(const void *, const void *))strcmp);
+	char *out = calloc(1, total);
+	for (size_t i = 0; i < n; i++) {
+		strcat(out, lines[i]);
+		strcat(out, "\n");
+		free(lines[i]);
+	}
+	free(lines);
+	return out;
+}
+
+
+static hm_profile *roundtrip(const hm_profile *p, int fmt)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_int_equal(hm_profile_write(p, fmt, f, NULL), HM_OK);
+	fclose(f);
+	hm_profile *q = NULL;
+	int got = 0;
+	int rc = hm_profile_read_fmt(buf, len, &q, &got);
+	if (rc)
+		fprintf(stderr, "read failed: %s\n", hm_errmsg());
+	assert_int_equal(rc, HM_OK);
+	assert_int_equal(got, fmt);
+	free(buf);
+	return q;
+}
+
+static void test_pprof_roundtrip(void **state)
+{
+	hm_profile *p = sample_profile(0);
+	hm_profile *q = roundtrip(p, HM_FMT_PPROF);
+	char *a = canon(p), *b = canon(q);
+	assert_string_equal(a, b);
+	assert_int_equal(hm_profile_meta_cget(q)->period_ns, 10000000);
+	assert_int_equal(hm_profile_meta_cget(q)->start_ns, 1700000000000000000ull);
+	assert_int_equal(hm_profile_meta_cget(q)->nlabels, 2);
+	free(a);
+	free(b);
+	hm_profile_free(p);
+	hm_profile_free(q);
+}
+
+static void test_otlp_roundtrip(void **state)
+{
+	for (int tl = 0; tl < 2; tl++)
+		for (int fmt = HM_FMT_OTLP; fmt <= HM_FMT_OTLP_JSON; fmt++) {
+			hm_profile *p = sample_profile(tl);
+			hm_profile *q = roundtrip(p, fmt);
+			char *a = canon(p), *b = canon(q);
+			assert_string_equal(a, b);
+			if (tl) {
+				assert_int_equal(hm_profile_nevents(q), 45);
+				assert_int_equal(hm_profile_event(q, 0)->t_ns,
+						 1700000000010000000ull);
+			}
+			/* frame kinds survive via profile.frame.type */
+			for (uint32_t i = 0; i < hm_profile_nframes(q); i++) {
+				const hm_frame *f = hm_profile_frame(q, i);
+				const char *n = hm_profile_str(q, f->name);
+				assert_int_equal(f->kind, strcmp(n, "nanosleep") ? HM_FRAME_PYTHON
+										 : HM_FRAME_NATIVE);
+			}
+			free(a);
+			free(b);
+			hm_profile_free(p);
+			hm_profile_free(q);
+		}
+}
+
+static void test_pprof_otlp_pprof(void **state)
+{
+	hm_profile *p = sample_profile(0);
+	hm_profile *q = roundtrip(p, HM_FMT_PPROF);
+	hm_profile *r = roundtrip(q, HM_FMT_OTLP);
+	hm_profile *s = roundtrip(r, HM_FMT_PPROF);
+	char *a = canon(q), *b = canon(s);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	hm_profile_free(p);
+	hm_profile_free(q);
+	hm_profile_free(r);
+	hm_profile_free(s);
+}
+
+static void test_collapsed_roundtrip(void **state)
+{
+	hm_profile *p = sample_profile(0);
+	hm_profile *q = roundtrip(p, HM_FMT_COLLAPSED);
+	assert_int_equal(hm_profile_total_count(q), 45);
+	assert_int_equal(hm_profile_nstacks(q), 3);
+	/* frame text parses back into name / file / line */
+	int found = 0;
+	for (uint32_t i = 0; i < hm_profile_nframes(q); i++) {
+		const hm_frame *f = hm_profile_frame(q, i);
+		if (!strcmp(hm_profile_str(q, f->name), "compute")) {
+			assert_string_equal(hm_profile_str(q, f->file), "lib/calc.py");
+			assert_int_equal(f->line, 5);
+			found = 1;
+		}
+	}
+	assert_true(found);
+	hm_profile_free(p);
+	hm_profile_free(q);
+}
+
+static void test_speedscope_roundtrip(void **state)
+{
+	hm_profile *p = sample_profile(1);
+	hm_profile *q = roundtrip(p, HM_FMT_SPEEDSCOPE);
+	assert_int_equal(hm_profile_total_count(q), 45);
+	assert_int_equal(hm_profile_total_weight(q), 450000000);
+	assert_int_equal(hm_profile_nthreads(q) >= 2, 1);
+	char *a = canon(p), *b = canon(q);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	hm_profile_free(p);
+	hm_profile_free(q);
+}
+
+static void expect_error(const void *buf, size_t len)
+{
+	hm_profile *q = NULL;
+	int rc = hm_profile_read(buf, len, &q);
+	assert_true(rc < 0);
+	assert_null(q);
+	assert_true(strlen(hm_errmsg()) > 0);
+	assert_null(strchr(hm_errmsg(), '\n'));
+}
+
+static void test_hostile(void **state)
+{
+	hm_profile *p = sample_profile(0);
+	unsigned char *buf;
+	size_t len;
+	/* truncated pprof / OTLP at every length */
+	assert_int_equal(hm_encode_pprof(p, 0, &buf, &len), HM_OK);
+	for (size_t n = 1; n < len; n += 1) {
+		hm_profile *q = NULL;
+		if (hm_profile_read(buf, n, &q) == HM_OK)
+			hm_profile_free(q);  /* a prefix may be a valid message */
+	}
+	/* invalid location index: corrupt each byte in turn */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char *c = malloc(len);
+		memcpy(c, buf, len);
+		c[i] ^= 0x5a;
+		hm_profile *q = NULL;
+		if (hm_profile_read(c, len, &q) == HM_OK)
+			hm_profile_free(q);
+		free(c);
+	}
+	free(buf);
+	assert_int_equal(hm_encode_otlp(p, &buf, &len), HM_OK);
+	for (size_t n = 1; n < len; n++) {
+		hm_profile *q = NULL;
+		if (hm_profile_read(buf, n, &q) == HM_OK)
+			hm_profile_free(q);
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char *c = malloc(len);
+		memcpy(c, buf, len);
+		c[i] ^= 0xa5;
+		hm_profile *q = NULL;
+		if (hm_profile_read(c, len, &q) == HM_OK)
+			hm_profile_free(q);
+		free(c);
+	}
+	free(buf);
+	hm_profile_free(p);
+
+	expect_error("", 0);
+	expect_error("\x1f\x8b\x08\x00garbage", 12);
+	expect_error("\x08\x96\x01\xff\xff", 5);
+	expect_error("{\"shared\":{\"frames\":[{\"name\":\"a\"}]},\"profiles\":"
+		     "[{\"type\":\"sampled\",\"unit\":\"none\",\"samples\":[[0,7]],\"weights\":[1]}]}", 97);
+	expect_error("{\"resourceProfiles\":[{}],\"dictionary\":{\"stringTable\":[\"\"],"
+		     "\"stackTable\":[{}]}, \"x\":1}", 83);
+	const char *otlp_bad = "{\"resourceProfiles\":[{\"scopeProfiles\":[{\"profiles\":[{\"samples\":"
+		"[{\"stackIndex\":99,\"values\":[\"1\"]}]}]}]}],\"dictionary\":{\"stringTable\":[\"\"]}}";
+	expect_error(otlp_bad, strlen(otlp_bad));
+	expect_error("main;work notanumber\n", 21);
+
+	/* deep nesting in JSON */
+	size_t deep = 100000;
+	char *d = malloc(2 * deep + 1);
+	memset(d, '[', deep);
+	memset(d + deep, ']', deep);
+	d[0] = '{';
+	d[2 * deep] = 0;
+	expect_error(d, 2 * deep);
+	free(d);
+
+	/* gzip bomb: 300 MiB of zeros compresses to ~300 KiB */
+	size_t big = 300u << 20;
+	unsigned char *zeros = calloc(1, big);
+	unsigned char *gz;
+	size_t gzlen;
+	assert_int_equal(hm_gzip(zeros, big, &gz, &gzlen), HM_OK);
+	free(zeros);
+	expect_error(gz, gzlen);
+	assert_non_null(strstr(hm_errmsg(), "limit"));
+	free(gz);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pprof_roundtrip),
+		cmocka_unit_test(test_otlp_roundtrip),
+		cmocka_unit_test(test_pprof_otlp_pprof),
+		cmocka_unit_test(test_collapsed_roundtrip),
+		cmocka_unit_test(test_speedscope_roundtrip),
+		cmocka_unit_test(test_hostile),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
