@@ -10,7 +10,7 @@
 #define HM_CODE_CACHE_MAX 65536      /* entries; cleared wholesale beyond */
 #define HM_CHUNK_COPIES 8
 #define HM_THREAD_CACHE 256
-#define HM_SPEC_FRAMES 32            /* <=3.10 frames prefetched per thread */
+#define HM_SPEC_FRAMES 1024          /* <=3.10 frames prefetched per thread */
 #define HM_MAX_INTERPS 64
 
 struct code_entry {
@@ -39,7 +39,7 @@ struct thread_cache {                /* what we learned about a tstate */
 	uint64_t chunk;              /* last datastack chunk address */
 	uint64_t chunk_len;          /* bytes we read of it last time */
 	uint64_t last_seen;          /* sample number */
-	uint64_t spec[HM_SPEC_FRAMES]; /* <=3.10: last frame chain, leaf first */
+	uint64_t *spec;              /* <=3.10: last frame chain, leaf first */
 	int nspec;
 };
 

@@ -181,6 +181,27 @@ int hm_sampler_wait_python(hm_target *t, pid_t child, double timeout_s, hm_pytho
 	return last;
 }
 
+#define MAX_RUNNING 1024
+
+/* Threads of t in state 'R' now. */
+static int running_threads(hm_target *t, pid_t *out, int max)
+{
+	pid_t tids[MAX_RUNNING];
+	int n = hm_target_threads(t, tids, MAX_RUNNING), k = 0;
+	for (int i = 0; i < n && k < max; i++)
+		if (hm_target_thread_state(t, tids[i]) == 'R')
+			out[k++] = tids[i];
+	return k;
+}
+
+static int in_set(const pid_t *set, int n, pid_t v)
+{
+	for (int i = 0; i < n; i++)
+		if (set[i] == v)
+			return 1;
+	return 0;
+}
+
 int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sampler_opts *o,
 		   hm_sampler_stats *st)
 {
@@ -194,6 +215,8 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 	uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	unsigned flags = (o->idle ? 0 : HM_SAMPLE_ONCPU) | (o->gil_only ? HM_SAMPLE_GIL : 0);
 	int consecutive_errors = 0;
+	pid_t running[MAX_RUNNING];
+	int nrun = 0;
 	int rc = HM_OK;
 	hm_profile_meta *meta = hm_profile_meta_get(p);
 	if (!meta->start_ns)
@@ -225,10 +248,19 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 			}
 		} else {
 			uint64_t t0 = mono_ns();
-			int paused = o->blocking && hm_target_pause(t) == HM_OK;
-			int r = hm_python_sample(*pyp, &s, flags);
-			if (paused)
-				hm_target_resume(t);
+			int paused = 0, r;
+			if (o->blocking) {
+				/* Paused threads all read as stopped, so learn
+				 * who was running before stopping them. */
+				if (!o->idle)
+					nrun = running_threads(t, running, MAX_RUNNING);
+				paused = hm_target_pause(t) == HM_OK;
+				r = hm_python_sample(*pyp, &s, flags & ~(unsigned)HM_SAMPLE_ONCPU);
+				if (paused)
+					hm_target_resume(t);
+			} else {
+				r = hm_python_sample(*pyp, &s, flags);
+			}
 			uint64_t t1 = mono_ns();
 			st->ticks++;
 			if (r != HM_OK) {
@@ -249,6 +281,8 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 						continue;
 					}
 					if (!th->nframes)
+						continue;
+					if (o->blocking && !o->idle && !in_set(running, nrun, th->tid))
 						continue;
 					hm_sampler_add_thread(p, th, o, (int64_t)period, wall);
 					st->samples++;

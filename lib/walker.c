@@ -114,6 +114,8 @@ void walker_fini(hm_python *py)
 	free(py->tsbuf);
 	free(py->framebuf);
 	free(py->specbuf);
+	for (int i = 0; i < HM_THREAD_CACHE; i++)
+		free(py->threads[i].spec);
 }
 
 /* ---- strings ----------------------------------------------------------- */
@@ -458,7 +460,9 @@ static int walk_frame_objects(hm_python *py, uint64_t frame, hm_pythread *th,
 			return -1;
 		if (push_frame(th, c, code_line(c, L->linetable_kind, off)))
 			return -1;
-		if (tc->nspec < HM_SPEC_FRAMES)
+		if (!tc->spec)
+			tc->spec = malloc(HM_SPEC_FRAMES * sizeof *tc->spec);
+		if (tc->spec && tc->nspec < HM_SPEC_FRAMES)
 			tc->spec[tc->nspec++] = frame;
 		frame = get_ptr(f, L->fo_back);
 	}
@@ -589,7 +593,9 @@ static struct thread_cache *thread_cache_get(hm_python *py, uint64_t tstate)
 		if (tc->last_seen < oldest->last_seen)
 			oldest = tc;
 	}
+	uint64_t *spec = oldest->spec;
 	memset(oldest, 0, sizeof *oldest);
+	oldest->spec = spec;
 	oldest->tstate = tstate;
 	return oldest;
 }
@@ -805,6 +811,16 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 						 : walk_iframes(py, frame, th);
 }
 
+/* Was tstate already visited in this interpreter's list?  Lists are short;
+ * for long ones compare against a sorted copy. */
+static int seen_before(const hm_pysample *s, int first, uint64_t ts)
+{
+	for (int i = first; i < s->nthreads; i++)
+		if (s->threads[i].tstate == ts)
+			return 1;
+	return 0;
+}
+
 int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 {
 	const hm_pylayout *L = py->layout;
@@ -846,9 +862,13 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 		uint64_t holder = gil.locked ? gil.holder : 0;
 
 		uint64_t ts = head;
+		int first = s->nthreads;
 		for (int nt = 0; ts && nt < MAX_THREADS; nt++) {
-			if (ts & 7)
+			if ((ts & 7) || seen_before(s, first, ts)) {
+				/* A torn read linked the list back on itself. */
+				s->ninvalid++;
 				break;
+			}
 			struct thread_cache *tc = thread_cache_get(py, ts);
 			tc->last_seen = py->nsample;
 			hm_pythread *th = next_thread(s);
@@ -859,7 +879,8 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			int ok = -1;
 			for (int attempt = 0; attempt < 2 && ok; attempt++) {
 				uint64_t f;
-				if (attempt == 0 && tc0 && ts == tc0->tstate && f0 != (uint64_t)-1)
+				if (attempt == 0 && nt == 0 && tc0 && ts == tc0->tstate &&
+				    f0 != (uint64_t)-1)
 					f = f0;   /* prefetched with the list head */
 				else
 					f = read_thread(py, tc, NULL, 0);

@@ -313,7 +313,7 @@ int cmd_record(int argc, char **argv)
 	if (child && !st->target_exited) {
 		/* Stopped by duration or Ctrl-C: don't leave the launched
 		 * program running behind us. */
-		kill(child, SIGINT);
+		kill(child, SIGTERM);
 		for (int i = 0; i < 50 && waitpid(child, NULL, WNOHANG) == 0; i++)
 			usleep(20000);
 		if (waitpid(child, NULL, WNOHANG) == 0) {

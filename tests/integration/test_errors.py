@@ -86,10 +86,13 @@ def test_no_target(tmp_path):
 
 
 def test_unwritable_output(busy_target):
-    r = homura("record", "-p", busy_target.pid, "-d", 0.3, "-o", "/nonexistent/dir/p.svg",
+    """An output that cannot be written is refused before recording starts,
+    not after the user has waited for the whole recording."""
+    r = homura("record", "-p", busy_target.pid, "-d", 5, "-o", "/nonexistent/dir/p.svg",
                timeout=20)
     line = assert_one_error_line(r)
     assert "/nonexistent/dir/p.svg" in line, line
+    assert r.elapsed < 2.5, "refused only after recording: " + r.describe()
 
 
 @pytest.fixture

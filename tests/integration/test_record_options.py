@@ -46,7 +46,7 @@ def test_help_lists_every_option():
 @pytest.mark.asan
 @pytest.mark.parametrize("name,want", [
     ("out.txt", "collapsed"), ("out.collapsed", "collapsed"), ("out.folded", "collapsed"),
-    ("out.json", "speedscope"), ("out.speedscope", "speedscope"), ("out.svg", "svg"),
+    ("out.json", "speedscope"), ("out.speedscope.json", "speedscope"), ("out.svg", "svg"),
 ])
 def test_format_from_suffix(busy, tmp_path, name, want):
     out = tmp_path / name

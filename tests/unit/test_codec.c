@@ -56,6 +56,11 @@ static hm_profile *sample_profile(int timeline)
 	return p;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Canonical text of a profile: one sorted line per (stack, thread). */
 static char *canon(const hm_profile *p)
 {
@@ -78,7 +83,7 @@ static char *canon(const hm_profile *p)
 		lines[i] = strdup(buf);
 		total += o + 1;
 	}
-	qsort(lines, n, sizeof *lines, (int (*)(const void *, const void *))strcmp);
+	qsort(lines, n, sizeof *lines, cmp_str);
 	char *out = calloc(1, total);
 	for (size_t i = 0; i < n; i++) {
 		strcat(out, lines[i]);
