@@ -380,7 +380,7 @@ static int code_line(struct code_entry *c, int kind, int64_t off)
 
 /* ---- frames ------------------------------------------------------------ */
 
-static int push_frame(hm_pythread *th, const struct code_entry *c, int line)
+static int push_frame(hm_pythread *th, const struct code_entry *c, int line, uint64_t addr)
 {
 	if (th->nframes == th->frames_cap) {
 		int nc = th->frames_cap ? th->frames_cap * 2 : 64;
@@ -392,6 +392,7 @@ static int push_frame(hm_pythread *th, const struct code_entry *c, int line)
 	}
 	th->frames[th->nframes].code = &c->pub;
 	th->frames[th->nframes].line = line;
+	th->frames[th->nframes].addr = addr;
 	th->nframes++;
 	return 0;
 }
@@ -458,7 +459,7 @@ static int walk_frame_objects(hm_python *py, uint64_t frame, hm_pythread *th,
 		int64_t off = L->linetable_kind == HM_LINETABLE_310 ? lasti * 2 : lasti;
 		if (off >= (int64_t)c->code_bytes + 2 && c->code_bytes)
 			return -1;
-		if (push_frame(th, c, code_line(c, L->linetable_kind, off)))
+		if (push_frame(th, c, code_line(c, L->linetable_kind, off), frame))
 			return -1;
 		if (!tc->spec)
 			tc->spec = malloc(HM_SPEC_FRAMES * sizeof *tc->spec);
@@ -574,7 +575,7 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th)
 		int64_t off = (int64_t)(instr - (code + (uint64_t)L->co_code_adaptive));
 		if (off < -2 || off > (int64_t)c->code_bytes)
 			return -1;
-		if (push_frame(th, c, code_line(c, L->linetable_kind, off)))
+		if (push_frame(th, c, code_line(c, L->linetable_kind, off), frame))
 			return -1;
 		frame = previous;
 	}

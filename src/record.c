@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "homura/encode.h"
 #include "homura/error.h"
+#include "homura/filter.h"
 #include "homura/profile.h"
 #include "homura/python.h"
 #include "homura/sampler.h"
@@ -50,6 +51,10 @@ static void usage(FILE *f)
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --stats-json FILE  write sampling statistics as JSON\n"
 		"      --title TEXT       title of the flame graph\n"
+		"      --focus RE         keep only stacks with a frame matching RE\n"
+		"      --hide RE          remove frames matching RE\n"
+		"      --thread TID       keep one thread (id or name)\n"
+		"      --drop-file RE     remove frames whose file matches RE (e.g. site-packages)\n"
 		"  -h, --help             this help\n");
 }
 
@@ -60,12 +65,14 @@ struct record_args {
 	const char *stats_json;
 	const char *title;
 	char **cmd;
+	hm_filter filter;
 	hm_sampler_opts so;
 };
 
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
-	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE };
+	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
+	       O_THREAD, O_DROPFILE };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -81,6 +88,10 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"max-depth", required_argument, 0, O_DEPTH},
 		{"stats-json", required_argument, 0, O_STATS},
 		{"title", required_argument, 0, O_TITLE},
+		{"focus", required_argument, 0, O_FOCUS},
+		{"hide", required_argument, 0, O_HIDE},
+		{"thread", required_argument, 0, O_THREAD},
+		{"drop-file", required_argument, 0, O_DROPFILE},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -123,6 +134,10 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 			break;
 		case O_STATS: a->stats_json = optarg; break;
 		case O_TITLE: a->title = optarg; break;
+		case O_FOCUS: a->filter.focus = optarg; break;
+		case O_HIDE: a->filter.hide = optarg; break;
+		case O_THREAD: a->filter.thread = optarg; break;
+		case O_DROPFILE: a->filter.drop_file = optarg; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 3;
 		}
@@ -247,6 +262,15 @@ int cmd_record(int argc, char **argv)
 	int fmt = pick_format(&a);
 	if (!fmt)
 		return 1;
+	if (hm_filter_active(&a.filter)) {
+		/* Check the patterns now rather than after a long recording. */
+		hm_profile *empty = hm_profile_new(0), *out = NULL;
+		int frc = empty ? hm_filter_apply(empty, &a.filter, &out) : HM_ENOMEM;
+		hm_profile_free(empty);
+		hm_profile_free(out);
+		if (frc != HM_OK)
+			return cli_fail_lib();
+	}
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -319,6 +343,13 @@ int cmd_record(int argc, char **argv)
 		if (waitpid(child, NULL, WNOHANG) == 0) {
 			kill(child, SIGKILL);
 			waitpid(child, NULL, 0);
+		}
+	}
+	if (hm_filter_active(&a.filter)) {
+		hm_profile *filtered = NULL;
+		if (hm_filter_apply(p, &a.filter, &filtered) == HM_OK) {
+			hm_profile_free(p);
+			p = filtered;
 		}
 	}
 	int status = write_profile(p, fmt, out, a.title);

@@ -32,6 +32,8 @@ typedef struct hm_pycode {
 typedef struct hm_pyframe {
 	const hm_pycode *code;
 	int32_t line;            /* 0 if unknown */
+	uint64_t addr;           /* frame address in the target (frame object on
+				  * <=3.10, _PyInterpreterFrame on 3.11+) */
 } hm_pyframe;
 
 typedef struct hm_pythread {
