@@ -75,9 +75,15 @@ struct hm_python {
 	uint64_t gil_ptrs[HM_MAX_INTERPS];  /* 3.12: ceval.gil per interp */
 	int ninterps;
 	uint64_t interps_ns;         /* when the list was read */
+
+	/* object reading, thread names (pynames.c) */
+	char *mod_path;              /* the interpreter's ELF (maps path) */
+	uint64_t mod_bias;
+	struct pynames *names;       /* thread-name cache, NULL until used */
 };
 
 void walker_init(hm_python *py);
 void walker_fini(hm_python *py);
+void pynames_free(hm_python *py);
 
 #endif

@@ -145,6 +145,10 @@ struct dbg_map {
 	size_t ob_size, ob_type, tp_size, tp_name;
 	size_t by_size, by_ob_size, by_ob_sval;
 	size_t un_size, un_state, un_length, un_ascii_size;
+	size_t tp_flags, is_modules, is_gc, gc_size, gc_collecting;
+	size_t co_localspluskinds, tu_size, tu_item, li_size, li_item;
+	size_t fl_size, fl_fval, lo_size, lo_tag, lo_digit;
+	size_t di_size, di_keys, di_values;
 	int owner_cstack, owner_max, executable_tagged;
 };
 
@@ -191,6 +195,24 @@ struct dbg_map {
 	.un_state = offsetof(S, unicode_object.state), \
 	.un_length = offsetof(S, unicode_object.length), \
 	.un_ascii_size = offsetof(S, unicode_object.asciiobject_size), \
+	.tp_flags = offsetof(S, type_object.tp_flags), \
+	.is_modules = offsetof(S, interpreter_state.imports_modules), \
+	.is_gc = offsetof(S, interpreter_state.gc), \
+	.gc_size = offsetof(S, gc.size), \
+	.gc_collecting = offsetof(S, gc.collecting), \
+	.co_localspluskinds = offsetof(S, code_object.localspluskinds), \
+	.tu_size = offsetof(S, tuple_object.size), \
+	.tu_item = offsetof(S, tuple_object.ob_item), \
+	.li_size = offsetof(S, list_object.size), \
+	.li_item = offsetof(S, list_object.ob_item), \
+	.fl_size = offsetof(S, float_object.size), \
+	.fl_fval = offsetof(S, float_object.ob_fval), \
+	.lo_size = offsetof(S, long_object.size), \
+	.lo_tag = offsetof(S, long_object.lv_tag), \
+	.lo_digit = offsetof(S, long_object.ob_digit), \
+	.di_size = offsetof(S, dict_object.size), \
+	.di_keys = offsetof(S, dict_object.ma_keys), \
+	.di_values = offsetof(S, dict_object.ma_values), \
 	.owner_cstack = cstack, .owner_max = max, .executable_tagged = tagged, \
 }
 
@@ -230,6 +252,78 @@ static int dbg_off(struct dbg_reader *r, size_t pos, int size)
 	if (v >= (uint64_t)size)
 		r->bad = true;
 	return (int)(v & 0x7fffffff);
+}
+
+/* The fields the object reader, thread names and the GC frame use. What the
+ * debug offsets give is taken from them; the dict keys internals, instance
+ * dict placement and a few sizes are not in them and come from the 3.13
+ * table (unchanged in 3.14). */
+/* Like dbg_size/dbg_off for fields only the object reader uses: a bad value
+ * makes that one field absent (-1) instead of rejecting the whole layout. */
+static int soft_size(struct dbg_reader *r, size_t pos)
+{
+	uint64_t v = dbg_u64(r->blob, pos);
+	return v == 0 || v > DBG_MAX_SIZE ? -1 : (int)v;
+}
+
+static int soft_off(struct dbg_reader *r, size_t pos, int size)
+{
+	uint64_t v = dbg_u64(r->blob, pos);
+	return size <= 0 || v >= (uint64_t)size ? -1 : (int)v;
+}
+
+static void dbg_decode_objects(struct dbg_reader *r, const struct dbg_map *m,
+			       hm_pylayout *L)
+{
+	const hm_pylayout *ref = &hm_pylayout_py313;
+	int tp_sizeof = soft_size(r, m->tp_size);
+	L->tp_flags = soft_off(r, m->tp_flags, tp_sizeof);
+	L->tp_basicsize = ref->tp_basicsize;
+	L->tp_dictoffset = ref->tp_dictoffset;
+	L->ht_cached_keys = ref->ht_cached_keys;
+	L->is_modules = soft_off(r, m->is_modules, L->is_size);
+	int gc = soft_off(r, m->is_gc, L->is_size);
+	int gc_sizeof = soft_size(r, m->gc_size);
+	int collecting = soft_off(r, m->gc_collecting, gc_sizeof);
+	L->is_gc_collecting = collecting < 0 ? -1 : gc + collecting;
+	if (gc < 0 || L->is_gc_collecting < gc || L->is_gc_collecting >= L->is_size)
+		L->is_gc_collecting = -1;
+	L->rt_gc_collecting = -1;
+	L->co_localspluskinds = soft_off(r, m->co_localspluskinds, L->co_size);
+	L->fo_localsplus = -1;
+	int tu_sizeof = soft_size(r, m->tu_size);
+	L->tuple_item = soft_off(r, m->tu_item, tu_sizeof + 1);
+	int li_sizeof = soft_size(r, m->li_size);
+	L->list_item = soft_off(r, m->li_item, li_sizeof);
+	int fl_sizeof = soft_size(r, m->fl_size);
+	L->float_fval = soft_off(r, m->fl_fval, fl_sizeof);
+	int lo_sizeof = soft_size(r, m->lo_size);
+	L->long_tag = soft_off(r, m->lo_tag, lo_sizeof);
+	L->long_digit = soft_off(r, m->lo_digit, lo_sizeof);
+	L->long_digit_bits = ref->long_digit_bits;
+	L->long_digit_size = ref->long_digit_size;
+	int di_sizeof = soft_size(r, m->di_size);
+	L->dict_keys = soft_off(r, m->di_keys, di_sizeof);
+	L->dict_values = soft_off(r, m->di_values, di_sizeof);
+	L->dict_used = ref->dict_used;
+	L->dk_size = ref->dk_size;
+	L->dk_log2_size = ref->dk_log2_size;
+	L->dk_log2_index_bytes = ref->dk_log2_index_bytes;
+	L->dk_kind = ref->dk_kind;
+	L->dk_nentries = ref->dk_nentries;
+	L->dk_indices = ref->dk_indices;
+	L->dk_entry_size = ref->dk_entry_size;
+	L->dk_unicode_entry_size = ref->dk_unicode_entry_size;
+	L->dv_values = ref->dv_values;
+	L->inst_dict_kind = ref->inst_dict_kind;
+	L->inst_dict_ptr = ref->inst_dict_ptr;
+	L->inst_values_ptr = ref->inst_values_ptr;
+	L->tpflags_inline_values = ref->tpflags_inline_values;
+	L->tpflags_managed_dict = ref->tpflags_managed_dict;
+	L->mod_dict = ref->mod_dict;
+	L->cell_ref = ref->cell_ref;
+	if (L->long_digit <= L->long_tag)
+		L->long_digit = L->long_tag = -1;
 }
 
 static void dbg_decode(struct dbg_reader *r, const struct dbg_map *m,
@@ -327,6 +421,8 @@ static void dbg_decode(struct dbg_reader *r, const struct dbg_map *m,
 	L->uni_ascii_bit = ref->uni_ascii_bit;
 	int tp_sizeof = dbg_size(r, m->tp_size);
 	L->tp_name = dbg_off(r, m->tp_name, tp_sizeof);
+
+	dbg_decode_objects(r, m, L);
 
 	/* A PyObject header is refcount + type pointer: anything else means
 	 * the blob is not laid out the way this map thinks. */

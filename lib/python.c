@@ -238,6 +238,9 @@ int hm_python_attach(hm_target *t, hm_python **out)
 		goto fail;
 	}
 	py->code_type = code_type;
+	py->mod_path = mod.path;     /* kept for hm_pyobj_reader_init */
+	py->mod_bias = mod.bias;
+	mod.path = NULL;
 	hm_module_free(&mod);
 	walker_init(py);
 	*out = py;
@@ -253,6 +256,8 @@ void hm_python_detach(hm_python *py)
 	if (!py)
 		return;
 	walker_fini(py);
+	pynames_free(py);
+	free(py->mod_path);
 	free(py);
 }
 

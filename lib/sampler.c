@@ -68,7 +68,7 @@ void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sample
 			   int64_t weight_ns, uint64_t t_ns)
 {
 	uint32_t stackbuf[512];
-	uint32_t n = (uint32_t)th->nframes + 1;
+	uint32_t n = (uint32_t)th->nframes + 2;
 	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
 	if (!ids)
 		return;
@@ -97,8 +97,13 @@ void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sample
 		f.kind = HM_FRAME_PYTHON;
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
+	if (th->in_gc) {
+		/* A garbage collection runs under these frames. */
+		hm_frame f = {hm_profile_intern_cstr(p, "<gc>"), 0, 0, 0, HM_FRAME_OTHER};
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
 	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	uint32_t thread = hm_profile_thread_id(p, (uint64_t)th->tid, 0, NULL);
+	uint32_t thread = hm_profile_thread_id(p, (uint64_t)th->tid, 0, th->name);
 	hm_profile_add(p, stack, thread, 1, weight_ns, t_ns);
 	if (ids != stackbuf)
 		free(ids);
@@ -273,6 +278,7 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 			} else {
 				consecutive_errors = 0;
 				record_cost(st, t1 - t0);
+				hm_python_thread_names(*pyp, &s);
 				uint64_t wall = real_ns();
 				for (int i = 0; i < s.nthreads; i++) {
 					const hm_pythread *th = &s.threads[i];

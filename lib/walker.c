@@ -639,6 +639,8 @@ static hm_pythread *next_thread(hm_pysample *s)
 	th->truncated = 0;
 	th->holds_gil = 0;
 	th->state = 0;
+	th->name = NULL;
+	th->in_gc = 0;
 	return th;
 }
 
@@ -840,10 +842,16 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 	for (int ii = 0; ii < py->ninterps; ii++) {
 		uint64_t head = 0;
 		struct gil_read gil;
-		hm_iov pre[3];
+		hm_iov pre[4];
 		int npre = 0;
 		pre[npre++] = (hm_iov){py->interps[ii] + (uint64_t)L->is_threads_head, &head, 8};
-		if (flags & HM_SAMPLE_WANT_GIL)
+		/* A running collection is charged to the GIL holder (<gc>). */
+		int32_t collecting = 0;
+		uint64_t gc_at = L->is_gc_collecting >= 0 ? py->interps[ii] + (uint64_t)L->is_gc_collecting
+			: L->rt_gc_collecting >= 0 && py->runtime ? py->runtime + (uint64_t)L->rt_gc_collecting : 0;
+		if (gc_at)
+			pre[npre++] = (hm_iov){gc_at, &collecting, 4};
+		if ((flags & HM_SAMPLE_WANT_GIL) || gc_at)
 			npre += gil_iov(py, ii, &gil, pre + npre);
 		else
 			gil.holder = 0, gil.locked = 0;
@@ -876,7 +884,8 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			if (!th)
 				return hm_error(HM_ENOMEM, "out of memory");
 			th->tstate = ts;
-			th->holds_gil = holder == ts;
+			th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holder == ts;
+			th->in_gc = collecting && holder == ts;
 			int ok = -1;
 			for (int attempt = 0; attempt < 2 && ok; attempt++) {
 				uint64_t f;

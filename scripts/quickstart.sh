@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 make -j"$(nproc)" build/homura >/dev/null
 
-# Any Python 3.8+ will do; prefer the one on PATH.
-PY=${PYTHON:-$(command -v python3)}
+# Any Python 3.8+ will do ($PYTHON); Debian's own is always there.
+PY=${PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || PY=$(command -v python3)
 OUT=${OUT:-homura-demo.svg}
 
 echo "quickstart: recording $PY tests/programs/demo_app.py for 5 s ..."

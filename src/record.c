@@ -6,6 +6,7 @@
  * far is written (to a temporary file renamed into place), followed by a
  * summary on stderr and, with --stats-json, the same as JSON. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -178,19 +179,56 @@ static const char *suffix_of(int fmt)
 	}
 }
 
+/* Start cmd and return once it has exec'd (so its memory is the new
+ * program's). A close-on-exec pipe carries exec's errno back on failure:
+ * the caller then reports one line and the child is reaped. */
 static pid_t launch(char **cmd)
 {
-	pid_t child = fork();
-	if (child < 0)
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0)
 		return -1;
+	pid_t child = fork();
+	if (child < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
 	if (child == 0) {
+		close(fds[0]);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		execvp(cmd[0], cmd);
-		fprintf(stderr, "homura: cannot run '%s': %s\n", cmd[0], strerror(errno));
+		int e = errno;
+		ssize_t w = write(fds[1], &e, sizeof e);
+		(void)w;
 		_exit(127);
 	}
+	close(fds[1]);
+	int e = 0;
+	ssize_t n;
+	do
+		n = read(fds[0], &e, sizeof e);
+	while (n < 0 && errno == EINTR);
+	close(fds[0]);
+	if (n == (ssize_t)sizeof e) {
+		waitpid(child, NULL, 0);
+		errno = e;
+		return -1;
+	}
 	return child;
+}
+
+/* Fail early, before a long recording, if the output cannot be created. */
+static int check_writable(const char *path)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return cli_fail("cannot write %s: %s", path, strerror(errno));
+	fclose(f);
+	unlink(tmp);
+	return 0;
 }
 
 static int write_profile(const hm_profile *p, int fmt, const char *path, const char *title)
@@ -280,6 +318,16 @@ int cmd_record(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	char defpath[64];
+	const char *out = a.output;
+	if (!out) {
+		snprintf(defpath, sizeof defpath, "homura-%d.%s", (int)(a.pid ? a.pid : getpid()),
+			 suffix_of(fmt));
+		out = defpath;
+	}
+	if (check_writable(out))
+		return 1;
+
 	pid_t pid = a.pid, child = 0;
 	if (a.cmd) {
 		child = pid = launch(a.cmd);
@@ -306,12 +354,6 @@ int cmd_record(int argc, char **argv)
 		return status;
 	}
 
-	char defpath[64];
-	const char *out = a.output;
-	if (!out) {
-		snprintf(defpath, sizeof defpath, "homura-%d.%s", (int)pid, suffix_of(fmt));
-		out = defpath;
-	}
 	int timeline = fmt == HM_FMT_SPEEDSCOPE || fmt == HM_FMT_OTLP || fmt == HM_FMT_OTLP_JSON;
 	hm_profile *p = hm_profile_new(timeline);
 	if (!p)

@@ -116,18 +116,19 @@ const char *hm_exporter_name(const hm_exporter *e);   /* "otlp http://..." */
 void hm_exporter_flush(hm_exporter *e, double timeout_s);
 void hm_exporter_free(hm_exporter *e);
 
-/* ---- implementing an exporter (lib/export_*.c) ------------------------- */
+/* ---- implementing an exporter (lib/export_otlp.c and friends) ------------------------- */
 
 enum hm_send_result { HM_SEND_OK = 0, HM_SEND_RETRY = 1, HM_SEND_REJECT = 2 };
 
 typedef struct hm_exporter_ops {
 	const char *kind;    /* "otlp", "pyroscope", "dir" */
-	/* Encode p into *data/*len (+ optional *meta). */
+	/* Encode p into data and len, plus an optional meta string. */
 	int (*encode)(void *impl, const hm_profile *p, unsigned char **data, size_t *len,
 		      char **meta);
 	/* Deliver one item (sender thread). NULL send = synchronous exporter:
 	 * write() is called from submit instead. */
-	int (*send)(void *impl, const hm_qitem *it, char *why, size_t whylen);
+	int (*send)(void *impl, const hm_qitem *it, const volatile int *cancel, char *why,
+		    size_t whylen);
 	int (*write)(void *impl, const hm_profile *p, hm_export_stats *st);
 	void (*free)(void *impl);
 } hm_exporter_ops;
@@ -139,9 +140,14 @@ int hm_exporter_new(const hm_exporter_ops *ops, void *impl, const char *name,
 
 /* HTTP POST with libcurl (one handle per sender thread, kept in *handle).
  * Classifies the outcome: OK (2xx), RETRY (connection failure, timeout,
- * 429, 5xx), REJECT (other 4xx); why gets a short reason. */
+ * 429, 5xx), REJECT (other 4xx); why gets a short reason. A transfer is
+ * abandoned (RETRY) as soon as *cancel becomes non-zero. */
 int hm_http_post(void **handle, const char *url, const char *const *headers,
-		 const void *body, size_t len, double timeout_s, char *why, size_t whylen);
+		 const void *body, size_t len, double timeout_s, const volatile int *cancel,
+		 char *why, size_t whylen);
 void hm_http_free(void *handle);
+/* base headers followed by the user's, NULL-ended, in one malloc'd array
+ * (the strings are not copied). */
+const char **hm_export_headers(const char *const *base, const char *const *user);
 
 #endif

@@ -30,6 +30,17 @@ enum hm_frame_model {
 	HM_FRAMES_INTERP = 2,    /* 3.11+: _PyInterpreterFrame.previous */
 };
 
+/* Where an instance's __dict__ lives (attribute lookup, e.g. Thread._name). */
+enum hm_inst_dict_kind {
+	HM_IDICT_OFFSET = 1,     /* <=3.10: dict pointer at obj + tp_dictoffset */
+	HM_IDICT_PREHEADER = 2,  /* 3.11: managed dict and values pointers before
+				  * the object (inst_dict_ptr, inst_values_ptr) */
+	HM_IDICT_TAGGED = 3,     /* 3.12: one slot before the object holding a
+				  * dict, or values pointer | 1 */
+	HM_IDICT_INLINE = 4,     /* 3.13+: dict slot before the object, values
+				  * inline at obj + tp_basicsize */
+};
+
 typedef struct hm_pylayout {
 	int major, minor;
 	int frame_model;         /* enum hm_frame_model */
@@ -105,6 +116,38 @@ typedef struct hm_pylayout {
 	int uni_kind_shift;           /* bit position of `kind` in state */
 	int uni_compact_bit, uni_ascii_bit; /* bit positions in state */
 	int tp_name;                  /* PyTypeObject.tp_name */
+
+	/* Object contents (lib/pyobj.c), thread names and the GC flag. */
+	int tuple_item;               /* PyTupleObject.ob_item (inline array) */
+	int list_item;                /* PyListObject.ob_item (pointer) */
+	int float_fval;               /* PyFloatObject.ob_fval */
+	int long_digit;               /* PyLongObject digits */
+	int long_tag;                 /* 3.12+: lv_tag (size << 3 | sign); -1:
+				       * sign and size in ob_size */
+	int long_digit_bits;          /* PyLong_SHIFT */
+	int long_digit_size;          /* sizeof(digit) */
+	int dict_used, dict_keys, dict_values; /* PyDictObject ma_* */
+	int dk_size;                  /* <=3.10: PyDictKeysObject.dk_size */
+	int dk_log2_size, dk_log2_index_bytes, dk_kind; /* 3.11+ (uint8) */
+	int dk_nentries, dk_indices;
+	int dk_entry_size;            /* sizeof(PyDictKeyEntry): hash, key, value */
+	int dk_unicode_entry_size;    /* 3.11+ sizeof(PyDictUnicodeEntry): key, value */
+	int dv_values;                /* PyDictValues.values (0 before 3.11) */
+	int tp_basicsize, tp_dictoffset, tp_flags;
+	int ht_cached_keys;           /* PyHeapTypeObject.ht_cached_keys (3.11+) */
+	int inst_dict_kind;           /* enum hm_inst_dict_kind */
+	int inst_dict_ptr;            /* 3.11+: managed dict slot, relative to
+				       * the object (negative) */
+	int inst_values_ptr;          /* 3.11: values slot (negative) */
+	int tpflags_inline_values;    /* Py_TPFLAGS_INLINE_VALUES (3.13+) */
+	int tpflags_managed_dict;     /* Py_TPFLAGS_MANAGED_DICT (3.11+) */
+	int mod_dict;                 /* PyModuleObject.md_dict */
+	int cell_ref;                 /* PyCellObject.ob_ref */
+	int is_modules;               /* interp modules (sys.modules) */
+	int rt_gc_collecting;         /* 3.7, 3.8: _PyRuntime.gc.collecting */
+	int is_gc_collecting;         /* 3.9+: interp->gc.collecting */
+	int fo_localsplus;            /* PyFrameObject.f_localsplus (<=3.10) */
+	int co_localspluskinds;       /* 3.11+: bytes of CO_FAST_* kinds */
 } hm_pylayout;
 
 /* Compiled-in table for major.minor, or NULL. */

@@ -47,6 +47,10 @@ typedef struct hm_pythread {
 	int nframes;
 	int frames_cap;
 	hm_pyframe *frames;      /* leaf first */
+	const char *name;        /* thread name (hm_python_thread_names), NULL
+				  * if unknown; valid until the next call */
+	int in_gc;               /* a garbage collection runs on this thread
+				  * (the GIL holder while gc is collecting) */
 } hm_pythread;
 
 typedef struct hm_pysample {
@@ -75,6 +79,12 @@ int hm_python_ready(hm_python *py);
 
 int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags);
 void hm_pysample_free(hm_pysample *s);
+
+/* Fill hm_pythread.name for every thread of s: the threading module's
+ * Thread.name (read from threading._active), else the OS thread name
+ * (/proc/PID/task/TID/comm). Names are cached per thread and re-read at most
+ * once a second. HM_OK (names that cannot be found stay NULL). */
+int hm_python_thread_names(hm_python *py, hm_pysample *s);
 
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);

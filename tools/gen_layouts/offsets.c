@@ -35,6 +35,16 @@
 #if HEX >= V(3, 12)
 #  include <internal/pycore_gil.h>
 #endif
+#if HEX >= V(3, 10)
+#  include <internal/pycore_moduleobject.h>
+#endif
+#if HEX >= V(3, 11)
+#  include <internal/pycore_dict.h>
+#  include <internal/pycore_object.h>
+#endif
+#if HEX < V(3, 11)
+#  include <longintrepr.h>
+#endif
 
 #define OFF(type, member) ((long)offsetof(type, member))
 #define P(name, value) printf("\t.%s = %ld,\n", #name, (long)(value))
@@ -250,6 +260,164 @@ static void objects(void)
 	P(tp_name, OFF(PyTypeObject, tp_name));
 }
 
+/* Before 3.11 the dict keys object and its entries are private to
+ * Objects/dict-common.h, and before 3.10 PyModuleObject is private to
+ * Objects/moduleobject.c: these mirrors follow those definitions (identical
+ * from 3.6 to 3.10). */
+#if HEX >= V(3, 0) && HEX < V(3, 11)
+struct old_dict_keys {
+	Py_ssize_t dk_refcnt;
+	Py_ssize_t dk_size;
+	void *dk_lookup;
+	Py_ssize_t dk_usable;
+	Py_ssize_t dk_nentries;
+	char dk_indices[];
+};
+struct old_dict_entry {
+	Py_hash_t me_hash;
+	PyObject *me_key;
+	PyObject *me_value;
+};
+#endif
+#if HEX < V(3, 10)
+struct old_module {
+	PyObject_HEAD
+	PyObject *md_dict;
+};
+#  define MODULE_DICT OFF(struct old_module, md_dict)
+#else
+#  define MODULE_DICT OFF(PyModuleObject, md_dict)
+#endif
+
+#if HEX >= V(3, 11)
+/* Offset (negative) of a managed-dict slot from the object, found by calling
+ * the interpreter's own accessor on a fake object of a managed-dict type. */
+static PyTypeObject fake_type;
+static PyObject fake_obj;
+static long fake_offset(void *slot)
+{
+	return (long)((char *)slot - (char *)&fake_obj);
+}
+#endif
+
+/* Added for the object reader (lib/pyobj.c), thread names and the GC flag;
+ * printed after the original fields, in struct order. */
+static void more_objects(void)
+{
+	P(tuple_item, OFF(PyTupleObject, ob_item));
+	P(list_item, OFF(PyListObject, ob_item));
+	P(float_fval, OFF(PyFloatObject, ob_fval));
+#if HEX >= V(3, 12)
+	P(long_digit, OFF(PyLongObject, long_value.ob_digit));
+	P(long_tag, OFF(PyLongObject, long_value.lv_tag));
+#else
+	P(long_digit, OFF(PyLongObject, ob_digit));
+	NONE(long_tag);
+#endif
+	P(long_digit_bits, PyLong_SHIFT);
+	P(long_digit_size, sizeof(digit));
+#if HEX >= V(3, 6)
+	P(dict_used, OFF(PyDictObject, ma_used));
+	P(dict_keys, OFF(PyDictObject, ma_keys));
+	P(dict_values, OFF(PyDictObject, ma_values));
+#else
+	NONE(dict_used);
+	NONE(dict_keys);
+	NONE(dict_values);
+#endif
+#if HEX >= V(3, 11)
+	NONE(dk_size);
+	P(dk_log2_size, OFF(PyDictKeysObject, dk_log2_size));
+	P(dk_log2_index_bytes, OFF(PyDictKeysObject, dk_log2_index_bytes));
+	P(dk_kind, OFF(PyDictKeysObject, dk_kind));
+	P(dk_nentries, OFF(PyDictKeysObject, dk_nentries));
+	P(dk_indices, OFF(PyDictKeysObject, dk_indices));
+	P(dk_entry_size, sizeof(PyDictKeyEntry));
+	P(dk_unicode_entry_size, sizeof(PyDictUnicodeEntry));
+	P(dv_values, OFF(PyDictValues, values));
+#elif HEX >= V(3, 6)
+	P(dk_size, OFF(struct old_dict_keys, dk_size));
+	NONE(dk_log2_size);
+	NONE(dk_log2_index_bytes);
+	NONE(dk_kind);
+	P(dk_nentries, OFF(struct old_dict_keys, dk_nentries));
+	P(dk_indices, OFF(struct old_dict_keys, dk_indices));
+	P(dk_entry_size, sizeof(struct old_dict_entry));
+	NONE(dk_unicode_entry_size);
+	P(dv_values, 0);
+#else
+	NONE(dk_size);
+	NONE(dk_log2_size);
+	NONE(dk_log2_index_bytes);
+	NONE(dk_kind);
+	NONE(dk_nentries);
+	NONE(dk_indices);
+	NONE(dk_entry_size);
+	NONE(dk_unicode_entry_size);
+	NONE(dv_values);
+#endif
+	P(tp_basicsize, OFF(PyTypeObject, tp_basicsize));
+	P(tp_dictoffset, OFF(PyTypeObject, tp_dictoffset));
+	P(tp_flags, OFF(PyTypeObject, tp_flags));
+#if HEX >= V(3, 11)
+	P(ht_cached_keys, OFF(PyHeapTypeObject, ht_cached_keys));
+	fake_type.tp_flags = Py_TPFLAGS_MANAGED_DICT;
+	Py_SET_TYPE(&fake_obj, &fake_type);
+#else
+	NONE(ht_cached_keys);
+#endif
+#if HEX >= V(3, 13)
+	printf("\t.inst_dict_kind = HM_IDICT_INLINE,\n");
+	P(inst_dict_ptr, fake_offset(_PyObject_ManagedDictPointer(&fake_obj)));
+	NONE(inst_values_ptr);
+	P(tpflags_inline_values, Py_TPFLAGS_INLINE_VALUES);
+#elif HEX >= V(3, 12)
+	printf("\t.inst_dict_kind = HM_IDICT_TAGGED,\n");
+	P(inst_dict_ptr, fake_offset(_PyObject_DictOrValuesPointer(&fake_obj)));
+	NONE(inst_values_ptr);
+	NONE(tpflags_inline_values);
+#elif HEX >= V(3, 11)
+	printf("\t.inst_dict_kind = HM_IDICT_PREHEADER,\n");
+	P(inst_dict_ptr, fake_offset(_PyObject_ManagedDictPointer(&fake_obj)));
+	P(inst_values_ptr, fake_offset(_PyObject_ValuesPointer(&fake_obj)));
+	NONE(tpflags_inline_values);
+#else
+	printf("\t.inst_dict_kind = HM_IDICT_OFFSET,\n");
+	NONE(inst_dict_ptr);
+	NONE(inst_values_ptr);
+	NONE(tpflags_inline_values);
+#endif
+#ifdef Py_TPFLAGS_MANAGED_DICT
+	P(tpflags_managed_dict, Py_TPFLAGS_MANAGED_DICT);
+#else
+	NONE(tpflags_managed_dict);
+#endif
+	P(mod_dict, MODULE_DICT);
+	P(cell_ref, OFF(PyCellObject, ob_ref));
+#if HEX >= V(3, 12)
+	P(is_modules, OFF(PyInterpreterState, imports.modules));
+#else
+	P(is_modules, OFF(PyInterpreterState, modules));
+#endif
+#if HEX >= V(3, 7) && HEX < V(3, 9)
+	P(rt_gc_collecting, OFF(_PyRuntimeState, gc.collecting));
+#else
+	NONE(rt_gc_collecting);
+#endif
+#if HEX >= V(3, 9)
+	P(is_gc_collecting, OFF(PyInterpreterState, gc.collecting));
+#else
+	NONE(is_gc_collecting);
+#endif
+#if HEX < V(3, 11)
+	P(fo_localsplus, OFF(PyFrameObject, f_localsplus));
+	NONE(co_localspluskinds);
+#else
+	NONE(fo_localsplus);
+	P(co_localspluskinds, OFF(PyCodeObject, co_localspluskinds));
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	const char *full = argc > 1 ? argv[1] : PY_VERSION;
@@ -279,6 +447,7 @@ int main(int argc, char **argv)
 	frames();
 	code();
 	objects();
+	more_objects();
 	printf("};\n");
 	return 0;
 }

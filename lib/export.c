@@ -1,0 +1,416 @@
+/* export.c - the generic exporter (export.h): submit, sender thread,
+ * back-off, flush, statistics, and the libcurl POST the network exporters
+ * share.
+ *
+ * submit() encodes at once (the caller frees the profile right after) and
+ * either writes synchronously (ops->write, the --dir exporter) or pushes the
+ * bytes on the exporter's hm_queue. One sender thread per queued exporter
+ * peeks the oldest item, sends it, and pops it only once it is delivered (or
+ * refused with a 4xx, which is counted): delivery is in order. A failed send
+ * waits a back-off drawn uniformly from [d/2, d], d doubling from
+ * backoff_min to backoff_max, so many agents do not retry in lock-step.
+ * Drops are logged at once, then at most every 10 s with the counts since the
+ * last line, and a summary at flush. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "homura/error.h"
+#include "homura/export.h"
+
+/* ---- logging ---- */
+
+static void log_stderr(int level, const char *msg)
+{
+	(void)level;
+	fprintf(stderr, "homura: %s\n", msg);
+}
+
+static hm_log_fn log_fn = log_stderr;
+
+void hm_log_set(hm_log_fn fn)
+{
+	log_fn = fn ? fn : log_stderr;
+}
+
+void hm_log(int level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	log_fn(level, buf);
+}
+
+/* ---- exporter ---- */
+
+struct hm_exporter {
+	const hm_exporter_ops *ops;
+	void *impl;
+	char *name;
+	hm_export_opts o;
+	hm_queue *q;
+	pthread_t thread;
+	int has_thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int draining;            /* flush: exit once the queue is empty */
+	volatile int cancel;     /* stop now (abandons an in-flight request) */
+	int closed;              /* no more submits */
+	hm_export_stats st;
+	uint64_t drops_unlogged, drop_bytes_unlogged;
+	double last_drop_log;
+	int down;                /* last attempt failed (for "back up" logs) */
+	uint64_t rng;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void hm_export_opts_init(hm_export_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->queue_max_bytes = 64u << 20;
+	o->spool_max_bytes = 256u << 20;
+	o->timeout_s = 10;
+	o->backoff_min_s = 0.5;
+	o->backoff_max_s = 30;
+	o->rate_hz = 100;
+}
+
+static double rng_unit(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+}
+
+/* Wait up to secs, or until cancel/drain wakes us; mu held. */
+static void wait_locked(hm_exporter *e, double secs)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + secs;
+	ts.tv_sec = (time_t)t;
+	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+	pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+}
+
+static void *sender_main(void *arg)
+{
+	hm_exporter *e = arg;
+	double backoff = e->o.backoff_min_s;
+	char why[256];
+	for (;;) {
+		hm_qitem *it = hm_queue_peek(e->q);
+		pthread_mutex_lock(&e->mu);
+		if (e->cancel || (!it && e->draining)) {
+			pthread_mutex_unlock(&e->mu);
+			break;
+		}
+		if (!it) {
+			wait_locked(e, 1.0);
+			pthread_mutex_unlock(&e->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&e->mu);
+
+		why[0] = 0;
+		int r = e->ops->send(e->impl, it, &e->cancel, why, sizeof why);
+		pthread_mutex_lock(&e->mu);
+		if (r == HM_SEND_OK || r == HM_SEND_REJECT) {
+			size_t len = it->len;
+			if (r == HM_SEND_OK) {
+				e->st.sent++;
+				e->st.sent_bytes += len;
+			} else {
+				e->st.rejected++;
+			}
+			pthread_mutex_unlock(&e->mu);
+			hm_queue_pop(e->q);
+			if (r == HM_SEND_REJECT)
+				hm_log(HM_LOG_WARN, "dropped 1 profile (%zu bytes) for %s: %s", len,
+				       e->name, why);
+			else if (e->down)
+				hm_log(HM_LOG_INFO, "%s is reachable again", e->name);
+			e->down = 0;
+			backoff = e->o.backoff_min_s;
+			continue;
+		}
+		e->st.failed_attempts++;
+		if (!e->down && !e->cancel)
+			hm_log(HM_LOG_WARN, "cannot send to %s (%s); queueing and retrying", e->name,
+			       why);
+		e->down = 1;
+		double d = backoff * (0.5 + 0.5 * rng_unit(&e->rng));
+		if (!e->cancel)
+			wait_locked(e, d);
+		pthread_mutex_unlock(&e->mu);
+		backoff *= 2;
+		if (backoff > e->o.backoff_max_s)
+			backoff = e->o.backoff_max_s;
+	}
+	return NULL;
+}
+
+int hm_exporter_new(const hm_exporter_ops *ops, void *impl, const char *name,
+		    const hm_export_opts *o, hm_exporter **out)
+{
+	*out = NULL;
+	hm_exporter *e = calloc(1, sizeof *e);
+	if (!e || !(e->name = strdup(name))) {
+		free(e);
+		ops->free(impl);
+		return hm_error(HM_ENOMEM, "out of memory");
+	}
+	e->ops = ops;
+	e->impl = impl;
+	e->o = *o;
+	if (e->o.backoff_min_s <= 0)
+		e->o.backoff_min_s = 0.5;
+	if (e->o.backoff_max_s < e->o.backoff_min_s)
+		e->o.backoff_max_s = e->o.backoff_min_s;
+	e->rng = (uint64_t)(now_s() * 1e9) ^ (uintptr_t)e ^ 0x9E3779B97F4A7C15ull;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->cv, NULL);
+	if (ops->send) {
+		int rc = hm_queue_new(o->queue_max_bytes, o->spool_dir, o->spool_max_bytes, &e->q);
+		if (rc == HM_OK && pthread_create(&e->thread, NULL, sender_main, e) != 0)
+			rc = hm_error(HM_ESYS, "cannot start the sender thread for %s", name);
+		if (rc != HM_OK) {
+			hm_exporter_free(e);
+			return rc;
+		}
+		e->has_thread = 1;
+	}
+	*out = e;
+	return HM_OK;
+}
+
+const char *hm_exporter_name(const hm_exporter *e)
+{
+	return e->name;
+}
+
+/* Log queue-full drops: at once, then at most every 10 s. mu held. */
+static void log_drops_locked(hm_exporter *e, int force)
+{
+	if (!e->drops_unlogged)
+		return;
+	double t = now_s();
+	if (!force && e->last_drop_log && t - e->last_drop_log < 10)
+		return;
+	hm_log(HM_LOG_WARN, "dropped %llu profiles (%llu bytes) for %s: queue full",
+	       (unsigned long long)e->drops_unlogged, (unsigned long long)e->drop_bytes_unlogged,
+	       e->name);
+	e->drops_unlogged = e->drop_bytes_unlogged = 0;
+	e->last_drop_log = t;
+}
+
+int hm_exporter_submit(hm_exporter *e, const hm_profile *p)
+{
+	pthread_mutex_lock(&e->mu);
+	int closed = e->closed;
+	e->st.submitted++;
+	pthread_mutex_unlock(&e->mu);
+	if (closed)
+		return hm_error(HM_EINVAL, "%s is closed", e->name);
+	if (!e->ops->send) {
+		hm_export_stats delta;
+		memset(&delta, 0, sizeof delta);
+		int rc = e->ops->write(e->impl, p, &delta);
+		pthread_mutex_lock(&e->mu);
+		if (rc == HM_OK) {
+			e->st.sent++;
+			e->st.sent_bytes += delta.sent_bytes;
+		} else {
+			e->st.encode_errors++;
+		}
+		e->st.files_deleted += delta.files_deleted;
+		pthread_mutex_unlock(&e->mu);
+		if (rc != HM_OK)
+			hm_log(HM_LOG_WARN, "%s: %s", e->name, hm_errmsg());
+		return rc;
+	}
+	unsigned char *data = NULL;
+	size_t len = 0;
+	char *meta = NULL;
+	int rc = e->ops->encode(e->impl, p, &data, &len, &meta);
+	if (rc != HM_OK) {
+		pthread_mutex_lock(&e->mu);
+		e->st.encode_errors++;
+		pthread_mutex_unlock(&e->mu);
+		hm_log(HM_LOG_WARN, "%s: cannot encode a profile: %s", e->name, hm_errmsg());
+		free(data);
+		free(meta);
+		return rc;
+	}
+	size_t bytes = len + (meta ? strlen(meta) : 0);
+	rc = hm_queue_push(e->q, data, len, meta);
+	pthread_mutex_lock(&e->mu);
+	if (rc != HM_OK) {
+		e->st.dropped_full++;
+		e->st.dropped_full_bytes += bytes;
+		e->drops_unlogged++;
+		e->drop_bytes_unlogged += bytes;
+		log_drops_locked(e, 0);
+	}
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	return rc;
+}
+
+void hm_exporter_stats(hm_exporter *e, hm_export_stats *st)
+{
+	pthread_mutex_lock(&e->mu);
+	*st = e->st;
+	pthread_mutex_unlock(&e->mu);
+	if (e->q) {
+		hm_queue_stats qs;
+		hm_queue_stats_get(e->q, &qs);
+		st->queued = qs.queued;
+		st->queued_bytes = qs.queued_bytes;
+	}
+}
+
+void hm_exporter_flush(hm_exporter *e, double timeout_s)
+{
+	pthread_mutex_lock(&e->mu);
+	e->closed = 1;
+	e->draining = 1;
+	pthread_cond_broadcast(&e->cv);
+	log_drops_locked(e, 1);
+	pthread_mutex_unlock(&e->mu);
+	if (!e->has_thread)
+		return;
+	double deadline = now_s() + (timeout_s > 0 ? timeout_s : 0);
+	for (;;) {
+		hm_queue_stats qs;
+		hm_queue_stats_get(e->q, &qs);
+		if (!qs.queued || now_s() >= deadline)
+			break;
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_lock(&e->mu);
+	e->cancel = 1;
+	pthread_cond_broadcast(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	pthread_join(e->thread, NULL);
+	e->has_thread = 0;
+
+	hm_queue_stats before;
+	hm_queue_stats_get(e->q, &before);
+	if (before.queued) {
+		size_t lost = hm_queue_spill(e->q);
+		hm_queue_stats after;
+		hm_queue_stats_get(e->q, &after);
+		pthread_mutex_lock(&e->mu);
+		e->st.dropped_exit += lost;
+		pthread_mutex_unlock(&e->mu);
+		if (after.spooled)
+			hm_log(HM_LOG_INFO, "%s: %llu profiles kept in the spool for the next run",
+			       e->name, (unsigned long long)after.spooled);
+		if (lost)
+			hm_log(HM_LOG_WARN,
+			       "dropped %zu profiles for %s: still queued at exit (destination down)",
+			       lost, e->name);
+	}
+}
+
+void hm_exporter_free(hm_exporter *e)
+{
+	if (!e)
+		return;
+	if (e->has_thread)
+		hm_exporter_flush(e, 0);
+	if (e->q)
+		hm_queue_free(e->q);
+	e->ops->free(e->impl);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->cv);
+	free(e->name);
+	free(e);
+}
+
+/* ---- HTTP ---- */
+
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	(void)ptr;
+	(void)ud;
+	return size * nmemb;
+}
+
+static int progress_cancel(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	(void)a, (void)b, (void)c, (void)d;
+	const volatile int *cancel = ud;
+	return cancel && *cancel;   /* non-zero aborts the transfer */
+}
+
+int hm_http_post(void **handle, const char *url, const char *const *headers, const void *body,
+		 size_t len, double timeout_s, const volatile int *cancel, char *why, size_t whylen)
+{
+	CURL *c = *handle;
+	if (!c) {
+		c = curl_easy_init();
+		if (!c) {
+			snprintf(why, whylen, "cannot initialise libcurl");
+			return HM_SEND_RETRY;
+		}
+		*handle = c;
+	}
+	curl_easy_reset(c);
+	struct curl_slist *hl = NULL;
+	for (const char *const *h = headers; h && *h; h++)
+		hl = curl_slist_append(hl, *h);
+	hl = curl_slist_append(hl, "Expect:");   /* no 100-continue round trip */
+	long tmo_ms = (long)((timeout_s > 0 ? timeout_s : 10) * 1000);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, tmo_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, tmo_ms < 5000 ? tmo_ms : 5000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "homura-agent/0.1");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cancel);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
+	CURLcode cc = curl_easy_perform(c);
+	curl_slist_free_all(hl);
+	if (cc != CURLE_OK) {
+		snprintf(why, whylen, "%s", curl_easy_strerror(cc));
+		return HM_SEND_RETRY;
+	}
+	long code = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	if (code >= 200 && code < 300)
+		return HM_SEND_OK;
+	snprintf(why, whylen, "HTTP %ld", code);
+	if (code == 408 || code == 429 || code >= 500)
+		return HM_SEND_RETRY;
+	return HM_SEND_REJECT;
+}
+
+void hm_http_free(void *handle)
+{
+	if (handle)
+		curl_easy_cleanup(handle);
+}

@@ -1,0 +1,190 @@
+/* export_dir.c - the directory exporter (--dir PATH).
+ *
+ * Writes each profile synchronously (a local write takes well under a
+ * millisecond) as homura-<service>-<pid>-<UTC time>.<suffix> in the chosen
+ * format, through a hidden temporary file renamed into place so readers never
+ * see half a file. Retention: after each write, if the homura-* files in the
+ * directory add up to more than dir_max_bytes, the oldest (by modification
+ * time, then name) are deleted until they fit; the newest file is always
+ * kept. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "homura/encode.h"
+#include "homura/error.h"
+#include "homura/export.h"
+
+typedef struct dir_impl {
+	char *path;
+	int fmt;
+	uint64_t max_bytes;
+} dir_impl;
+
+typedef struct dfile {
+	char *name;
+	time_t mtime;
+	long mtime_ns;
+	uint64_t size;
+} dfile;
+
+static const char *suffix_of(int fmt)
+{
+	switch (fmt) {
+	case HM_FMT_COLLAPSED: return "txt";
+	case HM_FMT_SPEEDSCOPE: return "speedscope.json";
+	case HM_FMT_OTLP: return "otlp.pb";
+	case HM_FMT_OTLP_JSON: return "otlp.json";
+	case HM_FMT_SVG: return "svg";
+	default: return "pb.gz";
+	}
+}
+
+static const char *label_of(const hm_profile *p, const char *key)
+{
+	const hm_profile_meta *m = hm_profile_meta_cget(p);
+	for (uint32_t i = 0; i < m->nlabels; i++)
+		if (!strcmp(hm_profile_str(p, m->labels[i].key), key))
+			return hm_profile_str(p, m->labels[i].value);
+	return "";
+}
+
+static int cmp_dfile(const void *a, const void *b)
+{
+	const dfile *x = a, *y = b;
+	if (x->mtime != y->mtime)
+		return x->mtime < y->mtime ? -1 : 1;
+	if (x->mtime_ns != y->mtime_ns)
+		return x->mtime_ns < y->mtime_ns ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Delete the oldest homura-* files until the total fits; returns how many
+ * were deleted. */
+static uint64_t enforce_retention(dir_impl *d)
+{
+	if (!d->max_bytes)
+		return 0;
+	DIR *dir = opendir(d->path);
+	if (!dir)
+		return 0;
+	dfile *files = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t total = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (strncmp(de->d_name, "homura-", 7))
+			continue;
+		struct stat sb;
+		if (fstatat(dirfd(dir), de->d_name, &sb, 0) != 0 || !S_ISREG(sb.st_mode))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			dfile *nf = realloc(files, nc * sizeof *nf);
+			if (!nf)
+				break;
+			files = nf;
+			cap = nc;
+		}
+		files[n].name = strdup(de->d_name);
+		if (!files[n].name)
+			break;
+		files[n].mtime = sb.st_mtim.tv_sec;
+		files[n].mtime_ns = sb.st_mtim.tv_nsec;
+		files[n].size = (uint64_t)sb.st_size;
+		total += files[n].size;
+		n++;
+	}
+	uint64_t deleted = 0;
+	if (n > 1 && total > d->max_bytes) {
+		qsort(files, n, sizeof *files, cmp_dfile);
+		for (size_t i = 0; i + 1 < n && total > d->max_bytes; i++) {
+			if (unlinkat(dirfd(dir), files[i].name, 0) == 0) {
+				total -= files[i].size;
+				deleted++;
+			}
+		}
+	}
+	closedir(dir);
+	for (size_t i = 0; i < n; i++)
+		free(files[i].name);
+	free(files);
+	return deleted;
+}
+
+static int dir_write(void *impl, const hm_profile *p, hm_export_stats *st)
+{
+	dir_impl *d = impl;
+	const hm_profile_meta *m = hm_profile_meta_cget(p);
+	char svc[128];
+	snprintf(svc, sizeof svc, "%s", label_of(p, "service.name"));
+	for (char *c = svc; *c; c++)
+		if (*c == '/' || *c == ' ' || (unsigned char)*c < 32)
+			*c = '_';
+	uint64_t t = m->start_ns ? m->start_ns : (uint64_t)time(NULL) * 1000000000ull;
+	time_t secs = (time_t)(t / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	char stamp[64];
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
+	char path[4096], tmp[4200];
+	snprintf(path, sizeof path, "%s/homura-%s-%s-%s.%03dZ.%s", d->path, svc[0] ? svc : "python",
+		 label_of(p, "process.pid"), stamp, (int)((t / 1000000ull) % 1000), suffix_of(d->fmt));
+	snprintf(tmp, sizeof tmp, "%s/.tmp-homura-%d", d->path, (int)getpid());
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return hm_error(HM_ESYS, "cannot write %s: %s", tmp, strerror(errno));
+	hm_write_opts wo = {NULL, 0};
+	int rc = hm_profile_write(p, d->fmt, f, &wo);
+	long size = ftell(f);
+	if (fclose(f) != 0 && rc == HM_OK)
+		rc = hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
+	if (rc == HM_OK && rename(tmp, path) != 0)
+		rc = hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
+	if (rc != HM_OK) {
+		unlink(tmp);
+		return rc;
+	}
+	st->sent_bytes = size > 0 ? (uint64_t)size : 0;
+	st->files_deleted = enforce_retention(d);
+	return HM_OK;
+}
+
+static void dir_free(void *impl)
+{
+	dir_impl *d = impl;
+	if (d)
+		free(d->path);
+	free(d);
+}
+
+static const hm_exporter_ops dir_ops = {
+	.kind = "dir",
+	.write = dir_write,
+	.free = dir_free,
+};
+
+int hm_exporter_dir(const char *path, const hm_export_opts *o, hm_exporter **out)
+{
+	*out = NULL;
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		return hm_error(HM_ESYS, "cannot create %s: %s", path, strerror(errno));
+	struct stat sb;
+	if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+		return hm_error(HM_EINVAL, "%s is not a directory", path);
+	dir_impl *d = calloc(1, sizeof *d);
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		return hm_error(HM_ENOMEM, "out of memory");
+	}
+	d->fmt = o->dir_format ? o->dir_format : HM_FMT_PPROF;
+	d->max_bytes = o->dir_max_bytes;
+	char name[4200];
+	snprintf(name, sizeof name, "dir %s", path);
+	return hm_exporter_new(&dir_ops, d, name, o, out);
+}

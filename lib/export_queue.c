@@ -1,0 +1,389 @@
+/* export_queue.c - the bounded FIFO behind each network exporter (export.h).
+ *
+ * Items live in a singly linked list in memory, bounded by their total size.
+ * With a spool directory, what does not fit goes to disk as one file per
+ * item, named by its sequence number in hex so that a directory listing sorted
+ * by name is the queue order; the spool has its own byte bound. To keep order
+ * every new item goes to the spool while the spool holds anything, and the
+ * consumer refills memory from the spool's head when memory runs empty. An
+ * empty memory queue always accepts one item, so a bound smaller than one
+ * profile degrades to "one in flight" rather than "never send". A spool file
+ * is "HMQ1", the meta length (u32, little endian), the meta, then the data. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "homura/error.h"
+#include "homura/export.h"
+
+typedef struct spool_ent {
+	uint64_t seq;
+	size_t bytes;            /* file size */
+	struct spool_ent *next;
+} spool_ent;
+
+struct hm_queue {
+	pthread_mutex_t mu;
+	hm_qitem *head, *tail;
+	uint64_t nmem;
+	size_t mem_bytes, max_bytes;
+	char *spool_dir;
+	spool_ent *shead, *stail;
+	uint64_t nspool;
+	size_t spool_bytes, spool_max;
+	uint64_t next_seq;
+	uint64_t pushed, dropped, dropped_bytes;
+};
+
+#define SPOOL_MAGIC "HMQ1"
+#define SPOOL_MAX_ITEM (512u << 20)
+
+static void item_free(hm_qitem *it)
+{
+	if (!it)
+		return;
+	free(it->meta);
+	free(it->data);
+	free(it);
+}
+
+static size_t item_bytes(const hm_qitem *it)
+{
+	return it->len + (it->meta ? strlen(it->meta) : 0);
+}
+
+static void spool_path(const hm_queue *q, uint64_t seq, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s/%016llx.hmq", q->spool_dir, (unsigned long long)seq);
+}
+
+static void mem_append(hm_queue *q, hm_qitem *it)
+{
+	it->next = NULL;
+	if (q->tail)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->nmem++;
+	q->mem_bytes += item_bytes(it);
+}
+
+static void spool_append(hm_queue *q, spool_ent *e)
+{
+	e->next = NULL;
+	if (q->stail)
+		q->stail->next = e;
+	else
+		q->shead = e;
+	q->stail = e;
+	q->nspool++;
+	q->spool_bytes += e->bytes;
+}
+
+/* Write it to the spool; 0 on success. */
+static int spool_write(hm_queue *q, const hm_qitem *it)
+{
+	size_t mlen = it->meta ? strlen(it->meta) : 0;
+	size_t total = 8 + mlen + it->len;
+	if (!q->spool_dir || q->spool_bytes + total > q->spool_max)
+		return -1;
+	spool_ent *e = calloc(1, sizeof *e);
+	if (!e)
+		return -1;
+	char path[4096], tmp[4200];
+	spool_path(q, it->seq, path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "wb");
+	if (!f) {
+		free(e);
+		return -1;
+	}
+	unsigned char hdr[8];
+	memcpy(hdr, SPOOL_MAGIC, 4);
+	for (int i = 0; i < 4; i++)
+		hdr[4 + i] = (unsigned char)(mlen >> (8 * i));
+	int ok = fwrite(hdr, 1, 8, f) == 8 && fwrite(it->meta ? it->meta : "", 1, mlen, f) == mlen &&
+		 fwrite(it->data, 1, it->len, f) == it->len;
+	ok = (fclose(f) == 0) && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		free(e);
+		return -1;
+	}
+	e->seq = it->seq;
+	e->bytes = total;
+	spool_append(q, e);
+	return 0;
+}
+
+/* Read the spool's head back into an item (and delete its file). NULL if the
+ * file is unreadable or corrupt (it is then deleted and counted dropped). */
+static hm_qitem *spool_take(hm_queue *q)
+{
+	spool_ent *e = q->shead;
+	q->shead = e->next;
+	if (!q->shead)
+		q->stail = NULL;
+	q->nspool--;
+	q->spool_bytes -= e->bytes;
+	char path[4096];
+	spool_path(q, e->seq, path, sizeof path);
+	hm_qitem *it = calloc(1, sizeof *it);
+	FILE *f = fopen(path, "rb");
+	unsigned char hdr[8];
+	int ok = 0;
+	if (it && f && fread(hdr, 1, 8, f) == 8 && !memcmp(hdr, SPOOL_MAGIC, 4)) {
+		size_t mlen = (size_t)hdr[4] | (size_t)hdr[5] << 8 | (size_t)hdr[6] << 16 |
+			      (size_t)hdr[7] << 24;
+		if (mlen + 8 <= e->bytes) {
+			it->len = e->bytes - 8 - mlen;
+			it->meta = malloc(mlen + 1);
+			it->data = malloc(it->len ? it->len : 1);
+			if (it->meta && it->data && fread(it->meta, 1, mlen, f) == mlen &&
+			    fread(it->data, 1, it->len, f) == it->len) {
+				it->meta[mlen] = 0;
+				if (!mlen) {
+					free(it->meta);
+					it->meta = NULL;
+				}
+				it->seq = e->seq;
+				ok = 1;
+			}
+		}
+	}
+	if (f)
+		fclose(f);
+	unlink(path);
+	if (!ok) {
+		q->dropped++;
+		q->dropped_bytes += e->bytes;
+		hm_log(HM_LOG_WARN, "dropped unreadable spool file %s", path);
+		item_free(it);
+		it = NULL;
+	}
+	free(e);
+	return it;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Index the spool files an earlier run left behind. */
+static int spool_load(hm_queue *q)
+{
+	if (mkdir(q->spool_dir, 0700) != 0 && errno != EEXIST)
+		return hm_error(HM_ESYS, "cannot create spool directory %s: %s", q->spool_dir,
+				strerror(errno));
+	DIR *d = opendir(q->spool_dir);
+	if (!d)
+		return hm_error(HM_ESYS, "cannot open spool directory %s: %s", q->spool_dir,
+				strerror(errno));
+	uint64_t *seqs = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		unsigned long long s;
+		char tail[8];
+		if (strlen(de->d_name) != 20 || sscanf(de->d_name, "%16llx%7s", &s, tail) != 2 ||
+		    strcmp(tail, ".hmq"))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			uint64_t *ns = realloc(seqs, nc * sizeof *ns);
+			if (!ns)
+				break;
+			seqs = ns;
+			cap = nc;
+		}
+		seqs[n++] = s;
+	}
+	closedir(d);
+	if (n)
+		qsort(seqs, n, sizeof *seqs, cmp_u64);
+	for (size_t i = 0; i < n; i++) {
+		char path[4096];
+		struct stat sb;
+		spool_path(q, seqs[i], path, sizeof path);
+		if (stat(path, &sb) != 0 || sb.st_size < 8 || (size_t)sb.st_size > SPOOL_MAX_ITEM)
+			continue;
+		spool_ent *e = calloc(1, sizeof *e);
+		if (!e)
+			break;
+		e->seq = seqs[i];
+		e->bytes = (size_t)sb.st_size;
+		spool_append(q, e);
+		if (seqs[i] >= q->next_seq)
+			q->next_seq = seqs[i] + 1;
+	}
+	free(seqs);
+	if (q->nspool)
+		hm_log(HM_LOG_INFO, "spool %s: %llu profiles (%zu bytes) from an earlier run",
+		       q->spool_dir, (unsigned long long)q->nspool, q->spool_bytes);
+	return HM_OK;
+}
+
+int hm_queue_new(size_t max_bytes, const char *spool_dir, size_t spool_max_bytes, hm_queue **out)
+{
+	*out = NULL;
+	hm_queue *q = calloc(1, sizeof *q);
+	if (!q)
+		return hm_error(HM_ENOMEM, "out of memory");
+	pthread_mutex_init(&q->mu, NULL);
+	q->max_bytes = max_bytes;
+	q->spool_max = spool_max_bytes;
+	q->next_seq = 1;
+	if (spool_dir && *spool_dir) {
+		q->spool_dir = strdup(spool_dir);
+		int rc = q->spool_dir ? spool_load(q) : hm_error(HM_ENOMEM, "out of memory");
+		if (rc != HM_OK) {
+			hm_queue_free(q);
+			return rc;
+		}
+	}
+	*out = q;
+	return HM_OK;
+}
+
+void hm_queue_free(hm_queue *q)
+{
+	if (!q)
+		return;
+	while (q->head) {
+		hm_qitem *n = q->head->next;
+		item_free(q->head);
+		q->head = n;
+	}
+	while (q->shead) {   /* the files stay for the next run */
+		spool_ent *n = q->shead->next;
+		free(q->shead);
+		q->shead = n;
+	}
+	free(q->spool_dir);
+	pthread_mutex_destroy(&q->mu);
+	free(q);
+}
+
+int hm_queue_push(hm_queue *q, unsigned char *data, size_t len, char *meta)
+{
+	hm_qitem *it = calloc(1, sizeof *it);
+	if (!it) {
+		free(data);
+		free(meta);
+		return hm_error(HM_ENOMEM, "out of memory");
+	}
+	it->data = data;
+	it->len = len;
+	it->meta = meta;
+	pthread_mutex_lock(&q->mu);
+	it->seq = q->next_seq++;
+	size_t b = item_bytes(it);
+	int rc = HM_OK;
+	if (!q->nspool && (!q->head || q->mem_bytes + b <= q->max_bytes)) {
+		mem_append(q, it);
+		it = NULL;
+	} else if (spool_write(q, it) == 0) {
+		item_free(it);
+		it = NULL;
+	} else {
+		q->dropped++;
+		q->dropped_bytes += b;
+		rc = hm_error(HM_ENOMEM, "queue full");
+	}
+	if (rc == HM_OK)
+		q->pushed++;
+	pthread_mutex_unlock(&q->mu);
+	item_free(it);
+	return rc;
+}
+
+hm_qitem *hm_queue_peek(hm_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	while (!q->head && q->shead) {
+		hm_qitem *it = spool_take(q);
+		if (it)
+			mem_append(q, it);
+	}
+	hm_qitem *h = q->head;
+	pthread_mutex_unlock(&q->mu);
+	return h;
+}
+
+void hm_queue_pop(hm_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	hm_qitem *h = q->head;
+	if (h) {
+		q->head = h->next;
+		if (!q->head)
+			q->tail = NULL;
+		q->nmem--;
+		q->mem_bytes -= item_bytes(h);
+	}
+	pthread_mutex_unlock(&q->mu);
+	item_free(h);
+}
+
+size_t hm_queue_spill(hm_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	/* Memory items are older than spooled ones; they keep their sequence
+	 * numbers, so the spool's name order stays the queue order. */
+	size_t lost = 0;
+	spool_ent *old_head = q->shead, *old_tail = q->stail;
+	uint64_t old_n = q->nspool;
+	size_t old_bytes = q->spool_bytes;
+	q->shead = q->stail = NULL;
+	q->nspool = 0;
+	q->spool_bytes = old_bytes;   /* the bound counts what is there */
+	while (q->head) {
+		hm_qitem *h = q->head;
+		q->head = h->next;
+		q->nmem--;
+		q->mem_bytes -= item_bytes(h);
+		if (spool_write(q, h) != 0) {
+			lost++;
+			q->dropped++;
+			q->dropped_bytes += item_bytes(h);
+		}
+		item_free(h);
+	}
+	q->tail = NULL;
+	/* Newly spooled (older) entries first, then the earlier spool. */
+	size_t new_bytes = q->spool_bytes - old_bytes;
+	if (q->stail) {
+		q->stail->next = old_head;
+		if (old_tail)
+			q->stail = old_tail;
+	} else {
+		q->shead = old_head;
+		q->stail = old_tail;
+	}
+	q->nspool += old_n;
+	q->spool_bytes = old_bytes + new_bytes;
+	pthread_mutex_unlock(&q->mu);
+	return lost;
+}
+
+void hm_queue_stats_get(hm_queue *q, hm_queue_stats *st)
+{
+	pthread_mutex_lock(&q->mu);
+	st->queued = q->nmem + q->nspool;
+	st->queued_bytes = q->mem_bytes + q->spool_bytes;
+	st->spooled = q->nspool;
+	st->spooled_bytes = q->spool_bytes;
+	st->pushed = q->pushed;
+	st->dropped = q->dropped;
+	st->dropped_bytes = q->dropped_bytes;
+	pthread_mutex_unlock(&q->mu);
+}

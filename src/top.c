@@ -1,0 +1,665 @@
+/* top.c - `homura top`: a live, top-like view of where a Python process
+ * spends its time.
+ *
+ * One thread does everything: it calls hm_python_sample at the chosen
+ * (jittered) rate, feeds each thread's stack to a topview (lib/topview.c,
+ * which does the own/total arithmetic), and once a second closes the window
+ * and redraws the screen. Between samples it waits in ppoll() on the
+ * terminal, so keys are handled at once and the process sleeps otherwise.
+ * With --iterations N (or --once) there is no curses at all: N snapshots of
+ * the table are printed to stdout, one per second.
+ *
+ * The terminal is restored on every way out: q, Ctrl-C, SIGTERM/SIGHUP (the
+ * handlers only set a flag that the loop checks), errors, and the exit path
+ * (atexit). When the target exits the screen says so and waits for q; the
+ * final table is then printed to stdout, after the terminal is restored. */
+#include <errno.h>
+#include <getopt.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <curses.h>
+
+#include "cli.h"
+#include "homura/error.h"
+#include "homura/python.h"
+#include "homura/target.h"
+#include "homura/topview.h"
+#include "homura/sampler.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: homura top [options] -p PID\n"
+		"       homura top [options] -- python script.py [args]\n\n"
+		"  -p, --pid PID          attach to a running process\n"
+		"  -r, --rate HZ          samples per second (default 100)\n"
+		"  -i, --idle             include threads that are not running on a CPU\n"
+		"  -g, --gil              only the thread holding the GIL\n"
+		"  -l, --lines            start in the line view (default: functions)\n"
+		"  -s, --sort COL         own, total, owntime or totaltime (default own)\n"
+		"      --no-jitter        sample at exact intervals (default: jittered)\n"
+		"      --max-depth N      frames kept per stack (default 4096)\n"
+		"  -n, --iterations N     print N one-second snapshots as text, no screen\n"
+		"      --once             the same as --iterations 1\n"
+		"      --rows N           rows per text snapshot (default 20)\n"
+		"  -h, --help             this help\n\n"
+		"keys: 1-4 or o/t/O/T sort by %%Own, %%Total, OwnTime, TotalTime; l function/line\n"
+		"view; p or space pause the display (sampling goes on); q or Ctrl-C quit.\n"
+		"%%Own and %%Total cover the last second (100%% = one thread all the time);\n"
+		"OwnTime and TotalTime add up since the start. A launched command's output is\n"
+		"discarded while the screen is shown.\n");
+}
+
+struct top_args {
+	pid_t pid;
+	char **cmd;
+	double rate_hz;
+	int idle, gil_only, jitter, max_depth;
+	int iterations;          /* > 0: text mode */
+	int rows;                /* rows per text snapshot */
+	int mode, sort;
+};
+
+static int parse_sort(const char *s)
+{
+	static const char *names[4] = {"own", "total", "owntime", "totaltime"};
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	if (s[0] >= '1' && s[0] <= '4' && !s[1])
+		return s[0] - '1';
+	return -1;
+}
+
+/* 0: go on; 1: exit 0 (help); >1: exit status + 1. */
+static int parse_args(int argc, char **argv, struct top_args *a)
+{
+	enum { O_NOJITTER = 256, O_DEPTH, O_ONCE, O_ROWS };
+	static const struct option opts[] = {
+		{"pid", required_argument, 0, 'p'},
+		{"rate", required_argument, 0, 'r'},
+		{"idle", no_argument, 0, 'i'},
+		{"gil", no_argument, 0, 'g'},
+		{"lines", no_argument, 0, 'l'},
+		{"sort", required_argument, 0, 's'},
+		{"no-jitter", no_argument, 0, O_NOJITTER},
+		{"max-depth", required_argument, 0, O_DEPTH},
+		{"iterations", required_argument, 0, 'n'},
+		{"once", no_argument, 0, O_ONCE},
+		{"rows", required_argument, 0, O_ROWS},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	memset(a, 0, sizeof *a);
+	a->rate_hz = 100;
+	a->jitter = 1;
+	a->max_depth = 4096;
+	a->rows = 20;
+	int c;
+	char *end;
+	long v;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+p:r:igls:n:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			v = strtol(optarg, &end, 10);
+			if (*end || v <= 0 || v > 0x3fffffff)
+				return cli_fail("invalid PID '%s'", optarg) + 1;
+			a->pid = (pid_t)v;
+			break;
+		case 'r':
+			a->rate_hz = strtod(optarg, &end);
+			if (*end || !(a->rate_hz > 0) || a->rate_hz > 10000)
+				return cli_fail("invalid rate '%s' (samples per second, 1-10000)", optarg) + 1;
+			break;
+		case 'i': a->idle = 1; break;
+		case 'g': a->gil_only = 1; break;
+		case 'l': a->mode = HM_TOP_LINES; break;
+		case 's':
+			a->sort = parse_sort(optarg);
+			if (a->sort < 0)
+				return cli_fail("invalid --sort '%s' (own, total, owntime, totaltime)", optarg) + 1;
+			break;
+		case O_NOJITTER: a->jitter = 0; break;
+		case O_DEPTH:
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1000000)
+				return cli_fail("invalid --max-depth '%s'", optarg) + 1;
+			a->max_depth = (int)v;
+			break;
+		case 'n':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1000000000)
+				return cli_fail("invalid --iterations '%s'", optarg) + 1;
+			a->iterations = (int)v;
+			break;
+		case O_ONCE: a->iterations = 1; break;
+		case O_ROWS:
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 100000)
+				return cli_fail("invalid --rows '%s'", optarg) + 1;
+			a->rows = (int)v;
+			break;
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return 3;
+		}
+	}
+	if (optind < argc)
+		a->cmd = argv + optind;
+	if (!a->pid && !a->cmd) {
+		usage(stderr);
+		return 3;
+	}
+	if (a->pid && a->cmd)
+		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- state */
+
+struct top {
+	struct top_args a;
+	hm_target *t;
+	hm_python *py;
+	pid_t pid, child;
+	hm_topview *v;
+	hm_pysample s;
+	uint64_t period_ns;
+	/* current window */
+	uint64_t w_rounds, w_gil, w_threads, w_running;
+	/* last closed window, for the header */
+	double gil_pct, active_pct;
+	int nthreads;                /* threads in the last round */
+	uint64_t samples, invalid, errors;
+	int consecutive_errors;
+	int exited, child_status, child_reaped;
+	int paused;
+	int ascii;                   /* terminal cannot show UTF-8 */
+	char version[32];
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static int target_gone(struct top *T)
+{
+	if (T->child > 0 && !T->child_reaped) {
+		int st;
+		pid_t r = waitpid(T->child, &st, WNOHANG);
+		if (r == T->child) {
+			T->child_status = st;
+			T->child_reaped = 1;
+			return 1;
+		}
+	}
+	return !hm_target_alive(T->t);
+}
+
+/* One sampling round: every thread's stack into the topview. */
+static void sample_round(struct top *T)
+{
+	if (target_gone(T)) {
+		T->exited = 1;
+		return;
+	}
+	if (!T->py) {
+		/* Lost the interpreter (an exec): look for it again. */
+		if (hm_python_attach(T->t, &T->py) != HM_OK) {
+			T->py = NULL;
+			return;
+		}
+		hm_python_set_max_depth(T->py, T->a.max_depth);
+		snprintf(T->version, sizeof T->version, "%s", hm_python_version(T->py));
+	}
+	unsigned flags = HM_SAMPLE_STATE | HM_SAMPLE_WANT_GIL | (T->a.idle ? 0 : HM_SAMPLE_ONCPU) |
+			 (T->a.gil_only ? HM_SAMPLE_GIL : 0);
+	if (hm_python_sample(T->py, &T->s, flags) != HM_OK) {
+		T->errors++;
+		if (++T->consecutive_errors >= 5) {
+			hm_python_detach(T->py);
+			T->py = NULL;
+			T->consecutive_errors = 0;
+		}
+		return;
+	}
+	T->consecutive_errors = 0;
+	int gil = 0, running = 0;
+	for (int i = 0; i < T->s.nthreads; i++) {
+		const hm_pythread *th = &T->s.threads[i];
+		gil |= th->holds_gil;
+		running += th->state == 'R';
+		if (!th->valid) {
+			T->invalid++;
+			continue;
+		}
+		if (th->nframes > 0) {
+			hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
+			T->samples++;
+		}
+	}
+	hm_topview_round(T->v);
+	T->nthreads = T->s.nthreads;
+	T->w_rounds++;
+	T->w_gil += gil != 0;
+	T->w_threads += (uint64_t)T->s.nthreads;
+	T->w_running += (uint64_t)running;
+}
+
+static void end_window(struct top *T)
+{
+	hm_topview_end_window(T->v);
+	T->gil_pct = T->w_rounds ? 100.0 * (double)T->w_gil / (double)T->w_rounds : 0;
+	T->active_pct = T->w_threads ? 100.0 * (double)T->w_running / (double)T->w_threads : 0;
+	T->w_rounds = T->w_gil = T->w_threads = T->w_running = 0;
+}
+
+/* ---------------------------------------------------------------- text */
+
+static const char *sort_names[4] = {"%Own", "%Total", "OwnTime", "TotalTime"};
+
+static void exit_text(const struct top *T, char *buf, size_t cap)
+{
+	if (!T->child_reaped)
+		snprintf(buf, cap, "process %d exited", (int)T->pid);
+	else if (WIFEXITED(T->child_status))
+		snprintf(buf, cap, "process %d exited (code %d)", (int)T->pid,
+			 WEXITSTATUS(T->child_status));
+	else if (WIFSIGNALED(T->child_status))
+		snprintf(buf, cap, "process %d exited (signal %d)", (int)T->pid,
+			 WTERMSIG(T->child_status));
+	else
+		snprintf(buf, cap, "process %d exited", (int)T->pid);
+}
+
+/* The three header lines. */
+static void header_lines(const struct top *T, char lines[3][512])
+{
+	char state[96] = "";
+	if (T->exited) {
+		char ex[80];
+		exit_text(T, ex, sizeof ex);
+		snprintf(state, sizeof state, "  [%s]", ex);
+	} else if (T->paused) {
+		snprintf(state, sizeof state, "  [paused]");
+	}
+	snprintf(lines[0], 512, "homura top - pid %d, Python %s, %g Hz%s", (int)T->pid,
+		 T->version[0] ? T->version : "?", T->a.rate_hz, state);
+	uint64_t all = T->samples + T->invalid;
+	snprintf(lines[1], 512,
+		 "Samples: %llu  Invalid: %llu (%.1f%%)  GIL: %.1f%%  Active: %.1f%%  Threads: %d",
+		 (unsigned long long)T->samples, (unsigned long long)T->invalid,
+		 all ? 100.0 * (double)T->invalid / (double)all : 0.0, T->gil_pct, T->active_pct,
+		 T->nthreads);
+	snprintf(lines[2], 512, "View: %s  Sort: %s",
+		 T->a.mode == HM_TOP_LINES ? "lines" : "functions", sort_names[T->a.sort]);
+}
+
+/* Columns of the terminal on stdout, 0 when it is not one (no limit). */
+static int stdout_width(void)
+{
+	struct winsize ws;
+	if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 0;
+}
+
+/* A snapshot as plain text on stdout, fitted to the terminal if it is one. */
+static void print_snapshot(const struct top *T, int nrows)
+{
+	FILE *f = stdout;
+	char lines[3][512], buf[8192];
+	int width = stdout_width();
+	header_lines(T, lines);
+	for (int i = 0; i < 3; i++) {
+		hm_text_fit(lines[i], width ? width : -1, 0, buf, sizeof buf);
+		fprintf(f, "%s\n", buf);
+	}
+	hm_topview_format_columns(T->a.sort, width, buf, sizeof buf);
+	fprintf(f, "%s\n", buf);
+	hm_toprow *rows = calloc((size_t)nrows, sizeof *rows);
+	if (!rows)
+		return;
+	size_t n = hm_topview_rows(T->v, T->a.mode, T->a.sort, rows, (size_t)nrows);
+	for (size_t i = 0; i < n; i++) {
+		hm_topview_format_row(&rows[i], width, width ? T->ascii : 0, buf, sizeof buf);
+		fprintf(f, "%s\n", buf);
+	}
+	fprintf(f, "\n");
+	fflush(f);
+	free(rows);
+}
+
+/* ---------------------------------------------------------------- screen */
+
+static int screen_on;
+static SCREEN *screen;
+
+static void leave_screen(void)
+{
+	if (screen_on) {
+		endwin();
+		screen_on = 0;
+	}
+}
+
+static int enter_screen(struct top *T)
+{
+	screen = newterm(NULL, stdout, stdin);
+	if (!screen)
+		return cli_fail("cannot use the terminal (TERM=%s)",
+				getenv("TERM") ? getenv("TERM") : "");
+	set_term(screen);
+	screen_on = 1;
+	atexit(leave_screen);
+	cbreak();
+	noecho();
+	nonl();
+	nodelay(stdscr, TRUE);
+	keypad(stdscr, TRUE);
+	curs_set(0);
+	return 0;
+}
+
+/* Draw one line of text at row y, at most w columns. */
+static void put_line(int y, const char *text, int w, int attr)
+{
+	char buf[2048];
+	if (w <= 0)
+		return;
+	hm_text_fit(text, w, 1, buf, sizeof buf);
+	move(y, 0);
+	if (attr)
+		attron(attr);
+	addstr(buf);
+	if (attr) {
+		/* Fill the reverse-video bar to the end of the line. */
+		for (int x = hm_text_width(buf, 1); x < w; x++)
+			addch(' ');
+		attroff(attr);
+	}
+}
+
+static void draw(struct top *T)
+{
+	int h = LINES, w = COLS;
+	char lines[3][512], buf[2048];
+	erase();
+	header_lines(T, lines);
+	for (int i = 0; i < 3 && i < h; i++)
+		put_line(i, lines[i], i == h - 1 ? w - 1 : w, 0);
+	if (h > 4) {
+		hm_topview_format_columns(T->a.sort, w, buf, sizeof buf);
+		put_line(3, buf, h - 1 == 3 ? w - 1 : w, A_REVERSE);
+	}
+	int nrows = h - 5;   /* header (3), columns, help line */
+	if (nrows > 0) {
+		hm_toprow *rows = calloc((size_t)nrows, sizeof *rows);
+		size_t n = rows ? hm_topview_rows(T->v, T->a.mode, T->a.sort, rows, (size_t)nrows) : 0;
+		for (size_t i = 0; i < n; i++) {
+			hm_topview_format_row(&rows[i], w, T->ascii, buf, sizeof buf);
+			move(4 + (int)i, 0);
+			addstr(buf);
+		}
+		free(rows);
+	}
+	if (h >= 5) {
+		const char *help = T->exited ? "q quit (the final table is printed on exit)"
+			: "1-4 sort  l function/line view  p pause  q quit";
+		put_line(h - 1, help, w - 1, A_BOLD);
+	}
+	refresh();
+}
+
+/* Handle pending keys. Returns 1 when the user asked to quit. */
+static int handle_keys(struct top *T)
+{
+	int ch, redraw = 0;
+	while ((ch = getch()) != ERR) {
+		switch (ch) {
+		case 'q': case 'Q': return 1;
+		case '1': case 'o': T->a.sort = HM_TOP_SORT_OWN; break;
+		case '2': case 't': T->a.sort = HM_TOP_SORT_TOTAL; break;
+		case '3': case 'O': T->a.sort = HM_TOP_SORT_OWN_TIME; break;
+		case '4': case 'T': T->a.sort = HM_TOP_SORT_TOTAL_TIME; break;
+		case 'l': case 'L':
+			T->a.mode = T->a.mode == HM_TOP_LINES ? HM_TOP_FUNCTIONS : HM_TOP_LINES;
+			break;
+		case 'p': case 'P': case ' ': T->paused = !T->paused; break;
+		case 12: clearok(curscr, TRUE); break;   /* Ctrl-L */
+		case KEY_RESIZE: break;
+		default: continue;
+		}
+		redraw = 1;
+	}
+	if (redraw)
+		draw(T);
+	return 0;
+}
+
+/* Wait until the monotonic time `until` (UINT64_MAX: until a key or a
+ * signal), handling keys. Returns 1 when the user asked to quit. */
+static int wait_keys(struct top *T, uint64_t until)
+{
+	while (!stop_flag) {
+		uint64_t now = mono_ns();
+		if (until != UINT64_MAX && now >= until)
+			return 0;
+		struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
+		struct timespec ts, *tsp = NULL;
+		if (until != UINT64_MAX) {
+			uint64_t d = until - now;
+			ts.tv_sec = (time_t)(d / 1000000000ull);
+			ts.tv_nsec = (long)(d % 1000000000ull);
+			tsp = &ts;
+		}
+		int r = ppoll(&pfd, 1, tsp, NULL);
+		if (r > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+			return 1;   /* the terminal went away */
+		if (r > 0 || (r < 0 && errno == EINTR)) {
+			if (handle_keys(T))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static pid_t launch(char **cmd, int quiet)
+{
+	pid_t child = fork();
+	if (child < 0)
+		return -1;
+	if (child == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		if (quiet) {
+			/* Keep the screen and the keyboard for top. */
+			int fd = open("/dev/null", O_RDWR);
+			if (fd >= 0) {
+				dup2(fd, 0);
+				dup2(fd, 1);
+				dup2(fd, 2);
+				if (fd > 2)
+					close(fd);
+			}
+		}
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "homura: cannot run '%s': %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	return child;
+}
+
+static void stop_child(struct top *T)
+{
+	if (T->child <= 0 || T->child_reaped)
+		return;
+	kill(T->child, SIGTERM);
+	for (int i = 0; i < 50 && waitpid(T->child, NULL, WNOHANG) == 0; i++)
+		usleep(20000);
+	if (waitpid(T->child, NULL, WNOHANG) == 0) {
+		kill(T->child, SIGKILL);
+		waitpid(T->child, NULL, 0);
+	}
+	T->child_reaped = 1;
+}
+
+/* The sampling loop; returns when done (quit, signal, iterations, or the
+ * target's exit in text mode). */
+static void run_loop(struct top *T, int screen_mode)
+{
+	uint64_t start = mono_ns();
+	uint64_t next = start, window_end = start + 1000000000ull;
+	uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+	int printed = 0;
+	while (!stop_flag) {
+		uint64_t now = mono_ns();
+		if (now > next + T->period_ns)
+			next = now;   /* late: restart the schedule, don't burst */
+		sample_round(T);
+		now = mono_ns();
+		if (T->exited || now >= window_end) {
+			/* At the exit, a window with no rounds would blank the
+			 * percentages: keep the last one. */
+			if (!T->exited || T->w_rounds)
+				end_window(T);
+			window_end += 1000000000ull;
+			if (window_end <= now)
+				window_end = now + 1000000000ull;
+			if (!screen_mode) {
+				print_snapshot(T, T->a.rows);
+				if (++printed >= T->a.iterations || T->exited)
+					return;
+			} else if (!T->paused || T->exited) {
+				draw(T);
+			}
+		}
+		if (T->exited) {
+			/* Keep the last picture up until the user quits. */
+			while (!stop_flag && !wait_keys(T, UINT64_MAX))
+				;
+			return;
+		}
+		uint64_t step = T->period_ns;
+		if (T->a.jitter)
+			step = T->period_ns / 2 + rng_next(&rng) % (T->period_ns + 1);
+		next += step;
+		if (screen_mode) {
+			if (wait_keys(T, next))
+				return;
+		} else {
+			struct timespec ts = {(time_t)(next / 1000000000ull),
+					      (long)(next % 1000000000ull)};
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		}
+	}
+}
+
+int cmd_top(int argc, char **argv)
+{
+	struct top T;
+	memset(&T, 0, sizeof T);
+	int r = parse_args(argc, argv, &T.a);
+	if (r)
+		return r == 1 ? 0 : r - 1;
+	int screen_mode = T.a.iterations == 0;
+	if (screen_mode && (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)))
+		return cli_fail("top needs a terminal; use --iterations N for text snapshots");
+	setlocale(LC_ALL, "");
+	const char *cs = nl_langinfo(CODESET);
+	T.ascii = !cs || strcmp(cs, "UTF-8") != 0;
+	T.period_ns = (uint64_t)(1e9 / T.a.rate_hz);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;   /* no SA_RESTART: waits end at once */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	T.pid = T.a.pid;
+	if (T.a.cmd) {
+		T.child = T.pid = launch(T.a.cmd, screen_mode);
+		if (T.pid < 0)
+			return cli_fail("cannot start '%s': %s", T.a.cmd[0], strerror(errno));
+	}
+	int rc = hm_target_open(T.pid, &T.t);
+	if (rc == HM_OK) {
+		if (T.child)
+			rc = hm_sampler_wait_python(T.t, T.child, 10.0, &T.py, &stop_flag,
+						    &T.child_status);
+		else
+			rc = hm_python_attach(T.t, &T.py);
+	}
+	T.v = rc == HM_OK ? hm_topview_new() : NULL;
+	if (rc == HM_OK && !T.v)
+		rc = hm_error(HM_ENOMEM, "out of memory");
+	if (rc != HM_OK) {
+		int status = cli_fail_lib();
+		stop_child(&T);
+		hm_target_close(T.t);
+		return status;
+	}
+	hm_python_set_max_depth(T.py, T.a.max_depth);
+	snprintf(T.version, sizeof T.version, "%s", hm_python_version(T.py));
+
+	int status = 0;
+	if (screen_mode && enter_screen(&T) != 0) {
+		status = 1;
+	} else {
+		if (screen_mode)
+			draw(&T);
+		run_loop(&T, screen_mode);
+		if (screen_mode) {
+			leave_screen();
+			if (T.exited) {
+				T.paused = 0;
+				print_snapshot(&T, T.a.rows);
+			}
+		}
+	}
+	stop_child(&T);
+	hm_pysample_free(&T.s);
+	hm_topview_free(T.v);
+	hm_python_detach(T.py);
+	hm_target_close(T.t);
+	if (screen)
+		delscreen(screen);
+	return status;
+}
