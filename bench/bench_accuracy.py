@@ -55,7 +55,7 @@ def table(rows, rate, duration):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=int, default=100)
-    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--only", help="comma-separated interpreter ids")
     a = ap.parse_args(argv)
     rows = []

@@ -3,6 +3,6 @@
 # Arguments go to bench/run_all.py (e.g. --only 3.11,3.12 or --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+bash scripts/install-deps.sh
 make -j"$(nproc)" build/homura
 exec /usr/bin/env python3 bench/run_all.py "$@"

@@ -7,6 +7,7 @@ the exact commands, and one table per benchmark).
 --quick shortens every run (for checking the scripts, not for numbers)."""
 import argparse
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -17,8 +18,8 @@ import benchlib  # noqa: E402
 
 HEADER = """# homura benchmarks
 
-Measured {date} on {machine}, with `bench/run_all.py{args}` (homura built
-by `make`, -O2). Targets are the interpreters under /root/.pyenv/versions and
+Measured {date} on {machine} (load average {load} at the start), with `bench/run_all.py{args}` (homura
+{commit}, built by `make`, -O2). Targets are the interpreters under /root/.pyenv/versions and
 Debian's static /usr/bin/python3.11. How each number is made is described in
 [bench/README.md](../bench/README.md); rerun to refresh.
 
@@ -26,6 +27,19 @@ Goals (issue 2): sample cost median ≤ 5 µs on 3.11+ and ≤ 20 µs on
 3.8–3.10; invalid samples < 0.5 % without pausing; slowdown below noise at
 100 Hz and ≤ 2 % at 1000 Hz; shares within 2 percentage points.
 """
+
+
+def commit():
+    """The commit measured, marked when the tree had uncommitted changes."""
+    git = ["git", "-C", str(benchlib.REPO)]
+    try:
+        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "from an unknown commit"
+    return "at commit %s%s" % (rev, " with local changes" if dirty else "")
 
 
 def main():
@@ -39,8 +53,10 @@ def main():
     cost_args = only + (["--duration", "1"] if q else [])
     slow_args = only + (["--repeats", "3", "--seconds", "0.5"] if q else [])
     acc_args = only + (["--duration", "2"] if q else [])
+    shown = "".join(" " + x for x in only + (["--quick"] if q else []))
     parts = [HEADER.format(date=benchlib.today(), machine=benchlib.machine(),
-                           args=(" " + " ".join(sys.argv[1:])) if sys.argv[1:] else "")]
+                           commit=commit(), args=shown,
+                           load="%.2f" % os.getloadavg()[0])]
     parts.append("## Cost of one sample and invalid samples\n\n`bench/bench_sample_cost.py %s`\n\n%s\n"
                  % (" ".join(cost_args), bench_sample_cost.main(cost_args)))
     parts.append("## Slowdown of the target\n\n`bench/bench_slowdown.py %s`\n\n%s\n"

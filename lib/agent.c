@@ -15,10 +15,11 @@
  * on every scan, so it stays bounded by the host's process count. Liveness
  * is checked once a second; an exited target's last window is exported.
  *
- * Labels are worked out once per target, from its environment:
- * process labels, then service.name (--service, else the program name),
- * then OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME, then --label flags;
- * a later source overrides an earlier one. */
+ * Labels are worked out once per target: service.name (--service, else the
+ * program name), then the target's OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_SERVICE_NAME, then what the agent observes (host, pid, executable,
+ * Python version), then --label flags; a later source overrides an earlier
+ * one. */
 #include <errno.h>
 #include <regex.h>
 #include <stdio.h>
@@ -217,11 +218,32 @@ static const char *env_get(const char *env, size_t len, const char *name)
 static void target_labels(hm_agent *a, agent_target *tg)
 {
 	char buf[256];
+	size_t clen = 0, elen = 0;
+	char *cmd = hm_target_cmdline(tg->t, &clen);
+	if (a->o.service && *a->o.service) {
+		target_set_label(tg, "service.name", a->o.service);
+	} else {
+		hm_proc_program_name(cmd ? cmd : "", cmd ? clen : 0, buf, sizeof buf);
+		target_set_label(tg, "service.name", buf);
+	}
+	char *env = hm_target_environ(tg->t, &elen);
+	char *envz = env && elen ? realloc(env, elen + 1) : NULL;
+	if (envz) {
+		env = envz;
+		env[elen] = 0;   /* the last entry may lack its NUL */
+		const char *ra = env_get(env, elen, "OTEL_RESOURCE_ATTRIBUTES");
+		if (ra)
+			parse_resource_attrs(tg, ra);
+		const char *sn = env_get(env, elen, "OTEL_SERVICE_NAME");
+		if (sn && *sn)
+			target_set_label(tg, "service.name", sn);
+	}
+	free(env);
+	/* Facts the agent observes itself come after the target's own claims,
+	 * so a process cannot pass for another pid or host. */
 	target_set_label(tg, "host.name", a->host);
 	snprintf(buf, sizeof buf, "%d", (int)tg->pid);
 	target_set_label(tg, "process.pid", buf);
-	size_t clen = 0, elen = 0;
-	char *cmd = hm_target_cmdline(tg->t, &clen);
 	char exe[4096], link[64];
 	snprintf(link, sizeof link, "/proc/%d/exe", (int)tg->pid);
 	ssize_t xl = readlink(link, exe, sizeof exe - 1);
@@ -235,29 +257,7 @@ static void target_labels(hm_agent *a, agent_target *tg)
 	}
 	target_set_label(tg, "process.runtime.name", "cpython");
 	target_set_label(tg, "process.runtime.version", hm_python_version(tg->py));
-	if (a->o.service && *a->o.service) {
-		target_set_label(tg, "service.name", a->o.service);
-	} else {
-		hm_proc_program_name(cmd ? cmd : "", cmd ? clen : 0, buf, sizeof buf);
-		target_set_label(tg, "service.name", buf);
-	}
 	free(cmd);
-	char *env = hm_target_environ(tg->t, &elen);
-	if (env && elen) {
-		/* NUL-terminate safely for the last entry. */
-		char *e2 = realloc(env, elen + 1);
-		if (e2) {
-			env = e2;
-			env[elen] = 0;
-			const char *ra = env_get(env, elen, "OTEL_RESOURCE_ATTRIBUTES");
-			if (ra)
-				parse_resource_attrs(tg, ra);
-			const char *sn = env_get(env, elen, "OTEL_SERVICE_NAME");
-			if (sn && *sn)
-				target_set_label(tg, "service.name", sn);
-		}
-	}
-	free(env);
 	for (int i = 0; i < a->o.nlabels; i++) {
 		const char *l = a->o.labels[i];
 		const char *eq = strchr(l, '=');
@@ -458,6 +458,8 @@ static void scan(hm_agent *a)
 		if (rc == HM_EPERM && !a->warned_perm) {
 			hm_log(HM_LOG_WARN, "%s", hm_errmsg());
 			a->warned_perm = 1;
+		} else if (rc == HM_EVERSION) {
+			hm_log(HM_LOG_WARN, "not profiling process %d: %s", (int)pid, hm_errmsg());
 		}
 		if (rc != HM_ENOTPY || ++s->tries >= ATTACH_TRIES)
 			s->rejected = 1;
@@ -465,23 +467,6 @@ static void scan(hm_agent *a)
 }
 
 /* ---- sampling ---- */
-
-/* hm_sampler_add_thread caches interned ids in each code object, tagged by
- * the profile's address. A new window's profile can reuse the address of an
- * earlier, freed one, so a stale tag could match: check that the cached ids
- * name the same strings in this profile, and drop the cache entry if not. */
-static void check_code_cache(hm_profile *p, const hm_pythread *th)
-{
-	for (int i = 0; i < th->nframes; i++) {
-		hm_pycode *c = (hm_pycode *)th->frames[i].code;
-		if (!c->user_gen)
-			continue;
-		const char *qn = c->qualname ? c->qualname : "";
-		const char *fn = c->filename ? c->filename : "";
-		if (strcmp(hm_profile_str(p, c->user), qn) || strcmp(hm_profile_str(p, c->user2), fn))
-			c->user_gen = 0;
-	}
-}
 
 static void sample_target(hm_agent *a, agent_target *tg, unsigned flags, int64_t weight)
 {
@@ -511,7 +496,6 @@ static void sample_target(hm_agent *a, agent_target *tg, unsigned flags, int64_t
 		}
 		if (!th->nframes)
 			continue;
-		check_code_cache(tg->prof, th);
 		hm_sampler_add_thread(tg->prof, th, &a->so, weight, wall);
 		a->st.samples++;
 	}

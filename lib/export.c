@@ -286,14 +286,19 @@ void hm_exporter_stats(hm_exporter *e, hm_export_stats *st)
 	}
 }
 
-void hm_exporter_flush(hm_exporter *e, double timeout_s)
+void hm_exporter_drain(hm_exporter *e)
 {
 	pthread_mutex_lock(&e->mu);
 	e->closed = 1;
 	e->draining = 1;
-	pthread_cond_broadcast(&e->cv);
+	pthread_cond_broadcast(&e->cv);   /* cuts a back-off wait short */
 	log_drops_locked(e, 1);
 	pthread_mutex_unlock(&e->mu);
+}
+
+void hm_exporter_flush(hm_exporter *e, double timeout_s)
+{
+	hm_exporter_drain(e);
 	if (!e->has_thread)
 		return;
 	double deadline = now_s() + (timeout_s > 0 ? timeout_s : 0);
@@ -344,6 +349,15 @@ void hm_exporter_free(hm_exporter *e)
 	pthread_cond_destroy(&e->cv);
 	free(e->name);
 	free(e);
+}
+
+const char *hm_export_label(const hm_profile *p, const char *key)
+{
+	const hm_profile_meta *m = hm_profile_meta_cget(p);
+	for (uint32_t i = 0; i < m->nlabels; i++)
+		if (!strcmp(hm_profile_str(p, m->labels[i].key), key))
+			return hm_profile_str(p, m->labels[i].value);
+	return NULL;
 }
 
 /* ---- HTTP ---- */

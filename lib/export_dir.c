@@ -3,10 +3,12 @@
  * Writes each profile synchronously (a local write takes well under a
  * millisecond) as homura-<service>-<pid>-<UTC time>.<suffix> in the chosen
  * format, through a hidden temporary file renamed into place so readers never
- * see half a file. Retention: after each write, if the homura-* files in the
- * directory add up to more than dir_max_bytes, the oldest (by modification
- * time, then name) are deleted until they fit; the newest file is always
- * kept. */
+ * see half a file. Retention: when the homura-* files in the directory add
+ * up to more than dir_max_bytes, the oldest (by modification time, then
+ * name) are deleted until they take at most 90% of it; the newest file is
+ * always kept. The directory is only listed when the running total (from the
+ * last listing plus what was written since) passes the bound, so the cost of
+ * a write does not grow with the number of files kept. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +26,8 @@ typedef struct dir_impl {
 	char *path;
 	int fmt;
 	uint64_t max_bytes;
+	uint64_t known_total;    /* homura-* bytes at the last scan + written since */
+	int scanned;
 } dir_impl;
 
 typedef struct dfile {
@@ -43,15 +47,6 @@ static const char *suffix_of(int fmt)
 	case HM_FMT_SVG: return "svg";
 	default: return "pb.gz";
 	}
-}
-
-static const char *label_of(const hm_profile *p, const char *key)
-{
-	const hm_profile_meta *m = hm_profile_meta_cget(p);
-	for (uint32_t i = 0; i < m->nlabels; i++)
-		if (!strcmp(hm_profile_str(p, m->labels[i].key), key))
-			return hm_profile_str(p, m->labels[i].value);
-	return "";
 }
 
 static int cmp_dfile(const void *a, const void *b)
@@ -101,9 +96,10 @@ static uint64_t enforce_retention(dir_impl *d)
 		n++;
 	}
 	uint64_t deleted = 0;
+	uint64_t target = d->max_bytes - d->max_bytes / 10;
 	if (n > 1 && total > d->max_bytes) {
 		qsort(files, n, sizeof *files, cmp_dfile);
-		for (size_t i = 0; i + 1 < n && total > d->max_bytes; i++) {
+		for (size_t i = 0; i + 1 < n && total > target; i++) {
 			if (unlinkat(dirfd(dir), files[i].name, 0) == 0) {
 				total -= files[i].size;
 				deleted++;
@@ -111,6 +107,8 @@ static uint64_t enforce_retention(dir_impl *d)
 		}
 	}
 	closedir(dir);
+	d->known_total = total;
+	d->scanned = 1;
 	for (size_t i = 0; i < n; i++)
 		free(files[i].name);
 	free(files);
@@ -121,10 +119,18 @@ static int dir_write(void *impl, const hm_profile *p, hm_export_stats *st)
 {
 	dir_impl *d = impl;
 	const hm_profile_meta *m = hm_profile_meta_cget(p);
-	char svc[128];
-	snprintf(svc, sizeof svc, "%s", label_of(p, "service.name"));
+	/* Labels may come from the target's environment: keep them from
+	 * steering the path. */
+	char svc[128], pid[32];
+	const char *service = hm_export_label(p, "service.name");
+	const char *pidl = hm_export_label(p, "process.pid");
+	snprintf(svc, sizeof svc, "%s", service && *service ? service : "python");
+	snprintf(pid, sizeof pid, "%s", pidl && *pidl ? pidl : "0");
 	for (char *c = svc; *c; c++)
 		if (*c == '/' || *c == ' ' || (unsigned char)*c < 32)
+			*c = '_';
+	for (char *c = pid; *c; c++)
+		if (*c < '0' || *c > '9')
 			*c = '_';
 	uint64_t t = m->start_ns ? m->start_ns : (uint64_t)time(NULL) * 1000000000ull;
 	time_t secs = (time_t)(t / 1000000000ull);
@@ -133,8 +139,8 @@ static int dir_write(void *impl, const hm_profile *p, hm_export_stats *st)
 	char stamp[64];
 	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
 	char path[4096], tmp[4200];
-	snprintf(path, sizeof path, "%s/homura-%s-%s-%s.%03dZ.%s", d->path, svc[0] ? svc : "python",
-		 label_of(p, "process.pid"), stamp, (int)((t / 1000000ull) % 1000), suffix_of(d->fmt));
+	snprintf(path, sizeof path, "%s/homura-%s-%s-%s.%03dZ.%s", d->path, svc, pid, stamp,
+		 (int)((t / 1000000ull) % 1000), suffix_of(d->fmt));
 	snprintf(tmp, sizeof tmp, "%s/.tmp-homura-%d", d->path, (int)getpid());
 	FILE *f = fopen(tmp, "wb");
 	if (!f)
@@ -151,7 +157,9 @@ static int dir_write(void *impl, const hm_profile *p, hm_export_stats *st)
 		return rc;
 	}
 	st->sent_bytes = size > 0 ? (uint64_t)size : 0;
-	st->files_deleted = enforce_retention(d);
+	d->known_total += st->sent_bytes;
+	if (d->max_bytes && (!d->scanned || d->known_total > d->max_bytes))
+		st->files_deleted = enforce_retention(d);
 	return HM_OK;
 }
 

@@ -63,15 +63,6 @@ static void sanitize(char *s, int is_name)
 	}
 }
 
-static const char *label_of(const hm_profile *p, const char *key)
-{
-	const hm_profile_meta *m = hm_profile_meta_cget(p);
-	for (uint32_t i = 0; i < m->nlabels; i++)
-		if (!strcmp(hm_profile_str(p, m->labels[i].key), key))
-			return hm_profile_str(p, m->labels[i].value);
-	return NULL;
-}
-
 static int pyro_encode(void *impl, const hm_profile *p, unsigned char **data, size_t *len,
 		       char **meta)
 {
@@ -86,7 +77,7 @@ static int pyro_encode(void *impl, const hm_profile *p, unsigned char **data, si
 	char *name = malloc(cap);
 	if (!name)
 		return hm_error(HM_ENOMEM, "out of memory");
-	const char *svc = label_of(p, "service.name");
+	const char *svc = hm_export_label(p, "service.name");
 	char tmp[512];
 	snprintf(tmp, sizeof tmp, "%s", svc && *svc ? svc : "python");
 	sanitize(tmp, 0);

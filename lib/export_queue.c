@@ -178,10 +178,26 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* mkdir -p, private to us. */
+static int make_dirs(const char *path)
+{
+	char buf[4096];
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 /* Index the spool files an earlier run left behind. */
 static int spool_load(hm_queue *q)
 {
-	if (mkdir(q->spool_dir, 0700) != 0 && errno != EEXIST)
+	if (make_dirs(q->spool_dir) != 0)
 		return hm_error(HM_ESYS, "cannot create spool directory %s: %s", q->spool_dir,
 				strerror(errno));
 	DIR *d = opendir(q->spool_dir);

@@ -21,8 +21,11 @@ struct hm_profile {
 	size_t nevents, events_cap;
 	int keep_timeline;
 	int64_t total_count, total_weight;
+	uint32_t serial;
 	hm_profile_meta meta;
 };
+
+static uint32_t next_serial;
 
 hm_profile *hm_profile_new(int keep_timeline)
 {
@@ -34,6 +37,9 @@ hm_profile *hm_profile_new(int keep_timeline)
 	hm_intern_init(&p->stacks);
 	hm_intern_init(&p->keys);
 	p->keep_timeline = keep_timeline;
+	do
+		p->serial = __atomic_add_fetch(&next_serial, 1, __ATOMIC_RELAXED);
+	while (!p->serial);
 	hm_intern_put(&p->strings, "", 0, NULL);   /* id 0 is "" */
 	return p;
 }
@@ -193,6 +199,8 @@ const hm_event *hm_profile_event(const hm_profile *p, size_t i)
 {
 	return i < p->nevents ? &p->events[i] : NULL;
 }
+
+uint32_t hm_profile_serial(const hm_profile *p) { return p->serial; }
 
 hm_profile_meta *hm_profile_meta_get(hm_profile *p) { return &p->meta; }
 const hm_profile_meta *hm_profile_meta_cget(const hm_profile *p) { return &p->meta; }

@@ -4,7 +4,8 @@
  * ._active maps each thread's ident (its pthread_t) to a Thread object whose
  * _name attribute is the name ("MainThread", "Thread-1 (worker)", ...). That
  * walk costs a few hundred small reads (sys.modules is searched by key), so
- * the result is cached per pthread id and refreshed at most once a second.
+ * the dict's address is kept for 10 s, and the names read from it are cached
+ * per pthread id and refreshed at most once a second.
  * Threads the threading module does not know (or a target that never
  * imported it) fall back to the kernel's name, /proc/PID/task/TID/comm. */
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #define NAMES_MAX 256
 #define NAME_LEN 64
 #define REFRESH_NS 1000000000ull
+#define LOOKUP_NS 10000000000ull     /* re-find threading._active every 10 s */
 
 struct pyname {
 	uint64_t key;                /* pthread id (Python) or tid (comm) */
@@ -29,6 +31,8 @@ struct pynames {
 	hm_pyobj_reader r;
 	int reader_ok;               /* 1 ok, -1 failed (don't retry) */
 	uint64_t refreshed_ns;
+	uint64_t active;             /* threading._active, found by a full lookup */
+	uint64_t active_ns;          /* when that lookup ran */
 	int npy, ncomm;
 	struct pyname py[NAMES_MAX]; /* from threading._active */
 	struct pyname comm[NAMES_MAX];
@@ -67,14 +71,13 @@ static int add_active(void *ctx, uint64_t key, uint64_t value)
 	return 0;
 }
 
-/* Re-read threading._active of the main interpreter. */
-static void refresh_python(hm_python *py, struct pynames *nm)
+/* Find threading._active through the main interpreter's sys.modules. */
+static uint64_t find_active(hm_python *py, struct pynames *nm)
 {
 	const hm_pylayout *L = py->layout;
 	uint64_t interp = 0, modules = 0, threading, mdict, active;
-	nm->npy = 0;
 	if (L->is_modules < 0 || L->mod_dict < 0)
-		return;
+		return 0;
 	uint64_t head = py->runtime ? py->runtime + (uint64_t)L->rt_interpreters_head
 				    : py->interp_head_sym;
 	/* The main interpreter is the last one in the list. */
@@ -86,12 +89,25 @@ static void refresh_python(hm_python *py, struct pynames *nm)
 		head = next + (uint64_t)L->is_next;
 	}
 	if (!interp || hm_target_read(py->t, interp + (uint64_t)L->is_modules, &modules, 8) != HM_OK)
-		return;
+		return 0;
 	if (hm_pyobj_dict_get(&nm->r, modules, "threading", &threading) ||
 	    hm_target_read(py->t, threading + (uint64_t)L->mod_dict, &mdict, 8) != HM_OK ||
 	    hm_pyobj_dict_get(&nm->r, mdict, "_active", &active))
-		return;
-	hm_pyobj_dict_items(&nm->r, active, add_active, nm, NAMES_MAX);
+		return 0;
+	return active;
+}
+
+/* Re-read the names in threading._active. */
+static void refresh_python(hm_python *py, struct pynames *nm, uint64_t now)
+{
+	nm->npy = 0;
+	if (!nm->active || now - nm->active_ns >= LOOKUP_NS ||
+	    hm_pyobj_kind(&nm->r, nm->active) != HM_PT_DICT) {
+		nm->active = find_active(py, nm);
+		nm->active_ns = now;
+	}
+	if (nm->active && hm_pyobj_dict_items(&nm->r, nm->active, add_active, nm, NAMES_MAX) < 0)
+		nm->active = 0;
 }
 
 static const char *lookup(struct pyname *tab, int n, uint64_t key)
@@ -142,7 +158,7 @@ int hm_python_thread_names(hm_python *py, hm_pysample *s)
 		nm->refreshed_ns = now;
 		nm->ncomm = 0;
 		if (nm->reader_ok > 0)
-			refresh_python(py, nm);
+			refresh_python(py, nm, now);
 	}
 	for (int i = 0; i < s->nthreads; i++) {
 		hm_pythread *th = &s->threads[i];

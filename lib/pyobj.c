@@ -459,7 +459,14 @@ static int match_key(void *ctx, uint64_t key, uint64_t value)
 	struct find_key *f = ctx;
 	char buf[256];
 	int trunc;
+	int kind;
+	int64_t n;
+	uint64_t data;
 	if (f->klen >= sizeof buf - 1)
+		return 0;
+	/* Most keys differ in length: check that before reading the text. */
+	if (!is_kind(f->r, key, HM_PT_STR) || str_data(f->r, key, &kind, &n, &data) ||
+	    n > (int64_t)f->klen)
 		return 0;
 	if (str_utf8(f->r, key, buf, sizeof buf, (int64_t)f->klen + 1, &trunc) == 0 && !trunc &&
 	    !strcmp(buf, f->key)) {
@@ -514,10 +521,10 @@ int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, u
 	if (rd_ptr(r, obj + (uint64_t)(int64_t)L->inst_dict_ptr, &slot))
 		return -1;
 	if (L->inst_dict_kind == HM_IDICT_TAGGED && (slot & 1)) {
-		/* 3.12: the slot holds values | 1 */
+		/* 3.12: the slot holds the values pointer minus one */
 		if (L->ht_cached_keys < 0 || rd_ptr(r, t + (uint64_t)L->ht_cached_keys, &cached))
 			return -1;
-		return values_get(r, cached, slot & ~(uint64_t)1, name, value);
+		return values_get(r, cached, slot + 1, name, value);
 	}
 	if (slot)
 		return hm_pyobj_dict_get(r, slot, name, value);
@@ -570,7 +577,8 @@ static size_t quote(const char *prefix, const uint8_t *s, size_t n, int truncate
 	return k < cap ? k : cap - 1;
 }
 
-/* Shortest "%.Ng" that reads back as v, with ".0" for integral values. */
+/* Python's float repr: the fewest significant digits that read back as v,
+ * positional when the exponent is in [-4, 16), with ".0" on integral values. */
 static size_t float_repr(double v, char *buf, size_t cap)
 {
 	if (isnan(v))
@@ -578,13 +586,20 @@ static size_t float_repr(double v, char *buf, size_t cap)
 	if (isinf(v))
 		return (size_t)snprintf(buf, cap, v < 0 ? "-inf" : "inf");
 	char tmp[64];
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+	int prec = 1;
+	for (; prec < 17; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
 		if (strtod(tmp, NULL) == v)
 			break;
 	}
-	if (!strpbrk(tmp, ".eni"))
-		strcat(tmp, ".0");
+	snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+	int exp = atoi(strchr(tmp, 'e') + 1);
+	if (exp >= -4 && exp < 16) {
+		int decimals = prec - 1 - exp;
+		snprintf(tmp, sizeof tmp, "%.*f", decimals > 0 ? decimals : 0, v);
+		if (!strchr(tmp, '.'))
+			strcat(tmp, ".0");
+	}
 	return (size_t)snprintf(buf, cap, "%s", tmp);
 }
 

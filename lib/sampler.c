@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "homura/error.h"
+#include "homura/native.h"
 #include "homura/sampler.h"
 
 static uint64_t mono_ns(void)
@@ -57,12 +58,6 @@ static uint64_t rng_next(uint64_t *s)
 	return x * 0x2545F4914F6CDD1Dull;
 }
 
-/* Per-code-object cache of interned function identity, tagged so stale
- * entries from another profile are never trusted. */
-static uint32_t profile_tag(const hm_profile *p)
-{
-	return (uint32_t)(((uintptr_t)p >> 4) | 1);
-}
 
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns)
@@ -79,7 +74,7 @@ void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sample
 		hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_THREAD};
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
-	uint32_t tag = profile_tag(p);
+	uint32_t tag = hm_profile_serial(p); /* code objects cache ids per profile */
 	for (int i = th->nframes - 1; i >= 0; i--) {
 		hm_pycode *c = (hm_pycode *)th->frames[i].code;
 		hm_frame f;
@@ -230,6 +225,12 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 	meta->time_kind = o->idle ? HM_TIME_WALL : HM_TIME_CPU;
 	if (*pyp)
 		hm_python_set_max_depth(*pyp, o->max_depth > 0 ? o->max_depth : 4096);
+	/* --native: a libdwfl session for the target (lib/native.c). */
+	hm_native *nat = NULL;
+	hm_natsample ns;
+	memset(&ns, 0, sizeof ns);
+	if (o->native && (rc = hm_native_open(t, &nat)) != HM_OK)
+		return rc;
 
 	while (!(o->stop && *o->stop)) {
 		uint64_t now = mono_ns();
@@ -254,7 +255,10 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 		} else {
 			uint64_t t0 = mono_ns();
 			int paused = 0, r;
-			if (o->blocking) {
+			if (nat) {
+				/* Stops (only) the threads it unwinds. */
+				r = hm_native_sample(nat, *pyp, &s, &ns, flags);
+			} else if (o->blocking) {
 				/* Paused threads all read as stopped, so learn
 				 * who was running before stopping them. */
 				if (!o->idle)
@@ -288,9 +292,17 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 					}
 					if (!th->nframes)
 						continue;
-					if (o->blocking && !o->idle && !in_set(running, nrun, th->tid))
+					if (o->blocking && !nat && !o->idle && !in_set(running, nrun, th->tid))
 						continue;
-					hm_sampler_add_thread(p, th, o, (int64_t)period, wall);
+					if (nat) {
+						if (ns.stacks[i].state == HM_NATSTACK_SKIP)
+							continue;
+						st->native_torn += (uint64_t)hm_native_add_thread(
+							p, th, &ns.stacks[i], hm_python_layout(*pyp), o,
+							(int64_t)period, wall);
+					} else {
+						hm_sampler_add_thread(p, th, o, (int64_t)period, wall);
+					}
 					st->samples++;
 				}
 			}
@@ -304,6 +316,15 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 		sleep_until(next);
 	}
 	meta->duration_ns = mono_ns() - start;
+	if (nat) {
+		const hm_native_stats *nst = hm_native_stats_get(nat);
+		st->native_unwinds = nst->unwinds;
+		st->native_failed = nst->failed;
+		st->native_stop_ns = nst->stop_ns;
+		st->native_stop_max_ns = nst->stop_max_ns;
+		hm_native_close(nat);
+		hm_natsample_free(&ns);
+	}
 	hm_pysample_free(&s);
 	return rc;
 }

@@ -35,6 +35,55 @@ typedef struct series_rec {
 	int64_t first, last;
 } series_rec;
 
+/* Bounded map of blobs (text, frame key, stack blob) to database ids, so a
+ * put mostly skips the SELECTs; emptied when full or after a rollback. */
+typedef struct wcache {
+	hm_intern keys;
+	int64_t *ids;
+	uint32_t cap;
+} wcache;
+
+#define WCACHE_MAX_BYTES (32u << 20)
+
+static void wcache_clear(wcache *c)
+{
+	hm_intern_free(&c->keys);
+	hm_intern_init(&c->keys);
+}
+
+static int64_t wcache_get(const wcache *c, const void *k, uint32_t len)
+{
+	uint32_t i = hm_intern_find(&c->keys, k, len);
+	return i == UINT32_MAX ? -1 : c->ids[i];
+}
+
+static void wcache_put(wcache *c, const void *k, uint32_t len, int64_t id)
+{
+	if (c->keys.bytes > WCACHE_MAX_BYTES)
+		wcache_clear(c);
+	int added;
+	uint32_t i = hm_intern_put(&c->keys, k, len, &added);
+	if (i == UINT32_MAX)
+		return;
+	if (i >= c->cap) {
+		uint32_t nc = c->cap ? c->cap * 2 : 1024;
+		int64_t *n = realloc(c->ids, nc * sizeof *n);
+		if (!n) {
+			wcache_clear(c);
+			return;
+		}
+		c->ids = n;
+		c->cap = nc;
+	}
+	c->ids[i] = id;
+}
+
+static void wcache_free(wcache *c)
+{
+	hm_intern_free(&c->keys);
+	free(c->ids);
+}
+
 typedef struct sq {
 	sqlite3 *w, *r;
 	pthread_mutex_t wmu, rmu, smu;
@@ -45,6 +94,7 @@ typedef struct sq {
 	series_rec *series;
 	size_t nseries, cap;
 	hm_intern series_keys;   /* key -> index into series[] */
+	wcache c_str, c_frame, c_stack;   /* writer's id caches (under wmu) */
 	int64_t downsampled_until;
 } sq;
 
@@ -154,6 +204,9 @@ static void sq_close(hm_store *st)
 	if (q->r)
 		sqlite3_close(q->r);
 	hm_intern_free(&q->series_keys);
+	wcache_free(&q->c_str);
+	wcache_free(&q->c_frame);
+	wcache_free(&q->c_stack);
 	free(q->series);
 	free(q->path);
 	pthread_mutex_destroy(&q->wmu);
@@ -175,6 +228,9 @@ static int sq_open(hm_store *st, const char *dir)
 	pthread_mutex_init(&q->rmu, NULL);
 	pthread_mutex_init(&q->smu, NULL);
 	hm_intern_init(&q->series_keys);
+	hm_intern_init(&q->c_str.keys);
+	hm_intern_init(&q->c_frame.keys);
+	hm_intern_init(&q->c_stack.keys);
 	size_t pl = strlen(dir) + 16;
 	q->path = malloc(pl);
 	if (!q->path) {
@@ -242,18 +298,23 @@ static int sq_open(hm_store *st, const char *dir)
 static int64_t str_id(sq *q, const char *s)
 {
 	size_t n = strlen(s);
+	int64_t id = wcache_get(&q->c_str, s, (uint32_t)n);
+	if (id >= 0)
+		return id;
 	sqlite3_stmt *g = q->str_get;
 	sqlite3_bind_blob(g, 1, s, (int)n, SQLITE_STATIC);
-	int64_t id = -1;
 	if (sqlite3_step(g) == SQLITE_ROW)
 		id = sqlite3_column_int64(g, 0);
 	sqlite3_reset(g);
+	if (id < 0) {
+		sqlite3_bind_blob(q->str_ins, 1, s, (int)n, SQLITE_STATIC);
+		if (sqlite3_step(q->str_ins) == SQLITE_DONE)
+			id = sqlite3_last_insert_rowid(q->w);
+		sqlite3_reset(q->str_ins);
+	}
 	if (id >= 0)
-		return id;
-	sqlite3_bind_blob(q->str_ins, 1, s, (int)n, SQLITE_STATIC);
-	int ok = sqlite3_step(q->str_ins) == SQLITE_DONE;
-	sqlite3_reset(q->str_ins);
-	return ok ? sqlite3_last_insert_rowid(q->w) : -1;
+		wcache_put(&q->c_str, s, (uint32_t)n, id);
+	return id;
 }
 
 static int64_t frame_id(sq *q, const hm_profile *p, const hm_frame *f)
@@ -263,11 +324,13 @@ static int64_t frame_id(sq *q, const hm_profile *p, const hm_frame *f)
 	if (name < 0 || file < 0)
 		return -1;
 	int64_t v[5] = {name, file, f->line, f->start_line, f->kind};
+	int64_t id = wcache_get(&q->c_frame, v, sizeof v);
+	if (id >= 0)
+		return id;
 	for (int i = 0; i < 5; i++) {
 		sqlite3_bind_int64(q->frame_get, i + 1, v[i]);
 		sqlite3_bind_int64(q->frame_ins, i + 1, v[i]);
 	}
-	int64_t id = -1;
 	if (sqlite3_step(q->frame_get) == SQLITE_ROW)
 		id = sqlite3_column_int64(q->frame_get, 0);
 	sqlite3_reset(q->frame_get);
@@ -276,6 +339,8 @@ static int64_t frame_id(sq *q, const hm_profile *p, const hm_frame *f)
 			id = sqlite3_last_insert_rowid(q->w);
 		sqlite3_reset(q->frame_ins);
 	}
+	if (id >= 0)
+		wcache_put(&q->c_frame, v, sizeof v, id);
 	return id;
 }
 
@@ -292,9 +357,11 @@ static size_t put_varint(uint8_t *b, uint64_t v)
 
 static int64_t stack_id(sq *q, const uint8_t *blob, size_t len)
 {
+	int64_t id = wcache_get(&q->c_stack, blob, (uint32_t)len);
+	if (id >= 0)
+		return id;
 	int64_t hash = (int64_t)hm_hash_bytes(blob, len);
 	sqlite3_bind_int64(q->stack_get, 1, hash);
-	int64_t id = -1;
 	while (sqlite3_step(q->stack_get) == SQLITE_ROW)
 		if ((size_t)sqlite3_column_bytes(q->stack_get, 1) == len &&
 		    !memcmp(sqlite3_column_blob(q->stack_get, 1), blob, len)) {
@@ -302,13 +369,15 @@ static int64_t stack_id(sq *q, const uint8_t *blob, size_t len)
 			break;
 		}
 	sqlite3_reset(q->stack_get);
+	if (id < 0) {
+		sqlite3_bind_int64(q->stack_ins, 1, hash);
+		sqlite3_bind_blob(q->stack_ins, 2, blob, (int)len, SQLITE_STATIC);
+		if (sqlite3_step(q->stack_ins) == SQLITE_DONE)
+			id = sqlite3_last_insert_rowid(q->w);
+		sqlite3_reset(q->stack_ins);
+	}
 	if (id >= 0)
-		return id;
-	sqlite3_bind_int64(q->stack_ins, 1, hash);
-	sqlite3_bind_blob(q->stack_ins, 2, blob, (int)len, SQLITE_STATIC);
-	if (sqlite3_step(q->stack_ins) == SQLITE_DONE)
-		id = sqlite3_last_insert_rowid(q->w);
-	sqlite3_reset(q->stack_ins);
+		wcache_put(&q->c_stack, blob, (uint32_t)len, id);
 	return id;
 }
 
@@ -457,6 +526,9 @@ static int sq_put(hm_store *st, const char *type, const hm_store_label *labels, 
 		snprintf(msg, sizeof msg, "%s", hm_errmsg());
 		sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
 		series_cache_load(q);    /* a rolled-back new series must go */
+		wcache_clear(&q->c_str);   /* and so must ids handed out in it */
+		wcache_clear(&q->c_frame);
+		wcache_clear(&q->c_stack);
 		hm_error(rc, "%s", msg);
 	}
 	pthread_mutex_unlock(&q->wmu);
@@ -819,6 +891,10 @@ static int sq_maintain(hm_store *st, int64_t now)
 			if (rc == HM_OK)
 				rc = per_series(q, "DELETE FROM samples WHERE series = ?1 AND"
 						" t >= ?3 AND t < ?2 AND t % 60 != 0", cutoff, from);
+			if (rc == HM_OK)    /* a series may now start a little earlier */
+				rc = exec(q->w, "UPDATE series SET first = (SELECT min(t) FROM"
+					  " samples WHERE series = series.id) WHERE EXISTS"
+					  " (SELECT 1 FROM samples WHERE series = series.id);");
 			sqlite3_stmt *m;
 			if (rc == HM_OK)
 				rc = prep(q->w, &m, "INSERT OR REPLACE INTO meta(k, v)"
@@ -864,6 +940,9 @@ static int sq_maintain(hm_store *st, int64_t now)
 	if (rc == HM_OK && o->retention_s > 0) {
 		exec(q->w, "PRAGMA incremental_vacuum;");
 	}
+	wcache_clear(&q->c_str);     /* garbage collection may have removed ids */
+	wcache_clear(&q->c_frame);
+	wcache_clear(&q->c_stack);
 	pthread_mutex_lock(&q->smu);
 	int lrc = series_cache_load(q);
 	pthread_mutex_unlock(&q->smu);

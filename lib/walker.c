@@ -393,6 +393,7 @@ static int push_frame(hm_pythread *th, const struct code_entry *c, int line, uin
 	th->frames[th->nframes].code = &c->pub;
 	th->frames[th->nframes].line = line;
 	th->frames[th->nframes].addr = addr;
+	th->frames[th->nframes].entry = 0;
 	th->nframes++;
 	return 0;
 }
@@ -562,6 +563,10 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th)
 		if (owner > L->owner_max)
 			return -1;
 		if (owner == L->owner_cstack) {
+			/* 3.12+: the frame run just before this shim is the
+			 * first one of a C-level eval call (--native). */
+			if (th->nframes > 0)
+				th->frames[th->nframes - 1].entry = 1;
 			frame = previous;
 			continue;
 		}
@@ -577,6 +582,8 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th)
 			return -1;
 		if (push_frame(th, c, code_line(c, L->linetable_kind, off), frame))
 			return -1;
+		if (L->if_is_entry >= 0 && (size_t)L->if_is_entry < py->if_len)
+			th->frames[th->nframes - 1].entry = f[L->if_is_entry] != 0;   /* 3.11 */
 		frame = previous;
 	}
 	return 0;

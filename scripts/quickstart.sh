@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh
+bash scripts/install-deps.sh
 make -j"$(nproc)" build/homura >/dev/null
 
 # Any Python 3.8+ will do ($PYTHON); Debian's own is always there.

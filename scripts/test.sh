@@ -25,7 +25,7 @@ summary=()
 step() { printf '\n=== %s\n' "$*"; }
 
 step "dependencies"
-./scripts/install-deps.sh || { echo "test.sh: FAIL: could not install dependencies"; exit 1; }
+bash scripts/install-deps.sh || { echo "test.sh: FAIL: could not install dependencies"; exit 1; }
 
 step "build (make -j$JOBS)"
 make -j"$JOBS" || { echo "test.sh: FAIL: make failed"; exit 1; }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +49,9 @@ static void usage(FILE *f)
 		"  -t, --threads          a frame per thread at the root of each stack\n"
 		"      --nolineno         aggregate by function, not by line\n"
 		"      --blocking         pause the target while reading each sample\n"
+		"  -n, --native           merge native (C/C++/Cython) frames into the Python\n"
+		"                         stacks; stops each sampled thread (ptrace) for the\n"
+		"                         few tens of microseconds its unwind takes\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --stats-json FILE  write sampling statistics as JSON\n"
@@ -85,6 +89,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"threads", no_argument, 0, 't'},
 		{"nolineno", no_argument, 0, O_NOLINENO},
 		{"blocking", no_argument, 0, O_BLOCKING},
+		{"native", no_argument, 0, 'n'},
 		{"no-jitter", no_argument, 0, O_NOJITTER},
 		{"max-depth", required_argument, 0, O_DEPTH},
 		{"stats-json", required_argument, 0, O_STATS},
@@ -101,7 +106,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 	int c;
 	char *end;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:o:f:r:d:igth", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:o:f:r:d:igtnh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': {
 			long v = strtol(optarg, &end, 10);
@@ -127,6 +132,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case 't': a->so.threads_root = 1; break;
 		case O_NOLINENO: a->so.nolineno = 1; break;
 		case O_BLOCKING: a->so.blocking = 1; break;
+		case 'n': a->so.native = 1; break;
 		case O_NOJITTER: a->so.jitter = 0; break;
 		case O_DEPTH:
 			a->so.max_depth = (int)strtol(optarg, &end, 10);
@@ -221,6 +227,8 @@ static pid_t launch(char **cmd)
 /* Fail early, before a long recording, if the output cannot be created. */
 static int check_writable(const char *path)
 {
+	if (write_in_place(path))
+		return 0;
 	char tmp[4096];
 	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
 	FILE *f = fopen(tmp, "wb");
@@ -231,14 +239,32 @@ static int check_writable(const char *path)
 	return 0;
 }
 
+/* Outputs that are not regular files ("-", /dev/null, a pipe) are written in
+ * place; files go through a temporary file renamed over the target, so a
+ * failed write never leaves a truncated profile behind. */
+static int write_in_place(const char *path)
+{
+	struct stat sb;
+	return !strcmp(path, "-") || (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode));
+}
+
 static int write_profile(const hm_profile *p, int fmt, const char *path, const char *title)
 {
+	hm_write_opts wo = {title, 0};
+	if (write_in_place(path)) {
+		FILE *f = strcmp(path, "-") ? fopen(path, "wb") : stdout;
+		if (!f)
+			return cli_fail("cannot write %s: %s", path, strerror(errno));
+		int rc = hm_profile_write(p, fmt, f, &wo);
+		if ((f == stdout ? fflush(f) : fclose(f)) != 0 && rc == HM_OK)
+			return cli_fail("cannot write %s: %s", path, strerror(errno));
+		return rc == HM_OK ? 0 : cli_fail_lib();
+	}
 	char tmp[4096];
 	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
 	FILE *f = fopen(tmp, "wb");
 	if (!f)
 		return cli_fail("cannot write %s: %s", path, strerror(errno));
-	hm_write_opts wo = {title, 0};
 	int rc = hm_profile_write(p, fmt, f, &wo);
 	if (fclose(f) != 0 && rc == HM_OK)
 		rc = hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
@@ -366,7 +392,8 @@ int cmd_record(int argc, char **argv)
 		a.title = title;
 	}
 	fprintf(stderr, "homura: sampling process %d (Python %s) at %g Hz%s; Ctrl-C to stop\n", (int)pid,
-		hm_python_version(py), a.so.rate_hz, a.so.blocking ? ", pausing it for each sample" : "");
+		hm_python_version(py), a.so.rate_hz, a.so.native ? ", stopping each sampled thread while it is unwound"
+		: a.so.blocking ? ", pausing it for each sample" : "");
 
 	a.so.child = child;
 	a.so.stop = &stop_flag;
@@ -402,6 +429,14 @@ int cmd_record(int argc, char **argv)
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		total ? 100.0 * (double)st->invalid / (double)total : 0.0, (unsigned long long)st->late,
 		hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99), (double)st->cost_max_ns / 1000.0);
+	if (a.so.native)
+		fprintf(stderr,
+			"homura: native: %llu stacks unwound, %llu torn (Python frames only), "
+			"%llu failed; threads stopped %.1f us on average, %.1f us max\n",
+			(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,
+			(unsigned long long)st->native_failed,
+			st->native_unwinds ? (double)st->native_stop_ns / 1000.0 / (double)st->native_unwinds : 0.0,
+			(double)st->native_stop_max_ns / 1000.0);
 	if (!status)
 		fprintf(stderr, "homura: wrote %s (%s)%s\n", out, hm_format_name(fmt),
 			st->target_exited ? "; the target exited" : "");

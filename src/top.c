@@ -58,7 +58,7 @@ static void usage(FILE *f)
 		"  -s, --sort COL         own, total, owntime or totaltime (default own)\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
-		"  -n, --iterations N     print N one-second snapshots as text, no screen\n"
+		"      --iterations N     print N one-second snapshots as text, no screen\n"
 		"      --once             the same as --iterations 1\n"
 		"      --rows N           rows per text snapshot (default 20)\n"
 		"  -h, --help             this help\n\n"
@@ -93,7 +93,7 @@ static int parse_sort(const char *s)
 /* 0: go on; 1: exit 0 (help); >1: exit status + 1. */
 static int parse_args(int argc, char **argv, struct top_args *a)
 {
-	enum { O_NOJITTER = 256, O_DEPTH, O_ONCE, O_ROWS };
+	enum { O_NOJITTER = 256, O_DEPTH, O_ONCE, O_ROWS, O_ITER };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"rate", required_argument, 0, 'r'},
@@ -103,7 +103,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 		{"sort", required_argument, 0, 's'},
 		{"no-jitter", no_argument, 0, O_NOJITTER},
 		{"max-depth", required_argument, 0, O_DEPTH},
-		{"iterations", required_argument, 0, 'n'},
+		{"iterations", required_argument, 0, O_ITER},
 		{"once", no_argument, 0, O_ONCE},
 		{"rows", required_argument, 0, O_ROWS},
 		{"help", no_argument, 0, 'h'},
@@ -118,7 +118,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 	char *end;
 	long v;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:r:igls:n:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:r:igls:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			v = strtol(optarg, &end, 10);
@@ -146,7 +146,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 				return cli_fail("invalid --max-depth '%s'", optarg) + 1;
 			a->max_depth = (int)v;
 			break;
-		case 'n':
+		case O_ITER:
 			v = strtol(optarg, &end, 10);
 			if (*end || v < 1 || v > 1000000000)
 				return cli_fail("invalid --iterations '%s'", optarg) + 1;
@@ -498,15 +498,24 @@ static int wait_keys(struct top *T, uint64_t until)
 
 /* ---------------------------------------------------------------- main */
 
+/* Start cmd; returns once it has exec'd (or failed to), so that its memory
+ * is not read in the middle of the exec: a close-on-exec pipe tells. */
 static pid_t launch(char **cmd, int quiet)
 {
-	pid_t child = fork();
-	if (child < 0)
+	int gate[2];
+	if (pipe2(gate, O_CLOEXEC) != 0)
 		return -1;
+	pid_t child = fork();
+	if (child < 0) {
+		close(gate[0]);
+		close(gate[1]);
+		return -1;
+	}
 	if (child == 0) {
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
+		close(gate[0]);
 		if (quiet) {
 			/* Keep the screen and the keyboard for top. */
 			int fd = open("/dev/null", O_RDWR);
@@ -519,9 +528,15 @@ static pid_t launch(char **cmd, int quiet)
 			}
 		}
 		execvp(cmd[0], cmd);
-		fprintf(stderr, "homura: cannot run '%s': %s\n", cmd[0], strerror(errno));
+		int e = errno;
+		dprintf(2, "homura: cannot run '%s': %s\n", cmd[0], strerror(e));
 		_exit(127);
 	}
+	close(gate[1]);
+	char c;
+	while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+		;
+	close(gate[0]);
 	return child;
 }
 

@@ -111,6 +111,9 @@ typedef struct hm_export_stats {
 
 void hm_exporter_stats(hm_exporter *e, hm_export_stats *st);
 const char *hm_exporter_name(const hm_exporter *e);   /* "otlp http://..." */
+/* Stop accepting and start draining without waiting: lets several
+ * exporters drain at once before each is flushed. */
+void hm_exporter_drain(hm_exporter *e);
 /* Stop accepting, send what is queued for up to timeout_s, spill the rest to
  * the spool (or count it as dropped), stop the sender thread. */
 void hm_exporter_flush(hm_exporter *e, double timeout_s);
@@ -146,6 +149,8 @@ int hm_http_post(void **handle, const char *url, const char *const *headers,
 		 const void *body, size_t len, double timeout_s, const volatile int *cancel,
 		 char *why, size_t whylen);
 void hm_http_free(void *handle);
+/* The value of a profile's resource label, or NULL. */
+const char *hm_export_label(const hm_profile *p, const char *key);
 /* base headers followed by the user's, NULL-ended, in one malloc'd array
  * (the strings are not copied). */
 const char **hm_export_headers(const char *const *base, const char *const *user);

@@ -64,6 +64,9 @@ typedef struct hm_profile hm_profile;
 
 hm_profile *hm_profile_new(int keep_timeline);
 void hm_profile_free(hm_profile *p);
+/* A number unique to this profile among all created by the process (never
+ * 0), for caches that remember ids of one profile. */
+uint32_t hm_profile_serial(const hm_profile *p);
 
 /* Interning. Returned pointers/ids stay valid for the profile's life. */
 hm_str_id hm_profile_intern(hm_profile *p, const char *s, size_t len);

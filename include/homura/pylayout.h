@@ -36,7 +36,7 @@ enum hm_inst_dict_kind {
 	HM_IDICT_PREHEADER = 2,  /* 3.11: managed dict and values pointers before
 				  * the object (inst_dict_ptr, inst_values_ptr) */
 	HM_IDICT_TAGGED = 3,     /* 3.12: one slot before the object holding a
-				  * dict, or values pointer | 1 */
+				  * dict, or the values pointer - 1 (odd) */
 	HM_IDICT_INLINE = 4,     /* 3.13+: dict slot before the object, values
 				  * inline at obj + tp_basicsize */
 };

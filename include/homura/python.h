@@ -34,6 +34,12 @@ typedef struct hm_pyframe {
 	int32_t line;            /* 0 if unknown */
 	uint64_t addr;           /* frame address in the target (frame object on
 				  * <=3.10, _PyInterpreterFrame on 3.11+) */
+	int entry;               /* 3.11+: the first frame a C-level call of the
+				  * evaluation loop runs (3.11 is_entry; 3.12+ its
+				  * previous is a C-stack shim frame); the last
+				  * frame of one _PyEval_EvalFrameDefault call
+				  * walking leaf to root. 0 on <=3.10, where every
+				  * frame is its own call. (--native merging) */
 } hm_pyframe;
 
 typedef struct hm_pythread {

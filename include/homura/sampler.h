@@ -28,6 +28,8 @@ typedef struct hm_sampler_opts {
 	int max_depth;           /* frames kept per stack (default 4096) */
 	pid_t child;             /* launched child to reap, 0 if attached */
 	volatile sig_atomic_t *stop;  /* set asynchronously to stop */
+	int native;              /* merge native frames (homura/native.h); stops
+				  * each sampled thread while it is unwound */
 } hm_sampler_opts;
 
 #define HM_COST_BUCKETS 20000    /* 0.1 us buckets up to 2 ms */
@@ -44,6 +46,12 @@ typedef struct hm_sampler_stats {
 	uint32_t cost_hist[HM_COST_BUCKETS];
 	int target_exited;
 	int child_status;        /* wait status of a launched child */
+	/* --native (0 otherwise) */
+	uint64_t native_unwinds;  /* thread stacks unwound */
+	uint64_t native_torn;     /* merges that did not fit: Python frames only */
+	uint64_t native_failed;   /* threads that could not be stopped/unwound */
+	uint64_t native_stop_ns;  /* total time threads were stopped by us */
+	uint64_t native_stop_max_ns;
 } hm_sampler_stats;
 
 void hm_sampler_opts_init(hm_sampler_opts *o);

@@ -135,7 +135,8 @@ def test_idle(py, spawn, tmp_path):
     default = record("-p", t.pid, "-d", 1, output=tmp_path / "busy.txt").profile()
     idle = record("-p", t.pid, "-d", 1, "-i", output=tmp_path / "idle.txt").profile()
     assert default.count_fn("busy_main") > 0, default.summary()
-    assert default.count_fn("sleepy_wait") == 0, default.summary()
+    # At most a stray sample (the sleeper's wake-up on a loaded machine).
+    assert default.count_fn("sleepy_wait") <= 0.02 * default.total, default.summary()
     assert idle.count_fn("busy_main") > 0, idle.summary()
     assert idle.count_fn("sleepy_wait") >= 0.3 * idle.total, idle.summary()
 

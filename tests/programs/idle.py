@@ -12,7 +12,8 @@ from _common import clock, lifetime, ready  # noqa: E402
 END = clock() + lifetime()
 
 
-def sleepy_wait():
+def sleepy_wait(sleeping):
+    sleeping.set()
     while clock() < END:
         time.sleep(max(0.0, min(60.0, END - clock())))
 
@@ -26,7 +27,10 @@ def busy_main():
 
 
 if __name__ == "__main__":
-    t = threading.Thread(target=sleepy_wait, daemon=True)
+    sleeping = threading.Event()
+    t = threading.Thread(target=sleepy_wait, args=(sleeping,), daemon=True)
     t.start()
+    sleeping.wait()
+    time.sleep(0.1)   # let it get into time.sleep() before the test starts
     ready()
     busy_main()

@@ -1,0 +1,257 @@
+/* test_export_queue.c - the exporter's bounded queue: order, the byte bound,
+ * drop counting, the disk spool (overflow, order, survival across a restart)
+ * and spilling memory to the spool at shutdown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <unistd.h>
+
+#include "homura/error.h"
+#include "homura/export.h"
+
+static unsigned char *blob(int tag, size_t len)
+{
+	unsigned char *b = malloc(len);
+	memset(b, tag, len);
+	return b;
+}
+
+static char *meta_of(int tag)
+{
+	char *m = malloc(16);
+	snprintf(m, 16, "m%d", tag);
+	return m;
+}
+
+/* Pop n items, checking their tags are expected[0..n). */
+static void expect_order_prefix(hm_queue *q, const int *expected, int n, size_t len)
+{
+	for (int i = 0; i < n; i++) {
+		hm_qitem *it = hm_queue_peek(q);
+		assert_non_null(it);
+		assert_int_equal(it->len, len);
+		assert_int_equal(it->data[0], expected[i]);
+		assert_int_equal(it->data[len - 1], expected[i]);
+		char m[16];
+		snprintf(m, sizeof m, "m%d", expected[i]);
+		assert_string_equal(it->meta, m);
+		hm_queue_pop(q);
+	}
+}
+
+/* The same, and then the queue must be empty. */
+static void expect_order(hm_queue *q, const int *expected, int n, size_t len)
+{
+	expect_order_prefix(q, expected, n, len);
+	assert_null(hm_queue_peek(q));
+}
+
+static void test_order(void **state)
+{
+	(void)state;
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(1 << 20, NULL, 0, &q), HM_OK);
+	int tags[20];
+	for (int i = 0; i < 20; i++) {
+		tags[i] = i + 1;
+		assert_int_equal(hm_queue_push(q, blob(i + 1, 100), 100, meta_of(i + 1)), HM_OK);
+	}
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 20);
+	assert_int_equal(st.pushed, 20);
+	assert_int_equal(st.dropped, 0);
+	/* peek without pop returns the same head */
+	assert_ptr_equal(hm_queue_peek(q), hm_queue_peek(q));
+	expect_order(q, tags, 20, 100);
+	hm_queue_free(q);
+}
+
+static void test_byte_bound_and_drops(void **state)
+{
+	(void)state;
+	hm_queue *q;
+	/* meta "mN" is 2-3 bytes: 1000-byte items, bound 3500 -> 3 fit. */
+	assert_int_equal(hm_queue_new(3500, NULL, 0, &q), HM_OK);
+	int accepted = 0, refused = 0;
+	for (int i = 1; i <= 10; i++) {
+		int rc = hm_queue_push(q, blob(i, 1000), 1000, meta_of(i));
+		if (rc == HM_OK)
+			accepted++;
+		else
+			refused++;
+	}
+	assert_int_equal(accepted, 3);
+	assert_int_equal(refused, 7);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 3);
+	assert_true(st.queued_bytes <= 3500);
+	assert_int_equal(st.dropped, 7);
+	assert_int_equal(st.dropped_bytes, 7 * 1002 + 1);   /* "m10" is 3 bytes */
+	/* The oldest keep their place; room frees up as items are sent. */
+	hm_queue_pop(q);
+	assert_int_equal(hm_queue_push(q, blob(11, 1000), 1000, meta_of(11)), HM_OK);
+	int want[] = {2, 3, 11};
+	expect_order(q, want, 3, 1000);
+	hm_queue_free(q);
+}
+
+static void test_one_item_always_fits(void **state)
+{
+	(void)state;
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(10, NULL, 0, &q), HM_OK);
+	assert_int_equal(hm_queue_push(q, blob(1, 500), 500, meta_of(1)), HM_OK);
+	assert_int_not_equal(hm_queue_push(q, blob(2, 500), 500, meta_of(2)), HM_OK);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 1);
+	assert_int_equal(st.dropped, 1);
+	hm_queue_free(q);
+}
+
+static char *make_spool(void)
+{
+	char *dir = strdup("/tmp/homura-test-spool-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return dir;
+}
+
+static void rm_spool(char *dir)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	free(dir);
+}
+
+static void test_spool_overflow_keeps_order(void **state)
+{
+	(void)state;
+	char *dir = make_spool();
+	hm_queue *q;
+	/* memory: 2 items; spool: 3 items (each spooled item is 8+2+1000). */
+	assert_int_equal(hm_queue_new(2100, dir, 3 * 1010 + 5, &q), HM_OK);
+	int ok = 0;
+	for (int i = 1; i <= 7; i++)
+		ok += hm_queue_push(q, blob(i, 1000), 1000, meta_of(i)) == HM_OK;
+	assert_int_equal(ok, 5);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 5);
+	assert_int_equal(st.spooled, 3);
+	assert_int_equal(st.dropped, 2);
+	int first[] = {1, 2};
+	expect_order_prefix(q, first, 2, 1000);
+	/* The consumer's next peek moves 3 from the spool to memory. Memory
+	 * has room now, but the spool still holds 4 and 5: item 8 must queue
+	 * behind them. */
+	assert_int_equal(hm_queue_peek(q)->data[0], 3);
+	assert_int_equal(hm_queue_push(q, blob(8, 1000), 1000, meta_of(8)), HM_OK);
+	int rest[] = {3, 4, 5, 8};
+	expect_order(q, rest, 4, 1000);
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 0);
+	assert_int_equal(st.spooled_bytes, 0);
+	hm_queue_free(q);
+	rm_spool(dir);
+}
+
+static void test_spool_survives_restart_and_spill(void **state)
+{
+	(void)state;
+	char *dir = make_spool();
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(2100, dir, 1 << 20, &q), HM_OK);
+	for (int i = 1; i <= 5; i++)   /* 1, 2 in memory; 3..5 spooled */
+		assert_int_equal(hm_queue_push(q, blob(i, 1000), 1000, meta_of(i)), HM_OK);
+	/* Shutdown: memory goes to the spool in front of what is there. */
+	assert_int_equal(hm_queue_spill(q), 0);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.spooled, 5);
+	hm_queue_free(q);
+
+	assert_int_equal(hm_queue_new(2100, dir, 1 << 20, &q), HM_OK);
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 5);
+	assert_int_equal(hm_queue_push(q, blob(6, 1000), 1000, meta_of(6)), HM_OK);
+	int all[] = {1, 2, 3, 4, 5, 6};
+	expect_order(q, all, 6, 1000);
+	hm_queue_free(q);
+	rm_spool(dir);
+}
+
+static void test_spill_without_spool_counts(void **state)
+{
+	(void)state;
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(1 << 20, NULL, 0, &q), HM_OK);
+	for (int i = 1; i <= 4; i++)
+		assert_int_equal(hm_queue_push(q, blob(i, 10), 10, NULL), HM_OK);
+	assert_int_equal(hm_queue_spill(q), 4);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 0);
+	assert_int_equal(st.dropped, 4);
+	hm_queue_free(q);
+}
+
+static void test_corrupt_spool_file_dropped(void **state)
+{
+	(void)state;
+	char *dir = make_spool();
+	char path[512];
+	snprintf(path, sizeof path, "%s/%016llx.hmq", dir, 7ull);
+	FILE *f = fopen(path, "wb");
+	fputs("garbage!garbage!", f);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/unrelated.txt", dir);
+	f = fopen(path, "wb");
+	fputs("x", f);
+	fclose(f);
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(1 << 20, dir, 1 << 20, &q), HM_OK);
+	assert_null(hm_queue_peek(q));
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.dropped, 1);
+	/* new items get sequence numbers after the old file's */
+	assert_int_equal(hm_queue_push(q, blob(9, 10), 10, meta_of(9)), HM_OK);
+	int want[] = {9};
+	expect_order(q, want, 1, 10);
+	hm_queue_free(q);
+	rm_spool(dir);
+}
+
+static void test_exporter_rejects_bad_urls(void **state)
+{
+	(void)state;
+	hm_export_opts o;
+	hm_export_opts_init(&o);
+	hm_exporter *e = NULL;
+	assert_int_equal(hm_exporter_otlp("localhost:4318", &o, &e), HM_EINVAL);
+	assert_null(e);
+	assert_int_equal(hm_exporter_pyroscope("ftp://x", &o, &e), HM_EINVAL);
+	assert_null(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_order),
+		cmocka_unit_test(test_byte_bound_and_drops),
+		cmocka_unit_test(test_one_item_always_fits),
+		cmocka_unit_test(test_spool_overflow_keeps_order),
+		cmocka_unit_test(test_spool_survives_restart_and_spill),
+		cmocka_unit_test(test_spill_without_spool_counts),
+		cmocka_unit_test(test_corrupt_spool_file_dropped),
+		cmocka_unit_test(test_exporter_rejects_bad_urls),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,357 @@
+/* test_pyobj.c - the remote object reader on objects built by hand.
+ *
+ * Objects are laid out in a local arena exactly as the generated CPython
+ * tables say (3.10 and 3.12 layouts: ob_size-signed and lv_tag ints, old and
+ * new dict keys), and the reader's memory callback serves only that arena,
+ * so anything outside it reads as unmapped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "homura/pylayout.h"
+#include "homura/pyobj.h"
+#include "../../lib/layouts/layouts.h"
+
+static _Alignas(16) uint8_t arena[1 << 16];
+static size_t used;
+
+static int arena_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	uint64_t lo = (uint64_t)(uintptr_t)arena;
+	if (addr < lo || addr + len > lo + sizeof arena || addr + len < addr)
+		return -1;
+	memcpy(buf, (void *)(uintptr_t)addr, len);
+	return 0;
+}
+
+static uint64_t alloc(size_t n)
+{
+	used = (used + 15) & ~(size_t)15;
+	uint64_t a = (uint64_t)(uintptr_t)(arena + used);
+	used += n;
+	assert_true(used <= sizeof arena);
+	return a;
+}
+
+static void put64(uint64_t addr, int off, uint64_t v)
+{
+	memcpy((void *)(uintptr_t)(addr + (uint64_t)off), &v, 8);
+}
+
+static void put32(uint64_t addr, int off, uint32_t v)
+{
+	memcpy((void *)(uintptr_t)(addr + (uint64_t)off), &v, 4);
+}
+
+static void put8(uint64_t addr, int off, uint8_t v)
+{
+	*(uint8_t *)(uintptr_t)(addr + (uint64_t)off) = v;
+}
+
+static hm_pyobj_reader R;
+static const hm_pylayout *L;
+
+/* A type object named `name` (tp_name points at a copy in the arena). */
+static uint64_t make_type(const char *name)
+{
+	uint64_t t = alloc(1024);
+	uint64_t s = alloc(strlen(name) + 1);
+	memcpy((void *)(uintptr_t)s, name, strlen(name) + 1);
+	put64(t, L->tp_name, s);
+	return t;
+}
+
+static void setup_layout(int minor)
+{
+	memset(arena, 0, sizeof arena);
+	used = 0;
+	L = minor == 13 ? &hm_pylayout_py313 : hm_pylayout_builtin(3, minor);
+	assert_non_null(L);
+	memset(&R, 0, sizeof R);
+	R.layout = L;
+	R.read = arena_read;
+	static const char *const names[HM_PT_COUNT] = {
+		"str", "bytes", "int", "float", "bool", "NoneType", "tuple", "list",
+		"dict", "cell", "module",
+	};
+	for (int i = 0; i < HM_PT_COUNT; i++)
+		R.types[i] = make_type(names[i]);
+	R.types[HM_PT_NONE] = alloc(16);     /* the None object itself */
+	put64(R.types[HM_PT_NONE], L->ob_type, make_type("NoneType"));
+}
+
+static uint64_t obj(int kind, size_t size)
+{
+	uint64_t o = alloc(size);
+	put64(o, 0, 1);                     /* refcount */
+	put64(o, L->ob_type, R.types[kind]);
+	return o;
+}
+
+/* A compact ASCII str. */
+static uint64_t make_str(const char *s)
+{
+	size_t n = strlen(s);
+	uint64_t o = obj(HM_PT_STR, (size_t)L->uni_ascii_size + n + 1);
+	put64(o, L->uni_length, n);
+	uint32_t state = (1u << L->uni_kind_shift) | (1u << L->uni_compact_bit) |
+			 (1u << L->uni_ascii_bit);
+	put32(o, L->uni_state, state);
+	memcpy((void *)(uintptr_t)(o + (uint64_t)L->uni_ascii_size), s, n + 1);
+	return o;
+}
+
+/* An int from a magnitude (30-bit digits) and sign, in this layout. */
+static uint64_t make_int(int kind, uint64_t mag, int neg)
+{
+	uint32_t d[4];
+	int nd = 0;
+	while (mag) {
+		d[nd++] = (uint32_t)(mag & ((1u << 30) - 1));
+		mag >>= 30;
+	}
+	uint64_t o = obj(kind, (size_t)L->long_digit + 16);
+	if (L->long_tag >= 0)
+		put64(o, L->long_tag, ((uint64_t)nd << 3) | (nd == 0 ? 1u : neg ? 2u : 0u));
+	else
+		put64(o, L->var_size, (uint64_t)(neg ? -nd : nd));
+	for (int i = 0; i < nd; i++)
+		put32(o, L->long_digit + 4 * i, d[i]);
+	return o;
+}
+
+static uint64_t make_list(int n, const uint64_t *items)
+{
+	uint64_t arr = alloc(8 * (size_t)(n ? n : 1));
+	for (int i = 0; i < n; i++)
+		put64(arr, 8 * i, items[i]);
+	uint64_t o = obj(HM_PT_LIST, 64);
+	put64(o, L->var_size, (uint64_t)n);
+	put64(o, L->list_item, arr);
+	return o;
+}
+
+/* A combined dict of n str keys (unicode keys on 3.11+). */
+static uint64_t make_dict(int n, const char *const *keys, const uint64_t *values)
+{
+	uint64_t k = alloc((size_t)L->dk_indices + 8 + 24 * (size_t)n);
+	int esize, koff;
+	if (L->dk_size >= 0) {
+		put64(k, L->dk_size, 8);      /* 8 one-byte indices */
+		esize = L->dk_entry_size;
+		koff = 8;
+	} else {
+		put8(k, L->dk_log2_size, 3);
+		put8(k, L->dk_log2_index_bytes, 3);
+		put8(k, L->dk_kind, 1);       /* unicode keys */
+		esize = L->dk_unicode_entry_size;
+		koff = 0;
+	}
+	put64(k, L->dk_nentries, (uint64_t)n);
+	uint64_t entries = k + (uint64_t)L->dk_indices + 8;
+	for (int i = 0; i < n; i++) {
+		put64(entries, esize * i + koff, make_str(keys[i]));
+		put64(entries, esize * i + koff + 8, values[i]);
+	}
+	uint64_t d = obj(HM_PT_DICT, 64);
+	put64(d, L->dict_used, (uint64_t)n);
+	put64(d, L->dict_keys, k);
+	put64(d, L->dict_values, 0);
+	return d;
+}
+
+static const char *repr(uint64_t o)
+{
+	static char buf[256];
+	hm_pyobj_repr(&R, o, buf, sizeof buf);
+	return buf;
+}
+
+static void scalars(int minor)
+{
+	setup_layout(minor);
+	assert_string_equal(repr(make_str("abc")), "'abc'");
+	assert_string_equal(repr(make_str("it's\n")), "'it\\'s\\n'");
+	assert_string_equal(repr(make_int(HM_PT_INT, 42, 0)), "42");
+	assert_string_equal(repr(make_int(HM_PT_INT, 0, 0)), "0");
+	assert_string_equal(repr(make_int(HM_PT_INT, 12345678901ull, 1)), "-12345678901");
+	assert_string_equal(repr(make_int(HM_PT_INT, 1ull << 62, 0)), "4611686018427387904");
+	assert_string_equal(repr(make_int(HM_PT_BOOL, 1, 0)), "True");
+	assert_string_equal(repr(make_int(HM_PT_BOOL, 0, 0)), "False");
+	assert_string_equal(repr(R.types[HM_PT_NONE]), "None");
+
+	uint64_t f = obj(HM_PT_FLOAT, 32);
+	double v = 3.5;
+	memcpy((void *)(uintptr_t)(f + (uint64_t)L->float_fval), &v, 8);
+	assert_string_equal(repr(f), "3.5");
+	v = 2.0;
+	memcpy((void *)(uintptr_t)(f + (uint64_t)L->float_fval), &v, 8);
+	assert_string_equal(repr(f), "2.0");
+	static const struct { double v; const char *want; } floats[] = {
+		{0.1, "0.1"}, {30.0, "30.0"}, {-1.25, "-1.25"}, {1e16, "1e+16"},
+		{123456789.5, "123456789.5"}, {1e-5, "1e-05"}, {0.0001, "0.0001"},
+		{1.0 / 3, "0.3333333333333333"},
+	};
+	for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
+		memcpy((void *)(uintptr_t)(f + (uint64_t)L->float_fval), &floats[i].v, 8);
+		assert_string_equal(repr(f), floats[i].want);
+	}
+
+	uint64_t b = obj(HM_PT_BYTES, (size_t)L->bytes_sval + 8);
+	put64(b, L->var_size, 3);
+	memcpy((void *)(uintptr_t)(b + (uint64_t)L->bytes_sval), "a\0\xff", 3);
+	assert_string_equal(repr(b), "b'a\\x00\\xff'");
+
+	uint64_t mag;
+	int neg;
+	assert_int_equal(hm_pyobj_int(&R, make_int(HM_PT_INT, 0xfedcba9876543210ull, 0), &mag, &neg), 0);
+	assert_true(mag == 0xfedcba9876543210ull && !neg);
+	assert_int_equal(hm_pyobj_int(&R, make_str("x"), &mag, &neg), -1);
+
+	uint64_t foo = alloc(32);
+	put64(foo, L->ob_type, make_type("Foo"));
+	assert_string_equal(repr(foo), "<Foo object>");
+}
+
+static void test_scalars_310(void **state) { (void)state; scalars(10); }
+static void test_scalars_312(void **state) { (void)state; scalars(12); }
+
+static void containers(int minor)
+{
+	setup_layout(minor);
+	uint64_t items[3] = {make_int(HM_PT_INT, 1, 0), make_int(HM_PT_INT, 2, 0),
+			     make_str("three")};
+	uint64_t list = make_list(3, items);
+	assert_string_equal(repr(list), "<list of 3>");
+	assert_int_equal(hm_pyobj_len(&R, list), 3);
+	uint64_t it;
+	assert_int_equal(hm_pyobj_item(&R, list, 2, &it), 0);
+	assert_string_equal(repr(it), "'three'");
+	assert_int_equal(hm_pyobj_item(&R, list, 3, &it), -1);
+
+	const char *keys[] = {"mode", "level", "name"};
+	uint64_t vals[] = {make_str("test"), make_int(HM_PT_INT, 3, 0), make_str("x")};
+	uint64_t d = make_dict(3, keys, vals);
+	assert_string_equal(repr(d), "<dict of 3>");
+	uint64_t v;
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "level", &v), 0);
+	assert_string_equal(repr(v), "3");
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "mode", &v), 0);
+	assert_string_equal(repr(v), "'test'");
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "missing", &v), -1);
+	assert_int_equal(hm_pyobj_dict_get(&R, list, "mode", &v), -1);
+}
+
+static void test_containers_310(void **state) { (void)state; containers(10); }
+static void test_containers_312(void **state) { (void)state; containers(12); }
+static void test_containers_313(void **state) { (void)state; containers(13); }
+
+/* Garbage never crashes and reads as "<?>". */
+static void test_garbage(void **state)
+{
+	(void)state;
+	setup_layout(12);
+	assert_string_equal(repr(0), "<?>");
+	assert_string_equal(repr(8), "<?>");
+	assert_string_equal(repr(0x10), "<?>");
+	assert_string_equal(repr((uint64_t)(uintptr_t)arena + 3), "<?>");
+
+	/* A str whose length is absurd, and one with an invalid kind. */
+	uint64_t s = make_str("abc");
+	put64(s, L->uni_length, 1ull << 50);
+	assert_string_equal(repr(s), "<?>");
+	s = make_str("abc");
+	put32(s, L->uni_state, 3u << L->uni_kind_shift);
+	assert_string_equal(repr(s), "<?>");
+
+	/* A dict whose keys pointer leaves the arena, and absurd sizes. */
+	const char *keys[] = {"a"};
+	uint64_t vals[] = {make_int(HM_PT_INT, 1, 0)};
+	uint64_t d = make_dict(1, keys, vals);
+	uint64_t v;
+	put64(d, L->dict_keys, 0x1000);
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "a", &v), -1);
+	d = make_dict(1, keys, vals);
+	uint64_t k;
+	memcpy(&k, (void *)(uintptr_t)(d + (uint64_t)L->dict_keys), 8);
+	put8(k, L->dk_log2_index_bytes, 60);
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "a", &v), -1);
+
+	/* An int with too many digits, a list pointing nowhere. */
+	uint64_t i = make_int(HM_PT_INT, 5, 0);
+	put64(i, L->long_tag, (uint64_t)1 << 40);
+	assert_string_equal(repr(i), "<?>");
+	uint64_t lst = make_list(0, NULL);
+	put64(lst, L->var_size, 1u << 20);
+	put64(lst, L->list_item, 0x1000);
+	assert_int_equal(hm_pyobj_item(&R, lst, 5, &v), -1);
+	put64(lst, L->var_size, (uint64_t)-4);
+	assert_int_equal(hm_pyobj_item(&R, lst, 0, &v), -1);
+	assert_string_equal(repr(lst), "<?>");
+
+	/* A type whose name is not text. */
+	uint64_t t = make_type("Bad\x01Name");
+	uint64_t o = alloc(32);
+	put64(o, L->ob_type, t);
+	assert_string_equal(repr(o), "<?>");
+
+	/* Random bytes everywhere. */
+	uint64_t x = 0x9E3779B97F4A7C15ull;
+	for (size_t n = used; n < sizeof arena; n++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		arena[n] = (uint8_t)x;
+	}
+	for (size_t n = used; n + 64 < sizeof arena; n += 8) {
+		char buf[128];
+		hm_pyobj_repr(&R, (uint64_t)(uintptr_t)(arena + n), buf, sizeof buf);
+		assert_true(strlen(buf) < sizeof buf);
+	}
+}
+
+/* The 3.12 instance attribute path: values pointer - 1 in the slot before
+ * the object, keys shared through the type's ht_cached_keys. */
+static void test_getattr_312_values(void **state)
+{
+	(void)state;
+	setup_layout(12);
+	const char *keys[] = {"_target", "_name"};
+	uint64_t vals[] = {R.types[HM_PT_NONE], make_str("worker-1")};
+	uint64_t d = make_dict(2, keys, vals);
+	uint64_t k;
+	memcpy(&k, (void *)(uintptr_t)(d + (uint64_t)L->dict_keys), 8);
+	uint64_t values = alloc(16);
+	put64(values, 0, vals[0]);
+	put64(values, 8, vals[1]);
+	uint64_t type = make_type("Thread");
+	put64(type, L->tp_flags, (uint64_t)L->tpflags_managed_dict);
+	put64(type, L->ht_cached_keys, k);
+	uint64_t o = alloc(64) + 32;              /* room for the pre-header */
+	put64(o, L->ob_type, type);
+	put64(o, L->inst_dict_ptr, values - 1);
+	uint64_t v;
+	assert_int_equal(hm_pyobj_getattr(&R, o, "_name", &v), 0);
+	assert_string_equal(repr(v), "'worker-1'");
+	/* Materialised dict in the slot instead. */
+	put64(o, L->inst_dict_ptr, d);
+	assert_int_equal(hm_pyobj_getattr(&R, o, "_name", &v), 0);
+	assert_string_equal(repr(v), "'worker-1'");
+	assert_int_equal(hm_pyobj_getattr(&R, o, "nope", &v), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_scalars_310),
+		cmocka_unit_test(test_scalars_312),
+		cmocka_unit_test(test_containers_310),
+		cmocka_unit_test(test_containers_312),
+		cmocka_unit_test(test_containers_313),
+		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_getattr_312_values),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

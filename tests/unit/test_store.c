@@ -1,0 +1,288 @@
+/* test_store.c - the profile store (store.h) and the server's request
+ * handlers (server.h) on a temporary directory: round trip, reopen,
+ * selectors, label validation, retention and downsampling, ingest and query
+ * through hm_ingest_handle / hm_api_handle without sockets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "homura/profile.h"
+#include "homura/server.h"
+#include "homura/store.h"
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+	strcpy(tmpdir, "/tmp/homura-store-XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static uint32_t frame(hm_profile *p, const char *name, const char *file, int line)
+{
+	hm_frame f = {0};
+	f.name = hm_profile_intern_cstr(p, name);
+	f.file = hm_profile_intern_cstr(p, file);
+	f.line = line;
+	return hm_profile_frame_id(p, &f);
+}
+
+/* main -> work (x count) and main -> idle (y count), 10 ms a sample */
+static hm_profile *make_profile(int64_t work, int64_t idle)
+{
+	hm_profile *p = hm_profile_new(0);
+	uint32_t th = hm_profile_thread_id(p, 1, 1, NULL);
+	uint32_t a[2] = {frame(p, "main", "app.py", 3), frame(p, "work", "app.py", 10)};
+	uint32_t b[2] = {a[0], frame(p, "idle", "lib.py", 7)};
+	hm_profile_add(p, hm_profile_stack_id(p, a, 2), th, work, work * 10000000, 0);
+	hm_profile_add(p, hm_profile_stack_id(p, b, 2), th, idle, idle * 10000000, 0);
+	return p;
+}
+
+static int64_t count_of(const hm_profile *p, const char *leaf)
+{
+	int64_t n = 0;
+	for (size_t i = 0; i < hm_profile_nsamples(p); i++) {
+		const hm_sample *s = hm_profile_sample(p, i);
+		uint32_t d;
+		const uint32_t *fr = hm_profile_stack(p, s->stack, &d);
+		if (d && !strcmp(hm_profile_str(p, hm_profile_frame(p, fr[d - 1])->name), leaf))
+			n += s->count;
+	}
+	return n;
+}
+
+static hm_profile *select_text(hm_store *st, const char *q, int64_t t0, int64_t t1)
+{
+	hm_selector sel;
+	assert_int_equal(hm_selector_parse(q, &sel), 0);
+	hm_profile *p = NULL;
+	assert_int_equal(hm_store_select(st, &sel, t0, t1, &p), 0);
+	hm_selector_free(&sel);
+	return p;
+}
+
+static void test_round_trip_and_reopen(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_store_label l14[] = {{"service_name", "api"}, {"version", "1.4"}};
+	hm_store_label l15[] = {{"version", "1.5"}, {"service_name", "api"}};   /* unsorted */
+	hm_profile *p = make_profile(30, 10);
+	assert_int_equal(hm_store_put(st, "process_cpu", l14, 2, 1000, p), 0);
+	assert_int_equal(hm_store_put(st, "process_cpu", l14, 2, 1005, p), 0);  /* same bucket */
+	assert_int_equal(hm_store_put(st, "process_cpu", l15, 2, 1020, p), 0);
+	hm_profile_free(p);
+	p = make_profile(5, 0);
+	assert_int_equal(hm_store_put(st, "wall", l15, 2, 1020, p), 0);
+	hm_profile_free(p);
+
+	for (int pass = 0; pass < 2; pass++) {
+		hm_profile *a = select_text(st, "process_cpu{version=\"1.4\"}", 0, 2000);
+		assert_int_equal(count_of(a, "work"), 60);
+		assert_int_equal(count_of(a, "idle"), 20);
+		assert_int_equal(hm_profile_total_weight(a), 80 * 10000000LL);
+		hm_profile_free(a);
+		a = select_text(st, "process_cpu{service_name=\"api\"}", 0, 2000);
+		assert_int_equal(count_of(a, "work"), 90);
+		hm_profile_free(a);
+		a = select_text(st, "process_cpu{version=~\"1\\\\.[45]\",version!=\"1.4\"}", 0, 2000);
+		assert_int_equal(count_of(a, "work"), 30);
+		hm_profile_free(a);
+		a = select_text(st, "wall{}", 0, 2000);
+		assert_int_equal(count_of(a, "work"), 5);
+		hm_profile_free(a);
+		a = select_text(st, "process_cpu", 1010, 2000);   /* time range */
+		assert_int_equal(count_of(a, "work"), 30);
+		hm_profile_free(a);
+
+		hm_series_list sl;
+		assert_int_equal(hm_store_series(st, &sl), 0);
+		assert_int_equal(sl.n, 3);
+		assert_string_equal(sl.v[1].labels[0].name, "service_name");
+		assert_string_equal(hm_series_label(&sl.v[1], "version"), "1.5");
+		hm_series_list_free(&sl);
+
+		hm_selector sel;
+		assert_int_equal(hm_selector_parse("process_cpu:samples:count:cpu:nanoseconds", &sel), 0);
+		assert_int_equal(sel.value_kind, HM_VALUE_COUNT);
+		int64_t v[4];
+		assert_int_equal(hm_store_timeseries(st, &sel, 1000, 1040, 10, v, 4), 0);
+		assert_int_equal(v[0], 80);
+		assert_int_equal(v[1], 0);
+		assert_int_equal(v[2], 40);
+		hm_selector_free(&sel);
+
+		/* second pass: the same answers from a reopened store */
+		hm_store_close(st);
+		assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	}
+	hm_store_stats s;
+	assert_int_equal(hm_store_stats_get(st, &s), 0);
+	assert_int_equal(s.nstacks, 2);     /* stacks stored once */
+	assert_int_equal(s.nframes, 3);
+	assert_int_equal(s.nsamples, 5);    /* (series, bucket, stack) rows; zero rows skipped */
+	hm_store_close(st);
+}
+
+static void test_bad_labels_leave_store_intact(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_profile *p = make_profile(1, 1);
+	char longv[HM_STORE_MAX_VALUE + 2];
+	memset(longv, 'x', sizeof longv - 1);
+	longv[sizeof longv - 1] = 0;
+	hm_store_label bad1[] = {{"bad name", "x"}};
+	hm_store_label bad2[] = {{"k", longv}};
+	hm_store_label bad3[] = {{"k", "a"}, {"k", "b"}};
+	assert_int_equal(hm_store_put(st, "process_cpu", bad1, 1, 100, p), -6);
+	assert_int_equal(hm_store_put(st, "process_cpu", bad2, 1, 100, p), -6);
+	assert_int_equal(hm_store_put(st, "process_cpu", bad3, 2, 100, p), -6);
+	assert_int_equal(hm_store_put(st, "bad type!", NULL, 0, 100, p), -6);
+	hm_series_list sl;
+	assert_int_equal(hm_store_series(st, &sl), 0);
+	assert_int_equal(sl.n, 0);
+	hm_series_list_free(&sl);
+	hm_profile_free(p);
+	hm_store_close(st);
+}
+
+static void test_retention_and_downsampling(void **state)
+{
+	hm_store *st;
+	hm_store_opts o = {.retention_s = 3600, .downsample_after_s = 600};
+	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	hm_store_label l[] = {{"service_name", "api"}};
+	hm_profile *p = make_profile(2, 1);
+	int64_t now = 100020;   /* now - 1200 starts a minute */
+	/* six 10 s windows of one minute, 20 minutes ago, and one 2 h ago */
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(hm_store_put(st, "process_cpu", l, 1, now - 1200 + i * 10, p), 0);
+	assert_int_equal(hm_store_put(st, "process_cpu", l, 1, now - 7200, p), 0);
+	assert_int_equal(hm_store_put(st, "process_cpu", l, 1, now - 10, p), 0);
+	hm_profile_free(p);
+	assert_int_equal(hm_store_maintain(st, now), 0);
+	hm_profile *a = select_text(st, "process_cpu", 0, now + 10);
+	assert_int_equal(count_of(a, "work"), 7 * 2);     /* the 2 h old one is gone */
+	hm_profile_free(a);
+	hm_store_stats s;
+	assert_int_equal(hm_store_stats_get(st, &s), 0);
+	/* 6 x 2 stacks folded into one 1-minute bucket (2 rows) + the recent 2 */
+	assert_int_equal(s.nsamples, 4);
+	hm_store_close(st);
+}
+
+static void test_selector_syntax(void **state)
+{
+	hm_selector s;
+	assert_int_equal(hm_selector_parse("", &s), 0);
+	assert_null(s.type);
+	hm_selector_free(&s);
+	assert_int_equal(hm_selector_parse("{a=\"1\", b!~\"x.*\"}", &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.m[1].op, HM_MATCH_NRE);
+	hm_selector_free(&s);
+	assert_true(hm_selector_parse("cpu{a=1}", &s) < 0);
+	assert_true(hm_selector_parse("cpu{a=\"1\"", &s) < 0);
+	assert_true(hm_selector_parse("cpu{a=~\"(\"}", &s) < 0);
+	assert_true(hm_selector_parse("cpu{=\"1\"}", &s) < 0);
+	assert_true(hm_selector_parse("cpu{a=\"1\"} junk", &s) < 0);
+	int64_t t;
+	assert_int_equal(hm_parse_time("now-1h", 10000, &t), 0);
+	assert_int_equal(t, 10000 - 3600);
+	assert_int_equal(hm_parse_time("1700000000000", 0, &t), 0);
+	assert_int_equal(t, 1700000000);
+	assert_true(hm_parse_time("yesterday", 0, &t) < 0);
+	assert_int_equal(hm_parse_duration("7d", &t), 0);
+	assert_int_equal(t, 7 * 86400);
+	assert_int_equal(hm_parse_size("2G", &t), 0);
+	assert_int_equal(t, 2LL << 30);
+}
+
+static hm_http_req request(const char *method, const char *path, const char *body)
+{
+	hm_http_req rq = {0};
+	rq.method = method;
+	rq.path = path;
+	rq.body = (const unsigned char *)(body ? body : "");
+	rq.body_len = body ? strlen(body) : 0;
+	rq.max_body = 1 << 20;
+	rq.now_s = 50000;
+	return rq;
+}
+
+static void test_handlers(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_http_req rq = request("POST", "/ingest", "main;slow_query 7\nmain;render 3\n");
+	rq.nargs = 2;
+	rq.arg_k[0] = "name";
+	rq.arg_v[0] = "shop.cpu{version=2.0}";
+	rq.arg_k[1] = "from";
+	rq.arg_v[1] = "49990";
+	hm_http_resp rs = {0};
+	hm_ingest_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 200);
+	free(rs.body);
+
+	rq.arg_v[0] = "shop.cpu{bad label=x}";
+	memset(&rs, 0, sizeof rs);
+	hm_ingest_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 400);
+	free(rs.body);
+
+	rq = request("GET", "/api/v1/top", NULL);
+	rq.nargs = 1;
+	rq.arg_k[0] = "service";
+	rq.arg_v[0] = "shop";
+	memset(&rs, 0, sizeof rs);
+	hm_api_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 200);
+	assert_non_null(strstr((char *)rs.body, "\"name\":\"slow_query\""));
+	assert_non_null(strstr((char *)rs.body, "\"total\":100000000"));  /* 10 x 10 ms */
+	free(rs.body);
+
+	rq = request("GET", "/api/v1/flamegraph", NULL);
+	rq.nargs = 2;
+	rq.arg_k[0] = "query";
+	rq.arg_v[0] = "process_cpu:samples:count:cpu:nanoseconds{service_name=\"shop\"}";
+	rq.arg_k[1] = "max_nodes";
+	rq.arg_v[1] = "2";
+	memset(&rs, 0, sizeof rs);
+	hm_api_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 200);
+	/* all -> main kept, slow_query and render folded into other (10) */
+	assert_non_null(strstr((char *)rs.body, "\"name\":\"other\""));
+	assert_non_null(strstr((char *)rs.body, "\"total\":10,\"self\":10"));
+	assert_null(strstr((char *)rs.body, "slow_query"));
+	free(rs.body);
+	hm_store_close(st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_labels_leave_store_intact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention_and_downsampling, setup, teardown),
+		cmocka_unit_test(test_selector_syntax),
+		cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
