@@ -224,6 +224,15 @@ static pid_t launch(char **cmd)
 	return child;
 }
 
+/* Outputs that are not regular files ("-", /dev/null, a pipe) are written in
+ * place; files go through a temporary file renamed over the target, so a
+ * failed write never leaves a truncated profile behind. */
+static int write_in_place(const char *path)
+{
+	struct stat sb;
+	return !strcmp(path, "-") || (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode));
+}
+
 /* Fail early, before a long recording, if the output cannot be created. */
 static int check_writable(const char *path)
 {
@@ -237,15 +246,6 @@ static int check_writable(const char *path)
 	fclose(f);
 	unlink(tmp);
 	return 0;
-}
-
-/* Outputs that are not regular files ("-", /dev/null, a pipe) are written in
- * place; files go through a temporary file renamed over the target, so a
- * failed write never leaves a truncated profile behind. */
-static int write_in_place(const char *path)
-{
-	struct stat sb;
-	return !strcmp(path, "-") || (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode));
 }
 
 static int write_profile(const hm_profile *p, int fmt, const char *path, const char *title)
