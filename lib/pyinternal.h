@@ -21,6 +21,7 @@ struct code_entry {
 	uint32_t lt_len;
 	uint32_t code_bytes;         /* bytecode length, for bounds checks */
 	int32_t memo_off, memo_line; /* last offset -> line */
+	int shim;                    /* interpreter-internal code (3.13 __init__ shim) */
 	char *strings;               /* storage for name/qualname/filename */
 };
 

@@ -327,6 +327,10 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 		}
 		c->code_bytes = (uint32_t)n;
 	}
+	/* 3.13 pushes a frame running an internal code object named
+	 * "__init__" from file "__init__" around calls of Python __init__
+	 * methods: it is not user code, so the walker skips it. */
+	c->shim = !strcmp(file, "__init__") && !strcmp(name, "__init__") && c->pub.firstlineno <= 1;
 	c->checked_ns = now_ns();
 	return c;
 }
@@ -577,6 +581,10 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th)
 		struct code_entry *c = code_get(py, code);
 		if (!c)
 			return -1;
+		if (c->shim) {
+			frame = previous;
+			continue;
+		}
 		int64_t off = (int64_t)(instr - (code + (uint64_t)L->co_code_adaptive));
 		if (off < -2 || off > (int64_t)c->code_bytes)
 			return -1;
