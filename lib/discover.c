@@ -32,7 +32,9 @@ int hm_discover_pids(pid_t *out, int max)
 	return n;
 }
 
-uint64_t hm_proc_starttime(pid_t pid)
+/* Field `want` (>= 4) of /proc/PID/stat as a number; 0 if gone. comm may
+ * hold spaces and parentheses: fields start after the last ')'. */
+static uint64_t stat_field(pid_t pid, int want)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -44,16 +46,24 @@ uint64_t hm_proc_starttime(pid_t pid)
 	if (n <= 0)
 		return 0;
 	buf[n] = 0;
-	/* comm may hold spaces and parentheses: fields start after the last ')'. */
 	char *p = strrchr(buf, ')');
 	if (!p)
 		return 0;
 	p++;
-	/* field 3 (state) is the first after ')'; starttime is field 22. */
-	for (int field = 3; field < 22 && p; field++) {
+	/* field 3 (state) is the first after ')'. */
+	for (int field = 3; field < want && p; field++)
 		p = strchr(p + 1, ' ');
-	}
 	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+pid_t hm_proc_ppid(pid_t pid)
+{
+	return (pid_t)stat_field(pid, 4);
+}
+
+uint64_t hm_proc_starttime(pid_t pid)
+{
+	return stat_field(pid, 22);
 }
 
 int hm_proc_looks_python(pid_t pid)

@@ -13,6 +13,8 @@
 /* pids of every process in /proc (not threads). Returns the count stored
  * (<= max), or -1 when /proc cannot be read. */
 int hm_discover_pids(pid_t *out, int max);
+/* Parent pid (/proc/PID/stat field 4); 0 if gone. */
+pid_t hm_proc_ppid(pid_t pid);
 /* Start time (clock ticks since boot, /proc/PID/stat field 22); 0 if gone. */
 uint64_t hm_proc_starttime(pid_t pid);
 /* 1 if pid looks like CPython: its executable's name starts with "python",
