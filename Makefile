@@ -9,7 +9,7 @@ OPT     ?= -O2 -g
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter \
            -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE $(SAN)
 LDFLAGS += $(SAN)
-LIBS    := -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl -lmicrohttpd -lsqlite3 \
+LIBS    := -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl -lmicrohttpd -lsqlite3 -lpq \
            -lncursesw -lpthread -lm
 
 PROTOS    := $(shell find proto -name '*.proto' 2>/dev/null)

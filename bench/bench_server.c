@@ -11,12 +11,13 @@
  *     sample after phase 1.
  *  3. query: 24 h of 10 s windows from 20 services (stored with
  *     hm_store_put), then /api/v1/flamegraph over the 24 h for one service
- *     and for all, before and after downsampling to 1 min buckets.
+ *     and for all (and 1 h, top, timeseries), before and after downsampling to
+ *     1 min buckets, then a 12 h retention pass (file size after each).
  *
  * Build and run (from the repository root, after `make`):
  *   gcc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen bench/bench_server.c \
  *       build/libhomura.a -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl \
- *       -lmicrohttpd -lsqlite3 -lncursesw -lpthread -lm -o /tmp/bench_server
+ *       -lmicrohttpd -lsqlite3 -lpq -lncursesw -lpthread -lm -o /tmp/bench_server
  *   /tmp/bench_server [--windows W] [--hours H] [--services S] [--dir DIR]  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,13 +115,13 @@ static char *mkdir_tmp(const char *base, const char *tag)
 	return d;
 }
 
-static void query(hm_store *st, const char *what, const char *service, int64_t from,
-		  int64_t until)
+static void query_path(hm_store *st, const char *path, const char *what, const char *service,
+		       int64_t from, int64_t until)
 {
 	char f[32], u[32];
 	snprintf(f, sizeof f, "%lld", (long long)from);
 	snprintf(u, sizeof u, "%lld", (long long)until);
-	hm_http_req rq = {.method = "GET", .path = "/api/v1/flamegraph", .now_s = until};
+	hm_http_req rq = {.method = "GET", .path = path, .now_s = until};
 	rq.arg_k[rq.nargs] = "from";
 	rq.arg_v[rq.nargs++] = f;
 	rq.arg_k[rq.nargs] = "until";
@@ -144,7 +145,14 @@ static void query(hm_store *st, const char *what, const char *service, int64_t f
 		free(rs.body);
 		best = dt < best ? dt : best;
 	}
-	printf("  flamegraph %-28s %8.1f ms  (%zu bytes of JSON)\n", what, best * 1000, len);
+	printf("  %-10s %-28s %8.1f ms  (%zu bytes of JSON)\n", path + 8, what, best * 1000, len);
+	fflush(stdout);
+}
+
+static void query(hm_store *st, const char *what, const char *service, int64_t from,
+		  int64_t until)
+{
+	query_path(st, "/api/v1/flamegraph", what, service, from, until);
 }
 
 int main(int argc, char **argv)
@@ -245,18 +253,36 @@ int main(int argc, char **argv)
 	       per_svc * nsvc, dt, per_svc * nsvc / dt, s.bytes / 1048576.0,
 	       (double)s.bytes / (double)s.nsamples,
 	       (double)s.bytes / ((double)per_svc * nsvc * SAMPLES_PER_WINDOW));
+	fflush(stdout);
 	int64_t from = t_end - (int64_t)hours * 3600;
 	query(st, "24 h, one service", "service-3", from, t_end);
 	query(st, "24 h, all 20 services", NULL, from, t_end);
 	query(st, "1 h, one service", "service-3", t_end - 3600, t_end);
+	query(st, "1 h, all 20 services", NULL, t_end - 3600, t_end);
+	query_path(st, "/api/v1/top", "24 h, all 20 services", NULL, from, t_end);
+	query_path(st, "/api/v1/timeseries", "24 h, all 20 services", NULL, from, t_end);
 	t0 = now_s();
 	hm_store_maintain(st, t_end);
 	dt = now_s() - t0;
 	hm_store_stats_get(st, &s);
 	printf("downsampled all but the last hour to 1 min buckets in %.1f s: %.1f MiB, "
 	       "%lld rows\n", dt, s.bytes / 1048576.0, (long long)s.nsamples);
+	fflush(stdout);
 	query(st, "24 h, one service", "service-3", from, t_end);
 	query(st, "24 h, all 20 services", NULL, from, t_end);
+	query(st, "1 h, all 20 services", NULL, t_end - 3600, t_end);
+	/* 23 h 30 min: hourly rollups for whole hours, raw buckets at both edges */
+	query(st, "23.5 h (ragged), all services", NULL, from + 1800, t_end - 1);
+	o.retention_s = 12 * 3600;
+	hm_store_close(st);
+	if (hm_store_open(dir2, &o, &st) < 0)
+		return fprintf(stderr, "reopen failed\n"), 1;
+	t0 = now_s();
+	hm_store_maintain(st, t_end);
+	dt = now_s() - t0;
+	hm_store_stats_get(st, &s);
+	printf("retention 12 h in %.1f s: %.1f MiB, %lld rows\n", dt, s.bytes / 1048576.0,
+	       (long long)s.nsamples);
 	hm_store_close(st);
 	char cmd[1200];
 	snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir1, dir2);

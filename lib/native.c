@@ -3,7 +3,9 @@
  *
  * How it works:
  * - Modules: dwfl_linux_proc_report reads /proc/PID/maps; ELF files are opened
- *   through /proc/PID/root so targets in containers work. A hash of the
+ *   through /proc/PID/root so targets in containers work, and each module's
+ *   ELF and .eh_frame are loaded right away rather than during the first
+ *   unwind, while a thread stands stopped. A hash of the
  *   file-backed lines of the maps is re-checked once a second (and when a pc
  *   falls outside every known module) and the module list is reported again
  *   when it changed (dlopen, dlclose, exec).
@@ -86,6 +88,7 @@ struct hm_native {
 	int nregs;
 	uint64_t pc0;
 	hm_natstack *cur;
+	int ended;               /* the unwind met a zero return address */
 	struct page *pages;
 	int pages_used, page_victim;
 
@@ -241,11 +244,24 @@ static uint64_t maps_hash(pid_t pid)
 
 static void cache_clear(hm_native *n);
 
+/* Open each module's ELF file and CFI now, so the first unwind (with the
+ * thread stopped) does not pay for it. Already loaded ones cost nothing. */
+static int preload_module(Dwfl_Module *mod, void **userdata, const char *name,
+			  Dwarf_Addr start, void *arg)
+{
+	Dwarf_Addr bias;
+	if (dwfl_module_getelf(mod, &bias))
+		dwfl_module_eh_cfi(mod, &bias);
+	return DWARF_CB_OK;
+}
+
 static int report_modules(hm_native *n)
 {
 	dwfl_report_begin(n->dwfl);
 	int r = dwfl_linux_proc_report(n->dwfl, n->pid);
 	dwfl_report_end(n->dwfl, NULL, NULL);
+	if (r == 0)
+		dwfl_getmodules(n->dwfl, preload_module, n, 0);
 	n->reloaded_ns = now_ns();
 	if (r != 0)
 		return hm_error(r > 0 ? HM_ENOPROC : HM_ESYS, "cannot read the modules of process %d: %s",
@@ -785,8 +801,12 @@ static int frame_cb(Dwfl_Frame *state, void *arg)
 	hm_natstack *st = n->cur;
 	Dwarf_Addr pc;
 	bool activation;
-	if (!dwfl_frame_pc(state, &pc, &activation) || !pc)
+	if (!dwfl_frame_pc(state, &pc, &activation))
 		return DWARF_CB_ABORT;
+	if (!pc) {
+		n->ended = 1;   /* a zero return address ends the chain */
+		return DWARF_CB_ABORT;
+	}
 	if (!activation)
 		pc--;   /* the call, not the instruction after it */
 	if (st->nframes >= MAX_NATIVE_FRAMES)
@@ -808,6 +828,7 @@ static int unwind_stopped(hm_native *n, pid_t tid, hm_natstack *st)
 {
 	st->tid = tid;
 	st->nframes = 0;
+	st->complete = 0;
 	int r = read_registers(n, tid);
 	if (r != HM_OK)
 		return r;
@@ -816,8 +837,11 @@ static int unwind_stopped(hm_native *n, pid_t tid, hm_natstack *st)
 	n->cur_tid = tid;
 	n->cur = st;
 	elf_ctx = n;
-	dwfl_getthread_frames(n->dwfl, tid, frame_cb, n);
+	n->ended = 0;
+	int rc = dwfl_getthread_frames(n->dwfl, tid, frame_cb, n);
 	n->cur = NULL;
+	/* 0: libdw found the outermost frame (its CFI ends the chain). */
+	st->complete = (rc == 0 || n->ended) && st->nframes > 0;
 	n->st.unwinds++;
 	/* Some frames is success: libdw reports the end of a stack as an
 	 * error on some systems, and a partial stack still merges. */
@@ -1020,8 +1044,13 @@ int hm_native_merge(const hm_natstack *ns, const hm_pythread *th, const hm_pylay
 		out[k++] = (hm_mframe){NULL, s};
 	}
 	if (pi < th->nframes) {
-		/* The native unwind stopped early (no CFI somewhere): the
-		 * remaining Python frames are the callers. */
+		/* Python frames left: if the unwind reached the thread's first
+		 * frame, the stacks disagree (e.g. a frame pushed before its
+		 * eval call began); else the native unwind stopped early (no
+		 * CFI somewhere) and the remaining Python frames are the
+		 * callers. */
+		if (ns->complete)
+			return -1;
 		for (; pi < th->nframes; pi++) {
 			if (k >= cap)
 				return -1;
@@ -1034,12 +1063,6 @@ int hm_native_merge(const hm_natstack *ns, const hm_pythread *th, const hm_pylay
 	if (last_py >= 0)
 		k = last_py + 1;
 	return k;
-}
-
-/* Same tag as the sampler, so the interned ids cached in code objects agree. */
-static uint32_t profile_tag(const hm_profile *p)
-{
-	return (uint32_t)(((uintptr_t)p >> 4) | 1);
 }
 
 int hm_native_add_thread(hm_profile *p, const hm_pythread *th, const hm_natstack *ns,
@@ -1064,7 +1087,8 @@ int hm_native_add_thread(hm_profile *p, const hm_pythread *th, const hm_natstack
 		hm_sampler_add_thread(p, th, o, weight_ns, t_ns);
 		return m && ids ? 1 : 0;
 	}
-	uint32_t k = 0, tag = profile_tag(p);
+	/* Same tag as hm_sampler_add_thread: ids cached in code objects agree. */
+	uint32_t k = 0, tag = hm_profile_serial(p);
 	if (o->threads_root) {
 		char name[64];
 		snprintf(name, sizeof name, "thread %d", (int)th->tid);

@@ -744,3 +744,51 @@ int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_loca
 	}
 	return visited;
 }
+
+/* ---- sets -------------------------------------------------------------- */
+
+/* PySetObject is PyObject_HEAD, fill, used, mask, table (setentry *), ...
+ * in every 3.x (and 2.7); a setentry is {key, hash} on 3.x and {hash, key}
+ * on 2.7. tools/gen_async_layouts.sh prints these offsets from each
+ * version's headers (lib/layouts/async_py*.c) and tests/unit/test_pyasync.c
+ * checks they agree with the constants here. A deleted slot holds the dummy
+ * key with hash -1, which no live key has. */
+#define SET_USED 24
+#define SET_MASK 32
+#define SET_TABLE 40
+#define SET_ENTRY 16
+#define MAX_SET (1 << 20)
+
+int hm_pyobj_set_items(const hm_pyobj_reader *r, uint64_t set, hm_pyobj_item_fn fn, void *ctx,
+		       int max)
+{
+	char tname[16];
+	uint8_t head[48];
+	if (hm_pyobj_type_name(r, set, tname, sizeof tname) ||
+	    (strcmp(tname, "set") && strcmp(tname, "frozenset")) || rd(r, set, head, sizeof head))
+		return -1;
+	int64_t used = ld_i64(head, SET_USED), mask = ld_i64(head, SET_MASK);
+	uint64_t table = ld_ptr(head, SET_TABLE);
+	if (used < 0 || mask < 0 || mask >= MAX_SET || ((mask + 1) & mask) || used > mask + 1 ||
+	    !table || (table & 7))
+		return -1;
+	int key_off = r->layout->major == 2 ? 8 : 0, hash_off = 8 - key_off;
+	uint8_t buf[ENTRY_BATCH * SET_ENTRY];
+	int visited = 0;
+	for (int64_t i = 0; i <= mask && visited < max && visited < used;) {
+		int64_t n = mask + 1 - i < ENTRY_BATCH ? mask + 1 - i : ENTRY_BATCH;
+		if (rd(r, table + (uint64_t)i * SET_ENTRY, buf, (size_t)n * SET_ENTRY))
+			return visited ? visited : -1;
+		for (int64_t j = 0; j < n && visited < max; j++) {
+			uint64_t key = ld_ptr(buf + j * SET_ENTRY, key_off);
+			int64_t hash = ld_i64(buf + j * SET_ENTRY, hash_off);
+			if (!key || (key & 7) || hash == -1)
+				continue;    /* empty or deleted slot */
+			visited++;
+			if (fn(ctx, key, 0))
+				return visited;
+		}
+		i += n;
+	}
+	return visited;
+}

@@ -16,6 +16,7 @@
 
 #include "homura/error.h"
 #include "homura/native.h"
+#include "homura/pyasync.h"
 #include "homura/sampler.h"
 
 static uint64_t mono_ns(void)
@@ -231,6 +232,8 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 	memset(&ns, 0, sizeof ns);
 	if (o->native && (rc = hm_native_open(t, &nat)) != HM_OK)
 		return rc;
+	/* --async: asyncio tasks (lib/pyasync_sampler.c). */
+	hm_asyncsampler *as = o->async ? hm_asyncsampler_new() : NULL;
 
 	while (!(o->stop && *o->stop)) {
 		uint64_t now = mono_ns();
@@ -283,6 +286,8 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 				consecutive_errors = 0;
 				record_cost(st, t1 - t0);
 				hm_python_thread_names(*pyp, &s);
+				if (as)
+					hm_asyncsampler_read(as, *pyp);
 				uint64_t wall = real_ns();
 				for (int i = 0; i < s.nthreads; i++) {
 					const hm_pythread *th = &s.threads[i];
@@ -300,10 +305,17 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 						st->native_torn += (uint64_t)hm_native_add_thread(
 							p, th, &ns.stacks[i], hm_python_layout(*pyp), o,
 							(int64_t)period, wall);
-					} else {
+					} else if (!(as && hm_asyncsampler_add_thread(as, p, th, o,
+										     (int64_t)period, wall))) {
 						hm_sampler_add_thread(p, th, o, (int64_t)period, wall);
 					}
 					st->samples++;
+				}
+				if (as) {
+					int bad = 0;
+					st->samples += (uint64_t)hm_asyncsampler_add_tasks(
+						as, p, o, (int64_t)period, wall, &bad);
+					st->invalid += (uint64_t)bad;
 				}
 			}
 		}
@@ -325,6 +337,7 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 		hm_native_close(nat);
 		hm_natsample_free(&ns);
 	}
+	hm_asyncsampler_free(as);
 	hm_pysample_free(&s);
 	return rc;
 }

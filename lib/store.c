@@ -1,6 +1,7 @@
 /* store.c - the engine-independent half of the profile store (store.h).
  *
- * hm_store_open picks an engine by the location string and wraps its vtable;
+ * hm_store_open picks an engine by the location string and wraps its vtable
+ * (postgres:// or postgresql:// URLs -> store_pg.c, anything else -> SQLite);
  * everything that does not need the database lives here: label validation
  * and canonical ordering before a put, Pyroscope-style selector parsing and
  * matching (series are few, so matching happens in memory over the engine's
@@ -20,8 +21,11 @@ int hm_store_open(const char *where, const hm_store_opts *o, hm_store **out)
 	const hm_store_ops *ops = &hm_store_sqlite_ops;
 	if (!strncmp(where, "sqlite:", 7))
 		where += 7;
+	else if (!strncmp(where, "postgres://", 11) || !strncmp(where, "postgresql://", 13))
+		ops = &hm_store_pg_ops;     /* libpq takes the whole URL */
 	else if (!strncmp(where, "postgres:", 9) || !strncmp(where, "postgresql:", 11))
-		return hm_error(HM_EINVAL, "store: the PostgreSQL backend is not built in");
+		return hm_error(HM_EINVAL, "store: a PostgreSQL location is a URL:"
+				" postgres://[user@]host[:port]/db (or postgresql:///db?host=/socket/dir)");
 	if (!*where)
 		return hm_error(HM_EINVAL, "store: empty data location");
 	hm_store *st = calloc(1, sizeof *st);

@@ -10,12 +10,22 @@
  *   samples(series, t, stack, count, ns)  WITHOUT ROWID, keyed by
  *                                       (series, bucket start, stack); a put
  *                                       adds into an existing row (upsert)
+ *   hourly(series, h, stack, count, ns) the same summed per hour, kept by
+ *                                       every put: a query reads whole hours
+ *                                       here and only its ragged edges from
+ *                                       samples (GROUP BY stack in SQL)
+ *   totals(series, t, count, ns)        per-bucket sums for time series
  * Writes go through one connection, reads through a second one (WAL lets
  * them run side by side), each behind its own mutex. The series table is
  * mirrored in memory (series are few; samples are many) for matching.
- * Maintenance drops rows past the retention age, folds 10 s buckets older
- * than downsample_after into 1 min buckets, and past the size cap drops the
- * oldest data, collects unreferenced stacks/frames/strings and vacuums. */
+ * Maintenance drops rows past the retention age (rebuilding the hourly row
+ * the cut falls in), folds 10 s buckets older than downsample_after into
+ * 1 min buckets an hour at a time (aggregate into a temp table, delete the
+ * range, insert; one transaction per hour so the WAL stays small), past the
+ * size cap drops the oldest tenth of the span at a time, collects
+ * unreferenced stacks/frames/strings, and gives the freed pages back to the
+ * file system (wal_checkpoint(TRUNCATE) + incremental_vacuum; the database is
+ * created with auto_vacuum=INCREMENTAL). */
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -44,6 +54,7 @@ typedef struct wcache {
 } wcache;
 
 #define WCACHE_MAX_BYTES (32u << 20)
+#define HOUR 3600
 
 static void wcache_clear(wcache *c)
 {
@@ -89,13 +100,14 @@ typedef struct sq {
 	pthread_mutex_t wmu, rmu, smu;
 	char *path;
 	sqlite3_stmt *str_get, *str_ins, *frame_get, *frame_ins, *stack_get, *stack_ins,
-		     *sample_up, *series_ins, *series_time, *label_ins;
+		     *sample_up, *series_ins, *series_time, *label_ins, *hour_up, *tot_up;
 	sqlite3_stmt *r_stack, *r_frame, *r_str, *r_merge, *r_totals;
 	series_rec *series;
 	size_t nseries, cap;
 	hm_intern series_keys;   /* key -> index into series[] */
 	wcache c_str, c_frame, c_stack;   /* writer's id caches (under wmu) */
 	int64_t downsampled_until;
+	int64_t last_gc;         /* time of the last garbage collection */
 } sq;
 
 static int db_err(sqlite3 *db, const char *what)
@@ -137,13 +149,29 @@ static const char SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS series_labels(name TEXT, value TEXT, series INT,"
 	" PRIMARY KEY(name, value, series)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS samples(series INT, t INT, stack INT, count INT, ns INT,"
-	" PRIMARY KEY(series, t, stack)) WITHOUT ROWID;";
+	" PRIMARY KEY(series, t, stack)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS hourly(series INT, h INT, stack INT, count INT, ns INT,"
+	" PRIMARY KEY(series, h, stack)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS totals(series INT, t INT, count INT, ns INT,"
+	" PRIMARY KEY(series, t)) WITHOUT ROWID;";
+
+/* Rollups for databases written before they existed (meta 'rollups' unset). */
+static const char BACKFILL[] =
+	"BEGIN IMMEDIATE;"
+	"DELETE FROM hourly; DELETE FROM totals;"
+	"INSERT INTO hourly SELECT series, t - t % 3600, stack, sum(count), sum(ns) FROM samples"
+	" GROUP BY 1, 2, 3;"
+	"INSERT INTO totals SELECT series, t, sum(count), sum(ns) FROM samples GROUP BY 1, 2;"
+	"INSERT OR REPLACE INTO meta(k, v) VALUES ('rollups', 1);"
+	"COMMIT;";
+
+static int64_t scalar(sqlite3 *db, const char *sql);
 
 static int tune(sqlite3 *db)
 {
 	sqlite3_busy_timeout(db, 10000);
-	return exec(db, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384;"
-			"PRAGMA temp_store=MEMORY;");
+	return exec(db, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-32768;"
+			"PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;");
 }
 
 static int series_cache_add(sq *q, int64_t id, const void *key, uint32_t len, int64_t first,
@@ -196,7 +224,7 @@ static void sq_close(hm_store *st)
 	sqlite3_stmt *all[] = {q->str_get, q->str_ins, q->frame_get, q->frame_ins, q->stack_get,
 			       q->stack_ins, q->sample_up, q->series_ins, q->series_time,
 			       q->label_ins, q->r_stack, q->r_frame, q->r_str, q->r_merge,
-			       q->r_totals};
+			       q->r_totals, q->hour_up, q->tot_up};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		sqlite3_finalize(all[i]);
 	if (q->w)
@@ -264,6 +292,12 @@ static int sq_open(hm_store *st, const char *dir)
 		{q->w, &q->sample_up, "INSERT INTO samples(series, t, stack, count, ns)"
 				      " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
 				      " count = count + excluded.count, ns = ns + excluded.ns"},
+		{q->w, &q->hour_up, "INSERT INTO hourly(series, h, stack, count, ns)"
+				    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+				    " count = count + excluded.count, ns = ns + excluded.ns"},
+		{q->w, &q->tot_up, "INSERT INTO totals(series, t, count, ns)"
+				   " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+				   " count = count + excluded.count, ns = ns + excluded.ns"},
 		{q->w, &q->series_ins, "INSERT INTO series(key, type, first, last) VALUES (?,?,?,?)"},
 		{q->w, &q->series_time, "UPDATE series SET first = ?, last = ? WHERE id = ?"},
 		{q->w, &q->label_ins, "INSERT OR IGNORE INTO series_labels(name, value, series)"
@@ -272,15 +306,26 @@ static int sq_open(hm_store *st, const char *dir)
 		{q->r, &q->r_frame, "SELECT name, file, line, start_line, kind FROM frames"
 				    " WHERE id = ?"},
 		{q->r, &q->r_str, "SELECT s FROM strings WHERE id = ?"},
-		{q->r, &q->r_merge, "SELECT stack, sum(count), sum(ns) FROM samples WHERE"
-				    " series = ? AND t >= ? AND t < ? GROUP BY stack"},
-		{q->r, &q->r_totals, "SELECT (t - ?1) / ?2, sum(count), sum(ns) FROM samples"
+		/* raw buckets at the edges, hourly rollups for the whole hours */
+		{q->r, &q->r_merge, "SELECT stack, sum(c), sum(n) FROM ("
+				    "SELECT stack, count AS c, ns AS n FROM samples"
+				    " WHERE series = ?1 AND t >= ?2 AND t < ?3"
+				    " UNION ALL SELECT stack, count, ns FROM hourly"
+				    " WHERE series = ?1 AND h >= ?3 AND h < ?4"
+				    " UNION ALL SELECT stack, count, ns FROM samples"
+				    " WHERE series = ?1 AND t >= ?4 AND t < ?5) GROUP BY stack"},
+		{q->r, &q->r_totals, "SELECT (t - ?1) / ?2, sum(count), sum(ns) FROM totals"
 				     " WHERE series = ?3 AND t >= ?1 AND t < ?4 GROUP BY 1"},
 	};
 	for (size_t i = 0; rc == HM_OK && i < sizeof stmts / sizeof stmts[0]; i++)
 		rc = prep(stmts[i].db, stmts[i].st, stmts[i].sql);
 	if (rc == HM_OK)
 		rc = series_cache_load(q);
+	if (rc == HM_OK && scalar(q->w, "SELECT v FROM meta WHERE k = 'rollups'") != 1) {
+		rc = exec(q->w, BACKFILL);
+		if (rc < 0)
+			sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+	}
 	if (rc == HM_OK) {
 		sqlite3_stmt *m;
 		rc = prep(q->w, &m, "SELECT v FROM meta WHERE k = 'downsampled_until'");
@@ -463,6 +508,7 @@ static int sq_put(hm_store *st, const char *type, const hm_store_label *labels, 
 	if (sid < 0)
 		rc = (int)sid;
 	size_t ns = hm_profile_nsamples(p);
+	int64_t sum_count = 0, sum_ns = 0;
 	for (size_t i = 0; rc == HM_OK && i < ns; i++) {
 		const hm_sample *s = hm_profile_sample(p, i);
 		if (!s->count && !s->weight_ns)
@@ -501,6 +547,27 @@ static int sq_put(hm_store *st, const char *type, const hm_store_label *labels, 
 		sqlite3_bind_int64(u, 5, s->weight_ns);
 		if (sqlite3_step(u) != SQLITE_DONE)
 			rc = db_err(q->w, "sample");
+		sqlite3_reset(u);
+		u = q->hour_up;
+		sqlite3_bind_int64(u, 1, sid);
+		sqlite3_bind_int64(u, 2, bucket - bucket % HOUR);
+		sqlite3_bind_int64(u, 3, stk);
+		sqlite3_bind_int64(u, 4, s->count);
+		sqlite3_bind_int64(u, 5, s->weight_ns);
+		if (rc == HM_OK && sqlite3_step(u) != SQLITE_DONE)
+			rc = db_err(q->w, "hourly rollup");
+		sqlite3_reset(u);
+		sum_count += s->count;
+		sum_ns += s->weight_ns;
+	}
+	if (rc == HM_OK && (sum_count || sum_ns)) {
+		sqlite3_stmt *u = q->tot_up;
+		sqlite3_bind_int64(u, 1, sid);
+		sqlite3_bind_int64(u, 2, bucket);
+		sqlite3_bind_int64(u, 3, sum_count);
+		sqlite3_bind_int64(u, 4, sum_ns);
+		if (sqlite3_step(u) != SQLITE_DONE)
+			rc = db_err(q->w, "totals");
 		sqlite3_reset(u);
 	}
 	if (rc == HM_OK && (bucket < rec->first || bucket > rec->last)) {
@@ -711,6 +778,10 @@ static int sq_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 	rd.scratch = malloc(4096 * sizeof *rd.scratch);
 	int rc = rd.scratch ? HM_OK : hm_error(HM_ENOMEM, "out of memory");
 	uint32_t th = hm_profile_thread_id(out, 0, 0, NULL);
+	/* [t0, h0) and [h1, t1) from raw buckets, [h0, h1) from hourly rows */
+	int64_t h0 = t0 <= 0 ? 0 : (t0 + HOUR - 1) / HOUR * HOUR, h1 = t1 - t1 % HOUR;
+	if (h0 >= h1)
+		h0 = h1 = t1;
 	pthread_mutex_lock(&q->rmu);
 	if (rc == HM_OK)
 		rc = exec(q->r, "BEGIN");   /* one snapshot for the whole query */
@@ -718,7 +789,9 @@ static int sq_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 		sqlite3_stmt *m = q->r_merge;
 		sqlite3_bind_int64(m, 1, series[i]);
 		sqlite3_bind_int64(m, 2, t0);
-		sqlite3_bind_int64(m, 3, t1);
+		sqlite3_bind_int64(m, 3, h0);
+		sqlite3_bind_int64(m, 4, h1);
+		sqlite3_bind_int64(m, 5, t1);
 		int step;
 		while (rc == HM_OK && (step = sqlite3_step(m)) == SQLITE_ROW) {
 			uint32_t ps = 0;
@@ -791,12 +864,13 @@ static int64_t scalar(sqlite3 *db, const char *sql)
 	sqlite3_stmt *s;
 	int64_t v = -1;
 	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
-	    sqlite3_step(s) == SQLITE_ROW)
+	    sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
 		v = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
 	return v;
 }
 
+/* (scalar: -1 for no row or NULL) */
 /* Run sql with ?1 = series id and ?2, ?3 = the given values for each series. */
 static int per_series(sq *q, const char *sql, int64_t a, int64_t b)
 {
@@ -816,8 +890,22 @@ static int per_series(sq *q, const char *sql, int64_t a, int64_t b)
 
 static int drop_before(sq *q, int64_t cutoff)
 {
+	int64_t hc = cutoff - cutoff % HOUR;
 	int rc = per_series(q, "DELETE FROM samples WHERE series = ?1 AND t < ?2 AND ?3 = ?3",
 			    cutoff, 0);
+	if (rc == HM_OK)
+		rc = per_series(q, "DELETE FROM totals WHERE series = ?1 AND t < ?2 AND ?3 = ?3",
+				cutoff, 0);
+	if (rc == HM_OK)
+		rc = per_series(q, "DELETE FROM hourly WHERE series = ?1 AND h < ?2 AND ?3 = ?3",
+				hc, 0);
+	if (rc == HM_OK && cutoff > hc)   /* the hour the cut falls in: rebuilt from the rest */
+		rc = per_series(q, "DELETE FROM hourly WHERE series = ?1 AND h = ?2 AND ?3 = ?3",
+				hc, 0);
+	if (rc == HM_OK && cutoff > hc)
+		rc = per_series(q, "INSERT INTO hourly SELECT ?1, ?2, stack, sum(count), sum(ns)"
+				" FROM samples WHERE series = ?1 AND t >= ?2 AND t < ?3 GROUP BY stack",
+				hc, hc + HOUR);
 	if (rc == HM_OK)
 		rc = exec(q->w,
 			  "DELETE FROM series_labels WHERE series IN (SELECT id FROM series s"
@@ -826,6 +914,73 @@ static int drop_before(sq *q, int64_t cutoff)
 			  " (SELECT 1 FROM samples WHERE series = series.id);"
 			  "UPDATE series SET first = (SELECT min(t) FROM samples WHERE series = series.id);");
 	return rc;
+}
+
+/* Fold the 10 s buckets of [a, b) (minute aligned) of every series into 1 min
+ * buckets: aggregate into a temp table, delete the range, insert the result.
+ * Totals get the same treatment; hourly rollups do not change. */
+static int downsample_range(sq *q, int64_t a, int64_t b)
+{
+	static const char *const sql[] = {
+		"INSERT INTO temp.ds SELECT t - t % 60, stack, sum(count), sum(ns) FROM samples"
+		" WHERE series = ?1 AND t >= ?2 AND t < ?3 GROUP BY 1, 2",
+		"DELETE FROM samples WHERE series = ?1 AND t >= ?2 AND t < ?3",
+		"INSERT INTO samples SELECT ?1, t, stack, c, n FROM temp.ds WHERE ?2 = ?2 AND ?3 = ?3",
+		"DELETE FROM temp.ds WHERE ?1 = ?1 AND ?2 = ?2 AND ?3 = ?3",
+		"INSERT INTO temp.dst SELECT t - t % 60, sum(count), sum(ns) FROM totals"
+		" WHERE series = ?1 AND t >= ?2 AND t < ?3 GROUP BY 1",
+		"DELETE FROM totals WHERE series = ?1 AND t >= ?2 AND t < ?3",
+		"INSERT INTO totals SELECT ?1, t, c, n FROM temp.dst WHERE ?2 = ?2 AND ?3 = ?3",
+		"DELETE FROM temp.dst WHERE ?1 = ?1 AND ?2 = ?2 AND ?3 = ?3",
+	};
+	enum { NSQL = sizeof sql / sizeof sql[0] };
+	sqlite3_stmt *st[NSQL] = {0};
+	int rc = exec(q->w, "CREATE TEMP TABLE IF NOT EXISTS ds(t INT, stack INT, c INT, n INT);"
+			    "CREATE TEMP TABLE IF NOT EXISTS dst(t INT, c INT, n INT);");
+	for (size_t i = 0; rc == HM_OK && i < NSQL; i++)
+		rc = prep(q->w, &st[i], sql[i]);
+	/* series by series: the temp tables hold one series' range at a time */
+	for (size_t k = 0; rc == HM_OK && k < q->nseries; k++) {
+		if (q->series[k].last < a || q->series[k].first >= b)
+			continue;
+		for (size_t i = 0; rc == HM_OK && i < NSQL; i++) {
+			sqlite3_bind_int64(st[i], 1, q->series[k].id);
+			sqlite3_bind_int64(st[i], 2, a);
+			sqlite3_bind_int64(st[i], 3, b);
+			if (sqlite3_step(st[i]) != SQLITE_DONE)
+				rc = db_err(q->w, "downsampling");
+			sqlite3_reset(st[i]);
+		}
+	}
+	for (size_t i = 0; i < NSQL; i++)
+		sqlite3_finalize(st[i]);
+	return rc;
+}
+
+static int set_meta(sq *q, const char *k, int64_t v)
+{
+	sqlite3_stmt *m;
+	int rc = prep(q->w, &m, "INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)");
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(m, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(m, 2, v);
+	if (sqlite3_step(m) != SQLITE_DONE)
+		rc = db_err(q->w, "meta");
+	sqlite3_finalize(m);
+	return rc;
+}
+
+/* Give freed pages back to the file system: fold the WAL into the database,
+ * move free pages to the end and truncate (auto_vacuum=INCREMENTAL), and
+ * truncate the WAL again. */
+static void reclaim(sq *q)
+{
+	sqlite3_exec(q->w, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
+	if (scalar(q->w, "PRAGMA freelist_count") > 0) {
+		sqlite3_exec(q->w, "PRAGMA incremental_vacuum;", NULL, NULL, NULL);
+		sqlite3_exec(q->w, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
+	}
 }
 
 /* After dropping samples: remove stacks no sample uses, frames no stack
@@ -873,52 +1028,69 @@ static int sq_maintain(hm_store *st, int64_t now)
 	sq *q = st->impl;
 	const hm_store_opts *o = &st->opts;
 	pthread_mutex_lock(&q->wmu);
-	int rc = exec(q->w, "BEGIN IMMEDIATE");
-	if (rc == HM_OK && o->retention_s > 0)
-		rc = drop_before(q, now - o->retention_s);
+	int rc = HM_OK, dropped = 0;
+	if (o->retention_s > 0) {
+		int before = sqlite3_total_changes(q->w);
+		rc = exec(q->w, "BEGIN IMMEDIATE");
+		if (rc == HM_OK)
+			rc = drop_before(q, now - o->retention_s);
+		if (rc == HM_OK)
+			rc = exec(q->w, "COMMIT");
+		else
+			sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+		dropped = sqlite3_total_changes(q->w) != before;
+	}
 	if (rc == HM_OK && o->downsample_after_s > 0) {
 		int64_t cutoff = now - o->downsample_after_s;
 		cutoff -= cutoff % HM_STORE_COARSE_S;
 		int64_t from = q->downsampled_until - q->downsampled_until % HM_STORE_COARSE_S;
-		if (cutoff > from) {
-			rc = per_series(q,
-				"INSERT INTO samples(series, t, stack, count, ns)"
-				" SELECT series, t - t % 60, stack, sum(count), sum(ns) FROM samples"
-				" WHERE series = ?1 AND t >= ?3 AND t < ?2 AND t % 60 != 0"
-				" GROUP BY t - t % 60, stack"
-				" ON CONFLICT DO UPDATE SET count = count + excluded.count,"
-				" ns = ns + excluded.ns", cutoff, from);
+		int64_t lo = scalar(q->w, "SELECT min(first) FROM series");
+		if (lo >= 0 && lo - lo % HM_STORE_COARSE_S > from)
+			from = lo - lo % HM_STORE_COARSE_S;
+		if (lo < 0)          /* no data: nothing to fold */
+			from = cutoff;
+		/* an hour at a time, each in its own transaction, so the WAL stays small
+		 * and readers are never held off for long */
+		while (rc == HM_OK && from < cutoff) {
+			int64_t to = from - from % HOUR + HOUR;
+			if (to > cutoff)
+				to = cutoff;
+			rc = exec(q->w, "BEGIN IMMEDIATE");
 			if (rc == HM_OK)
-				rc = per_series(q, "DELETE FROM samples WHERE series = ?1 AND"
-						" t >= ?3 AND t < ?2 AND t % 60 != 0", cutoff, from);
-			if (rc == HM_OK)    /* a series may now start a little earlier */
-				rc = exec(q->w, "UPDATE series SET first = (SELECT min(t) FROM"
-					  " samples WHERE series = series.id) WHERE EXISTS"
-					  " (SELECT 1 FROM samples WHERE series = series.id);");
-			sqlite3_stmt *m;
+				rc = downsample_range(q, from, to);
 			if (rc == HM_OK)
-				rc = prep(q->w, &m, "INSERT OR REPLACE INTO meta(k, v)"
-					  " VALUES ('downsampled_until', ?)");
-			if (rc == HM_OK) {
-				sqlite3_bind_int64(m, 1, cutoff);
-				if (sqlite3_step(m) != SQLITE_DONE)
-					rc = db_err(q->w, "meta");
-				sqlite3_finalize(m);
-				q->downsampled_until = cutoff;
-			}
+				rc = set_meta(q, "downsampled_until", to);
+			if (rc == HM_OK)
+				rc = exec(q->w, "COMMIT");
+			else
+				sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+			if (rc == HM_OK)
+				q->downsampled_until = from = to;
+			dropped = 1;
 		}
+		if (rc == HM_OK)    /* a series may now start a little earlier */
+			rc = exec(q->w, "UPDATE series SET first = (SELECT min(t) FROM"
+				  " samples WHERE series = series.id) WHERE EXISTS"
+				  " (SELECT 1 FROM samples WHERE series = series.id);");
 	}
-	if (rc == HM_OK)
-		rc = exec(q->w, "COMMIT");
-	else
-		sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+	/* unreferenced stacks/frames/strings: after retention, at most hourly */
+	if (rc == HM_OK && dropped && o->retention_s > 0 && now - q->last_gc >= HOUR) {
+		rc = exec(q->w, "BEGIN IMMEDIATE");
+		if (rc == HM_OK)
+			rc = collect_garbage(q);
+		if (rc == HM_OK)
+			rc = exec(q->w, "COMMIT");
+		else
+			sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+		q->last_gc = now;
+	}
+	if (rc == HM_OK && dropped)
+		reclaim(q);
 	/* size cap: drop the oldest tenth of the time span until under it */
-	for (int round = 0; rc == HM_OK && o->max_bytes > 0 && round < 8; round++) {
-		exec(q->w, "PRAGMA wal_checkpoint(TRUNCATE)");
+	for (int round = 0; rc == HM_OK && o->max_bytes > 0 && round < 16; round++) {
+		reclaim(q);
 		int64_t bytes = db_bytes(q);
-		int64_t freepages = scalar(q->w, "PRAGMA freelist_count");
-		int64_t psize = scalar(q->w, "PRAGMA page_size");
-		if (bytes - freepages * psize <= o->max_bytes)
+		if (bytes <= o->max_bytes)
 			break;
 		int64_t lo = scalar(q->w, "SELECT min(first) FROM series");
 		int64_t hi = scalar(q->w, "SELECT max(last) FROM series");
@@ -935,10 +1107,7 @@ static int sq_maintain(hm_store *st, int64_t now)
 		else
 			sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
 		if (rc == HM_OK)
-			rc = exec(q->w, "PRAGMA incremental_vacuum;");
-	}
-	if (rc == HM_OK && o->retention_s > 0) {
-		exec(q->w, "PRAGMA incremental_vacuum;");
+			reclaim(q);
 	}
 	wcache_clear(&q->c_str);     /* garbage collection may have removed ids */
 	wcache_clear(&q->c_frame);

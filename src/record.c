@@ -21,6 +21,7 @@
 #include "homura/error.h"
 #include "homura/filter.h"
 #include "homura/profile.h"
+#include "homura/pyasync.h"
 #include "homura/python.h"
 #include "homura/sampler.h"
 #include "homura/target.h"
@@ -52,6 +53,9 @@ static void usage(FILE *f)
 		"  -n, --native           merge native (C/C++/Cython) frames into the Python\n"
 		"                         stacks; stops each sampled thread (ptrace) for the\n"
 		"                         few tens of microseconds its unwind takes\n"
+		"      --async            asyncio: each task's chain of awaiting coroutines\n"
+		"                         as its stack under a 'Task <name>' root, idle tasks\n"
+		"                         included (CPython 3.8-3.13)\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --stats-json FILE  write sampling statistics as JSON\n"
@@ -77,7 +81,7 @@ struct record_args {
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
-	       O_THREAD, O_DROPFILE };
+	       O_THREAD, O_DROPFILE, O_ASYNCIO };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -98,6 +102,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"hide", required_argument, 0, O_HIDE},
 		{"thread", required_argument, 0, O_THREAD},
 		{"drop-file", required_argument, 0, O_DROPFILE},
+		{"async", no_argument, 0, O_ASYNCIO},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -145,6 +150,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case O_HIDE: a->filter.hide = optarg; break;
 		case O_THREAD: a->filter.thread = optarg; break;
 		case O_DROPFILE: a->filter.drop_file = optarg; break;
+		case O_ASYNCIO: a->so.async = 1; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 3;
 		}
@@ -395,6 +401,13 @@ int cmd_record(int argc, char **argv)
 		hm_python_version(py), a.so.rate_hz, a.so.native ? ", stopping each sampled thread while it is unwound"
 		: a.so.blocking ? ", pausing it for each sample" : "");
 
+	if (a.so.async) {
+		/* Say now if this interpreter's tasks cannot be read. */
+		hm_pyasync *probe = NULL;
+		if (hm_pyasync_open(py, &probe) != HM_OK)
+			fprintf(stderr, "homura: --async: %s; recording threads only\n", hm_errmsg());
+		hm_pyasync_close(probe);
+	}
 	a.so.child = child;
 	a.so.stop = &stop_flag;
 	hm_sampler_stats *st = calloc(1, sizeof *st);

@@ -1,7 +1,7 @@
 /* server.c - `homura server`: options, the store, the HTTP front, signals.
  *
  * Everything else lives in the library (store.h, server.h); this file opens
- * the store in --data DIR, starts listening, runs store maintenance
+ * the store in --data DIR (or a postgres:// URL), starts listening, runs store maintenance
  * (retention, downsampling, size cap) once a minute, and on SIGINT/SIGTERM
  * stops accepting, finishes in-flight requests and closes the store. */
 #include <getopt.h>
@@ -27,9 +27,13 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: homura server --data DIR [options]\n\n"
+		"usage: homura server --data DIR|postgres://URL [options]\n\n"
 		"Store profiles (OTLP, Pyroscope /ingest and Push) and serve the query API.\n\n"
 		"  -d, --data DIR           data directory (created; SQLite database inside)\n"
+		"  -d, --data postgres://[user[:pw]@]host[:port]/db[?options]\n"
+		"                           store in PostgreSQL instead (also postgresql://;\n"
+		"                           a socket: postgresql:///db?host=/run/postgresql);\n"
+		"                           several servers may share one database\n"
 		"  -l, --listen HOST:PORT   listen address (default 127.0.0.1:4040;\n"
 		"                           \":PORT\" listens on every interface)\n"
 		"      --ingest-token T     require \"Authorization: Bearer T\" to ingest\n"
@@ -119,7 +123,7 @@ int cmd_server(int argc, char **argv)
 	if (optind < argc)
 		return cli_fail("unexpected argument '%s' (see homura server --help)", argv[optind]);
 	if (!data)
-		return cli_fail("--data DIR is required (see homura server --help)");
+		return cli_fail("--data DIR (or postgres://URL) is required (see homura server --help)");
 	hm_store *st;
 	if (hm_store_open(data, &st_o, &st) < 0)
 		return cli_fail_lib();

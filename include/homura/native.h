@@ -69,6 +69,9 @@ typedef struct hm_natstack {
 	const hm_natsym **frames;   /* leaf first */
 	uint64_t *pcs;           /* raw pcs (internal) */
 	int pcs_cap;
+	int complete;            /* the unwind reached the thread's first frame
+				  * (_start, clone): no Python frame can lie
+				  * beyond it */
 } hm_natstack;
 
 /* Native stacks parallel to a hm_pysample: stacks[i] belongs to threads[i]. */
@@ -120,7 +123,10 @@ typedef struct hm_mframe {
  * entries; ns->nframes + th->nframes always suffices). L gives the frame
  * model (<=3.10: one Python frame per eval call). Returns the number of
  * frames, or -1 when the two stacks do not fit together (a torn sample:
- * more eval calls than Python frames); the caller then uses th alone. */
+ * more eval calls than Python frames, or Python frames left over although
+ * the unwind was complete); the caller then uses th alone. When the unwind
+ * stopped early (no CFI somewhere), left-over Python frames are placed
+ * root-ward as the callers. */
 int hm_native_merge(const hm_natstack *ns, const hm_pythread *th, const hm_pylayout *L,
 		    hm_mframe *out, int cap);
 

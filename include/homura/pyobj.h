@@ -69,6 +69,12 @@ int hm_pyobj_dict_get(const hm_pyobj_reader *r, uint64_t dict, const char *key, 
  * it: a dict, or shared-key values). 0 found, -1 otherwise. */
 int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, uint64_t *value);
 
+/* Call fn(ctx, item, 0) for each item of a set or frozenset (the type's
+ * tp_name is "set" or "frozenset"; at most max items; deleted slots are
+ * skipped). Returns the number visited, or -1 if it is not a readable set. */
+int hm_pyobj_set_items(const hm_pyobj_reader *r, uint64_t set, hm_pyobj_item_fn fn, void *ctx,
+		       int max);
+
 /* Call fn(ctx, name, value, is_cell) for each bound local variable of a
  * sampled frame (names from co_varnames / co_localsplusnames, values from
  * the frame's fast locals; a cell variable's value is the cell's contents).

@@ -30,6 +30,7 @@ typedef struct hm_sampler_opts {
 	volatile sig_atomic_t *stop;  /* set asynchronously to stop */
 	int native;              /* merge native frames (homura/native.h); stops
 				  * each sampled thread while it is unwound */
+	int async;               /* asyncio tasks as stacks (homura/pyasync.h) */
 } hm_sampler_opts;
 
 #define HM_COST_BUCKETS 20000    /* 0.1 us buckets up to 2 ms */

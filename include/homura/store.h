@@ -109,6 +109,9 @@ struct hm_store {
 };
 
 extern const hm_store_ops hm_store_sqlite_ops;
+/* PostgreSQL (libpq), picked for "postgres://..." / "postgresql://..." locations;
+ * several servers may share one database. */
+extern const hm_store_ops hm_store_pg_ops;
 
 int hm_store_open(const char *where, const hm_store_opts *o, hm_store **out);
 void hm_store_close(hm_store *st);

@@ -115,8 +115,9 @@ def test_native_in_the_middle(py, spawn, tmp_path):
         assert names[:s + 1] == ["<module>", "main", "sort_once"], names
         middle = names[s + 1:c]
         # Native frames only between the two Python functions, qsort among
-        # them (unless the unwinder lost the thread in the middle).
-        assert middle and all(n not in ("main", "sort_once", "py_cmp") for n in middle), names
+        # them. (A torn sample, e.g. one taken while the callback's frame
+        # was being set up, falls back to the Python frames alone.)
+        assert all(n not in ("main", "sort_once", "py_cmp") for n in middle), names
         if any("qsort" in n for n in middle):
             sandwiched += count
     assert with_qsort >= 0.5 * prof.total, \

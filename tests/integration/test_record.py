@@ -1,6 +1,9 @@
 """`homura record` against every supported interpreter: what the stack walker
 must get right on each CPython version (names, lines, threads, depth, UTF-8,
 attach and launch, idle and GIL filtering, a target that exits)."""
+import json
+import re
+
 import pytest
 
 from conftest import def_line, marker_line, program, qualname, record
@@ -13,10 +16,10 @@ def test_known_shares(py, spawn, tmp_path):
     """60/30/10 % of CPU in three functions comes out as such (+-4 points)."""
     t = spawn([py.path, program("shares.py"), 20])
     out = tmp_path / "shares.txt"
-    p = record("-p", t.pid, "-r", 500, "-d", 2, output=out).profile()
+    p = record("-p", t.pid, "-r", 1000, "-d", 2, output=out).profile()
     counts = {fn: p.count_fn(fn) for fn in ("spend_sixty", "spend_thirty", "spend_ten")}
     total = sum(counts.values())
-    assert total >= 300, "too few samples in the three functions: %s\n%s" % (counts, p.summary())
+    assert total >= 1000, "too few samples in the three functions: %s\n%s" % (counts, p.summary())
     assert total >= 0.9 * p.total, "samples outside the workload's functions:\n" + p.summary()
     for fn, want in (("spend_sixty", 60), ("spend_thirty", 30), ("spend_ten", 10)):
         got = 100.0 * counts[fn] / total
@@ -110,9 +113,12 @@ def test_launch(py, tmp_path):
     """`homura record -- python script` profiles from the start; the target's
     own exit ends the recording with exit status 0."""
     src = program("lines.py")
-    out = tmp_path / "launch.txt"
-    r = record("-d", 10, "--", py.path, src, 1.5, output=out)
+    out, stats = tmp_path / "launch.txt", tmp_path / "stats.json"
+    r = record("-d", 10, "-r", 1000, "--stats-json", stats, "--", py.path, src, 1.5,
+               output=out)
     assert r.elapsed < 8, "recording did not stop when the target exited: " + r.describe()
+    s = json.load(open(stats))
+    assert s["invalid"] <= max(3, 0.01 * s["samples"]), "too many invalid samples: %s" % s
     p = r.profile()
     assert p.count_fn(qualname(py, "Worker", "run")) >= 0.5 * p.total, p.summary()
     assert any(f.name == "<module>" and f.file == src for fr, _ in p.stacks for f in fr[:1])
@@ -151,3 +157,24 @@ def test_gil(py, spawn, tmp_path):
     assert both.count_fn("with_gil") >= 0.25 * both.total, both.summary()
     assert gil.count_fn("with_gil") >= 0.8 * gil.total, gil.summary()
     assert gil.count_fn("without_gil") <= 0.15 * gil.total, gil.summary()
+
+
+def test_code_objects_come_and_go(py, tmp_path):
+    """Functions compiled, run and freed in a loop (their code objects'
+    addresses reused at once) never show under another function's name, and
+    the samples stay valid.  Launched, so start-up code is in the caches too."""
+    stats = tmp_path / "stats.json"
+    r = record("-r", 1000, "-d", 10, "--stats-json", stats, "--",
+               py.path, program("codechurn.py"), 1.2, output=tmp_path / "churn.txt")
+    s = json.load(open(stats))
+    assert s["invalid"] <= max(3, 0.01 * s["samples"]), "too many invalid samples: %s" % s
+    p = r.profile()
+    gen = 0
+    for frames, c in p.stacks:
+        for f in frames:
+            m = re.match(r"^<gen (\d+)>$", f.file or "")
+            if m:
+                gen += c
+                assert f.name in ("fn_" + m.group(1), "<module>"), \
+                    "%r: a stale code object (name from another file)" % f.text
+    assert gen >= 0.5 * p.total, p.summary()

@@ -179,6 +179,10 @@ static void test_merge_torn_and_truncated(void **state)
 	int n = hm_native_merge(&f.ns, &f.th, &L, m, 32);
 	static const char *const want[] = {"[libz.so]", "deflate", "compress_loop", "<module>"};
 	expect(m, n, want, 4);
+	/* The same with an unwind that reached the thread's first frame: the
+	 * Python frames cannot be callers that were not unwound - torn. */
+	f.ns.complete = 1;
+	assert_int_equal(hm_native_merge(&f.ns, &f.th, &L, m, 32), -1);
 }
 
 static void test_add_thread_profile(void **state)

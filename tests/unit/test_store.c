@@ -214,6 +214,152 @@ static void test_selector_syntax(void **state)
 	assert_int_equal(t, 2LL << 30);
 }
 
+/* a profile with nstk distinct stacks (main -> fN), each with count n */
+static hm_profile *make_wide(int nstk, int64_t n, int salt)
+{
+	hm_profile *p = hm_profile_new(0);
+	uint32_t th = hm_profile_thread_id(p, 1, 1, NULL);
+	char name[64];
+	for (int i = 0; i < nstk; i++) {
+		snprintf(name, sizeof name, "function_%d_with_a_long_enough_name", (i * 7 + salt) % 97);
+		uint32_t fr[3] = {frame(p, "main", "app.py", 1), frame(p, "handler", "app.py", 5),
+				  frame(p, name, "mod.py", 10 + i)};
+		hm_profile_add(p, hm_profile_stack_id(p, fr, 3), th, n, n * 10000000, 0);
+	}
+	return p;
+}
+
+static int64_t total_of(hm_store *st, int64_t t0, int64_t t1)
+{
+	hm_profile *a = select_text(st, "process_cpu", t0, t1);
+	int64_t n = hm_profile_total_count(a);
+	hm_profile_free(a);
+	return n;
+}
+
+/* Queries over whole hours read the hourly rollups and the edges raw
+ * buckets; every range must give exactly what the raw data holds, before and
+ * after downsampling and after a retention cut inside an hour. */
+static void test_rollup_ranges(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_store_label l[] = {{"service_name", "api"}};
+	const int64_t base = 36000 * 10;     /* on an hour */
+	/* 5 h of 10 s windows; window k holds k % 7 + 1 samples per stack, 3 stacks */
+	for (int k = 0; k < 5 * 360; k++) {
+		hm_profile *p = make_wide(3, k % 7 + 1, k % 5);
+		assert_int_equal(hm_store_put(st, "process_cpu", l, 1, base + k * 10, p), 0);
+		hm_profile_free(p);
+	}
+#define EXPECT(t0, t1) ({ int64_t e_ = 0; \
+	for (int k = 0; k < 5 * 360; k++) if (base + k * 10 >= (t0) && base + k * 10 < (t1)) \
+		e_ += 3 * (k % 7 + 1); e_; })
+	int64_t ranges[][2] = {{base, base + 5 * 3600}, {base + 1234, base + 4 * 3600 + 77},
+			       {base + 3600, base + 7200}, {base + 50, base + 3000},
+			       {base + 3590, base + 7210}, {0, base + 99999}};
+	for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+		assert_int_equal(total_of(st, ranges[i][0], ranges[i][1]),
+				 EXPECT(ranges[i][0], ranges[i][1]));
+	hm_store_close(st);
+	/* downsample everything older than 1 h before the end: minute-aligned
+	 * ranges must still agree */
+	hm_store_opts o = {.downsample_after_s = 3600, .retention_s = 4 * 3600 + 1800};
+	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	int64_t now = base + 5 * 3600;
+	assert_int_equal(hm_store_maintain(st, now), 0);
+	/* retention cut at base + 1800: gone before it, the hour it cuts rebuilt */
+	int64_t cut = now - o.retention_s;
+	assert_int_equal(total_of(st, 0, cut), 0);
+	int64_t r2[][2] = {{0, base + 99999}, {base + 3600, base + 7200}, {base + 1800, base + 3600 * 3 + 60},
+			   {base + 3600 * 3, base + 3600 * 4 + 120}};
+	for (size_t i = 0; i < sizeof r2 / sizeof r2[0]; i++) {
+		int64_t t0 = r2[i][0] < cut ? cut : r2[i][0];
+		assert_int_equal(total_of(st, r2[i][0], r2[i][1]), EXPECT(t0, r2[i][1]));
+	}
+	/* timeseries (totals table) agrees with the flame graph sums */
+	hm_selector sel;
+	assert_int_equal(hm_selector_parse("process_cpu:samples:count:cpu:nanoseconds", &sel), 0);
+	int64_t v[5];
+	assert_int_equal(hm_store_timeseries(st, &sel, base, base + 5 * 3600, 3600, v, 5), 0);
+	for (int h = 0; h < 5; h++)
+		assert_int_equal(v[h], EXPECT(base + h * 3600 < cut ? cut : base + h * 3600,
+					      base + (h + 1) * 3600));
+	hm_selector_free(&sel);
+#undef EXPECT
+	hm_store_close(st);
+}
+
+/* Downsampling, retention and the size cap must make the file smaller. */
+static void test_maintenance_shrinks_file(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_store_label l[] = {{"service_name", "api"}}, l2[] = {{"service_name", "db"}};
+	const int64_t base = 36000 * 20;
+	const int hours = 4;
+	for (int k = 0; k < hours * 360; k++) {
+		/* 40 stacks a window, a different 40 of 80 each time: folding 6
+		 * windows into a minute merges rows */
+		hm_profile *p = make_wide(40, 1 + k % 3, k % 2);
+		assert_int_equal(hm_store_put(st, "process_cpu", l, 1, base + k * 10, p), 0);
+		hm_profile_free(p);
+		if (k % 60 == 0) {     /* a second, sparse series: one sample a 10 min */
+			p = make_wide(1, 1, 0);
+			assert_int_equal(hm_store_put(st, "process_cpu", l2, 1, base + k * 10, p), 0);
+			hm_profile_free(p);
+		}
+	}
+	const int64_t db = hours * 6;
+	int64_t all = total_of(st, 0, base + 99999) - db;
+	hm_store_stats s0, s1, s2, s3;
+	hm_store_close(st);
+	/* a size cap far above: only folds the WAL in, for a fair "before" */
+	hm_store_opts big = {.max_bytes = 1LL << 40};
+	assert_int_equal(hm_store_open(tmpdir, &big, &st), 0);
+	assert_int_equal(hm_store_maintain(st, base), 0);
+	assert_int_equal(hm_store_stats_get(st, &s0), 0);
+	hm_store_close(st);
+
+	hm_store_opts o = {.downsample_after_s = 600};
+	int64_t now = base + hours * 3600;
+	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_maintain(st, now), 0);
+	assert_int_equal(hm_store_stats_get(st, &s1), 0);
+	assert_int_equal(total_of(st, 0, base + 99999), all + db);   /* nothing lost */
+	hm_profile *dbp = select_text(st, "process_cpu{service_name=\"db\"}", 0, base + 99999);
+	assert_int_equal(hm_profile_total_count(dbp), db);           /* nor mixed up */
+	hm_profile_free(dbp);
+	print_message("      10 s buckets: %lld rows, %lld bytes; 1 min: %lld rows, %lld bytes\n",
+		      (long long)s0.nsamples, (long long)s0.bytes, (long long)s1.nsamples,
+		      (long long)s1.bytes);
+	assert_true(s1.nsamples * 2 < s0.nsamples);
+	assert_true(s1.bytes * 10 < s0.bytes * 7);     /* at least 30% smaller */
+	hm_store_close(st);
+
+	o.retention_s = 2 * 3600;
+	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_maintain(st, now), 0);
+	assert_int_equal(hm_store_stats_get(st, &s2), 0);
+	print_message("      retention 2 h of 4: %lld bytes\n", (long long)s2.bytes);
+	assert_true(s2.bytes < s1.bytes);
+	assert_int_equal(total_of(st, now - 2 * 3600, now), all / 2 + db / 2);
+	hm_store_close(st);
+
+	o.retention_s = 0;
+	o.max_bytes = s2.bytes / 2;
+	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_maintain(st, now), 0);
+	assert_int_equal(hm_store_stats_get(st, &s3), 0);
+	print_message("      size cap %lld: %lld bytes\n", (long long)o.max_bytes, (long long)s3.bytes);
+	assert_true(s3.bytes <= o.max_bytes);
+	int64_t left = total_of(st, 0, base + 99999);
+	assert_true(left > 0 && left < (all + db) / 2);
+	assert_int_equal(total_of(st, now - 600, now), total_of(st, now - 600, now + 10));
+	assert_true(total_of(st, now - 600, now) > 0);      /* the newest data stays */
+	hm_store_close(st);
+}
+
 static hm_http_req request(const char *method, const char *path, const char *body)
 {
 	hm_http_req rq = {0};
@@ -282,6 +428,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_labels_leave_store_intact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_and_downsampling, setup, teardown),
 		cmocka_unit_test(test_selector_syntax),
+		cmocka_unit_test_setup_teardown(test_rollup_ranges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maintenance_shrinks_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,79 @@
+/* pyasync.h - asyncio tasks of a target and the coroutines they await.
+ *
+ * hm_pyasync_tasks reads every live asyncio Task of a CPython 3.8-3.13
+ * target without stopping it: the task sets the asyncio module keeps
+ * (asyncio.tasks._all_tasks, or _scheduled_tasks and _eager_tasks on 3.12+),
+ * each task's name and coroutine, and the chain of objects each suspended
+ * coroutine awaits (coroutine -> coroutine -> ... -> Future), as frames with
+ * their code and current line. Reads are validated like the stack walker's
+ * (types, states, bounds, depth); a task whose read is torn is reported
+ * invalid.
+ *
+ * The hm_asyncsampler half is the glue `record --async` uses in the sampling
+ * loop: a thread that is running a task is recorded as that task (root frame
+ * "Task <name>", then its frames from the task's coroutine to the leaf; the
+ * event-loop frames above the coroutine are dropped), and every other task
+ * is recorded once per round as "Task <name>" followed by its await chain,
+ * outermost coroutine first, weighted like a thread sample. */
+#ifndef HOMURA_PYASYNC_H
+#define HOMURA_PYASYNC_H
+
+#include <stdint.h>
+
+#include "homura/profile.h"
+#include "homura/python.h"
+#include "homura/sampler.h"
+
+typedef struct hm_pyasync hm_pyasync;
+
+typedef struct hm_pytask {
+	uint64_t addr;           /* the Task object */
+	char name[64];           /* get_name(): "Task-3" or the name given */
+	int valid;               /* 0: torn/garbage read, frames empty */
+	int running;             /* its coroutine is executing (on a thread) */
+	int truncated;           /* await chain deeper than the depth limit */
+	uint64_t coro_frame;     /* address of the task coroutine's frame, as
+				  * hm_pyframe.addr has it on a thread stack */
+	int nframes;
+	int frames_cap;
+	hm_pyframe *frames;      /* await chain, innermost (leaf) first; for a
+				  * running task only its own coroutine */
+} hm_pytask;
+
+typedef struct hm_pytasks {
+	int ntasks;
+	int tasks_cap;
+	hm_pytask *tasks;
+	int ninvalid;            /* tasks whose read failed */
+} hm_pytasks;
+
+/* Prepare to read py's tasks. HM_OK; HM_EVERSION for versions other than
+ * 3.8-3.13; HM_ENOTPY if the interpreter's binary cannot be read. */
+int hm_pyasync_open(hm_python *py, hm_pyasync **out);
+void hm_pyasync_close(hm_pyasync *a);
+
+/* Read every live, unfinished task into *out (replacing its contents).
+ * HM_OK, with zero tasks when asyncio is not imported. Frames' code objects
+ * stay valid until the next call. */
+int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out);
+void hm_pytasks_free(hm_pytasks *t);
+
+/* ---- the sampling loop's use (record --async) ---- */
+
+typedef struct hm_asyncsampler hm_asyncsampler;
+
+hm_asyncsampler *hm_asyncsampler_new(void);
+void hm_asyncsampler_free(hm_asyncsampler *as);
+/* Read the tasks of py for this round (re-opening when py changed). Rounds
+ * where the read fails record no tasks. */
+void hm_asyncsampler_read(hm_asyncsampler *as, hm_python *py);
+/* If th is running one of this round's tasks, record it as that task and
+ * return 1; else 0 (the caller records th as usual). */
+int hm_asyncsampler_add_thread(hm_asyncsampler *as, hm_profile *p, const hm_pythread *th,
+			       const hm_sampler_opts *o, int64_t weight_ns, uint64_t t_ns);
+/* Record every task of this round that no add_thread call took. Returns
+ * the number recorded; *invalid (may be NULL) gets the tasks dropped. */
+int hm_asyncsampler_add_tasks(hm_asyncsampler *as, hm_profile *p, const hm_sampler_opts *o,
+			      int64_t weight_ns, uint64_t t_ns, int *invalid);
+
+#endif
