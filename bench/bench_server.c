@@ -18,7 +18,10 @@
  *   gcc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen bench/bench_server.c \
  *       build/libhomura.a -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl \
  *       -lmicrohttpd -lsqlite3 -lpq -lncursesw -lpthread -lm -o /tmp/bench_server
- *   /tmp/bench_server [--windows W] [--hours H] [--services S] [--dir DIR]  */
+ *   /tmp/bench_server [--windows W] [--hours H] [--services S] [--dir DIR]
+ *                     [--pg postgresql:///db?host=/tmp/sock]
+ * --pg runs phase 3 against that (empty) PostgreSQL database instead of a
+ * SQLite directory.  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,7 +161,7 @@ static void query(hm_store *st, const char *what, const char *service, int64_t f
 int main(int argc, char **argv)
 {
 	int windows = 30, hours = 24, nsvc = 20;
-	const char *base = "/tmp";
+	const char *base = "/tmp", *pg = NULL;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--windows"))
 			windows = atoi(argv[i + 1]);
@@ -168,6 +171,8 @@ int main(int argc, char **argv)
 			nsvc = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--dir"))
 			base = argv[i + 1];
+		else if (!strcmp(argv[i], "--pg"))
+			pg = argv[i + 1];
 	}
 	int64_t t_end = (int64_t)time(NULL);
 	t_end -= t_end % 60;
@@ -229,7 +234,7 @@ int main(int argc, char **argv)
 	free(lens);
 
 	/* ---- 3. query over 24 h ---- */
-	char *dir2 = mkdir_tmp(base, "query");
+	char *dir2 = pg ? strdup(pg) : mkdir_tmp(base, "query");
 	hm_store_opts o = {.downsample_after_s = 3600};
 	if (hm_store_open(dir2, &o, &st) < 0)
 		return fprintf(stderr, "open failed\n"), 1;
@@ -285,7 +290,7 @@ int main(int argc, char **argv)
 	       (long long)s.nsamples);
 	hm_store_close(st);
 	char cmd[1200];
-	snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir1, dir2);
+	snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir1, pg ? "" : dir2);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", cmd);
 	free(dir1);

@@ -61,6 +61,7 @@ struct page {
 
 struct symentry {
 	hm_natsym pub;
+	uint32_t map_gen;                /* module list it was resolved with */
 	struct symentry *hnext;          /* hash chain */
 	struct symentry *prev, *next;    /* LRU list, most recent first */
 };
@@ -96,6 +97,8 @@ struct hm_native {
 	struct symentry **buckets;
 	size_t nbuckets, nsyms, cap;
 	struct symentry lru;     /* sentinel */
+	uint32_t map_gen;        /* bumped when the module list is reloaded */
+	int stale;               /* entries of an older map_gen remain */
 	int py_major;
 
 	struct stopped *stop;    /* threads stopped in this sample */
@@ -242,8 +245,6 @@ static uint64_t maps_hash(pid_t pid)
 	return h ? h : 1;
 }
 
-static void cache_clear(hm_native *n);
-
 /* Open each module's ELF file and CFI now, so the first unwind (with the
  * thread stopped) does not pay for it. Already loaded ones cost nothing. */
 static int preload_module(Dwfl_Module *mod, void **userdata, const char *name,
@@ -278,7 +279,10 @@ static int check_maps(hm_native *n)
 	if (!h || h == n->maps_hash)
 		return 0;
 	n->maps_hash = h;
-	cache_clear(n);
+	/* Entries of the old module list stop matching now; they are freed
+	 * at the start of the next sample, as stacks may still point to them. */
+	n->map_gen++;
+	n->stale = 1;
 	if (report_modules(n) == HM_OK)
 		n->st.map_reloads++;
 	return 1;
@@ -598,6 +602,18 @@ static void cache_clear(hm_native *n)
 {
 	while (n->lru.prev != &n->lru)
 		entry_drop(n, n->lru.prev);
+	n->stale = 0;
+}
+
+/* Free the entries resolved against an older module list. */
+static void cache_drop_stale(hm_native *n)
+{
+	for (struct symentry *e = n->lru.next, *next; e != &n->lru; e = next) {
+		next = e->next;
+		if (e->map_gen != n->map_gen)
+			entry_drop(n, e);
+	}
+	n->stale = 0;
 }
 
 /* Strip GCC clone suffixes for display: "deflate_slow.isra.0" -> deflate_slow. */
@@ -624,7 +640,7 @@ static const hm_natsym *resolve(hm_native *n, uint64_t pc)
 {
 	size_t b = hash_pc(n, pc);
 	for (struct symentry *e = n->buckets[b]; e; e = e->hnext) {
-		if (e->pub.pc == pc) {
+		if (e->pub.pc == pc && e->map_gen == n->map_gen) {
 			lru_unlink(e);
 			lru_push_front(n, e);
 			n->st.sym_hits++;
@@ -692,6 +708,7 @@ static const hm_natsym *resolve(hm_native *n, uint64_t pc)
 	e->pub.role = hm_native_role(sym, n->py_major);
 	e->pub.user = e->pub.user2 = e->pub.user_gen = 0;
 	free(dem);
+	e->map_gen = n->map_gen;
 	e->hnext = n->buckets[b];
 	n->buckets[b] = e;
 	lru_push_front(n, e);
@@ -877,6 +894,8 @@ static void sample_begin(hm_native *n, int major)
 		cache_clear(n);
 		n->py_major = major;
 	}
+	if (n->stale)
+		cache_drop_stale(n);
 	cache_trim(n);
 	if (n->nlate)
 		reap_late(n, 0);

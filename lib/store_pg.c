@@ -182,11 +182,18 @@ static void pg_close(hm_store *st)
 	st->impl = NULL;
 }
 
+static void no_notices(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
 static int connect_one(const char *url, PGconn **out)
 {
 	*out = PQconnectdb(url);
 	if (!*out || PQstatus(*out) != CONNECTION_OK)
 		return pg_err(*out, "cannot connect");
+	PQsetNoticeProcessor(*out, no_notices, NULL);
 	return run(*out, "SET client_min_messages = warning");
 }
 

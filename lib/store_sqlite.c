@@ -306,14 +306,15 @@ static int sq_open(hm_store *st, const char *dir)
 		{q->r, &q->r_frame, "SELECT name, file, line, start_line, kind FROM frames"
 				    " WHERE id = ?"},
 		{q->r, &q->r_str, "SELECT s FROM strings WHERE id = ?"},
-		/* raw buckets at the edges, hourly rollups for the whole hours */
-		{q->r, &q->r_merge, "SELECT stack, sum(c), sum(n) FROM ("
-				    "SELECT stack, count AS c, ns AS n FROM samples"
+		/* raw buckets at the edges, hourly rollups for the whole hours; rows
+		 * are summed per stack in C (a hash on the stack id, no sort) and
+		 * each distinct stack is materialised once */
+		{q->r, &q->r_merge, "SELECT stack, count, ns FROM samples"
 				    " WHERE series = ?1 AND t >= ?2 AND t < ?3"
 				    " UNION ALL SELECT stack, count, ns FROM hourly"
 				    " WHERE series = ?1 AND h >= ?3 AND h < ?4"
 				    " UNION ALL SELECT stack, count, ns FROM samples"
-				    " WHERE series = ?1 AND t >= ?4 AND t < ?5) GROUP BY stack"},
+				    " WHERE series = ?1 AND t >= ?4 AND t < ?5"},
 		{q->r, &q->r_totals, "SELECT (t - ?1) / ?2, sum(count), sum(ns) FROM totals"
 				     " WHERE series = ?3 AND t >= ?1 AND t < ?4 GROUP BY 1"},
 	};
@@ -1067,6 +1068,9 @@ static int sq_maintain(hm_store *st, int64_t now)
 			if (rc == HM_OK)
 				q->downsampled_until = from = to;
 			dropped = 1;
+			/* let puts waiting for the writer in between hours */
+			pthread_mutex_unlock(&q->wmu);
+			pthread_mutex_lock(&q->wmu);
 		}
 		if (rc == HM_OK)    /* a series may now start a little earlier */
 			rc = exec(q->w, "UPDATE series SET first = (SELECT min(t) FROM"

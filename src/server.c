@@ -127,8 +127,6 @@ int cmd_server(int argc, char **argv)
 	hm_store *st;
 	if (hm_store_open(data, &st_o, &st) < 0)
 		return cli_fail_lib();
-	if (hm_store_maintain(st, (int64_t)time(NULL)) < 0)
-		fprintf(stderr, "homura server: maintenance: %s\n", hm_errmsg());
 	hm_server *srv;
 	if (hm_server_start(st, &so, &srv) < 0) {
 		int rc = cli_fail_lib();
@@ -142,15 +140,17 @@ int cmd_server(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	fprintf(stderr, "homura server: listening on %s (port %u), data in %s\n", so.listen,
 		hm_server_port(srv), data);
-	time_t last = time(NULL);
+	/* the first maintenance runs right away, once the server is answering
+	 * (a large downsampling backlog must not delay /ready) */
+	time_t last = 0;
 	while (!stop_requested) {
-		sleep(1);
 		time_t now = time(NULL);
 		if (now - last >= 60) {
 			last = now;
 			if (hm_store_maintain(st, (int64_t)now) < 0)
 				fprintf(stderr, "homura server: maintenance: %s\n", hm_errmsg());
 		}
+		sleep(1);
 	}
 	fprintf(stderr, "homura server: stopping\n");
 	hm_server_stop(srv);
