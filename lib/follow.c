@@ -25,7 +25,15 @@ struct hm_follow {
 	pid_t *pids, *ppids;       /* scratch for scans */
 	struct { pid_t pid; uint64_t start; } ignored[256];
 	int nignored;
+	void (*on_drop)(void *ctx, hm_followed *it);
+	void *on_drop_ctx;
 };
+
+void hm_follow_on_drop(hm_follow *f, void (*fn)(void *ctx, hm_followed *it), void *ctx)
+{
+	f->on_drop = fn;
+	f->on_drop_ctx = ctx;
+}
 
 hm_follow *hm_follow_new(pid_t root)
 {
@@ -54,8 +62,8 @@ void hm_follow_free(hm_follow *f)
 {
 	if (!f)
 		return;
-	for (int i = 0; i < f->n; i++)
-		release(&f->items[i]);
+	while (f->n)
+		hm_follow_drop(f, f->n - 1);
 	free(f->pids);
 	free(f->ppids);
 	free(f);
@@ -68,6 +76,8 @@ void hm_follow_drop(hm_follow *f, int i)
 {
 	if (i < 0 || i >= f->n)
 		return;
+	if (f->on_drop)
+		f->on_drop(f->on_drop_ctx, &f->items[i]);
 	release(&f->items[i]);
 	f->items[i] = f->items[--f->n];
 }

@@ -1106,46 +1106,28 @@ int hm_native_add_thread(hm_profile *p, const hm_pythread *th, const hm_natstack
 		hm_sampler_add_thread(p, th, o, weight_ns, t_ns);
 		return m && ids ? 1 : 0;
 	}
-	/* Same tag as hm_sampler_add_thread: ids cached in code objects agree. */
-	uint32_t k = 0, tag = hm_profile_serial(p);
-	if (o->threads_root) {
-		char name[64];
-		snprintf(name, sizeof name, "thread %d", (int)th->tid);
-		hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_THREAD};
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
+	uint32_t k = hm_sampler_root_frames(p, o, th->tid, ids), tag = hm_profile_serial(p);
 	for (int i = n - 1; i >= 0; i--) {
+		if (m[i].py) {
+			ids[k++] = hm_sampler_py_frame(p, m[i].py, o);
+			continue;
+		}
 		hm_frame f;
 		memset(&f, 0, sizeof f);
-		if (m[i].py) {
-			hm_pycode *c = (hm_pycode *)m[i].py->code;
-			if (c->user_gen != tag) {
-				c->user = hm_profile_intern_cstr(p, c->qualname);
-				c->user2 = hm_profile_intern_cstr(p, c->filename);
-				c->user_gen = tag;
-			}
-			f.name = c->user;
-			f.file = c->user2;
-			f.line = o->nolineno ? 0 : m[i].py->line;
-			f.start_line = c->firstlineno;
-			f.kind = HM_FRAME_PYTHON;
-		} else {
-			hm_natsym *s = (hm_natsym *)m[i].nat;
-			if (s->user_gen != tag) {
-				s->user = hm_profile_intern_cstr(p, s->name);
-				s->user2 = s->file ? hm_profile_intern_cstr(p, s->file) : 0;
-				s->user_gen = tag;
-			}
-			f.name = s->user;
-			f.file = s->user2;
-			f.line = o->nolineno ? 0 : s->line;
-			f.kind = HM_FRAME_NATIVE;
+		hm_natsym *s = (hm_natsym *)m[i].nat;
+		if (s->user_gen != tag) {
+			s->user = hm_profile_intern_cstr(p, s->name);
+			s->user2 = s->file ? hm_profile_intern_cstr(p, s->file) : 0;
+			s->user_gen = tag;
 		}
+		f.name = s->user;
+		f.file = s->user2;
+		f.line = o->nolineno ? 0 : s->line;
+		f.kind = HM_FRAME_NATIVE;
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
 	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	uint32_t thread = hm_profile_thread_id(p, (uint64_t)th->tid, 0, th->name);
-	hm_profile_add(p, stack, thread, 1, weight_ns, t_ns);
+	hm_profile_add(p, stack, hm_sampler_thread(p, o, th->tid, th->name), 1, weight_ns, t_ns);
 	if (m != mbuf)
 		free(m);
 	if (ids != ibuf)

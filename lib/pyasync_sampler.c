@@ -76,49 +76,30 @@ void hm_asyncsampler_read(hm_asyncsampler *as, hm_python *py)
 	as->ok = 1;
 }
 
-/* Record root pseudo frames + frames[hi..0] (leaf first array). */
-static void add_stack(hm_profile *p, const char *thread_root, const char *task,
-		      const hm_pyframe *frames, int hi, int in_gc, const hm_sampler_opts *o,
-		      uint64_t tid, const char *tname, int64_t weight_ns, uint64_t t_ns)
+/* Record the root pseudo frames (for a thread's own stack: with_roots), a
+ * "Task <name>" frame, then frames[hi..0] (a leaf-first array). */
+static void add_stack(hm_profile *p, int with_roots, const char *task, const hm_pyframe *frames,
+		      int hi, int in_gc, const hm_sampler_opts *o, pid_t tid, const char *tname,
+		      int64_t weight_ns, uint64_t t_ns)
 {
 	uint32_t stackbuf[512];
-	uint32_t n = (uint32_t)(hi + 1) + 3;
+	uint32_t n = (uint32_t)(hi + 1) + 4;
 	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
 	if (!ids)
 		return;
-	uint32_t k = 0;
-	if (thread_root) {
-		hm_frame f = {hm_profile_intern_cstr(p, thread_root), 0, 0, 0, HM_FRAME_THREAD};
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
+	uint32_t k = with_roots ? hm_sampler_root_frames(p, o, tid, ids) : 0;
 	char name[96];
 	snprintf(name, sizeof name, "Task %s", task);
 	hm_frame tf = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_OTHER};
 	ids[k++] = hm_profile_frame_id(p, &tf);
-	uint32_t tag = hm_profile_serial(p);
-	for (int i = hi; i >= 0; i--) {
-		hm_pycode *c = (hm_pycode *)frames[i].code;
-		hm_frame f;
-		memset(&f, 0, sizeof f);
-		if (c->user_gen != tag) {
-			c->user = hm_profile_intern_cstr(p, c->qualname);
-			c->user2 = hm_profile_intern_cstr(p, c->filename);
-			c->user_gen = tag;
-		}
-		f.name = c->user;
-		f.file = c->user2;
-		f.line = o->nolineno ? 0 : frames[i].line;
-		f.start_line = c->firstlineno;
-		f.kind = HM_FRAME_PYTHON;
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
+	for (int i = hi; i >= 0; i--)
+		ids[k++] = hm_sampler_py_frame(p, &frames[i], o);
 	if (in_gc) {
 		hm_frame f = {hm_profile_intern_cstr(p, "<gc>"), 0, 0, 0, HM_FRAME_OTHER};
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
 	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	uint32_t thread = hm_profile_thread_id(p, tid, 0, tname);
-	hm_profile_add(p, stack, thread, 1, weight_ns, t_ns);
+	hm_profile_add(p, stack, hm_sampler_thread(p, o, tid, tname), 1, weight_ns, t_ns);
 	if (ids != stackbuf)
 		free(ids);
 }
@@ -136,11 +117,8 @@ int hm_asyncsampler_add_thread(hm_asyncsampler *as, hm_profile *p, const hm_pyth
 			const hm_pytask *t = &as->tasks.tasks[j];
 			if (!t->valid || !t->running || t->coro_frame != fa)
 				continue;
-			char root[64];
-			if (o->threads_root)
-				snprintf(root, sizeof root, "thread %d", (int)th->tid);
-			add_stack(p, o->threads_root ? root : NULL, t->name, th->frames, i, th->in_gc,
-				  o, (uint64_t)th->tid, th->name, weight_ns, t_ns);
+			add_stack(p, 1, t->name, th->frames, i, th->in_gc, o, th->tid, th->name,
+				  weight_ns, t_ns);
 			as->taken[j] = 1;
 			return 1;
 		}
@@ -165,8 +143,7 @@ int hm_asyncsampler_add_tasks(hm_asyncsampler *as, hm_profile *p, const hm_sampl
 				(*invalid)++;
 			continue;
 		}
-		add_stack(p, NULL, t->name, t->frames, t->nframes - 1, 0, o, 0, "asyncio", weight_ns,
-			  t_ns);
+		add_stack(p, 0, t->name, t->frames, t->nframes - 1, 0, o, 0, "asyncio", weight_ns, t_ns);
 		n++;
 	}
 	return n;

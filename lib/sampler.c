@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "homura/error.h"
+#include "homura/follow.h"
 #include "homura/native.h"
 #include "homura/pyasync.h"
 #include "homura/sampler.h"
@@ -60,47 +61,67 @@ static uint64_t rng_next(uint64_t *s)
 }
 
 
+uint32_t hm_sampler_root_frames(hm_profile *p, const hm_sampler_opts *o, pid_t tid, uint32_t *ids)
+{
+	uint32_t k = 0;
+	if (o->process_label) {
+		hm_frame f = {hm_profile_intern_cstr(p, o->process_label), 0, 0, 0, HM_FRAME_PROCESS};
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
+	if (o->threads_root) {
+		char name[64];
+		snprintf(name, sizeof name, "thread %d", (int)tid);
+		hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_THREAD};
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
+	return k;
+}
+
+uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *pf, const hm_sampler_opts *o)
+{
+	hm_pycode *c = (hm_pycode *)pf->code;
+	/* The code object remembers its interned name and file for the
+	 * profile whose serial it carries. */
+	uint32_t tag = hm_profile_serial(p);
+	if (c->user_gen != tag) {
+		c->user = hm_profile_intern_cstr(p, c->qualname);
+		c->user2 = hm_profile_intern_cstr(p, c->filename);
+		c->user_gen = tag;
+	}
+	hm_frame f;
+	memset(&f, 0, sizeof f);
+	f.name = c->user;
+	f.file = c->user2;
+	f.line = o->nolineno ? 0 : pf->line;
+	f.start_line = c->firstlineno;
+	f.kind = HM_FRAME_PYTHON;
+	return hm_profile_frame_id(p, &f);
+}
+
+uint32_t hm_sampler_thread(hm_profile *p, const hm_sampler_opts *o, pid_t tid, const char *name)
+{
+	return hm_profile_thread_id(p, (uint64_t)tid, (uint32_t)(o->process_pid > 0 ? o->process_pid : 0),
+				    name);
+}
+
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns)
 {
 	uint32_t stackbuf[512];
-	uint32_t n = (uint32_t)th->nframes + 2;
+	uint32_t n = (uint32_t)th->nframes + 3;
 	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
 	if (!ids)
 		return;
-	uint32_t k = 0;
-	if (o->threads_root) {
-		char name[64];
-		snprintf(name, sizeof name, "thread %d", (int)th->tid);
-		hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_THREAD};
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
-	uint32_t tag = hm_profile_serial(p); /* code objects cache ids per profile */
-	for (int i = th->nframes - 1; i >= 0; i--) {
-		hm_pycode *c = (hm_pycode *)th->frames[i].code;
-		hm_frame f;
-		memset(&f, 0, sizeof f);
-		/* The code object remembers its interned name and file. */
-		if (c->user_gen != tag) {
-			c->user = hm_profile_intern_cstr(p, c->qualname);
-			c->user2 = hm_profile_intern_cstr(p, c->filename);
-			c->user_gen = tag;
-		}
-		f.name = c->user;
-		f.file = c->user2;
-		f.line = o->nolineno ? 0 : th->frames[i].line;
-		f.start_line = c->firstlineno;
-		f.kind = HM_FRAME_PYTHON;
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
+	uint32_t k = hm_sampler_root_frames(p, o, th->tid, ids);
+	for (int i = th->nframes - 1; i >= 0; i--)
+		ids[k++] = hm_sampler_py_frame(p, &th->frames[i], o);
 	if (th->in_gc) {
 		/* A garbage collection runs under these frames. */
 		hm_frame f = {hm_profile_intern_cstr(p, "<gc>"), 0, 0, 0, HM_FRAME_OTHER};
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
 	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	uint32_t thread = hm_profile_thread_id(p, (uint64_t)th->tid, 0, th->name);
-	hm_profile_add(p, stack, thread, 1, weight_ns, t_ns);
+	hm_profile_add(p, stack, hm_sampler_thread(p, o, th->tid, th->name), 1, weight_ns, t_ns);
 	if (ids != stackbuf)
 		free(ids);
 }
@@ -203,6 +224,204 @@ static int in_set(const pid_t *set, int n, pid_t v)
 	return 0;
 }
 
+/* One sampled process: the root target, or a followed descendant. */
+struct proc {
+	hm_target *t;
+	hm_python **pyp;         /* may become NULL (exec): re-attached later */
+	hm_python *own_py;       /* storage for followed processes' pointer */
+	hm_native *nat;
+	hm_natsample ns;
+	hm_asyncsampler *as;
+	int errors;              /* consecutive failed rounds */
+	pid_t pid;
+	uint64_t start;          /* followed: start time, to match hm_follow */
+	char label[160];         /* "process PID: program" with -s */
+	int followed;
+};
+
+static int proc_open(struct proc *pr, hm_target *t, hm_python **pyp, const hm_sampler_opts *o)
+{
+	pr->t = t;
+	pr->pyp = pyp;
+	pr->pid = hm_target_pid(t);
+	memset(&pr->ns, 0, sizeof pr->ns);
+	pr->nat = NULL;
+	pr->as = NULL;
+	pr->errors = 0;
+	if (o->native) {
+		int rc = hm_native_open(t, &pr->nat);
+		if (rc != HM_OK)
+			return rc;
+	}
+	/* --async: asyncio tasks (lib/pyasync_sampler.c). */
+	if (o->async)
+		pr->as = hm_asyncsampler_new();
+	if (*pyp)
+		hm_python_set_max_depth(*pyp, o->max_depth > 0 ? o->max_depth : 4096);
+	return HM_OK;
+}
+
+static void proc_close(struct proc *pr, hm_sampler_stats *st)
+{
+	if (pr->nat) {
+		const hm_native_stats *nst = hm_native_stats_get(pr->nat);
+		st->native_unwinds += nst->unwinds;
+		st->native_failed += nst->failed;
+		st->native_stop_ns += nst->stop_ns;
+		if (nst->stop_max_ns > st->native_stop_max_ns)
+			st->native_stop_max_ns = nst->stop_max_ns;
+		hm_native_close(pr->nat);
+		hm_natsample_free(&pr->ns);
+		pr->nat = NULL;
+	}
+	hm_asyncsampler_free(pr->as);
+	pr->as = NULL;
+}
+
+/* One round over one process: read its stacks and add them to p. */
+static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm_sampler_opts *o,
+			hm_sampler_stats *st, unsigned flags, uint64_t period)
+{
+	hm_sampler_opts po = *o;
+	if (o->subprocesses) {
+		po.process_pid = pr->pid;
+		po.process_label = pr->label;
+	}
+	if (!*pr->pyp) {
+		/* Lost the interpreter (exec): try to find it again. */
+		hm_python *np = NULL;
+		if (hm_python_attach(pr->t, &np) == HM_OK) {
+			hm_python_set_max_depth(np, o->max_depth > 0 ? o->max_depth : 4096);
+			*pr->pyp = np;
+			st->reattached++;
+		}
+		return;
+	}
+	pid_t running[MAX_RUNNING];
+	int nrun = 0;
+	uint64_t t0 = mono_ns();
+	int r;
+	if (pr->nat) {
+		/* Stops (only) the threads it unwinds. */
+		r = hm_native_sample(pr->nat, *pr->pyp, s, &pr->ns, flags);
+	} else if (o->blocking) {
+		/* Paused threads all read as stopped, so learn who was
+		 * running before stopping them. */
+		if (!o->idle)
+			nrun = running_threads(pr->t, running, MAX_RUNNING);
+		int paused = hm_target_pause(pr->t) == HM_OK;
+		r = hm_python_sample(*pr->pyp, s, flags & ~(unsigned)HM_SAMPLE_ONCPU);
+		if (paused)
+			hm_target_resume(pr->t);
+	} else {
+		r = hm_python_sample(*pr->pyp, s, flags);
+	}
+	uint64_t t1 = mono_ns();
+	st->ticks++;
+	if (r != HM_OK) {
+		st->errors++;
+		if (++pr->errors >= 5) {
+			hm_python_detach(*pr->pyp);
+			*pr->pyp = NULL;
+			pr->errors = 0;
+		}
+		return;
+	}
+	pr->errors = 0;
+	record_cost(st, t1 - t0);
+	hm_python_thread_names(*pr->pyp, s);
+	if (pr->as)
+		hm_asyncsampler_read(pr->as, *pr->pyp);
+	uint64_t wall = real_ns();
+	for (int i = 0; i < s->nthreads; i++) {
+		const hm_pythread *th = &s->threads[i];
+		if (!th->valid) {
+			st->invalid++;
+			continue;
+		}
+		if (!th->nframes)
+			continue;
+		if (o->blocking && !pr->nat && !o->idle && !in_set(running, nrun, th->tid))
+			continue;
+		if (pr->nat) {
+			if (pr->ns.stacks[i].state == HM_NATSTACK_SKIP)
+				continue;
+			st->native_torn += (uint64_t)hm_native_add_thread(p, th, &pr->ns.stacks[i],
+									  hm_python_layout(*pr->pyp), &po,
+									  (int64_t)period, wall);
+		} else if (!(pr->as && hm_asyncsampler_add_thread(pr->as, p, th, &po, (int64_t)period,
+								    wall))) {
+			hm_sampler_add_thread(p, th, &po, (int64_t)period, wall);
+		}
+		st->samples++;
+	}
+	if (pr->as) {
+		int bad = 0;
+		st->samples += (uint64_t)hm_asyncsampler_add_tasks(pr->as, p, &po, (int64_t)period, wall,
+								   &bad);
+		st->invalid += (uint64_t)bad;
+	}
+}
+
+/* The followed descendants (--subprocesses), kept in step with hm_follow. */
+struct followers {
+	hm_follow *f;
+	struct proc *procs;
+	int n, cap;
+	const hm_sampler_opts *o;
+	hm_sampler_stats *st;
+	uint64_t last_scan;
+};
+
+static void follower_dropped(void *ctx, hm_followed *it)
+{
+	struct followers *fl = ctx;
+	for (int i = 0; i < fl->n; i++)
+		if (fl->procs[i].pid == it->pid && fl->procs[i].start == it->start) {
+			/* The followed entry owns t and py; we own the rest. */
+			proc_close(&fl->procs[i], fl->st);
+			fl->procs[i] = fl->procs[--fl->n];
+			return;
+		}
+}
+
+/* Rescan (every 250 ms) and make sure each ready descendant has a proc. */
+static void followers_update(struct followers *fl, uint64_t now)
+{
+	if (now - fl->last_scan < 250000000ull)
+		return;
+	fl->last_scan = now;
+	hm_follow_scan(fl->f);
+	for (int i = 0; i < hm_follow_count(fl->f); i++) {
+		hm_followed *it = hm_follow_get(fl->f, i);
+		int known = 0;
+		for (int k = 0; k < fl->n; k++)
+			if (fl->procs[k].pid == it->pid && fl->procs[k].start == it->start) {
+				/* hm_follow may have re-attached it after an exec. */
+				fl->procs[k].pyp = &it->py;
+				known = 1;
+			}
+		if (known || !it->py)
+			continue;
+		if (fl->n == fl->cap) {
+			int nc = fl->cap ? fl->cap * 2 : 8;
+			struct proc *np = realloc(fl->procs, (size_t)nc * sizeof *np);
+			if (!np)
+				return;
+			fl->procs = np;
+			fl->cap = nc;
+		}
+		struct proc *pr = &fl->procs[fl->n];
+		memset(pr, 0, sizeof *pr);
+		if (proc_open(pr, it->t, &it->py, fl->o) != HM_OK)
+			continue;
+		pr->followed = 1;
+		pr->start = it->start;
+		snprintf(pr->label, sizeof pr->label, "%s", it->label);
+		fl->n++;
+	}
+}
+
 int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sampler_opts *o,
 		   hm_sampler_stats *st)
 {
@@ -215,25 +434,30 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 	uint64_t next = start;
 	uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	unsigned flags = (o->idle ? 0 : HM_SAMPLE_ONCPU) | (o->gil_only ? HM_SAMPLE_GIL : 0);
-	int consecutive_errors = 0;
-	pid_t running[MAX_RUNNING];
-	int nrun = 0;
-	int rc = HM_OK;
 	hm_profile_meta *meta = hm_profile_meta_get(p);
 	if (!meta->start_ns)
 		meta->start_ns = real_ns();
 	meta->period_ns = period;
 	meta->time_kind = o->idle ? HM_TIME_WALL : HM_TIME_CPU;
-	if (*pyp)
-		hm_python_set_max_depth(*pyp, o->max_depth > 0 ? o->max_depth : 4096);
-	/* --native: a libdwfl session for the target (lib/native.c). */
-	hm_native *nat = NULL;
-	hm_natsample ns;
-	memset(&ns, 0, sizeof ns);
-	if (o->native && (rc = hm_native_open(t, &nat)) != HM_OK)
+
+	struct proc root;
+	memset(&root, 0, sizeof root);
+	int rc = proc_open(&root, t, pyp, o);
+	if (rc != HM_OK)
 		return rc;
-	/* --async: asyncio tasks (lib/pyasync_sampler.c). */
-	hm_asyncsampler *as = o->async ? hm_asyncsampler_new() : NULL;
+	struct followers fl;
+	memset(&fl, 0, sizeof fl);
+	fl.o = o;
+	fl.st = st;
+	if (o->subprocesses) {
+		hm_follow_label(root.pid, root.label, sizeof root.label);
+		if (!(fl.f = hm_follow_new(root.pid))) {
+			proc_close(&root, st);
+			return hm_error(HM_ENOMEM, "out of memory");
+		}
+		hm_follow_on_drop(fl.f, follower_dropped, &fl);
+	}
+	int root_alive = 1;
 
 	while (!(o->stop && *o->stop)) {
 		uint64_t now = mono_ns();
@@ -243,82 +467,18 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 			st->late++;
 			next = now;
 		}
-		if (child_exited(o->child, &st->child_status) || !hm_target_alive(t)) {
+		if (root_alive && (child_exited(o->child, &st->child_status) || !hm_target_alive(t)))
+			root_alive = 0;
+		if (fl.f)
+			followers_update(&fl, now);
+		if (!root_alive && !fl.n) {
 			st->target_exited = 1;
 			break;
 		}
-		if (!*pyp) {
-			/* Lost the interpreter (exec): try to find it again. */
-			hm_python *np = NULL;
-			if (hm_python_attach(t, &np) == HM_OK) {
-				hm_python_set_max_depth(np, o->max_depth > 0 ? o->max_depth : 4096);
-				*pyp = np;
-				st->reattached++;
-			}
-		} else {
-			uint64_t t0 = mono_ns();
-			int paused = 0, r;
-			if (nat) {
-				/* Stops (only) the threads it unwinds. */
-				r = hm_native_sample(nat, *pyp, &s, &ns, flags);
-			} else if (o->blocking) {
-				/* Paused threads all read as stopped, so learn
-				 * who was running before stopping them. */
-				if (!o->idle)
-					nrun = running_threads(t, running, MAX_RUNNING);
-				paused = hm_target_pause(t) == HM_OK;
-				r = hm_python_sample(*pyp, &s, flags & ~(unsigned)HM_SAMPLE_ONCPU);
-				if (paused)
-					hm_target_resume(t);
-			} else {
-				r = hm_python_sample(*pyp, &s, flags);
-			}
-			uint64_t t1 = mono_ns();
-			st->ticks++;
-			if (r != HM_OK) {
-				st->errors++;
-				if (++consecutive_errors >= 5) {
-					hm_python_detach(*pyp);
-					*pyp = NULL;
-					consecutive_errors = 0;
-				}
-			} else {
-				consecutive_errors = 0;
-				record_cost(st, t1 - t0);
-				hm_python_thread_names(*pyp, &s);
-				if (as)
-					hm_asyncsampler_read(as, *pyp);
-				uint64_t wall = real_ns();
-				for (int i = 0; i < s.nthreads; i++) {
-					const hm_pythread *th = &s.threads[i];
-					if (!th->valid) {
-						st->invalid++;
-						continue;
-					}
-					if (!th->nframes)
-						continue;
-					if (o->blocking && !nat && !o->idle && !in_set(running, nrun, th->tid))
-						continue;
-					if (nat) {
-						if (ns.stacks[i].state == HM_NATSTACK_SKIP)
-							continue;
-						st->native_torn += (uint64_t)hm_native_add_thread(
-							p, th, &ns.stacks[i], hm_python_layout(*pyp), o,
-							(int64_t)period, wall);
-					} else if (!(as && hm_asyncsampler_add_thread(as, p, th, o,
-										     (int64_t)period, wall))) {
-						hm_sampler_add_thread(p, th, o, (int64_t)period, wall);
-					}
-					st->samples++;
-				}
-				if (as) {
-					int bad = 0;
-					st->samples += (uint64_t)hm_asyncsampler_add_tasks(
-						as, p, o, (int64_t)period, wall, &bad);
-					st->invalid += (uint64_t)bad;
-				}
-			}
-		}
+		if (root_alive)
+			sample_proc(&root, &s, p, o, st, flags, period);
+		for (int i = 0; i < fl.n; i++)
+			sample_proc(&fl.procs[i], &s, p, o, st, flags, period);
 		uint64_t step = period;
 		if (o->jitter)
 			step = period / 2 + rng_next(&rng) % (period + 1);
@@ -328,16 +488,9 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 		sleep_until(next);
 	}
 	meta->duration_ns = mono_ns() - start;
-	if (nat) {
-		const hm_native_stats *nst = hm_native_stats_get(nat);
-		st->native_unwinds = nst->unwinds;
-		st->native_failed = nst->failed;
-		st->native_stop_ns = nst->stop_ns;
-		st->native_stop_max_ns = nst->stop_max_ns;
-		hm_native_close(nat);
-		hm_natsample_free(&ns);
-	}
-	hm_asyncsampler_free(as);
+	hm_follow_free(fl.f);      /* closes the followers' procs via the callback */
+	free(fl.procs);
+	proc_close(&root, st);
 	hm_pysample_free(&s);
-	return rc;
+	return HM_OK;
 }

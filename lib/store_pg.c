@@ -194,7 +194,9 @@ static int connect_one(const char *url, PGconn **out)
 	if (!*out || PQstatus(*out) != CONNECTION_OK)
 		return pg_err(*out, "cannot connect");
 	PQsetNoticeProcessor(*out, no_notices, NULL);
-	return run(*out, "SET client_min_messages = warning");
+	/* profiling data: a database crash may lose the last moments of
+	 * commits, never consistency; a put then costs no WAL flush */
+	return run(*out, "SET client_min_messages = warning; SET synchronous_commit = off");
 }
 
 static int pg_open(hm_store *st, const char *url)
@@ -891,6 +893,7 @@ static int pg_maintain(hm_store *st, int64_t now)
 	if (o->retention_s > 0)
 		rc = drop_before(g->w, now - o->retention_s);
 	if (rc == HM_OK && o->downsample_after_s > 0) {
+		int chunks = 0;
 		int64_t cutoff = now - o->downsample_after_s;
 		cutoff -= cutoff % HM_STORE_COARSE_S;
 		int64_t from = scalar(g->w, "SELECT v FROM hm_meta WHERE k = 'downsampled_until'");
@@ -925,7 +928,12 @@ static int pg_maintain(hm_store *st, int64_t now)
 				"COMMIT;", (long long)from, (long long)to, (long long)from,
 				(long long)to, (long long)to);
 			from = to;
+			chunks++;
 		}
+		/* a backlog was folded: make the deleted rows' space reusable now
+		 * rather than whenever autovacuum comes by */
+		if (rc == HM_OK && chunks > 1)
+			rc = run(g->w, "VACUUM hm_samples, hm_totals");
 	}
 	/* size cap: drop the oldest tenth of the time span while over it (freed
 	 * space is reused by PostgreSQL; VACUUM marks it so) */

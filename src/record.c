@@ -48,6 +48,9 @@ static void usage(FILE *f)
 		"  -i, --idle             include threads that are not running on a CPU\n"
 		"  -g, --gil              only the thread holding the GIL\n"
 		"  -t, --threads          a frame per thread at the root of each stack\n"
+		"  -s, --subprocesses     also profile the target's Python child processes\n"
+		"                         (multiprocessing, gunicorn/uwsgi workers, ...), each\n"
+		"                         under a \"process PID: program\" root frame\n"
 		"      --nolineno         aggregate by function, not by line\n"
 		"      --blocking         pause the target while reading each sample\n"
 		"  -n, --native           merge native (C/C++/Cython) frames into the Python\n"
@@ -91,6 +94,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"idle", no_argument, 0, 'i'},
 		{"gil", no_argument, 0, 'g'},
 		{"threads", no_argument, 0, 't'},
+		{"subprocesses", no_argument, 0, 's'},
 		{"nolineno", no_argument, 0, O_NOLINENO},
 		{"blocking", no_argument, 0, O_BLOCKING},
 		{"native", no_argument, 0, 'n'},
@@ -111,7 +115,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 	int c;
 	char *end;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:o:f:r:d:igtnh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:o:f:r:d:igtsnh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': {
 			long v = strtol(optarg, &end, 10);
@@ -135,6 +139,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case 'i': a->so.idle = 1; break;
 		case 'g': a->so.gil_only = 1; break;
 		case 't': a->so.threads_root = 1; break;
+		case 's': a->so.subprocesses = 1; break;
 		case O_NOLINENO: a->so.nolineno = 1; break;
 		case O_BLOCKING: a->so.blocking = 1; break;
 		case 'n': a->so.native = 1; break;

@@ -32,6 +32,9 @@ void hm_follow_free(hm_follow *f);
 int hm_follow_scan(hm_follow *f);
 int hm_follow_count(const hm_follow *f);
 hm_followed *hm_follow_get(hm_follow *f, int i);
+/* Called with each entry just before it is dropped (its target and
+ * interpreter are still open), so owners of per-process state can let go. */
+void hm_follow_on_drop(hm_follow *f, void (*fn)(void *ctx, hm_followed *it), void *ctx);
 /* Drop entry i now (its process exited or cannot be read any more). */
 void hm_follow_drop(hm_follow *f, int i);
 /* "process PID: program" for any pid (the root's label, for instance). */

@@ -31,6 +31,11 @@ typedef struct hm_sampler_opts {
 	int native;              /* merge native frames (homura/native.h); stops
 				  * each sampled thread while it is unwound */
 	int async;               /* asyncio tasks as stacks (homura/pyasync.h) */
+	int subprocesses;        /* also sample the target's Python descendants */
+	/* Set by the sampler for each process while following subprocesses:
+	 * a "process PID: program" frame at the root of its stacks. */
+	pid_t process_pid;
+	const char *process_label;
 } hm_sampler_opts;
 
 #define HM_COST_BUCKETS 20000    /* 0.1 us buckets up to 2 ms */
@@ -67,6 +72,16 @@ int hm_sampler_run(hm_target *t, hm_python **py, hm_profile *p, const hm_sampler
  * and nolineno. */
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns);
+
+/* The pseudo frames at the root of a thread's stacks (the process with
+ * --subprocesses, the thread with --threads) written to ids; returns how many
+ * (at most 2). Every stack builder starts with this. */
+uint32_t hm_sampler_root_frames(hm_profile *p, const hm_sampler_opts *o, pid_t tid, uint32_t *ids);
+/* The profile frame of a sampled Python frame (ids are cached in the code
+ * object per profile). */
+uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *f, const hm_sampler_opts *o);
+/* The profile thread of a sampled thread (carries the process with -s). */
+uint32_t hm_sampler_thread(hm_profile *p, const hm_sampler_opts *o, pid_t tid, const char *name);
 
 /* Percentile (0-100) of the per-sample cost in microseconds. */
 double hm_sampler_cost_us(const hm_sampler_stats *st, double pct);
