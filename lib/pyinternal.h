@@ -11,11 +11,16 @@
 #define HM_CHUNK_COPIES 8
 #define HM_THREAD_CACHE 256
 #define HM_SPEC_FRAMES 1024          /* <=3.10 frames prefetched per thread */
+#define HM_OFFCHUNK_FRAMES 16        /* 3.11+ frames outside the data stack */
 #define HM_MAX_INTERPS 64
 
 struct code_entry {
 	hm_pycode pub;
 	uint64_t checked_ns;         /* when the entry was last re-validated */
+	uint64_t used_ns;            /* when a sample last met it */
+	uint64_t ident[4];           /* name, filename, line table pointers and
+				      * first line: what an address reuse
+				      * would change */
 	uint64_t code_type;          /* ob_type seen */
 	uint8_t *linetable;
 	uint32_t lt_len;
@@ -23,6 +28,7 @@ struct code_entry {
 	int32_t memo_off, memo_line; /* last offset -> line */
 	int shim;                    /* interpreter-internal code (3.13 __init__ shim) */
 	char *strings;               /* storage for name/qualname/filename */
+	struct code_entry *next_dead; /* in hm_python.graveyard */
 };
 
 struct chunk_copy {                  /* a data-stack chunk copied locally */
@@ -59,16 +65,21 @@ struct hm_python {
 
 	/* walker state */
 	uint64_t nsample;
+	uint64_t sample_ns;          /* start of the current sample */
+	uint64_t interval_ns;        /* smoothed time between samples */
 	uint64_t interp;             /* last main interpreter address */
 	size_t ts_len, fo_len, if_len, co_len;   /* bytes read per object */
 	uint8_t *tsbuf;
 	uint8_t *framebuf;           /* one frame read remotely */
 	struct code_entry **codes;   /* open-addressing table by address */
 	uint32_t codes_cap, ncodes;
+	struct code_entry *graveyard; /* removed this sample, freed at the next:
+				       * frames already taken may point to them */
 	struct chunk_copy chunks[HM_CHUNK_COPIES];
 	int nchunks;
 	struct thread_cache threads[HM_THREAD_CACHE];
-	uint8_t *specbuf;            /* prefetched frame objects */
+	uint8_t *specbuf;            /* prefetched frames */
+	size_t spec_stride;          /* bytes per prefetched frame */
 	uint64_t spec_addr[HM_SPEC_FRAMES];
 	int nspec_loaded;
 	uint64_t interps[HM_MAX_INTERPS];   /* interpreter list, refreshed */

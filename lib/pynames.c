@@ -101,8 +101,10 @@ static uint64_t find_active(hm_python *py, struct pynames *nm)
 static void refresh_python(hm_python *py, struct pynames *nm, uint64_t now)
 {
 	nm->npy = 0;
-	if (!nm->active || now - nm->active_ns >= LOOKUP_NS ||
-	    hm_pyobj_kind(&nm->r, nm->active) != HM_PT_DICT) {
+	/* The lookup through sys.modules reads every module name: it runs
+	 * at most every LOOKUP_NS, also when threading is not imported. */
+	if (!nm->active_ns || now - nm->active_ns >= LOOKUP_NS ||
+	    (nm->active && hm_pyobj_kind(&nm->r, nm->active) != HM_PT_DICT)) {
 		nm->active = find_active(py, nm);
 		nm->active_ns = now;
 	}

@@ -84,6 +84,11 @@ struct hm_target {
 
 	struct traced *traced;
 	size_t ntraced, traced_cap;
+
+	uint8_t *scratch;       /* hm_target_readv: merged regions */
+	size_t scratch_cap;
+	int *order;             /* hm_target_readv: iovs sorted by address */
+	size_t order_cap;
 };
 
 static uint64_t now_ns(void)
@@ -498,6 +503,8 @@ void hm_target_close(hm_target *t)
 		close(t->statfd);
 	if (t->procfd >= 0)
 		close(t->procfd);
+	free(t->scratch);
+	free(t->order);
 	free(t);
 }
 
@@ -536,7 +543,112 @@ int hm_target_read(hm_target *t, uint64_t addr, void *buf, size_t len)
 			n < 0 ? strerror(errno) : "short read");
 }
 
+/* Each extra region of a process_vm_readv call costs about as much as
+ * reading a few KiB more (the kernel pins every remote iovec's pages
+ * separately), so hm_target_readv merges regions that lie close together
+ * into one read. A merged read only spans pages that one of the original
+ * regions touches (or the page right after), so it never fails on a hole
+ * that the separate reads would have skipped; if it fails anyway, the
+ * regions are read as given. */
+#define MERGE_SPAN_MAX (64u << 10)
+
+static const hm_iov *sort_base;
+
+static int cmp_iov_addr(const void *a, const void *b)
+{
+	uint64_t x = sort_base[*(const int *)a].addr, y = sort_base[*(const int *)b].addr;
+	return (x > y) - (x < y);
+}
+
+static int readv_raw(hm_target *t, const hm_iov *iov, int n);
+
+static int readv_merged(hm_target *t, const hm_iov *iov, int n)
+{
+	if (t->order_cap < (size_t)n) {
+		int *no = realloc(t->order, (size_t)n * sizeof(*no));
+		if (!no)
+			return -1;
+		t->order = no;
+		t->order_cap = (size_t)n;
+	}
+	for (int i = 0; i < n; i++)
+		t->order[i] = i;
+	sort_base = iov;
+	qsort(t->order, (size_t)n, sizeof(*t->order), cmp_iov_addr);
+
+	/* Count the merged groups and the bytes they need. */
+	hm_iov groups_stack[32] = {{0, NULL, 0}};
+	hm_iov *groups = n <= 32 ? groups_stack : malloc((size_t)n * sizeof(*groups));
+	if (!groups)
+		return -1;
+	int ng = 0;
+	size_t total = 0;
+	const uint64_t page = 4096;
+	for (int k = 0; k < n; k++) {
+		const hm_iov *v = &iov[t->order[k]];
+		uint64_t end = v->addr + v->len;
+		if (ng) {
+			hm_iov *g = &groups[ng - 1];
+			uint64_t gend = g->addr + g->len;
+			uint64_t last_page = (gend - 1) / page;
+			if (v->addr / page <= last_page + 1 &&
+			    (end > gend ? end : gend) - g->addr <= MERGE_SPAN_MAX) {
+				if (end > gend) {
+					total += end - gend;
+					g->len = end - g->addr;
+				}
+				continue;
+			}
+		}
+		groups[ng++] = (hm_iov){v->addr, NULL, v->len};
+		total += v->len;
+	}
+	int rc = -1;
+	if (ng == n) {
+		rc = readv_raw(t, iov, n);       /* nothing to merge */
+		goto out;
+	}
+	if (t->scratch_cap < total) {
+		uint8_t *ns = realloc(t->scratch, total);
+		if (!ns)
+			goto out;
+		t->scratch = ns;
+		t->scratch_cap = total;
+	}
+	size_t off = 0;
+	for (int g = 0; g < ng; g++) {
+		groups[g].buf = t->scratch + off;
+		off += groups[g].len;
+	}
+	if (readv_raw(t, groups, ng) != HM_OK) {
+		rc = readv_raw(t, iov, n);
+		goto out;
+	}
+	/* Copy each region out of the group holding it (groups are sorted). */
+	for (int k = 0, g = 0; k < n; k++) {
+		const hm_iov *v = &iov[t->order[k]];
+		while (v->addr + v->len > groups[g].addr + groups[g].len)
+			g++;
+		memcpy(v->buf, (uint8_t *)groups[g].buf + (v->addr - groups[g].addr), v->len);
+	}
+	rc = HM_OK;
+out:
+	if (groups != groups_stack)
+		free(groups);
+	return rc;
+}
+
 int hm_target_readv(hm_target *t, const hm_iov *iov, int n)
+{
+	if (n >= 2) {
+		int rc = readv_merged(t, iov, n);
+		if (rc != -1)
+			return rc;
+	}
+	return readv_raw(t, iov, n);
+}
+
+static int readv_raw(hm_target *t, const hm_iov *iov, int n)
 {
 	struct iovec lstack[READV_STACK], rstack[READV_STACK];
 	struct iovec *local = lstack, *remote = rstack;

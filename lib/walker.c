@@ -82,7 +82,8 @@ void walker_init(hm_python *py)
 	py->co_len = span(8, co, 8);
 	py->tsbuf = calloc(1, py->ts_len);
 	py->framebuf = calloc(1, py->fo_len > py->if_len ? py->fo_len : py->if_len);
-	py->specbuf = calloc(HM_SPEC_FRAMES, py->fo_len);
+	py->spec_stride = py->fo_len > py->if_len ? py->fo_len : py->if_len;
+	py->specbuf = calloc(HM_SPEC_FRAMES, py->spec_stride);
 	py->codes_cap = 1024;
 	py->codes = calloc(py->codes_cap, sizeof *py->codes);
 }
@@ -94,8 +95,18 @@ static void free_code(struct code_entry *c)
 	free(c);
 }
 
+static void bury_dead_codes(hm_python *py)
+{
+	while (py->graveyard) {
+		struct code_entry *c = py->graveyard;
+		py->graveyard = c->next_dead;
+		free_code(c);
+	}
+}
+
 static void clear_codes(hm_python *py)
 {
+	bury_dead_codes(py);
 	for (uint32_t i = 0; i < py->codes_cap; i++)
 		if (py->codes[i]) {
 			free_code(py->codes[i]);
@@ -262,7 +273,8 @@ static void code_remove(hm_python *py, struct code_entry *victim)
 		i = (i + 1) & (py->codes_cap - 1);
 	py->codes[i] = NULL;
 	py->ncodes--;
-	free_code(victim);
+	victim->next_dead = py->graveyard;
+	py->graveyard = victim;
 	for (uint32_t j = (i + 1) & (py->codes_cap - 1); py->codes[j]; j = (j + 1) & (py->codes_cap - 1)) {
 		struct code_entry *c = py->codes[j];
 		py->codes[j] = NULL;
@@ -336,16 +348,35 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 }
 
 /* The cached decoded code object at addr, loading or re-validating it. */
+/* What identifies the code object in co (its name, file and line table
+ * objects and first line): a code object is immutable, so these change only
+ * when its address was freed and reused for another one. */
+static void code_ident(const hm_pylayout *L, const uint8_t *co, uint64_t ident[4])
+{
+	ident[0] = get_ptr(co, L->co_name);
+	ident[1] = get_ptr(co, L->co_filename);
+	ident[2] = get_ptr(co, L->co_linetable);
+	ident[3] = (uint64_t)(uint32_t)get_i32(co, L->co_firstlineno);
+}
+
+/* The decoded code object at addr, from the cache when it is safe to trust
+ * it. A code object met on consecutive samples is alive all along, so its
+ * entry is trusted without a read. One not met for a while (more than three
+ * sampling intervals) may have died and its address been reused - as happens
+ * to startup code a few milliseconds into a program - so it is checked
+ * again with one read; and every entry is checked at least once a second. */
 static struct code_entry *code_get(hm_python *py, uint64_t addr)
 {
 	const hm_pylayout *L = py->layout;
 	if (!addr || (addr & 7))
 		return NULL;
 	struct code_entry *c = code_lookup(py, addr);
-	uint64_t now = 0;
+	uint64_t now = py->sample_ns;
 	if (c) {
-		now = now_ns();
-		if (now - c->checked_ns < REVALIDATE_NS)
+		uint64_t stale_after = 3 * py->interval_ns + 1000000;
+		int recent = now - c->used_ns <= stale_after;
+		c->used_ns = now;
+		if (recent && now - c->checked_ns < REVALIDATE_NS)
 			return c;
 	}
 	uint8_t co[512];
@@ -354,19 +385,28 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	if (py->code_type && get_ptr(co, L->ob_type) != py->code_type)
 		return NULL;
 	if (c) {
-		/* Same object still there?  A code object is immutable, so its
-		 * first line and name pointer only change if the address was
-		 * reused for another one. */
-		if (get_i32(co, L->co_firstlineno) == c->pub.firstlineno) {
+		uint64_t ident[4];
+		code_ident(L, co, ident);
+		if (!memcmp(ident, c->ident, sizeof ident)) {
 			c->checked_ns = now;
 			return c;
 		}
 		code_remove(py, c);
 	}
 	c = code_load(py, addr, co);
-	if (c)
+	if (c) {
+		code_ident(L, co, c->ident);
+		c->used_ns = c->checked_ns = now;
 		code_insert(py, c);
+	}
 	return c;
+}
+
+/* A frame's instruction lies outside its code object: the entry may be
+ * stale (address reuse) - drop it so the retry decodes the object anew. */
+static void code_distrust(hm_python *py, struct code_entry *c)
+{
+	code_remove(py, c);
 }
 
 /* Line of a byte offset into the code, memoised for the last offset. */
@@ -428,7 +468,7 @@ static const uint8_t *frameobj_bytes(hm_python *py, uint64_t addr, int *hint)
 		int i = (*hint + k) % py->nspec_loaded;
 		if (py->spec_addr[i] == addr) {
 			*hint = i + 1;
-			return py->specbuf + (size_t)i * py->fo_len;
+			return py->specbuf + (size_t)i * py->spec_stride;
 		}
 	}
 	if (hm_target_read(py->t, addr, py->framebuf, py->fo_len) != HM_OK)
@@ -462,8 +502,10 @@ static int walk_frame_objects(hm_python *py, uint64_t frame, hm_pythread *th,
 			return -1;
 		int64_t lasti = get_i32(f, L->fo_lasti);
 		int64_t off = L->linetable_kind == HM_LINETABLE_310 ? lasti * 2 : lasti;
-		if (off >= (int64_t)c->code_bytes + 2 && c->code_bytes)
+		if (off >= (int64_t)c->code_bytes + 2 && c->code_bytes) {
+			code_distrust(py, c);
 			return -1;
+		}
 		if (push_frame(th, c, code_line(c, L->linetable_kind, off), frame))
 			return -1;
 		if (!tc->spec)
@@ -504,7 +546,8 @@ static int chunk_fill(hm_python *py, int i, uint64_t addr, uint64_t len)
 
 /* Local bytes of the interpreter frame at addr: from a chunk copy when it
  * lies inside one, else read remotely (generator frames, older chunks). */
-static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx)
+static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
+				   struct thread_cache *tc, int *hint)
 {
 	for (int i = 0; i < py->nchunks; i++) {
 		struct chunk_copy *cc = &py->chunks[i];
@@ -533,24 +576,33 @@ static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx)
 			}
 		}
 	}
+	/* Outside the data stack (3.12+ entry frames live on the C stack,
+	 * generator frames in their generator): prefetched with the thread
+	 * state when this address was seen last time, else read now; either
+	 * way remembered for the next sample's prefetch. */
 	*chunk_idx = -1;
-	if (hm_target_read(py->t, addr, py->framebuf, py->if_len) != HM_OK)
-		return NULL;
-	return py->framebuf;
+	if (!tc->spec)
+		tc->spec = malloc(HM_SPEC_FRAMES * sizeof *tc->spec);
+	if (tc->spec && tc->nspec < HM_OFFCHUNK_FRAMES)
+		tc->spec[tc->nspec++] = addr;
+	const uint8_t *f = frameobj_bytes(py, addr, hint);
+	return f;
 }
 
 /* 3.11+: _PyInterpreterFrame chain. */
-static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th)
+static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct thread_cache *tc)
 {
 	const hm_pylayout *L = py->layout;
 	struct cycle cy = {0, 1, 0};
+	int hint = 0;
+	tc->nspec = 0;
 	uint64_t prev_addr = 0;
 	int prev_chunk = -1;
 	for (int n = 0; frame; n++) {
 		if (n >= MAX_WALK || (frame & 7) || cycle_step(&cy, frame))
 			return -1;
 		int ci;
-		const uint8_t *f = iframe_bytes(py, frame, &ci);
+		const uint8_t *f = iframe_bytes(py, frame, &ci, tc, &hint);
 		if (!f)
 			return -1;
 		/* Frames on one chunk are pushed upwards: callers sit lower. */
@@ -586,8 +638,10 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th)
 			continue;
 		}
 		int64_t off = (int64_t)(instr - (code + (uint64_t)L->co_code_adaptive));
-		if (off < -2 || off > (int64_t)c->code_bytes)
+		if (off < -2 || off > (int64_t)c->code_bytes) {
+			code_distrust(py, c);
 			return -1;
+		}
 		if (push_frame(th, c, code_line(c, L->linetable_kind, off), frame))
 			return -1;
 		if (L->if_is_entry >= 0 && (size_t)L->if_is_entry < py->if_len)
@@ -682,10 +736,11 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 			 chunk_reserve(&py->chunks[0], tc->chunk_len) == 0;
 	if (spec_chunk)
 		iov[n++] = (hm_iov){tc->chunk, py->chunks[0].buf, tc->chunk_len};
-	int nspec = L->frame_model == HM_FRAMES_OBJECTS ? tc->nspec : 0;
+	int nspec = tc->nspec;
 	for (int i = 0; i < nspec; i++) {
 		py->spec_addr[i] = tc->spec[i];
-		iov[n++] = (hm_iov){tc->spec[i], py->specbuf + (size_t)i * py->fo_len, py->fo_len};
+		iov[n++] = (hm_iov){tc->spec[i], py->specbuf + (size_t)i * py->spec_stride,
+				    L->frame_model == HM_FRAMES_OBJECTS ? py->fo_len : py->if_len};
 	}
 	py->nspec_loaded = 0;
 	if (hm_target_readv(py->t, iov, n) == HM_OK) {
@@ -826,7 +881,7 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 	th->nframes = 0;
 	th->truncated = 0;
 	return L->frame_model == HM_FRAMES_OBJECTS ? walk_frame_objects(py, frame, th, tc)
-						 : walk_iframes(py, frame, th);
+						 : walk_iframes(py, frame, th, tc);
 }
 
 /* Was tstate already visited in this interpreter's list?  Lists are short;
@@ -845,6 +900,14 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 	s->nthreads = 0;
 	s->ninvalid = 0;
 	py->nsample++;
+	uint64_t t = now_ns();
+	if (py->sample_ns) {
+		/* Exponential average of the sampling interval (1/8 weight). */
+		uint64_t gap = t - py->sample_ns;
+		py->interval_ns = py->interval_ns ? py->interval_ns - py->interval_ns / 8 + gap / 8 : gap;
+	}
+	py->sample_ns = t;
+	bury_dead_codes(py);
 	if (py->ncodes > HM_CODE_CACHE_MAX)
 		clear_codes(py);
 	if (flags & HM_SAMPLE_GIL)

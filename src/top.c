@@ -9,6 +9,13 @@
  * With --iterations N (or --once) there is no curses at all: N snapshots of
  * the table are printed to stdout, one per second.
  *
+ * With -n/--native each round goes through hm_native_sample instead (the
+ * threads with Python frames are stopped for their unwind, as record -n
+ * does) and the merged native+Python stacks are fed to the topview as text
+ * frames. With -s/--subprocesses the Python descendants the hm_follow set
+ * finds (rescanned every 250 ms) are sampled in the same round as the root,
+ * each with its own native session; their functions count in the same table.
+ *
  * The terminal is restored on every way out: q, Ctrl-C, SIGTERM/SIGHUP (the
  * handlers only set a flag that the loop checks), errors, and the exit path
  * (atexit). When the target exits the screen says so and waits for q; the
@@ -32,6 +39,8 @@
 
 #include "cli.h"
 #include "homura/error.h"
+#include "homura/follow.h"
+#include "homura/native.h"
 #include "homura/python.h"
 #include "homura/target.h"
 #include "homura/topview.h"
@@ -55,7 +64,11 @@ static void usage(FILE *f)
 		"  -i, --idle             include threads that are not running on a CPU\n"
 		"  -g, --gil              only the thread holding the GIL\n"
 		"  -l, --lines            start in the line view (default: functions)\n"
-		"  -s, --sort COL         own, total, owntime or totaltime (default own)\n"
+		"  -S, --sort COL         own, total, owntime or totaltime (default own)\n"
+		"  -n, --native           include native (C/C++/Cython) frames; stops each\n"
+		"                         sampled thread briefly (ptrace) while unwinding\n"
+		"  -s, --subprocesses     also sample the target's Python child processes\n"
+		"                         (their functions count in the same table)\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --iterations N     print N one-second snapshots as text, no screen\n"
@@ -77,6 +90,7 @@ struct top_args {
 	int iterations;          /* > 0: text mode */
 	int rows;                /* rows per text snapshot */
 	int mode, sort;
+	int native, subprocesses;
 };
 
 static int parse_sort(const char *s)
@@ -100,7 +114,9 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 		{"idle", no_argument, 0, 'i'},
 		{"gil", no_argument, 0, 'g'},
 		{"lines", no_argument, 0, 'l'},
-		{"sort", required_argument, 0, 's'},
+		{"sort", required_argument, 0, 'S'},
+		{"native", no_argument, 0, 'n'},
+		{"subprocesses", no_argument, 0, 's'},
 		{"no-jitter", no_argument, 0, O_NOJITTER},
 		{"max-depth", required_argument, 0, O_DEPTH},
 		{"iterations", required_argument, 0, O_ITER},
@@ -118,7 +134,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 	char *end;
 	long v;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:r:igls:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:r:iglS:nsh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			v = strtol(optarg, &end, 10);
@@ -134,7 +150,9 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 		case 'i': a->idle = 1; break;
 		case 'g': a->gil_only = 1; break;
 		case 'l': a->mode = HM_TOP_LINES; break;
-		case 's':
+		case 'n': a->native = 1; break;
+		case 's': a->subprocesses = 1; break;
+		case 'S':
 			a->sort = parse_sort(optarg);
 			if (a->sort < 0)
 				return cli_fail("invalid --sort '%s' (own, total, owntime, totaltime)", optarg) + 1;
@@ -176,6 +194,26 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 
 /* ---------------------------------------------------------------- state */
 
+/* One sampled process: the root target, or a followed descendant. */
+struct tproc {
+	hm_target *t;
+	hm_python **pyp;             /* NULL'd after repeated failures (exec) */
+	hm_native *nat;              /* --native session, NULL if none */
+	hm_natsample ns;
+	pid_t pid;
+	uint64_t start;              /* followed: start time (matches hm_follow) */
+	int errors;                  /* consecutive failed rounds */
+	int followed;
+};
+
+#define MAX_TNAMES 64
+
+/* Threads seen with Python frames in the current window, for the header. */
+struct tname {
+	char name[48];
+	uint64_t n;
+};
+
 struct top {
 	struct top_args a;
 	hm_target *t;
@@ -184,13 +222,27 @@ struct top {
 	hm_topview *v;
 	hm_pysample s;
 	uint64_t period_ns;
+	struct tproc root;
+	/* -s: the followed descendants, kept in step with hm_follow */
+	hm_follow *fol;
+	struct tproc *procs;
+	int nprocs, procs_cap;
+	uint64_t last_scan;
+	/* -n: scratch for merged stacks */
+	hm_mframe *mf;
+	hm_topframe *tf;
+	int mcap;
+	uint64_t native_torn;
 	/* current window */
 	uint64_t w_rounds, w_gil, w_threads, w_running;
+	struct tname w_names[MAX_TNAMES];
+	int w_nnames;
 	/* last closed window, for the header */
 	double gil_pct, active_pct;
+	char busy[256];              /* "MainThread 99%, worker 40%" */
 	int nthreads;                /* threads in the last round */
+	int nprocs_sampled;          /* processes in the last round */
 	uint64_t samples, invalid, errors;
-	int consecutive_errors;
 	int exited, child_status, child_reaped;
 	int paused;
 	int ascii;                   /* terminal cannot show UTF-8 */
@@ -228,6 +280,211 @@ static int target_gone(struct top *T)
 	return !hm_target_alive(T->t);
 }
 
+static int tproc_open(struct tproc *pr, hm_target *t, hm_python **pyp, const struct top_args *a)
+{
+	memset(pr, 0, sizeof *pr);
+	pr->t = t;
+	pr->pyp = pyp;
+	pr->pid = hm_target_pid(t);
+	if (a->native) {
+		int rc = hm_native_open(t, &pr->nat);
+		if (rc != HM_OK)
+			return rc;
+	}
+	if (*pyp)
+		hm_python_set_max_depth(*pyp, a->max_depth);
+	return HM_OK;
+}
+
+static void tproc_close(struct tproc *pr)
+{
+	if (pr->nat) {
+		hm_native_close(pr->nat);
+		hm_natsample_free(&pr->ns);
+		pr->nat = NULL;
+	}
+}
+
+static void follower_dropped(void *ctx, hm_followed *it)
+{
+	struct top *T = ctx;
+	for (int i = 0; i < T->nprocs; i++)
+		if (T->procs[i].pid == it->pid && T->procs[i].start == it->start) {
+			/* The hm_follow entry owns t and py; the rest is ours. */
+			tproc_close(&T->procs[i]);
+			T->procs[i] = T->procs[--T->nprocs];
+			return;
+		}
+}
+
+/* -s: rescan the descendants (every 250 ms) and give each ready one a
+ * tproc. */
+static void followers_update(struct top *T)
+{
+	uint64_t now = mono_ns();
+	if (now - T->last_scan < 250000000ull)
+		return;
+	T->last_scan = now;
+	hm_follow_scan(T->fol);
+	for (int i = 0; i < hm_follow_count(T->fol); i++) {
+		hm_followed *it = hm_follow_get(T->fol, i);
+		int known = 0;
+		for (int k = 0; k < T->nprocs; k++)
+			if (T->procs[k].pid == it->pid && T->procs[k].start == it->start) {
+				T->procs[k].pyp = &it->py;   /* entries move on drops */
+				known = 1;
+			}
+		if (known || !it->py)
+			continue;
+		if (T->nprocs == T->procs_cap) {
+			int nc = T->procs_cap ? T->procs_cap * 2 : 8;
+			struct tproc *np = realloc(T->procs, (size_t)nc * sizeof *np);
+			if (!np)
+				return;
+			T->procs = np;
+			T->procs_cap = nc;
+		}
+		struct tproc *pr = &T->procs[T->nprocs];
+		if (tproc_open(pr, it->t, &it->py, &T->a) != HM_OK) {
+			tproc_close(pr);
+			continue;
+		}
+		pr->followed = 1;
+		pr->start = it->start;
+		T->nprocs++;
+	}
+}
+
+/* Count a thread (with Python frames) under its name for the header. */
+static void count_name(struct top *T, const struct tproc *pr, const hm_pythread *th)
+{
+	char name[48];
+	if (pr->followed)
+		snprintf(name, sizeof name, "%s@%d", th->name ? th->name : "?", (int)pr->pid);
+	else if (th->name)
+		snprintf(name, sizeof name, "%s", th->name);
+	else
+		snprintf(name, sizeof name, "%d", (int)th->tid);
+	for (int i = 0; i < T->w_nnames; i++)
+		if (!strcmp(T->w_names[i].name, name)) {
+			T->w_names[i].n++;
+			return;
+		}
+	if (T->w_nnames < MAX_TNAMES) {
+		struct tname *t = &T->w_names[T->w_nnames++];
+		snprintf(t->name, sizeof t->name, "%s", name);
+		t->n = 1;
+	}
+}
+
+/* -n: th merged with its native stack into the topview; the Python stack
+ * alone when the two do not fit together. */
+static void add_native(struct top *T, const hm_pythread *th, const hm_natstack *ns,
+		       const hm_pylayout *L)
+{
+	int cap = ns->nframes + th->nframes;
+	if (cap > T->mcap) {
+		hm_mframe *m = realloc(T->mf, (size_t)cap * sizeof *m);
+		if (m)
+			T->mf = m;
+		hm_topframe *f = realloc(T->tf, (size_t)cap * sizeof *f);
+		if (f)
+			T->tf = f;
+		if (!m || !f) {
+			hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
+			return;
+		}
+		T->mcap = cap;
+	}
+	int n = hm_native_merge(ns, th, L, T->mf, cap);
+	if (n <= 0) {
+		T->native_torn += n < 0;
+		hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		hm_topframe *f = &T->tf[i];
+		if (T->mf[i].py) {
+			const hm_pyframe *pf = T->mf[i].py;
+			f->name = pf->code->qualname;
+			f->file = pf->code->filename;
+			f->line = pf->line;
+			f->start_line = pf->code->firstlineno;
+		} else {
+			const hm_natsym *s = T->mf[i].nat;
+			f->name = s->name;
+			f->file = s->file ? s->file : s->module;
+			f->line = s->line;
+			f->start_line = 0;
+		}
+	}
+	hm_topview_add(T->v, T->tf, n, (int64_t)T->period_ns);
+}
+
+/* One process's threads into the topview. */
+static void sample_proc(struct top *T, struct tproc *pr, int *gil)
+{
+	if (!*pr->pyp) {
+		/* Lost the interpreter (an exec): look for it again. */
+		hm_python *np = NULL;
+		if (hm_python_attach(pr->t, &np) != HM_OK)
+			return;
+		hm_python_set_max_depth(np, T->a.max_depth);
+		*pr->pyp = np;
+		if (!pr->followed)
+			snprintf(T->version, sizeof T->version, "%s", hm_python_version(np));
+		return;
+	}
+	unsigned flags = HM_SAMPLE_STATE | HM_SAMPLE_WANT_GIL | (T->a.idle ? 0 : HM_SAMPLE_ONCPU) |
+			 (T->a.gil_only ? HM_SAMPLE_GIL : 0);
+	int r = pr->nat ? hm_native_sample(pr->nat, *pr->pyp, &T->s, &pr->ns, flags)
+			: hm_python_sample(*pr->pyp, &T->s, flags);
+	if (r != HM_OK) {
+		T->errors++;
+		if (++pr->errors >= 5) {
+			hm_python_detach(*pr->pyp);
+			*pr->pyp = NULL;
+			pr->errors = 0;
+		}
+		return;
+	}
+	pr->errors = 0;
+	hm_python_thread_names(*pr->pyp, &T->s);
+	const hm_pylayout *L = hm_python_layout(*pr->pyp);
+	int running = 0;
+	for (int i = 0; i < T->s.nthreads; i++) {
+		const hm_pythread *th = &T->s.threads[i];
+		const hm_natstack *ns = pr->nat && i < pr->ns.nstacks ? &pr->ns.stacks[i] : NULL;
+		*gil |= th->holds_gil;
+		/* Threads stopped for their unwind read 't': they were
+		 * picked because they ran (unless -i). */
+		running += th->state == 'R' ||
+			   (ns && !T->a.idle && ns->state != HM_NATSTACK_SKIP && th->state == 't');
+		if (!th->valid) {
+			T->invalid++;
+			continue;
+		}
+		if (th->nframes <= 0)
+			continue;
+		if (ns) {
+			if (ns->state == HM_NATSTACK_SKIP)
+				continue;
+			if (ns->state == HM_NATSTACK_OK)
+				add_native(T, th, ns, L);
+			else
+				hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
+		} else {
+			hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
+		}
+		count_name(T, pr, th);
+		T->samples++;
+	}
+	T->nthreads += T->s.nthreads;
+	T->nprocs_sampled++;
+	T->w_threads += (uint64_t)T->s.nthreads;
+	T->w_running += (uint64_t)running;
+}
+
 /* One sampling round: every thread's stack into the topview. */
 static void sample_round(struct top *T)
 {
@@ -235,47 +492,23 @@ static void sample_round(struct top *T)
 		T->exited = 1;
 		return;
 	}
-	if (!T->py) {
-		/* Lost the interpreter (an exec): look for it again. */
-		if (hm_python_attach(T->t, &T->py) != HM_OK) {
-			T->py = NULL;
-			return;
-		}
-		hm_python_set_max_depth(T->py, T->a.max_depth);
-		snprintf(T->version, sizeof T->version, "%s", hm_python_version(T->py));
-	}
-	unsigned flags = HM_SAMPLE_STATE | HM_SAMPLE_WANT_GIL | (T->a.idle ? 0 : HM_SAMPLE_ONCPU) |
-			 (T->a.gil_only ? HM_SAMPLE_GIL : 0);
-	if (hm_python_sample(T->py, &T->s, flags) != HM_OK) {
-		T->errors++;
-		if (++T->consecutive_errors >= 5) {
-			hm_python_detach(T->py);
-			T->py = NULL;
-			T->consecutive_errors = 0;
-		}
-		return;
-	}
-	T->consecutive_errors = 0;
-	int gil = 0, running = 0;
-	for (int i = 0; i < T->s.nthreads; i++) {
-		const hm_pythread *th = &T->s.threads[i];
-		gil |= th->holds_gil;
-		running += th->state == 'R';
-		if (!th->valid) {
-			T->invalid++;
-			continue;
-		}
-		if (th->nframes > 0) {
-			hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
-			T->samples++;
-		}
-	}
+	if (T->fol)
+		followers_update(T);
+	int gil = 0;
+	T->nthreads = 0;
+	T->nprocs_sampled = 0;
+	sample_proc(T, &T->root, &gil);
+	for (int i = 0; i < T->nprocs; i++)
+		sample_proc(T, &T->procs[i], &gil);
 	hm_topview_round(T->v);
-	T->nthreads = T->s.nthreads;
 	T->w_rounds++;
 	T->w_gil += gil != 0;
-	T->w_threads += (uint64_t)T->s.nthreads;
-	T->w_running += (uint64_t)running;
+}
+
+static int cmp_tname(const void *pa, const void *pb)
+{
+	const struct tname *a = pa, *b = pb;
+	return a->n < b->n ? 1 : a->n > b->n ? -1 : strcmp(a->name, b->name);
 }
 
 static void end_window(struct top *T)
@@ -283,6 +516,21 @@ static void end_window(struct top *T)
 	hm_topview_end_window(T->v);
 	T->gil_pct = T->w_rounds ? 100.0 * (double)T->w_gil / (double)T->w_rounds : 0;
 	T->active_pct = T->w_threads ? 100.0 * (double)T->w_running / (double)T->w_threads : 0;
+	/* The busiest threads of the window, by name. */
+	qsort(T->w_names, (size_t)T->w_nnames, sizeof T->w_names[0], cmp_tname);
+	size_t o = 0;
+	T->busy[0] = 0;
+	for (int i = 0; i < T->w_nnames && o + 1 < sizeof T->busy; i++) {
+		double pct = T->w_rounds ? 100.0 * (double)T->w_names[i].n / (double)T->w_rounds : 0;
+		int w = snprintf(T->busy + o, sizeof T->busy - o, "%s%s %.0f%%", i ? ", " : "",
+				 T->w_names[i].name, pct);
+		if (w < 0 || (size_t)w >= sizeof T->busy - o) {
+			T->busy[o] = 0;
+			break;
+		}
+		o += (size_t)w;
+	}
+	T->w_nnames = 0;
 	T->w_rounds = T->w_gil = T->w_threads = T->w_running = 0;
 }
 
@@ -315,16 +563,21 @@ static void header_lines(const struct top *T, char lines[3][512])
 	} else if (T->paused) {
 		snprintf(state, sizeof state, "  [paused]");
 	}
-	snprintf(lines[0], 512, "homura top - pid %d, Python %s, %g Hz%s", (int)T->pid,
-		 T->version[0] ? T->version : "?", T->a.rate_hz, state);
+	char extra[64] = "";
+	if (T->a.subprocesses)
+		snprintf(extra, sizeof extra, ", %d subprocess%s", T->nprocs, T->nprocs == 1 ? "" : "es");
+	snprintf(lines[0], 512, "homura top - pid %d, Python %s, %g Hz%s%s%s", (int)T->pid,
+		 T->version[0] ? T->version : "?", T->a.rate_hz, T->a.native ? ", native" : "",
+		 extra, state);
 	uint64_t all = T->samples + T->invalid;
 	snprintf(lines[1], 512,
 		 "Samples: %llu  Invalid: %llu (%.1f%%)  GIL: %.1f%%  Active: %.1f%%  Threads: %d",
 		 (unsigned long long)T->samples, (unsigned long long)T->invalid,
 		 all ? 100.0 * (double)T->invalid / (double)all : 0.0, T->gil_pct, T->active_pct,
 		 T->nthreads);
-	snprintf(lines[2], 512, "View: %s  Sort: %s",
-		 T->a.mode == HM_TOP_LINES ? "lines" : "functions", sort_names[T->a.sort]);
+	snprintf(lines[2], 512, "View: %s  Sort: %s%s%s",
+		 T->a.mode == HM_TOP_LINES ? "lines" : "functions", sort_names[T->a.sort],
+		 T->busy[0] ? "  Busy: " : "", T->busy);
 }
 
 /* Columns of the terminal on stdout, 0 when it is not one (no limit). */

@@ -2,10 +2,14 @@
 threads, a C call, a tight loop), its --locals and --json output, and what
 the same machinery adds to `record`: thread names and the <gc> frame."""
 import json
+import os
 import re
+import time
 
-from conftest import (Collapsed, assert_one_error_line, homura, marker_line, program,
-                      qualname, record)
+import pytest
+
+from conftest import (Collapsed, _pyenv_interpreters, assert_one_error_line, homura,
+                      marker_line, program, qualname, record)
 
 THREAD_RE = re.compile(r"^Thread (\d+) \((.*)\): (idle|running)(, holds GIL)?")
 FRAME_RE = re.compile(r"^    (\S.*) \((.*):(\d+)\)$")
@@ -167,3 +171,161 @@ def test_thread_names_in_speedscope(py, spawn, tmp_path):
     names = " ".join(p["name"] for p in doc["profiles"])
     for worker in ("in_alpha", "in_beta", "in_gamma"):
         assert worker in names, names
+
+
+# ---------------------------------------------------------------- --native
+
+NATIVE_RE = re.compile(r"^    (\S.*?)(?: \((.*?)(?::(\d+))?\))? \[native\]$")
+
+
+def parse_dump_native(text):
+    """{thread name: [(name, file, line, is_native)]} from dump -n's text."""
+    threads, cur = {}, None
+    for line in text.splitlines():
+        m = THREAD_RE.match(line)
+        if m:
+            cur = threads.setdefault(m.group(2), [])
+            continue
+        if cur is None:
+            continue
+        m = NATIVE_RE.match(line)
+        if m:
+            cur.append((m.group(1), m.group(2), int(m.group(3) or 0), True))
+            continue
+        m = FRAME_RE.match(line)
+        if m:
+            cur.append((m.group(1), m.group(2), int(m.group(3)), False))
+    return threads
+
+
+def assert_untraced(pid):
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            st = dict(l.split(":\t", 1) for l in f.read().splitlines() if ":\t" in l)
+        assert st["TracerPid"].strip() == "0", "thread %s still traced" % tid
+        assert not st["State"].startswith("t") and "stopped" not in st["State"], \
+            "thread %s left stopped: %s" % (tid, st["State"])
+
+
+def test_native(py, spawn):
+    """dump -n: the thread inside zlib.compress shows zlib's native code
+    (deflate...) leaf-ward of its Python caller compress_forever; the sleeping
+    thread shows native frames too; the target is left running, untraced."""
+    src = program("in_c_call.py")
+    t = spawn([py.path, src, 30])
+    seen_deflate = False
+    for _ in range(5):
+        r = dump("-n", "-p", t.pid)
+        threads = parse_dump_native(r.stdout)
+        main = threads["MainThread"]
+        names = [f[0] for f in main]
+        assert "compress_forever" in names, r.stdout
+        i = names.index("compress_forever")
+        # Python callers keep their order, root-ward of the native frames.
+        assert [f[0] for f in main if not f[3]][-3:] == ["compress_forever", "main", "<module>"]
+        assert not any(n.startswith(("_PyEval_EvalFrame", "PyEval_EvalFrameEx"))
+                       for n in names), names
+        below = main[:i]
+        if any(f[0].startswith(("deflate", "zlib_compress")) or "libz" in (f[1] or "")
+               for f in below):
+            assert all(f[3] for f in below), main
+            seen_deflate = True
+            sleeper = threads["sleeper"]
+            assert sleeper[0][3], "no native leaf under time.sleep: %s" % sleeper
+            assert [f[0] for f in sleeper if not f[3]][0] == "sleep_in_c", sleeper
+            break
+        time.sleep(0.2)
+    assert seen_deflate, "no zlib native frame under compress_forever:\n" + r.stdout
+    assert "holds GIL" in r.stdout or "running" in r.stdout
+    assert_untraced(t.pid)
+    before = t.proc.poll()
+    time.sleep(0.2)
+    assert before is None and t.proc.poll() is None
+    assert_untraced(t.pid)
+
+
+def test_native_json(default_py, spawn):
+    t = spawn([default_py.path, program("in_c_call.py"), 30])
+    doc = json.loads(dump("-n", "--json", "-p", t.pid).stdout)
+    main = [th for th in doc["threads"] if th["tid"] == t.pid][0]
+    kinds = {f["kind"] for f in main["frames"]}
+    assert kinds == {"python", "native"}, main
+    for f in main["frames"]:
+        assert f["native"] == (f["kind"] == "native"), f
+        assert {"name", "file", "line"} <= set(f), f
+    py_names = [f["name"] for f in main["frames"] if not f["native"]]
+    assert py_names[-2:] == ["main", "<module>"], py_names
+    assert main["frames"][0]["native"], main["frames"][0]
+    assert_untraced(t.pid)
+
+
+def test_native_help():
+    r = homura("dump", "--help")
+    assert r.rc == 0 and "--native" in r.stdout and "stops each thread" in r.stdout, r.stdout
+
+
+# ---------------------------------------------------------------- --async
+
+TASK_RE = re.compile(r"^Task (.+?):( running)?")
+
+
+def parse_tasks(text):
+    """{task name: [(name, file, line)]} from the part after the threads."""
+    tasks, cur = {}, None
+    for line in text.splitlines():
+        if line.startswith("Thread "):
+            cur = None
+            continue
+        m = TASK_RE.match(line)
+        if m:
+            cur = tasks.setdefault(m.group(1), [])
+            continue
+        m = FRAME_RE.match(line)
+        if m and cur is not None:
+            cur.append((m.group(1), m.group(2), int(m.group(3))))
+    return tasks
+
+
+def async_interps():
+    found = _pyenv_interpreters()
+    return [pytest.param(found[v], id="%d.%d" % v) if v in found else
+            pytest.param(None, id="%d.%d" % v, marks=pytest.mark.skip(reason="not installed"))
+            for v in ((3, 8), (3, 10), (3, 12), (3, 13))]
+
+
+@pytest.mark.parametrize("apy", async_interps())
+def test_async(apy, spawn):
+    """dump --async: each task with its await chain, innermost first, at the
+    await lines; the threads are printed first as usual."""
+    src = program("async_app.py")
+    t = spawn([apy.path, src, 30])
+    r = dump("--async", "-p", t.pid)
+    assert r.stdout.index("Thread ") < r.stdout.index("Task "), r.stdout
+    tasks = parse_tasks(r.stdout)
+    assert {"handler_a", "handler_b", "busy"} <= set(tasks), r.stdout
+    a = tasks["handler_a"]
+    names = [f[0] for f in a]
+    assert names[-2:] == ["fetch_a", "handler_a"], a
+    assert a[-1][2] == marker_line(src, "# AWAIT-HANDLER-A"), a
+    assert a[-2][2] == marker_line(src, "# AWAIT-FETCH"), a
+    assert names[0] == "sleep", a   # asyncio.sleep: innermost
+    b = tasks["handler_b"]
+    assert b[-1][0] == "handler_b" and b[-1][2] == marker_line(src, "# AWAIT-HANDLER-B"), b
+    assert b[0][0].endswith("get"), b
+    assert tasks["busy"] and tasks["busy"][-1][0] == "busy", tasks["busy"]
+
+    doc = json.loads(dump("--async", "--json", "-p", t.pid).stdout)
+    by_name = {x["name"]: x for x in doc["tasks"]}
+    assert {"handler_a", "handler_b", "busy"} <= set(by_name), doc["tasks"]
+    fr = by_name["handler_a"]["frames"]
+    assert [f["name"] for f in fr][-2:] == ["fetch_a", "handler_a"], fr
+    assert by_name["handler_b"]["running"] is False
+    assert doc["threads"], doc
+
+
+def test_async_no_asyncio(default_py, spawn):
+    t = spawn([default_py.path, program("deadlock.py"), 30])
+    r = dump("--async", "-p", t.pid)
+    assert "MainThread" in r.stdout and "No asyncio tasks" in r.stdout, r.stdout
+    doc = json.loads(dump("--async", "--json", "-p", t.pid).stdout)
+    assert doc["tasks"] == [], doc

@@ -115,7 +115,8 @@ def test_stats_json(busy, tmp_path):
     for key in ("samples", "invalid", "late", "sample_us"):
         assert key in s, "%s missing from %s" % (key, s)
     assert isinstance(s["samples"], int) and 100 <= s["samples"] <= 260, s
-    assert 0 <= s["invalid"] <= s["samples"] and s["late"] >= 0, s
+    assert 0 <= s["invalid"] <= max(3, 0.01 * (s["samples"] + s["invalid"])), s
+    assert s["late"] >= 0, s
     us = s["sample_us"]
     assert 0 < us["p50"] <= us["p99"] <= us["max"], us
     assert us["p50"] < 1000, "a sample should take far less than 1 ms: %s" % us
