@@ -458,6 +458,7 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 		hm_follow_on_drop(fl.f, follower_dropped, &fl);
 	}
 	int root_alive = 1;
+	uint64_t alive_checked = 0;
 
 	while (!(o->stop && *o->stop)) {
 		uint64_t now = mono_ns();
@@ -467,7 +468,11 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 			st->late++;
 			next = now;
 		}
-		if (root_alive && (child_exited(o->child, &st->child_status) || !hm_target_alive(t)))
+		/* Reading /proc/PID/stat costs as much as a sample: check
+		 * every 50 ms, and whenever the last round could not read. */
+		if (root_alive && (child_exited(o->child, &st->child_status) ||
+				   ((now - alive_checked > 50000000ull || root.errors) &&
+				    (alive_checked = now, !hm_target_alive(t)))))
 			root_alive = 0;
 		if (fl.f)
 			followers_update(&fl, now);

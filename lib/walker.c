@@ -965,7 +965,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holder == ts;
 			th->in_gc = collecting && holder == ts;
 			int ok = -1;
-			for (int attempt = 0; attempt < 2 && ok; attempt++) {
+			for (int attempt = 0; attempt < 3 && ok; attempt++) {
 				uint64_t f;
 				if (attempt == 0 && nt == 0 && tc0 && ts == tc0->tstate &&
 				    f0 != (uint64_t)-1)

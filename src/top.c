@@ -414,6 +414,8 @@ static void add_native(struct top *T, const hm_pythread *th, const hm_natstack *
 			const hm_natsym *s = T->mf[i].nat;
 			f->name = s->name;
 			f->file = s->file ? s->file : s->module;
+			if (s->name[0] == '[' && f->file && !strcmp(f->file, s->module))
+				f->file = NULL;   /* "[module]": no symbol there */
 			f->line = s->line;
 			f->start_line = 0;
 		}
@@ -898,9 +900,21 @@ int cmd_top(int argc, char **argv)
 	T.v = rc == HM_OK ? hm_topview_new() : NULL;
 	if (rc == HM_OK && !T.v)
 		rc = hm_error(HM_ENOMEM, "out of memory");
+	if (rc == HM_OK)
+		rc = tproc_open(&T.root, T.t, &T.py, &T.a);
+	if (rc == HM_OK && T.a.subprocesses) {
+		T.fol = hm_follow_new(T.pid);
+		if (!T.fol)
+			rc = hm_error(HM_ENOMEM, "out of memory");
+		else
+			hm_follow_on_drop(T.fol, follower_dropped, &T);
+	}
 	if (rc != HM_OK) {
 		int status = cli_fail_lib();
+		tproc_close(&T.root);
 		stop_child(&T);
+		hm_topview_free(T.v);
+		hm_python_detach(T.py);
 		hm_target_close(T.t);
 		return status;
 	}
@@ -923,6 +937,11 @@ int cmd_top(int argc, char **argv)
 		}
 	}
 	stop_child(&T);
+	hm_follow_free(T.fol);   /* closes the followers' tprocs via the callback */
+	free(T.procs);
+	tproc_close(&T.root);
+	free(T.mf);
+	free(T.tf);
 	hm_pysample_free(&T.s);
 	hm_topview_free(T.v);
 	hm_python_detach(T.py);

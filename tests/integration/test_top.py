@@ -233,3 +233,76 @@ def test_errors(default_py):
     assert "terminal" in assert_one_error_line(r)
     r = homura("top", "--sort", "bogus", "-p", 1, "--once")
     assert "--sort" in assert_one_error_line(r)
+
+
+ROW_RE = re.compile(r"^\s*([\d.]+)%\s+([\d.]+)%\s+([\d.]+)s\s+([\d.]+)s\s+(.*?)(?: \((.*)\))?$")
+
+
+def snapshot_rows(snap):
+    """[(own%, total%, name, where)] of one --iterations snapshot."""
+    rows = []
+    for line in snap.splitlines()[4:]:
+        m = ROW_RE.match(line)
+        if m:
+            rows.append((float(m.group(1)), float(m.group(2)), m.group(5), m.group(6) or ""))
+    return rows
+
+
+def assert_untraced(pid):
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            st = dict(l.split(":\t", 1) for l in f.read().splitlines() if ":\t" in l)
+        assert st["TracerPid"].strip() == "0", "thread %s still traced" % tid
+        assert not st["State"].startswith("t"), "thread %s left stopped: %s" % (tid, st["State"])
+
+
+def test_iterations_native(default_py, spawn):
+    """top -n on a thread inside zlib.compress: zlib's native code (deflate,
+    libz) is in the table, busier than the Python caller's own time, and the
+    Python caller's total covers it; the target is left untraced."""
+    t = spawn([default_py.path, program("in_c_call.py"), 30])
+    r = homura("top", "-n", "--iterations", 2, "--rows", 30, "-p", t.pid, timeout=15)
+    assert r.rc == 0, r.describe()
+    snaps = [s for s in r.stdout.split("\n\n") if s.strip()]
+    assert len(snaps) == 2, r.stdout
+    assert snaps[-1].splitlines()[0].endswith(", native"), snaps[-1]
+    rows = snapshot_rows(snaps[-1])
+    by_name = {row[2]: row for row in rows}
+    zlib_rows = [row for row in rows if row[2].startswith(("deflate", "zlib_compress"))
+                 or "libz" in row[2] or "libz" in row[3]]
+    assert zlib_rows, r.stdout
+    assert sum(row[0] for row in zlib_rows) >= 50, r.stdout   # own time in zlib
+    caller = by_name.get("compress_forever")
+    assert caller and caller[0] < 20 and caller[1] >= 80, r.stdout
+    assert not any(row[2].startswith("_PyEval_EvalFrame") for row in rows), r.stdout
+    assert "Busy: MainThread" in snaps[-1].splitlines()[2], snaps[-1]
+    assert_untraced(t.pid)
+    assert t.proc.poll() is None
+
+
+def test_iterations_subprocesses(default_py):
+    """top -s on a multiprocessing pool: the workers' pool_work shows (two
+    processes busy: about 200%). The workers outlive top by a little (they
+    hold its stdout), so they run only 4 s."""
+    cmd = [default_py.path, program("subprocs.py"), 4, "fork"]
+    r = homura("top", "-s", "--iterations", 2, "--rows", 5, "--", *cmd, timeout=20)
+    assert r.rc == 0, r.describe()
+    snaps = [s for s in r.stdout.split("\n\n") if s.strip()]
+    assert len(snaps) == 2, r.stdout
+    lines = snaps[-1].splitlines()
+    assert re.search(r", [12] subprocess(es)?$", lines[0]), lines[0]
+    rows = snapshot_rows(snaps[-1])
+    assert rows[0][2] == "pool_work" and rows[0][3].startswith(program("subprocs.py")), r.stdout
+    assert rows[0][0] >= 120, "two busy workers: %s" % r.stdout
+    assert "@" in lines[2], "followed threads are named THREAD@PID: %s" % lines[2]
+
+
+def test_iterations_thread_names(default_py, spawn):
+    """The header names the busy threads of the last second."""
+    t = spawn([default_py.path, program("threads.py"), 30])
+    r = homura("top", "--once", "-p", t.pid, timeout=15)
+    assert r.rc == 0, r.describe()
+    busy = r.stdout.splitlines()[2]
+    assert "Busy: " in busy, busy
+    names = busy.split("Busy: ", 1)[1]
+    assert re.search(r"\S+ \d+%", names), busy
