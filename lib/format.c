@@ -29,6 +29,7 @@ static const struct {
 	int fmt;
 } suffixes[] = {
 	{ ".speedscope.json", HM_FMT_SPEEDSCOPE }, { ".otlp.json", HM_FMT_OTLP_JSON },
+	{ ".speedscope", HM_FMT_SPEEDSCOPE },
 	{ ".pprof.gz", HM_FMT_PPROF },  { ".otlp.pb", HM_FMT_OTLP },
 	{ ".collapsed", HM_FMT_COLLAPSED }, { ".folded", HM_FMT_COLLAPSED },
 	{ ".pb.gz", HM_FMT_PPROF },     { ".pprof", HM_FMT_PPROF },
