@@ -516,7 +516,7 @@ int cmd_dump(int argc, char **argv)
 		goto out;
 	}
 	if (a.async && hm_pyasync_open(py, &as) != HM_OK) {
-		status = cli_fail("--async: %s", hm_errmsg());
+		status = cli_fail_lib();   /* says which versions --async supports */
 		goto out;
 	}
 	if (a.native && hm_native_open(t, &nat) != HM_OK) {

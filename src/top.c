@@ -288,8 +288,10 @@ static int tproc_open(struct tproc *pr, hm_target *t, hm_python **pyp, const str
 	pr->pid = hm_target_pid(t);
 	if (a->native) {
 		int rc = hm_native_open(t, &pr->nat);
-		if (rc != HM_OK)
+		if (rc != HM_OK) {
+			pr->nat = NULL;
 			return rc;
+		}
 	}
 	if (*pyp)
 		hm_python_set_max_depth(*pyp, a->max_depth);
@@ -346,8 +348,10 @@ static void followers_update(struct top *T)
 		}
 		struct tproc *pr = &T->procs[T->nprocs];
 		if (tproc_open(pr, it->t, &it->py, &T->a) != HM_OK) {
-			tproc_close(pr);
-			continue;
+			/* No native session for this one: its Python stacks only. */
+			struct top_args plain = T->a;
+			plain.native = 0;
+			tproc_open(pr, it->t, &it->py, &plain);
 		}
 		pr->followed = 1;
 		pr->start = it->start;

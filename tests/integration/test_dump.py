@@ -329,3 +329,13 @@ def test_async_no_asyncio(default_py, spawn):
     assert "MainThread" in r.stdout and "No asyncio tasks" in r.stdout, r.stdout
     doc = json.loads(dump("--async", "--json", "-p", t.pid).stdout)
     assert doc["tasks"] == [], doc
+
+
+def test_async_old_python(spawn):
+    """--async on 3.7: one clear error line (tasks need 3.8+)."""
+    found = _pyenv_interpreters()
+    if (3, 7) not in found:
+        pytest.skip("Python 3.7 is not installed")
+    t = spawn([found[(3, 7)].path, program("deadlock.py"), 30])
+    line = assert_one_error_line(homura("dump", "--async", "-p", t.pid))
+    assert "3.8" in line and "3.7" in line, line

@@ -135,8 +135,9 @@ def test_screen_keys_and_quit(default_py, spawn, pane):
     p.keys("3")
     s = p.wait_for(lambda s: "*OwnTime" in s and "Sort: OwnTime" in s, what="sort by OwnTime")
     p.keys("p")
-    s = p.wait_for(lambda s: "[paused]" in s, what="paused")
-    frozen = table_rows(s)
+    p.wait_for(lambda s: "[paused]" in s, what="paused")
+    time.sleep(0.3)   # let the pane finish the redraw that shows [paused]
+    frozen = table_rows(p.screen())
     time.sleep(1.3)
     assert table_rows(p.screen()) == frozen, "the display changed while paused"
     p.keys(" ")
