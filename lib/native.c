@@ -167,6 +167,7 @@ static const char *const plumbing_names[] = {
 	"_PyMethodDef_RawFastCallKeywords", "_PyMethodDef_RawFastCallDict", "cfunction_call",
 	"cfunction_call_varargs", "slot_tp_call", "gen_send_ex", "gen_send_ex2", "gen_iternext",
 	"gen_send", "_PyEval_EvalFrame", "PyEval_CallObjectWithKeywords",
+	"_PyMethodDescr_FastCallKeywords", "method_vectorcall_FASTCALL",
 };
 
 static const char *const plumbing_prefixes[] = {
