@@ -816,7 +816,8 @@ static void api_top(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 	} else {
 		size_t nf = keys.n;
 		const char *sort = hm_http_arg(rq, "sort");
-		qsort(fs, nf, sizeof *fs, sort && !strcmp(sort, "total") ? by_total : by_self);
+		if (nf)
+			qsort(fs, nf, sizeof *fs, sort && !strcmp(sort, "total") ? by_total : by_self);
 		json_t *arr = json_array();
 		for (size_t i = 0; i < nf && i < (size_t)limit; i++)
 			json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "name",

@@ -460,9 +460,9 @@ static int cycle_step(struct cycle *cy, uint64_t addr)
 	return 0;
 }
 
-/* Local bytes of the frame object at addr: from this sample's prefetch when
- * it was there, else read remotely. */
-static const uint8_t *frameobj_bytes(hm_python *py, uint64_t addr, int *hint)
+/* Local bytes (len) of the frame at addr: from this sample's prefetch when it
+ * was there, else read remotely. */
+static const uint8_t *prefetched_frame(hm_python *py, uint64_t addr, size_t len, int *hint)
 {
 	for (int k = 0; k < py->nspec_loaded; k++) {
 		int i = (*hint + k) % py->nspec_loaded;
@@ -471,7 +471,7 @@ static const uint8_t *frameobj_bytes(hm_python *py, uint64_t addr, int *hint)
 			return py->specbuf + (size_t)i * py->spec_stride;
 		}
 	}
-	if (hm_target_read(py->t, addr, py->framebuf, py->fo_len) != HM_OK)
+	if (hm_target_read(py->t, addr, py->framebuf, len) != HM_OK)
 		return NULL;
 	return py->framebuf;
 }
@@ -492,7 +492,7 @@ static int walk_frame_objects(hm_python *py, uint64_t frame, hm_pythread *th,
 			th->truncated = 1;
 			return 0;
 		}
-		const uint8_t *f = frameobj_bytes(py, frame, &hint);
+		const uint8_t *f = prefetched_frame(py, frame, py->fo_len, &hint);
 		if (!f)
 			return -1;
 		if (py->frame_type && get_ptr(f, L->ob_type) != py->frame_type)
@@ -585,8 +585,7 @@ static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
 		tc->spec = malloc(HM_SPEC_FRAMES * sizeof *tc->spec);
 	if (tc->spec && tc->nspec < HM_OFFCHUNK_FRAMES)
 		tc->spec[tc->nspec++] = addr;
-	const uint8_t *f = frameobj_bytes(py, addr, hint);
-	return f;
+	return prefetched_frame(py, addr, py->if_len, hint);
 }
 
 /* 3.11+: _PyInterpreterFrame chain. */
