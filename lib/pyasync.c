@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util.h"
 #include "homura/elf.h"
 #include "homura/error.h"
 #include "homura/pyasync.h"
@@ -83,27 +84,6 @@ struct hm_pyasync {
 	int nfound;
 	size_t fo_len, if_len;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t ld_ptr(const uint8_t *b, int off)
-{
-	uint64_t v;
-	memcpy(&v, b + off, 8);
-	return v;
-}
-
-static int32_t ld_i32(const uint8_t *b, int off)
-{
-	int32_t v;
-	memcpy(&v, b + off, 4);
-	return v;
-}
 
 static int rd(hm_pyasync *a, uint64_t addr, void *buf, size_t len)
 {
@@ -229,18 +209,18 @@ static struct acode *code_load(hm_pyasync *a, uint64_t addr, const uint8_t *co)
 {
 	const hm_pylayout *L = a->L;
 	char name[512], qual[512], file[2048];
-	if (hm_pyobj_str(&a->r, ld_ptr(co, L->co_name), name, sizeof name) ||
-	    hm_pyobj_str(&a->r, ld_ptr(co, L->co_filename), file, sizeof file))
+	if (hm_pyobj_str(&a->r, hm_ld_u64(co, L->co_name), name, sizeof name) ||
+	    hm_pyobj_str(&a->r, hm_ld_u64(co, L->co_filename), file, sizeof file))
 		return NULL;
 	qual[0] = 0;
-	if (L->co_qualname >= 0 && hm_pyobj_str(&a->r, ld_ptr(co, L->co_qualname), qual, sizeof qual))
+	if (L->co_qualname >= 0 && hm_pyobj_str(&a->r, hm_ld_u64(co, L->co_qualname), qual, sizeof qual))
 		return NULL;
 	struct acode *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
 	size_t ln = strlen(name) + 1, lq = strlen(qual) + 1, lf = strlen(file) + 1;
 	c->strings = malloc(ln + lq + lf);
-	if (!c->strings || read_bytes(a, ld_ptr(co, L->co_linetable), &c->linetable, &c->lt_len)) {
+	if (!c->strings || read_bytes(a, hm_ld_u64(co, L->co_linetable), &c->linetable, &c->lt_len)) {
 		free_code(c);
 		return NULL;
 	}
@@ -251,8 +231,8 @@ static struct acode *code_load(hm_pyasync *a, uint64_t addr, const uint8_t *co)
 	c->pub.name = c->strings;
 	c->pub.qualname = qual[0] ? c->strings + ln : c->strings;
 	c->pub.filename = c->strings + ln + lq;
-	c->pub.firstlineno = ld_i32(co, L->co_firstlineno);
-	c->name_ptr = ld_ptr(co, L->co_name);
+	c->pub.firstlineno = hm_ld_i32(co, L->co_firstlineno);
+	c->name_ptr = hm_ld_u64(co, L->co_name);
 	if (L->co_code_adaptive >= 0) {
 		int64_t units;
 		memcpy(&units, co + L->var_size, 8);
@@ -262,7 +242,7 @@ static struct acode *code_load(hm_pyasync *a, uint64_t addr, const uint8_t *co)
 		}
 		c->code_bytes = (uint32_t)units * 2;
 	} else if (L->co_code >= 0) {
-		uint64_t b = ld_ptr(co, L->co_code);
+		uint64_t b = hm_ld_u64(co, L->co_code);
 		int64_t n;
 		if (hm_pyobj_kind(&a->r, b) != HM_PT_BYTES ||
 		    rd(a, b + (uint64_t)L->var_size, &n, 8) || n < 0 || n > (1 << 26)) {
@@ -284,13 +264,13 @@ static struct acode *code_get(hm_pyasync *a, uint64_t addr)
 	if (!addr || (addr & 7) || L->co_size <= 0 || (size_t)L->co_size > sizeof co ||
 	    rd(a, addr, co, (size_t)L->co_size))
 		return NULL;
-	if (a->py->code_type && ld_ptr(co, L->ob_type) != a->py->code_type)
+	if (a->py->code_type && hm_ld_u64(co, L->ob_type) != a->py->code_type)
 		return NULL;
 	for (int i = 0; i < a->ncodes; i++) {
 		struct acode *c = a->codes[i];
 		if (c->pub.addr == addr) {
-			if (c->name_ptr == ld_ptr(co, L->co_name) &&
-			    c->pub.firstlineno == ld_i32(co, L->co_firstlineno))
+			if (c->name_ptr == hm_ld_u64(co, L->co_name) &&
+			    c->pub.firstlineno == hm_ld_i32(co, L->co_firstlineno))
 				return c;
 			free_code(c);
 			a->codes[i] = a->codes[--a->ncodes];
@@ -355,13 +335,13 @@ static int coro_frameobj(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 		return 1;            /* finished: gi_frame cleared */
 	if (!a->fo_len || a->fo_len > sizeof f || (frame & 7) || rd(a, frame, f, a->fo_len))
 		return -1;
-	if (a->py->frame_type && ld_ptr(f, L->ob_type) != a->py->frame_type)
+	if (a->py->frame_type && hm_ld_u64(f, L->ob_type) != a->py->frame_type)
 		return -1;
-	ci->code = code_get(a, ld_ptr(f, L->fo_code));
+	ci->code = code_get(a, hm_ld_u64(f, L->fo_code));
 	if (!ci->code)
 		return -1;
 	ci->frame = frame;
-	int64_t lasti = ld_i32(f, L->fo_lasti);
+	int64_t lasti = hm_ld_i32(f, L->fo_lasti);
 	int64_t off = L->linetable_kind == HM_LINETABLE_310 ? lasti * 2 : lasti;
 	if (ci->code->code_bytes && off >= (int64_t)ci->code->code_bytes + 2)
 		return -1;
@@ -370,20 +350,20 @@ static int coro_frameobj(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 	int suspended;
 	if (A->fo_stacktop >= 0) {
 		/* 3.8/3.9: f_stacktop is NULL while the frame runs */
-		uint64_t st = ld_ptr(f, A->fo_stacktop), base = ld_ptr(f, A->fo_valuestack);
+		uint64_t st = hm_ld_u64(f, A->fo_stacktop), base = hm_ld_u64(f, A->fo_valuestack);
 		ci->running = st == 0;
 		suspended = st != 0 && lasti >= 0;
 		if (suspended && st > base && st - base < (1u << 20))
 			top = st - 8;
 	} else {
 		int8_t state = (int8_t)f[A->fo_state];
-		int32_t depth = ld_i32(f, A->fo_stackdepth);
+		int32_t depth = hm_ld_i32(f, A->fo_stackdepth);
 		if (state >= A->st_completed)
 			return 1;
 		ci->running = state == A->st_executing;
 		suspended = state == A->st_suspended && lasti >= 0;
 		if (suspended && depth > 0 && depth < (1 << 20))
-			top = ld_ptr(f, A->fo_valuestack) + 8 * (uint64_t)(depth - 1);
+			top = hm_ld_u64(f, A->fo_valuestack) + 8 * (uint64_t)(depth - 1);
 	}
 	if (!suspended || !top || A->op_yield_from < 0 || !ci->code->bytecode)
 		return 0;
@@ -415,14 +395,14 @@ static int coro_iframe(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 	uint64_t frame = gen + (uint64_t)A->gen_iframe;
 	if (!a->if_len || a->if_len > sizeof f || rd(a, frame, f, a->if_len))
 		return -1;
-	uint64_t code = ld_ptr(f, L->if_code);
+	uint64_t code = hm_ld_u64(f, L->if_code);
 	if (L->executable_tagged)
 		code &= ~(uint64_t)3;
 	ci->code = code_get(a, code);
 	if (!ci->code)
 		return -1;
 	ci->frame = frame;
-	uint64_t instr = ld_ptr(f, L->if_instr);
+	uint64_t instr = hm_ld_u64(f, L->if_instr);
 	int64_t off = (int64_t)(instr - (code + (uint64_t)L->co_code_adaptive));
 	if (off < -2 || off > (int64_t)ci->code->code_bytes)
 		return -1;
@@ -443,7 +423,7 @@ static int coro_iframe(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 	}
 	if (!yf)
 		return 0;
-	int32_t stacktop = ld_i32(f, A->if_stacktop);
+	int32_t stacktop = hm_ld_i32(f, A->if_stacktop);
 	if (stacktop < 1 || stacktop > (1 << 20))
 		return -1;
 	return rd_ptr(a, frame + (uint64_t)A->if_localsplus + 8 * (uint64_t)(stacktop - 1),
@@ -733,7 +713,7 @@ int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
 	}
 	if (!a->found && !(a->found = malloc(MAX_TASKS * sizeof *a->found)))
 		return hm_error(HM_ENOMEM, "out of memory");
-	uint64_t now = mono_ns();
+	uint64_t now = hm_mono_ns();
 	if (!a->containers_ns || now - a->containers_ns >= LOOKUP_NS) {
 		if (find_containers(a) < 0) {
 			a->containers_ns = 0;

@@ -14,25 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
 #include "homura/error.h"
 #include "homura/follow.h"
 #include "homura/native.h"
 #include "homura/pyasync.h"
 #include "homura/sampler.h"
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_until(uint64_t t)
 {
@@ -173,7 +160,7 @@ static int child_exited(pid_t child, int *status)
 int hm_sampler_wait_python(hm_target *t, pid_t child, double timeout_s, hm_python **py,
 			   volatile sig_atomic_t *stop, int *child_status)
 {
-	uint64_t deadline = mono_ns() + (uint64_t)(timeout_s * 1e9);
+	uint64_t deadline = hm_mono_ns() + (uint64_t)(timeout_s * 1e9);
 	int last = HM_ENOTPY;
 	*py = NULL;
 	while (!(stop && *stop)) {
@@ -191,7 +178,7 @@ int hm_sampler_wait_python(hm_target *t, pid_t child, double timeout_s, hm_pytho
 		} else if (last == HM_EVERSION) {
 			return last;
 		}
-		if (mono_ns() > deadline)
+		if (hm_mono_ns() > deadline)
 			break;
 		usleep(500);
 	}
@@ -299,7 +286,7 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 	}
 	pid_t running[MAX_RUNNING];
 	int nrun = 0;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = hm_mono_ns();
 	int r;
 	if (pr->nat) {
 		/* Stops (only) the threads it unwinds. */
@@ -316,7 +303,7 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 	} else {
 		r = hm_python_sample(*pr->pyp, s, flags);
 	}
-	uint64_t t1 = mono_ns();
+	uint64_t t1 = hm_mono_ns();
 	st->ticks++;
 	if (r != HM_OK) {
 		st->errors++;
@@ -332,7 +319,7 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 	hm_python_thread_names(*pr->pyp, s);
 	if (pr->as)
 		hm_asyncsampler_read(pr->as, *pr->pyp);
-	uint64_t wall = real_ns();
+	uint64_t wall = hm_real_ns();
 	for (int i = 0; i < s->nthreads; i++) {
 		const hm_pythread *th = &s->threads[i];
 		if (!th->valid) {
@@ -429,14 +416,14 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 	memset(&s, 0, sizeof s);
 	double rate = o->rate_hz > 0 ? o->rate_hz : 100;
 	uint64_t period = (uint64_t)(1e9 / rate);
-	uint64_t start = mono_ns();
+	uint64_t start = hm_mono_ns();
 	uint64_t end = o->duration_s > 0 ? start + (uint64_t)(o->duration_s * 1e9) : UINT64_MAX;
 	uint64_t next = start;
 	uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	unsigned flags = (o->idle ? 0 : HM_SAMPLE_ONCPU) | (o->gil_only ? HM_SAMPLE_GIL : 0);
 	hm_profile_meta *meta = hm_profile_meta_get(p);
 	if (!meta->start_ns)
-		meta->start_ns = real_ns();
+		meta->start_ns = hm_real_ns();
 	meta->period_ns = period;
 	meta->time_kind = o->idle ? HM_TIME_WALL : HM_TIME_CPU;
 
@@ -461,7 +448,7 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 	uint64_t alive_checked = 0;
 
 	while (!(o->stop && *o->stop)) {
-		uint64_t now = mono_ns();
+		uint64_t now = hm_mono_ns();
 		if (now >= end)
 			break;
 		if (now > next + period) {
@@ -492,7 +479,7 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 			next = end;
 		sleep_until(next);
 	}
-	meta->duration_ns = mono_ns() - start;
+	meta->duration_ns = hm_mono_ns() - start;
 	hm_follow_free(fl.f);      /* closes the followers' procs via the callback */
 	free(fl.procs);
 	proc_close(&root, st);

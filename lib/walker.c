@@ -21,6 +21,7 @@
 #include "homura/error.h"
 #include "homura/pydecode.h"
 #include "pyinternal.h"
+#include "util.h"
 
 #define MAX_THREADS 4096
 #define MAX_INTERPS 64
@@ -29,34 +30,6 @@
 #define MAX_LINETABLE (1 << 20)
 #define MAX_CHUNK_READ (4u << 20)
 #define REVALIDATE_NS 1000000000ull
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t get_ptr(const uint8_t *buf, int off)
-{
-	uint64_t v;
-	memcpy(&v, buf + off, 8);
-	return v;
-}
-
-static int32_t get_i32(const uint8_t *buf, int off)
-{
-	int32_t v;
-	memcpy(&v, buf + off, 4);
-	return v;
-}
-
-static int64_t get_i64(const uint8_t *buf, int off)
-{
-	int64_t v;
-	memcpy(&v, buf + off, 8);
-	return v;
-}
 
 static size_t span(int n, const int *offs, size_t width)
 {
@@ -143,7 +116,7 @@ static int read_str(hm_python *py, uint64_t addr, char *out, size_t cap)
 	if (hm_target_read(py->t, addr, head, sizeof head) != HM_OK)
 		return -1;
 	if (L->str_kind == HM_STR_PY2) {
-		int64_t n = get_i64(head, L->var_size);
+		int64_t n = hm_ld_i64(head, L->var_size);
 		if (n < 0 || n > MAX_STR)
 			return -1;
 		size_t len = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
@@ -154,8 +127,8 @@ static int read_str(hm_python *py, uint64_t addr, char *out, size_t cap)
 		out[len] = 0;
 		return 0;
 	}
-	uint32_t state = (uint32_t)get_i32(head, L->uni_state);
-	int64_t n = get_i64(head, L->uni_length);
+	uint32_t state = (uint32_t)hm_ld_i32(head, L->uni_state);
+	int64_t n = hm_ld_i64(head, L->uni_length);
 	int kind = (int)((state >> L->uni_kind_shift) & 7);
 	int compact = (int)((state >> L->uni_compact_bit) & 1);
 	int ascii = (int)((state >> L->uni_ascii_bit) & 1);
@@ -167,7 +140,7 @@ static int read_str(hm_python *py, uint64_t addr, char *out, size_t cap)
 	if (compact)
 		data = addr + (uint64_t)(ascii ? L->uni_ascii_size : L->uni_compact_size);
 	else {
-		data = get_ptr(head, L->uni_legacy_data);
+		data = hm_ld_u64(head, L->uni_legacy_data);
 		if (!data)
 			return -1;
 	}
@@ -202,7 +175,7 @@ static int read_bytes(hm_python *py, uint64_t addr, uint8_t **out, uint32_t *len
 		return -1;
 	if (hm_target_read(py->t, addr, head, (size_t)L->bytes_sval) != HM_OK)
 		return -1;
-	int64_t n = get_i64(head, L->var_size);
+	int64_t n = hm_ld_i64(head, L->var_size);
 	if (n < 0 || n > MAX_LINETABLE)
 		return -1;
 	uint8_t *b = malloc((size_t)n + 1);
@@ -288,12 +261,12 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 {
 	const hm_pylayout *L = py->layout;
 	char name[1024], qual[1024], file[4096];
-	if (read_str(py, get_ptr(co, L->co_name), name, sizeof name))
+	if (read_str(py, hm_ld_u64(co, L->co_name), name, sizeof name))
 		return NULL;
-	if (read_str(py, get_ptr(co, L->co_filename), file, sizeof file))
+	if (read_str(py, hm_ld_u64(co, L->co_filename), file, sizeof file))
 		return NULL;
 	qual[0] = 0;
-	if (L->co_qualname >= 0 && read_str(py, get_ptr(co, L->co_qualname), qual, sizeof qual))
+	if (L->co_qualname >= 0 && read_str(py, hm_ld_u64(co, L->co_qualname), qual, sizeof qual))
 		return NULL;
 	struct code_entry *c = calloc(1, sizeof *c);
 	if (!c)
@@ -311,15 +284,15 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 	c->pub.name = c->strings;
 	c->pub.qualname = qual[0] ? c->strings + ln : c->strings;
 	c->pub.filename = c->strings + ln + lq;
-	c->pub.firstlineno = get_i32(co, L->co_firstlineno);
-	c->code_type = get_ptr(co, L->ob_type);
+	c->pub.firstlineno = hm_ld_i32(co, L->co_firstlineno);
+	c->code_type = hm_ld_u64(co, L->ob_type);
 	c->memo_off = -1;
-	if (read_bytes(py, get_ptr(co, L->co_linetable), &c->linetable, &c->lt_len)) {
+	if (read_bytes(py, hm_ld_u64(co, L->co_linetable), &c->linetable, &c->lt_len)) {
 		free_code(c);
 		return NULL;
 	}
 	if (L->co_code_adaptive >= 0) {
-		int64_t units = get_i64(co, L->var_size);
+		int64_t units = hm_ld_i64(co, L->var_size);
 		if (units < 0 || units > (1 << 26)) {
 			free_code(c);
 			return NULL;
@@ -327,12 +300,12 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 		c->code_bytes = (uint32_t)units * 2;
 	} else if (L->co_code >= 0) {
 		uint8_t head[64];
-		uint64_t b = get_ptr(co, L->co_code);
+		uint64_t b = hm_ld_u64(co, L->co_code);
 		if (!b || hm_target_read(py->t, b, head, 32) != HM_OK) {
 			free_code(c);
 			return NULL;
 		}
-		int64_t n = get_i64(head, L->var_size);
+		int64_t n = hm_ld_i64(head, L->var_size);
 		if (n < 0 || n > (1 << 26)) {
 			free_code(c);
 			return NULL;
@@ -343,7 +316,7 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 	 * "__init__" from file "__init__" around calls of Python __init__
 	 * methods: it is not user code, so the walker skips it. */
 	c->shim = !strcmp(file, "__init__") && !strcmp(name, "__init__") && c->pub.firstlineno <= 1;
-	c->checked_ns = now_ns();
+	c->checked_ns = hm_mono_ns();
 	return c;
 }
 
@@ -353,10 +326,10 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
  * when its address was freed and reused for another one. */
 static void code_ident(const hm_pylayout *L, const uint8_t *co, uint64_t ident[4])
 {
-	ident[0] = get_ptr(co, L->co_name);
-	ident[1] = get_ptr(co, L->co_filename);
-	ident[2] = get_ptr(co, L->co_linetable);
-	ident[3] = (uint64_t)(uint32_t)get_i32(co, L->co_firstlineno);
+	ident[0] = hm_ld_u64(co, L->co_name);
+	ident[1] = hm_ld_u64(co, L->co_filename);
+	ident[2] = hm_ld_u64(co, L->co_linetable);
+	ident[3] = (uint64_t)(uint32_t)hm_ld_i32(co, L->co_firstlineno);
 }
 
 /* The decoded code object at addr, from the cache when it is safe to trust
@@ -382,7 +355,7 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	uint8_t co[512];
 	if (py->co_len > sizeof co || hm_target_read(py->t, addr, co, py->co_len) != HM_OK)
 		return NULL;
-	if (py->code_type && get_ptr(co, L->ob_type) != py->code_type)
+	if (py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type)
 		return NULL;
 	if (c) {
 		uint64_t ident[4];
@@ -495,12 +468,12 @@ static int walk_frame_objects(hm_python *py, uint64_t frame, hm_pythread *th,
 		const uint8_t *f = prefetched_frame(py, frame, py->fo_len, &hint);
 		if (!f)
 			return -1;
-		if (py->frame_type && get_ptr(f, L->ob_type) != py->frame_type)
+		if (py->frame_type && hm_ld_u64(f, L->ob_type) != py->frame_type)
 			return -1;
-		struct code_entry *c = code_get(py, get_ptr(f, L->fo_code));
+		struct code_entry *c = code_get(py, hm_ld_u64(f, L->fo_code));
 		if (!c)
 			return -1;
-		int64_t lasti = get_i32(f, L->fo_lasti);
+		int64_t lasti = hm_ld_i32(f, L->fo_lasti);
 		int64_t off = L->linetable_kind == HM_LINETABLE_310 ? lasti * 2 : lasti;
 		if (off >= (int64_t)c->code_bytes + 2 && c->code_bytes) {
 			code_distrust(py, c);
@@ -512,7 +485,7 @@ static int walk_frame_objects(hm_python *py, uint64_t frame, hm_pythread *th,
 			tc->spec = malloc(HM_SPEC_FRAMES * sizeof *tc->spec);
 		if (tc->spec && tc->nspec < HM_SPEC_FRAMES)
 			tc->spec[tc->nspec++] = frame;
-		frame = get_ptr(f, L->fo_back);
+		frame = hm_ld_u64(f, L->fo_back);
 	}
 	return 0;
 }
@@ -561,12 +534,12 @@ static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
 	if (py->nchunks > 0 && py->nchunks < HM_CHUNK_COPIES && L->chunk_previous >= 0) {
 		struct chunk_copy *last = &py->chunks[py->nchunks - 1];
 		if (last->len >= (uint64_t)L->chunk_data) {
-			uint64_t prev = get_ptr(last->buf, L->chunk_previous);
+			uint64_t prev = hm_ld_u64(last->buf, L->chunk_previous);
 			uint8_t hdr[64];
 			if (prev && addr > prev && (size_t)L->chunk_data <= sizeof hdr &&
 			    hm_target_read(py->t, prev, hdr, (size_t)L->chunk_data) == HM_OK) {
-				uint64_t size = get_ptr(hdr, L->chunk_size);
-				uint64_t top = get_ptr(hdr, L->chunk_top);
+				uint64_t size = hm_ld_u64(hdr, L->chunk_size);
+				uint64_t top = hm_ld_u64(hdr, L->chunk_top);
 				uint64_t len = (uint64_t)L->chunk_data + top * 8;
 				if (size <= MAX_CHUNK_READ && len <= size && addr + py->if_len <= prev + len &&
 				    chunk_fill(py, py->nchunks, prev, len) == 0) {
@@ -609,9 +582,9 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct t
 			return -1;
 		prev_addr = frame;
 		prev_chunk = ci;
-		uint64_t code = get_ptr(f, L->if_code);
-		uint64_t previous = get_ptr(f, L->if_previous);
-		uint64_t instr = get_ptr(f, L->if_instr);
+		uint64_t code = hm_ld_u64(f, L->if_code);
+		uint64_t previous = hm_ld_u64(f, L->if_previous);
+		uint64_t instr = hm_ld_u64(f, L->if_instr);
 		int owner = f[L->if_owner];
 		if (L->executable_tagged)
 			code &= ~(uint64_t)3;
@@ -674,10 +647,10 @@ static struct thread_cache *thread_cache_get(hm_python *py, uint64_t tstate)
 static void thread_ids(hm_python *py, struct thread_cache *tc, const uint8_t *ts)
 {
 	const hm_pylayout *L = py->layout;
-	uint64_t pth = L->ts_thread_id >= 0 ? get_ptr(ts, L->ts_thread_id) : 0;
+	uint64_t pth = L->ts_thread_id >= 0 ? hm_ld_u64(ts, L->ts_thread_id) : 0;
 	pid_t ns_tid = 0;
 	if (L->ts_native_thread_id >= 0)
-		ns_tid = (pid_t)get_i64(ts, L->ts_native_thread_id);
+		ns_tid = (pid_t)hm_ld_i64(ts, L->ts_native_thread_id);
 	if (tc->pthread_id == pth && tc->ns_tid && (L->ts_native_thread_id < 0 || tc->ns_tid == ns_tid))
 		return;
 	tc->pthread_id = pth;
@@ -756,7 +729,7 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 	const uint8_t *ts = py->tsbuf;
 	uint64_t frame;
 	if (L->ts_cframe >= 0) {
-		uint64_t cframe = get_ptr(ts, L->ts_cframe);
+		uint64_t cframe = hm_ld_u64(ts, L->ts_cframe);
 		if (!cframe)
 			return 0;
 		if (!spec_cframe || cframe != tc->cframe) {
@@ -766,12 +739,12 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 		}
 		frame = cframe_buf[0];
 	} else {
-		frame = get_ptr(ts, L->ts_frame);
+		frame = hm_ld_u64(ts, L->ts_frame);
 	}
 	py->nchunks = 0;
 	if (L->frame_model == HM_FRAMES_INTERP && L->ts_datastack_chunk >= 0) {
-		uint64_t chunk = get_ptr(ts, L->ts_datastack_chunk);
-		uint64_t top = get_ptr(ts, L->ts_datastack_top);
+		uint64_t chunk = hm_ld_u64(ts, L->ts_datastack_chunk);
+		uint64_t top = hm_ld_u64(ts, L->ts_datastack_top);
 		if (chunk && top > chunk && top - chunk <= MAX_CHUNK_READ) {
 			uint64_t need = top - chunk;
 			if (spec_chunk && chunk == tc->chunk && need <= tc->chunk_len) {
@@ -819,7 +792,7 @@ static int refresh_interps(hm_python *py)
 	if (n != py->ninterps)
 		memset(py->heads, 0, sizeof py->heads);
 	py->ninterps = n;
-	py->interps_ns = now_ns();
+	py->interps_ns = hm_mono_ns();
 	return 0;
 }
 
@@ -899,7 +872,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 	s->nthreads = 0;
 	s->ninvalid = 0;
 	py->nsample++;
-	uint64_t t = now_ns();
+	uint64_t t = hm_mono_ns();
 	if (py->sample_ns) {
 		/* Exponential average of the sampling interval (1/8 weight). */
 		uint64_t gap = t - py->sample_ns;
@@ -911,7 +884,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 		clear_codes(py);
 	if (flags & HM_SAMPLE_GIL)
 		flags |= HM_SAMPLE_WANT_GIL;
-	if ((!py->ninterps || now_ns() - py->interps_ns > 100000000ull) && refresh_interps(py))
+	if ((!py->ninterps || hm_mono_ns() - py->interps_ns > 100000000ull) && refresh_interps(py))
 		return hm_error(HM_EIO, "cannot read the interpreter list");
 	if (!py->ninterps)
 		return hm_error(HM_EIO, "no interpreter");
@@ -975,7 +948,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 					continue;
 				ok = walk_thread(py, tc, th, f, flags);
 			}
-			uint64_t next_ts = get_ptr(py->tsbuf, L->ts_next);
+			uint64_t next_ts = hm_ld_u64(py->tsbuf, L->ts_next);
 			if (ok) {
 				th->valid = 0;
 				th->nframes = 0;

@@ -1,0 +1,46 @@
+/* util.h - small helpers shared inside libhomura: clocks and unaligned
+ * loads from bytes copied out of a target. Private to the library. */
+#ifndef HOMURA_UTIL_H
+#define HOMURA_UTIL_H
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+static inline uint64_t hm_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t hm_real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Loads at a byte offset of a buffer read from the target. */
+static inline uint64_t hm_ld_u64(const uint8_t *b, int off)
+{
+	uint64_t v;
+	memcpy(&v, b + off, 8);
+	return v;
+}
+
+static inline int64_t hm_ld_i64(const uint8_t *b, int off)
+{
+	int64_t v;
+	memcpy(&v, b + off, 8);
+	return v;
+}
+
+static inline int32_t hm_ld_i32(const uint8_t *b, int off)
+{
+	int32_t v;
+	memcpy(&v, b + off, 4);
+	return v;
+}
+
+#endif
