@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
 #include "homura/agent.h"
 #include "homura/discover.h"
 #include "homura/error.h"
@@ -80,20 +81,6 @@ struct hm_agent {
 	double cpu0, last_cpu, last_wall;
 	int warned_perm;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static double cpu_seconds(long *maxrss)
 {
@@ -284,8 +271,8 @@ static int new_window(hm_agent *a, agent_target *tg)
 	tg->prof = hm_profile_new(0);
 	if (!tg->prof)
 		return hm_error(HM_ENOMEM, "out of memory");
-	tg->win_start_real = real_ns();
-	tg->win_start_mono = mono_ns();
+	tg->win_start_real = hm_real_ns();
+	tg->win_start_mono = hm_mono_ns();
 	hm_profile_meta *m = hm_profile_meta_get(tg->prof);
 	m->start_ns = tg->win_start_real;
 	m->period_ns = (uint64_t)(1e9 / a->so.rate_hz);
@@ -302,7 +289,7 @@ static void end_window(hm_agent *a, agent_target *tg)
 		return;
 	hm_profile_meta *m = hm_profile_meta_get(p);
 	m->start_ns = tg->win_start_real;
-	m->duration_ns = mono_ns() - tg->win_start_mono;
+	m->duration_ns = hm_mono_ns() - tg->win_start_mono;
 	if (!hm_profile_nsamples(p)) {
 		a->st.empty_windows++;
 		hm_profile_free(p);
@@ -487,7 +474,7 @@ static void sample_target(hm_agent *a, agent_target *tg, unsigned flags, int64_t
 		return;
 	}
 	tg->nerr = 0;
-	uint64_t wall = real_ns();
+	uint64_t wall = hm_real_ns();
 	for (int i = 0; i < a->s.nthreads; i++) {
 		const hm_pythread *th = &a->s.threads[i];
 		if (!th->valid) {
@@ -524,7 +511,7 @@ static void reap(hm_agent *a)
 
 static void log_cpu(hm_agent *a)
 {
-	double wall = (double)(mono_ns() - a->t0_mono) / 1e9;
+	double wall = (double)(hm_mono_ns() - a->t0_mono) / 1e9;
 	long rss = 0;
 	double cpu = cpu_seconds(&rss);
 	double dw = wall - a->last_wall, dc = cpu - a->last_cpu;
@@ -625,7 +612,7 @@ int hm_agent_run(hm_agent *a)
 	const uint64_t stats_every = (uint64_t)(a->o.stats_interval_s * 1e9);
 	int discover = a->o.all || a->has_re;
 	unsigned flags = a->so.idle ? 0 : HM_SAMPLE_ONCPU;
-	a->t0_mono = mono_ns();
+	a->t0_mono = hm_mono_ns();
 	a->cpu0 = a->last_cpu = cpu_seconds(NULL);
 	a->last_wall = 0;
 	uint64_t now = a->t0_mono, next = now, next_scan = now, next_reap = now + 1000000000ull;
@@ -637,7 +624,7 @@ int hm_agent_run(hm_agent *a)
 		       a->o.scan_interval_s);
 
 	while (!(a->o.stop && *a->o.stop)) {
-		now = mono_ns();
+		now = hm_mono_ns();
 		if (discover && now >= next_scan) {
 			scan(a);
 			next_scan = now + scan_every;
@@ -691,7 +678,7 @@ void hm_agent_stats_get(hm_agent *a, hm_agent_stats *st)
 	long rss = 0;
 	st->cpu_s = cpu_seconds(&rss) - a->cpu0;
 	st->max_rss_kb = rss;
-	st->wall_s = a->t0_mono ? (double)(mono_ns() - a->t0_mono) / 1e9 : 0;
+	st->wall_s = a->t0_mono ? (double)(hm_mono_ns() - a->t0_mono) / 1e9 : 0;
 }
 
 void hm_agent_free(hm_agent *a)

@@ -42,6 +42,7 @@
 #include <asm/ptrace.h>
 #endif
 
+#include "util.h"
 #include "homura/error.h"
 #include "homura/native.h"
 
@@ -111,13 +112,6 @@ struct hm_native {
 };
 
 static __thread hm_native *elf_ctx;   /* for find_elf, which has no user arg */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- demangling (optional: libstdc++ loaded on first use) ------------- */
 
@@ -264,7 +258,7 @@ static int report_modules(hm_native *n)
 	dwfl_report_end(n->dwfl, NULL, NULL);
 	if (r == 0)
 		dwfl_getmodules(n->dwfl, preload_module, n, 0);
-	n->reloaded_ns = now_ns();
+	n->reloaded_ns = hm_mono_ns();
 	if (r != 0)
 		return hm_error(r > 0 ? HM_ENOPROC : HM_ESYS, "cannot read the modules of process %d: %s",
 				(int)n->pid, r > 0 ? strerror(r) : dwfl_errmsg(-1));
@@ -274,7 +268,7 @@ static int report_modules(hm_native *n)
 /* Re-report the modules when the maps changed. Returns 1 if it reloaded. */
 static int check_maps(hm_native *n)
 {
-	uint64_t now = now_ns();
+	uint64_t now = hm_mono_ns();
 	n->maps_checked_ns = now;
 	uint64_t h = maps_hash(n->pid);
 	if (!h || h == n->maps_hash)
@@ -434,7 +428,7 @@ static int wait_stop(pid_t tid, int *signal, uint64_t deadline)
 		if (r == 0) {
 			/* A running thread stops within microseconds: yield
 			 * first (it may share our CPU), then sleep a little. */
-			uint64_t now = now_ns();
+			uint64_t now = hm_mono_ns();
 			if (now > deadline)
 				return -1;
 			if (now + STOP_TIMEOUT_NS - 1000000ull < deadline) {
@@ -488,7 +482,7 @@ static void reap_late(hm_native *n, int wait)
 			continue;
 		}
 		int sig = 0;
-		int r = wait_stop(tid, &sig, wait ? now_ns() + STOP_TIMEOUT_NS : 0);
+		int r = wait_stop(tid, &sig, wait ? hm_mono_ns() + STOP_TIMEOUT_NS : 0);
 		if (r == 1)
 			ptrace(PTRACE_DETACH, tid, 0, (void *)(long)sig);
 		else if (r < 0)
@@ -500,7 +494,7 @@ static void reap_late(hm_native *n, int wait)
 /* Seize and stop tid. HM_OK; HM_ENOPROC gone; other errors. */
 static int stop_thread(hm_native *n, pid_t tid, struct stopped *s)
 {
-	*s = (struct stopped){tid, 1, 0, 0, now_ns()};
+	*s = (struct stopped){tid, 1, 0, 0, hm_mono_ns()};
 	if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
 		if (errno == ESRCH)
 			return HM_ENOPROC;
@@ -521,7 +515,7 @@ static int stop_thread(hm_native *n, pid_t tid, struct stopped *s)
 		remember_late(n, tid);
 		return hm_error(HM_ESYS, "cannot interrupt thread %d: %s", (int)tid, strerror(e));
 	}
-	int r = wait_stop(tid, &s->signal, now_ns() + STOP_TIMEOUT_NS);
+	int r = wait_stop(tid, &s->signal, hm_mono_ns() + STOP_TIMEOUT_NS);
 	if (r == 0)
 		return HM_ENOPROC;
 	if (r < 0) {
@@ -536,7 +530,7 @@ static void resume_thread(hm_native *n, struct stopped *s)
 	if (s->resumed)
 		return;
 	s->resumed = 1;
-	uint64_t d = now_ns() - s->t0;
+	uint64_t d = hm_mono_ns() - s->t0;
 	n->st.stop_ns += d;
 	if (d > n->st.stop_max_ns)
 		n->st.stop_max_ns = d;
@@ -650,7 +644,7 @@ static const hm_natsym *resolve(hm_native *n, uint64_t pc)
 	}
 	n->st.sym_misses++;
 	Dwfl_Module *mod = dwfl_addrmodule(n->dwfl, pc);
-	if (!mod && now_ns() - n->reloaded_ns > RELOAD_MIN_NS && check_maps(n)) {
+	if (!mod && hm_mono_ns() - n->reloaded_ns > RELOAD_MIN_NS && check_maps(n)) {
 		mod = dwfl_addrmodule(n->dwfl, pc);
 		b = hash_pc(n, pc);
 	}
@@ -750,7 +744,7 @@ int hm_native_open(hm_target *t, hm_native **out)
 	}
 	elf_ctx = n;
 	n->maps_hash = maps_hash(n->pid);
-	n->maps_checked_ns = now_ns();
+	n->maps_checked_ns = hm_mono_ns();
 	int r = report_modules(n);
 	if (r == HM_OK && !dwfl_attach_state(n->dwfl, NULL, n->pid, &thread_callbacks, n))
 		r = hm_error(HM_ESYS, "libdwfl cannot unwind process %d: %s", (int)n->pid,
@@ -900,7 +894,7 @@ static void sample_begin(hm_native *n, int major)
 	cache_trim(n);
 	if (n->nlate)
 		reap_late(n, 0);
-	if (now_ns() - n->maps_checked_ns > MAPS_CHECK_NS)
+	if (hm_mono_ns() - n->maps_checked_ns > MAPS_CHECK_NS)
 		check_maps(n);
 }
 

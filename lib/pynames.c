@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util.h"
 #include "homura/error.h"
 #include "homura/pyobj.h"
 #include "pyinternal.h"
@@ -37,13 +38,6 @@ struct pynames {
 	struct pyname py[NAMES_MAX]; /* from threading._active */
 	struct pyname comm[NAMES_MAX];
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void pynames_free(hm_python *py)
 {
@@ -155,7 +149,7 @@ int hm_python_thread_names(hm_python *py, hm_pysample *s)
 	}
 	if (!nm->reader_ok)
 		nm->reader_ok = hm_pyobj_reader_init(&nm->r, py) == HM_OK ? 1 : -1;
-	uint64_t now = mono_ns();
+	uint64_t now = hm_mono_ns();
 	if (!nm->refreshed_ns || now - nm->refreshed_ns >= REFRESH_NS) {
 		nm->refreshed_ns = now;
 		nm->ncomm = 0;

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
 #include "homura/elf.h"
 #include "homura/error.h"
 #include "homura/target.h"
@@ -90,14 +91,6 @@ struct hm_target {
 	int *order;             /* hm_target_readv: iovs sorted by address */
 	size_t order_cap;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Read a whole (proc) file relative to dirfd into a NUL-terminated malloc'd
  * buffer. Returns NULL with errno set on failure. */
@@ -888,7 +881,7 @@ static void host_tids_rebuild(hm_target *t)
 	struct dirent *de;
 	DIR *d;
 
-	t->tids_built_ns = now_ns();
+	t->tids_built_ns = hm_mono_ns();
 	if (fd < 0)
 		return;
 	d = fdopendir(fd);
@@ -968,7 +961,7 @@ pid_t hm_target_host_tid(hm_target *t, pid_t ns_tid)
 	host = host_tid_lookup(t, ns_tid);
 	if (host)
 		return host;
-	if (t->tids && now_ns() - t->tids_built_ns < HOST_TID_REBUILD_NS)
+	if (t->tids && hm_mono_ns() - t->tids_built_ns < HOST_TID_REBUILD_NS)
 		return 0;
 	host_tids_rebuild(t);
 	return host_tid_lookup(t, ns_tid);
