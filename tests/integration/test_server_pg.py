@@ -74,6 +74,15 @@ def test_two_servers_share_one_database(postgres, recorded, tmp_path):
     b = Server(postgres)
     try:
         fill(a, recorded, tmp_path)
+        # A acknowledges a profile before its write transaction commits (the
+        # writer batches): give B a moment to see the last one.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = b.get_json("/api/v1/top", query='process_cpu{service_name="shop",version="1.5"}',
+                               **{"from": "now-1d"})
+            if probe["total"]:
+                break
+            time.sleep(0.1)
         # B never saw an ingest request, yet knows every series and answers
         services = {s["name"] for s in b.get_json("/api/v1/services")["services"]}
         assert {"shop", "viapprof", "pushed", "unknown_service"} <= services
