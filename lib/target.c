@@ -55,7 +55,8 @@ struct maps_set {
 
 struct state_slot {
 	pid_t tid;              /* 0 = empty */
-	int fd;
+	int fd;                 /* task/TID/stat */
+	int sys_fd;             /* task/TID/syscall, -1 = not open, -2 = unusable */
 };
 
 struct tid_pair {
@@ -486,8 +487,11 @@ void hm_target_close(hm_target *t)
 	if (t->ntraced)
 		hm_target_resume(t);
 	for (i = 0; i < t->states_cap; i++)
-		if (t->states[i].tid)
+		if (t->states[i].tid) {
 			close(t->states[i].fd);
+			if (t->states[i].sys_fd >= 0)
+				close(t->states[i].sys_fd);
+		}
 	free(t->states);
 	free(t->tids);
 	free(t->traced);
@@ -979,6 +983,8 @@ static void state_remove(hm_target *t, size_t i)
 	size_t mask = t->states_cap - 1, j = i;
 
 	close(t->states[i].fd);
+	if (t->states[i].sys_fd >= 0)
+		close(t->states[i].sys_fd);
 	t->states[i].tid = 0;
 	t->states_used--;
 	for (;;) {
@@ -1010,7 +1016,8 @@ static struct state_slot *state_find(hm_target *t, pid_t tid)
 	return NULL;
 }
 
-static void state_put(struct state_slot *tab, size_t cap, pid_t tid, int fd)
+static struct state_slot *state_put(struct state_slot *tab, size_t cap, pid_t tid, int fd,
+				    int sys_fd)
 {
 	size_t i = slot_of(tid, cap);
 
@@ -1018,6 +1025,8 @@ static void state_put(struct state_slot *tab, size_t cap, pid_t tid, int fd)
 		i = (i + 1) & (cap - 1);
 	tab[i].tid = tid;
 	tab[i].fd = fd;
+	tab[i].sys_fd = sys_fd;
+	return &tab[i];
 }
 
 /* Make room for one more entry: drop dead threads, then grow. Returns 0 if
@@ -1047,39 +1056,86 @@ static int state_reserve(hm_target *t)
 		return 0;
 	for (i = 0; i < t->states_cap; i++)
 		if (t->states[i].tid)
-			state_put(nt, nc, t->states[i].tid, t->states[i].fd);
+			state_put(nt, nc, t->states[i].tid, t->states[i].fd, t->states[i].sys_fd);
 	free(t->states);
 	t->states = nt;
 	t->states_cap = nc;
 	return 1;
 }
 
-char hm_target_thread_state(hm_target *t, pid_t tid)
+/* The slot of tid, opening its stat file if needed (NULL if the thread is
+ * gone). *state gets the state letter read while opening, else 0. */
+static struct state_slot *state_slot_get(hm_target *t, pid_t tid, char *state)
 {
 	struct state_slot *s;
-	char name[64], state;
+	char name[64];
 	int fd;
 
-	if (!t || tid <= 0)
-		return 0;
+	*state = 0;
 	s = state_find(t, tid);
-	if (s) {
-		state = stat_state(s->fd, NULL);
-		if (!state)
-			state_remove(t, (size_t)(s - t->states));
-		return state;
-	}
+	if (s)
+		return s;
 	snprintf(name, sizeof(name), "task/%d/stat", tid);
 	fd = openat(t->procfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	state = stat_state(fd, NULL);
-	if (state && state_reserve(t)) {
-		state_put(t->states, t->states_cap, tid, fd);
+		return NULL;
+	*state = stat_state(fd, NULL);
+	if (*state && state_reserve(t)) {
+		s = state_put(t->states, t->states_cap, tid, fd, -1);
 		t->states_used++;
-	} else {
-		close(fd);
+		return s;
 	}
+	close(fd);
+	return NULL;
+}
+
+char hm_target_thread_state(hm_target *t, pid_t tid)
+{
+	struct state_slot *s;
+	char state;
+
+	if (!t || tid <= 0)
+		return 0;
+	s = state_slot_get(t, tid, &state);
+	if (!s || state)
+		return state;
+	state = stat_state(s->fd, NULL);
+	if (!state)
+		state_remove(t, (size_t)(s - t->states));
+	return state;
+}
+
+char hm_target_thread_oncpu(hm_target *t, pid_t tid)
+{
+	struct state_slot *s;
+	char state, buf[16], name[64];
+	ssize_t n;
+
+	if (!t || tid <= 0)
+		return 0;
+	s = state_slot_get(t, tid, &state);
+	if (!s || state)
+		return state;
+	/* task/TID/syscall answers "running" for a runnable thread without
+	 * the statistics that make the stat file several times dearer; any
+	 * other answer (a syscall number, -1) means it is blocked. Kernels
+	 * without it, or odd answers, fall back to the stat file. */
+	if (s->sys_fd == -1) {
+		snprintf(name, sizeof(name), "task/%d/syscall", tid);
+		s->sys_fd = openat(t->procfd, name, O_RDONLY | O_CLOEXEC);
+		if (s->sys_fd < 0)
+			s->sys_fd = -2;
+	}
+	if (s->sys_fd >= 0 && (n = pread(s->sys_fd, buf, sizeof(buf) - 1, 0)) > 0) {
+		buf[n] = 0;
+		if (!strncmp(buf, "running", 7))
+			return 'R';
+		if (buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9'))
+			return 'S';
+	}
+	state = stat_state(s->fd, NULL);
+	if (!state)
+		state_remove(t, (size_t)(s - t->states));
 	return state;
 }
 

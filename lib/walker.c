@@ -845,8 +845,10 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 	thread_ids(py, tc, py->tsbuf);
 	th->pthread_id = tc->pthread_id;
 	th->tid = tc->host_tid;
-	if ((flags & (HM_SAMPLE_ONCPU | HM_SAMPLE_STATE)) && th->tid)
+	if ((flags & HM_SAMPLE_STATE) && th->tid)
 		th->state = hm_target_thread_state(py->t, th->tid);
+	else if ((flags & HM_SAMPLE_ONCPU) && th->tid)
+		th->state = hm_target_thread_oncpu(py->t, th->tid);
 	if (((flags & HM_SAMPLE_ONCPU) && th->state != 'R') ||
 	    ((flags & HM_SAMPLE_GIL) && !th->holds_gil) || !frame)
 		return 0;

@@ -65,6 +65,10 @@ pid_t hm_target_host_tid(hm_target *t, pid_t ns_tid);
 /* Scheduler state letter of a thread from /proc/PID/task/TID/stat ('R', 'S',
  * 'D', ...), 0 if the thread is gone. Keeps the file open between calls. */
 char hm_target_thread_state(hm_target *t, pid_t tid);
+/* 'R' if the thread is runnable (on a CPU or waiting for one), 'S' if it is
+ * blocked, 0 if gone: what the on-CPU filter needs, from the cheaper
+ * /proc/PID/task/TID/syscall where the kernel has it (else the stat file). */
+char hm_target_thread_oncpu(hm_target *t, pid_t tid);
 
 /* Pause / resume every thread (ptrace seize + interrupt) for --blocking. */
 int hm_target_pause(hm_target *t);

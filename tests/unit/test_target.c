@@ -419,6 +419,9 @@ static void test_threads_and_states(void **state)
 	for (i = 0; i < 100; i++) {
 		assert_int_equal(hm_target_thread_state(t, spinner_tid), 'R');
 		assert_int_equal(hm_target_thread_state(t, sleeper_tid), 'S');
+		/* The cheap on-CPU check agrees. */
+		assert_int_equal(hm_target_thread_oncpu(t, spinner_tid), 'R');
+		assert_int_equal(hm_target_thread_oncpu(t, sleeper_tid), 'S');
 	}
 	/* We are running while we ask. */
 	assert_int_equal(hm_target_thread_state(t, (pid_t)syscall(SYS_gettid)), 'R');
@@ -433,6 +436,8 @@ static void test_threads_and_states(void **state)
 	assert_int_equal(hm_target_thread_state(t, spinner_tid), 0);
 	assert_int_equal(hm_target_thread_state(t, sleeper_tid), 0);
 	assert_int_equal(hm_target_thread_state(t, 999999), 0);
+	assert_int_equal(hm_target_thread_oncpu(t, spinner_tid), 0);
+	assert_int_equal(hm_target_thread_oncpu(t, 999999), 0);
 	n = hm_target_threads(t, tids, 256);
 	assert_false(has_tid(tids, n, spinner_tid));
 	hm_target_close(t);
