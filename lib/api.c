@@ -185,6 +185,10 @@ static int parse_range(const hm_http_req *rq, int64_t *from, int64_t *until)
 		return HM_EINVAL;
 	if (*until <= *from)
 		return hm_error(HM_EINVAL, "'until' must be after 'from'");
+	/* Times have one-second resolution and the store's ranges exclude
+	 * their end: count the `until` second itself, so that what was
+	 * ingested this second is in a query "until now". */
+	*until += 1;
 	return HM_OK;
 }
 
