@@ -147,7 +147,7 @@ static int read_str(hm_python *py, uint64_t addr, char *out, size_t cap)
 	size_t bytes = (size_t)n * (size_t)kind;
 	uint8_t stackbuf[1024];
 	uint8_t *raw = stackbuf;
-	if (data >= addr && data - addr + bytes <= sizeof head)
+	if (data >= addr && data - addr <= sizeof head && bytes <= sizeof head - (data - addr))
 		raw = head + (data - addr);
 	else {
 		if (bytes > sizeof stackbuf && !(raw = malloc(bytes)))
@@ -524,7 +524,8 @@ static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
 {
 	for (int i = 0; i < py->nchunks; i++) {
 		struct chunk_copy *cc = &py->chunks[i];
-		if (addr >= cc->addr && addr + py->if_len <= cc->addr + cc->len) {
+		/* Written so that a garbage addr near 2^64 cannot wrap around. */
+		if (addr >= cc->addr && cc->len >= py->if_len && addr - cc->addr <= cc->len - py->if_len) {
 			*chunk_idx = i;
 			return cc->buf + (addr - cc->addr);
 		}
@@ -541,7 +542,8 @@ static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
 				uint64_t size = hm_ld_u64(hdr, L->chunk_size);
 				uint64_t top = hm_ld_u64(hdr, L->chunk_top);
 				uint64_t len = (uint64_t)L->chunk_data + top * 8;
-				if (size <= MAX_CHUNK_READ && len <= size && addr + py->if_len <= prev + len &&
+				if (size <= MAX_CHUNK_READ && len <= size && len >= py->if_len &&
+				    addr - prev <= len - py->if_len &&
 				    chunk_fill(py, py->nchunks, prev, len) == 0) {
 					*chunk_idx = py->nchunks++;
 					return py->chunks[*chunk_idx].buf + (addr - prev);
