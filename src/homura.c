@@ -7,14 +7,6 @@
 #include "cli.h"
 #include "homura/error.h"
 
-/* Subcommands still being written are weak so the tool links without them. */
-#pragma weak cmd_convert
-#pragma weak cmd_diff
-#pragma weak cmd_top
-#pragma weak cmd_dump
-#pragma weak cmd_agent
-#pragma weak cmd_server
-
 static const struct {
 	const char *name;
 	int (*fn)(int, char **);
@@ -49,8 +41,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: homura <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (commands[i].fn)
-			fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\nRun `homura <command> --help` for a command's options.\n");
 }
 
@@ -69,7 +60,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (!strcmp(argv[1], commands[i].name) && commands[i].fn)
+		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "homura: '%s' is not a homura command (see homura --help)\n", argv[1]);
 	return 2;
