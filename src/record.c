@@ -20,6 +20,7 @@
 #include "homura/encode.h"
 #include "homura/error.h"
 #include "homura/filter.h"
+#include "homura/launch.h"
 #include "homura/profile.h"
 #include "homura/pyasync.h"
 #include "homura/python.h"
@@ -196,45 +197,6 @@ static const char *suffix_of(int fmt)
 	}
 }
 
-/* Start cmd and return once it has exec'd (so its memory is the new
- * program's). A close-on-exec pipe carries exec's errno back on failure:
- * the caller then reports one line and the child is reaped. */
-static pid_t launch(char **cmd)
-{
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return -1;
-	pid_t child = fork();
-	if (child < 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return -1;
-	}
-	if (child == 0) {
-		close(fds[0]);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		execvp(cmd[0], cmd);
-		int e = errno;
-		ssize_t w = write(fds[1], &e, sizeof e);
-		(void)w;
-		_exit(127);
-	}
-	close(fds[1]);
-	int e = 0;
-	ssize_t n;
-	do
-		n = read(fds[0], &e, sizeof e);
-	while (n < 0 && errno == EINTR);
-	close(fds[0]);
-	if (n == (ssize_t)sizeof e) {
-		waitpid(child, NULL, 0);
-		errno = e;
-		return -1;
-	}
-	return child;
-}
-
 /* Outputs that are not regular files ("-", /dev/null, a pipe) are written in
  * place; files go through a temporary file renamed over the target, so a
  * failed write never leaves a truncated profile behind. */
@@ -367,7 +329,7 @@ int cmd_record(int argc, char **argv)
 
 	pid_t pid = a.pid, child = 0;
 	if (a.cmd) {
-		child = pid = launch(a.cmd);
+		child = pid = hm_launch(a.cmd, 0);
 		if (pid < 0)
 			return cli_fail("cannot start '%s': %s", a.cmd[0], strerror(errno));
 	}
@@ -383,10 +345,7 @@ int cmd_record(int argc, char **argv)
 	}
 	if (rc != HM_OK) {
 		int status = cli_fail_lib();
-		if (child) {
-			kill(child, SIGTERM);
-			waitpid(child, NULL, 0);
-		}
+		hm_launch_stop(child);
 		hm_target_close(t);
 		return status;
 	}
@@ -421,17 +380,10 @@ int cmd_record(int argc, char **argv)
 	st->child_status = child_status;
 	rc = hm_sampler_run(t, &py, p, &a.so, st);
 
-	if (child && !st->target_exited) {
-		/* Stopped by duration or Ctrl-C: don't leave the launched
-		 * program running behind us. */
-		kill(child, SIGTERM);
-		for (int i = 0; i < 50 && waitpid(child, NULL, WNOHANG) == 0; i++)
-			usleep(20000);
-		if (waitpid(child, NULL, WNOHANG) == 0) {
-			kill(child, SIGKILL);
-			waitpid(child, NULL, 0);
-		}
-	}
+	/* Stopped by duration or Ctrl-C: don't leave the launched program
+	 * running behind us. */
+	if (!st->target_exited)
+		hm_launch_stop(child);
 	if (hm_filter_active(&a.filter)) {
 		hm_profile *filtered = NULL;
 		if (hm_filter_apply(p, &a.filter, &filtered) == HM_OK) {

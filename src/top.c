@@ -38,6 +38,7 @@
 #include <curses.h>
 
 #include "cli.h"
+#include "homura/launch.h"
 #include "homura/error.h"
 #include "homura/follow.h"
 #include "homura/native.h"
@@ -757,59 +758,11 @@ static int wait_keys(struct top *T, uint64_t until)
 
 /* ---------------------------------------------------------------- main */
 
-/* Start cmd; returns once it has exec'd (or failed to), so that its memory
- * is not read in the middle of the exec: a close-on-exec pipe tells. */
-static pid_t launch(char **cmd, int quiet)
-{
-	int gate[2];
-	if (pipe2(gate, O_CLOEXEC) != 0)
-		return -1;
-	pid_t child = fork();
-	if (child < 0) {
-		close(gate[0]);
-		close(gate[1]);
-		return -1;
-	}
-	if (child == 0) {
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		close(gate[0]);
-		if (quiet) {
-			/* Keep the screen and the keyboard for top. */
-			int fd = open("/dev/null", O_RDWR);
-			if (fd >= 0) {
-				dup2(fd, 0);
-				dup2(fd, 1);
-				dup2(fd, 2);
-				if (fd > 2)
-					close(fd);
-			}
-		}
-		execvp(cmd[0], cmd);
-		int e = errno;
-		dprintf(2, "homura: cannot run '%s': %s\n", cmd[0], strerror(e));
-		_exit(127);
-	}
-	close(gate[1]);
-	char c;
-	while (read(gate[0], &c, 1) < 0 && errno == EINTR)
-		;
-	close(gate[0]);
-	return child;
-}
-
 static void stop_child(struct top *T)
 {
 	if (T->child <= 0 || T->child_reaped)
 		return;
-	kill(T->child, SIGTERM);
-	for (int i = 0; i < 50 && waitpid(T->child, NULL, WNOHANG) == 0; i++)
-		usleep(20000);
-	if (waitpid(T->child, NULL, WNOHANG) == 0) {
-		kill(T->child, SIGKILL);
-		waitpid(T->child, NULL, 0);
-	}
+	hm_launch_stop(T->child);
 	T->child_reaped = 1;
 }
 
@@ -889,7 +842,7 @@ int cmd_top(int argc, char **argv)
 
 	T.pid = T.a.pid;
 	if (T.a.cmd) {
-		T.child = T.pid = launch(T.a.cmd, screen_mode);
+		T.child = T.pid = hm_launch(T.a.cmd, screen_mode);
 		if (T.pid < 0)
 			return cli_fail("cannot start '%s': %s", T.a.cmd[0], strerror(errno));
 	}
