@@ -4,7 +4,7 @@ Python processes (each ~1-3 s of busy work, a few at a time) come and go for
 DURATION seconds; the agent's RSS is read from /proc every INTERVAL seconds.
 Flat memory means the last readings are no higher than the early ones.
 
-    bench/bench_agent_churn.py [--duration 600] [--interval 30]
+    bench/bench_agent_churn.py [--duration 600] [--interval 30] [--parallel 3] [--duty 1]
 
 Prints a Markdown table (time, processes started so far, agent RSS, agent
 CPU %)."""
@@ -20,7 +20,22 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOMURA = os.environ.get("HOMURA_BIN", os.path.join(REPO, "build", "homura"))
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-WORK = "import time,sys\nt=time.time()\nwhile time.time()-t<float(sys.argv[1]):\n  sum(range(1000))\n"
+# Each worker names its hot function after a random number, so the agent keeps
+# meeting new strings and stacks (interning must not grow without bound), and
+# spends DUTY of its life busy, the rest asleep.
+WORK = """import time,sys
+life, duty, tag = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+src = "def work_%s(n):\\n    return sum(range(n))\\n" % tag
+ns = {}
+exec(compile(src, "job_%s.py" % tag, "exec"), ns)
+fn = ns["work_" + tag]
+t = time.time()
+while time.time() - t < life:
+    b = time.time()
+    while time.time() - b < 0.05 * duty:
+        fn(1000)
+    time.sleep(0.05 * (1 - duty))
+"""
 
 
 def rss_kib(pid):
@@ -42,6 +57,8 @@ def main():
     ap.add_argument("--duration", type=float, default=600)
     ap.add_argument("--interval", type=float, default=30)
     ap.add_argument("--parallel", type=int, default=3)
+    ap.add_argument("--duty", type=float, default=1.0,
+                    help="share of each worker's life spent on CPU (default 1)")
     a = ap.parse_args()
     out = tempfile.mkdtemp(prefix="homura-churn-")
     agent = subprocess.Popen([HOMURA, "agent", "--all", "--interval", "5", "--dir", out,
@@ -58,7 +75,8 @@ def main():
         while time.time() - t0 < a.duration:
             procs = [p for p in procs if p.poll() is None]
             while len(procs) < a.parallel:
-                procs.append(subprocess.Popen([PY, "-c", WORK, str(random.uniform(1, 3))],
+                procs.append(subprocess.Popen([PY, "-c", WORK, str(random.uniform(1, 3)), str(a.duty),
+                                               str(random.randrange(100000))],
                                               stdout=subprocess.DEVNULL))
                 started += 1
             now = time.time()

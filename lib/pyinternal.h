@@ -67,6 +67,9 @@ struct hm_python {
 	uint64_t nsample;
 	uint64_t sample_ns;          /* start of the current sample */
 	uint64_t interval_ns;        /* smoothed time between samples */
+	uint32_t gil_checks;         /* GIL-holder state checks skipped */
+	uint64_t gil_distrust_until; /* a GIL holder was seen blocked: ask
+				      * the kernel for every thread until then */
 	uint64_t interp;             /* last main interpreter address */
 	size_t ts_len, fo_len, if_len, co_len;   /* bytes read per object */
 	uint8_t *tsbuf;

@@ -839,6 +839,26 @@ int hm_python_ready(hm_python *py)
 	return head != 0;
 }
 
+/* Asking the kernel whether a thread runs costs as much as the rest of the
+ * sample. The thread holding the GIL is running Python code, so it is taken
+ * as running without asking; the exception, a C extension that blocks while
+ * holding the GIL, is caught by asking anyway every GIL_SPOT_CHECK-th time:
+ * once the kernel says such a holder is blocked, every thread is asked for
+ * GIL_DISTRUST_NS. */
+#define GIL_SPOT_CHECK 16
+#define GIL_DISTRUST_NS 2000000000ull
+
+static char oncpu_state(hm_python *py, const hm_pythread *th)
+{
+	if (th->holds_gil && py->sample_ns >= py->gil_distrust_until &&
+	    py->gil_checks++ % GIL_SPOT_CHECK)
+		return 'R';
+	char st = hm_target_thread_oncpu(py->t, th->tid);
+	if (th->holds_gil && st && st != 'R')
+		py->gil_distrust_until = py->sample_ns + GIL_DISTRUST_NS;
+	return st;
+}
+
 /* Walk one thread whose state was (or is now) read; 0 ok, -1 invalid. */
 static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, uint64_t frame,
 		       unsigned flags)
@@ -850,7 +870,7 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 	if ((flags & HM_SAMPLE_STATE) && th->tid)
 		th->state = hm_target_thread_state(py->t, th->tid);
 	else if ((flags & HM_SAMPLE_ONCPU) && th->tid)
-		th->state = hm_target_thread_oncpu(py->t, th->tid);
+		th->state = oncpu_state(py, th);
 	if (((flags & HM_SAMPLE_ONCPU) && th->state != 'R') ||
 	    ((flags & HM_SAMPLE_GIL) && !th->holds_gil) || !frame)
 		return 0;
@@ -886,7 +906,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 	bury_dead_codes(py);
 	if (py->ncodes > HM_CODE_CACHE_MAX)
 		clear_codes(py);
-	if (flags & HM_SAMPLE_GIL)
+	if (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU))
 		flags |= HM_SAMPLE_WANT_GIL;
 	if ((!py->ninterps || hm_mono_ns() - py->interps_ns > 100000000ull) && refresh_interps(py))
 		return hm_error(HM_EIO, "cannot read the interpreter list");

@@ -165,6 +165,20 @@ def test_idle(py, spawn, tmp_path):
     assert idle.count_fn("sleepy_wait") >= 0.3 * idle.total, idle.summary()
 
 
+def test_blocked_gil_holder(py, spawn, tmp_path):
+    """The GIL holder counts as running without asking the kernel, but one
+    that sleeps while holding the GIL (a C call that keeps it) is caught by
+    the spot checks: the sleep stays out of the on-CPU profile."""
+    t = spawn([py.path, program("gil_block.py"), 20])
+    oncpu = record("-p", t.pid, "-d", 3, output=tmp_path / "oncpu.txt").profile()
+    wall = record("-p", t.pid, "-d", 3, "-i", output=tmp_path / "wall.txt").profile()
+    assert wall.count_fn("blocked_with_gil") >= 0.3 * wall.total, wall.summary()
+    assert oncpu.count_fn("busy_part") >= 0.8 * oncpu.total, oncpu.summary()
+    # Without the spot checks about half the samples land in the sleep; a
+    # few are expected right after each wake-up on a loaded machine.
+    assert oncpu.count_fn("blocked_with_gil") <= 0.2 * oncpu.total, oncpu.summary()
+
+
 def test_gil(py, spawn, tmp_path):
     """-g samples only the thread holding the GIL: the thread that spends its
     time in zlib.compress (GIL released) mostly disappears."""
