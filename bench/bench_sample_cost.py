@@ -7,17 +7,51 @@ above leaf_work) is recorded for DURATION seconds at RATE Hz without pausing
 it; homura's --stats-json gives the time one sample took (median, p99, max)
 and how many samples were dropped as invalid or were late.
 
+Right after each recording, bench/readv_floor.c times one bare
+process_vm_readv call of 4 KiB against the same target at the same rate:
+the floor under any sample (3.11+ samples make one such call).  On this
+virtual machine that call's latency moves several-fold with load, so the
+table shows both, and what homura adds on top of the one call.
+
     bench/bench_sample_cost.py [--rate 1000] [--duration 5] [--only 3.9,3.12]
 
 Prints a Markdown table (the same one docs/benchmarks.md holds)."""
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
+
+
+FLOOR_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "readv_floor.c")
+FLOOR_BIN = os.path.join(str(benchlib.REPO), "build", "readv_floor")
+
+
+def build_floor():
+    """Path of the readv_floor helper, built if missing or stale; None if no compiler."""
+    if os.path.exists(FLOOR_BIN) and os.path.getmtime(FLOOR_BIN) >= os.path.getmtime(FLOOR_SRC):
+        return FLOOR_BIN
+    os.makedirs(os.path.dirname(FLOOR_BIN), exist_ok=True)
+    r = subprocess.run(["cc", "-std=gnu11", "-O2", "-o", FLOOR_BIN, FLOOR_SRC],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return FLOOR_BIN if r.returncode == 0 else None
+
+
+def readv_floor(pid, rate, duration):
+    """(p50, p99) microseconds of one bare 4 KiB process_vm_readv, or None."""
+    exe = build_floor()
+    if not exe:
+        return None
+    r = subprocess.run([exe, str(pid), str(rate), str(duration)], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, universal_newlines=True, timeout=duration + 60)
+    if r.returncode:
+        return None
+    p50, p99 = r.stdout.split()
+    return float(p50), float(p99)
 
 
 def measure(py, rate, duration):
@@ -31,23 +65,29 @@ def measure(py, rate, duration):
         with open(stats) as f:
             s = json.load(f)
         s["depth"] = max(depths) if depths else 0
+        s["floor"] = readv_floor(w.pid, rate, duration)
         return s
 
 
 def table(rows, rate, duration):
-    out = ["| Python | samples | sample p50 (µs) | p99 (µs) | max (µs) | invalid | late | depth |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| Python | samples | sample p50 (µs) | p99 (µs) | max (µs) | invalid | late | depth "
+           "| one bare readv p50 (µs) | sample p50 - readv p50 (µs) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for ident, s in rows:
         if isinstance(s, str):
-            out.append("| %s | %s | | | | | | |" % (ident, s))
+            out.append("| %s | %s | | | | | | | | |" % (ident, s))
             continue
         n = s["samples"]
         inv = 100.0 * s["invalid"] / n if n else float("nan")
         us = s["sample_us"]
-        out.append("| %s | %d | %.1f | %.1f | %.1f | %.2f%% | %d | %d |" % (
-            ident, n, us["p50"], us["p99"], us["max"], inv, s["late"], s["depth"]))
+        fl = s.get("floor")
+        out.append("| %s | %d | %.1f | %.1f | %.1f | %.2f%% | %d | %d | %s | %s |" % (
+            ident, n, us["p50"], us["p99"], us["max"], inv, s["late"], s["depth"],
+            "%.1f" % fl[0] if fl else "n/a", "%+.1f" % (us["p50"] - fl[0]) if fl else "n/a"))
     out.append("")
-    out.append("%d Hz for %g s per version, target not paused, 20-frame stack." % (rate, duration))
+    out.append("%d Hz for %g s per version, target not paused, 20-frame stack; then one bare "
+               "4 KiB process_vm_readv per period for as long, against the same target."
+               % (rate, duration))
     return "\n".join(out)
 
 

@@ -122,6 +122,15 @@ static void record_cost(hm_sampler_stats *st, uint64_t ns)
 		st->cost_over++;
 	if (ns > st->cost_max_ns)
 		st->cost_max_ns = ns;
+	st->cost_sum_ns += ns;
+}
+
+double hm_sampler_cost_mean_us(const hm_sampler_stats *st)
+{
+	uint64_t total = st->cost_over;
+	for (int i = 0; i < HM_COST_BUCKETS; i++)
+		total += st->cost_hist[i];
+	return total ? (double)st->cost_sum_ns / (double)total / 1000.0 : 0;
 }
 
 double hm_sampler_cost_us(const hm_sampler_stats *st, double pct)

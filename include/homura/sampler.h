@@ -48,6 +48,7 @@ typedef struct hm_sampler_stats {
 	uint64_t errors;         /* rounds whose interpreter read failed */
 	uint64_t reattached;     /* re-attaches after an exec */
 	uint64_t cost_max_ns;
+	uint64_t cost_sum_ns;    /* for the mean */
 	uint64_t cost_over;      /* rounds slower than the histogram */
 	uint32_t cost_hist[HM_COST_BUCKETS];
 	int target_exited;
@@ -85,6 +86,8 @@ uint32_t hm_sampler_thread(hm_profile *p, const hm_sampler_opts *o, pid_t tid, c
 
 /* Percentile (0-100) of the per-sample cost in microseconds. */
 double hm_sampler_cost_us(const hm_sampler_stats *st, double pct);
+/* Mean per-sample cost in microseconds. */
+double hm_sampler_cost_mean_us(const hm_sampler_stats *st);
 
 /* Wait for a launched command to become a Python process that is ready to
  * sample (exec done, interpreter initialised). HM_OK with *py set; HM_ENOTPY

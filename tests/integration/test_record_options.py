@@ -119,6 +119,7 @@ def test_stats_json(busy, tmp_path):
     assert s["late"] >= 0, s
     us = s["sample_us"]
     assert 0 < us["p50"] <= us["p99"] <= us["max"], us
+    assert 0 < us["mean"] <= us["max"], us
     assert us["p50"] < 1000, "a sample should take far less than 1 ms: %s" % us
     # The same numbers in the stderr summary.
     assert str(s["samples"]) in r.stderr and "sample" in r.stderr.lower(), r.stderr
