@@ -25,7 +25,9 @@ struct code_entry {
 	uint8_t *linetable;
 	uint32_t lt_len;
 	uint32_t code_bytes;         /* bytecode length, for bounds checks */
-	int32_t memo_off, memo_line; /* last offset -> line */
+	int32_t memo_off[2], memo_line[2]; /* last two offset -> line pairs
+				      * (a recursive function is met at its
+				      * call site and at its leaf) */
 	int shim;                    /* interpreter-internal code (3.13 __init__ shim) */
 	char *strings;               /* storage for name/qualname/filename */
 	struct code_entry *next_dead; /* in hm_python.graveyard */

@@ -89,7 +89,9 @@ struct hm_target {
 
 	uint8_t *scratch;       /* hm_target_readv: merged regions */
 	size_t scratch_cap;
-	int *order;             /* hm_target_readv: iovs sorted by address */
+	int *order;             /* hm_target_readv: iovs sorted by address, */
+	int *members;           /* regions per merged group, */
+	hm_iov *groups;         /* and the groups (order_cap of each) */
 	size_t order_cap;
 };
 
@@ -502,6 +504,8 @@ void hm_target_close(hm_target *t)
 		close(t->procfd);
 	free(t->scratch);
 	free(t->order);
+	free(t->members);
+	free(t->groups);
 	free(t);
 }
 
@@ -549,40 +553,50 @@ int hm_target_read(hm_target *t, uint64_t addr, void *buf, size_t len)
  * regions are read as given. */
 #define MERGE_SPAN_MAX (64u << 10)
 
-static const hm_iov *sort_base;
-
-static int cmp_iov_addr(const void *a, const void *b)
-{
-	uint64_t x = sort_base[*(const int *)a].addr, y = sort_base[*(const int *)b].addr;
-	return (x > y) - (x < y);
-}
-
 static int readv_raw(hm_target *t, const hm_iov *iov, int n);
 
 static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 {
 	if (t->order_cap < (size_t)n) {
-		int *no = realloc(t->order, (size_t)n * sizeof(*no));
-		if (!no)
+		size_t nc = (size_t)n < 16 ? 16 : (size_t)n;
+		int *no = malloc(nc * sizeof(*no)), *nm = malloc(nc * sizeof(*nm));
+		hm_iov *ngr = malloc(nc * sizeof(*ngr));
+		if (!no || !nm || !ngr) {
+			free(no);
+			free(nm);
+			free(ngr);
 			return -1;
+		}
+		free(t->order);
+		free(t->members);
+		free(t->groups);
 		t->order = no;
-		t->order_cap = (size_t)n;
+		t->members = nm;
+		t->groups = ngr;
+		t->order_cap = nc;
 	}
-	for (int i = 0; i < n; i++)
-		t->order[i] = i;
-	sort_base = iov;
-	qsort(t->order, (size_t)n, sizeof(*t->order), cmp_iov_addr);
+	/* Insertion sort by address: a sample hands over a handful of
+	 * regions, mostly in order already. */
+	int *order = t->order;
+	for (int i = 0; i < n; i++) {
+		int j = i;
+		while (j > 0 && iov[order[j - 1]].addr > iov[i].addr) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
 
-	/* Count the merged groups and the bytes they need. */
-	hm_iov groups_stack[32] = {{0, NULL, 0}};
-	hm_iov *groups = n <= 32 ? groups_stack : malloc((size_t)n * sizeof(*groups));
-	if (!groups)
-		return -1;
+	/* Group the regions. A group of one region is read straight into
+	 * that region's buffer; merged groups go through the scratch buffer. */
+	hm_iov *groups = t->groups;
+	int *members = t->members;
+	int rc = -1;
 	int ng = 0;
 	size_t total = 0;
 	const uint64_t page = 4096;
 	for (int k = 0; k < n; k++) {
-		const hm_iov *v = &iov[t->order[k]];
+		const hm_iov *v = &iov[order[k]];
 		uint64_t end = v->addr + v->len;
 		if (ng) {
 			hm_iov *g = &groups[ng - 1];
@@ -590,21 +604,22 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 			uint64_t last_page = (gend - 1) / page;
 			if (v->addr / page <= last_page + 1 &&
 			    (end > gend ? end : gend) - g->addr <= MERGE_SPAN_MAX) {
-				if (end > gend) {
-					total += end - gend;
+				if (end > gend)
 					g->len = end - g->addr;
-				}
+				members[ng - 1]++;
 				continue;
 			}
 		}
-		groups[ng++] = (hm_iov){v->addr, NULL, v->len};
-		total += v->len;
+		members[ng] = 1;
+		groups[ng++] = (hm_iov){v->addr, v->buf, v->len};
 	}
-	int rc = -1;
 	if (ng == n) {
 		rc = readv_raw(t, iov, n);       /* nothing to merge */
 		goto out;
 	}
+	for (int g = 0; g < ng; g++)
+		if (members[g] > 1)
+			total += groups[g].len;
 	if (t->scratch_cap < total) {
 		uint8_t *ns = realloc(t->scratch, total);
 		if (!ns)
@@ -614,24 +629,25 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 	}
 	size_t off = 0;
 	for (int g = 0; g < ng; g++) {
-		groups[g].buf = t->scratch + off;
-		off += groups[g].len;
+		if (members[g] > 1) {
+			groups[g].buf = t->scratch + off;
+			off += groups[g].len;
+		}
 	}
 	if (readv_raw(t, groups, ng) != HM_OK) {
 		rc = readv_raw(t, iov, n);
 		goto out;
 	}
-	/* Copy each region out of the group holding it (groups are sorted). */
+	/* Copy each merged region out of its group (groups are sorted). */
 	for (int k = 0, g = 0; k < n; k++) {
-		const hm_iov *v = &iov[t->order[k]];
+		const hm_iov *v = &iov[order[k]];
 		while (v->addr + v->len > groups[g].addr + groups[g].len)
 			g++;
-		memcpy(v->buf, (uint8_t *)groups[g].buf + (v->addr - groups[g].addr), v->len);
+		if (members[g] > 1)
+			memcpy(v->buf, (uint8_t *)groups[g].buf + (v->addr - groups[g].addr), v->len);
 	}
 	rc = HM_OK;
 out:
-	if (groups != groups_stack)
-		free(groups);
 	return rc;
 }
 

@@ -286,7 +286,7 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 	c->pub.filename = c->strings + ln + lq;
 	c->pub.firstlineno = hm_ld_i32(co, L->co_firstlineno);
 	c->code_type = hm_ld_u64(co, L->ob_type);
-	c->memo_off = -1;
+	c->memo_off[0] = c->memo_off[1] = -1;
 	if (read_bytes(py, hm_ld_u64(co, L->co_linetable), &c->linetable, &c->lt_len)) {
 		free_code(c);
 		return NULL;
@@ -387,11 +387,15 @@ static int code_line(struct code_entry *c, int kind, int64_t off)
 {
 	if (off < 0)
 		return c->pub.firstlineno;
-	if (c->memo_off == off)
-		return c->memo_line;
+	if (c->memo_off[0] == off)
+		return c->memo_line[0];
+	if (c->memo_off[1] == off)
+		return c->memo_line[1];
 	int line = hm_line_for_offset(kind, c->linetable, c->lt_len, c->pub.firstlineno, (uint32_t)off);
-	c->memo_off = (int32_t)off;
-	c->memo_line = line;
+	c->memo_off[1] = c->memo_off[0];
+	c->memo_line[1] = c->memo_line[0];
+	c->memo_off[0] = (int32_t)off;
+	c->memo_line[0] = line;
 	return line;
 }
 
