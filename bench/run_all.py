@@ -4,7 +4,9 @@ the exact commands, and one table per benchmark).
 
     bench/run_all.py [--only 3.8,3.11] [--quick] [--out docs/benchmarks.md]
 
---quick shortens every run (for checking the scripts, not for numbers)."""
+--quick shortens every run (for checking the scripts, not for numbers).
+Everything from the heading "## Other measurements" on in the existing file
+(figures from benchmarks that run for hours or need other set-ups) is kept."""
 import argparse
 import os
 import subprocess
@@ -12,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_accuracy  # noqa: E402
+import bench_austin  # noqa: E402
 import bench_sample_cost  # noqa: E402
 import bench_slowdown  # noqa: E402
 import benchlib  # noqa: E402
@@ -63,8 +66,20 @@ def main():
                  % (" ".join(slow_args), bench_slowdown.main(slow_args)))
     parts.append("## Accuracy of known shares\n\n`bench/bench_accuracy.py %s`\n\n%s\n"
                  % (" ".join(acc_args), bench_accuracy.main(acc_args)))
+    austin_args = only + (["--duration", "1", "--repeats", "2", "--seconds", "0.5"] if q else [])
+    parts.append("## Beside Austin\n\n`bench/bench_austin.py %s`\n\n%s\n"
+                 % (" ".join(austin_args), bench_austin.main(austin_args)))
+    kept = ""
+    try:
+        with open(a.out, encoding="utf-8") as f:
+            old = f.read()
+        at = old.find("\n## Other measurements")
+        if at >= 0:
+            kept = old[at + 1:]
+    except OSError:
+        pass
     with open(a.out, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
+        f.write("\n".join(parts) + ("\n" + kept if kept else ""))
     print("wrote %s" % a.out, file=sys.stderr)
 
 

@@ -555,6 +555,13 @@ int hm_target_read(hm_target *t, uint64_t addr, void *buf, size_t len)
 
 static int readv_raw(hm_target *t, const hm_iov *iov, int n);
 
+static int cmp_iov_addr(const void *a, const void *b, void *base)
+{
+	const hm_iov *iov = base;
+	uint64_t x = iov[*(const int *)a].addr, y = iov[*(const int *)b].addr;
+	return (x > y) - (x < y);
+}
+
 static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 {
 	if (t->order_cap < (size_t)n) {
@@ -575,16 +582,22 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 		t->groups = ngr;
 		t->order_cap = nc;
 	}
-	/* Insertion sort by address: a sample hands over a handful of
-	 * regions, mostly in order already. */
+	/* Sort by address: a sample hands over a handful of regions, mostly
+	 * in order already, for which insertion sort is cheapest. */
 	int *order = t->order;
-	for (int i = 0; i < n; i++) {
-		int j = i;
-		while (j > 0 && iov[order[j - 1]].addr > iov[i].addr) {
-			order[j] = order[j - 1];
-			j--;
+	if (n <= 32) {
+		for (int i = 0; i < n; i++) {
+			int j = i;
+			while (j > 0 && iov[order[j - 1]].addr > iov[i].addr) {
+				order[j] = order[j - 1];
+				j--;
+			}
+			order[j] = i;
 		}
-		order[j] = i;
+	} else {
+		for (int i = 0; i < n; i++)
+			order[i] = i;
+		qsort_r(order, (size_t)n, sizeof(*order), cmp_iov_addr, (void *)iov);
 	}
 
 	/* Group the regions. A group of one region is read straight into
