@@ -5,8 +5,10 @@ the exact commands, and one table per benchmark).
     bench/run_all.py [--only 3.8,3.11] [--quick] [--out docs/benchmarks.md]
 
 --quick shortens every run (for checking the scripts, not for numbers).
-Everything from the heading "## Other measurements" on in the existing file
-(figures from benchmarks that run for hours or need other set-ups) is kept."""
+The comparison with Austin runs when an Austin binary is found (see
+bench_austin.py). Everything from the heading "## Other measurements" on in
+the existing file (figures from benchmarks that run for hours or need other
+set-ups) is kept."""
 import argparse
 import os
 import subprocess
@@ -66,9 +68,11 @@ def main():
                  % (" ".join(slow_args), bench_slowdown.main(slow_args)))
     parts.append("## Accuracy of known shares\n\n`bench/bench_accuracy.py %s`\n\n%s\n"
                  % (" ".join(acc_args), bench_accuracy.main(acc_args)))
-    austin_args = only + (["--duration", "1", "--repeats", "2", "--seconds", "0.5"] if q else [])
-    parts.append("## Beside Austin\n\n`bench/bench_austin.py %s`\n\n%s\n"
-                 % (" ".join(austin_args), bench_austin.main(austin_args)))
+    if bench_austin.find_austin():
+        austin_args = only + (["--duration", "1", "--repeats", "2", "--seconds", "0.5"]
+                              if q else [])
+        parts.append("## Beside Austin\n\n`bench/bench_austin.py %s`\n\n%s\n"
+                     % (" ".join(austin_args), bench_austin.main(austin_args)))
     kept = ""
     try:
         with open(a.out, encoding="utf-8") as f:
