@@ -128,13 +128,8 @@ def main(argv=None):
     if not austin:
         print("bench_austin: no Austin binary (set AUSTIN=/path/to/austin); skipped")
         return ""
-    rows = []
-    for ident, py in benchlib.interpreters(a.only and a.only.split(",")):
-        try:
-            rows.append((ident, measure(py, austin, a.duration, a.repeats, a.seconds)))
-        except Exception as e:
-            rows.append((ident, "error: %s" % str(e).strip().splitlines()[-1]))
-        print("  %s done" % ident, file=sys.stderr)
+    rows = benchlib.per_interpreter(
+        a.only, lambda py: measure(py, austin, a.duration, a.repeats, a.seconds))
     ver = subprocess.run([austin, "--version"], stdout=subprocess.PIPE,
                          universal_newlines=True).stdout.strip()
     text = table(rows, a.duration, a.repeats) + "\n\n" + ver + "."

@@ -97,13 +97,7 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--only", help="comma-separated interpreter ids")
     a = ap.parse_args(argv)
-    rows = []
-    for ident, py in benchlib.interpreters(a.only and a.only.split(",")):
-        try:
-            rows.append((ident, measure(py, a.rate, a.duration)))
-        except Exception as e:  # report and go on with the other versions
-            rows.append((ident, "error: %s" % str(e).strip().splitlines()[-1]))
-        print("  %s done" % ident, file=sys.stderr)
+    rows = benchlib.per_interpreter(a.only, lambda py: measure(py, a.rate, a.duration))
     text = table(rows, a.rate, a.duration)
     print(text)
     return text

@@ -122,13 +122,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--only", help="comma-separated interpreter ids")
     a = ap.parse_args(argv)
-    rows = []
-    for ident, py in benchlib.interpreters(a.only and a.only.split(",")):
-        try:
-            rows.append((ident, measure(py, a.repeats, a.seconds)))
-        except Exception as e:
-            rows.append((ident, "error: %s" % str(e).strip().splitlines()[-1]))
-        print("  %s done" % ident, file=sys.stderr)
+    rows = benchlib.per_interpreter(a.only, lambda py: measure(py, a.repeats, a.seconds))
     text = table(rows, a.repeats)
     print(text)
     return text

@@ -6,6 +6,7 @@ import platform
 import re
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,20 @@ def interpreters(only=None):
     if only:
         out = [i for i in out if i[0] in only]
     return out
+
+
+def per_interpreter(only, measure):
+    """[(id, measure(path) or "error: ...")] for each interpreter kept by
+    `only` (a comma-separated string or None); a failure is reported in its
+    row and the other versions go on."""
+    rows = []
+    for ident, py in interpreters(only and only.split(",")):
+        try:
+            rows.append((ident, measure(py)))
+        except Exception as e:
+            rows.append((ident, "error: %s" % (str(e).strip().splitlines() or [repr(e)])[-1]))
+        print("  %s done" % ident, file=sys.stderr)
+    return rows
 
 
 def program(name):
