@@ -29,8 +29,8 @@
  * Offsets, frame-state values and opcodes come from lib/layouts/async_py*.c
  * (generated from headers by tools/gen_async_layouts.sh).
  *
- * Code objects are decoded into a small cache of our own (name, qualname,
- * file, line table) so that frames here carry hm_pycode like the walker's. */
+ * Code objects come from the walker's cache (walker_code), so a coroutine's
+ * frame here carries the same hm_pycode as that function on a thread stack. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +40,6 @@
 #include "homura/elf.h"
 #include "homura/error.h"
 #include "homura/pyasync.h"
-#include "homura/pydecode.h"
 #include "homura/pyobj.h"
 #include "layouts/async_layouts.h"
 #include "pyinternal.h"
@@ -49,21 +48,10 @@
 #define MAX_CHAIN 256            /* coroutines followed per task */
 #define SCAN_WORDS 40            /* words of a Task searched for its coroutine */
 #define LOOKUP_NS 10000000000ull /* re-find the task containers every 10 s */
-#define CODE_CACHE 2048
-#define MAX_LINETABLE (1 << 20)
 #define TYPE_CACHE 32
 
 enum task_kind { TK_UNKNOWN = 0, TK_C = 1, TK_PY = 2, TK_NOT = 3 };
 
-struct acode {
-	hm_pycode pub;
-	uint64_t name_ptr;           /* co_name pointer seen (re-validation) */
-	uint8_t *linetable;
-	uint32_t lt_len;
-	uint64_t bytecode;           /* <=3.10: co_code data address */
-	uint32_t code_bytes;
-	char *strings;
-};
 
 struct hm_pyasync {
 	hm_python *py;
@@ -78,8 +66,6 @@ struct hm_pyasync {
 	int coro_off;                /* learnt offset of task_coro, 0 unknown */
 	struct { uint64_t type; int kind; } types[TYPE_CACHE];
 	int ntypes;
-	struct acode *codes[CODE_CACHE];
-	int ncodes;
 	uint64_t *found;             /* task addresses of one call */
 	int nfound;
 	size_t fo_len, if_len;
@@ -165,124 +151,12 @@ int hm_pyasync_open(hm_python *py, hm_pyasync **out)
 	return HM_OK;
 }
 
-static void free_code(struct acode *c)
-{
-	if (!c)
-		return;
-	free(c->linetable);
-	free(c->strings);
-	free(c);
-}
-
 void hm_pyasync_close(hm_pyasync *a)
 {
 	if (!a)
 		return;
-	for (int i = 0; i < a->ncodes; i++)
-		free_code(a->codes[i]);
 	free(a->found);
 	free(a);
-}
-
-/* ---- code objects ------------------------------------------------------ */
-
-/* A bytes object's contents (bounded). */
-static int read_bytes(hm_pyasync *a, uint64_t obj, uint8_t **out, uint32_t *len)
-{
-	int64_t n;
-	if (hm_pyobj_kind(&a->r, obj) != HM_PT_BYTES ||
-	    rd(a, obj + (uint64_t)a->L->var_size, &n, 8) || n < 0 || n > MAX_LINETABLE)
-		return -1;
-	uint8_t *b = malloc(n ? (size_t)n : 1);
-	if (!b)
-		return -1;
-	if (n && rd(a, obj + (uint64_t)a->L->bytes_sval, b, (size_t)n)) {
-		free(b);
-		return -1;
-	}
-	*out = b;
-	*len = (uint32_t)n;
-	return 0;
-}
-
-static struct acode *code_load(hm_pyasync *a, uint64_t addr, const uint8_t *co)
-{
-	const hm_pylayout *L = a->L;
-	char name[512], qual[512], file[2048];
-	if (hm_pyobj_str(&a->r, hm_ld_u64(co, L->co_name), name, sizeof name) ||
-	    hm_pyobj_str(&a->r, hm_ld_u64(co, L->co_filename), file, sizeof file))
-		return NULL;
-	qual[0] = 0;
-	if (L->co_qualname >= 0 && hm_pyobj_str(&a->r, hm_ld_u64(co, L->co_qualname), qual, sizeof qual))
-		return NULL;
-	struct acode *c = calloc(1, sizeof *c);
-	if (!c)
-		return NULL;
-	size_t ln = strlen(name) + 1, lq = strlen(qual) + 1, lf = strlen(file) + 1;
-	c->strings = malloc(ln + lq + lf);
-	if (!c->strings || read_bytes(a, hm_ld_u64(co, L->co_linetable), &c->linetable, &c->lt_len)) {
-		free_code(c);
-		return NULL;
-	}
-	memcpy(c->strings, name, ln);
-	memcpy(c->strings + ln, qual, lq);
-	memcpy(c->strings + ln + lq, file, lf);
-	c->pub.addr = addr;
-	c->pub.name = c->strings;
-	c->pub.qualname = qual[0] ? c->strings + ln : c->strings;
-	c->pub.filename = c->strings + ln + lq;
-	c->pub.firstlineno = hm_ld_i32(co, L->co_firstlineno);
-	c->name_ptr = hm_ld_u64(co, L->co_name);
-	if (L->co_code_adaptive >= 0) {
-		int64_t units;
-		memcpy(&units, co + L->var_size, 8);
-		if (units < 0 || units > (1 << 26)) {
-			free_code(c);
-			return NULL;
-		}
-		c->code_bytes = (uint32_t)units * 2;
-	} else if (L->co_code >= 0) {
-		uint64_t b = hm_ld_u64(co, L->co_code);
-		int64_t n;
-		if (hm_pyobj_kind(&a->r, b) != HM_PT_BYTES ||
-		    rd(a, b + (uint64_t)L->var_size, &n, 8) || n < 0 || n > (1 << 26)) {
-			free_code(c);
-			return NULL;
-		}
-		c->code_bytes = (uint32_t)n;
-		c->bytecode = b + (uint64_t)L->bytes_sval;
-	}
-	return c;
-}
-
-/* The decoded code object at addr (read and checked on every use: one
- * small read; decoded once). */
-static struct acode *code_get(hm_pyasync *a, uint64_t addr)
-{
-	const hm_pylayout *L = a->L;
-	uint8_t co[512];
-	if (!addr || (addr & 7) || L->co_size <= 0 || (size_t)L->co_size > sizeof co ||
-	    rd(a, addr, co, (size_t)L->co_size))
-		return NULL;
-	if (a->py->code_type && hm_ld_u64(co, L->ob_type) != a->py->code_type)
-		return NULL;
-	for (int i = 0; i < a->ncodes; i++) {
-		struct acode *c = a->codes[i];
-		if (c->pub.addr == addr) {
-			if (c->name_ptr == hm_ld_u64(co, L->co_name) &&
-			    c->pub.firstlineno == hm_ld_i32(co, L->co_firstlineno))
-				return c;
-			free_code(c);
-			a->codes[i] = a->codes[--a->ncodes];
-			break;
-		}
-	}
-	if (a->ncodes >= CODE_CACHE)
-		return NULL;         /* full until the next call clears it */
-	struct acode *c = code_load(a, addr, co);
-	if (c)
-		a->codes[a->ncodes++] = c;
-	return c;
 }
 
 /* ---- coroutines -------------------------------------------------------- */
@@ -290,7 +164,7 @@ static struct acode *code_get(hm_pyasync *a, uint64_t addr)
 /* What one coroutine/generator object tells: its frame, line, state and
  * (when suspended in an await) the object awaited. */
 struct coro_info {
-	struct acode *code;
+	struct code_entry *code;
 	int line;
 	uint64_t frame;              /* frame address as the walker reports it */
 	int running;
@@ -315,13 +189,6 @@ static int push(hm_pytask *t, const struct coro_info *ci)
 	return 0;
 }
 
-static int line_at(const struct acode *c, int kind, int64_t off)
-{
-	if (off < 0)
-		return c->pub.firstlineno;
-	return hm_line_for_offset(kind, c->linetable, c->lt_len, c->pub.firstlineno, (uint32_t)off);
-}
-
 /* <=3.10: the frame object of a generator. 1 done (finished), 0 ok, -1 bad. */
 static int coro_frameobj(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 {
@@ -337,7 +204,7 @@ static int coro_frameobj(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 		return -1;
 	if (a->py->frame_type && hm_ld_u64(f, L->ob_type) != a->py->frame_type)
 		return -1;
-	ci->code = code_get(a, hm_ld_u64(f, L->fo_code));
+	ci->code = walker_code(a->py, hm_ld_u64(f, L->fo_code));
 	if (!ci->code)
 		return -1;
 	ci->frame = frame;
@@ -345,7 +212,7 @@ static int coro_frameobj(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 	int64_t off = L->linetable_kind == HM_LINETABLE_310 ? lasti * 2 : lasti;
 	if (ci->code->code_bytes && off >= (int64_t)ci->code->code_bytes + 2)
 		return -1;
-	ci->line = line_at(ci->code, L->linetable_kind, off);
+	ci->line = walker_code_line(a->py, ci->code, off);
 	uint64_t top = 0;        /* address of the value stack's top item */
 	int suspended;
 	if (A->fo_stacktop >= 0) {
@@ -398,7 +265,7 @@ static int coro_iframe(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 	uint64_t code = hm_ld_u64(f, L->if_code);
 	if (L->executable_tagged)
 		code &= ~(uint64_t)3;
-	ci->code = code_get(a, code);
+	ci->code = walker_code(a->py, code);
 	if (!ci->code)
 		return -1;
 	ci->frame = frame;
@@ -406,7 +273,7 @@ static int coro_iframe(hm_pyasync *a, uint64_t gen, struct coro_info *ci)
 	int64_t off = (int64_t)(instr - (code + (uint64_t)L->co_code_adaptive));
 	if (off < -2 || off > (int64_t)ci->code->code_bytes)
 		return -1;
-	ci->line = line_at(ci->code, L->linetable_kind, off);
+	ci->line = walker_code_line(a->py, ci->code, off);
 	ci->running = state == A->st_executing;
 	int yf = 0;
 	if (A->st_has_yf) {
@@ -705,12 +572,6 @@ int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
 {
 	out->ntasks = 0;
 	out->ninvalid = 0;
-	/* Codes are only referenced until the next call: drop them when full. */
-	if (a->ncodes >= CODE_CACHE * 3 / 4) {
-		for (int i = 0; i < a->ncodes; i++)
-			free_code(a->codes[i]);
-		a->ncodes = 0;
-	}
 	if (!a->found && !(a->found = malloc(MAX_TASKS * sizeof *a->found)))
 		return hm_error(HM_ENOMEM, "out of memory");
 	uint64_t now = hm_mono_ns();

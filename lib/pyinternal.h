@@ -25,6 +25,7 @@ struct code_entry {
 	uint8_t *linetable;
 	uint32_t lt_len;
 	uint32_t code_bytes;         /* bytecode length, for bounds checks */
+	uint64_t bytecode;           /* <=3.10: address of the co_code bytes */
 	int32_t memo_off[2], memo_line[2]; /* last two offset -> line pairs
 				      * (a recursive function is met at its
 				      * call site and at its leaf) */
@@ -100,6 +101,14 @@ struct hm_python {
 };
 
 void walker_init(hm_python *py);
+
+/* The walker's cache of decoded code objects, shared with the asyncio
+ * reader (pyasync.c): the entry for the code object at addr - trusted,
+ * re-validated or decoded as for a frame of a sample - or NULL if addr
+ * holds no code object. Valid until the next hm_python_sample(). */
+struct code_entry *walker_code(hm_python *py, uint64_t addr);
+/* Line of byte offset off into c's bytecode (off < 0: the first line). */
+int walker_code_line(const hm_python *py, struct code_entry *c, int64_t off);
 void walker_fini(hm_python *py);
 void pynames_free(hm_python *py);
 

@@ -311,6 +311,7 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 			return NULL;
 		}
 		c->code_bytes = (uint32_t)n;
+		c->bytecode = b + (uint64_t)L->bytes_sval;
 	}
 	/* 3.13 pushes a frame running an internal code object named
 	 * "__init__" from file "__init__" around calls of Python __init__
@@ -375,6 +376,11 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	return c;
 }
 
+struct code_entry *walker_code(hm_python *py, uint64_t addr)
+{
+	return code_get(py, addr);
+}
+
 /* A frame's instruction lies outside its code object: the entry may be
  * stale (address reuse) - drop it so the retry decodes the object anew. */
 static void code_distrust(hm_python *py, struct code_entry *c)
@@ -397,6 +403,11 @@ static int code_line(struct code_entry *c, int kind, int64_t off)
 	c->memo_off[0] = (int32_t)off;
 	c->memo_line[0] = line;
 	return line;
+}
+
+int walker_code_line(const hm_python *py, struct code_entry *c, int64_t off)
+{
+	return code_line(c, py->layout->linetable_kind, off);
 }
 
 /* ---- frames ------------------------------------------------------------ */
