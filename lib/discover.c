@@ -126,7 +126,13 @@ void hm_proc_program_name(const char *cmdline, size_t len, char *buf, size_t cap
 	}
 	const char *pick = NULL;
 	int strip_py = 0;
-	for (int i = 1; i < n && !pick; i++) {
+	/* Interpreter options and the script are looked for only after a
+	 * Python interpreter: a program embedding Python (uwsgi) or one that
+	 * rewrote its command line is named by its own argv[0]. */
+	const char *arg0 = n ? strrchr(args[0], '/') : NULL;
+	arg0 = arg0 ? arg0 + 1 : n ? args[0] : "";
+	int interp = !strncmp(arg0, "python", 6) || !strncmp(arg0, "pypy", 4);
+	for (int i = 1; i < n && !pick && interp; i++) {
 		const char *a = args[i];
 		if (!strcmp(a, "-m") && i + 1 < n) {
 			pick = args[i + 1];

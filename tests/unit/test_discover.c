@@ -38,9 +38,18 @@ static void test_program_name(void **state)
 	const char *a4[] = {"/opt/py/bin/python3.11", "-c", "print(1)"};
 	name_of(a4, 3, b, sizeof b);
 	assert_string_equal(b, "python3.11");
-	const char *a5[] = {"/usr/local/bin/celery", "worker"};   /* entry-point script */
-	name_of(a5, 2, b, sizeof b);
-	assert_string_equal(b, "worker");
+	/* an entry-point script started by its shebang: the kernel puts the
+	 * interpreter first */
+	const char *a5[] = {"/usr/bin/python3", "/usr/local/bin/celery", "worker"};
+	name_of(a5, 3, b, sizeof b);
+	assert_string_equal(b, "celery");
+	/* not an interpreter: a program embedding Python, named by argv[0] */
+	const char *a8[] = {"/usr/bin/uwsgi", "--plugin", "python3", "--http-socket", ":8000"};
+	name_of(a8, 5, b, sizeof b);
+	assert_string_equal(b, "uwsgi");
+	const char *a9[] = {"celery", "worker"};   /* a rewritten command line */
+	name_of(a9, 2, b, sizeof b);
+	assert_string_equal(b, "celery");
 	const char *a6[] = {"python", "-mhttp.server"};
 	name_of(a6, 2, b, sizeof b);
 	assert_string_equal(b, "http.server");
