@@ -5,7 +5,8 @@ For each interpreter: a busy target whose stack is 20 frames deep
 (tests/programs/recursion.py with 18 levels of recursion under <module> and
 above leaf_work) is recorded for DURATION seconds at RATE Hz without pausing
 it; homura's --stats-json gives the time one sample took (median, p99, max)
-and how many samples were dropped as invalid or were late.
+and how many samples were dropped as invalid or were late. ROUNDS rounds run
+interleaved across the versions; the table gives the medians over them.
 
 Right after each recording, bench/readv_floor.c times one bare
 process_vm_readv call of 4 KiB against the same target at the same rate:
@@ -13,7 +14,7 @@ the floor under any sample (3.11+ samples make one such call).  On this
 virtual machine that call's latency moves several-fold with load, so the
 table shows both, and what homura adds on top of the one call.
 
-    bench/bench_sample_cost.py [--rate 1000] [--duration 5] [--only 3.9,3.12]
+    bench/bench_sample_cost.py [--rate 1000] [--duration 5] [--rounds 3] [--only 3.9,3.12]
 
 Prints a Markdown table (the same one docs/benchmarks.md holds)."""
 import argparse
@@ -69,25 +70,59 @@ def measure(py, rate, duration):
         return s
 
 
-def table(rows, rate, duration):
+def combine(rounds):
+    """One row from several rounds: medians of the per-round p50, p99 and
+    floor, the largest max, sums of the counts."""
+    med = benchlib.median
+    out = {k: sum(r[k] for r in rounds) for k in ("samples", "invalid", "late")}
+    out["depth"] = max(r["depth"] for r in rounds)
+    out["sample_us"] = {"p50": med([r["sample_us"]["p50"] for r in rounds]),
+                        "p99": med([r["sample_us"]["p99"] for r in rounds]),
+                        "max": max(r["sample_us"]["max"] for r in rounds)}
+    floors = [r["floor"] for r in rounds if r.get("floor")]
+    out["floor"] = (med([f[0] for f in floors]), med([f[1] for f in floors])) if floors else None
+    out["p50s"] = [r["sample_us"]["p50"] for r in rounds]
+    return out
+
+
+def measure_all(pys, rate, duration, rounds):
+    """Rounds interleaved across the versions, so that a spell of machine
+    load does not fall on one version only: {id: combined row or error}."""
+    got = {ident: [] for ident, _ in pys}
+    errors = {}
+    for _ in range(rounds):
+        for ident, py in pys:
+            if ident in errors:
+                continue
+            try:
+                got[ident].append(measure(py, rate, duration))
+            except Exception as e:  # report and go on with the other versions
+                errors[ident] = "error: %s" % (str(e).strip().splitlines() or [repr(e)])[-1]
+    print("  sample cost measured", file=sys.stderr)
+    return [(ident, errors.get(ident) or combine(got[ident])) for ident, _ in pys]
+
+
+def table(rows, rate, duration, rounds=1):
     out = ["| Python | samples | sample p50 (µs) | p99 (µs) | max (µs) | invalid | late | depth "
-           "| one bare readv p50 (µs) | sample p50 - readv p50 (µs) |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| one bare readv p50 (µs) | sample p50 - readv p50 (µs) | p50 of each round (µs) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for ident, s in rows:
         if isinstance(s, str):
-            out.append("| %s | %s | | | | | | | | |" % (ident, s))
+            out.append("| %s | %s | | | | | | | | | |" % (ident, s))
             continue
         n = s["samples"]
         inv = 100.0 * s["invalid"] / n if n else float("nan")
         us = s["sample_us"]
         fl = s.get("floor")
-        out.append("| %s | %d | %.1f | %.1f | %.1f | %.2f%% | %d | %d | %s | %s |" % (
+        out.append("| %s | %d | %.1f | %.1f | %.1f | %.2f%% | %d | %d | %s | %s | %s |" % (
             ident, n, us["p50"], us["p99"], us["max"], inv, s["late"], s["depth"],
-            "%.1f" % fl[0] if fl else "n/a", "%+.1f" % (us["p50"] - fl[0]) if fl else "n/a"))
+            "%.1f" % fl[0] if fl else "n/a", "%+.1f" % (us["p50"] - fl[0]) if fl else "n/a",
+            ", ".join("%.1f" % x for x in s.get("p50s", [us["p50"]]))))
     out.append("")
-    out.append("%d Hz for %g s per version, target not paused, 20-frame stack; then one bare "
-               "4 KiB process_vm_readv per period for as long, against the same target."
-               % (rate, duration))
+    out.append("%d round(s), interleaved across versions, each %d Hz for %g s per version, "
+               "target not paused, 20-frame stack, then one bare 4 KiB process_vm_readv per "
+               "period for as long against the same target; p50, p99 and the floor are the "
+               "medians over the rounds." % (rounds, rate, duration))
     return "\n".join(out)
 
 
@@ -95,10 +130,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", help="comma-separated interpreter ids")
     a = ap.parse_args(argv)
-    rows = benchlib.per_interpreter(a.only, lambda py: measure(py, a.rate, a.duration))
-    text = table(rows, a.rate, a.duration)
+    pys = benchlib.interpreters(a.only and a.only.split(","))
+    rows = measure_all(pys, a.rate, a.duration, a.rounds)
+    text = table(rows, a.rate, a.duration, a.rounds)
     print(text)
     return text
 

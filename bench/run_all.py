@@ -55,7 +55,7 @@ def main():
     a = ap.parse_args()
     only = ["--only", a.only] if a.only else []
     q = a.quick
-    cost_args = only + (["--duration", "1"] if q else [])
+    cost_args = only + (["--duration", "1", "--rounds", "1"] if q else [])
     slow_args = only + (["--repeats", "3", "--seconds", "0.5"] if q else [])
     acc_args = only + (["--duration", "2"] if q else [])
     shown = "".join(" " + x for x in only + (["--quick"] if q else []))
