@@ -52,7 +52,6 @@
 
 enum task_kind { TK_UNKNOWN = 0, TK_C = 1, TK_PY = 2, TK_NOT = 3 };
 
-
 struct hm_pyasync {
 	hm_python *py;
 	const hm_pylayout *L;

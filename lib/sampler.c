@@ -125,19 +125,23 @@ static void record_cost(hm_sampler_stats *st, uint64_t ns)
 	st->cost_sum_ns += ns;
 }
 
-double hm_sampler_cost_mean_us(const hm_sampler_stats *st)
+static uint64_t cost_count(const hm_sampler_stats *st)
 {
 	uint64_t total = st->cost_over;
 	for (int i = 0; i < HM_COST_BUCKETS; i++)
 		total += st->cost_hist[i];
+	return total;
+}
+
+double hm_sampler_cost_mean_us(const hm_sampler_stats *st)
+{
+	uint64_t total = cost_count(st);
 	return total ? (double)st->cost_sum_ns / (double)total / 1000.0 : 0;
 }
 
 double hm_sampler_cost_us(const hm_sampler_stats *st, double pct)
 {
-	uint64_t total = st->cost_over;
-	for (int i = 0; i < HM_COST_BUCKETS; i++)
-		total += st->cost_hist[i];
+	uint64_t total = cost_count(st);
 	if (!total)
 		return 0;
 	uint64_t want = (uint64_t)((double)total * pct / 100.0 + 0.5);

@@ -604,7 +604,6 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 	 * that region's buffer; merged groups go through the scratch buffer. */
 	hm_iov *groups = t->groups;
 	int *members = t->members;
-	int rc = -1;
 	int ng = 0;
 	size_t total = 0;
 	const uint64_t page = 4096;
@@ -626,17 +625,15 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 		members[ng] = 1;
 		groups[ng++] = (hm_iov){v->addr, v->buf, v->len};
 	}
-	if (ng == n) {
-		rc = readv_raw(t, iov, n);       /* nothing to merge */
-		goto out;
-	}
+	if (ng == n)
+		return readv_raw(t, iov, n);     /* nothing to merge */
 	for (int g = 0; g < ng; g++)
 		if (members[g] > 1)
 			total += groups[g].len;
 	if (t->scratch_cap < total) {
 		uint8_t *ns = realloc(t->scratch, total);
 		if (!ns)
-			goto out;
+			return -1;
 		t->scratch = ns;
 		t->scratch_cap = total;
 	}
@@ -647,10 +644,8 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 			off += groups[g].len;
 		}
 	}
-	if (readv_raw(t, groups, ng) != HM_OK) {
-		rc = readv_raw(t, iov, n);
-		goto out;
-	}
+	if (readv_raw(t, groups, ng) != HM_OK)
+		return readv_raw(t, iov, n);
 	/* Copy each merged region out of its group (groups are sorted). */
 	for (int k = 0, g = 0; k < n; k++) {
 		const hm_iov *v = &iov[order[k]];
@@ -659,9 +654,7 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 		if (members[g] > 1)
 			memcpy(v->buf, (uint8_t *)groups[g].buf + (v->addr - groups[g].addr), v->len);
 	}
-	rc = HM_OK;
-out:
-	return rc;
+	return HM_OK;
 }
 
 int hm_target_readv(hm_target *t, const hm_iov *iov, int n)
