@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import HOMURA, program
+from conftest import HOMURA, free_port, program
 
 
 # ------------------------------------------------------------ the receiver
@@ -56,14 +56,6 @@ class Receiver:
     def got(self):
         with self.lock:
             return list(self.requests)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture

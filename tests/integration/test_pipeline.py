@@ -25,7 +25,7 @@ import urllib.request
 
 import pytest
 
-from conftest import HOMURA, REPO, program
+from conftest import HOMURA, REPO, free_port, program
 
 SYSTEM_PY = "/usr/bin/python3"
 CPU_NS = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
@@ -42,12 +42,6 @@ def have_flask():
 
 needs_flask = pytest.mark.skipif(not have_flask(), reason="%s cannot import flask "
                                  "(apt-get install python3-flask)" % SYSTEM_PY)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(fn, timeout, what):

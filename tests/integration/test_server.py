@@ -10,7 +10,6 @@ import gzip
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,15 +19,9 @@ import uuid
 
 import pytest
 
-from conftest import HOMURA, REPO, program
+from conftest import HOMURA, REPO, free_port, program
 
 PROTO_DIR = REPO / "proto"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -4,7 +4,6 @@ followed and each one's stacks sit under a "process PID: program" root
 frame."""
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -12,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import program, record
+from conftest import free_port, program, record
 
 
 def by_process(prof):
@@ -57,14 +56,6 @@ def test_without_flag_only_root(default_py, tmp_path):
     assert not any(s[0].text.startswith("process ") for s, _ in prof.stacks)
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _load(port, seconds):
     """Send requests to 127.0.0.1:port, two at a time, for `seconds`."""
     def worker():
@@ -105,7 +96,7 @@ def test_prefork_server_workers(spawn, tmp_path, kind):
     (Debian's uwsgi, Python embedded through libpython3.11) finds the workers
     forked earlier and records their request handling, each under its own
     process root; the master itself only waits."""
-    port = _free_port()
+    port = free_port()
     argv = _server_argv(kind, port)
     if argv is None:
         pytest.skip("%s is not installed" % kind)
