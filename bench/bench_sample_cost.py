@@ -14,7 +14,14 @@ the floor under any sample (3.11+ samples make one such call).  On this
 virtual machine that call's latency moves several-fold with load, so the
 table shows both, and what homura adds on top of the one call.
 
+With --baseline BIN, another homura build (say the previous commit's)
+records the same target for as long right beside each recording, the two
+in alternating order, and the table adds its median: a change in sample
+cost is then measured side by side rather than against a number taken at
+another time.
+
     bench/bench_sample_cost.py [--rate 1000] [--duration 5] [--rounds 3] [--only 3.9,3.12]
+                               [--baseline path/to/other/homura]
 
 Prints a Markdown table (the same one docs/benchmarks.md holds)."""
 import argparse
@@ -55,17 +62,29 @@ def readv_floor(pid, rate, duration):
     return float(p50), float(p99)
 
 
-def measure(py, rate, duration):
+def record_stats(exe, pid, rate, duration, tmp):
+    """--stats-json of one recording, plus the deepest stack seen."""
+    stats = os.path.join(tmp, "stats.json")
+    benchlib.homura_record(["-p", pid, "-r", rate, "-d", duration, "-f", "collapsed",
+                            "-o", os.path.join(tmp, "p.txt"), "--stats-json", stats], exe=exe)
+    with open(os.path.join(tmp, "p.txt")) as f:
+        depths = [len(l.rpartition(" ")[0].split(";")) for l in f if l.strip()]
+    with open(stats) as f:
+        s = json.load(f)
+    s["depth"] = max(depths) if depths else 0
+    return s
+
+
+def measure(py, rate, duration, baseline=None, baseline_first=False):
     with tempfile.TemporaryDirectory() as tmp, \
-            benchlib.Workload([py, benchlib.program("recursion.py"), duration + 30, 18]) as w:
-        stats = os.path.join(tmp, "stats.json")
-        benchlib.homura_record(["-p", w.pid, "-r", rate, "-d", duration, "-f", "collapsed",
-                                "-o", os.path.join(tmp, "p.txt"), "--stats-json", stats])
-        with open(os.path.join(tmp, "p.txt")) as f:
-            depths = [len(l.rpartition(" ")[0].split(";")) for l in f if l.strip()]
-        with open(stats) as f:
-            s = json.load(f)
-        s["depth"] = max(depths) if depths else 0
+            benchlib.Workload([py, benchlib.program("recursion.py"), 2 * duration + 30, 18]) as w:
+        base = None
+        if baseline and baseline_first:
+            base = record_stats(baseline, w.pid, rate, duration, tmp)
+        s = record_stats(None, w.pid, rate, duration, tmp)
+        if baseline and not baseline_first:
+            base = record_stats(baseline, w.pid, rate, duration, tmp)
+        s["base_p50"] = base["sample_us"]["p50"] if base else None
         s["floor"] = readv_floor(w.pid, rate, duration)
         return s
 
@@ -82,33 +101,38 @@ def combine(rounds):
     floors = [r["floor"] for r in rounds if r.get("floor")]
     out["floor"] = (med([f[0] for f in floors]), med([f[1] for f in floors])) if floors else None
     out["p50s"] = [r["sample_us"]["p50"] for r in rounds]
+    bases = [r["base_p50"] for r in rounds if r.get("base_p50") is not None]
+    out["base_p50"] = med(bases) if bases else None
     return out
 
 
-def measure_all(pys, rate, duration, rounds):
+def measure_all(pys, rate, duration, rounds, baseline=None):
     """Rounds interleaved across the versions, so that a spell of machine
     load does not fall on one version only: {id: combined row or error}."""
     got = {ident: [] for ident, _ in pys}
     errors = {}
-    for _ in range(rounds):
+    for rnd in range(rounds):
         for ident, py in pys:
             if ident in errors:
                 continue
             try:
-                got[ident].append(measure(py, rate, duration))
+                got[ident].append(measure(py, rate, duration, baseline, rnd % 2 == 1))
             except Exception as e:  # report and go on with the other versions
                 errors[ident] = "error: %s" % (str(e).strip().splitlines() or [repr(e)])[-1]
     print("  sample cost measured", file=sys.stderr)
     return [(ident, errors.get(ident) or combine(got[ident])) for ident, _ in pys]
 
 
-def table(rows, rate, duration, rounds=1):
+def table(rows, rate, duration, rounds=1, baseline=None):
     out = ["| Python | samples | sample p50 (µs) | p99 (µs) | max (µs) | invalid | late | depth "
            "| one bare readv p50 (µs) | sample p50 - readv p50 (µs) | p50 of each round (µs) |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    if baseline:
+        out[0] += " baseline p50 (µs) |"
+        out[1] += "---:|"
     for ident, s in rows:
         if isinstance(s, str):
-            out.append("| %s | %s | | | | | | | | | |" % (ident, s))
+            out.append("| %s | %s | | | | | | | | | |" % (ident, s) + (" |" if baseline else ""))
             continue
         n = s["samples"]
         inv = 100.0 * s["invalid"] / n if n else float("nan")
@@ -118,11 +142,17 @@ def table(rows, rate, duration, rounds=1):
             ident, n, us["p50"], us["p99"], us["max"], inv, s["late"], s["depth"],
             "%.1f" % fl[0] if fl else "n/a", "%+.1f" % (us["p50"] - fl[0]) if fl else "n/a",
             ", ".join("%.1f" % x for x in s.get("p50s", [us["p50"]]))))
+        if baseline:
+            b = s.get("base_p50")
+            out[-1] += " %s |" % ("%.1f" % b if b is not None else "n/a")
     out.append("")
     out.append("%d round(s), interleaved across versions, each %d Hz for %g s per version, "
                "target not paused, 20-frame stack, then one bare 4 KiB process_vm_readv per "
                "period for as long against the same target; p50, p99 and the floor are the "
                "medians over the rounds." % (rounds, rate, duration))
+    if baseline:
+        out[-1] += (" Baseline: %s, recording the same target for as long right before or "
+                    "after (alternating)." % baseline)
     return "\n".join(out)
 
 
@@ -132,10 +162,11 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", help="comma-separated interpreter ids")
+    ap.add_argument("--baseline", help="another homura binary to measure side by side")
     a = ap.parse_args(argv)
     pys = benchlib.interpreters(a.only and a.only.split(","))
-    rows = measure_all(pys, a.rate, a.duration, a.rounds)
-    text = table(rows, a.rate, a.duration, a.rounds)
+    rows = measure_all(pys, a.rate, a.duration, a.rounds, a.baseline)
+    text = table(rows, a.rate, a.duration, a.rounds, a.baseline)
     print(text)
     return text
 

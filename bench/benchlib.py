@@ -75,8 +75,9 @@ class Workload:
         self.stop()
 
 
-def homura_record(args, timeout=120):
-    p = subprocess.run([HOMURA, "record"] + [str(a) for a in args], capture_output=True,
+def homura_record(args, timeout=120, exe=None):
+    """Run `homura record ARGS` (exe: another homura binary, default HOMURA)."""
+    p = subprocess.run([exe or HOMURA, "record"] + [str(a) for a in args], capture_output=True,
                        timeout=timeout, stdin=subprocess.DEVNULL)
     if p.returncode != 0:
         raise RuntimeError("homura record %s: %s" % (" ".join(map(str, args)),

@@ -73,6 +73,9 @@ struct hm_python {
 	uint32_t gil_checks;         /* GIL-holder state checks skipped */
 	uint64_t gil_distrust_until; /* a GIL holder was seen blocked: ask
 				      * the kernel for every thread until then */
+	uint32_t gc_checks;          /* samples since the collector flag was read */
+	uint64_t gc_watch_until;     /* a collection was seen: read the flag
+				      * every sample until then */
 	uint64_t interp;             /* last main interpreter address */
 	size_t ts_len, fo_len, if_len, co_len;   /* bytes read per object */
 	uint8_t *tsbuf;
@@ -90,6 +93,7 @@ struct hm_python {
 	int nspec_loaded;
 	uint64_t interps[HM_MAX_INTERPS];   /* interpreter list, refreshed */
 	uint64_t heads[HM_MAX_INTERPS];     /* last threads head per interp */
+	uint64_t heads_ns[HM_MAX_INTERPS];  /* when each was read */
 	uint64_t gil_ptrs[HM_MAX_INTERPS];  /* 3.12: ceval.gil per interp */
 	int ninterps;
 	uint64_t interps_ns;         /* when the list was read */

@@ -136,7 +136,7 @@ struct dbg_map {
 	size_t rt_size, rt_interpreters_head;
 	size_t is_size, is_next, is_threads_head, is_ceval_gil, is_gil,
 	       is_gil_locked, is_gil_holder;
-	size_t ts_size, ts_next, ts_interp, ts_current_frame, ts_thread_id,
+	size_t ts_size, ts_prev, ts_status, ts_next, ts_interp, ts_current_frame, ts_thread_id,
 	       ts_native_thread_id, ts_datastack_chunk;
 	size_t if_size, if_previous, if_executable, if_instr_ptr, if_localsplus,
 	       if_owner;
@@ -164,6 +164,8 @@ struct dbg_map {
 	.is_gil_locked = offsetof(S, interpreter_state.gil_runtime_state_locked), \
 	.is_gil_holder = offsetof(S, interpreter_state.gil_runtime_state_holder), \
 	.ts_size = offsetof(S, thread_state.size), \
+	.ts_prev = offsetof(S, thread_state.prev), \
+	.ts_status = offsetof(S, thread_state.status), \
 	.ts_next = offsetof(S, thread_state.next), \
 	.ts_interp = offsetof(S, thread_state.interp), \
 	.ts_current_frame = offsetof(S, thread_state.current_frame), \
@@ -360,7 +362,13 @@ static void dbg_decode(struct dbg_reader *r, const struct dbg_map *m,
 	L->gil_last_holder = holder - gil;
 
 	L->ts_size = dbg_size(r, m->ts_size);
+	L->ts_prev = dbg_off(r, m->ts_prev, L->ts_size);
 	L->ts_next = dbg_off(r, m->ts_next, L->ts_size);
+	/* Which bit of _status means "holds the GIL" is not in the debug
+	 * offsets: 3.13's comes from its generated table; later versions read
+	 * the GIL itself. */
+	L->ts_status = dbg_off(r, m->ts_status, L->ts_size);
+	L->ts_gil_bit = m->minor == 13 ? ref->ts_gil_bit : -1;
 	L->ts_interp = dbg_off(r, m->ts_interp, L->ts_size);
 	L->ts_frame = dbg_off(r, m->ts_current_frame, L->ts_size);
 	L->ts_thread_id = dbg_off(r, m->ts_thread_id, L->ts_size);

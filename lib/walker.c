@@ -12,6 +12,8 @@
  *    one call and frames are decoded from the local copy;
  *  - the thread state, its 3.11/3.12 cframe and data-stack chunk are read
  *    speculatively in one call at last sample's addresses;
+ *  - the interpreter's thread-list head, GIL and collector flag are read
+ *    only when needed (see hm_python_sample);
  *  - decoded code objects (names, line tables) are cached by address and
  *    re-validated at most once a second. */
 #include <stdlib.h>
@@ -43,9 +45,10 @@ static size_t span(int n, const int *offs, size_t width)
 void walker_init(hm_python *py)
 {
 	const hm_pylayout *L = py->layout;
-	int ts[] = {L->ts_next, L->ts_interp, L->ts_frame, L->ts_cframe, L->ts_thread_id,
-		    L->ts_native_thread_id, L->ts_datastack_chunk, L->ts_datastack_top};
-	py->ts_len = span(8, ts, 8);
+	int ts[] = {L->ts_prev, L->ts_next, L->ts_interp, L->ts_status, L->ts_frame, L->ts_cframe,
+		    L->ts_thread_id, L->ts_native_thread_id, L->ts_datastack_chunk,
+		    L->ts_datastack_top};
+	py->ts_len = span(10, ts, 8);
 	int fo[] = {L->ob_type, L->fo_back, L->fo_code, L->fo_lasti};
 	py->fo_len = span(4, fo, 8);
 	int ifr[] = {L->if_code, L->if_previous, L->if_instr, L->if_owner};
@@ -905,6 +908,70 @@ static int seen_before(const hm_pysample *s, int first, uint64_t ts)
 	return 0;
 }
 
+/* What a sample reads besides each thread's own state. Every region added
+ * to the one process_vm_readv of the first thread costs a page pin in the
+ * kernel (~0.5-1 us here), so each is read only when needed:
+ *  - the interpreter's thread-list head: new threads are pushed at the head,
+ *    which sets the old head's `prev`, and a freed head no longer points
+ *    back at its interpreter; either shows in the head thread state read
+ *    anyway, and the head itself is re-read then and every HEAD_REFRESH_NS;
+ *  - who holds the GIL: 3.12+ keep it as a bit of each thread state's
+ *    _status; older versions read the GIL (or the current thread state);
+ *  - the collector's flag (<gc>): every GC_SPOT_CHECK-th sample, and every
+ *    sample for GC_WATCH_NS after a collection was seen running. */
+#define HEAD_REFRESH_NS 100000000ull
+#define GC_SPOT_CHECK 8
+#define GC_WATCH_NS 5000000000ull
+
+struct interp_read {
+	uint64_t head;
+	int32_t collecting;
+	struct gil_read gil;
+	hm_iov pre[4];
+	int npre;
+	int status_gil;          /* holder from each thread's _status bit */
+};
+
+static void plan_interp_read(hm_python *py, int ii, unsigned flags, int want_head, int want_gc,
+			     struct interp_read *r)
+{
+	const hm_pylayout *L = py->layout;
+	r->head = 0;
+	r->collecting = 0;
+	r->npre = 0;
+	r->gil.holder = 0;
+	r->gil.locked = 0;
+	if (want_head)
+		r->pre[r->npre++] = (hm_iov){py->interps[ii] + (uint64_t)L->is_threads_head, &r->head, 8};
+	uint64_t gc_at = L->is_gc_collecting >= 0 ? py->interps[ii] + (uint64_t)L->is_gc_collecting
+		: L->rt_gc_collecting >= 0 && py->runtime ? py->runtime + (uint64_t)L->rt_gc_collecting : 0;
+	if (want_gc && gc_at)
+		r->pre[r->npre++] = (hm_iov){gc_at, &r->collecting, 4};
+	else
+		want_gc = 0;
+	r->status_gil = L->ts_status >= 0 && L->ts_gil_bit >= 0;
+	if (!r->status_gil && ((flags & HM_SAMPLE_WANT_GIL) || want_gc))
+		r->npre += gil_iov(py, ii, &r->gil, r->pre + r->npre);
+}
+
+/* Does the thread state just read into tsbuf still head interpreter ii's
+ * list? */
+static int still_head(const hm_python *py, int ii)
+{
+	const hm_pylayout *L = py->layout;
+	if (L->ts_prev >= 0 && hm_ld_u64(py->tsbuf, L->ts_prev) != 0)
+		return 0;
+	return hm_ld_u64(py->tsbuf, L->ts_interp) == py->interps[ii];
+}
+
+static int holds_gil(const hm_python *py, const struct interp_read *r, uint64_t ts)
+{
+	const hm_pylayout *L = py->layout;
+	if (r->status_gil)
+		return (int)(((uint32_t)hm_ld_i32(py->tsbuf, L->ts_status) >> L->ts_gil_bit) & 1);
+	return r->gil.locked && r->gil.holder == ts;
+}
+
 int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 {
 	const hm_pylayout *L = py->layout;
@@ -923,43 +990,45 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 		clear_codes(py);
 	if (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU))
 		flags |= HM_SAMPLE_WANT_GIL;
-	if ((!py->ninterps || hm_mono_ns() - py->interps_ns > 100000000ull) && refresh_interps(py))
+	if ((!py->ninterps || t - py->interps_ns > 100000000ull) && refresh_interps(py))
 		return hm_error(HM_EIO, "cannot read the interpreter list");
 	if (!py->ninterps)
 		return hm_error(HM_EIO, "no interpreter");
+	int want_gc = t < py->gc_watch_until || py->gc_checks++ % GC_SPOT_CHECK == 0;
 
 	for (int ii = 0; ii < py->ninterps; ii++) {
-		uint64_t head = 0;
-		struct gil_read gil;
-		hm_iov pre[4];
-		int npre = 0;
-		pre[npre++] = (hm_iov){py->interps[ii] + (uint64_t)L->is_threads_head, &head, 8};
-		/* A running collection is charged to the GIL holder (<gc>). */
-		int32_t collecting = 0;
-		uint64_t gc_at = L->is_gc_collecting >= 0 ? py->interps[ii] + (uint64_t)L->is_gc_collecting
-			: L->rt_gc_collecting >= 0 && py->runtime ? py->runtime + (uint64_t)L->rt_gc_collecting : 0;
-		if (gc_at)
-			pre[npre++] = (hm_iov){gc_at, &collecting, 4};
-		if ((flags & HM_SAMPLE_WANT_GIL) || gc_at)
-			npre += gil_iov(py, ii, &gil, pre + npre);
-		else
-			gil.holder = 0, gil.locked = 0;
-
-		/* Speculate that the list head is last sample's head. */
+		struct interp_read r;
 		uint64_t f0 = (uint64_t)-1;
 		struct thread_cache *tc0 = NULL;
-		if (py->heads[ii]) {
-			tc0 = thread_cache_get(py, py->heads[ii]);
-			f0 = read_thread(py, tc0, pre, npre);
-		} else if (hm_target_readv(py->t, pre, npre) != HM_OK) {
-			return hm_error(HM_EIO, "cannot read interpreter state");
+		int want_head = !py->heads[ii] || L->ts_prev < 0 ||
+				t - py->heads_ns[ii] > HEAD_REFRESH_NS;
+		for (;;) {
+			plan_interp_read(py, ii, flags, want_head, want_gc, &r);
+			/* Speculate that the list head is last sample's head. */
+			if (py->heads[ii]) {
+				tc0 = thread_cache_get(py, py->heads[ii]);
+				f0 = read_thread(py, tc0, r.pre, r.npre);
+			} else if (hm_target_readv(py->t, r.pre, r.npre) != HM_OK) {
+				return hm_error(HM_EIO, "cannot read interpreter state");
+			}
+			if (f0 == (uint64_t)-1 && tc0 && r.npre && hm_target_readv(py->t, r.pre, r.npre) != HM_OK)
+				return hm_error(HM_EIO, "cannot read interpreter state");
+			if (want_head)
+				break;
+			if (f0 != (uint64_t)-1 && still_head(py, ii)) {
+				r.head = py->heads[ii];
+				break;
+			}
+			want_head = 1;   /* the list changed at its head: read it */
 		}
-		if (f0 == (uint64_t)-1 && tc0 && hm_target_readv(py->t, pre, npre) != HM_OK)
-			return hm_error(HM_EIO, "cannot read interpreter state");
-		py->heads[ii] = head;
-		uint64_t holder = gil.locked ? gil.holder : 0;
+		if (want_head) {
+			py->heads[ii] = r.head;
+			py->heads_ns[ii] = t;
+		}
+		if (r.collecting)
+			py->gc_watch_until = t + GC_WATCH_NS;
 
-		uint64_t ts = head;
+		uint64_t ts = r.head;
 		int first = s->nthreads;
 		for (int nt = 0; ts && nt < MAX_THREADS; nt++) {
 			if ((ts & 7) || seen_before(s, first, ts)) {
@@ -973,8 +1042,6 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			if (!th)
 				return hm_error(HM_ENOMEM, "out of memory");
 			th->tstate = ts;
-			th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holder == ts;
-			th->in_gc = collecting && holder == ts;
 			int ok = -1;
 			for (int attempt = 0; attempt < 3 && ok; attempt++) {
 				uint64_t f;
@@ -985,6 +1052,9 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 					f = read_thread(py, tc, NULL, 0);
 				if (f == (uint64_t)-1)
 					continue;
+				int held = holds_gil(py, &r, ts);
+				th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && held;
+				th->in_gc = r.collecting && held;
 				ok = walk_thread(py, tc, th, f, flags);
 			}
 			uint64_t next_ts = hm_ld_u64(py->tsbuf, L->ts_next);

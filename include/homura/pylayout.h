@@ -66,8 +66,12 @@ typedef struct hm_pylayout {
 
 	/* PyThreadState */
 	int ts_size;
+	int ts_prev;
 	int ts_next;
 	int ts_interp;
+	int ts_status;                /* _status bit field word (3.12+) */
+	int ts_gil_bit;               /* its bit set while the thread holds the
+				       * GIL: active (3.12), holds_gil (3.13) */
 	int ts_frame;                 /* frame (<=3.10) / current_frame (3.13+) */
 	int ts_cframe;                /* cframe (3.11, 3.12) */
 	int cframe_current_frame;     /* _PyCFrame.current_frame (3.11, 3.12) */

@@ -264,6 +264,9 @@ static void test_debug_offsets_313_matches_table(void **state)
 	assert_int_equal(L.executable_tagged, 0);
 	assert_int_equal(L.ts_cframe, -1);
 	assert_int_equal(L.rt_tstate_current, -1);
+	assert_int_equal(L.ts_prev, 0);
+	assert_int_equal(L.ts_status, ref->ts_status);
+	assert_int_equal(L.ts_gil_bit, 5);
 }
 
 static void test_debug_offsets_bad_cookie(void **state)
@@ -355,9 +358,9 @@ enum {
 	S14_IS_SIZE = 6, S14_IS_NEXT = 8, S14_IS_THREADS_HEAD = 9,
 	S14_IS_THREADS_MAIN = 10, S14_IS_CEVAL_GIL = 15, S14_IS_GIL = 16,
 	S14_IS_GIL_LOCKED = 18, S14_IS_GIL_HOLDER = 19,
-	S14_TS_SIZE = 22, S14_TS_NEXT = 24, S14_TS_INTERP = 25,
+	S14_TS_SIZE = 22, S14_TS_PREV = 23, S14_TS_NEXT = 24, S14_TS_INTERP = 25,
 	S14_TS_CURRENT_FRAME = 26, S14_TS_THREAD_ID = 27, S14_TS_NATIVE_TID = 28,
-	S14_TS_DATASTACK = 29,
+	S14_TS_DATASTACK = 29, S14_TS_STATUS = 30,
 	S14_IF_SIZE = 31, S14_IF_PREVIOUS = 32, S14_IF_EXECUTABLE = 33,
 	S14_IF_INSTR_PTR = 34, S14_IF_LOCALSPLUS = 35, S14_IF_OWNER = 36,
 	S14_CO_SIZE = 39, S14_CO_FILENAME = 40, S14_CO_NAME = 41,
@@ -399,7 +402,9 @@ static void test_debug_offsets_314(void **state)
 	put(b, S14_IS_GIL_LOCKED, 9016);
 	put(b, S14_IS_GIL_HOLDER, 9008);
 	put(b, S14_TS_SIZE, 400);
+	put(b, S14_TS_PREV, 0);
 	put(b, S14_TS_NEXT, 8);
+	put(b, S14_TS_STATUS, 32);
 	put(b, S14_TS_INTERP, 16);
 	put(b, S14_TS_CURRENT_FRAME, 72);
 	put(b, S14_TS_THREAD_ID, 160);
@@ -437,6 +442,11 @@ static void test_debug_offsets_314(void **state)
 	assert_int_equal(L.frame_model, HM_FRAMES_INTERP);
 	assert_int_equal(L.linetable_kind, HM_LOCATIONS);
 	assert_int_equal(L.executable_tagged, 1);
+	/* The thread list's back link; _status is known, but which of its bits
+	 * means "holds the GIL" is not: the walker reads the GIL instead. */
+	assert_int_equal(L.ts_prev, 0);
+	assert_int_equal(L.ts_status, 32);
+	assert_int_equal(L.ts_gil_bit, -1);
 	/* 3.14's entry frame is FRAME_OWNED_BY_INTERPRETER (3); CSTACK (4)
 	 * is the largest value but is never set. */
 	assert_int_equal(L.owner_cstack, 3);

@@ -66,6 +66,27 @@ static int lowest_bit(unsigned int word)
 }
 #endif
 
+/* Bit position, in the 32-bit _status word of a thread state, of the bit
+ * that says the thread holds the GIL: _status.holds_gil on 3.13,
+ * _status.active on 3.12 (set while a thread is attached, which there is
+ * between taking and dropping the GIL). */
+#if HEX >= V(3, 12)
+#if HEX >= V(3, 13)
+#define GIL_BIT holds_gil
+#else
+#define GIL_BIT active
+#endif
+static int status_gil_bit(void)
+{
+	static PyThreadState t;
+	unsigned int w;
+	memset(&t, 0, sizeof t);
+	t._status.GIL_BIT = 1;
+	memcpy(&w, (char *)&t + offsetof(PyThreadState, _status), sizeof w);
+	return lowest_bit(w);
+}
+#endif
+
 static void runtime(void)
 {
 #if HEX >= V(3, 7)
@@ -111,8 +132,20 @@ static void interpreter(void)
 static void thread(void)
 {
 	P(ts_size, sizeof(PyThreadState));
+#if HEX >= V(3, 0)
+	P(ts_prev, OFF(PyThreadState, prev));
+#else
+	NONE(ts_prev);
+#endif
 	P(ts_next, OFF(PyThreadState, next));
 	P(ts_interp, OFF(PyThreadState, interp));
+#if HEX >= V(3, 12)
+	P(ts_status, OFF(PyThreadState, _status));
+	P(ts_gil_bit, status_gil_bit());
+#else
+	NONE(ts_status);
+	NONE(ts_gil_bit);
+#endif
 #if HEX < V(3, 11)
 	P(ts_frame, OFF(PyThreadState, frame));
 	NONE(ts_cframe);
