@@ -51,11 +51,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--baseline", help="another homura binary for the sample-cost table")
     ap.add_argument("--out", default=str(benchlib.REPO / "docs" / "benchmarks.md"))
     a = ap.parse_args()
     only = ["--only", a.only] if a.only else []
     q = a.quick
-    cost_args = only + (["--duration", "1", "--rounds", "1"] if q else [])
+    cost_args = only + (["--duration", "1", "--rounds", "1"] if q else []) + \
+        (["--baseline", a.baseline] if a.baseline else [])
     slow_args = only + (["--repeats", "3", "--seconds", "0.5"] if q else [])
     acc_args = only + (["--duration", "2"] if q else [])
     shown = "".join(" " + x for x in only + (["--quick"] if q else []))
