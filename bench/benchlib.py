@@ -75,9 +75,16 @@ class Workload:
         self.stop()
 
 
-def homura_record(args, timeout=120, exe=None):
-    """Run `homura record ARGS` (exe: another homura binary, default HOMURA)."""
-    p = subprocess.run([exe or HOMURA, "record"] + [str(a) for a in args], capture_output=True,
+def pinned(argv, cpu):
+    """argv run on CPU `cpu` only (taskset execs, so the pid stays), or as is
+    when cpu is None."""
+    return argv if cpu is None else ["taskset", "-c", str(cpu)] + list(argv)
+
+
+def homura_record(args, timeout=120, exe=None, cpu=None):
+    """Run `homura record ARGS` (exe: another homura binary, default HOMURA;
+    cpu: pinned to that CPU)."""
+    p = subprocess.run(pinned([exe or HOMURA, "record"], cpu) + [str(a) for a in args], capture_output=True,
                        timeout=timeout, stdin=subprocess.DEVNULL)
     if p.returncode != 0:
         raise RuntimeError("homura record %s: %s" % (" ".join(map(str, args)),
