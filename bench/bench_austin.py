@@ -63,9 +63,16 @@ def run_work(py, rounds, how, austin, tmp):
     res = os.path.join(tmp, "t")
     cmd = [py, benchlib.program("fixed_work.py"), str(rounds), res]
     if how == "austin":
-        subprocess.run([austin, "-i", "1ms", "-o", os.devnull] + cmd, check=True,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=600)
+        # Austin sometimes fails to find the interpreter of a process it has
+        # just started (exit status 32, seen on a loaded machine): one retry.
+        for attempt in (0, 1):
+            r = subprocess.run([austin, "-i", "1ms", "-o", os.devnull] + cmd,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=600)
+            if r.returncode == 0:
+                break
+            if attempt:
+                raise subprocess.CalledProcessError(r.returncode, [austin] + cmd)
     elif how == "homura":
         benchlib.homura_record(["-r", 1000, "-f", "collapsed", "-o", os.path.join(tmp, "p.txt"),
                                 "--"] + cmd)
