@@ -10,6 +10,7 @@
 #define HM_CODE_CACHE_MAX 65536      /* entries; cleared wholesale beyond */
 #define HM_CHUNK_COPIES 8
 #define HM_THREAD_CACHE 256
+#define HM_THREAD_INDEX 509           /* slots of the index into it (prime) */
 #define HM_SPEC_FRAMES 1024          /* <=3.10 frames prefetched per thread */
 #define HM_OFFCHUNK_FRAMES 16        /* 3.11+ frames outside the data stack */
 #define HM_MAX_INTERPS 64
@@ -87,6 +88,7 @@ struct hm_python {
 	struct chunk_copy chunks[HM_CHUNK_COPIES];
 	int nchunks;
 	struct thread_cache threads[HM_THREAD_CACHE];
+	uint16_t thread_index[HM_THREAD_INDEX]; /* by tstate address: slot + 1 */
 	uint8_t *specbuf;            /* prefetched frames */
 	size_t spec_stride;          /* bytes per prefetched frame */
 	uint64_t spec_addr[HM_SPEC_FRAMES];

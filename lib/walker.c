@@ -645,21 +645,32 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct t
 
 /* ---- threads ----------------------------------------------------------- */
 
+/* The cache entry of a thread state: one probe of a direct-mapped index
+ * by address, else a scan (new thread, or an index collision), which
+ * takes over the least recently seen entry when the thread is new. */
 static struct thread_cache *thread_cache_get(hm_python *py, uint64_t tstate)
 {
+	uint32_t h = (uint32_t)((tstate * 0x9E3779B97F4A7C15ull) >> 32) % HM_THREAD_INDEX;
+	int hint = py->thread_index[h];
+	if (hint > 0 && py->threads[hint - 1].tstate == tstate)
+		return &py->threads[hint - 1];
 	struct thread_cache *oldest = &py->threads[0];
-	for (int i = 0; i < HM_THREAD_CACHE; i++) {
-		struct thread_cache *tc = &py->threads[i];
-		if (tc->tstate == tstate)
-			return tc;
-		if (tc->last_seen < oldest->last_seen)
-			oldest = tc;
+	struct thread_cache *tc = NULL;
+	for (int i = 0; i < HM_THREAD_CACHE && !tc; i++) {
+		if (py->threads[i].tstate == tstate)
+			tc = &py->threads[i];
+		else if (py->threads[i].last_seen < oldest->last_seen)
+			oldest = &py->threads[i];
 	}
-	uint64_t *spec = oldest->spec;
-	memset(oldest, 0, sizeof *oldest);
-	oldest->spec = spec;
-	oldest->tstate = tstate;
-	return oldest;
+	if (!tc) {
+		uint64_t *spec = oldest->spec;
+		memset(oldest, 0, sizeof *oldest);
+		oldest->spec = spec;
+		oldest->tstate = tstate;
+		tc = oldest;
+	}
+	py->thread_index[h] = (uint16_t)(tc - py->threads + 1);
+	return tc;
 }
 
 /* OS tid of a thread state: native_thread_id (3.11+) or, before, the tid
