@@ -195,10 +195,15 @@ static int read_bytes(hm_python *py, uint64_t addr, uint8_t **out, uint32_t *len
 
 /* ---- code objects ------------------------------------------------------ */
 
+/* Fibonacci hash of a target address: the high bits are well mixed. */
+static inline uint32_t addr_hash(uint64_t addr)
+{
+	return (uint32_t)((addr * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
 static uint32_t code_slot(const hm_python *py, uint64_t addr)
 {
-	uint64_t h = addr * 0x9E3779B97F4A7C15ull;
-	return (uint32_t)(h >> 32) & (py->codes_cap - 1);
+	return addr_hash(addr) & (py->codes_cap - 1);
 }
 
 static struct code_entry *code_lookup(hm_python *py, uint64_t addr)
@@ -650,7 +655,7 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct t
  * takes over the least recently seen entry when the thread is new. */
 static struct thread_cache *thread_cache_get(hm_python *py, uint64_t tstate)
 {
-	uint32_t h = (uint32_t)((tstate * 0x9E3779B97F4A7C15ull) >> 32) % HM_THREAD_INDEX;
+	uint32_t h = addr_hash(tstate) % HM_THREAD_INDEX;
 	int hint = py->thread_index[h];
 	if (hint > 0 && py->threads[hint - 1].tstate == tstate)
 		return &py->threads[hint - 1];
