@@ -69,15 +69,15 @@ static int label_cmp(const void *a, const void *b)
 	return strcmp(((const hm_store_label *)a)->name, ((const hm_store_label *)b)->name);
 }
 
-int hm_store_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
-		 int64_t t_s, const hm_profile *p)
+/* Check type and labels; sorted copy of the labels into sorted. */
+static int prepare(const char *type, const hm_store_label *labels, uint32_t n,
+		   hm_store_label *sorted)
 {
 	if (!type || !hm_store_label_name_ok(type))
 		return hm_error(HM_EINVAL, "bad profile type name");
 	if (n > HM_STORE_MAX_LABELS)
 		return hm_error(HM_EINVAL, "too many labels (%u, at most %d)", n,
 				HM_STORE_MAX_LABELS);
-	hm_store_label sorted[HM_STORE_MAX_LABELS];
 	for (uint32_t i = 0; i < n; i++) {
 		if (!labels[i].name || !hm_store_label_name_ok(labels[i].name))
 			return hm_error(HM_EINVAL, "bad label name '%.64s'",
@@ -90,11 +90,49 @@ int hm_store_put(hm_store *st, const char *type, const hm_store_label *labels, u
 	for (uint32_t i = 1; i < n; i++)
 		if (!strcmp(sorted[i].name, sorted[i - 1].name))
 			return hm_error(HM_EINVAL, "label '%s' given twice", sorted[i].name);
+	return HM_OK;
+}
+
+static int64_t put_time(int64_t t_s, const hm_profile *p)
+{
 	if (t_s <= 0) {
 		uint64_t start = hm_profile_meta_cget(p)->start_ns;
 		t_s = start ? (int64_t)(start / 1000000000u) : (int64_t)time(NULL);
 	}
-	return st->ops->put(st, type, sorted, n, t_s, p);
+	return t_s;
+}
+
+int hm_store_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
+		 int64_t t_s, const hm_profile *p)
+{
+	hm_store_label sorted[HM_STORE_MAX_LABELS];
+	int rc = prepare(type, labels, n, sorted);
+	if (rc < 0)
+		return rc;
+	return st->ops->put(st, type, sorted, n, put_time(t_s, p), p);
+}
+
+int hm_store_put_many(hm_store *st, const hm_store_put_req *v, size_t n)
+{
+	if (!n)
+		return HM_OK;
+	hm_store_label *lab = malloc(n * HM_STORE_MAX_LABELS * sizeof *lab);
+	hm_store_put_req *s = malloc(n * sizeof *s);
+	int rc = lab && s ? HM_OK : hm_error(HM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == HM_OK && i < n; i++) {
+		hm_store_label *l = lab + i * HM_STORE_MAX_LABELS;
+		rc = prepare(v[i].type, v[i].labels, v[i].n, l);
+		s[i] = v[i];
+		s[i].labels = l;
+		s[i].t_s = put_time(v[i].t_s, v[i].p);
+	}
+	if (rc == HM_OK)
+		rc = st->ops->add_series(st, s, n);
+	for (size_t i = 0; rc == HM_OK && i < n; i++)
+		rc = st->ops->put(st, s[i].type, s[i].labels, s[i].n, s[i].t_s, s[i].p);
+	free(lab);
+	free(s);
+	return rc;
 }
 
 int hm_store_series(hm_store *st, hm_series_list *out)

@@ -9,7 +9,9 @@
  * (cached per connection; dictionaries are never collected in this engine,
  * so cached ids stay valid across servers), folds the profile per stack and
  * sends the three upserts in one round trip, one transaction, rows in stack
- * order so concurrent writers cannot deadlock. Reads aggregate in SQL
+ * order so concurrent writers cannot deadlock (a large profile goes in
+ * chunks of PUT_CHUNK samples, the write lock let go between them). The new
+ * series of a request are created first, all or none under the limit. Reads aggregate in SQL
  * (GROUP BY stack, hourly rows for whole hours) and fetch the stacks,
  * frames and strings they need with "= ANY(array)" queries. Maintenance
  * (retention, downsampling, size cap) runs in whichever server holds an
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fairlock.h"
 #include "homura/error.h"
 #include "homura/intern.h"
 #include "homura/store.h"
@@ -78,7 +81,8 @@ static void cache_free(idcache *c)
 
 typedef struct pg {
 	PGconn *w, *r;
-	pthread_mutex_t wmu, rmu;
+	pthread_mutex_t rmu;
+	hm_fairlock wmu;         /* writers, first come first served */
 	idcache c_str, c_frame, c_stack, c_series;   /* under wmu */
 } pg;
 
@@ -176,7 +180,7 @@ static void pg_close(hm_store *st)
 	cache_free(&g->c_frame);
 	cache_free(&g->c_stack);
 	cache_free(&g->c_series);
-	pthread_mutex_destroy(&g->wmu);
+	hm_fairlock_destroy(&g->wmu);
 	pthread_mutex_destroy(&g->rmu);
 	free(g);
 	st->impl = NULL;
@@ -205,7 +209,7 @@ static int pg_open(hm_store *st, const char *url)
 	if (!g)
 		return hm_error(HM_ENOMEM, "out of memory");
 	st->impl = g;
-	pthread_mutex_init(&g->wmu, NULL);
+	hm_fairlock_init(&g->wmu);
 	pthread_mutex_init(&g->rmu, NULL);
 	idcache *cs[] = {&g->c_str, &g->c_frame, &g->c_stack, &g->c_series};
 	for (int i = 0; i < 4; i++)
@@ -323,20 +327,50 @@ static int64_t stack_id(pg *g, const uint8_t *blob, size_t len)
 	return id;
 }
 
-static int64_t series_id(hm_store *st, pg *g, const char *type, const hm_store_label *l,
-			 uint32_t n, int64_t t)
+/* type\0name\0value\0... of a series (malloc'd), NULL when out of memory. */
+static uint8_t *series_key(const char *type, const hm_store_label *l, uint32_t n, size_t *len)
 {
-	size_t len = strlen(type) + 1;
+	*len = strlen(type) + 1;
 	for (uint32_t i = 0; i < n; i++)
-		len += strlen(l[i].name) + strlen(l[i].value) + 2;
-	uint8_t *key = malloc(len), *k = key;
+		*len += strlen(l[i].name) + strlen(l[i].value) + 2;
+	uint8_t *key = malloc(*len), *k = key;
 	if (!key)
-		return hm_error(HM_ENOMEM, "out of memory");
+		return NULL;
 	k = (uint8_t *)stpcpy((char *)k, type) + 1;
 	for (uint32_t i = 0; i < n; i++) {
 		k = (uint8_t *)stpcpy((char *)k, l[i].name) + 1;
 		k = (uint8_t *)stpcpy((char *)k, l[i].value) + 1;
 	}
+	return key;
+}
+
+/* Id of an existing series by key (cached), -1 if there is none, < -1 on error. */
+static int64_t series_find(pg *g, const uint8_t *key, size_t len)
+{
+	int64_t id = cache_get(&g->c_series, key, (uint32_t)len);
+	if (id >= 0)
+		return id;
+	const char *v[1] = {(const char *)key};
+	int lens[1] = {(int)len};
+	PGresult *r = query(g->w, "SELECT id FROM hm_series WHERE md5(key) = md5($1::bytea)",
+			    1, v, lens);
+	if (!r)
+		return HM_EIO;
+	if (PQntuples(r))
+		id = col_i64(r, 0, 0);
+	PQclear(r);
+	if (id >= 0 && cache_put(&g->c_series, key, (uint32_t)len, id) < 0)
+		id = hm_error(HM_ENOMEM, "out of memory");
+	return id;
+}
+
+static int64_t series_id(hm_store *st, pg *g, const char *type, const hm_store_label *l,
+			 uint32_t n, int64_t t)
+{
+	size_t len;
+	uint8_t *key = series_key(type, l, n, &len);
+	if (!key)
+		return hm_error(HM_ENOMEM, "out of memory");
 	int64_t id = cache_get(&g->c_series, key, (uint32_t)len);
 	if (id >= 0) {
 		free(key);
@@ -421,6 +455,57 @@ static void sb_printf(sbuf *s, const char *fmt, ...)
 	}
 }
 
+static int pg_add_series(hm_store *st, const hm_store_put_req *v, size_t n)
+{
+	pg *g = st->impl;
+	hm_intern fresh;          /* distinct new series keys of the request */
+	hm_intern_init(&fresh);
+	int rc = HM_OK;
+	hm_fairlock_lock(&g->wmu);
+	for (size_t i = 0; rc == HM_OK && i < n; i++) {
+		size_t len;
+		uint8_t *key = series_key(v[i].type, v[i].labels, v[i].n, &len);
+		if (!key) {
+			rc = hm_error(HM_ENOMEM, "out of memory");
+			break;
+		}
+		int64_t id = series_find(g, key, len);
+		if (id < -1)
+			rc = (int)id;
+		else if (id == -1 && hm_intern_put(&fresh, key, (uint32_t)len, NULL) == UINT32_MAX)
+			rc = hm_error(HM_ENOMEM, "out of memory");
+		free(key);
+	}
+	if (rc == HM_OK && fresh.n) {
+		PGresult *r = query(g->w, "SELECT count(*) FROM hm_series", 0, NULL, NULL);
+		int64_t have = r && PQntuples(r) ? col_i64(r, 0, 0) : 0;
+		PQclear(r);
+		if (!r)
+			rc = HM_EIO;
+		else if (have + fresh.n > st->opts.max_series)
+			rc = hm_error(HM_EINVAL, "store: series limit (%u) reached: the request "
+				      "needs %u new series and %lld are in use", st->opts.max_series,
+				      fresh.n, (long long)have);
+		for (size_t i = 0; rc == HM_OK && i < n; i++) {
+			int64_t b = v[i].t_s - v[i].t_s % HM_STORE_BUCKET_S;
+			int64_t id = series_id(st, g, v[i].type, v[i].labels, v[i].n, b);
+			if (id < 0)
+				rc = (int)id;
+		}
+	}
+	if (rc < 0 && PQstatus(g->w) != CONNECTION_OK) {
+		PQreset(g->w);     /* try to come back for the next request */
+		cache_clear(&g->c_series);
+	}
+	hm_fairlock_unlock(&g->wmu);
+	hm_intern_free(&fresh);
+	return rc;
+}
+
+/* Samples written per round trip and transaction: the write lock is let go
+ * between them, so one large profile does not hold up other writers. */
+#define PUT_CHUNK 4096
+
 static int pg_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
 		  int64_t t_s, const hm_profile *p)
 {
@@ -430,7 +515,7 @@ static int pg_put(hm_store *st, const char *type, const hm_store_label *labels, 
 	size_t nsamp = hm_profile_nsamples(p);
 	int64_t *fmap = malloc((nframes + 1) * sizeof *fmap);
 	uint8_t *blob = malloc((size_t)10 * 4096 + 16);
-	agg *rows = malloc((nsamp + 1) * sizeof *rows);
+	agg *rows = malloc((PUT_CHUNK + 1) * sizeof *rows);
 	sbuf sb = {0};
 	if (!fmap || !blob || !rows) {
 		free(fmap);
@@ -439,94 +524,102 @@ static int pg_put(hm_store *st, const char *type, const hm_store_label *labels, 
 		return hm_error(HM_ENOMEM, "out of memory");
 	}
 	for (uint32_t i = 0; i < nframes; i++)
-		fmap[i] = -1;
-	pthread_mutex_lock(&g->wmu);
-	int rc = HM_OK;
-	int64_t sid = series_id(st, g, type, labels, n, bucket);
-	if (sid < 0)
-		rc = (int)sid;
-	size_t nrows = 0;
-	int64_t sum_c = 0, sum_ns = 0;
-	for (size_t i = 0; rc == HM_OK && i < nsamp; i++) {
-		const hm_sample *s = hm_profile_sample(p, i);
-		if (!s->count && !s->weight_ns)
-			continue;
-		uint32_t depth;
-		const uint32_t *fr = hm_profile_stack(p, s->stack, &depth);
-		if (depth > 4096)
-			depth = 4096;
-		size_t bl = 0;
-		for (uint32_t d = 0; d < depth && rc == HM_OK; d++) {
-			uint32_t f = fr[d];
-			if (f >= nframes) {
-				rc = hm_error(HM_EINVAL, "store: frame id out of range");
+		fmap[i] = -1;      /* dictionaries are never collected: ids stay valid */
+	int rc = HM_OK, first = 1;
+	size_t i = 0;
+	while (rc == HM_OK && (first || i < nsamp)) {
+		first = 0;
+		hm_fairlock_lock(&g->wmu);
+		int64_t sid = series_id(st, g, type, labels, n, bucket);
+		if (sid < 0)
+			rc = (int)sid;
+		size_t nrows = 0;
+		int64_t sum_c = 0, sum_ns = 0;
+		for (size_t end = i + PUT_CHUNK; rc == HM_OK && i < nsamp && i < end; i++) {
+			const hm_sample *s = hm_profile_sample(p, i);
+			if (!s->count && !s->weight_ns)
+				continue;
+			uint32_t depth;
+			const uint32_t *fr = hm_profile_stack(p, s->stack, &depth);
+			if (depth > 4096)
+				depth = 4096;
+			size_t bl = 0;
+			for (uint32_t d = 0; d < depth && rc == HM_OK; d++) {
+				uint32_t f = fr[d];
+				if (f >= nframes) {
+					rc = hm_error(HM_EINVAL, "store: frame id out of range");
+					break;
+				}
+				if (fmap[f] < 0)
+					fmap[f] = frame_id(g, p, hm_profile_frame(p, f));
+				if (fmap[f] < 0)
+					rc = (int)fmap[f];
+				else
+					bl += put_varint(blob + bl, (uint64_t)fmap[f]);
+			}
+			if (rc < 0)
+				break;
+			int64_t stk = stack_id(g, blob, bl);
+			if (stk < 0) {
+				rc = (int)stk;
 				break;
 			}
-			if (fmap[f] < 0)
-				fmap[f] = frame_id(g, p, hm_profile_frame(p, f));
-			if (fmap[f] < 0)
-				rc = (int)fmap[f];
+			rows[nrows++] = (agg){stk, s->count, s->weight_ns};
+			sum_c = hm_sat_add(sum_c, s->count);
+			sum_ns = hm_sat_add(sum_ns, s->weight_ns);
+		}
+		/* one row per stack, in stack order (no row twice in an upsert, and the
+		 * same lock order in every writer) */
+		qsort(rows, nrows, sizeof *rows, by_stack);
+		size_t m = 0;
+		for (size_t k = 0; k < nrows; k++) {
+			if (m && rows[m - 1].stack == rows[k].stack) {
+				rows[m - 1].count = hm_sat_add(rows[m - 1].count, rows[k].count);
+				rows[m - 1].ns = hm_sat_add(rows[m - 1].ns, rows[k].ns);
+			} else {
+				rows[m++] = rows[k];
+			}
+		}
+		nrows = m;
+		sb.n = 0;
+		if (rc == HM_OK && nrows) {
+			static const char *const tbl[2] = {"hm_samples(series, t", "hm_hourly(series, h"};
+			int64_t tv[2] = {bucket, bucket - bucket % HOUR};
+			sb_printf(&sb, "BEGIN;");
+			for (int k = 0; k < 2; k++) {
+				sb_printf(&sb, "INSERT INTO %s, stack, count, ns) VALUES ", tbl[k]);
+				for (size_t r = 0; r < nrows; r++)
+					sb_printf(&sb, "%s(%lld,%lld,%lld,%lld,%lld)", r ? "," : "",
+						  (long long)sid, (long long)tv[k],
+						  (long long)rows[r].stack, (long long)rows[r].count,
+						  (long long)rows[r].ns);
+				sb_printf(&sb, " ON CONFLICT (series, %s, stack) DO UPDATE SET"
+					  " count = %s.count + excluded.count, ns = %s.ns + excluded.ns;",
+					  k ? "h" : "t", k ? "hm_hourly" : "hm_samples",
+					  k ? "hm_hourly" : "hm_samples");
+			}
+			sb_printf(&sb, "INSERT INTO hm_totals(series, t, count, ns) VALUES"
+				  " (%lld,%lld,%lld,%lld) ON CONFLICT (series, t) DO UPDATE SET"
+				  " count = hm_totals.count + excluded.count,"
+				  " ns = hm_totals.ns + excluded.ns;", (long long)sid, (long long)bucket,
+				  (long long)sum_c, (long long)sum_ns);
+			sb_printf(&sb, "UPDATE hm_series SET first = LEAST(first, %lld),"
+				  " last = GREATEST(last, %lld) WHERE id = %lld AND"
+				  " (first > %lld OR last < %lld);COMMIT;", (long long)bucket,
+				  (long long)bucket, (long long)sid, (long long)bucket, (long long)bucket);
+			if (sb.oom)
+				rc = hm_error(HM_ENOMEM, "out of memory");
 			else
-				bl += put_varint(blob + bl, (uint64_t)fmap[f]);
+				rc = run(g->w, sb.b);
 		}
-		if (rc < 0)
-			break;
-		int64_t stk = stack_id(g, blob, bl);
-		if (stk < 0) {
-			rc = (int)stk;
-			break;
+		if (rc < 0 && PQstatus(g->w) != CONNECTION_OK) {
+			PQreset(g->w);     /* try to come back for the next request */
+			cache_clear(&g->c_series);
 		}
-		rows[nrows++] = (agg){stk, s->count, s->weight_ns};
-		sum_c += s->count;
-		sum_ns += s->weight_ns;
+		hm_fairlock_unlock(&g->wmu);
+		if (rc == HM_OK && i < nsamp && st->opts.put_pause)
+			st->opts.put_pause(st->opts.put_pause_arg);
 	}
-	/* one row per stack, in stack order (no row twice in an upsert, and the
-	 * same lock order in every writer) */
-	qsort(rows, nrows, sizeof *rows, by_stack);
-	size_t m = 0;
-	for (size_t i = 0; i < nrows; i++) {
-		if (m && rows[m - 1].stack == rows[i].stack) {
-			rows[m - 1].count += rows[i].count;
-			rows[m - 1].ns += rows[i].ns;
-		} else {
-			rows[m++] = rows[i];
-		}
-	}
-	nrows = m;
-	if (rc == HM_OK && nrows) {
-		static const char *const tbl[2] = {"hm_samples(series, t", "hm_hourly(series, h"};
-		int64_t tv[2] = {bucket, bucket - bucket % HOUR};
-		sb_printf(&sb, "BEGIN;");
-		for (int k = 0; k < 2; k++) {
-			sb_printf(&sb, "INSERT INTO %s, stack, count, ns) VALUES ", tbl[k]);
-			for (size_t i = 0; i < nrows; i++)
-				sb_printf(&sb, "%s(%lld,%lld,%lld,%lld,%lld)", i ? "," : "",
-					  (long long)sid, (long long)tv[k], (long long)rows[i].stack,
-					  (long long)rows[i].count, (long long)rows[i].ns);
-			sb_printf(&sb, " ON CONFLICT (series, %s, stack) DO UPDATE SET"
-				  " count = %s.count + excluded.count, ns = %s.ns + excluded.ns;",
-				  k ? "h" : "t", k ? "hm_hourly" : "hm_samples",
-				  k ? "hm_hourly" : "hm_samples");
-		}
-		sb_printf(&sb, "INSERT INTO hm_totals(series, t, count, ns) VALUES"
-			  " (%lld,%lld,%lld,%lld) ON CONFLICT (series, t) DO UPDATE SET"
-			  " count = hm_totals.count + excluded.count,"
-			  " ns = hm_totals.ns + excluded.ns;", (long long)sid, (long long)bucket,
-			  (long long)sum_c, (long long)sum_ns);
-		sb_printf(&sb, "UPDATE hm_series SET first = LEAST(first, %lld),"
-			  " last = GREATEST(last, %lld) WHERE id = %lld AND"
-			  " (first > %lld OR last < %lld);COMMIT;", (long long)bucket,
-			  (long long)bucket, (long long)sid, (long long)bucket, (long long)bucket);
-		if (sb.oom)
-			rc = hm_error(HM_ENOMEM, "out of memory");
-		else
-			rc = run(g->w, sb.b);
-	}
-	if (rc < 0 && PQstatus(g->w) != CONNECTION_OK) {
-		PQreset(g->w);     /* try to come back for the next request */
-		cache_clear(&g->c_series);
-	}
-	pthread_mutex_unlock(&g->wmu);
 	free(sb.b);
 	free(fmap);
 	free(blob);
@@ -882,7 +975,7 @@ static int pg_maintain(hm_store *st, int64_t now)
 {
 	pg *g = st->impl;
 	const hm_store_opts *o = &st->opts;
-	pthread_mutex_lock(&g->wmu);
+	hm_fairlock_lock(&g->wmu);
 	/* one maintainer at a time across all servers on this database */
 	char sql[128];
 	snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%d)::int", LOCK_MAINT);
@@ -958,7 +1051,7 @@ out:
 	cache_clear(&g->c_series);   /* retention may have dropped series */
 	if (PQstatus(g->w) != CONNECTION_OK)
 		PQreset(g->w);
-	pthread_mutex_unlock(&g->wmu);
+	hm_fairlock_unlock(&g->wmu);
 	return rc;
 }
 
@@ -981,6 +1074,7 @@ const hm_store_ops hm_store_pg_ops = {
 	.open = pg_open,
 	.close = pg_close,
 	.put = pg_put,
+	.add_series = pg_add_series,
 	.list_series = pg_list_series,
 	.merge = pg_merge,
 	.totals = pg_totals,

@@ -16,7 +16,11 @@
  *                                       samples (GROUP BY stack in SQL)
  *   totals(series, t, count, ns)        per-bucket sums for time series
  * Writes go through one connection, reads through a second one (WAL lets
- * them run side by side), each behind its own mutex. The series table is
+ * them run side by side), each behind its own mutex. A put writes PUT_CHUNK
+ * samples per transaction and lets the write mutex go between them, so a
+ * profile with a million stacks does not hold up every other writer; the
+ * new series of a request are created first, in one transaction, all or
+ * none under the series limit (sq_add_series). The series table is
  * mirrored in memory (series are few; samples are many) for matching.
  * Maintenance drops rows past the retention age (rebuilding the hourly row
  * the cut falls in), folds 10 s buckets older than downsample_after into
@@ -34,6 +38,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fairlock.h"
 #include "homura/error.h"
 #include "homura/intern.h"
 #include "homura/store.h"
@@ -97,7 +102,8 @@ static void wcache_free(wcache *c)
 
 typedef struct sq {
 	sqlite3 *w, *r;
-	pthread_mutex_t wmu, rmu, smu;
+	pthread_mutex_t rmu, smu;
+	hm_fairlock wmu;         /* writers, first come first served */
 	char *path;
 	sqlite3_stmt *str_get, *str_ins, *frame_get, *frame_ins, *stack_get, *stack_ins,
 		     *sample_up, *series_ins, *series_time, *label_ins, *hour_up, *tot_up;
@@ -108,6 +114,7 @@ typedef struct sq {
 	wcache c_str, c_frame, c_stack;   /* writer's id caches (under wmu) */
 	int64_t downsampled_until;
 	int64_t last_gc;         /* time of the last garbage collection */
+	uint64_t gen;            /* bumped when cached ids may have gone */
 } sq;
 
 static int db_err(sqlite3 *db, const char *what)
@@ -237,7 +244,7 @@ static void sq_close(hm_store *st)
 	wcache_free(&q->c_stack);
 	free(q->series);
 	free(q->path);
-	pthread_mutex_destroy(&q->wmu);
+	hm_fairlock_destroy(&q->wmu);
 	pthread_mutex_destroy(&q->rmu);
 	pthread_mutex_destroy(&q->smu);
 	free(q);
@@ -252,7 +259,7 @@ static int sq_open(hm_store *st, const char *dir)
 	if (!q)
 		return hm_error(HM_ENOMEM, "out of memory");
 	st->impl = q;
-	pthread_mutex_init(&q->wmu, NULL);
+	hm_fairlock_init(&q->wmu);
 	pthread_mutex_init(&q->rmu, NULL);
 	pthread_mutex_init(&q->smu, NULL);
 	hm_intern_init(&q->series_keys);
@@ -410,7 +417,7 @@ static int64_t stack_id(sq *q, const uint8_t *blob, size_t len)
 	sqlite3_bind_int64(q->stack_get, 1, hash);
 	while (sqlite3_step(q->stack_get) == SQLITE_ROW)
 		if ((size_t)sqlite3_column_bytes(q->stack_get, 1) == len &&
-		    !memcmp(sqlite3_column_blob(q->stack_get, 1), blob, len)) {
+		    (!len || !memcmp(sqlite3_column_blob(q->stack_get, 1), blob, len))) {
 			id = sqlite3_column_int64(q->stack_get, 0);
 			break;
 		}
@@ -427,21 +434,31 @@ static int64_t stack_id(sq *q, const uint8_t *blob, size_t len)
 	return id;
 }
 
-/* Series index for (type, labels), creating it; -1 with hm_error set. */
-static int64_t series_get(hm_store *st, sq *q, const char *type, const hm_store_label *l,
-			  uint32_t n, int64_t t, series_rec **rec)
+/* type\0name\0value\0... of a series (malloc'd), NULL when out of memory. */
+static uint8_t *series_key(const char *type, const hm_store_label *l, uint32_t n, size_t *len)
 {
-	size_t len = strlen(type) + 1;
+	*len = strlen(type) + 1;
 	for (uint32_t i = 0; i < n; i++)
-		len += strlen(l[i].name) + strlen(l[i].value) + 2;
-	uint8_t *key = malloc(len), *k = key;
+		*len += strlen(l[i].name) + strlen(l[i].value) + 2;
+	uint8_t *key = malloc(*len), *k = key;
 	if (!key)
-		return hm_error(HM_ENOMEM, "out of memory");
+		return NULL;
 	k = (uint8_t *)stpcpy((char *)k, type) + 1;
 	for (uint32_t i = 0; i < n; i++) {
 		k = (uint8_t *)stpcpy((char *)k, l[i].name) + 1;
 		k = (uint8_t *)stpcpy((char *)k, l[i].value) + 1;
 	}
+	return key;
+}
+
+/* Series index for (type, labels), creating it; -1 with hm_error set. */
+static int64_t series_get(hm_store *st, sq *q, const char *type, const hm_store_label *l,
+			  uint32_t n, int64_t t, series_rec **rec)
+{
+	size_t len;
+	uint8_t *key = series_key(type, l, n, &len);
+	if (!key)
+		return hm_error(HM_ENOMEM, "out of memory");
 	pthread_mutex_lock(&q->smu);
 	uint32_t idx = hm_intern_find(&q->series_keys, key, (uint32_t)len);
 	pthread_mutex_unlock(&q->smu);
@@ -487,6 +504,72 @@ static int64_t series_get(hm_store *st, sq *q, const char *type, const hm_store_
 	return hm_error(HM_EIO, "store: series cache out of step");
 }
 
+/* Undo a failed write transaction (caller holds wmu, hm_error is set). */
+static void rollback(sq *q, int rc)
+{
+	char msg[256];
+	snprintf(msg, sizeof msg, "%s", hm_errmsg());
+	sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_lock(&q->smu);
+	series_cache_load(q);    /* a rolled-back new series must go */
+	pthread_mutex_unlock(&q->smu);
+	wcache_clear(&q->c_str);   /* and so must ids handed out in it */
+	wcache_clear(&q->c_frame);
+	wcache_clear(&q->c_stack);
+	q->gen++;
+	hm_error(rc, "%s", msg);
+}
+
+static int sq_add_series(hm_store *st, const hm_store_put_req *v, size_t n)
+{
+	sq *q = st->impl;
+	hm_intern fresh;          /* distinct new series keys of the request */
+	hm_intern_init(&fresh);
+	int rc = HM_OK;
+	hm_fairlock_lock(&q->wmu);
+	for (size_t i = 0; rc == HM_OK && i < n; i++) {
+		size_t len;
+		uint8_t *key = series_key(v[i].type, v[i].labels, v[i].n, &len);
+		if (!key) {
+			rc = hm_error(HM_ENOMEM, "out of memory");
+			break;
+		}
+		pthread_mutex_lock(&q->smu);
+		uint32_t idx = hm_intern_find(&q->series_keys, key, (uint32_t)len);
+		pthread_mutex_unlock(&q->smu);
+		if (idx == UINT32_MAX && hm_intern_put(&fresh, key, (uint32_t)len, NULL) == UINT32_MAX)
+			rc = hm_error(HM_ENOMEM, "out of memory");
+		free(key);
+	}
+	if (rc == HM_OK && fresh.n) {
+		if (q->nseries + fresh.n > st->opts.max_series) {
+			rc = hm_error(HM_EINVAL, "store: series limit (%u) reached: the request "
+				      "needs %u new series and %zu are in use", st->opts.max_series,
+				      fresh.n, q->nseries);
+		} else {
+			rc = exec(q->w, "BEGIN IMMEDIATE");
+			for (size_t i = 0; rc == HM_OK && i < n; i++) {
+				series_rec *rec;
+				int64_t b = v[i].t_s - v[i].t_s % HM_STORE_BUCKET_S;
+				int64_t sid = series_get(st, q, v[i].type, v[i].labels, v[i].n, b, &rec);
+				if (sid < 0)
+					rc = (int)sid;
+			}
+			if (rc == HM_OK)
+				rc = exec(q->w, "COMMIT");
+			if (rc < 0)
+				rollback(q, rc);
+		}
+	}
+	hm_fairlock_unlock(&q->wmu);
+	hm_intern_free(&fresh);
+	return rc;
+}
+
+/* Samples written per transaction: the write lock is let go between them,
+ * so one large profile does not hold up other writers for long. */
+#define PUT_CHUNK 4096
+
 static int sq_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
 		  int64_t t_s, const hm_profile *p)
 {
@@ -500,106 +583,107 @@ static int sq_put(hm_store *st, const char *type, const hm_store_label *labels, 
 		free(blob);
 		return hm_error(HM_ENOMEM, "out of memory");
 	}
-	for (uint32_t i = 0; i < nframes; i++)
-		fmap[i] = -1;
-	pthread_mutex_lock(&q->wmu);
-	int rc = exec(q->w, "BEGIN IMMEDIATE");
-	series_rec *rec = NULL;
-	int64_t sid = rc < 0 ? rc : series_get(st, q, type, labels, n, bucket, &rec);
-	if (sid < 0)
-		rc = (int)sid;
-	size_t ns = hm_profile_nsamples(p);
-	int64_t sum_count = 0, sum_ns = 0;
-	for (size_t i = 0; rc == HM_OK && i < ns; i++) {
-		const hm_sample *s = hm_profile_sample(p, i);
-		if (!s->count && !s->weight_ns)
-			continue;
-		uint32_t depth;
-		const uint32_t *fr = hm_profile_stack(p, s->stack, &depth);
-		if (depth > 4096)
-			depth = 4096;
-		size_t bl = 0;
-		for (uint32_t d = 0; d < depth; d++) {
-			uint32_t f = fr[d];
-			if (f >= nframes) {
-				rc = hm_error(HM_EINVAL, "store: frame id out of range");
+	size_t ns = hm_profile_nsamples(p), i = 0;
+	uint64_t gen = 0;
+	int rc = HM_OK, first = 1;
+	while (rc == HM_OK && (first || i < ns)) {
+		hm_fairlock_lock(&q->wmu);
+		if (first || gen != q->gen)   /* ids cached before may be gone */
+			for (uint32_t f = 0; f < nframes; f++)
+				fmap[f] = -1;
+		gen = q->gen;
+		rc = exec(q->w, "BEGIN IMMEDIATE");
+		series_rec *rec = NULL;
+		int64_t sid = rc < 0 ? rc : series_get(st, q, type, labels, n, bucket, &rec);
+		if (sid < 0)
+			rc = (int)sid;
+		int64_t sum_count = 0, sum_ns = 0;
+		for (size_t end = i + PUT_CHUNK; rc == HM_OK && i < ns && i < end; i++) {
+			const hm_sample *s = hm_profile_sample(p, i);
+			if (!s->count && !s->weight_ns)
+				continue;
+			uint32_t depth;
+			const uint32_t *fr = hm_profile_stack(p, s->stack, &depth);
+			if (depth > 4096)
+				depth = 4096;
+			size_t bl = 0;
+			for (uint32_t d = 0; d < depth; d++) {
+				uint32_t f = fr[d];
+				if (f >= nframes) {
+					rc = hm_error(HM_EINVAL, "store: frame id out of range");
+					break;
+				}
+				if (fmap[f] < 0)
+					fmap[f] = frame_id(q, p, hm_profile_frame(p, f));
+				if (fmap[f] < 0) {
+					rc = db_err(q->w, "frame");
+					break;
+				}
+				bl += put_varint(blob + bl, (uint64_t)fmap[f]);
+			}
+			if (rc < 0)
+				break;
+			int64_t stk = stack_id(q, blob, bl);
+			if (stk < 0) {
+				rc = db_err(q->w, "stack");
 				break;
 			}
-			if (fmap[f] < 0)
-				fmap[f] = frame_id(q, p, hm_profile_frame(p, f));
-			if (fmap[f] < 0) {
-				rc = db_err(q->w, "frame");
-				break;
-			}
-			bl += put_varint(blob + bl, (uint64_t)fmap[f]);
+			sqlite3_stmt *u = q->sample_up;
+			sqlite3_bind_int64(u, 1, sid);
+			sqlite3_bind_int64(u, 2, bucket);
+			sqlite3_bind_int64(u, 3, stk);
+			sqlite3_bind_int64(u, 4, s->count);
+			sqlite3_bind_int64(u, 5, s->weight_ns);
+			if (sqlite3_step(u) != SQLITE_DONE)
+				rc = db_err(q->w, "sample");
+			sqlite3_reset(u);
+			u = q->hour_up;
+			sqlite3_bind_int64(u, 1, sid);
+			sqlite3_bind_int64(u, 2, bucket - bucket % HOUR);
+			sqlite3_bind_int64(u, 3, stk);
+			sqlite3_bind_int64(u, 4, s->count);
+			sqlite3_bind_int64(u, 5, s->weight_ns);
+			if (rc == HM_OK && sqlite3_step(u) != SQLITE_DONE)
+				rc = db_err(q->w, "hourly rollup");
+			sqlite3_reset(u);
+			sum_count = hm_sat_add(sum_count, s->count);
+			sum_ns = hm_sat_add(sum_ns, s->weight_ns);
 		}
+		if (rc == HM_OK && (sum_count || sum_ns)) {
+			sqlite3_stmt *u = q->tot_up;
+			sqlite3_bind_int64(u, 1, sid);
+			sqlite3_bind_int64(u, 2, bucket);
+			sqlite3_bind_int64(u, 3, sum_count);
+			sqlite3_bind_int64(u, 4, sum_ns);
+			if (sqlite3_step(u) != SQLITE_DONE)
+				rc = db_err(q->w, "totals");
+			sqlite3_reset(u);
+		}
+		if (rc == HM_OK && (bucket < rec->first || bucket > rec->last)) {
+			int64_t lo = bucket < rec->first ? bucket : rec->first;
+			int64_t hi = bucket > rec->last ? bucket : rec->last;
+			sqlite3_bind_int64(q->series_time, 1, lo);
+			sqlite3_bind_int64(q->series_time, 2, hi);
+			sqlite3_bind_int64(q->series_time, 3, sid);
+			if (sqlite3_step(q->series_time) != SQLITE_DONE)
+				rc = db_err(q->w, "series time");
+			sqlite3_reset(q->series_time);
+			if (rc == HM_OK) {
+				pthread_mutex_lock(&q->smu);
+				rec->first = lo;
+				rec->last = hi;
+				pthread_mutex_unlock(&q->smu);
+			}
+		}
+		if (rc == HM_OK)
+			rc = exec(q->w, "COMMIT");
 		if (rc < 0)
-			break;
-		int64_t stk = stack_id(q, blob, bl);
-		if (stk < 0) {
-			rc = db_err(q->w, "stack");
-			break;
-		}
-		sqlite3_stmt *u = q->sample_up;
-		sqlite3_bind_int64(u, 1, sid);
-		sqlite3_bind_int64(u, 2, bucket);
-		sqlite3_bind_int64(u, 3, stk);
-		sqlite3_bind_int64(u, 4, s->count);
-		sqlite3_bind_int64(u, 5, s->weight_ns);
-		if (sqlite3_step(u) != SQLITE_DONE)
-			rc = db_err(q->w, "sample");
-		sqlite3_reset(u);
-		u = q->hour_up;
-		sqlite3_bind_int64(u, 1, sid);
-		sqlite3_bind_int64(u, 2, bucket - bucket % HOUR);
-		sqlite3_bind_int64(u, 3, stk);
-		sqlite3_bind_int64(u, 4, s->count);
-		sqlite3_bind_int64(u, 5, s->weight_ns);
-		if (rc == HM_OK && sqlite3_step(u) != SQLITE_DONE)
-			rc = db_err(q->w, "hourly rollup");
-		sqlite3_reset(u);
-		sum_count += s->count;
-		sum_ns += s->weight_ns;
+			rollback(q, rc);
+		hm_fairlock_unlock(&q->wmu);
+		first = 0;
+		if (rc == HM_OK && i < ns && st->opts.put_pause)
+			st->opts.put_pause(st->opts.put_pause_arg);
 	}
-	if (rc == HM_OK && (sum_count || sum_ns)) {
-		sqlite3_stmt *u = q->tot_up;
-		sqlite3_bind_int64(u, 1, sid);
-		sqlite3_bind_int64(u, 2, bucket);
-		sqlite3_bind_int64(u, 3, sum_count);
-		sqlite3_bind_int64(u, 4, sum_ns);
-		if (sqlite3_step(u) != SQLITE_DONE)
-			rc = db_err(q->w, "totals");
-		sqlite3_reset(u);
-	}
-	if (rc == HM_OK && (bucket < rec->first || bucket > rec->last)) {
-		int64_t first = bucket < rec->first ? bucket : rec->first;
-		int64_t last = bucket > rec->last ? bucket : rec->last;
-		sqlite3_bind_int64(q->series_time, 1, first);
-		sqlite3_bind_int64(q->series_time, 2, last);
-		sqlite3_bind_int64(q->series_time, 3, sid);
-		if (sqlite3_step(q->series_time) != SQLITE_DONE)
-			rc = db_err(q->w, "series time");
-		sqlite3_reset(q->series_time);
-		if (rc == HM_OK) {
-			pthread_mutex_lock(&q->smu);
-			rec->first = first;
-			rec->last = last;
-			pthread_mutex_unlock(&q->smu);
-		}
-	}
-	if (rc == HM_OK)
-		rc = exec(q->w, "COMMIT");
-	if (rc < 0) {
-		char msg[256];
-		snprintf(msg, sizeof msg, "%s", hm_errmsg());
-		sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
-		series_cache_load(q);    /* a rolled-back new series must go */
-		wcache_clear(&q->c_str);   /* and so must ids handed out in it */
-		wcache_clear(&q->c_frame);
-		wcache_clear(&q->c_stack);
-		hm_error(rc, "%s", msg);
-	}
-	pthread_mutex_unlock(&q->wmu);
 	free(fmap);
 	free(blob);
 	return rc;
@@ -745,7 +829,11 @@ static int read_stack(reader *rd, int64_t id, uint32_t *out)
 		sqlite3_reset(s);
 		return hm_error(HM_ENOMEM, "out of memory");
 	}
-	memcpy(blob, sqlite3_column_blob(s, 0), len);
+	const void *src = sqlite3_column_blob(s, 0);
+	if (len && src)      /* an empty stack reads back as NULL */
+		memcpy(blob, src, len);
+	else
+		len = 0;
 	sqlite3_reset(s);
 	uint32_t n = 0;
 	int rc = HM_OK;
@@ -1028,7 +1116,7 @@ static int sq_maintain(hm_store *st, int64_t now)
 {
 	sq *q = st->impl;
 	const hm_store_opts *o = &st->opts;
-	pthread_mutex_lock(&q->wmu);
+	hm_fairlock_lock(&q->wmu);
 	int rc = HM_OK, dropped = 0;
 	if (o->retention_s > 0) {
 		int before = sqlite3_total_changes(q->w);
@@ -1069,8 +1157,8 @@ static int sq_maintain(hm_store *st, int64_t now)
 				q->downsampled_until = from = to;
 			dropped = 1;
 			/* let puts waiting for the writer in between hours */
-			pthread_mutex_unlock(&q->wmu);
-			pthread_mutex_lock(&q->wmu);
+			hm_fairlock_unlock(&q->wmu);
+			hm_fairlock_lock(&q->wmu);
 		}
 		if (rc == HM_OK)    /* a series may now start a little earlier */
 			rc = exec(q->w, "UPDATE series SET first = (SELECT min(t) FROM"
@@ -1116,10 +1204,11 @@ static int sq_maintain(hm_store *st, int64_t now)
 	wcache_clear(&q->c_str);     /* garbage collection may have removed ids */
 	wcache_clear(&q->c_frame);
 	wcache_clear(&q->c_stack);
+	q->gen++;
 	pthread_mutex_lock(&q->smu);
 	int lrc = series_cache_load(q);
 	pthread_mutex_unlock(&q->smu);
-	pthread_mutex_unlock(&q->wmu);
+	hm_fairlock_unlock(&q->wmu);
 	return rc < 0 ? rc : lrc;
 }
 
@@ -1142,6 +1231,7 @@ const hm_store_ops hm_store_sqlite_ops = {
 	.open = sq_open,
 	.close = sq_close,
 	.put = sq_put,
+	.add_series = sq_add_series,
 	.list_series = sq_list_series,
 	.merge = sq_merge,
 	.totals = sq_totals,

@@ -38,6 +38,10 @@ typedef struct hm_store_opts {
 	int64_t downsample_after_s;  /* 10 s -> 1 min buckets past this age; 0 = never */
 	int64_t max_bytes;           /* on-disk cap; oldest data dropped past it; 0 = none */
 	uint32_t max_series;         /* new series refused past this; 0 = 100000 */
+	/* Tests: called between the write transactions of a large put, with
+	 * the write lock free (NULL in normal use). */
+	void (*put_pause)(void *arg);
+	void *put_pause_arg;
 } hm_store_opts;
 
 typedef struct hm_store_label {
@@ -82,6 +86,15 @@ typedef struct hm_selector {
 	hm_matcher m[HM_STORE_MAX_MATCHERS];
 } hm_selector;
 
+/* One profile of a request, for hm_store_put_many. */
+typedef struct hm_store_put_req {
+	const char *type;
+	const hm_store_label *labels;
+	uint32_t n;
+	int64_t t_s;
+	const hm_profile *p;
+} hm_store_put_req;
+
 /* The engine interface. `series` ids are the store's own. */
 typedef struct hm_store_ops {
 	const char *name;
@@ -90,6 +103,9 @@ typedef struct hm_store_ops {
 	/* Add a profile's samples to series (type, labels) at time t_s. */
 	int (*put)(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
 		   int64_t t_s, const hm_profile *p);
+	/* Create the series of v[0..n) that do not exist yet, all or none: past
+	 * the series limit nothing is created (labels sorted and checked). */
+	int (*add_series)(hm_store *st, const struct hm_store_put_req *v, size_t n);
 	int (*list_series)(hm_store *st, hm_series_list *out);
 	/* Merge samples of the series in [t0, t1) into out (thread 0). */
 	int (*merge)(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
@@ -121,6 +137,13 @@ void hm_store_close(hm_store *st);
  * ones. t_s <= 0 means the profile's own start time, else now. */
 int hm_store_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
 		 int64_t t_s, const hm_profile *p);
+/* Add the profiles of one request: all labels are checked first, then the
+ * new series they need are created all or none (a request that would pass
+ * the series limit stores nothing: "series limit" error), then each profile
+ * is put. Engines write a large profile in several short transactions so
+ * that other writers are not held up; only a database failure part way can
+ * leave part of a request stored. */
+int hm_store_put_many(hm_store *st, const hm_store_put_req *v, size_t n);
 
 int hm_store_series(hm_store *st, hm_series_list *out);
 void hm_series_list_free(hm_series_list *l);
