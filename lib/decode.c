@@ -107,11 +107,12 @@ int hm_decode_collapsed(const char *buf, size_t len, hm_profile **out)
 		char *end;
 		errno = 0;
 		long long count = strtoll(num, &end, 10);
-		if (*end || errno || end == num) {
+		if (*end || errno || end == num || count < 0) {
 			hm_profile_free(p);
 			free(frames);
-			return hm_error(HM_EINVAL, "collapsed stacks: line %zu: bad count \"%s\"",
-					lineno, num);
+			return hm_error(HM_EINVAL, "collapsed stacks: line %zu: bad count \"%s\"%s",
+					lineno, num, count < 0 && !*end && !errno ?
+					" (counts cannot be negative)" : "");
 		}
 		size_t sl = sp - 1, start = 0;
 		uint32_t n = 0;
@@ -121,6 +122,12 @@ int hm_decode_collapsed(const char *buf, size_t len, hm_profile **out)
 					frames[n++] = hm_decode_frame_text(p, line + start, i - start);
 				start = i + 1;
 			}
+		}
+		if (!n) {
+			hm_profile_free(p);
+			free(frames);
+			return hm_error(HM_EINVAL, "collapsed stacks: line %zu has a count but no "
+					"frames", lineno);
 		}
 		uint32_t st = hm_profile_stack_id(p, frames, n);
 		hm_profile_add(p, st, thread, count, 0, 0);

@@ -189,7 +189,7 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 		} else {
 			int64_t sum = 0;
 			for (size_t k = 0; k < nv; k++)
-				sum += s->values[k];
+				sum = hm_sat_add(sum, s->values[k]);
 			if (role == V_TIME)
 				hm_profile_add(c->p, st, th, count_in_time ? (int64_t)nv : 0, sum, 0);
 			else

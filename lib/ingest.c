@@ -109,21 +109,53 @@ static const char *item_get(const item *it, const char *name)
 	return NULL;
 }
 
-static int batch_store(hm_store *st, batch *b, int64_t now)
+/* Sample values a request may carry: no negative counts or weights, and no
+ * sums past 2^53 (104 days of CPU time in nanoseconds per request), so
+ * stored sums stay far from the int64 limit. */
+#define MAX_VALUE (1LL << 53)
+
+static int batch_check(const batch *b)
 {
 	for (size_t i = 0; i < b->n; i++) {
+		const hm_profile *p = b->v[i].p;
+		size_t ns = hm_profile_nsamples(p);
+		for (size_t k = 0; k < ns; k++) {
+			const hm_sample *s = hm_profile_sample(p, k);
+			if (s->count < 0 || s->weight_ns < 0)
+				return hm_error(HM_EINVAL, "ingest: negative sample value (%lld, %lld)",
+						(long long)s->count, (long long)s->weight_ns);
+		}
+		if (hm_profile_total_count(p) > MAX_VALUE || hm_profile_total_weight(p) > MAX_VALUE)
+			return hm_error(HM_EINVAL, "ingest: sample values out of range (sums past "
+					"2^53 in one profile)");
+	}
+	return HM_OK;
+}
+
+/* All of the request or, when it would pass the series limit, none of it. */
+static int batch_store(hm_store *st, batch *b, int64_t now)
+{
+	hm_store_put_req *v = calloc(b->n + 1, sizeof *v);
+	hm_store_label *l = malloc((b->n + 1) * HM_STORE_MAX_LABELS * sizeof *l);
+	if (!v || !l) {
+		free(v);
+		free(l);
+		return hm_error(HM_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < b->n; i++) {
 		item *it = &b->v[i];
-		hm_store_label l[HM_STORE_MAX_LABELS];
+		hm_store_label *li = l + i * HM_STORE_MAX_LABELS;
 		for (uint32_t k = 0; k < it->n; k++)
-			l[k] = (hm_store_label){it->names[k], it->values[k]};
+			li[k] = (hm_store_label){it->names[k], it->values[k]};
 		int64_t t = it->t_s;
 		if (t <= 0 || t > now + 3600)
 			t = now;
-		int rc = hm_store_put(st, it->type, l, it->n, t, it->p);
-		if (rc < 0)
-			return rc;
+		v[i] = (hm_store_put_req){it->type, li, it->n, t, it->p};
 	}
-	return HM_OK;
+	int rc = hm_store_put_many(st, v, b->n);
+	free(v);
+	free(l);
+	return rc;
 }
 
 /* Inflate when gzip-encoded (by header or magic). *buf may be the input. */
@@ -365,8 +397,9 @@ static int multipart_part(const char *ct, const unsigned char *body, size_t len,
 	return hm_error(HM_EINVAL, "multipart body has no '%s' part", field);
 }
 
-/* A copy of p whose weights are count * period (folded input has counts). */
-static hm_profile *with_weights(const hm_profile *in, int64_t period_ns)
+/* A copy of p whose weights are count * period (folded input has counts);
+ * a count whose weight would not fit in 64 bits is refused. */
+static int with_weights(const hm_profile *in, int64_t period_ns, hm_profile **out)
 {
 	hm_profile *p = hm_profile_new(0);
 	uint32_t nf = hm_profile_nframes(in);
@@ -376,8 +409,7 @@ static hm_profile *with_weights(const hm_profile *in, int64_t period_ns)
 		hm_profile_free(p);
 		free(fmap);
 		free(scratch);
-		hm_error(HM_ENOMEM, "out of memory");
-		return NULL;
+		return hm_error(HM_ENOMEM, "out of memory");
 	}
 	for (uint32_t i = 0; i < nf; i++)
 		fmap[i] = hm_profile_import_frame(p, in, i);
@@ -390,12 +422,21 @@ static hm_profile *with_weights(const hm_profile *in, int64_t period_ns)
 			n = HM_READ_MAX_DEPTH;
 		for (uint32_t k = 0; k < n; k++)
 			scratch[k] = fmap[fr[k]];
-		hm_profile_add(p, hm_profile_stack_id(p, scratch, n), th, s->count,
-			       s->count * period_ns, 0);
+		int64_t w;
+		if (s->count < 0 || __builtin_mul_overflow(s->count, period_ns, &w)) {
+			free(fmap);
+			free(scratch);
+			hm_profile_free(p);
+			return hm_error(HM_EINVAL, "ingest: sample count %lld out of range "
+					"(0 .. %lld at this sample rate)", (long long)s->count,
+					(long long)(INT64_MAX / period_ns));
+		}
+		hm_profile_add(p, hm_profile_stack_id(p, scratch, n), th, s->count, w, 0);
 	}
 	free(fmap);
 	free(scratch);
-	return p;
+	*out = p;
+	return HM_OK;
 }
 
 /* "lines" format: one stack per line, each one sample. */
@@ -489,10 +530,11 @@ static int pyroscope_decode(const hm_http_req *rq, batch *b)
 		return hm_error(HM_EINVAL, "ingest: body is not %s data", format);
 	}
 	if (!pprof) {
-		hm_profile *w = with_weights(p, 1000000000 / rate);
+		hm_profile *w = NULL;
+		rc = with_weights(p, 1000000000 / rate, &w);
 		hm_profile_free(p);
-		if (!w)
-			return HM_ENOMEM;
+		if (rc < 0)
+			return rc;
 		p = w;
 	}
 	it->p = p;
@@ -618,6 +660,8 @@ void hm_ingest_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 	} else {
 		rc = pyroscope_decode(rq, b);
 	}
+	if (rc == HM_OK)
+		rc = batch_check(b);
 	if (rc == HM_OK)
 		rc = batch_store(st, b, rq->now_s);
 	int status = rc == HM_OK ? 200 : rc == HM_EINVAL ? 400 : rc == HM_ENOMEM ? 503 : 500;

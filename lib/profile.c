@@ -3,7 +3,8 @@
  * Four interners carry everything: strings, frames (hm_frame blobs), stacks
  * (uint32 frame-id arrays) and sample keys ((stack, thread) pairs). A sample
  * key's id indexes the aggregate array, so adding a sample is one hash
- * lookup. The optional timeline is a growable array of hm_event. */
+ * lookup; counts and weights add with saturation (hostile input cannot wrap
+ * a sum). The optional timeline is a growable array of hm_event. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,14 @@ struct hm_profile {
 };
 
 static uint32_t next_serial;
+
+int64_t hm_sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
 
 hm_profile *hm_profile_new(int keep_timeline)
 {
@@ -146,10 +155,10 @@ void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t coun
 		s->count = 0;
 		s->weight_ns = 0;
 	}
-	s->count += count;
-	s->weight_ns += weight_ns;
-	p->total_count += count;
-	p->total_weight += weight_ns;
+	s->count = hm_sat_add(s->count, count);
+	s->weight_ns = hm_sat_add(s->weight_ns, weight_ns);
+	p->total_count = hm_sat_add(p->total_count, count);
+	p->total_weight = hm_sat_add(p->total_weight, weight_ns);
 	if (p->keep_timeline) {
 		if (p->nevents == p->events_cap) {
 			size_t nc = p->events_cap ? p->events_cap * 2 : 1024;

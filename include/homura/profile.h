@@ -76,7 +76,10 @@ uint32_t hm_profile_frame_id(hm_profile *p, const hm_frame *f);
 uint32_t hm_profile_stack_id(hm_profile *p, const uint32_t *frames, uint32_t n);
 uint32_t hm_profile_thread_id(hm_profile *p, uint64_t tid, uint32_t pid, const char *name);
 
-/* Record n samples of a stack on a thread. t_ns is the unix time. */
+/* a + b clamped to [INT64_MIN, INT64_MAX] instead of wrapping. */
+int64_t hm_sat_add(int64_t a, int64_t b);
+/* Record n samples of a stack on a thread. t_ns is the unix time. Sums
+ * saturate at the int64 limits. */
 void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t count,
 		    int64_t weight_ns, uint64_t t_ns);
 

@@ -2,6 +2,7 @@
  * handlers (server.h) on a temporary directory: round trip, reopen,
  * selectors, label validation, retention and downsampling, ingest and query
  * through hm_ingest_handle / hm_api_handle without sockets. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "homura/codec.h"
+#include "homura/error.h"
 #include "homura/profile.h"
 #include "homura/server.h"
 #include "homura/store.h"
@@ -360,6 +363,137 @@ static void test_maintenance_shrinks_file(void **state)
 	hm_store_close(st);
 }
 
+/* An empty stack (no frames) stored by an older build reads back without
+ * touching a NULL blob (ASan/UBSan: memcpy from NULL), also after reopening. */
+static void test_empty_stack_stored(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_profile *p = make_profile(3, 0);
+	uint32_t th = hm_profile_thread_id(p, 1, 1, NULL);
+	hm_profile_add(p, hm_profile_stack_id(p, NULL, 0), th, 5, 50000000, 0);
+	hm_store_label l[] = {{"service_name", "empty"}};
+	assert_int_equal(hm_store_put(st, "process_cpu", l, 1, 1000, p), 0);
+	assert_int_equal(hm_store_put(st, "process_cpu", l, 1, 1000, p), 0);  /* found again */
+	hm_profile_free(p);
+	for (int pass = 0; pass < 2; pass++) {
+		hm_profile *a = select_text(st, "process_cpu{service_name=\"empty\"}", 0, 2000);
+		assert_int_equal(hm_profile_total_count(a), 16);
+		assert_int_equal(count_of(a, "work"), 6);
+		hm_profile_free(a);
+		hm_store_close(st);
+		assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	}
+	hm_store_stats s;
+	assert_int_equal(hm_store_stats_get(st, &s), 0);
+	assert_int_equal(s.nstacks, 2);
+	hm_store_close(st);
+}
+
+static size_t nseries(hm_store *st)
+{
+	hm_series_list sl;
+	assert_int_equal(hm_store_series(st, &sl), 0);
+	size_t n = sl.n;
+	hm_series_list_free(&sl);
+	return n;
+}
+
+/* A request whose new series would pass the limit stores none of them. */
+static void test_series_limit_all_or_none(void **state)
+{
+	hm_store_opts o = {.max_series = 2};
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	hm_profile *p = make_profile(2, 1);
+	hm_store_label la[] = {{"service_name", "a"}}, lb[] = {{"service_name", "b"}},
+		       lc[] = {{"service_name", "c"}};
+	hm_store_put_req three[] = {
+		{"process_cpu", la, 1, 1000, p}, {"process_cpu", lb, 1, 1000, p},
+		{"process_cpu", lc, 1, 1000, p},
+	};
+	assert_int_equal(hm_store_put_many(st, three, 3), HM_EINVAL);
+	assert_non_null(strstr(hm_errmsg(), "series limit"));
+	assert_int_equal(nseries(st), 0);
+	hm_profile *a = select_text(st, "process_cpu", 0, 2000);
+	assert_int_equal(hm_profile_total_count(a), 0);
+	hm_profile_free(a);
+	/* the same series twice in a request counts once */
+	hm_store_put_req two[] = {three[0], three[1], three[0]};
+	assert_int_equal(hm_store_put_many(st, two, 3), 0);
+	assert_int_equal(nseries(st), 2);
+	/* existing ones plus one more: refused whole, nothing added twice */
+	assert_int_equal(hm_store_put_many(st, three, 3), HM_EINVAL);
+	assert_int_equal(nseries(st), 2);
+	a = select_text(st, "process_cpu", 0, 2000);
+	assert_int_equal(hm_profile_total_count(a), 9);
+	hm_profile_free(a);
+	hm_profile_free(p);
+	hm_store_close(st);
+	for (int i = 0; i < 2; i++) {   /* same on reopening (the limit counts stored series) */
+		assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+		assert_int_equal(nseries(st), 2);
+		hm_store_close(st);
+	}
+}
+
+typedef struct pause_state {
+	hm_store *st;
+	int pauses, other_ok;
+} pause_state;
+
+static void *other_writer(void *arg)
+{
+	pause_state *ps = arg;
+	hm_profile *p = make_profile(1, 0);
+	hm_store_label l[] = {{"service_name", "other"}};
+	if (hm_store_put(ps->st, "process_cpu", l, 1, 1000, p) == HM_OK)
+		ps->other_ok++;
+	hm_profile_free(p);
+	return NULL;
+}
+
+/* Between two write transactions of a large put another thread's put goes
+ * through (the lock is not held for the whole profile). */
+static void put_pause(void *arg)
+{
+	pause_state *ps = arg;
+	ps->pauses++;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, other_writer, ps), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void test_large_put_lets_others_write(void **state)
+{
+	pause_state ps = {0};
+	hm_store_opts o = {.put_pause = put_pause, .put_pause_arg = &ps};
+	assert_int_equal(hm_store_open(tmpdir, &o, &ps.st), 0);
+	hm_profile *p = hm_profile_new(0);
+	uint32_t th = hm_profile_thread_id(p, 1, 1, NULL);
+	uint32_t root = frame(p, "main", "app.py", 1);
+	enum { N = 10000 };
+	for (int i = 0; i < N; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "f%d", i);
+		uint32_t s[2] = {root, frame(p, name, "app.py", i + 2)};
+		hm_profile_add(p, hm_profile_stack_id(p, s, 2), th, 1, 1000, 0);
+	}
+	hm_store_label l[] = {{"service_name", "big"}};
+	assert_int_equal(hm_store_put(ps.st, "process_cpu", l, 1, 1000, p), 0);
+	hm_profile_free(p);
+	assert_true(ps.pauses >= 2);
+	assert_int_equal(ps.other_ok, ps.pauses);
+	hm_profile *a = select_text(ps.st, "process_cpu{service_name=\"big\"}", 0, 2000);
+	assert_int_equal(hm_profile_total_count(a), N);
+	assert_int_equal(hm_profile_nsamples(a), N);
+	hm_profile_free(a);
+	a = select_text(ps.st, "process_cpu{service_name=\"other\"}", 0, 2000);
+	assert_int_equal(hm_profile_total_count(a), ps.pauses);
+	hm_profile_free(a);
+	hm_store_close(ps.st);
+}
+
 static hm_http_req request(const char *method, const char *path, const char *body)
 {
 	hm_http_req rq = {0};
@@ -421,6 +555,65 @@ static void test_handlers(void **state)
 	hm_store_close(st);
 }
 
+static int ingest_folded(hm_store *st, const char *body)
+{
+	hm_http_req rq = request("POST", "/ingest", body);
+	rq.nargs = 1;
+	rq.arg_k[0] = "name";
+	rq.arg_v[0] = "bad.cpu";
+	hm_http_resp rs = {0};
+	hm_ingest_handle(st, &rq, &rs);
+	free(rs.body);
+	return rs.status;
+}
+
+/* Empty stacks, negative counts and counts whose weight (count x period)
+ * overflows are refused with 400 and store nothing; pprof values that sum
+ * past int64 saturate in the decoder and are refused, not wrapped. */
+static void test_ingest_refuses_bad_values(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(ingest_folded(st, " 5\n"), 400);
+	assert_int_equal(ingest_folded(st, "main;work 3\n;; 5\n"), 400);
+	assert_int_equal(ingest_folded(st, "main;work -3\n"), 400);
+	assert_int_equal(ingest_folded(st, "main;work -9223372036854775808\n"), 400);
+	assert_int_equal(ingest_folded(st, "main;work 1000000000000\n"), 400);
+	assert_int_equal(ingest_folded(st, "main;work 9223372036854775807\n"
+				       "main;idle 9223372036854775807\n"), 400);
+	assert_int_equal(nseries(st), 0);
+
+	hm_profile *p = hm_profile_new(0);
+	uint32_t th = hm_profile_thread_id(p, 0, 0, NULL);
+	uint32_t a[1] = {frame(p, "a", "a.py", 1)}, b[1] = {frame(p, "b", "b.py", 1)};
+	hm_profile_add(p, hm_profile_stack_id(p, a, 1), th, INT64_MAX, INT64_MAX, 0);
+	hm_profile_add(p, hm_profile_stack_id(p, b, 1), th, INT64_MAX, INT64_MAX, 0);
+	assert_int_equal(hm_profile_total_count(p), INT64_MAX);   /* saturated */
+	unsigned char *pb;
+	size_t pblen;
+	assert_int_equal(hm_encode_pprof(p, 0, &pb, &pblen), HM_OK);
+	hm_profile_free(p);
+	hm_http_req rq = request("POST", "/ingest", NULL);
+	rq.body = pb;
+	rq.body_len = pblen;
+	rq.nargs = 2;
+	rq.arg_k[0] = "name";
+	rq.arg_v[0] = "big.cpu";
+	rq.arg_k[1] = "format";
+	rq.arg_v[1] = "pprof";
+	hm_http_resp rs = {0};
+	hm_ingest_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 400);
+	assert_non_null(strstr((char *)rs.body, "out of range"));
+	free(rs.body);
+	free(pb);
+	assert_int_equal(nseries(st), 0);
+
+	assert_int_equal(ingest_folded(st, "main;work 3\n"), 200);   /* still fine */
+	assert_int_equal(nseries(st), 1);
+	hm_store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +624,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rollup_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maintenance_shrinks_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_stack_stored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_series_limit_all_or_none, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_put_lets_others_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ingest_refuses_bad_values, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
