@@ -6,11 +6,14 @@
  * either writes synchronously (ops->write, the --dir exporter) or pushes the
  * bytes on the exporter's hm_queue. One sender thread per queued exporter
  * peeks the oldest item, sends it, and pops it only once it is delivered (or
- * refused with a 4xx, which is counted): delivery is in order. A failed send
- * waits a back-off drawn uniformly from [d/2, d], d doubling from
- * backoff_min to backoff_max, so many agents do not retry in lock-step.
- * Drops are logged at once, then at most every 10 s with the counts since the
- * last line, and a summary at flush. */
+ * refused with a 4xx, which is counted): delivery is in order, except that an
+ * item the destination refuses for now (408, 429, 5xx) moves behind the
+ * others and is dropped after max_attempts such answers. After any failure
+ * the next attempt waits a back-off drawn uniformly from [d/2, d], d
+ * doubling from backoff_min to backoff_max and reset only by a success, so
+ * many agents do not retry in lock-step. Drops are logged at once, then at
+ * most every 10 s per reason with the counts since the last line, and a
+ * summary at flush. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -50,6 +53,16 @@ void hm_log(int level, const char *fmt, ...)
 
 /* ---- exporter ---- */
 
+enum { DROP_FULL, DROP_REJECTED, DROP_EXPIRED, DROP_OLD, NOTE_DEFERRED, NDROPLOG };
+
+/* One rate-limited log line per reason: at once, then at most every 10 s
+ * with the counts since the previous line. */
+typedef struct droplog {
+	uint64_t n, bytes;
+	char why[96];
+	double last;
+} droplog;
+
 struct hm_exporter {
 	const hm_exporter_ops *ops;
 	void *impl;
@@ -61,12 +74,12 @@ struct hm_exporter {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int draining;            /* flush: exit once the queue is empty */
+	unsigned wake_gen;       /* bumped by drain: cuts a back-off wait short */
 	volatile int cancel;     /* stop now (abandons an in-flight request) */
 	int closed;              /* no more submits */
 	hm_export_stats st;
-	uint64_t drops_unlogged, drop_bytes_unlogged;
-	double last_drop_log;
-	int down;                /* last attempt failed (for "back up" logs) */
+	droplog dl[NDROPLOG];
+	int down;                /* last attempt failed to connect (for "back up" logs) */
 	uint64_t rng;
 };
 
@@ -74,6 +87,13 @@ static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double real_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -85,6 +105,7 @@ void hm_export_opts_init(hm_export_opts *o)
 	o->timeout_s = 10;
 	o->backoff_min_s = 0.5;
 	o->backoff_max_s = 30;
+	o->max_attempts = 10;
 	o->rate_hz = 100;
 }
 
@@ -98,7 +119,7 @@ static double rng_unit(uint64_t *s)
 	return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
 }
 
-/* Wait up to secs, or until cancel/drain wakes us; mu held. */
+/* Wait up to secs, or until a signal on cv; mu held. */
 static void wait_locked(hm_exporter *e, double secs)
 {
 	struct timespec ts;
@@ -109,14 +130,81 @@ static void wait_locked(hm_exporter *e, double secs)
 	pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 }
 
+/* Log what was counted for reason k since its last line; mu held. */
+static void droplog_flush_locked(hm_exporter *e, int k, int force)
+{
+	droplog *d = &e->dl[k];
+	if (!d->n)
+		return;
+	double t = now_s();
+	if (!force && d->last && t - d->last < 10)
+		return;
+	unsigned long long n = d->n, b = d->bytes;
+	switch (k) {
+	case DROP_FULL:
+		hm_log(HM_LOG_WARN, "dropped %llu profiles (%llu bytes) for %s: queue full", n, b,
+		       e->name);
+		break;
+	case DROP_REJECTED:
+		hm_log(HM_LOG_WARN, "dropped %llu profiles (%llu bytes) for %s: refused (%s)", n, b,
+		       e->name, d->why);
+		break;
+	case DROP_EXPIRED:
+		hm_log(HM_LOG_WARN,
+		       "dropped %llu profiles (%llu bytes) for %s: still refused (%s) after %u "
+		       "attempts each",
+		       n, b, e->name, d->why, e->o.max_attempts);
+		break;
+	case DROP_OLD:
+		hm_log(HM_LOG_WARN, "dropped %llu profiles (%llu bytes) for %s: older than %g s", n, b,
+		       e->name, e->o.max_age_s);
+		break;
+	default:
+		hm_log(HM_LOG_WARN,
+		       "%s refused %llu attempts for now (%s); those profiles wait behind the others "
+		       "and are retried with back-off",
+		       e->name, n, d->why);
+		break;
+	}
+	d->n = d->bytes = 0;
+	d->last = t;
+}
+
+static void droplog_note_locked(hm_exporter *e, int k, size_t bytes, const char *why)
+{
+	droplog *d = &e->dl[k];
+	d->n++;
+	d->bytes += bytes;
+	if (why)
+		snprintf(d->why, sizeof d->why, "%s", why);
+	droplog_flush_locked(e, k, 0);
+}
+
+static void droplog_flush_all_locked(hm_exporter *e, int force)
+{
+	for (int k = 0; k < NDROPLOG; k++)
+		droplog_flush_locked(e, k, force);
+}
+
+/* The sender: the oldest item first. A success resets the back-off; any
+ * failure doubles it, and nothing is sent before it has passed (new
+ * submissions do not cut it short, only drain/cancel do). A connection
+ * failure or timeout keeps the item at the head (the destination is down,
+ * not the item at fault); an answer of 408/429/5xx counts an attempt
+ * against the item and moves it behind the others, so one profile the
+ * destination will not take (a series limit) does not hold up the rest;
+ * after max_attempts such answers it is dropped. Other 4xx: dropped at once.
+ * Every drop is counted and logged (rate-limited). */
 static void *sender_main(void *arg)
 {
 	hm_exporter *e = arg;
 	double backoff = e->o.backoff_min_s;
+	double next_try = 0;     /* CLOCK_MONOTONIC: no attempt before this */
 	char why[256];
 	for (;;) {
 		hm_qitem *it = hm_queue_peek(e->q);
 		pthread_mutex_lock(&e->mu);
+		droplog_flush_all_locked(e, 0);
 		if (e->cancel || (!it && e->draining)) {
 			pthread_mutex_unlock(&e->mu);
 			break;
@@ -126,42 +214,75 @@ static void *sender_main(void *arg)
 			pthread_mutex_unlock(&e->mu);
 			continue;
 		}
+		if (now_s() < next_try) {
+			unsigned gen = e->wake_gen;
+			double t;
+			while (!e->cancel && e->wake_gen == gen && (t = now_s()) < next_try)
+				wait_locked(e, next_try - t);
+			if (e->wake_gen != gen)
+				next_try = 0;    /* draining: one attempt at once */
+			pthread_mutex_unlock(&e->mu);
+			continue;
+		}
+		if (e->o.max_age_s > 0 && real_now_s() - it->made > e->o.max_age_s) {
+			e->st.expired++;
+			droplog_note_locked(e, DROP_OLD, it->len, NULL);
+			pthread_mutex_unlock(&e->mu);
+			hm_queue_pop(e->q);
+			continue;
+		}
 		pthread_mutex_unlock(&e->mu);
 
 		why[0] = 0;
 		int r = e->ops->send(e->impl, it, &e->cancel, why, sizeof why);
+		size_t len = it->len;
 		pthread_mutex_lock(&e->mu);
-		if (r == HM_SEND_OK || r == HM_SEND_REJECT) {
-			size_t len = it->len;
-			if (r == HM_SEND_OK) {
-				e->st.sent++;
-				e->st.sent_bytes += len;
-			} else {
-				e->st.rejected++;
-			}
-			pthread_mutex_unlock(&e->mu);
-			hm_queue_pop(e->q);
-			if (r == HM_SEND_REJECT)
-				hm_log(HM_LOG_WARN, "dropped 1 profile (%zu bytes) for %s: %s", len,
-				       e->name, why);
-			else if (e->down)
+		if (r == HM_SEND_OK) {
+			e->st.sent++;
+			e->st.sent_bytes += len;
+			if (e->down)
 				hm_log(HM_LOG_INFO, "%s is reachable again", e->name);
 			e->down = 0;
 			backoff = e->o.backoff_min_s;
+			next_try = 0;
+			pthread_mutex_unlock(&e->mu);
+			hm_queue_pop(e->q);
+			continue;
+		}
+		if (r == HM_SEND_REJECT) {
+			e->st.rejected++;
+			droplog_note_locked(e, DROP_REJECTED, len, why);
+			pthread_mutex_unlock(&e->mu);
+			hm_queue_pop(e->q);
 			continue;
 		}
 		e->st.failed_attempts++;
+		if (!e->cancel) {
+			next_try = now_s() + backoff * (0.5 + 0.5 * rng_unit(&e->rng));
+			backoff *= 2;
+			if (backoff > e->o.backoff_max_s)
+				backoff = e->o.backoff_max_s;
+		}
+		if (r == HM_SEND_DEFER) {
+			it->attempts++;
+			if (e->o.max_attempts && it->attempts >= e->o.max_attempts) {
+				e->st.expired++;
+				droplog_note_locked(e, DROP_EXPIRED, len, why);
+				pthread_mutex_unlock(&e->mu);
+				hm_queue_pop(e->q);
+				continue;
+			}
+			if (!e->cancel)
+				droplog_note_locked(e, NOTE_DEFERRED, len, why);
+			pthread_mutex_unlock(&e->mu);
+			hm_queue_requeue(e->q);
+			continue;
+		}
 		if (!e->down && !e->cancel)
 			hm_log(HM_LOG_WARN, "cannot send to %s (%s); queueing and retrying", e->name,
 			       why);
 		e->down = 1;
-		double d = backoff * (0.5 + 0.5 * rng_unit(&e->rng));
-		if (!e->cancel)
-			wait_locked(e, d);
 		pthread_mutex_unlock(&e->mu);
-		backoff *= 2;
-		if (backoff > e->o.backoff_max_s)
-			backoff = e->o.backoff_max_s;
 	}
 	return NULL;
 }
@@ -203,21 +324,6 @@ int hm_exporter_new(const hm_exporter_ops *ops, void *impl, const char *name,
 const char *hm_exporter_name(const hm_exporter *e)
 {
 	return e->name;
-}
-
-/* Log queue-full drops: at once, then at most every 10 s. mu held. */
-static void log_drops_locked(hm_exporter *e, int force)
-{
-	if (!e->drops_unlogged)
-		return;
-	double t = now_s();
-	if (!force && e->last_drop_log && t - e->last_drop_log < 10)
-		return;
-	hm_log(HM_LOG_WARN, "dropped %llu profiles (%llu bytes) for %s: queue full",
-	       (unsigned long long)e->drops_unlogged, (unsigned long long)e->drop_bytes_unlogged,
-	       e->name);
-	e->drops_unlogged = e->drop_bytes_unlogged = 0;
-	e->last_drop_log = t;
 }
 
 int hm_exporter_submit(hm_exporter *e, const hm_profile *p)
@@ -264,9 +370,7 @@ int hm_exporter_submit(hm_exporter *e, const hm_profile *p)
 	if (rc != HM_OK) {
 		e->st.dropped_full++;
 		e->st.dropped_full_bytes += bytes;
-		e->drops_unlogged++;
-		e->drop_bytes_unlogged += bytes;
-		log_drops_locked(e, 0);
+		droplog_note_locked(e, DROP_FULL, bytes, NULL);
 	}
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
@@ -291,8 +395,9 @@ void hm_exporter_drain(hm_exporter *e)
 	pthread_mutex_lock(&e->mu);
 	e->closed = 1;
 	e->draining = 1;
+	e->wake_gen++;
 	pthread_cond_broadcast(&e->cv);   /* cuts a back-off wait short */
-	log_drops_locked(e, 1);
+	droplog_flush_all_locked(e, 1);
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -316,6 +421,9 @@ void hm_exporter_flush(hm_exporter *e, double timeout_s)
 	pthread_mutex_unlock(&e->mu);
 	pthread_join(e->thread, NULL);
 	e->has_thread = 0;
+	pthread_mutex_lock(&e->mu);
+	droplog_flush_all_locked(e, 1);
+	pthread_mutex_unlock(&e->mu);
 
 	hm_queue_stats before;
 	hm_queue_stats_get(e->q, &before);
@@ -419,7 +527,7 @@ int hm_http_post(void **handle, const char *url, const char *const *headers, con
 		return HM_SEND_OK;
 	snprintf(why, whylen, "HTTP %ld", code);
 	if (code == 408 || code == 429 || code >= 500)
-		return HM_SEND_RETRY;
+		return HM_SEND_DEFER;
 	return HM_SEND_REJECT;
 }
 

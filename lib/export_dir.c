@@ -3,7 +3,9 @@
  * Writes each profile synchronously (a local write takes well under a
  * millisecond) as homura-<service>-<pid>-<UTC time>.<suffix> in the chosen
  * format, through a hidden temporary file renamed into place so readers never
- * see half a file. Retention: when the homura-* files in the directory add
+ * see half a file. The directory is opened once and files are created in it
+ * by descriptor under random names with O_CREAT|O_EXCL|O_NOFOLLOW (fileio.h):
+ * a symbolic link planted in the directory is never written through. Retention: when the homura-* files in the directory add
  * up to more than dir_max_bytes, the oldest (by modification time, then
  * name) are deleted until they take at most 90% of it; the newest file is
  * always kept. The directory is only listed when the running total (from the
@@ -11,6 +13,7 @@
  * a write does not grow with the number of files kept. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +24,11 @@
 #include "homura/encode.h"
 #include "homura/error.h"
 #include "homura/export.h"
+#include "homura/fileio.h"
 
 typedef struct dir_impl {
 	char *path;
+	int dirfd;               /* the directory, held open */
 	int fmt;
 	uint64_t max_bytes;
 	uint64_t known_total;    /* homura-* bytes at the last scan + written since */
@@ -65,9 +70,14 @@ static uint64_t enforce_retention(dir_impl *d)
 {
 	if (!d->max_bytes)
 		return 0;
-	DIR *dir = opendir(d->path);
-	if (!dir)
+	int dfd = fcntl(d->dirfd, F_DUPFD_CLOEXEC, 0);
+	DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!dir) {
+		if (dfd >= 0)
+			close(dfd);
 		return 0;
+	}
+	rewinddir(dir);
 	dfile *files = NULL;
 	size_t n = 0, cap = 0;
 	uint64_t total = 0;
@@ -76,7 +86,8 @@ static uint64_t enforce_retention(dir_impl *d)
 		if (strncmp(de->d_name, "homura-", 7))
 			continue;
 		struct stat sb;
-		if (fstatat(dirfd(dir), de->d_name, &sb, 0) != 0 || !S_ISREG(sb.st_mode))
+		if (fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode))
 			continue;
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 64;
@@ -138,22 +149,31 @@ static int dir_write(void *impl, const hm_profile *p, hm_export_stats *st)
 	gmtime_r(&secs, &tm);
 	char stamp[64];
 	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
-	char path[4096], tmp[4200];
-	snprintf(path, sizeof path, "%s/homura-%s-%s-%s.%03dZ.%s", d->path, svc, pid, stamp,
+	char name[512], tmp[128];
+	snprintf(name, sizeof name, "homura-%s-%s-%s.%03dZ.%s", svc, pid, stamp,
 		 (int)((t / 1000000ull) % 1000), suffix_of(d->fmt));
-	snprintf(tmp, sizeof tmp, "%s/.tmp-homura-%d", d->path, (int)getpid());
-	FILE *f = fopen(tmp, "wb");
-	if (!f)
-		return hm_error(HM_ESYS, "cannot write %s: %s", tmp, strerror(errno));
+	/* A new file under a random name in the directory we hold open, never
+	 * through a link someone planted there; renameat replaces a link at the
+	 * final name instead of following it. */
+	int fd = hm_create_tmp(d->dirfd, "tmp-homura", 0666, tmp, sizeof tmp);
+	FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+	if (!f) {
+		int err = errno;
+		if (fd >= 0) {
+			close(fd);
+			unlinkat(d->dirfd, tmp, 0);
+		}
+		return hm_error(HM_ESYS, "cannot write in %s: %s", d->path, strerror(err));
+	}
 	hm_write_opts wo = {NULL, 0};
 	int rc = hm_profile_write(p, d->fmt, f, &wo);
 	long size = ftell(f);
 	if (fclose(f) != 0 && rc == HM_OK)
-		rc = hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
-	if (rc == HM_OK && rename(tmp, path) != 0)
-		rc = hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
+		rc = hm_error(HM_ESYS, "cannot write %s/%s: %s", d->path, name, strerror(errno));
+	if (rc == HM_OK && renameat(d->dirfd, tmp, d->dirfd, name) != 0)
+		rc = hm_error(HM_ESYS, "cannot write %s/%s: %s", d->path, name, strerror(errno));
 	if (rc != HM_OK) {
-		unlink(tmp);
+		unlinkat(d->dirfd, tmp, 0);
 		return rc;
 	}
 	st->sent_bytes = size > 0 ? (uint64_t)size : 0;
@@ -166,8 +186,11 @@ static int dir_write(void *impl, const hm_profile *p, hm_export_stats *st)
 static void dir_free(void *impl)
 {
 	dir_impl *d = impl;
-	if (d)
+	if (d) {
 		free(d->path);
+		if (d->dirfd >= 0)
+			close(d->dirfd);
+	}
 	free(d);
 }
 
@@ -182,14 +205,16 @@ int hm_exporter_dir(const char *path, const hm_export_opts *o, hm_exporter **out
 	*out = NULL;
 	if (mkdir(path, 0755) != 0 && errno != EEXIST)
 		return hm_error(HM_ESYS, "cannot create %s: %s", path, strerror(errno));
-	struct stat sb;
-	if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-		return hm_error(HM_EINVAL, "%s is not a directory", path);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return hm_error(HM_EINVAL, "%s is not a directory: %s", path, strerror(errno));
 	dir_impl *d = calloc(1, sizeof *d);
 	if (!d || !(d->path = strdup(path))) {
 		free(d);
+		close(dfd);
 		return hm_error(HM_ENOMEM, "out of memory");
 	}
+	d->dirfd = dfd;
 	d->fmt = o->dir_format ? o->dir_format : HM_FMT_PPROF;
 	d->max_bytes = o->dir_max_bytes;
 	char name[4200];

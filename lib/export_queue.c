@@ -1,14 +1,20 @@
 /* export_queue.c - the bounded FIFO behind each network exporter (export.h).
  *
  * Items live in a singly linked list in memory, bounded by their total size.
- * With a spool directory, what does not fit goes to disk as one file per
- * item, named by its sequence number in hex so that a directory listing sorted
- * by name is the queue order; the spool has its own byte bound. To keep order
- * every new item goes to the spool while the spool holds anything, and the
+ * With a spool directory every item is also on disk, one file per item named
+ * by its sequence number in hex so that a directory listing sorted by name is
+ * the queue order: a kill -9 of the agent loses nothing that was queued, and
+ * the next run picks the files up. Items in memory have their file written
+ * when they are pushed and removed when they are popped (these copies are
+ * not counted against the spool bound); what does not fit in memory lives
+ * only on disk, bounded by the spool's own byte bound. To keep order every
+ * new item goes to the spool while the spool holds anything, and the
  * consumer refills memory from the spool's head when memory runs empty. An
  * empty memory queue always accepts one item, so a bound smaller than one
  * profile degrades to "one in flight" rather than "never send". A spool file
- * is "HMQ1", the meta length (u32, little endian), the meta, then the data. */
+ * is "HMQ1", the meta length (u32, little endian), the meta, then the data;
+ * it is created under a random temporary name with O_CREAT|O_EXCL|O_NOFOLLOW
+ * in the spool directory (held open) and renamed into place (fileio.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,14 +23,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "homura/error.h"
 #include "homura/export.h"
+#include "homura/fileio.h"
 
 typedef struct spool_ent {
 	uint64_t seq;
 	size_t bytes;            /* file size */
+	unsigned attempts;       /* kept while the process lives */
 	struct spool_ent *next;
 } spool_ent;
 
@@ -34,6 +43,9 @@ struct hm_queue {
 	uint64_t nmem;
 	size_t mem_bytes, max_bytes;
 	char *spool_dir;
+	int spool_fd;            /* the spool directory, held open (-1: none) */
+	size_t disk_bytes;       /* files of the items in memory */
+	uint64_t nwrite_fail;    /* memory items whose file could not be written */
 	spool_ent *shead, *stail;
 	uint64_t nspool;
 	size_t spool_bytes, spool_max;
@@ -58,9 +70,21 @@ static size_t item_bytes(const hm_qitem *it)
 	return it->len + (it->meta ? strlen(it->meta) : 0);
 }
 
-static void spool_path(const hm_queue *q, uint64_t seq, char *buf, size_t cap)
+static void spool_name(uint64_t seq, char *buf, size_t cap)
 {
-	snprintf(buf, cap, "%s/%016llx.hmq", q->spool_dir, (unsigned long long)seq);
+	snprintf(buf, cap, "%016llx.hmq", (unsigned long long)seq);
+}
+
+static double real_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static size_t file_bytes(const hm_qitem *it)
+{
+	return 8 + (it->meta ? strlen(it->meta) : 0) + it->len;
 }
 
 static void mem_append(hm_queue *q, hm_qitem *it)
@@ -73,6 +97,8 @@ static void mem_append(hm_queue *q, hm_qitem *it)
 	q->tail = it;
 	q->nmem++;
 	q->mem_bytes += item_bytes(it);
+	if (it->on_disk)
+		q->disk_bytes += file_bytes(it);
 }
 
 static void spool_append(hm_queue *q, spool_ent *e)
@@ -87,22 +113,36 @@ static void spool_append(hm_queue *q, spool_ent *e)
 	q->spool_bytes += e->bytes;
 }
 
-/* Write it to the spool; 0 on success. */
-static int spool_write(hm_queue *q, const hm_qitem *it)
+/* Unlink the memory head (mu held); its file, if any, stays. */
+static hm_qitem *mem_unlink_head(hm_queue *q)
+{
+	hm_qitem *h = q->head;
+	if (!h)
+		return NULL;
+	q->head = h->next;
+	if (!q->head)
+		q->tail = NULL;
+	h->next = NULL;
+	q->nmem--;
+	q->mem_bytes -= item_bytes(h);
+	if (h->on_disk)
+		q->disk_bytes -= file_bytes(h);
+	return h;
+}
+
+/* Write its file (named by its seq) in the spool directory; 0 on success. */
+static int file_write(hm_queue *q, const hm_qitem *it)
 {
 	size_t mlen = it->meta ? strlen(it->meta) : 0;
-	size_t total = 8 + mlen + it->len;
-	if (!q->spool_dir || q->spool_bytes + total > q->spool_max)
+	char name[64], tmp[64];
+	spool_name(it->seq, name, sizeof name);
+	int fd = hm_create_tmp(q->spool_fd, "hmq", 0600, tmp, sizeof tmp);
+	if (fd < 0)
 		return -1;
-	spool_ent *e = calloc(1, sizeof *e);
-	if (!e)
-		return -1;
-	char path[4096], tmp[4200];
-	spool_path(q, it->seq, path, sizeof path);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "wb");
+	FILE *f = fdopen(fd, "wb");
 	if (!f) {
-		free(e);
+		close(fd);
+		unlinkat(q->spool_fd, tmp, 0);
 		return -1;
 	}
 	unsigned char hdr[8];
@@ -112,19 +152,44 @@ static int spool_write(hm_queue *q, const hm_qitem *it)
 	int ok = fwrite(hdr, 1, 8, f) == 8 && fwrite(it->meta ? it->meta : "", 1, mlen, f) == mlen &&
 		 fwrite(it->data, 1, it->len, f) == it->len;
 	ok = (fclose(f) == 0) && ok;
-	if (!ok || rename(tmp, path) != 0) {
-		unlink(tmp);
+	if (!ok || renameat(q->spool_fd, tmp, q->spool_fd, name) != 0) {
+		unlinkat(q->spool_fd, tmp, 0);
+		return -1;
+	}
+	return 0;
+}
+
+static void file_remove(hm_queue *q, uint64_t seq)
+{
+	char name[64];
+	spool_name(seq, name, sizeof name);
+	unlinkat(q->spool_fd, name, 0);
+}
+
+/* Put it at the spool's tail, on disk only (its file is written unless it
+ * is there already); 0 on success. */
+static int spool_write(hm_queue *q, const hm_qitem *it)
+{
+	size_t total = file_bytes(it);
+	if (q->spool_fd < 0 || q->spool_bytes + total > q->spool_max)
+		return -1;
+	spool_ent *e = calloc(1, sizeof *e);
+	if (!e)
+		return -1;
+	if (!it->on_disk && file_write(q, it) != 0) {
 		free(e);
 		return -1;
 	}
 	e->seq = it->seq;
 	e->bytes = total;
+	e->attempts = it->attempts;
 	spool_append(q, e);
 	return 0;
 }
 
-/* Read the spool's head back into an item (and delete its file). NULL if the
- * file is unreadable or corrupt (it is then deleted and counted dropped). */
+/* Read the spool's head back into an item; its file stays until the item
+ * is popped. NULL if the file is unreadable or corrupt (it is then deleted
+ * and counted dropped). */
 static hm_qitem *spool_take(hm_queue *q)
 {
 	spool_ent *e = q->shead;
@@ -133,13 +198,19 @@ static hm_qitem *spool_take(hm_queue *q)
 		q->stail = NULL;
 	q->nspool--;
 	q->spool_bytes -= e->bytes;
-	char path[4096];
-	spool_path(q, e->seq, path, sizeof path);
+	char name[64];
+	spool_name(e->seq, name, sizeof name);
 	hm_qitem *it = calloc(1, sizeof *it);
-	FILE *f = fopen(path, "rb");
+	int fd = openat(q->spool_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
 	unsigned char hdr[8];
 	int ok = 0;
-	if (it && f && fread(hdr, 1, 8, f) == 8 && !memcmp(hdr, SPOOL_MAGIC, 4)) {
+	struct stat sb;
+	if (it && f && fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
+	    (size_t)sb.st_size == e->bytes && fread(hdr, 1, 8, f) == 8 &&
+	    !memcmp(hdr, SPOOL_MAGIC, 4)) {
 		size_t mlen = (size_t)hdr[4] | (size_t)hdr[5] << 8 | (size_t)hdr[6] << 16 |
 			      (size_t)hdr[7] << 24;
 		if (mlen + 8 <= e->bytes) {
@@ -154,17 +225,20 @@ static hm_qitem *spool_take(hm_queue *q)
 					it->meta = NULL;
 				}
 				it->seq = e->seq;
+				it->made = (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec / 1e9;
+				it->on_disk = 1;
+				it->attempts = e->attempts;
 				ok = 1;
 			}
 		}
 	}
 	if (f)
 		fclose(f);
-	unlink(path);
 	if (!ok) {
+		unlinkat(q->spool_fd, name, 0);
 		q->dropped++;
 		q->dropped_bytes += e->bytes;
-		hm_log(HM_LOG_WARN, "dropped unreadable spool file %s", path);
+		hm_log(HM_LOG_WARN, "dropped unreadable spool file %s/%s", q->spool_dir, name);
 		item_free(it);
 		it = NULL;
 	}
@@ -200,10 +274,16 @@ static int spool_load(hm_queue *q)
 	if (make_dirs(q->spool_dir) != 0)
 		return hm_error(HM_ESYS, "cannot create spool directory %s: %s", q->spool_dir,
 				strerror(errno));
-	DIR *d = opendir(q->spool_dir);
-	if (!d)
+	q->spool_fd = open(q->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = q->spool_fd >= 0 ? fcntl(q->spool_fd, F_DUPFD_CLOEXEC, 0) : -1;
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		int err = errno;
+		if (dfd >= 0)
+			close(dfd);
 		return hm_error(HM_ESYS, "cannot open spool directory %s: %s", q->spool_dir,
-				strerror(errno));
+				strerror(err));
+	}
 	uint64_t *seqs = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
@@ -227,10 +307,11 @@ static int spool_load(hm_queue *q)
 	if (n)
 		qsort(seqs, n, sizeof *seqs, cmp_u64);
 	for (size_t i = 0; i < n; i++) {
-		char path[4096];
+		char name[64];
 		struct stat sb;
-		spool_path(q, seqs[i], path, sizeof path);
-		if (stat(path, &sb) != 0 || sb.st_size < 8 || (size_t)sb.st_size > SPOOL_MAX_ITEM)
+		spool_name(seqs[i], name, sizeof name);
+		if (fstatat(q->spool_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode) || sb.st_size < 8 || (size_t)sb.st_size > SPOOL_MAX_ITEM)
 			continue;
 		spool_ent *e = calloc(1, sizeof *e);
 		if (!e)
@@ -257,6 +338,7 @@ int hm_queue_new(size_t max_bytes, const char *spool_dir, size_t spool_max_bytes
 	pthread_mutex_init(&q->mu, NULL);
 	q->max_bytes = max_bytes;
 	q->spool_max = spool_max_bytes;
+	q->spool_fd = -1;
 	q->next_seq = 1;
 	if (spool_dir && *spool_dir) {
 		q->spool_dir = strdup(spool_dir);
@@ -274,7 +356,7 @@ void hm_queue_free(hm_queue *q)
 {
 	if (!q)
 		return;
-	while (q->head) {
+	while (q->head) {    /* files of items in memory stay for the next run */
 		hm_qitem *n = q->head->next;
 		item_free(q->head);
 		q->head = n;
@@ -285,6 +367,8 @@ void hm_queue_free(hm_queue *q)
 		q->shead = n;
 	}
 	free(q->spool_dir);
+	if (q->spool_fd >= 0)
+		close(q->spool_fd);
 	pthread_mutex_destroy(&q->mu);
 	free(q);
 }
@@ -302,9 +386,18 @@ int hm_queue_push(hm_queue *q, unsigned char *data, size_t len, char *meta)
 	it->meta = meta;
 	pthread_mutex_lock(&q->mu);
 	it->seq = q->next_seq++;
+	it->made = real_s();
 	size_t b = item_bytes(it);
 	int rc = HM_OK;
 	if (!q->nspool && (!q->head || q->mem_bytes + b <= q->max_bytes)) {
+		/* with a spool, on disk too, so that a kill -9 loses nothing */
+		if (q->spool_fd >= 0) {
+			if (file_write(q, it) == 0)
+				it->on_disk = 1;
+			else if (!q->nwrite_fail++)
+				hm_log(HM_LOG_WARN, "cannot write to spool %s: %s; queueing in memory only",
+				       q->spool_dir, strerror(errno));
+		}
 		mem_append(q, it);
 		it = NULL;
 	} else if (spool_write(q, it) == 0) {
@@ -338,16 +431,42 @@ hm_qitem *hm_queue_peek(hm_queue *q)
 void hm_queue_pop(hm_queue *q)
 {
 	pthread_mutex_lock(&q->mu);
-	hm_qitem *h = q->head;
-	if (h) {
-		q->head = h->next;
-		if (!q->head)
-			q->tail = NULL;
-		q->nmem--;
-		q->mem_bytes -= item_bytes(h);
-	}
+	hm_qitem *h = mem_unlink_head(q);
+	if (h && h->on_disk)
+		file_remove(q, h->seq);
 	pthread_mutex_unlock(&q->mu);
 	item_free(h);
+}
+
+void hm_queue_requeue(hm_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	hm_qitem *h = q->head;
+	if (!h || (!h->next && !q->nspool)) {   /* alone: it stays where it is */
+		pthread_mutex_unlock(&q->mu);
+		return;
+	}
+	mem_unlink_head(q);
+	uint64_t old = h->seq;
+	h->seq = q->next_seq++;
+	if (h->on_disk) {
+		char from[64], to[64];
+		spool_name(old, from, sizeof from);
+		spool_name(h->seq, to, sizeof to);
+		if (renameat(q->spool_fd, from, q->spool_fd, to) != 0) {
+			unlinkat(q->spool_fd, from, 0);
+			h->on_disk = 0;
+		}
+	}
+	/* Behind everything: behind the spool when it holds items. */
+	if (q->nspool && spool_write(q, h) == 0) {
+		item_free(h);
+	} else {
+		if (q->spool_fd >= 0 && !h->on_disk && file_write(q, h) == 0)
+			h->on_disk = 1;
+		mem_append(q, h);
+	}
+	pthread_mutex_unlock(&q->mu);
 }
 
 size_t hm_queue_spill(hm_queue *q)
@@ -363,11 +482,15 @@ size_t hm_queue_spill(hm_queue *q)
 	q->nspool = 0;
 	q->spool_bytes = old_bytes;   /* the bound counts what is there */
 	while (q->head) {
-		hm_qitem *h = q->head;
-		q->head = h->next;
-		q->nmem--;
-		q->mem_bytes -= item_bytes(h);
-		if (spool_write(q, h) != 0) {
+		hm_qitem *h = mem_unlink_head(q);
+		if (h->on_disk)   /* its file is there: keep it even past the bound */
+			q->spool_max += file_bytes(h);
+		int kept = spool_write(q, h) == 0;
+		if (h->on_disk)
+			q->spool_max -= file_bytes(h);
+		if (!kept) {
+			if (h->on_disk)
+				file_remove(q, h->seq);
 			lost++;
 			q->dropped++;
 			q->dropped_bytes += item_bytes(h);

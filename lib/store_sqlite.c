@@ -274,7 +274,9 @@ static int sq_open(hm_store *st, const char *dir)
 	}
 	snprintf(q->path, pl, "%s/homura.db", dir);
 	int rc = HM_OK;
-	int fl = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	/* never through a symbolic link planted at DIR/homura.db */
+	int fl = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+		 SQLITE_OPEN_NOFOLLOW;
 	if (sqlite3_open_v2(q->path, &q->w, fl, NULL) != SQLITE_OK)
 		rc = hm_error(HM_EIO, "store: cannot open %s: %s", q->path,
 			      q->w ? sqlite3_errmsg(q->w) : "out of memory");
@@ -283,7 +285,7 @@ static int sq_open(hm_store *st, const char *dir)
 	if (rc == HM_OK)
 		rc = exec(q->w, SCHEMA);
 	if (rc == HM_OK && sqlite3_open_v2(q->path, &q->r, SQLITE_OPEN_READONLY |
-					   SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+					   SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK)
 		rc = hm_error(HM_EIO, "store: cannot open %s for reading", q->path);
 	if (rc == HM_OK)
 		rc = tune(q->r);

@@ -20,6 +20,7 @@
 #include "homura/encode.h"
 #include "homura/error.h"
 #include "homura/export.h"
+#include "homura/fileio.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -67,10 +68,14 @@ static void usage(FILE *f)
 		"      --dir-max-size SIZE   delete the oldest files beyond SIZE (e.g. 500M)\n"
 		"Delivery:\n"
 		"      --queue-max-bytes SIZE  memory queue bound per exporter (default 64M)\n"
-		"      --spool DIR           overflow to disk (and keep across restarts)\n"
+		"      --spool DIR           keep the queues on disk too (survive kill -9 and\n"
+		"                            restarts; take the overflow)\n"
 		"      --spool-max-bytes SIZE  disk spool bound per exporter (default 256M)\n"
 		"      --timeout SECS        one HTTP request (default 10)\n"
 		"      --backoff-max SECS    longest wait between retries (default 30)\n"
+		"      --max-attempts N      drop a profile refused (408/429/5xx) N times\n"
+		"                            (default 10, 0 = never)\n"
+		"      --max-age SECS        drop profiles queued longer than this (default: never)\n"
 		"      --flush-timeout SECS  time to drain the queues at exit (default 10)\n"
 		"      --header 'K: V'       extra HTTP header (repeatable)\n"
 		"      --token TOKEN         Authorization: Bearer TOKEN\n"
@@ -143,7 +148,7 @@ static int parse_secs(const char *s, double *out, double min, const char *what)
 enum {
 	O_NAME = 256, O_ALL, O_SCAN, O_INTERVAL, O_IDLE, O_NOLINENO, O_DEPTH, O_SERVICE, O_LABEL,
 	O_OTLP, O_SERVER, O_PYRO, O_DIR, O_DIRFMT, O_DIRMAX, O_QMAX, O_SPOOL, O_SPOOLMAX,
-	O_TIMEOUT, O_BACKOFF, O_FLUSH, O_HEADER, O_TOKEN, O_CONFIG, O_STATSI, O_STATSJ,
+	O_TIMEOUT, O_BACKOFF, O_MAXATT, O_MAXAGE, O_FLUSH, O_HEADER, O_TOKEN, O_CONFIG, O_STATSI, O_STATSJ,
 };
 
 static const struct option long_opts[] = {
@@ -169,6 +174,8 @@ static const struct option long_opts[] = {
 	{"spool-max-bytes", required_argument, 0, O_SPOOLMAX},
 	{"timeout", required_argument, 0, O_TIMEOUT},
 	{"backoff-max", required_argument, 0, O_BACKOFF},
+	{"max-attempts", required_argument, 0, O_MAXATT},
+	{"max-age", required_argument, 0, O_MAXAGE},
 	{"flush-timeout", required_argument, 0, O_FLUSH},
 	{"header", required_argument, 0, O_HEADER},
 	{"token", required_argument, 0, O_TOKEN},
@@ -240,6 +247,14 @@ static int apply_opt(struct agent_args *a, int c, const char *v)
 		return 0;
 	case O_TIMEOUT: return parse_secs(v, &a->eo.timeout_s, 0.1, "--timeout") ? 3 : 0;
 	case O_BACKOFF: return parse_secs(v, &a->eo.backoff_max_s, 0.1, "--backoff-max") ? 3 : 0;
+	case O_MAXATT: {
+		long n = strtol(v, &end, 10);
+		if (end == v || *end || n < 0 || n > 1000000)
+			return cli_fail("invalid --max-attempts '%s' (0-1000000)", v) + 2;
+		a->eo.max_attempts = (unsigned)n;
+		return 0;
+	}
+	case O_MAXAGE: return parse_secs(v, &a->eo.max_age_s, 0, "--max-age") ? 3 : 0;
 	case O_FLUSH: return parse_secs(v, &a->flush_timeout, 0, "--flush-timeout") ? 3 : 0;
 	case O_HEADER:
 		if (!strchr(v, ':'))
@@ -397,11 +412,12 @@ static char *spool_for(const char *base, const char *url)
 static void write_stats_json(const char *path, const hm_agent_stats *st, hm_exporter **exp,
 			     int nexp)
 {
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		cli_fail("cannot write %s: %s", path, strerror(errno));
+	hm_outfile o;
+	if (hm_output_open(&o, path, 0666) != HM_OK) {
+		cli_fail_lib();
 		return;
 	}
+	FILE *f = o.f;
 	fprintf(f,
 		"{\"wall_s\": %.3f, \"cpu_s\": %.3f, \"cpu_pct\": %.4f, \"max_rss_kb\": %ld, "
 		"\"ticks\": %llu, \"samples\": %llu, \"invalid\": %llu, \"errors\": %llu, "
@@ -418,18 +434,20 @@ static void write_stats_json(const char *path, const hm_agent_stats *st, hm_expo
 		hm_exporter_stats(exp[i], &es);
 		fprintf(f,
 			"%s{\"name\": \"%s\", \"submitted\": %llu, \"sent\": %llu, \"sent_bytes\": %llu, "
-			"\"failed_attempts\": %llu, \"rejected\": %llu, \"dropped_full\": %llu, "
+			"\"failed_attempts\": %llu, \"rejected\": %llu, \"expired\": %llu, "
+			"\"dropped_full\": %llu, "
 			"\"dropped_full_bytes\": %llu, \"dropped_exit\": %llu, \"queued\": %llu, "
 			"\"files_deleted\": %llu}",
 			i ? ", " : "", hm_exporter_name(exp[i]), (unsigned long long)es.submitted,
 			(unsigned long long)es.sent, (unsigned long long)es.sent_bytes,
 			(unsigned long long)es.failed_attempts, (unsigned long long)es.rejected,
-			(unsigned long long)es.dropped_full, (unsigned long long)es.dropped_full_bytes,
+			(unsigned long long)es.expired, (unsigned long long)es.dropped_full, (unsigned long long)es.dropped_full_bytes,
 			(unsigned long long)es.dropped_exit, (unsigned long long)es.queued,
 			(unsigned long long)es.files_deleted);
 	}
 	fprintf(f, "]}\n");
-	fclose(f);
+	if (hm_output_commit(&o) != HM_OK)
+		cli_fail_lib();
 }
 
 int cmd_agent(int argc, char **argv)
@@ -524,10 +542,12 @@ int cmd_agent(int argc, char **argv)
 		hm_exporter_stats(exp[i], &es);
 		hm_log(HM_LOG_INFO,
 		       "%s: sent %llu profiles (%llu bytes); dropped %llu (queue full), %llu "
-		       "(rejected), %llu (at exit); %llu still spooled",
+		       "(rejected), %llu (refused too often or too old), %llu (at exit); %llu "
+		       "still spooled",
 		       hm_exporter_name(exp[i]), (unsigned long long)es.sent,
 		       (unsigned long long)es.sent_bytes, (unsigned long long)es.dropped_full,
-		       (unsigned long long)es.rejected, (unsigned long long)es.dropped_exit,
+		       (unsigned long long)es.rejected, (unsigned long long)es.expired,
+		       (unsigned long long)es.dropped_exit,
 		       (unsigned long long)es.queued);
 	}
 	if (a.stats_json)

@@ -13,6 +13,7 @@
 #include "homura/codec.h"
 #include "homura/encode.h"
 #include "homura/error.h"
+#include "homura/fileio.h"
 #include "homura/filter.h"
 
 static void convert_usage(FILE *f)
@@ -84,14 +85,16 @@ int cmd_convert(int argc, char **argv)
 		hm_profile_free(p);
 		p = q;
 	}
-	FILE *out = strcmp(outpath, "-") ? fopen(outpath, "wb") : stdout;
-	if (!out) {
+	hm_outfile out;   /* never through a symlink; renamed into place */
+	if (hm_output_open(&out, outpath, 0666) != HM_OK) {
 		hm_profile_free(p);
-		return cli_fail("cannot write %s", outpath);
+		return cli_fail_lib();
 	}
-	int rc = hm_profile_write(p, fmt, out, &wo);
-	if ((out != stdout ? fclose(out) : fflush(out)) != 0 && rc == HM_OK)
-		rc = hm_error(HM_ESYS, "writing %s failed", outpath);
+	int rc = hm_profile_write(p, fmt, out.f, &wo);
+	if (rc == HM_OK)
+		rc = hm_output_commit(&out);
+	else
+		hm_output_abort(&out);
 	hm_profile_free(p);
 	return rc < 0 ? cli_fail_lib() : 0;
 }

@@ -15,6 +15,7 @@
 #include "homura/diff.h"
 #include "homura/encode.h"
 #include "homura/error.h"
+#include "homura/fileio.h"
 #include "homura/filter.h"
 
 static void diff_usage(FILE *f)
@@ -93,10 +94,11 @@ int cmd_diff(int argc, char **argv)
 		hm_profile_free(before);
 		return cli_fail_lib();
 	}
-	FILE *out = strcmp(outpath, "-") ? fopen(outpath, "wb") : stdout;
-	int rc;
-	if (!out) {
-		rc = hm_error(HM_ESYS, "cannot write %s", outpath);
+	hm_outfile of;   /* never through a symlink; renamed into place */
+	int rc = hm_output_open(&of, outpath, 0666);
+	FILE *out = of.f;
+	if (rc != HM_OK) {
+		out = NULL;
 	} else if (fmt == HM_FMT_SVG) {
 		rc = hm_write_diff_svg(before, after, out, &wo);
 	} else if (fmt == HM_FMT_COLLAPSED) {
@@ -109,8 +111,10 @@ int cmd_diff(int argc, char **argv)
 			hm_profile_free(d);
 		}
 	}
-	if (out && (out != stdout ? fclose(out) : fflush(out)) != 0 && rc == HM_OK)
-		rc = hm_error(HM_ESYS, "writing %s failed", outpath);
+	if (out && rc == HM_OK)
+		rc = hm_output_commit(&of);
+	else if (out)
+		hm_output_abort(&of);
 	hm_profile_free(before);
 	hm_profile_free(after);
 	return rc < 0 ? cli_fail_lib() : 0;

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "homura/encode.h"
 #include "homura/error.h"
+#include "homura/fileio.h"
 #include "homura/filter.h"
 #include "homura/launch.h"
 #include "homura/profile.h"
@@ -197,68 +198,37 @@ static const char *suffix_of(int fmt)
 	}
 }
 
-/* Outputs that are not regular files ("-", /dev/null, a pipe) are written in
- * place; files go through a temporary file renamed over the target, so a
- * failed write never leaves a truncated profile behind. */
-static int write_in_place(const char *path)
-{
-	struct stat sb;
-	return !strcmp(path, "-") || (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode));
-}
-
-/* Fail early, before a long recording, if the output cannot be created. */
+/* Outputs: "-" is stdout, /dev/null is written in place; anything else goes
+ * through a new temporary file (O_EXCL|O_NOFOLLOW, unpredictable name)
+ * renamed over the target, so a failed write never leaves a truncated
+ * profile behind and a symbolic link, FIFO or device is refused, never
+ * written through (fileio.h). */
 static int check_writable(const char *path)
 {
-	if (write_in_place(path))
-		return 0;
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-	FILE *f = fopen(tmp, "wb");
-	if (!f)
-		return cli_fail("cannot write %s: %s", path, strerror(errno));
-	fclose(f);
-	unlink(tmp);
-	return 0;
+	return hm_output_check(path) == HM_OK ? 0 : cli_fail_lib();
 }
 
 static int write_profile(const hm_profile *p, int fmt, const char *path, const char *title)
 {
 	hm_write_opts wo = {title, 0};
-	if (write_in_place(path)) {
-		FILE *f = strcmp(path, "-") ? fopen(path, "wb") : stdout;
-		if (!f)
-			return cli_fail("cannot write %s: %s", path, strerror(errno));
-		int rc = hm_profile_write(p, fmt, f, &wo);
-		if ((f == stdout ? fflush(f) : fclose(f)) != 0 && rc == HM_OK)
-			return cli_fail("cannot write %s: %s", path, strerror(errno));
-		return rc == HM_OK ? 0 : cli_fail_lib();
-	}
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-	FILE *f = fopen(tmp, "wb");
-	if (!f)
-		return cli_fail("cannot write %s: %s", path, strerror(errno));
-	int rc = hm_profile_write(p, fmt, f, &wo);
-	if (fclose(f) != 0 && rc == HM_OK)
-		rc = hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
-	if (rc != HM_OK) {
-		unlink(tmp);
+	hm_outfile o;
+	if (hm_output_open(&o, path, 0666) != HM_OK)
+		return cli_fail_lib();
+	if (hm_profile_write(p, fmt, o.f, &wo) != HM_OK) {
+		hm_output_abort(&o);
 		return cli_fail_lib();
 	}
-	if (rename(tmp, path) != 0) {
-		unlink(tmp);
-		return cli_fail("cannot write %s: %s", path, strerror(errno));
-	}
-	return 0;
+	return hm_output_commit(&o) == HM_OK ? 0 : cli_fail_lib();
 }
 
 static void write_stats_json(const char *path, const hm_sampler_stats *st)
 {
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		cli_fail("cannot write %s: %s", path, strerror(errno));
+	hm_outfile o;
+	if (hm_output_open(&o, path, 0666) != HM_OK) {
+		cli_fail_lib();
 		return;
 	}
+	FILE *f = o.f;
 	fprintf(f,
 		"{\"samples\": %llu, \"invalid\": %llu, \"late\": %llu, \"ticks\": %llu, "
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
@@ -267,7 +237,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		(unsigned long long)st->late, (unsigned long long)st->ticks,
 		(unsigned long long)st->errors, hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99),
 		(double)st->cost_max_ns / 1000.0, hm_sampler_cost_mean_us(st));
-	fclose(f);
+	if (hm_output_commit(&o) != HM_OK)
+		cli_fail_lib();
 }
 
 static void label_profile(hm_profile *p, hm_target *t, const hm_python *py)
@@ -325,7 +296,7 @@ int cmd_record(int argc, char **argv)
 			 suffix_of(fmt));
 		out = defpath;
 	}
-	if (check_writable(out))
+	if (check_writable(out) || (a.stats_json && check_writable(a.stats_json)))
 		return 1;
 
 	pid_t pid = a.pid, child = 0;

@@ -6,7 +6,8 @@
  * writes it (--dir) or puts the bytes on a bounded queue that a sender thread
  * drains in order (OTLP, Pyroscope). A destination that is down is retried
  * with exponential back-off and jitter; nothing is dropped silently: what the
- * bound, a 4xx answer or shutdown forces out is counted and logged. */
+ * bound, a 4xx answer, too many 408/429/5xx answers or shutdown forces out
+ * is counted and logged. */
 #ifndef HOMURA_EXPORT_H
 #define HOMURA_EXPORT_H
 
@@ -27,6 +28,9 @@ void hm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 typedef struct hm_qitem {
 	uint64_t seq;            /* submission order */
+	double made;             /* when it was queued (CLOCK_REALTIME seconds) */
+	unsigned attempts;       /* refused for now (408, 429, 5xx) so far */
+	int on_disk;             /* its spool file exists */
 	char *meta;              /* exporter-specific text (e.g. a query string) */
 	unsigned char *data;
 	size_t len;
@@ -41,10 +45,11 @@ typedef struct hm_queue_stats {
 } hm_queue_stats;
 
 /* A FIFO bounded by bytes in memory and, optionally, by bytes in a disk
- * spool directory that takes the overflow (and survives restarts). Order is
- * kept: once anything is spooled, newer items go to the spool too until it
- * drains. When both are full the incoming item is refused and counted.
- * Thread-safe. */
+ * spool directory that takes the overflow. With a spool every queued item is
+ * on disk (memory items too), so the queue survives restarts and kill -9.
+ * Order is kept: once anything is spooled, newer items go to the spool too
+ * until it drains. When both are full the incoming item is refused and
+ * counted. Thread-safe. */
 typedef struct hm_queue hm_queue;
 
 /* spool_dir may be NULL (memory only). Spool files left by an earlier run
@@ -60,6 +65,11 @@ int hm_queue_push(hm_queue *q, unsigned char *data, size_t len, char *meta);
 hm_qitem *hm_queue_peek(hm_queue *q);
 /* Remove and free the item returned by the last peek. */
 void hm_queue_pop(hm_queue *q);
+/* Move the item returned by the last peek behind all the others (a new
+ * sequence number; its spool file is renamed to match), so one item that
+ * cannot be delivered yet does not hold up the rest. It stays put when it
+ * is the only one. */
+void hm_queue_requeue(hm_queue *q);
 /* Move what is still in memory to the spool (at shutdown); returns the
  * number of items that could not be kept (no spool, or it is full). */
 size_t hm_queue_spill(hm_queue *q);
@@ -76,6 +86,9 @@ typedef struct hm_export_opts {
 	double timeout_s;        /* whole request (default 10), connect: min(5, this) */
 	double backoff_min_s;    /* first retry delay (default 0.5) */
 	double backoff_max_s;    /* cap (default 30) */
+	unsigned max_attempts;   /* 408/429/5xx answers before an item is dropped
+				    (default 10; 0 = never) */
+	double max_age_s;        /* drop items queued longer than this (0 = never) */
 	double rate_hz;          /* sampling rate, for Pyroscope's sampleRate */
 	const char *const *headers;  /* extra "Name: value" HTTP headers, NULL-ended */
 	/* --dir */
@@ -102,6 +115,7 @@ typedef struct hm_export_stats {
 	uint64_t sent, sent_bytes;
 	uint64_t failed_attempts;    /* sends that will be retried */
 	uint64_t rejected;       /* refused by the destination (4xx): dropped */
+	uint64_t expired;        /* refused max_attempts times, or too old: dropped */
 	uint64_t dropped_full, dropped_full_bytes;   /* queue bound */
 	uint64_t dropped_exit;   /* still queued at exit, not spooled */
 	uint64_t encode_errors;
@@ -121,7 +135,10 @@ void hm_exporter_free(hm_exporter *e);
 
 /* ---- implementing an exporter (lib/export_otlp.c and friends) ------------------------- */
 
-enum hm_send_result { HM_SEND_OK = 0, HM_SEND_RETRY = 1, HM_SEND_REJECT = 2 };
+/* RETRY: the destination could not be reached (or timed out): try the same
+ * item again. DEFER: it answered "not now" (408, 429, 5xx): the item counts
+ * an attempt and waits behind the others. REJECT: it will never take it. */
+enum hm_send_result { HM_SEND_OK = 0, HM_SEND_RETRY = 1, HM_SEND_REJECT = 2, HM_SEND_DEFER = 3 };
 
 typedef struct hm_exporter_ops {
 	const char *kind;    /* "otlp", "pyroscope", "dir" */
@@ -142,8 +159,8 @@ int hm_exporter_new(const hm_exporter_ops *ops, void *impl, const char *name,
 		    const hm_export_opts *o, hm_exporter **out);
 
 /* HTTP POST with libcurl (one handle per sender thread, kept in *handle).
- * Classifies the outcome: OK (2xx), RETRY (connection failure, timeout,
- * 429, 5xx), REJECT (other 4xx); why gets a short reason. A transfer is
+ * Classifies the outcome: OK (2xx), RETRY (connection failure, timeout),
+ * DEFER (408, 429, 5xx), REJECT (other 4xx); why gets a short reason. A transfer is
  * abandoned (RETRY) as soon as *cancel becomes non-zero. */
 int hm_http_post(void **handle, const char *url, const char *const *headers,
 		 const void *body, size_t len, double timeout_s, const volatile int *cancel,

@@ -1,8 +1,11 @@
 """`homura agent` end to end: real Python workloads, the real binary, and a
 tiny fake OTLP / Pyroscope receiver (http.server on 127.0.0.1) that records
 every request.  Profiles received are decoded with `homura convert`."""
+import collections
 import gzip
+import hashlib
 import http.server
+import math
 import json
 import os
 import re
@@ -12,6 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -21,10 +25,12 @@ from conftest import HOMURA, free_port, program
 # ------------------------------------------------------------ the receiver
 
 class Receiver:
-    """Records (path, headers, body) of each POST; answers `status`."""
+    """Records (path, headers, body) of each POST; answers `status`, or
+    status(path, body) when it is callable."""
 
     def __init__(self, port=0, status=200):
         self.requests = []
+        self.answers = []
         self.status = status
         self.lock = threading.Lock()
         outer = self
@@ -33,9 +39,11 @@ class Receiver:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
+                st = outer.status(self.path, body) if callable(outer.status) else outer.status
                 with outer.lock:
                     outer.requests.append((self.path, dict(self.headers), body))
-                self.send_response(outer.status)
+                    outer.answers.append(st)
+                self.send_response(st)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -56,6 +64,11 @@ class Receiver:
     def got(self):
         with self.lock:
             return list(self.requests)
+
+    def got_answered(self):
+        """[(path, headers, body, status)] of every request so far."""
+        with self.lock:
+            return [r + (a,) for r, a in zip(self.requests, self.answers)]
 
 
 @pytest.fixture
@@ -421,3 +434,175 @@ def test_bad_options():
         r = subprocess.run([HOMURA, "agent"] + args, capture_output=True, timeout=10)
         assert r.returncode != 0
         assert msg in r.stderr.decode(), (args, r.stderr.decode())
+
+
+def _service_of(body):
+    try:
+        raw = gzip.decompress(body)
+    except OSError:
+        return None
+    for name in (b"svc-refused", b"svc-accepted"):
+        if name in raw:
+            return name.decode()
+    return None
+
+
+def test_one_refused_series_does_not_block_the_others(busy, agent, receiver, tmp_path):
+    """The destination answers 429 to every profile of one service (as a
+    server's series limit does) and 200 to the others: the refused profiles
+    are retried a bounded number of times behind the others, then dropped,
+    counted and logged, while the accepted service's profiles keep flowing."""
+    t_bad = busy(name="svc-refused", attrs="")
+    t_good = busy(name="svc-accepted", attrs="")
+    r = receiver(status=lambda path, body: 429 if _service_of(body) == "svc-refused" else 200)
+    t0 = time.monotonic()
+    a = agent("-p", t_bad.pid, "-p", t_good.pid, "--interval", 0.3, "--otlp", r.url,
+              "--max-attempts", 3, "--backoff-max", 0.2, "--flush-timeout", 0)
+
+    def progress():
+        got = r.got_answered()
+        ok = [x for x in got if x[3] == 200]
+        bad = collections.Counter(hashlib.sha256(x[2]).hexdigest() for x in got if x[3] == 429)
+        return len(ok) >= 10 and sum(1 for n in bad.values() if n >= 3) >= 2
+    wait_for(progress, 60, "accepted profiles to flow and refused ones to be given up")
+    assert a.stop() == 0, a.err
+    took = time.monotonic() - t0
+    got = r.got_answered()
+    assert {_service_of(x[2]) for x in got} == {"svc-refused", "svc-accepted"}
+    assert all((x[3] == 429) == (_service_of(x[2]) == "svc-refused") for x in got)
+    st = a.stats()["exporters"][0]
+    assert st["sent"] == sum(1 for x in got if x[3] == 200), st
+    # each refused profile was tried at most --max-attempts times
+    tries = collections.Counter(hashlib.sha256(x[2]).hexdigest() for x in got if x[3] == 429)
+    assert max(tries.values()) <= 3, tries
+    assert st["expired"] == sum(1 for n in tries.values() if n == 3) >= 2, (st, tries)
+    assert st["rejected"] == 0 and st["dropped_full"] == 0, st
+    lines = [l for l in a.err.splitlines()
+             if re.search(r"dropped \d+ profiles \(\d+ bytes\) for \S+: still refused "
+                          r"\(HTTP 429\) after 3 attempts each", l)]
+    assert lines, a.err
+    # one line at once, then at most one per 10 s, and one at exit
+    assert len(lines) <= 2 + took / 10, (took, lines)
+    logged = sum(int(re.search(r"dropped (\d+) profiles", l).group(1)) for l in lines)
+    assert logged == st["expired"], (logged, st)
+
+
+def test_backoff_is_not_cut_short_by_new_windows(busy, agent, tmp_path):
+    """Destination down, a window every 0.1 s: attempts follow the doubling
+    back-off (each wait at least half of 0.5 s, 1 s, 2 s, ...), they are not
+    made once per window."""
+    t = busy()
+    port = free_port()                    # nothing listens there
+    t0 = time.monotonic()
+    a = agent("-p", t.pid, "--interval", 0.1, "--otlp", "http://127.0.0.1:%d" % port,
+              "--flush-timeout", 0)
+    time.sleep(4)
+    assert a.stop() == 0, a.err
+    took = time.monotonic() - t0
+    st = a.stats()["exporters"][0]
+    assert st["submitted"] >= 10, st
+    # n failed attempts need waits of at least 0.25 * (2^(n-1) - 1) s in all;
+    # drain at exit allows one more attempt at once.
+    bound = 2 + math.log2(4 * took + 1)
+    assert 1 <= st["failed_attempts"] <= bound, (st, took, bound)
+    assert st["sent"] == 0
+
+
+def _collapsed_total(text):
+    total = 0
+    for line in text.splitlines():
+        if line.strip():
+            total += int(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _spool_files(d):
+    if not d.exists():
+        return []
+    return sorted(p for p in d.rglob("*.hmq") if re.match(r"^[0-9a-f]{16}\.hmq$", p.name))
+
+
+def _server_samples(url, run):
+    q = urllib.parse.urlencode({"query": 'process_cpu{run="%s"}' % run, "format": "collapsed",
+                                "from": "now-1h", "until": "now+1h"})
+    try:
+        with urllib.request.urlopen(url + "/api/v1/download?" + q, timeout=30) as resp:
+            return _collapsed_total(resp.read().decode())
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return 0
+        raise
+
+
+class _Server:
+    def __init__(self, data, port):
+        self.url = "http://127.0.0.1:%d" % port
+        self.proc = subprocess.Popen([HOMURA, "server", "--data", str(data), "--listen",
+                                      "127.0.0.1:%d" % port, "--quiet"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def ready():
+            try:
+                with urllib.request.urlopen(self.url + "/ready", timeout=2) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+        wait_for(ready, 20, "the server")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stderr.close()
+
+
+@pytest.mark.asan
+def test_spool_survives_kill9(busy, agent, tmp_path):
+    """With --spool, what is queued is on disk at once: the server goes down,
+    windows queue up, the agent is killed with SIGKILL; after both restart,
+    every queued window reaches the server (its samples are counted through
+    the query API)."""
+    t = busy(lifetime=60)
+    data, spool = tmp_path / "data", tmp_path / "spool"
+    port = free_port()
+    srv = _Server(data, port)
+    url = "http://127.0.0.1:%d" % port
+    try:
+        a = agent("-p", t.pid, "--interval", 0.3, "--server", url, "--spool", spool,
+                  "--label", "run=a", "--backoff-max", 0.5)
+        wait_for(lambda: _server_samples(url, "a") > 0, 20, "the first profiles")
+    finally:
+        srv.stop()
+    wait_for(lambda: len(_spool_files(spool)) >= 4, 20, "windows queued in the spool")
+    a.proc.kill()                          # SIGKILL: no flush, no spill
+    a.proc.wait()
+    files = _spool_files(spool)
+    assert len(files) >= 4
+    queued = 0
+    for i, f in enumerate(files):
+        raw = f.read_bytes()
+        assert raw[:4] == b"HMQ1"
+        mlen = int.from_bytes(raw[4:8], "little")
+        body = tmp_path / ("q%d.otlp.gz" % i)
+        body.write_bytes(raw[8 + mlen:])
+        queued += _collapsed_total(convert(body, "collapsed"))
+    assert queued > 0
+
+    srv = _Server(data, port)
+    try:
+        before = _server_samples(url, "a")
+        b = agent("-p", t.pid, "--interval", 0.3, "--server", url, "--spool", spool,
+                  "--label", "run=b")
+        wait_for(lambda: _server_samples(url, "a") >= before + queued, 30,
+                 "the queued windows to arrive")
+        wait_for(lambda: not _spool_files(spool), 10, "the spool to empty")
+        wait_for(lambda: _server_samples(url, "b") > 0, 30, "the new run's profiles")
+        assert b.stop() == 0, b.err
+        assert "from an earlier run" in b.err
+        assert _server_samples(url, "a") == before + queued
+    finally:
+        srv.stop()

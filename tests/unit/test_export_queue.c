@@ -1,6 +1,8 @@
 /* test_export_queue.c - the exporter's bounded queue: order, the byte bound,
- * drop counting, the disk spool (overflow, order, survival across a restart)
- * and spilling memory to the spool at shutdown. */
+ * drop counting, the disk spool (overflow, order, survival across a restart
+ * and a crash, planted symbolic links), spilling memory to the spool at
+ * shutdown, and moving a refused item behind the others. */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "homura/error.h"
@@ -229,6 +232,134 @@ static void test_corrupt_spool_file_dropped(void **state)
 	rm_spool(dir);
 }
 
+static int count_spool_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += strlen(de->d_name) == 20 && !strcmp(de->d_name + 16, ".hmq");
+	closedir(d);
+	return n;
+}
+
+/* A crash (no spill, as after kill -9) loses nothing queued with a spool:
+ * items in memory are on disk too, and their files go when they are sent. */
+static void test_spool_write_through_survives_crash(void **state)
+{
+	(void)state;
+	char *dir = make_spool();
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(1 << 20, dir, 1 << 20, &q), HM_OK);
+	for (int i = 1; i <= 4; i++)   /* all fit in memory */
+		assert_int_equal(hm_queue_push(q, blob(i, 100), 100, meta_of(i)), HM_OK);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.spooled, 0);
+	assert_int_equal(count_spool_files(dir), 4);
+	int first[] = {1};
+	expect_order_prefix(q, first, 1, 100);   /* sent: its file goes */
+	assert_int_equal(count_spool_files(dir), 3);
+	assert_non_null(hm_queue_peek(q));       /* in flight when we "crash" */
+	hm_queue_free(q);                        /* no spill */
+
+	assert_int_equal(hm_queue_new(1 << 20, dir, 1 << 20, &q), HM_OK);
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 3);
+	int rest[] = {2, 3, 4};
+	expect_order(q, rest, 3, 100);
+	assert_int_equal(count_spool_files(dir), 0);
+	hm_queue_free(q);
+	rm_spool(dir);
+}
+
+/* A refused item moves behind the others (behind the spool too), keeps its
+ * attempt count, and its file follows it. */
+static void test_requeue_moves_behind(void **state)
+{
+	(void)state;
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(1 << 20, NULL, 0, &q), HM_OK);
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(hm_queue_push(q, blob(i, 10), 10, meta_of(i)), HM_OK);
+	hm_qitem *it = hm_queue_peek(q);
+	assert_int_equal(it->data[0], 1);
+	it->attempts = 2;
+	hm_queue_requeue(q);
+	int want[] = {2, 3};
+	expect_order_prefix(q, want, 2, 10);
+	it = hm_queue_peek(q);
+	assert_int_equal(it->data[0], 1);
+	assert_int_equal(it->attempts, 2);
+	hm_queue_requeue(q);                     /* alone: stays */
+	assert_ptr_equal(hm_queue_peek(q), it);
+	hm_queue_pop(q);
+	assert_null(hm_queue_peek(q));
+	hm_queue_free(q);
+
+	char *dir = make_spool();
+	/* memory: 2 items, then the spool */
+	assert_int_equal(hm_queue_new(2100, dir, 1 << 20, &q), HM_OK);
+	for (int i = 1; i <= 4; i++)
+		assert_int_equal(hm_queue_push(q, blob(i, 1000), 1000, meta_of(i)), HM_OK);
+	it = hm_queue_peek(q);
+	it->attempts = 5;
+	hm_queue_requeue(q);
+	assert_int_equal(count_spool_files(dir), 4);
+	int order[] = {2, 3, 4};
+	expect_order_prefix(q, order, 3, 1000);
+	it = hm_queue_peek(q);
+	assert_int_equal(it->data[0], 1);
+	assert_int_equal(it->attempts, 5);
+	hm_queue_free(q);                        /* crash: the file of 1 is kept */
+	assert_int_equal(hm_queue_new(2100, dir, 1 << 20, &q), HM_OK);
+	int last[] = {1};
+	expect_order(q, last, 1, 1000);
+	assert_int_equal(count_spool_files(dir), 0);
+	hm_queue_free(q);
+	rm_spool(dir);
+}
+
+/* Symbolic links planted in the spool directory are neither read nor
+ * written through. */
+static void test_spool_ignores_planted_links(void **state)
+{
+	(void)state;
+	char *dir = make_spool();
+	char victim[512], link[512];
+	snprintf(victim, sizeof victim, "%s.victim", dir);
+	FILE *f = fopen(victim, "w");
+	fputs("precious", f);
+	fclose(f);
+	/* the name the first item will get, and the one after */
+	for (int i = 1; i <= 2; i++) {
+		snprintf(link, sizeof link, "%s/%016llx.hmq", dir, (unsigned long long)i);
+		assert_int_equal(symlink(victim, link), 0);
+	}
+	hm_queue *q;
+	assert_int_equal(hm_queue_new(1 << 20, dir, 1 << 20, &q), HM_OK);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 0);          /* links are not queue items */
+	assert_int_equal(hm_queue_push(q, blob(7, 100), 100, meta_of(7)), HM_OK);
+	assert_int_equal(hm_queue_push(q, blob(8, 100), 100, meta_of(8)), HM_OK);
+	int want[] = {7};
+	expect_order_prefix(q, want, 1, 100);
+	hm_queue_free(q);
+	char buf[32] = {0};
+	f = fopen(victim, "r");
+	assert_non_null(fgets(buf, sizeof buf, f));
+	fclose(f);
+	assert_string_equal(buf, "precious");
+	struct stat sb;
+	snprintf(link, sizeof link, "%s/%016llx.hmq", dir, 2ull);
+	assert_int_equal(lstat(link, &sb), 0);
+	assert_true(S_ISREG(sb.st_mode));        /* replaced, not followed */
+	unlink(victim);
+	rm_spool(dir);
+}
+
 static void test_exporter_rejects_bad_urls(void **state)
 {
 	(void)state;
@@ -251,6 +382,9 @@ int main(void)
 		cmocka_unit_test(test_spool_survives_restart_and_spill),
 		cmocka_unit_test(test_spill_without_spool_counts),
 		cmocka_unit_test(test_corrupt_spool_file_dropped),
+		cmocka_unit_test(test_spool_write_through_survives_crash),
+		cmocka_unit_test(test_requeue_moves_behind),
+		cmocka_unit_test(test_spool_ignores_planted_links),
 		cmocka_unit_test(test_exporter_rejects_bad_urls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
