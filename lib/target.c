@@ -385,10 +385,14 @@ char *hm_target_path(const hm_target *t, const char *path)
 /* ---- open / close / memory ------------------------------------------- */
 
 /* Show that memory is readable: read from the first mappings that allow it. */
-static int probe_memory(hm_target *t)
+static int probe_memory_once(hm_target *t)
 {
 	size_t i, tried = 0;
-	int rc = maps_read(t, &t->maps);
+	int rc;
+
+	maps_free(&t->maps);
+	t->maps_loaded = 0;
+	rc = maps_read(t, &t->maps);
 
 	if (rc < 0)
 		return rc;
@@ -412,11 +416,41 @@ static int probe_memory(hm_target *t)
 		if (errno == ENOSYS)
 			return hm_error(HM_ESYS, "process_vm_readv is not available on this kernel");
 	}
-	if (t->maps.n == 0)
+	if (t->maps.n == 0) {
+		/* An exited process (a zombie) has no mappings either. */
+		long nthreads = 0;
+		char state = t->statfd >= 0 ? stat_state(t->statfd, &nthreads) : 0;
+
+		if (!state || ((state == 'Z' || state == 'X') && nthreads <= 1))
+			return hm_error(HM_ENOPROC, "process %d has exited", t->pid);
 		return hm_error(HM_ENOTPY, "process %d has no memory mappings (a kernel thread?)",
 				t->pid);
+	}
 	return hm_error(HM_EIO, "cannot read any mapping of process %d: %s", t->pid,
 			strerror(errno));
+}
+
+/* A process in the middle of an exec (e.g. launched through a wrapper that
+ * execs Python) can show no mappings, or the old image's maps while its
+ * memory is already the new one (EFAULT): read the maps again, for up to
+ * PROBE_TRIES ms, before calling the process unreadable. */
+#define PROBE_TRIES 50
+
+static int probe_memory(hm_target *t)
+{
+	int rc = HM_EIO;
+
+	for (int i = 0; i < PROBE_TRIES; i++) {
+		if (i) {
+			struct timespec ts = { 0, 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		rc = probe_memory_once(t);
+		if (rc != HM_EIO && rc != HM_ENOTPY)
+			break;
+	}
+	return rc;
 }
 
 static int same_pid_namespace(pid_t pid)
