@@ -5,7 +5,10 @@
  * _asyncio module shares: _all_tasks (a weakref.WeakSet, 3.8-3.11), or
  * _scheduled_tasks (WeakSet) and _eager_tasks (set) on 3.12/3.13. A WeakSet's
  * `data` attribute is a set of weak references; each live one's wr_object is
- * a task. The containers' addresses are cached for 10 s.
+ * a task. The containers' addresses, once found, are cached for 10 s; a
+ * lookup that finds none (asyncio not imported yet) is retried after 100 ms,
+ * then 200 ms, 400 ms, ... up to 10 s, so tasks show up soon after a program
+ * starts asyncio late.
  *
  * A task: the C Task struct (Modules/_asynciomodule.c) is not in any
  * installed header, so rather than per-version offsets the coroutine field is
@@ -48,6 +51,7 @@
 #define MAX_CHAIN 256            /* coroutines followed per task */
 #define SCAN_WORDS 40            /* words of a Task searched for its coroutine */
 #define LOOKUP_NS 10000000000ull /* re-find the task containers every 10 s */
+#define RETRY_MIN_NS 100000000ull /* first retry of an empty lookup: 100 ms */
 #define TYPE_CACHE 32
 
 enum task_kind { TK_UNKNOWN = 0, TK_C = 1, TK_PY = 2, TK_NOT = 3 };
@@ -61,7 +65,10 @@ struct hm_pyasync {
 	/* task containers (WeakSet or set objects), refreshed every 10 s */
 	uint64_t containers[2];
 	int ncontainers;
-	uint64_t containers_ns;
+	uint64_t containers_ns;      /* time of the last lookup, 0 none */
+	uint64_t lookup_ns;          /* its validity: LOOKUP_NS, or the back-off
+				      * of an empty one */
+	uint64_t backoff_ns;         /* current back-off, 0 after a positive one */
 	int coro_off;                /* learnt offset of task_coro, 0 unknown */
 	struct { uint64_t type; int kind; } types[TYPE_CACHE];
 	int ntypes;
@@ -567,6 +574,20 @@ static int find_containers(hm_pyasync *a)
 	return 0;
 }
 
+uint64_t hm_pyasync_next_lookup(uint64_t *backoff_ns, int found)
+{
+	if (found) {
+		*backoff_ns = 0;
+		return LOOKUP_NS;
+	}
+	/* Empty: 100 ms after the first, doubling up to LOOKUP_NS. */
+	if (!*backoff_ns)
+		*backoff_ns = RETRY_MIN_NS;
+	else if ((*backoff_ns *= 2) > LOOKUP_NS)
+		*backoff_ns = LOOKUP_NS;
+	return *backoff_ns;
+}
+
 int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
 {
 	out->ntasks = 0;
@@ -574,12 +595,13 @@ int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
 	if (!a->found && !(a->found = malloc(MAX_TASKS * sizeof *a->found)))
 		return hm_error(HM_ENOMEM, "out of memory");
 	uint64_t now = hm_mono_ns();
-	if (!a->containers_ns || now - a->containers_ns >= LOOKUP_NS) {
+	if (!a->containers_ns || now - a->containers_ns >= a->lookup_ns) {
 		if (find_containers(a) < 0) {
 			a->containers_ns = 0;
 			return hm_error(HM_EIO, "cannot read sys.modules of the target");
 		}
 		a->containers_ns = now;
+		a->lookup_ns = hm_pyasync_next_lookup(&a->backoff_ns, a->ncontainers > 0);
 	}
 	a->nfound = 0;
 	for (int i = 0; i < a->ncontainers; i++) {

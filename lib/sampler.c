@@ -7,6 +7,7 @@
  * sampler. A tick that starts more than one period after its due time counts
  * as late and the schedule restarts from now rather than bursting. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,13 +114,27 @@ void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sample
 		free(ids);
 }
 
-static void record_cost(hm_sampler_stats *st, uint64_t ns)
+#define COST_LIN_NS ((uint64_t)HM_COST_BUCKETS * 100)   /* 2 ms */
+
+/* The log bucket of ns >= COST_LIN_NS: floor(STEPS * log2(ns / 2 ms)). */
+static int cost_log_bucket(uint64_t ns)
+{
+	double x = log2((double)ns / (double)COST_LIN_NS) * HM_COST_LOG_STEPS;
+	return x < 0 ? 0 : x >= HM_COST_LOG_BUCKETS ? HM_COST_LOG_BUCKETS : (int)x;
+}
+
+void hm_sampler_record_cost(hm_sampler_stats *st, uint64_t ns)
 {
 	uint64_t b = ns / 100;
-	if (b < HM_COST_BUCKETS)
+	if (b < HM_COST_BUCKETS) {
 		st->cost_hist[b]++;
-	else
-		st->cost_over++;
+	} else {
+		int lb = cost_log_bucket(ns);
+		if (lb < HM_COST_LOG_BUCKETS)
+			st->cost_log[lb]++;
+		else
+			st->cost_over++;
+	}
 	if (ns > st->cost_max_ns)
 		st->cost_max_ns = ns;
 	st->cost_sum_ns += ns;
@@ -130,6 +145,8 @@ static uint64_t cost_count(const hm_sampler_stats *st)
 	uint64_t total = st->cost_over;
 	for (int i = 0; i < HM_COST_BUCKETS; i++)
 		total += st->cost_hist[i];
+	for (int i = 0; i < HM_COST_LOG_BUCKETS; i++)
+		total += st->cost_log[i];
 	return total;
 }
 
@@ -147,13 +164,25 @@ double hm_sampler_cost_us(const hm_sampler_stats *st, double pct)
 	uint64_t want = (uint64_t)((double)total * pct / 100.0 + 0.5);
 	if (want < 1)
 		want = 1;
+	double max_us = (double)st->cost_max_ns / 1000.0, us = max_us;
 	uint64_t seen = 0;
-	for (int i = 0; i < HM_COST_BUCKETS; i++) {
+	int i;
+	for (i = 0; i < HM_COST_BUCKETS; i++) {
 		seen += st->cost_hist[i];
-		if (seen >= want)
-			return (i + 0.5) / 10.0;
+		if (seen >= want) {
+			us = (i + 0.5) / 10.0;
+			break;
+		}
 	}
-	return (double)st->cost_max_ns / 1000.0;
+	for (int j = 0; i == HM_COST_BUCKETS && j < HM_COST_LOG_BUCKETS; j++) {
+		seen += st->cost_log[j];
+		if (seen >= want) {
+			/* the bucket's geometric middle */
+			us = (double)COST_LIN_NS / 1000.0 * exp2((j + 0.5) / HM_COST_LOG_STEPS);
+			break;
+		}
+	}
+	return us < max_us ? us : max_us;
 }
 
 /* Has the launched child (if any) exited?  Reaps it. */
@@ -328,7 +357,7 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 		return;
 	}
 	pr->errors = 0;
-	record_cost(st, t1 - t0);
+	hm_sampler_record_cost(st, t1 - t0);
 	hm_python_thread_names(*pr->pyp, s);
 	if (pr->as)
 		hm_asyncsampler_read(pr->as, *pr->pyp);

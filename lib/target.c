@@ -5,9 +5,14 @@
  * pid is reused) opens fail instead of reading a stranger. Memory comes from
  * process_vm_readv: hm_target_readv() hands all regions to one syscall.
  *
- * hm_target_open() proves access by reading a byte of a real mapping; when
+ * hm_target_open() proves access by reading a byte of a real mapping (for a
+ * process caught in an exec, re-reading the maps for a little while); when
  * that is refused it explains which right is missing (root, CAP_SYS_PTRACE,
  * kernel.yama.ptrace_scope, uid, dumpability).
+ *
+ * The target's files are opened through /proc/PID/root (containers), else,
+ * as maps paths are relative to our root rather than the target's (chroot),
+ * through /proc/PID/map_files (hm_target_path).
  *
  * Thread states are polled often, so each thread's stat file stays open in a
  * small open-addressing table keyed by tid and is re-read with one pread();
@@ -31,6 +36,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -313,8 +319,11 @@ static int maps_read(hm_target *t, struct maps_set *out)
 		} else {
 			next = line + strlen(line);
 		}
-		if (sscanf(line, "%llx-%llx %7s %llx %*s %*u %n", &start, &end, perms, &off,
-			   &pos) < 4 || pos == 0)
+		unsigned dmaj = 0, dmin = 0;
+		unsigned long long ino = 0;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &off,
+			   &dmaj, &dmin, &ino, &pos) < 7 || pos == 0)
 			continue;
 		if (m.n == cap) {
 			size_t nc = cap ? cap * 2 : 256;
@@ -335,6 +344,9 @@ static int maps_read(hm_target *t, struct maps_set *out)
 		memcpy(mp->perms, perms, 4);
 		mp->perms[4] = '\0';
 		mp->path = line[pos] ? line + pos : NULL;
+		mp->dev_major = dmaj;
+		mp->dev_minor = dmin;
+		mp->inode = ino;
 	}
 	*out = m;
 	return HM_OK;
@@ -367,9 +379,23 @@ const hm_map *hm_target_maps(hm_target *t, size_t *n)
 	return t->maps.maps;
 }
 
+/* The first mapping of the file that maps shows as path, or NULL. */
+static const hm_map *map_of_path(const hm_target *t, const char *path)
+{
+	for (size_t i = 0; t->maps_loaded && i < t->maps.n; i++) {
+		const hm_map *m = &t->maps.maps[i];
+
+		if (m->path && m->inode && strcmp(m->path, path) == 0)
+			return m;
+	}
+	return NULL;
+}
+
 char *hm_target_path(const hm_target *t, const char *path)
 {
-	char *s;
+	char *s, *alt;
+	const hm_map *m;
+	struct stat st;
 
 	if (!t || !path) {
 		hm_error(HM_EINVAL, "bad argument to hm_target_path");
@@ -379,16 +405,38 @@ char *hm_target_path(const hm_target *t, const char *path)
 		hm_error(HM_ENOMEM, "out of memory");
 		return NULL;
 	}
+	if (access(s, R_OK) == 0 || !(m = map_of_path(t, path)))
+		return s;
+	/* maps shows paths relative to our root, not the target's: a chrooted
+	 * target's files are not under /proc/PID/root at that path. */
+	if (asprintf(&alt, "/proc/%d/map_files/%llx-%llx", t->pid,
+		     (unsigned long long)m->start, (unsigned long long)m->end) >= 0) {
+		if (access(alt, R_OK) == 0) {
+			free(s);
+			return alt;
+		}
+		free(alt);
+	}
+	if (path[0] == '/' && stat(path, &st) == 0 && (uint64_t)st.st_ino == m->inode &&
+	    major(st.st_dev) == m->dev_major && minor(st.st_dev) == m->dev_minor &&
+	    (alt = strdup(path))) {
+		free(s);
+		return alt;
+	}
 	return s;
 }
 
 /* ---- open / close / memory ------------------------------------------- */
 
 /* Show that memory is readable: read from the first mappings that allow it. */
-static int probe_memory(hm_target *t)
+static int probe_memory_once(hm_target *t)
 {
 	size_t i, tried = 0;
-	int rc = maps_read(t, &t->maps);
+	int rc;
+
+	maps_free(&t->maps);
+	t->maps_loaded = 0;
+	rc = maps_read(t, &t->maps);
 
 	if (rc < 0)
 		return rc;
@@ -412,11 +460,41 @@ static int probe_memory(hm_target *t)
 		if (errno == ENOSYS)
 			return hm_error(HM_ESYS, "process_vm_readv is not available on this kernel");
 	}
-	if (t->maps.n == 0)
+	if (t->maps.n == 0) {
+		/* An exited process (a zombie) has no mappings either. */
+		long nthreads = 0;
+		char state = t->statfd >= 0 ? stat_state(t->statfd, &nthreads) : 0;
+
+		if (!state || ((state == 'Z' || state == 'X') && nthreads <= 1))
+			return hm_error(HM_ENOPROC, "process %d has exited", t->pid);
 		return hm_error(HM_ENOTPY, "process %d has no memory mappings (a kernel thread?)",
 				t->pid);
+	}
 	return hm_error(HM_EIO, "cannot read any mapping of process %d: %s", t->pid,
 			strerror(errno));
+}
+
+/* A process in the middle of an exec (e.g. launched through a wrapper that
+ * execs Python) can show no mappings, or the old image's maps while its
+ * memory is already the new one (EFAULT): read the maps again, for up to
+ * PROBE_TRIES ms, before calling the process unreadable. */
+#define PROBE_TRIES 50
+
+static int probe_memory(hm_target *t)
+{
+	int rc = HM_EIO;
+
+	for (int i = 0; i < PROBE_TRIES; i++) {
+		if (i) {
+			struct timespec ts = { 0, 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		rc = probe_memory_once(t);
+		if (rc != HM_EIO && rc != HM_ENOTPY)
+			break;
+	}
+	return rc;
 }
 
 static int same_pid_namespace(pid_t pid)

@@ -56,6 +56,10 @@ void hm_pyasync_close(hm_pyasync *a);
  * HM_OK, with zero tasks when asyncio is not imported. Frames' code objects
  * stay valid until the next call. */
 int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out);
+/* How long a task-container lookup stays valid (ns): 10 s when it found
+ * containers (found != 0; resets *backoff_ns), else a back-off kept in
+ * *backoff_ns (0 initially): 100 ms, 200 ms, 400 ms, ... up to 10 s. */
+uint64_t hm_pyasync_next_lookup(uint64_t *backoff_ns, int found);
 void hm_pytasks_free(hm_pytasks *t);
 
 /* ---- the sampling loop's use (record --async) ---- */

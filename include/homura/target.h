@@ -18,6 +18,8 @@ typedef struct hm_map {
 	uint64_t start, end, offset;
 	char perms[5];          /* "r-xp" */
 	char *path;             /* as printed in maps, or NULL for anonymous */
+	unsigned dev_major, dev_minor;
+	uint64_t inode;         /* of the mapped file, 0 for anonymous */
 } hm_map;
 
 typedef struct hm_iov {         /* one remote region -> local buffer */
@@ -42,7 +44,13 @@ int hm_target_readv(hm_target *t, const hm_iov *iov, int n);
 /* (Re)read /proc/PID/maps. The array stays valid until the next refresh. */
 int hm_target_refresh_maps(hm_target *t);
 const hm_map *hm_target_maps(hm_target *t, size_t *n);
-/* "/proc/PID/root" + path, malloc'd. */
+/* Where this process can open the target's file `path` (as its maps show
+ * it), malloc'd: "/proc/PID/root" + path when that exists (containers);
+ * else, for a path that the maps show (relative to this process's root, e.g.
+ * a chrooted target's files, or those in a mount namespace that is not
+ * reachable from here), /proc/PID/map_files/START-END of one of its
+ * mappings, or path itself when it is the same file (device and inode);
+ * else "/proc/PID/root" + path. */
 char *hm_target_path(const hm_target *t, const char *path);
 
 /* A mapped ELF file: where it is and how to turn its vaddrs into addresses. */

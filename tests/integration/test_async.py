@@ -114,3 +114,25 @@ def test_async_old_python_warns(spawn, tmp_path):
     r = record("--async", "-p", t.pid, "-d", 0.5, "-f", "collapsed", output=out)
     assert "--async" in r.stderr and "3.8-3.13" in r.stderr, r.stderr
     assert r.profile().total > 0
+
+
+def test_async_late_start(default_py, spawn, tmp_path):
+    """A program that imports asyncio only after recording began: its task is
+    seen soon (an empty lookup of the task containers is retried after
+    100 ms, 200 ms, ... rather than cached for 10 s). early() runs only
+    inside its task, for 3x as long as asyncio took to start plus 1 s, so
+    with the back-off at most a third of its samples can predate the task's
+    discovery."""
+    src = program("async_late.py")
+    t = spawn([default_py.path, src, 1])
+    out = tmp_path / "late.txt"
+    p = record("--async", "-p", t.pid, "-d", 30, "-f", "collapsed", output=out).profile()
+    def is_early(f):                    # main.<locals>.early on 3.11+
+        return f.name.rsplit(".", 1)[-1] == "early"
+    in_early = p.count(is_early)
+    as_task = sum(c for fr, c in p.stacks
+                  if any(is_early(f) for f in fr) and any(f.text.startswith("Task ") for f in fr))
+    assert in_early >= 50, "early() barely sampled:\n" + p.summary(20)
+    assert as_task >= 0.4 * in_early, \
+        "only %d of %d samples of early() under its task:\n%s" % (
+            as_task, in_early, p.summary(20))

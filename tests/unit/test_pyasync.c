@@ -4,7 +4,8 @@
  * Sets are laid out in a local arena (PySetObject: fill, used, mask, table;
  * setentry {key, hash}) and the reader's memory callback serves only that
  * arena, so anything outside it reads as unmapped. The tables are checked
- * for the facts lib/pyobj.c and lib/pyasync.c rely on. */
+ * for the facts lib/pyobj.c and lib/pyasync.c rely on, and the back-off of
+ * the task-container lookup is checked step by step. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "homura/pyasync.h"
 #include "homura/pylayout.h"
 #include "homura/pyobj.h"
 #include "../../lib/layouts/async_layouts.h"
@@ -239,6 +241,23 @@ static void test_async_tables(void **state)
 	assert_true(hm_pyasync_layout_py312.op_instrumented_resume > 0);
 }
 
+/* Task-container lookups: an empty one is retried soon with a doubling
+ * back-off capped at 10 s; a positive one is kept 10 s and resets it. */
+static void test_lookup_backoff(void **state)
+{
+	(void)state;
+	uint64_t b = 0;
+	const uint64_t ms = 1000000ull;
+	assert_int_equal(hm_pyasync_next_lookup(&b, 0), 100 * ms);
+	assert_int_equal(hm_pyasync_next_lookup(&b, 0), 200 * ms);
+	assert_int_equal(hm_pyasync_next_lookup(&b, 0), 400 * ms);
+	for (int i = 0; i < 10; i++)
+		hm_pyasync_next_lookup(&b, 0);
+	assert_int_equal(hm_pyasync_next_lookup(&b, 0), 10000 * ms);
+	assert_int_equal(hm_pyasync_next_lookup(&b, 1), 10000 * ms);
+	assert_int_equal(hm_pyasync_next_lookup(&b, 0), 100 * ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_set_items_313),
 		cmocka_unit_test(test_set_garbage),
 		cmocka_unit_test(test_async_tables),
+		cmocka_unit_test(test_lookup_backoff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
