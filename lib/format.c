@@ -21,6 +21,8 @@ static const struct {
 	{ "speedscope", HM_FMT_SPEEDSCOPE }, { "pprof", HM_FMT_PPROF },
 	{ "otlp", HM_FMT_OTLP },            { "otlp-json", HM_FMT_OTLP_JSON },
 	{ "otlp_json", HM_FMT_OTLP_JSON },
+	/* py-spy's names: raw is its collapsed output */
+	{ "raw", HM_FMT_COLLAPSED },        { "chrometrace", HM_FMT_CHROMETRACE },
 };
 
 /* Longest suffixes first: the first match wins. */
@@ -28,7 +30,9 @@ static const struct {
 	const char *suffix;
 	int fmt;
 } suffixes[] = {
+	{ ".chrometrace.json", HM_FMT_CHROMETRACE },
 	{ ".speedscope.json", HM_FMT_SPEEDSCOPE }, { ".otlp.json", HM_FMT_OTLP_JSON },
+	{ ".trace.json", HM_FMT_CHROMETRACE },
 	{ ".speedscope", HM_FMT_SPEEDSCOPE },
 	{ ".pprof.gz", HM_FMT_PPROF },  { ".otlp.pb", HM_FMT_OTLP },
 	{ ".collapsed", HM_FMT_COLLAPSED }, { ".folded", HM_FMT_COLLAPSED },
@@ -70,6 +74,7 @@ const char *hm_format_name(int fmt)
 	case HM_FMT_PPROF: return "pprof";
 	case HM_FMT_OTLP: return "otlp";
 	case HM_FMT_OTLP_JSON: return "otlp-json";
+	case HM_FMT_CHROMETRACE: return "chrometrace";
 	default: return "unknown";
 	}
 }
@@ -89,6 +94,7 @@ int hm_profile_write(const hm_profile *p, int fmt, FILE *out, const hm_write_opt
 	case HM_FMT_PPROF: fn = hm_write_pprof; break;
 	case HM_FMT_OTLP: fn = hm_write_otlp; break;
 	case HM_FMT_OTLP_JSON: fn = hm_write_otlp_json; break;
+	case HM_FMT_CHROMETRACE: fn = hm_write_chrometrace; break;
 	default:
 		return hm_error(HM_EINVAL, "unknown output format %d", fmt);
 	}

@@ -74,18 +74,24 @@ static void usage(FILE *f)
 		"                    target is never stopped)\n"
 		"      --async       also print every asyncio task and the chain of\n"
 		"                    coroutines it awaits (Python 3.8-3.13)\n"
+		"      --full-filenames  accepted for py-spy users: file names are always\n"
+		"                    printed in full\n"
+		"      --nonblocking accepted for py-spy users: the target is never\n"
+		"                    paused (except with -n, see above)\n"
 		"  -h, --help        this help\n");
 }
 
 static int parse_args(int argc, char **argv, struct dump_args *a)
 {
-	enum { O_ASYNC = 256 };
+	enum { O_ASYNC = 256, O_PYSPY_NOOP };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"locals", no_argument, 0, 'l'},
 		{"json", no_argument, 0, 'j'},
 		{"native", no_argument, 0, 'n'},
 		{"async", no_argument, 0, O_ASYNC},
+		{"full-filenames", no_argument, 0, O_PYSPY_NOOP},  /* py-spy's; always so */
+		{"nonblocking", no_argument, 0, O_PYSPY_NOOP},     /* py-spy's; the default */
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -107,6 +113,7 @@ static int parse_args(int argc, char **argv, struct dump_args *a)
 		case 'j': a->json = 1; break;
 		case 'n': a->native = 1; break;
 		case O_ASYNC: a->async = 1; break;
+		case O_PYSPY_NOOP: break;
 		case 'h': usage(stdout); return -1;
 		default: usage(stderr); return 2;
 		}

@@ -1,11 +1,16 @@
 /* homura.c - the `homura` command: dispatches to one file per subcommand
- * (cmd_<name> in src/<name>.c), like git's builtins. */
+ * (cmd_<name> in src/<name>.c), like git's builtins. `homura help CMD` is
+ * `homura CMD --help`; -V/--version/version print the version. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "homura/error.h"
+
+#ifndef HOMURA_VERSION
+#define HOMURA_VERSION "0.1.0"
+#endif
 
 static const struct {
 	const char *name;
@@ -42,7 +47,16 @@ static void usage(FILE *f)
 	fprintf(f, "usage: homura <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "\nRun `homura <command> --help` for a command's options.\n");
+	fprintf(f, "\nRun `homura <command> --help` (or `homura help <command>`) for a command's\n"
+		   "options; `homura --version` (-V) prints the version.\n");
+}
+
+static int find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(name, commands[i].name))
+			return (int)i;
+	return -1;
 }
 
 int main(int argc, char **argv)
@@ -51,17 +65,28 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[1], "help") && argc > 2) {
+		/* `homura help record` = `homura record --help` */
+		int i = find_command(argv[2]);
+		if (i < 0) {
+			fprintf(stderr, "homura: no help for '%s': not a homura command (see homura --help)\n",
+				argv[2]);
+			return 2;
+		}
+		char *hargv[] = {argv[2], "--help", NULL};
+		return commands[i].fn(2, hargv);
+	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return 0;
 	}
-	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-		printf("homura 0.1.0\n");
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("homura %s\n", HOMURA_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+	int i = find_command(argv[1]);
+	if (i >= 0)
+		return commands[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "homura: '%s' is not a homura command (see homura --help)\n", argv[1]);
 	return 2;
 }

@@ -43,8 +43,9 @@ static void usage(FILE *f)
 		"       homura record [options] -- python script.py [args]\n\n"
 		"  -p, --pid PID          attach to a running process\n"
 		"  -o, --output FILE      where to write the profile (default homura-PID.svg)\n"
-		"  -f, --format FMT       collapsed, speedscope, svg, pprof, otlp, otlp-json\n"
-		"                         (default: from the output's suffix, else svg)\n"
+		"  -f, --format FMT       collapsed (or raw), speedscope, svg (or flamegraph),\n"
+		"                         pprof, otlp, otlp-json, chrometrace (default: from\n"
+		"                         the output's suffix, else svg)\n"
 		"  -r, --rate HZ          samples per second (default 100, up to 10000)\n"
 		"  -d, --duration SECS    stop after this long (default: Ctrl-C or target exit)\n"
 		"  -i, --idle             include threads that are not running on a CPU\n"
@@ -54,7 +55,11 @@ static void usage(FILE *f)
 		"                         (multiprocessing, gunicorn/uwsgi workers, ...), each\n"
 		"                         under a \"process PID: program\" root frame\n"
 		"      --nolineno         aggregate by function, not by line\n"
+		"      --function         the same as --nolineno\n"
+		"      --full-filenames   accepted for py-spy users: file names are always\n"
+		"                         written in full\n"
 		"      --blocking         pause the target while reading each sample\n"
+		"      --nonblocking      never pause the target (the default)\n"
 		"  -n, --native           merge native (C/C++/Cython) frames into the Python\n"
 		"                         stacks; stops each sampled thread (ptrace) for the\n"
 		"                         few tens of microseconds its unwind takes\n"
@@ -86,7 +91,7 @@ struct record_args {
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
-	       O_THREAD, O_DROPFILE, O_ASYNCIO };
+	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -98,7 +103,10 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"threads", no_argument, 0, 't'},
 		{"subprocesses", no_argument, 0, 's'},
 		{"nolineno", no_argument, 0, O_NOLINENO},
+		{"function", no_argument, 0, O_NOLINENO},          /* py-spy's name */
+		{"full-filenames", no_argument, 0, O_FULLNAMES},   /* py-spy's; always so */
 		{"blocking", no_argument, 0, O_BLOCKING},
+		{"nonblocking", no_argument, 0, O_NONBLOCKING},    /* py-spy's; the default */
 		{"native", no_argument, 0, 'n'},
 		{"no-jitter", no_argument, 0, O_NOJITTER},
 		{"max-depth", required_argument, 0, O_DEPTH},
@@ -130,13 +138,15 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case 'f': a->format = optarg; break;
 		case 'r':
 			a->so.rate_hz = strtod(optarg, &end);
-			if (*end || !(a->so.rate_hz > 0) || a->so.rate_hz > 100000)
+			if (end == optarg || *end || !(a->so.rate_hz >= 1) || a->so.rate_hz > 10000)
 				return cli_fail("invalid rate '%s' (samples per second, 1-10000)", optarg) + 1;
 			break;
 		case 'd':
+			/* Bounded so that it converts to nanoseconds without overflow. */
 			a->so.duration_s = strtod(optarg, &end);
-			if (*end || !(a->so.duration_s > 0))
-				return cli_fail("invalid duration '%s' (seconds)", optarg) + 1;
+			if (end == optarg || *end || !(a->so.duration_s > 0) || a->so.duration_s > 1e9)
+				return cli_fail("invalid duration '%s' (seconds, more than 0, at most 1e9)",
+						optarg) + 1;
 			break;
 		case 'i': a->so.idle = 1; break;
 		case 'g': a->so.gil_only = 1; break;
@@ -144,6 +154,8 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case 's': a->so.subprocesses = 1; break;
 		case O_NOLINENO: a->so.nolineno = 1; break;
 		case O_BLOCKING: a->so.blocking = 1; break;
+		case O_NONBLOCKING: a->so.blocking = 0; break;
+		case O_FULLNAMES: break;
 		case 'n': a->so.native = 1; break;
 		case O_NOJITTER: a->so.jitter = 0; break;
 		case O_DEPTH:
@@ -178,7 +190,8 @@ static int pick_format(const struct record_args *a)
 	if (a->format) {
 		int f = hm_format_parse(a->format);
 		if (!f)
-			cli_fail("unknown format '%s' (collapsed, speedscope, svg, pprof, otlp, otlp-json)",
+			cli_fail("unknown format '%s' (collapsed, speedscope, svg, pprof, otlp, otlp-json, "
+				 "chrometrace)",
 				 a->format);
 		return f;
 	}
@@ -194,6 +207,7 @@ static const char *suffix_of(int fmt)
 	case HM_FMT_PPROF: return "pb.gz";
 	case HM_FMT_OTLP: return "otlp.pb";
 	case HM_FMT_OTLP_JSON: return "otlp.json";
+	case HM_FMT_CHROMETRACE: return "trace.json";
 	default: return "svg";
 	}
 }
@@ -322,7 +336,8 @@ int cmd_record(int argc, char **argv)
 		return status;
 	}
 
-	int timeline = fmt == HM_FMT_SPEEDSCOPE || fmt == HM_FMT_OTLP || fmt == HM_FMT_OTLP_JSON;
+	int timeline = fmt == HM_FMT_SPEEDSCOPE || fmt == HM_FMT_OTLP || fmt == HM_FMT_OTLP_JSON ||
+		       fmt == HM_FMT_CHROMETRACE;
 	hm_profile *p = hm_profile_new(timeline);
 	if (!p)
 		return cli_fail("out of memory");

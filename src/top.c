@@ -61,7 +61,7 @@ static void usage(FILE *f)
 		"usage: homura top [options] -p PID\n"
 		"       homura top [options] -- python script.py [args]\n\n"
 		"  -p, --pid PID          attach to a running process\n"
-		"  -r, --rate HZ          samples per second (default 100)\n"
+		"  -r, --rate HZ          samples per second (default 100, up to 10000)\n"
 		"  -i, --idle             include threads that are not running on a CPU\n"
 		"  -g, --gil              only the thread holding the GIL\n"
 		"  -l, --lines            start in the line view (default: functions)\n"
@@ -75,6 +75,10 @@ static void usage(FILE *f)
 		"      --iterations N     print N one-second snapshots as text, no screen\n"
 		"      --once             the same as --iterations 1\n"
 		"      --rows N           rows per text snapshot (default 20)\n"
+		"      --full-filenames   never shorten file names to fit the width (rows\n"
+		"                         are cut at the right edge instead)\n"
+		"      --nonblocking      accepted for py-spy users: top never pauses the\n"
+		"                         target (except -n, see above)\n"
 		"  -h, --help             this help\n\n"
 		"keys: 1-4 or o/t/O/T sort by %%Own, %%Total, OwnTime, TotalTime; l function/line\n"
 		"view; p or space pause the display (sampling goes on); q or Ctrl-C quit.\n"
@@ -92,6 +96,7 @@ struct top_args {
 	int rows;                /* rows per text snapshot */
 	int mode, sort;
 	int native, subprocesses;
+	int full_filenames;      /* rows are cut at the edge, paths kept whole */
 };
 
 static int parse_sort(const char *s)
@@ -108,7 +113,7 @@ static int parse_sort(const char *s)
 /* 0: go on; 1: exit 0 (help); >1: exit status + 1. */
 static int parse_args(int argc, char **argv, struct top_args *a)
 {
-	enum { O_NOJITTER = 256, O_DEPTH, O_ONCE, O_ROWS, O_ITER };
+	enum { O_NOJITTER = 256, O_DEPTH, O_ONCE, O_ROWS, O_ITER, O_FULLNAMES, O_NONBLOCKING };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"rate", required_argument, 0, 'r'},
@@ -123,6 +128,8 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 		{"iterations", required_argument, 0, O_ITER},
 		{"once", no_argument, 0, O_ONCE},
 		{"rows", required_argument, 0, O_ROWS},
+		{"full-filenames", no_argument, 0, O_FULLNAMES},
+		{"nonblocking", no_argument, 0, O_NONBLOCKING},    /* py-spy's; the default */
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -145,7 +152,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			break;
 		case 'r':
 			a->rate_hz = strtod(optarg, &end);
-			if (*end || !(a->rate_hz > 0) || a->rate_hz > 10000)
+			if (end == optarg || *end || !(a->rate_hz >= 1) || a->rate_hz > 10000)
 				return cli_fail("invalid rate '%s' (samples per second, 1-10000)", optarg) + 1;
 			break;
 		case 'i': a->idle = 1; break;
@@ -172,6 +179,8 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			a->iterations = (int)v;
 			break;
 		case O_ONCE: a->iterations = 1; break;
+		case O_FULLNAMES: a->full_filenames = 1; break;
+		case O_NONBLOCKING: break;
 		case O_ROWS:
 			v = strtol(optarg, &end, 10);
 			if (*end || v < 1 || v > 100000)
@@ -614,7 +623,13 @@ static void print_snapshot(const struct top *T, int nrows)
 		return;
 	size_t n = hm_topview_rows(T->v, T->a.mode, T->a.sort, rows, (size_t)nrows);
 	for (size_t i = 0; i < n; i++) {
-		hm_topview_format_row(&rows[i], width, width ? T->ascii : 0, buf, sizeof buf);
+		if (T->a.full_filenames && width) {
+			char full[8192];
+			hm_topview_format_row(&rows[i], -1, T->ascii, full, sizeof full);
+			hm_text_fit(full, width, T->ascii, buf, sizeof buf);
+		} else {
+			hm_topview_format_row(&rows[i], width, width ? T->ascii : 0, buf, sizeof buf);
+		}
 		fprintf(f, "%s\n", buf);
 	}
 	fprintf(f, "\n");
@@ -689,7 +704,13 @@ static void draw(struct top *T)
 		hm_toprow *rows = calloc((size_t)nrows, sizeof *rows);
 		size_t n = rows ? hm_topview_rows(T->v, T->a.mode, T->a.sort, rows, (size_t)nrows) : 0;
 		for (size_t i = 0; i < n; i++) {
-			hm_topview_format_row(&rows[i], w, T->ascii, buf, sizeof buf);
+			if (T->a.full_filenames) {
+				char full[2048];
+				hm_topview_format_row(&rows[i], -1, T->ascii, full, sizeof full);
+				hm_text_fit(full, w, T->ascii, buf, sizeof buf);
+			} else {
+				hm_topview_format_row(&rows[i], w, T->ascii, buf, sizeof buf);
+			}
 			move(4 + (int)i, 0);
 			addstr(buf);
 		}

@@ -16,6 +16,7 @@ enum hm_format {
 	HM_FMT_PPROF,
 	HM_FMT_OTLP,
 	HM_FMT_OTLP_JSON,
+	HM_FMT_CHROMETRACE,     /* Chrome Trace Event JSON (write only) */
 };
 
 int hm_format_parse(const char *name);        /* "svg" -> HM_FMT_SVG, else 0 */
@@ -33,5 +34,8 @@ int hm_profile_write(const hm_profile *p, int fmt, FILE *out, const hm_write_opt
 int hm_write_collapsed(const hm_profile *p, FILE *out, const hm_write_opts *o);
 int hm_write_speedscope(const hm_profile *p, FILE *out, const hm_write_opts *o);
 int hm_write_svg(const hm_profile *p, FILE *out, const hm_write_opts *o);
+/* Trace Event Format ("X" complete events per frame and thread, ts/dur in
+ * microseconds) for chrome://tracing and Perfetto; see enc_chrometrace.c. */
+int hm_write_chrometrace(const hm_profile *p, FILE *out, const hm_write_opts *o);
 
 #endif

@@ -11,7 +11,7 @@ import xml.dom.minidom
 
 import pytest
 
-from conftest import Collapsed, homura, program, record
+from conftest import Collapsed, assert_one_error_line, homura, program, record
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
@@ -230,3 +230,170 @@ def test_other_pid_namespace(spawn, default_py, tmp_path):
         roots = {fr[0].thread_tid for fr, _ in p.stacks if any(f.name == fn for f in fr)}
         assert roots == {host_tids[ns_tid]}, \
             "%s: roots %s, host tid %s (tid %s inside)" % (fn, roots, host_tids[ns_tid], ns_tid)
+
+
+# ------------------------------------------------- py-spy users' command lines
+
+SUBCOMMANDS = ["record", "top", "dump", "convert", "diff", "agent", "server"]
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_help_subcommand(cmd):
+    """`homura help CMD` prints what `homura CMD --help` prints, on stdout."""
+    a = homura("help", cmd)
+    b = homura(cmd, "--help")
+    assert a.rc == 0 and b.rc == 0, a.describe() + b.describe()
+    assert a.stdout == b.stdout and ("usage: homura %s" % cmd) in a.stdout, a.stdout
+
+
+def test_help_and_version():
+    r = homura("help", "no-such-command")
+    assert "no-such-command" in assert_one_error_line(r)
+    for args in (["-V"], ["--version"], ["version"]):
+        r = homura(*args)
+        assert r.rc == 0 and re.match(r"^homura \d+\.\d+\.\d+\n$", r.stdout), r.describe()
+    r = homura("help")
+    assert r.rc == 0 and all(c in r.stdout for c in SUBCOMMANDS), r.stdout
+
+
+@pytest.mark.parametrize("opt,value", [
+    ("-r", "10001"), ("-r", "100000"), ("-r", "1e9"), ("-r", "0"), ("-r", "-5"), ("-r", "0.5"),
+    ("-r", "abc"), ("-r", ""), ("-r", "nan"), ("-r", "inf"), ("-r", "100Hz"),
+    ("-d", "0"), ("-d", "-1"), ("-d", "abc"), ("-d", ""), ("-d", "nan"), ("-d", "inf"),
+    ("-d", "1e300"), ("-d", "5s"),
+])
+def test_bad_rate_and_duration(busy, tmp_path, opt, value):
+    """Rates above the documented maximum (10000) and nonsense rates or
+    durations are refused at once with one line quoting the value."""
+    out = tmp_path / "x.txt"
+    r = homura("record", "-p", busy.pid, "-o", out, opt, value, "-d" if opt == "-r" else "-r",
+               "0.5" if opt == "-r" else "100", timeout=20)
+    line = assert_one_error_line(r)
+    assert ("'%s'" % value) in line, line
+    assert r.elapsed < 5 and not out.exists(), r.describe()
+
+
+@pytest.mark.parametrize("value", ["10001", "0", "-1", "abc", "", "nan"])
+def test_top_bad_rate(value):
+    r = homura("top", "-r", value, "-p", 1, "--once", timeout=20)
+    assert ("'%s'" % value) in assert_one_error_line(r)
+
+
+def test_max_rate_accepted(busy, tmp_path):
+    r = record("-p", busy.pid, "-r", 10000, "-d", 0.3, output=tmp_path / "r.txt")
+    assert r.profile().total > 0
+
+
+def test_pyspy_record_flags(busy, tmp_path):
+    """py-spy's spelling: --nonblocking (the default), --function (by function,
+    no line numbers), --full-filenames (homura never shortens them) and
+    -f raw (collapsed text) give the profile homura's own flags give."""
+    out = tmp_path / "p.out"
+    r = record("-p", busy.pid, "-d", 0.5, "--nonblocking", "--function", "--full-filenames",
+               "-f", "raw", output=out)
+    assert "pausing" not in r.stderr, r.stderr
+    p = r.profile()
+    texts = {f.text for fr, _ in p.stacks for f in fr}
+    assert "busy_work (%s)" % program("busy.py") in texts, p.summary()
+    assert not any(re.search(r":\d+\)$", t) for t in texts), texts
+    assert p.count_fn("busy_work") >= 0.8 * p.total, p.summary()
+    # --blocking then --nonblocking: the last one wins, nothing is paused.
+    r = record("-p", busy.pid, "-d", 0.3, "--blocking", "--nonblocking", output=tmp_path / "q.txt")
+    assert "pausing" not in r.stderr, r.stderr
+    r = record("-p", busy.pid, "-d", 0.3, "--blocking", output=tmp_path / "b.txt")
+    assert "pausing" in r.stderr, r.stderr
+
+
+def test_pyspy_dump_flags(busy):
+    r = homura("dump", "--nonblocking", "--full-filenames", "--locals", "-p", busy.pid)
+    assert r.rc == 0, r.describe()
+    assert "busy_work (%s:" % program("busy.py") in r.stdout, r.stdout
+
+
+def _top_on_pty(args, cols):
+    """`homura top ARGS` with stdout on a pseudo-terminal COLS wide."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    from conftest import HOMURA
+    p = subprocess.Popen([HOMURA, "top"] + [str(a) for a in args], stdout=slave,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:      # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    assert p.wait(timeout=20) == 0, err
+    return data.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_top_full_filenames(busy):
+    """On a narrow terminal top shortens a long path to '.../tail'; with
+    --full-filenames it keeps the path from its start and cuts the row at
+    the edge instead."""
+    src = program("busy.py")
+    short = _top_on_pty(["--once", "--nonblocking", "-p", busy.pid], 60)
+    row = [l for l in short.splitlines() if "busy_work" in l]
+    assert row and "(..." in row[0] and "(%s" % src not in row[0], short
+    full = _top_on_pty(["--once", "--full-filenames", "-p", busy.pid], 60)
+    row = [l for l in full.splitlines() if "busy_work" in l]
+    head = "busy_work (" + src[:10]
+    assert row and head in row[0] and "..." not in row[0], full
+
+
+def test_chrometrace(spawn, default_py, tmp_path):
+    """-f chrometrace: Trace Event JSON (chrome://tracing, Perfetto) that
+    Python's json reads: the target's pid, each worker's function on that
+    worker's thread id, named threads, microsecond timestamps in order and
+    slices nested per thread."""
+    t = spawn([default_py.path, program("threads.py"), 30])
+    tids = dict(kv.split("=") for kv in t.ready[2:])     # ready PID alpha=TID ...
+    tids = {("in_" + k): int(v) for k, v in tids.items()}
+    out = tmp_path / "trace.json"          # .json alone would mean speedscope
+    r = record("-p", t.pid, "-d", 1, "-r", 200, "-f", "chrometrace", output=out)
+    assert "(chrometrace)" in r.stderr, r.stderr
+    doc = json.load(open(out, encoding="utf-8"))
+    events = doc["traceEvents"]
+    meta = [e for e in events if e["ph"] == "M"]
+    xs = [e for e in events if e["ph"] == "X"]
+    assert xs and len(meta) + len(xs) == len(events), set(e["ph"] for e in events)
+    names = {e["tid"]: e["args"]["name"] for e in meta if e["name"] == "thread_name"}
+    assert set(tids.values()) <= set(names), (tids, names)
+    last = 0
+    for e in xs:
+        assert e["pid"] == t.pid and isinstance(e["tid"], int), e
+        assert e["tid"] in names, e
+        assert isinstance(e["ts"], (int, float)) and e["ts"] >= last, e
+        assert e["dur"] > 0, e
+        last = e["ts"]
+    # Within 1 s (plus slack) of the start.
+    assert last < 5e6, last
+    seen = {}
+    for e in xs:
+        if e["name"] in tids:
+            seen.setdefault(e["name"], set()).add(e["tid"])
+            assert e["args"]["file"] == program("threads.py"), e
+    assert seen == {fn: {tid} for fn, tid in tids.items()}, (seen, tids)
+    # Slices of one thread nest: each starts inside its enclosing open slice.
+    by_tid = {}
+    for e in xs:
+        by_tid.setdefault(e["tid"], []).append(e)
+    for tid, evs in by_tid.items():
+        stack = []
+        for e in evs:       # sorted by ts, parents first
+            end = e["ts"] + e["dur"]
+            while stack and stack[-1] <= e["ts"] + 0.01:
+                stack.pop()     # that slice ended before this one started
+            assert not stack or end <= stack[-1] + 0.01, (tid, e, stack)
+            stack.append(end)

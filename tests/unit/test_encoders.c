@@ -1,5 +1,5 @@
-/* test_encoders.c - collapsed, speedscope and SVG encoders, the flame tree
- * and format names.
+/* test_encoders.c - collapsed, speedscope, SVG and Chrome trace encoders,
+ * the flame tree and format names.
  *
  * A small hand-built profile holds awkward names (';', spaces, non-ASCII,
  * quotes, <&>, a newline, invalid UTF-8) on two threads; each format is
@@ -480,6 +480,144 @@ static void test_flametree(void **state)
 	hm_profile_free(x.p);
 }
 
+/* The X events of a Chrome trace, in file order, as "tid name ts dur". */
+static char *trace_events(json_t *j, int *nmeta)
+{
+	json_t *ev = json_object_get(j, "traceEvents");
+	assert_true(json_is_array(ev));
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	*nmeta = 0;
+	double last = -1;
+	for (size_t i = 0; i < json_array_size(ev); i++) {
+		json_t *e = json_array_get(ev, i);
+		const char *ph = json_string_value(json_object_get(e, "ph"));
+		assert_non_null(ph);
+		if (!strcmp(ph, "M")) {
+			(*nmeta)++;
+			continue;
+		}
+		assert_string_equal(ph, "X");
+		double ts = json_number_value(json_object_get(e, "ts"));
+		assert_true(ts >= last);        /* written in time order */
+		last = ts;
+		fprintf(f, "%lld %s %.3f %.3f\n", (long long)json_integer_value(json_object_get(e, "tid")),
+			json_string_value(json_object_get(e, "name")), ts,
+			json_number_value(json_object_get(e, "dur")));
+	}
+	fclose(f);
+	return buf;
+}
+
+static void test_chrometrace_timeline(void **state)
+{
+	struct fx x;
+	build(&x, 1);
+	hm_write_opts wo = {"my \"trace\"", 0};
+	char *out = render(x.p, HM_FMT_CHROMETRACE, &wo, NULL);
+	json_t *j = parse_json(out);
+	int nmeta;
+	char *got = trace_events(j, &nmeta);
+	/* Slices continue while the leading frames stay; a frame closes when
+	 * the next sample leaves it, the last ones when their sample ends. */
+	assert_string_equal(got,
+		"101 main 10000.000 60000.000\n"
+		"101 do;work 10000.000 30000.000\n"
+		"202 main 15000.000 60000.000\n"
+		"202 do;work 15000.000 20000.000\n"
+		"202 " UNI " 35000.000 40000.000\n"
+		"101 quote\"<&>' 50000.000 20000.000\n"
+		"202 line\nbreak 75000.000 10000.000\n");
+	/* One process name and two thread names, under the threads' pid. */
+	assert_int_equal(nmeta, 3);
+	json_t *ev = json_object_get(j, "traceEvents");
+	int named = 0;
+	for (size_t i = 0; i < json_array_size(ev); i++) {
+		json_t *e = json_array_get(ev, i);
+		assert_int_equal(json_integer_value(json_object_get(e, "pid")), 7);
+		const char *n = json_string_value(json_object_get(e, "name"));
+		if (!strcmp(n, "thread_name")) {
+			const char *tn = json_string_value(json_object_get(json_object_get(e, "args"), "name"));
+			json_int_t tid = json_integer_value(json_object_get(e, "tid"));
+			assert_true((tid == 101 && !strcmp(tn, "MainThread")) ||
+				    (tid == 202 && !strcmp(tn, "worker")));
+			named++;
+		}
+		if (!strcmp(n, "do;work")) {
+			json_t *args = json_object_get(e, "args");
+			assert_string_equal(json_string_value(json_object_get(args, "file")), "a b.py");
+			assert_int_equal(json_integer_value(json_object_get(args, "line")), 20);
+			assert_string_equal(json_string_value(json_object_get(e, "cat")), "python");
+		}
+		if (!strcmp(n, "quote\"<&>'"))
+			assert_string_equal(json_string_value(json_object_get(e, "cat")), "native");
+	}
+	assert_int_equal(named, 2);
+	json_t *other = json_object_get(j, "otherData");
+	assert_string_equal(json_string_value(json_object_get(other, "title")), "my \"trace\"");
+	free(got);
+	json_decref(j);
+	free(out);
+	hm_profile_free(x.p);
+}
+
+/* A thread that is not sampled for a while (idle) has its slices closed
+ * at the end of its last sample; lines do not split a function's slice. */
+static void test_chrometrace_gap_and_lines(void **state)
+{
+	hm_profile *p = hm_profile_new(1);
+	hm_profile_meta_get(p)->start_ns = 5 * MS;
+	hm_profile_meta_get(p)->period_ns = 10 * MS;
+	uint32_t f10 = frame(p, "f", "f.py", 10, HM_FRAME_PYTHON);
+	uint32_t f11 = frame(p, "f", "f.py", 11, HM_FRAME_PYTHON);
+	uint32_t g = frame(p, "g", "f.py", 20, HM_FRAME_PYTHON);
+	uint32_t th = hm_profile_thread_id(p, 9, 0, NULL);
+	hm_profile_set_label(p, "process.pid", "4242");
+	hm_profile_add(p, stack(p, 1, f10), th, 1, 0, 5 * MS);        /* weight 0: the period */
+	hm_profile_add(p, stack(p, 2, f11, g), th, 1, 10 * MS, 15 * MS);
+	hm_profile_add(p, stack(p, 1, f11), th, 1, 10 * MS, 25 * MS);
+	hm_profile_add(p, stack(p, 1, f10), th, 1, 10 * MS, 100 * MS); /* after a gap */
+	char *out = render(p, HM_FMT_CHROMETRACE, NULL, NULL);
+	json_t *j = parse_json(out);
+	int nmeta;
+	char *got = trace_events(j, &nmeta);
+	assert_string_equal(got,
+		"9 f 0.000 30000.000\n"
+		"9 g 10000.000 10000.000\n"
+		"9 f 95000.000 10000.000\n");
+	/* No pid of its own: the profile's process.pid. */
+	json_t *e = json_array_get(json_object_get(j, "traceEvents"), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "pid")), 4242);
+	free(got);
+	json_decref(j);
+	free(out);
+	hm_profile_free(p);
+}
+
+/* Without a timeline, aggregates are laid end to end on their thread. */
+static void test_chrometrace_aggregates(void **state)
+{
+	struct fx x;
+	build(&x, 0);
+	char *out = render(x.p, HM_FMT_CHROMETRACE, NULL, NULL);
+	json_t *j = parse_json(out);
+	int nmeta;
+	char *got = trace_events(j, &nmeta);
+	assert_string_equal(got,
+		"101 main 0.000 60000.000\n"
+		"101 do;work 0.000 30000.000\n"
+		"202 main 0.000 60000.500\n"
+		"202 do;work 0.000 20000.000\n"
+		"202 " UNI " 20000.000 40000.500\n"
+		"101 quote\"<&>' 40000.000 20000.000\n"
+		"202 line\nbreak 60000.500 10000.000\n");
+	free(got);
+	json_decref(j);
+	free(out);
+	hm_profile_free(x.p);
+}
+
 static void test_format_names(void **state)
 {
 	assert_int_equal(hm_format_parse("svg"), HM_FMT_SVG);
@@ -490,6 +628,8 @@ static void test_format_names(void **state)
 	assert_int_equal(hm_format_parse("pprof"), HM_FMT_PPROF);
 	assert_int_equal(hm_format_parse("otlp"), HM_FMT_OTLP);
 	assert_int_equal(hm_format_parse("otlp-json"), HM_FMT_OTLP_JSON);
+	assert_int_equal(hm_format_parse("raw"), HM_FMT_COLLAPSED);
+	assert_int_equal(hm_format_parse("chrometrace"), HM_FMT_CHROMETRACE);
 	assert_int_equal(hm_format_parse("png"), HM_FMT_UNKNOWN);
 	assert_int_equal(hm_format_parse(NULL), HM_FMT_UNKNOWN);
 
@@ -501,13 +641,15 @@ static void test_format_names(void **state)
 	assert_int_equal(hm_format_from_path("p.json"), HM_FMT_SPEEDSCOPE);
 	assert_int_equal(hm_format_from_path("p.speedscope.json"), HM_FMT_SPEEDSCOPE);
 	assert_int_equal(hm_format_from_path("p.otlp.json"), HM_FMT_OTLP_JSON);
+	assert_int_equal(hm_format_from_path("p.trace.json"), HM_FMT_CHROMETRACE);
+	assert_int_equal(hm_format_from_path("p.chrometrace.json"), HM_FMT_CHROMETRACE);
 	assert_int_equal(hm_format_from_path("p.otlp"), HM_FMT_OTLP);
 	assert_int_equal(hm_format_from_path("p.pb.gz"), HM_FMT_PPROF);
 	assert_int_equal(hm_format_from_path("p.pprof"), HM_FMT_PPROF);
 	assert_int_equal(hm_format_from_path("svg"), HM_FMT_UNKNOWN);
 	assert_int_equal(hm_format_from_path("p.png"), HM_FMT_UNKNOWN);
 
-	for (int f = HM_FMT_COLLAPSED; f <= HM_FMT_OTLP_JSON; f++)
+	for (int f = HM_FMT_COLLAPSED; f <= HM_FMT_CHROMETRACE; f++)
 		assert_int_equal(hm_format_parse(hm_format_name(f)), f);
 	assert_string_equal(hm_format_name(0), "unknown");
 }
@@ -521,7 +663,7 @@ static void test_dispatch(void **state)
 	assert_non_null(strstr(hm_errmsg(), "format"));
 	assert_int_equal(hm_profile_write(NULL, HM_FMT_SVG, f, NULL), HM_EINVAL);
 	/* The binary encoders are reachable through the dispatch. */
-	for (int fmt = HM_FMT_PPROF; fmt <= HM_FMT_OTLP_JSON; fmt++)
+	for (int fmt = HM_FMT_PPROF; fmt <= HM_FMT_CHROMETRACE; fmt++)
 		if (hm_profile_write(x.p, fmt, f, NULL) != HM_OK)
 			fail_msg("%s: %s", hm_format_name(fmt), hm_errmsg());
 	fclose(f);
@@ -540,6 +682,9 @@ int main(void)
 		cmocka_unit_test(test_svg_bad_text_and_empty),
 		cmocka_unit_test(test_svg_drops_narrow_and_caps),
 		cmocka_unit_test(test_flametree),
+		cmocka_unit_test(test_chrometrace_timeline),
+		cmocka_unit_test(test_chrometrace_gap_and_lines),
+		cmocka_unit_test(test_chrometrace_aggregates),
 		cmocka_unit_test(test_format_names),
 		cmocka_unit_test(test_dispatch),
 	};
