@@ -194,3 +194,44 @@ def test_zsh_completion_options_match_help(cmd):
         p = subprocess.run(["zsh", "-n", str(REPO / "completions/_homura")],
                            capture_output=True, text=True, timeout=30)
         assert p.returncode == 0, p.stderr
+
+
+def _stage_packages(dockerfile, stage):
+    """The packages `apt-get install` installs in a stage (0 = first)."""
+    stages = re.split(r"^FROM ", dockerfile, flags=re.M)[1:]
+    text = stages[stage].replace("\\\n", " ")
+    m = re.search(r"apt-get install -y --no-install-recommends ([^&]+)", text)
+    assert m, stages[stage]
+    return set(m.group(1).split())
+
+
+def test_dockerfile_matches_deploy_and_binary():
+    """No docker daemon here, so the Dockerfile is checked for consistency:
+    it builds the image the Kubernetes manifest runs (tag = the version),
+    both stages start from debian:12-slim, the build stage installs only
+    packages scripts/install-deps.sh knows, and the run stage has the
+    package of every shared library the binary links."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    version = homura("--version").stdout.split()[1]
+    images = re.findall(r"image:\s*(\S+/homura:\S+)",
+                        (REPO / "docs/deploy/kubernetes-sidecar.yaml").read_text())
+    assert images == ["registry.example.com/homura:%s" % version], images
+    assert images[0] in dockerfile
+    assert re.findall(r"^FROM (\S+)", dockerfile, flags=re.M) == ["debian:12-slim"] * 2
+    assert re.search(r'^ENTRYPOINT \["homura"\]$', dockerfile, flags=re.M)
+    assert "make install DESTDIR=/out PREFIX=/usr/local" in dockerfile
+    deps = (REPO / "scripts/install-deps.sh").read_text()
+    for pkg in _stage_packages(dockerfile, 0):
+        assert re.search(r"[ (]%s[ )\n]" % re.escape(pkg), deps), "%s not in install-deps.sh" % pkg
+    runtime = _stage_packages(dockerfile, 1)
+    if not shutil.which("dpkg") or not shutil.which("readelf"):
+        pytest.skip("dpkg or readelf missing: cannot map libraries to packages")
+    dyn = subprocess.run(["readelf", "-d", HOMURA], capture_output=True, text=True).stdout
+    for lib in re.findall(r"\(NEEDED\).*\[(.+)\]", dyn):
+        if re.match(r"lib(c|m|pthread|dl|rt|asan|ubsan|gcc_s|stdc\+\+)\.so", lib):
+            continue        # libc6 is in every image; sanitizer builds add their own
+        own = subprocess.run(["dpkg", "-S", "*/%s" % lib], capture_output=True, text=True)
+        pkgs = {l.split(":")[0] for l in own.stdout.splitlines()}
+        assert pkgs, "no Debian package owns %s" % lib
+        # libtinfo6 comes with libncursesw6 (and is essential in Debian).
+        assert pkgs & (runtime | {"libtinfo6"}), "%s (%s) not in the run stage" % (lib, pkgs)
