@@ -66,4 +66,36 @@ clean:
 	rm -rf build build-asan
 
 .PHONY: all asan unit check clean
+
+# ---- install / uninstall: `make install [PREFIX=/usr/local] [DESTDIR=...]`
+# puts bin/homura, the man pages (man/*.1), the bash and zsh completions
+# and the docs under $(DESTDIR)$(PREFIX); `make uninstall` removes them.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/homura
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# Debian's zsh looks in vendor-completions under /usr, site-functions elsewhere.
+ZSHCOMPDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/share/zsh/vendor-completions,$(PREFIX)/share/zsh/site-functions)
+MANPAGES   := $(wildcard man/*.1)
+DOCS       := README.md $(wildcard docs/*.md)
+DEPLOY     := $(wildcard docs/deploy/*)
+INSTALL    ?= install
+
+install: $(BUILD)/homura
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) \
+	  $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(DOCDIR)/deploy
+	$(INSTALL) -m 755 $(BUILD)/homura $(DESTDIR)$(BINDIR)/homura
+	$(INSTALL) -m 644 $(MANPAGES) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 completions/homura.bash $(DESTDIR)$(BASHCOMPDIR)/homura
+	$(INSTALL) -m 644 completions/_homura $(DESTDIR)$(ZSHCOMPDIR)/_homura
+	$(INSTALL) -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 644 $(DEPLOY) $(DESTDIR)$(DOCDIR)/deploy/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/homura $(DESTDIR)$(BASHCOMPDIR)/homura $(DESTDIR)$(ZSHCOMPDIR)/_homura
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANPAGES)))
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+.PHONY: install uninstall
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -173,7 +173,7 @@ static const char *label(const hm_profile *p, const char *key)
 }
 
 /* The pid a thread is shown under: its own (subprocesses), else the
- * profile's process.pid label, else 1. */
+ * profile's process.pid label, else 0 (unknown, e.g. converted). */
 static uint64_t thread_pid(const hm_profile *p, const hm_thread *t, uint64_t dflt)
 {
 	return t && t->pid ? t->pid : dflt;
@@ -192,8 +192,11 @@ static void put_meta(FILE *out, const hm_profile *p, uint64_t dflt_pid, int *fir
 		if (seen)
 			continue;
 		char name[320];
-		snprintf(name, sizeof name, "%.256s (pid %" PRIu64 ")", exe && *exe ? exe : "python",
-			 pid);
+		if (pid)
+			snprintf(name, sizeof name, "%.256s (pid %" PRIu64 ")",
+				 exe && *exe ? exe : "python", pid);
+		else
+			snprintf(name, sizeof name, "%.256s", exe && *exe ? exe : "python");
 		fprintf(out, "%s{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%" PRIu64
 			",\"tid\":0,\"args\":{\"name\":", *first ? "\n" : ",\n", pid);
 		hm_put_json_str(out, name);
@@ -265,8 +268,6 @@ int hm_write_chrometrace(const hm_profile *p, FILE *out, const hm_write_opts *o)
 
 	const char *pidl = label(p, "process.pid");
 	uint64_t dflt_pid = pidl ? strtoull(pidl, NULL, 10) : 0;
-	if (!dflt_pid)
-		dflt_pid = 1;
 	fputs("{\"traceEvents\":[", out);
 	int first = 1;
 	put_meta(out, p, dflt_pid, &first);

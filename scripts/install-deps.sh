@@ -8,6 +8,8 @@ PKGS=(build-essential pkg-config libelf-dev libdw-dev zlib1g-dev libprotobuf-c-d
       protobuf-c-compiler protobuf-compiler libjansson-dev libcurl4-openssl-dev
       libmicrohttpd-dev libsqlite3-dev libncurses-dev libcmocka-dev python3-pytest
       golang-go python3-flask python3-gunicorn uwsgi-core uwsgi-plugin-python3 util-linux procps tmux libpq-dev postgresql)
+# tests/integration/test_install.py: man pages rendered by man(1), zsh completion parsed
+PKGS+=(man-db zsh)
 
 missing=()
 for p in "${PKGS[@]}"; do
