@@ -5,7 +5,9 @@
  * ("resourceProfiles"). Other text made of "frames count" lines is collapsed
  * stacks. Anything else is tried as an OTLP ExportProfilesServiceRequest and
  * then as pprof; the two differ in the wire types of fields 1 and 2, so a
- * message of one does not parse as the other. Also here: the collapsed
+ * message of one does not parse as the other. Each message is first checked
+ * against the decoding limits (pbscan.c) so that a small body cannot unpack
+ * into gigabytes. Also here: the collapsed
  * reader and the parser of homura's frame text. */
 #include <ctype.h>
 #include <errno.h>
@@ -129,6 +131,12 @@ int hm_decode_collapsed(const char *buf, size_t len, hm_profile **out)
 			return hm_error(HM_EINVAL, "collapsed stacks: line %zu has a count but no "
 					"frames", lineno);
 		}
+		if (nonempty >= HM_PB_MAX_REPEATED) {
+			hm_profile_free(p);
+			free(frames);
+			return hm_error(HM_EINVAL, "collapsed stacks over the decoding limit: more "
+					"than %llu stacks", HM_PB_MAX_REPEATED);
+		}
 		uint32_t st = hm_profile_stack_id(p, frames, n);
 		hm_profile_add(p, st, thread, count, 0, 0);
 		nonempty++;
@@ -155,11 +163,13 @@ static int looks_collapsed(const unsigned char *b, size_t len)
 
 static int read_json(const unsigned char *buf, size_t len, hm_profile **out, int *fmt)
 {
+	int rc = hm_json_check((const char *)buf, len, "profile");
+	if (rc < 0)
+		return rc;
 	json_error_t err;
 	json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &err);
 	if (!root)
 		return hm_error(HM_EINVAL, "invalid JSON at line %d: %s", err.line, err.text);
-	int rc;
 	if (json_is_object(root) && (json_object_get(root, "resourceProfiles") ||
 				     json_object_get(root, "resource_profiles"))) {
 		*fmt = HM_FMT_OTLP_JSON;

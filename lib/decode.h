@@ -3,7 +3,9 @@
 #define HOMURA_DECODE_H
 
 #include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "homura/profile.h"
 
 int hm_decode_collapsed(const char *buf, size_t len, hm_profile **out);
@@ -13,6 +15,19 @@ int hm_decode_otlp_json(json_t *root, hm_profile **out);
  * message type, so the caller may try the next. */
 int hm_decode_pprof(const unsigned char *buf, size_t len, hm_profile **out);
 int hm_decode_otlp(const unsigned char *buf, size_t len, hm_profile **out);
+
+/* Limits on what decoding one message may cost (pbscan.c): entries of one
+ * repeated field, elements in the whole message tree, nesting, and the
+ * memory protobuf-c would allocate; values in a JSON text. A message past
+ * them is refused before it is decoded ("over the decoding limit"). */
+#define HM_PB_MAX_REPEATED (1ull << 20)
+#define HM_PB_MAX_ELEMENTS (1ull << 23)
+#define HM_PB_MAX_DEPTH 64ull
+#define HM_PB_MAX_MEMORY (512ull << 20)
+#define HM_JSON_MAX_VALUES (1ull << 22)
+int hm_pb_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		const char *what);
+int hm_json_check(const char *buf, size_t len, const char *what);
 
 /* Frame from display text "name (file:line)" / "name (file)" / "name". */
 uint32_t hm_decode_frame_text(hm_profile *p, const char *s, size_t len);

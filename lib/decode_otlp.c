@@ -148,7 +148,7 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 		const Opentelemetry__Proto__Profiles__V1development__Stack *stk =
 			d->stack_table[s->stack_index];
 		uint32_t n = 0;
-		for (size_t k = stk->n_location_indices; k-- > 0;) {
+		for (size_t k = stk->n_location_indices; k-- > 0 && n < HM_READ_MAX_DEPTH;) {
 			int32_t li = stk->location_indices[k];
 			if (li < 0 || (size_t)li >= d->n_location_table)
 				return hm_error(HM_EINVAL, "OTLP: location index %d out of range", li);
@@ -277,10 +277,14 @@ static int convert(const OReq *r, hm_profile **out)
 
 int hm_decode_otlp(const unsigned char *buf, size_t len, hm_profile **out)
 {
+	int rc = hm_pb_check(&opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor,
+			     buf, len, "OTLP");
+	if (rc < 0)
+		return rc;
 	OReq *r = opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__unpack(NULL, len, buf);
 	if (!r)
 		return 1;
-	int rc = r->dictionary && r->n_resource_profiles ? convert(r, out) : 1;
+	rc = r->dictionary && r->n_resource_profiles ? convert(r, out) : 1;
 	opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__free_unpacked(r, NULL);
 	return rc;
 }

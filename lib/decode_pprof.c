@@ -188,11 +188,13 @@ out:
 
 int hm_decode_pprof(const unsigned char *buf, size_t len, hm_profile **out)
 {
+	int rc = hm_pb_check(&perftools__profiles__profile__descriptor, buf, len, "pprof");
+	if (rc < 0)
+		return rc;
 	PbProfile *m = perftools__profiles__profile__unpack(NULL, len, buf);
 	if (!m)
 		return 1;
 	hm_profile *p = NULL;
-	int rc;
 	if (!m->n_string_table) {
 		rc = 1;
 	} else if (!(p = hm_profile_new(0))) {

@@ -2,8 +2,13 @@
  *
  * Every handler first decodes and validates the whole request into profiles
  * with their series (type + labels) and only then stores them, so a request
- * that is bad anywhere is refused (4xx) without touching the store. Bodies
- * are inflated with hm_gunzip under the request's cap; the profile readers
+ * that is bad anywhere is refused (4xx) without touching the store, and one
+ * that would pass the series limit stores nothing (hm_store_put_many). Bodies
+ * are inflated with hm_gunzip under the request's cap; protobuf and JSON
+ * messages are checked against the decoding limits (pbscan.c: entries,
+ * elements, nesting, memory; 413) before they are unpacked; at most
+ * MAX_DECODES requests decode at once (others wait, then 503); negative or
+ * overflowing sample values are refused (400). The profile readers
  * (hm_profile_read_fmt) do the rest of the checking.
  *
  *  OTLP  POST /v1development/profiles  protobuf or JSON, one series per
@@ -13,12 +18,16 @@
  *  Push  POST /push.v1.PusherService/Push  (Connect, proto or JSON) with
  *        series of labels (__name__ = profile type) and raw pprof samples. */
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "decode.h"
 #include "homura/codec.h"
 #include "homura/error.h"
 #include "homura/filter.h"
@@ -32,6 +41,9 @@ typedef Opentelemetry__Proto__Profiles__V1development__ResourceProfiles ORes;
 #define OREQ(x) opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__##x
 
 #define MAX_ITEMS 256           /* profiles per request */
+/* Resource profiles of one OTLP request are decoded one by one, each with
+ * the request's whole dictionary: bound resources x dictionary bytes. */
+#define MAX_SHARED_WORK (128ull << 20)
 
 /* One decoded profile and the series it goes to. */
 typedef struct item {
@@ -234,6 +246,10 @@ static int otlp_decode(const unsigned char *buf, size_t len, int json, batch *b)
 	OReq *r = NULL;
 	ProtobufCMessage *jm = NULL;
 	json_t *root = NULL;
+	int rc = json ? hm_json_check((const char *)buf, len, "OTLP") :
+		 hm_pb_check(&OREQ(descriptor), buf, len, "OTLP");
+	if (rc < 0)
+		return rc;
 	if (json) {
 		json_error_t e;
 		root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &e);
@@ -249,9 +265,17 @@ static int otlp_decode(const unsigned char *buf, size_t len, int json, batch *b)
 		if (!r)
 			return hm_error(HM_EINVAL, "OTLP: not a valid ExportProfilesServiceRequest");
 	}
-	int rc = HM_OK;
+	size_t dict = r->dictionary ? opentelemetry__proto__profiles__v1development__profiles_dictionary__get_packed_size(r->dictionary) : 0;
 	if (!r->n_resource_profiles) {
 		rc = HM_OK;    /* nothing to store */
+	} else if (r->n_resource_profiles > MAX_ITEMS) {
+		rc = hm_error(HM_EINVAL, "too many profiles in one request (at most %d)", MAX_ITEMS);
+	} else if (r->n_resource_profiles > 1 &&
+		   (uint64_t)dict * r->n_resource_profiles > MAX_SHARED_WORK) {
+		/* each resource is decoded with the whole dictionary */
+		rc = hm_error(HM_EINVAL, "OTLP request over the decoding limit: %zu resource "
+			      "profiles share a %zu KiB dictionary (send them in separate "
+			      "requests)", r->n_resource_profiles, dict >> 10);
 	} else if (r->n_resource_profiles == 1 && !json) {
 		rc = otlp_item(b, buf, len);
 	} else {
@@ -549,6 +573,10 @@ static int push_decode(const hm_http_req *rq, const unsigned char *buf, size_t l
 {
 	Push__V1__PushRequest *r;
 	ProtobufCMessage *jm = NULL;
+	int rc = is_json(rq->content_type) ? hm_json_check((const char *)buf, len, "Push") :
+		 hm_pb_check(&push__v1__push_request__descriptor, buf, len, "Push");
+	if (rc < 0)
+		return rc;
 	if (is_json(rq->content_type)) {
 		json_error_t e;
 		json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &e);
@@ -564,7 +592,6 @@ static int push_decode(const hm_http_req *rq, const unsigned char *buf, size_t l
 		if (!r)
 			return hm_error(HM_EINVAL, "Push: not a valid PushRequest");
 	}
-	int rc = HM_OK;
 	for (size_t i = 0; rc == HM_OK && i < r->n_series; i++) {
 		const Push__V1__RawProfileSeries *s = r->series[i];
 		const char *type = "process_cpu";
@@ -635,6 +662,43 @@ static void connect_error(hm_http_resp *rs, int status, const char *code, const 
 	free(s);
 }
 
+/* Decoding is where a request's memory and CPU go: at most MAX_DECODES
+ * requests decode at once; others wait up to DECODE_WAIT_S for a turn and
+ * are then answered 503, so a burst of large bodies cannot take the whole
+ * machine (or every HTTP thread) at once. */
+#define MAX_DECODES 2
+#define DECODE_WAIT_S 5
+
+static pthread_mutex_t decode_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t decode_cv = PTHREAD_COND_INITIALIZER;
+static int decoding;
+
+static int decode_enter(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += DECODE_WAIT_S;
+	int rc = HM_OK;
+	pthread_mutex_lock(&decode_mu);
+	while (decoding >= MAX_DECODES && rc == HM_OK)
+		if (pthread_cond_timedwait(&decode_cv, &decode_mu, &until) == ETIMEDOUT &&
+		    decoding >= MAX_DECODES)
+			rc = hm_error(HM_ENOMEM, "server busy: %d large requests are being decoded,"
+				      " retry later", MAX_DECODES);
+	if (rc == HM_OK)
+		decoding++;
+	pthread_mutex_unlock(&decode_mu);
+	return rc;
+}
+
+static void decode_leave(void)
+{
+	pthread_mutex_lock(&decode_mu);
+	decoding--;
+	pthread_cond_signal(&decode_cv);
+	pthread_mutex_unlock(&decode_mu);
+}
+
 void hm_ingest_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 {
 	int push = !strcmp(rq->path, "/push.v1.PusherService/Push");
@@ -648,17 +712,20 @@ void hm_ingest_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		hm_http_error(rs, 503, "out of memory");
 		return;
 	}
-	int rc;
-	if (otlp || push) {
-		unsigned char *buf, *owned;
-		size_t len;
-		rc = inflate_body(rq, rq->body, rq->body_len, 1, &buf, &len, &owned);
-		if (rc == HM_OK)
-			rc = otlp ? otlp_decode(buf, len, is_json(rq->content_type), b)
-				  : push_decode(rq, buf, len, b);
-		free(owned);
-	} else {
-		rc = pyroscope_decode(rq, b);
+	int rc = decode_enter();
+	if (rc == HM_OK) {
+		if (otlp || push) {
+			unsigned char *buf, *owned;
+			size_t len;
+			rc = inflate_body(rq, rq->body, rq->body_len, 1, &buf, &len, &owned);
+			if (rc == HM_OK)
+				rc = otlp ? otlp_decode(buf, len, is_json(rq->content_type), b)
+					  : push_decode(rq, buf, len, b);
+			free(owned);
+		} else {
+			rc = pyroscope_decode(rq, b);
+		}
+		decode_leave();
 	}
 	if (rc == HM_OK)
 		rc = batch_check(b);

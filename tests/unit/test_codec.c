@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "../../lib/decode.h"
 #include "homura/codec.h"
 #include "homura/encode.h"
 #include "homura/error.h"
@@ -292,6 +293,92 @@ static void test_hostile(void **state)
 	free(gz);
 }
 
+/* Protobuf field bytes: tag, length, payload. */
+static size_t pb_field(unsigned char *out, unsigned field, const void *data, size_t len)
+{
+	size_t n = 0;
+	uint64_t vals[2] = {(uint64_t)field << 3 | 2, len};
+	for (int k = 0; k < 2; k++) {
+		uint64_t v = vals[k];
+		while (v >= 0x80) {
+			out[n++] = (unsigned char)(v | 0x80);
+			v >>= 7;
+		}
+		out[n++] = (unsigned char)v;
+	}
+	memcpy(out + n, data, len);
+	return n + len;
+}
+
+static void expect_limit(const void *buf, size_t len, const char *what)
+{
+	expect_error(buf, len);
+	if (!strstr(hm_errmsg(), "over the decoding limit") || !strstr(hm_errmsg(), what))
+		fail_msg("unexpected error: %s", hm_errmsg());
+}
+
+/* Small bodies that would unpack into far more memory or nest without end
+ * are refused before they are decoded. */
+static void test_decode_limits(void **state)
+{
+	size_t n = HM_PB_MAX_REPEATED + 1000;
+	/* OTLP: a dictionary of empty strings, one empty resource profile */
+	unsigned char *dict = malloc(2 * n + 16), *req = malloc(2 * n + 64);
+	for (size_t i = 0; i < n; i++)
+		dict[2 * i] = 0x2a, dict[2 * i + 1] = 0;     /* string_table = 5 */
+	size_t len = pb_field(req, 1, "", 0);
+	len += pb_field(req + len, 2, dict, 2 * n);
+	expect_limit(req, len, "string_table");
+	/* pprof: string_table = 6 */
+	for (size_t i = 0; i < n; i++)
+		req[2 * i] = 0x32, req[2 * i + 1] = 0;
+	expect_limit(req, 2 * n, "string_table");
+	/* gzip makes no difference */
+	unsigned char *gz;
+	size_t gzlen;
+	assert_int_equal(hm_gzip(req, 2 * n, &gz, &gzlen), HM_OK);
+	assert_true(gzlen < 64 * 1024);
+	expect_limit(gz, gzlen, "string_table");
+	free(gz);
+	/* values nested 1000 deep in a resource attribute (AnyValue.array_value) */
+	size_t cap = 64 * 1024;
+	unsigned char *a = calloc(1, cap), *b = calloc(1, cap);
+	size_t al = 0;
+	for (int i = 0; i < 1000; i++) {
+		size_t bl = pb_field(b, 5, a, al);        /* AnyValue.array_value */
+		al = pb_field(a, 1, b, bl);               /* ArrayValue.values */
+	}
+	size_t bl = pb_field(b, 5, a, al);                /* an AnyValue */
+	al = pb_field(a, 2, b, bl);                       /* KeyValue.value */
+	bl = pb_field(b, 1, a, al);                       /* Resource.attributes */
+	al = bl;
+	memcpy(a, b, bl);
+	bl = pb_field(b, 1, a, al);                       /* ResourceProfiles.resource */
+	len = pb_field(req, 1, b, bl);
+	len += pb_field(req + len, 2, "\x2a\x00", 2);
+	expect_limit(req, len, "nested");
+	free(a);
+	free(b);
+	free(dict);
+	free(req);
+	/* JSON: more values than the limit */
+	size_t nj = HM_JSON_MAX_VALUES + 10;
+	char *j = malloc(3 * nj + 128);
+	size_t jl = (size_t)sprintf(j, "{\"resourceProfiles\":[],\"dictionary\":{\"stringTable\":[");
+	for (size_t i = 0; i < nj; i++)
+		memcpy(j + jl, i ? ",\"\"" : "\"\"", i ? 3 : 2), jl += i ? 3 : 2;
+	jl += (size_t)sprintf(j + jl, "]}}");
+	expect_limit(j, jl, "JSON");
+	free(j);
+	/* collapsed: more stacks than the limit */
+	char *c = malloc(8 * n);
+	size_t cl = 0;
+	for (size_t i = 0; i < n; i++)
+		cl += (size_t)sprintf(c + cl, "f%zu 1\n", i % 1000);
+	expect_limit(c, cl, "stacks");
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_collapsed_roundtrip),
 		cmocka_unit_test(test_speedscope_roundtrip),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_decode_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
