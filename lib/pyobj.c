@@ -13,7 +13,10 @@
  * separate values array (split tables, and instance attributes kept as
  * shared-key values on 3.11+). Instance dicts are found per
  * hm_pylayout.inst_dict_kind: tp_dictoffset, the 3.11 pre-header slots, the
- * tagged 3.12 slot, or 3.13's inline values after tp_basicsize. */
+ * tagged 3.12 slot, or 3.13's inline values after tp_basicsize.
+ *
+ * Frame locals: 3.14's fast-locals slots are tagged references
+ * (_PyStackRef), whose tag bits are cleared before the value is read. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -731,6 +734,15 @@ int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_loca
 	for (int64_t i = 0; i < n; i++) {
 		uint64_t nameobj, v = vals[i];
 		char name[128];
+		if (L->executable_tagged) {
+			/* 3.14+: slots are _PyStackRefs. The low bit is set
+			 * on deferred or immortal references (None, small ints,
+			 * True; the NULL ref is 1); both low bits set is an int
+			 * tagged in place, not an object (never a local). */
+			if ((v & 3) == 3)
+				continue;
+			v &= ~(uint64_t)3;
+		}
 		if (!v || (kinds[i] & CO_FAST_HIDDEN))
 			continue;
 		if (hm_pyobj_item(r, names, i, &nameobj) || hm_pyobj_str(r, nameobj, name, sizeof name))

@@ -77,7 +77,8 @@ int hm_pyobj_set_items(const hm_pyobj_reader *r, uint64_t set, hm_pyobj_item_fn 
 
 /* Call fn(ctx, name, value, is_cell) for each bound local variable of a
  * sampled frame (names from co_varnames / co_localsplusnames, values from
- * the frame's fast locals; a cell variable's value is the cell's contents).
+ * the frame's fast locals, untagged on 3.14+; a cell variable's value is the
+ * cell's contents).
  * Returns the number visited, or -1 if the frame cannot be read. */
 typedef int (*hm_pyobj_local_fn)(void *ctx, const char *name, uint64_t value, int is_cell);
 int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_local_fn fn,

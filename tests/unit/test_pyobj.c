@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -342,6 +343,77 @@ static void test_getattr_312_values(void **state)
 	assert_int_equal(hm_pyobj_getattr(&R, o, "nope", &v), -1);
 }
 
+/* A tuple of str objects. */
+static uint64_t make_str_tuple(int n, const char *const *strs)
+{
+	uint64_t o = obj(HM_PT_TUPLE, (size_t)L->tuple_item + 8 * (size_t)n);
+	put64(o, L->var_size, (uint64_t)n);
+	for (int i = 0; i < n; i++)
+		put64(o, L->tuple_item + 8 * i, make_str(strs[i]));
+	return o;
+}
+
+struct got_locals {
+	char text[512];
+};
+
+static int collect_local(void *ctx, const char *name, uint64_t value, int is_cell)
+{
+	struct got_locals *g = ctx;
+	char buf[64];
+	hm_pyobj_repr(&R, value, buf, sizeof buf);
+	size_t n = strlen(g->text);
+	snprintf(g->text + n, sizeof g->text - n, "%s%s=%s%s", n ? " " : "", name, buf,
+		 is_cell ? "(cell)" : "");
+	return 0;
+}
+
+/* 3.14: fast-locals slots are _PyStackRefs, immortal and deferred objects
+ * with the low tag bit set (the NULL ref is 1): the locals reader clears the
+ * tag. The frame and code object follow the 3.13 layout (the one the 3.14
+ * debug offsets are mapped onto) with the 3.14 tagging switched on. */
+static void test_locals_314_tagged(void **state)
+{
+	(void)state;
+	setup_layout(13);
+	static hm_pylayout l314;
+	l314 = *L;
+	l314.executable_tagged = 1;
+	L = &l314;
+	R.layout = L;
+
+	const char *names[] = {"n", "none", "flag", "s", "unbound", "c", "odd"};
+	enum { N = 7 };
+	uint8_t kinds[N] = {0x20, 0x20, 0x20, 0x20, 0x20, 0x40 | 0x20, 0x20};
+	uint64_t code = alloc(512);
+	put64(code, L->co_localsplusnames, make_str_tuple(N, names));
+	uint64_t kb = obj(HM_PT_BYTES, (size_t)L->bytes_sval + N + 1);
+	put64(kb, L->var_size, N);
+	memcpy((void *)(uintptr_t)(kb + (uint64_t)L->bytes_sval), kinds, N);
+	put64(code, L->co_localspluskinds, kb);
+
+	uint64_t cell = obj(HM_PT_CELL, 32);
+	put64(cell, L->cell_ref, make_int(HM_PT_INT, 7, 0));
+	uint64_t frame = alloc((size_t)L->if_size + 8 * N);
+	uint64_t slots[N] = {
+		make_int(HM_PT_INT, 42, 0) | 1,   /* small int: immortal */
+		R.types[HM_PT_NONE] | 1,          /* None */
+		make_int(HM_PT_BOOL, 1, 0) | 1,   /* True */
+		make_str("abc"),                  /* an owned reference: no tag */
+		1,                                /* PyStackRef_NULL */
+		cell | 1,                         /* a cell, deferred */
+		(5ull << 2) | 3,                  /* an int tagged in place */
+	};
+	for (int i = 0; i < N; i++)
+		put64(frame, L->if_size + 8 * i, slots[i]);
+
+	hm_pycode co = {.addr = code, .name = "f", .qualname = "f", .filename = "x.py"};
+	hm_pyframe f = {.code = &co, .line = 1, .addr = frame};
+	struct got_locals g = {{0}};
+	assert_int_equal(hm_pyobj_locals(&R, &f, collect_local, &g), 5);
+	assert_string_equal(g.text, "n=42 none=None flag=True s='abc' c=7(cell)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_containers_313),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_getattr_312_values),
+		cmocka_unit_test(test_locals_314_tagged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
