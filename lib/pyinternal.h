@@ -52,6 +52,16 @@ struct thread_cache {                /* what we learned about a tstate */
 	uint64_t last_seen;          /* sample number */
 	uint64_t *spec;              /* <=3.10: last frame chain, leaf first */
 	int nspec;
+	/* on-CPU accounting (HM_SAMPLE_ONCPU, see walker.c) */
+	pid_t cpu_tid;               /* the thread the figures below are of */
+	uint64_t cpu_ns;             /* its kernel CPU time when last read, 0 never */
+	int64_t credit_ns;           /* CPU time not yet counted in samples
+				      * (< 0: counted ahead of the kernel) */
+	uint64_t judge_cpu, judge_ns; /* CPU time and clock where the window
+				      * that judges a GIL holder starts */
+	uint64_t held_seq;           /* last on-CPU sample it held the GIL in */
+	uint64_t decided_seq;        /* on-CPU sample `decided` is for */
+	int decided;                 /* counted in that sample */
 };
 
 struct hm_python {
@@ -74,6 +84,10 @@ struct hm_python {
 	uint32_t gil_checks;         /* GIL-holder state checks skipped */
 	uint64_t gil_distrust_until; /* a GIL holder was seen blocked: ask
 				      * the kernel for every thread until then */
+	uint64_t oncpu_ns;           /* start of the last on-CPU sample */
+	uint64_t oncpu_avg;          /* smoothed interval between them: the
+				      * CPU time one sample stands for */
+	uint64_t oncpu_seq;          /* on-CPU samples taken */
 	uint32_t gc_checks;          /* samples since the collector flag was read */
 	uint64_t gc_watch_until;     /* a collection was seen: read the flag
 				      * every sample until then */

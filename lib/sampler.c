@@ -327,19 +327,21 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 		return;
 	}
 	pid_t running[MAX_RUNNING];
-	int nrun = 0;
+	int nrun = 0, by_state = 0;
 	uint64_t t0 = hm_mono_ns();
 	int r;
 	if (pr->nat) {
 		/* Stops (only) the threads it unwinds. */
 		r = hm_native_sample(pr->nat, *pr->pyp, s, &pr->ns, flags);
 	} else if (o->blocking) {
-		/* Paused threads all read as stopped, so learn who was
-		 * running before stopping them. */
-		if (!o->idle)
+		/* The CPU time the kernel charged to each thread says who
+		 * ran, stopped or not. Without it, learn who was runnable
+		 * before stopping them: paused threads read as stopped. */
+		by_state = !o->idle && !hm_target_has_cputime(pr->t);
+		if (by_state)
 			nrun = running_threads(pr->t, running, MAX_RUNNING);
 		int paused = hm_target_pause(pr->t) == HM_OK;
-		r = hm_python_sample(*pr->pyp, s, flags & ~(unsigned)HM_SAMPLE_ONCPU);
+		r = hm_python_sample(*pr->pyp, s, by_state ? flags & ~(unsigned)HM_SAMPLE_ONCPU : flags);
 		if (paused)
 			hm_target_resume(pr->t);
 	} else {
@@ -370,7 +372,7 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 		}
 		if (!th->nframes)
 			continue;
-		if (o->blocking && !pr->nat && !o->idle && !in_set(running, nrun, th->tid))
+		if (by_state && !in_set(running, nrun, th->tid))
 			continue;
 		if (pr->nat) {
 			if (pr->ns.stacks[i].state == HM_NATSTACK_SKIP)

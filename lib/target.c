@@ -14,8 +14,9 @@
  * as maps paths are relative to our root rather than the target's (chroot),
  * through /proc/PID/map_files (hm_target_path).
  *
- * Thread states are polled often, so each thread's stat file stays open in a
- * small open-addressing table keyed by tid and is re-read with one pread();
+ * Thread states are polled often, so each thread's stat file (and, once
+ * used, its syscall and schedstat files) stays open in a small
+ * open-addressing table keyed by tid and is re-read with one pread();
  * descriptors of exited threads are closed when a read fails or when the
  * table is swept before growing. Threads of a target in another PID
  * namespace are translated with a NSpid table (innermost -> host tid),
@@ -63,7 +64,17 @@ struct state_slot {
 	pid_t tid;              /* 0 = empty */
 	int fd;                 /* task/TID/stat */
 	int sys_fd;             /* task/TID/syscall, -1 = not open, -2 = unusable */
+	int sched_fd;           /* task/TID/schedstat, -1 = not open, -2 = unusable */
 };
+
+static void slot_close(struct state_slot *s)
+{
+	close(s->fd);
+	if (s->sys_fd >= 0)
+		close(s->sys_fd);
+	if (s->sched_fd >= 0)
+		close(s->sched_fd);
+}
 
 struct tid_pair {
 	pid_t ns_tid, host_tid;
@@ -84,6 +95,7 @@ struct hm_target {
 
 	struct state_slot *states;
 	size_t states_cap, states_used;
+	int has_cputime;        /* hm_target_has_cputime: 0 not asked, 1 yes, -1 no */
 
 	int same_pidns;
 	struct tid_pair *tids;  /* sorted by ns_tid */
@@ -567,11 +579,8 @@ void hm_target_close(hm_target *t)
 	if (t->ntraced)
 		hm_target_resume(t);
 	for (i = 0; i < t->states_cap; i++)
-		if (t->states[i].tid) {
-			close(t->states[i].fd);
-			if (t->states[i].sys_fd >= 0)
-				close(t->states[i].sys_fd);
-		}
+		if (t->states[i].tid)
+			slot_close(&t->states[i]);
 	free(t->states);
 	free(t->tids);
 	free(t->traced);
@@ -1082,9 +1091,7 @@ static void state_remove(hm_target *t, size_t i)
 {
 	size_t mask = t->states_cap - 1, j = i;
 
-	close(t->states[i].fd);
-	if (t->states[i].sys_fd >= 0)
-		close(t->states[i].sys_fd);
+	slot_close(&t->states[i]);
 	t->states[i].tid = 0;
 	t->states_used--;
 	for (;;) {
@@ -1116,16 +1123,14 @@ static struct state_slot *state_find(hm_target *t, pid_t tid)
 	return NULL;
 }
 
-static struct state_slot *state_put(struct state_slot *tab, size_t cap, pid_t tid, int fd,
-				    int sys_fd)
+static struct state_slot *state_put(struct state_slot *tab, size_t cap,
+				    const struct state_slot *from)
 {
-	size_t i = slot_of(tid, cap);
+	size_t i = slot_of(from->tid, cap);
 
 	while (tab[i].tid)
 		i = (i + 1) & (cap - 1);
-	tab[i].tid = tid;
-	tab[i].fd = fd;
-	tab[i].sys_fd = sys_fd;
+	tab[i] = *from;
 	return &tab[i];
 }
 
@@ -1156,7 +1161,7 @@ static int state_reserve(hm_target *t)
 		return 0;
 	for (i = 0; i < t->states_cap; i++)
 		if (t->states[i].tid)
-			state_put(nt, nc, t->states[i].tid, t->states[i].fd, t->states[i].sys_fd);
+			state_put(nt, nc, &t->states[i]);
 	free(t->states);
 	t->states = nt;
 	t->states_cap = nc;
@@ -1181,7 +1186,9 @@ static struct state_slot *state_slot_get(hm_target *t, pid_t tid, char *state)
 		return NULL;
 	*state = stat_state(fd, NULL);
 	if (*state && state_reserve(t)) {
-		s = state_put(t->states, t->states_cap, tid, fd, -1);
+		struct state_slot n = {tid, fd, -1, -1};
+
+		s = state_put(t->states, t->states_cap, &n);
 		t->states_used++;
 		return s;
 	}
@@ -1237,6 +1244,57 @@ char hm_target_thread_oncpu(hm_target *t, pid_t tid)
 	if (!state)
 		state_remove(t, (size_t)(s - t->states));
 	return state;
+}
+
+int hm_target_thread_cputime(hm_target *t, pid_t tid, uint64_t *ns)
+{
+	struct state_slot *s;
+	char state, buf[96], name[64], *end;
+	ssize_t n;
+	unsigned long long v;
+
+	if (!t || tid <= 0)
+		return -1;
+	s = state_slot_get(t, tid, &state);
+	if (!s)
+		return -1;
+	if (s->sched_fd == -1) {
+		snprintf(name, sizeof(name), "task/%d/schedstat", tid);
+		s->sched_fd = openat(t->procfd, name, O_RDONLY | O_CLOEXEC);
+		if (s->sched_fd < 0)
+			s->sched_fd = -2;
+	}
+	if (s->sched_fd < 0)
+		return 0;
+	n = pread(s->sched_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0) {
+		/* ESRCH: the thread is gone (its stat file says so too). */
+		if (!stat_state(s->fd, NULL)) {
+			state_remove(t, (size_t)(s - t->states));
+			return -1;
+		}
+		return 0;
+	}
+	buf[n] = 0;
+	v = strtoull(buf, &end, 10);
+	/* "0 0 0": the kernel keeps no scheduler statistics (a live thread
+	 * has always run a little). */
+	if (end == buf || *end != ' ' || !v) {
+		close(s->sched_fd);
+		s->sched_fd = -2;
+		return 0;
+	}
+	*ns = (uint64_t)v;
+	return 1;
+}
+
+int hm_target_has_cputime(hm_target *t)
+{
+	uint64_t ns;
+
+	if (!t->has_cputime)
+		t->has_cputime = hm_target_thread_cputime(t, t->pid, &ns) > 0 ? 1 : -1;
+	return t->has_cputime > 0;
 }
 
 /* ---- pause / resume --------------------------------------------------- */

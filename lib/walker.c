@@ -873,24 +873,99 @@ int hm_python_ready(hm_python *py)
 	return head != 0;
 }
 
-/* Asking the kernel whether a thread runs costs as much as the rest of the
- * sample. The thread holding the GIL is running Python code, so it is taken
- * as running without asking; the exception, a C extension that blocks while
- * holding the GIL, is caught by asking anyway every GIL_SPOT_CHECK-th time:
- * once the kernel says such a holder is blocked, every thread is asked for
- * GIL_DISTRUST_NS. */
+/* On CPU or not (HM_SAMPLE_ONCPU). A runnable thread is not necessarily
+ * running: one that wakes for microseconds 200 times a second is runnable,
+ * waiting for the GIL or a CPU, far more often than it runs. So the decision
+ * follows the CPU time the kernel charged to each thread (schedstat's
+ * sum_exec_runtime): a thread earns the CPU time it used since it was last
+ * read as credit and is counted in a sample when its credit reaches half
+ * the interval the sample stands for, which the count then uses up. Its
+ * samples add up to its CPU time, whether it ran in one piece or in many
+ * short bursts, to within a sample.
+ *
+ * Reading the CPU time costs as much as the rest of a busy thread's sample.
+ * The thread holding the GIL is running Python code, so it is counted
+ * without asking (the interval it is counted for is owed until its next
+ * read); every GIL_SPOT_CHECK-th time it is read anyway, and if over the
+ * last JUDGE_NS or more it ran less than 3/4 of the time (a C extension
+ * that blocks while holding the GIL, or a CPU shared with other work),
+ * every thread is read on every sample for GIL_DISTRUST_NS. The credit is
+ * kept within one interval plus CPU_SLACK_NS either way: a running
+ * thread's CPU time is brought up to date at scheduler ticks (up to 10 ms
+ * apart), and a thread must not be counted long after it stopped, nor
+ * left out long after it started, for time counted or run long before.
+ *
+ * A thread seen for the first time, or on a kernel without the figure, is
+ * counted if /proc/PID/task/TID/syscall says it is runnable. */
 #define GIL_SPOT_CHECK 16
 #define GIL_DISTRUST_NS 2000000000ull
+#define JUDGE_NS 50000000ull
+#define CPU_SLACK_NS 10000000ll
 
-static char oncpu_state(hm_python *py, const hm_pythread *th)
+static void credit_add(struct thread_cache *tc, int64_t ns, int64_t bound)
 {
-	if (th->holds_gil && py->sample_ns >= py->gil_distrust_until &&
-	    py->gil_checks++ % GIL_SPOT_CHECK)
-		return 'R';
-	char st = hm_target_thread_oncpu(py->t, th->tid);
-	if (th->holds_gil && st && st != 'R')
-		py->gil_distrust_until = py->sample_ns + GIL_DISTRUST_NS;
-	return st;
+	tc->credit_ns += ns;
+	if (tc->credit_ns > bound)
+		tc->credit_ns = bound;
+	else if (tc->credit_ns < -bound)
+		tc->credit_ns = -bound;
+}
+
+static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythread *th)
+{
+	int64_t dt = (int64_t)py->oncpu_avg, bound = dt + CPU_SLACK_NS;
+	uint64_t now = py->sample_ns, cpu;
+	if (tc->cpu_tid != th->tid) {
+		tc->cpu_tid = th->tid;
+		tc->cpu_ns = 0;
+	}
+	/* Trusted: the GIL holder that already held it at the last sample. */
+	int held = th->holds_gil && tc->held_seq && tc->held_seq + 1 == py->oncpu_seq;
+	if (th->holds_gil)
+		tc->held_seq = py->oncpu_seq;
+	if (held && now >= py->gil_distrust_until && py->gil_checks++ % GIL_SPOT_CHECK) {
+		if (tc->cpu_ns)
+			credit_add(tc, -dt, bound);
+		return 1;
+	}
+	int r = hm_target_thread_cputime(py->t, th->tid, &cpu);
+	if (r < 0)
+		return 0;
+	if (r == 0 || !tc->cpu_ns) {
+		if (r > 0) {
+			tc->cpu_ns = tc->judge_cpu = cpu;
+			tc->judge_ns = now;
+			tc->credit_ns = 0;
+		}
+		char st = hm_target_thread_oncpu(py->t, th->tid);
+		if (th->holds_gil && st && st != 'R')
+			py->gil_distrust_until = now + GIL_DISTRUST_NS;
+		return st == 'R';
+	}
+	uint64_t used = cpu > tc->cpu_ns ? cpu - tc->cpu_ns : 0;
+	tc->cpu_ns = cpu;
+	if (!held || now - tc->judge_ns >= JUDGE_NS) {
+		uint64_t ran = cpu > tc->judge_cpu ? cpu - tc->judge_cpu : 0;
+		if (held && ran * 4 < (now - tc->judge_ns) * 3)
+			py->gil_distrust_until = now + GIL_DISTRUST_NS;
+		tc->judge_cpu = cpu;
+		tc->judge_ns = now;
+	}
+	credit_add(tc, (int64_t)used, bound);
+	if (tc->credit_ns * 2 < dt)
+		return 0;
+	tc->credit_ns -= dt;
+	return 1;
+}
+
+/* Decided once per sample: a walk retried after a torn read asks again. */
+static int oncpu(hm_python *py, struct thread_cache *tc, const hm_pythread *th)
+{
+	if (tc->decided_seq != py->oncpu_seq || tc->cpu_tid != th->tid) {
+		tc->decided = decide_oncpu(py, tc, th);
+		tc->decided_seq = py->oncpu_seq;
+	}
+	return tc->decided;
 }
 
 /* Walk one thread whose state was (or is now) read; 0 ok, -1 invalid. */
@@ -903,11 +978,15 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 	th->tid = tc->host_tid;
 	if ((flags & HM_SAMPLE_STATE) && th->tid)
 		th->state = hm_target_thread_state(py->t, th->tid);
-	else if ((flags & HM_SAMPLE_ONCPU) && th->tid)
-		th->state = oncpu_state(py, th);
-	if (((flags & HM_SAMPLE_ONCPU) && th->state != 'R') ||
-	    ((flags & HM_SAMPLE_GIL) && !th->holds_gil) || !frame)
+	if (!frame || ((flags & HM_SAMPLE_GIL) && !th->holds_gil))
 		return 0;
+	if (flags & HM_SAMPLE_ONCPU) {
+		int on = th->tid && oncpu(py, tc, th);
+		if (!(flags & HM_SAMPLE_STATE))
+			th->state = on ? 'R' : th->tid ? 'S' : 0;
+		if (!on)
+			return 0;
+	}
 	th->nframes = 0;
 	th->truncated = 0;
 	return L->frame_model == HM_FRAMES_OBJECTS ? walk_frame_objects(py, frame, th, tc)
@@ -1006,6 +1085,16 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 		clear_codes(py);
 	if (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU))
 		flags |= HM_SAMPLE_WANT_GIL;
+	if (flags & HM_SAMPLE_ONCPU) {
+		/* The mean interval between on-CPU samples (a gap after a
+		 * pause or a stall weighs at most 4 of them). */
+		uint64_t gap = py->oncpu_ns ? t - py->oncpu_ns : 0, avg = py->oncpu_avg;
+		if (gap)
+			avg = avg ? avg - avg / 32 + (gap < 4 * avg ? gap : 4 * avg) / 32 : gap;
+		py->oncpu_avg = avg;
+		py->oncpu_ns = t;
+		py->oncpu_seq++;
+	}
 	if ((!py->ninterps || t - py->interps_ns > 100000000ull) && refresh_interps(py))
 		return hm_error(HM_EIO, "cannot read the interpreter list");
 	if (!py->ninterps)

@@ -1,0 +1,62 @@
+"""On-CPU accuracy against the kernel's own accounting: each thread's share of
+an on-CPU profile must match its share of the CPU time the kernel charged to
+the process's threads over the same window (sum_exec_runtime, the first field
+of /proc/PID/task/TID/schedstat, read by the test itself before and after the
+recording).  The kernel figure is the oracle, so the test holds on a loaded
+machine too, where the busy thread gets less than a whole CPU."""
+import pytest
+
+from conftest import program, record
+
+TOLERANCE = 2.0   # percentage points, per thread
+
+
+def cpu_ns(pid, tid):
+    with open("/proc/%d/task/%d/schedstat" % (pid, tid)) as f:
+        return int(f.read().split()[0])
+
+
+def thread_samples(prof, tids):
+    """Samples per thread, from -t's `thread TID` root frames."""
+    out = {name: 0 for name in tids}
+    by_tid = {tid: name for name, tid in tids.items()}
+    for frames, c in prof.stacks:
+        name = by_tid.get(frames[0].thread_tid)
+        if name:
+            out[name] += c
+    return out
+
+
+def shares(values):
+    total = sum(values.values())
+    assert total > 0, values
+    return {k: 100.0 * v / total for k, v in values.items()}
+
+
+@pytest.mark.asan
+def test_bursty_threads_get_their_cpu_share(py, spawn, tmp_path):
+    """One busy thread and three that wake 200 times a second for a few
+    microseconds (Condition.wait(0.005)): the bursty threads are often
+    runnable, waiting for the GIL or a CPU, and were counted then, which gave
+    them several times their CPU time.  Each thread's share of the samples
+    is within TOLERANCE points of its share of the kernel's CPU time."""
+    t = spawn([py.path, program("bursty.py"), 30])
+    tids = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in t.ready[2:]}
+    assert sorted(tids) == ["bursty0", "bursty1", "bursty2", "busy"], t.ready
+    tids["main"] = t.pid   # waits in join()
+    before = {name: cpu_ns(t.pid, tid) for name, tid in tids.items()}
+    out = tmp_path / "bursty.txt"
+    prof = record("-p", t.pid, "-t", "-r", 200, "-d", 4, output=out).profile()
+    after = {name: cpu_ns(t.pid, tid) for name, tid in tids.items()}
+    kernel = shares({name: after[name] - before[name] for name in tids})
+    counts = thread_samples(prof, tids)
+    assert sum(counts.values()) >= 200, "too few samples: %s\n%s" % (counts, prof.summary())
+    assert sum(counts.values()) == prof.total, "samples of unknown threads:\n" + prof.summary()
+    got = shares(counts)
+    report = ", ".join("%s %.1f%% (kernel %.1f%%)" % (n, got[n], kernel[n]) for n in sorted(tids))
+    print(report)
+    for name in tids:
+        assert abs(got[name] - kernel[name]) <= TOLERANCE, report
+    bursty = sum(got[n] for n in tids if n.startswith("bursty"))
+    bursty_kernel = sum(kernel[n] for n in tids if n.startswith("bursty"))
+    assert abs(bursty - bursty_kernel) <= TOLERANCE, report
