@@ -1168,6 +1168,13 @@ static int state_reserve(hm_target *t)
 	return 1;
 }
 
+/* A thread that has exited but is still listed ('X' dead, or 'Z': a
+ * zombie, e.g. one a tracer has not reaped yet) runs nothing: it is gone. */
+static char live_state(char state)
+{
+	return state == 'X' || state == 'Z' ? 0 : state;
+}
+
 /* The slot of tid, opening its stat file if needed (NULL if the thread is
  * gone). *state gets the state letter read while opening, else 0. */
 static struct state_slot *state_slot_get(hm_target *t, pid_t tid, char *state)
@@ -1184,7 +1191,7 @@ static struct state_slot *state_slot_get(hm_target *t, pid_t tid, char *state)
 	fd = openat(t->procfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	*state = stat_state(fd, NULL);
+	*state = live_state(stat_state(fd, NULL));
 	if (*state && state_reserve(t)) {
 		struct state_slot n = {tid, fd, -1, -1};
 
@@ -1206,7 +1213,7 @@ char hm_target_thread_state(hm_target *t, pid_t tid)
 	s = state_slot_get(t, tid, &state);
 	if (!s || state)
 		return state;
-	state = stat_state(s->fd, NULL);
+	state = live_state(stat_state(s->fd, NULL));
 	if (!state)
 		state_remove(t, (size_t)(s - t->states));
 	return state;
@@ -1240,7 +1247,7 @@ char hm_target_thread_oncpu(hm_target *t, pid_t tid)
 		if (buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9'))
 			return 'S';
 	}
-	state = stat_state(s->fd, NULL);
+	state = live_state(stat_state(s->fd, NULL));
 	if (!state)
 		state_remove(t, (size_t)(s - t->states));
 	return state;

@@ -65,13 +65,16 @@ int hm_target_find_module(hm_target *t, int (*match)(const char *basename, void 
 			  void *ctx, hm_module *out);
 void hm_module_free(hm_module *m);
 
-/* Threads: host tids of /proc/PID/task. Returns count (<= max) or <0. */
+/* Threads: host tids of /proc/PID/task. Returns count (<= max) or <0. A
+ * thread that has just exited (even one already joined) can still be listed
+ * for a moment: callers treat a listed thread that is gone as normal. */
 int hm_target_threads(hm_target *t, pid_t *tids, int max);
 /* Map a tid in the target's innermost PID namespace to the host tid; returns
  * the tid unchanged when the target shares our namespace, 0 if unknown. */
 pid_t hm_target_host_tid(hm_target *t, pid_t ns_tid);
 /* Scheduler state letter of a thread from /proc/PID/task/TID/stat ('R', 'S',
- * 'D', ...), 0 if the thread is gone. Keeps the file open between calls. */
+ * 'D', ...), 0 if the thread is gone (an exited thread still listed as dead
+ * 'X' or zombie 'Z' counts as gone). Keeps the file open between calls. */
 char hm_target_thread_state(hm_target *t, pid_t tid);
 /* 'R' if the thread is runnable (on a CPU or waiting for one), 'S' if it is
  * blocked, 0 if gone: what the on-CPU filter needs, from the cheaper

@@ -1,5 +1,5 @@
 /* test_target.c - hm_target against this very process and forked children:
- * memory reads, maps, module bias, thread listing and states, errors for
+ * memory reads, maps, module bias, thread listing and states (exited threads included), errors for
  * missing / exited / forbidden processes, and pause/resume of a child. */
 #include <dlfcn.h>
 #include <link.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -381,6 +382,21 @@ static int has_tid(const pid_t *tids, int n, pid_t tid)
 	return 0;
 }
 
+/* Up to 10 s for tid to leave /proc/self/task: 1 once it has, else 0. */
+static int gone_soon(hm_target *t, pid_t tid)
+{
+	pid_t tids[256];
+	int i, n;
+
+	for (i = 0; i < 10000; i++) {
+		n = hm_target_threads(t, tids, 256);
+		if (n >= 0 && !has_tid(tids, n, tid))
+			return 1;
+		sleep_ms(1);
+	}
+	return 0;
+}
+
 static void test_threads_and_states(void **state)
 {
 	hm_target *t = open_self();
@@ -432,15 +448,117 @@ static void test_threads_and_states(void **state)
 	pthread_join(b, NULL);
 	close(sleeper_pipe[0]);
 	close(sleeper_pipe[1]);
-	/* Gone threads report 0 (their cached fds are dropped). */
+	/* Gone threads report 0 (their cached fds are dropped). A joined
+	 * thread can still be in /proc for a moment (its exit is not over when
+	 * the join returns): wait for the kernel, bounded. */
+	assert_true(gone_soon(t, spinner_tid));
+	assert_true(gone_soon(t, sleeper_tid));
 	assert_int_equal(hm_target_thread_state(t, spinner_tid), 0);
 	assert_int_equal(hm_target_thread_state(t, sleeper_tid), 0);
 	assert_int_equal(hm_target_thread_state(t, 999999), 0);
 	assert_int_equal(hm_target_thread_oncpu(t, spinner_tid), 0);
 	assert_int_equal(hm_target_thread_oncpu(t, 999999), 0);
-	n = hm_target_threads(t, tids, 256);
-	assert_false(has_tid(tids, n, spinner_tid));
 	hm_target_close(t);
+}
+
+/* In the child of test_zombie_thread_is_gone: sends its tid, exits once
+ * told to. */
+static int zombie_fds[2];       /* write the tid here; read "go" here */
+static pid_t zombie_child, zombie_tid;
+
+/* Teardown: the child and its traced thread go even if an assertion failed
+ * (else the child would outlive the test, holding its output open). */
+static int zombie_teardown(void **state)
+{
+	int status;
+
+	if (zombie_child > 0) {
+		kill(zombie_child, SIGKILL);
+		if (zombie_tid > 0)
+			waitpid(zombie_tid, &status, __WALL);
+		waitpid(zombie_child, &status, 0);
+	}
+	zombie_child = zombie_tid = 0;
+	return 0;
+}
+
+static void *zombie_thread(void *arg)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	char c;
+
+	(void)arg;
+	if (write(zombie_fds[0], &tid, sizeof(tid)) != (ssize_t)sizeof(tid) ||
+	    read(zombie_fds[1], &c, 1) < 0)
+		return NULL;
+	return NULL;
+}
+
+/* State letter of /proc/PID/task/TID/stat, 0 if unreadable. */
+static char task_state(pid_t pid, pid_t tid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* An exited thread that is still listed counts as gone: here a zombie,
+ * held by us as its tracer until we reap it. */
+static void test_zombie_thread_is_gone(void **state)
+{
+	int tidpipe[2], gopipe[2];
+	pid_t child, tid = 0;
+	hm_target *t = NULL;
+	int i, status;
+
+	assert_int_equal(pipe(tidpipe), 0);
+	assert_int_equal(pipe(gopipe), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		pthread_t th;
+
+		close(tidpipe[0]);
+		close(gopipe[1]);
+		zombie_fds[0] = tidpipe[1];
+		zombie_fds[1] = gopipe[0];
+		if (pthread_create(&th, NULL, zombie_thread, NULL) != 0)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	zombie_child = child;
+	close(tidpipe[1]);
+	close(gopipe[0]);
+	assert_int_equal(read(tidpipe[0], &tid, sizeof(tid)), (ssize_t)sizeof(tid));
+	assert_true(tid > 0 && tid != child);
+	assert_int_equal(ptrace(PTRACE_SEIZE, tid, 0, 0), 0);
+	zombie_tid = tid;
+	assert_int_equal(write(gopipe[1], "x", 1), 1);  /* the thread exits */
+	for (i = 0; i < 10000 && task_state(child, tid) != 'Z'; i++)
+		sleep_ms(1);
+	assert_int_equal(task_state(child, tid), 'Z');
+
+	assert_int_equal(hm_target_open(child, &t), HM_OK);
+	assert_int_equal(hm_target_thread_state(t, tid), 0);
+	assert_int_equal(hm_target_thread_oncpu(t, tid), 0);
+	assert_int_equal(hm_target_thread_state(t, child), 'S');
+	hm_target_close(t);
+
+	assert_int_equal(waitpid(tid, &status, __WALL), tid);   /* reap it */
+	zombie_tid = 0;
+	kill(child, SIGKILL);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	zombie_child = 0;
+	close(tidpipe[0]);
+	close(gopipe[1]);
 }
 
 /* Many short-lived threads, each polled only while alive: the state table
@@ -679,6 +797,7 @@ int main(void)
 		cmocka_unit_test(test_find_module_deleted),
 		cmocka_unit_test(test_cmdline_environ),
 		cmocka_unit_test(test_threads_and_states),
+		cmocka_unit_test_teardown(test_zombie_thread_is_gone, zombie_teardown),
 		cmocka_unit_test(test_state_fds_released),
 		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_host_tid_other_namespace),
