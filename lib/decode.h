@@ -26,7 +26,9 @@ int hm_decode_otlp(const unsigned char *buf, size_t len, hm_profile **out);
 #define HM_PB_MAX_MEMORY (512ull << 20)
 #define HM_JSON_MAX_VALUES (1ull << 22)
 int hm_pb_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
-		const char *what);
+		const char *what, uint64_t max_unknown);
+/* max_unknown: 0, or past that many unknown fields in the outermost message
+ * return 1 (the bytes are not this message type) */
 int hm_json_check(const char *buf, size_t len, const char *what);
 
 /* Frame from display text "name (file:line)" / "name (file)" / "name". */

@@ -278,8 +278,8 @@ static int convert(const OReq *r, hm_profile **out)
 int hm_decode_otlp(const unsigned char *buf, size_t len, hm_profile **out)
 {
 	int rc = hm_pb_check(&opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor,
-			     buf, len, "OTLP");
-	if (rc < 0)
+			     buf, len, "OTLP", 64);  /* pprof is mostly unknown to OTLP */
+	if (rc)
 		return rc;
 	OReq *r = opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__unpack(NULL, len, buf);
 	if (!r)

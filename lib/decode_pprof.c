@@ -188,7 +188,7 @@ out:
 
 int hm_decode_pprof(const unsigned char *buf, size_t len, hm_profile **out)
 {
-	int rc = hm_pb_check(&perftools__profiles__profile__descriptor, buf, len, "pprof");
+	int rc = hm_pb_check(&perftools__profiles__profile__descriptor, buf, len, "pprof", 0);
 	if (rc < 0)
 		return rc;
 	PbProfile *m = perftools__profiles__profile__unpack(NULL, len, buf);

@@ -247,7 +247,7 @@ static int otlp_decode(const unsigned char *buf, size_t len, int json, batch *b)
 	ProtobufCMessage *jm = NULL;
 	json_t *root = NULL;
 	int rc = json ? hm_json_check((const char *)buf, len, "OTLP") :
-		 hm_pb_check(&OREQ(descriptor), buf, len, "OTLP");
+		 hm_pb_check(&OREQ(descriptor), buf, len, "OTLP", 0);
 	if (rc < 0)
 		return rc;
 	if (json) {
@@ -574,7 +574,7 @@ static int push_decode(const hm_http_req *rq, const unsigned char *buf, size_t l
 	Push__V1__PushRequest *r;
 	ProtobufCMessage *jm = NULL;
 	int rc = is_json(rq->content_type) ? hm_json_check((const char *)buf, len, "Push") :
-		 hm_pb_check(&push__v1__push_request__descriptor, buf, len, "Push");
+		 hm_pb_check(&push__v1__push_request__descriptor, buf, len, "Push", 0);
 	if (rc < 0)
 		return rc;
 	if (is_json(rq->content_type)) {

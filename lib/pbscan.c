@@ -11,7 +11,10 @@
  * and an estimate of the memory protobuf-c would allocate (blocks rounded as
  * malloc does, its scan records, unknown fields); past a limit the message
  * is refused before anything is allocated. Malformed wire data is left to
- * protobuf-c to reject. hm_json_check bounds the number of values (and the
+ * protobuf-c to reject. A caller probing for the message type may give a
+ * small cap on unknown fields of the outermost message: past it the bytes
+ * are not this type (pprof
+ * read as OTLP is mostly unknown fields) and hm_pb_check returns 1. hm_json_check bounds the number of values (and the
  * nesting) of a JSON text the same way before jansson builds it. */
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +24,8 @@
 
 typedef struct scan {
 	const char *what;          /* "OTLP", "pprof", ... for messages */
-	uint64_t elements, bytes;
+	uint64_t elements, bytes, unknown;
+	uint64_t top_unknown, max_top_unknown;   /* in the outermost message */
 } scan;
 
 /* A heap block of n bytes as glibc malloc sizes it (16-byte steps, 32 min). */
@@ -143,6 +147,10 @@ static int walk(scan *s, const ProtobufCMessageDescriptor *d, const uint8_t *p, 
 		s->bytes += SCANNED_MEMBER;
 		if (!f) {                  /* kept as an unknown field */
 			s->bytes += 32 + block(vlen);
+			if (!depth && s->max_top_unknown && ++s->top_unknown > s->max_top_unknown)
+				return 1;
+			if (++s->unknown > HM_PB_MAX_REPEATED)
+				return over(s, "more than %llu unknown fields%s", HM_PB_MAX_REPEATED, "");
 		} else {
 			int repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
 			int packed = repeated && (key & 7) == 2 && f->type != PROTOBUF_C_TYPE_STRING &&
@@ -178,7 +186,7 @@ static int walk(scan *s, const ProtobufCMessageDescriptor *d, const uint8_t *p, 
 					const ProtobufCMessageDescriptor *sub = f->descriptor;
 					s->bytes += block(sub->sizeof_message);
 					int rc = walk(s, sub, val, (size_t)vlen, depth + 1);
-					if (rc < 0)
+					if (rc)
 						return rc;
 				}
 			}
@@ -191,9 +199,10 @@ static int walk(scan *s, const ProtobufCMessageDescriptor *d, const uint8_t *p, 
 }
 
 int hm_pb_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
-		const char *what)
+		const char *what, uint64_t max_unknown)
 {
 	scan s = {.what = what, .bytes = block(d->sizeof_message)};
+	s.max_top_unknown = max_unknown;
 	return walk(&s, d, buf, len, 0);
 }
 
