@@ -20,9 +20,12 @@
  *   libstdc++'s __cxa_demangle when that library can be loaded), DWARF file
  *   and line, module and role. Entries are only evicted at the start of a
  *   sample, so pointers handed out stay valid until the next one.
- * - Merging: see hm_native_merge. */
+ * - Merging: see hm_native_merge. An interpreter whose evaluation loop has
+ *   no symbol (a stripped build running a compiler-made copy) has it found
+ *   by size instead (see "the evaluation loop of a stripped interpreter"). */
 #include <dlfcn.h>
 #include <elfutils/libdwfl.h>
+#include <gelf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -45,6 +48,7 @@
 #include "util.h"
 #include "homura/error.h"
 #include "homura/native.h"
+#include "pyinternal.h"
 
 #define PAGE_SIZE_ 4096u
 #define CACHE_PAGES 64           /* stack pages kept per unwind */
@@ -54,6 +58,8 @@
 #define MAPS_CHECK_NS 1000000000ull
 #define RELOAD_MIN_NS 250000000ull
 #define DEFAULT_CACHE 16384
+#define MAX_BIG 4                /* big functions kept per interpreter */
+#define EVAL_MIN_BYTES 16384     /* an evaluation loop is at least this big */
 
 struct page {
 	uint64_t addr;           /* page address, 0: empty */
@@ -101,6 +107,14 @@ struct hm_native {
 	uint32_t map_gen;        /* bumped when the module list is reloaded */
 	int stale;               /* entries of an older map_gen remain */
 	int py_major;
+
+	/* the interpreter's biggest functions, by their unwind tables: where
+	 * an unnamed evaluation loop may lie (see big_function) */
+	char *interp_path;       /* its maps path (hm_python's mod_path) */
+	Dwfl_Module *big_mod;    /* module the ranges below belong to */
+	uint32_t big_gen;        /* ... with this map_gen */
+	int nbig;
+	uint64_t big_lo[MAX_BIG], big_hi[MAX_BIG];   /* file addresses */
 
 	struct stopped *stop;    /* threads stopped in this sample */
 	int nstop, stopcap;
@@ -631,6 +645,135 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p ? p : "";
 }
 
+/* ---- the evaluation loop of a stripped interpreter ------------------------ */
+
+/* Some interpreters run an unnamed copy of the evaluation loop (a stripped
+ * binary whose compiler cloned _PyEval_EvalFrameDefault: only the exported,
+ * unused original keeps its name). Its code is still known by its size: the
+ * loop is by far the biggest function of CPython. The function starts come
+ * from the binary's unwind table (.eh_frame_hdr, present even when
+ * stripped), each function taken to end where the next one starts; those in
+ * .text at least half as big as the biggest (and at least EVAL_MIN_BYTES)
+ * are kept. Unnamed code of the interpreter inside one of them is taken for
+ * the evaluation loop. Other big static functions (the AST converters) are
+ * rarely on a sampled stack; if one is, its extra "evaluation loop" frame
+ * makes the merge torn, and that sample keeps its Python frames only. */
+
+static int read_enc(const uint8_t *p, const uint8_t *end, int enc, int64_t *v)
+{
+	switch (enc & 0x0f) {
+	case 0x03: { uint32_t u; if (end - p < 4) return -1; memcpy(&u, p, 4); *v = u; return 4; }
+	case 0x0b: { int32_t i; if (end - p < 4) return -1; memcpy(&i, p, 4); *v = i; return 4; }
+	case 0x04:
+	case 0x0c: { int64_t i; if (end - p < 8) return -1; memcpy(&i, p, 8); *v = i; return 8; }
+	default: return -1;
+	}
+}
+
+int hm_native_big_functions(const uint8_t *hdr, size_t len, uint64_t hdr_vaddr, uint64_t text_lo,
+			    uint64_t text_hi, uint64_t *lo, uint64_t *hi, int max)
+{
+	const uint8_t *end = hdr + len, *p = hdr + 4;
+	int64_t v, count;
+	int k;
+	/* version 1; eh_frame_ptr, fde_count; a table of (start, fde) pairs
+	 * relative to the header, as 4-byte signed values (the only table
+	 * encoding linkers write) */
+	if (len < 4 || hdr[0] != 1 || hdr[3] != 0x3b)
+		return 0;
+	if ((k = read_enc(p, end, hdr[1], &v)) < 0)
+		return 0;
+	p += k;
+	if ((k = read_enc(p, end, hdr[2], &count)) < 0 || count < 2 || count > (end - p - k) / 8)
+		return 0;
+	p += k;
+	uint64_t biggest = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		int n = 0;
+		int32_t prev, cur;
+		memcpy(&prev, p, 4);
+		for (int64_t i = 1; i < count; i++) {
+			memcpy(&cur, p + 8 * i, 4);
+			if (cur <= prev) {      /* not sorted: not a table we know */
+				return 0;
+			}
+			uint64_t size = (uint64_t)((int64_t)cur - prev);
+			uint64_t at = hdr_vaddr + (uint64_t)(int64_t)prev;
+			if (text_hi && (at < text_lo || at + size > text_hi)) {
+				prev = cur;     /* not in .text (e.g. the PLT) */
+				continue;
+			}
+			if (pass == 0 && size > biggest)
+				biggest = size;
+			if (pass == 1 && size >= EVAL_MIN_BYTES && size * 2 >= biggest && n < max) {
+				lo[n] = hdr_vaddr + (uint64_t)(int64_t)prev;
+				hi[n] = hdr_vaddr + (uint64_t)(int64_t)cur;
+				n++;
+			}
+			prev = cur;
+		}
+		if (pass == 1)
+			return n;
+	}
+	return 0;
+}
+
+/* Load the big functions of the interpreter's module mod (once per module
+ * list). */
+static void load_big(hm_native *n, Dwfl_Module *mod)
+{
+	n->big_mod = mod;
+	n->big_gen = n->map_gen;
+	n->nbig = 0;
+	Dwarf_Addr bias;
+	Elf *elf = dwfl_module_getelf(mod, &bias);
+	size_t nph, shstrndx;
+	if (!elf || elf_getphdrnum(elf, &nph) != 0)
+		return;
+	/* Functions are looked for in .text only, when sections are known. */
+	uint64_t text_lo = 0, text_hi = 0;
+	Elf_Scn *scn = NULL;
+	if (elf_getshdrstrndx(elf, &shstrndx) == 0)
+		while ((scn = elf_nextscn(elf, scn))) {
+			GElf_Shdr sh;
+			const char *nm;
+			if (gelf_getshdr(scn, &sh) && (nm = elf_strptr(elf, shstrndx, sh.sh_name)) &&
+			    !strcmp(nm, ".text")) {
+				text_lo = sh.sh_addr;
+				text_hi = sh.sh_addr + sh.sh_size;
+				break;
+			}
+		}
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_GNU_EH_FRAME)
+			continue;
+		Elf_Data *d = elf_getdata_rawchunk(elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_BYTE);
+		if (d && d->d_buf)
+			n->nbig = hm_native_big_functions(d->d_buf, d->d_size, ph.p_vaddr, text_lo,
+							  text_hi, n->big_lo, n->big_hi, MAX_BIG);
+		return;
+	}
+}
+
+/* Is the unnamed pc in the interpreter (module mod, maps path modname) inside
+ * one of its big functions? */
+static int in_big_function(hm_native *n, Dwfl_Module *mod, const char *modname, uint64_t pc)
+{
+	if (!n->interp_path || !modname || strcmp(modname, n->interp_path))
+		return 0;
+	if (mod != n->big_mod || n->big_gen != n->map_gen)
+		load_big(n, mod);
+	Dwarf_Addr bias = 0;
+	if (!n->nbig || !dwfl_module_getelf(mod, &bias))
+		return 0;
+	uint64_t a = pc - bias;
+	for (int i = 0; i < n->nbig; i++)
+		if (a >= n->big_lo[i] && a < n->big_hi[i])
+			return 1;
+	return 0;
+}
+
 static const hm_natsym *resolve(hm_native *n, uint64_t pc)
 {
 	size_t b = hash_pc(n, pc);
@@ -649,12 +792,17 @@ static const hm_natsym *resolve(hm_native *n, uint64_t pc)
 		b = hash_pc(n, pc);
 	}
 	const char *modname = NULL, *sym = NULL, *file = NULL;
-	int line = 0;
+	int line = 0, unnamed_eval = 0;
 	if (mod) {
 		modname = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 		GElf_Off off;
 		GElf_Sym es;
 		sym = dwfl_module_addrinfo(mod, pc, &off, &es, NULL, NULL, NULL);
+		/* No symbol, or only a sizeless one somewhere below. */
+		if ((!sym || !es.st_size) && in_big_function(n, mod, modname, pc)) {
+			sym = NULL;
+			unnamed_eval = 1;
+		}
 		Dwfl_Line *ln = dwfl_module_getsrc(mod, pc);
 		if (ln)
 			file = dwfl_lineinfo(ln, NULL, &line, NULL, NULL, NULL);
@@ -670,6 +818,10 @@ static const hm_natsym *resolve(hm_native *n, uint64_t pc)
 	} else if (sym) {
 		name = sym;
 		name_len = display_len(sym);
+	} else if (unnamed_eval) {
+		snprintf(unknown, sizeof unknown, "[%s: evaluation loop]", mbase);
+		name = unknown;
+		name_len = strlen(unknown);
 	} else {
 		snprintf(unknown, sizeof unknown, "[%s]", *mbase ? mbase : "unknown");
 		name = unknown;
@@ -700,7 +852,7 @@ static const hm_natsym *resolve(hm_native *n, uint64_t pc)
 	e->pub.module = s;
 	e->pub.pc = pc;
 	e->pub.line = line > 0 ? line : 0;
-	e->pub.role = hm_native_role(sym, n->py_major);
+	e->pub.role = unnamed_eval ? HM_NAT_EVAL : hm_native_role(sym, n->py_major);
 	e->pub.user = e->pub.user2 = e->pub.user_gen = 0;
 	free(dem);
 	e->map_gen = n->map_gen;
@@ -777,6 +929,7 @@ void hm_native_close(hm_native *n)
 	free(n->late);
 	free(n->debuginfo_path);
 	hm_pysample_free(&n->pre);
+	free(n->interp_path);
 	free(n);
 }
 
@@ -940,6 +1093,13 @@ int hm_native_sample(hm_native *n, hm_python *py, hm_pysample *s, hm_natsample *
 		     unsigned flags)
 {
 	sample_begin(n, hm_python_layout(py)->major);
+	if (py->mod_path && (!n->interp_path || strcmp(n->interp_path, py->mod_path))) {
+		/* a new interpreter (exec): symbols resolved before may have
+		 * missed its evaluation loop */
+		free(n->interp_path);
+		n->interp_path = strdup(py->mod_path);
+		cache_clear(n);
+	}
 	int r = hm_python_sample(py, &n->pre, flags);
 	if (r != HM_OK)
 		return r;
@@ -1079,6 +1239,18 @@ int hm_native_merge(const hm_natstack *ns, const hm_pythread *th, const hm_pylay
 	return k;
 }
 
+/* HM_NATIVE_NO_EVAL if ns reached the thread's first frame (so the loop
+ * must be on it) and none of its frames is the evaluation loop. */
+static int no_eval(const hm_natstack *ns)
+{
+	if (!ns->complete)
+		return 0;
+	for (int j = 0; j < ns->nframes; j++)
+		if (ns->frames[j]->role == HM_NAT_EVAL)
+			return 0;
+	return HM_NATIVE_NO_EVAL;
+}
+
 int hm_native_add_thread(hm_profile *p, const hm_pythread *th, const hm_natstack *ns,
 			 const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
 			 uint64_t t_ns)
@@ -1099,7 +1271,7 @@ int hm_native_add_thread(hm_profile *p, const hm_pythread *th, const hm_natstack
 		if (ids != ibuf)
 			free(ids);
 		hm_sampler_add_thread(p, th, o, weight_ns, t_ns);
-		return m && ids ? 1 : 0;
+		return m && ids ? HM_NATIVE_TORN | no_eval(ns) : 0;
 	}
 	uint32_t k = hm_sampler_root_frames(p, o, th->tid, ids), tag = hm_profile_serial(p);
 	for (int i = n - 1; i >= 0; i--) {
@@ -1127,5 +1299,5 @@ int hm_native_add_thread(hm_profile *p, const hm_pythread *th, const hm_natstack
 		free(m);
 	if (ids != ibuf)
 		free(ids);
-	return 0;
+	return no_eval(ns);
 }

@@ -377,9 +377,11 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 		if (pr->nat) {
 			if (pr->ns.stacks[i].state == HM_NATSTACK_SKIP)
 				continue;
-			st->native_torn += (uint64_t)hm_native_add_thread(p, th, &pr->ns.stacks[i],
-									  hm_python_layout(*pr->pyp), &po,
-									  (int64_t)period, wall);
+			int torn = hm_native_add_thread(p, th, &pr->ns.stacks[i],
+							hm_python_layout(*pr->pyp), &po,
+							(int64_t)period, wall);
+			st->native_torn += (torn & HM_NATIVE_TORN) != 0;
+			st->native_no_eval += (torn & HM_NATIVE_NO_EVAL) != 0;
 		} else if (!(pr->as && hm_asyncsampler_add_thread(pr->as, p, th, &po, (int64_t)period,
 								    wall))) {
 			hm_sampler_add_thread(p, th, &po, (int64_t)period, wall);

@@ -394,6 +394,14 @@ int cmd_record(int argc, char **argv)
 			(unsigned long long)st->native_failed,
 			st->native_unwinds ? (double)st->native_stop_ns / 1000.0 / (double)st->native_unwinds : 0.0,
 			(double)st->native_stop_max_ns / 1000.0);
+	if (a.so.native && st->native_no_eval)
+		fprintf(stderr,
+			"homura: native: %llu of %llu stacks had no recognisable frame of the "
+			"interpreter's evaluation loop (_PyEval_EvalFrameDefault is not named in its "
+			"binary, e.g. a stripped build, and no unnamed function is big enough to be "
+			"it): their native frames could not be placed among their Python frames "
+			"(torn ones have Python frames only)\n",
+			(unsigned long long)st->native_no_eval, (unsigned long long)st->native_unwinds);
 	if (!status)
 		fprintf(stderr, "homura: wrote %s (%s)%s\n", out, hm_format_name(fmt),
 			st->target_exited ? "; the target exited" : "");

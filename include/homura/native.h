@@ -113,6 +113,17 @@ void hm_natstack_free(hm_natstack *st);
  * is gone; HM_EPERM / HM_ESYS if it cannot be stopped. */
 int hm_native_unwind(hm_native *n, pid_t tid, hm_natstack *out);
 
+/* The address ranges [lo, hi) of the biggest functions listed in an
+ * .eh_frame_hdr section (hdr, len bytes, at file address hdr_vaddr): each
+ * function ends where the next one starts; only those inside
+ * [text_lo, text_hi) count unless text_hi is 0; kept are those at least half
+ * as big as the biggest and at least 16 KiB, up to max. Returns how many. An
+ * unnamed pc of the interpreter inside one is taken for its evaluation loop
+ * (a stripped binary running a compiler-made copy of
+ * _PyEval_EvalFrameDefault). */
+int hm_native_big_functions(const uint8_t *hdr, size_t len, uint64_t hdr_vaddr, uint64_t text_lo,
+			    uint64_t text_hi, uint64_t *lo, uint64_t *hi, int max);
+
 /* One frame of a merged stack: exactly one of py / nat is set. */
 typedef struct hm_mframe {
 	const hm_pyframe *py;
@@ -133,8 +144,13 @@ int hm_native_merge(const hm_natstack *ns, const hm_pythread *th, const hm_pylay
 /* The --native variant of hm_sampler_add_thread: adds th merged with ns to
  * p (root first, threads_root and nolineno honoured; native frames have kind
  * HM_FRAME_NATIVE). Falls back to hm_sampler_add_thread when ns is not
- * HM_NATSTACK_OK or the merge is torn. Returns 1 if the merge was torn, else
- * 0. */
+ * HM_NATSTACK_OK or the merge is torn. Returns HM_NATIVE_TORN if the merge
+ * was torn, plus HM_NATIVE_NO_EVAL if the native stack is complete yet holds
+ * no frame of the evaluation loop (an interpreter whose loop is not
+ * recognised: its native frames cannot be placed among the Python frames),
+ * else 0. */
+#define HM_NATIVE_TORN 1
+#define HM_NATIVE_NO_EVAL 2
 int hm_native_add_thread(hm_profile *p, const hm_pythread *th, const hm_natstack *ns,
 			 const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
 			 uint64_t t_ns);

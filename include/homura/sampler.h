@@ -61,6 +61,8 @@ typedef struct hm_sampler_stats {
 	/* --native (0 otherwise) */
 	uint64_t native_unwinds;  /* thread stacks unwound */
 	uint64_t native_torn;     /* merges that did not fit: Python frames only */
+	uint64_t native_no_eval;  /* stacks without a recognised frame of the
+				   * evaluation loop (stripped interpreter) */
 	uint64_t native_failed;   /* threads that could not be stopped/unwound */
 	uint64_t native_stop_ns;  /* total time threads were stopped by us */
 	uint64_t native_stop_max_ns;
