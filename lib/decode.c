@@ -107,7 +107,7 @@ int hm_decode_collapsed(const char *buf, size_t len, hm_profile **out)
 		char *end;
 		errno = 0;
 		long long count = strtoll(num, &end, 10);
-		if (*end || errno || end == num) {
+		if (*end || errno || end == num || count < 0) {
 			hm_profile_free(p);
 			free(frames);
 			return hm_error(HM_EINVAL, "collapsed stacks: line %zu: bad count \"%s\"",
