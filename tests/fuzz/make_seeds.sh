@@ -34,7 +34,7 @@ for n in a b; do
 	cp "$T/$n.txt" "$C/collapsed/seed-$n"
 	for f in pprof otlp otlp-json speedscope; do cp "$T/$n.$f" "$C/read/seed-$n-$f"; done
 	cp "$T/$n.txt" "$C/read/seed-$n-collapsed"
-	gzip -c "$T/$n.txt" > "$C/read/seed-$n-collapsed.gz"
+	gzip -nc "$T/$n.txt" > "$C/read/seed-$n-collapsed.gz"
 done
 printf '# comment\n\nfoo;bar 1\r\nfoo\t 2\n' > "$C/collapsed/seed-c"
 
@@ -42,10 +42,10 @@ printf '# comment\n\nfoo;bar 1\r\nfoo\t 2\n' > "$C/collapsed/seed-c"
 python3 - "$C/gzip" <<'X'
 import sys, gzip, zlib
 d = sys.argv[1]
-open(d + "/seed-gzip", "wb").write(bytes([12]) + gzip.compress(b"a;b;c 1\n" * 20))
+open(d + "/seed-gzip", "wb").write(bytes([12]) + gzip.compress(b"a;b;c 1\n" * 20, mtime=0))
 open(d + "/seed-zlib", "wb").write(bytes([20]) + zlib.compress(b"hello " * 100))
-open(d + "/seed-capped", "wb").write(bytes([4]) + gzip.compress(b"x" * 1000))
-open(d + "/seed-empty", "wb").write(bytes([10]) + gzip.compress(b""))
+open(d + "/seed-capped", "wb").write(bytes([4]) + gzip.compress(b"x" * 1000, mtime=0))
+open(d + "/seed-empty", "wb").write(bytes([10]) + gzip.compress(b"", mtime=0))
 X
 
 # Push: a flags byte (1 = JSON, 2 = gzip), then a PushRequest.
@@ -67,7 +67,7 @@ lab = [("__name__", "process_cpu"), ("service_name", "api"), ("__delta__", "fals
        ("version", "1.0")]
 req = series(lab, [raw]) + series([("__name__", "wall"), ("host", "h1")], [gz])
 open(d + "/seed-proto", "wb").write(b"\0" + req)
-open(d + "/seed-proto-gzip", "wb").write(b"\2" + gzip.compress(req))
+open(d + "/seed-proto-gzip", "wb").write(b"\2" + gzip.compress(req, mtime=0))
 j = {"series": [{"labels": [{"name": k, "value": v} for k, v in lab],
                  "samples": [{"rawProfile": base64.b64encode(raw).decode(), "ID": "x"}]}]}
 open(d + "/seed-json", "wb").write(b"\1" + json.dumps(j).encode())
@@ -85,7 +85,7 @@ X
   cat "$T/b.pprof"
   printf '\r\n--XyZ\r\nContent-Disposition: form-data; name="sample_type_config"\r\n\r\n{}\r\n--XyZ--\r\n'; } \
 	> "$C/ingest/seed-multipart"
-{ printf 'name=app.cpu&format=folded\n\n'; gzip -c "$T/b.txt"; } > "$C/ingest/seed-gzip"
+{ printf 'name=app.cpu&format=folded\n\n'; gzip -nc "$T/b.txt"; } > "$C/ingest/seed-gzip"
 
 # Selectors.
 s=0
@@ -113,3 +113,6 @@ api 10 'query=process_cpu{}&format=collapsed' download
 api 11 'query=api.cpu{version=1.0}&from=now-1h&until=now&maxNodes=10' render
 api 13 'label=__name__' pyro_label_values
 api 8 'service=api&type=process_cpu&from=now-30m&until=now-1m' top2
+
+# Walker: memory images of an interpreter with two threads, one per layout.
+FUZZ_WALKER_SEEDS=$C/walker build-fuzz/fuzz_walker
