@@ -13,7 +13,9 @@
  * and exits: for each layout, an interpreter with two threads (three and
  * two frames; on 3.11+ the first thread's frames lie in a data-stack chunk)
  * laid out by the layout's offsets, so fuzzing starts from memory the
- * walker accepts. tests/fuzz/make_seeds.sh runs it. */
+ * walker accepts; with FUZZ_WALKER_BLOB=FILE (the first 4 KiB of a 3.13+
+ * _PyRuntime: its _Py_DebugOffsets), one more whose layout comes from
+ * those debug offsets. tests/fuzz/make_seeds.sh runs it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,16 +264,29 @@ static uint64_t mktstate(struct img *m, const hm_python *py, uint64_t interp, ui
 	return ts;
 }
 
-static void make_seed(const char *dir, int li)
+/* One seed for layout li; for the debug-offsets entry, blob (the start of
+ * a real _PyRuntime) goes first and gives the layout. */
+static void make_seed(const char *dir, int li, const uint8_t *blob, size_t bloblen)
 {
 	static struct img m;
 	memset(&m, 0, sizeof m);
 	hm_python *py = calloc(1, sizeof *py);
 	FUZZ_ASSERT(py);
 	const hm_pylayout *L = layouts[li];
+	if (!L) {
+		FUZZ_ASSERT(bloblen == 4096);
+		if (hm_pylayout_from_debug_offsets(blob, bloblen, &py->layout_copy) != 0) {
+			fprintf(stderr, "fuzz_walker: debug offsets: %s\n", hm_errmsg());
+			exit(1);
+		}
+		L = &py->layout_copy;
+		memcpy(m.b, blob, bloblen);
+	}
 	py->layout = L;
 	walker_init(py);
-	m.used = 256;           /* _PyRuntime (or interp_head) at BASE */
+	m.used = blob ? bloblen : 256;    /* _PyRuntime (or interp_head) at BASE */
+	if (L->rt_interpreters_head >= 0 && (size_t)L->rt_interpreters_head + 8 > m.used)
+		m.used = (size_t)L->rt_interpreters_head + 8;
 	int is_max = L->is_next > L->is_threads_head ? L->is_next : L->is_threads_head;
 	if (L->is_gil_ptr > is_max)
 		is_max = L->is_gil_ptr;
@@ -302,7 +317,8 @@ static void make_seed(const char *dir, int li)
 		w64(&m, gil, L->gil_last_holder, ts1);
 	}
 	char path[4096];
-	snprintf(path, sizeof path, "%s/seed-%d.%d", dir, L->major, L->minor);
+	snprintf(path, sizeof path, "%s/seed-%d.%d%s", dir, L->major, L->minor,
+		 blob ? "-debug-offsets" : "");
 	FILE *f = fopen(path, "wb");
 	if (!f) {
 		fprintf(stderr, "fuzz_walker: %s: %s\n", path, strerror(errno));
@@ -325,6 +341,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		return 0;
 	for (size_t i = 0; i < NLAYOUTS; i++)
 		if (layouts[i])
-			make_seed(dir, (int)i);
+			make_seed(dir, (int)i, NULL, 0);
+	/* FUZZ_WALKER_BLOB: 4 KiB from the start of a 3.13+ _PyRuntime */
+	const char *bp = getenv("FUZZ_WALKER_BLOB");
+	if (bp) {
+		uint8_t blob[4096];
+		FILE *f = fopen(bp, "rb");
+		if (!f || fread(blob, 1, sizeof blob, f) != sizeof blob) {
+			fprintf(stderr, "fuzz_walker: cannot read 4096 bytes of %s\n", bp);
+			exit(1);
+		}
+		fclose(f);
+		make_seed(dir, (int)NLAYOUTS - 1, blob, sizeof blob);
+	}
 	exit(0);
 }

@@ -115,4 +115,32 @@ api 13 'label=__name__' pyro_label_values
 api 8 'service=api&type=process_cpu&from=now-30m&until=now-1m' top2
 
 # Walker: memory images of an interpreter with two threads, one per layout.
-FUZZ_WALKER_SEEDS=$C/walker build-fuzz/fuzz_walker
+# With a CPython 3.13+ at hand, one more whose layout comes from the
+# _Py_DebugOffsets at the start of its _PyRuntime (initialised data: read
+# from the file at the symbol's section offset).
+python3 - "$T/blob" /root/.pyenv/versions/3.1[3-9]*/lib/libpython3.1[3-9].so.1.0 <<'X' || true
+import re, subprocess, sys
+out = sys.argv[1]
+for lib in sys.argv[2:]:
+    try:
+        syms = subprocess.run(["readelf", "-sW", lib], capture_output=True, text=True).stdout
+        secs = subprocess.run(["readelf", "-SW", lib], capture_output=True, text=True).stdout
+    except OSError:
+        continue
+    addr = [int(l.split()[1], 16) for l in syms.splitlines() if l.split()[-1:] == ["_PyRuntime"]]
+    if not addr:
+        continue
+    for l in secs.splitlines():
+        f = re.sub(r"^\s*\[\s*\d+\]", "", l).split()
+        if len(f) > 4 and f[1] == "PROGBITS":
+            va, off, size = int(f[2], 16), int(f[3], 16), int(f[4], 16)
+            if va <= addr[0] < va + size:
+                with open(lib, "rb") as fh:
+                    fh.seek(addr[0] - va + off)
+                    open(out, "wb").write(fh.read(4096))
+                sys.exit(0)
+sys.exit(1)
+X
+blob=
+[ -s "$T/blob" ] && blob=$T/blob
+FUZZ_WALKER_SEEDS=$C/walker FUZZ_WALKER_BLOB=$blob build-fuzz/fuzz_walker
