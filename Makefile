@@ -1,5 +1,6 @@
 # homura build. `make` builds build/homura and the unit tests; `make asan`
-# builds the same with AddressSanitizer + UBSan into build-asan/.
+# builds the same with AddressSanitizer + UBSan into build-asan/; `make fuzz`
+# builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
 # Sources are picked up by wildcard: lib/ -> libhomura.a, src/ -> homura.
 
 BUILD   ?= build
@@ -63,7 +64,7 @@ check: all
 	./scripts/test.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 .PHONY: all asan unit check clean
 
@@ -98,4 +99,22 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 .PHONY: install uninstall
+
+# ---- fuzzing: one libFuzzer binary per tests/fuzz/fuzz_*.c, built with
+# clang (ASan + UBSan, coverage for libFuzzer) into build-fuzz/; the library
+# is built there with the same flags. tests/fuzz/run.sh runs them.
+FUZZ_CC  ?= clang-14
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h build-fuzz/libhomura.a
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libhomura.a $(LIBS) $(LDFLAGS)
+
+.PHONY: fuzz fuzz-bins
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -21,6 +21,7 @@
 #include "homura/flametree.h"
 #include "homura/intern.h"
 #include "homura/server.h"
+#include "textesc.h"
 
 #define DEFAULT_MAX_NODES 2048
 #define MAX_POINTS 20000
@@ -1045,6 +1046,15 @@ static void api_pyro_labels(hm_store *st, const hm_http_req *rq, hm_http_resp *r
 	reply_json(rs, arr ? arr : json_array());
 }
 
+/* Nonzero when s is valid UTF-8 (answers are JSON, which must be). */
+static int utf8_ok(const char *s)
+{
+	for (size_t len = strlen(s), i = 0, adv; i < len; i += adv)
+		if (hm_utf8_decode(s + i, len - i, &adv) == 0xFFFD && adv == 1)
+			return 0;
+	return 1;
+}
+
 void hm_api_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 {
 	const char *p = rq->path;
@@ -1052,6 +1062,11 @@ void hm_api_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		hm_http_error(rs, 405, "%s needs GET", p);
 		return;
 	}
+	for (size_t i = 0; i < rq->nargs; i++)
+		if (!utf8_ok(rq->arg_k[i]) || !utf8_ok(rq->arg_v[i])) {
+			hm_http_error(rs, 400, "query argument %zu is not valid UTF-8", i + 1);
+			return;
+		}
 	if (!strcmp(p, "/ready"))
 		hm_http_reply(rs, 200, "text/plain", "ready\n", 6);
 	else if (!strcmp(p, "/api/v1/services"))

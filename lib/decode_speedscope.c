@@ -7,7 +7,10 @@
  * time units become nanosecond weights and a timeline in sample order,
  * "none" weights become counts. "evented" profiles are replayed: the time
  * between consecutive open/close events is charged to the open stack.
- * Every index and type is checked; bad input is an error, not a crash. */
+ * Every index and type is checked; bad input is an error, not a crash.
+ * Weights must be finite and not negative; times and weights outside
+ * int64 nanoseconds are clamped (the JSON numbers are doubles). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +31,17 @@ static double unit_ns(const char *u)
 	if (!strcmp(u, "seconds"))
 		return 1e9;
 	return 0;
+}
+
+/* A double as int64, clamped to [0, INT64_MAX] (NaN -> 0): converting an
+ * out-of-range double to an integer type is undefined. */
+static int64_t clamp_i64(double v)
+{
+	if (!(v > 0))
+		return 0;
+	if (v >= 9.2e18)
+		return INT64_MAX;
+	return (int64_t)v;
 }
 
 static uint32_t thread_of(hm_profile *p, const char *name)
@@ -117,12 +131,17 @@ int hm_decode_speedscope(json_t *root, hm_profile **out)
 						stack[n++] = fmap[v];
 				}
 				double w = weights ? json_number_value(json_array_get(weights, s)) : 1;
+				if (!isfinite(w) || w < 0) {
+					rc = hm_error(HM_EINVAL, "speedscope: bad weight of sample %zu", s);
+					goto out;
+				}
 				uint32_t sid = hm_profile_stack_id(p, stack, n);
 				if (mul > 0)
-					hm_profile_add(p, sid, th, 1, (int64_t)(w * mul + 0.5),
-						       (uint64_t)(t * mul));
+					hm_profile_add(p, sid, th, 1, clamp_i64(w * mul + 0.5),
+						       (uint64_t)clamp_i64(t * mul));
 				else
-					hm_profile_add(p, sid, th, (int64_t)w, 0, (uint64_t)t);
+					hm_profile_add(p, sid, th, clamp_i64(w), 0,
+						       (uint64_t)clamp_i64(t));
 				t += w;
 			}
 		} else if (type && !strcmp(type, "evented")) {
@@ -146,10 +165,11 @@ int hm_decode_speedscope(json_t *root, hm_profile **out)
 					double w = at - t;
 					uint32_t sid = hm_profile_stack_id(p, stack, n);
 					if (mul > 0)
-						hm_profile_add(p, sid, th, 1, (int64_t)(w * mul + 0.5),
-							       (uint64_t)(t * mul));
+						hm_profile_add(p, sid, th, 1, clamp_i64(w * mul + 0.5),
+							       (uint64_t)clamp_i64(t * mul));
 					else
-						hm_profile_add(p, sid, th, (int64_t)w, 0, (uint64_t)t);
+						hm_profile_add(p, sid, th, clamp_i64(w), 0,
+							       (uint64_t)clamp_i64(t));
 				}
 				if (at > t)
 					t = at;

@@ -15,6 +15,7 @@
 
 #include "homura/error.h"
 #include "homura/store.h"
+#include "textesc.h"
 
 int hm_store_open(const char *where, const hm_store_opts *o, hm_store **out)
 {
@@ -84,6 +85,12 @@ static int prepare(const char *type, const hm_store_label *labels, uint32_t n,
 					labels[i].name ? labels[i].name : "");
 		if (!labels[i].value || strlen(labels[i].value) > HM_STORE_MAX_VALUE)
 			return hm_error(HM_EINVAL, "label '%s' value too long", labels[i].name);
+		/* the query API answers in JSON, which cannot carry invalid UTF-8 */
+		const char *v = labels[i].value;
+		for (size_t k = 0, len = strlen(v), adv; k < len; k += adv)
+			if (hm_utf8_decode(v + k, len - k, &adv) == 0xFFFD && adv == 1)
+				return hm_error(HM_EINVAL, "label '%s' value is not valid UTF-8",
+						labels[i].name);
 		sorted[i] = labels[i];
 	}
 	qsort(sorted, n, sizeof *sorted, label_cmp);
@@ -250,6 +257,99 @@ void hm_selector_free(hm_selector *sel)
 	memset(sel, 0, sizeof *sel);
 }
 
+/* Why glibc's regcomp should not be given re, or NULL. It copies a
+ * subexpression once per repetition ({m,n} and '+'), so nested bounds
+ * multiply ("((a{1,100}){1,100}){1,100}" is a million copies: gigabytes),
+ * and its closure computation is exponential in nested or stacked
+ * quantifiers over what may match empty ("()+++++" runs for minutes).
+ * So: the copies (an upper bound: alternatives add up) are capped, and so is
+ * the nesting of quantifiers. Backreferences (exponential to match) and
+ * unbalanced parentheses (they would escape the ^(...)$ the matcher wraps
+ * the expression in) are refused too. */
+#define MAX_REGEX_COPIES 10000
+#define MAX_REGEX_QDEPTH 3
+
+static const char *regex_refused(const char *re)
+{
+	struct { size_t cur, q; } stack[64];
+	size_t depth = 0, cur = 0, last = 0, cap = MAX_REGEX_COPIES;
+	size_t q = 0, lastq = 0;     /* quantifier nesting: so far, of the last atom */
+	for (const char *p = re; *p; p++) {
+		size_t n = 0;            /* a quantifier's copies, 0 for an atom */
+		if (*p == '\\' && p[1]) {
+			if (p[1] >= '1' && p[1] <= '9')
+				return "backreferences";
+			p++;
+		} else if (*p == '[') {
+			const char *e = p + 1;
+			e += *e == '^';
+			e += *e == ']';
+			while (*e && *e != ']') {
+				if (*e == '[' && (e[1] == ':' || e[1] == '.' || e[1] == '=')) {
+					const char *c = strchr(e + 2, e[1]);
+					e = c && c[1] == ']' ? c + 1 : e;
+				}
+				e++;
+			}
+			if (!*e)
+				return NULL;     /* unterminated: regcomp refuses it */
+			p = e;
+		} else if (*p == '(') {
+			if (depth == sizeof stack / sizeof stack[0])
+				return "nesting";
+			stack[depth].cur = cur;
+			stack[depth++].q = q;
+			cur = q = 0;
+			continue;
+		} else if (*p == ')') {
+			if (!depth)
+				return "unbalanced parentheses";
+			last = cur ? cur : 1;
+			lastq = q;
+			depth--;
+			cur = stack[depth].cur + last;
+			q = stack[depth].q > q ? stack[depth].q : q;
+			continue;
+		} else if (*p == '{' && last) {
+			char *end;
+			unsigned long m = strtoul(p + 1, &end, 10), x = m;
+			if (end > p + 1 && *end == ',')
+				x = isdigit((unsigned char)end[1]) ? strtoul(end + 1, &end, 10) :
+				    (end++, m + 1);
+			if (end > p + 1 && *end == '}') {
+				p = end;
+				n = x > m ? x : m;
+				if (n >= cap)
+					return "repetition counts";
+				n++;
+			}
+		} else if (*p == '+' && last) {
+			n = 2;
+		} else if ((*p == '*' || *p == '?') && last) {
+			n = 1;
+		} else if (*p == '|' || *p == '^' || *p == '$') {
+			last = 0;
+			continue;
+		}
+		if (!n) {                /* an atom */
+			last = 1;
+			lastq = 0;
+			cur++;
+		} else {                 /* a quantifier of the last atom */
+			if (n > cap || last > cap / n)
+				return "repetition counts";
+			cur += last * (n - 1);
+			last *= n;
+			if (++lastq > MAX_REGEX_QDEPTH)
+				return "nested quantifiers";
+			q = lastq > q ? lastq : q;
+		}
+		if (cur > cap)
+			return "repetition counts";
+	}
+	return depth ? "unbalanced parentheses" : NULL;
+}
+
 int hm_selector_add(hm_selector *sel, const char *name, int op, const char *value)
 {
 	if (sel->n >= HM_STORE_MAX_MATCHERS)
@@ -263,6 +363,10 @@ int hm_selector_add(hm_selector *sel, const char *name, int op, const char *valu
 	memset(m, 0, sizeof *m);
 	m->op = op;
 	if (op == HM_MATCH_RE || op == HM_MATCH_NRE) {
+		const char *why = regex_refused(value);
+		if (why)
+			return hm_error(HM_EINVAL, "selector: regular expression '%.64s' refused: "
+					"%s", value, why);
 		size_t vl = strlen(value);
 		char *anch = malloc(vl + 5);
 		if (!anch)

@@ -4,6 +4,8 @@
  * opened relative to that fd, so once the process is gone (and even if its
  * pid is reused) opens fail instead of reading a stranger. Memory comes from
  * process_vm_readv: hm_target_readv() hands all regions to one syscall.
+ * (hm_target_open_mem makes a target with no process whose memory comes from
+ * a callback instead, for tests and fuzzing.)
  *
  * hm_target_open() proves access by reading a byte of a real mapping (for a
  * process caught in an exec, re-reading the maps for a little while); when
@@ -87,6 +89,8 @@ struct traced {
 };
 
 struct hm_target {
+	hm_target_read_fn memfn; /* hm_target_open_mem: memory from a callback */
+	void *memctx;
 	pid_t pid;
 	int procfd;             /* /proc/PID */
 	int statfd;             /* /proc/PID/stat, for hm_target_alive */
@@ -623,6 +627,10 @@ int hm_target_read(hm_target *t, uint64_t addr, void *buf, size_t len)
 
 	if (len == 0)
 		return HM_OK;
+	if (t->memfn)
+		return t->memfn(t->memctx, addr, buf, len) == 0 ? HM_OK :
+		       hm_error(HM_EIO, "cannot read %zu bytes at 0x%llx", len,
+				(unsigned long long)addr);
 	n = process_vm_readv(t->pid, &local, 1, &remote, 1, 0);
 	if (n == (ssize_t)len)
 		return HM_OK;
@@ -746,6 +754,12 @@ static int readv_merged(hm_target *t, const hm_iov *iov, int n)
 
 int hm_target_readv(hm_target *t, const hm_iov *iov, int n)
 {
+	if (t->memfn) {
+		for (int i = 0; i < n; i++)
+			if (hm_target_read(t, iov[i].addr, iov[i].buf, iov[i].len) != HM_OK)
+				return HM_EIO;
+		return HM_OK;
+	}
 	if (n >= 2) {
 		int rc = readv_merged(t, iov, n);
 		if (rc != -1)
@@ -1484,4 +1498,21 @@ char *hm_target_cmdline(const hm_target *t, size_t *len)
 char *hm_target_environ(const hm_target *t, size_t *len)
 {
 	return read_proc_blob(t, "environ", len);
+}
+
+/* ---- a target made of a memory callback (tests, fuzzing) --------------- */
+
+int hm_target_open_mem(hm_target_read_fn read, void *ctx, hm_target **out)
+{
+	hm_target *t = calloc(1, sizeof(*t));
+
+	*out = NULL;
+	if (!t)
+		return hm_error(HM_ENOMEM, "out of memory");
+	t->memfn = read;
+	t->memctx = ctx;
+	t->procfd = t->statfd = -1;
+	t->same_pidns = 1;
+	*out = t;
+	return HM_OK;
 }

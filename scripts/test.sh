@@ -4,6 +4,9 @@
 #   1. installs missing Debian packages (scripts/install-deps.sh)
 #   2. builds build/ (make) and build-asan/ (make asan: ASan + UBSan)
 #   3. runs every unit test of both builds
+#   3b. builds the libFuzzer targets (make fuzz: clang, ASan + UBSan) and runs
+#      each for FUZZ_SECONDS (default 5) over its committed corpus
+#      (tests/fuzz/run.sh: a crash's reproducer is kept in build-fuzz/)
 #   4. runs the integration tests (pytest tests/integration) with build/homura
 #      against every installed Python
 #   5. runs the tests marked `asan` again with build-asan/homura on a subset of
@@ -11,7 +14,8 @@
 # and prints one summary line.  Exit status is non-zero if anything failed.
 #
 # Environment: JOBS (default 2), PYTEST_ARGS (extra pytest arguments, e.g. -x),
-# SKIP_ASAN=1 (skip the sanitizer build and pass; for quick local runs).
+# SKIP_ASAN=1 (skip the sanitizer build and pass; for quick local runs),
+# FUZZ_SECONDS (per fuzz target, default 5; 0 skips the fuzzing step).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +65,21 @@ run_units build
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
 	step "unit tests (build-asan/)"
 	run_units build-asan
+fi
+
+if [ "${FUZZ_SECONDS:-5}" != 0 ]; then
+	step "fuzzing (make fuzz, tests/fuzz/run.sh: ${FUZZ_SECONDS:-5} s per target)"
+	mkdir -p build-fuzz
+	if ! make -j"$JOBS" fuzz >build-fuzz/make.log 2>&1; then
+		tail -20 build-fuzz/make.log
+		summary+=("fuzz BUILD FAILED")
+		failed+=("make fuzz (see build-fuzz/make.log)")
+	elif FUZZ_SECONDS=${FUZZ_SECONDS:-5} tests/fuzz/run.sh; then
+		summary+=("fuzz ok")
+	else
+		summary+=("fuzz FAILED")
+		failed+=("fuzz")
+	fi
 fi
 
 run_pytest() {  # $1 = label, rest = pytest arguments

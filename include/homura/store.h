@@ -133,8 +133,8 @@ int hm_store_open(const char *where, const hm_store_opts *o, hm_store **out);
 void hm_store_close(hm_store *st);
 
 /* Validate and add one profile. Labels are checked (name syntax
- * [A-Za-z_][A-Za-z0-9_.]*, lengths, count) and sorted; HM_EINVAL on bad
- * ones. t_s <= 0 means the profile's own start time, else now. */
+ * [A-Za-z_][A-Za-z0-9_.]*, lengths, count, values valid UTF-8) and sorted;
+ * HM_EINVAL on bad ones. t_s <= 0 means the profile's own start time, else now. */
 int hm_store_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
 		 int64_t t_s, const hm_profile *p);
 /* Add the profiles of one request: all labels are checked first, then the

@@ -33,6 +33,12 @@ typedef struct hm_iov {         /* one remote region -> local buffer */
  * kernel.yama.ptrace_scope). Checks access by actually reading memory. */
 int hm_target_open(pid_t pid, hm_target **out);
 void hm_target_close(hm_target *t);
+/* A target with no process behind it whose memory is read(ctx, addr, buf,
+ * len) (0: all len bytes copied, else unreadable): what the walker reads in
+ * tests and fuzzing (tests/fuzz/fuzz_walker.c). Its /proc lookups fail
+ * (no threads, maps or states) and thread ids map to themselves. */
+typedef int (*hm_target_read_fn)(void *ctx, uint64_t addr, void *buf, size_t len);
+int hm_target_open_mem(hm_target_read_fn read, void *ctx, hm_target **out);
 pid_t hm_target_pid(const hm_target *t);
 int hm_target_alive(hm_target *t);                 /* 1 if still running (not zombie) */
 

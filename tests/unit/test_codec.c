@@ -379,6 +379,32 @@ static void test_decode_limits(void **state)
 	free(c);
 }
 
+/* Inputs the fuzzers (tests/fuzz) found: each was a sanitizer report. */
+static void test_fuzz_regressions(void **state)
+{
+	/* speedscope weights are doubles: negative, huge or fractional ones
+	 * used to be cast to integers out of range (UBSan) */
+	const char *neg = "{\"shared\":{\"frames\":[{\"name\":\"a\"}]},\"profiles\":"
+		"[{\"type\":\"sampled\",\"unit\":\"none\",\"samples\":[[0]],\"weights\":[-2]}]}";
+	expect_error(neg, strlen(neg));
+	const char *huge = "{\"shared\":{\"frames\":[{\"name\":\"a\"}]},\"profiles\":"
+		"[{\"type\":\"sampled\",\"unit\":\"seconds\",\"startValue\":-1e300,"
+		"\"samples\":[[0]],\"weights\":[1e300]}]}";
+	hm_profile *p = NULL;
+	assert_int_equal(hm_profile_read(huge, strlen(huge), &p), HM_OK);
+	assert_int_equal(hm_profile_total_count(p), 1);
+	assert_int_equal(hm_profile_total_weight(p), INT64_MAX);
+	hm_profile_free(p);
+	const char *ev = "{\"shared\":{\"frames\":[{\"name\":\"a\"}]},\"profiles\":"
+		"[{\"type\":\"evented\",\"unit\":\"none\",\"startValue\":0,\"events\":"
+		"[{\"type\":\"O\",\"frame\":0,\"at\":0},{\"type\":\"C\",\"frame\":0,\"at\":1e30}]}]}";
+	assert_int_equal(hm_profile_read(ev, strlen(ev), &p), HM_OK);
+	assert_int_equal(hm_profile_total_count(p), INT64_MAX);
+	hm_profile_free(p);
+	/* a negative count in collapsed stacks */
+	expect_error("a;b 1\na -2\n", 11);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_speedscope_roundtrip),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_decode_limits),
+		cmocka_unit_test(test_fuzz_regressions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

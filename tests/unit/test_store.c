@@ -15,6 +15,7 @@
 #include "homura/codec.h"
 #include "homura/error.h"
 #include "homura/profile.h"
+#include "homura/error.h"
 #include "homura/server.h"
 #include "homura/store.h"
 
@@ -614,6 +615,69 @@ static void test_ingest_refuses_bad_values(void **state)
 	hm_store_close(st);
 }
 
+/* Found by tests/fuzz/fuzz_selector: glibc's regcomp copies a group once
+ * per repetition, so nested bounds took gigabytes to compile, and stacked
+ * quantifiers over an empty group minutes; such regexes, backreferences and
+ * a ')' that would close the matcher's own ^(...)$ are refused, ordinary
+ * ones still work. */
+static void test_selector_regex_cost(void **state)
+{
+	const char *bad[] = {
+		"{k=~\"((a{1,100}){1,100}){1,100}b\"}", "{k=~\"(.{1,200}x){1,200}\"}",
+		"{k!~\"(a)\\\\1\"}", "{k=~\"((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+\"}",
+		"{k=~\"a{99999999999999999999}\"}", "{k=~\"()+++++\"}", "{k=~\"a)|(.*\"}",
+		"{k=~\"(((()+)+)+)+\"}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		hm_selector sel;
+		assert_int_equal(hm_selector_parse(bad[i], &sel), HM_EINVAL);
+		assert_non_null(strstr(hm_errmsg(), "refused"));
+	}
+	const char *good[] = {
+		"{k=~\"1\\\\..*\"}", "{k=~\"(a|b)+c?\"}", "{k=~\"[[:alpha:]]{2,3}-[0-9]{4}\"}",
+		"{k=~\"x{3}|y{2,}|z{0,2}\"}", "{k=~\"[](]{10}\"}",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		hm_selector sel;
+		assert_int_equal(hm_selector_parse(good[i], &sel), HM_OK);
+		hm_selector_free(&sel);
+	}
+}
+
+/* Found by tests/fuzz/fuzz_api: a query argument that is not UTF-8 (the
+ * HTTP layer URL-decodes %ff) made the JSON answer fail: 500 "out of
+ * memory". Label values that are not UTF-8 are refused when ingested, as
+ * the listings could not show them. */
+static void test_handlers_bad_utf8(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_http_req rq = request("POST", "/ingest", "main;work 1\n");
+	rq.nargs = 1;
+	rq.arg_k[0] = "name";
+	rq.arg_v[0] = "shop.cpu{env=\xff\xfe}";
+	hm_http_resp rs = {0};
+	hm_ingest_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 400);
+	assert_non_null(strstr((char *)rs.body, "UTF-8"));
+	free(rs.body);
+	const char *paths[] = {"/api/v1/label_values", "/pyroscope/render", "/api/v1/labels"};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		rq = request("GET", paths[i], NULL);
+		rq.nargs = 2;
+		rq.arg_k[0] = "name";
+		rq.arg_v[0] = "ser\x9d\xe1";
+		rq.arg_k[1] = "query";
+		rq.arg_v[1] = "app\xc3.cpu";
+		memset(&rs, 0, sizeof rs);
+		hm_api_handle(st, &rq, &rs);
+		assert_int_equal(rs.status, 400);
+		assert_non_null(strstr((char *)rs.body, "UTF-8"));
+		free(rs.body);
+	}
+	hm_store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -621,6 +685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_labels_leave_store_intact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_and_downsampling, setup, teardown),
 		cmocka_unit_test(test_selector_syntax),
+		cmocka_unit_test(test_selector_regex_cost),
 		cmocka_unit_test_setup_teardown(test_rollup_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maintenance_shrinks_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
@@ -628,6 +693,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_series_limit_all_or_none, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_put_lets_others_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ingest_refuses_bad_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handlers_bad_utf8, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
