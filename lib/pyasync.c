@@ -601,7 +601,10 @@ int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
 			return hm_error(HM_EIO, "cannot read sys.modules of the target");
 		}
 		a->containers_ns = now;
-		a->lookup_ns = hm_pyasync_next_lookup(&a->backoff_ns, a->ncontainers > 0);
+		/* 3.12+ has two containers; one alone is a module caught
+		 * mid-import: look again soon as well. */
+		int want = a->L->minor >= 12 ? 2 : 1;
+		a->lookup_ns = hm_pyasync_next_lookup(&a->backoff_ns, a->ncontainers >= want);
 	}
 	a->nfound = 0;
 	for (int i = 0; i < a->ncontainers; i++) {
