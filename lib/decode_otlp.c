@@ -33,6 +33,7 @@ typedef struct ctx {
 	uint32_t *loc_frames;
 	uint32_t *frames;      /* scratch stack */
 	uint32_t *stack_ids;   /* stack_table index -> profile stack id, lazily */
+	uint64_t expanded;     /* frames of all stacks resolved */
 } ctx;
 
 static const char *dstr(const ODict *d, int64_t i)
@@ -158,10 +159,13 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 				if (li < 0 || (size_t)li >= d->n_location_table)
 					return hm_error(HM_EINVAL, "OTLP: location index %d out of range",
 							li);
-				for (uint32_t x = c->loc_first[li]; x < c->loc_first[li + 1]; x++)
-					if (n < HM_READ_MAX_DEPTH)
-						c->frames[n++] = c->loc_frames[x];
+				for (uint32_t x = c->loc_first[li];
+				     x < c->loc_first[li + 1] && n < HM_READ_MAX_DEPTH; x++)
+					c->frames[n++] = c->loc_frames[x];
 			}
+			if ((c->expanded += n) > HM_PB_MAX_FRAMES)
+				return hm_error(HM_EINVAL, "OTLP message over the decoding limit: more "
+						"than %llu stack frames in all", HM_PB_MAX_FRAMES);
 			st = c->stack_ids[s->stack_index] = hm_profile_stack_id(c->p, c->frames, n);
 		}
 		uint64_t tid = 0;
