@@ -26,6 +26,8 @@ from conftest import HOMURA
 from test_server import PROTO_DIR, Server
 from test_server_pg import postgres  # noqa: F401
 
+pytestmark = pytest.mark.asan      # also run against the ASan+UBSan build
+
 
 def varint(v):
     out = bytearray()
