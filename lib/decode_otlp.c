@@ -1,7 +1,10 @@
 /* decode_otlp.c - read an OTLP ExportProfilesServiceRequest (binary or JSON).
  *
  * The JSON form is first mapped onto the same protobuf-c message (pbjson.c),
- * so one converter serves both. Every dictionary index is range-checked.
+ * so one converter serves both. The wire bytes are checked against the
+ * decoding limits (pbscan.c) before they are unpacked, and each stack_table
+ * entry is resolved once however many samples share it. Every dictionary
+ * index is range-checked.
  * Locations expand to frames (lines in caller-last order, kind from the
  * profile.frame.type attribute); stacks are leaf first on the wire and root
  * first in homura. Profiles whose unit is "count" give sample counts, those

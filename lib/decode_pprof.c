@@ -1,6 +1,7 @@
 /* decode_pprof.c - read an (already inflated) pprof Profile.
  *
- * protobuf-c unpacks the message (it rejects truncated or mistyped data);
+ * The wire bytes are checked against the decoding limits first (pbscan.c),
+ * then protobuf-c unpacks the message (it rejects truncated or mistyped data);
  * then every reference is checked before use: string indices against the
  * string table, location and function ids through hash maps built from the
  * message (ids are arbitrary nonzero integers). Each location expands to its
