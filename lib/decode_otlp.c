@@ -1,7 +1,10 @@
 /* decode_otlp.c - read an OTLP ExportProfilesServiceRequest (binary or JSON).
  *
  * The JSON form is first mapped onto the same protobuf-c message (pbjson.c),
- * so one converter serves both. Every dictionary index is range-checked.
+ * so one converter serves both. The wire bytes are checked against the
+ * decoding limits (pbscan.c) before they are unpacked, and each stack_table
+ * entry is resolved once however many samples share it. Every dictionary
+ * index is range-checked.
  * Locations expand to frames (lines in caller-last order, kind from the
  * profile.frame.type attribute); stacks are leaf first on the wire and root
  * first in homura. Profiles whose unit is "count" give sample counts, those
@@ -32,6 +35,8 @@ typedef struct ctx {
 	uint32_t *loc_first;   /* CSR of location -> frames */
 	uint32_t *loc_frames;
 	uint32_t *frames;      /* scratch stack */
+	uint32_t *stack_ids;   /* stack_table index -> profile stack id, lazily */
+	uint64_t expanded;     /* frames of all stacks resolved */
 } ctx;
 
 static const char *dstr(const ODict *d, int64_t i)
@@ -145,16 +150,26 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 		const Opentelemetry__Proto__Profiles__V1development__Sample *s = pr->samples[i];
 		if (s->stack_index < 0 || (size_t)s->stack_index >= d->n_stack_table)
 			return hm_error(HM_EINVAL, "OTLP: stack index %d out of range", s->stack_index);
-		const Opentelemetry__Proto__Profiles__V1development__Stack *stk =
-			d->stack_table[s->stack_index];
-		uint32_t n = 0;
-		for (size_t k = stk->n_location_indices; k-- > 0 && n < HM_READ_MAX_DEPTH;) {
-			int32_t li = stk->location_indices[k];
-			if (li < 0 || (size_t)li >= d->n_location_table)
-				return hm_error(HM_EINVAL, "OTLP: location index %d out of range", li);
-			for (uint32_t x = c->loc_first[li]; x < c->loc_first[li + 1]; x++)
-				if (n < HM_READ_MAX_DEPTH)
+		/* each stack is resolved once: samples sharing a deep stack cost
+		 * one lookup each, not the stack's depth */
+		uint32_t st = c->stack_ids[s->stack_index];
+		if (st == UINT32_MAX) {
+			const Opentelemetry__Proto__Profiles__V1development__Stack *stk =
+				d->stack_table[s->stack_index];
+			uint32_t n = 0;
+			for (size_t k = stk->n_location_indices; k-- > 0 && n < HM_READ_MAX_DEPTH;) {
+				int32_t li = stk->location_indices[k];
+				if (li < 0 || (size_t)li >= d->n_location_table)
+					return hm_error(HM_EINVAL, "OTLP: location index %d out of range",
+							li);
+				for (uint32_t x = c->loc_first[li];
+				     x < c->loc_first[li + 1] && n < HM_READ_MAX_DEPTH; x++)
 					c->frames[n++] = c->loc_frames[x];
+			}
+			if ((c->expanded += n) > HM_PB_MAX_FRAMES)
+				return hm_error(HM_EINVAL, "OTLP message over the decoding limit: more "
+						"than %llu stack frames in all", HM_PB_MAX_FRAMES);
+			st = c->stack_ids[s->stack_index] = hm_profile_stack_id(c->p, c->frames, n);
 		}
 		uint64_t tid = 0;
 		const char *tname = NULL;
@@ -172,7 +187,6 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 				tname = any_text(d, v, buf, sizeof buf);
 		}
 		uint32_t th = hm_profile_thread_id(c->p, tid, 0, tname && *tname ? tname : NULL);
-		uint32_t st = hm_profile_stack_id(c->p, c->frames, n);
 		size_t nv = s->n_values, nt = s->n_timestamps_unix_nano;
 		if (nt && nv && nv != nt)
 			return hm_error(HM_EINVAL, "OTLP: sample %zu has %zu values but %zu "
@@ -224,8 +238,11 @@ static int convert(const OReq *r, hm_profile **out)
 	ctx c = {.d = d};
 	c.p = hm_profile_new(has_ts);
 	c.frames = malloc(HM_READ_MAX_DEPTH * sizeof *c.frames);
+	c.stack_ids = malloc((d->n_stack_table + 1) * sizeof *c.stack_ids);
+	if (c.stack_ids)
+		memset(c.stack_ids, 0xff, (d->n_stack_table + 1) * sizeof *c.stack_ids);
 	int rc = HM_OK;
-	if (!c.p || !c.frames)
+	if (!c.p || !c.frames || !c.stack_ids)
 		rc = hm_error(HM_ENOMEM, "out of memory reading OTLP");
 	else
 		rc = build_locations(&c);
@@ -265,6 +282,7 @@ static int convert(const OReq *r, hm_profile **out)
 	if (rc == HM_OK && meta)
 		meta->time_kind = wall ? HM_TIME_WALL : HM_TIME_CPU;
 	free(c.frames);
+	free(c.stack_ids);
 	free(c.loc_first);
 	free(c.loc_frames);
 	if (rc < 0) {

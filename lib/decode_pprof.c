@@ -1,6 +1,7 @@
 /* decode_pprof.c - read an (already inflated) pprof Profile.
  *
- * protobuf-c unpacks the message (it rejects truncated or mistyped data);
+ * The wire bytes are checked against the decoding limits first (pbscan.c),
+ * then protobuf-c unpacks the message (it rejects truncated or mistyped data);
  * then every reference is checked before use: string indices against the
  * string table, location and function ids through hash maps built from the
  * message (ids are arbitrary nonzero integers). Each location expands to its
@@ -126,6 +127,7 @@ static int convert(const PbProfile *m, hm_profile *p)
 	}
 	loc_first[m->n_location] = (uint32_t)at;
 
+	uint64_t expanded = 0;     /* frames of all samples' stacks */
 	for (size_t i = 0; i < m->n_sample; i++) {
 		const Perftools__Profiles__Sample *s = m->sample[i];
 		if (s->n_value != m->n_sample_type) {
@@ -142,9 +144,14 @@ static int convert(const PbProfile *m, hm_profile *p)
 					      "location %llu", i, (unsigned long long)id);
 				goto out;
 			}
-			for (uint32_t x = loc_first[li]; x < loc_first[li + 1]; x++)
-				if (n < HM_READ_MAX_DEPTH)
-					frames[n++] = loc_frames[x];
+			for (uint32_t x = loc_first[li]; x < loc_first[li + 1] && n < HM_READ_MAX_DEPTH;
+			     x++)
+				frames[n++] = loc_frames[x];
+		}
+		if ((expanded += n) > HM_PB_MAX_FRAMES) {
+			rc = hm_error(HM_EINVAL, "pprof message over the decoding limit: more than "
+				      "%llu stack frames in all", HM_PB_MAX_FRAMES);
+			goto out;
 		}
 		uint64_t tid = 0;
 		const char *tname = NULL;

@@ -683,7 +683,7 @@ static int decode_enter(void)
 	while (decoding >= MAX_DECODES && rc == HM_OK)
 		if (pthread_cond_timedwait(&decode_cv, &decode_mu, &until) == ETIMEDOUT &&
 		    decoding >= MAX_DECODES)
-			rc = hm_error(HM_ENOMEM, "server busy: %d large requests are being decoded,"
+			rc = hm_error(HM_ENOMEM, "server busy: %d requests are being decoded,"
 				      " retry later", MAX_DECODES);
 	if (rc == HM_OK)
 		decoding++;

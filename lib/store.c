@@ -3,7 +3,9 @@
  * hm_store_open picks an engine by the location string and wraps its vtable
  * (postgres:// or postgresql:// URLs -> store_pg.c, anything else -> SQLite);
  * everything that does not need the database lives here: label validation
- * and canonical ordering before a put, Pyroscope-style selector parsing and
+ * and canonical ordering before a put, a request's puts (hm_store_put_many:
+ * all labels checked, then the new series created all or none, then the
+ * profiles), Pyroscope-style selector parsing and
  * matching (series are few, so matching happens in memory over the engine's
  * series list), and the time, duration and size parsers the server uses. */
 #include <ctype.h>

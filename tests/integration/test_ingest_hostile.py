@@ -4,7 +4,8 @@ where installed).
 
 - a small gzip OTLP body that unpacks into millions of empty strings is
   refused (413) before it is decoded, also four at once, and the server's
-  peak memory (VmHWM) stays far below what decoding it would take;
+  peak memory (VmHWM) stays far below what decoding it would take; so is an
+  OTLP request whose many resource profiles share a large dictionary;
 - folded input with an empty stack, a negative count or a count whose
   weight overflows 64 bits is refused (400) and stores nothing; the series
   still answers queries after a restart;
@@ -24,6 +25,8 @@ import pytest
 from conftest import HOMURA
 from test_server import PROTO_DIR, Server
 from test_server_pg import postgres  # noqa: F401
+
+pytestmark = pytest.mark.asan      # also run against the ASan+UBSan build
 
 
 def varint(v):
@@ -106,6 +109,21 @@ def test_protobuf_amplification_refused(server):
     assert st == 200
     assert server.request("GET", "/ready")[0] == 200
     assert services(server) == {"app"}
+
+
+def test_many_resources_sharing_a_large_dictionary_refused(server):
+    # each resource profile is decoded with the whole dictionary: 40 x 4 MB
+    strings = b"".join(pb_field(5, b"%06d" % i + b"x" * 994) for i in range(4000))
+    body = b"".join(pb_field(1, b"") for _ in range(40)) + pb_field(2, pb_field(5, b"") + strings)
+    hdr = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    st, msg, _ = server.request("POST", "/v1development/profiles", gzip.compress(body), hdr)
+    assert st == 413, (st, msg)
+    assert b"separate requests" in msg
+    assert series(server) == []
+    # the same dictionary with 2 resources is fine
+    body = b"".join(pb_field(1, b"") for _ in range(2)) + pb_field(2, pb_field(5, b"") + strings)
+    st, msg, _ = server.request("POST", "/v1development/profiles", gzip.compress(body), hdr)
+    assert st == 200, (st, msg)
 
 
 def test_bad_folded_input_refused(server):

@@ -310,11 +310,54 @@ static size_t pb_field(unsigned char *out, unsigned field, const void *data, siz
 	return n + len;
 }
 
+/* Protobuf varint field bytes. */
+static size_t pb_vfield(unsigned char *out, unsigned field, uint64_t v)
+{
+	size_t n = 0;
+	uint64_t vals[2] = {(uint64_t)field << 3, v};
+	for (int k = 0; k < 2; k++) {
+		uint64_t x = vals[k];
+		while (x >= 0x80) {
+			out[n++] = (unsigned char)(x | 0x80);
+			x >>= 7;
+		}
+		out[n++] = (unsigned char)x;
+	}
+	return n;
+}
+
 static void expect_limit(const void *buf, size_t len, const char *what)
 {
 	expect_error(buf, len);
 	if (!strstr(hm_errmsg(), "over the decoding limit") || !strstr(hm_errmsg(), what))
 		fail_msg("unexpected error: %s", hm_errmsg());
+}
+
+/* A pprof of nsamples samples of one location with 4096 inlined lines. */
+static size_t inlined_pprof(unsigned char *pp, int nsamples)
+{
+	unsigned char tmp[64], *loc = malloc(64 * 1024);
+	size_t pl = 0, ll = pb_vfield(loc, 1, 1), tl;
+	for (int i = 0; i < 4096; i++) {
+		tl = pb_vfield(tmp, 1, 1);
+		tl += pb_vfield(tmp + tl, 2, (uint64_t)i + 1);
+		ll += pb_field(loc + ll, 4, tmp, tl);                 /* Location.line */
+	}
+	tl = pb_vfield(tmp, 1, 3);
+	tl += pb_vfield(tmp + tl, 2, 4);
+	pl += pb_field(pp + pl, 1, tmp, tl);                          /* sample_type */
+	for (int i = 0; i < nsamples; i++)                            /* sample */
+		pl += pb_field(pp + pl, 2, "\x0a\x01\x01\x12\x01\x01", 6);
+	pl += pb_field(pp + pl, 4, loc, ll);                          /* location */
+	tl = pb_vfield(tmp, 1, 1);
+	tl += pb_vfield(tmp + tl, 2, 1);
+	tl += pb_vfield(tmp + tl, 4, 2);
+	pl += pb_field(pp + pl, 5, tmp, tl);                          /* function */
+	const char *strs[] = {"", "f", "a.py", "samples", "count"};
+	for (int i = 0; i < 5; i++)
+		pl += pb_field(pp + pl, 6, strs[i], strlen(strs[i]));     /* string_table */
+	free(loc);
+	return pl;
 }
 
 /* Small bodies that would unpack into far more memory or nest without end
@@ -361,6 +404,21 @@ static void test_decode_limits(void **state)
 	free(b);
 	free(dict);
 	free(req);
+	/* pprof: 40,000 samples of one location with 4096 inlined lines expand
+	 * to 164M frames (from a 600 KB message); 400 samples read fine */
+	unsigned char *pp = malloc(1 << 20);
+	size_t pl = inlined_pprof(pp, 40000);
+	assert_true(pl < (1 << 20));
+	expect_limit(pp, pl, "stack frames");
+	pl = inlined_pprof(pp, 400);
+	hm_profile *q = NULL;
+	assert_int_equal(hm_profile_read(pp, pl, &q), HM_OK);
+	assert_int_equal(hm_profile_total_count(q), 400);
+	uint32_t depth;
+	hm_profile_stack(q, hm_profile_sample(q, 0)->stack, &depth);
+	assert_int_equal(depth, 4096);
+	hm_profile_free(q);
+	free(pp);
 	/* JSON: more values than the limit */
 	size_t nj = HM_JSON_MAX_VALUES + 10;
 	char *j = malloc(3 * nj + 128);

@@ -610,6 +610,22 @@ static void test_ingest_refuses_bad_values(void **state)
 	free(pb);
 	assert_int_equal(nseries(st), 0);
 
+	p = hm_profile_new(0);      /* a negative pprof value */
+	th = hm_profile_thread_id(p, 0, 0, NULL);
+	a[0] = frame(p, "a", "a.py", 1);
+	hm_profile_add(p, hm_profile_stack_id(p, a, 1), th, -5, 1000, 0);
+	assert_int_equal(hm_encode_pprof(p, 0, &pb, &pblen), HM_OK);
+	hm_profile_free(p);
+	rq.body = pb;
+	rq.body_len = pblen;
+	memset(&rs, 0, sizeof rs);
+	hm_ingest_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 400);
+	assert_non_null(strstr((char *)rs.body, "negative"));
+	free(rs.body);
+	free(pb);
+	assert_int_equal(nseries(st), 0);
+
 	assert_int_equal(ingest_folded(st, "main;work 3\n"), 200);   /* still fine */
 	assert_int_equal(nseries(st), 1);
 	hm_store_close(st);
