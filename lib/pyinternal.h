@@ -59,6 +59,8 @@ struct thread_cache {                /* what we learned about a tstate */
 				      * (< 0: counted ahead of the kernel) */
 	uint64_t judge_cpu, judge_ns; /* CPU time and clock where the window
 				      * that judges a GIL holder starts */
+	int trusted;                 /* GIL holder counted without asking */
+	uint64_t distrust_until;     /* not trusted before then */
 	uint64_t held_seq;           /* last on-CPU sample it held the GIL in */
 	uint64_t decided_seq;        /* on-CPU sample `decided` is for */
 	int decided;                 /* counted in that sample */
@@ -81,9 +83,10 @@ struct hm_python {
 	uint64_t nsample;
 	uint64_t sample_ns;          /* start of the current sample */
 	uint64_t interval_ns;        /* smoothed time between samples */
-	uint32_t gil_checks;         /* GIL-holder state checks skipped */
-	uint64_t gil_distrust_until; /* a GIL holder was seen blocked: ask
-				      * the kernel for every thread until then */
+	uint32_t gil_checks;         /* without CPU times (walker.c): GIL- */
+	uint64_t gil_distrust_until; /* holder checks skipped; a holder was
+				      * seen blocked: ask for every thread
+				      * until then */
 	uint64_t oncpu_ns;           /* start of the last on-CPU sample */
 	uint64_t oncpu_avg;          /* smoothed interval between them: the
 				      * CPU time one sample stands for */

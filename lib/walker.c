@@ -879,28 +879,43 @@ int hm_python_ready(hm_python *py)
  * follows the CPU time the kernel charged to each thread (schedstat's
  * sum_exec_runtime): a thread earns the CPU time it used since it was last
  * read as credit and is counted in a sample when its credit reaches half
- * the interval the sample stands for, which the count then uses up. Its
+ * the mean interval between samples, which the count then uses up. Its
  * samples add up to its CPU time, whether it ran in one piece or in many
- * short bursts, to within a sample.
+ * short bursts. The credit is kept within one interval plus CPU_SLACK_NS
+ * either way: a running thread's CPU time is brought up to date at
+ * scheduler ticks (up to 10 ms apart), and a thread must not be counted
+ * long after it stopped, nor left out long after it started, for time
+ * counted or run long before.
  *
  * Reading the CPU time costs as much as the rest of a busy thread's sample.
- * The thread holding the GIL is running Python code, so it is counted
+ * A thread that holds the GIL is running Python code unless a C extension
+ * blocks while holding it, or the CPU is shared with other work. So a
+ * thread that held the GIL at this sample and the last one is counted
  * without asking (the interval it is counted for is owed until its next
- * read); every GIL_SPOT_CHECK-th time it is read anyway, and if over the
- * last JUDGE_NS or more it ran less than 3/4 of the time (a C extension
- * that blocks while holding the GIL, or a CPU shared with other work),
- * every thread is read on every sample for GIL_DISTRUST_NS. The credit is
- * kept within one interval plus CPU_SLACK_NS either way: a running
- * thread's CPU time is brought up to date at scheduler ticks (up to 10 ms
- * apart), and a thread must not be counted long after it stopped, nor
- * left out long after it started, for time counted or run long before.
+ * read) once it has earned trust: it is read every JUDGE_NS while it keeps
+ * the GIL, trusted if it ran 3/4 of that time or more, and if it ran less,
+ * not trusted again for DISTRUST_NS.
  *
- * A thread seen for the first time, or on a kernel without the figure, is
- * counted if /proc/PID/task/TID/syscall says it is runnable. */
+ * A thread seen for the first time is counted if /proc/PID/task/TID/syscall
+ * says it is runnable; on a kernel without the CPU time figure every thread
+ * is, except the GIL holder, taken as running but for a spot check every
+ * GIL_SPOT_CHECK-th time (once the kernel says a holder is blocked, every
+ * thread is asked for DISTRUST_NS). */
 #define GIL_SPOT_CHECK 16
-#define GIL_DISTRUST_NS 2000000000ull
+#define DISTRUST_NS 2000000000ull
 #define JUDGE_NS 50000000ull
 #define CPU_SLACK_NS 10000000ll
+
+static char oncpu_state(hm_python *py, const hm_pythread *th)
+{
+	if (th->holds_gil && py->sample_ns >= py->gil_distrust_until &&
+	    py->gil_checks++ % GIL_SPOT_CHECK)
+		return 'R';
+	char st = hm_target_thread_oncpu(py->t, th->tid);
+	if (th->holds_gil && st && st != 'R')
+		py->gil_distrust_until = py->sample_ns + DISTRUST_NS;
+	return st;
+}
 
 static void credit_add(struct thread_cache *tc, int64_t ns, int64_t bound)
 {
@@ -918,36 +933,39 @@ static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythrea
 	if (tc->cpu_tid != th->tid) {
 		tc->cpu_tid = th->tid;
 		tc->cpu_ns = 0;
+		tc->trusted = 0;
+		tc->distrust_until = 0;
 	}
-	/* Trusted: the GIL holder that already held it at the last sample. */
+	/* Held the GIL at the last sample too. */
 	int held = th->holds_gil && tc->held_seq && tc->held_seq + 1 == py->oncpu_seq;
 	if (th->holds_gil)
 		tc->held_seq = py->oncpu_seq;
-	if (held && now >= py->gil_distrust_until && py->gil_checks++ % GIL_SPOT_CHECK) {
-		if (tc->cpu_ns)
-			credit_add(tc, -dt, bound);
+	if (held && tc->trusted && now - tc->judge_ns < JUDGE_NS) {
+		credit_add(tc, -dt, bound);
 		return 1;
 	}
 	int r = hm_target_thread_cputime(py->t, th->tid, &cpu);
 	if (r < 0)
 		return 0;
-	if (r == 0 || !tc->cpu_ns) {
-		if (r > 0) {
-			tc->cpu_ns = tc->judge_cpu = cpu;
-			tc->judge_ns = now;
-			tc->credit_ns = 0;
-		}
-		char st = hm_target_thread_oncpu(py->t, th->tid);
-		if (th->holds_gil && st && st != 'R')
-			py->gil_distrust_until = now + GIL_DISTRUST_NS;
-		return st == 'R';
+	if (r == 0)
+		return oncpu_state(py, th) == 'R';
+	if (!tc->cpu_ns) {
+		tc->cpu_ns = tc->judge_cpu = cpu;
+		tc->judge_ns = now;
+		tc->credit_ns = 0;
+		return hm_target_thread_oncpu(py->t, th->tid) == 'R';
 	}
 	uint64_t used = cpu > tc->cpu_ns ? cpu - tc->cpu_ns : 0;
 	tc->cpu_ns = cpu;
 	if (!held || now - tc->judge_ns >= JUDGE_NS) {
+		/* Only a GIL held throughout is judged. */
 		uint64_t ran = cpu > tc->judge_cpu ? cpu - tc->judge_cpu : 0;
-		if (held && ran * 4 < (now - tc->judge_ns) * 3)
-			py->gil_distrust_until = now + GIL_DISTRUST_NS;
+		if (held && ran * 4 < (now - tc->judge_ns) * 3) {
+			tc->trusted = 0;
+			tc->distrust_until = now + DISTRUST_NS;
+		} else if (held && now >= tc->distrust_until) {
+			tc->trusted = 1;
+		}
 		tc->judge_cpu = cpu;
 		tc->judge_ns = now;
 	}
@@ -1086,11 +1104,16 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 	if (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU))
 		flags |= HM_SAMPLE_WANT_GIL;
 	if (flags & HM_SAMPLE_ONCPU) {
-		/* The mean interval between on-CPU samples (a gap after a
-		 * pause or a stall weighs at most 4 of them). */
+		/* The mean interval between on-CPU samples: of all so far
+		 * for the first 32, then a moving average (a gap after a
+		 * pause or a stall weighs at most 4 intervals). */
 		uint64_t gap = py->oncpu_ns ? t - py->oncpu_ns : 0, avg = py->oncpu_avg;
-		if (gap)
-			avg = avg ? avg - avg / 32 + (gap < 4 * avg ? gap : 4 * avg) / 32 : gap;
+		if (gap) {
+			uint64_t w = py->oncpu_seq < 32 ? py->oncpu_seq : 32;
+			if (avg && gap > 4 * avg)
+				gap = 4 * avg;
+			avg = avg ? avg - avg / w + gap / w : gap;
+		}
 		py->oncpu_avg = avg;
 		py->oncpu_ns = t;
 		py->oncpu_seq++;
