@@ -11,7 +11,7 @@ import xml.dom.minidom
 
 import pytest
 
-from conftest import Collapsed, homura, program, record
+from conftest import HOMURA, Collapsed, homura, program, record
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
@@ -230,3 +230,23 @@ def test_other_pid_namespace(spawn, default_py, tmp_path):
         roots = {fr[0].thread_tid for fr, _ in p.stacks if any(f.name == fn for f in fr)}
         assert roots == {host_tids[ns_tid]}, \
             "%s: roots %s, host tid %s (tid %s inside)" % (fn, roots, host_tids[ns_tid], ns_tid)
+
+
+def test_output_dash_is_stdout(busy, tmp_path):
+    """`-o -` writes the profile to stdout and creates no file: a file named
+    `-` in the working directory (once committed to this repository by a
+    run in its root) must never be written."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    p = subprocess.run([HOMURA, "record", "-p", str(busy.pid), "-d", "0.5", "-f", "collapsed",
+                        "-o", "-"], cwd=str(cwd), stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=40)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 0, err
+    prof = Collapsed(p.stdout.decode())
+    assert prof.count_fn("busy_work") > 0, prof.summary()
+    assert os.listdir(str(cwd)) == [], os.listdir(str(cwd))
+    assert "wrote -" in err, err
+    # A device is written in place too: /dev/null stays a device.
+    record("-p", busy.pid, "-d", 0.2, "-f", "collapsed", output="/dev/null")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
