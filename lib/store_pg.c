@@ -1028,13 +1028,19 @@ static int pg_maintain(hm_store *st, int64_t now)
 		if (rc == HM_OK && chunks > 1)
 			rc = run(g->w, "VACUUM hm_samples, hm_totals");
 	}
-	/* size cap: drop the oldest tenth of the time span while over it (freed
-	 * space is reused by PostgreSQL; VACUUM marks it so) */
+	/* size cap: drop the oldest tenth of the time span while over it. A
+	 * DELETE (and VACUUM) frees space for reuse but hands none back, so the
+	 * tables' size only says how much data there is once they are compacted:
+	 * without that, every round (and every maintenance after) dropped more
+	 * data while the size stayed over the cap, until nearly nothing was left.
+	 * VACUUM FULL rewrites the tables (locking them meanwhile); it runs only
+	 * while over the cap. */
 	for (int round = 0; rc == HM_OK && o->max_bytes > 0 && round < 16; round++) {
-		if (total_bytes(g->w) <= o->max_bytes && round)
-			break;
 		run(g->w, "VACUUM hm_samples, hm_hourly, hm_totals");
 		if (total_bytes(g->w) <= o->max_bytes)
+			break;
+		rc = run(g->w, "VACUUM FULL hm_samples, hm_hourly, hm_totals");
+		if (rc < 0 || total_bytes(g->w) <= o->max_bytes)
 			break;
 		int64_t lo = scalar(g->w, "SELECT min(first) FROM hm_series");
 		int64_t hi = scalar(g->w, "SELECT max(last) FROM hm_series");
@@ -1042,8 +1048,6 @@ static int pg_maintain(hm_store *st, int64_t now)
 			break;
 		int64_t span = (hi - lo) / 10;
 		rc = drop_before(g->w, lo + (span > HM_STORE_COARSE_S ? span : HM_STORE_COARSE_S));
-		if (rc == HM_OK)
-			rc = run(g->w, "VACUUM hm_samples, hm_hourly, hm_totals");
 	}
 	snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%d)::int", LOCK_MAINT);
 	scalar(g->w, sql);

@@ -14,7 +14,8 @@
 #
 # Usage: scripts/quickstart.sh [--duration SECS] [--port PORT] [--interval SECS]
 #                              [--data DIR] [--no-build]
-#   --duration SECS  stop by itself after SECS (default: run until Ctrl-C)
+#   --duration SECS  stop by itself SECS after the pipeline is up (install and
+#                    build not counted; default: run until Ctrl-C)
 #   --port PORT      server port (default 4040)
 #   --interval SECS  agent window length (default 10)
 #   --data DIR       server data directory (default ./homura-data)
@@ -46,7 +47,6 @@ done
 [[ $INTERVAL =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "quickstart: bad --interval $INTERVAL" >&2; exit 2; }
 
 say() { printf 'quickstart: %s\n' "$*"; }
-start=$SECONDS
 
 if [ "$BUILD_IT" = 1 ]; then
 	bash scripts/install-deps.sh
@@ -152,6 +152,9 @@ setsid "$HOMURA" agent -p "$app_pid" --server "$SERVER" --interval "$INTERVAL" \
 agent_pid=$!
 pids+=("$agent_pid")
 say "agent on pid $app_pid, a profile every ${INTERVAL} s to $SERVER (pid $agent_pid)"
+# --duration counts from here: the pipeline is up (whatever installing,
+# building and starting took before does not eat into it).
+start=$SECONDS
 
 SEL='process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="demo-flask"}'
 cat <<EOF
@@ -203,7 +206,7 @@ while :; do
 	sleep 1
 done
 if [ $arrived = 0 ]; then
-	echo "quickstart: no profile stored after ${DURATION} s (see $LOGS/agent.log)" >&2
+	echo "quickstart: no profile stored ${DURATION} s after the pipeline was up (see $LOGS/agent.log)" >&2
 	exit 1
 fi
 
@@ -217,4 +220,4 @@ while ! finished; do
 	check_alive "$agent_pid" agent "$LOGS/agent.log"
 	sleep 1
 done
-say "done after $((SECONDS - start)) s"
+say "done: ran $((SECONDS - start)) s after the pipeline was up"

@@ -11,7 +11,7 @@ import xml.dom.minidom
 
 import pytest
 
-from conftest import Collapsed, assert_one_error_line, homura, program, record
+from conftest import HOMURA, Collapsed, assert_one_error_line, homura, program, record
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
@@ -397,3 +397,23 @@ def test_chrometrace(spawn, default_py, tmp_path):
                 stack.pop()     # that slice ended before this one started
             assert not stack or end <= stack[-1] + 0.01, (tid, e, stack)
             stack.append(end)
+
+
+def test_output_dash_is_stdout(busy, tmp_path):
+    """`-o -` writes the profile to stdout and creates no file: a file named
+    `-` in the working directory (once committed to this repository by a
+    run in its root) must never be written."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    p = subprocess.run([HOMURA, "record", "-p", str(busy.pid), "-d", "0.5", "-f", "collapsed",
+                        "-o", "-"], cwd=str(cwd), stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=40)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 0, err
+    prof = Collapsed(p.stdout.decode())
+    assert prof.count_fn("busy_work") > 0, prof.summary()
+    assert os.listdir(str(cwd)) == [], os.listdir(str(cwd))
+    assert "wrote -" in err, err
+    # A device is written in place too: /dev/null stays a device.
+    record("-p", busy.pid, "-d", 0.2, "-f", "collapsed", output="/dev/null")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")

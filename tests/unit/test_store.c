@@ -1,16 +1,33 @@
 /* test_store.c - the profile store (store.h) and the server's request
- * handlers (server.h) on a temporary directory: round trip, reopen,
- * selectors, label validation, retention and downsampling, ingest and query
- * through hm_ingest_handle / hm_api_handle without sockets. */
+ * handlers (server.h): round trip, reopen, selectors, label validation,
+ * retention and downsampling, the size cap, ingest and query through
+ * hm_ingest_handle / hm_api_handle without sockets.
+ *
+ * Every store test runs against both engines, so that their behaviour cannot
+ * drift apart: SQLite on a temporary directory, and PostgreSQL on a fresh
+ * database of a cluster this program starts itself (initdb into a temporary
+ * directory, trust auth, a Unix socket only, run as the postgres user when
+ * we are root) and stops at the end, even if it dies: a watchdog process
+ * stops the cluster once our end of a pipe closes. Without PostgreSQL's
+ * server binaries the [postgres] cases are skipped, saying why. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
+#include <postgresql/libpq-fe.h>
 
 #include "homura/codec.h"
 #include "homura/error.h"
@@ -19,21 +36,156 @@
 #include "homura/server.h"
 #include "homura/store.h"
 
-static char tmpdir[64];
+/* ---- engines ---- */
 
+enum { SQLITE, POSTGRES };
+
+static char tmpdir[64];          /* SQLite: the store's directory */
+static char where_buf[512];      /* the current test's store location */
+
+static char pg_base[64];         /* the cluster's directory (socket, data, log) */
+static char pg_as_user[64];      /* "runuser -u postgres -- " when root */
+static char pg_bindir[256];
+static const char *pg_unavailable;   /* why the [postgres] cases are skipped */
+static int pg_dbs;               /* databases created so far */
+static int pg_watch_fd = -1;     /* closing it stops the cluster */
+static pid_t pg_watchdog;
+#define PG_PORT 5432             /* the socket lives in pg_base: no clash */
+
+static void pg_stop_cluster(void)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "%s%s/pg_ctl -D %s/data -m immediate -w stop >/dev/null 2>&1;"
+		 " rm -rf %s", pg_as_user, pg_bindir, pg_base, pg_base);
+	if (system(cmd) != 0)
+		fprintf(stderr, "test_store: could not stop the cluster in %s\n", pg_base);
+}
+
+static int pg_start_cluster(void)
+{
+	glob_t g;
+	char cmd[2048];
+	if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0 || !g.gl_pathc) {
+		pg_unavailable = "PostgreSQL server binaries not installed "
+				 "(apt-get install postgresql)";
+		return 0;
+	}
+	snprintf(pg_bindir, sizeof pg_bindir, "%s", g.gl_pathv[g.gl_pathc - 1]);
+	globfree(&g);
+	*strrchr(pg_bindir, '/') = 0;
+	strcpy(pg_base, "/tmp/homura-pgstore-XXXXXX");
+	if (!mkdtemp(pg_base)) {
+		pg_unavailable = "cannot create a directory for the cluster";
+		return 0;
+	}
+	chmod(pg_base, 0755);
+	if (geteuid() == 0) {   /* initdb refuses root */
+		struct passwd *pw = getpwnam("postgres");
+		if (!pw || chown(pg_base, pw->pw_uid, pw->pw_gid) != 0) {
+			pg_unavailable = "running as root without a 'postgres' user";
+			rmdir(pg_base);
+			return 0;
+		}
+		strcpy(pg_as_user, "runuser -u postgres -- ");
+	}
+	snprintf(cmd, sizeof cmd,
+		 "%s%s/initdb -D %s/data --auth=trust -U postgres -E UTF8 --no-sync"
+		 " >%s/initdb.log 2>&1 && %s%s/pg_ctl -D %s/data -l %s/log -w -t 120 -o"
+		 " \"-k %s -p %d -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+		 " -c full_page_writes=off\" start >/dev/null 2>&1",
+		 pg_as_user, pg_bindir, pg_base, pg_base, pg_as_user, pg_bindir, pg_base, pg_base,
+		 pg_base, PG_PORT);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "test_store: cannot start PostgreSQL (logs in %s)\n", pg_base);
+		pg_unavailable = "the PostgreSQL cluster did not start";
+		pg_stop_cluster();
+		return -1;
+	}
+	/* The watchdog stops the cluster when our write end closes: at the end,
+	 * or when this process dies however it dies. */
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0 || (pg_watchdog = fork()) < 0) {
+		pg_stop_cluster();
+		return -1;
+	}
+	if (pg_watchdog == 0) {
+		char c;
+		close(fds[1]);
+		setsid();
+		signal(SIGINT, SIG_IGN);
+		while (read(fds[0], &c, 1) < 0 && errno == EINTR)
+			;
+		pg_stop_cluster();
+		_exit(0);
+	}
+	close(fds[0]);
+	pg_watch_fd = fds[1];
+	return 0;
+}
+
+static int group_setup(void **state)
+{
+	return pg_start_cluster();
+}
+
+static int group_teardown(void **state)
+{
+	if (pg_watch_fd >= 0) {
+		close(pg_watch_fd);
+		waitpid(pg_watchdog, NULL, 0);
+	}
+	return 0;
+}
+
+/* The engine of this test (its initial state); 0 SQLite, 1 PostgreSQL. */
+static int engine_of(void **state)
+{
+	return *state ? *(const int *)*state : SQLITE;
+}
+
+/* A fresh, empty store location for this test. */
 static int setup(void **state)
 {
-	strcpy(tmpdir, "/tmp/homura-store-XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
+	if (engine_of(state) == SQLITE) {
+		strcpy(tmpdir, "/tmp/homura-store-XXXXXX");
+		assert_non_null(mkdtemp(tmpdir));
+		snprintf(where_buf, sizeof where_buf, "%s", tmpdir);
+		return 0;
+	}
+	where_buf[0] = 0;
+	if (pg_unavailable)
+		return 0;            /* the test skips */
+	char conn[256], sql[128];
+	snprintf(conn, sizeof conn, "host=%s port=%d user=postgres dbname=postgres", pg_base,
+		 PG_PORT);
+	PGconn *c = PQconnectdb(conn);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	snprintf(sql, sizeof sql, "CREATE DATABASE hm_test_%d", ++pg_dbs);
+	PGresult *r = PQexec(c, sql);
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(c);
+	snprintf(where_buf, sizeof where_buf, "postgresql:///hm_test_%d?host=%s&port=%d&user=postgres",
+		 pg_dbs, pg_base, PG_PORT);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-	assert_int_equal(system(cmd), 0);
+	if (engine_of(state) == SQLITE) {
+		char cmd[128];
+		snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+		assert_int_equal(system(cmd), 0);
+	}
 	return 0;
+}
+
+/* The store location of this test; skips it when its engine is missing. */
+static const char *store_where(void **state)
+{
+	if (engine_of(state) == POSTGRES && pg_unavailable)
+		skip();
+	return where_buf;
 }
 
 static uint32_t frame(hm_profile *p, const char *name, const char *file, int line)
@@ -82,8 +234,9 @@ static hm_profile *select_text(hm_store *st, const char *q, int64_t t0, int64_t 
 
 static void test_round_trip_and_reopen(void **state)
 {
+	const char *where = store_where(state);
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(where, NULL, &st), 0);
 	hm_store_label l14[] = {{"service_name", "api"}, {"version", "1.4"}};
 	hm_store_label l15[] = {{"version", "1.5"}, {"service_name", "api"}};   /* unsorted */
 	hm_profile *p = make_profile(30, 10);
@@ -133,7 +286,7 @@ static void test_round_trip_and_reopen(void **state)
 
 		/* second pass: the same answers from a reopened store */
 		hm_store_close(st);
-		assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+		assert_int_equal(hm_store_open(where, NULL, &st), 0);
 	}
 	hm_store_stats s;
 	assert_int_equal(hm_store_stats_get(st, &s), 0);
@@ -145,8 +298,9 @@ static void test_round_trip_and_reopen(void **state)
 
 static void test_bad_labels_leave_store_intact(void **state)
 {
+	const char *where = store_where(state);
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(where, NULL, &st), 0);
 	hm_profile *p = make_profile(1, 1);
 	char longv[HM_STORE_MAX_VALUE + 2];
 	memset(longv, 'x', sizeof longv - 1);
@@ -168,9 +322,10 @@ static void test_bad_labels_leave_store_intact(void **state)
 
 static void test_retention_and_downsampling(void **state)
 {
+	const char *where = store_where(state);
 	hm_store *st;
 	hm_store_opts o = {.retention_s = 3600, .downsample_after_s = 600};
-	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_open(where, &o, &st), 0);
 	hm_store_label l[] = {{"service_name", "api"}};
 	hm_profile *p = make_profile(2, 1);
 	int64_t now = 100020;   /* now - 1200 starts a minute */
@@ -246,8 +401,9 @@ static int64_t total_of(hm_store *st, int64_t t0, int64_t t1)
  * after downsampling and after a retention cut inside an hour. */
 static void test_rollup_ranges(void **state)
 {
+	const char *where = store_where(state);
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(where, NULL, &st), 0);
 	hm_store_label l[] = {{"service_name", "api"}};
 	const int64_t base = 36000 * 10;     /* on an hour */
 	/* 5 h of 10 s windows; window k holds k % 7 + 1 samples per stack, 3 stacks */
@@ -269,7 +425,7 @@ static void test_rollup_ranges(void **state)
 	/* downsample everything older than 1 h before the end: minute-aligned
 	 * ranges must still agree */
 	hm_store_opts o = {.downsample_after_s = 3600, .retention_s = 4 * 3600 + 1800};
-	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_open(where, &o, &st), 0);
 	int64_t now = base + 5 * 3600;
 	assert_int_equal(hm_store_maintain(st, now), 0);
 	/* retention cut at base + 1800: gone before it, the hour it cuts rebuilt */
@@ -294,11 +450,25 @@ static void test_rollup_ranges(void **state)
 	hm_store_close(st);
 }
 
-/* Downsampling, retention and the size cap must make the file smaller. */
+/* Downsampling, retention and the size cap must make the file smaller
+ * (SQLite), or at least free rows for reuse (PostgreSQL, whose tables keep
+ * their size until compacted); the size cap must get under the cap by
+ * dropping the oldest data, and only as much as needed, on both. */
+static void pg_compact(const char *url)
+{
+	PGconn *c = PQconnectdb(url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "VACUUM FULL");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(c);
+}
+
 static void test_maintenance_shrinks_file(void **state)
 {
+	const char *where = store_where(state);
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(where, NULL, &st), 0);
 	hm_store_label l[] = {{"service_name", "api"}}, l2[] = {{"service_name", "db"}};
 	const int64_t base = 36000 * 20;
 	const int hours = 4;
@@ -320,14 +490,14 @@ static void test_maintenance_shrinks_file(void **state)
 	hm_store_close(st);
 	/* a size cap far above: only folds the WAL in, for a fair "before" */
 	hm_store_opts big = {.max_bytes = 1LL << 40};
-	assert_int_equal(hm_store_open(tmpdir, &big, &st), 0);
+	assert_int_equal(hm_store_open(where, &big, &st), 0);
 	assert_int_equal(hm_store_maintain(st, base), 0);
 	assert_int_equal(hm_store_stats_get(st, &s0), 0);
 	hm_store_close(st);
 
 	hm_store_opts o = {.downsample_after_s = 600};
 	int64_t now = base + hours * 3600;
-	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_open(where, &o, &st), 0);
 	assert_int_equal(hm_store_maintain(st, now), 0);
 	assert_int_equal(hm_store_stats_get(st, &s1), 0);
 	assert_int_equal(total_of(st, 0, base + 99999), all + db);   /* nothing lost */
@@ -338,29 +508,39 @@ static void test_maintenance_shrinks_file(void **state)
 		      (long long)s0.nsamples, (long long)s0.bytes, (long long)s1.nsamples,
 		      (long long)s1.bytes);
 	assert_true(s1.nsamples * 2 < s0.nsamples);
-	assert_true(s1.bytes * 10 < s0.bytes * 7);     /* at least 30% smaller */
+	if (engine_of(state) == SQLITE)
+		assert_true(s1.bytes * 10 < s0.bytes * 7);     /* at least 30% smaller */
 	hm_store_close(st);
 
 	o.retention_s = 2 * 3600;
-	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_open(where, &o, &st), 0);
 	assert_int_equal(hm_store_maintain(st, now), 0);
+	if (engine_of(state) == POSTGRES)
+		pg_compact(where);   /* the size of the data left, for the cap below */
 	assert_int_equal(hm_store_stats_get(st, &s2), 0);
 	print_message("      retention 2 h of 4: %lld bytes\n", (long long)s2.bytes);
-	assert_true(s2.bytes < s1.bytes);
-	assert_int_equal(total_of(st, now - 2 * 3600, now), all / 2 + db / 2);
+	if (engine_of(state) == SQLITE)
+		assert_true(s2.bytes < s1.bytes);
+	assert_int_equal(total_of(st, 0, base + 99999), all / 2 + db / 2);
 	hm_store_close(st);
 
 	o.retention_s = 0;
 	o.max_bytes = s2.bytes / 2;
-	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_open(where, &o, &st), 0);
 	assert_int_equal(hm_store_maintain(st, now), 0);
 	assert_int_equal(hm_store_stats_get(st, &s3), 0);
-	print_message("      size cap %lld: %lld bytes\n", (long long)o.max_bytes, (long long)s3.bytes);
-	assert_true(s3.bytes <= o.max_bytes);
 	int64_t left = total_of(st, 0, base + 99999);
-	assert_true(left > 0 && left < (all + db) / 2);
+	print_message("      size cap %lld: %lld bytes, %lld of %lld samples left\n",
+		      (long long)o.max_bytes, (long long)s3.bytes, (long long)left,
+		      (long long)(all + db) / 2);
+	assert_true(s3.bytes <= o.max_bytes);
+	/* the oldest data goes, not nearly all of it */
+	assert_true(left >= (all + db) / 2 / 8 && left < (all + db) / 2);
 	assert_int_equal(total_of(st, now - 600, now), total_of(st, now - 600, now + 10));
 	assert_true(total_of(st, now - 600, now) > 0);      /* the newest data stays */
+	/* under the cap now: the next maintenance drops nothing more */
+	assert_int_equal(hm_store_maintain(st, now + 60), 0);
+	assert_int_equal(total_of(st, 0, base + 99999), left);
 	hm_store_close(st);
 }
 
@@ -369,7 +549,7 @@ static void test_maintenance_shrinks_file(void **state)
 static void test_empty_stack_stored(void **state)
 {
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(store_where(state), NULL, &st), 0);
 	hm_profile *p = make_profile(3, 0);
 	uint32_t th = hm_profile_thread_id(p, 1, 1, NULL);
 	hm_profile_add(p, hm_profile_stack_id(p, NULL, 0), th, 5, 50000000, 0);
@@ -383,7 +563,7 @@ static void test_empty_stack_stored(void **state)
 		assert_int_equal(count_of(a, "work"), 6);
 		hm_profile_free(a);
 		hm_store_close(st);
-		assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+		assert_int_equal(hm_store_open(store_where(state), NULL, &st), 0);
 	}
 	hm_store_stats s;
 	assert_int_equal(hm_store_stats_get(st, &s), 0);
@@ -405,7 +585,7 @@ static void test_series_limit_all_or_none(void **state)
 {
 	hm_store_opts o = {.max_series = 2};
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+	assert_int_equal(hm_store_open(store_where(state), &o, &st), 0);
 	hm_profile *p = make_profile(2, 1);
 	hm_store_label la[] = {{"service_name", "a"}}, lb[] = {{"service_name", "b"}},
 		       lc[] = {{"service_name", "c"}};
@@ -432,7 +612,7 @@ static void test_series_limit_all_or_none(void **state)
 	hm_profile_free(p);
 	hm_store_close(st);
 	for (int i = 0; i < 2; i++) {   /* same on reopening (the limit counts stored series) */
-		assert_int_equal(hm_store_open(tmpdir, &o, &st), 0);
+		assert_int_equal(hm_store_open(store_where(state), &o, &st), 0);
 		assert_int_equal(nseries(st), 2);
 		hm_store_close(st);
 	}
@@ -469,7 +649,7 @@ static void test_large_put_lets_others_write(void **state)
 {
 	pause_state ps = {0};
 	hm_store_opts o = {.put_pause = put_pause, .put_pause_arg = &ps};
-	assert_int_equal(hm_store_open(tmpdir, &o, &ps.st), 0);
+	assert_int_equal(hm_store_open(store_where(state), &o, &ps.st), 0);
 	hm_profile *p = hm_profile_new(0);
 	uint32_t th = hm_profile_thread_id(p, 1, 1, NULL);
 	uint32_t root = frame(p, "main", "app.py", 1);
@@ -509,8 +689,9 @@ static hm_http_req request(const char *method, const char *path, const char *bod
 
 static void test_handlers(void **state)
 {
+	const char *where = store_where(state);
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(where, NULL, &st), 0);
 	hm_http_req rq = request("POST", "/ingest", "main;slow_query 7\nmain;render 3\n");
 	rq.nargs = 2;
 	rq.arg_k[0] = "name";
@@ -574,7 +755,7 @@ static int ingest_folded(hm_store *st, const char *body)
 static void test_ingest_refuses_bad_values(void **state)
 {
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(store_where(state), NULL, &st), 0);
 	assert_int_equal(ingest_folded(st, " 5\n"), 400);
 	assert_int_equal(ingest_folded(st, "main;work 3\n;; 5\n"), 400);
 	assert_int_equal(ingest_folded(st, "main;work -3\n"), 400);
@@ -667,7 +848,7 @@ static void test_selector_regex_cost(void **state)
 static void test_handlers_bad_utf8(void **state)
 {
 	hm_store *st;
-	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	assert_int_equal(hm_store_open(store_where(state), NULL, &st), 0);
 	hm_http_req rq = request("POST", "/ingest", "main;work 1\n");
 	rq.nargs = 1;
 	rq.arg_k[0] = "name";
@@ -694,22 +875,26 @@ static void test_handlers_bad_utf8(void **state)
 	hm_store_close(st);
 }
 
+static const int on_sqlite = SQLITE, on_postgres = POSTGRES;
+#define BOTH(f) {#f "[sqlite]", f, setup, teardown, (void *)&on_sqlite}, \
+		{#f "[postgres]", f, setup, teardown, (void *)&on_postgres}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip_and_reopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_labels_leave_store_intact, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_retention_and_downsampling, setup, teardown),
+		BOTH(test_round_trip_and_reopen),
+		BOTH(test_bad_labels_leave_store_intact),
+		BOTH(test_retention_and_downsampling),
 		cmocka_unit_test(test_selector_syntax),
 		cmocka_unit_test(test_selector_regex_cost),
-		cmocka_unit_test_setup_teardown(test_rollup_ranges, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_maintenance_shrinks_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_empty_stack_stored, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_series_limit_all_or_none, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_large_put_lets_others_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ingest_refuses_bad_values, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_handlers_bad_utf8, setup, teardown),
+		BOTH(test_rollup_ranges),
+		BOTH(test_maintenance_shrinks_file),
+		BOTH(test_handlers),
+		BOTH(test_empty_stack_stored),
+		BOTH(test_series_limit_all_or_none),
+		BOTH(test_large_put_lets_others_write),
+		BOTH(test_ingest_refuses_bad_values),
+		BOTH(test_handlers_bad_utf8),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
