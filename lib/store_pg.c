@@ -316,7 +316,8 @@ static int64_t stack_id(pg *g, const uint8_t *blob, size_t len)
 	int64_t id = cache_get(&g->c_stack, blob, (uint32_t)len);
 	if (id >= 0)
 		return id;
-	const char *v[1] = {(const char *)blob};
+	/* an empty stack has no blob: a NULL value would be SQL NULL */
+	const char *v[1] = {len ? (const char *)blob : ""};
 	int l[1] = {(int)len};
 	id = getput(g, "INSERT INTO hm_stacks(frames) VALUES ($1::bytea) ON CONFLICT"
 		       " (md5(frames)) DO NOTHING RETURNING id",
