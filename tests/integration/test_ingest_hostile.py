@@ -60,6 +60,15 @@ def series(server):
 
 
 @pytest.fixture
+def pg_db(postgres):  # noqa: F811
+    """A fresh database of the module's PostgreSQL cluster for one test."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    subprocess.run(["psql", "-q", "-d", postgres, "-c", "CREATE DATABASE %s" % name],
+                   check=True, capture_output=True, timeout=60)
+    return postgres.replace(":///postgres?", ":///%s?" % name)
+
+
+@pytest.fixture
 def server(tmp_path):
     s = Server(tmp_path / "data")
     yield s
@@ -178,8 +187,8 @@ def test_empty_stack_reads_back_sqlite(server):
     check_empty_stack_stored(server)
 
 
-def test_empty_stack_reads_back_postgres(postgres, tmp_path):  # noqa: F811
-    s = Server(postgres)
+def test_empty_stack_reads_back_postgres(pg_db):
+    s = Server(pg_db)
     try:
         check_empty_stack_stored(s)
     finally:
@@ -238,8 +247,8 @@ def test_series_limit_stores_nothing_sqlite(tmp_path):
         s.stop()
 
 
-def test_series_limit_stores_nothing_postgres(postgres, tmp_path):  # noqa: F811
-    s = Server(postgres, "--max-series", "2")
+def test_series_limit_stores_nothing_postgres(pg_db, tmp_path):
+    s = Server(pg_db, "--max-series", "2")
     try:
         check_series_limit(s, tmp_path)
     finally:
