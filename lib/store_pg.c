@@ -316,7 +316,8 @@ static int64_t stack_id(pg *g, const uint8_t *blob, size_t len)
 	int64_t id = cache_get(&g->c_stack, blob, (uint32_t)len);
 	if (id >= 0)
 		return id;
-	/* an empty stack has no blob: a NULL value would be SQL NULL */
+	/* an empty stack goes as text '' (a zero-length parameter is sent as
+	 * text, and the blob is not NUL-terminated) */
 	const char *v[1] = {len ? (const char *)blob : ""};
 	int l[1] = {(int)len};
 	id = getput(g, "INSERT INTO hm_stacks(frames) VALUES ($1::bytea) ON CONFLICT"
@@ -824,7 +825,8 @@ static int pg_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 			fids = nv;
 			fcap = nc;
 		}
-		memcpy(fids + nf, fbuf, k * sizeof *fbuf);
+		if (k)     /* an empty stack has no frames (and fids may be NULL) */
+			memcpy(fids + nf, fbuf, k * sizeof *fbuf);
 		nf += k;
 	}
 	if (rc == HM_OK && nf && !(rf = fetch_ids(g->r, "SELECT id, name, file, line, start_line,"

@@ -8,7 +8,8 @@ where installed).
   OTLP request whose many resource profiles share a large dictionary;
 - folded input with an empty stack, a negative count or a count whose
   weight overflows 64 bits is refused (400) and stores nothing; the series
-  still answers queries after a restart;
+  still answers queries after a restart; an empty stack that does get stored
+  (a pprof sample without locations) reads back, also after a restart;
 - with --max-series 2 a Push request needing 3 new series answers 429 and
   stores none of them (a retry cannot duplicate), on SQLite and PostgreSQL;
 - a profile with many distinct stacks (written in several transactions)
@@ -56,6 +57,15 @@ def services(server):
 
 def series(server):
     return server.get_json("/api/v1/series")["series"]
+
+
+@pytest.fixture
+def pg_db(postgres):  # noqa: F811
+    """A fresh database of the module's PostgreSQL cluster for one test."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    subprocess.run(["psql", "-q", "-d", postgres, "-c", "CREATE DATABASE %s" % name],
+                   check=True, capture_output=True, timeout=60)
+    return postgres.replace(":///postgres?", ":///%s?" % name)
 
 
 @pytest.fixture
@@ -144,6 +154,47 @@ def test_bad_folded_input_refused(server):
         server.restart()
 
 
+def vfield(field, v):
+    return varint(field << 3) + varint(v)
+
+
+def pprof_with_empty_stack():
+    """samples/count: 5 samples with no location at all, 7 in main (app.py:3)."""
+    strings = b"".join(pb_field(6, x) for x in (b"", b"samples", b"count", b"main", b"app.py"))
+    return (pb_field(1, vfield(1, 1) + vfield(2, 2))
+            + pb_field(2, pb_field(2, b"\x05"))
+            + pb_field(2, pb_field(1, b"\x01") + pb_field(2, b"\x07"))
+            + pb_field(4, vfield(1, 1) + pb_field(4, vfield(1, 1) + vfield(2, 3)))
+            + pb_field(5, vfield(1, 1) + vfield(2, 3) + vfield(4, 4))
+            + strings)
+
+
+def check_empty_stack_stored(server):
+    st, msg, _ = server.ingest("empty.cpu", pprof_with_empty_stack(), fmt="pprof")
+    assert st == 200, msg
+    for _ in range(2):    # a stored empty stack reads back, also after a restart
+        top = server.get_json("/api/v1/top", service="empty", **{"from": "now-1d"})
+        assert top["total"] == 12
+        flame = server.get_json("/api/v1/flamegraph", service="empty", **{"from": "now-1d"})
+        assert flame["total"] == 12
+        st, dl, _ = server.request("GET", "/api/v1/download?format=collapsed&service=empty"
+                                   "&from=now-1d")
+        assert st == 200 and b"main (app.py:3) 7" in dl
+        server.restart()
+
+
+def test_empty_stack_reads_back_sqlite(server):
+    check_empty_stack_stored(server)
+
+
+def test_empty_stack_reads_back_postgres(pg_db):
+    s = Server(pg_db)
+    try:
+        check_empty_stack_stored(s)
+    finally:
+        s.stop()
+
+
 def push_request(tmp_path, services_and_versions):
     folded = tmp_path / ("p-%s.folded" % uuid.uuid4())
     folded.write_text("main;handle 7\nmain;idle 3\n")
@@ -196,8 +247,8 @@ def test_series_limit_stores_nothing_sqlite(tmp_path):
         s.stop()
 
 
-def test_series_limit_stores_nothing_postgres(postgres, tmp_path):  # noqa: F811
-    s = Server(postgres, "--max-series", "2")
+def test_series_limit_stores_nothing_postgres(pg_db, tmp_path):
+    s = Server(pg_db, "--max-series", "2")
     try:
         check_series_limit(s, tmp_path)
     finally:
