@@ -58,10 +58,12 @@ def no_eval_frames(prof):
 
 def test_native_extension_call(py, spawn, tmp_path):
     """zlib.compress: deflate (libz) under the zlib module's C function,
-    under the Python caller chain <module> -> outer -> compress_loop."""
+    under the Python caller chain <module> -> outer -> compress_loop.
+    Wall-clock (-i, one thread): on a loaded machine on-CPU samples would be
+    few."""
     t = spawn([py.path, program("native_spin.py")])
     out = tmp_path / "native.txt"
-    r = record("-n", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
+    r = record("-n", "-i", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
     prof = native_profile(r)
     assert prof.total >= 20, r.describe()
     no_eval_frames(prof)
@@ -90,10 +92,11 @@ def test_native_extension_call(py, spawn, tmp_path):
 
 def test_native_in_the_middle(py, spawn, tmp_path):
     """libc qsort called through ctypes with a Python comparison callback:
-    sort_once (Python) -> qsort (native) -> py_cmp (Python)."""
+    sort_once (Python) -> qsort (native) -> py_cmp (Python). Wall-clock (-i,
+    one thread): on a loaded machine on-CPU samples would be few."""
     t = spawn([py.path, program("native_callback.py")])
     out = tmp_path / "native_cb.txt"
-    r = record("-n", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
+    r = record("-n", "-i", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
     prof = native_profile(r)
     assert prof.total >= 20, r.describe()
     no_eval_frames(prof)

@@ -185,9 +185,11 @@ def test_target_exit(default_py, pane):
 
 def test_iterations_text(default_py, spawn):
     """--iterations 2: two snapshots on stdout, one a second, without a
-    terminal; the hot function first, percentages and times sane."""
+    terminal; the hot function first, percentages and times sane (-i: the
+    wall-clock time of the one thread, which on a loaded machine gets a
+    CPU for only part of it)."""
     t = spawn([default_py.path, program("busy.py"), 30])
-    r = homura("top", "--iterations", 2, "--rows", 5, "-p", t.pid, timeout=15)
+    r = homura("top", "-i", "--iterations", 2, "--rows", 5, "-p", t.pid, timeout=15)
     assert r.rc == 0, r.describe()
     assert 1.5 < r.elapsed < 5, r.describe()
     snaps = [s for s in r.stdout.split("\n\n") if s.strip()]
@@ -272,9 +274,12 @@ def test_iterations_native(default_py, spawn):
     zlib_rows = [row for row in rows if row[2].startswith(("deflate", "zlib_compress"))
                  or "libz" in row[2] or "libz" in row[3]]
     assert zlib_rows, r.stdout
-    assert sum(row[0] for row in zlib_rows) >= 50, r.stdout   # own time in zlib
+    # Most of the caller's time is zlib's own (shares of the caller's total:
+    # on a loaded machine the target is on a CPU for less of the time).
     caller = by_name.get("compress_forever")
-    assert caller and caller[0] < 20 and caller[1] >= 80, r.stdout
+    assert caller and caller[1] > 0, r.stdout
+    assert sum(row[0] for row in zlib_rows) >= 0.6 * caller[1], r.stdout   # own time in zlib
+    assert caller[0] < 0.2 * caller[1], r.stdout
     assert not any(row[2].startswith("_PyEval_EvalFrame") for row in rows), r.stdout
     assert "Busy: MainThread" in snaps[-1].splitlines()[2], snaps[-1]
     assert_untraced(t.pid)
@@ -283,10 +288,11 @@ def test_iterations_native(default_py, spawn):
 
 def test_iterations_subprocesses(default_py):
     """top -s on a multiprocessing pool: the workers' pool_work shows (two
-    processes busy: about 200%). The workers outlive top by a little (they
-    hold its stdout), so they run only 4 s."""
+    processes sampled: about 200% wall-clock, -i, as on-CPU they get less
+    on a loaded machine). The workers outlive top by a little (they hold
+    its stdout), so they run only 4 s."""
     cmd = [default_py.path, program("subprocs.py"), 4, "fork"]
-    r = homura("top", "-s", "--iterations", 2, "--rows", 5, "--", *cmd, timeout=20)
+    r = homura("top", "-s", "-i", "--iterations", 2, "--rows", 5, "--", *cmd, timeout=20)
     assert r.rc == 0, r.describe()
     snaps = [s for s in r.stdout.split("\n\n") if s.strip()]
     assert len(snaps) == 2, r.stdout
