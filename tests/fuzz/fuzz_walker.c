@@ -120,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	py->tid_offset = 16;
 	snprintf(py->version, sizeof py->version, "%d.%d", L->major, L->minor);
 	walker_init(py);
-	unsigned flags = data[1] & (HM_SAMPLE_GIL | HM_SAMPLE_STATE | HM_SAMPLE_WANT_GIL);
+	unsigned flags = data[1] & (HM_SAMPLE_ONCPU | HM_SAMPLE_GIL | HM_SAMPLE_STATE |
+				 HM_SAMPLE_WANT_GIL);
 	hm_pysample s;
 	memset(&s, 0, sizeof s);
 	hm_python_ready(py);

@@ -6,7 +6,7 @@
 #
 # FUZZ_SECONDS (default 5) is each target's time. New inputs go to a
 # temporary first corpus directory, so the committed tests/fuzz/corpus/<target>/
-# (the second, read-only one) never changes. A crash, leak, timeout (>10 s
+# (the second, read-only one) never changes. A crash, leak, timeout (>25 s
 # for one input), memory blow-up (>2 GiB RSS) or sanitizer report fails the
 # run: the reproducer is saved as build-fuzz/<target>-crash-* (or -leak-,
 # -timeout-, -oom-) and the command that replays it is printed. Exit status is
@@ -33,7 +33,7 @@ for t in "${targets[@]}"; do
 	start=$SECONDS
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-	"$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+	"$bin" -max_total_time="$SECS" -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$B/$t-" \
 		"$work/$t" $seeds >"$log" 2>&1
 	rc=$?

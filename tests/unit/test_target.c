@@ -784,6 +784,40 @@ static void test_pause_self_refused(void **state)
 	hm_target_close(t);
 }
 
+/* hm_target_open_mem: memory from a callback (what fuzz_walker reads). */
+static int arena_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	const uint8_t *a = ctx;
+	if (addr < 0x1000 || addr - 0x1000 > 64 || len > 64 - (addr - 0x1000))
+		return -1;
+	memcpy(buf, a + (addr - 0x1000), len);
+	return 0;
+}
+
+static void test_open_mem(void **state)
+{
+	uint8_t arena[64];
+	for (int i = 0; i < 64; i++)
+		arena[i] = (uint8_t)i;
+	hm_target *t;
+	assert_int_equal(hm_target_open_mem(arena_read, arena, &t), HM_OK);
+	uint8_t b[8], c[4];
+	assert_int_equal(hm_target_read(t, 0x1008, b, 8), HM_OK);
+	assert_int_equal(b[0], 8);
+	assert_int_equal(hm_target_read(t, 0x1040 - 4, b, 8), HM_EIO);
+	hm_iov iov[2] = {{0x1010, b, 8}, {0x1003, c, 4}};
+	assert_int_equal(hm_target_readv(t, iov, 2), HM_OK);
+	assert_int_equal(b[7], 0x17);
+	assert_int_equal(c[0], 3);
+	iov[1].addr = 0x900;
+	assert_int_equal(hm_target_readv(t, iov, 2), HM_EIO);
+	/* no process behind it: /proc lookups find nothing, tids map to themselves */
+	assert_int_equal(hm_target_alive(t), 0);
+	assert_int_equal(hm_target_thread_state(t, getpid()), 0);
+	assert_int_equal(hm_target_host_tid(t, 42), 42);
+	hm_target_close(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -802,6 +836,7 @@ int main(void)
 		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_host_tid_other_namespace),
 		cmocka_unit_test(test_pause_self_refused),
+		cmocka_unit_test(test_open_mem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
