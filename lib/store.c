@@ -206,8 +206,7 @@ void hm_selector_free(hm_selector *sel)
 	for (uint32_t i = 0; i < sel->n; i++) {
 		free(sel->m[i].name);
 		free(sel->m[i].value);
-		if (sel->m[i].compiled)
-			regfree(&sel->m[i].re);
+		hm_regex_free(sel->m[i].re);
 	}
 	memset(sel, 0, sizeof *sel);
 }
@@ -225,24 +224,20 @@ int hm_selector_add(hm_selector *sel, const char *name, int op, const char *valu
 	memset(m, 0, sizeof *m);
 	m->op = op;
 	if (op == HM_MATCH_RE || op == HM_MATCH_NRE) {
-		size_t vl = strlen(value);
-		char *anch = malloc(vl + 5);
-		if (!anch)
-			return hm_error(HM_ENOMEM, "out of memory");
-		snprintf(anch, vl + 5, "^(%s)$", value);
-		int r = regcomp(&m->re, anch, REG_EXTENDED | REG_NOSUB);
-		free(anch);
-		if (r)
-			return hm_error(HM_EINVAL, "selector: bad regular expression '%.64s'", value);
-		m->compiled = 1;
+		int r = hm_regex_compile(value, &m->re);
+		if (r < 0) {
+			char msg[256];
+			snprintf(msg, sizeof msg, "%s", hm_errmsg());
+			return hm_error(r, "selector: %s", msg);
+		}
 	}
 	m->name = strdup(name);
 	m->value = strdup(value);
 	if (!m->name || !m->value) {
 		free(m->name);
 		free(m->value);
-		if (m->compiled)
-			regfree(&m->re);
+		hm_regex_free(m->re);
+		m->re = NULL;
 		return hm_error(HM_ENOMEM, "out of memory");
 	}
 	sel->n++;
@@ -386,7 +381,7 @@ int hm_selector_match(const hm_selector *sel, const hm_series_info *s)
 		if (m->op == HM_MATCH_EQ || m->op == HM_MATCH_NE)
 			hit = !strcmp(v, m->value);
 		else
-			hit = regexec(&m->re, v, 0, NULL, 0) == 0;
+			hit = hm_regex_match(m->re, v, strlen(v));
 		if (m->op == HM_MATCH_NE || m->op == HM_MATCH_NRE)
 			hit = !hit;
 		if (!hit)
