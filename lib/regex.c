@@ -11,7 +11,9 @@
  * characters are cached in the state, other characters are stepped without
  * caching. The cache holds at most DFA_MAX_STATES states and DFA_MAX_POOL
  * thread entries and is flushed when full, so memory is bounded and each
- * character costs at most one NFA step (O(program size)). */
+ * character costs at most one NFA step (O(program size)). Those uncached
+ * steps are counted over the regex's life and capped (HM_REGEX_MAX_WORK), so
+ * the total work of one compiled regex (one request) is bounded too. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -679,6 +681,7 @@ struct hm_regex {
 	int32_t htab[HTAB];
 	int32_t start;
 	uint32_t flushes;
+	uint64_t work;                 /* NFA threads stepped outside the cache */
 	/* scratch, ninst entries each (stack 2 x ninst + 2) */
 	uint32_t *mark, gen, *stack, *t1, *t2;
 };
@@ -1042,6 +1045,10 @@ int hm_regex_match(hm_regex *re, const char *text, size_t len)
 			if (in->op == I_SET && set_has(&re->sets[in->x], ch))
 				closure(re, pc + 1, 0, 0, re->t1, &n);
 		}
+		re->work += d->n + n + 8;   /* threads in and out, plus the lookup */
+		if (re->work > HM_REGEX_MAX_WORK)
+			return hm_error(HM_EINVAL, "regex too expensive over these label values "
+					"(simplify it or narrow the selection)");
 		qsort(re->t1, n, sizeof *re->t1, cmp_u32);
 		uint32_t fl = re->flushes;
 		int32_t nx = dfa_state(re, re->t1, n);

@@ -136,7 +136,14 @@ int hm_store_match(hm_store *st, const hm_selector *sel, int64_t t0, int64_t t1,
 		/* data in [t0, t1): a bucket starting at last_s covers up to +60 s */
 		if (s->last_s + HM_STORE_COARSE_S <= t0 || s->first_s >= t1)
 			continue;
-		if (hm_selector_match(sel, s))
+		int hit = hm_selector_match(sel, s);
+		if (hit < 0) {
+			free(*ids);
+			*ids = NULL;
+			hm_series_list_free(&l);
+			return hit;
+		}
+		if (hit)
 			(*ids)[(*n)++] = s->id;
 	}
 	hm_series_list_free(&l);
@@ -381,7 +388,8 @@ int hm_selector_match(const hm_selector *sel, const hm_series_info *s)
 		if (m->op == HM_MATCH_EQ || m->op == HM_MATCH_NE)
 			hit = !strcmp(v, m->value);
 		else
-			hit = hm_regex_match(m->re, v, strlen(v));
+			if ((hit = hm_regex_match(m->re, v, strlen(v))) < 0)
+				return hit;   /* the regex's work cap */
 		if (m->op == HM_MATCH_NE || m->op == HM_MATCH_NRE)
 			hit = !hit;
 		if (!hit)

@@ -8,7 +8,8 @@
  * are refused as "too complex"), and matched by a lazily built DFA whose
  * cache has a fixed memory budget (flushed when full), so a match costs
  * O(len(text) x program size) at worst and O(len(text)) usually, with
- * bounded memory.
+ * bounded memory; the uncached work of all matches of one compiled regex
+ * is capped as well, so many long values cannot add up without bound.
  *
  * Syntax (the RE2 / Prometheus subset): literals, '.', [...] classes (ranges,
  * negation, [:alpha:]-style names, \d \w \s \D \W \S), ^ $, | alternation,
@@ -26,14 +27,19 @@
 #define HM_REGEX_MAX_PATTERN 4096   /* bytes of pattern text */
 #define HM_REGEX_MAX_INSTS 4096     /* compiled program size */
 #define HM_REGEX_MAX_REPEAT 1000    /* n and m in {n,m} */
+/* NFA thread steps outside the DFA cache, summed over every match of one
+ * compiled regex (about a second of CPU at worst): past it matching fails. */
+#define HM_REGEX_MAX_WORK 20000000ull
 
 typedef struct hm_regex hm_regex;
 
 /* Compile pattern; HM_EINVAL (message set) when it is malformed or too
  * complex, HM_ENOMEM. */
 int hm_regex_compile(const char *pattern, hm_regex **out);
-/* 1 when the whole of s[0..len) matches, else 0. Not thread-safe for one
- * hm_regex (the DFA cache is updated); compile one per thread. */
+/* 1 when the whole of s[0..len) matches, else 0; HM_EINVAL (message set)
+ * once this regex has used up HM_REGEX_MAX_WORK, for this and every later
+ * call. Not thread-safe for one hm_regex (the DFA cache is updated);
+ * compile one per thread. */
 int hm_regex_match(hm_regex *re, const char *s, size_t len);
 void hm_regex_free(hm_regex *re);
 

@@ -142,6 +142,8 @@ int hm_store_stats_get(hm_store *st, hm_store_stats *out);
  * "type" or "" (everything). HM_EINVAL with a message on bad syntax. */
 int hm_selector_parse(const char *text, hm_selector *sel);
 int hm_selector_add(hm_selector *sel, const char *name, int op, const char *value);
+/* 1 / 0, or HM_EINVAL (message set) once a regex matcher has used up its
+ * work cap (regex.h); a selector is for one thread at a time. */
 int hm_selector_match(const hm_selector *sel, const hm_series_info *s);
 void hm_selector_free(hm_selector *sel);
 

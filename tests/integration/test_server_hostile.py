@@ -78,6 +78,29 @@ def test_hostile_regex_is_refused_quickly(long_label_server):
     assert rss_kib(s.proc.pid) < 300 * 1024
 
 
+def test_regex_work_is_capped_per_request(tmp_path):
+    """A pattern whose DFA states are large sets, over many long values that
+    defeat the DFA cache: the request ends with 400 once its regex has done
+    its capped amount of work, instead of running for minutes."""
+    s = Server(tmp_path / "data")
+    try:
+        rnd = random.Random(5)
+        for i in range(40):
+            v = "".join(rnd.choice("ab") for _ in range(1000))
+            assert s.ingest("cap.cpu{k=%s}" % v, b"main;work 1\n")[0] == 200
+        st, body, _ = series(s, '{k=~"(a|b)*a(a|b){1000}"}')
+        assert st == 400 and b"too expensive" in body, body
+        assert s.request("GET", "/ready")[0] == 200
+        # a cheap pattern over the same values is answered
+        st, body, _ = series(s, '{k=~"[ab]*a"}')
+        assert st == 200
+        want = sum(1 for x in json.loads(series(s, "{}")[1])["series"]
+                   if x["labels"].get("k", "").endswith("a"))
+        assert len(json.loads(body)["series"]) == want > 0
+    finally:
+        s.stop()
+
+
 def test_other_clients_served_and_sigterm_during_regex_queries(long_label_server):
     s = long_label_server
     results = []

@@ -2,7 +2,7 @@
  * on a table of cases (each checked with Python's re.fullmatch(p, s,
  * re.DOTALL) where the two syntaxes agree), refused patterns, hostile
  * patterns answered at once, the DFA cache flushing under a pattern with
- * many states, and UTF-8.
+ * many states, the cap on a regex's total work, and UTF-8.
  *
  * `test_regex --check` reads lines "HEXPATTERN HEXTEXT" from stdin and
  * prints 1 (match), 0 (no match) or E (refused) per line, for the
@@ -113,8 +113,13 @@ static void test_hostile(void **state)
 				     "((a*)*)*b", "(.*a){20}b", "(a?){500}a{500}b"};
 	for (size_t i = 0; i < sizeof pats / sizeof *pats; i++) {
 		assert_int_equal(hm_regex_compile(pats[i], &re), HM_OK);
-		for (int k = 0; k < 100; k++)
-			assert_int_equal(hm_regex_match(re, text, 1024), 0);
+		int k, r = 0;
+		for (k = 0; k < 100 && r == 0; k++)
+			r = hm_regex_match(re, text, 1024);
+		/* no match, or the work cap reached (then for good) */
+		assert_true(r == 0 || r == HM_EINVAL);
+		if (r < 0)
+			assert_int_equal(hm_regex_match(re, "b", 1), HM_EINVAL);
 		hm_regex_free(re);
 	}
 	assert_int_equal(hm_regex_compile("(a?){500}a{500}", &re), HM_OK);
@@ -141,6 +146,38 @@ static void test_flush(void **state)
 		text[1000] = 0;
 		int want = text[1000 - 13] == 'a';
 		assert_int_equal(hm_regex_match(re, text, 1000), want);
+	}
+	hm_regex_free(re);
+}
+
+/* A pattern whose DFA states are huge sets, on values that defeat the
+ * cache: each value costs about a program's worth of work per character,
+ * and the work cap ends it after a bounded number of values. */
+static void test_work_cap(void **state)
+{
+	hm_regex *re;
+	assert_int_equal(hm_regex_compile("(a|b)*a(a|b){1000}", &re), HM_OK);
+	char text[1024];
+	unsigned x = 7;
+	int k, r = 0;
+	for (k = 0; k < 100000 && r >= 0; k++) {
+		for (int i = 0; i < 1024; i++) {
+			x = x * 1103515245u + 12345u;
+			text[i] = (x >> 16) & 1 ? 'a' : 'b';
+		}
+		r = hm_regex_match(re, text, 1024);
+		if (r >= 0)
+			assert_int_equal(r, text[1024 - 1001] == 'a');
+	}
+	assert_int_equal(r, HM_EINVAL);
+	assert_non_null(strstr(hm_errmsg(), "too expensive"));
+	assert_true(k < 1000);
+	hm_regex_free(re);
+	/* an ordinary pattern over many values never gets near it */
+	assert_int_equal(hm_regex_compile("api-[a-z]+-[0-9]{1,3}|web.*", &re), HM_OK);
+	for (k = 0; k < 100000; k++) {
+		int n = snprintf(text, sizeof text, k % 2 ? "api-eu-%d" : "webx%d", k % 2000);
+		assert_int_equal(hm_regex_match(re, text, (size_t)n), k % 2 ? (k % 2000) < 1000 : 1);
 	}
 	hm_regex_free(re);
 }
@@ -193,6 +230,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_flush),
+		cmocka_unit_test(test_work_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
