@@ -99,7 +99,12 @@ static int pick_default_type(hm_store *st, hm_selector *sel)
 		return rc;
 	const char *best = NULL;
 	for (size_t i = 0; i < l.n; i++) {
-		if (!hm_selector_match(sel, &l.v[i]))
+		int hit = hm_selector_match(sel, &l.v[i]);
+		if (hit < 0) {
+			hm_series_list_free(&l);
+			return hit;
+		}
+		if (!hit)
 			continue;
 		if (!best || !strcmp(l.v[i].type, "process_cpu") ||
 		    (strcmp(best, "process_cpu") && strcmp(l.v[i].type, best) < 0))
@@ -269,10 +274,19 @@ static int matching_series(hm_store *st, const hm_http_req *rq, hm_series_list *
 		return rc;
 	}
 	*keep = calloc(l->n + 1, 1);
-	for (size_t i = 0; *keep && i < l->n; i++)
-		(*keep)[i] = !filtered ||
-			     (hm_selector_match(&q.sel, &l->v[i]) &&
-			      l->v[i].last_s + HM_STORE_COARSE_S > q.from && l->v[i].first_s < q.until);
+	for (size_t i = 0; *keep && i < l->n; i++) {
+		int hit = !filtered ? 1 : hm_selector_match(&q.sel, &l->v[i]);
+		if (hit < 0) {
+			hm_selector_free(&q.sel);
+			free(*keep);
+			*keep = NULL;
+			hm_series_list_free(l);
+			return hit;
+		}
+		(*keep)[i] = hit && (!filtered ||
+				     (l->v[i].last_s + HM_STORE_COARSE_S > q.from &&
+				      l->v[i].first_s < q.until));
+	}
 	hm_selector_free(&q.sel);
 	if (!*keep) {
 		hm_series_list_free(l);

@@ -5,8 +5,11 @@
  * request is answered before its body is read), then with body chunks
  * (appended up to max_body; past it the rest is discarded and 413 given),
  * then once more to answer. The finished request becomes an hm_http_req
- * for hm_ingest_handle or hm_api_handle. A thread pool serves connections;
- * the store does its own locking. Buffered bodies are capped per request
+ * for hm_ingest_handle or hm_api_handle. A thread pool serves connections,
+ * each thread polling its share with epoll, so idle or slow connections cost
+ * no thread; connections are capped in all and per client address and
+ * closed after idle_timeout_s without traffic, so a few clients cannot hold
+ * every slot (slowloris). The store does its own locking. Buffered bodies are capped per request
  * (max_body) and in total (INFLIGHT_BODIES x max_body), so memory stays
  * bounded whatever clients send. */
 #include <arpa/inet.h>
@@ -256,6 +259,17 @@ int hm_server_start(hm_store *st, const hm_server_opts *o, hm_server **out)
 		s->o.max_body = HM_SERVER_MAX_BODY;
 	if (!s->o.threads)
 		s->o.threads = 4;
+	if (!s->o.max_conns)
+		s->o.max_conns = HM_SERVER_MAX_CONNS;
+	if (!s->o.max_conns_per_ip)
+		s->o.max_conns_per_ip = HM_SERVER_MAX_CONNS_PER_IP;
+	if (!s->o.idle_timeout_s)
+		s->o.idle_timeout_s = HM_SERVER_IDLE_TIMEOUT_S;
+	if ((o->ingest_token && !*o->ingest_token) || (o->read_token && !*o->read_token)) {
+		free(s);
+		return hm_error(HM_EINVAL, "empty %s token (leave it unset for none)",
+				o->ingest_token && !*o->ingest_token ? "ingest" : "read");
+	}
 	s->ingest_token = o->ingest_token ? strdup(o->ingest_token) : NULL;
 	s->read_token = o->read_token ? strdup(o->read_token) : NULL;
 	struct sockaddr_storage ss;
@@ -271,8 +285,9 @@ int hm_server_start(hm_store *st, const hm_server_opts *o, hm_server **out)
 	s->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, s,
 				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				MHD_OPTION_THREAD_POOL_SIZE, s->o.threads,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
+				MHD_OPTION_CONNECTION_TIMEOUT, s->o.idle_timeout_s,
+				MHD_OPTION_CONNECTION_LIMIT, s->o.max_conns,
+				MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->o.max_conns_per_ip,
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 				MHD_OPTION_NOTIFY_COMPLETED, completed, s,
 				MHD_OPTION_END);

@@ -183,7 +183,14 @@ int hm_store_match(hm_store *st, const hm_selector *sel, int64_t t0, int64_t t1,
 		/* data in [t0, t1): a bucket starting at last_s covers up to +60 s */
 		if (s->last_s + HM_STORE_COARSE_S <= t0 || s->first_s >= t1)
 			continue;
-		if (hm_selector_match(sel, s))
+		int hit = hm_selector_match(sel, s);
+		if (hit < 0) {
+			free(*ids);
+			*ids = NULL;
+			hm_series_list_free(&l);
+			return hit;
+		}
+		if (hit)
 			(*ids)[(*n)++] = s->id;
 	}
 	hm_series_list_free(&l);
@@ -253,103 +260,9 @@ void hm_selector_free(hm_selector *sel)
 	for (uint32_t i = 0; i < sel->n; i++) {
 		free(sel->m[i].name);
 		free(sel->m[i].value);
-		if (sel->m[i].compiled)
-			regfree(&sel->m[i].re);
+		hm_regex_free(sel->m[i].re);
 	}
 	memset(sel, 0, sizeof *sel);
-}
-
-/* Why glibc's regcomp should not be given re, or NULL. It copies a
- * subexpression once per repetition ({m,n} and '+'), so nested bounds
- * multiply ("((a{1,100}){1,100}){1,100}" is a million copies: gigabytes),
- * and its closure computation is exponential in nested or stacked
- * quantifiers over what may match empty ("()+++++" runs for minutes).
- * So: the copies (an upper bound: alternatives add up) are capped, and so is
- * the nesting of quantifiers. Backreferences (exponential to match) and
- * unbalanced parentheses (they would escape the ^(...)$ the matcher wraps
- * the expression in) are refused too. */
-#define MAX_REGEX_COPIES 10000
-#define MAX_REGEX_QDEPTH 3
-
-static const char *regex_refused(const char *re)
-{
-	struct { size_t cur, q; } stack[64];
-	size_t depth = 0, cur = 0, last = 0, cap = MAX_REGEX_COPIES;
-	size_t q = 0, lastq = 0;     /* quantifier nesting: so far, of the last atom */
-	for (const char *p = re; *p; p++) {
-		size_t n = 0;            /* a quantifier's copies, 0 for an atom */
-		if (*p == '\\' && p[1]) {
-			if (p[1] >= '1' && p[1] <= '9')
-				return "backreferences";
-			p++;
-		} else if (*p == '[') {
-			const char *e = p + 1;
-			e += *e == '^';
-			e += *e == ']';
-			while (*e && *e != ']') {
-				if (*e == '[' && (e[1] == ':' || e[1] == '.' || e[1] == '=')) {
-					const char *c = strchr(e + 2, e[1]);
-					e = c && c[1] == ']' ? c + 1 : e;
-				}
-				e++;
-			}
-			if (!*e)
-				return NULL;     /* unterminated: regcomp refuses it */
-			p = e;
-		} else if (*p == '(') {
-			if (depth == sizeof stack / sizeof stack[0])
-				return "nesting";
-			stack[depth].cur = cur;
-			stack[depth++].q = q;
-			cur = q = 0;
-			continue;
-		} else if (*p == ')') {
-			if (!depth)
-				return "unbalanced parentheses";
-			last = cur ? cur : 1;
-			lastq = q;
-			depth--;
-			cur = stack[depth].cur + last;
-			q = stack[depth].q > q ? stack[depth].q : q;
-			continue;
-		} else if (*p == '{' && last) {
-			char *end;
-			unsigned long m = strtoul(p + 1, &end, 10), x = m;
-			if (end > p + 1 && *end == ',')
-				x = isdigit((unsigned char)end[1]) ? strtoul(end + 1, &end, 10) :
-				    (end++, m + 1);
-			if (end > p + 1 && *end == '}') {
-				p = end;
-				n = x > m ? x : m;
-				if (n >= cap)
-					return "repetition counts";
-				n++;
-			}
-		} else if (*p == '+' && last) {
-			n = 2;
-		} else if ((*p == '*' || *p == '?') && last) {
-			n = 1;
-		} else if (*p == '|' || *p == '^' || *p == '$') {
-			last = 0;
-			continue;
-		}
-		if (!n) {                /* an atom */
-			last = 1;
-			lastq = 0;
-			cur++;
-		} else {                 /* a quantifier of the last atom */
-			if (n > cap || last > cap / n)
-				return "repetition counts";
-			cur += last * (n - 1);
-			last *= n;
-			if (++lastq > MAX_REGEX_QDEPTH)
-				return "nested quantifiers";
-			q = lastq > q ? lastq : q;
-		}
-		if (cur > cap)
-			return "repetition counts";
-	}
-	return depth ? "unbalanced parentheses" : NULL;
 }
 
 int hm_selector_add(hm_selector *sel, const char *name, int op, const char *value)
@@ -365,28 +278,20 @@ int hm_selector_add(hm_selector *sel, const char *name, int op, const char *valu
 	memset(m, 0, sizeof *m);
 	m->op = op;
 	if (op == HM_MATCH_RE || op == HM_MATCH_NRE) {
-		const char *why = regex_refused(value);
-		if (why)
-			return hm_error(HM_EINVAL, "selector: regular expression '%.64s' refused: "
-					"%s", value, why);
-		size_t vl = strlen(value);
-		char *anch = malloc(vl + 5);
-		if (!anch)
-			return hm_error(HM_ENOMEM, "out of memory");
-		snprintf(anch, vl + 5, "^(%s)$", value);
-		int r = regcomp(&m->re, anch, REG_EXTENDED | REG_NOSUB);
-		free(anch);
-		if (r)
-			return hm_error(HM_EINVAL, "selector: bad regular expression '%.64s'", value);
-		m->compiled = 1;
+		int r = hm_regex_compile(value, &m->re);
+		if (r < 0) {
+			char msg[256];
+			snprintf(msg, sizeof msg, "%s", hm_errmsg());
+			return hm_error(r, "selector: %s", msg);
+		}
 	}
 	m->name = strdup(name);
 	m->value = strdup(value);
 	if (!m->name || !m->value) {
 		free(m->name);
 		free(m->value);
-		if (m->compiled)
-			regfree(&m->re);
+		hm_regex_free(m->re);
+		m->re = NULL;
 		return hm_error(HM_ENOMEM, "out of memory");
 	}
 	sel->n++;
@@ -530,7 +435,8 @@ int hm_selector_match(const hm_selector *sel, const hm_series_info *s)
 		if (m->op == HM_MATCH_EQ || m->op == HM_MATCH_NE)
 			hit = !strcmp(v, m->value);
 		else
-			hit = regexec(&m->re, v, 0, NULL, 0) == 0;
+			if ((hit = hm_regex_match(m->re, v, strlen(v))) < 0)
+				return hit;   /* the regex's work cap */
 		if (m->op == HM_MATCH_NE || m->op == HM_MATCH_NRE)
 			hit = !hit;
 		if (!hit)

@@ -17,12 +17,23 @@
 
 typedef struct hm_server_opts {
 	const char *listen;         /* "127.0.0.1:4040", "[::1]:4040", ":4040" (all) */
-	const char *ingest_token;   /* required as "Authorization: Bearer T" to ingest */
+	const char *ingest_token;   /* required as "Authorization: Bearer T" to ingest;
+				     * NULL = none, "" is refused (HM_EINVAL) */
 	const char *read_token;     /* required to query (GET /ready is open) */
 	size_t max_body;            /* 0 = HM_SERVER_MAX_BODY */
 	unsigned threads;           /* 0 = 4 */
+	unsigned max_conns;         /* open connections in all; 0 = HM_SERVER_MAX_CONNS */
+	unsigned max_conns_per_ip;  /* per client address; 0 = HM_SERVER_MAX_CONNS_PER_IP */
+	unsigned idle_timeout_s;    /* close a connection idle this long; 0 = default */
 	int quiet;                  /* no per-request error lines on stderr */
 } hm_server_opts;
+
+/* Defaults: a few slow or idle clients cannot hold every connection slot
+ * (slowloris); past the per-address cap new connections from that address
+ * are closed at once, others are still served. */
+#define HM_SERVER_MAX_CONNS 1000
+#define HM_SERVER_MAX_CONNS_PER_IP 64
+#define HM_SERVER_IDLE_TIMEOUT_S 30
 
 typedef struct hm_http_req {
 	const char *method, *path;

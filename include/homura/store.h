@@ -15,14 +15,15 @@
  *   process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="api",version=~"1\\..*"}
  * The part before '{' names the profile type; a sample unit of "count"
  * selects sample counts, anything else nanoseconds. Matchers: = != =~ !~
- * (regexes are POSIX extended, anchored). All functions are thread-safe. */
+ * (regexes: regex.h's bounded RE2-style subset, matching the whole value).
+ * All functions are thread-safe (a parsed selector belongs to one thread). */
 #ifndef HOMURA_STORE_H
 #define HOMURA_STORE_H
 
-#include <regex.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "homura/profile.h"
+#include "homura/regex.h"
 
 #define HM_STORE_BUCKET_S 10
 #define HM_STORE_COARSE_S 60
@@ -75,8 +76,7 @@ enum hm_match_op { HM_MATCH_EQ, HM_MATCH_NE, HM_MATCH_RE, HM_MATCH_NRE };
 typedef struct hm_matcher {
 	char *name, *value;
 	int op;                      /* enum hm_match_op */
-	int compiled;
-	regex_t re;
+	hm_regex *re;                /* =~ and !~ */
 } hm_matcher;
 
 typedef struct hm_selector {
@@ -165,6 +165,8 @@ int hm_store_stats_get(hm_store *st, hm_store_stats *out);
  * "type" or "" (everything). HM_EINVAL with a message on bad syntax. */
 int hm_selector_parse(const char *text, hm_selector *sel);
 int hm_selector_add(hm_selector *sel, const char *name, int op, const char *value);
+/* 1 / 0, or HM_EINVAL (message set) once a regex matcher has used up its
+ * work cap (regex.h); a selector is for one thread at a time. */
 int hm_selector_match(const hm_selector *sel, const hm_series_info *s);
 void hm_selector_free(hm_selector *sel);
 
