@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from conftest import HOMURA, free_port, program
+from conftest import HOMURA, SANITIZER_RE, free_port, program
 
 
 # ------------------------------------------------------------ the receiver
@@ -105,6 +105,7 @@ class Agent:
             out, err = self.proc.communicate()
             raise AssertionError("agent did not exit after SIGTERM:\n" + err.decode())
         self.err = err.decode(errors="replace")
+        assert not SANITIZER_RE.search(self.err), "sanitizer report:\n" + self.err
         return self.proc.returncode
 
     def stats(self):
