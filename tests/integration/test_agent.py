@@ -514,8 +514,8 @@ def test_backoff_is_not_cut_short_by_new_windows(busy, agent, receiver, tmp_path
     # the drain at exit allows one more attempt at once.
     bound = 2 + (how == "503") + math.log2(4 * took + 1)
     assert 1 <= st["failed_attempts"] <= bound, (st, took, bound)
-    if how == "503":
-        assert len(r.got()) == st["failed_attempts"]
+    if how == "503":   # (the last one may have been cut off at exit)
+        assert 1 <= len(r.got()) <= st["failed_attempts"]
     assert st["sent"] == 0 and st["expired"] == 0
 
 
