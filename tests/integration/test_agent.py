@@ -617,3 +617,58 @@ def test_spool_survives_kill9(busy, agent, tmp_path):
         assert _server_samples(url, "a") == before + queued
     finally:
         srv.stop()
+
+
+def test_series_limit_of_a_real_server(busy, agent, tmp_path):
+    """The issue's case against a real `homura server --max-series 1`: the
+    second service's profiles are answered 429 (series limit) and are given
+    up after --max-attempts; the first service's keep arriving."""
+    t1 = busy(name="svc-one", attrs="")
+    t2 = busy(name="svc-two", attrs="")
+    port = free_port()
+    data = tmp_path / "data"
+    srv = subprocess.Popen([HOMURA, "server", "--data", str(data), "--listen",
+                            "127.0.0.1:%d" % port, "--quiet", "--max-series", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = "http://127.0.0.1:%d" % port
+
+    def samples(svc):
+        q = urllib.parse.urlencode({"query": 'process_cpu{service_name="%s"}' % svc,
+                                    "format": "collapsed", "from": "now-1h", "until": "now+1h"})
+        try:
+            with urllib.request.urlopen(url + "/api/v1/download?" + q, timeout=30) as resp:
+                return _collapsed_total(resp.read().decode())
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return 0
+            raise
+        except OSError:
+            return 0
+    try:
+        wait_for(lambda: _ready(url), 20, "the server")
+        a = agent("-p", t1.pid, "-p", t2.pid, "--interval", 0.3, "--server", url,
+                  "--max-attempts", 2, "--flush-timeout", 120)
+        wait_for(lambda: samples("svc-one") > 0 or samples("svc-two") > 0, 20, "a series")
+        first = "svc-one" if samples("svc-one") > 0 else "svc-two"
+        other = "svc-two" if first == "svc-one" else "svc-one"
+        n0 = samples(first)
+        wait_for(lambda: samples(first) > n0, 20, "more profiles of " + first)
+        n1 = samples(first)
+        wait_for(lambda: samples(first) > n1, 20, "more profiles of " + first)
+        assert a.stop(timeout=150) == 0, a.err
+        st = a.stats()["exporters"][0]
+        assert samples(other) == 0
+        assert st["sent"] >= 3 and st["expired"] >= 1, st
+        assert st["submitted"] == st["sent"] + st["expired"], st
+        assert re.search(r"still refused \(HTTP 429\) after 2 attempts each", a.err), a.err
+    finally:
+        srv.terminate()
+        srv.wait(timeout=20)
+
+
+def _ready(url):
+    try:
+        with urllib.request.urlopen(url + "/ready", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
