@@ -7,11 +7,11 @@
  * bytes on the exporter's hm_queue. One sender thread per queued exporter
  * peeks the oldest item, sends it, and pops it only once it is delivered (or
  * refused with a 4xx, which is counted): delivery is in order, except that an
- * item the destination refuses for now (408, 429, 5xx) moves behind the
- * others and is dropped after max_attempts such answers. After any failure
- * the next attempt waits a back-off drawn uniformly from [d/2, d], d
- * doubling from backoff_min to backoff_max and reset only by a success, so
- * many agents do not retry in lock-step. Drops are logged at once, then at
+ * item the destination refuses for now (408, 429, 5xx) is set aside with its
+ * own back-off while the others go on, and is dropped after max_attempts
+ * such answers. Failures in a row make every attempt wait a back-off drawn
+ * uniformly from [d/2, d], d doubling from backoff_min to backoff_max and
+ * reset only by a success, so many agents do not retry in lock-step. Drops are logged at once, then at
  * most every 10 s per reason with the counts since the last line, and a
  * summary at flush. */
 #include <curl/curl.h>
@@ -186,31 +186,45 @@ static void droplog_flush_all_locked(hm_exporter *e, int force)
 		droplog_flush_locked(e, k, force);
 }
 
-/* The sender: the oldest item first. A success resets the back-off; any
- * failure doubles it, and nothing is sent before it has passed (new
- * submissions do not cut it short, only drain/cancel do). A connection
- * failure or timeout keeps the item at the head (the destination is down,
- * not the item at fault); an answer of 408/429/5xx counts an attempt
- * against the item and moves it behind the others, so one profile the
- * destination will not take (a series limit) does not hold up the rest;
- * after max_attempts such answers it is dropped. Other 4xx: dropped at once.
- * Every drop is counted and logged (rate-limited). */
+static double backoff_of(const hm_exporter *e, unsigned k)
+{
+	double d = e->o.backoff_min_s;
+	for (unsigned i = 1; i < k && d < e->o.backoff_max_s; i++)
+		d *= 2;
+	return d < e->o.backoff_max_s ? d : e->o.backoff_max_s;
+}
+
+/* The sender. Failures in a row (no success in between: `streak`) set a
+ * global back-off: the next attempt of anything waits a delay drawn from
+ * [d/2, d], d doubling with the streak from backoff_min to backoff_max; it
+ * is reset only by a success, and new submissions do not cut it short (only
+ * drain/cancel do). A connection failure or timeout keeps the item at the
+ * head: the destination is down, not the item at fault. An answer of
+ * 408/429/5xx counts an attempt against the item and sets it aside with its
+ * own doubling back-off, so one profile the destination will not take (a
+ * series limit) does not hold up the rest; the global back-off then applies
+ * only from the second failure in a row, when the destination may be
+ * refusing everything. After max_attempts such answers the item is dropped.
+ * Other 4xx: dropped at once. Every drop is counted and logged
+ * (rate-limited). */
 static void *sender_main(void *arg)
 {
 	hm_exporter *e = arg;
-	double backoff = e->o.backoff_min_s;
+	unsigned streak = 0;     /* failed attempts since the last success */
 	double next_try = 0;     /* CLOCK_MONOTONIC: no attempt before this */
 	char why[256];
 	for (;;) {
-		hm_qitem *it = hm_queue_peek(e->q);
+		double next_due = 0;
+		hm_qitem *it = hm_queue_next(e->q, now_s(), &next_due);
 		pthread_mutex_lock(&e->mu);
 		droplog_flush_all_locked(e, 0);
-		if (e->cancel || (!it && e->draining)) {
+		if (e->cancel || (!it && !next_due && e->draining)) {
 			pthread_mutex_unlock(&e->mu);
 			break;
 		}
-		if (!it) {
-			wait_locked(e, 1.0);
+		if (!it) {   /* empty, or only items set aside: a submit wakes us */
+			double w = next_due ? next_due - now_s() : 1.0;
+			wait_locked(e, w < 0.001 ? 0.001 : w > 1.0 ? 1.0 : w);
 			pthread_mutex_unlock(&e->mu);
 			continue;
 		}
@@ -243,7 +257,7 @@ static void *sender_main(void *arg)
 			if (e->down)
 				hm_log(HM_LOG_INFO, "%s is reachable again", e->name);
 			e->down = 0;
-			backoff = e->o.backoff_min_s;
+			streak = 0;
 			next_try = 0;
 			pthread_mutex_unlock(&e->mu);
 			hm_queue_pop(e->q);
@@ -257,13 +271,11 @@ static void *sender_main(void *arg)
 			continue;
 		}
 		e->st.failed_attempts++;
-		if (!e->cancel) {
-			next_try = now_s() + backoff * (0.5 + 0.5 * rng_unit(&e->rng));
-			backoff *= 2;
-			if (backoff > e->o.backoff_max_s)
-				backoff = e->o.backoff_max_s;
-		}
+		streak++;
+		double jitter = 0.5 + 0.5 * rng_unit(&e->rng);
 		if (r == HM_SEND_DEFER) {
+			if (!e->cancel && streak >= 2)
+				next_try = now_s() + backoff_of(e, streak - 1) * jitter;
 			it->attempts++;
 			if (e->o.max_attempts && it->attempts >= e->o.max_attempts) {
 				e->st.expired++;
@@ -274,10 +286,13 @@ static void *sender_main(void *arg)
 			}
 			if (!e->cancel)
 				droplog_note_locked(e, NOTE_DEFERRED, len, why);
+			double own = backoff_of(e, it->attempts) * (0.5 + 0.5 * rng_unit(&e->rng));
 			pthread_mutex_unlock(&e->mu);
-			hm_queue_requeue(e->q);
+			hm_queue_defer(e->q, now_s() + own);
 			continue;
 		}
+		if (!e->cancel)
+			next_try = now_s() + backoff_of(e, streak) * jitter;
 		if (!e->down && !e->cancel)
 			hm_log(HM_LOG_WARN, "cannot send to %s (%s); queueing and retrying", e->name,
 			       why);

@@ -14,10 +14,14 @@
  * profile degrades to "one in flight" rather than "never send". A spool file
  * is "HMQ1", the meta length (u32, little endian), the meta, then the data;
  * it is created under a random temporary name with O_CREAT|O_EXCL|O_NOFOLLOW
- * in the spool directory (held open) and renamed into place (fileio.h). */
+ * in the spool directory (held open) and renamed into place (fileio.h).
+ * An item the destination refused for now can be set aside (deferred) until
+ * a given time: it then waits in a small list in memory (its file stays) and
+ * is handed out again, before the FIFO's head, once its time has come. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +44,9 @@ typedef struct spool_ent {
 struct hm_queue {
 	pthread_mutex_t mu;
 	hm_qitem *head, *tail;
+	hm_qitem *deferred;      /* set aside until their not_before (unordered) */
+	hm_qitem *cur;           /* returned by the last peek */
+	int cur_deferred;        /* ... from the deferred list */
 	uint64_t nmem;
 	size_t mem_bytes, max_bytes;
 	char *spool_dir;
@@ -128,6 +135,23 @@ static hm_qitem *mem_unlink_head(hm_queue *q)
 	if (h->on_disk)
 		q->disk_bytes -= file_bytes(h);
 	return h;
+}
+
+/* Take it out of the deferred list (mu held); its file, if any, stays. */
+static hm_qitem *def_unlink(hm_queue *q, hm_qitem *it)
+{
+	for (hm_qitem **pp = &q->deferred; *pp; pp = &(*pp)->next) {
+		if (*pp != it)
+			continue;
+		*pp = it->next;
+		it->next = NULL;
+		q->nmem--;
+		q->mem_bytes -= item_bytes(it);
+		if (it->on_disk)
+			q->disk_bytes -= file_bytes(it);
+		return it;
+	}
+	return NULL;
 }
 
 /* Write its file (named by its seq) in the spool directory; 0 on success. */
@@ -289,6 +313,10 @@ static int spool_load(hm_queue *q)
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		unsigned long long s;
+		if (!strncmp(de->d_name, ".hmq.", 5)) {   /* a write cut short (kill -9) */
+			unlinkat(q->spool_fd, de->d_name, 0);
+			continue;
+		}
 		char tail[8];
 		if (strlen(de->d_name) != 20 || sscanf(de->d_name, "%16llx%7s", &s, tail) != 2 ||
 		    strcmp(tail, ".hmq"))
@@ -361,6 +389,11 @@ void hm_queue_free(hm_queue *q)
 		item_free(q->head);
 		q->head = n;
 	}
+	while (q->deferred) {
+		hm_qitem *n = q->deferred->next;
+		item_free(q->deferred);
+		q->deferred = n;
+	}
 	while (q->shead) {   /* the files stay for the next run */
 		spool_ent *n = q->shead->next;
 		free(q->shead);
@@ -415,57 +448,76 @@ int hm_queue_push(hm_queue *q, unsigned char *data, size_t len, char *meta)
 	return rc;
 }
 
-hm_qitem *hm_queue_peek(hm_queue *q)
+hm_qitem *hm_queue_next(hm_queue *q, double now, double *next_due)
 {
 	pthread_mutex_lock(&q->mu);
+	hm_qitem *due = NULL;
+	double first = 0;
+	for (hm_qitem *d = q->deferred; d; d = d->next) {
+		if (d->not_before <= now) {
+			if (!due || d->not_before < due->not_before)
+				due = d;
+		} else if (!first || d->not_before < first) {
+			first = d->not_before;
+		}
+	}
+	if (next_due)
+		*next_due = first;
+	if (due) {
+		q->cur = due;
+		q->cur_deferred = 1;
+		pthread_mutex_unlock(&q->mu);
+		return due;
+	}
 	while (!q->head && q->shead) {
 		hm_qitem *it = spool_take(q);
 		if (it)
 			mem_append(q, it);
 	}
+	q->cur = q->head;
+	q->cur_deferred = 0;
 	hm_qitem *h = q->head;
 	pthread_mutex_unlock(&q->mu);
 	return h;
 }
 
+hm_qitem *hm_queue_peek(hm_queue *q)
+{
+	return hm_queue_next(q, HUGE_VAL, NULL);
+}
+
 void hm_queue_pop(hm_queue *q)
 {
 	pthread_mutex_lock(&q->mu);
-	hm_qitem *h = mem_unlink_head(q);
+	hm_qitem *h = NULL;
+	if (q->cur && q->cur_deferred) {
+		h = def_unlink(q, q->cur);
+	} else if (!q->cur || q->cur == q->head) {   /* no peek: the head */
+		h = mem_unlink_head(q);
+	}
+	q->cur = NULL;
 	if (h && h->on_disk)
 		file_remove(q, h->seq);
 	pthread_mutex_unlock(&q->mu);
 	item_free(h);
 }
 
-void hm_queue_requeue(hm_queue *q)
+void hm_queue_defer(hm_queue *q, double not_before)
 {
 	pthread_mutex_lock(&q->mu);
-	hm_qitem *h = q->head;
-	if (!h || (!h->next && !q->nspool)) {   /* alone: it stays where it is */
-		pthread_mutex_unlock(&q->mu);
-		return;
+	hm_qitem *h = q->cur;
+	if (h && !q->cur_deferred && h == q->head) {
+		mem_unlink_head(q);
+		h->next = q->deferred;
+		q->deferred = h;
+		q->nmem++;
+		q->mem_bytes += item_bytes(h);
+		if (h->on_disk)
+			q->disk_bytes += file_bytes(h);
 	}
-	mem_unlink_head(q);
-	uint64_t old = h->seq;
-	h->seq = q->next_seq++;
-	if (h->on_disk) {
-		char from[64], to[64];
-		spool_name(old, from, sizeof from);
-		spool_name(h->seq, to, sizeof to);
-		if (renameat(q->spool_fd, from, q->spool_fd, to) != 0) {
-			unlinkat(q->spool_fd, from, 0);
-			h->on_disk = 0;
-		}
-	}
-	/* Behind everything: behind the spool when it holds items. */
-	if (q->nspool && spool_write(q, h) == 0) {
-		item_free(h);
-	} else {
-		if (q->spool_fd >= 0 && !h->on_disk && file_write(q, h) == 0)
-			h->on_disk = 1;
-		mem_append(q, h);
-	}
+	if (h)
+		h->not_before = not_before;
+	q->cur = NULL;
 	pthread_mutex_unlock(&q->mu);
 }
 
@@ -481,8 +533,9 @@ size_t hm_queue_spill(hm_queue *q)
 	q->shead = q->stail = NULL;
 	q->nspool = 0;
 	q->spool_bytes = old_bytes;   /* the bound counts what is there */
-	while (q->head) {
-		hm_qitem *h = mem_unlink_head(q);
+	q->cur = NULL;
+	while (q->deferred || q->head) {
+		hm_qitem *h = q->deferred ? def_unlink(q, q->deferred) : mem_unlink_head(q);
 		if (h->on_disk)   /* its file is there: keep it even past the bound */
 			q->spool_max += file_bytes(h);
 		int kept = spool_write(q, h) == 0;

@@ -3,7 +3,9 @@
  * Reads any profile homura understands (the format is detected from the
  * content), optionally narrows it with --focus / --hide / --thread /
  * --drop-file, and writes it in the format named by -f or implied by OUT's
- * suffix. OUT "-" (the default) is stdout. */
+ * suffix. OUT "-" (the default) is stdout; a file is written to a new
+ * temporary file renamed into place, and a symbolic link, FIFO or device is
+ * refused (fileio.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

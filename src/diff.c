@@ -4,7 +4,8 @@
  * each, and writes a differential view normalised by totals: an SVG flame
  * graph (widths from AFTER, red = a frame's share grew, green = shrank),
  * collapsed stacks with signed deltas, or a pprof of the deltas (which
- * `go tool pprof` shows like its own -diff_base output). */
+ * `go tool pprof` shows like its own -diff_base output). OUT is written as
+ * convert writes it: never through a symbolic link (fileio.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

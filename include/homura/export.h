@@ -30,6 +30,7 @@ typedef struct hm_qitem {
 	uint64_t seq;            /* submission order */
 	double made;             /* when it was queued (CLOCK_REALTIME seconds) */
 	unsigned attempts;       /* refused for now (408, 429, 5xx) so far */
+	double not_before;       /* deferred until (the caller's clock) */
 	int on_disk;             /* its spool file exists */
 	char *meta;              /* exporter-specific text (e.g. a query string) */
 	unsigned char *data;
@@ -60,16 +61,20 @@ void hm_queue_free(hm_queue *q);
 /* Takes ownership of data and meta (freed on refusal too). HM_OK, or
  * HM_ENOMEM when the item was refused and counted as dropped. */
 int hm_queue_push(hm_queue *q, unsigned char *data, size_t len, char *meta);
-/* The oldest item, still queued (NULL if empty). Valid until hm_queue_pop.
- * Only one consumer may peek/pop. */
+/* The next item to send, still queued: the deferred item whose not_before
+ * is earliest and <= now, else the oldest queued item; NULL if none is
+ * ready. *next_due (if not NULL) gets the earliest not_before of the
+ * deferred items that are not ready (0 if none). Valid until the next
+ * pop/defer. Only one consumer may use next/peek/pop/defer. */
+hm_qitem *hm_queue_next(hm_queue *q, double now, double *next_due);
+/* hm_queue_next with every deferred item ready. */
 hm_qitem *hm_queue_peek(hm_queue *q);
-/* Remove and free the item returned by the last peek. */
+/* Remove and free the item returned by the last next/peek. */
 void hm_queue_pop(hm_queue *q);
-/* Move the item returned by the last peek behind all the others (a new
- * sequence number; its spool file is renamed to match), so one item that
- * cannot be delivered yet does not hold up the rest. It stays put when it
- * is the only one. */
-void hm_queue_requeue(hm_queue *q);
+/* Set the item returned by the last next/peek aside until not_before, so
+ * that one item the destination will not take yet does not hold up the
+ * others; it keeps its place in the spool on disk. */
+void hm_queue_defer(hm_queue *q, double not_before);
 /* Move what is still in memory to the spool (at shutdown); returns the
  * number of items that could not be kept (no spool, or it is full). */
 size_t hm_queue_spill(hm_queue *q);

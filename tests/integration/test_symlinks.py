@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import HOMURA, assert_one_error_line, homura, program
+from conftest import HOMURA, SANITIZER_RE, assert_one_error_line, homura, program
 
 PRECIOUS = b"precious, not to be overwritten\n"
 
@@ -45,7 +45,9 @@ def finish(p, timeout=30):
         p.kill()
         out, err = p.communicate()
         raise AssertionError("hung: " + err.decode(errors="replace"))
-    return p.returncode, out, err.decode(errors="replace")
+    err = err.decode(errors="replace")
+    assert not SANITIZER_RE.search(err), "sanitizer report:\n" + err
+    return p.returncode, out, err
 
 
 def test_agent_dir_ignores_planted_links(spawn, default_py, tmp_path, victim):

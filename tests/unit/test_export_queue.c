@@ -1,7 +1,7 @@
 /* test_export_queue.c - the exporter's bounded queue: order, the byte bound,
  * drop counting, the disk spool (overflow, order, survival across a restart
  * and a crash, planted symbolic links), spilling memory to the spool at
- * shutdown, and moving a refused item behind the others. */
+ * shutdown, and setting a refused item aside until its time. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -218,8 +218,15 @@ static void test_corrupt_spool_file_dropped(void **state)
 	f = fopen(path, "wb");
 	fputs("x", f);
 	fclose(f);
+	char tmp[512];   /* a spool write cut short by kill -9 */
+	snprintf(tmp, sizeof tmp, "%s/.hmq.0123456789abcdef", dir);
+	f = fopen(tmp, "wb");
+	fputs("HMQ1", f);
+	fclose(f);
 	hm_queue *q;
 	assert_int_equal(hm_queue_new(1 << 20, dir, 1 << 20, &q), HM_OK);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(access(path, F_OK), 0);
 	assert_null(hm_queue_peek(q));
 	hm_queue_stats st;
 	hm_queue_stats_get(q, &st);
@@ -274,28 +281,46 @@ static void test_spool_write_through_survives_crash(void **state)
 	rm_spool(dir);
 }
 
-/* A refused item moves behind the others (behind the spool too), keeps its
- * attempt count, and its file follows it. */
-static void test_requeue_moves_behind(void **state)
+/* A refused item is set aside until its time: the others go first, it comes
+ * back (before the FIFO's head) once due, keeps its attempt count, and
+ * keeps its file in the spool (so a crash does not lose it either). */
+static void test_defer_sets_aside(void **state)
 {
 	(void)state;
 	hm_queue *q;
 	assert_int_equal(hm_queue_new(1 << 20, NULL, 0, &q), HM_OK);
 	for (int i = 1; i <= 3; i++)
 		assert_int_equal(hm_queue_push(q, blob(i, 10), 10, meta_of(i)), HM_OK);
-	hm_qitem *it = hm_queue_peek(q);
+	double due = -1;
+	hm_qitem *it = hm_queue_next(q, 100.0, &due);
 	assert_int_equal(it->data[0], 1);
+	assert_true(due == 0);
 	it->attempts = 2;
-	hm_queue_requeue(q);
-	int want[] = {2, 3};
-	expect_order_prefix(q, want, 2, 10);
-	it = hm_queue_peek(q);
+	hm_queue_defer(q, 105.0);
+	it = hm_queue_next(q, 101.0, &due);
+	assert_int_equal(it->data[0], 2);
+	assert_true(due == 105.0);
+	hm_queue_pop(q);
+	it = hm_queue_next(q, 105.5, &due);     /* due now: before 3 */
 	assert_int_equal(it->data[0], 1);
 	assert_int_equal(it->attempts, 2);
-	hm_queue_requeue(q);                     /* alone: stays */
-	assert_ptr_equal(hm_queue_peek(q), it);
+	hm_queue_defer(q, 110.0);               /* refused again */
+	it = hm_queue_next(q, 106.0, &due);
+	assert_int_equal(it->data[0], 3);
+	hm_queue_pop(q);
+	assert_null(hm_queue_next(q, 107.0, &due));   /* only 1, not due yet */
+	assert_true(due == 110.0);
+	hm_queue_stats st;
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 1);
+	assert_int_equal(st.queued_bytes, 12);
+	it = hm_queue_next(q, 110.0, &due);
+	assert_int_equal(it->data[0], 1);
 	hm_queue_pop(q);
 	assert_null(hm_queue_peek(q));
+	hm_queue_stats_get(q, &st);
+	assert_int_equal(st.queued, 0);
+	assert_int_equal(st.queued_bytes, 0);
 	hm_queue_free(q);
 
 	char *dir = make_spool();
@@ -303,20 +328,32 @@ static void test_requeue_moves_behind(void **state)
 	assert_int_equal(hm_queue_new(2100, dir, 1 << 20, &q), HM_OK);
 	for (int i = 1; i <= 4; i++)
 		assert_int_equal(hm_queue_push(q, blob(i, 1000), 1000, meta_of(i)), HM_OK);
-	it = hm_queue_peek(q);
-	it->attempts = 5;
-	hm_queue_requeue(q);
-	assert_int_equal(count_spool_files(dir), 4);
-	int order[] = {2, 3, 4};
-	expect_order_prefix(q, order, 3, 1000);
-	it = hm_queue_peek(q);
+	it = hm_queue_next(q, 0, NULL);
 	assert_int_equal(it->data[0], 1);
-	assert_int_equal(it->attempts, 5);
-	hm_queue_free(q);                        /* crash: the file of 1 is kept */
+	hm_queue_defer(q, 50.0);
+	assert_int_equal(count_spool_files(dir), 4);
+	it = hm_queue_next(q, 1.0, NULL);
+	assert_int_equal(it->data[0], 2);
+	hm_queue_pop(q);
+	it = hm_queue_next(q, 2.0, NULL);       /* from the spool */
+	assert_int_equal(it->data[0], 3);
+	hm_queue_pop(q);
+	assert_int_equal(count_spool_files(dir), 2);
+	hm_queue_free(q);                       /* crash: 1 (set aside) and 4 kept */
 	assert_int_equal(hm_queue_new(2100, dir, 1 << 20, &q), HM_OK);
-	int last[] = {1};
-	expect_order(q, last, 1, 1000);
+	int last[] = {1, 4};
+	expect_order(q, last, 2, 1000);
 	assert_int_equal(count_spool_files(dir), 0);
+	/* spill at shutdown keeps what was set aside */
+	for (int i = 5; i <= 6; i++)
+		assert_int_equal(hm_queue_push(q, blob(i, 1000), 1000, meta_of(i)), HM_OK);
+	it = hm_queue_next(q, 0, NULL);
+	hm_queue_defer(q, 50.0);
+	assert_int_equal(hm_queue_spill(q), 0);
+	hm_queue_free(q);
+	assert_int_equal(hm_queue_new(2100, dir, 1 << 20, &q), HM_OK);
+	int spilled[] = {5, 6};
+	expect_order(q, spilled, 2, 1000);
 	hm_queue_free(q);
 	rm_spool(dir);
 }
@@ -383,7 +420,7 @@ int main(void)
 		cmocka_unit_test(test_spill_without_spool_counts),
 		cmocka_unit_test(test_corrupt_spool_file_dropped),
 		cmocka_unit_test(test_spool_write_through_survives_crash),
-		cmocka_unit_test(test_requeue_moves_behind),
+		cmocka_unit_test(test_defer_sets_aside),
 		cmocka_unit_test(test_spool_ignores_planted_links),
 		cmocka_unit_test(test_exporter_rejects_bad_urls),
 	};
