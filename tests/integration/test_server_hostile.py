@@ -115,7 +115,8 @@ def test_regex_work_stops_when_the_client_goes(tmp_path):
 
         def half_closed(query):
             c = socket.create_connection(("127.0.0.1", s.port), timeout=60)
-            c.sendall(("GET /api/v1/series?%s HTTP/1.1\r\nHost: x\r\n\r\n" %
+            c.sendall(("GET /api/v1/series?%s HTTP/1.1\r\nHost: x\r\n"
+                       "Connection: close\r\n\r\n" %
                        urllib.parse.urlencode({"query": query})).encode())
             c.shutdown(socket.SHUT_WR)
             data = b""
