@@ -9,17 +9,21 @@
  * each thread polling its share with epoll, so idle or slow connections cost
  * no thread; connections are capped in all and per client address and
  * closed after idle_timeout_s without traffic, so a few clients cannot hold
- * every slot (slowloris). The store does its own locking. Buffered bodies are capped per request
+ * every slot (slowloris). While a request is handled, hm_cancelled()
+ * (cancel.h) tells long work whether its client has closed the connection.
+ * The store does its own locking. Buffered bodies are capped per request
  * (max_body) and in total (INFLIGHT_BODIES x max_body), so memory stays
  * bounded whatever clients send. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "homura/cancel.h"
 #include "homura/error.h"
 #include "homura/server.h"
 
@@ -95,6 +99,18 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 		rq->arg_v[rq->nargs++] = value ? value : "";
 	}
 	return MHD_YES;
+}
+
+/* Whether the client of a request being handled has closed its end (the
+ * check behind hm_cancelled() while the handler runs). */
+static int client_gone(void *ctx)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(ctx, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci)
+		return 0;
+	struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -176,10 +192,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		rq.content_encoding = cce;
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &rq);
 	hm_http_resp rs = {0};
+	hm_cancel_set(client_gone, c);
 	if (ingest)
 		hm_ingest_handle(s->st, &rq, &rs);
 	else
 		hm_api_handle(s->st, &rq, &rs);
+	hm_cancel_set(NULL, NULL);
 	if (!rs.status)
 		hm_http_error(&rs, 500, "no answer");
 	if (rs.status >= 400 && !s->o.quiet)

@@ -13,11 +13,14 @@
  * thread entries and is flushed when full, so memory is bounded and each
  * character costs at most one NFA step (O(program size)). Those uncached
  * steps are counted over the regex's life and capped (HM_REGEX_MAX_WORK), so
- * the total work of one compiled regex (one request) is bounded too. */
+ * the total work of one compiled regex (one request) is bounded too, and
+ * they stop early when the thread's work is cancelled (cancel.h: the
+ * request's client went away). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "homura/cancel.h"
 #include "homura/error.h"
 #include "homura/regex.h"
 
@@ -1045,7 +1048,10 @@ int hm_regex_match(hm_regex *re, const char *text, size_t len)
 			if (in->op == I_SET && set_has(&re->sets[in->x], ch))
 				closure(re, pc + 1, 0, 0, re->t1, &n);
 		}
+		uint64_t before = re->work;
 		re->work += d->n + n + 8;   /* threads in and out, plus the lookup */
+		if ((re->work >> 16) != (before >> 16) && hm_cancelled())
+			return hm_error(HM_EINVAL, "request cancelled (the client went away)");
 		if (re->work > HM_REGEX_MAX_WORK)
 			return hm_error(HM_EINVAL, "regex too expensive over these label values "
 					"(simplify it or narrow the selection)");

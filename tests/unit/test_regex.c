@@ -2,7 +2,7 @@
  * on a table of cases (each checked with Python's re.fullmatch(p, s,
  * re.DOTALL) where the two syntaxes agree), refused patterns, hostile
  * patterns answered at once, the DFA cache flushing under a pattern with
- * many states, the cap on a regex's total work, and UTF-8.
+ * many states, the cap on a regex's total work, cancellation, and UTF-8.
  *
  * `test_regex --check` reads lines "HEXPATTERN HEXTEXT" from stdin and
  * prints 1 (match), 0 (no match) or E (refused) per line, for the
@@ -18,6 +18,7 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "homura/cancel.h"
 #include "homura/error.h"
 #include "homura/regex.h"
 
@@ -182,6 +183,36 @@ static void test_work_cap(void **state)
 	hm_regex_free(re);
 }
 
+static int calls;
+static int gone_after_two(void *ctx)
+{
+	return ++calls > 2;
+}
+
+/* With a cancellation check installed (cancel.h), expensive matching stops
+ * with an error once the check says so, and stays stopped. */
+static void test_cancel(void **state)
+{
+	hm_regex *re;
+	char text[1024];
+	memset(text, 'a', sizeof text);
+	assert_int_equal(hm_regex_compile("(a|b)*a(a|b){1000}", &re), HM_OK);
+	calls = 0;
+	hm_cancel_set(gone_after_two, NULL);
+	int r = 0, k;
+	for (k = 0; k < 1000 && r >= 0; k++) {
+		text[k % 1024] = k & 1 ? 'a' : 'b';
+		r = hm_regex_match(re, text, sizeof text);
+	}
+	assert_int_equal(r, HM_EINVAL);
+	assert_non_null(strstr(hm_errmsg(), "client went away"));
+	assert_int_equal(calls, 3);
+	assert_true(hm_cancelled());
+	hm_cancel_set(NULL, NULL);
+	assert_false(hm_cancelled());
+	hm_regex_free(re);
+}
+
 static int unhex(const char *h, size_t n, char *out)
 {
 	for (size_t i = 0; i < n / 2; i++) {
@@ -231,6 +262,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_flush),
 		cmocka_unit_test(test_work_cap),
+		cmocka_unit_test(test_cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
