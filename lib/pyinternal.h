@@ -91,6 +91,7 @@ struct hm_python {
 	uint64_t oncpu_avg;          /* smoothed interval between them: the
 				      * CPU time one sample stands for */
 	uint64_t oncpu_seq;          /* on-CPU samples taken */
+	uint64_t oncpu_gap;          /* time since the one before */
 	uint32_t gc_checks;          /* samples since the collector flag was read */
 	uint64_t gc_watch_until;     /* a collection was seen: read the flag
 				      * every sample until then */

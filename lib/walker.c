@@ -896,9 +896,11 @@ int hm_python_ready(hm_python *py)
  * the GIL, trusted if it ran 3/4 of that time or more, and if it ran less,
  * not trusted again for DISTRUST_NS.
  *
- * A thread seen for the first time is counted if /proc/PID/task/TID/syscall
- * says it is runnable; on a kernel without the CPU time figure every thread
- * is, except the GIL holder, taken as running but for a spot check every
+ * The credit may also hold the CPU time of a longer interval just ended
+ * (the sampler was late). A thread seen for the first time is counted if
+ * /proc/PID/task/TID/syscall says it is runnable; without the CPU time
+ * figure (an old kernel, a tid that is not the process's) every thread is,
+ * except the GIL holder, taken as running but for a spot check every
  * GIL_SPOT_CHECK-th time (once the kernel says a holder is blocked, every
  * thread is asked for DISTRUST_NS). */
 #define GIL_SPOT_CHECK 16
@@ -928,7 +930,8 @@ static void credit_add(struct thread_cache *tc, int64_t ns, int64_t bound)
 
 static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythread *th)
 {
-	int64_t dt = (int64_t)py->oncpu_avg, bound = dt + CPU_SLACK_NS;
+	int64_t dt = (int64_t)py->oncpu_avg;
+	int64_t bound = (py->oncpu_gap > py->oncpu_avg ? (int64_t)py->oncpu_gap : dt) + CPU_SLACK_NS;
 	uint64_t now = py->sample_ns, cpu;
 	if (tc->cpu_tid != th->tid) {
 		tc->cpu_tid = th->tid;
@@ -944,10 +947,9 @@ static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythrea
 		credit_add(tc, -dt, bound);
 		return 1;
 	}
-	int r = hm_target_thread_cputime(py->t, th->tid, &cpu);
-	if (r < 0)
-		return 0;
-	if (r == 0)
+	/* No figure: no schedstat, or the thread is not among the process's
+	 * (gone, or a tid left stale by a fork, as in uWSGI's workers). */
+	if (hm_target_thread_cputime(py->t, th->tid, &cpu) <= 0)
 		return oncpu_state(py, th) == 'R';
 	if (!tc->cpu_ns) {
 		tc->cpu_ns = tc->judge_cpu = cpu;
@@ -1115,6 +1117,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			avg = avg ? avg - avg / w + gap / w : gap;
 		}
 		py->oncpu_avg = avg;
+		py->oncpu_gap = gap;
 		py->oncpu_ns = t;
 		py->oncpu_seq++;
 	}
