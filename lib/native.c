@@ -513,6 +513,22 @@ static int stop_thread(hm_native *n, pid_t tid, struct stopped *s)
 		if (errno == ESRCH)
 			return HM_ENOPROC;
 		if (errno == EPERM) {
+			/* Ours already: seized by an earlier sample whose stop
+			 * came late (a busy machine). Its stop is on its way:
+			 * wait for it as for a fresh one. */
+			for (int i = 0; i < n->nlate; i++) {
+				if (n->late[i] != tid)
+					continue;
+				int r = wait_stop(tid, &s->signal, hm_mono_ns() + STOP_TIMEOUT_NS);
+				if (r >= 0)
+					n->late[i] = n->late[--n->nlate];
+				if (r == 0)
+					return HM_ENOPROC;
+				if (r < 0)
+					return hm_error(HM_ESYS, "thread %d did not stop within 50 ms",
+							(int)tid);
+				return HM_OK;
+			}
 			/* Already our tracee and stopped (--blocking)? */
 			struct user_regs_struct r;
 			if (ptrace(PTRACE_GETREGS, tid, 0, &r) == 0) {
