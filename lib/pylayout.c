@@ -242,18 +242,22 @@ static uint64_t dbg_u64(const unsigned char *blob, size_t pos)
 static int dbg_size(struct dbg_reader *r, size_t pos)
 {
 	uint64_t v = dbg_u64(r->blob, pos);
-	if (v == 0 || v > DBG_MAX_SIZE)
+	if (v == 0 || v > DBG_MAX_SIZE) {
 		r->bad = true;
-	return (int)(v & 0x7fffffff);
+		return 1;        /* rejected anyway: keep the arithmetic below in range */
+	}
+	return (int)v;
 }
 
 /* A field offset: must lie inside its struct of size `size`. */
 static int dbg_off(struct dbg_reader *r, size_t pos, int size)
 {
 	uint64_t v = dbg_u64(r->blob, pos);
-	if (v >= (uint64_t)size)
+	if (v >= (uint64_t)size) {
 		r->bad = true;
-	return (int)(v & 0x7fffffff);
+		return 0;
+	}
+	return (int)v;
 }
 
 /* The fields the object reader, thread names and the GC frame use. What the

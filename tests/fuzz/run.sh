@@ -45,8 +45,10 @@ for t in "${targets[@]}"; do
 	bad=$((bad + 1))
 	# libFuzzer names the reproducer in "Test unit written to PATH".
 	repro=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
-	echo "fuzz $t FAILED (exit $rc); last lines of $log:"
-	grep -E 'ERROR|SUMMARY|runtime error|invariant failed|#[0-9]+ 0x' "$log" | head -25 | sed 's/^/  | /'
+	echo "fuzz $t FAILED (exit $rc); from $log:"
+	# the report and the stack frames in homura's own code
+	grep -E 'ERROR|SUMMARY|runtime error|invariant failed|#[0-9]+ 0x[0-9a-f]+ in .*(lib|tests)/' \
+		"$log" | grep -v 'fuzzer::' | head -20 | sed 's/^/  | /'
 	if [ -n "$repro" ]; then
 		echo "  reproducer: $repro"
 		echo "  rerun with: $bin $repro"

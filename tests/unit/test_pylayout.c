@@ -350,6 +350,27 @@ static void test_debug_offsets_corrupt_values(void **state)
 	}
 }
 
+/* Found by tests/fuzz/fuzz_walker: a size slot near INT_MAX made the
+ * decoder add to it (co_size + 1, ...) before rejecting the blob: signed
+ * overflow (UBSan abort). Every slot at every edge value: rejected or
+ * decoded, never undefined. */
+static void test_debug_offsets_edge_values(void **state)
+{
+	(void)state;
+	NEED_313();
+	static const uint64_t edge[] = {0x7fffffff, 0x80000000, 0xffffffff, UINT64_MAX,
+					(64u << 20) + 1};
+	unsigned char b[BLOB_MAX];
+	for (size_t slot = 3; slot * 8 + 8 <= blob313_len && slot < 120; slot++)
+		for (size_t e = 0; e < sizeof edge / sizeof edge[0]; e++) {
+			hm_pylayout L;
+			memcpy(b, blob313, blob313_len);
+			memcpy(b + slot * 8, &edge[e], 8);
+			int rc = hm_pylayout_from_debug_offsets(b, blob313_len, &L);
+			assert_true(rc == HM_OK || rc == HM_EINVAL);
+		}
+}
+
 /* 3.14: slot numbers counted by hand from the 3.14 _Py_DebugOffsets
  * declaration (95 uint64 slots), independently of pylayout.c's mirror. */
 enum {
@@ -515,6 +536,7 @@ int main(void)
 		cmocka_unit_test(test_debug_offsets_free_threaded),
 		cmocka_unit_test(test_debug_offsets_unknown_version),
 		cmocka_unit_test(test_debug_offsets_corrupt_values),
+		cmocka_unit_test(test_debug_offsets_edge_values),
 		cmocka_unit_test(test_debug_offsets_314),
 	};
 	return cmocka_run_group_tests(tests, load_313, NULL);
