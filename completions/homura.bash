@@ -34,9 +34,11 @@ _homura_options()
 	agent) echo "-p --pid --name --all --scan-interval -r --rate --interval --idle
 		--nolineno --max-depth --service --label --otlp --server --pyroscope --dir
 		--dir-format --dir-max-size --queue-max-bytes --spool --spool-max-bytes
-		--timeout --backoff-max --flush-timeout --header --token --config
+		--timeout --backoff-max --max-attempts --max-age --flush-timeout --header --token --config
 		--stats-interval --stats-json -h --help" ;;
-	server) echo "-d --data -l --listen --ingest-token --read-token --retention
+	server) echo "-d --data -l --listen --ingest-token --read-token --ingest-token-file
+		--read-token-file --max-connections --max-connections-per-ip --idle-timeout
+		--retention
 		--downsample-after --max-size --max-body --max-series --threads -q --quiet
 		-h --help" ;;
 	esac
@@ -84,7 +86,7 @@ _homura()
 	top:-S | top:--sort)
 		COMPREPLY=($(compgen -W "own total owntime totaltime" -- "$cur"))
 		return 0 ;;
-	*:-o | *:--output | *:--stats-json | *:--config)
+	*:-o | *:--output | *:--stats-json | *:--config | *:--*-token-file)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return 0 ;;
 	*:--dir | *:--spool | server:-d | server:--data)
