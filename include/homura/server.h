@@ -1,6 +1,7 @@
 /* server.h - `homura server`: HTTP ingest and query API over a profile store.
  *
- * The HTTP layer (hm_server_start, libmicrohttpd) checks bearer tokens and
+ * The HTTP layer (hm_server_start, libmicrohttpd) caps connections (in all
+ * and per client address, with an idle timeout), checks bearer tokens and
  * body sizes and hands each finished request, as an hm_http_req, to the
  * ingest handlers (OTLP, Pyroscope /ingest and Push) or the query API. Both
  * handlers are plain functions of (store, request) -> response, so tests and
