@@ -59,7 +59,9 @@ struct thread_cache {                /* what we learned about a tstate */
 				      * (< 0: counted ahead of the kernel) */
 	uint64_t judge_cpu, judge_ns; /* CPU time and clock where the window
 				      * that judges a GIL holder starts */
-	int trusted;                 /* GIL holder counted without asking */
+	int trusted;                 /* GIL holder credited without asking */
+	uint32_t rate;               /* share of the last window it ran, /1024 */
+	int64_t est_ns;              /* credited on that rate since last read */
 	uint64_t distrust_until;     /* not trusted before then */
 	uint64_t held_seq;           /* last on-CPU sample it held the GIL in */
 	uint64_t decided_seq;        /* on-CPU sample `decided` is for */

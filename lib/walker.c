@@ -888,13 +888,13 @@ int hm_python_ready(hm_python *py)
  * counted or run long before.
  *
  * Reading the CPU time costs as much as the rest of a busy thread's sample.
- * A thread that holds the GIL is running Python code unless a C extension
- * blocks while holding it, or the CPU is shared with other work. So a
- * thread that held the GIL at this sample and the last one is counted
- * without asking (the interval it is counted for is owed until its next
- * read) once it has earned trust: it is read every JUDGE_NS while it keeps
- * the GIL, trusted if it ran 3/4 of that time or more, and if it ran less,
- * not trusted again for DISTRUST_NS.
+ * A thread that holds the GIL runs Python code, as much as the CPU it shares
+ * with other work allows, unless a C extension blocks while holding it. So
+ * a thread that held the GIL at this sample and the last one is read only
+ * every JUDGE_NS while it keeps the GIL, and in between earns credit at the
+ * rate it ran over the last such window (corrected by its next read). One
+ * found running less than a quarter of a window is read on every sample
+ * for DISTRUST_NS.
  *
  * The credit may also hold the CPU time of a longer interval just ended
  * (the sampler was late). A thread seen for the first time is counted if
@@ -944,8 +944,11 @@ static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythrea
 	if (th->holds_gil)
 		tc->held_seq = py->oncpu_seq;
 	if (held && tc->trusted && now - tc->judge_ns < JUDGE_NS) {
-		credit_add(tc, -dt, bound);
-		return 1;
+		/* Earns at the rate it ran over its last window. */
+		int64_t est = (int64_t)(((uint64_t)dt * tc->rate) >> 10);
+		credit_add(tc, est, bound);
+		tc->est_ns += est;
+		goto decide;
 	}
 	/* No figure: no schedstat, or the thread is not among the process's
 	 * (gone, or a tid left stale by a fork, as in uWSGI's workers). */
@@ -955,23 +958,30 @@ static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythrea
 		tc->cpu_ns = tc->judge_cpu = cpu;
 		tc->judge_ns = now;
 		tc->credit_ns = 0;
+		tc->est_ns = 0;
 		return hm_target_thread_oncpu(py->t, th->tid) == 'R';
 	}
 	uint64_t used = cpu > tc->cpu_ns ? cpu - tc->cpu_ns : 0;
 	tc->cpu_ns = cpu;
 	if (!held || now - tc->judge_ns >= JUDGE_NS) {
 		/* Only a GIL held throughout is judged. */
-		uint64_t ran = cpu > tc->judge_cpu ? cpu - tc->judge_cpu : 0;
-		if (held && ran * 4 < (now - tc->judge_ns) * 3) {
-			tc->trusted = 0;
-			tc->distrust_until = now + DISTRUST_NS;
-		} else if (held && now >= tc->distrust_until) {
-			tc->trusted = 1;
+		uint64_t ran = cpu > tc->judge_cpu ? cpu - tc->judge_cpu : 0, span = now - tc->judge_ns;
+		if (held) {
+			tc->rate = ran >= span ? 1024 : (uint32_t)((ran << 10) / span);
+			if (tc->rate < 256) {
+				tc->trusted = 0;
+				tc->distrust_until = now + DISTRUST_NS;
+			} else if (now >= tc->distrust_until) {
+				tc->trusted = 1;
+			}
 		}
 		tc->judge_cpu = cpu;
 		tc->judge_ns = now;
 	}
-	credit_add(tc, (int64_t)used, bound);
+	/* What it used, less what it was credited with on the estimate. */
+	credit_add(tc, (int64_t)used - (int64_t)tc->est_ns, bound);
+	tc->est_ns = 0;
+decide:
 	if (tc->credit_ns * 2 < dt)
 		return 0;
 	tc->credit_ns -= dt;
