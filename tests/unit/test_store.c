@@ -183,8 +183,10 @@ static int teardown(void **state)
 /* The store location of this test; skips it when its engine is missing. */
 static const char *store_where(void **state)
 {
-	if (engine_of(state) == POSTGRES && pg_unavailable)
+	if (engine_of(state) == POSTGRES && pg_unavailable) {
+		print_message("      skipped: %s\n", pg_unavailable);
 		skip();
+	}
 	return where_buf;
 }
 

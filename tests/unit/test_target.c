@@ -549,7 +549,7 @@ static void test_zombie_thread_is_gone(void **state)
 	assert_int_equal(hm_target_open(child, &t), HM_OK);
 	assert_int_equal(hm_target_thread_state(t, tid), 0);
 	assert_int_equal(hm_target_thread_oncpu(t, tid), 0);
-	assert_int_equal(hm_target_thread_state(t, child), 'S');
+	assert_true(hm_target_thread_state(t, child) != 0);   /* the main thread lives */
 	hm_target_close(t);
 
 	assert_int_equal(waitpid(tid, &status, __WALL), tid);   /* reap it */
