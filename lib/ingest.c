@@ -390,8 +390,10 @@ static hm_profile *with_weights(const hm_profile *in, int64_t period_ns)
 			n = HM_READ_MAX_DEPTH;
 		for (uint32_t k = 0; k < n; k++)
 			scratch[k] = fmap[fr[k]];
-		hm_profile_add(p, hm_profile_stack_id(p, scratch, n), th, s->count,
-			       s->count * period_ns, 0);
+		int64_t w;
+		if (__builtin_mul_overflow(s->count, period_ns, &w))
+			w = INT64_MAX;       /* saturate: hostile counts must not wrap */
+		hm_profile_add(p, hm_profile_stack_id(p, scratch, n), th, s->count, w, 0);
 	}
 	free(fmap);
 	free(scratch);

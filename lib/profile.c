@@ -123,6 +123,15 @@ void hm_profile_thread_set_name(hm_profile *p, uint32_t id, const char *name)
 		p->threads[id].name = hm_profile_intern_cstr(p, name);
 }
 
+/* a + b, saturated at the int64 limits (hostile counts must not wrap). */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t count,
 		    int64_t weight_ns, uint64_t t_ns)
 {
@@ -146,10 +155,10 @@ void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t coun
 		s->count = 0;
 		s->weight_ns = 0;
 	}
-	s->count += count;
-	s->weight_ns += weight_ns;
-	p->total_count += count;
-	p->total_weight += weight_ns;
+	s->count = sat_add(s->count, count);
+	s->weight_ns = sat_add(s->weight_ns, weight_ns);
+	p->total_count = sat_add(p->total_count, count);
+	p->total_weight = sat_add(p->total_weight, weight_ns);
 	if (p->keep_timeline) {
 		if (p->nevents == p->events_cap) {
 			size_t nc = p->events_cap ? p->events_cap * 2 : 1024;

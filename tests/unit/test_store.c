@@ -451,6 +451,23 @@ static void test_selector_regex_cost(void **state)
 	}
 }
 
+/* Found by tests/fuzz/fuzz_ingest: a folded count times the sampling period
+ * overflowed (UBSan abort); the weight saturates. */
+static void test_ingest_huge_count(void **state)
+{
+	hm_store *st;
+	assert_int_equal(hm_store_open(tmpdir, NULL, &st), 0);
+	hm_http_req rq = request("POST", "/ingest", "main;work 9223372036854775807\n");
+	rq.nargs = 1;
+	rq.arg_k[0] = "name";
+	rq.arg_v[0] = "big.cpu";
+	hm_http_resp rs = {0};
+	hm_ingest_handle(st, &rq, &rs);
+	assert_int_equal(rs.status, 200);
+	free(rs.body);
+	hm_store_close(st);
+}
+
 /* Found by tests/fuzz/fuzz_api: a query argument that is not UTF-8 (the
  * HTTP layer URL-decodes %ff) made the JSON answer fail: 500 "out of
  * memory". Label values that are not UTF-8 are refused when ingested, as
@@ -497,6 +514,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_maintenance_shrinks_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handlers_bad_utf8, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ingest_huge_count, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
