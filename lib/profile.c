@@ -3,7 +3,8 @@
  * Four interners carry everything: strings, frames (hm_frame blobs), stacks
  * (uint32 frame-id arrays) and sample keys ((stack, thread) pairs). A sample
  * key's id indexes the aggregate array, so adding a sample is one hash
- * lookup. The optional timeline is a growable array of hm_event. */
+ * lookup; counts and weights add up saturated at the int64 limits. The
+ * optional timeline is a growable array of hm_event. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
