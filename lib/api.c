@@ -8,7 +8,9 @@
  * leave as flat pre-order node arrays (parent index per node), trimmed to
  * max_nodes by keeping the largest nodes and folding the rest of each
  * parent's children into one "other" child so no total is lost. The
- * Pyroscope-compatible /pyroscope/render answers in the flamebearer shape. */
+ * Pyroscope-compatible /pyroscope/render answers in the flamebearer shape.
+ * Query arguments that are not valid UTF-8 are refused (400): every answer
+ * is JSON. */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>

@@ -156,10 +156,12 @@ int hm_write_speedscope(const hm_profile *p, FILE *out, const hm_write_opts *o)
 		for (size_t k = b; k < e; k++) {
 			if (timeline) {
 				const hm_event *ev = hm_profile_event(p, order[k]);
-				sum += ms ? ev->weight_ns : 1;
+				if (__builtin_add_overflow(sum, ms ? ev->weight_ns : 1, &sum))
+					sum = INT64_MAX;   /* hostile weights: saturate */
 			} else {
 				const hm_sample *s = hm_profile_sample(p, order[k]);
-				sum += ms ? s->weight_ns : s->count;
+				if (__builtin_add_overflow(sum, ms ? s->weight_ns : s->count, &sum))
+					sum = INT64_MAX;
 			}
 		}
 		end = sum;

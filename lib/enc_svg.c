@@ -334,7 +334,8 @@ int hm_write_svg(const hm_profile *p, FILE *out, const hm_write_opts *o)
 			uint32_t id = lv->kids[lv->next++];
 			const hm_flame_node *nd = hm_flametree_node(t, id);
 			int64_t x = lv->x;
-			lv->x += nd->total[0];
+			if (__builtin_add_overflow(lv->x, nd->total[0], &lv->x))
+				lv->x = INT64_MAX;      /* saturated totals (hostile counts) */
 			if (nd->total[0] < thr)
 				continue;
 			put_frame(out, t, nd, &gm, x);

@@ -6,14 +6,23 @@
  * hm_frame_format and are interned in the tree's own string table, which
  * makes trees from different profiles comparable. Each hm_flametree_add
  * caches the text of every profile frame it meets, walks each sample's
- * stack root to leaf adding the value to the totals, and finally rebuilds a
- * children index (CSR arrays, children sorted by text). */
+ * stack root to leaf adding the value to the totals (saturated at the int64
+ * limits, so hostile counts cannot wrap), and finally rebuilds a children
+ * index (CSR arrays, children sorted by text). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "homura/error.h"
 #include "homura/flametree.h"
 #include "homura/intern.h"
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
 
 struct hm_flametree {
 	hm_intern strs;         /* frame texts and names */
@@ -192,7 +201,7 @@ int hm_flametree_add(hm_flametree *t, const hm_profile *p, int slot, int flags,
 		if (!st)
 			depth = 0;
 		uint32_t node = 0;
-		t->nodes[0].total[slot] += v;
+		t->nodes[0].total[slot] = sat_add(t->nodes[0].total[slot], v);
 		for (uint32_t d = 0; d < depth; d++) {
 			uint32_t text, name;
 			if (st[d] >= nframes) {
@@ -208,10 +217,10 @@ int hm_flametree_add(hm_flametree *t, const hm_profile *p, int slot, int flags,
 				rc = hm_error(HM_ENOMEM, "out of memory building a flame tree");
 				break;
 			}
-			t->nodes[node].total[slot] += v;
+			t->nodes[node].total[slot] = sat_add(t->nodes[node].total[slot], v);
 		}
 		if (rc == HM_OK)
-			t->nodes[node].self[slot] += v;
+			t->nodes[node].self[slot] = sat_add(t->nodes[node].self[slot], v);
 	}
 	free(cache);
 	if (rc == HM_OK)

@@ -7,7 +7,8 @@
  * all labels checked, then the new series created all or none, then the
  * profiles), Pyroscope-style selector parsing and
  * matching (series are few, so matching happens in memory over the engine's
- * series list), and the time, duration and size parsers the server uses. */
+ * series list; regexes that glibc's regcomp would blow up on are refused
+ * first), and the time, duration and size parsers the server uses. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>

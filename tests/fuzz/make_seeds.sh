@@ -10,7 +10,7 @@ H=${HOMURA_BIN:-build/homura}
 C=tests/fuzz/corpus
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-for d in pprof otlp otlp_json speedscope collapsed read gzip push ingest selector api walker; do
+for d in pprof otlp otlp_json speedscope collapsed read gzip push ingest selector api walker pyobj; do
 	mkdir -p "$C/$d"
 	find "$C/$d" -type f -name 'seed-*' -delete
 done
@@ -144,3 +144,6 @@ X
 blob=
 [ -s "$T/blob" ] && blob=$T/blob
 FUZZ_WALKER_SEEDS=$C/walker FUZZ_WALKER_BLOB=$blob build-fuzz/fuzz_walker
+
+# Object reader: a str, an int and a tuple laid out by each layout.
+FUZZ_PYOBJ_SEEDS=$C/pyobj build-fuzz/fuzz_pyobj

@@ -461,6 +461,22 @@ static void test_fuzz_regressions(void **state)
 	hm_profile_free(p);
 	/* a negative count in collapsed stacks */
 	expect_error("a;b 1\na -2\n", 11);
+
+	/* counts near INT64_MAX: sums saturate instead of overflowing (UBSan)
+	 * in the profile, the flame tree and the encoders */
+	const char *big = "a;b 9223372036854775807\na;c 9223372036854775807\n"
+			  "d 9223372036854775807\nd;e 5\na;b 9223372036854775807\n";
+	assert_int_equal(hm_profile_read(big, strlen(big), &p), HM_OK);
+	assert_int_equal(hm_profile_total_count(p), INT64_MAX);
+	static const int fmts[] = {HM_FMT_COLLAPSED, HM_FMT_SPEEDSCOPE, HM_FMT_SVG,
+				   HM_FMT_PPROF, HM_FMT_OTLP, HM_FMT_OTLP_JSON};
+	for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
+		FILE *f = fopen("/dev/null", "w");
+		assert_non_null(f);
+		assert_int_equal(hm_profile_write(p, fmts[i], f, NULL), HM_OK);
+		fclose(f);
+	}
+	hm_profile_free(p);
 }
 
 int main(void)

@@ -1,0 +1,197 @@
+/* fuzz_pyobj.c - the remote object reader (lib/pyobj.c: dump --locals,
+ * thread names) fed random "remote" memory.
+ *
+ * Input: a layout byte (2.7 .. 3.13 tables), then the memory, served at
+ * BASE (zeros after it up to 1 MiB, the rest unmapped). The type objects
+ * sit at fixed addresses outside it (compared, never read), None at TYPES +
+ * 0x100. The object at BASE + 16 is read every way the reader offers:
+ * kind, repr, length, str, int, float, items, dict and set iteration,
+ * attribute and key lookups. Seeds (FUZZ_PYOBJ_SEEDS=DIR): a str, an int
+ * and a tuple (str, int, None), over the layouts. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "homura/pyobj.h"
+#include "../../lib/layouts/layouts.h"
+
+#define BASE 0x10000ull
+#define VIRT (1u << 20)
+#define TYPES 0x7000ull
+#define ROOT (BASE + 16)
+
+struct mem {
+	const uint8_t *p;
+	size_t n;
+};
+
+static int mem_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	const struct mem *m = ctx;
+	if (addr < BASE || addr - BASE > VIRT || len > VIRT - (addr - BASE))
+		return -1;
+	uint64_t off = addr - BASE;
+	size_t have = off < m->n ? m->n - (size_t)off : 0;
+	if (have > len)
+		have = len;
+	if (have)
+		memcpy(buf, m->p + off, have);
+	memset((uint8_t *)buf + have, 0, len - have);
+	return 0;
+}
+
+static const hm_pylayout *const layouts[] = {
+	&hm_pylayout_py27, &hm_pylayout_py36, &hm_pylayout_py37, &hm_pylayout_py38,
+	&hm_pylayout_py39, &hm_pylayout_py310, &hm_pylayout_py311, &hm_pylayout_py312,
+	&hm_pylayout_py313,
+};
+#define NLAYOUTS (sizeof layouts / sizeof layouts[0])
+
+static int visit(void *ctx, uint64_t key, uint64_t value)
+{
+	const hm_pyobj_reader *r = ctx;
+	char buf[256];
+	hm_pyobj_repr(r, key, buf, sizeof buf);
+	FUZZ_ASSERT(strlen(buf) < sizeof buf);
+	hm_pyobj_repr(r, value, buf, sizeof buf);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	struct mem m = {data + 1, size - 1};
+	hm_pyobj_reader r;
+	memset(&r, 0, sizeof r);
+	r.layout = layouts[data[0] % NLAYOUTS];
+	r.read = mem_read;
+	r.ctx = &m;
+	for (int i = 0; i < HM_PT_COUNT; i++)
+		r.types[i] = TYPES + 0x10 * (uint64_t)i;
+	r.types[HM_PT_NONE] = TYPES + 0x100;
+	char buf[512];
+	uint64_t v, mag;
+	int neg;
+	double d;
+	FUZZ_ASSERT(hm_pyobj_repr(&r, ROOT, buf, sizeof buf) < sizeof buf);
+	FUZZ_ASSERT(strlen(buf) < sizeof buf);
+	if (getenv("FUZZ_VERBOSE"))
+		fprintf(stderr, "%d.%d: %s\n", r.layout->major, r.layout->minor, buf);
+	hm_pyobj_kind(&r, ROOT);
+	hm_pyobj_len(&r, ROOT);
+	if (hm_pyobj_str(&r, ROOT, buf, sizeof buf) == 0)
+		FUZZ_ASSERT(strlen(buf) < sizeof buf);
+	hm_pyobj_int(&r, ROOT, &mag, &neg);
+	hm_pyobj_float(&r, ROOT, &d);
+	hm_pyobj_type_name(&r, ROOT, buf, sizeof buf);
+	for (int64_t i = -1; i < 4; i++)
+		if (hm_pyobj_item(&r, ROOT, i, &v) == 0)
+			hm_pyobj_repr(&r, v, buf, sizeof buf);
+	hm_pyobj_dict_items(&r, ROOT, visit, &r, 64);
+	hm_pyobj_set_items(&r, ROOT, visit, &r, 64);
+	hm_pyobj_dict_get(&r, ROOT, "name", &v);
+	hm_pyobj_getattr(&r, ROOT, "_name", &v);
+	return 0;
+}
+
+/* ---- seeds ---- */
+
+static uint8_t img[4096];
+static size_t used;
+
+static uint64_t alloc(size_t n)
+{
+	used = (used + 15) & ~(size_t)15;
+	uint64_t a = BASE + used;
+	used += n;
+	FUZZ_ASSERT(used <= sizeof img);
+	return a;
+}
+
+static void put(uint64_t a, int off, const void *v, size_t n)
+{
+	if (off >= 0 && a - BASE + (uint64_t)off + n <= sizeof img)
+		memcpy(img + (a - BASE) + off, v, n);
+}
+
+static void w64(uint64_t a, int off, uint64_t v) { put(a, off, &v, 8); }
+static void w32(uint64_t a, int off, uint32_t v) { put(a, off, &v, 4); }
+
+static uint64_t mkstr(const hm_pylayout *L, uint64_t at, const char *s)
+{
+	size_t n = strlen(s);
+	if (!at)
+		at = alloc((size_t)(L->str_kind == HM_STR_PY2 ? L->bytes_sval : L->uni_ascii_size) +
+			   n + 1);
+	w64(at, L->ob_type, TYPES + 0x10 * HM_PT_STR);
+	if (L->str_kind == HM_STR_PY2) {
+		w64(at, L->var_size, n);
+		put(at, L->bytes_sval, s, n);
+	} else {
+		w64(at, L->uni_length, n);
+		w32(at, L->uni_state, (1u << L->uni_kind_shift) | (1u << L->uni_compact_bit) |
+		    (1u << L->uni_ascii_bit));
+		put(at, L->uni_ascii_size, s, n);
+	}
+	return at;
+}
+
+static uint64_t mkint(const hm_pylayout *L, uint64_t at, uint32_t v)
+{
+	if (!at)
+		at = alloc((size_t)L->long_digit + 8);
+	w64(at, L->ob_type, TYPES + 0x10 * HM_PT_INT);
+	if (L->long_tag >= 0)
+		w64(at, L->long_tag, 1u << 3);       /* one digit, positive */
+	else
+		w64(at, L->var_size, 1);
+	put(at, L->long_digit, &v, (size_t)L->long_digit_size);
+	return at;
+}
+
+static void seed(const char *dir, int li, int what)
+{
+	const hm_pylayout *L = layouts[li];
+	memset(img, 0, sizeof img);
+	used = 16 + 256;        /* ROOT first */
+	if (what == 0) {
+		mkstr(L, ROOT, "hello");
+	} else if (what == 1) {
+		mkint(L, ROOT, 42);
+	} else {
+		w64(ROOT, L->ob_type, TYPES + 0x10 * HM_PT_TUPLE);
+		w64(ROOT, L->var_size, 3);
+		w64(ROOT, L->tuple_item, mkstr(L, 0, "a"));
+		w64(ROOT, L->tuple_item + 8, mkint(L, 0, 7));
+		w64(ROOT, L->tuple_item + 16, TYPES + 0x100);
+	}
+	char path[4096];
+	static const char *const names[] = {"str", "int", "tuple"};
+	snprintf(path, sizeof path, "%s/seed-%d.%d-%s", dir, L->major, L->minor, names[what]);
+	FILE *f = fopen(path, "wb");
+	if (!f) {
+		fprintf(stderr, "fuzz_pyobj: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	uint8_t hdr = (uint8_t)li;
+	fwrite(&hdr, 1, 1, f);
+	fwrite(img, 1, used, f);
+	fclose(f);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	const char *dir = getenv("FUZZ_PYOBJ_SEEDS");
+	if (!dir)
+		return 0;
+	for (size_t i = 0; i < NLAYOUTS; i++)
+		for (int w = 0; w < 3; w++)
+			if (i % 3 == (size_t)w || i >= 5)   /* keep the corpus small */
+				seed(dir, (int)i, w);
+	exit(0);
+}
