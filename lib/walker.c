@@ -893,8 +893,9 @@ int hm_python_ready(hm_python *py)
  * a thread that held the GIL at this sample and the last one is read only
  * every JUDGE_NS while it keeps the GIL, and in between earns credit at the
  * rate it ran over the last such window (corrected by its next read). One
- * found running less than a quarter of a window is read on every sample
- * for DISTRUST_NS.
+ * that ran less than a quarter of a window and is blocked now (a C
+ * extension that blocks with the GIL) is read on every sample for
+ * DISTRUST_NS.
  *
  * The credit may also hold the CPU time of a longer interval just ended
  * (the sampler was late). A thread seen for the first time is counted if
@@ -968,7 +969,9 @@ static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythrea
 		uint64_t ran = cpu > tc->judge_cpu ? cpu - tc->judge_cpu : 0, span = now - tc->judge_ns;
 		if (held) {
 			tc->rate = ran >= span ? 1024 : (uint32_t)((ran << 10) / span);
-			if (tc->rate < 256) {
+			/* Little CPU time and not runnable: blocked with the GIL
+			 * (runnable: it waits for a CPU, which the rate says). */
+			if (tc->rate < 256 && hm_target_thread_oncpu(py->t, th->tid) != 'R') {
 				tc->trusted = 0;
 				tc->distrust_until = now + DISTRUST_NS;
 			} else if (now >= tc->distrust_until) {

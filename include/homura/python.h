@@ -67,9 +67,9 @@ typedef struct hm_pysample {
 } hm_pysample;
 
 enum hm_sample_flags {
-	HM_SAMPLE_ONCPU = 1,     /* skip (don't walk) threads not in state 'R';
-				  * the GIL holder counts as running without
-				  * asking the kernel while spot checks agree */
+	HM_SAMPLE_ONCPU = 1,     /* skip (don't walk) threads not on CPU: each
+				  * counts for the CPU time the kernel charged
+				  * to it since the last sample (walker.c) */
 	HM_SAMPLE_GIL = 2,       /* only the thread holding the GIL */
 	HM_SAMPLE_STATE = 4,     /* fill hm_pythread.state even when not needed */
 	HM_SAMPLE_WANT_GIL = 8,  /* fill hm_pythread.holds_gil */
