@@ -162,6 +162,15 @@ static void usage(FILE *f)
 
 static int serve(const char *data, const hm_server_opts *so, const hm_store_opts *st_o)
 {
+	/* before the server answers: a client that sees /ready may stop us at
+	 * once, and SIGTERM's default action would skip the clean shutdown */
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	hm_store *st;
 	if (hm_store_open(data, st_o, &st) < 0)
 		return cli_fail_lib();
@@ -171,13 +180,6 @@ static int serve(const char *data, const hm_server_opts *so, const hm_store_opts
 		hm_store_close(st);
 		return rc;
 	}
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = on_alarm;
-	sigaction(SIGALRM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	fprintf(stderr, "homura server: listening on %s (port %u), data in %s\n", so->listen,
 		hm_server_port(srv), data);
 	/* the first maintenance runs right away, once the server is answering
