@@ -101,7 +101,8 @@ static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p)
 	return json_null();
 }
 
-static size_t type_size(ProtobufCType t)
+/* Bytes protobuf-c gives one field of type t in a message (pbjson.h). */
+size_t hm_pb_type_size(ProtobufCType t)
 {
 	switch (t) {
 	case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
@@ -131,7 +132,7 @@ static int is_default(const ProtobufCFieldDescriptor *f, const void *p)
 		return *(void *const *)p == NULL;
 	default: {
 		static const char zero[8];
-		return !memcmp(p, zero, type_size(f->type));
+		return !memcmp(p, zero, hm_pb_type_size(f->type));
 	}
 	}
 }
@@ -153,7 +154,7 @@ json_t *hm_pb_to_json(const ProtobufCMessage *m)
 			const char *arr = *(char *const *)p;
 			json_t *ja = json_array();
 			for (size_t k = 0; k < n; k++)
-				json_array_append_new(ja, value_json(f, arr + k * type_size(f->type)));
+				json_array_append_new(ja, value_json(f, arr + k * hm_pb_type_size(f->type)));
 			json_object_set_new(obj, name, ja);
 			continue;
 		}
@@ -323,7 +324,7 @@ ProtobufCMessage *hm_pb_from_json(const ProtobufCMessageDescriptor *d, json_t *j
 				hm_error(HM_EINVAL, "OTLP JSON: field %s must be an array", name);
 				goto bad;
 			}
-			size_t n = json_array_size(v), sz = type_size(f->type);
+			size_t n = json_array_size(v), sz = hm_pb_type_size(f->type);
 			char *arr = calloc(n ? n : 1, sz);
 			if (!arr) {
 				hm_error(HM_ENOMEM, "out of memory");

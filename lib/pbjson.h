@@ -12,5 +12,8 @@ json_t *hm_pb_to_json(const ProtobufCMessage *m);
 /* JSON object -> newly allocated message (free with
  * protobuf_c_message_free_unpacked(m, NULL)). NULL + hm_error on bad input. */
 ProtobufCMessage *hm_pb_from_json(const ProtobufCMessageDescriptor *d, json_t *j);
+/* Bytes protobuf-c gives one field of type t inside a message (a repeated
+ * field's element, a pointer for strings and messages). */
+size_t hm_pb_type_size(ProtobufCType t);
 
 #endif

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "pbjson.h"
 #include "homura/error.h"
 
 typedef struct scan {
@@ -49,21 +50,6 @@ static int rd_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 		}
 	}
 	return 0;
-}
-
-static size_t scalar_size(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
-		return 8;
-	case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE:
-		return sizeof(void *);
-	case PROTOBUF_C_TYPE_BYTES:
-		return sizeof(ProtobufCBinaryData);
-	default:
-		return 4;
-	}
 }
 
 /* Whether wire type wt can carry field f (packed repeated scalars too). */
@@ -158,7 +144,7 @@ static int walk(scan *s, const ProtobufCMessageDescriptor *d, const uint8_t *p, 
 				     f->type != PROTOBUF_C_TYPE_MESSAGE;
 			uint64_t n = 1;
 			if (packed) {
-				size_t sz = scalar_size(f->type);
+				size_t sz = hm_pb_type_size(f->type);
 				if (f->type == PROTOBUF_C_TYPE_FIXED32 || f->type == PROTOBUF_C_TYPE_SFIXED32 ||
 				    f->type == PROTOBUF_C_TYPE_FLOAT || f->type == PROTOBUF_C_TYPE_FIXED64 ||
 				    f->type == PROTOBUF_C_TYPE_SFIXED64 || f->type == PROTOBUF_C_TYPE_DOUBLE) {
@@ -172,7 +158,7 @@ static int walk(scan *s, const ProtobufCMessageDescriptor *d, const uint8_t *p, 
 			}
 			if (repeated) {
 				unsigned idx = (unsigned)(f - d->fields);
-				s->bytes += n * scalar_size(f->type);
+				s->bytes += n * hm_pb_type_size(f->type);
 				if (idx < nf && (counts[idx] += n) > HM_PB_MAX_REPEATED)
 					return over(s, "more than %llu entries in %s",
 						    HM_PB_MAX_REPEATED, f->name);
