@@ -1298,13 +1298,15 @@ int hm_target_thread_cputime(hm_target *t, pid_t tid, uint64_t *ns)
 	}
 	buf[n] = 0;
 	v = strtoull(buf, &end, 10);
-	/* "0 0 0": the kernel keeps no scheduler statistics (a live thread
-	 * has always run a little). */
-	if (end == buf || *end != ' ' || !v) {
+	if (end == buf || *end != ' ') {
 		close(s->sched_fd);
 		s->sched_fd = -2;
 		return 0;
 	}
+	/* 0: a thread that has not been charged yet (it just started), or
+	 * "0 0 0" from a kernel that keeps no scheduler statistics. */
+	if (!v)
+		return 0;
 	*ns = (uint64_t)v;
 	return 1;
 }

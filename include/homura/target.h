@@ -88,8 +88,9 @@ char hm_target_thread_state(hm_target *t, pid_t tid);
 char hm_target_thread_oncpu(hm_target *t, pid_t tid);
 /* CPU time the kernel has charged to a thread so far, in ns (the first field
  * of /proc/PID/task/TID/schedstat, sum_exec_runtime; kept open between
- * calls). 1 with *ns set; 0 if the kernel does not say (no such file, or
- * scheduler statistics off); -1 if the thread is gone. */
+ * calls). 1 with *ns set; 0 if the kernel does not say (no such file,
+ * scheduler statistics off, or nothing charged yet); -1 if the thread is
+ * gone (or not the target's). */
 int hm_target_thread_cputime(hm_target *t, pid_t tid, uint64_t *ns);
 /* 1 if the kernel gives the target's threads' CPU time (asked once). */
 int hm_target_has_cputime(hm_target *t);

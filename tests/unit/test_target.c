@@ -611,6 +611,63 @@ static void test_state_fds_released(void **state)
 	close(quick_pipe[1]);
 }
 
+/* CPU time from schedstat: a spinning thread's grows, a blocked one's
+ * stays put, a tid that is not the process's is refused; the schedstat
+ * fds are closed with the target. */
+static void test_thread_cputime(void **state)
+{
+	hm_target *t;
+	pthread_t a, b;
+	uint64_t s0 = 0, s1 = 0, z0 = 0, z1 = 0;
+	int i, before;
+	char st = 0;
+
+	before = lowest_free_fd();
+	t = open_self();
+	if (!hm_target_has_cputime(t)) {
+		hm_target_close(t);
+		skip();   /* a kernel without scheduler statistics */
+	}
+	spin_stop = 0;
+	spinner_tid = sleeper_tid = 0;
+	assert_int_equal(pipe(sleeper_pipe), 0);
+	assert_int_equal(pthread_create(&a, NULL, spinner, NULL), 0);
+	assert_int_equal(pthread_create(&b, NULL, sleeper, NULL), 0);
+	for (i = 0; i < 1000 && (!spinner_tid || !sleeper_tid); i++)
+		sleep_ms(1);
+	assert_true(spinner_tid && sleeper_tid);
+	for (i = 0; i < 2000 && st != 'S'; i++) {
+		st = hm_target_thread_state(t, sleeper_tid);
+		if (st != 'S')
+			sleep_ms(1);
+	}
+	assert_int_equal(st, 'S');
+
+	/* A thread not charged yet (just started) reads 0, then its time. */
+	for (i = 0; i < 5000 && hm_target_thread_cputime(t, spinner_tid, &s0) != 1; i++)
+		sleep_ms(1);
+	assert_true(s0 > 0);
+	assert_int_equal(hm_target_thread_cputime(t, sleeper_tid, &z0), 1);
+	for (i = 0; i < 5000 && s1 <= s0; i++) {
+		sleep_ms(1);
+		assert_int_equal(hm_target_thread_cputime(t, spinner_tid, &s1), 1);
+	}
+	assert_true(s1 > s0);
+	/* Still blocked in read(): it has not run since. */
+	assert_int_equal(hm_target_thread_cputime(t, sleeper_tid, &z1), 1);
+	assert_true(z1 == z0);
+	assert_int_equal(hm_target_thread_cputime(t, 999999, &z1), -1);
+
+	spin_stop = 1;
+	assert_int_equal(write(sleeper_pipe[1], "x", 1), 1);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	close(sleeper_pipe[0]);
+	close(sleeper_pipe[1]);
+	hm_target_close(t);
+	assert_int_equal(lowest_free_fd(), before);
+}
+
 /* ---- pause / resume a child ---- */
 
 static void *child_worker(void *arg)
@@ -833,6 +890,7 @@ int main(void)
 		cmocka_unit_test(test_threads_and_states),
 		cmocka_unit_test_teardown(test_zombie_thread_is_gone, zombie_teardown),
 		cmocka_unit_test(test_state_fds_released),
+		cmocka_unit_test(test_thread_cputime),
 		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_host_tid_other_namespace),
 		cmocka_unit_test(test_pause_self_refused),
