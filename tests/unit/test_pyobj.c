@@ -342,6 +342,20 @@ static void test_getattr_312_values(void **state)
 	assert_int_equal(hm_pyobj_getattr(&R, o, "nope", &v), -1);
 }
 
+/* Found by tests/fuzz/fuzz_pyobj: an int whose ob_size reads INT64_MIN
+ * (3.10: the sign lives in ob_size) was negated (UBSan abort). */
+static void test_int_size_min(void **state)
+{
+	setup_layout(10);
+	uint64_t o = obj(HM_PT_INT, 64);
+	put64(o, L->var_size, (uint64_t)INT64_MIN);
+	uint64_t mag;
+	int neg;
+	assert_int_equal(hm_pyobj_int(&R, o, &mag, &neg), -1);
+	char buf[64];
+	hm_pyobj_repr(&R, o, buf, sizeof buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_containers_312),
 		cmocka_unit_test(test_containers_313),
 		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_int_size_min),
 		cmocka_unit_test(test_getattr_312_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
