@@ -232,6 +232,8 @@ int hm_pyobj_int(const hm_pyobj_reader *r, uint64_t obj, uint64_t *mag, int *neg
 		int64_t size;
 		if (rd(r, obj + (uint64_t)L->var_size, &size, 8))
 			return -1;
+		if (size == INT64_MIN)      /* garbage: -size would overflow */
+			return -1;
 		neg = size < 0;
 		ndigits = size < 0 ? -size : size;
 	}

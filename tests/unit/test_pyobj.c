@@ -414,6 +414,20 @@ static void test_locals_314_tagged(void **state)
 	assert_string_equal(g.text, "n=42 none=None flag=True s='abc' c=7(cell)");
 }
 
+/* Found by tests/fuzz/fuzz_pyobj: an int whose ob_size reads INT64_MIN
+ * (3.10: the sign lives in ob_size) was negated (UBSan abort). */
+static void test_int_size_min(void **state)
+{
+	setup_layout(10);
+	uint64_t o = obj(HM_PT_INT, 64);
+	put64(o, L->var_size, (uint64_t)INT64_MIN);
+	uint64_t mag;
+	int neg;
+	assert_int_equal(hm_pyobj_int(&R, o, &mag, &neg), -1);
+	char buf[64];
+	hm_pyobj_repr(&R, o, buf, sizeof buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_containers_312),
 		cmocka_unit_test(test_containers_313),
 		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_int_size_min),
 		cmocka_unit_test(test_getattr_312_values),
 		cmocka_unit_test(test_locals_314_tagged),
 	};
