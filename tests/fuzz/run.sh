@@ -4,7 +4,11 @@
 #
 #   tests/fuzz/run.sh [TARGET...]      (default: every build-fuzz/fuzz_* binary)
 #
-# FUZZ_SECONDS (default 5) is each target's time. New inputs go to a
+# FUZZ_SECONDS (default 5) is each target's time. FUZZ_SEED (default 1)
+# fixes libFuzzer's random choices, so that a test run explores the same
+# inputs each time (only how far it gets depends on the machine's speed) and
+# cannot fail by chance; FUZZ_SEED=0 lets libFuzzer pick a seed, for long
+# exploratory runs. New inputs go to a
 # temporary first corpus directory, so the committed tests/fuzz/corpus/<target>/
 # (the second, read-only one) never changes. A crash, leak, timeout (>25 s
 # for one input), memory blow-up (>2 GiB RSS) or sanitizer report fails the
@@ -14,6 +18,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${FUZZ_SECONDS:-5}
+SEED=${FUZZ_SEED:-1}
 B=build-fuzz
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -33,7 +38,7 @@ for t in "${targets[@]}"; do
 	start=$SECONDS
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-	"$bin" -max_total_time="$SECS" -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+	"$bin" -seed="$SEED" -max_total_time="$SECS" -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$B/$t-" \
 		"$work/$t" $seeds >"$log" 2>&1
 	rc=$?
