@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "homura/base.h"
 #include "homura/error.h"
 #include "homura/fileio.h"
 
@@ -32,9 +33,8 @@ static uint64_t random64(void)
 	uint64_t r;
 	if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
 		return r;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
+	uint64_t ns = hm_mono_ns();
+	r = ns ^ (ns << 30) ^ ((uint64_t)getpid() << 40) ^
 	    (++counter * 0x9E3779B97F4A7C15ull);
 	return r * 0xD6E8FEB86659FD93ull;
 }

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "homura/agent.h"
+#include "homura/base.h"
 #include "homura/encode.h"
 #include "homura/error.h"
 #include "homura/export.h"
@@ -521,11 +522,9 @@ int cmd_agent(int argc, char **argv)
 	 * later ones with what is left of the budget. */
 	for (int i = 0; i < nexp; i++)
 		hm_exporter_drain(exp[i]);
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t t0 = hm_mono_ns();
 	for (int i = 0; i < nexp; i++) {
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		double spent = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		double spent = (double)(hm_mono_ns() - t0) / 1e9;
 		double left = a.flush_timeout - spent;
 		hm_exporter_flush(exp[i], left > 0 ? left : 0);
 	}
