@@ -22,6 +22,7 @@
 #include "homura/error.h"
 #include "homura/export.h"
 #include "homura/fileio.h"
+#include "homura/store.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -110,28 +111,11 @@ static int add_list(const char **list, int *n, const char *v, const char *what)
 	return 0;
 }
 
-/* "64M" -> bytes; -1 on error. */
+/* "64M" -> bytes (hm_parse_size); -1 on error. */
 static long long parse_size(const char *s)
 {
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || !(v >= 0))
-		return -1;
-	double mul = 1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1024; end++; break;
-	case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
-	case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
-	case 0: break;
-	default: return -1;
-	}
-	if (*end == 'i' || *end == 'B')
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end)
-		return -1;
-	return (long long)(v * mul);
+	int64_t v;
+	return hm_parse_size(s, &v) < 0 ? -1 : (long long)v;
 }
 
 static int parse_secs(const char *s, double *out, double min, const char *what)
@@ -232,18 +216,18 @@ static int apply_opt(struct agent_args *a, int c, const char *v)
 	case O_DIRFMT: a->dir_format = v; return 0;
 	case O_DIRMAX:
 		if ((sz = parse_size(v)) < 0)
-			return cli_fail("invalid --dir-max-size '%s' (bytes, K/M/G suffix)", v) + 2;
+			return cli_fail("invalid --dir-max-size '%s' (bytes, K/M/G/T suffix)", v) + 2;
 		a->eo.dir_max_bytes = (uint64_t)sz;
 		return 0;
 	case O_QMAX:
 		if ((sz = parse_size(v)) < 0)
-			return cli_fail("invalid --queue-max-bytes '%s' (bytes, K/M/G suffix)", v) + 2;
+			return cli_fail("invalid --queue-max-bytes '%s' (bytes, K/M/G/T suffix)", v) + 2;
 		a->eo.queue_max_bytes = (size_t)sz;
 		return 0;
 	case O_SPOOL: a->spool = v; return 0;
 	case O_SPOOLMAX:
 		if ((sz = parse_size(v)) < 0)
-			return cli_fail("invalid --spool-max-bytes '%s' (bytes, K/M/G suffix)", v) + 2;
+			return cli_fail("invalid --spool-max-bytes '%s' (bytes, K/M/G/T suffix)", v) + 2;
 		a->eo.spool_max_bytes = (size_t)sz;
 		return 0;
 	case O_TIMEOUT: return parse_secs(v, &a->eo.timeout_s, 0.1, "--timeout") ? 3 : 0;

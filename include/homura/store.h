@@ -178,7 +178,9 @@ int hm_store_label_name_ok(const char *name);
 int hm_parse_time(const char *text, int64_t now_s, int64_t *out);
 /* Durations: "30s", "15m", "7d", plain seconds. */
 int hm_parse_duration(const char *text, int64_t *out);
-/* Sizes: "500M", "2G", "1048576". */
+/* Sizes: bytes ("1048576"), or a number (fraction allowed: "1.5G") with a
+ * K, M, G or T suffix (powers of 1024), optionally followed by "i" and/or
+ * "B" ("64M", "64MB", "64MiB", "100B"); at most 1 PiB. HM_EINVAL otherwise. */
 int hm_parse_size(const char *text, int64_t *out);
 
 #endif
