@@ -7,9 +7,10 @@
  * referenced. Buckets are HM_STORE_BUCKET_S wide and become
  * HM_STORE_COARSE_S wide once older than opts.downsample_after_s.
  *
- * The engine sits behind a vtable (hm_store_ops) so that another backend
- * (PostgreSQL) can be added; hm_store_open picks one from the location:
- * a directory path (or "sqlite:DIR") opens the embedded SQLite engine.
+ * The engine sits behind a vtable (hm_store_ops) with two backends;
+ * hm_store_open picks one from the location: a directory path (or
+ * "sqlite:DIR") opens the embedded SQLite engine (store_sqlite.c), a
+ * postgres:// or postgresql:// URL a PostgreSQL database (store_pg.c).
  *
  * Selections use Pyroscope's syntax:
  *   process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="api",version=~"1\\..*"}
