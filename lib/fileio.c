@@ -165,20 +165,6 @@ int hm_output_open(hm_outfile *o, const char *path, mode_t mode)
 	return rc;
 }
 
-int hm_output_open_at(hm_outfile *o, int dirfd, const char *name, mode_t mode)
-{
-	memset(o, 0, sizeof *o);
-	o->dirfd = -1;
-	o->path = name;
-	int dfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-	if (dfd < 0)
-		return hm_error(HM_ESYS, "cannot write %s: %s", name, strerror(errno));
-	int rc = output_open(o, dfd, name, name, mode);
-	if (o->dirfd < 0)
-		close(dfd);
-	return rc;
-}
-
 static void output_release(hm_outfile *o)
 {
 	if (o->dirfd >= 0)
