@@ -1,4 +1,5 @@
-# homura build. `make` builds build/homura and the unit tests; `make asan`
+# homura build. `make` builds build/homura and the unit tests; `make bench`
+# the C benchmark programs (bench/*.c) into build/bench/; `make asan`
 # builds the same with AddressSanitizer + UBSan into build-asan/; `make fuzz`
 # builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
 # Sources are picked up by wildcard: lib/ -> libhomura.a, src/ -> homura.
@@ -21,9 +22,9 @@ CLI_SRC   := $(wildcard src/*.c)
 CLI_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-HELPERS   := $(patsubst tests/programs/%.c,$(BUILD)/tests/%,$(wildcard tests/programs/*.c))
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-all: $(BUILD)/homura $(UNIT_BIN) $(HELPERS)
+all: $(BUILD)/homura $(UNIT_BIN)
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
@@ -49,9 +50,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhomura.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhomura.a $(LIBS) -lcmocka $(LDFLAGS)
 
-$(BUILD)/tests/%: tests/programs/%.c
+# the C benchmark programs (bench/*.c), with the same warnings as the rest
+bench: $(BENCH_BIN)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libhomura.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -lpthread $(LDFLAGS)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libhomura.a $(LIBS) $(LDFLAGS)
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -66,7 +70,7 @@ check: all
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all asan unit check clean
+.PHONY: all asan bench unit check clean
 
 # ---- install / uninstall: `make install [PREFIX=/usr/local] [DESTDIR=...]`
 # puts bin/homura, the man pages (man/*.1), the bash and zsh completions

@@ -5,11 +5,7 @@
  * gzip) and hm_encode_otlp. The profile aggregates per (stack, thread), so
  * encoder work and memory follow distinct stacks, not samples.
  *
- * Build and run without the Makefile (after `make`):
- *   gcc -std=gnu11 -O2 -Iinclude -Ibuild/gen -D_GNU_SOURCE bench/bench_encode.c \
- *       build/libhomura.a -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl \
- *       -lmicrohttpd -lsqlite3 -lncursesw -lpthread -lm -o build/bench_encode
- *   ./build/bench_encode */
+ * Build and run: make bench && build/bench/bench_encode */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>

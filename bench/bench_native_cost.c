@@ -7,8 +7,7 @@
  * Alternates plain and native samples at RATE_HZ (default 200) and prints
  * the wall time of each kind (p50 / p99 / max, microseconds), how long the
  * sampled threads stood stopped, and the symbol cache hit rate.
- * Build: cc -O2 -Iinclude -D_GNU_SOURCE bench/bench_native_cost.c
- *        build/libhomura.a -ldw -lelf -lz -lpthread (add -static to carry it). */
+ * Build: make bench (build/bench/bench_native_cost). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>

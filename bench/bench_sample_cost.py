@@ -45,18 +45,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
 
-FLOOR_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "readv_floor.c")
-FLOOR_BIN = os.path.join(str(benchlib.REPO), "build", "readv_floor")
+FLOOR_BIN = os.path.join(str(benchlib.REPO), "build", "bench", "readv_floor")
 
 
 def build_floor():
-    """Path of the readv_floor helper, built if missing or stale; None if no compiler."""
-    if os.path.exists(FLOOR_BIN) and os.path.getmtime(FLOOR_BIN) >= os.path.getmtime(FLOOR_SRC):
-        return FLOOR_BIN
-    os.makedirs(os.path.dirname(FLOOR_BIN), exist_ok=True)
-    r = subprocess.run(["cc", "-std=gnu11", "-O2", "-o", FLOOR_BIN, FLOOR_SRC],
+    """Path of the readv_floor helper (`make bench`), built if missing or
+    stale; None if it cannot be built."""
+    r = subprocess.run(["make", "-s", "-C", str(benchlib.REPO), "build/bench/readv_floor"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return FLOOR_BIN if r.returncode == 0 else None
+    return FLOOR_BIN if r.returncode == 0 and os.path.exists(FLOOR_BIN) else None
 
 
 def placements():

@@ -14,11 +14,8 @@
  *     and for all (and 1 h, top, timeseries), before and after downsampling to
  *     1 min buckets, then a 12 h retention pass (file size after each).
  *
- * Build and run (from the repository root, after `make`):
- *   gcc -O2 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen bench/bench_server.c \
- *       build/libhomura.a -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl \
- *       -lmicrohttpd -lsqlite3 -lpq -lncursesw -lpthread -lm -o /tmp/bench_server
- *   /tmp/bench_server [--windows W] [--hours H] [--services S] [--dir DIR]
+ * Build and run (from the repository root): make bench, then
+ *   build/bench/bench_server [--windows W] [--hours H] [--services S] [--dir DIR]
  *                     [--pg postgresql:///db?host=/tmp/sock]
  * --pg runs phase 3 against that (empty) PostgreSQL database instead of a
  * SQLite directory.  */

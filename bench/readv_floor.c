@@ -9,8 +9,11 @@
  * in microseconds.  bench_sample_cost.py builds and runs it after each
  * recording, so a sample's cost can be read against what a single read costs
  * at the same moment: the syscall's latency varies several-fold with the
- * load of this virtual machine.  Standalone: cc -O2 -o readv_floor readv_floor.c */
+ * load of this virtual machine.  `make bench` builds build/bench/readv_floor
+ * (it uses only libc: cc -O2 -o readv_floor readv_floor.c works too). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -587,17 +587,6 @@ int hm_agent_add_exporter(hm_agent *a, hm_exporter *e)
 	return HM_OK;
 }
 
-/* xorshift64*: a uniform step in [0, period]. */
-static uint64_t rng_next_step(uint64_t *s, uint64_t period)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return (x * 0x2545F4914F6CDD1Dull) % (period + 1);
-}
-
 static void sleep_until(uint64_t t)
 {
 	struct timespec ts = {(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
@@ -662,7 +651,7 @@ int hm_agent_run(hm_agent *a)
 				new_window(a, tg);   /* an earlier allocation failed */
 		/* Jitter in [0.5, 1.5] periods keeps the mean rate and avoids
 		 * locking onto periodic work in the targets. */
-		next += period / 2 + rng_next_step(&rng, period);
+		next += period / 2 + hm_rng_next(&rng) % (period + 1);
 		sleep_until(next);
 	}
 	/* The last, partial windows. */

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "homura/base.h"
 #include "homura/error.h"
 #include "homura/export.h"
 
@@ -83,20 +84,6 @@ struct hm_exporter {
 	uint64_t rng;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double real_now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void hm_export_opts_init(hm_export_opts *o)
 {
 	memset(o, 0, sizeof *o);
@@ -111,12 +98,7 @@ void hm_export_opts_init(hm_export_opts *o)
 
 static double rng_unit(uint64_t *s)
 {
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+	return (double)(hm_rng_next(s) >> 11) / 9007199254740992.0;
 }
 
 /* Wait up to secs, or until a signal on cv; mu held. */
@@ -136,7 +118,7 @@ static void droplog_flush_locked(hm_exporter *e, int k, int force)
 	droplog *d = &e->dl[k];
 	if (!d->n)
 		return;
-	double t = now_s();
+	double t = hm_mono_s();
 	if (!force && d->last && t - d->last < 10)
 		return;
 	unsigned long long n = d->n, b = d->bytes;
@@ -215,7 +197,7 @@ static void *sender_main(void *arg)
 	char why[256];
 	for (;;) {
 		double next_due = 0;
-		hm_qitem *it = hm_queue_next(e->q, now_s(), &next_due);
+		hm_qitem *it = hm_queue_next(e->q, hm_mono_s(), &next_due);
 		pthread_mutex_lock(&e->mu);
 		droplog_flush_all_locked(e, 0);
 		if (e->cancel || (!it && !next_due && e->draining)) {
@@ -223,22 +205,22 @@ static void *sender_main(void *arg)
 			break;
 		}
 		if (!it) {   /* empty, or only items set aside: a submit wakes us */
-			double w = next_due ? next_due - now_s() : 1.0;
+			double w = next_due ? next_due - hm_mono_s() : 1.0;
 			wait_locked(e, w < 0.001 ? 0.001 : w > 1.0 ? 1.0 : w);
 			pthread_mutex_unlock(&e->mu);
 			continue;
 		}
-		if (now_s() < next_try) {
+		if (hm_mono_s() < next_try) {
 			unsigned gen = e->wake_gen;
 			double t;
-			while (!e->cancel && e->wake_gen == gen && (t = now_s()) < next_try)
+			while (!e->cancel && e->wake_gen == gen && (t = hm_mono_s()) < next_try)
 				wait_locked(e, next_try - t);
 			if (e->wake_gen != gen)
 				next_try = 0;    /* draining: one attempt at once */
 			pthread_mutex_unlock(&e->mu);
 			continue;
 		}
-		if (e->o.max_age_s > 0 && real_now_s() - it->made > e->o.max_age_s) {
+		if (e->o.max_age_s > 0 && hm_real_s() - it->made > e->o.max_age_s) {
 			e->st.expired++;
 			droplog_note_locked(e, DROP_OLD, it->len, NULL);
 			pthread_mutex_unlock(&e->mu);
@@ -275,7 +257,7 @@ static void *sender_main(void *arg)
 		double jitter = 0.5 + 0.5 * rng_unit(&e->rng);
 		if (r == HM_SEND_DEFER) {
 			if (!e->cancel && streak >= 2)
-				next_try = now_s() + backoff_of(e, streak - 1) * jitter;
+				next_try = hm_mono_s() + backoff_of(e, streak - 1) * jitter;
 			it->attempts++;
 			if (e->o.max_attempts && it->attempts >= e->o.max_attempts) {
 				e->st.expired++;
@@ -288,11 +270,11 @@ static void *sender_main(void *arg)
 				droplog_note_locked(e, NOTE_DEFERRED, len, why);
 			double own = backoff_of(e, it->attempts) * (0.5 + 0.5 * rng_unit(&e->rng));
 			pthread_mutex_unlock(&e->mu);
-			hm_queue_defer(e->q, now_s() + own);
+			hm_queue_defer(e->q, hm_mono_s() + own);
 			continue;
 		}
 		if (!e->cancel)
-			next_try = now_s() + backoff_of(e, streak) * jitter;
+			next_try = hm_mono_s() + backoff_of(e, streak) * jitter;
 		if (!e->down && !e->cancel)
 			hm_log(HM_LOG_WARN, "cannot send to %s (%s); queueing and retrying", e->name,
 			       why);
@@ -319,7 +301,7 @@ int hm_exporter_new(const hm_exporter_ops *ops, void *impl, const char *name,
 		e->o.backoff_min_s = 0.5;
 	if (e->o.backoff_max_s < e->o.backoff_min_s)
 		e->o.backoff_max_s = e->o.backoff_min_s;
-	e->rng = (uint64_t)(now_s() * 1e9) ^ (uintptr_t)e ^ 0x9E3779B97F4A7C15ull;
+	e->rng = hm_mono_ns() ^ (uintptr_t)e ^ 0x9E3779B97F4A7C15ull;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	if (ops->send) {
@@ -421,11 +403,11 @@ void hm_exporter_flush(hm_exporter *e, double timeout_s)
 	hm_exporter_drain(e);
 	if (!e->has_thread)
 		return;
-	double deadline = now_s() + (timeout_s > 0 ? timeout_s : 0);
+	double deadline = hm_mono_s() + (timeout_s > 0 ? timeout_s : 0);
 	for (;;) {
 		hm_queue_stats qs;
 		hm_queue_stats_get(e->q, &qs);
-		if (!qs.queued || now_s() >= deadline)
+		if (!qs.queued || hm_mono_s() >= deadline)
 			break;
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);

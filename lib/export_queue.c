@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "homura/base.h"
 #include "homura/error.h"
 #include "homura/export.h"
 #include "homura/fileio.h"
@@ -80,13 +81,6 @@ static size_t item_bytes(const hm_qitem *it)
 static void spool_name(uint64_t seq, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "%016llx.hmq", (unsigned long long)seq);
-}
-
-static double real_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static size_t file_bytes(const hm_qitem *it)
@@ -419,7 +413,7 @@ int hm_queue_push(hm_queue *q, unsigned char *data, size_t len, char *meta)
 	it->meta = meta;
 	pthread_mutex_lock(&q->mu);
 	it->seq = q->next_seq++;
-	it->made = real_s();
+	it->made = hm_real_s();
 	size_t b = item_bytes(it);
 	int rc = HM_OK;
 	if (!q->nspool && (!q->head || q->mem_bytes + b <= q->max_bytes)) {

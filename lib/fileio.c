@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "homura/base.h"
 #include "homura/error.h"
 #include "homura/fileio.h"
 
@@ -32,9 +33,8 @@ static uint64_t random64(void)
 	uint64_t r;
 	if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
 		return r;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
+	uint64_t ns = hm_mono_ns();
+	r = ns ^ (ns << 30) ^ ((uint64_t)getpid() << 40) ^
 	    (++counter * 0x9E3779B97F4A7C15ull);
 	return r * 0xD6E8FEB86659FD93ull;
 }
@@ -160,20 +160,6 @@ int hm_output_open(hm_outfile *o, const char *path, mode_t mode)
 		return hm_error(HM_ESYS, "cannot write %s: %s", path, strerror(errno));
 	int rc = output_open(o, dfd, name, path, mode);
 	free(name);
-	if (o->dirfd < 0)
-		close(dfd);
-	return rc;
-}
-
-int hm_output_open_at(hm_outfile *o, int dirfd, const char *name, mode_t mode)
-{
-	memset(o, 0, sizeof *o);
-	o->dirfd = -1;
-	o->path = name;
-	int dfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-	if (dfd < 0)
-		return hm_error(HM_ESYS, "cannot write %s: %s", name, strerror(errno));
-	int rc = output_open(o, dfd, name, name, mode);
 	if (o->dirfd < 0)
 		close(dfd);
 	return rc;

@@ -954,11 +954,6 @@ const hm_native_stats *hm_native_stats_get(const hm_native *n)
 	return &n->st;
 }
 
-void hm_native_set_cache_size(hm_native *n, int entries)
-{
-	n->cap = entries > 64 ? (size_t)entries : 64;
-}
-
 void hm_natstack_free(hm_natstack *st)
 {
 	free(st->frames);

@@ -126,12 +126,6 @@ uint32_t hm_profile_thread_id(hm_profile *p, uint64_t tid, uint32_t pid, const c
 	return p->nthreads++;
 }
 
-void hm_profile_thread_set_name(hm_profile *p, uint32_t id, const char *name)
-{
-	if (id < p->nthreads)
-		p->threads[id].name = hm_profile_intern_cstr(p, name);
-}
-
 void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t count,
 		    int64_t weight_ns, uint64_t t_ns)
 {

@@ -37,17 +37,6 @@ void hm_sampler_opts_init(hm_sampler_opts *o)
 	o->max_depth = 4096;
 }
 
-/* xorshift64*: cheap, good enough for jitter. */
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 
 uint32_t hm_sampler_root_frames(hm_profile *p, const hm_sampler_opts *o, pid_t tid, uint32_t *ids)
 {
@@ -519,7 +508,7 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 			sample_proc(&fl.procs[i], &s, p, o, st, flags, period);
 		uint64_t step = period;
 		if (o->jitter)
-			step = period / 2 + rng_next(&rng) % (period + 1);
+			step = period / 2 + hm_rng_next(&rng) % (period + 1);
 		next += step;
 		if (next > end)
 			next = end;

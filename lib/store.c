@@ -501,21 +501,41 @@ int hm_parse_time(const char *text, int64_t now_s, int64_t *out)
 
 int hm_parse_size(const char *text, int64_t *out)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(text, &end, 10);
-	int64_t mul = 1;
-	switch (*end) {
-	case 0: break;
-	case 'k': case 'K': mul = 1LL << 10; break;
-	case 'm': case 'M': mul = 1LL << 20; break;
-	case 'g': case 'G': mul = 1LL << 30; break;
-	case 't': case 'T': mul = 1LL << 40; break;
-	default: mul = 0;
+	/* digits[.digits][K|M|G|T[i]][B]; the multipliers are powers of 1024. */
+	const char *p = text;
+	int64_t whole = 0;
+	double frac = 0, scale = 1;
+	int ndig = 0;
+	for (; *p >= '0' && *p <= '9'; p++, ndig++) {
+		if (whole > ((INT64_C(1) << 50) - (*p - '0')) / 10)
+			goto bad;
+		whole = whole * 10 + (*p - '0');
 	}
-	if (end == text || errno || v < 0 || !mul || (*end && end[1] && strcmp(end + 1, "iB") &&
-						      strcmp(end + 1, "B")) || v > (1LL << 50) / mul)
-		return hm_error(HM_EINVAL, "bad size '%.32s' (e.g. 500M, 2G)", text);
-	*out = v * mul;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++, ndig++)
+			if (scale > 1e-15)
+				frac += (*p - '0') * (scale /= 10);
+	if (!ndig)
+		goto bad;
+	int64_t mul = 1;
+	switch (*p) {
+	case 'k': case 'K': mul = INT64_C(1) << 10; p++; break;
+	case 'm': case 'M': mul = INT64_C(1) << 20; p++; break;
+	case 'g': case 'G': mul = INT64_C(1) << 30; p++; break;
+	case 't': case 'T': mul = INT64_C(1) << 40; p++; break;
+	}
+	if (mul > 1 && *p == 'i')
+		p++;
+	if (*p == 'B')
+		p++;
+	if (*p || whole > (INT64_C(1) << 50) / mul)
+		goto bad;
+	int64_t v = whole * mul + (int64_t)(frac * (double)mul);
+	if (v > INT64_C(1) << 50)
+		goto bad;
+	*out = v;
 	return HM_OK;
+bad:
+	return hm_error(HM_EINVAL, "bad size '%.32s' (bytes, or with a K/M/G/T suffix: 500M, 1.5G)",
+			text);
 }

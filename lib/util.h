@@ -1,25 +1,13 @@
-/* util.h - small helpers shared inside libhomura: clocks and unaligned
- * loads from bytes copied out of a target. Private to the library. */
+/* util.h - small helpers shared inside libhomura: the base helpers
+ * (clocks, the jitter generator: homura/base.h) and unaligned loads from
+ * bytes copied out of a target. Private to the library. */
 #ifndef HOMURA_UTIL_H
 #define HOMURA_UTIL_H
 
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
-static inline uint64_t hm_mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline uint64_t hm_real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#include "homura/base.h"
 
 /* Loads at a byte offset of a buffer read from the target. */
 static inline uint64_t hm_ld_u64(const uint8_t *b, int off)

@@ -2,7 +2,8 @@
 # test.sh - the one command that builds and tests homura from a clean checkout.
 #
 #   1. installs missing Debian packages (scripts/install-deps.sh)
-#   2. builds build/ (make) and build-asan/ (make asan: ASan + UBSan)
+#   2. builds build/ (make, and make bench: bench/*.c) and build-asan/ (make
+#      asan: ASan + UBSan)
 #   3. runs every unit test of both builds
 #   3b. builds the libFuzzer targets (make fuzz: clang, ASan + UBSan) and runs
 #      each for FUZZ_SECONDS (default 5) over its committed corpus
@@ -31,8 +32,8 @@ step() { printf '\n=== %s\n' "$*"; }
 step "dependencies"
 bash scripts/install-deps.sh || { echo "test.sh: FAIL: could not install dependencies"; exit 1; }
 
-step "build (make -j$JOBS)"
-make -j"$JOBS" || { echo "test.sh: FAIL: make failed"; exit 1; }
+step "build (make -j$JOBS, and make bench: the C bench programs build warning-free)"
+make -j"$JOBS" all bench || { echo "test.sh: FAIL: make failed"; exit 1; }
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
 	step "build with ASan+UBSan (make -j$JOBS asan)"
 	make -j"$JOBS" asan || { echo "test.sh: FAIL: make asan failed"; exit 1; }

@@ -17,10 +17,12 @@
 
 #include "cli.h"
 #include "homura/agent.h"
+#include "homura/base.h"
 #include "homura/encode.h"
 #include "homura/error.h"
 #include "homura/export.h"
 #include "homura/fileio.h"
+#include "homura/store.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -109,28 +111,11 @@ static int add_list(const char **list, int *n, const char *v, const char *what)
 	return 0;
 }
 
-/* "64M" -> bytes; -1 on error. */
+/* "64M" -> bytes (hm_parse_size); -1 on error. */
 static long long parse_size(const char *s)
 {
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || !(v >= 0))
-		return -1;
-	double mul = 1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1024; end++; break;
-	case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
-	case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
-	case 0: break;
-	default: return -1;
-	}
-	if (*end == 'i' || *end == 'B')
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end)
-		return -1;
-	return (long long)(v * mul);
+	int64_t v;
+	return hm_parse_size(s, &v) < 0 ? -1 : (long long)v;
 }
 
 static int parse_secs(const char *s, double *out, double min, const char *what)
@@ -231,18 +216,18 @@ static int apply_opt(struct agent_args *a, int c, const char *v)
 	case O_DIRFMT: a->dir_format = v; return 0;
 	case O_DIRMAX:
 		if ((sz = parse_size(v)) < 0)
-			return cli_fail("invalid --dir-max-size '%s' (bytes, K/M/G suffix)", v) + 2;
+			return cli_fail("invalid --dir-max-size '%s' (bytes, K/M/G/T suffix)", v) + 2;
 		a->eo.dir_max_bytes = (uint64_t)sz;
 		return 0;
 	case O_QMAX:
 		if ((sz = parse_size(v)) < 0)
-			return cli_fail("invalid --queue-max-bytes '%s' (bytes, K/M/G suffix)", v) + 2;
+			return cli_fail("invalid --queue-max-bytes '%s' (bytes, K/M/G/T suffix)", v) + 2;
 		a->eo.queue_max_bytes = (size_t)sz;
 		return 0;
 	case O_SPOOL: a->spool = v; return 0;
 	case O_SPOOLMAX:
 		if ((sz = parse_size(v)) < 0)
-			return cli_fail("invalid --spool-max-bytes '%s' (bytes, K/M/G suffix)", v) + 2;
+			return cli_fail("invalid --spool-max-bytes '%s' (bytes, K/M/G/T suffix)", v) + 2;
 		a->eo.spool_max_bytes = (size_t)sz;
 		return 0;
 	case O_TIMEOUT: return parse_secs(v, &a->eo.timeout_s, 0.1, "--timeout") ? 3 : 0;
@@ -521,11 +506,9 @@ int cmd_agent(int argc, char **argv)
 	 * later ones with what is left of the budget. */
 	for (int i = 0; i < nexp; i++)
 		hm_exporter_drain(exp[i]);
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t t0 = hm_mono_ns();
 	for (int i = 0; i < nexp; i++) {
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		double spent = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		double spent = (double)(hm_mono_ns() - t0) / 1e9;
 		double left = a.flush_timeout - spent;
 		hm_exporter_flush(exp[i], left > 0 ? left : 0);
 	}

@@ -38,6 +38,7 @@
 #include <curses.h>
 
 #include "cli.h"
+#include "homura/base.h"
 #include "homura/launch.h"
 #include "homura/error.h"
 #include "homura/follow.h"
@@ -259,23 +260,6 @@ struct top {
 	char version[32];
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 static int target_gone(struct top *T)
 {
 	if (T->child > 0 && !T->child_reaped) {
@@ -333,7 +317,7 @@ static void follower_dropped(void *ctx, hm_followed *it)
  * tproc. */
 static void followers_update(struct top *T)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = hm_mono_ns();
 	if (now - T->last_scan < 250000000ull)
 		return;
 	T->last_scan = now;
@@ -755,7 +739,7 @@ static int handle_keys(struct top *T)
 static int wait_keys(struct top *T, uint64_t until)
 {
 	while (!stop_flag) {
-		uint64_t now = mono_ns();
+		uint64_t now = hm_mono_ns();
 		if (until != UINT64_MAX && now >= until)
 			return 0;
 		struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
@@ -791,16 +775,16 @@ static void stop_child(struct top *T)
  * target's exit in text mode). */
 static void run_loop(struct top *T, int screen_mode)
 {
-	uint64_t start = mono_ns();
+	uint64_t start = hm_mono_ns();
 	uint64_t next = start, window_end = start + 1000000000ull;
 	uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	int printed = 0;
 	while (!stop_flag) {
-		uint64_t now = mono_ns();
+		uint64_t now = hm_mono_ns();
 		if (now > next + T->period_ns)
 			next = now;   /* late: restart the schedule, don't burst */
 		sample_round(T);
-		now = mono_ns();
+		now = hm_mono_ns();
 		if (T->exited || now >= window_end) {
 			/* At the exit, a window with no rounds would blank the
 			 * percentages: keep the last one. */
@@ -825,7 +809,7 @@ static void run_loop(struct top *T, int screen_mode)
 		}
 		uint64_t step = T->period_ns;
 		if (T->a.jitter)
-			step = T->period_ns / 2 + rng_next(&rng) % (T->period_ns + 1);
+			step = T->period_ns / 2 + hm_rng_next(&rng) % (T->period_ns + 1);
 		next += step;
 		if (screen_mode) {
 			if (wait_keys(T, next))

@@ -40,8 +40,6 @@ int hm_output_check(const char *path);
  * the same directory, which hm_output_commit renames over path, so a failed
  * write never leaves half a file. mode is for the new file (umask applies). */
 int hm_output_open(hm_outfile *o, const char *path, mode_t mode);
-/* The same for dirfd/name (dirfd stays the caller's). */
-int hm_output_open_at(hm_outfile *o, int dirfd, const char *name, mode_t mode);
 /* Flush, close and rename into place. HM_OK or an hm_error (the temporary
  * file is removed). */
 int hm_output_commit(hm_outfile *o);

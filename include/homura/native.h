@@ -94,8 +94,6 @@ typedef struct hm_native_stats {
 int hm_native_open(hm_target *t, hm_native **out);
 void hm_native_close(hm_native *n);   /* detaches anything still traced */
 const hm_native_stats *hm_native_stats_get(const hm_native *n);
-/* Entries kept in the symbol cache (default 16384). */
-void hm_native_set_cache_size(hm_native *n, int entries);
 
 /* One combined sample: hm_python_sample(py, s, flags) picks the threads
  * (HM_SAMPLE_ONCPU, HM_SAMPLE_GIL honoured), those with Python frames are

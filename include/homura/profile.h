@@ -91,8 +91,6 @@ uint32_t hm_profile_nstacks(const hm_profile *p);
 const uint32_t *hm_profile_stack(const hm_profile *p, uint32_t id, uint32_t *n);
 uint32_t hm_profile_nthreads(const hm_profile *p);
 const hm_thread *hm_profile_thread(const hm_profile *p, uint32_t id);
-/* Set a thread's name after the fact (names may be learned late). */
-void hm_profile_thread_set_name(hm_profile *p, uint32_t id, const char *name);
 size_t hm_profile_nsamples(const hm_profile *p);
 const hm_sample *hm_profile_sample(const hm_profile *p, size_t i);
 size_t hm_profile_nevents(const hm_profile *p);

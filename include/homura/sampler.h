@@ -1,4 +1,9 @@
-/* sampler.h - the sampling loop shared by record, top and the agent.
+/* sampler.h - record's sampling loop, and the per-sample helpers others use.
+ *
+ * hm_sampler_run is the loop of `homura record` (`top` and the agent have
+ * their own loops: top shares hm_sampler_wait_python, the agent the options
+ * and hm_sampler_add_thread; native.c and pyasync_sampler.c build their
+ * stacks with hm_sampler_add_thread/_root_frames/_py_frame).
  *
  * hm_sampler drives hm_python_sample at a (jittered) rate, turns each
  * thread's stack into profile frames and stacks, and keeps statistics:

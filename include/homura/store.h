@@ -7,9 +7,10 @@
  * referenced. Buckets are HM_STORE_BUCKET_S wide and become
  * HM_STORE_COARSE_S wide once older than opts.downsample_after_s.
  *
- * The engine sits behind a vtable (hm_store_ops) so that another backend
- * (PostgreSQL) can be added; hm_store_open picks one from the location:
- * a directory path (or "sqlite:DIR") opens the embedded SQLite engine.
+ * The engine sits behind a vtable (hm_store_ops) with two backends;
+ * hm_store_open picks one from the location: a directory path (or
+ * "sqlite:DIR") opens the embedded SQLite engine (store_sqlite.c), a
+ * postgres:// or postgresql:// URL a PostgreSQL database (store_pg.c).
  *
  * Selections use Pyroscope's syntax:
  *   process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="api",version=~"1\\..*"}
@@ -178,7 +179,9 @@ int hm_store_label_name_ok(const char *name);
 int hm_parse_time(const char *text, int64_t now_s, int64_t *out);
 /* Durations: "30s", "15m", "7d", plain seconds. */
 int hm_parse_duration(const char *text, int64_t *out);
-/* Sizes: "500M", "2G", "1048576". */
+/* Sizes: bytes ("1048576"), or a number (fraction allowed: "1.5G") with a
+ * K, M, G or T suffix (powers of 1024), optionally followed by "i" and/or
+ * "B" ("64M", "64MB", "64MiB", "100B"); at most 1 PiB. HM_EINVAL otherwise. */
 int hm_parse_size(const char *text, int64_t *out);
 
 #endif

@@ -375,6 +375,37 @@ static void test_selector_syntax(void **state)
 	assert_int_equal(t, 2LL << 30);
 }
 
+/* One size parser for the server (--max-size, --max-body) and the agent
+ * (--dir-max-size, --queue-max-bytes, --spool-max-bytes): the forms either
+ * accepted before are accepted, anything else refused. */
+static void test_parse_size(void **state)
+{
+	(void)state;
+	static const struct { const char *in; int64_t want; } ok[] = {
+		{"0", 0}, {"600", 600}, {"1048576", 1048576}, {"100B", 100},
+		{"512K", 512LL << 10}, {"512k", 512LL << 10}, {"64M", 64LL << 20},
+		{"64m", 64LL << 20}, {"64MB", 64LL << 20}, {"64MiB", 64LL << 20},
+		{"64Mi", 64LL << 20}, {"1G", 1LL << 30}, {"2g", 2LL << 30}, {"1T", 1LL << 40},
+		{"1.5G", 3LL << 29}, {"0.5K", 512}, {"1024T", 1LL << 50}, {"1125899906842624", 1LL << 50},
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		int64_t v = -1;
+		if (hm_parse_size(ok[i].in, &v) != 0 || v != ok[i].want)
+			fail_msg("'%s': rc/value %lld, want %lld", ok[i].in, (long long)v,
+				 (long long)ok[i].want);
+	}
+	static const char *bad[] = {
+		"", "M", "-1", "-1M", "1.5.5", "12X", "12 M", "64MBB", "64iB", "64BM", "1e3",
+		"0x10", "inf", "nan", "1025T", "1125899906842625", "99999999999999999999999",
+		"1P", "64M ",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int64_t v = 7;
+		if (hm_parse_size(bad[i], &v) != HM_EINVAL || v != 7)
+			fail_msg("'%s' was accepted (%lld)", bad[i], (long long)v);
+	}
+}
+
 /* a profile with nstk distinct stacks (main -> fN), each with count n */
 static hm_profile *make_wide(int nstk, int64_t n, int salt)
 {
@@ -888,6 +919,7 @@ int main(void)
 		BOTH(test_bad_labels_leave_store_intact),
 		BOTH(test_retention_and_downsampling),
 		cmocka_unit_test(test_selector_syntax),
+		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_selector_regex_cost),
 		BOTH(test_rollup_ranges),
 		BOTH(test_maintenance_shrinks_file),
