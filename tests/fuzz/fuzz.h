@@ -8,6 +8,7 @@
 #ifndef HOMURA_FUZZ_H
 #define HOMURA_FUZZ_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,32 @@
 			abort();                                                    \
 		}                                                                   \
 	} while (0)
+
+/* "Remote" memory for the walker and object-reader targets: the fuzzer's
+ * bytes mapped at base, zeros after them up to base + virt, unreadable
+ * elsewhere (a read that leaves that range fails, as process_vm_readv
+ * would). */
+struct fuzz_mem {
+	const uint8_t *p;
+	size_t n;
+	uint64_t base;
+	size_t virt;
+};
+
+static inline int fuzz_mem_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	const struct fuzz_mem *m = ctx;
+	if (addr < m->base || addr - m->base > m->virt || len > m->virt - (addr - m->base))
+		return -1;
+	uint64_t off = addr - m->base;
+	size_t have = off < m->n ? m->n - (size_t)off : 0;
+	if (have > len)
+		have = len;
+	if (have)
+		memcpy(buf, m->p + off, have);
+	memset((uint8_t *)buf + have, 0, len - have);
+	return 0;
+}
 
 static inline void fuzz_check_profile(const hm_profile *p)
 {

@@ -22,26 +22,6 @@
 #define TYPES 0x7000ull
 #define ROOT (BASE + 16)
 
-struct mem {
-	const uint8_t *p;
-	size_t n;
-};
-
-static int mem_read(void *ctx, uint64_t addr, void *buf, size_t len)
-{
-	const struct mem *m = ctx;
-	if (addr < BASE || addr - BASE > VIRT || len > VIRT - (addr - BASE))
-		return -1;
-	uint64_t off = addr - BASE;
-	size_t have = off < m->n ? m->n - (size_t)off : 0;
-	if (have > len)
-		have = len;
-	if (have)
-		memcpy(buf, m->p + off, have);
-	memset((uint8_t *)buf + have, 0, len - have);
-	return 0;
-}
-
 static const hm_pylayout *const layouts[] = {
 	&hm_pylayout_py27, &hm_pylayout_py36, &hm_pylayout_py37, &hm_pylayout_py38,
 	&hm_pylayout_py39, &hm_pylayout_py310, &hm_pylayout_py311, &hm_pylayout_py312,
@@ -63,11 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	struct mem m = {data + 1, size - 1};
+	struct fuzz_mem m = {data + 1, size - 1, BASE, VIRT};
 	hm_pyobj_reader r;
 	memset(&r, 0, sizeof r);
 	r.layout = layouts[data[0] % NLAYOUTS];
-	r.read = mem_read;
+	r.read = fuzz_mem_read;
 	r.ctx = &m;
 	for (int i = 0; i < HM_PT_COUNT; i++)
 		r.types[i] = TYPES + 0x10 * (uint64_t)i;

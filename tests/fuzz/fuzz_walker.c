@@ -33,26 +33,6 @@
 #define FRAME_TYPE 0x7100ull     /* compared, never read */
 #define HDR 4
 
-struct mem {
-	const uint8_t *p;
-	size_t n;
-};
-
-static int mem_read(void *ctx, uint64_t addr, void *buf, size_t len)
-{
-	const struct mem *m = ctx;
-	if (addr < BASE || addr - BASE > VIRT || len > VIRT - (addr - BASE))
-		return -1;
-	uint64_t off = addr - BASE;
-	size_t have = off < m->n ? m->n - (size_t)off : 0;
-	if (have > len)
-		have = len;
-	if (have)
-		memcpy(buf, m->p + off, have);
-	memset((uint8_t *)buf + have, 0, len - have);
-	return 0;
-}
-
 static const hm_pylayout *const layouts[] = {
 	&hm_pylayout_py27, &hm_pylayout_py36, &hm_pylayout_py37, &hm_pylayout_py38,
 	&hm_pylayout_py39, &hm_pylayout_py310, &hm_pylayout_py311, &hm_pylayout_py312,
@@ -91,9 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < HDR)
 		return 0;
-	struct mem m = {data + HDR, size - HDR};
+	struct fuzz_mem m = {data + HDR, size - HDR, BASE, VIRT};
 	hm_target *t;
-	if (hm_target_open_mem(mem_read, &m, &t) != 0)
+	if (hm_target_open_mem(fuzz_mem_read, &m, &t) != 0)
 		return 0;
 	hm_python *py = calloc(1, sizeof *py);
 	FUZZ_ASSERT(py);
@@ -101,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const hm_pylayout *L = layouts[data[0] % NLAYOUTS];
 	if (!L) {
 		uint8_t blob[4096];
-		mem_read(&m, BASE, blob, sizeof blob);
+		fuzz_mem_read(&m, BASE, blob, sizeof blob);
 		if (hm_pylayout_from_debug_offsets(blob, sizeof blob, &py->layout_copy) != 0) {
 			free(py);
 			hm_target_close(t);
