@@ -2,21 +2,21 @@
 # the C benchmark programs (bench/*.c) into build/bench/; `make asan`
 # builds the same with AddressSanitizer + UBSan into build-asan/; `make fuzz`
 # builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
-# Sources are picked up by wildcard: lib/ -> libhomura.a, src/ -> homura.
+# Sources are picked up by wildcard: lib/*/ -> libhomura.a, src/ -> homura.
 
 BUILD   ?= build
 CC      ?= gcc
 SAN     ?=
 OPT     ?= -O2 -g
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter \
-           -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE $(SAN)
+           -Ilib -I$(BUILD)/gen -D_GNU_SOURCE $(SAN)
 LDFLAGS += $(SAN)
 LIBS    := -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl -lmicrohttpd -lsqlite3 -lpq \
            -lncursesw -lpthread -lm
 
 PROTOS    := $(shell find proto -name '*.proto' 2>/dev/null)
 PROTO_C   := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
-LIB_SRC   := $(wildcard lib/*.c lib/layouts/*.c)
+LIB_SRC   := $(shell find lib -name '*.c' | LC_ALL=C sort)
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
 CLI_SRC   := $(wildcard src/*.c)
 CLI_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))

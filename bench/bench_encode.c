@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "homura/codec.h"
-#include "homura/error.h"
-#include "homura/profile.h"
+#include "base/error.h"
+#include "base/profile.h"
+#include "format/codec.h"
 
 static double now(void)
 {

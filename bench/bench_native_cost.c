@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "homura/error.h"
-#include "homura/native.h"
+#include "base/error.h"
+#include "native/native.h"
 
 static uint64_t mono_ns(void)
 {

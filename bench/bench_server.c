@@ -24,9 +24,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "homura/codec.h"
-#include "homura/server.h"
-#include "homura/store.h"
+#include "format/codec.h"
+#include "server/server.h"
+#include "store/store.h"
 
 #define STACKS_PER_SERVICE 300
 #define FUNCS_PER_SERVICE 200

@@ -2,6 +2,8 @@
 # test.sh - the one command that builds and tests homura from a clean checkout.
 #
 #   1. installs missing Debian packages (scripts/install-deps.sh)
+#   1b. checks that libhomura's layers only include the layers below them
+#      (scripts/check_layers.py; docs/architecture.md)
 #   2. builds build/ (make, and make bench: bench/*.c) and build-asan/ (make
 #      asan: ASan + UBSan)
 #   3. runs every unit test of both builds
@@ -31,6 +33,14 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "dependencies"
 bash scripts/install-deps.sh || { echo "test.sh: FAIL: could not install dependencies"; exit 1; }
+
+step "layering (scripts/check_layers.py)"
+if /usr/bin/python3 scripts/check_layers.py; then
+	summary+=("layers ok")
+else
+	summary+=("layers FAILED")
+	failed+=("layering (scripts/check_layers.py)")
+fi
 
 step "build (make -j$JOBS, and make bench: the C bench programs build warning-free)"
 make -j"$JOBS" all bench || { echo "test.sh: FAIL: make failed"; exit 1; }

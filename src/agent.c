@@ -1,7 +1,7 @@
 /* agent.c - `homura agent`: continuous profiling of Python processes.
  *
- * Thin front end over lib/agent.c (targets, sampling, windows) and
- * lib/export*.c (exporters and their queues): parses flags and the optional
+ * Thin front end over lib/agent/agent.c (targets, sampling, windows) and
+ * lib/agent/export*.c (exporters and their queues): parses flags and the optional
  * config file (key = value lines named after the long flags, read first so
  * that flags override), builds the exporters, runs the agent until SIGTERM or
  * SIGINT, then flushes the exporters for at most --flush-timeout seconds and
@@ -16,13 +16,13 @@
 #include <time.h>
 
 #include "cli.h"
-#include "homura/agent.h"
-#include "homura/base.h"
-#include "homura/encode.h"
-#include "homura/error.h"
-#include "homura/export.h"
-#include "homura/fileio.h"
-#include "homura/store.h"
+#include "agent/agent.h"
+#include "agent/export.h"
+#include "base/base.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "format/encode.h"
+#include "store/store.h"
 
 static volatile sig_atomic_t stop_flag;
 

@@ -12,11 +12,11 @@
 #include <string.h>
 
 #include "cli.h"
-#include "homura/codec.h"
-#include "homura/encode.h"
-#include "homura/error.h"
-#include "homura/fileio.h"
-#include "homura/filter.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "format/codec.h"
+#include "format/encode.h"
+#include "format/filter.h"
 
 static void convert_usage(FILE *f)
 {

@@ -26,12 +26,12 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "homura/error.h"
-#include "homura/native.h"
-#include "homura/pyasync.h"
-#include "homura/pyobj.h"
-#include "homura/python.h"
-#include "homura/target.h"
+#include "base/error.h"
+#include "native/native.h"
+#include "proc/target.h"
+#include "python/pyasync.h"
+#include "python/pyobj.h"
+#include "python/python.h"
 
 #define SAMPLE_TRIES 20
 #define NATIVE_TRIES 5

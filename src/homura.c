@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "homura/error.h"
+#include "base/error.h"
 
 #ifndef HOMURA_VERSION
 #define HOMURA_VERSION "0.1.0"

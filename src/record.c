@@ -17,16 +17,16 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "homura/encode.h"
-#include "homura/error.h"
-#include "homura/fileio.h"
-#include "homura/filter.h"
-#include "homura/launch.h"
-#include "homura/profile.h"
-#include "homura/pyasync.h"
-#include "homura/python.h"
-#include "homura/sampler.h"
-#include "homura/target.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "base/profile.h"
+#include "format/encode.h"
+#include "format/filter.h"
+#include "proc/launch.h"
+#include "proc/target.h"
+#include "python/pyasync.h"
+#include "python/python.h"
+#include "sample/sampler.h"
 
 static volatile sig_atomic_t stop_flag;
 

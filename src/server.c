@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "homura/error.h"
-#include "homura/server.h"
-#include "homura/store.h"
+#include "base/error.h"
+#include "server/server.h"
+#include "store/store.h"
 
 static volatile sig_atomic_t stop_requested;
 

@@ -2,7 +2,7 @@
  * spends its time.
  *
  * One thread does everything: it calls hm_python_sample at the chosen
- * (jittered) rate, feeds each thread's stack to a topview (lib/topview.c,
+ * (jittered) rate, feeds each thread's stack to a topview (lib/sample/topview.c,
  * which does the own/total arithmetic), and once a second closes the window
  * and redraws the screen. Between samples it waits in ppoll() on the
  * terminal, so keys are handled at once and the process sleeps otherwise.
@@ -38,15 +38,15 @@
 #include <curses.h>
 
 #include "cli.h"
-#include "homura/base.h"
-#include "homura/launch.h"
-#include "homura/error.h"
-#include "homura/follow.h"
-#include "homura/native.h"
-#include "homura/python.h"
-#include "homura/target.h"
-#include "homura/topview.h"
-#include "homura/sampler.h"
+#include "base/base.h"
+#include "base/error.h"
+#include "native/native.h"
+#include "proc/launch.h"
+#include "proc/target.h"
+#include "python/python.h"
+#include "sample/follow.h"
+#include "sample/sampler.h"
+#include "sample/topview.h"
 
 static volatile sig_atomic_t stop_flag;
 

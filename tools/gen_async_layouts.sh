@@ -1,6 +1,6 @@
 #!/bin/sh
-# gen_async_layouts.sh - regenerate lib/layouts/async_pyXY.c (the asyncio
-# offsets of lib/pyasync.c) from installed CPython 3.8-3.13 headers, the same
+# gen_async_layouts.sh - regenerate lib/python/layouts/async_pyXY.c (the asyncio
+# offsets of lib/python/pyasync.c) from installed CPython 3.8-3.13 headers, the same
 # way tools/gen_layouts.sh builds the main tables: compile
 # tools/gen_layouts/async_offsets.c against each version's headers, run it,
 # store its output. Usage: tools/gen_async_layouts.sh [OUTDIR]
@@ -8,7 +8,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-out=${1:-$root/lib/layouts}
+out=${1:-$root/lib/python/layouts}
 versions=${PYENV_ROOT:-/root/.pyenv}/versions
 cc=${CC:-gcc}
 tmp=$(mktemp -d)

@@ -1,16 +1,16 @@
 #!/bin/sh
-# gen_layouts.sh - regenerate lib/layouts/pyXY.c from installed CPython headers.
+# gen_layouts.sh - regenerate lib/python/layouts/pyXY.c from installed CPython headers.
 #
 # For every interpreter under $PYENV_ROOT/versions (default /root/.pyenv) whose
 # minor version homura tables (2.7, 3.6-3.13), compile tools/gen_layouts/
 # offsets.c against that version's headers, run it and write its output to
-# OUTDIR/pyXY.c (OUTDIR defaults to lib/layouts). Versions whose headers are
+# OUTDIR/pyXY.c (OUTDIR defaults to lib/python/layouts). Versions whose headers are
 # missing are skipped with a note. Usage: tools/gen_layouts.sh [OUTDIR]
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-out=${1:-$root/lib/layouts}
+out=${1:-$root/lib/python/layouts}
 versions=${PYENV_ROOT:-/root/.pyenv}/versions
 cc=${CC:-gcc}
 tmp=$(mktemp -d)

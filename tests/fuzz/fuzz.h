@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "homura/codec.h"
-#include "homura/encode.h"
-#include "homura/error.h"
-#include "homura/profile.h"
+#include "base/error.h"
+#include "base/profile.h"
+#include "format/codec.h"
+#include "format/encode.h"
 
 #define FUZZ_ASSERT(c)                                                              \
 	do {                                                                        \

@@ -1,6 +1,6 @@
 /* fuzz_collapsed.c - the folded / collapsed-stacks reader on any text. */
 #include "fuzz.h"
-#include "../../lib/decode.h"
+#include "format/decode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,7 +1,7 @@
 /* fuzz_otlp.c - OTLP profiles, protobuf: the decoder on any bytes, then the
  * same bytes as a POST /v1development/profiles (one series per resource). */
 #include "fuzz_server.h"
-#include "../../lib/decode.h"
+#include "format/decode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -4,7 +4,7 @@
 #include <jansson.h>
 
 #include "fuzz_server.h"
-#include "../../lib/decode.h"
+#include "format/decode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

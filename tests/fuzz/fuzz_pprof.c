@@ -1,6 +1,6 @@
 /* fuzz_pprof.c - the pprof (perftools.profiles.Profile) decoder on any bytes. */
 #include "fuzz.h"
-#include "../../lib/decode.h"
+#include "format/decode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,4 +1,4 @@
-/* fuzz_pyobj.c - the remote object reader (lib/pyobj.c: dump --locals,
+/* fuzz_pyobj.c - the remote object reader (lib/python/pyobj.c: dump --locals,
  * thread names) fed random "remote" memory.
  *
  * Input: a layout byte (2.7 .. 3.13 tables), then the memory, served at
@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "homura/pyobj.h"
-#include "../../lib/layouts/layouts.h"
+#include "python/layouts/layouts.h"
+#include "python/pyobj.h"
 
 #define BASE 0x10000ull
 #define VIRT (1u << 20)

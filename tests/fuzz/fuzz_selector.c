@@ -2,7 +2,7 @@
  * type{k="v", k!="v", k=~"re", k!~"re"}) on any text, and matching what it
  * accepts against a few series. */
 #include "fuzz.h"
-#include "homura/store.h"
+#include "store/store.h"
 
 static const hm_series_info series[] = {
 	{1, "process_cpu", 2, {{"service_name", "api"}, {"version", "1.0"}}, 0, 0},

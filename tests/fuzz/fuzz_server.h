@@ -9,8 +9,8 @@
 #define HOMURA_FUZZ_SERVER_H
 
 #include "fuzz.h"
-#include "homura/server.h"
-#include "homura/store.h"
+#include "server/server.h"
+#include "store/store.h"
 
 static int null_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
 		    int64_t t_s, const hm_profile *p)

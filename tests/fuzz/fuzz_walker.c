@@ -1,4 +1,4 @@
-/* fuzz_walker.c - the stack walker (lib/walker.c) fed random "remote" memory.
+/* fuzz_walker.c - the stack walker (lib/python/walker.c) fed random "remote" memory.
  *
  * The target is an hm_target_open_mem target: its memory is the fuzz input
  * (after a 4-byte header) at address BASE, then zeros up to BASE + VIRT;
@@ -22,10 +22,10 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "homura/python.h"
-#include "homura/target.h"
-#include "../../lib/layouts/layouts.h"
-#include "../../lib/pyinternal.h"
+#include "proc/target.h"
+#include "python/layouts/layouts.h"
+#include "python/pyinternal.h"
+#include "python/python.h"
 
 #define BASE 0x10000ull
 #define VIRT (4u << 20)

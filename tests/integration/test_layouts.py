@@ -1,5 +1,5 @@
 """Re-run tools/gen_layouts.sh into a temporary directory and check that the
-committed lib/layouts/pyXY.c tables are exactly what the installed headers
+committed lib/python/layouts/pyXY.c tables are exactly what the installed headers
 give today. A version whose headers are not installed here is skipped."""
 import glob
 import os
@@ -35,7 +35,7 @@ def test_committed_table_matches_headers(generated, mm):
     fresh = (generated / name).read_text()
     with open(os.path.join(ROOT, "lib", "layouts", name)) as f:
         committed = f.read()
-    assert fresh == committed, f"lib/layouts/{name} is stale: rerun tools/gen_layouts.sh"
+    assert fresh == committed, f"lib/python/layouts/{name} is stale: rerun tools/gen_layouts.sh"
 
 
 @pytest.mark.parametrize("mm", VERSIONS)

@@ -10,11 +10,11 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../lib/decode.h"
-#include "homura/codec.h"
-#include "homura/encode.h"
-#include "homura/error.h"
-#include "homura/profile.h"
+#include "base/error.h"
+#include "base/profile.h"
+#include "format/codec.h"
+#include "format/decode.h"
+#include "format/encode.h"
 
 static uint32_t frame(hm_profile *p, const char *name, const char *file, int line, int kind)
 {

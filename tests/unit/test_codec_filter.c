@@ -9,11 +9,11 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "homura/codec.h"
-#include "homura/diff.h"
-#include "homura/error.h"
-#include "homura/filter.h"
-#include "homura/profile.h"
+#include "base/error.h"
+#include "base/profile.h"
+#include "format/codec.h"
+#include "format/diff.h"
+#include "format/filter.h"
 
 static hm_profile *from_collapsed(const char *text)
 {

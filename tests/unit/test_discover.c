@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <unistd.h>
 
-#include "homura/discover.h"
+#include "proc/discover.h"
 
 static void name_of(const char *args[], int n, char *buf, size_t cap)
 {

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "homura/elf.h"
-#include "homura/error.h"
+#include "base/error.h"
+#include "proc/elf.h"
 
 #define LIBPY312 "/root/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0"
 #define PY311_STATIC "/usr/bin/python3.11"

@@ -17,11 +17,11 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "homura/codec.h"
-#include "homura/encode.h"
-#include "homura/error.h"
-#include "homura/flametree.h"
-#include "homura/profile.h"
+#include "base/error.h"
+#include "base/profile.h"
+#include "format/codec.h"
+#include "format/encode.h"
+#include "format/flametree.h"
 
 #define MS 1000000LL
 #define UNI "\xc3\xbc" "n" "\xc3\xaf" "code_\xe5\x87\xbd\xe6\x95\xb0" /* ünïcode_函数 */

@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "homura/error.h"
-#include "homura/export.h"
+#include "agent/export.h"
+#include "base/error.h"
 
 static unsigned char *blob(int tag, size_t len)
 {

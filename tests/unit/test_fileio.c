@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "homura/error.h"
-#include "homura/fileio.h"
+#include "base/error.h"
+#include "base/fileio.h"
 
 static char dir[64];
 

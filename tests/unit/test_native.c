@@ -18,8 +18,9 @@
 
 #include <cmocka.h>
 
-#include "homura/error.h"
-#include "homura/native.h"
+#include "base/error.h"
+#include "native/native.h"
+#include "sample/sampler.h"
 
 static void test_roles(void **state)
 {
@@ -201,7 +202,7 @@ static void test_add_thread_profile(void **state)
 	o.threads_root = 1;
 	hm_profile *p = hm_profile_new(0);
 	assert_non_null(p);
-	assert_int_equal(hm_native_add_thread(p, &f.th, &f.ns, &L, &o, 10, 0), 0);
+	assert_int_equal(hm_sampler_add_native(p, &f.th, &f.ns, &L, &o, 10, 0), 0);
 	assert_int_equal(hm_profile_nstacks(p), 1);
 	uint32_t n;
 	const uint32_t *ids = hm_profile_stack(p, 0, &n);
@@ -220,7 +221,7 @@ static void test_add_thread_profile(void **state)
 	/* Torn: falls back to the Python frames alone and says so. */
 	static const char *const py1[] = {"work"};
 	set_python(&f, py1, NULL, 1);
-	assert_int_equal(hm_native_add_thread(p, &f.th, &f.ns, &L, &o, 10, 0), 1);
+	assert_int_equal(hm_sampler_add_native(p, &f.th, &f.ns, &L, &o, 10, 0), 1);
 	ids = hm_profile_stack(p, 1, &n);
 	assert_int_equal(n, 2);   /* thread, work */
 	assert_int_equal(hm_profile_frame(p, ids[1])->kind, HM_FRAME_PYTHON);

@@ -2,7 +2,7 @@
  * by size (hm_native_big_functions on .eh_frame_hdr tables, synthetic and
  * from real interpreters whose loop is named, so the answer is known), and
  * the report of a native stack with no evaluation-loop frame at all
- * (hm_native_add_thread says HM_NATIVE_NO_EVAL: the summary says why native
+ * (hm_sampler_add_native says HM_SAMPLER_NATIVE_NO_EVAL: the summary says why native
  * frames are missing). */
 #include <fcntl.h>
 #include <gelf.h>
@@ -16,7 +16,8 @@
 
 #include <cmocka.h>
 
-#include "homura/native.h"
+#include "native/native.h"
+#include "sample/sampler.h"
 
 /* An .eh_frame_hdr with function starts (relative to the header). */
 static size_t make_hdr(uint8_t *buf, const int32_t *starts, int n, uint8_t table_enc)
@@ -198,19 +199,19 @@ static void test_add_thread_no_eval(void **state)
 	hm_sampler_opts_init(&o);
 	hm_profile *p = hm_profile_new(0);
 	assert_non_null(p);
-	assert_int_equal(hm_native_add_thread(p, &th, &ns, &L, &o, 10, 0),
-			 HM_NATIVE_TORN | HM_NATIVE_NO_EVAL);
+	assert_int_equal(hm_sampler_add_native(p, &th, &ns, &L, &o, 10, 0),
+			 HM_SAMPLER_NATIVE_TORN | HM_SAMPLER_NATIVE_NO_EVAL);
 	uint32_t n;
 	const uint32_t *ids = hm_profile_stack(p, 0, &n);
 	assert_int_equal(n, 1);   /* Python frames only */
 	assert_string_equal(hm_profile_str(p, hm_profile_frame(p, ids[0])->name), "work");
 	/* The unwind stopped early: the loop may lie beyond; not torn. */
 	ns.complete = 0;
-	assert_int_equal(hm_native_add_thread(p, &th, &ns, &L, &o, 10, 0), 0);
+	assert_int_equal(hm_sampler_add_native(p, &th, &ns, &L, &o, 10, 0), 0);
 	/* With the loop recognised (role EVAL) it merges. */
 	ns.complete = 1;
 	syms[1].role = HM_NAT_EVAL;
-	assert_int_equal(hm_native_add_thread(p, &th, &ns, &L, &o, 10, 0), 0);
+	assert_int_equal(hm_sampler_add_native(p, &th, &ns, &L, &o, 10, 0), 0);
 	hm_profile_free(p);
 }
 

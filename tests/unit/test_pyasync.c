@@ -4,7 +4,7 @@
  * Sets are laid out in a local arena (PySetObject: fill, used, mask, table;
  * setentry {key, hash}) and the reader's memory callback serves only that
  * arena, so anything outside it reads as unmapped. The tables are checked
- * for the facts lib/pyobj.c and lib/pyasync.c rely on, and the back-off of
+ * for the facts lib/python/pyobj.c and lib/python/pyasync.c rely on, and the back-off of
  * the task-container lookup is checked step by step. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,11 +14,11 @@
 
 #include <cmocka.h>
 
-#include "homura/pyasync.h"
-#include "homura/pylayout.h"
-#include "homura/pyobj.h"
-#include "../../lib/layouts/async_layouts.h"
-#include "../../lib/layouts/layouts.h"
+#include "python/layouts/async_layouts.h"
+#include "python/layouts/layouts.h"
+#include "python/pyasync.h"
+#include "python/pylayout.h"
+#include "python/pyobj.h"
 
 static _Alignas(16) uint8_t arena[1 << 16];
 static size_t used;
@@ -198,7 +198,7 @@ static void test_set_garbage(void **state)
 	assert_int_equal(hm_pyobj_set_items(&R, s, collect, &got, 10), -1);
 }
 
-/* The generated tables carry what lib/pyobj.c and lib/pyasync.c assume. */
+/* The generated tables carry what lib/python/pyobj.c and lib/python/pyasync.c assume. */
 static void test_async_tables(void **state)
 {
 	(void)state;

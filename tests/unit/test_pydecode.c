@@ -12,8 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "homura/pydecode.h"
-#include "homura/pylayout.h"
+#include "python/pydecode.h"
+#include "python/pylayout.h"
 
 #ifndef FIXTURE
 #define FIXTURE "tests/unit/data/linetables.txt"

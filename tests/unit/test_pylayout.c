@@ -20,9 +20,9 @@
 #include <libelf.h>
 #include <cmocka.h>
 
-#include "homura/error.h"
-#include "homura/pylayout.h"
-#include "../../lib/layouts/layouts.h"
+#include "base/error.h"
+#include "python/layouts/layouts.h"
+#include "python/pylayout.h"
 
 #define LIBPY313 "/root/.pyenv/versions/3.13.0/lib/libpython3.13.so.1.0"
 #define BLOB_MAX 4096

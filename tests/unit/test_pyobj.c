@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
-#include "homura/pylayout.h"
-#include "homura/pyobj.h"
-#include "../../lib/layouts/layouts.h"
+#include "python/layouts/layouts.h"
+#include "python/pylayout.h"
+#include "python/pyobj.h"
 
 static _Alignas(16) uint8_t arena[1 << 16];
 static size_t used;

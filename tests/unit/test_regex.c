@@ -18,9 +18,9 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "homura/cancel.h"
-#include "homura/error.h"
-#include "homura/regex.h"
+#include "base/cancel.h"
+#include "base/error.h"
+#include "base/regex.h"
 
 static int m(const char *pat, const char *text)
 {

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "homura/sampler.h"
+#include "sample/sampler.h"
 
 static hm_sampler_stats *new_stats(void)
 {

@@ -29,12 +29,11 @@
 #include <cmocka.h>
 #include <postgresql/libpq-fe.h>
 
-#include "homura/codec.h"
-#include "homura/error.h"
-#include "homura/profile.h"
-#include "homura/error.h"
-#include "homura/server.h"
-#include "homura/store.h"
+#include "base/error.h"
+#include "base/profile.h"
+#include "format/codec.h"
+#include "server/server.h"
+#include "store/store.h"
 
 /* ---- engines ---- */
 

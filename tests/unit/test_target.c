@@ -22,9 +22,9 @@
 
 #include <cmocka.h>
 
-#include "homura/elf.h"
-#include "homura/error.h"
-#include "homura/target.h"
+#include "base/error.h"
+#include "proc/elf.h"
+#include "proc/target.h"
 
 static volatile uint64_t magic_a = 0x1122334455667788ull;
 static volatile char magic_b[64] = "homura reads this string";

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "homura/error.h"
-#include "homura/target.h"
+#include "base/error.h"
+#include "proc/target.h"
 
 #define CHAIN 400
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "homura/topview.h"
+#include "sample/topview.h"
 
 #define MS 1000000ll   /* weights in ns */
 

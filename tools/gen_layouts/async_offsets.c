@@ -1,5 +1,5 @@
 /* async_offsets.c - prints one CPython version's hm_pyasync_layout table
- * (lib/layouts/async_layouts.h) as C source.
+ * (lib/python/layouts/async_layouts.h) as C source.
  *
  * tools/gen_async_layouts.sh compiles it against each installed 3.8-3.13's
  * headers with Py_BUILD_CORE; every number is an offsetof()/sizeof() or an

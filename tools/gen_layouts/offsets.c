@@ -3,7 +3,7 @@
  * tools/gen_layouts.sh compiles this file once per installed interpreter,
  * against that interpreter's own headers (with Py_BUILD_CORE so the internal
  * pycore_*.h structs are visible), runs it and stores its output as
- * lib/layouts/pyXY.c. Every number comes from offsetof()/sizeof() or, for the
+ * lib/python/layouts/pyXY.c. Every number comes from offsetof()/sizeof() or, for the
  * unicode state bit field, from setting a bit field and looking at the raw
  * word, so nothing here is a hand-copied offset. Fields a version lacks
  * print as -1. */
@@ -333,7 +333,7 @@ static long fake_offset(void *slot)
 }
 #endif
 
-/* Added for the object reader (lib/pyobj.c), thread names and the GC flag;
+/* Added for the object reader (lib/python/pyobj.c), thread names and the GC flag;
  * printed after the original fields, in struct order. */
 static void more_objects(void)
 {

@@ -1,0 +1,689 @@
+/* agent.c - the continuous profiling loop behind `homura agent` (agent.h).
+ *
+ * One thread samples every target once per tick (ticks on CLOCK_MONOTONIC
+ * with absolute sleeps, jittered uniformly in [0.5, 1.5] periods like the
+ * one-shot sampler), each target into its own hm_profile. Windows are global:
+ * when the window ends every target's profile is finished (labels, start,
+ * duration) and submitted to each exporter, which encodes it at once; the
+ * profile is then freed and a new one started, so memory does not grow with
+ * time. A target that joins mid-window starts its own (shorter) first window.
+ *
+ * Targets: fixed pids, plus, with --all or --name, a /proc scan every
+ * scan_interval_s that attaches to new CPython processes. A process that
+ * cannot be Python (or that we may not read) is remembered by (pid, start
+ * time) so it is not examined again; that list is pruned to live processes
+ * on every scan, so it stays bounded by the host's process count. Liveness
+ * is checked once a second; an exited target's last window is exported.
+ *
+ * Labels are worked out once per target: service.name (--service, else the
+ * program name), then the target's OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_SERVICE_NAME, then what the agent observes (host, pid, executable,
+ * Python version), then --label flags; a later source overrides an earlier
+ * one. */
+#include <errno.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "base/error.h"
+#include "base/util.h"
+#include "proc/discover.h"
+#include "proc/target.h"
+#include "python/python.h"
+#include "sample/sampler.h"
+
+#define MAX_LABELS 32
+#define MAX_PIDS_SCAN 65536
+#define ATTACH_TRIES 10          /* scans a pythonic-looking process may stay "not ready" */
+
+typedef struct agent_target {
+	pid_t pid;
+	uint64_t starttime;
+	int fixed;               /* from -p */
+	hm_target *t;
+	hm_python *py;
+	hm_profile *prof;
+	uint64_t win_start_real, win_start_mono;
+	int nerr;                /* consecutive failed samples */
+	int nlabels;
+	char *lk[MAX_LABELS], *lv[MAX_LABELS];
+	struct agent_target *next;
+} agent_target;
+
+typedef struct seen_proc {       /* examined and not profiled */
+	pid_t pid;
+	uint64_t starttime;
+	int tries;               /* not-ready attempts so far */
+	int rejected;            /* never retry */
+} seen_proc;
+
+struct hm_agent {
+	hm_agent_opts o;
+	hm_sampler_opts so;
+	regex_t re;
+	int has_re;
+	agent_target *targets;
+	int ntargets;
+	hm_exporter **exp;
+	int nexp;
+	seen_proc *seen;
+	size_t nseen, seen_cap;
+	pid_t *scanbuf;
+	char host[256];
+	hm_pysample s;
+	hm_agent_stats st;
+	uint64_t t0_mono;
+	double cpu0, last_cpu, last_wall;
+	int warned_perm;
+};
+
+static double cpu_seconds(long *maxrss)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	if (maxrss)
+		*maxrss = ru.ru_maxrss;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+void hm_agent_opts_init(hm_agent_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->rate_hz = 100;
+	o->interval_s = 10;
+	o->scan_interval_s = 2;
+	o->stats_interval_s = 60;
+	o->max_depth = 4096;
+}
+
+/* ---- labels ---- */
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode [s, s+n) into a new string, trimming blanks. */
+static char *decode_part(const char *s, size_t n)
+{
+	while (n && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	char *out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		int h, l;
+		if (s[i] == '%' && i + 2 < n &&
+		    (h = hexval((unsigned char)s[i + 1])) >= 0 &&
+		    (l = hexval((unsigned char)s[i + 2])) >= 0) {
+			out[k++] = (char)(h * 16 + l);
+			i += 2;
+		} else {
+			out[k++] = s[i];
+		}
+	}
+	out[k] = 0;
+	return out;
+}
+
+static void target_set_label(agent_target *tg, const char *k, const char *v)
+{
+	if (!k || !*k || !v)
+		return;
+	for (int i = 0; i < tg->nlabels; i++)
+		if (!strcmp(tg->lk[i], k)) {
+			char *nv = strdup(v);
+			if (nv) {
+				free(tg->lv[i]);
+				tg->lv[i] = nv;
+			}
+			return;
+		}
+	if (tg->nlabels >= MAX_LABELS)
+		return;
+	char *nk = strdup(k), *nv = strdup(v);
+	if (!nk || !nv) {
+		free(nk);
+		free(nv);
+		return;
+	}
+	tg->lk[tg->nlabels] = nk;
+	tg->lv[tg->nlabels++] = nv;
+}
+
+/* OTEL_RESOURCE_ATTRIBUTES: k=v,k=v with percent-encoded parts. */
+static void parse_resource_attrs(agent_target *tg, const char *s)
+{
+	while (*s) {
+		const char *end = strchr(s, ',');
+		size_t n = end ? (size_t)(end - s) : strlen(s);
+		const char *eq = memchr(s, '=', n);
+		if (eq) {
+			char *k = decode_part(s, (size_t)(eq - s));
+			char *v = decode_part(eq + 1, n - (size_t)(eq - s) - 1);
+			if (k && v && *k)
+				target_set_label(tg, k, v);
+			free(k);
+			free(v);
+		}
+		s += n;
+		if (*s == ',')
+			s++;
+	}
+}
+
+static const char *env_get(const char *env, size_t len, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < len;) {
+		const char *e = env + i;
+		size_t el = strnlen(e, len - i);
+		if (el > nl && !strncmp(e, name, nl) && e[nl] == '=')
+			return e + nl + 1;
+		i += el + 1;
+	}
+	return NULL;
+}
+
+static void target_labels(hm_agent *a, agent_target *tg)
+{
+	char buf[256];
+	size_t clen = 0, elen = 0;
+	char *cmd = hm_target_cmdline(tg->t, &clen);
+	if (a->o.service && *a->o.service) {
+		target_set_label(tg, "service.name", a->o.service);
+	} else {
+		hm_proc_program_name(cmd ? cmd : "", cmd ? clen : 0, buf, sizeof buf);
+		target_set_label(tg, "service.name", buf);
+	}
+	char *env = hm_target_environ(tg->t, &elen);
+	char *envz = env && elen ? realloc(env, elen + 1) : NULL;
+	if (envz) {
+		env = envz;
+		env[elen] = 0;   /* the last entry may lack its NUL */
+		const char *ra = env_get(env, elen, "OTEL_RESOURCE_ATTRIBUTES");
+		if (ra)
+			parse_resource_attrs(tg, ra);
+		const char *sn = env_get(env, elen, "OTEL_SERVICE_NAME");
+		if (sn && *sn)
+			target_set_label(tg, "service.name", sn);
+	}
+	free(env);
+	/* Facts the agent observes itself come after the target's own claims,
+	 * so a process cannot pass for another pid or host. */
+	target_set_label(tg, "host.name", a->host);
+	snprintf(buf, sizeof buf, "%d", (int)tg->pid);
+	target_set_label(tg, "process.pid", buf);
+	char exe[4096], link[64];
+	snprintf(link, sizeof link, "/proc/%d/exe", (int)tg->pid);
+	ssize_t xl = readlink(link, exe, sizeof exe - 1);
+	if (xl > 0) {
+		exe[xl] = 0;
+		const char *base = strrchr(exe, '/');
+		target_set_label(tg, "process.executable.name", base ? base + 1 : exe);
+	} else if (cmd && clen) {
+		const char *base = strrchr(cmd, '/');
+		target_set_label(tg, "process.executable.name", base ? base + 1 : cmd);
+	}
+	target_set_label(tg, "process.runtime.name", "cpython");
+	target_set_label(tg, "process.runtime.version", hm_python_version(tg->py));
+	free(cmd);
+	for (int i = 0; i < a->o.nlabels; i++) {
+		const char *l = a->o.labels[i];
+		const char *eq = strchr(l, '=');
+		if (!eq)
+			continue;
+		char k[256];
+		snprintf(k, sizeof k, "%.*s", (int)(eq - l), l);
+		target_set_label(tg, k, eq + 1);
+	}
+}
+
+static const char *target_label(const agent_target *tg, const char *k)
+{
+	for (int i = 0; i < tg->nlabels; i++)
+		if (!strcmp(tg->lk[i], k))
+			return tg->lv[i];
+	return "";
+}
+
+/* ---- targets ---- */
+
+static int new_window(hm_agent *a, agent_target *tg)
+{
+	tg->prof = hm_profile_new(0);
+	if (!tg->prof)
+		return hm_error(HM_ENOMEM, "out of memory");
+	tg->win_start_real = hm_real_ns();
+	tg->win_start_mono = hm_mono_ns();
+	hm_profile_meta *m = hm_profile_meta_get(tg->prof);
+	m->start_ns = tg->win_start_real;
+	m->period_ns = (uint64_t)(1e9 / a->so.rate_hz);
+	m->time_kind = a->so.idle ? HM_TIME_WALL : HM_TIME_CPU;
+	return HM_OK;
+}
+
+/* Finish the window: label it, hand it to every exporter, free it. */
+static void end_window(hm_agent *a, agent_target *tg)
+{
+	hm_profile *p = tg->prof;
+	tg->prof = NULL;
+	if (!p)
+		return;
+	hm_profile_meta *m = hm_profile_meta_get(p);
+	m->start_ns = tg->win_start_real;
+	m->duration_ns = hm_mono_ns() - tg->win_start_mono;
+	if (!hm_profile_nsamples(p)) {
+		a->st.empty_windows++;
+		hm_profile_free(p);
+		return;
+	}
+	for (int i = 0; i < tg->nlabels; i++)
+		hm_profile_set_label(p, tg->lk[i], tg->lv[i]);
+	for (int i = 0; i < a->nexp; i++)
+		hm_exporter_submit(a->exp[i], p);
+	a->st.windows++;
+	hm_profile_free(p);
+}
+
+static void target_free(agent_target *tg)
+{
+	if (!tg)
+		return;
+	hm_profile_free(tg->prof);
+	hm_python_detach(tg->py);
+	hm_target_close(tg->t);
+	for (int i = 0; i < tg->nlabels; i++) {
+		free(tg->lk[i]);
+		free(tg->lv[i]);
+	}
+	free(tg);
+}
+
+/* Attach to pid. HM_OK and *out set; HM_ENOTPY with *out NULL when Python is
+ * not (yet) running there; other errors as from hm_target_open. */
+static int target_attach(hm_agent *a, pid_t pid, int fixed, agent_target **out)
+{
+	*out = NULL;
+	agent_target *tg = calloc(1, sizeof *tg);
+	if (!tg)
+		return hm_error(HM_ENOMEM, "out of memory");
+	tg->pid = pid;
+	tg->fixed = fixed;
+	tg->starttime = hm_proc_starttime(pid);
+	int rc = hm_target_open(pid, &tg->t);
+	if (rc == HM_OK)
+		rc = hm_python_attach(tg->t, &tg->py);
+	if (rc == HM_OK && !hm_python_ready(tg->py))
+		rc = hm_error(HM_ENOTPY, "process %d has not started running Python yet", (int)pid);
+	if (rc == HM_OK)
+		rc = new_window(a, tg);
+	if (rc != HM_OK) {
+		target_free(tg);
+		return rc;
+	}
+	hm_python_set_max_depth(tg->py, a->so.max_depth);
+	target_labels(a, tg);
+	*out = tg;
+	return HM_OK;
+}
+
+static void target_add(hm_agent *a, agent_target *tg)
+{
+	tg->next = a->targets;
+	a->targets = tg;
+	a->ntargets++;
+	a->st.attached++;
+	hm_log(HM_LOG_INFO, "profiling process %d (%s, Python %s)", (int)tg->pid,
+	       target_label(tg, "service.name"), hm_python_version(tg->py));
+}
+
+static int have_target(const hm_agent *a, pid_t pid)
+{
+	for (const agent_target *t = a->targets; t; t = t->next)
+		if (t->pid == pid)
+			return 1;
+	return 0;
+}
+
+/* ---- discovery ---- */
+
+static seen_proc *seen_find(hm_agent *a, pid_t pid, uint64_t st)
+{
+	for (size_t i = 0; i < a->nseen; i++)
+		if (a->seen[i].pid == pid && a->seen[i].starttime == st)
+			return &a->seen[i];
+	return NULL;
+}
+
+static seen_proc *seen_add(hm_agent *a, pid_t pid, uint64_t st)
+{
+	if (a->nseen == a->seen_cap) {
+		size_t nc = a->seen_cap ? a->seen_cap * 2 : 256;
+		seen_proc *ns = realloc(a->seen, nc * sizeof *ns);
+		if (!ns)
+			return NULL;
+		a->seen = ns;
+		a->seen_cap = nc;
+	}
+	seen_proc *s = &a->seen[a->nseen++];
+	memset(s, 0, sizeof *s);
+	s->pid = pid;
+	s->starttime = st;
+	return s;
+}
+
+static int cmp_pid(const void *x, const void *y)
+{
+	pid_t a = *(const pid_t *)x, b = *(const pid_t *)y;
+	return (a > b) - (a < b);
+}
+
+static int matches(hm_agent *a, pid_t pid)
+{
+	if (!a->has_re)
+		return 1;
+	char *cmd = hm_proc_cmdline(pid, 8192);
+	int m = cmd && regexec(&a->re, cmd, 0, NULL, 0) == 0;
+	free(cmd);
+	return m;
+}
+
+static void scan(hm_agent *a)
+{
+	int n = hm_discover_pids(a->scanbuf, MAX_PIDS_SCAN);
+	if (n < 0)
+		return;
+	qsort(a->scanbuf, (size_t)n, sizeof *a->scanbuf, cmp_pid);
+	/* Forget processes that are gone, so the list stays bounded. */
+	size_t k = 0;
+	for (size_t i = 0; i < a->nseen; i++)
+		if (bsearch(&a->seen[i].pid, a->scanbuf, (size_t)n, sizeof(pid_t), cmp_pid))
+			a->seen[k++] = a->seen[i];
+	a->nseen = k;
+	pid_t self = getpid();
+	for (int i = 0; i < n; i++) {
+		pid_t pid = a->scanbuf[i];
+		if (pid == self || have_target(a, pid))
+			continue;
+		uint64_t st = hm_proc_starttime(pid);
+		if (!st)
+			continue;
+		seen_proc *s = seen_find(a, pid, st);
+		if (s && s->rejected)
+			continue;
+		if (!s && !(s = seen_add(a, pid, st)))
+			continue;
+		if (!hm_proc_looks_python(pid) || !matches(a, pid)) {
+			s->rejected = 1;
+			continue;
+		}
+		agent_target *tg = NULL;
+		int rc = target_attach(a, pid, 0, &tg);
+		if (rc == HM_OK) {
+			target_add(a, tg);
+			s->rejected = 1;    /* if it is dropped later, don't come back */
+			continue;
+		}
+		if (rc == HM_EPERM && !a->warned_perm) {
+			hm_log(HM_LOG_WARN, "%s", hm_errmsg());
+			a->warned_perm = 1;
+		} else if (rc == HM_EVERSION) {
+			hm_log(HM_LOG_WARN, "not profiling process %d: %s", (int)pid, hm_errmsg());
+		}
+		if (rc != HM_ENOTPY || ++s->tries >= ATTACH_TRIES)
+			s->rejected = 1;
+	}
+}
+
+/* ---- sampling ---- */
+
+static void sample_target(hm_agent *a, agent_target *tg, unsigned flags, int64_t weight)
+{
+	if (!tg->py) {
+		/* Lost the interpreter (exec, or reads kept failing): retry. */
+		if (hm_python_attach(tg->t, &tg->py) == HM_OK)
+			hm_python_set_max_depth(tg->py, a->so.max_depth);
+		return;
+	}
+	int r = hm_python_sample(tg->py, &a->s, flags);
+	if (r != HM_OK) {
+		a->st.errors++;
+		if (++tg->nerr >= 5) {
+			hm_python_detach(tg->py);
+			tg->py = NULL;
+			tg->nerr = 0;
+		}
+		return;
+	}
+	tg->nerr = 0;
+	uint64_t wall = hm_real_ns();
+	for (int i = 0; i < a->s.nthreads; i++) {
+		const hm_pythread *th = &a->s.threads[i];
+		if (!th->valid) {
+			a->st.invalid++;
+			continue;
+		}
+		if (!th->nframes)
+			continue;
+		hm_sampler_add_thread(tg->prof, th, &a->so, weight, wall);
+		a->st.samples++;
+	}
+}
+
+/* Drop targets that have exited (their last window is exported). */
+static void reap(hm_agent *a)
+{
+	agent_target **pp = &a->targets;
+	while (*pp) {
+		agent_target *tg = *pp;
+		uint64_t st = hm_proc_starttime(tg->pid);
+		if (hm_target_alive(tg->t) && st == tg->starttime) {
+			pp = &tg->next;
+			continue;
+		}
+		end_window(a, tg);
+		hm_log(HM_LOG_INFO, "process %d (%s) exited", (int)tg->pid,
+		       target_label(tg, "service.name"));
+		*pp = tg->next;
+		target_free(tg);
+		a->ntargets--;
+		a->st.detached++;
+	}
+}
+
+static void log_cpu(hm_agent *a)
+{
+	double wall = (double)(hm_mono_ns() - a->t0_mono) / 1e9;
+	long rss = 0;
+	double cpu = cpu_seconds(&rss);
+	double dw = wall - a->last_wall, dc = cpu - a->last_cpu;
+	double pct = dw > 0 ? 100.0 * dc / dw : 0;
+	hm_log(HM_LOG_INFO,
+	       "cpu %.2f%% of a core over the last %.0f s (%.3f%% per profiled process, %d "
+	       "processes); max rss %ld KiB; %llu samples, %llu profiles",
+	       pct, dw, a->ntargets ? pct / a->ntargets : pct, a->ntargets, rss,
+	       (unsigned long long)a->st.samples, (unsigned long long)a->st.windows);
+	a->last_wall = wall;
+	a->last_cpu = cpu;
+}
+
+int hm_agent_new(const hm_agent_opts *o, hm_agent **out)
+{
+	*out = NULL;
+	if (!(o->rate_hz > 0) || o->rate_hz > 10000)
+		return hm_error(HM_EINVAL, "invalid rate %g (1-10000 samples per second)", o->rate_hz);
+	if (!(o->interval_s >= 0.1))
+		return hm_error(HM_EINVAL, "invalid interval %g (at least 0.1 s)", o->interval_s);
+	if (!o->npids && !o->all && !o->name_regex)
+		return hm_error(HM_EINVAL, "no targets: give -p PID, --name PATTERN or --all");
+	hm_agent *a = calloc(1, sizeof *a);
+	if (!a)
+		return hm_error(HM_ENOMEM, "out of memory");
+	a->o = *o;
+	if (a->o.scan_interval_s <= 0)
+		a->o.scan_interval_s = 2;
+	hm_sampler_opts_init(&a->so);
+	a->so.rate_hz = o->rate_hz;
+	a->so.idle = o->idle;
+	a->so.nolineno = o->nolineno;
+	a->so.max_depth = o->max_depth > 0 ? o->max_depth : 4096;
+	if (gethostname(a->host, sizeof a->host) != 0)
+		snprintf(a->host, sizeof a->host, "unknown");
+	a->host[sizeof a->host - 1] = 0;
+	int rc = HM_OK;
+	if (o->name_regex) {
+		int r = regcomp(&a->re, o->name_regex, REG_EXTENDED | REG_NOSUB);
+		if (r != 0) {
+			char msg[128];
+			regerror(r, &a->re, msg, sizeof msg);
+			hm_agent_free(a);
+			return hm_error(HM_EINVAL, "invalid --name pattern '%s': %s", o->name_regex, msg);
+		}
+		a->has_re = 1;
+	}
+	if ((o->all || o->name_regex) && !(a->scanbuf = malloc(MAX_PIDS_SCAN * sizeof(pid_t))))
+		rc = hm_error(HM_ENOMEM, "out of memory");
+	for (int i = 0; rc == HM_OK && i < o->npids; i++) {
+		if (have_target(a, o->pids[i]))
+			continue;
+		agent_target *tg = NULL;
+		rc = target_attach(a, o->pids[i], 1, &tg);
+		if (rc == HM_OK)
+			target_add(a, tg);
+	}
+	if (rc != HM_OK) {
+		hm_agent_free(a);
+		return rc;
+	}
+	*out = a;
+	return HM_OK;
+}
+
+int hm_agent_add_exporter(hm_agent *a, hm_exporter *e)
+{
+	hm_exporter **ne = realloc(a->exp, (size_t)(a->nexp + 1) * sizeof *ne);
+	if (!ne)
+		return hm_error(HM_ENOMEM, "out of memory");
+	a->exp = ne;
+	a->exp[a->nexp++] = e;
+	return HM_OK;
+}
+
+static void sleep_until(uint64_t t)
+{
+	struct timespec ts = {(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
+	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);   /* EINTR: re-check stop */
+}
+
+int hm_agent_run(hm_agent *a)
+{
+	const uint64_t period = (uint64_t)(1e9 / a->o.rate_hz);
+	const uint64_t window = (uint64_t)(a->o.interval_s * 1e9);
+	const uint64_t scan_every = (uint64_t)(a->o.scan_interval_s * 1e9);
+	const uint64_t stats_every = (uint64_t)(a->o.stats_interval_s * 1e9);
+	int discover = a->o.all || a->has_re;
+	unsigned flags = a->so.idle ? 0 : HM_SAMPLE_ONCPU;
+	a->t0_mono = hm_mono_ns();
+	a->cpu0 = a->last_cpu = cpu_seconds(NULL);
+	a->last_wall = 0;
+	uint64_t now = a->t0_mono, next = now, next_scan = now, next_reap = now + 1000000000ull;
+	uint64_t win_end = now + window, next_stats = stats_every ? now + stats_every : UINT64_MAX;
+	uint64_t rng = now ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+	if (discover)
+		hm_log(HM_LOG_INFO, "looking for %s every %g s",
+		       a->o.all ? "CPython processes" : "matching CPython processes",
+		       a->o.scan_interval_s);
+
+	while (!(a->o.stop && *a->o.stop)) {
+		now = hm_mono_ns();
+		if (discover && now >= next_scan) {
+			scan(a);
+			next_scan = now + scan_every;
+		}
+		if (now >= next_reap) {
+			reap(a);
+			next_reap = now + 1000000000ull;
+			if (!discover && !a->ntargets) {
+				hm_log(HM_LOG_INFO, "every profiled process has exited");
+				break;
+			}
+		}
+		if (now >= win_end) {
+			for (agent_target *tg = a->targets; tg; tg = tg->next) {
+				end_window(a, tg);
+				new_window(a, tg);
+			}
+			win_end += window;
+			if (win_end <= now)
+				win_end = now + window;
+		}
+		if (now >= next_stats) {
+			log_cpu(a);
+			next_stats = now + stats_every;
+		}
+		if (now > next + period) {
+			a->st.late++;
+			next = now;
+		}
+		a->st.ticks++;
+		for (agent_target *tg = a->targets; tg; tg = tg->next)
+			if (tg->prof)
+				sample_target(a, tg, flags, (int64_t)period);
+			else
+				new_window(a, tg);   /* an earlier allocation failed */
+		/* Jitter in [0.5, 1.5] periods keeps the mean rate and avoids
+		 * locking onto periodic work in the targets. */
+		next += period / 2 + hm_rng_next(&rng) % (period + 1);
+		sleep_until(next);
+	}
+	/* The last, partial windows. */
+	for (agent_target *tg = a->targets; tg; tg = tg->next)
+		end_window(a, tg);
+	return HM_OK;
+}
+
+void hm_agent_stats_get(hm_agent *a, hm_agent_stats *st)
+{
+	*st = a->st;
+	st->targets = a->ntargets;
+	long rss = 0;
+	st->cpu_s = cpu_seconds(&rss) - a->cpu0;
+	st->max_rss_kb = rss;
+	st->wall_s = a->t0_mono ? (double)(hm_mono_ns() - a->t0_mono) / 1e9 : 0;
+}
+
+void hm_agent_free(hm_agent *a)
+{
+	if (!a)
+		return;
+	while (a->targets) {
+		agent_target *n = a->targets->next;
+		target_free(a->targets);
+		a->targets = n;
+	}
+	if (a->has_re)
+		regfree(&a->re);
+	hm_pysample_free(&a->s);
+	free(a->exp);
+	free(a->seen);
+	free(a->scanbuf);
+	free(a);
+}

@@ -1,0 +1,100 @@
+/* python.h - finding a CPython interpreter in a target and sampling its stacks.
+ *
+ * hm_python_attach locates the interpreter (libpython or a static python
+ * executable), its version and layout, and the _PyRuntime address.
+ * hm_python_sample walks every thread's Python stack once, without stopping
+ * the target: reads are validated (types, owners, bounds, depth) and a thread
+ * whose read was torn is retried once, then reported invalid.
+ * Decoded code objects are cached by address, so a steady-state sample costs a
+ * few process_vm_readv calls per thread. */
+#ifndef HOMURA_PYTHON_H
+#define HOMURA_PYTHON_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proc/target.h"
+#include "python/pylayout.h"
+
+typedef struct hm_python hm_python;
+
+/* A decoded code object. Valid until the next hm_python_sample call. */
+typedef struct hm_pycode {
+	uint64_t addr;
+	const char *name;        /* co_name, UTF-8 */
+	const char *qualname;    /* co_qualname (3.11+), else == name */
+	const char *filename;    /* co_filename, UTF-8 */
+	int32_t firstlineno;
+	uint32_t user, user2;    /* free for the caller (e.g. interned ids) */
+	uint32_t user_gen;       /* caller's tag for `user` */
+} hm_pycode;
+
+typedef struct hm_pyframe {
+	const hm_pycode *code;
+	int32_t line;            /* 0 if unknown */
+	uint64_t addr;           /* frame address in the target (frame object on
+				  * <=3.10, _PyInterpreterFrame on 3.11+) */
+	int entry;               /* 3.11+: the first frame a C-level call of the
+				  * evaluation loop runs (3.11 is_entry; 3.12+ its
+				  * previous is a C-stack shim frame); the last
+				  * frame of one _PyEval_EvalFrameDefault call
+				  * walking leaf to root. 0 on <=3.10, where every
+				  * frame is its own call. (--native merging) */
+} hm_pyframe;
+
+typedef struct hm_pythread {
+	uint64_t tstate;         /* PyThreadState address */
+	uint64_t pthread_id;     /* thread_id (pthread_t) */
+	pid_t tid;               /* host OS thread id, 0 if unknown */
+	char state;              /* /proc state letter ('R' running), 0 unknown */
+	int holds_gil;
+	int valid;               /* 0: torn/garbage read, frames empty */
+	int truncated;           /* stack deeper than the depth limit */
+	int nframes;
+	int frames_cap;
+	hm_pyframe *frames;      /* leaf first */
+	const char *name;        /* thread name (hm_python_thread_names), NULL
+				  * if unknown; valid until the next call */
+	int in_gc;               /* a garbage collection runs on this thread
+				  * (the GIL holder while gc is collecting) */
+} hm_pythread;
+
+typedef struct hm_pysample {
+	int nthreads;
+	int threads_cap;
+	hm_pythread *threads;
+	int ninvalid;            /* threads dropped as invalid in this sample */
+} hm_pysample;
+
+enum hm_sample_flags {
+	HM_SAMPLE_ONCPU = 1,     /* skip (don't walk) threads not on CPU: each
+				  * counts for the CPU time the kernel charged
+				  * to it since the last sample (walker.c) */
+	HM_SAMPLE_GIL = 2,       /* only the thread holding the GIL */
+	HM_SAMPLE_STATE = 4,     /* fill hm_pythread.state even when not needed */
+	HM_SAMPLE_WANT_GIL = 8,  /* fill hm_pythread.holds_gil */
+};
+
+/* HM_OK; HM_ENOTPY (not Python, or not initialised yet: see *not_ready);
+ * HM_EVERSION (unsupported version/build, message says which). */
+int hm_python_attach(hm_target *t, hm_python **out);
+void hm_python_detach(hm_python *py);
+const hm_pylayout *hm_python_layout(const hm_python *py);
+/* "3.12.1"-style version of the target. */
+const char *hm_python_version(const hm_python *py);
+/* 1 once the interpreter has a thread state (the target runs Python). */
+int hm_python_ready(hm_python *py);
+
+int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags);
+void hm_pysample_free(hm_pysample *s);
+
+/* Fill hm_pythread.name for every thread of s: the threading module's
+ * Thread.name (read from threading._active), else the OS thread name
+ * (/proc/PID/task/TID/comm). Names are cached per thread and re-read at most
+ * once a second. HM_OK (names that cannot be found stay NULL). */
+int hm_python_thread_names(hm_python *py, hm_pysample *s);
+
+/* Maximum frames kept per thread (deeper stacks are cut at the root end). */
+void hm_python_set_max_depth(hm_python *py, int depth);
+
+#endif
