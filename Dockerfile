@@ -21,7 +21,6 @@ RUN apt-get update \
 WORKDIR /src
 COPY Makefile README.md ./
 COPY proto proto
-COPY include include
 COPY lib lib
 COPY src src
 COPY man man
