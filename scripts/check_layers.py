@@ -11,9 +11,9 @@ import os
 import re
 import sys
 
-LAYERS = ["base", "proc", "python", "native", "sample", "format", "store", "agent", "server"]
+LAYERS = ["base", "proc", "python", "native", "sample", "format", "analyze", "store", "agent", "server"]
 RANK = {"base": 0, "proc": 1, "python": 2, "native": 3, "sample": 4, "format": 5,
-        "store": 6, "agent": 7, "server": 7}
+        "analyze": 6, "store": 6, "agent": 7, "server": 7}
 PROTO_MIN = RANK["format"]
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
