@@ -39,7 +39,9 @@ def test_async_tasks(py, spawn, tmp_path):
     src = program("async_app.py")
     t = spawn([py.path, src, 20])
     out = tmp_path / "async.txt"
-    r = record("--async", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
+    # --idle: the main thread is sampled every round whether or not the
+    # scheduler ran it (a loaded machine must not thin out busy's samples).
+    r = record("--async", "--idle", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
     p = r.profile()
     assert "--async:" not in r.stderr, r.stderr
 
@@ -98,7 +100,7 @@ def test_async_threads_root_and_off(default_py, spawn, tmp_path):
     assert any(fr[0].text == "Task handler_b" for fr, _ in p.stacks), p.summary(20)
 
     out2 = tmp_path / "plain.txt"
-    p2 = record("-p", t.pid, "-d", 1, "-f", "collapsed", output=out2).profile()
+    p2 = record("--idle", "-p", t.pid, "-d", 1, "-f", "collapsed", output=out2).profile()
     assert not any(n.startswith("Task ") for n in p2.names()), p2.summary(20)
     assert p2.count_fn("crunch") > 0, p2.summary(20)
 
