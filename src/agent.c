@@ -22,7 +22,7 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "format/encode.h"
-#include "store/store.h"
+#include "base/parse.h"
 
 static volatile sig_atomic_t stop_flag;
 

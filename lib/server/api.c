@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/parse.h"
 #include "base/intern.h"
 #include "base/textesc.h"
 #include "format/codec.h"

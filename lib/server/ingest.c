@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "base/error.h"
+#include "base/parse.h"
 #include "format/codec.h"
 #include "format/decode.h"
 #include "format/filter.h"
