@@ -20,6 +20,7 @@
 #include "agent/export.h"
 #include "base/base.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "base/fileio.h"
 #include "format/encode.h"
 #include "base/parse.h"
