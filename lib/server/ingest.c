@@ -32,6 +32,7 @@
 #include "format/codec.h"
 #include "format/decode.h"
 #include "format/filter.h"
+#include "server/http.h"
 #include "server/server.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "format/pbjson.h"
