@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "format/codec.h"
+#include "format/gzip.h"
 #include "format/decode.h"
 #include "format/encode.h"
 

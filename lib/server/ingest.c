@@ -30,6 +30,7 @@
 #include "base/error.h"
 #include "base/parse.h"
 #include "format/codec.h"
+#include "format/gzip.h"
 #include "format/decode.h"
 #include "format/filter.h"
 #include "server/http.h"
