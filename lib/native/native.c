@@ -10,7 +10,8 @@
  *   falls outside every known module) and the module list is reported again
  *   when it changed (dlopen, dlclose, exec).
  * - Unwinding: our own Dwfl_Thread_Callbacks. The sampled thread is stopped
- *   with PTRACE_SEIZE + PTRACE_INTERRUPT, its registers come from
+ *   with PTRACE_SEIZE + PTRACE_INTERRUPT (proc/ptrace.c: at most 50 ms; a
+ *   stop that comes later is detached when it does), its registers come from
  *   PTRACE_GETREGS, and memory reads go through a small per-unwind page cache
  *   filled by process_vm_readv (one syscall fetches several pages of stack),
  *   so a 30-frame unwind costs a handful of syscalls. libdw applies the CFI
@@ -29,7 +30,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +37,6 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__aarch64__)
