@@ -152,7 +152,12 @@ int hm_ptrace_stop(hm_ptrace *pt, pid_t tid, int *signal)
 		for (int i = 0; i < pt->nlate; i++) {
 			if (pt->late[i].tid != tid)
 				continue;
-			int sig = 0, r = wait_stop(tid, &sig, timeout);
+			unsigned long msg;
+			int sig = 0, r = wait_stop(tid, &sig, 0);
+			if (r < 0 && ptrace(PTRACE_GETEVENTMSG, tid, 0, &msg) == 0)
+				r = 1;   /* stopped, the stop taken by another wait */
+			if (r < 0)
+				r = wait_stop(tid, &sig, timeout);
 			if (r < 0)
 				return hm_error(HM_ESYS, "thread %d did not stop within %llu ms",
 						(int)tid, (unsigned long long)(timeout / 1000000));

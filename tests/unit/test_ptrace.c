@@ -1,8 +1,9 @@
 /* test_ptrace.c - proc/ptrace.c on a real child process with two threads:
  * a stopped thread shows as stopped (and only it), runs again untraced once
  * resumed; a signal its stop took is handed back and reaches its handler,
- * whether the thread is stopped again or reaped from the late list; a
- * thread that is gone is an error; the exit of our own child is left to our
+ * whether the thread is stopped again or reaped from the late list; a late
+ * stop that another wait took is used all the same; a thread that is gone
+ * is an error; the exit of our own child is left to our
  * waitpid. Waits for the child are bounded (5 s) but assert no timing. */
 #include <errno.h>
 #include <pthread.h>
@@ -228,6 +229,40 @@ static void test_signal_handed_back(void **state)
 	hm_ptrace_release(&pt);
 }
 
+/* A late thread whose stop another wait took (our own waitpid on a
+ * launched child does that): found stopped, used, and let go. */
+static void test_stop_taken_elsewhere(void **state)
+{
+	(void)state;
+	hm_ptrace pt = {.timeout_ns = 1000000000ull};
+	start_child();
+	pid_t tid = sh->worker;
+	int sig, tracer, status;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(stop(&pt, tid, &sig), HM_OK);
+		assert_int_equal(ptrace(PTRACE_CONT, tid, 0, 0), 0);
+		assert_int_equal(ptrace(PTRACE_INTERRUPT, tid, 0, 0), 0);
+		assert_int_equal(waitpid(tid, &status, __WALL), tid);   /* taken here */
+		assert_true(WIFSTOPPED(status));
+		pt.late = realloc(pt.late, sizeof *pt.late);
+		assert_non_null(pt.late);
+		pt.late[0] = (hm_ptrace_late){tid, 0};
+		pt.nlate = pt.latecap = 1;
+		if (round == 0) {
+			/* stopped again: no wait for a stop already taken */
+			assert_int_equal(hm_ptrace_stop(&pt, tid, &sig), HM_OK);
+			assert_int_equal(pt.nlate, 0);
+			assert_int_equal(thread_state(tid, &tracer), 't');
+			hm_ptrace_resume(&pt, tid, sig);
+		} else {
+			hm_ptrace_reap(&pt, 0);   /* detached all the same */
+			assert_int_equal(pt.nlate, 0);
+		}
+		assert_runs_again(tid, 1);
+	}
+	hm_ptrace_release(&pt);
+}
+
 static void test_exit_left_to_parent(void **state)
 {
 	(void)state;
@@ -263,6 +298,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_stop_resume, stop_child),
 		cmocka_unit_test_teardown(test_signal_handed_back, stop_child),
+		cmocka_unit_test_teardown(test_stop_taken_elsewhere, stop_child),
 		cmocka_unit_test_teardown(test_exit_left_to_parent, stop_child),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
