@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "format/codec.h"
+#include "format/gzip.h"
 #include "server/server.h"
 #include "store/store.h"
 

@@ -20,9 +20,10 @@
 #include "agent/export.h"
 #include "base/base.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "base/fileio.h"
 #include "format/encode.h"
-#include "store/store.h"
+#include "base/parse.h"
 
 static volatile sig_atomic_t stop_flag;
 

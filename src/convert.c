@@ -39,32 +39,11 @@ static void convert_usage(FILE *f)
 
 int cmd_convert(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"output", required_argument, 0, 'o'}, {"format", required_argument, 0, 'f'},
-		{"title", required_argument, 0, 'T'},  {"width", required_argument, 0, 'W'},
-		{"focus", required_argument, 0, 'F'},  {"hide", required_argument, 0, 'H'},
-		{"thread", required_argument, 0, 't'}, {"drop-file", required_argument, 0, 'D'},
-		{"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
-	};
-	const char *outpath = "-", *fmtname = NULL;
-	hm_write_opts wo = {0};
-	hm_filter flt = {0};
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:f:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': outpath = optarg; break;
-		case 'f': fmtname = optarg; break;
-		case 'T': wo.title = optarg; break;
-		case 'W': wo.width = atoi(optarg); break;
-		case 'F': flt.focus = optarg; break;
-		case 'H': flt.hide = optarg; break;
-		case 't': flt.thread = optarg; break;
-		case 'D': flt.drop_file = optarg; break;
-		case 'h': convert_usage(stdout); return 0;
-		default: convert_usage(stderr); return 2;
-		}
-	}
+	cli_outopts co;
+	int rc = cli_outopts_parse(argc, argv, &co, convert_usage);
+	if (rc >= 0)
+		return rc;
+	const char *outpath = co.outpath, *fmtname = co.fmtname;
 	if (optind != argc - 1) {
 		convert_usage(stderr);
 		return 2;
@@ -76,23 +55,14 @@ int cmd_convert(int argc, char **argv)
 			       : cli_fail("cannot tell the output format from '%s'; use -f", outpath);
 
 	hm_profile *p = NULL;
-	if (hm_profile_read_file(inpath, &p) < 0)
+	if (cli_load_filtered(inpath, &co.flt, &p) < 0)
 		return cli_fail_lib();
-	if (hm_filter_active(&flt)) {
-		hm_profile *q;
-		if (hm_filter_apply(p, &flt, &q) < 0) {
-			hm_profile_free(p);
-			return cli_fail_lib();
-		}
-		hm_profile_free(p);
-		p = q;
-	}
 	hm_outfile out;   /* never through a symlink; renamed into place */
 	if (hm_output_open(&out, outpath, 0666) != HM_OK) {
 		hm_profile_free(p);
 		return cli_fail_lib();
 	}
-	int rc = hm_profile_write(p, fmt, out.f, &wo);
+	rc = hm_profile_write(p, fmt, out.f, &co.wo);
 	if (rc == HM_OK)
 		rc = hm_output_commit(&out);
 	else

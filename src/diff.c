@@ -35,48 +35,13 @@ static void diff_usage(FILE *f)
 		"                      filters, applied to both profiles\n");
 }
 
-static int load(const char *path, const hm_filter *flt, hm_profile **out)
-{
-	if (hm_profile_read_file(path, out) < 0)
-		return -1;
-	if (hm_filter_active(flt)) {
-		hm_profile *q;
-		int rc = hm_filter_apply(*out, flt, &q);
-		hm_profile_free(*out);
-		*out = rc < 0 ? NULL : q;
-		return rc < 0 ? -1 : 0;
-	}
-	return 0;
-}
-
 int cmd_diff(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"output", required_argument, 0, 'o'}, {"format", required_argument, 0, 'f'},
-		{"title", required_argument, 0, 'T'},  {"width", required_argument, 0, 'W'},
-		{"focus", required_argument, 0, 'F'},  {"hide", required_argument, 0, 'H'},
-		{"thread", required_argument, 0, 't'}, {"drop-file", required_argument, 0, 'D'},
-		{"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
-	};
-	const char *outpath = "-", *fmtname = NULL;
-	hm_write_opts wo = {0};
-	hm_filter flt = {0};
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:f:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': outpath = optarg; break;
-		case 'f': fmtname = optarg; break;
-		case 'T': wo.title = optarg; break;
-		case 'W': wo.width = atoi(optarg); break;
-		case 'F': flt.focus = optarg; break;
-		case 'H': flt.hide = optarg; break;
-		case 't': flt.thread = optarg; break;
-		case 'D': flt.drop_file = optarg; break;
-		case 'h': diff_usage(stdout); return 0;
-		default: diff_usage(stderr); return 2;
-		}
-	}
+	cli_outopts co;
+	int rc = cli_outopts_parse(argc, argv, &co, diff_usage);
+	if (rc >= 0)
+		return rc;
+	const char *outpath = co.outpath, *fmtname = co.fmtname;
 	if (optind != argc - 2) {
 		diff_usage(stderr);
 		return 2;
@@ -89,26 +54,26 @@ int cmd_diff(int argc, char **argv)
 				fmtname ? " (not '" : "", fmtname ? fmtname : "", fmtname ? "')" : "");
 
 	hm_profile *before = NULL, *after = NULL;
-	if (load(argv[optind], &flt, &before) < 0)
+	if (cli_load_filtered(argv[optind], &co.flt, &before) < 0)
 		return cli_fail_lib();
-	if (load(argv[optind + 1], &flt, &after) < 0) {
+	if (cli_load_filtered(argv[optind + 1], &co.flt, &after) < 0) {
 		hm_profile_free(before);
 		return cli_fail_lib();
 	}
 	hm_outfile of;   /* never through a symlink; renamed into place */
-	int rc = hm_output_open(&of, outpath, 0666);
+	rc = hm_output_open(&of, outpath, 0666);
 	FILE *out = of.f;
 	if (rc != HM_OK) {
 		out = NULL;
 	} else if (fmt == HM_FMT_SVG) {
-		rc = hm_write_diff_svg(before, after, out, &wo);
+		rc = hm_write_diff_svg(before, after, out, &co.wo);
 	} else if (fmt == HM_FMT_COLLAPSED) {
 		rc = hm_write_diff_collapsed(before, after, out);
 	} else {
 		hm_profile *d;
 		rc = hm_diff_profile(before, after, &d);
 		if (rc == HM_OK) {
-			rc = hm_write_pprof(d, out, &wo);
+			rc = hm_write_pprof(d, out, &co.wo);
 			hm_profile_free(d);
 		}
 	}

@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "base/error.h"
+#include "base/parse.h"
 #include "server/server.h"
 #include "store/store.h"
 

@@ -31,6 +31,7 @@
 
 #include "agent/agent.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "proc/discover.h"
 #include "proc/target.h"

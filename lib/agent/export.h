@@ -16,14 +16,6 @@
 
 #include "base/profile.h"
 
-/* ---- logging (the agent's one-line log) -------------------------------- */
-
-enum hm_log_level { HM_LOG_INFO = 0, HM_LOG_WARN = 1, HM_LOG_ERROR = 2 };
-typedef void (*hm_log_fn)(int level, const char *msg);
-/* Where library log lines go (default: "homura: <msg>" on stderr). */
-void hm_log_set(hm_log_fn fn);
-void hm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* ---- the bounded queue ------------------------------------------------- */
 
 typedef struct hm_qitem {

@@ -11,6 +11,7 @@
 #include "agent/export.h"
 #include "base/error.h"
 #include "format/codec.h"
+#include "format/gzip.h"
 
 typedef struct otlp_impl {
 	char *url;

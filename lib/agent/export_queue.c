@@ -33,6 +33,7 @@
 #include "agent/export.h"
 #include "base/base.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "base/fileio.h"
 
 typedef struct spool_ent {

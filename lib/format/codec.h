@@ -37,8 +37,4 @@ int hm_profile_read(const void *buf, size_t len, hm_profile **out);
 int hm_profile_read_fmt(const void *buf, size_t len, hm_profile **out, int *fmt_out);
 int hm_profile_read_file(const char *path, hm_profile **out);
 
-/* gzip helpers (zlib). hm_gunzip refuses to produce more than max bytes. */
-int hm_gzip(const void *in, size_t len, unsigned char **out, size_t *outlen);
-int hm_gunzip(const void *in, size_t len, size_t max, unsigned char **out, size_t *outlen);
-
 #endif

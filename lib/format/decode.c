@@ -7,8 +7,8 @@
  * then as pprof; the two differ in the wire types of fields 1 and 2, so a
  * message of one does not parse as the other. Each message is first checked
  * against the decoding limits (pbscan.c) so that a small body cannot unpack
- * into gigabytes. Also here: the collapsed
- * reader and the parser of homura's frame text. */
+ * into gigabytes. The readers are decode_*.c; what they share (frame text,
+ * frame kinds) is decode_frame.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -16,139 +16,9 @@
 
 #include "base/error.h"
 #include "format/codec.h"
+#include "format/gzip.h"
 #include "format/decode.h"
 #include "format/encode.h"
-
-int hm_decode_guess_kind(const char *file)
-{
-	size_t n = strlen(file);
-	if ((n > 3 && !strcmp(file + n - 3, ".py")) || (n > 4 && !strcmp(file + n - 4, ".pyx")) ||
-	    (n > 2 && file[0] == '<' && file[n - 1] == '>'))
-		return HM_FRAME_PYTHON;
-	return HM_FRAME_NATIVE;
-}
-
-uint32_t hm_decode_frame_text(hm_profile *p, const char *s, size_t len)
-{
-	hm_frame f = {0};
-	size_t name_len = len;
-	if (len > 3 && s[len - 1] == ')') {
-		/* The last " (" opens the location. */
-		for (size_t i = len - 1; i-- > 0;) {
-			if (s[i] == '(' && i > 0 && s[i - 1] == ' ') {
-				const char *in = s + i + 1;
-				size_t in_len = len - 1 - (i + 1);
-				size_t colon = in_len;
-				for (size_t k = in_len; k-- > 0;)
-					if (in[k] == ':') {
-						colon = k;
-						break;
-					}
-				size_t file_len = in_len;
-				if (colon < in_len && colon + 1 < in_len && in_len - colon <= 10) {
-					int digits = 1;
-					for (size_t k = colon + 1; k < in_len; k++)
-						digits &= isdigit((unsigned char)in[k]) != 0;
-					if (digits) {
-						file_len = colon;
-						f.line = (int32_t)strtol(in + colon + 1, NULL, 10);
-					}
-				}
-				f.file = hm_profile_intern(p, in, file_len);
-				name_len = i - 1;
-				break;
-			}
-		}
-	}
-	f.name = hm_profile_intern(p, s, name_len);
-	const char *file = hm_profile_str(p, f.file);
-	f.kind = f.file ? hm_decode_guess_kind(file) : HM_FRAME_NATIVE;
-	if (!f.file && name_len > 7 && !memcmp(s, "thread ", 7))
-		f.kind = HM_FRAME_THREAD;
-	return hm_profile_frame_id(p, &f);
-}
-
-int hm_decode_collapsed(const char *buf, size_t len, hm_profile **out)
-{
-	hm_profile *p = hm_profile_new(0);
-	uint32_t *frames = malloc(HM_READ_MAX_DEPTH * sizeof *frames);
-	if (!p || !frames) {
-		hm_profile_free(p);
-		free(frames);
-		return hm_error(HM_ENOMEM, "out of memory reading collapsed stacks");
-	}
-	uint32_t thread = hm_profile_thread_id(p, 0, 0, NULL);
-	size_t lineno = 0, pos = 0, nonempty = 0;
-	while (pos < len) {
-		const char *line = buf + pos;
-		const char *nl = memchr(line, '\n', len - pos);
-		size_t ll = nl ? (size_t)(nl - line) : len - pos;
-		pos += ll + 1;
-		lineno++;
-		while (ll && (line[ll - 1] == '\r' || line[ll - 1] == ' ' || line[ll - 1] == '\t'))
-			ll--;
-		if (!ll || line[0] == '#')
-			continue;
-		size_t sp = ll;
-		while (sp && line[sp - 1] != ' ')
-			sp--;
-		if (!sp) {
-			hm_profile_free(p);
-			free(frames);
-			return hm_error(HM_EINVAL, "collapsed stacks: line %zu has no count", lineno);
-		}
-		char num[32];
-		size_t nl_ = ll - sp;
-		if (nl_ >= sizeof num) {
-			hm_profile_free(p);
-			free(frames);
-			return hm_error(HM_EINVAL, "collapsed stacks: line %zu: count too long", lineno);
-		}
-		memcpy(num, line + sp, nl_);
-		num[nl_] = 0;
-		char *end;
-		errno = 0;
-		long long count = strtoll(num, &end, 10);
-		if (*end || errno || end == num || count < 0) {
-			hm_profile_free(p);
-			free(frames);
-			return hm_error(HM_EINVAL, "collapsed stacks: line %zu: bad count \"%s\"%s",
-					lineno, num, count < 0 && !*end && !errno ?
-					" (counts cannot be negative)" : "");
-		}
-		size_t sl = sp - 1, start = 0;
-		uint32_t n = 0;
-		for (size_t i = 0; i <= sl; i++) {
-			if (i == sl || line[i] == ';') {
-				if (i > start && n < HM_READ_MAX_DEPTH)
-					frames[n++] = hm_decode_frame_text(p, line + start, i - start);
-				start = i + 1;
-			}
-		}
-		if (!n) {
-			hm_profile_free(p);
-			free(frames);
-			return hm_error(HM_EINVAL, "collapsed stacks: line %zu has a count but no "
-					"frames", lineno);
-		}
-		if (nonempty >= HM_PB_MAX_REPEATED) {
-			hm_profile_free(p);
-			free(frames);
-			return hm_error(HM_EINVAL, "collapsed stacks over the decoding limit: more "
-					"than %llu stacks", HM_PB_MAX_REPEATED);
-		}
-		uint32_t st = hm_profile_stack_id(p, frames, n);
-		hm_profile_add(p, st, thread, count, 0, 0);
-		nonempty++;
-	}
-	free(frames);
-	if (!nonempty) {
-		hm_profile_free(p);
-		return hm_error(HM_EINVAL, "collapsed stacks: no samples found");
-	}
-	*out = p;
-	return HM_OK;
-}
 
 static int looks_collapsed(const unsigned char *b, size_t len)
 {

@@ -34,9 +34,4 @@ int hm_pb_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t 
  * return 1 (the bytes are not this message type) */
 int hm_json_check(const char *buf, size_t len, const char *what);
 
-/* Frame from display text "name (file:line)" / "name (file)" / "name". */
-uint32_t hm_decode_frame_text(hm_profile *p, const char *s, size_t len);
-/* Frame kind guessed from a file name (".py" -> Python, else native). */
-int hm_decode_guess_kind(const char *file);
-
 #endif

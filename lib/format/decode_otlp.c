@@ -19,6 +19,7 @@
 #include "base/error.h"
 #include "format/codec.h"
 #include "format/decode.h"
+#include "format/decode_frame.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "format/pbjson.h"
 

@@ -16,6 +16,7 @@
 #include "base/intern.h"
 #include "format/codec.h"
 #include "format/decode.h"
+#include "format/decode_frame.h"
 #include "perftools/profiles/profile.pb-c.h"
 
 typedef Perftools__Profiles__Profile PbProfile;

@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "format/codec.h"
 #include "format/decode.h"
+#include "format/decode_frame.h"
 
 static double unit_ns(const char *u)
 {

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/intern.h"
 #include "format/codec.h"
+#include "format/gzip.h"
 #include "perftools/profiles/profile.pb-c.h"
 
 typedef Perftools__Profiles__Profile PbProfile;

@@ -10,7 +10,8 @@
  *   falls outside every known module) and the module list is reported again
  *   when it changed (dlopen, dlclose, exec).
  * - Unwinding: our own Dwfl_Thread_Callbacks. The sampled thread is stopped
- *   with PTRACE_SEIZE + PTRACE_INTERRUPT, its registers come from
+ *   with PTRACE_SEIZE + PTRACE_INTERRUPT (proc/ptrace.c: at most 50 ms; a
+ *   stop that comes later is detached when it does), its registers come from
  *   PTRACE_GETREGS, and memory reads go through a small per-unwind page cache
  *   filled by process_vm_readv (one syscall fetches several pages of stack),
  *   so a 30-frame unwind costs a handful of syscalls. libdw applies the CFI
@@ -29,7 +30,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +37,6 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__aarch64__)
@@ -48,6 +47,7 @@
 #include "base/error.h"
 #include "base/util.h"
 #include "native/native.h"
+#include "proc/ptrace.h"
 #include "python/pyinternal.h"
 
 #define PAGE_SIZE_ 4096u
@@ -118,8 +118,7 @@ struct hm_native {
 
 	struct stopped *stop;    /* threads stopped in this sample */
 	int nstop, stopcap;
-	pid_t *late;             /* seized threads that did not stop in time */
-	int nlate, latecap;
+	hm_ptrace pt;            /* and those whose stop came late */
 
 	hm_pysample pre;
 	hm_native_stats st;
@@ -428,131 +427,16 @@ static int read_registers(hm_native *n, pid_t tid)
 
 /* ---- stopping threads ----------------------------------------------------- */
 
-/* Wait (bounded) for a seized thread's stop. 1 stopped, 0 gone, -1 timeout. */
-static int wait_stop(pid_t tid, int *signal, uint64_t deadline)
-{
-	for (;;) {
-		int status;
-		pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return 0;
-		}
-		if (r == 0) {
-			/* A running thread stops within microseconds: yield
-			 * first (it may share our CPU), then sleep a little. */
-			uint64_t now = hm_mono_ns();
-			if (now > deadline)
-				return -1;
-			if (now + STOP_TIMEOUT_NS - 1000000ull < deadline) {
-				sched_yield();
-			} else {
-				struct timespec ts = {0, 50000};
-				nanosleep(&ts, NULL);
-			}
-			continue;
-		}
-		if (WIFEXITED(status) || WIFSIGNALED(status))
-			return 0;
-		if (WIFSTOPPED(status)) {
-			/* A signal-delivery stop took a signal the thread
-			 * must still get: hand it back when detaching. Our
-			 * interrupt and group stops have an event in the
-			 * high bits. */
-			if ((status >> 16) == 0)
-				*signal = WSTOPSIG(status);
-			return 1;
-		}
-	}
-}
-
-static void remember_late(hm_native *n, pid_t tid)
-{
-	if (n->nlate == n->latecap) {
-		int nc = n->latecap ? n->latecap * 2 : 8;
-		pid_t *p = realloc(n->late, (size_t)nc * sizeof *p);
-		if (!p)
-			return;   /* the kernel detaches it when we exit */
-		n->late = p;
-		n->latecap = nc;
-	}
-	n->late[n->nlate++] = tid;
-}
-
-/* Detach threads that were seized but had not stopped in time. Detaching
- * works on any thread in a ptrace stop, whether or not its stop was already
- * collected (by us, or by a waitpid elsewhere on the launched child), so try
- * that first; a thread still on its way to the stop is waited for. */
-static void reap_late(hm_native *n, int wait)
-{
-	int k = 0;
-	for (int i = 0; i < n->nlate; i++) {
-		pid_t tid = n->late[i];
-		if (ptrace(PTRACE_DETACH, tid, 0, 0) == 0 || errno != ESRCH)
-			continue;
-		if (kill(tid, 0) != 0 && errno == ESRCH) {
-			waitpid(tid, NULL, __WALL | WNOHANG);   /* reap a traced zombie */
-			continue;
-		}
-		int sig = 0;
-		int r = wait_stop(tid, &sig, wait ? hm_mono_ns() + STOP_TIMEOUT_NS : 0);
-		if (r == 1)
-			ptrace(PTRACE_DETACH, tid, 0, (void *)(long)sig);
-		else if (r < 0)
-			n->late[k++] = tid;
-	}
-	n->nlate = k;
-}
-
-/* Seize and stop tid. HM_OK; HM_ENOPROC gone; other errors. */
+/* Seize and stop tid (proc/ptrace.h). HM_OK; HM_ENOPROC gone; other errors. */
 static int stop_thread(hm_native *n, pid_t tid, struct stopped *s)
 {
 	*s = (struct stopped){tid, 1, 0, 0, hm_mono_ns()};
-	if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
-		if (errno == ESRCH)
-			return HM_ENOPROC;
-		if (errno == EPERM) {
-			/* Ours already: seized by an earlier sample whose stop
-			 * came late (a busy machine). Its stop is on its way:
-			 * wait for it as for a fresh one. */
-			for (int i = 0; i < n->nlate; i++) {
-				if (n->late[i] != tid)
-					continue;
-				int r = wait_stop(tid, &s->signal, hm_mono_ns() + STOP_TIMEOUT_NS);
-				if (r >= 0)
-					n->late[i] = n->late[--n->nlate];
-				if (r == 0)
-					return HM_ENOPROC;
-				if (r < 0)
-					return hm_error(HM_ESYS, "thread %d did not stop within 50 ms",
-							(int)tid);
-				return HM_OK;
-			}
-			/* Already our tracee and stopped (--blocking)? */
-			struct user_regs_struct r;
-			if (ptrace(PTRACE_GETREGS, tid, 0, &r) == 0) {
-				s->ours = 0;
-				return HM_OK;
-			}
-			return hm_error(HM_EPERM, "cannot stop thread %d for --native: %s (another "
-					"tracer, or missing ptrace rights)", (int)tid, strerror(EPERM));
-		}
-		return hm_error(HM_ESYS, "cannot stop thread %d: %s", (int)tid, strerror(errno));
+	int r = hm_ptrace_stop(&n->pt, tid, &s->signal);
+	if (r == HM_PTRACE_BORROWED) {
+		s->ours = 0;   /* already stopped by our --blocking */
+		return HM_OK;
 	}
-	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0 && errno != ESRCH) {
-		int e = errno;
-		remember_late(n, tid);
-		return hm_error(HM_ESYS, "cannot interrupt thread %d: %s", (int)tid, strerror(e));
-	}
-	int r = wait_stop(tid, &s->signal, hm_mono_ns() + STOP_TIMEOUT_NS);
-	if (r == 0)
-		return HM_ENOPROC;
-	if (r < 0) {
-		remember_late(n, tid);
-		return hm_error(HM_ESYS, "thread %d did not stop within 50 ms", (int)tid);
-	}
-	return HM_OK;
+	return r;
 }
 
 static void resume_thread(hm_native *n, struct stopped *s)
@@ -564,13 +448,8 @@ static void resume_thread(hm_native *n, struct stopped *s)
 	n->st.stop_ns += d;
 	if (d > n->st.stop_max_ns)
 		n->st.stop_max_ns = d;
-	if (!s->ours)
-		return;
-	if (ptrace(PTRACE_DETACH, s->tid, 0, (void *)(long)s->signal) != 0 && errno == ESRCH) {
-		/* Not in a stop any more (SIGKILL, exit) or gone: try later. */
-		if (kill(s->tid, 0) == 0 || errno != ESRCH)
-			remember_late(n, s->tid);
-	}
+	if (s->ours)
+		hm_ptrace_resume(&n->pt, s->tid, s->signal);
 }
 
 static void resume_all(hm_native *n)
@@ -891,6 +770,7 @@ int hm_native_open(hm_target *t, hm_native **out)
 	if (!n)
 		return hm_error(HM_ENOMEM, "out of memory");
 	n->t = t;
+	n->pt.timeout_ns = STOP_TIMEOUT_NS;
 	n->pid = hm_target_pid(t);
 	n->cap = DEFAULT_CACHE;
 	n->nbuckets = 8192;
@@ -930,7 +810,7 @@ void hm_native_close(hm_native *n)
 	if (!n)
 		return;
 	resume_all(n);
-	reap_late(n, 1);
+	hm_ptrace_release(&n->pt);
 	if (n->dwfl) {
 		elf_ctx = n;
 		dwfl_end(n->dwfl);
@@ -942,7 +822,6 @@ void hm_native_close(hm_native *n)
 	free(n->buckets);
 	free(n->pages);
 	free(n->stop);
-	free(n->late);
 	free(n->debuginfo_path);
 	hm_pysample_free(&n->pre);
 	free(n->interp_path);
@@ -1056,8 +935,8 @@ static void sample_begin(hm_native *n, int major)
 	if (n->stale)
 		cache_drop_stale(n);
 	cache_trim(n);
-	if (n->nlate)
-		reap_late(n, 0);
+	if (n->pt.nlate)
+		hm_ptrace_reap(&n->pt, 0);
 	if (hm_mono_ns() - n->maps_checked_ns > MAPS_CHECK_NS)
 		check_maps(n);
 }

@@ -24,10 +24,10 @@
  * namespace are translated with a NSpid table (innermost -> host tid),
  * rebuilt on a miss at most every HOST_TID_REBUILD_NS.
  *
- * hm_target_pause() seizes and interrupts every thread with ptrace;
- * hm_target_resume() detaches each of them, whatever happened, so the target
- * is never left stopped. Both must run on the same thread (ptrace binds a
- * tracee to the tracer thread). */
+ * hm_target_pause() stops every thread with proc/ptrace.c (waiting at most
+ * PAUSE_TIMEOUT_NS for each); hm_target_resume() lets each of them run
+ * again, whatever happened, so the target is never left stopped. Both must
+ * run on the same thread (ptrace binds a tracee to the tracer thread). */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -37,23 +37,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/error.h"
 #include "base/util.h"
 #include "proc/elf.h"
+#include "proc/ptrace.h"
 #include "proc/target.h"
 
 #define STATE_TABLE_MIN 64
 #define STATE_TABLE_MAX 16384             /* most stat fds ever kept open */
 #define HOST_TID_REBUILD_NS 50000000ull   /* 50 ms between NSpid rebuilds */
 #define READV_STACK 128                   /* iovecs handled without malloc */
+#define PAUSE_TIMEOUT_NS 1000000000ull    /* wait for one thread's stop (--blocking) */
 #define CAP_SYS_PTRACE_BIT 19
 
 struct maps_set {
@@ -84,8 +84,8 @@ struct tid_pair {
 
 struct traced {
 	pid_t tid;
-	int stopped;
-	int signal;             /* signal to re-inject on detach */
+	int signal;             /* to hand back on resume */
+	int ours;               /* 0: stopped through another set (HM_PTRACE_BORROWED) */
 };
 
 struct hm_target {
@@ -106,8 +106,9 @@ struct hm_target {
 	size_t ntids;
 	uint64_t tids_built_ns;
 
-	struct traced *traced;
+	struct traced *traced;  /* threads stopped by hm_target_pause */
 	size_t ntraced, traced_cap;
+	hm_ptrace pt;           /* and those whose stop came late */
 
 	uint8_t *scratch;       /* hm_target_readv: merged regions */
 	size_t scratch_cap;
@@ -544,6 +545,7 @@ int hm_target_open(pid_t pid, hm_target **out)
 	if (!t)
 		return hm_error(HM_ENOMEM, "out of memory");
 	t->pid = pid;
+	t->pt.timeout_ns = PAUSE_TIMEOUT_NS;
 	t->statfd = -1;
 	t->procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (t->procfd < 0) {
@@ -582,6 +584,7 @@ void hm_target_close(hm_target *t)
 		return;
 	if (t->ntraced)
 		hm_target_resume(t);
+	hm_ptrace_release(&t->pt);
 	for (i = 0; i < t->states_cap; i++)
 		if (t->states[i].tid)
 			slot_close(&t->states[i]);
@@ -1332,36 +1335,11 @@ static struct traced *traced_find(hm_target *t, pid_t tid)
 	return NULL;
 }
 
-/* Wait until a seized thread reports a stop. Returns 1 stopped, 0 gone. */
-static int wait_stopped(struct traced *tr)
-{
-	for (;;) {
-		int status;
-		pid_t r = waitpid(tr->tid, &status, __WALL);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return 0;
-		}
-		if (WIFEXITED(status) || WIFSIGNALED(status))
-			return 0;
-		if (WIFSTOPPED(status)) {
-			/* A signal-delivery stop swallowed a signal: give it
-			 * back on detach. Event stops (our interrupt, group
-			 * stops) carry status >> 16 != 0. */
-			if ((status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
-				tr->signal = WSTOPSIG(status);
-			tr->stopped = 1;
-			return 1;
-		}
-	}
-}
-
-/* Seize and stop one thread. HM_OK, 1 if it vanished, or <0. */
+/* Seize and stop one thread (proc/ptrace.h). HM_OK, 1 if it vanished, or <0. */
 static int pause_thread(hm_target *t, pid_t tid)
 {
 	struct traced *tr;
+	int r;
 
 	if (t->ntraced == t->traced_cap) {
 		size_t nc = t->traced_cap ? t->traced_cap * 2 : 16;
@@ -1372,25 +1350,15 @@ static int pause_thread(hm_target *t, pid_t tid)
 		t->traced = p;
 		t->traced_cap = nc;
 	}
-	if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
-		if (errno == ESRCH)
-			return 1;
-		if (errno == EPERM)
-			return hm_error(HM_EPERM, "cannot pause thread %d of process %d: %s "
-					"(already traced, or missing ptrace rights)",
-					tid, t->pid, strerror(errno));
-		return hm_error(HM_ESYS, "cannot pause thread %d of process %d: %s", tid, t->pid,
-				strerror(errno));
-	}
-	tr = &t->traced[t->ntraced++];
-	*tr = (struct traced){ tid, 0, 0 };
-	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0 && errno != ESRCH)
-		return hm_error(HM_ESYS, "cannot interrupt thread %d of process %d: %s", tid,
-				t->pid, strerror(errno));
-	if (!wait_stopped(tr)) {
-		t->ntraced--;   /* exited: nothing left to detach */
+	tr = &t->traced[t->ntraced];
+	*tr = (struct traced){ tid, 0, 1 };
+	r = hm_ptrace_stop(&t->pt, tid, &tr->signal);
+	if (r == HM_ENOPROC)
 		return 1;
-	}
+	if (r < 0)
+		return hm_error(r, "cannot pause process %d: %s", t->pid, hm_errmsg());
+	tr->ours = r != HM_PTRACE_BORROWED;
+	t->ntraced++;
 	return HM_OK;
 }
 
@@ -1460,17 +1428,12 @@ void hm_target_resume(hm_target *t)
 
 	if (!t)
 		return;
-	for (i = 0; i < t->ntraced; i++) {
-		struct traced *tr = &t->traced[i];
-
-		if (ptrace(PTRACE_DETACH, tr->tid, 0, (void *)(long)tr->signal) == 0)
-			continue;
-		/* Detach needs a stopped tracee: stop it first, then retry. */
-		if (errno == ESRCH && ptrace(PTRACE_INTERRUPT, tr->tid, 0, 0) == 0 &&
-		    wait_stopped(tr))
-			ptrace(PTRACE_DETACH, tr->tid, 0, (void *)(long)tr->signal);
-	}
+	for (i = 0; i < t->ntraced; i++)
+		if (t->traced[i].ours)
+			hm_ptrace_resume(&t->pt, t->traced[i].tid, t->traced[i].signal);
 	t->ntraced = 0;
+	if (t->pt.nlate)
+		hm_ptrace_reap(&t->pt, 0);
 }
 
 /* ---- cmdline / environ ------------------------------------------------ */

@@ -25,6 +25,7 @@
 
 #include "base/cancel.h"
 #include "base/error.h"
+#include "server/http.h"
 #include "server/server.h"
 
 struct hm_server {

@@ -28,9 +28,12 @@
 #include <time.h>
 
 #include "base/error.h"
+#include "base/parse.h"
 #include "format/codec.h"
+#include "format/gzip.h"
 #include "format/decode.h"
 #include "format/filter.h"
+#include "server/http.h"
 #include "server/server.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "format/pbjson.h"

@@ -2,7 +2,7 @@
  *
  * The HTTP layer (hm_server_start, libmicrohttpd) caps connections (in all
  * and per client address, with an idle timeout), checks bearer tokens and
- * body sizes and hands each finished request, as an hm_http_req, to the
+ * body sizes and hands each finished request, as an hm_http_req (http.h), to the
  * ingest handlers (OTLP, Pyroscope /ingest and Push) or the query API. Both
  * handlers are plain functions of (store, request) -> response, so tests and
  * benchmarks can drive them without sockets. */
@@ -11,10 +11,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "server/http.h"
 #include "store/store.h"
 
 #define HM_SERVER_MAX_BODY (64u << 20)   /* default body cap, after gunzip */
-#define HM_SERVER_MAX_ARGS 64
 
 typedef struct hm_server_opts {
 	const char *listen;         /* "127.0.0.1:4040", "[::1]:4040", ":4040" (all) */
@@ -35,35 +35,6 @@ typedef struct hm_server_opts {
 #define HM_SERVER_MAX_CONNS 1000
 #define HM_SERVER_MAX_CONNS_PER_IP 64
 #define HM_SERVER_IDLE_TIMEOUT_S 30
-
-typedef struct hm_http_req {
-	const char *method, *path;
-	size_t nargs;               /* query string, URL-decoded, in order */
-	const char *arg_k[HM_SERVER_MAX_ARGS], *arg_v[HM_SERVER_MAX_ARGS];
-	const char *content_type, *content_encoding;
-	const unsigned char *body;
-	size_t body_len;
-	size_t max_body;            /* cap on decompressed bodies */
-	int64_t now_s;              /* request time */
-} hm_http_req;
-
-typedef struct hm_http_resp {
-	int status;
-	const char *content_type;   /* static string */
-	unsigned char *body;        /* malloc'd */
-	size_t len;
-	const char *disposition;    /* Content-Disposition, static or NULL */
-} hm_http_resp;
-
-/* First value of a query argument, or NULL. */
-const char *hm_http_arg(const hm_http_req *rq, const char *name);
-
-/* Answer rs with status and a malloc'd copy of body. */
-void hm_http_reply(hm_http_resp *rs, int status, const char *content_type, const void *body,
-		   size_t len);
-/* A JSON error body {"error": "..."} with status. Returns status. */
-int hm_http_error(hm_http_resp *rs, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 /* Nonzero when the path is an ingest endpoint (it needs the ingest token). */
 int hm_ingest_path(const char *path);

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "base/parse.h"
 #include "fuzz_server.h"
 
 static const char *const paths[] = {

@@ -2,6 +2,7 @@
  *
  * The first byte picks the cap (1 B .. 1 MiB); the output may never pass it,
  * and what inflates must compress and inflate back to the same bytes. */
+#include "format/gzip.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "base/profile.h"
 #include "format/codec.h"
+#include "format/gzip.h"
 #include "format/decode.h"
 #include "format/encode.h"
 

@@ -30,6 +30,7 @@
 #include <postgresql/libpq-fe.h>
 
 #include "base/error.h"
+#include "base/parse.h"
 #include "base/profile.h"
 #include "format/codec.h"
 #include "server/server.h"

@@ -1,14 +1,15 @@
-/* decode_gzip.c - gzip compression helpers over zlib.
+/* gzip.c - gzip compression and decompression over zlib (gzip.h).
  *
  * hm_gzip makes the on-disk pprof form. hm_gunzip inflates gzip (or zlib)
  * data into a growing buffer and stops with an error as soon as the output
  * would pass the caller's cap, so a small "gzip bomb" cannot exhaust memory. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #include "base/error.h"
-#include "format/codec.h"
+#include "format/gzip.h"
 
 int hm_gzip(const void *in, size_t len, unsigned char **out, size_t *outlen)
 {
