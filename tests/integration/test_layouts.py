@@ -33,7 +33,7 @@ def test_committed_table_matches_headers(generated, mm):
         pytest.skip(f"Python {mm} headers not installed")
     name = "py" + mm.replace(".", "") + ".c"
     fresh = (generated / name).read_text()
-    with open(os.path.join(ROOT, "lib", "layouts", name)) as f:
+    with open(os.path.join(ROOT, "lib", "python", "layouts", name)) as f:
         committed = f.read()
     assert fresh == committed, f"lib/python/layouts/{name} is stale: rerun tools/gen_layouts.sh"
 
@@ -42,10 +42,10 @@ def test_committed_table_matches_headers(generated, mm):
 def test_table_is_complete(mm):
     """Every hm_pylayout field is written by the generator (no silent 0s)."""
     name = "py" + mm.replace(".", "") + ".c"
-    path = os.path.join(ROOT, "lib", "layouts", name)
+    path = os.path.join(ROOT, "lib", "python", "layouts", name)
     if not os.path.exists(path):
         pytest.skip(f"{name} not committed")
-    with open(os.path.join(ROOT, "include", "homura", "pylayout.h")) as f:
+    with open(os.path.join(ROOT, "lib", "python", "pylayout.h")) as f:
         header = f.read()
     body = header[header.index("typedef struct hm_pylayout {"):header.index("} hm_pylayout;")]
     fields = []
