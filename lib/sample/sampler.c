@@ -214,10 +214,11 @@ static int depth_of(const hm_sampler_opts *o)
 	return o->max_depth > 0 ? o->max_depth : 4096;
 }
 
-/* Open a process's native session (--native) and async reader (--async). */
-static int proc_open(hm_sampler *s, struct proc *pr)
+/* Open a process's native session (native: --native) and async reader
+ * (--async). */
+static int proc_open(hm_sampler *s, struct proc *pr, int native)
 {
-	if (s->o.native) {
+	if (native) {
 		int rc = hm_native_open(pr->pub.t, &pr->nat);
 		if (rc != HM_OK) {
 			pr->nat = NULL;
@@ -340,12 +341,13 @@ int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profi
 	pr->pub.profile = profile;
 	pr->pub.user = user;
 	pr->pyp = &pr->pub.py;
-	int root = s->added == 0, rc = proc_open(s, pr);
+	int root = s->added == 0, rc = proc_open(s, pr, s->o.native);
 	if (rc != HM_OK && root) {
 		proc_free(s, pr);
 		return rc;
 	}
-	/* Not the first: sampled without native frames then. */
+	if (rc != HM_OK)   /* not the first: sampled without native frames */
+		proc_open(s, pr, 0);
 	if (s->o.subprocesses) {
 		hm_follow_label(pr->pub.pid, pr->label, sizeof pr->label);
 		pr->pub.label = pr->label;
@@ -414,15 +416,8 @@ static void followers_update(hm_sampler *s, uint64_t now)
 		pr->pub.label = pr->label;
 		/* The profile of the root: one profile for the whole tree. */
 		pr->pub.profile = s->n && !s->procs[0]->pub.followed ? s->procs[0]->pub.profile : NULL;
-		if (proc_open(s, pr) != HM_OK) {
-			/* No native session for this one: its Python stacks only. */
-			hm_asyncsampler_free(pr->as);
-			pr->as = NULL;
-			int native = s->o.native;
-			s->o.native = 0;
-			proc_open(s, pr);
-			s->o.native = native;
-		}
+		if (proc_open(s, pr, s->o.native) != HM_OK)
+			proc_open(s, pr, 0);   /* no native session: Python stacks only */
 		if (procs_push(s, pr) != HM_OK) {
 			proc_free(s, pr);
 			return;
