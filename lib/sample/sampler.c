@@ -204,6 +204,8 @@ struct hm_sampler {
 	int n, cap;
 	int added;               /* processes ever added (the first is the root) */
 	hm_follow *fol;          /* --subprocesses */
+	hm_profile *fol_profile; /* where the followed processes' stacks go: the
+				  * root's profile (it may exit before them) */
 	uint64_t last_scan;
 	int stopping, closing;
 	hm_pysample s;
@@ -358,6 +360,7 @@ int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profi
 			return hm_error(HM_ENOMEM, "out of memory");
 		}
 		hm_follow_on_drop(s->fol, follower_dropped, s);
+		s->fol_profile = profile;
 	}
 	if ((rc = procs_push(s, pr)) != HM_OK) {
 		proc_free(s, pr);
@@ -414,8 +417,7 @@ static void followers_update(hm_sampler *s, uint64_t now)
 		pr->start = it->start;
 		snprintf(pr->label, sizeof pr->label, "%s", it->label);
 		pr->pub.label = pr->label;
-		/* The profile of the root: one profile for the whole tree. */
-		pr->pub.profile = s->n && !s->procs[0]->pub.followed ? s->procs[0]->pub.profile : NULL;
+		pr->pub.profile = s->fol_profile;   /* one profile for the tree */
 		if (proc_open(s, pr, s->o.native) != HM_OK)
 			proc_open(s, pr, 0);   /* no native session: Python stacks only */
 		if (procs_push(s, pr) != HM_OK) {

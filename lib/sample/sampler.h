@@ -149,7 +149,8 @@ void hm_sampler_free(hm_sampler *s);
  * Python runs there). With --native a process whose native session cannot
  * start is an error for the first one, and sampled without native frames
  * otherwise. With --subprocesses the first process is the root whose
- * descendants are followed. *out (may be NULL) gets the process. */
+ * descendants are followed, their stacks going into the root's profile (as
+ * given here). *out (may be NULL) gets the process. */
 int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profile, void *user,
 		   hm_sproc **out);
 /* Sample until the duration passes, *stop is set, an event says stop, or
