@@ -390,6 +390,7 @@ int cmd_record(int argc, char **argv)
 	uint64_t t0 = hm_mono_ns();
 	rc = hm_sampler_run(smp);
 	meta->duration_ns = hm_mono_ns() - t0;
+	st = hm_sampler_stats_of(smp);   /* the native counters up to date */
 
 	/* Stopped by duration or Ctrl-C: don't leave the launched program
 	 * running behind us. */

@@ -200,6 +200,7 @@ struct hm_sampler {
 	hm_sampler_opts o;
 	hm_sampler_events ev;
 	hm_sampler_stats st;
+	hm_native_stats nat_closed;  /* native counters of processes that left */
 	struct proc **procs;     /* in sampling order: added ones, then followed */
 	int n, cap;
 	int added;               /* processes ever added (the first is the root) */
@@ -234,18 +235,21 @@ static int proc_open(hm_sampler *s, struct proc *pr, int native)
 	return HM_OK;
 }
 
-/* Close what the loop opened for pr, adding its native counters; the
+static void add_native_stats(hm_native_stats *to, const hm_native_stats *n)
+{
+	to->unwinds += n->unwinds;
+	to->failed += n->failed;
+	to->stop_ns += n->stop_ns;
+	if (n->stop_max_ns > to->stop_max_ns)
+		to->stop_max_ns = n->stop_max_ns;
+}
+
+/* Close what the loop opened for pr, keeping its native counters; the
  * target and interpreter too unless hm_follow owns them. Frees pr. */
 static void proc_free(hm_sampler *s, struct proc *pr)
 {
 	if (pr->nat) {
-		hm_sampler_stats *st = &s->st;
-		const hm_native_stats *nst = hm_native_stats_get(pr->nat);
-		st->native_unwinds += nst->unwinds;
-		st->native_failed += nst->failed;
-		st->native_stop_ns += nst->stop_ns;
-		if (nst->stop_max_ns > st->native_stop_max_ns)
-			st->native_stop_max_ns = nst->stop_max_ns;
+		add_native_stats(&s->nat_closed, hm_native_stats_get(pr->nat));
 		hm_native_close(pr->nat);
 		hm_natsample_free(&pr->ns);
 	}
@@ -379,6 +383,16 @@ int hm_sampler_count(const hm_sampler *s)
 
 hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 {
+	/* The native counters: those of the processes that left, and the
+	 * running ones' so far. */
+	hm_native_stats n = s->nat_closed;
+	for (int i = 0; i < s->n; i++)
+		if (s->procs[i]->nat)
+			add_native_stats(&n, hm_native_stats_get(s->procs[i]->nat));
+	s->st.native_unwinds = n.unwinds;
+	s->st.native_failed = n.failed;
+	s->st.native_stop_ns = n.stop_ns;
+	s->st.native_stop_max_ns = n.stop_max_ns;
 	return &s->st;
 }
 

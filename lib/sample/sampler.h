@@ -159,8 +159,8 @@ int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profi
 int hm_sampler_run(hm_sampler *s);
 /* Processes sampled now: those added and still there, and the followed. */
 int hm_sampler_count(const hm_sampler *s);
-/* The statistics so far (the --native counters of a process are added
- * when it leaves the set). */
+/* The statistics so far (the --native counters are brought up to date by
+ * each call). */
 hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s);
 
 /* ---- the statistics */
