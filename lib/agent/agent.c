@@ -363,7 +363,7 @@ static void target_add(hm_agent *a, agent_target *tg)
 	a->ntargets++;
 	a->st.attached++;
 	hm_log(HM_LOG_INFO, "profiling process %d (%s, Python %s)", (int)tg->pid,
-	       target_label(tg, "service.name"), target_label(tg, "process.runtime.version"));
+	       target_label(tg, "service.name"), hm_python_version(tg->sp->py));
 }
 
 static int have_target(const hm_agent *a, pid_t pid)

@@ -12,7 +12,7 @@
  * it added (the launched child reaped, /proc/PID/stat read every
  * alive_check_s, or at once after a failed read); the --subprocesses rescan;
  * then each process is read and each of its thread stacks recorded
- * (emit_thread: the one spot where a sample is turned into stacks); the
+ * (emit_thread: the one spot where a thread's sample becomes stacks); the
  * `round_done` event; the wait. A process whose reads fail five times in a
  * row loses its interpreter, which is looked for again on the next rounds
  * (an exec replaces it). */
