@@ -154,8 +154,8 @@ void hm_sampler_free(hm_sampler *s);
 int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profile, void *user,
 		   hm_sproc **out);
 /* Sample until the duration passes, *stop is set, an event says stop, or
- * (unless keep_going) every process has exited. HM_OK, or an error when
- * the set cannot be kept (out of memory). */
+ * (unless keep_going) every process has exited (stats target_exited).
+ * Returns HM_OK: failed reads are counted, not returned. */
 int hm_sampler_run(hm_sampler *s);
 /* Processes sampled now: those added and still there, and the followed. */
 int hm_sampler_count(const hm_sampler *s);
