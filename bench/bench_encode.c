@@ -8,18 +8,11 @@
  * Build and run: make bench && build/bench/bench_encode */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "base/base.h"
 #include "base/error.h"
 #include "base/profile.h"
 #include "format/codec.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int main(void)
 {
@@ -46,25 +39,25 @@ int main(void)
 	}
 	for (int t = 0; t < 4; t++)
 		threads[t] = hm_profile_thread_id(p, 1000 + t, 1, "worker");
-	double t0 = now();
+	double t0 = hm_mono_s();
 	for (int i = 0; i < NSAMPLES; i++)
 		hm_profile_add(p, stacks[i % NSTACKS], threads[(i / NSTACKS) % 4], 1, 10000000,
 			       0);
-	double t1 = now();
+	double t1 = hm_mono_s();
 	unsigned char *out;
 	size_t len;
 	if (hm_encode_pprof(p, 1, &out, &len) < 0) {
 		fprintf(stderr, "pprof: %s\n", hm_errmsg());
 		return 1;
 	}
-	double t2 = now();
+	double t2 = hm_mono_s();
 	free(out);
 	size_t plen = len;
 	if (hm_encode_otlp(p, &out, &len) < 0) {
 		fprintf(stderr, "otlp: %s\n", hm_errmsg());
 		return 1;
 	}
-	double t3 = now();
+	double t3 = hm_mono_s();
 	free(out);
 	printf("samples %d, distinct stacks %u, aggregates %zu\n", NSAMPLES,
 	       hm_profile_nstacks(p), hm_profile_nsamples(p));

@@ -13,15 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "base/error.h"
 #include "native/native.h"
-
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -57,10 +51,10 @@ int main(int argc, char **argv)
 	hm_natsample ns = {0};
 	int np = 0, nn = 0, frames = 0;
 	for (int i = 0; i < 2 * n; i++) {
-		uint64_t a = mono_ns();
+		uint64_t a = hm_mono_ns();
 		int r = (i & 1) ? hm_native_sample(nat, py, &s, &ns, HM_SAMPLE_ONCPU)
 				: hm_python_sample(py, &s, HM_SAMPLE_ONCPU);
-		uint64_t d = mono_ns() - a;
+		uint64_t d = hm_mono_ns() - a;
 		if (r == HM_OK && i >= 20) {   /* skip the warm-up (DWARF loading) */
 			if (i & 1) {
 				native[nn++] = d;

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/base.h"
 #include "format/codec.h"
 #include "format/gzip.h"
 #include "server/server.h"
@@ -36,17 +37,7 @@
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(uint32_t n)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng % n);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return (uint32_t)(hm_rng_next(&rng) % n);
 }
 
 typedef struct service {
@@ -135,9 +126,9 @@ static void query_path(hm_store *st, const char *path, const char *what, const c
 	size_t len = 0;
 	for (int rep = 0; rep < 3; rep++) {
 		hm_http_resp rs = {0};
-		double t0 = now_s();
+		double t0 = hm_mono_s();
 		hm_api_handle(st, &rq, &rs);
-		double dt = now_s() - t0;
+		double dt = hm_mono_s() - t0;
 		if (rs.status != 200) {
 			fprintf(stderr, "query failed: %d %s\n", rs.status, rs.body);
 			exit(1);
@@ -200,7 +191,7 @@ int main(int argc, char **argv)
 	hm_store *st;
 	if (hm_store_open(dir1, NULL, &st) < 0)
 		return fprintf(stderr, "open failed\n"), 1;
-	double t0 = now_s();
+	double t0 = hm_mono_s();
 	for (size_t i = 0; i < nreq; i++) {
 		hm_http_req rq = {.method = "POST", .path = "/v1development/profiles",
 				  .content_type = "application/x-protobuf",
@@ -213,7 +204,7 @@ int main(int argc, char **argv)
 			return fprintf(stderr, "ingest failed: %d %s\n", rs.status, rs.body), 1;
 		free(rs.body);
 	}
-	double dt = now_s() - t0;
+	double dt = hm_mono_s() - t0;
 	hm_store_stats s;
 	hm_store_stats_get(st, &s);
 	printf("ingest: %zu OTLP profiles (100 agents x %d windows of 10 s, %d samples each, "
@@ -237,7 +228,7 @@ int main(int argc, char **argv)
 	if (hm_store_open(dir2, &o, &st) < 0)
 		return fprintf(stderr, "open failed\n"), 1;
 	int per_svc = hours * 360;
-	t0 = now_s();
+	t0 = hm_mono_s();
 	for (int w = 0; w < per_svc; w++)
 		for (int v = 0; v < nsvc; v++) {
 			int64_t t = t_end - (int64_t)(per_svc - w) * 10;
@@ -249,7 +240,7 @@ int main(int argc, char **argv)
 				return fprintf(stderr, "put failed\n"), 1;
 			hm_profile_free(p);
 		}
-	dt = now_s() - t0;
+	dt = hm_mono_s() - t0;
 	hm_store_stats_get(st, &s);
 	printf("query data: %d services x %d h of 10 s windows = %d profiles, stored in %.1f s "
 	       "(%.0f profiles/s); %.1f MiB, %.1f bytes/row, %.2f bytes/sample\n", nsvc, hours,
@@ -264,9 +255,9 @@ int main(int argc, char **argv)
 	query(st, "1 h, all 20 services", NULL, t_end - 3600, t_end);
 	query_path(st, "/api/v1/top", "24 h, all 20 services", NULL, from, t_end);
 	query_path(st, "/api/v1/timeseries", "24 h, all 20 services", NULL, from, t_end);
-	t0 = now_s();
+	t0 = hm_mono_s();
 	hm_store_maintain(st, t_end);
-	dt = now_s() - t0;
+	dt = hm_mono_s() - t0;
 	hm_store_stats_get(st, &s);
 	printf("downsampled all but the last hour to 1 min buckets in %.1f s: %.1f MiB, "
 	       "%lld rows\n", dt, s.bytes / 1048576.0, (long long)s.nsamples);
@@ -280,9 +271,9 @@ int main(int argc, char **argv)
 	hm_store_close(st);
 	if (hm_store_open(dir2, &o, &st) < 0)
 		return fprintf(stderr, "reopen failed\n"), 1;
-	t0 = now_s();
+	t0 = hm_mono_s();
 	hm_store_maintain(st, t_end);
-	dt = now_s() - t0;
+	dt = hm_mono_s() - t0;
 	hm_store_stats_get(st, &s);
 	printf("retention 12 h in %.1f s: %.1f MiB, %lld rows\n", dt, s.bytes / 1048576.0,
 	       (long long)s.nsamples);

@@ -1,10 +1,12 @@
 /* record.c - `homura record`: sample a Python process and write a profile.
  *
  * Attaches to -p PID, or launches the command after `--` and waits for its
- * interpreter to come up, then runs the shared sampler until Ctrl-C, the
- * duration, or the target's exit. Whatever happens, the profile collected so
- * far is written (to a temporary file renamed into place), followed by a
- * summary on stderr and, with --stats-json, the same as JSON. */
+ * interpreter to come up, then drives the sampling loop (sample/sampler.h)
+ * with one process whose stacks go into one profile, until Ctrl-C, the
+ * duration, or the target's (with -s: its descendants' too) exit. Whatever
+ * happens, the profile collected so far is written (to a temporary file
+ * renamed into place), followed by a summary on stderr and, with
+ * --stats-json, the same as JSON. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "base/base.h"
 #include "base/error.h"
 #include "base/fileio.h"
 #include "base/profile.h"
@@ -361,11 +364,33 @@ int cmd_record(int argc, char **argv)
 	}
 	a.so.child = child;
 	a.so.stop = &stop_flag;
-	hm_sampler_stats *st = calloc(1, sizeof *st);
-	if (!st)
-		return cli_fail("out of memory");
-	st->child_status = child_status;
-	rc = hm_sampler_run(t, &py, p, &a.so, st);
+	hm_profile_meta *meta = hm_profile_meta_get(p);
+	meta->period_ns = (uint64_t)(1e9 / a.so.rate_hz);
+	meta->time_kind = a.so.idle ? HM_TIME_WALL : HM_TIME_CPU;
+	hm_sampler *smp = NULL;
+	rc = hm_sampler_new(&a.so, NULL, &smp);
+	if (rc == HM_OK) {
+		rc = hm_sampler_add(smp, t, py, p, NULL, NULL);   /* takes t and py */
+		t = NULL;
+		py = NULL;
+	}
+	if (rc != HM_OK) {
+		int status = cli_fail_lib();
+		hm_sampler_free(smp);
+		hm_launch_stop(child);
+		hm_python_detach(py);
+		hm_target_close(t);
+		hm_profile_free(p);
+		return status;
+	}
+	hm_sampler_stats *st = hm_sampler_stats_of(smp);
+	if (!st->child_reaped)
+		st->child_status = child_status;
+	meta->start_ns = hm_real_ns();
+	uint64_t t0 = hm_mono_ns();
+	rc = hm_sampler_run(smp);
+	meta->duration_ns = hm_mono_ns() - t0;
+	st = hm_sampler_stats_of(smp);   /* the native counters up to date */
 
 	/* Stopped by duration or Ctrl-C: don't leave the launched program
 	 * running behind us. */
@@ -409,9 +434,7 @@ int cmd_record(int argc, char **argv)
 		write_stats_json(a.stats_json, st);
 	if (rc != HM_OK && !status)
 		status = cli_fail_lib();
-	free(st);
+	hm_sampler_free(smp);   /* closes the target (and st with it) */
 	hm_profile_free(p);
-	hm_python_detach(py);
-	hm_target_close(t);
 	return status;
 }

@@ -1,20 +1,20 @@
 /* top.c - `homura top`: a live, top-like view of where a Python process
  * spends its time.
  *
- * One thread does everything: it calls hm_python_sample at the chosen
- * (jittered) rate, feeds each thread's stack to a topview (lib/sample/topview.c,
- * which does the own/total arithmetic), and once a second closes the window
- * and redraws the screen. Between samples it waits in ppoll() on the
- * terminal, so keys are handled at once and the process sleeps otherwise.
- * With --iterations N (or --once) there is no curses at all: N snapshots of
- * the table are printed to stdout, one per second.
+ * One thread does everything: it drives the sampling loop (sample/sampler.h)
+ * at the chosen (jittered) rate, feeds each thread's stack to a topview
+ * (sample/topview.c, which does the own/total arithmetic), and once a second
+ * closes the window and redraws the screen (the loop's events). Between
+ * rounds it waits in ppoll() on the terminal, so keys are handled at once and
+ * the process sleeps otherwise. With --iterations N (or --once) there is no
+ * curses at all: N snapshots of the table are printed to stdout, one per
+ * second.
  *
- * With -n/--native each round goes through hm_native_sample instead (the
- * threads with Python frames are stopped for their unwind, as record -n
- * does) and the merged native+Python stacks are fed to the topview as text
- * frames. With -s/--subprocesses the Python descendants the hm_follow set
- * finds (rescanned every 250 ms) are sampled in the same round as the root,
- * each with its own native session; their functions count in the same table.
+ * With -n/--native the loop stops the threads with Python frames for their
+ * unwind, as record -n does, and the merged native+Python stacks go to the
+ * topview. With -s/--subprocesses the loop also samples the Python
+ * descendants of the target in the same round; their functions count in the
+ * same table.
  *
  * The terminal is restored on every way out: q, Ctrl-C, SIGTERM/SIGHUP (the
  * handlers only set a flag that the loop checks), errors, and the exit path
@@ -33,18 +33,15 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include <curses.h>
 
 #include "cli.h"
 #include "base/base.h"
 #include "base/error.h"
-#include "native/native.h"
 #include "proc/launch.h"
 #include "proc/target.h"
 #include "python/python.h"
-#include "sample/follow.h"
 #include "sample/sampler.h"
 #include "sample/topview.h"
 
@@ -205,18 +202,6 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 
 /* ---------------------------------------------------------------- state */
 
-/* One sampled process: the root target, or a followed descendant. */
-struct tproc {
-	hm_target *t;
-	hm_python **pyp;             /* NULL'd after repeated failures (exec) */
-	hm_native *nat;              /* --native session, NULL if none */
-	hm_natsample ns;
-	pid_t pid;
-	uint64_t start;              /* followed: start time (matches hm_follow) */
-	int errors;                  /* consecutive failed rounds */
-	int followed;
-};
-
 #define MAX_TNAMES 64
 
 /* Threads seen with Python frames in the current window, for the header. */
@@ -227,23 +212,16 @@ struct tname {
 
 struct top {
 	struct top_args a;
-	hm_target *t;
-	hm_python *py;
 	pid_t pid, child;
+	hm_sampler *smp;             /* the loop, which owns target and interpreter */
+	const hm_sampler_stats *st;
 	hm_topview *v;
-	hm_pysample s;
 	uint64_t period_ns;
-	struct tproc root;
-	/* -s: the followed descendants, kept in step with hm_follow */
-	hm_follow *fol;
-	struct tproc *procs;
-	int nprocs, procs_cap;
-	uint64_t last_scan;
-	/* -n: scratch for merged stacks */
-	hm_mframe *mf;
-	hm_topframe *tf;
-	int mcap;
-	uint64_t native_torn;
+	int screen_mode;
+	uint64_t window_end;         /* of the current window (monotonic) */
+	int printed;                 /* text snapshots so far */
+	/* current round */
+	int gil;
 	/* current window */
 	uint64_t w_rounds, w_gil, w_threads, w_running;
 	struct tname w_names[MAX_TNAMES];
@@ -253,108 +231,15 @@ struct top {
 	char busy[256];              /* "MainThread 99%, worker 40%" */
 	int nthreads;                /* threads in the last round */
 	int nprocs_sampled;          /* processes in the last round */
-	uint64_t samples, invalid, errors;
+	int nsub;                    /* -s: descendants sampled now */
 	int exited, child_status, child_reaped;
 	int paused;
 	int ascii;                   /* terminal cannot show UTF-8 */
 	char version[32];
 };
 
-static int target_gone(struct top *T)
-{
-	if (T->child > 0 && !T->child_reaped) {
-		int st;
-		pid_t r = waitpid(T->child, &st, WNOHANG);
-		if (r == T->child) {
-			T->child_status = st;
-			T->child_reaped = 1;
-			return 1;
-		}
-	}
-	return !hm_target_alive(T->t);
-}
-
-static int tproc_open(struct tproc *pr, hm_target *t, hm_python **pyp, const struct top_args *a)
-{
-	memset(pr, 0, sizeof *pr);
-	pr->t = t;
-	pr->pyp = pyp;
-	pr->pid = hm_target_pid(t);
-	if (a->native) {
-		int rc = hm_native_open(t, &pr->nat);
-		if (rc != HM_OK) {
-			pr->nat = NULL;
-			return rc;
-		}
-	}
-	if (*pyp)
-		hm_python_set_max_depth(*pyp, a->max_depth);
-	return HM_OK;
-}
-
-static void tproc_close(struct tproc *pr)
-{
-	if (pr->nat) {
-		hm_native_close(pr->nat);
-		hm_natsample_free(&pr->ns);
-		pr->nat = NULL;
-	}
-}
-
-static void follower_dropped(void *ctx, hm_followed *it)
-{
-	struct top *T = ctx;
-	for (int i = 0; i < T->nprocs; i++)
-		if (T->procs[i].pid == it->pid && T->procs[i].start == it->start) {
-			/* The hm_follow entry owns t and py; the rest is ours. */
-			tproc_close(&T->procs[i]);
-			T->procs[i] = T->procs[--T->nprocs];
-			return;
-		}
-}
-
-/* -s: rescan the descendants (every 250 ms) and give each ready one a
- * tproc. */
-static void followers_update(struct top *T)
-{
-	uint64_t now = hm_mono_ns();
-	if (now - T->last_scan < 250000000ull)
-		return;
-	T->last_scan = now;
-	hm_follow_scan(T->fol);
-	for (int i = 0; i < hm_follow_count(T->fol); i++) {
-		hm_followed *it = hm_follow_get(T->fol, i);
-		int known = 0;
-		for (int k = 0; k < T->nprocs; k++)
-			if (T->procs[k].pid == it->pid && T->procs[k].start == it->start) {
-				T->procs[k].pyp = &it->py;   /* entries move on drops */
-				known = 1;
-			}
-		if (known || !it->py)
-			continue;
-		if (T->nprocs == T->procs_cap) {
-			int nc = T->procs_cap ? T->procs_cap * 2 : 8;
-			struct tproc *np = realloc(T->procs, (size_t)nc * sizeof *np);
-			if (!np)
-				return;
-			T->procs = np;
-			T->procs_cap = nc;
-		}
-		struct tproc *pr = &T->procs[T->nprocs];
-		if (tproc_open(pr, it->t, &it->py, &T->a) != HM_OK) {
-			/* No native session for this one: its Python stacks only. */
-			struct top_args plain = T->a;
-			plain.native = 0;
-			tproc_open(pr, it->t, &it->py, &plain);
-		}
-		pr->followed = 1;
-		pr->start = it->start;
-		T->nprocs++;
-	}
-}
-
 /* Count a thread (with Python frames) under its name for the header. */
-static void count_name(struct top *T, const struct tproc *pr, const hm_pythread *th)
+static void count_name(struct top *T, const hm_sproc *pr, const hm_pythread *th)
 {
 	char name[48];
 	if (pr->followed)
@@ -375,134 +260,100 @@ static void count_name(struct top *T, const struct tproc *pr, const hm_pythread 
 	}
 }
 
-/* -n: th merged with its native stack into the topview; the Python stack
- * alone when the two do not fit together. */
-static void add_native(struct top *T, const hm_pythread *th, const hm_natstack *ns,
-		       const hm_pylayout *L)
+/* ---------------------------------------------------------------- events */
+
+/* A round starts. */
+static int on_round(void *ctx, hm_sampler *s, uint64_t now)
 {
-	int cap = ns->nframes + th->nframes;
-	if (cap > T->mcap) {
-		hm_mframe *m = realloc(T->mf, (size_t)cap * sizeof *m);
-		if (m)
-			T->mf = m;
-		hm_topframe *f = realloc(T->tf, (size_t)cap * sizeof *f);
-		if (f)
-			T->tf = f;
-		if (!m || !f) {
-			hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
-			return;
-		}
-		T->mcap = cap;
-	}
-	int n = hm_native_merge(ns, th, L, T->mf, cap);
-	if (n <= 0) {
-		T->native_torn += n < 0;
-		hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
-		return;
-	}
-	for (int i = 0; i < n; i++) {
-		hm_topframe *f = &T->tf[i];
-		if (T->mf[i].py) {
-			const hm_pyframe *pf = T->mf[i].py;
-			f->name = pf->code->qualname;
-			f->file = pf->code->filename;
-			f->line = pf->line;
-			f->start_line = pf->code->firstlineno;
-		} else {
-			const hm_natsym *s = T->mf[i].nat;
-			f->name = s->name;
-			f->file = s->file ? s->file : s->module;
-			if (s->name[0] == '[' && f->file && !strcmp(f->file, s->module))
-				f->file = NULL;   /* "[module]": no symbol there */
-			f->line = s->line;
-			f->start_line = 0;
-		}
-	}
-	hm_topview_add(T->v, T->tf, n, (int64_t)T->period_ns);
+	struct top *T = ctx;
+	T->gil = 0;
+	T->nthreads = 0;
+	T->nprocs_sampled = 0;
+	return 0;
 }
 
-/* One process's threads into the topview. */
-static void sample_proc(struct top *T, struct tproc *pr, int *gil)
+/* One process was read: the header's GIL, activity and thread counts. */
+static void on_proc_sample(void *ctx, hm_sproc *pr, const hm_pysample *s, const hm_natsample *nat)
 {
-	if (!*pr->pyp) {
-		/* Lost the interpreter (an exec): look for it again. */
-		hm_python *np = NULL;
-		if (hm_python_attach(pr->t, &np) != HM_OK)
-			return;
-		hm_python_set_max_depth(np, T->a.max_depth);
-		*pr->pyp = np;
-		if (!pr->followed)
-			snprintf(T->version, sizeof T->version, "%s", hm_python_version(np));
-		return;
-	}
-	unsigned flags = HM_SAMPLE_STATE | HM_SAMPLE_WANT_GIL | (T->a.idle ? 0 : HM_SAMPLE_ONCPU) |
-			 (T->a.gil_only ? HM_SAMPLE_GIL : 0);
-	int r = pr->nat ? hm_native_sample(pr->nat, *pr->pyp, &T->s, &pr->ns, flags)
-			: hm_python_sample(*pr->pyp, &T->s, flags);
-	if (r != HM_OK) {
-		T->errors++;
-		if (++pr->errors >= 5) {
-			hm_python_detach(*pr->pyp);
-			*pr->pyp = NULL;
-			pr->errors = 0;
-		}
-		return;
-	}
-	pr->errors = 0;
-	hm_python_thread_names(*pr->pyp, &T->s);
-	const hm_pylayout *L = hm_python_layout(*pr->pyp);
+	struct top *T = ctx;
 	int running = 0;
-	for (int i = 0; i < T->s.nthreads; i++) {
-		const hm_pythread *th = &T->s.threads[i];
-		const hm_natstack *ns = pr->nat && i < pr->ns.nstacks ? &pr->ns.stacks[i] : NULL;
-		*gil |= th->holds_gil;
+	for (int i = 0; i < s->nthreads; i++) {
+		const hm_pythread *th = &s->threads[i];
+		const hm_natstack *ns = nat && i < nat->nstacks ? &nat->stacks[i] : NULL;
+		T->gil |= th->holds_gil;
 		/* Threads stopped for their unwind read 't': they were
 		 * picked because they ran (unless -i). */
 		running += th->state == 'R' ||
 			   (ns && !T->a.idle && ns->state != HM_NATSTACK_SKIP && th->state == 't');
-		if (!th->valid) {
-			T->invalid++;
-			continue;
-		}
-		if (th->nframes <= 0)
-			continue;
-		if (ns) {
-			if (ns->state == HM_NATSTACK_SKIP)
-				continue;
-			if (ns->state == HM_NATSTACK_OK)
-				add_native(T, th, ns, L);
-			else
-				hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
-		} else {
-			hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
-		}
-		count_name(T, pr, th);
-		T->samples++;
 	}
-	T->nthreads += T->s.nthreads;
+	T->nthreads += s->nthreads;
 	T->nprocs_sampled++;
-	T->w_threads += (uint64_t)T->s.nthreads;
+	T->w_threads += (uint64_t)s->nthreads;
 	T->w_running += (uint64_t)running;
 }
 
-/* One sampling round: every thread's stack into the topview. */
-static void sample_round(struct top *T)
+/* One thread's stack into the topview. */
+static void on_stack(void *ctx, hm_sproc *pr, const hm_pythread *th, const hm_natstack *ns)
 {
-	if (target_gone(T)) {
-		T->exited = 1;
-		return;
-	}
-	if (T->fol)
-		followers_update(T);
-	int gil = 0;
-	T->nthreads = 0;
-	T->nprocs_sampled = 0;
-	sample_proc(T, &T->root, &gil);
-	for (int i = 0; i < T->nprocs; i++)
-		sample_proc(T, &T->procs[i], &gil);
+	struct top *T = ctx;
+	if (ns)
+		hm_topview_add_native(T->v, th, ns, hm_python_layout(pr->py), (int64_t)T->period_ns);
+	else
+		hm_topview_add_thread(T->v, th, (int64_t)T->period_ns);
+	count_name(T, pr, th);
+}
+
+static void on_attach(void *ctx, hm_sproc *pr)
+{
+	struct top *T = ctx;
+	if (!pr->followed && pr->py)   /* re-attached after an exec */
+		snprintf(T->version, sizeof T->version, "%s", hm_python_version(pr->py));
+}
+
+/* The target exited (a descendant's exit only shows in the count). */
+static int on_exit_event(void *ctx, hm_sproc *pr)
+{
+	struct top *T = ctx;
+	if (pr->followed)
+		return 0;
+	T->exited = 1;
+	T->child_reaped = T->st->child_reaped;
+	T->child_status = T->st->child_status;
+	return 1;
+}
+
+static void end_window(struct top *T);
+static void print_snapshot(const struct top *T, int nrows);
+static void draw(struct top *T);
+static int wait_keys(struct top *T, uint64_t until);
+
+/* A round is over: count it, and once a second close the window and show
+ * it. Nonzero when the snapshots asked for are printed. */
+static int on_round_done(void *ctx, hm_sampler *s, uint64_t now)
+{
+	struct top *T = ctx;
 	hm_topview_round(T->v);
 	T->w_rounds++;
-	T->w_gil += gil != 0;
+	T->w_gil += T->gil != 0;
+	T->nsub = hm_sampler_count(s) - 1;
+	if (now < T->window_end)
+		return 0;
+	end_window(T);
+	T->window_end += 1000000000ull;
+	if (T->window_end <= now)
+		T->window_end = now + 1000000000ull;
+	if (!T->screen_mode) {
+		print_snapshot(T, T->a.rows);
+		return ++T->printed >= T->a.iterations;
+	}
+	if (!T->paused)
+		draw(T);
+	return 0;
+}
+
+static int on_wait(void *ctx, uint64_t until)
+{
+	return wait_keys(ctx, until);
 }
 
 static int cmp_tname(const void *pa, const void *pb)
@@ -565,15 +416,16 @@ static void header_lines(const struct top *T, char lines[3][512])
 	}
 	char extra[64] = "";
 	if (T->a.subprocesses)
-		snprintf(extra, sizeof extra, ", %d subprocess%s", T->nprocs, T->nprocs == 1 ? "" : "es");
+		snprintf(extra, sizeof extra, ", %d subprocess%s", T->nsub, T->nsub == 1 ? "" : "es");
 	snprintf(lines[0], 512, "homura top - pid %d, Python %s, %g Hz%s%s%s", (int)T->pid,
 		 T->version[0] ? T->version : "?", T->a.rate_hz, T->a.native ? ", native" : "",
 		 extra, state);
-	uint64_t all = T->samples + T->invalid;
+	uint64_t samples = T->st ? T->st->samples : 0, invalid = T->st ? T->st->invalid : 0;
+	uint64_t all = samples + invalid;
 	snprintf(lines[1], 512,
 		 "Samples: %llu  Invalid: %llu (%.1f%%)  GIL: %.1f%%  Active: %.1f%%  Threads: %d",
-		 (unsigned long long)T->samples, (unsigned long long)T->invalid,
-		 all ? 100.0 * (double)T->invalid / (double)all : 0.0, T->gil_pct, T->active_pct,
+		 (unsigned long long)samples, (unsigned long long)invalid,
+		 all ? 100.0 * (double)invalid / (double)all : 0.0, T->gil_pct, T->active_pct,
 		 T->nthreads);
 	snprintf(lines[2], 512, "View: %s  Sort: %s%s%s",
 		 T->a.mode == HM_TOP_LINES ? "lines" : "functions", sort_names[T->a.sort],
@@ -773,53 +625,25 @@ static void stop_child(struct top *T)
 
 /* The sampling loop; returns when done (quit, signal, iterations, or the
  * target's exit in text mode). */
-static void run_loop(struct top *T, int screen_mode)
+static void run_loop(struct top *T)
 {
-	uint64_t start = hm_mono_ns();
-	uint64_t next = start, window_end = start + 1000000000ull;
-	uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
-	int printed = 0;
-	while (!stop_flag) {
-		uint64_t now = hm_mono_ns();
-		if (now > next + T->period_ns)
-			next = now;   /* late: restart the schedule, don't burst */
-		sample_round(T);
-		now = hm_mono_ns();
-		if (T->exited || now >= window_end) {
-			/* At the exit, a window with no rounds would blank the
-			 * percentages: keep the last one. */
-			if (!T->exited || T->w_rounds)
-				end_window(T);
-			window_end += 1000000000ull;
-			if (window_end <= now)
-				window_end = now + 1000000000ull;
-			if (!screen_mode) {
-				print_snapshot(T, T->a.rows);
-				if (++printed >= T->a.iterations || T->exited)
-					return;
-			} else if (!T->paused || T->exited) {
-				draw(T);
-			}
-		}
-		if (T->exited) {
-			/* Keep the last picture up until the user quits. */
-			while (!stop_flag && !wait_keys(T, UINT64_MAX))
-				;
-			return;
-		}
-		uint64_t step = T->period_ns;
-		if (T->a.jitter)
-			step = T->period_ns / 2 + hm_rng_next(&rng) % (T->period_ns + 1);
-		next += step;
-		if (screen_mode) {
-			if (wait_keys(T, next))
-				return;
-		} else {
-			struct timespec ts = {(time_t)(next / 1000000000ull),
-					      (long)(next % 1000000000ull)};
-			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-		}
+	T->window_end = hm_mono_ns() + 1000000000ull;
+	hm_sampler_run(T->smp);
+	if (!T->exited || stop_flag)
+		return;
+	/* At the exit, a window with no rounds would blank the percentages:
+	 * keep the last one. */
+	if (T->w_rounds)
+		end_window(T);
+	T->nsub = hm_sampler_count(T->smp);
+	if (!T->screen_mode) {
+		print_snapshot(T, T->a.rows);
+		return;
 	}
+	/* Keep the last picture up until the user quits. */
+	draw(T);
+	while (!stop_flag && !wait_keys(T, UINT64_MAX))
+		;
 }
 
 int cmd_top(int argc, char **argv)
@@ -851,37 +675,60 @@ int cmd_top(int argc, char **argv)
 		if (T.pid < 0)
 			return cli_fail("cannot start '%s': %s", T.a.cmd[0], strerror(errno));
 	}
-	int rc = hm_target_open(T.pid, &T.t);
+	hm_target *t = NULL;
+	hm_python *py = NULL;
+	int rc = hm_target_open(T.pid, &t);
 	if (rc == HM_OK) {
 		if (T.child)
-			rc = hm_sampler_wait_python(T.t, T.child, 10.0, &T.py, &stop_flag,
-						    &T.child_status);
+			rc = hm_sampler_wait_python(t, T.child, 10.0, &py, &stop_flag, &T.child_status);
 		else
-			rc = hm_python_attach(T.t, &T.py);
+			rc = hm_python_attach(t, &py);
 	}
 	T.v = rc == HM_OK ? hm_topview_new() : NULL;
 	if (rc == HM_OK && !T.v)
 		rc = hm_error(HM_ENOMEM, "out of memory");
-	if (rc == HM_OK)
-		rc = tproc_open(&T.root, T.t, &T.py, &T.a);
-	if (rc == HM_OK && T.a.subprocesses) {
-		T.fol = hm_follow_new(T.pid);
-		if (!T.fol)
-			rc = hm_error(HM_ENOMEM, "out of memory");
-		else
-			hm_follow_on_drop(T.fol, follower_dropped, &T);
+	if (rc == HM_OK) {
+		snprintf(T.version, sizeof T.version, "%s", hm_python_version(py));
+		hm_sampler_opts so;
+		hm_sampler_opts_init(&so);
+		so.rate_hz = T.a.rate_hz;
+		so.jitter = T.a.jitter;
+		so.idle = T.a.idle;
+		so.gil_only = T.a.gil_only;
+		so.max_depth = T.a.max_depth;
+		so.native = T.a.native;
+		so.subprocesses = T.a.subprocesses;
+		so.child = T.child;
+		so.stop = &stop_flag;
+		so.sample_flags = HM_SAMPLE_STATE | HM_SAMPLE_WANT_GIL;
+		hm_sampler_events ev = {
+			.ctx = &T,
+			.round = on_round,
+			.proc_sample = on_proc_sample,
+			.stack = on_stack,
+			.round_done = on_round_done,
+			.attach = on_attach,
+			.exit = on_exit_event,
+			.wait = screen_mode ? on_wait : NULL,
+		};
+		rc = hm_sampler_new(&so, &ev, &T.smp);
+	}
+	if (rc == HM_OK) {
+		T.st = hm_sampler_stats_of(T.smp);
+		rc = hm_sampler_add(T.smp, t, py, NULL, NULL, NULL);   /* takes t and py */
+		t = NULL;
+		py = NULL;
 	}
 	if (rc != HM_OK) {
 		int status = cli_fail_lib();
-		tproc_close(&T.root);
 		stop_child(&T);
+		hm_sampler_free(T.smp);
 		hm_topview_free(T.v);
-		hm_python_detach(T.py);
-		hm_target_close(T.t);
+		hm_python_detach(py);
+		hm_target_close(t);
 		return status;
 	}
-	hm_python_set_max_depth(T.py, T.a.max_depth);
-	snprintf(T.version, sizeof T.version, "%s", hm_python_version(T.py));
+	T.screen_mode = screen_mode;
 
 	int status = 0;
 	if (screen_mode && enter_screen(&T) != 0) {
@@ -889,7 +736,7 @@ int cmd_top(int argc, char **argv)
 	} else {
 		if (screen_mode)
 			draw(&T);
-		run_loop(&T, screen_mode);
+		run_loop(&T);
 		if (screen_mode) {
 			leave_screen();
 			if (T.exited) {
@@ -899,15 +746,8 @@ int cmd_top(int argc, char **argv)
 		}
 	}
 	stop_child(&T);
-	hm_follow_free(T.fol);   /* closes the followers' tprocs via the callback */
-	free(T.procs);
-	tproc_close(&T.root);
-	free(T.mf);
-	free(T.tf);
-	hm_pysample_free(&T.s);
+	hm_sampler_free(T.smp);   /* closes the targets and interpreters */
 	hm_topview_free(T.v);
-	hm_python_detach(T.py);
-	hm_target_close(T.t);
 	if (screen)
 		delscreen(screen);
 	return status;

@@ -1,19 +1,20 @@
-/* agent.c - the continuous profiling loop behind `homura agent` (agent.h).
+/* agent.c - continuous profiling behind `homura agent` (agent.h).
  *
- * One thread samples every target once per tick (ticks on CLOCK_MONOTONIC
- * with absolute sleeps, jittered uniformly in [0.5, 1.5] periods like the
- * one-shot sampler), each target into its own hm_profile. Windows are global:
+ * The agent drives the sampling loop (sample/sampler.h) with every target as
+ * one of its processes, each sampled into its own hm_profile; what is the
+ * agent's own runs in the loop's events. Windows are global:
  * when the window ends every target's profile is finished (labels, start,
  * duration) and submitted to each exporter, which encodes it at once; the
  * profile is then freed and a new one started, so memory does not grow with
  * time. A target that joins mid-window starts its own (shorter) first window.
  *
  * Targets: fixed pids, plus, with --all or --name, a /proc scan every
- * scan_interval_s that attaches to new CPython processes. A process that
- * cannot be Python (or that we may not read) is remembered by (pid, start
- * time) so it is not examined again; that list is pruned to live processes
- * on every scan, so it stays bounded by the host's process count. Liveness
- * is checked once a second; an exited target's last window is exported.
+ * scan_interval_s (in the loop's `round` event) that attaches to new CPython
+ * processes. A process that cannot be Python (or that we may not read) is
+ * remembered by (pid, start time) so it is not examined again; that list is
+ * pruned to live processes on every scan, so it stays bounded by the host's
+ * process count. The loop checks liveness once a second; an exited target's
+ * last window is exported from its `exit` event.
  *
  * Labels are worked out once per target: service.name (--service, else the
  * program name), then the target's OTEL_RESOURCE_ATTRIBUTES and
@@ -26,13 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "base/base.h"
 #include "base/error.h"
 #include "base/log.h"
-#include "base/util.h"
 #include "proc/discover.h"
 #include "proc/target.h"
 #include "python/python.h"
@@ -46,11 +46,9 @@ typedef struct agent_target {
 	pid_t pid;
 	uint64_t starttime;
 	int fixed;               /* from -p */
-	hm_target *t;
-	hm_python *py;
+	hm_sproc *sp;            /* in the loop, which owns target and interpreter */
 	hm_profile *prof;
 	uint64_t win_start_real, win_start_mono;
-	int nerr;                /* consecutive failed samples */
 	int nlabels;
 	char *lk[MAX_LABELS], *lv[MAX_LABELS];
 	struct agent_target *next;
@@ -66,6 +64,9 @@ typedef struct seen_proc {       /* examined and not profiled */
 struct hm_agent {
 	hm_agent_opts o;
 	hm_sampler_opts so;
+	hm_sampler *smp;
+	int discover;            /* --all or --name */
+	uint64_t window, win_end, scan_every, next_scan, stats_every, next_stats;
 	regex_t re;
 	int has_re;
 	agent_target *targets;
@@ -76,7 +77,6 @@ struct hm_agent {
 	size_t nseen, seen_cap;
 	pid_t *scanbuf;
 	char host[256];
-	hm_pysample s;
 	hm_agent_stats st;
 	uint64_t t0_mono;
 	double cpu0, last_cpu, last_wall;
@@ -203,18 +203,18 @@ static const char *env_get(const char *env, size_t len, const char *name)
 	return NULL;
 }
 
-static void target_labels(hm_agent *a, agent_target *tg)
+static void target_labels(hm_agent *a, agent_target *tg, hm_target *t, hm_python *py)
 {
 	char buf[256];
 	size_t clen = 0, elen = 0;
-	char *cmd = hm_target_cmdline(tg->t, &clen);
+	char *cmd = hm_target_cmdline(t, &clen);
 	if (a->o.service && *a->o.service) {
 		target_set_label(tg, "service.name", a->o.service);
 	} else {
 		hm_proc_program_name(cmd ? cmd : "", cmd ? clen : 0, buf, sizeof buf);
 		target_set_label(tg, "service.name", buf);
 	}
-	char *env = hm_target_environ(tg->t, &elen);
+	char *env = hm_target_environ(t, &elen);
 	char *envz = env && elen ? realloc(env, elen + 1) : NULL;
 	if (envz) {
 		env = envz;
@@ -244,7 +244,7 @@ static void target_labels(hm_agent *a, agent_target *tg)
 		target_set_label(tg, "process.executable.name", base ? base + 1 : cmd);
 	}
 	target_set_label(tg, "process.runtime.name", "cpython");
-	target_set_label(tg, "process.runtime.version", hm_python_version(tg->py));
+	target_set_label(tg, "process.runtime.version", hm_python_version(py));
 	free(cmd);
 	for (int i = 0; i < a->o.nlabels; i++) {
 		const char *l = a->o.labels[i];
@@ -270,6 +270,8 @@ static const char *target_label(const agent_target *tg, const char *k)
 static int new_window(hm_agent *a, agent_target *tg)
 {
 	tg->prof = hm_profile_new(0);
+	if (tg->sp)
+		tg->sp->profile = tg->prof;
 	if (!tg->prof)
 		return hm_error(HM_ENOMEM, "out of memory");
 	tg->win_start_real = hm_real_ns();
@@ -286,6 +288,8 @@ static void end_window(hm_agent *a, agent_target *tg)
 {
 	hm_profile *p = tg->prof;
 	tg->prof = NULL;
+	if (tg->sp)
+		tg->sp->profile = NULL;
 	if (!p)
 		return;
 	hm_profile_meta *m = hm_profile_meta_get(p);
@@ -309,8 +313,6 @@ static void target_free(agent_target *tg)
 	if (!tg)
 		return;
 	hm_profile_free(tg->prof);
-	hm_python_detach(tg->py);
-	hm_target_close(tg->t);
 	for (int i = 0; i < tg->nlabels; i++) {
 		free(tg->lk[i]);
 		free(tg->lv[i]);
@@ -329,19 +331,28 @@ static int target_attach(hm_agent *a, pid_t pid, int fixed, agent_target **out)
 	tg->pid = pid;
 	tg->fixed = fixed;
 	tg->starttime = hm_proc_starttime(pid);
-	int rc = hm_target_open(pid, &tg->t);
+	hm_target *t = NULL;
+	hm_python *py = NULL;
+	int rc = hm_target_open(pid, &t);
 	if (rc == HM_OK)
-		rc = hm_python_attach(tg->t, &tg->py);
-	if (rc == HM_OK && !hm_python_ready(tg->py))
+		rc = hm_python_attach(t, &py);
+	if (rc == HM_OK && !hm_python_ready(py))
 		rc = hm_error(HM_ENOTPY, "process %d has not started running Python yet", (int)pid);
 	if (rc == HM_OK)
 		rc = new_window(a, tg);
 	if (rc != HM_OK) {
+		hm_python_detach(py);
+		hm_target_close(t);
 		target_free(tg);
 		return rc;
 	}
-	hm_python_set_max_depth(tg->py, a->so.max_depth);
-	target_labels(a, tg);
+	target_labels(a, tg, t, py);
+	/* The loop takes t and py (and sets the depth limit). */
+	rc = hm_sampler_add(a->smp, t, py, tg->prof, tg, &tg->sp);
+	if (rc != HM_OK) {
+		target_free(tg);
+		return rc;
+	}
 	*out = tg;
 	return HM_OK;
 }
@@ -353,7 +364,7 @@ static void target_add(hm_agent *a, agent_target *tg)
 	a->ntargets++;
 	a->st.attached++;
 	hm_log(HM_LOG_INFO, "profiling process %d (%s, Python %s)", (int)tg->pid,
-	       target_label(tg, "service.name"), hm_python_version(tg->py));
+	       target_label(tg, "service.name"), hm_python_version(tg->sp->py));
 }
 
 static int have_target(const hm_agent *a, pid_t pid)
@@ -454,60 +465,65 @@ static void scan(hm_agent *a)
 	}
 }
 
-/* ---- sampling ---- */
+/* ---- the loop's events ---- */
 
-static void sample_target(hm_agent *a, agent_target *tg, unsigned flags, int64_t weight)
+/* A target exited: export its last window and let it go (the loop closes
+ * its target and interpreter). */
+static int target_exit(void *ctx, hm_sproc *sp)
 {
-	if (!tg->py) {
-		/* Lost the interpreter (exec, or reads kept failing): retry. */
-		if (hm_python_attach(tg->t, &tg->py) == HM_OK)
-			hm_python_set_max_depth(tg->py, a->so.max_depth);
-		return;
-	}
-	int r = hm_python_sample(tg->py, &a->s, flags);
-	if (r != HM_OK) {
-		a->st.errors++;
-		if (++tg->nerr >= 5) {
-			hm_python_detach(tg->py);
-			tg->py = NULL;
-			tg->nerr = 0;
+	hm_agent *a = ctx;
+	agent_target *tg = sp->user;
+	end_window(a, tg);
+	hm_log(HM_LOG_INFO, "process %d (%s) exited", (int)tg->pid, target_label(tg, "service.name"));
+	for (agent_target **pp = &a->targets; *pp; pp = &(*pp)->next)
+		if (*pp == tg) {
+			*pp = tg->next;
+			break;
 		}
-		return;
-	}
-	tg->nerr = 0;
-	uint64_t wall = hm_real_ns();
-	for (int i = 0; i < a->s.nthreads; i++) {
-		const hm_pythread *th = &a->s.threads[i];
-		if (!th->valid) {
-			a->st.invalid++;
-			continue;
-		}
-		if (!th->nframes)
-			continue;
-		hm_sampler_add_thread(tg->prof, th, &a->so, weight, wall);
-		a->st.samples++;
-	}
+	target_free(tg);
+	a->ntargets--;
+	a->st.detached++;
+	return 0;
 }
 
-/* Drop targets that have exited (their last window is exported). */
-static void reap(hm_agent *a)
+static void log_cpu(hm_agent *a);
+
+/* Before each round: discovery, window ends, the CPU log line. */
+static int agent_round(void *ctx, hm_sampler *s, uint64_t now)
 {
-	agent_target **pp = &a->targets;
-	while (*pp) {
-		agent_target *tg = *pp;
-		uint64_t st = hm_proc_starttime(tg->pid);
-		if (hm_target_alive(tg->t) && st == tg->starttime) {
-			pp = &tg->next;
-			continue;
-		}
-		end_window(a, tg);
-		hm_log(HM_LOG_INFO, "process %d (%s) exited", (int)tg->pid,
-		       target_label(tg, "service.name"));
-		*pp = tg->next;
-		target_free(tg);
-		a->ntargets--;
-		a->st.detached++;
+	hm_agent *a = ctx;
+	if (a->discover && now >= a->next_scan) {
+		scan(a);
+		a->next_scan = now + a->scan_every;
 	}
+	if (now >= a->win_end) {
+		for (agent_target *tg = a->targets; tg; tg = tg->next) {
+			end_window(a, tg);
+			new_window(a, tg);
+		}
+		a->win_end += a->window;
+		if (a->win_end <= now)
+			a->win_end = now + a->window;
+	}
+	if (now >= a->next_stats) {
+		log_cpu(a);
+		a->next_stats = now + a->stats_every;
+	}
+	for (agent_target *tg = a->targets; tg; tg = tg->next)
+		if (!tg->prof)
+			new_window(a, tg);   /* an earlier allocation failed */
+	a->st.ticks++;
+	return 0;
+}
+
+/* The loop's counters in a->st. */
+static void sync_stats(hm_agent *a)
+{
+	const hm_sampler_stats *ss = hm_sampler_stats_of(a->smp);
+	a->st.samples = ss->samples;
+	a->st.invalid = ss->invalid;
+	a->st.errors = ss->errors;
+	a->st.late = ss->late;
 }
 
 static void log_cpu(hm_agent *a)
@@ -517,6 +533,7 @@ static void log_cpu(hm_agent *a)
 	double cpu = cpu_seconds(&rss);
 	double dw = wall - a->last_wall, dc = cpu - a->last_cpu;
 	double pct = dw > 0 ? 100.0 * dc / dw : 0;
+	sync_stats(a);
 	hm_log(HM_LOG_INFO,
 	       "cpu %.2f%% of a core over the last %.0f s (%.3f%% per profiled process, %d "
 	       "processes); max rss %ld KiB; %llu samples, %llu profiles",
@@ -546,10 +563,19 @@ int hm_agent_new(const hm_agent_opts *o, hm_agent **out)
 	a->so.idle = o->idle;
 	a->so.nolineno = o->nolineno;
 	a->so.max_depth = o->max_depth > 0 ? o->max_depth : 4096;
+	a->so.stop = o->stop;
+	a->so.alive_check_s = 1.0;
+	a->discover = o->all || o->name_regex;
+	a->so.keep_going = a->discover;
 	if (gethostname(a->host, sizeof a->host) != 0)
 		snprintf(a->host, sizeof a->host, "unknown");
 	a->host[sizeof a->host - 1] = 0;
-	int rc = HM_OK;
+	hm_sampler_events ev = {.ctx = a, .round = agent_round, .exit = target_exit};
+	int rc = hm_sampler_new(&a->so, &ev, &a->smp);
+	if (rc != HM_OK) {
+		free(a);
+		return rc;
+	}
 	if (o->name_regex) {
 		int r = regcomp(&a->re, o->name_regex, REG_EXTENDED | REG_NOSUB);
 		if (r != 0) {
@@ -588,81 +614,33 @@ int hm_agent_add_exporter(hm_agent *a, hm_exporter *e)
 	return HM_OK;
 }
 
-static void sleep_until(uint64_t t)
-{
-	struct timespec ts = {(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
-	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);   /* EINTR: re-check stop */
-}
-
 int hm_agent_run(hm_agent *a)
 {
-	const uint64_t period = (uint64_t)(1e9 / a->o.rate_hz);
-	const uint64_t window = (uint64_t)(a->o.interval_s * 1e9);
-	const uint64_t scan_every = (uint64_t)(a->o.scan_interval_s * 1e9);
-	const uint64_t stats_every = (uint64_t)(a->o.stats_interval_s * 1e9);
-	int discover = a->o.all || a->has_re;
-	unsigned flags = a->so.idle ? 0 : HM_SAMPLE_ONCPU;
+	a->window = (uint64_t)(a->o.interval_s * 1e9);
+	a->scan_every = (uint64_t)(a->o.scan_interval_s * 1e9);
+	a->stats_every = (uint64_t)(a->o.stats_interval_s * 1e9);
 	a->t0_mono = hm_mono_ns();
 	a->cpu0 = a->last_cpu = cpu_seconds(NULL);
 	a->last_wall = 0;
-	uint64_t now = a->t0_mono, next = now, next_scan = now, next_reap = now + 1000000000ull;
-	uint64_t win_end = now + window, next_stats = stats_every ? now + stats_every : UINT64_MAX;
-	uint64_t rng = now ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
-	if (discover)
+	a->next_scan = a->t0_mono;
+	a->win_end = a->t0_mono + a->window;
+	a->next_stats = a->stats_every ? a->t0_mono + a->stats_every : UINT64_MAX;
+	if (a->discover)
 		hm_log(HM_LOG_INFO, "looking for %s every %g s",
 		       a->o.all ? "CPython processes" : "matching CPython processes",
 		       a->o.scan_interval_s);
-
-	while (!(a->o.stop && *a->o.stop)) {
-		now = hm_mono_ns();
-		if (discover && now >= next_scan) {
-			scan(a);
-			next_scan = now + scan_every;
-		}
-		if (now >= next_reap) {
-			reap(a);
-			next_reap = now + 1000000000ull;
-			if (!discover && !a->ntargets) {
-				hm_log(HM_LOG_INFO, "every profiled process has exited");
-				break;
-			}
-		}
-		if (now >= win_end) {
-			for (agent_target *tg = a->targets; tg; tg = tg->next) {
-				end_window(a, tg);
-				new_window(a, tg);
-			}
-			win_end += window;
-			if (win_end <= now)
-				win_end = now + window;
-		}
-		if (now >= next_stats) {
-			log_cpu(a);
-			next_stats = now + stats_every;
-		}
-		if (now > next + period) {
-			a->st.late++;
-			next = now;
-		}
-		a->st.ticks++;
-		for (agent_target *tg = a->targets; tg; tg = tg->next)
-			if (tg->prof)
-				sample_target(a, tg, flags, (int64_t)period);
-			else
-				new_window(a, tg);   /* an earlier allocation failed */
-		/* Jitter in [0.5, 1.5] periods keeps the mean rate and avoids
-		 * locking onto periodic work in the targets. */
-		next += period / 2 + hm_rng_next(&rng) % (period + 1);
-		sleep_until(next);
-	}
+	int rc = hm_sampler_run(a->smp);
+	if (hm_sampler_stats_of(a->smp)->target_exited)
+		hm_log(HM_LOG_INFO, "every profiled process has exited");
 	/* The last, partial windows. */
 	for (agent_target *tg = a->targets; tg; tg = tg->next)
 		end_window(a, tg);
-	return HM_OK;
+	return rc;
 }
 
 void hm_agent_stats_get(hm_agent *a, hm_agent_stats *st)
 {
+	sync_stats(a);
 	*st = a->st;
 	st->targets = a->ntargets;
 	long rss = 0;
@@ -682,7 +660,7 @@ void hm_agent_free(hm_agent *a)
 	}
 	if (a->has_re)
 		regfree(&a->re);
-	hm_pysample_free(&a->s);
+	hm_sampler_free(a->smp);   /* closes the targets and interpreters */
 	free(a->exp);
 	free(a->seen);
 	free(a->scanbuf);

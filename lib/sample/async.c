@@ -1,5 +1,5 @@
-/* async.c - `record --async`: asyncio tasks as stacks in the
- * sampling loop (sample/async.h).
+/* async.c - `record --async`: this round's asyncio tasks for the sampling
+ * loop (sample/async.h), which records them (sample/stacks.c).
  *
  * Each round reads the target's tasks once (hm_pyasync_tasks). A sampled
  * thread whose stack holds the frame of a running task's coroutine is
@@ -12,7 +12,6 @@
  * weight of one thread sample, on a pseudo thread named "asyncio". A task
  * that switches between the thread sample and the task read is seen as
  * suspended for that round. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,39 +76,10 @@ void hm_asyncsampler_read(hm_asyncsampler *as, hm_python *py)
 	as->ok = 1;
 }
 
-/* Record the root pseudo frames (for a thread's own stack: with_roots), a
- * "Task <name>" frame, then frames[hi..0] (a leaf-first array). */
-static void add_stack(hm_profile *p, int with_roots, const char *task, const hm_pyframe *frames,
-		      int hi, int in_gc, const hm_sampler_opts *o, pid_t tid, const char *tname,
-		      int64_t weight_ns, uint64_t t_ns)
-{
-	uint32_t stackbuf[512];
-	uint32_t n = (uint32_t)(hi + 1) + 4;
-	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
-	if (!ids)
-		return;
-	uint32_t k = with_roots ? hm_sampler_root_frames(p, o, tid, ids) : 0;
-	char name[96];
-	snprintf(name, sizeof name, "Task %s", task);
-	hm_frame tf = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_OTHER};
-	ids[k++] = hm_profile_frame_id(p, &tf);
-	for (int i = hi; i >= 0; i--)
-		ids[k++] = hm_sampler_py_frame(p, &frames[i], o);
-	if (in_gc) {
-		hm_frame f = {hm_profile_intern_cstr(p, "<gc>"), 0, 0, 0, HM_FRAME_OTHER};
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
-	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	hm_profile_add(p, stack, hm_sampler_thread(p, o, tid, tname), 1, weight_ns, t_ns);
-	if (ids != stackbuf)
-		free(ids);
-}
-
-int hm_asyncsampler_add_thread(hm_asyncsampler *as, hm_profile *p, const hm_pythread *th,
-			       const hm_sampler_opts *o, int64_t weight_ns, uint64_t t_ns)
+const hm_pytask *hm_asyncsampler_running(hm_asyncsampler *as, const hm_pythread *th, int *coro)
 {
 	if (!as->ok || !th->valid)
-		return 0;
+		return NULL;
 	/* The outermost task frame on the stack wins (a loop run inside a
 	 * task, e.g. a nested asyncio.run in a thread, is rare). */
 	for (int i = th->nframes - 1; i >= 0; i--) {
@@ -118,34 +88,22 @@ int hm_asyncsampler_add_thread(hm_asyncsampler *as, hm_profile *p, const hm_pyth
 			const hm_pytask *t = &as->tasks.tasks[j];
 			if (!t->valid || !t->running || t->coro_frame != fa)
 				continue;
-			add_stack(p, 1, t->name, th->frames, i, th->in_gc, o, th->tid, th->name,
-				  weight_ns, t_ns);
 			as->taken[j] = 1;
-			return 1;
+			*coro = i;
+			return t;
 		}
 	}
-	return 0;
+	return NULL;
 }
 
-int hm_asyncsampler_add_tasks(hm_asyncsampler *as, hm_profile *p, const hm_sampler_opts *o,
-			      int64_t weight_ns, uint64_t t_ns, int *invalid)
+const hm_pytask *hm_asyncsampler_waiting(hm_asyncsampler *as, int *iter)
 {
-	int n = 0;
-	if (invalid)
-		*invalid = 0;
 	if (!as->ok)
-		return 0;
-	for (int j = 0; j < as->tasks.ntasks; j++) {
-		const hm_pytask *t = &as->tasks.tasks[j];
-		if (as->taken[j])
-			continue;
-		if (!t->valid || !t->nframes) {
-			if (invalid && !t->valid)
-				(*invalid)++;
-			continue;
-		}
-		add_stack(p, 0, t->name, t->frames, t->nframes - 1, 0, o, 0, "asyncio", weight_ns, t_ns);
-		n++;
+		return NULL;
+	while (*iter < as->tasks.ntasks) {
+		int j = (*iter)++;
+		if (!as->taken[j])
+			return &as->tasks.tasks[j];
 	}
-	return n;
+	return NULL;
 }

@@ -1,11 +1,21 @@
-/* sampler.c - the sampling loop (see sampler.h).
+/* sampler.c - the one sampling loop (see sampler.h).
  *
  * Ticks are scheduled on CLOCK_MONOTONIC with absolute sleeps, so the cost of
  * a sample does not drift the rate. With jitter, each interval is drawn
- * uniformly from [0.5, 1.5] periods: the mean rate is kept, and work in the
- * target that repeats at a fixed period cannot stay in phase with the
- * sampler. A tick that starts more than one period after its due time counts
- * as late and the schedule restarts from now rather than bursting. */
+ * uniformly from [0.5, 1.5] periods (hm_rng_next, base/base.h): the mean rate
+ * is kept, and work in the target that repeats at a fixed period cannot stay
+ * in phase with the sampler. A round that starts more than one period after
+ * its due time counts as late and the schedule restarts from now rather than
+ * bursting.
+ *
+ * One round: the front end's `round` event; the exit check of the processes
+ * it added (the launched child reaped, /proc/PID/stat read every
+ * alive_check_s, or at once after a failed read); the --subprocesses rescan;
+ * then each process is read and each of its thread stacks recorded
+ * (emit_thread: the one spot where a thread's sample becomes stacks); the
+ * `round_done` event; the wait. A process whose reads fail five times in a
+ * row loses its interpreter, which is looked for again on the next rounds
+ * (an exec replaces it). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,20 +25,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "base/error.h"
-#include "base/util.h"
 #include "native/native.h"
-#include "python/pyasync.h"
 #include "sample/async.h"
 #include "sample/follow.h"
 #include "sample/sampler.h"
-
-static void sleep_until(uint64_t t)
-{
-	struct timespec ts = {(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		break;   /* a signal (Ctrl-C) wakes us so the caller can stop */
-}
 
 void hm_sampler_opts_init(hm_sampler_opts *o)
 {
@@ -36,72 +38,7 @@ void hm_sampler_opts_init(hm_sampler_opts *o)
 	o->rate_hz = 100;
 	o->jitter = 1;
 	o->max_depth = 4096;
-}
-
-
-uint32_t hm_sampler_root_frames(hm_profile *p, const hm_sampler_opts *o, pid_t tid, uint32_t *ids)
-{
-	uint32_t k = 0;
-	if (o->process_label) {
-		hm_frame f = {hm_profile_intern_cstr(p, o->process_label), 0, 0, 0, HM_FRAME_PROCESS};
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
-	if (o->threads_root) {
-		char name[64];
-		snprintf(name, sizeof name, "thread %d", (int)tid);
-		hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_THREAD};
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
-	return k;
-}
-
-uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *pf, const hm_sampler_opts *o)
-{
-	hm_pycode *c = (hm_pycode *)pf->code;
-	/* The code object remembers its interned name and file for the
-	 * profile whose serial it carries. */
-	uint32_t tag = hm_profile_serial(p);
-	if (c->user_gen != tag) {
-		c->user = hm_profile_intern_cstr(p, c->qualname);
-		c->user2 = hm_profile_intern_cstr(p, c->filename);
-		c->user_gen = tag;
-	}
-	hm_frame f;
-	memset(&f, 0, sizeof f);
-	f.name = c->user;
-	f.file = c->user2;
-	f.line = o->nolineno ? 0 : pf->line;
-	f.start_line = c->firstlineno;
-	f.kind = HM_FRAME_PYTHON;
-	return hm_profile_frame_id(p, &f);
-}
-
-uint32_t hm_sampler_thread(hm_profile *p, const hm_sampler_opts *o, pid_t tid, const char *name)
-{
-	return hm_profile_thread_id(p, (uint64_t)tid, (uint32_t)(o->process_pid > 0 ? o->process_pid : 0),
-				    name);
-}
-
-void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
-			   int64_t weight_ns, uint64_t t_ns)
-{
-	uint32_t stackbuf[512];
-	uint32_t n = (uint32_t)th->nframes + 3;
-	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
-	if (!ids)
-		return;
-	uint32_t k = hm_sampler_root_frames(p, o, th->tid, ids);
-	for (int i = th->nframes - 1; i >= 0; i--)
-		ids[k++] = hm_sampler_py_frame(p, &th->frames[i], o);
-	if (th->in_gc) {
-		/* A garbage collection runs under these frames. */
-		hm_frame f = {hm_profile_intern_cstr(p, "<gc>"), 0, 0, 0, HM_FRAME_OTHER};
-		ids[k++] = hm_profile_frame_id(p, &f);
-	}
-	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	hm_profile_add(p, stack, hm_sampler_thread(p, o, th->tid, th->name), 1, weight_ns, t_ns);
-	if (ids != stackbuf)
-		free(ids);
+	o->alive_check_s = 0.05;
 }
 
 #define COST_LIN_NS ((uint64_t)HM_COST_BUCKETS * 100)   /* 2 ms */
@@ -176,14 +113,15 @@ double hm_sampler_cost_us(const hm_sampler_stats *st, double pct)
 }
 
 /* Has the launched child (if any) exited?  Reaps it. */
-static int child_exited(pid_t child, int *status)
+static int child_exited(pid_t child, int *status, int *reaped)
 {
 	if (child <= 0)
 		return 0;
-	int s;
-	pid_t r = waitpid(child, &s, WNOHANG);
+	int st;
+	pid_t r = waitpid(child, &st, WNOHANG);
 	if (r == child) {
-		*status = s;
+		*status = st;
+		*reaped = 1;
 		return 1;
 	}
 	return r < 0 && errno == ECHILD;
@@ -196,7 +134,8 @@ int hm_sampler_wait_python(hm_target *t, pid_t child, double timeout_s, hm_pytho
 	int last = HM_ENOTPY;
 	*py = NULL;
 	while (!(stop && *stop)) {
-		if (child_exited(child, child_status) || !hm_target_alive(t))
+		int reaped = 0;
+		if (child_exited(child, child_status, &reaped) || !hm_target_alive(t))
 			return hm_error(HM_ENOPROC, "process %d exited before Python started",
 					(int)hm_target_pid(t));
 		hm_python *p = NULL;
@@ -243,78 +182,343 @@ static int in_set(const pid_t *set, int n, pid_t v)
 	return 0;
 }
 
-/* One sampled process: the root target, or a followed descendant. */
+/* One process of the loop. */
 struct proc {
-	hm_target *t;
-	hm_python **pyp;         /* may become NULL (exec): re-attached later */
-	hm_python *own_py;       /* storage for followed processes' pointer */
+	hm_sproc pub;            /* first: an hm_sproc * is a struct proc * */
+	hm_python **pyp;         /* &pub.py, or the hm_follow entry's (which owns
+				  * the target and the interpreter) */
 	hm_native *nat;
 	hm_natsample ns;
 	hm_asyncsampler *as;
-	int errors;              /* consecutive failed rounds */
-	pid_t pid;
+	int errors;              /* consecutive failed reads */
 	uint64_t start;          /* followed: start time, to match hm_follow */
+	uint64_t alive_checked;
 	char label[160];         /* "process PID: program" with -s */
-	int followed;
 };
 
-static int proc_open(struct proc *pr, hm_target *t, hm_python **pyp, const hm_sampler_opts *o)
+struct hm_sampler {
+	hm_sampler_opts o;
+	hm_sampler_events ev;
+	hm_sampler_stats st;
+	hm_native_stats nat_closed;  /* native counters of processes that left */
+	struct proc **procs;     /* in sampling order: added ones, then followed */
+	int n, cap;
+	int added;               /* processes ever added (the first is the root) */
+	hm_follow *fol;          /* --subprocesses */
+	hm_profile *fol_profile; /* where the followed processes' stacks go: the
+				  * root's profile (it may exit before them) */
+	uint64_t last_scan;
+	int stopping, closing;
+	hm_pysample s;
+};
+
+static int depth_of(const hm_sampler_opts *o)
 {
-	pr->t = t;
-	pr->pyp = pyp;
-	pr->pid = hm_target_pid(t);
-	memset(&pr->ns, 0, sizeof pr->ns);
-	pr->nat = NULL;
-	pr->as = NULL;
-	pr->errors = 0;
-	if (o->native) {
-		int rc = hm_native_open(t, &pr->nat);
-		if (rc != HM_OK)
+	return o->max_depth > 0 ? o->max_depth : 4096;
+}
+
+/* Open a process's native session (native: --native) and async reader
+ * (--async). */
+static int proc_open(hm_sampler *s, struct proc *pr, int native)
+{
+	if (native) {
+		int rc = hm_native_open(pr->pub.t, &pr->nat);
+		if (rc != HM_OK) {
+			pr->nat = NULL;
 			return rc;
+		}
 	}
-	/* --async: asyncio tasks (lib/sample/async.c). */
-	if (o->async)
+	if (s->o.async)
 		pr->as = hm_asyncsampler_new();
-	if (*pyp)
-		hm_python_set_max_depth(*pyp, o->max_depth > 0 ? o->max_depth : 4096);
+	if (*pr->pyp)
+		hm_python_set_max_depth(*pr->pyp, depth_of(&s->o));
 	return HM_OK;
 }
 
-static void proc_close(struct proc *pr, hm_sampler_stats *st)
+static void add_native_stats(hm_native_stats *to, const hm_native_stats *n)
 {
-	if (pr->nat) {
-		const hm_native_stats *nst = hm_native_stats_get(pr->nat);
-		st->native_unwinds += nst->unwinds;
-		st->native_failed += nst->failed;
-		st->native_stop_ns += nst->stop_ns;
-		if (nst->stop_max_ns > st->native_stop_max_ns)
-			st->native_stop_max_ns = nst->stop_max_ns;
-		hm_native_close(pr->nat);
-		hm_natsample_free(&pr->ns);
-		pr->nat = NULL;
-	}
-	hm_asyncsampler_free(pr->as);
-	pr->as = NULL;
+	to->unwinds += n->unwinds;
+	to->failed += n->failed;
+	to->stop_ns += n->stop_ns;
+	if (n->stop_max_ns > to->stop_max_ns)
+		to->stop_max_ns = n->stop_max_ns;
 }
 
-/* One round over one process: read its stacks and add them to p. */
-static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm_sampler_opts *o,
-			hm_sampler_stats *st, unsigned flags, uint64_t period)
+/* Close what the loop opened for pr, keeping its native counters; the
+ * target and interpreter too unless hm_follow owns them. Frees pr. */
+static void proc_free(hm_sampler *s, struct proc *pr)
 {
-	hm_sampler_opts po = *o;
-	if (o->subprocesses) {
-		po.process_pid = pr->pid;
-		po.process_label = pr->label;
+	if (pr->nat) {
+		add_native_stats(&s->nat_closed, hm_native_stats_get(pr->nat));
+		hm_native_close(pr->nat);
+		hm_natsample_free(&pr->ns);
 	}
+	hm_asyncsampler_free(pr->as);
+	if (!pr->pub.followed) {
+		hm_python_detach(pr->pub.py);
+		hm_target_close(pr->pub.t);
+	}
+	free(pr);
+}
+
+static int procs_push(hm_sampler *s, struct proc *pr)
+{
+	if (s->n == s->cap) {
+		int nc = s->cap ? s->cap * 2 : 8;
+		struct proc **np = realloc(s->procs, (size_t)nc * sizeof *np);
+		if (!np)
+			return hm_error(HM_ENOMEM, "out of memory");
+		s->procs = np;
+		s->cap = nc;
+	}
+	s->procs[s->n++] = pr;
+	return HM_OK;
+}
+
+/* Take procs[i] out of the set (keeping the order) and free it. */
+static void procs_remove(hm_sampler *s, int i)
+{
+	struct proc *pr = s->procs[i];
+	memmove(&s->procs[i], &s->procs[i + 1], (size_t)(s->n - i - 1) * sizeof *s->procs);
+	s->n--;
+	proc_free(s, pr);
+}
+
+/* A followed process is being dropped by hm_follow (exited, or its pid was
+ * reused): its target and interpreter are still open. */
+static void follower_dropped(void *ctx, hm_followed *it)
+{
+	hm_sampler *s = ctx;
+	for (int i = 0; i < s->n; i++) {
+		struct proc *pr = s->procs[i];
+		if (pr->pub.followed && pr->pub.pid == it->pid && pr->start == it->start) {
+			if (!s->closing && s->ev.exit && s->ev.exit(s->ev.ctx, &pr->pub))
+				s->stopping = 1;
+			procs_remove(s, i);
+			return;
+		}
+	}
+}
+
+int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sampler **out)
+{
+	*out = NULL;
+	hm_sampler *s = calloc(1, sizeof *s);
+	if (!s)
+		return hm_error(HM_ENOMEM, "out of memory");
+	s->o = *o;
+	if (!(s->o.rate_hz > 0))
+		s->o.rate_hz = 100;
+	if (!(s->o.alive_check_s > 0))
+		s->o.alive_check_s = 0.05;
+	if (ev)
+		s->ev = *ev;
+	*out = s;
+	return HM_OK;
+}
+
+void hm_sampler_free(hm_sampler *s)
+{
+	if (!s)
+		return;
+	s->closing = 1;
+	hm_follow_free(s->fol);   /* frees the followed procs via the callback */
+	while (s->n)
+		procs_remove(s, s->n - 1);
+	free(s->procs);
+	hm_pysample_free(&s->s);
+	free(s);
+}
+
+int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profile, void *user,
+		   hm_sproc **out)
+{
+	if (out)
+		*out = NULL;
+	struct proc *pr = calloc(1, sizeof *pr);
+	if (!pr) {
+		hm_python_detach(py);
+		hm_target_close(t);
+		return hm_error(HM_ENOMEM, "out of memory");
+	}
+	pr->pub.pid = hm_target_pid(t);
+	pr->pub.t = t;
+	pr->pub.py = py;
+	pr->pub.profile = profile;
+	pr->pub.user = user;
+	pr->pyp = &pr->pub.py;
+	int root = s->added == 0, rc = proc_open(s, pr, s->o.native);
+	if (rc != HM_OK && root) {
+		proc_free(s, pr);
+		return rc;
+	}
+	if (rc != HM_OK)   /* not the first: sampled without native frames */
+		proc_open(s, pr, 0);
+	if (s->o.subprocesses) {
+		hm_follow_label(pr->pub.pid, pr->label, sizeof pr->label);
+		pr->pub.label = pr->label;
+	}
+	if (s->o.subprocesses && root) {
+		if (!(s->fol = hm_follow_new(pr->pub.pid))) {
+			proc_free(s, pr);
+			return hm_error(HM_ENOMEM, "out of memory");
+		}
+		hm_follow_on_drop(s->fol, follower_dropped, s);
+		s->fol_profile = profile;
+	}
+	if ((rc = procs_push(s, pr)) != HM_OK) {
+		proc_free(s, pr);
+		return rc;
+	}
+	s->added++;
+	if (out)
+		*out = &pr->pub;
+	return HM_OK;
+}
+
+int hm_sampler_count(const hm_sampler *s)
+{
+	return s->n;
+}
+
+hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
+{
+	/* The native counters: those of the processes that left, and the
+	 * running ones' so far. */
+	hm_native_stats n = s->nat_closed;
+	for (int i = 0; i < s->n; i++)
+		if (s->procs[i]->nat)
+			add_native_stats(&n, hm_native_stats_get(s->procs[i]->nat));
+	s->st.native_unwinds = n.unwinds;
+	s->st.native_failed = n.failed;
+	s->st.native_stop_ns = n.stop_ns;
+	s->st.native_stop_max_ns = n.stop_max_ns;
+	return &s->st;
+}
+
+/* Rescan (every 250 ms) and make sure each ready descendant has a proc. */
+static void followers_update(hm_sampler *s, uint64_t now)
+{
+	if (now - s->last_scan < 250000000ull)
+		return;
+	s->last_scan = now;
+	hm_follow_scan(s->fol);
+	for (int i = 0; i < hm_follow_count(s->fol); i++) {
+		hm_followed *it = hm_follow_get(s->fol, i);
+		struct proc *known = NULL;
+		for (int k = 0; k < s->n && !known; k++) {
+			struct proc *pr = s->procs[k];
+			if (pr->pub.followed && pr->pub.pid == it->pid && pr->start == it->start)
+				known = pr;
+		}
+		if (known) {
+			/* Entries move on drops; hm_follow may have attached
+			 * it again after an exec. */
+			known->pyp = &it->py;
+			known->pub.py = it->py;
+			continue;
+		}
+		if (!it->py)
+			continue;
+		struct proc *pr = calloc(1, sizeof *pr);
+		if (!pr)
+			return;
+		pr->pub.pid = it->pid;
+		pr->pub.t = it->t;
+		pr->pub.py = it->py;
+		pr->pub.followed = 1;
+		pr->pyp = &it->py;
+		pr->start = it->start;
+		snprintf(pr->label, sizeof pr->label, "%s", it->label);
+		pr->pub.label = pr->label;
+		pr->pub.profile = s->fol_profile;   /* one profile for the tree */
+		if (proc_open(s, pr, s->o.native) != HM_OK)
+			proc_open(s, pr, 0);   /* no native session: Python stacks only */
+		if (procs_push(s, pr) != HM_OK) {
+			proc_free(s, pr);
+			return;
+		}
+		if (s->ev.attach)
+			s->ev.attach(s->ev.ctx, &pr->pub);
+	}
+}
+
+/* Find the processes the front end added that have exited, tell it, and
+ * drop them. */
+static void check_exits(hm_sampler *s, uint64_t now)
+{
+	const uint64_t every = (uint64_t)(s->o.alive_check_s * 1e9);
+	for (int i = 0; i < s->n;) {
+		struct proc *pr = s->procs[i];
+		if (pr->pub.followed) {
+			i++;
+			continue;
+		}
+		/* Reading /proc/PID/stat costs as much as a sample: not every
+		 * round, but at once when the last read failed. */
+		int gone = (s->o.child > 0 && pr->pub.pid == s->o.child &&
+			    child_exited(s->o.child, &s->st.child_status, &s->st.child_reaped)) ||
+			   ((now - pr->alive_checked > every || pr->errors) &&
+			    (pr->alive_checked = now, !hm_target_alive(pr->pub.t)));
+		if (!gone) {
+			i++;
+			continue;
+		}
+		if (s->ev.exit && s->ev.exit(s->ev.ctx, &pr->pub))
+			s->stopping = 1;
+		procs_remove(s, i);
+	}
+}
+
+/* One sampled thread's stack: into the process's profile (as a task's with
+ * --async, merged with its native stack with --native), then to the front
+ * end. */
+static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
+			const hm_natstack *ns, const hm_sampler_opts *po, int64_t weight,
+			uint64_t wall)
+{
+	hm_profile *p = pr->pub.profile;
+	if (p) {
+		const hm_pytask *task;
+		int coro;
+		if (ns) {
+			int torn = hm_sampler_add_native(p, th, ns, hm_python_layout(*pr->pyp), po,
+							 weight, wall);
+			s->st.native_torn += (torn & HM_SAMPLER_NATIVE_TORN) != 0;
+			s->st.native_no_eval += (torn & HM_SAMPLER_NATIVE_NO_EVAL) != 0;
+		} else if (pr->as && (task = hm_asyncsampler_running(pr->as, th, &coro))) {
+			hm_sampler_add_task(p, task, th, coro, po, weight, wall);
+		} else {
+			hm_sampler_add_thread(p, th, po, weight, wall);
+		}
+	}
+	if (s->ev.stack)
+		s->ev.stack(s->ev.ctx, &pr->pub, th, ns);
+	s->st.samples++;
+}
+
+/* One round over one process: read its threads and record their stacks. */
+static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t period)
+{
+	hm_sampler_stats *st = &s->st;
+	hm_pysample *smp = &s->s;
+	pr->pub.py = *pr->pyp;
 	if (!*pr->pyp) {
 		/* Lost the interpreter (exec): try to find it again. */
 		hm_python *np = NULL;
-		if (hm_python_attach(pr->t, &np) == HM_OK) {
-			hm_python_set_max_depth(np, o->max_depth > 0 ? o->max_depth : 4096);
-			*pr->pyp = np;
+		if (hm_python_attach(pr->pub.t, &np) == HM_OK) {
+			hm_python_set_max_depth(np, depth_of(&s->o));
+			*pr->pyp = pr->pub.py = np;
 			st->reattached++;
+			if (s->ev.attach)
+				s->ev.attach(s->ev.ctx, &pr->pub);
 		}
 		return;
+	}
+	hm_sampler_opts po = s->o;
+	if (s->o.subprocesses) {
+		po.process_pid = pr->pub.pid;
+		po.process_label = pr->label;
 	}
 	pid_t running[MAX_RUNNING];
 	int nrun = 0, by_state = 0;
@@ -322,20 +526,20 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 	int r;
 	if (pr->nat) {
 		/* Stops (only) the threads it unwinds. */
-		r = hm_native_sample(pr->nat, *pr->pyp, s, &pr->ns, flags);
-	} else if (o->blocking) {
+		r = hm_native_sample(pr->nat, *pr->pyp, smp, &pr->ns, flags);
+	} else if (s->o.blocking) {
 		/* The CPU time the kernel charged to each thread says who
 		 * ran, stopped or not. Without it, learn who was runnable
 		 * before stopping them: paused threads read as stopped. */
-		by_state = !o->idle && !hm_target_has_cputime(pr->t);
+		by_state = !s->o.idle && !hm_target_has_cputime(pr->pub.t);
 		if (by_state)
-			nrun = running_threads(pr->t, running, MAX_RUNNING);
-		int paused = hm_target_pause(pr->t) == HM_OK;
-		r = hm_python_sample(*pr->pyp, s, by_state ? flags & ~(unsigned)HM_SAMPLE_ONCPU : flags);
+			nrun = running_threads(pr->pub.t, running, MAX_RUNNING);
+		int paused = hm_target_pause(pr->pub.t) == HM_OK;
+		r = hm_python_sample(*pr->pyp, smp, by_state ? flags & ~(unsigned)HM_SAMPLE_ONCPU : flags);
 		if (paused)
-			hm_target_resume(pr->t);
+			hm_target_resume(pr->pub.t);
 	} else {
-		r = hm_python_sample(*pr->pyp, s, flags);
+		r = hm_python_sample(*pr->pyp, smp, flags);
 	}
 	uint64_t t1 = hm_mono_ns();
 	st->ticks++;
@@ -343,145 +547,74 @@ static void sample_proc(struct proc *pr, hm_pysample *s, hm_profile *p, const hm
 		st->errors++;
 		if (++pr->errors >= 5) {
 			hm_python_detach(*pr->pyp);
-			*pr->pyp = NULL;
+			*pr->pyp = pr->pub.py = NULL;
 			pr->errors = 0;
 		}
 		return;
 	}
 	pr->errors = 0;
 	hm_sampler_record_cost(st, t1 - t0);
-	hm_python_thread_names(*pr->pyp, s);
-	if (pr->as)
+	hm_python_thread_names(*pr->pyp, smp);
+	if (s->ev.proc_sample)
+		s->ev.proc_sample(s->ev.ctx, &pr->pub, smp, pr->nat ? &pr->ns : NULL);
+	int async = pr->as && pr->pub.profile;
+	if (async)
 		hm_asyncsampler_read(pr->as, *pr->pyp);
 	uint64_t wall = hm_real_ns();
-	for (int i = 0; i < s->nthreads; i++) {
-		const hm_pythread *th = &s->threads[i];
+	for (int i = 0; i < smp->nthreads; i++) {
+		const hm_pythread *th = &smp->threads[i];
 		if (!th->valid) {
 			st->invalid++;
 			continue;
 		}
-		if (!th->nframes)
+		if (th->nframes <= 0)
 			continue;
 		if (by_state && !in_set(running, nrun, th->tid))
 			continue;
-		if (pr->nat) {
-			if (pr->ns.stacks[i].state == HM_NATSTACK_SKIP)
+		const hm_natstack *ns = NULL;
+		if (pr->nat && i < pr->ns.nstacks) {
+			ns = &pr->ns.stacks[i];
+			if (ns->state == HM_NATSTACK_SKIP)
 				continue;
-			int torn = hm_sampler_add_native(p, th, &pr->ns.stacks[i],
-							hm_python_layout(*pr->pyp), &po,
-							(int64_t)period, wall);
-			st->native_torn += (torn & HM_SAMPLER_NATIVE_TORN) != 0;
-			st->native_no_eval += (torn & HM_SAMPLER_NATIVE_NO_EVAL) != 0;
-		} else if (!(pr->as && hm_asyncsampler_add_thread(pr->as, p, th, &po, (int64_t)period,
-								    wall))) {
-			hm_sampler_add_thread(p, th, &po, (int64_t)period, wall);
 		}
-		st->samples++;
+		emit_thread(s, pr, th, ns, &po, (int64_t)period, wall);
 	}
-	if (pr->as) {
-		int bad = 0;
-		st->samples += (uint64_t)hm_asyncsampler_add_tasks(pr->as, p, &po, (int64_t)period, wall,
-								   &bad);
-		st->invalid += (uint64_t)bad;
-	}
-}
-
-/* The followed descendants (--subprocesses), kept in step with hm_follow. */
-struct followers {
-	hm_follow *f;
-	struct proc *procs;
-	int n, cap;
-	const hm_sampler_opts *o;
-	hm_sampler_stats *st;
-	uint64_t last_scan;
-};
-
-static void follower_dropped(void *ctx, hm_followed *it)
-{
-	struct followers *fl = ctx;
-	for (int i = 0; i < fl->n; i++)
-		if (fl->procs[i].pid == it->pid && fl->procs[i].start == it->start) {
-			/* The followed entry owns t and py; we own the rest. */
-			proc_close(&fl->procs[i], fl->st);
-			fl->procs[i] = fl->procs[--fl->n];
-			return;
-		}
-}
-
-/* Rescan (every 250 ms) and make sure each ready descendant has a proc. */
-static void followers_update(struct followers *fl, uint64_t now)
-{
-	if (now - fl->last_scan < 250000000ull)
-		return;
-	fl->last_scan = now;
-	hm_follow_scan(fl->f);
-	for (int i = 0; i < hm_follow_count(fl->f); i++) {
-		hm_followed *it = hm_follow_get(fl->f, i);
-		int known = 0;
-		for (int k = 0; k < fl->n; k++)
-			if (fl->procs[k].pid == it->pid && fl->procs[k].start == it->start) {
-				/* hm_follow may have re-attached it after an exec. */
-				fl->procs[k].pyp = &it->py;
-				known = 1;
+	if (async) {
+		const hm_pytask *t;
+		int it = 0;
+		while ((t = hm_asyncsampler_waiting(pr->as, &it))) {
+			if (!t->valid) {
+				st->invalid++;
+				continue;
 			}
-		if (known || !it->py)
-			continue;
-		if (fl->n == fl->cap) {
-			int nc = fl->cap ? fl->cap * 2 : 8;
-			struct proc *np = realloc(fl->procs, (size_t)nc * sizeof *np);
-			if (!np)
-				return;
-			fl->procs = np;
-			fl->cap = nc;
+			if (!t->nframes)
+				continue;
+			hm_sampler_add_task(pr->pub.profile, t, NULL, 0, &po, (int64_t)period, wall);
+			st->samples++;
 		}
-		struct proc *pr = &fl->procs[fl->n];
-		memset(pr, 0, sizeof *pr);
-		if (proc_open(pr, it->t, &it->py, fl->o) != HM_OK)
-			continue;
-		pr->followed = 1;
-		pr->start = it->start;
-		snprintf(pr->label, sizeof pr->label, "%s", it->label);
-		fl->n++;
 	}
 }
 
-int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sampler_opts *o,
-		   hm_sampler_stats *st)
+/* Sleep until monotonic time t; a signal (Ctrl-C) wakes us early so that
+ * the caller can see its stop flag. */
+static void sleep_until(uint64_t t)
 {
-	hm_pysample s;
-	memset(&s, 0, sizeof s);
-	double rate = o->rate_hz > 0 ? o->rate_hz : 100;
-	uint64_t period = (uint64_t)(1e9 / rate);
+	struct timespec ts = {(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
+	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
+int hm_sampler_run(hm_sampler *s)
+{
+	const hm_sampler_opts *o = &s->o;
+	hm_sampler_stats *st = &s->st;
+	uint64_t period = (uint64_t)(1e9 / o->rate_hz);
 	uint64_t start = hm_mono_ns();
 	uint64_t end = o->duration_s > 0 ? start + (uint64_t)(o->duration_s * 1e9) : UINT64_MAX;
 	uint64_t next = start;
 	uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
-	unsigned flags = (o->idle ? 0 : HM_SAMPLE_ONCPU) | (o->gil_only ? HM_SAMPLE_GIL : 0);
-	hm_profile_meta *meta = hm_profile_meta_get(p);
-	if (!meta->start_ns)
-		meta->start_ns = hm_real_ns();
-	meta->period_ns = period;
-	meta->time_kind = o->idle ? HM_TIME_WALL : HM_TIME_CPU;
-
-	struct proc root;
-	memset(&root, 0, sizeof root);
-	int rc = proc_open(&root, t, pyp, o);
-	if (rc != HM_OK)
-		return rc;
-	struct followers fl;
-	memset(&fl, 0, sizeof fl);
-	fl.o = o;
-	fl.st = st;
-	if (o->subprocesses) {
-		hm_follow_label(root.pid, root.label, sizeof root.label);
-		if (!(fl.f = hm_follow_new(root.pid))) {
-			proc_close(&root, st);
-			return hm_error(HM_ENOMEM, "out of memory");
-		}
-		hm_follow_on_drop(fl.f, follower_dropped, &fl);
-	}
-	int root_alive = 1;
-	uint64_t alive_checked = 0;
+	unsigned flags = (o->idle ? 0 : HM_SAMPLE_ONCPU) | (o->gil_only ? HM_SAMPLE_GIL : 0) |
+			 o->sample_flags;
+	s->stopping = 0;
 
 	while (!(o->stop && *o->stop)) {
 		uint64_t now = hm_mono_ns();
@@ -491,34 +624,35 @@ int hm_sampler_run(hm_target *t, hm_python **pyp, hm_profile *p, const hm_sample
 			st->late++;
 			next = now;
 		}
-		/* Reading /proc/PID/stat costs as much as a sample: check
-		 * every 50 ms, and whenever the last round could not read. */
-		if (root_alive && (child_exited(o->child, &st->child_status) ||
-				   ((now - alive_checked > 50000000ull || root.errors) &&
-				    (alive_checked = now, !hm_target_alive(t)))))
-			root_alive = 0;
-		if (fl.f)
-			followers_update(&fl, now);
-		if (!root_alive && !fl.n) {
+		if (s->ev.round && s->ev.round(s->ev.ctx, s, now))
+			break;
+		check_exits(s, now);
+		if (s->fol)
+			followers_update(s, now);
+		if (s->stopping)
+			break;
+		if (!s->n && !o->keep_going) {
 			st->target_exited = 1;
 			break;
 		}
-		if (root_alive)
-			sample_proc(&root, &s, p, o, st, flags, period);
-		for (int i = 0; i < fl.n; i++)
-			sample_proc(&fl.procs[i], &s, p, o, st, flags, period);
+		st->rounds++;
+		for (int i = 0; i < s->n; i++)
+			sample_proc(s, s->procs[i], flags, period);
+		if (s->ev.round_done && s->ev.round_done(s->ev.ctx, s, hm_mono_ns()))
+			break;
 		uint64_t step = period;
 		if (o->jitter)
 			step = period / 2 + hm_rng_next(&rng) % (period + 1);
 		next += step;
 		if (next > end)
 			next = end;
-		sleep_until(next);
+		if (s->ev.wait) {
+			if (s->ev.wait(s->ev.ctx, next))
+				break;
+		} else {
+			sleep_until(next);
+		}
 	}
-	meta->duration_ns = hm_mono_ns() - start;
-	hm_follow_free(fl.f);      /* closes the followers' procs via the callback */
-	free(fl.procs);
-	proc_close(&root, st);
-	hm_pysample_free(&s);
 	return HM_OK;
 }
+

@@ -1,13 +1,119 @@
-/* stacks.c - a thread's merged Python and native stack as a profile stack
- * (record --native). native/ unwinds and merges (hm_native_merge); this
- * turns the merged frames into profile frames the way hm_sampler_add_thread
- * does for Python-only stacks. */
+/* stacks.c - the one place where a sampled thread becomes a profile stack
+ * (sampler.h): Python stacks, Python stacks merged with their native frames
+ * (--native: native/ unwinds and merges with hm_native_merge, this turns the
+ * merged frames into profile frames) and asyncio tasks (--async: the tasks
+ * come from sample/async.h). Every stack starts with the same root pseudo
+ * frames (the process with --subprocesses, the thread with --threads), and a
+ * Python frame's ids are cached in its code object per profile. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/profile.h"
 #include "native/native.h"
+#include "python/pyasync.h"
 #include "sample/sampler.h"
+
+/* The pseudo frames at the root of a thread's stacks written to ids;
+ * returns how many (at most 2). */
+static uint32_t root_frames(hm_profile *p, const hm_sampler_opts *o, pid_t tid, uint32_t *ids)
+{
+	uint32_t k = 0;
+	if (o->process_label) {
+		hm_frame f = {hm_profile_intern_cstr(p, o->process_label), 0, 0, 0, HM_FRAME_PROCESS};
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
+	if (o->threads_root) {
+		char name[64];
+		snprintf(name, sizeof name, "thread %d", (int)tid);
+		hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_THREAD};
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
+	return k;
+}
+
+/* The profile frame of a sampled Python frame. */
+static uint32_t py_frame(hm_profile *p, const hm_pyframe *pf, const hm_sampler_opts *o)
+{
+	hm_pycode *c = (hm_pycode *)pf->code;
+	/* The code object remembers its interned name and file for the
+	 * profile whose serial it carries. */
+	uint32_t tag = hm_profile_serial(p);
+	if (c->user_gen != tag) {
+		c->user = hm_profile_intern_cstr(p, c->qualname);
+		c->user2 = hm_profile_intern_cstr(p, c->filename);
+		c->user_gen = tag;
+	}
+	hm_frame f;
+	memset(&f, 0, sizeof f);
+	f.name = c->user;
+	f.file = c->user2;
+	f.line = o->nolineno ? 0 : pf->line;
+	f.start_line = c->firstlineno;
+	f.kind = HM_FRAME_PYTHON;
+	return hm_profile_frame_id(p, &f);
+}
+
+static uint32_t other_frame(hm_profile *p, const char *name)
+{
+	hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_OTHER};
+	return hm_profile_frame_id(p, &f);
+}
+
+/* Add the stack ids[0..k) for thread tid (its profile thread carries the
+ * process with --subprocesses). */
+static void add_stack(hm_profile *p, const uint32_t *ids, uint32_t k, const hm_sampler_opts *o,
+		      pid_t tid, const char *tname, int64_t weight_ns, uint64_t t_ns)
+{
+	uint32_t stack = hm_profile_stack_id(p, ids, k);
+	uint32_t thread = hm_profile_thread_id(p, (uint64_t)tid,
+					       (uint32_t)(o->process_pid > 0 ? o->process_pid : 0),
+					       tname);
+	hm_profile_add(p, stack, thread, 1, weight_ns, t_ns);
+}
+
+void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
+			   int64_t weight_ns, uint64_t t_ns)
+{
+	uint32_t stackbuf[512];
+	uint32_t n = (uint32_t)th->nframes + 3;
+	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
+	if (!ids)
+		return;
+	uint32_t k = root_frames(p, o, th->tid, ids);
+	for (int i = th->nframes - 1; i >= 0; i--)
+		ids[k++] = py_frame(p, &th->frames[i], o);
+	if (th->in_gc)   /* a garbage collection runs under these frames */
+		ids[k++] = other_frame(p, "<gc>");
+	add_stack(p, ids, k, o, th->tid, th->name, weight_ns, t_ns);
+	if (ids != stackbuf)
+		free(ids);
+}
+
+void hm_sampler_add_task(hm_profile *p, const hm_pytask *task, const hm_pythread *th, int coro,
+			 const hm_sampler_opts *o, int64_t weight_ns, uint64_t t_ns)
+{
+	/* A running task: th's frames [coro..0] (leaf first); a waiting one:
+	 * its await chain. */
+	const hm_pyframe *frames = th ? th->frames : task->frames;
+	int hi = th ? coro : task->nframes - 1;
+	uint32_t stackbuf[512];
+	uint32_t n = (uint32_t)(hi + 1) + 4;
+	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
+	if (!ids)
+		return;
+	uint32_t k = th ? root_frames(p, o, th->tid, ids) : 0;
+	char name[96];
+	snprintf(name, sizeof name, "Task %s", task->name);
+	ids[k++] = other_frame(p, name);
+	for (int i = hi; i >= 0; i--)
+		ids[k++] = py_frame(p, &frames[i], o);
+	if (th && th->in_gc)
+		ids[k++] = other_frame(p, "<gc>");
+	add_stack(p, ids, k, o, th ? th->tid : 0, th ? th->name : "asyncio", weight_ns, t_ns);
+	if (ids != stackbuf)
+		free(ids);
+}
 
 /* HM_SAMPLER_NATIVE_NO_EVAL if ns reached the thread's first frame (so the loop
  * must be on it) and none of its frames is the evaluation loop. */
@@ -22,8 +128,8 @@ static int no_eval(const hm_natstack *ns)
 }
 
 int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstack *ns,
-			 const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
-			 uint64_t t_ns)
+			  const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
+			  uint64_t t_ns)
 {
 	if (!ns || ns->state != HM_NATSTACK_OK) {
 		hm_sampler_add_thread(p, th, o, weight_ns, t_ns);
@@ -43,10 +149,10 @@ int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstac
 		hm_sampler_add_thread(p, th, o, weight_ns, t_ns);
 		return m && ids ? HM_SAMPLER_NATIVE_TORN | no_eval(ns) : 0;
 	}
-	uint32_t k = hm_sampler_root_frames(p, o, th->tid, ids), tag = hm_profile_serial(p);
+	uint32_t k = root_frames(p, o, th->tid, ids), tag = hm_profile_serial(p);
 	for (int i = n - 1; i >= 0; i--) {
 		if (m[i].py) {
-			ids[k++] = hm_sampler_py_frame(p, m[i].py, o);
+			ids[k++] = py_frame(p, m[i].py, o);
 			continue;
 		}
 		hm_frame f;
@@ -63,8 +169,7 @@ int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstac
 		f.kind = HM_FRAME_NATIVE;
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
-	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	hm_profile_add(p, stack, hm_sampler_thread(p, o, th->tid, th->name), 1, weight_ns, t_ns);
+	add_stack(p, ids, k, o, th->tid, th->name, weight_ns, t_ns);
 	if (m != mbuf)
 		free(m);
 	if (ids != ibuf)

@@ -36,6 +36,9 @@ struct hm_topview {
 	uint64_t rounds_win, rounds_last;
 	uint64_t stacks_win, stacks_last;
 	uint32_t tag;                   /* for hm_pycode.user_gen */
+	hm_mframe *mf;                  /* hm_topview_add_native's scratch */
+	hm_topframe *tf;
+	int mcap;
 };
 
 hm_topview *hm_topview_new(void)
@@ -58,6 +61,8 @@ void hm_topview_free(hm_topview *v)
 	if (!v)
 		return;
 	hm_profile_free(v->names);
+	free(v->mf);
+	free(v->tf);
 	for (int m = 0; m < 2; m++) {
 		free(v->cells[m]);
 		free(v->ids[m]);
@@ -188,6 +193,47 @@ int hm_topview_add_thread(hm_topview *v, const hm_pythread *th, int64_t weight_n
 			return rc;
 	}
 	return HM_OK;
+}
+
+int hm_topview_add_native(hm_topview *v, const hm_pythread *th, const hm_natstack *ns,
+			  const hm_pylayout *L, int64_t weight_ns)
+{
+	if (!ns || ns->state != HM_NATSTACK_OK)
+		return hm_topview_add_thread(v, th, weight_ns);
+	int cap = ns->nframes + th->nframes;
+	if (cap > v->mcap) {
+		hm_mframe *m = realloc(v->mf, (size_t)cap * sizeof *m);
+		if (m)
+			v->mf = m;
+		hm_topframe *f = realloc(v->tf, (size_t)cap * sizeof *f);
+		if (f)
+			v->tf = f;
+		if (!m || !f)
+			return hm_topview_add_thread(v, th, weight_ns);
+		v->mcap = cap;
+	}
+	int n = hm_native_merge(ns, th, L, v->mf, cap);
+	if (n <= 0)   /* torn: the Python stack alone */
+		return hm_topview_add_thread(v, th, weight_ns);
+	for (int i = 0; i < n; i++) {
+		hm_topframe *f = &v->tf[i];
+		if (v->mf[i].py) {
+			const hm_pyframe *pf = v->mf[i].py;
+			f->name = pf->code->qualname;
+			f->file = pf->code->filename;
+			f->line = pf->line;
+			f->start_line = pf->code->firstlineno;
+		} else {
+			const hm_natsym *s = v->mf[i].nat;
+			f->name = s->name;
+			f->file = s->file ? s->file : s->module;
+			if (s->name[0] == '[' && f->file && !strcmp(f->file, s->module))
+				f->file = NULL;   /* "[module]": no symbol there */
+			f->line = s->line;
+			f->start_line = 0;
+		}
+	}
+	return hm_topview_add(v, v->tf, n, weight_ns);
 }
 
 void hm_topview_end_window(hm_topview *v)

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "native/native.h"
 #include "python/python.h"
 
 typedef struct hm_topview hm_topview;
@@ -59,6 +60,11 @@ int hm_topview_add(hm_topview *v, const hm_topframe *frames, int n, int64_t weig
 /* The same for a sampled Python thread. It caches interned ids in the code
  * objects' user fields (as hm_sampler_add_thread does, with its own tag). */
 int hm_topview_add_thread(hm_topview *v, const hm_pythread *th, int64_t weight_ns);
+/* The same merged with the thread's native stack ns (--native; L gives the
+ * frame model); th alone when ns is not HM_NATSTACK_OK or the two stacks do
+ * not fit together. */
+int hm_topview_add_native(hm_topview *v, const hm_pythread *th, const hm_natstack *ns,
+			  const hm_pylayout *L, int64_t weight_ns);
 /* Close the current window: rows now show it, and a new one starts. */
 void hm_topview_end_window(hm_topview *v);
 

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "base/base.h"
 #include "python/layouts/layouts.h"
 #include "python/pylayout.h"
 #include "python/pyobj.h"
@@ -303,8 +304,7 @@ static void test_garbage(void **state)
 	/* Random bytes everywhere. */
 	uint64_t x = 0x9E3779B97F4A7C15ull;
 	for (size_t n = used; n < sizeof arena; n++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		arena[n] = (uint8_t)x;
+		arena[n] = (uint8_t)hm_rng_next(&x);
 	}
 	for (size_t n = used; n + 64 < sizeof arena; n += 8) {
 		char buf[128];
