@@ -117,14 +117,19 @@ static int child_exited(pid_t child, int *status, int *reaped)
 {
 	if (child <= 0)
 		return 0;
-	int st;
-	pid_t r = waitpid(child, &st, WNOHANG);
-	if (r == child) {
-		*status = st;
+	/* Exits only: a ptrace stop of the child (--native, --blocking: it is
+	 * our tracee too) stays for proc/ptrace.c to collect. */
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	if (waitid(P_PID, (id_t)child, &si, WEXITED | WNOHANG) == 0) {
+		if (si.si_pid != child)
+			return 0;        /* still running */
+		*status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
+			: (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
 		*reaped = 1;
 		return 1;
 	}
-	return r < 0 && errno == ECHILD;
+	return errno == ECHILD;
 }
 
 int hm_sampler_wait_python(hm_target *t, pid_t child, double timeout_s, hm_python **py,
