@@ -26,6 +26,7 @@
 #include "proc/target.h"
 #include "python/pyasync.h"
 #include "python/python.h"
+#include "sample/ebpf.h"
 #include "sample/sampler.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -66,6 +67,10 @@ static void usage(FILE *f)
 		"      --async            asyncio: each task's chain of awaiting coroutines\n"
 		"                         as its stack under a 'Task <name>' root, idle tasks\n"
 		"                         included (CPython 3.8-3.13)\n"
+		"      --ebpf             walk the Python stacks in the kernel (a BPF program on\n"
+		"                         a cpu-clock event of each CPU): exact on-CPU samples,\n"
+		"                         no wake-up per sample; needs root; falls back to the\n"
+		"                         user-space sampler, saying why, where BPF is refused\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --stats-json FILE  write sampling statistics as JSON\n"
@@ -86,12 +91,13 @@ struct record_args {
 	char **cmd;
 	hm_filter filter;
 	hm_sampler_opts so;
+	int ebpf;
 };
 
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
-	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES };
+	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -117,6 +123,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"thread", required_argument, 0, O_THREAD},
 		{"drop-file", required_argument, 0, O_DROPFILE},
 		{"async", no_argument, 0, O_ASYNCIO},
+		{"ebpf", no_argument, 0, O_EBPF},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -170,6 +177,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case O_THREAD: a->filter.thread = optarg; break;
 		case O_DROPFILE: a->filter.drop_file = optarg; break;
 		case O_ASYNCIO: a->so.async = 1; break;
+		case O_EBPF: a->ebpf = 1; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 3;
 		}
@@ -365,7 +373,20 @@ int cmd_record(int argc, char **argv)
 	if (!st)
 		return cli_fail("out of memory");
 	st->child_status = child_status;
-	rc = hm_sampler_run(t, &py, p, &a.so, st);
+	int in_kernel = 0;
+	if (a.ebpf) {
+		if (a.so.native || a.so.async || a.so.subprocesses || a.so.blocking || a.so.gil_only ||
+		    a.so.idle)
+			fprintf(stderr, "homura: --ebpf does not combine with --native, --async, "
+				"--subprocesses, --blocking, --gil or --idle; using the user-space sampler\n");
+		else {
+			rc = hm_ebpf_run(t, &py, p, &a.so, st, &in_kernel);
+			if (!in_kernel)
+				fprintf(stderr, "homura: %s; using the user-space sampler\n", hm_errmsg());
+		}
+	}
+	if (!in_kernel)
+		rc = hm_sampler_run(t, &py, p, &a.so, st);
 
 	/* Stopped by duration or Ctrl-C: don't leave the launched program
 	 * running behind us. */
@@ -380,6 +401,17 @@ int cmd_record(int argc, char **argv)
 	}
 	int status = write_profile(p, fmt, out, a.title);
 	uint64_t total = st->samples + st->invalid;
+	if (in_kernel)
+		fprintf(stderr,
+			"homura: %llu samples, %llu invalid (%.2f%%), sampled in the kernel: the BPF "
+			"program ran %llu times on all CPUs (%llu in the target), %.2f us per run; "
+			"%llu lost to a full ring buffer, %llu outside Python\n",
+			(unsigned long long)st->samples, (unsigned long long)st->invalid,
+			total ? 100.0 * (double)st->invalid / (double)total : 0.0,
+			(unsigned long long)st->bpf_runs, (unsigned long long)st->bpf_matched,
+			st->bpf_runs ? (double)st->bpf_run_ns / 1000.0 / (double)st->bpf_runs : 0.0,
+			(unsigned long long)st->bpf_dropped, (unsigned long long)st->bpf_no_python);
+	else
 	fprintf(stderr,
 		"homura: %llu samples, %llu invalid (%.2f%%), %llu late; one sample took %.1f us median, "
 		"%.1f us p99, %.1f us max\n",

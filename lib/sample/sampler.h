@@ -72,6 +72,11 @@ typedef struct hm_sampler_stats {
 	uint64_t native_failed;   /* threads that could not be stopped/unwound */
 	uint64_t native_stop_ns;  /* total time threads were stopped by us */
 	uint64_t native_stop_max_ns;
+	/* --ebpf (0 otherwise): the kernel's count of the BPF program's runs
+	 * (on every CPU, for any task) and their total run time, runs in the
+	 * target, events lost to a full ring buffer, and samples of the target
+	 * that ran no Python (a thread without a thread state or frame). */
+	uint64_t bpf_runs, bpf_run_ns, bpf_matched, bpf_dropped, bpf_no_python;
 } hm_sampler_stats;
 
 void hm_sampler_opts_init(hm_sampler_opts *o);
