@@ -148,6 +148,15 @@ static int proc_info(hm_python *py, struct hm_bpf_proc *pi, int same_pidns)
 	}
 	if (L->major < 3 || (L->major == 3 && L->minor < 8))
 		return hm_error(HM_EVERSION, "--ebpf: Python %s is not supported (3.8+)", hm_python_version(py));
+	int hi = pi->f_code > pi->f_back ? pi->f_code : pi->f_back;
+	if (pi->f_instr > hi)
+		hi = pi->f_instr;
+	if (pi->f_owner > hi)
+		hi = pi->f_owner;
+	pi->frame_min = hi + 8;
+	if (pi->frame_min > 120)
+		return hm_error(HM_EVERSION, "--ebpf: this interpreter's frame layout is not supported "
+				"(fields past 120 bytes)");
 	if (pi->ts_cframe < 0 && pi->ts_frame < 0)
 		return hm_error(HM_EVERSION, "--ebpf: no frame pointer in this interpreter's layout");
 	return HM_OK;

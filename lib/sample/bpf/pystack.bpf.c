@@ -100,6 +100,27 @@ struct walk {
 	__u32 truncated;
 };
 
+/* A frame's header, read in one go (every field the walk needs lies in
+ * its first FRAME_READ bytes: checked by sample/ebpf.c). */
+#define FRAME_READ 128
+struct fbuf {
+	__u8 b[FRAME_READ + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fbuf);
+} framebuf SEC(".maps");
+
+static __always_inline __u64 ld64(const struct fbuf *f, int off)
+{
+	__u64 v;
+	__builtin_memcpy(&v, &f->b[off & (FRAME_READ - 1)], 8);
+	return v;
+}
+
 /* One frame per call: 0 to go on, 1 to stop. */
 static long walk_one(__u32 i, void *arg)
 {
@@ -107,7 +128,8 @@ static long walk_one(__u32 i, void *arg)
 	const struct hm_bpf_proc *p = w->p;
 	__u32 zero = 0;
 	struct hm_bpf_event *e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e || !p)
+	struct fbuf *f = bpf_map_lookup_elem(&framebuf, &zero);
+	if (!e || !f || !p)
 		return 1;
 	__u64 frame = w->frame;
 	if (!frame)
@@ -116,32 +138,30 @@ static long walk_one(__u32 i, void *arg)
 		w->status = HM_BPF_BAD_FRAME;
 		return 1;
 	}
-	int err = 0;
-	__u64 code = rd64(frame + (__u64)p->f_code, &err);
-	__u64 back = rd64(frame + (__u64)p->f_back, &err);
+	if (rd(f->b, FRAME_READ, frame)) {
+		/* The header may end near the end of a mapping: read the
+		 * part the walk needs. */
+		if (rd(f->b, (__u32)p->frame_min & (FRAME_READ - 1), frame)) {
+			w->status = HM_BPF_READ_FAILED;
+			return 1;
+		}
+	}
+	__u64 code = ld64(f, p->f_code);
+	__u64 back = ld64(f, p->f_back);
 	__u64 instr;
 	if (p->frame_model == 0) {
-		__s32 lasti = 0;
-		if (rd(&lasti, sizeof lasti, frame + (__u64)p->f_instr))
-			err = 1;
-		instr = (__u64)(__s64)lasti;
+		instr = (__u64)(__s64)(__s32)ld64(f, p->f_instr);
 	} else {
-		instr = rd64(frame + (__u64)p->f_instr, &err);
-		__u8 owner = 0;
-		if (rd(&owner, 1, frame + (__u64)p->f_owner))
-			err = 1;
-		if (!err && owner > p->owner_max) {
+		instr = ld64(f, p->f_instr);
+		__u8 owner = f->b[p->f_owner & (FRAME_READ - 1)];
+		if (owner > p->owner_max) {
 			w->status = HM_BPF_BAD_FRAME;
 			return 1;
 		}
-		if (!err && owner == p->owner_cstack) {    /* C-stack shim frame */
+		if (owner == p->owner_cstack) {    /* C-stack shim frame */
 			w->frame = back;
 			return 0;
 		}
-	}
-	if (err) {
-		w->status = HM_BPF_READ_FAILED;
-		return 1;
 	}
 	if (p->code_tagged)
 		code &= ~3ULL;

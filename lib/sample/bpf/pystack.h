@@ -27,7 +27,8 @@ struct hm_bpf_proc {
 	int owner_cstack;                /* FRAME_OWNED_BY_CSTACK, -1 none */
 	int owner_max;
 	int code_tagged;                 /* f_executable is a tagged stack ref */
-	int pad;
+	int frame_min;                   /* bytes of a frame header the walk reads
+					  * (every offset above + 8, <= 120) */
 };
 
 /* One frame: the code object's address and, for 3.11+, the instruction
