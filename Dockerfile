@@ -17,6 +17,7 @@ RUN apt-get update \
       build-essential pkg-config protobuf-c-compiler \
       libelf-dev libdw-dev zlib1g-dev libprotobuf-c-dev libjansson-dev \
       libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev libncurses-dev libpq-dev \
+      clang-14 libbpf-dev bpftool \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile README.md ./
@@ -33,11 +34,12 @@ FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libelf1 libdw1 zlib1g libprotobuf-c1 libjansson4 libcurl4 libmicrohttpd12 \
-      libsqlite3-0 libpq5 libncursesw6 ca-certificates \
+      libsqlite3-0 libpq5 libncursesw6 libbpf1 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/usr/local/ /usr/local/
 # Reading another process's memory needs CAP_SYS_PTRACE (docker run
-# --cap-add SYS_PTRACE; the Kubernetes manifest adds it), hence root.
+# --cap-add SYS_PTRACE; the Kubernetes manifest adds it), hence root;
+# --ebpf also needs CAP_BPF and CAP_PERFMON (or --privileged).
 USER root
 ENTRYPOINT ["homura"]
 CMD ["--help"]

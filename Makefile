@@ -4,6 +4,7 @@
 # builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
 # Sources are picked up by wildcard: lib/*/ -> libhomura.a, src/ -> homura.
 
+.DEFAULT_GOAL := all
 BUILD   ?= build
 CC      ?= gcc
 SAN     ?=
@@ -16,13 +17,31 @@ LIBS    := -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl -lmicrohttpd -lsqlite3 -
 
 PROTOS    := $(shell find proto -name '*.proto' 2>/dev/null)
 PROTO_C   := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
-LIB_SRC   := $(shell find lib -name '*.c' | LC_ALL=C sort)
+LIB_SRC   := $(shell find lib -name '*.c' ! -name '*.bpf.c' | LC_ALL=C sort)
 LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
 CLI_SRC   := $(wildcard src/*.c)
 CLI_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+# The in-kernel sampler (record --ebpf): built when clang, bpftool and
+# libbpf-dev are there (scripts/install-deps.sh installs them); without
+# them homura builds without it and --ebpf says so.
+BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
+BPFTOOL   ?= $(shell command -v bpftool || ls /usr/sbin/bpftool 2>/dev/null)
+HAVE_EBPF ?= $(if $(and $(BPF_CLANG),$(BPFTOOL),$(wildcard /usr/include/bpf/libbpf.h)),1,)
+ifeq ($(HAVE_EBPF),1)
+CFLAGS += -DHM_HAVE_EBPF
+LIBS   += -lbpf
+BPF_SKEL := $(BUILD)/gen/sample/pystack.skel.h
+$(BUILD)/gen/sample/pystack.bpf.o: lib/sample/bpf/pystack.bpf.c lib/sample/bpf/pystack.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) -O2 -g -target bpf -Wall -Werror -I/usr/include/$(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu) -c $< -o $@
+$(BPF_SKEL): $(BUILD)/gen/sample/pystack.bpf.o
+	$(BPFTOOL) gen skeleton $< name hm_pystack > $@.tmp && mv $@.tmp $@
+$(BUILD)/lib/sample/ebpf.o: $(BPF_SKEL)
+endif
 
 all: $(BUILD)/homura $(UNIT_BIN)
 

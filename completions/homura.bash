@@ -19,7 +19,7 @@ _homura_options()
 {
 	case $1 in
 	record) echo "-p --pid -o --output -f --format -r --rate -d --duration -i --idle
-		-g --gil -t --threads -s --subprocesses -n --native --async --nolineno --function
+		-g --gil -t --threads -s --subprocesses -n --native --async --ebpf --nolineno --function
 		--full-filenames --blocking --nonblocking --no-jitter --max-depth --stats-json
 		--title --focus --hide --thread --drop-file -h --help" ;;
 	top) echo "-p --pid -r --rate -i --idle -g --gil -l --lines -S --sort -n --native

@@ -9,6 +9,8 @@ PKGS=(build-essential pkg-config libelf-dev libdw-dev zlib1g-dev libprotobuf-c-d
       libmicrohttpd-dev libsqlite3-dev libncurses-dev libcmocka-dev python3-pytest
       golang-go python3-flask python3-gunicorn uwsgi-core uwsgi-plugin-python3 util-linux procps tmux libpq-dev postgresql
       clang-14 libclang-rt-14-dev)
+# record --ebpf: the BPF program is built with clang -target bpf and bpftool
+PKGS+=(libbpf-dev bpftool)
 # tests/integration/test_install.py: man pages rendered by man(1), zsh completion parsed
 PKGS+=(man-db zsh)
 

@@ -69,6 +69,10 @@ static void usage(FILE *f)
 		"      --async            asyncio: each task's chain of awaiting coroutines\n"
 		"                         as its stack under a 'Task <name>' root, idle tasks\n"
 		"                         included (CPython 3.8-3.13)\n"
+		"      --ebpf             walk the Python stacks in the kernel (a BPF program on\n"
+		"                         a cpu-clock event of each CPU): exact on-CPU samples,\n"
+		"                         no wake-up per sample; needs root; falls back to the\n"
+		"                         user-space sampler, saying why, where BPF is refused\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --stats-json FILE  write sampling statistics as JSON\n"
@@ -94,7 +98,7 @@ struct record_args {
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
-	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES };
+	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -120,6 +124,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"thread", required_argument, 0, O_THREAD},
 		{"drop-file", required_argument, 0, O_DROPFILE},
 		{"async", no_argument, 0, O_ASYNCIO},
+		{"ebpf", no_argument, 0, O_EBPF},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -173,6 +178,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case O_THREAD: a->filter.thread = optarg; break;
 		case O_DROPFILE: a->filter.drop_file = optarg; break;
 		case O_ASYNCIO: a->so.async = 1; break;
+		case O_EBPF: a->so.ebpf = 1; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 3;
 		}
@@ -238,6 +244,15 @@ static int write_profile(const hm_profile *p, int fmt, const char *path, const c
 	return hm_output_commit(&o) == HM_OK ? 0 : cli_fail_lib();
 }
 
+static int ebpf_skipped;
+
+/* --ebpf: the target is sampled from user space (e.g. Python before 3.8). */
+static void ebpf_skip(void *ctx, hm_sproc *p, const char *why)
+{
+	ebpf_skipped = 1;
+	fprintf(stderr, "homura: %s; using the user-space sampler\n", why);
+}
+
 static void write_stats_json(const char *path, const hm_sampler_stats *st)
 {
 	hm_outfile o;
@@ -249,11 +264,15 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 	fprintf(f,
 		"{\"samples\": %llu, \"invalid\": %llu, \"late\": %llu, \"ticks\": %llu, "
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
-		"\"mean\": %.2f}}\n",
+		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
+		"\"dropped\": %llu, \"no_python\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		(unsigned long long)st->late, (unsigned long long)st->ticks,
 		(unsigned long long)st->errors, hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99),
-		(double)st->cost_max_ns / 1000.0, hm_sampler_cost_mean_us(st));
+		(double)st->cost_max_ns / 1000.0, hm_sampler_cost_mean_us(st),
+		(unsigned long long)st->bpf_runs, (unsigned long long)st->bpf_run_ns,
+		(unsigned long long)st->bpf_matched, (unsigned long long)st->bpf_dropped,
+		(unsigned long long)st->bpf_no_python);
 	if (hm_output_commit(&o) != HM_OK)
 		cli_fail_lib();
 }
@@ -368,7 +387,10 @@ int cmd_record(int argc, char **argv)
 	meta->period_ns = (uint64_t)(1e9 / a.so.rate_hz);
 	meta->time_kind = a.so.idle ? HM_TIME_WALL : HM_TIME_CPU;
 	hm_sampler *smp = NULL;
-	rc = hm_sampler_new(&a.so, NULL, &smp);
+	static const hm_sampler_events rec_events = {.ebpf_skip = ebpf_skip};
+	rc = hm_sampler_new(&a.so, &rec_events, &smp);
+	if (rc == HM_OK && a.so.ebpf && hm_sampler_ebpf_why(smp))
+		fprintf(stderr, "homura: %s; using the user-space sampler\n", hm_sampler_ebpf_why(smp));
 	if (rc == HM_OK) {
 		rc = hm_sampler_add(smp, t, py, p, NULL, NULL);   /* takes t and py */
 		t = NULL;
@@ -405,6 +427,18 @@ int cmd_record(int argc, char **argv)
 	}
 	int status = write_profile(p, fmt, out, a.title);
 	uint64_t total = st->samples + st->invalid;
+	int in_kernel = a.so.ebpf && !hm_sampler_ebpf_why(smp) && !ebpf_skipped;
+	if (in_kernel)
+		fprintf(stderr,
+			"homura: %llu samples, %llu invalid (%.2f%%), sampled in the kernel: the BPF "
+			"program ran %llu times on all CPUs (%llu in the target), %.2f us per run; "
+			"%llu lost to a full ring buffer, %llu outside Python\n",
+			(unsigned long long)st->samples, (unsigned long long)st->invalid,
+			total ? 100.0 * (double)st->invalid / (double)total : 0.0,
+			(unsigned long long)st->bpf_runs, (unsigned long long)st->bpf_matched,
+			st->bpf_runs ? (double)st->bpf_run_ns / 1000.0 / (double)st->bpf_runs : 0.0,
+			(unsigned long long)st->bpf_dropped, (unsigned long long)st->bpf_no_python);
+	else
 	fprintf(stderr,
 		"homura: %llu samples, %llu invalid (%.2f%%), %llu late; one sample took %.1f us median, "
 		"%.1f us p99, %.1f us max\n",

@@ -94,6 +94,21 @@ void hm_pysample_free(hm_pysample *s);
  * once a second. HM_OK (names that cannot be found stay NULL). */
 int hm_python_thread_names(hm_python *py, hm_pysample *s);
 
+/* Frames read by another walker (the in-kernel one, sample/ebpf.c) as
+ * (code object address, instruction) pairs, leaf first: the instruction is
+ * the frame's instruction pointer on 3.11+, its int f_lasti on <=3.10.
+ * hm_python_resolve fills th's frames from the walker's code cache, with the
+ * same checks as a sample (a pair that is not a code object, or an
+ * instruction outside it, makes the stack invalid: -1). Call
+ * hm_python_resolve_begin before each batch; frames stay valid until the
+ * next begin or sample. */
+void hm_python_resolve_begin(hm_python *py);
+int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th);
+/* The thread states of the interpreter and their host tids (up to cap);
+ * *interp gets the main interpreter's address. Returns the count, -1 when
+ * the interpreter could not be read. */
+int hm_python_thread_states(hm_python *py, uint64_t *interp, pid_t *tids, uint64_t *tstates, int cap);
+
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);
 

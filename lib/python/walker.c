@@ -648,6 +648,83 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct t
 	return 0;
 }
 
+/* ---- frames read elsewhere (sample/ebpf.c: the in-kernel walker) ------- */
+
+void hm_python_resolve_begin(hm_python *py)
+{
+	uint64_t t = hm_mono_ns();
+	if (py->sample_ns) {
+		uint64_t gap = t - py->sample_ns;
+		py->interval_ns = py->interval_ns ? py->interval_ns - py->interval_ns / 8 + gap / 8 : gap;
+	}
+	py->sample_ns = t;
+	py->nsample++;
+	bury_dead_codes(py);
+	if (py->ncodes > HM_CODE_CACHE_MAX)
+		clear_codes(py);
+}
+
+int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th)
+{
+	const hm_pylayout *L = py->layout;
+	th->nframes = 0;
+	th->valid = 0;
+	th->truncated = 0;
+	for (int i = 0; i < n; i++) {
+		if (th->nframes >= py->max_depth) {
+			th->truncated = 1;
+			break;
+		}
+		uint64_t code = pairs[2 * i], instr = pairs[2 * i + 1];
+		struct code_entry *c = code_get(py, code);
+		if (!c)
+			return -1;
+		int64_t off;
+		if (L->frame_model == HM_FRAMES_OBJECTS) {
+			int64_t lasti = (int32_t)instr;
+			off = L->linetable_kind == HM_LINETABLE_310 ? lasti * 2 : lasti;
+			if (off >= (int64_t)c->code_bytes + 2 && c->code_bytes) {
+				code_distrust(py, c);
+				return -1;
+			}
+		} else {
+			if (c->shim)
+				continue;
+			off = (int64_t)(instr - (code + (uint64_t)L->co_code_adaptive));
+			if (off < -2 || off > (int64_t)c->code_bytes) {
+				code_distrust(py, c);
+				return -1;
+			}
+		}
+		if (push_frame(th, c, code_line(c, L->linetable_kind, off), 0))
+			return -1;
+	}
+	th->valid = 1;
+	return 0;
+}
+
+/* Every thread state of the main interpreter with its host thread id, for
+ * walkers that find a thread's state by tid (sample/ebpf.c). */
+int hm_python_thread_states(hm_python *py, uint64_t *interp, pid_t *tids, uint64_t *tstates, int cap)
+{
+	hm_pysample s = {0};
+	int rc = hm_python_sample(py, &s, HM_SAMPLE_STATE);
+	*interp = py->ninterps > 0 ? py->interps[0] : py->interp;
+	if (rc != HM_OK) {
+		hm_pysample_free(&s);
+		return -1;
+	}
+	int n = 0;
+	for (int i = 0; i < s.nthreads && n < cap; i++) {
+		if (!s.threads[i].tid)
+			continue;
+		tids[n] = s.threads[i].tid;
+		tstates[n++] = s.threads[i].tstate;
+	}
+	hm_pysample_free(&s);
+	return n;
+}
+
 /* ---- threads ----------------------------------------------------------- */
 
 /* The cache entry of a thread state: one probe of a direct-mapped index

@@ -29,6 +29,7 @@
 #include "base/error.h"
 #include "native/native.h"
 #include "sample/async.h"
+#include "sample/ebpf.h"
 #include "sample/follow.h"
 #include "sample/sampler.h"
 
@@ -199,6 +200,7 @@ struct proc {
 	uint64_t start;          /* followed: start time, to match hm_follow */
 	uint64_t alive_checked;
 	char label[160];         /* "process PID: program" with -s */
+	int in_kernel;           /* walked by the BPF program (--ebpf) */
 };
 
 struct hm_sampler {
@@ -215,6 +217,10 @@ struct hm_sampler {
 	uint64_t last_scan;
 	int stopping, closing;
 	hm_pysample s;
+	hm_ebpf *bpf;            /* --ebpf: the in-kernel walker, NULL if refused */
+	char bpf_why[256];       /* why not, when asked for */
+	int n_kernel;            /* processes it walks */
+	uint64_t bpf_invalid;    /* its invalid count already in st.invalid */
 };
 
 static int depth_of(const hm_sampler_opts *o)
@@ -253,6 +259,10 @@ static void add_native_stats(hm_native_stats *to, const hm_native_stats *n)
  * target and interpreter too unless hm_follow owns them. Frees pr. */
 static void proc_free(hm_sampler *s, struct proc *pr)
 {
+	if (pr->in_kernel) {
+		hm_ebpf_unwatch(s->bpf, pr->pub.pid);
+		s->n_kernel--;
+	}
 	if (pr->nat) {
 		add_native_stats(&s->nat_closed, hm_native_stats_get(pr->nat));
 		hm_native_close(pr->nat);
@@ -318,8 +328,21 @@ int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sam
 		s->o.alive_check_s = 0.05;
 	if (ev)
 		s->ev = *ev;
+	if (s->o.ebpf) {
+		if (s->o.native || s->o.async || s->o.subprocesses || s->o.blocking || s->o.gil_only ||
+		    s->o.idle)
+			snprintf(s->bpf_why, sizeof s->bpf_why, "--ebpf does not combine with --native, "
+				 "--async, --subprocesses, --blocking, --gil or --idle");
+		else if (hm_ebpf_open(s->o.rate_hz, &s->bpf) != HM_OK)
+			snprintf(s->bpf_why, sizeof s->bpf_why, "%s", hm_errmsg());
+	}
 	*out = s;
 	return HM_OK;
+}
+
+const char *hm_sampler_ebpf_why(const hm_sampler *s)
+{
+	return s->bpf ? NULL : s->bpf_why[0] ? s->bpf_why : "--ebpf was not asked for";
 }
 
 void hm_sampler_free(hm_sampler *s)
@@ -332,6 +355,7 @@ void hm_sampler_free(hm_sampler *s)
 		procs_remove(s, s->n - 1);
 	free(s->procs);
 	hm_pysample_free(&s->s);
+	hm_ebpf_close(s->bpf);
 	free(s);
 }
 
@@ -376,6 +400,14 @@ int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profi
 		return rc;
 	}
 	s->added++;
+	if (s->bpf && py) {
+		if (hm_ebpf_watch(s->bpf, pr->pub.pid, py, pr) == HM_OK) {
+			pr->in_kernel = 1;
+			s->n_kernel++;
+		} else if (s->ev.ebpf_skip) {
+			s->ev.ebpf_skip(s->ev.ctx, &pr->pub, hm_errmsg());
+		}
+	}
 	if (out)
 		*out = &pr->pub;
 	return HM_OK;
@@ -398,6 +430,15 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 	s->st.native_failed = n.failed;
 	s->st.native_stop_ns = n.stop_ns;
 	s->st.native_stop_max_ns = n.stop_max_ns;
+	if (s->bpf) {
+		hm_ebpf_counts c;
+		hm_ebpf_counts_get(s->bpf, &c);
+		s->st.bpf_runs = c.runs;
+		s->st.bpf_run_ns = c.run_ns;
+		s->st.bpf_matched = c.matched;
+		s->st.bpf_dropped = c.dropped;
+		s->st.bpf_no_python = c.no_python;
+	}
 	return &s->st;
 }
 
@@ -517,6 +558,14 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 			st->reattached++;
 			if (s->ev.attach)
 				s->ev.attach(s->ev.ctx, &pr->pub);
+			if (s->bpf && !pr->pub.followed) {
+				if (hm_ebpf_watch(s->bpf, pr->pub.pid, np, pr) == HM_OK) {
+					pr->in_kernel = 1;
+					s->n_kernel++;
+				} else if (s->ev.ebpf_skip) {
+					s->ev.ebpf_skip(s->ev.ctx, &pr->pub, hm_errmsg());
+				}
+			}
 		}
 		return;
 	}
@@ -600,6 +649,29 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 	}
 }
 
+/* A stack the in-kernel walker took (--ebpf). */
+static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t weight_ns, uint64_t t_ns)
+{
+	hm_sampler *s = arg;
+	struct proc *pr = owner;
+	hm_sampler_opts po = s->o;
+	emit_thread(s, pr, th, NULL, &po, weight_ns, t_ns);
+}
+
+/* Drain what the in-kernel walker found (waiting up to timeout_ms). */
+static int bpf_drain(hm_sampler *s, int timeout_ms)
+{
+	if (!s->bpf || !s->n_kernel)
+		return 0;
+	int got = hm_ebpf_poll(s->bpf, timeout_ms, bpf_sample, s);
+	hm_ebpf_counts c;
+	hm_ebpf_counts_get(s->bpf, &c);
+	s->st.invalid += c.invalid - s->bpf_invalid;
+	s->bpf_invalid = c.invalid;
+	s->st.ticks++;
+	return got;
+}
+
 /* Sleep until monotonic time t; a signal (Ctrl-C) wakes us early so that
  * the caller can see its stop flag. */
 static void sleep_until(uint64_t t)
@@ -641,10 +713,30 @@ int hm_sampler_run(hm_sampler *s)
 			break;
 		}
 		st->rounds++;
+		int in_user = 0;
 		for (int i = 0; i < s->n; i++)
-			sample_proc(s, s->procs[i], flags, period);
+			if (!s->procs[i]->in_kernel) {
+				sample_proc(s, s->procs[i], flags, period);
+				in_user++;
+			}
+		int kernel_only = s->n_kernel && !in_user && !s->ev.wait;
+		if (kernel_only) {
+			/* Only the kernel samples: no tick per sample, a drain
+			 * every 50 ms (or at the end). */
+			uint64_t until = hm_mono_ns() + 50000000ull;
+			if (until > end)
+				until = end;
+			uint64_t t = hm_mono_ns();
+			bpf_drain(s, until > t ? (int)((until - t + 999999) / 1000000) : 0);
+		} else if (s->n_kernel) {
+			bpf_drain(s, 0);
+		}
 		if (s->ev.round_done && s->ev.round_done(s->ev.ctx, s, hm_mono_ns()))
 			break;
+		if (kernel_only) {
+			next = hm_mono_ns();
+			continue;
+		}
 		uint64_t step = period;
 		if (o->jitter)
 			step = period / 2 + hm_rng_next(&rng) % (period + 1);
@@ -658,6 +750,7 @@ int hm_sampler_run(hm_sampler *s)
 			sleep_until(next);
 		}
 	}
+	bpf_drain(s, 0);   /* what is still in the ring */
 	return HM_OK;
 }
 

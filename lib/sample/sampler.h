@@ -61,6 +61,8 @@ typedef struct hm_sampler_opts {
 				  * (default 0.05; at once after a failed read) */
 	int keep_going;          /* run on when no process is left (the agent
 				  * while it discovers new ones) */
+	int ebpf;                /* walk the stacks in the kernel (sample/ebpf.h)
+				  * where possible: see hm_sampler_ebpf_why */
 	/* Set by the loop for each process while following subprocesses:
 	 * a "process PID: program" frame at the root of its stacks. */
 	pid_t process_pid;
@@ -95,6 +97,11 @@ typedef struct hm_sampler_stats {
 	uint64_t native_failed;   /* threads that could not be stopped/unwound */
 	uint64_t native_stop_ns;  /* total time threads were stopped by us */
 	uint64_t native_stop_max_ns;
+	/* --ebpf (0 otherwise): the kernel's count of the BPF program's runs
+	 * (on every CPU, for any task) and their total run time, runs in the
+	 * target, events lost to a full ring buffer, and samples of the target
+	 * that ran no Python (a thread without a thread state or frame). */
+	uint64_t bpf_runs, bpf_run_ns, bpf_matched, bpf_dropped, bpf_no_python;
 } hm_sampler_stats;
 
 void hm_sampler_opts_init(hm_sampler_opts *o);
@@ -139,6 +146,8 @@ typedef struct hm_sampler_events {
 	/* Wait until monotonic time `until` (default: sleep, woken early by a
 	 * signal). Nonzero stops the loop. */
 	int (*wait)(void *ctx, uint64_t until);
+	/* --ebpf: process p is sampled from user space instead, for `why`. */
+	void (*ebpf_skip)(void *ctx, hm_sproc *p, const char *why);
 } hm_sampler_events;
 
 /* A loop with no processes yet. ev may be NULL. */
@@ -157,6 +166,12 @@ int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profi
  * (unless keep_going) every process has exited (stats target_exited).
  * Returns HM_OK: failed reads are counted, not returned. */
 int hm_sampler_run(hm_sampler *s);
+/* With opts.ebpf: NULL when the loop samples in the kernel, else the
+ * one-line reason it does not (BPF refused, an option it does not combine
+ * with) and every process is sampled from user space. A process whose
+ * interpreter the kernel walker cannot walk (before 3.8) is sampled from
+ * user space on its own. */
+const char *hm_sampler_ebpf_why(const hm_sampler *s);
 /* Processes sampled now: those added and still there, and the followed. */
 int hm_sampler_count(const hm_sampler *s);
 /* The statistics so far (the --native counters are brought up to date by

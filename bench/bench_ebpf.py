@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""record --ebpf beside the user-space sampler: what a sample costs.
+
+For each interpreter (3.8+): tests/programs/recursion.py (a busy 20-frame
+stack) pinned to one CPU is recorded at RATE Hz for DURATION seconds, by
+`homura record --ebpf` and by `homura record` (the user-space sampler, same
+on-CPU mode), alternating, ROUNDS times. The cost of a sample is what the
+user pays: homura's own CPU time (rusage of the child, user + system) plus,
+for --ebpf, the kernel's count of the BPF program's run time on every CPU
+(bpf_enable_stats; it includes the runs that found another task on the CPU
+and returned at once), divided by the samples recorded. The program's run
+time per run in the target is given too (runs of the program in tasks of
+other processes cost a hash lookup: their part is estimated from a recording
+of a sleeping target and subtracted).
+
+    bench/bench_ebpf.py [--rate 1000] [--duration 5] [--rounds 3] [--only 3.9,3.12]
+
+Prints a Markdown table (docs/benchmarks.md holds one)."""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def recording(pid, rate, duration, tmp, ebpf, cpu):
+    stats = os.path.join(tmp, "stats.json")
+    args = ["-p", pid, "-r", rate, "-d", duration, "-f", "collapsed",
+            "-o", os.path.join(tmp, "p.txt"), "--stats-json", stats]
+    if ebpf:
+        args = ["--ebpf"] + args
+    before = child_cpu()
+    p = benchlib.homura_record(args, cpu=cpu)
+    used = child_cpu() - before
+    if ebpf and b"sampled in the kernel" not in p.stderr:
+        raise RuntimeError("--ebpf fell back: " + p.stderr.decode(errors="replace").strip())
+    with open(stats) as f:
+        s = json.load(f)
+    s["cpu_s"] = used
+    return s
+
+
+def idle_run_cost(rate, duration, tmp):
+    """ns per run of the BPF program when the task on the CPU is not watched."""
+    argv = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(600)"]
+    with benchlib.Workload(argv) as w:
+        s = recording(w.pid, rate, duration, tmp, True, None)
+    b = s["bpf"]
+    return b["run_ns"] / b["runs"] if b["runs"] else 0.0
+
+
+def measure(py, rate, duration, rounds, idle_ns):
+    cpus = sorted(os.sched_getaffinity(0))
+    target_cpu = cpus[0] if len(cpus) > 1 else None
+    other = cpus[1] if len(cpus) > 1 else None
+    argv = [py, benchlib.program("recursion.py"), 2 * rounds * duration + 30, 18]
+    rows = {"ebpf": [], "user": []}
+    start = {}
+    with tempfile.TemporaryDirectory() as tmp, \
+            benchlib.Workload(benchlib.pinned(argv, target_cpu)) as w:
+        # What starting costs (attach, and for --ebpf loading and verifying
+        # the program): a recording of 0.1 s, for the steady-state figures.
+        for ebpf in (True, False):
+            s = recording(w.pid, rate, 0.1, tmp, ebpf, other)
+            start["ebpf" if ebpf else "user"] = s["cpu_s"]
+        for r in range(rounds):
+            order = (True, False) if r % 2 == 0 else (False, True)
+            for ebpf in order:
+                s = recording(w.pid, rate, duration, tmp, ebpf, other)
+                rows["ebpf" if ebpf else "user"].append(s)
+    out = {}
+    for kind, ss in rows.items():
+        samples = sum(s["samples"] for s in ss)
+        invalid = sum(s["invalid"] for s in ss)
+        cpu_us = sum(s["cpu_s"] for s in ss) * 1e6
+        steady_us = sum(max(0.0, s["cpu_s"] - start[kind]) for s in ss) * 1e6
+        bpf_us = sum(s["bpf"]["run_ns"] for s in ss) / 1000.0
+        matched = sum(s["bpf"]["matched"] for s in ss)
+        runs = sum(s["bpf"]["runs"] for s in ss)
+        in_target = (bpf_us * 1000.0 - (runs - matched) * idle_ns) / matched / 1000.0 if matched else None
+        out[kind] = {"samples": samples, "invalid": invalid,
+                     "user_us": cpu_us / samples if samples else float("nan"),
+                     "bpf_us": bpf_us / samples if samples else 0.0,
+                     "total_us": (cpu_us + bpf_us) / samples if samples else float("nan"),
+                     "steady_us": (steady_us + bpf_us) / samples if samples else float("nan"),
+                     "start_ms": start[kind] * 1e3,
+                     "run_in_target_us": in_target}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        idle_ns = idle_run_cost(a.rate, 2, tmp)
+    print("%s; %s; %d Hz, %g s x %d rounds per sampler, alternating; target on one CPU, "
+          "homura on another" % (benchlib.today(), benchlib.machine(), a.rate, a.duration, a.rounds))
+    print("BPF program run for a task of another process (returns at once): %.2f us\n" % (idle_ns / 1000))
+    print("CPU per sample = (homura's rusage + the BPF program's run time) / samples; steady: "
+          "without the start-up (attach; for --ebpf, loading and verifying the program), whose "
+          "CPU time is given apart.\n")
+    print("| Python | --ebpf: CPU per sample | steady | of which BPF | BPF run in the target "
+          "| start-up | invalid | user-space: CPU per sample | steady | start-up | invalid | ratio (steady) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for ident, row in benchlib.per_interpreter(a.only, lambda py: measure(py, a.rate, a.duration,
+                                                                           a.rounds, idle_ns)):
+        if isinstance(row, str):
+            print("| %s | %s |" % (ident, row))
+            continue
+        e, u = row["ebpf"], row["user"]
+        print("| %s | %.2f us | %.2f us | %.2f us | %s | %.0f ms | %d/%d | %.2f us | %.2f us | %.0f ms "
+              "| %d/%d | %.1fx |" % (
+                  ident, e["total_us"], e["steady_us"], e["bpf_us"],
+                  "%.2f us" % e["run_in_target_us"] if e["run_in_target_us"] is not None else "-",
+                  e["start_ms"], e["invalid"], e["samples"] + e["invalid"], u["total_us"],
+                  u["steady_us"], u["start_ms"], u["invalid"], u["samples"] + u["invalid"],
+                  u["steady_us"] / e["steady_us"] if e["steady_us"] else float("nan")))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+/* pystack.bpf.c - the in-kernel half of `record --ebpf`: a BPF program
+ * attached to a per-CPU software cpu-clock perf event. It runs only on the
+ * CPU where the interrupted task was running, so each run is one sample of
+ * on-CPU time. For a task of a watched process (the procs map, filled by
+ * sample/ebpf.c from the process's hm_pylayout) it finds the thread's
+ * PyThreadState (the tids map, or a bounded scan of the interpreter's
+ * thread list by native thread id on 3.11+), walks the current Python
+ * frames leaf first with bpf_probe_read_user, and emits (code object,
+ * instruction) pairs into a ring buffer. Names and lines are resolved in
+ * user space, once per code object, with the walker's caches; validation of
+ * what was read (object types, instruction ranges) happens there too. */
+#include <linux/bpf.h>
+#include <linux/bpf_perf_event.h>
+#include <bpf/bpf_helpers.h>
+
+#include "pystack.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HM_BPF_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct hm_bpf_proc);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HM_BPF_MAX_TIDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HM_BPFC_NCOUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 i)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &i);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int rd(void *dst, __u32 len, __u64 addr)
+{
+	return bpf_probe_read_user(dst, len, (const void *)addr);
+}
+
+static __always_inline __u64 rd64(__u64 addr, int *err)
+{
+	__u64 v = 0;
+	if (rd(&v, sizeof v, addr))
+		*err = 1;
+	return v;
+}
+
+/* The thread state of tid: the map, or (3.11+) a scan of the thread list. */
+static __always_inline __u64 find_tstate(const struct hm_bpf_proc *p, __u32 tid)
+{
+	__u64 *hit = bpf_map_lookup_elem(&tids, &tid);
+	if (hit)
+		return *hit;
+	if (p->ts_native_tid < 0)
+		return 0;
+	int err = 0;
+	__u64 ts = rd64(p->interp + (__u64)p->is_threads_head, &err);
+	for (int i = 0; i < HM_BPF_MAX_THREADS && ts && !err; i++) {
+		__u64 ntid = rd64(ts + (__u64)p->ts_native_tid, &err);
+		if (!err && (__u32)ntid == tid) {
+			bpf_map_update_elem(&tids, &tid, &ts, BPF_ANY);
+			return ts;
+		}
+		ts = rd64(ts + (__u64)p->ts_next, &err);
+	}
+	return 0;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hm_bpf_event);
+} scratch SEC(".maps");
+
+/* State of one walk, shared with the bpf_loop callback. */
+struct walk {
+	const struct hm_bpf_proc *p;
+	__u64 frame;
+	__u32 n;
+	__u32 status;
+	__u32 truncated;
+};
+
+/* A frame's header, read in one go (every field the walk needs lies in
+ * its first FRAME_READ bytes: checked by sample/ebpf.c). */
+#define FRAME_READ 128
+struct fbuf {
+	__u8 b[FRAME_READ + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fbuf);
+} framebuf SEC(".maps");
+
+static __always_inline __u64 ld64(const struct fbuf *f, int off)
+{
+	__u64 v;
+	__builtin_memcpy(&v, &f->b[off & (FRAME_READ - 1)], 8);
+	return v;
+}
+
+/* One frame per call: 0 to go on, 1 to stop. */
+static long walk_one(__u32 i, void *arg)
+{
+	struct walk *w = arg;
+	const struct hm_bpf_proc *p = w->p;
+	__u32 zero = 0;
+	struct hm_bpf_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	struct fbuf *f = bpf_map_lookup_elem(&framebuf, &zero);
+	if (!e || !f || !p)
+		return 1;
+	__u64 frame = w->frame;
+	if (!frame)
+		return 1;
+	if (frame & 7) {
+		w->status = HM_BPF_BAD_FRAME;
+		return 1;
+	}
+	if (rd(f->b, FRAME_READ, frame)) {
+		/* The header may end near the end of a mapping: read the
+		 * part the walk needs. */
+		if (rd(f->b, (__u32)p->frame_min & (FRAME_READ - 1), frame)) {
+			w->status = HM_BPF_READ_FAILED;
+			return 1;
+		}
+	}
+	__u64 code = ld64(f, p->f_code);
+	__u64 back = ld64(f, p->f_back);
+	__u64 instr;
+	if (p->frame_model == 0) {
+		instr = (__u64)(__s64)(__s32)ld64(f, p->f_instr);
+	} else {
+		instr = ld64(f, p->f_instr);
+		__u8 owner = f->b[p->f_owner & (FRAME_READ - 1)];
+		if (owner > p->owner_max) {
+			w->status = HM_BPF_BAD_FRAME;
+			return 1;
+		}
+		if (owner == p->owner_cstack) {    /* C-stack shim frame */
+			w->frame = back;
+			return 0;
+		}
+	}
+	if (p->code_tagged)
+		code &= ~3ULL;
+	__u32 n = w->n;
+	if (n >= HM_BPF_MAX_FRAMES) {
+		w->truncated = 1;
+		return 1;
+	}
+	e->frames[n].code = code;
+	e->frames[n].instr = instr;
+	w->n = n + 1;
+	w->frame = back;
+	return 0;
+}
+
+SEC("perf_event")
+int hm_pystack(struct bpf_perf_event_data *ctx)
+{
+	count(HM_BPFC_RUNS);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct hm_bpf_proc *p = bpf_map_lookup_elem(&procs, &pid);
+	if (!p)
+		return 0;
+	count(HM_BPFC_MATCHED);
+	__u32 zero = 0;
+	struct hm_bpf_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	e->pid = pid;
+	e->tid = tid;
+	e->t_ns = bpf_ktime_get_ns();
+	e->status = HM_BPF_OK;
+	e->truncated = 0;
+	e->nframes = 0;
+	/* user_mode(regs): the CS selector's low bits are 3 in user mode. */
+	e->kernel = (ctx->regs.cs & 3) != 3;
+	__u64 ts = find_tstate(p, tid);
+	e->tstate = ts;
+	struct walk w = {.p = p, .frame = 0, .n = 0, .status = HM_BPF_OK, .truncated = 0};
+	int err = 0;
+	if (!ts) {
+		w.status = HM_BPF_NO_THREAD;
+		goto out;
+	}
+	if (p->ts_cframe >= 0) {
+		__u64 cf = rd64(ts + (__u64)p->ts_cframe, &err);
+		w.frame = cf && !err ? rd64(cf + (__u64)p->cframe_current_frame, &err) : 0;
+	} else {
+		w.frame = rd64(ts + (__u64)p->ts_frame, &err);
+	}
+	if (err) {
+		w.status = HM_BPF_READ_FAILED;
+		goto out;
+	}
+	if (!w.frame) {
+		w.status = HM_BPF_NO_FRAME;
+		goto out;
+	}
+	bpf_loop(2 * HM_BPF_MAX_FRAMES, walk_one, &w, 0);
+	if (w.status == HM_BPF_OK && w.frame && w.n >= HM_BPF_MAX_FRAMES)
+		w.truncated = 1;
+out:
+	e->status = w.status;
+	e->truncated = w.truncated;
+	e->nframes = w.n;
+	/* Send only the frames used. */
+	__u64 len = sizeof(*e) - sizeof(e->frames) + (__u64)(w.n & 127) * sizeof(e->frames[0]);
+	if (len > sizeof(*e))
+		len = sizeof(*e);
+	if (bpf_ringbuf_output(&events, e, len, 0))
+		count(HM_BPFC_DROPPED);
+	else
+		count(HM_BPFC_EMITTED);
+	return 0;
+}

@@ -1,0 +1,69 @@
+/* pystack.h - what the in-kernel Python stack walker (pystack.bpf.c) and
+ * its loader (sample/ebpf.c) share: the per-process layout the BPF program
+ * walks with, and the record it emits per sample. Plain fixed-size types
+ * only: this header is compiled both for the BPF target and for the host. */
+#ifndef HOMURA_SAMPLE_BPF_PYSTACK_H
+#define HOMURA_SAMPLE_BPF_PYSTACK_H
+
+#define HM_BPF_MAX_FRAMES 127    /* frames per emitted stack (leaf first) */
+#define HM_BPF_MAX_THREADS 64    /* thread states scanned to find a tid */
+#define HM_BPF_MAX_PROCS 4096
+#define HM_BPF_MAX_TIDS 65536
+
+/* How to walk one process's Python frames (filled from its hm_pylayout). */
+struct hm_bpf_proc {
+	unsigned long long interp;       /* main PyInterpreterState address */
+	int is_threads_head;             /* interp -> first thread state */
+	int ts_next;
+	int ts_native_tid;               /* -1: find threads through the tid map */
+	int ts_frame;                    /* current frame (<=3.10, 3.13+), -1 */
+	int ts_cframe;                   /* cframe (3.11, 3.12), -1 */
+	int cframe_current_frame;
+	int frame_model;                 /* 0: frame objects (<=3.10), 1: _PyInterpreterFrame */
+	int f_code;                      /* f_code / f_executable */
+	int f_back;                      /* f_back / previous */
+	int f_instr;                     /* f_lasti (int) / prev_instr, instr_ptr */
+	int f_owner;                     /* -1 on <=3.10 */
+	int owner_cstack;                /* FRAME_OWNED_BY_CSTACK, -1 none */
+	int owner_max;
+	int code_tagged;                 /* f_executable is a tagged stack ref */
+	int frame_min;                   /* bytes of a frame header the walk reads
+					  * (every offset above + 8, <= 120) */
+};
+
+/* One frame: the code object's address and, for 3.11+, the instruction
+ * pointer (for <=3.10 the int f_lasti). */
+struct hm_bpf_frame {
+	unsigned long long code;
+	unsigned long long instr;
+};
+
+enum hm_bpf_status {
+	HM_BPF_OK = 0,
+	HM_BPF_NO_THREAD = 1,            /* the tid has no thread state (yet) */
+	HM_BPF_READ_FAILED = 2,          /* a read faulted: torn or paged out */
+	HM_BPF_BAD_FRAME = 3,            /* a frame failed validation */
+	HM_BPF_NO_FRAME = 4,             /* thread state without a frame */
+};
+
+struct hm_bpf_event {
+	unsigned int pid, tid;
+	unsigned long long t_ns;         /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	unsigned long long tstate;
+	unsigned int status;             /* enum hm_bpf_status */
+	unsigned int truncated;
+	unsigned int nframes;
+	unsigned int kernel;             /* the sample interrupted kernel code */
+	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
+};
+
+/* Counters kept by the BPF program (a per-CPU array, index enum). */
+enum hm_bpf_counter {
+	HM_BPFC_RUNS = 0,                /* program runs (all processes) */
+	HM_BPFC_MATCHED,                 /* runs in a watched process */
+	HM_BPFC_EMITTED,                 /* events written */
+	HM_BPFC_DROPPED,                 /* ring buffer full */
+	HM_BPFC_NCOUNTERS
+};
+
+#endif

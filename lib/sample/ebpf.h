@@ -1,0 +1,62 @@
+/* ebpf.h - `record --ebpf`: Python stacks walked in the kernel.
+ *
+ * A BPF program (sample/bpf/pystack.bpf.c) runs on a software cpu-clock
+ * perf event of every CPU, so it fires only where and while a thread runs:
+ * each run is one sample of on-CPU time, exactly, and nobody in the target
+ * is woken, stopped or read from user space per sample. For a thread of a
+ * watched process it walks the Python frames in the thread's own context
+ * and writes (code object, instruction) pairs to a ring buffer; this side
+ * drains the ring a few times a second, resolves code objects once each with
+ * the walker's caches (python/python.h hm_python_resolve) and adds the
+ * stacks through the one sampling loop (sample/sampler.h, opts.ebpf), as
+ * the user-space reads do.
+ *
+ * Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BPF ring
+ * buffers (5.8+); hm_ebpf_open says in one line why not, and the loop then
+ * samples from user space. */
+#ifndef HOMURA_SAMPLE_EBPF_H
+#define HOMURA_SAMPLE_EBPF_H
+
+#include "base/profile.h"
+#include "proc/target.h"
+#include "python/python.h"
+
+/* 1 if this build has the in-kernel sampler. */
+int hm_ebpf_built(void);
+
+/* ---- a session: one BPF program for any number of processes ---- */
+
+typedef struct hm_ebpf hm_ebpf;
+
+/* One resolved sample: a thread of a watched process (th->tid the host tid,
+ * th's frames leaf first), weight_ns of on-CPU time at t_ns (unix time). */
+typedef void (*hm_ebpf_sample_fn)(void *arg, void *owner, const hm_pythread *th,
+				  int64_t weight_ns, uint64_t t_ns);
+
+typedef struct hm_ebpf_counts {
+	uint64_t samples;        /* resolved and delivered */
+	uint64_t invalid;        /* torn walks or frames that failed checks */
+	uint64_t no_python;      /* on-CPU in a watched process without Python
+				  * running (no thread state, or no frame) */
+	uint64_t runs, run_ns;   /* the kernel's count and run time of the
+				  * program, on every CPU, for any task */
+	uint64_t matched;        /* runs that found a watched process */
+	uint64_t dropped;        /* events lost to a full ring buffer */
+} hm_ebpf_counts;
+
+/* Load the program and attach it to a cpu-clock event of every CPU at
+ * rate_hz. HM_EPERM/HM_ESYS with a one-line reason where BPF is refused. */
+int hm_ebpf_open(double rate_hz, hm_ebpf **out);
+/* Sample process pid (its interpreter py stays owned by the caller and must
+ * outlive the watch); owner is passed back with its samples. HM_EVERSION
+ * for interpreters the in-kernel walker cannot walk (before 3.8). */
+int hm_ebpf_watch(hm_ebpf *e, pid_t pid, hm_python *py, void *owner);
+void hm_ebpf_unwatch(hm_ebpf *e, pid_t pid);
+/* Wait up to timeout_ms for samples, deliver them, and refresh what the
+ * kernel side needs (thread states) where due. Returns samples delivered or
+ * < 0 on error. */
+int hm_ebpf_poll(hm_ebpf *e, int timeout_ms, hm_ebpf_sample_fn fn, void *arg);
+void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c);
+void hm_ebpf_close(hm_ebpf *e);
+
+#endif

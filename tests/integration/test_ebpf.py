@@ -1,0 +1,168 @@
+"""record --ebpf: Python stacks walked in the kernel by a BPF program on a
+cpu-clock perf event of each CPU (sample/bpf/pystack.bpf.c, sample/ebpf.c).
+
+Checked against outside truths: a known-answer workload's 60/30/10 split
+(tests/programs/shares.py), the kernel's own per-thread CPU time
+(/proc/PID/task/TID/schedstat) for bursty threads, and the total CPU time:
+every sample is one period of on-CPU time, so samples x period must match
+what the kernel charged. Where BPF cannot be loaded (no root, a kernel
+without BPF) the tests that need it skip, saying why, and the fallback to
+the user-space sampler is checked instead."""
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import HOMURA, program, record
+from test_oncpu import cpu_ns, shares, thread_samples
+
+KERNEL = "sampled in the kernel"
+
+
+def ebpf_reason():
+    """None if this machine lets homura load its BPF program, else why not."""
+    if not hasattr(ebpf_reason, "cached"):
+        import sys
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                r = subprocess.run([HOMURA, "record", "--ebpf", "-p", str(p.pid), "-d", "0.2",
+                                    "-o", os.path.join(d, "x.txt")], capture_output=True,
+                                   text=True, timeout=60)
+        finally:
+            p.kill()
+            p.wait()
+        if KERNEL in r.stderr:
+            ebpf_reason.cached = None
+        else:
+            line = [x for x in r.stderr.splitlines() if "--ebpf" in x or "BPF" in x]
+            ebpf_reason.cached = (line[0] if line else r.stderr.strip()) or "unknown"
+    return ebpf_reason.cached
+
+
+def need_ebpf():
+    why = ebpf_reason()
+    if why:
+        pytest.skip("BPF is not available here: " + why)
+
+
+def summary_numbers(stderr):
+    line = [x for x in stderr.splitlines() if KERNEL in x]
+    assert line, stderr
+    words = line[0].replace(",", " ").split()
+    samples = int(words[1])
+    invalid = int(words[3])
+    return samples, invalid
+
+
+@pytest.mark.asan
+def test_ebpf_known_shares(py, spawn, tmp_path):
+    """60/30/10 by CPU time, and the function names and lines, on every
+    interpreter (3.8+); older ones fall back to the user-space sampler."""
+    t = spawn([py.path, program("shares.py"), 60])
+    out = tmp_path / "shares.txt"
+    if py.version < (3, 8):
+        r = record("--ebpf", "-p", t.pid, "-d", 0.5, output=out)
+        assert "using the user-space sampler" in r.stderr and "3.8+" in r.stderr, r.stderr
+        assert r.profile().total > 0
+        return
+    need_ebpf()
+    counts = {"spend_sixty": 0, "spend_thirty": 0, "spend_ten": 0}
+    invalid = total = 0
+    for part in range(8):
+        r = record("--ebpf", "-r", 1000, "-p", t.pid, "-d", 1.5, output=tmp_path / ("s%d.txt" % part))
+        s, bad = summary_numbers(r.stderr)
+        total += s
+        invalid += bad
+        prof = r.profile()
+        for fn in counts:
+            counts[fn] += prof.count_fn(fn)
+        if sum(counts.values()) >= 1500:
+            break
+    assert sum(counts.values()) >= 500, counts
+    got = shares(counts)
+    report = ", ".join("%s %.1f%%" % kv for kv in sorted(got.items()))
+    for fn, want in (("spend_sixty", 60), ("spend_thirty", 30), ("spend_ten", 10)):
+        assert abs(got[fn] - want) <= 6, report
+    assert invalid <= 0.005 * (total + invalid), (invalid, total)
+
+
+def test_ebpf_threads_match_schedstat(default_py, spawn, tmp_path):
+    """Each thread's share of the samples is its share of the CPU time the
+    kernel charged to it (bursty threads too: a sample exists only where the
+    kernel ran the thread), and samples x period is the CPU time itself."""
+    need_ebpf()
+    t = spawn([default_py.path, program("bursty.py"), 60])
+    tids = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in t.ready[2:]}
+    tids["main"] = t.pid
+    counts = dict.fromkeys(tids, 0)
+    sampled_ns = 0
+    windows = []
+    for part in range(6):
+        before = {name: cpu_ns(t.pid, tid) for name, tid in tids.items()}
+        prof = record("--ebpf", "-t", "-r", 1000, "-p", t.pid, "-d", 2,
+                      output=tmp_path / ("b%d.txt" % part)).profile()
+        after = {name: cpu_ns(t.pid, tid) for name, tid in tids.items()}
+        got = thread_samples(prof, tids)
+        assert sum(got.values()) == prof.total, "samples of unknown threads:\n" + prof.summary()
+        for name in tids:
+            counts[name] += got[name]
+        sampled_ns += prof.total * 1000000
+        windows.append({n: after[n] - before[n] for n in tids})
+        if sum(counts.values()) >= 1000:
+            break
+    kernel_ns = {n: sum(w[n] for w in windows) for n in tids}
+    assert sum(counts.values()) >= 300, counts
+    kernel = shares(kernel_ns)
+    got = shares(counts)
+    report = ", ".join("%s %.1f%% (kernel %.1f%%)" % (n, got[n], kernel[n]) for n in sorted(tids))
+    for name in tids:
+        assert abs(got[name] - kernel[name]) <= 3.0, report
+    # The kernel's window includes loading the program and draining: the
+    # samples may cover less than it, never more than a tick per window over.
+    total = sum(kernel_ns.values())
+    assert sampled_ns <= total + len(windows) * 2 * 1000000 + 0.02 * total, (sampled_ns, total)
+    assert sampled_ns >= 0.6 * total, (sampled_ns, total, report)
+
+
+def test_ebpf_launch_keeps_output(default_py, tmp_path):
+    """Launched under record --ebpf, the program runs to its end with its
+    own output, and is sampled in the kernel."""
+    need_ebpf()
+    script = tmp_path / "prog.py"
+    script.write_text("import sys\nt=0\nfor i in range(3000000):\n    t+=i\n"
+                      "print('total', t)\nsys.exit(7)\n")
+    out = tmp_path / "l.txt"
+    r = subprocess.run([HOMURA, "record", "--ebpf", "-r", "1000", "-o", str(out), "--",
+                        default_py.path, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.stdout == "total %d\n" % sum(range(3000000)), r.stdout
+    assert KERNEL in r.stderr and "the target exited" in r.stderr, r.stderr
+    assert "<module>" in out.read_text()
+
+
+def test_ebpf_refused_falls_back(tmp_path):
+    """Without the privileges BPF needs, --ebpf says why in one line and the
+    user-space sampler records instead."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"):
+        pytest.skip("needs root and setpriv to run homura as an unprivileged user")
+    py = "/usr/bin/python3"
+    d = tempfile.mkdtemp(prefix="homura-ebpf-")
+    try:
+        os.chmod(d, 0o777)
+        script = os.path.join(d, "spin.py")
+        with open(script, "w") as f:
+            f.write("import time\nend=time.time()+1.5\nwhile time.time()<end:\n    sum(range(1000))\n")
+        os.chmod(script, 0o644)
+        out = os.path.join(d, "out.txt")
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "--inh-caps=-all", HOMURA, "record", "--ebpf", "-o", out, "--", py, script],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        lines = [x for x in r.stderr.splitlines() if "--ebpf" in x]
+        assert len(lines) == 1 and "using the user-space sampler" in lines[0], r.stderr
+        assert KERNEL not in r.stderr
+        with open(out) as f:
+            assert "<module>" in f.read()
+    finally:
+        subprocess.run(["rm", "-rf", d])
