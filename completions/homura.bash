@@ -31,7 +31,7 @@ _homura_options()
 		--drop-file -h --help" ;;
 	diff) echo "-o --output -f --format --title --width --focus --hide --thread
 		--drop-file -h --help" ;;
-	agent) echo "-p --pid --name --all --scan-interval -r --rate --interval --idle
+	agent) echo "-p --pid --name --all --scan-interval -r --rate --interval --idle --ebpf
 		--nolineno --max-depth --service --label --otlp --server --pyroscope --dir
 		--dir-format --dir-max-size --queue-max-bytes --spool --spool-max-bytes
 		--timeout --backoff-max --max-attempts --max-age --flush-timeout --header --token --config

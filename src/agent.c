@@ -58,6 +58,8 @@ static void usage(FILE *f)
 		"      --interval SECS       length of one profile window (default 10)\n"
 		"      --idle                include threads not running on a CPU (wall time)\n"
 		"      --nolineno            aggregate by function, not by line\n"
+		"      --ebpf                walk the stacks in the kernel (one BPF program for\n"
+		"                            every target; root); else the user-space sampler\n"
 		"      --max-depth N         frames kept per stack (default 4096)\n"
 		"Labels:\n"
 		"      --service NAME        service.name when the process sets none\n"
@@ -132,7 +134,7 @@ static int parse_secs(const char *s, double *out, double min, const char *what)
 }
 
 enum {
-	O_NAME = 256, O_ALL, O_SCAN, O_INTERVAL, O_IDLE, O_NOLINENO, O_DEPTH, O_SERVICE, O_LABEL,
+	O_NAME = 256, O_ALL, O_SCAN, O_INTERVAL, O_IDLE, O_NOLINENO, O_EBPF, O_DEPTH, O_SERVICE, O_LABEL,
 	O_OTLP, O_SERVER, O_PYRO, O_DIR, O_DIRFMT, O_DIRMAX, O_QMAX, O_SPOOL, O_SPOOLMAX,
 	O_TIMEOUT, O_BACKOFF, O_MAXATT, O_MAXAGE, O_FLUSH, O_HEADER, O_TOKEN, O_CONFIG, O_STATSI, O_STATSJ,
 };
@@ -146,6 +148,7 @@ static const struct option long_opts[] = {
 	{"interval", required_argument, 0, O_INTERVAL},
 	{"idle", no_argument, 0, O_IDLE},
 	{"nolineno", no_argument, 0, O_NOLINENO},
+	{"ebpf", no_argument, 0, O_EBPF},
 	{"max-depth", required_argument, 0, O_DEPTH},
 	{"service", required_argument, 0, O_SERVICE},
 	{"label", required_argument, 0, O_LABEL},
@@ -200,6 +203,7 @@ static int apply_opt(struct agent_args *a, int c, const char *v)
 	case O_INTERVAL: return parse_secs(v, &a->ao.interval_s, 0.1, "--interval") ? 3 : 0;
 	case O_IDLE: a->ao.idle = !v || strcmp(v, "false"); return 0;
 	case O_NOLINENO: a->ao.nolineno = !v || strcmp(v, "false"); return 0;
+	case O_EBPF: a->ao.ebpf = !v || strcmp(v, "false"); return 0;
 	case O_DEPTH:
 		a->ao.max_depth = (int)strtol(v, &end, 10);
 		if (*end || a->ao.max_depth < 1)

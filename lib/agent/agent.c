@@ -543,6 +543,12 @@ static void log_cpu(hm_agent *a)
 	a->last_cpu = cpu;
 }
 
+/* --ebpf: a target the kernel walker cannot walk is read from user space. */
+static void ebpf_skip(void *ctx, hm_sproc *p, const char *why)
+{
+	hm_log(HM_LOG_INFO, "process %d: %s; sampled from user space", (int)p->pid, why);
+}
+
 int hm_agent_new(const hm_agent_opts *o, hm_agent **out)
 {
 	*out = NULL;
@@ -567,15 +573,21 @@ int hm_agent_new(const hm_agent_opts *o, hm_agent **out)
 	a->so.alive_check_s = 1.0;
 	a->discover = o->all || o->name_regex;
 	a->so.keep_going = a->discover;
+	a->so.ebpf = o->ebpf;
 	if (gethostname(a->host, sizeof a->host) != 0)
 		snprintf(a->host, sizeof a->host, "unknown");
 	a->host[sizeof a->host - 1] = 0;
-	hm_sampler_events ev = {.ctx = a, .round = agent_round, .exit = target_exit};
+	hm_sampler_events ev = {.ctx = a, .round = agent_round, .exit = target_exit,
+				.ebpf_skip = ebpf_skip};
 	int rc = hm_sampler_new(&a->so, &ev, &a->smp);
 	if (rc != HM_OK) {
 		free(a);
 		return rc;
 	}
+	if (o->ebpf && hm_sampler_ebpf_why(a->smp))
+		hm_log(HM_LOG_WARN, "%s; using the user-space sampler", hm_sampler_ebpf_why(a->smp));
+	else if (o->ebpf)
+		hm_log(HM_LOG_INFO, "sampling in the kernel (one BPF program on a cpu-clock event per CPU)");
 	if (o->name_regex) {
 		int r = regcomp(&a->re, o->name_regex, REG_EXTENDED | REG_NOSUB);
 		if (r != 0) {

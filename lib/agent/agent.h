@@ -23,6 +23,7 @@ typedef struct hm_agent_opts {
 	double stats_interval_s; /* CPU-use log line period, default 60 (0 = off) */
 	int idle;                /* include threads not on CPU (wall time) */
 	int nolineno;            /* aggregate by function */
+	int ebpf;                /* sample in the kernel (sample/ebpf.h) */
 	int max_depth;           /* frames kept per stack (default 4096) */
 	const pid_t *pids;       /* fixed targets */
 	int npids;

@@ -166,3 +166,34 @@ def test_ebpf_refused_falls_back(tmp_path):
             assert "<module>" in f.read()
     finally:
         subprocess.run(["rm", "-rf", d])
+
+
+def test_agent_ebpf_every_process_and_new_ones(default_py, spawn, tmp_path):
+    """agent --ebpf: one BPF program samples every selected process, those
+    found later too (the static Debian interpreter and an old one included),
+    and the windows written hold their stacks."""
+    need_ebpf()
+    from test_agent import Agent
+    token = "ebpf-agent-%d" % os.getpid()
+    first = spawn([default_py.path, program("busy.py"), 20, token])
+    out = tmp_path / "dir"
+    a = Agent(["--ebpf", "--name", r"busy\.py [0-9.]+ %s$" % token, "--scan-interval", 0.3,
+               "--interval", 1, "--dir", out, "--dir-format", "collapsed"], tmp_path)
+    try:
+        import time
+        time.sleep(1.0)
+        later = [spawn([exe, program("busy.py"), 20, token])
+                 for exe in ("/usr/bin/python3.11", "/root/.pyenv/versions/3.9.18/bin/python")
+                 if os.path.exists(exe)]
+        time.sleep(3.0)
+        assert a.stop() == 0, a.err
+    finally:
+        a.kill()
+    assert "sampling in the kernel" in a.err, a.err
+    assert "sampled from user space" not in a.err, a.err
+    for t in [first] + later:
+        assert "profiling process %d " % t.pid in a.err, a.err
+        mine = [n for n in os.listdir(out) if "-%d-" % t.pid in n]
+        assert mine, (t.pid, os.listdir(out))
+        text = "".join((out / n).read_text() for n in mine)
+        assert "busy_work" in text, text[:500]
