@@ -24,6 +24,7 @@
 #include "format/codec.h"
 #include "format/flametree.h"
 #include "server/server.h"
+#include "server/ui.h"
 
 #define DEFAULT_MAX_NODES 2048
 #define MAX_POINTS 20000
@@ -1111,6 +1112,8 @@ void hm_api_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		api_pyro_labels(st, rq, rs, 0);
 	else if (!strcmp(p, "/pyroscope/label-values") || !strcmp(p, "/label-values"))
 		api_pyro_labels(st, rq, rs, 1);
+	else if (hm_ui_path(p))
+		hm_ui_handle(rq, rs);    /* the dashboard (server/ui.c) */
 	else
 		hm_http_error(rs, 404, "no such endpoint: %.200s", p);
 }
