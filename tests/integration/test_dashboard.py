@@ -1,0 +1,193 @@
+"""The dashboard (docs/dashboard.md) end to end in a real browser: a real
+`homura server` is fed pprof recorded from real Python processes (`homura
+record` of tests/programs/shares.py and busy.py, ingested as service "shop",
+version 1.4 and 1.5); Debian's chromium, driven by playwright-core from npm
+(tests/browser/, pinned by its package-lock.json), opens the page at
+1280x720, and what it drew (exposed on window.__homura) must match the query
+API's numbers: chart total, flame graph total and nodes, a clicked frame's
+total, a search's share, the top table, a sandwich, a comparison of two
+versions (most grown function first), a shared URL restoring the view, the
+collapsed export. Screenshots are kept in build/test-artifacts/dashboard/.
+Skipped only when chromium or npm is missing."""
+import json
+import os
+import shutil
+import subprocess
+import urllib.parse
+
+import pytest
+
+from conftest import HOMURA, REPO, program
+from test_server import Server
+
+BROWSER_DIR = REPO / "tests" / "browser"
+ARTIFACTS = REPO / "build" / "test-artifacts" / "dashboard"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def need_browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("no chromium at %s (scripts/install-deps.sh installs Debian's)" % CHROMIUM)
+    if not shutil.which("npm") or not shutil.which("node"):
+        pytest.skip("npm/node missing (scripts/install-deps.sh installs them)")
+    lock = BROWSER_DIR / "node_modules" / ".package-lock.json"
+    if not lock.exists() or lock.stat().st_mtime < (BROWSER_DIR / "package-lock.json").stat().st_mtime:
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=BROWSER_DIR, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, "npm ci in tests/browser failed: " + r.stderr[-2000:]
+
+
+def record_pprof(tmp, py, prog, secs):
+    otlp, pprof = tmp / (prog + ".otlp"), tmp / (prog + ".pb.gz")
+    subprocess.run([HOMURA, "record", "-f", "otlp", "-o", str(otlp), "-d", str(secs), "--",
+                    py.path, program(prog), "30"], check=True, capture_output=True, timeout=60)
+    subprocess.run([HOMURA, "convert", str(otlp), "-o", str(pprof)], check=True,
+                   capture_output=True, timeout=30)
+    return pprof.read_bytes()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "data")
+    yield s
+    s.stop()
+
+
+def ingest(server, name, body):
+    st, resp, _ = server.request("POST", "/ingest?" + urllib.parse.urlencode(
+        dict(name=name, format="pprof")), body)
+    assert st == 200, resp
+
+
+def outermost_sum(nodes, pred):
+    """Totals of the matching nodes that have no matching ancestor."""
+    hit, total, count = {}, 0, 0
+    for n in nodes[1:]:
+        m = pred(n["text"])
+        count += m
+        inside = hit.get(n["parent"], False)
+        if m and not inside:
+            total += n["total"]
+        hit[n["id"]] = inside or m
+    return total, count
+
+
+def test_dashboard_in_chromium(server, tmp_path, default_py):
+    need_browser()
+    _, page, _ = server.request("GET", "/")
+    assert b'src="/ui/app.js"' in page, \
+        "the server answers / without the dashboard (npm is here: was it built?)"
+    shares = record_pprof(tmp_path, default_py, "shares.py", 2)
+    busy = record_pprof(tmp_path, default_py, "busy.py", 1.5)
+    ingest(server, "shop.cpu{version=1.4}", shares)
+    ingest(server, "shop.cpu{version=1.5}", shares)
+    ingest(server, "shop.cpu{version=1.5}", busy)
+    ingest(server, "other.cpu{env=dev}", busy)
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    r = subprocess.run(["node", str(BROWSER_DIR / "dashboard.mjs"), server.url, "shop",
+                        str(ARTIFACTS), "spend_sixty", "spend_t", "version=1.4", "version=1.5"],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, CHROMIUM=CHROMIUM))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    (ARTIFACTS / "report.json").write_text(json.dumps(out, indent=1))
+    assert out["errors"] == [], out["errors"]
+
+    rng = {"from": "now-1h"}
+    api = server.get_json("/api/v1/flamegraph", service="shop", max_nodes=10000, **rng)
+    ts = server.get_json("/api/v1/timeseries", service="shop", **rng)
+    top = server.get_json("/api/v1/top", service="shop", limit=2000, **rng)
+    nodes = api["nodes"]
+
+    # first load: chart and flame graph agree with the API
+    load = out["load"]
+    assert out["title"] == "homura"
+    assert load["state"]["svc"] == "shop"
+    assert load["chart"]["total"] == sum(ts["values"]) == api["total"] > 0
+    assert load["flame"]["total"] == api["total"]
+    assert load["flame"]["nodes"] == len(nodes) and load["flame"]["drawn"] > 3
+    assert load["flame"]["unit"] == "nanoseconds"
+
+    # hover and click into spend_sixty
+    sixty = [n for n in nodes if n["name"] == "spend_sixty"]
+    assert sixty, [n["name"] for n in nodes]
+    widest = max(sixty, key=lambda n: n["total"])
+    share = "%.1f%%" % (100.0 * widest["total"] / api["total"])
+    assert "spend_sixty" in out["tooltip"] and "shares.py" in out["tooltip"]
+    assert share in out["tooltip"], (share, out["tooltip"])
+    fl = out["focus"]["flame"]
+    assert fl["focus"] == widest["text"] and fl["focusTotal"] == widest["total"]
+    assert "main" in out["crumbs"] and "spend_sixty" in out["crumbs"]
+    assert "focus=" in out["focusURL"]
+
+    # search: the share of the outermost matches
+    value, count = outermost_sum(nodes, lambda t: "spend_t" in t.lower())
+    assert out["search"]["search"] == {"count": count, "value": value} and count >= 2
+    assert "%d matching" % count in out["searchInfo"]
+
+    # the shared URL restores focus and search
+    rs = out["restored"]
+    assert rs["state"]["q"] == "spend_t" and rs["flame"]["focus"] == widest["text"]
+    assert rs["search"] == out["search"]["search"]
+    assert out["afterEscape"]["flame"]["focus"] == "all"
+
+    # top table sorted by total: the largest total first
+    assert out["table"]["table"]["rows"] == len(top["functions"])
+    assert out["table"]["table"]["first"]["total"] == max(f["total"] for f in top["functions"])
+
+    # sandwich of spend_sixty: its total is the top endpoint's total for it
+    sw = out["sandwich"]["sandwich"]
+    f60 = [f for f in top["functions"] if f["name"] == "spend_sixty"][0]
+    assert sw["fn"] == widest["text"] and sw["total"] == f60["total"]
+
+    # comparison of version 1.4 with 1.5: the same totals as /api/v1/diff;
+    # busy_work (only in 1.5) grew most
+    diff = server.get_json(
+        "/api/v1/diff", baseline='process_cpu{service_name="shop",version="1.4"}',
+        comparison='process_cpu{service_name="shop",version="1.5"}', **rng)
+    d = out["diff"]["diff"]
+    assert d["baseTotal"] == diff["base_total"] == d["treeBase"] > 0
+    assert d["total"] == diff["total"] == d["treeTotal"] > diff["base_total"]
+    assert d["grown"][0]["name"] == "busy_work" and d["grown"][0]["dself"] > 0.2
+    assert "busy_work" in out["cmpInfo"]
+
+    # theme, exports
+    assert out["theme"] == "dark"
+    st, body, _ = server.request("GET", "/api/v1/download?" + urllib.parse.urlencode(
+        dict(service="shop", format="collapsed", **rng)))
+    assert st == 200
+    assert sorted(out["collapsed"].splitlines()) == sorted(body.decode().splitlines())
+    assert out["svg"] > 1000
+    for shot in ("1-flamegraph", "3-focused", "4-search", "6-sandwich", "7-compare", "8-dark"):
+        assert (ARTIFACTS / (shot + ".png")).stat().st_size > 5000, shot
+
+
+def test_dashboard_files_need_no_token(tmp_path):
+    """The page and its files hold no data: served without the read token,
+    while the API still asks for it; unknown files are 404 JSON errors."""
+    s = Server(tmp_path / "data", "--read-token", "sekrit")
+    try:
+        st, body, hdr = s.request("GET", "/")
+        assert st == 200 and hdr["Content-Type"].startswith("text/html")
+        assert b"homura" in body
+        st, _, _ = s.request("GET", "/index.html")
+        assert st == 200
+        st, _, _ = s.request("GET", "/api/v1/services")
+        assert st == 401
+        st, body, _ = s.request("GET", "/ui/nope.js")
+        assert st == 404 and json.loads(body)["error"].startswith("no such file")
+        if b'src="/ui/app.js"' in s.request("GET", "/")[1]:
+            for path, ctype in (("/", "text/html"), ("/ui/app.js", "text/javascript"),
+                                ("/ui/app.css", "text/css")):
+                st, body, hdr = s.request("GET", path)
+                assert st == 200 and hdr["Content-Type"].startswith(ctype) and len(body) > 1000
+                # nothing from the network (the SVG namespace is only a name)
+                rest = body.replace(b"http://www.w3.org/2000/svg", b"")
+                assert b"http://" not in rest and b"https://" not in rest, path
+        else:
+            assert b"make" in s.request("GET", "/")[1]    # says how to build it
+        st, _, _ = s.request("POST", "/", b"x")
+        assert st in (401, 405)
+    finally:
+        s.stop()
