@@ -1112,6 +1112,8 @@ void hm_api_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		api_pyro_labels(st, rq, rs, 0);
 	else if (!strcmp(p, "/pyroscope/label-values") || !strcmp(p, "/label-values"))
 		api_pyro_labels(st, rq, rs, 1);
+	else if (!strcmp(p, "/api/v1/source"))
+		hm_ui_source(st, rq, rs);    /* server/ui.c */
 	else if (hm_ui_path(p))
 		hm_ui_handle(rq, rs);    /* the dashboard (server/ui.c) */
 	else

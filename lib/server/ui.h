@@ -25,5 +25,9 @@ int hm_ui_path(const char *path);
 /* Answer a GET of a dashboard path: the embedded file, or 404; when the UI
  * was not built, / answers a page that says how to build it. */
 void hm_ui_handle(const hm_http_req *rq, hm_http_resp *rs);
+/* GET /api/v1/source?file=F plus a selection: {"file","lines":[...]} when F
+ * is an absolute .py path named by the selection's frames and readable
+ * here (403 when not in the selection, 404 when not readable). */
+void hm_ui_source(hm_store *st, const hm_http_req *rq, hm_http_resp *rs);
 
 #endif

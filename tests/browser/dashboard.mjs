@@ -51,6 +51,12 @@ try {
     out.crumbs = await page.textContent('#crumbs');
     out.focusURL = page.url();
     await shot('3-focused');
+    // the source view of the focused function (its file is readable here)
+    await page.click('#crumbs a[data-src]');
+    await page.waitForFunction(() => window.__homura.source && (window.__homura.source.lines || window.__homura.source.error));
+    out.source = await H();
+    await shot('3b-source');
+    await page.keyboard.press('Escape');
   }
 
   // 3. search

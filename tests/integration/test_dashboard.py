@@ -121,6 +121,18 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
     assert "main" in out["crumbs"] and "spend_sixty" in out["crumbs"]
     assert "focus=" in out["focusURL"]
 
+    # its source view: the file's lines, per-line self as in the by=line tree
+    src = out["source"]["source"]
+    shares_py = program("shares.py")
+    with open(shares_py, encoding="utf-8") as f:
+        assert src.get("lines") == len(f.read().splitlines()), src
+    by_line = server.get_json("/api/v1/flamegraph", service="shop", max_nodes=10000, by="line",
+                              **rng)["nodes"]
+    want = sum(n["self"] for n in by_line if n["text"].startswith(n["name"] + " (" + shares_py + ":"))
+    assert sum(h["self"] for h in src["hits"]) == want > 0
+    hot = [n for n in by_line if n["name"] == "spend_sixty"]
+    assert src["hot"] == int(max(hot, key=lambda n: n["total"])["text"].rsplit(":", 1)[1][:-1])
+
     # search: the share of the outermost matches
     value, count = outermost_sum(nodes, lambda t: "spend_t" in t.lower())
     assert out["search"]["search"] == {"count": count, "value": value} and count >= 2
@@ -191,3 +203,29 @@ def test_dashboard_files_need_no_token(tmp_path):
         assert st in (401, 405)
     finally:
         s.stop()
+
+
+def test_source_endpoint(server, tmp_path, default_py):
+    """/api/v1/source answers a file's lines only for an absolute .py path
+    that the selection's frames name and that the server can read."""
+    ingest(server, "src.cpu", record_pprof(tmp_path, default_py, "busy.py", 1.5))
+    busy = program("busy.py")
+    sel = {"service": "src", "from": "now-1h"}
+    doc = server.get_json("/api/v1/source", file=busy, **sel)
+    with open(busy, encoding="utf-8") as f:
+        assert doc["lines"] == f.read().splitlines() and doc["file"] == busy
+
+    def status(**args):
+        return server.request("GET", "/api/v1/source?" + urllib.parse.urlencode(args))
+    # a readable .py file that no frame of the selection names: refused
+    st, body, _ = status(file=program("shares.py"), **sel)
+    assert st == 403 and b"not a file of this selection" in body
+    st, _, _ = status(file=busy, service="nosuch", **{"from": "now-1h"})
+    assert st == 403
+    for bad in ("/etc/passwd", "busy.py", "", "/x.pyc"):
+        st, body, _ = status(file=bad, **sel)
+        assert st == 400 and b"absolute path to a .py file" in body, bad
+    st, _, _ = status(**sel)
+    assert st == 400
+    st, _, _ = status(file=busy, query="nonsense{", **sel)    # the selection's own error
+    assert st == 400

@@ -17,7 +17,7 @@ const H = (window.__homura = { ready: false, gen: 0, loads: 0 });
 
 // ---- state <-> URL -----------------------------------------------------------
 
-const DEF = { svc: '', type: '', from: 'now-1h', until: 'now', tab: 'flame', mode: 'icicle', q: '', focus: '', fn: '', by: '',
+const DEF = { svc: '', type: '', from: 'now-1h', until: 'now', tab: 'flame', mode: 'icicle', q: '', focus: '', fn: '', by: '', src: '',
   bl: '', bfrom: '', buntil: '', cl: '', cfrom: '', cuntil: '' };
 const S = { ...DEF, l: [] };
 function readURL() {
@@ -213,7 +213,7 @@ function showTip(i, e, view) {
   } else {
     h += `<div>total ${fmtValue(t.total[i], u)} · ${pct(t.total[i], t.rootTotal)}</div><div>self ${fmtValue(t.self[i], u)} · ${pct(t.self[i], t.rootTotal)}</div>`;
   }
-  h += '<div class="f">click: focus · s: sandwich</div>';
+  h += '<div class="f">click: focus · s: sandwich · v: source</div>';
   tip.innerHTML = h;
   tip.hidden = false;
   const x = Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
@@ -251,12 +251,71 @@ function drawCrumbs() {
   if (!t || !t.n) { $('crumbs').innerHTML = ''; return; }
   const p = t.path(view.focus);
   $('crumbs').innerHTML = p.map((i, k) => k === p.length - 1 ? `<b>${esc(t.name[i])}</b>` : `<a data-i="${i}">${esc(t.name[i])}</a>`).join(' › ') +
-    (p.length > 1 ? ' <span class="muted">(Esc: back to all)</span>' : '');
+    (p.length > 1 ? ' <span class="muted">(Esc: back to all)</span>' : '') +
+    (/\.pyw?$/.test(t.file[view.focus]) ? ` · <a data-src="${view.focus}">source</a>` : '');
 }
 $('crumbs').addEventListener('click', (e) => {
   const i = e.target.dataset?.i;
   if (i !== undefined) setFocus(view, +i);
+  const k = e.target.dataset?.src;
+  if (k !== undefined) openSource(view.tree.text[+k]);
 });
+
+// ---- the source view: a function's file with per-line self and total ----------------------
+
+async function openSource(text) {
+  S.src = text;
+  writeURL();
+  const box = $('sourcebox');
+  if (!text) { box.hidden = true; H.source = null; return; }
+  const name = text.replace(/ \(.*\)$/, '');
+  const file = text.slice(name.length + 2, -1).replace(/:\d+$/, '');
+  box.hidden = false;
+  $('sourcehead').innerHTML = `<b>${esc(name)}</b><span class="muted">${esc(file)}</span><span class="spacer"></span><span class="muted">columns: total · self · line</span><button id="srcclose" title="close (Esc)">×</button>`;
+  $('source').textContent = 'loading …';
+  try {
+    const [src, fl] = await Promise.all([api('/api/v1/source', sel({ file })),
+      api('/api/v1/flamegraph', sel({ by: 'line', max_nodes: MAX_NODES }))]);
+    const t = Tree.fromApi(fl);
+    // per line of this file: self, and total counted once per stack
+    const self = new Map(), total = new Map();
+    const open = new Map();    // line -> depth of the outermost open occurrence
+    const stackLines = [];
+    for (let i = 1; i < t.n; i++) {
+      while (stackLines.length && stackLines[stackLines.length - 1].end <= i) {
+        const x = stackLines.pop();
+        if (open.get(x.line) === x.i) open.delete(x.line);
+      }
+      if (t.file[i] !== file || !t.line[i]) continue;
+      const ln = t.line[i];
+      self.set(ln, (self.get(ln) || 0) + t.self[i]);
+      if (!open.has(ln)) {
+        total.set(ln, (total.get(ln) || 0) + t.total[i]);
+        open.set(ln, i);
+        stackLines.push({ end: t.end[i], line: ln, i });
+      }
+    }
+    let hot = 0, hotv = -1;
+    for (let i = 1; i < t.n; i++) {
+      if (t.file[i] === file && t.name[i] === name && t.total[i] > hotv) { hot = t.line[i]; hotv = t.total[i]; }
+    }
+    const T = t.rootTotal || 1;
+    const maxv = Math.max(1, ...total.values());
+    $('source').innerHTML = src.lines.map((l, k) => {
+      const n = k + 1, sv = self.get(n) || 0, tv = total.get(n) || 0;
+      const bg = tv ? ` style="background: rgba(240,150,40,${(0.12 + 0.5 * tv / maxv).toFixed(2)})"` : '';
+      return `<span class="ln" id="L${n}"${bg}><span class="v">${tv ? pct(tv, T) : ''}</span><span class="v">${sv ? pct(sv, T) : ''}</span><span class="v">${n}</span>${esc(l)}</span>`;
+    }).join('');
+    const hl = hot && $('L' + hot);
+    if (hl) $('source').scrollTop = hl.offsetTop - $('source').offsetTop - $('source').clientHeight / 3;
+    H.source = { file, lines: src.lines.length, hot, hits: [...total].map(([line, v]) => ({ line, total: v, self: self.get(line) || 0 })) };
+    expose();
+  } catch (err) {
+    $('source').textContent = 'no source: ' + err.message;
+    H.source = { file, error: err.message };
+  }
+}
+$('sourcehead').addEventListener('click', (e) => { if (e.target.id === 'srcclose') openSource(''); });
 
 async function loadFlame(gen) {
   const d = await api('/api/v1/flamegraph', sel({ max_nodes: MAX_NODES, by: S.by ? 'line' : '' }));
@@ -491,6 +550,7 @@ document.addEventListener('keydown', (e) => {
   const inField = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement?.tagName);
   if (e.key === 'Escape') {
     if (inField) { document.activeElement.blur(); return; }
+    if (S.src) { openSource(''); return; }
     if (view.focus) setFocus(view, 0);
     else if (S.q) { S.q = ''; $('search').value = ''; writeURL(); drawFlame(); }
     return;
@@ -500,6 +560,9 @@ document.addEventListener('keydown', (e) => {
   else if (e.key === 't') toggleTheme();
   else if (e.key === 'f') { $('flame').focus(); }
   else if (e.key === 's' && hovered && hovered.view.tree && hovered.i > 0) openSandwich(hovered.view.tree.text[hovered.i]);
+  else if (e.key === 'v' && hovered && hovered.view.tree && hovered.i > 0) openSource(hovered.view.tree.text[hovered.i]);
+  else if (e.key === 'v' && tsel) openSource(tsel);
+  else if (e.key === '?') status('keys: / search · Esc back · arrows move · Enter focus · s sandwich · v source · t theme · 1-5 tabs', false);
   else if (/^[1-5]$/.test(e.key)) setTab(['flame', 'table', 'both', 'sandwich', 'compare'][+e.key - 1]);
 });
 
@@ -579,5 +642,6 @@ async function start() {
   for (const b of $('tabs').querySelectorAll('[data-tab]')) b.classList.toggle('on', b.dataset.tab === S.tab);
   if (S.tab === 'compare') { setTab('compare'); loadChart(H.gen).catch(() => {}); H.ready = true; return; }
   await reload();
+  if (S.src) openSource(S.src);
 }
 start();
