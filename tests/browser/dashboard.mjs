@@ -104,6 +104,10 @@ try {
   out.diff = await H();
   out.cmpInfo = await page.textContent('#cmpinfo');
   await shot('7-compare');
+  await page.click('#side');
+  await page.waitForFunction(() => window.__homura.side);
+  out.side = await H();
+  await shot('7b-side-by-side');
 
   // 9. dark theme, back on the flame graph; collapsed export
   await page.goto(`${url}/?svc=${encodeURIComponent(service)}&from=now-1h`);

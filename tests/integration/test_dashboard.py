@@ -163,6 +163,9 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
     assert d["total"] == diff["total"] == d["treeTotal"] > diff["base_total"]
     assert d["grown"][0]["name"] == "busy_work" and d["grown"][0]["dself"] > 0.2
     assert "busy_work" in out["cmpInfo"]
+    side = out["side"]["side"]
+    assert side["baseTotal"] == diff["base_total"] and side["total"] == diff["total"]
+    assert min(side["drawn"]) > 3
 
     # theme, exports
     assert out["theme"] == "dark"

@@ -18,7 +18,7 @@ const H = (window.__homura = { ready: false, gen: 0, loads: 0 });
 // ---- state <-> URL -----------------------------------------------------------
 
 const DEF = { svc: '', type: '', from: 'now-1h', until: 'now', tab: 'flame', mode: 'icicle', q: '', focus: '', fn: '', by: '', src: '',
-  bl: '', bfrom: '', buntil: '', cl: '', cfrom: '', cuntil: '' };
+  bl: '', bfrom: '', buntil: '', cl: '', cfrom: '', cuntil: '', side: '' };
 const S = { ...DEF, l: [] };
 function readURL() {
   const u = new URLSearchParams(location.search);
@@ -456,9 +456,18 @@ async function runCompare() {
       api('/api/v1/top', { ...a, limit: 5000 }), api('/api/v1/top', { ...b, limit: 5000 })]);
     if (gen !== H.gen) return;
     unit = fb.unit;
-    diffTree = mergeDiff(Tree.fromApi(fa), Tree.fromApi(fb));
-    view.unit = unit;
-    view.set(diffTree, { mode: S.mode === 'flame' ? 'flame' : 'icicle' });
+    const treeA = Tree.fromApi(fa), treeB = Tree.fromApi(fb);
+    diffTree = mergeDiff(treeA, treeB);
+    view.unit = unit; view2.unit = unit;
+    const mode = S.mode === 'flame' ? 'flame' : 'icicle';
+    if (S.side) {
+      $('f1title').innerHTML = `<b class="base">baseline</b> ${fmtValue(fa.total, unit)}`;
+      $('f2title').innerHTML = `<b class="comp">comparison</b> ${fmtValue(fb.total, unit)}`;
+      view.set(treeA, { mode });
+      view2.set(treeB, { mode });
+    } else {
+      view.set(diffTree, { mode });
+    }
     // most grown first: change of the self share, then of the total share
     const key = (f) => f.name + '\0' + f.file;
     const m = new Map();
@@ -478,14 +487,26 @@ async function runCompare() {
       grown.slice(0, 12).map((g) => `<tr><td class="fn">${esc(g.name)}</td><td class="file" title="${esc(g.file)}">${esc(tail(g.file))}</td><td>${pct(g.bself, A)}</td><td>${pct(g.self, B)}</td>` +
         `<td class="${g.dself > 0 ? 'up' : 'down'}">${g.dself >= 0 ? '+' : ''}${(100 * g.dself).toFixed(2)}</td><td class="${g.dtotal > 0 ? 'up' : 'down'}">${g.dtotal >= 0 ? '+' : ''}${(100 * g.dtotal).toFixed(2)}</td></tr>`).join('') +
       '</tbody></table>';
-    $('crumbs').innerHTML = '<span class="muted">diff flame graph: width = mean of both shares; hover for both values</span>';
+    $('crumbs').innerHTML = S.side ? '<span class="muted">baseline and comparison side by side (each to its own total)</span>' :
+      '<span class="muted">diff flame graph: width = mean of both shares; hover for both values</span>';
     H.diff = { baseTotal: fa.total, total: fb.total, treeBase: diffTree.rootBase, treeTotal: diffTree.rootTotal, nodes: diffTree.n,
       grown: grown.slice(0, 20).map((g) => ({ name: g.name, dself: g.dself, dtotal: g.dtotal })) };
+    H.side = S.side ? { baseTotal: view.tree.rootTotal, total: view2.tree.rootTotal, drawn: [view.drawn, view2.drawn] } : null;
     H.loads++;
     status('');
   } catch (err) {
     status(err.message, true);
   }
+}
+$('side').addEventListener('change', () => {
+  S.side = $('side').checked ? '1' : '';
+  setSide();
+  writeURL();
+  runCompare();
+});
+function setSide() {
+  if (S.tab === 'compare' && S.side) document.body.dataset.side = '1'; else delete document.body.dataset.side;
+  if (!document.body.dataset.side) { $('f1title').innerHTML = ''; $('f2title').innerHTML = ''; }
 }
 $('runcmp').addEventListener('click', () => {
   for (const k of ['bl', 'cl']) S[k] = $(k).value.trim();
@@ -504,6 +525,8 @@ function setTab(tab) {
   document.body.dataset.tab = tab;
   for (const b of $('tabs').querySelectorAll('[data-tab]')) b.classList.toggle('on', b.dataset.tab === tab);
   $('compareform').hidden = tab !== 'compare';
+  $('side').checked = !!S.side;
+  setSide();
   writeURL();
   if (tab === 'compare') {
     for (const k of ['bl', 'cl', 'bfrom', 'buntil', 'cfrom', 'cuntil']) $(k).value = S[k];

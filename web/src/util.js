@@ -38,7 +38,8 @@ export function splitText(text, name) {
 // Kinds, for colour: 0 app, 1 stdlib, 2 site-packages, 3 native, 4 gc/idle/other
 export const KINDS = ['application', 'standard library', 'site-packages', 'native', 'gc / idle / other'];
 export function kindOf(name, file) {
-  if (name === 'all' || name === 'other' || name.startsWith('<') || /^(thread|process) /.test(name)) return 4;
+  // <gc>, <idle> and the like have no file (<module> has one)
+  if (name === 'all' || name === 'other' || (name.startsWith('<') && !file) || /^(thread|process) /.test(name)) return 4;
   // no file (a C function), a shared object, a C/C++/Rust source: native
   if (!file || /\.so(\.|$)/.test(file) || file.startsWith('[') || /\.(c|cc|cpp|h|rs|S)$/.test(file)) return 3;
   if (/[\\/](site|dist)-packages[\\/]/.test(file)) return 2;
