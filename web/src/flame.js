@@ -327,6 +327,12 @@ export class FlameView {
   }
 
   draw() {
+    const t0 = performance.now();
+    this._draw();
+    this.ms = performance.now() - t0;
+  }
+
+  _draw() {
     const t = this.tree, c = this.c;
     const W = Math.max(100, c.parentElement.clientWidth);
     const dpr = window.devicePixelRatio || 1;

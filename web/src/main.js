@@ -60,8 +60,10 @@ async function api(path, params, raw) {
   return raw ? r.blob() : r.json();
 }
 
+// '*' picks every service
+const svcArg = () => (S.svc === '*' ? '' : S.svc);
 function sel(extra = {}) {
-  return { service: S.svc, type: S.type, label: S.l, from: S.from, until: S.until, ...extra };
+  return { service: svcArg(), type: S.type, label: S.l, from: S.from, until: S.until, ...extra };
 }
 
 // ---- header: service, type, label filters, range -------------------------------------
@@ -70,13 +72,14 @@ let services = [];
 async function loadServices() {
   const d = await api('/api/v1/services', { from: 'now-30d' });
   services = d.services.sort((a, b) => a.name.localeCompare(b.name));
-  if (!S.svc || !services.find((s) => s.name === S.svc)) S.svc = services[0]?.name || '';
-  $('service').innerHTML = services.map((s) => `<option value="${esc(s.name)}">${esc(s.name)} (${s.series})</option>`).join('');
+  if (!S.svc || (S.svc !== '*' && !services.find((s) => s.name === S.svc))) S.svc = services[0]?.name || '';
+  $('service').innerHTML = services.map((s) => `<option value="${esc(s.name)}">${esc(s.name)} (${s.series})</option>`).join('') +
+    (services.length > 1 ? `<option value="*">all ${services.length} services</option>` : '');
   $('service').value = S.svc;
   await loadTypes();
 }
 async function loadTypes() {
-  const d = S.svc ? await api('/api/v1/profile_types', { service: S.svc, from: 'now-30d' }) : { profile_types: [] };
+  const d = S.svc ? await api('/api/v1/profile_types', { service: svcArg(), from: 'now-30d' }) : { profile_types: [] };
   const ids = d.profile_types.map((t) => t.id);
   if (!ids.includes(S.type)) S.type = ids.find((i) => i.startsWith('process_cpu:cpu')) || ids[0] || '';
   $('ptype').innerHTML = d.profile_types.map((t) =>
@@ -97,7 +100,7 @@ $('filters').addEventListener('click', (e) => {
 $('addfilter').addEventListener('click', async () => {
   const m = $('filtermenu');
   if (!m.hidden) { m.hidden = true; return; }
-  const d = await api('/api/v1/labels', { service: S.svc, from: 'now-30d' });
+  const d = await api('/api/v1/labels', { service: svcArg(), from: 'now-30d' });
   m.innerHTML = d.labels.filter((n) => n !== 'service_name').map((n) => `<div data-n="${esc(n)}">${esc(n)}</div>`).join('') ||
     '<div>no labels</div>';
   m.hidden = false;
@@ -115,7 +118,7 @@ $('filtermenu').addEventListener('click', async (e) => {
   }
   const name = el.dataset.n;
   if (!name) return;
-  const d = await api('/api/v1/series', { service: S.svc, label: S.l, from: S.from, until: S.until });
+  const d = await api('/api/v1/series', { service: svcArg(), label: S.l, from: S.from, until: S.until });
   const counts = new Map();
   for (const s of d.series) {
     if (S.type && s.type !== S.type.split(':')[0]) continue;
@@ -440,7 +443,7 @@ function cmpSel(which) {
   const extra = labelsOf(S[which + 'l']);
   const names = new Set(extra.map((l) => l.split(/[!=~]/)[0]));
   return {
-    service: S.svc, type: S.type,
+    service: svcArg(), type: S.type,
     label: [...S.l.filter((l) => !names.has(l.split(/[!=~]/)[0])), ...extra],
     from: S[which + 'from'] || S.from, until: S[which + 'until'] || S.until,
   };
@@ -596,7 +599,7 @@ function expose() {
   H.state = { ...S, l: [...S.l] };
   H.flame = flameDoc && tree ? {
     total: tree.rootTotal, apiTotal: flameDoc.total, nodes: tree.n, unit,
-    shownTotal: t ? t.rootTotal : 0, shownNodes: t ? t.n : 0, drawn: view.drawn,
+    shownTotal: t ? t.rootTotal : 0, shownNodes: t ? t.n : 0, drawn: view.drawn, drawMs: view.ms,
     focus: t && t.n ? t.text[view.focus] : '', focusTotal: t && t.n ? t.total[view.focus] : 0,
   } : null;
   H.search = searchRes ? { count: searchRes.count, value: searchRes.value } : null;
