@@ -2,7 +2,8 @@
 // dashboard of a running `homura server`, for tests/integration/test_dashboard.py:
 //   node dashboard.mjs URL SERVICE OUTDIR FUNC SEARCH BASE_LABEL COMP_LABEL
 // It opens the page at 1280x720, waits for the first load, clicks into the
-// frame FUNC, hovers it, searches SEARCH, sorts the top table, opens FUNC's
+// frame FUNC, hovers it, opens its source, searches SEARCH, moves with the
+// keys, sorts the top table, opens FUNC's
 // sandwich, compares BASE_LABEL with COMP_LABEL, reloads a shared URL,
 // switches theme and downloads the collapsed export; it prints one JSON
 // object with what the page exposed at each step (window.__homura) and
@@ -80,6 +81,12 @@ try {
   await page.keyboard.press('Escape');
   await page.keyboard.press('Escape');
   out.afterEscape = await H();
+  // arrows move the selection (icicle: down is the first child), Enter focuses
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Enter');
+  out.keyboard = await H();
+  await page.keyboard.press('Escape');
 
   // 6. top table, sorted by total
   await page.click('#tabs [data-tab=table]');

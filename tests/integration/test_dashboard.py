@@ -5,9 +5,10 @@ version 1.4 and 1.5); Debian's chromium, driven by playwright-core from npm
 (tests/browser/, pinned by its package-lock.json), opens the page at
 1280x720, and what it drew (exposed on window.__homura) must match the query
 API's numbers: chart total, flame graph total and nodes, a clicked frame's
-total, a search's share, the top table, a sandwich, a comparison of two
-versions (most grown function first), a shared URL restoring the view, the
-collapsed export. Screenshots are kept in build/test-artifacts/dashboard/.
+total, the tooltip, the source view, a search's share, keyboard moves, the
+top table, a sandwich, a comparison of two versions (diff and side by side,
+most grown function first), a shared URL restoring the view, the collapsed
+and SVG exports. Screenshots are kept in build/test-artifacts/dashboard/.
 Skipped only when chromium or npm is missing."""
 import json
 import os
@@ -145,6 +146,10 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
     assert rs["state"]["q"] == "spend_" and rs["flame"]["focus"] == widest["text"]
     assert rs["search"] == out["search"]["search"]
     assert out["afterEscape"]["flame"]["focus"] == "all"
+    assert out["afterEscape"]["state"]["q"] == ""
+    # two steps down from the root: the first child of its first child
+    down2 = 2 if len(nodes) > 2 and nodes[2]["parent"] == 1 else 1
+    assert out["keyboard"]["flame"]["focus"] == nodes[down2]["text"]
 
     # top table sorted by total: the largest total first
     assert out["table"]["table"]["rows"] == len(top["functions"])

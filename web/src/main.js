@@ -351,7 +351,8 @@ function drawFlame() {
 
 function drawSearchInfo() {
   if (!searchRes) { $('searchinfo').textContent = ''; return; }
-  $('searchinfo').textContent = `${searchRes.count} matching frames · ${pct(searchRes.value, shown.rootTotal)} of the total (${fmtValue(searchRes.value, unit)})`;
+  $('searchinfo').textContent = `${searchRes.count} matching · ${pct(searchRes.value, shown.rootTotal)} (${fmtValue(searchRes.value, unit)})`;
+  $('searchinfo').title = 'frames matching the search; their share of the total, each stack counted once';
 }
 
 function drawSandwich() {
@@ -398,7 +399,7 @@ function drawTable() {
     shown.map((r, i) => {
       const text = r.file ? `${r.name} (${r.file})` : r.name;
       return `<tr data-i="${i}" class="${text === tsel ? 'sel' : ''}" title="${esc(text)}: click to highlight, double-click for the sandwich"><td class="fn">${esc(r.name)}</td><td class="file" title="${esc(r.file)}">${esc(tail(r.file))}</td>` +
-        `<td>${fmtValue(r.self, top.unit)}</td><td><span class="bar" style="width:${Math.round(40 * r.self / max)}px"></span>${pct(r.self, T)}</td>` +
+        `<td>${r.self ? fmtValue(r.self, top.unit) : '–'}</td><td><span class="bar" style="width:${Math.round(40 * r.self / max)}px"></span>${r.self ? pct(r.self, T) : '–'}</td>` +
         `<td>${fmtValue(r.total, top.unit)}</td><td>${pct(r.total, T)}</td></tr>`;
     }).join('') + '</tbody>';
   $('table').rows_ = shown;
