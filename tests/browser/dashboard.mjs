@@ -122,6 +122,16 @@ try {
   await page.keyboard.press('t');
   out.theme = await page.evaluate(() => document.documentElement.dataset.theme);
   await shot('8-dark');
+  // brush: drag over the right half of the chart
+  const loads = await page.evaluate(() => window.__homura.loads);
+  const box = await page.locator('#chart .u-over').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width - 1, box.y + box.height / 2, { steps: 8 });
+  await page.mouse.up();
+  await loaded(loads + 1);
+  out.brush = await H();
+  await shot('9-brushed');
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('.export [data-fmt=collapsed]')]);
   const file = path.join(outdir, 'export.collapsed.txt');
   await dl.saveAs(file);

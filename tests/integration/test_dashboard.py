@@ -176,6 +176,13 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
 
     # theme, exports
     assert out["theme"] == "dark"
+    # brush: the range picked on the chart is what the flame graph shows
+    b = out["brush"]
+    bf, bu = b["state"]["from"], b["state"]["until"]
+    assert bf.isdigit() and bu.isdigit() and int(bf) < int(bu)
+    brushed = server.get_json("/api/v1/flamegraph", service="shop", max_nodes=10000,
+                              **{"from": bf, "until": bu})
+    assert b["flame"]["total"] == brushed["total"] == api["total"]
     st, body, _ = server.request("GET", "/api/v1/download?" + urllib.parse.urlencode(
         dict(service="shop", format="collapsed", **rng)))
     assert st == 200

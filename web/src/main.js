@@ -133,10 +133,16 @@ document.addEventListener('click', (e) => {
 });
 $('service').addEventListener('change', async () => { S.svc = $('service').value; S.l = []; S.focus = ''; drawFilters(); await loadTypes(); reload(); });
 $('ptype').addEventListener('change', () => { S.type = $('ptype').value; reload(); });
+// unix seconds shown as a local date (typed back the same way)
+function showTime(v) {
+  if (!/^\d+$/.test(v)) return v;
+  const d = new Date(+v * 1000), p = (x) => String(x).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
 function drawRange() {
   for (const b of $('ranges').children) b.classList.toggle('on', S.until === 'now' && b.dataset.r === S.from);
-  $('from').value = S.from;
-  $('until').value = S.until;
+  $('from').value = showTime(S.from);
+  $('until').value = showTime(S.until);
 }
 $('ranges').addEventListener('click', (e) => {
   const r = e.target.dataset?.r;
@@ -162,7 +168,7 @@ function toggleTheme() {
 
 // ---- the chart ---------------------------------------------------------------------
 
-let plot = null, series = null;
+let plot = null, series = null, chartText = '';
 async function loadChart(gen) {
   const d = await api('/api/v1/timeseries', sel());
   if (gen !== H.gen) return;
@@ -171,8 +177,9 @@ async function loadChart(gen) {
   const vals = d.values.map((v) => v / div);
   const data = [d.timestamps, vals];
   const sum = d.values.reduce((a, b) => a + b, 0);
-  $('chartinfo').textContent = `${fmtValue(sum, d.unit)} in ${d.timestamps.length} steps of ${d.step} s` +
+  chartText = `${fmtValue(sum, d.unit)} in ${d.timestamps.length} steps of ${d.step} s` +
     (d.unit === 'nanoseconds' ? ' (CPU seconds per step)' : ' (samples per step)') + ' · drag on the chart to pick a range';
+  $('chartinfo').textContent = chartText;
   H.chart = { timestamps: d.timestamps, values: d.values, step: d.step, unit: d.unit, total: sum };
   const w = $('chart').clientWidth || 1000;
   if (plot) { plot.setData(data); plot.setSize({ width: w, height: 150 }); return; }
@@ -185,10 +192,18 @@ async function loadChart(gen) {
       { stroke: () => css.getPropertyValue('--muted'), grid: { stroke: () => css.getPropertyValue('--line') }, size: 50 }],
     series: [{}, { label: 'total', stroke: '#d9622b', width: 1.5, fill: 'rgba(217,98,43,0.18)', points: { show: false } }],
     hooks: {
+      setCursor: [(u) => {
+        const i = u.cursor.idx;
+        if (i == null || !series) { $('chartinfo').textContent = chartText; return; }
+        $('chartinfo').textContent = `${showTime(String(series.timestamps[i]))}: ${fmtValue(series.values[i], series.unit)} in ${series.step} s`;
+      }],
       setSelect: [(u) => {
         if (u.select.width < 3) return;
-        const a = Math.floor(u.posToVal(u.select.left, 'x'));
-        const b = Math.ceil(u.posToVal(u.select.left + u.select.width, 'x'));
+        // each point is the start of a slot of one step: the selection takes
+        // the slots of the points nearest to its edges, whole
+        const t0 = series.timestamps[0], st = series.step;
+        const near = (px) => t0 + Math.round((u.posToVal(px, 'x') - t0) / st) * st;
+        const a = near(u.select.left), b = near(u.select.left + u.select.width) + st - 1;
         u.setSelect({ left: 0, width: 0 }, false);
         if (b <= a) return;
         S.from = String(a); S.until = String(b);
