@@ -125,7 +125,7 @@ $('filtermenu').addEventListener('click', async (e) => {
     const v = s.labels[name];
     if (v !== undefined) counts.set(v, (counts.get(v) || 0) + 1);
   }
-  m.innerHTML = `<div class="muted">${esc(name)} = … (series)</div>` + [...counts].sort((a, b) => b[1] - a[1]).map(([v, c]) =>
+  m.innerHTML = `<div class="muted">${esc(name)} = … <span class="count">series</span></div>` + [...counts].sort((a, b) => b[1] - a[1]).map(([v, c]) =>
     `<div data-n="${esc(name)}" data-v="${esc(v)}"><span>${esc(v)}</span><span class="count">${c}</span></div>`).join('');
 });
 document.addEventListener('click', (e) => {
@@ -259,6 +259,11 @@ function setFocus(v, i) {
     S.focus = v.tree.path(i).slice(1).map((k) => v.tree.text[k]).join('\n');
     writeURL();
     drawCrumbs();
+    if (S.tab === 'both' && i > 0) {     // the table follows: its row selected
+      tsel = v.tree.text[i];
+      drawTable();
+      document.querySelector('#table tr.sel')?.scrollIntoView({ block: 'nearest' });
+    }
   }
   v.draw();
   expose();
