@@ -192,6 +192,7 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
         assert (ARTIFACTS / (shot + ".png")).stat().st_size > 5000, shot
 
 
+@pytest.mark.asan
 def test_dashboard_files_need_no_token(tmp_path):
     """The page and its files hold no data: served without the read token,
     while the API still asks for it; unknown files are 404 JSON errors."""
@@ -222,6 +223,7 @@ def test_dashboard_files_need_no_token(tmp_path):
         s.stop()
 
 
+@pytest.mark.asan
 def test_source_endpoint(server, tmp_path, default_py):
     """/api/v1/source answers a file's lines only for an absolute .py path
     that the selection's frames name and that the server can read."""
