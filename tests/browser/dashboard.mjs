@@ -104,6 +104,13 @@ try {
   out.sandwich = await H();
   await shot('6-sandwich');
 
+  // 7b. bottom-up
+  await page.goto(`${url}/?svc=${encodeURIComponent(service)}&from=now-1h&mode=bottomup`);
+  await loaded(1);
+  out.bottomup = await H();
+  out.bottomupRoots = await page.evaluate(() => window.__homura.roots());
+  await shot('6b-bottom-up');
+
   // 8. comparison of two label values
   const cmp = `${url}/?svc=${encodeURIComponent(service)}&from=now-1h&tab=compare&bl=${encodeURIComponent(baseLabel)}&cl=${encodeURIComponent(compLabel)}`;
   await page.goto(cmp);

@@ -160,6 +160,16 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
     f60 = [f for f in top["functions"] if f["name"] == "spend_sixty"][0]
     assert sw["fn"] == widest["text"] and sw["total"] == f60["total"]
 
+    # bottom-up: the roots are the functions with self time, with their self
+    bu = out["bottomup"]
+    assert bu["state"]["mode"] == "bottomup" and bu["flame"]["shownTotal"] == api["total"]
+    selfs = {}
+    for f in top["functions"]:
+        if f["self"]:
+            key = "%s (%s)" % (f["name"], f["file"]) if f["file"] else f["name"]
+            selfs[key] = f["self"]
+    assert out["bottomupRoots"] == selfs
+
     # comparison of version 1.4 with 1.5: the same totals as /api/v1/diff;
     # busy_work (only in 1.5) grew most
     diff = server.get_json(

@@ -225,6 +225,8 @@ export function searchTree(t, test) {
 // native purple-grey, gc/idle grey
 const KIND_HS = [[22, 80], [205, 60], [140, 45], [265, 25], [0, 0]];
 
+export const KIND_COLOR = (k) => `hsl(${KIND_HS[k][0]},${KIND_HS[k][1]}%,60%)`;
+
 export function nodeColor(t, i, dark) {
   const [h, s] = KIND_HS[t.kind[i]];
   const v = hash(t.name[i]);

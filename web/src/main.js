@@ -8,7 +8,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
-import { Tree, FlameView, bottomUp, sandwich, mergeDiff, matcher, searchTree } from './flame.js';
+import { Tree, FlameView, bottomUp, sandwich, mergeDiff, matcher, searchTree, KIND_COLOR } from './flame.js';
 import { fmtValue, pct, esc, normTime, toUnix, KINDS } from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -624,6 +624,12 @@ function expose() {
     focus: t && t.n ? t.text[view.focus] : '', focusTotal: t && t.n ? t.total[view.focus] : 0,
   } : null;
   H.search = searchRes ? { count: searchRes.count, value: searchRes.value } : null;
+  // the first level of the tree shown: name -> total (for tests)
+  H.roots = () => {
+    const r = {};
+    if (t) for (let c = 1; c < t.n; c = t.end[c]) r[t.text[c]] = (r[t.text[c]] || 0) + t.total[c];
+    return r;
+  };
   // where a frame is drawn, for tests: the centre of the widest one named n
   H.where = (name, which = view) => {
     let best = null;
@@ -667,7 +673,13 @@ setInterval(() => {
 }, 10000);
 window.addEventListener('popstate', () => { readURL(); start(); });
 
+function drawLegend() {
+  $('legend').innerHTML = KINDS.map((k, i) => `<span><i style="background:${KIND_COLOR(i)}"></i>${esc(k)}</span>`).join('') +
+    ' <span class="keys">press ? for keys</span>';
+}
+
 async function start() {
+  drawLegend();
   readURL();
   $('search').value = S.q;
   $('mode').value = S.mode;
