@@ -31,6 +31,6 @@ for _ in $(seq 100); do
 	/usr/bin/python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/ready')" 2>/dev/null && break
 	sleep 0.2
 done
-for q in "svc=service-3&from=now-24h" "svc=service-3&from=now-1h" "svc=service-3&from=now-24h&mode=bottomup"; do
+for q in "svc=service-3&from=now-24h" "svc=*&from=now-24h" "svc=*&from=now-24h&mode=bottomup" "svc=service-3&from=now-1h"; do
 	node tests/browser/firstload.mjs "http://127.0.0.1:$port" "$q" 5
 done
