@@ -412,7 +412,7 @@ function drawTable() {
     const x = a[sortKey], y = b[sortKey];
     return (typeof x === 'string' ? x.localeCompare(y) : x - y) * sortDir;
   });
-  const T = top.total || 1, max = Math.max(1, ...rows.slice(0, 1).map((r) => r[sortKey === 'total' ? 'total' : 'self']));
+  const T = top.total || 1, max = rows.reduce((m, r) => Math.max(m, r.self), 1);
   const head = [['name', 'function'], ['file', 'file'], ['self', 'self'], ['selfp', 'self %'], ['total', 'total'], ['totalp', 'total %']];
   const shown = rows.slice(0, 500);
   $('table').innerHTML = '<thead><tr>' + head.map(([k, n]) => `<th data-k="${k}" class="${k === 'name' || k === 'file' ? 'fn' : ''}">${n}${sortKey === k ? (sortDir < 0 ? ' ▾' : ' ▴') : ''}</th>`).join('') + '</tr></thead><tbody>' +
