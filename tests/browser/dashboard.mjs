@@ -90,6 +90,7 @@ try {
 
   // 6. top table, sorted by total
   await page.click('#tabs [data-tab=table]');
+  await page.waitForSelector('#table tbody tr');
   await page.click('#table th[data-k=total]');
   out.table = await H();
   out.tableFirstRow = await page.textContent('#table tbody tr');

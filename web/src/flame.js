@@ -371,10 +371,13 @@ export class FlameView {
       }
     }
     const fg = dark ? '#f2f2f2' : '#111';
+    // colours are worked out once per tree and theme
+    const ck = dark ? '_coldark' : '_collight';
+    const cols = t[ck] || (t[ck] = new Array(t.n));
     let drawn = 0;
     const rect = (i, px, pw, faded) => {
       const y = rowOf(t.depth[i]) * ROW;
-      let col = t.diff ? diffColor(t, i, maxd, dark) : nodeColor(t, i, dark);
+      let col = t.diff ? diffColor(t, i, maxd, dark) : cols[i] || (cols[i] = nodeColor(t, i, dark));
       if (this.marks && !this.marks[i]) col = dark ? '#2e333b' : '#e4e6ea';
       if (faded) col = dark ? '#3a3f48' : '#d0d4da';
       g.fillStyle = col;
@@ -402,15 +405,8 @@ export class FlameView {
       rect(i, (t.x[i] - x0) * scale, pw, false);
       i++;
     }
-    for (const r of rows) {             // ancestors were pushed out of order
-      if (r.length > 3) {
-        const trip = [];
-        for (let k = 0; k < r.length; k += 3) trip.push([r[k], r[k + 1], r[k + 2]]);
-        trip.sort((a, b) => a[0] - b[0]);
-        r.length = 0;
-        for (const x of trip) r.push(...x);
-      }
-    }
+    // (each row is in x order: an ancestor of the focus is alone on its row,
+    // and pre-order visits each depth left to right)
     this.rows = rows;
     this.drawn = drawn;
   }
