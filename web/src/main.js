@@ -701,6 +701,10 @@ async function start() {
   $('byline').checked = !!S.by;
   drawFilters();
   document.body.dataset.tab = S.tab;
+  // a URL that names the service and type (a shared one, or a reload) loads
+  // the data while the pickers are filled
+  const asked = S.svc + '|' + S.type;
+  const early = S.svc && S.type && S.tab !== 'compare' ? reload() : null;
   try {
     await loadServices();
   } catch (err) {
@@ -715,7 +719,8 @@ async function start() {
   drawRange();
   for (const b of $('tabs').querySelectorAll('[data-tab]')) b.classList.toggle('on', b.dataset.tab === S.tab);
   if (S.tab === 'compare') { setTab('compare'); loadChart(H.gen).catch(() => {}); H.ready = true; return; }
-  await reload();
+  if (early && asked === S.svc + '|' + S.type) await early;
+  else await reload();
   if (S.src) openSource(S.src);
 }
 start();
