@@ -1,4 +1,5 @@
-# homura build. `make` builds build/homura and the unit tests; `make bench`
+# homura build. `make` builds build/homura (with the dashboard, web/, when
+# npm is present: `make web`) and the unit tests; `make bench`
 # the C benchmark programs (bench/*.c) into build/bench/; `make asan`
 # builds the same with AddressSanitizer + UBSan into build-asan/; `make fuzz`
 # builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
@@ -68,7 +69,7 @@ $(UI_C): web/dist/ui_assets.c
 	    'const size_t hm_ui_nassets = 0;' >$@.tmp; fi
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
-$(BUILD)/gen/ui_assets.o: $(UI_C)
+$(BUILD)/gen/ui_assets.o: $(UI_C) lib/server/ui.h
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libhomura.a: $(LIB_OBJ)
