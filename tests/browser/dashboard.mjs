@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [url, service, outdir, func, search, baseLabel, compLabel] = process.argv.slice(2);
+const [url, service, outdir, func, search, baseLabel, compLabel, evil] = process.argv.slice(2);
 fs.mkdirSync(outdir, { recursive: true });
 const out = { errors: [] };
 const browser = await chromium.launch({
@@ -147,6 +147,18 @@ try {
   const [dl2] = await Promise.all([page.waitForEvent('download'), page.click('.export [data-fmt=svg]')]);
   await dl2.saveAs(path.join(outdir, 'flamegraph.svg'));
   out.svg = fs.readFileSync(path.join(outdir, 'flamegraph.svg'), 'utf8').length;
+
+  // 10. hostile names (service EVIL) are shown as text, never run as HTML
+  if (evil) {
+    await page.goto(`${url}/?svc=${encodeURIComponent(evil)}&from=now-1h&tab=both`);
+    await loaded(1);
+    await page.waitForSelector('#table tbody tr');
+    const w = await page.evaluate(() => window.__homura.where(window.__homura.flame && document.querySelector('#table td.fn').textContent));
+    if (w) { await page.mouse.move(w.x, w.y); await page.mouse.click(w.x, w.y); }
+    out.evil = await page.evaluate(() => ({ pwned: window.__pwned || 0, cells: [...document.querySelectorAll('#table td.fn')].map((e) => e.textContent),
+      crumbs: document.querySelector('#crumbs').textContent, imgs: document.querySelectorAll('img').length }));
+    await shot('10-hostile-names');
+  }
 } catch (e) {
   out.errors.push('driver: ' + (e && e.stack || e));
 } finally {

@@ -39,6 +39,11 @@ def need_browser():
         assert r.returncode == 0, "npm ci in tests/browser failed: " + r.stderr[-2000:]
 
 
+# frame names that are HTML: the page must show them as text
+XSS = '<img src=x onerror="window.__pwned=1">'
+EVIL = "main;%s;leaf\"'&amp; 7\n" % XSS
+
+
 def record_pprof(tmp, py, prog, secs):
     otlp, pprof = tmp / (prog + ".otlp"), tmp / (prog + ".pb.gz")
     subprocess.run([HOMURA, "record", "-f", "otlp", "-o", str(otlp), "-d", str(secs), "--",
@@ -85,10 +90,12 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
     ingest(server, "shop.cpu{version=1.5}", shares)
     ingest(server, "shop.cpu{version=1.5}", busy)
     ingest(server, "other.cpu{env=dev}", busy)
+    st, _, _ = server.ingest("evil.cpu", EVIL.encode())
+    assert st == 200
 
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     r = subprocess.run(["node", str(BROWSER_DIR / "dashboard.mjs"), server.url, "shop",
-                        str(ARTIFACTS), "spend_sixty", "spend_", "version=1.4", "version=1.5"],
+                        str(ARTIFACTS), "spend_sixty", "spend_", "version=1.4", "version=1.5", "evil"],
                        capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, CHROMIUM=CHROMIUM))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -198,6 +205,10 @@ def test_dashboard_in_chromium(server, tmp_path, default_py):
     assert st == 200
     assert sorted(out["collapsed"].splitlines()) == sorted(body.decode().splitlines())
     assert out["svg"] > 1000
+    # hostile names stay text
+    ev = out["evil"]
+    assert ev["pwned"] == 0 and ev["imgs"] == 0, ev
+    assert XSS in ev["cells"] and XSS in ev["crumbs"], ev
     for shot in ("1-flamegraph", "3-focused", "4-search", "6-sandwich", "7-compare", "8-dark"):
         assert (ARTIFACTS / (shot + ".png")).stat().st_size > 5000, shot
 

@@ -40,8 +40,10 @@ export const KINDS = ['application', 'standard library', 'site-packages', 'nativ
 export function kindOf(name, file) {
   // <gc>, <idle> and the like have no file (<module> has one)
   if (name === 'all' || name === 'other' || (name.startsWith('<') && !file) || /^(thread|process) /.test(name)) return 4;
-  // no file (a C function), a shared object, a C/C++/Rust source: native
-  if (!file || /\.so(\.|$)/.test(file) || file.startsWith('[') || /\.(c|cc|cpp|h|rs|S)$/.test(file)) return 3;
+  // a shared object, a C/C++/Rust source: native; no file at all (folded
+  // input has none): counted as the application's
+  if (!file) return /\.so(\.|$)|^\[/.test(name) ? 3 : 0;
+  if (/\.so(\.|$)/.test(file) || file.startsWith('[') || /\.(c|cc|cpp|h|rs|S)$/.test(file)) return 3;
   if (/[\\/](site|dist)-packages[\\/]/.test(file)) return 2;
   if (/^<frozen /.test(file) || /[\\/]lib[\\/]python\d+(\.\d+)?t?[\\/]/.test(file) || /[\\/]lib[\\/]pypy/.test(file)) return 1;
   return 0;
