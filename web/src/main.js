@@ -2,14 +2,15 @@
 // It reads only the JSON query API (docs/api.md): services, profile types,
 // labels and series (label values with counts), timeseries (the chart),
 // flamegraph (flame graph, bottom-up, sandwich, and a client-side merge of
-// two selections for comparisons), top (table, most-grown functions) and
-// download (exports). The whole view lives in the URL (history.replaceState)
-// so a link restores it. window.__homura exposes what was drawn, for tests.
+// two selections for comparisons), top (table, most-grown functions),
+// download (exports) and source (the source view, served by server/ui.c).
+// The whole view lives in the URL (history.replaceState) so a link restores
+// it. window.__homura exposes what was drawn, for tests and benchmarks.
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { Tree, FlameView, bottomUp, sandwich, mergeDiff, matcher, searchTree, KIND_COLOR } from './flame.js';
-import { fmtValue, pct, esc, normTime, toUnix, KINDS } from './util.js';
+import { fmtValue, pct, esc, normTime, KINDS } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 const MAX_NODES = 10000;

@@ -68,12 +68,3 @@ export function normTime(s) {
   const d = Date.parse(s.replace(' ', 'T'));
   return Number.isNaN(d) ? null : String(Math.floor(d / 1000));
 }
-
-// A time argument to unix seconds, given now (seconds).
-export function toUnix(s, now) {
-  if (/^\d+$/.test(s)) { const v = +s; return v > 1e11 ? Math.floor(v / 1000) : v; }
-  const m = /^now(?:-(\d+)([smhdw]))?$/.exec(s);
-  if (!m) return now;
-  const mul = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2]] || 0;
-  return now - (m[1] ? +m[1] * mul : 0);
-}
