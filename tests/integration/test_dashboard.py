@@ -269,3 +269,25 @@ def test_source_endpoint(server, tmp_path, default_py):
     assert st == 400
     st, _, _ = status(file=busy, query="nonsense{", **sel)    # the selection's own error
     assert st == 400
+
+
+def test_dashboard_read_token(tmp_path, default_py):
+    """With --read-token the page asks for the token once (a prompt), sends
+    it with every query and keeps it for the tab: a reload asks no more."""
+    need_browser()
+    s = Server(tmp_path / "data", "--read-token", "sekrit")
+    try:
+        ingest(s, "locked.cpu", record_pprof(tmp_path, default_py, "busy.py", 1))
+        r = subprocess.run(["node", str(BROWSER_DIR / "token.mjs"), s.url, "locked", "sekrit"],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, CHROMIUM=CHROMIUM))
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout)
+        assert out["errors"] == [], out["errors"]
+        api = s.get_json("/api/v1/flamegraph", token="sekrit", service="locked",
+                         max_nodes=10000, **{"from": "now-1h"})
+        assert out["flame"]["total"] == api["total"] > 0
+        assert out["prompts"] == 1 and out["promptsOnReload"] == 0
+        assert out["promptsShared"] == 1 and out["sharedTotal"] == api["total"]
+    finally:
+        s.stop()

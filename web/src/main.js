@@ -48,8 +48,11 @@ async function api(path, params, raw) {
     if (Array.isArray(v)) v.forEach((x) => u.append(k, x));
     else if (v !== '' && v != null) u.set(k, v);
   }
+  const used = token;
   const r = await fetch(path + '?' + u, { headers: token ? { Authorization: 'Bearer ' + token } : {} });
   if (r.status === 401) {
+    // requests in flight together: the first one asks, the others retry
+    if (token !== used) return api(path, params, raw);
     const t = prompt('This server needs a read token (--read-token):');
     if (t) { token = t; sessionStorage.setItem('homura-token', t); return api(path, params, raw); }
   }
