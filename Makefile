@@ -1,4 +1,5 @@
-# homura build. `make` builds build/homura and the unit tests; `make bench`
+# homura build. `make` builds build/homura (with the dashboard, web/, when
+# npm is present: `make web`) and the unit tests; `make bench`
 # the C benchmark programs (bench/*.c) into build/bench/; `make asan`
 # builds the same with AddressSanitizer + UBSan into build-asan/; `make fuzz`
 # builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
@@ -18,7 +19,8 @@ LIBS    := -lelf -ldw -lz -lprotobuf-c -ljansson -lcurl -lmicrohttpd -lsqlite3 -
 PROTOS    := $(shell find proto -name '*.proto' 2>/dev/null)
 PROTO_C   := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 LIB_SRC   := $(shell find lib -name '*.c' ! -name '*.bpf.c' | LC_ALL=C sort)
-LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
+UI_C      := $(BUILD)/gen/ui_assets.c
+LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o) $(UI_C:.c=.o)
 CLI_SRC   := $(wildcard src/*.c)
 CLI_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -58,6 +60,37 @@ $(BUILD)/%.o: %.c $(PROTO_C)
 $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c $(PROTO_C)
 	$(CC) $(filter-out -Werror,$(CFLAGS)) -w -c $< -o $@
 
+# ---- the dashboard (web/, docs/dashboard.md): `make web` bundles it with
+# esbuild (npm ci from web/package-lock.json) into web/dist/, whose
+# ui_assets.c holds every file as a C array; it is copied into $(BUILD)/gen/
+# and linked in, so the server needs no file at run time. Without npm (or
+# when its build fails) a stub with no files is linked instead and / says
+# how to build the UI.
+NPM     := $(shell command -v npm 2>/dev/null)
+WEB_SRC := $(wildcard web/src/* web/index.html web/build.mjs web/package.json web/package-lock.json)
+
+web: web/dist/ui_assets.c
+
+web/dist/ui_assets.c: $(WEB_SRC)
+ifneq ($(NPM),)
+	@cd web && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	  npm ci --no-audit --no-fund --loglevel=error; } && node build.mjs || \
+	  echo "make: WARNING: the dashboard did not build (web/); the server will say so at /" >&2
+else
+	@echo "make: npm not found: building the server without the dashboard (scripts/install-deps.sh installs it)" >&2
+endif
+
+$(UI_C): web/dist/ui_assets.c
+	@mkdir -p $(dir $@)
+	@if [ -f web/dist/ui_assets.c ]; then cp web/dist/ui_assets.c $@.tmp; else \
+	  printf '%s\n' '/* generated: the dashboard was not built (no npm) */' \
+	    '#include "server/ui.h"' 'const hm_ui_asset hm_ui_assets[1];' \
+	    'const size_t hm_ui_nassets = 0;' >$@.tmp; fi
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(BUILD)/gen/ui_assets.o: $(UI_C) lib/server/ui.h
+	$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/libhomura.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -87,9 +120,9 @@ check: all
 	./scripts/test.sh
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz web/dist
 
-.PHONY: all asan bench unit check clean
+.PHONY: all asan bench unit check clean web
 
 # ---- install / uninstall: `make install [PREFIX=/usr/local] [DESTDIR=...]`
 # puts bin/homura, the man pages (man/*.1), the bash and zsh completions

@@ -16,9 +16,11 @@
  *
  * Build and run (from the repository root): make bench, then
  *   build/bench/bench_server [--windows W] [--hours H] [--services S] [--dir DIR]
- *                     [--pg postgresql:///db?host=/tmp/sock]
+ *                     [--pg postgresql:///db?host=/tmp/sock] [--keep 1]
  * --pg runs phase 3 against that (empty) PostgreSQL database instead of a
- * SQLite directory.  */
+ * SQLite directory. --keep 1 stops after phase 3's first queries and leaves
+ * its store in place (its path is printed): bench/bench_dashboard.sh serves
+ * it to time the dashboard's first load.  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +151,7 @@ static void query(hm_store *st, const char *what, const char *service, int64_t f
 
 int main(int argc, char **argv)
 {
-	int windows = 30, hours = 24, nsvc = 20;
+	int windows = 30, hours = 24, nsvc = 20, keep = 0;
 	const char *base = "/tmp", *pg = NULL;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--windows"))
@@ -162,6 +164,8 @@ int main(int argc, char **argv)
 			base = argv[i + 1];
 		else if (!strcmp(argv[i], "--pg"))
 			pg = argv[i + 1];
+		else if (!strcmp(argv[i], "--keep"))
+			keep = atoi(argv[i + 1]);
 	}
 	int64_t t_end = (int64_t)time(NULL);
 	t_end -= t_end % 60;
@@ -255,6 +259,15 @@ int main(int argc, char **argv)
 	query(st, "1 h, all 20 services", NULL, t_end - 3600, t_end);
 	query_path(st, "/api/v1/top", "24 h, all 20 services", NULL, from, t_end);
 	query_path(st, "/api/v1/timeseries", "24 h, all 20 services", NULL, from, t_end);
+	if (keep) {
+		hm_store_close(st);
+		char rm[1200];
+		snprintf(rm, sizeof rm, "rm -rf %s", dir1);
+		if (system(rm) != 0)
+			fprintf(stderr, "could not remove %s\n", dir1);
+		printf("kept: %s\n", dir2);
+		return 0;
+	}
 	t0 = hm_mono_s();
 	hm_store_maintain(st, t_end);
 	dt = hm_mono_s() - t0;

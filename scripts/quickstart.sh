@@ -9,8 +9,9 @@
 #   3. a load generator on its endpoints (tests/programs/loadgen.py)
 #   4. homura agent on the application, sending a profile every INTERVAL s
 #
-# prints where to look (the query API), waits for the first window and shows
-# the top functions stored. Ctrl-C (or SIGTERM) stops everything it started.
+# prints where to look (the query API), waits for the first window, shows
+# the top functions stored and ends with the dashboard's URL (the web UI the
+# server serves at /). Ctrl-C (or SIGTERM) stops everything it started.
 #
 # Usage: scripts/quickstart.sh [--duration SECS] [--port PORT] [--interval SECS]
 #                              [--data DIR] [--no-build]
@@ -157,9 +158,11 @@ say "agent on pid $app_pid, a profile every ${INTERVAL} s to $SERVER (pid $agent
 start=$SECONDS
 
 SEL='process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="demo-flask"}'
+DASHBOARD="$SERVER/?svc=demo-flask&from=now-15m"
 cat <<EOF
 
-Where to look (the query API, docs/api.md):
+Where to look: the dashboard (docs/dashboard.md) at $DASHBOARD
+or the query API (docs/api.md):
   curl -s '$SERVER/api/v1/services'
   curl -s '$SERVER/api/v1/label_values?name=version'
   curl -s -G '$SERVER/api/v1/top' --data-urlencode 'query=$SEL' -d from=now-15m -d limit=10
@@ -200,6 +203,7 @@ while :; do
 		arrived=1
 		say "profiles have arrived; top 5 functions of demo-flask by self time:"
 		cat "$LOGS/top.txt"
+		say "dashboard: $DASHBOARD (open it in a browser)"
 		break
 	fi
 	finished && break

@@ -26,6 +26,7 @@
 #include "format/flametree.h"
 #include "server/http.h"
 #include "server/server.h"
+#include "server/ui.h"
 
 #define DEFAULT_MAX_NODES 2048
 #define MAX_POINTS 20000
@@ -1076,6 +1077,10 @@ void hm_api_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		api_pyro_labels(st, rq, rs, 0);
 	else if (!strcmp(p, "/pyroscope/label-values") || !strcmp(p, "/label-values"))
 		api_pyro_labels(st, rq, rs, 1);
+	else if (!strcmp(p, "/api/v1/source"))
+		hm_ui_source(st, rq, rs);    /* server/ui.c */
+	else if (hm_ui_path(p))
+		hm_ui_handle(rq, rs);    /* the dashboard (server/ui.c) */
 	else
 		hm_http_error(rs, 404, "no such endpoint: %.200s", p);
 }

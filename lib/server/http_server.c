@@ -27,6 +27,7 @@
 #include "base/error.h"
 #include "server/http.h"
 #include "server/server.h"
+#include "server/ui.h"
 
 struct hm_server {
 	struct MHD_Daemon *d;
@@ -127,7 +128,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return MHD_NO;
 		*con_cls = k;
 		k->srv = s;
-		if (strcmp(url, "/ready") &&
+		if (strcmp(url, "/ready") && !hm_ui_path(url) &&   /* the page holds no data */
 		    !token_ok(c, ingest ? s->ingest_token : s->read_token)) {
 			k->answered = 1;
 			return quick(c, 401, "missing or wrong bearer token");

@@ -1,6 +1,7 @@
 /* fuzz_api.c - the query API's parameters: times, durations, sizes and every
  * GET endpoint's arguments (from/until/step/max_nodes/limit/label/query/...),
- * against a SQLite store holding a few series.
+ * the dashboard's files and /api/v1/source (its file= checks), against a
+ * SQLite store holding a few series.
  *
  * Input: one byte that picks the endpoint, then the query string
  * ("k=v&k=v", already URL-decoded). Every argument value also goes through
@@ -16,7 +17,8 @@ static const char *const paths[] = {
 	"/ready", "/api/v1/services", "/api/v1/profile_types", "/api/v1/labels",
 	"/api/v1/label_values", "/api/v1/series", "/api/v1/timeseries", "/api/v1/flamegraph",
 	"/api/v1/top", "/api/v1/diff", "/api/v1/download", "/pyroscope/render",
-	"/pyroscope/labels", "/pyroscope/label-values", "/nope",
+	"/pyroscope/labels", "/pyroscope/label-values", "/nope", "/api/v1/source", "/",
+	"/ui/app.js",
 };
 
 #define NOW 1700000000

@@ -295,6 +295,7 @@ def test_quickstart_runs_to_the_end(tmp_path):
     assert len(top) == 5 and all("%" in l for l in top), out
     assert "flask_app.py" in "\n".join(top) or "python3.11" in "\n".join(top), out
     assert "/api/v1/flamegraph" in out and "/pyroscope/render" in out, out
+    assert "dashboard: http://127.0.0.1:%d/?svc=demo-flask" % port in out, out
     # It ran until --duration was over (by its own clock, which starts when
     # the pipeline is up), and then stopped by itself.
     assert "running until 25 s have passed" in out, out
