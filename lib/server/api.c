@@ -23,6 +23,7 @@
 #include "base/textesc.h"
 #include "format/codec.h"
 #include "format/flametree.h"
+#include "server/ptype.h"
 #include "server/server.h"
 
 #define DEFAULT_MAX_NODES 2048
@@ -125,6 +126,8 @@ static int parse_selection(hm_store *st, const hm_http_req *rq, const char *qnam
 	int rc = hm_selector_parse(q ? q : "", sel);
 	if (rc < 0)
 		return rc;
+	if ((rc = hm_ptype_fix_selector(q, sel)) < 0)
+		goto fail;
 	const char *type = hm_http_arg(rq, "type");
 	if (!type)
 		type = hm_http_arg(rq, "profile_type");
@@ -132,6 +135,10 @@ static int parse_selection(hm_store *st, const hm_http_req *rq, const char *qnam
 		hm_selector t;
 		if ((rc = hm_selector_parse(type, &t)) < 0)
 			goto fail;
+		if ((rc = hm_ptype_fix_selector(type, &t)) < 0) {
+			hm_selector_free(&t);
+			goto fail;
+		}
 		sel->type = t.type;
 		sel->value_kind = t.value_kind;
 		t.type = NULL;
@@ -265,6 +272,10 @@ static int matching_series(hm_store *st, const hm_http_req *rq, hm_series_list *
 		const char *qs = hm_http_arg(rq, "query");
 		if ((rc = hm_selector_parse(qs ? qs : "", &q.sel)) < 0)
 			return rc;
+		if ((rc = hm_ptype_fix_selector(qs, &q.sel)) < 0) {
+			hm_selector_free(&q.sel);
+			return rc;
+		}
 		const char *svc = hm_http_arg(rq, "service");
 		if (svc && (rc = hm_selector_add(&q.sel, "service_name", HM_MATCH_EQ, svc)) < 0) {
 			hm_selector_free(&q.sel);
@@ -349,19 +360,14 @@ static void api_services(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 
 static json_t *type_ids(const char *type)
 {
-	const char *period = !strcmp(type, "process_cpu") ? "cpu" : type;
-	const char *sample = !strcmp(type, "process_cpu") ? "cpu" : type;
+	hm_ptype v[2];
+	int n = hm_ptype_ids(type, v);
 	json_t *a = json_array();
-	char id[4 * HM_STORE_MAX_NAME + 64];
-	snprintf(id, sizeof id, "%s:%s:nanoseconds:%s:nanoseconds", type, sample, period);
-	json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "name",
-					   type, "sample_type", sample, "sample_unit",
-					   "nanoseconds", "period_type", period, "period_unit",
-					   "nanoseconds"));
-	snprintf(id, sizeof id, "%s:samples:count:%s:nanoseconds", type, period);
-	json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "name",
-					   type, "sample_type", "samples", "sample_unit", "count",
-					   "period_type", period, "period_unit", "nanoseconds"));
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", v[i].id,
+						   "name", v[i].name, "sample_type", v[i].sample_type,
+						   "sample_unit", v[i].sample_unit, "period_type",
+						   v[i].period_type, "period_unit", v[i].period_unit));
 	return a;
 }
 
@@ -936,19 +942,30 @@ static void emit_flamebearer(void *ud, uint32_t id, const walk_ent *e, const cha
 		o->max_self = self[0];
 }
 
-/* Old Pyroscope selections "app.cpu{k=v}" become "process_cpu{service_name="app",k="v"}". */
+/* Old Pyroscope selections "app.cpu{k=v}" (or k="v") become
+ * "process_cpu{service_name="app",k="v"}"; memory suffixes their types. */
 static char *og_query(const char *q)
 {
 	const char *brace = strchr(q, '{');
 	size_t nl = brace ? (size_t)(brace - q) : strlen(q);
-	if (!nl || strchr(q, '"') || nl > HM_STORE_MAX_VALUE)
+	if (!nl || memchr(q, '"', nl) || nl > HM_STORE_MAX_VALUE)
 		return NULL;
+	static const struct { const char *suffix, *type; } map[] = {
+		{".cpu", "process_cpu"}, {".itimer", "process_cpu"}, {".wall", "wall"},
+		{".alloc_objects", "memory:alloc_objects:count:space:bytes"},
+		{".alloc_space", "memory:alloc_space:bytes:space:bytes"},
+		{".inuse_objects", "memory:inuse_objects:count:space:bytes"},
+		{".inuse_space", "memory:inuse_space:bytes:space:bytes"},
+	};
 	const char *dot = memrchr(q, '.', nl);
 	const char *type = "process_cpu";
-	if (dot && !strncmp(dot, ".wall", 5) && dot + 5 == q + nl)
-		type = "wall";
-	size_t svl = dot && (!strncmp(dot, ".cpu", 4) || !strncmp(dot, ".wall", 5) ||
-			     !strncmp(dot, ".itimer", 7)) ? (size_t)(dot - q) : nl;
+	size_t svl = nl;
+	for (size_t i = 0; dot && i < sizeof map / sizeof map[0]; i++)
+		if (strlen(map[i].suffix) == (size_t)(q + nl - dot) &&
+		    !memcmp(dot, map[i].suffix, strlen(map[i].suffix))) {
+			type = map[i].type;
+			svl = (size_t)(dot - q);
+		}
 	size_t cap = strlen(q) * 3 + 64;
 	char *out = malloc(cap);
 	if (!out)
@@ -960,9 +977,13 @@ static char *og_query(const char *q)
 			const char *comma = memchr(p, ',', (size_t)(end - p));
 			const char *stop = comma ? comma : end;
 			const char *eq = memchr(p, '=', (size_t)(stop - p));
-			if (eq)
+			const char *v = eq ? eq + 1 : NULL;
+			size_t vl = eq ? (size_t)(stop - v) : 0;
+			if (vl >= 2 && (*v == '"' || *v == '\'') && v[vl - 1] == *v)
+				v++, vl -= 2;    /* app.cpu{env="dev"}: already quoted */
+			if (eq && !memchr(v, '"', vl))
 				w += snprintf(out + w, cap - (size_t)w, ",%.*s=\"%.*s\"",
-					      (int)(eq - p), p, (int)(stop - eq - 1), eq + 1);
+					      (int)(eq - p), p, (int)vl, v);
 			p = stop + 1;
 		}
 	}
@@ -976,14 +997,20 @@ static void api_render(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 	const char *qs = hm_http_arg(rq, "query");
 	hm_http_req rq2 = *rq;
 	char *conv = NULL;
-	hm_selector probe;
-	if (qs && hm_selector_parse(qs, &probe) < 0 && (conv = og_query(qs))) {
+	/* "app.cpu{...}" parses as a type name with a dot: an old selection too */
+	size_t tl0 = qs ? strcspn(qs, "{") : 0;
+	int og = qs && memchr(qs, '.', tl0) && !memchr(qs, ':', tl0);
+	if (qs && !og) {
+		hm_selector probe;
+		if (hm_selector_parse(qs, &probe) < 0)
+			og = 1;
+		else
+			hm_selector_free(&probe);
+	}
+	if (og && (conv = og_query(qs)))
 		for (size_t i = 0; i < rq2.nargs; i++)
 			if (!strcmp(rq2.arg_k[i], "query"))
 				rq2.arg_v[i] = conv;
-	} else if (qs) {
-		hm_selector_free(&probe);
-	}
 	query q;
 	long long mn = 0;
 	int rc = parse_query(st, &rq2, "query", &q);
