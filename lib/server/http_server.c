@@ -25,6 +25,7 @@
 
 #include "base/cancel.h"
 #include "base/error.h"
+#include "server/querier.h"
 #include "server/server.h"
 
 struct hm_server {
@@ -195,6 +196,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	hm_cancel_set(client_gone, c);
 	if (ingest)
 		hm_ingest_handle(s->st, &rq, &rs);
+	else if (hm_querier_path(url))
+		hm_querier_handle(s->st, &rq, &rs);
 	else
 		hm_api_handle(s->st, &rq, &rs);
 	hm_cancel_set(NULL, NULL);
