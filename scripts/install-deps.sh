@@ -11,6 +11,10 @@ PKGS=(build-essential pkg-config libelf-dev libdw-dev zlib1g-dev libprotobuf-c-d
       clang-14 libclang-rt-14-dev)
 # tests/integration/test_install.py: man pages rendered by man(1), zsh completion parsed
 PKGS+=(man-db zsh)
+# tests/integration/test_querier.py: the Pyroscope Node.js SDK (npm ci in tests/nodejs);
+# NodeSource's nodejs package carries its own npm
+PKGS+=(nodejs)
+command -v npm >/dev/null || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
