@@ -221,8 +221,9 @@ static int convert(const PbProfile *m, hm_pprof_plan_fn plan, void *plan_arg,
 					      "index", (unsigned long long)fn->id);
 				goto out;
 			}
-			if (!*name)
-				name = pstr(m, fn->system_name) ? pstr(m, fn->system_name) : "";
+			const char *sys = pstr(m, fn->system_name);
+			if (!*name || (sys && *sys && strstr(name, "\xe2\x80\xb9")))
+				name = sys ? sys : "";   /* homura's "‹module›" is "<module>" */
 			hm_frame f = {0};
 			f.name = hm_profile_intern_cstr(proto, name);
 			f.file = hm_profile_intern_cstr(proto, file);

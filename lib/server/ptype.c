@@ -83,7 +83,8 @@ static void join5(char *out, size_t cap, const char *const v[5])
 	char b[5][HM_STORE_MAX_NAME / 5 + 1];
 	for (int i = 0; i < 5; i++)
 		part(b[i], sizeof b[i], v[i], strlen(v[i]));
-	snprintf(out, cap, "%s.%s.%s.%s.%s", b[0], b[1], b[2], b[3], b[4]);
+	snprintf(out, cap, "%s%s.%s.%s.%s.%s", isdigit((unsigned char)b[0][0]) ? "_" : "", b[0],
+		 b[1], b[2], b[3], b[4]);
 }
 
 int hm_ptype_from_id(const char *id, size_t len, char *out, size_t cap, int *vk)
