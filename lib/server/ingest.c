@@ -610,6 +610,7 @@ static int pyroscope_decode(const hm_http_req *rq, batch *b)
 	free(conv);
 	if (rc == HM_OK && fmt != HM_FMT_COLLAPSED) {
 		hm_profile_free(p);
+		p = NULL;
 		rc = hm_error(HM_EINVAL, "ingest: body is not %s data", format);
 	}
 	if (rc == HM_OK) {

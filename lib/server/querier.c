@@ -762,7 +762,7 @@ static void do_select_series(ctx *c, ProtobufCMessage *in)
 	int rc = selector_of(r->profile_typeid, r->label_selector, &sel);
 	if (rc < 0)
 		return fail(c, rc);
-	int64_t step = r->step >= 1 ? (int64_t)r->step : 0;
+	int64_t step = r->step >= 1 && r->step < 1e12 ? (int64_t)r->step : 0;
 	if (step <= 0)
 		step = (t1 - from) / 100 > HM_STORE_BUCKET_S ? (t1 - from) / 100 : HM_STORE_BUCKET_S;
 	if ((t1 - from) / step >= MAX_POINTS)
