@@ -47,6 +47,12 @@ typedef struct hm_pprof_split {
 int hm_decode_pprof_split(const unsigned char *buf, size_t len, hm_pprof_plan_fn plan,
 			  void *plan_arg, hm_pprof_split *out);
 void hm_pprof_split_free(hm_pprof_split *s);
+/* OTLP (binary request) read into one part per set of sample attributes
+ * (thread and span/trace/profile ids excluded), pair 0, with the same caps;
+ * 1 when the bytes are not an OTLP request. */
+int hm_decode_otlp_split(const unsigned char *buf, size_t len, hm_pprof_split *out);
+/* Nonzero for a per-sample label key that may become a series label. */
+int hm_decode_label_key_ok(const char *key);
 
 /* Limits on what decoding one message may cost (pbscan.c): entries of one
  * repeated field, elements in the whole message tree, nesting, and the

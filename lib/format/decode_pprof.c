@@ -62,7 +62,7 @@ static uint64_t fn_id(const void *a, size_t i)
 
 /* Labels of one sample that become series labels: string labels other
  * than the thread ones and the span/profile ids (unbounded). */
-static int series_label_key(const char *key)
+int hm_decode_label_key_ok(const char *key)
 {
 	static const char *const skip[] = {"thread_id", "thread.id", "thread_name",
 		"thread.name", "span_id", "span_name", "trace_id", "profile_id", "pprof::base_id",
@@ -99,7 +99,7 @@ static uint32_t sample_group(grouping *g, const PbProfile *m, const Perftools__P
 	for (size_t i = 0; i < s->n_label; i++) {
 		const Perftools__Profiles__Label *l = s->label[i];
 		const char *key = pstr(m, l->key), *val = pstr(m, l->str);
-		if (!series_label_key(key) || !val || !*val)
+		if (!hm_decode_label_key_ok(key) || !val || !*val)
 			continue;
 		uint32_t k = 0;
 		while (k < g->nkeys && strcmp(pstr(m, g->keys[k]), key))

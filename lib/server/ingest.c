@@ -205,40 +205,47 @@ static const char *const otlp_dropped[] = {   /* unbounded, not useful as labels
 	"process.executable.path", NULL,
 };
 
+/* One resource's profiles (a binary request): one item per set of sample
+ * attributes (decode.h), each with the resource attributes as labels. */
 static int otlp_item(batch *b, const unsigned char *buf, size_t len)
 {
-	hm_profile *p;
-	int fmt;
-	int rc = hm_profile_read_fmt(buf, len, &p, &fmt);
+	hm_pprof_split sp;
+	int rc = hm_decode_otlp_split(buf, len, &sp);
+	if (rc > 0)
+		return hm_error(HM_EINVAL, "body is not an OTLP profiles request");
 	if (rc < 0)
 		return rc;
-	if (fmt != HM_FMT_OTLP && fmt != HM_FMT_OTLP_JSON) {
-		hm_profile_free(p);
-		return hm_error(HM_EINVAL, "body is %s, not an OTLP profiles request",
-				hm_format_name(fmt));
+	for (size_t pi = 0; rc == HM_OK && pi < sp.n; pi++) {
+		hm_pprof_part *pt = &sp.v[pi];
+		const hm_profile_meta *m = hm_profile_meta_cget(pt->p);
+		item *it = batch_new(b, m->time_kind == HM_TIME_WALL ? "wall" : "process_cpu");
+		if (!it) {
+			rc = HM_EINVAL;
+			break;
+		}
+		hm_profile *p = it->p = pt->p;
+		pt->p = NULL;
+		it->t_s = (int64_t)(m->start_ns / 1000000000u);
+		for (uint32_t i = 0; rc == HM_OK && i < m->nlabels; i++) {
+			const char *k = hm_profile_str(p, m->labels[i].key);
+			const char *v = hm_profile_str(p, m->labels[i].value);
+			int skip = 0;
+			for (int d = 0; otlp_dropped[d]; d++)
+				skip |= !strcmp(k, otlp_dropped[d]);
+			if (!skip)
+				rc = item_label(it, k, strlen(k), v, strlen(v));
+		}
+		for (uint32_t k = 0; rc == HM_OK && k < pt->nlabels; k++)
+			if (strcmp(pt->keys[k], "service.name") && strcmp(pt->keys[k], "service_name"))
+				rc = item_label(it, pt->keys[k], strlen(pt->keys[k]), pt->values[k],
+						strlen(pt->values[k]));
+		if (rc == HM_OK && !item_get(it, "service_name"))
+			rc = item_label(it, "service_name", 12, "unknown_service", 15);
+		const char *ver = item_get(it, "service_version");
+		if (rc == HM_OK && ver && !item_get(it, "version"))
+			rc = item_label(it, "version", 7, ver, strlen(ver));
 	}
-	const hm_profile_meta *m = hm_profile_meta_cget(p);
-	item *it = batch_new(b, m->time_kind == HM_TIME_WALL ? "wall" : "process_cpu");
-	if (!it) {
-		hm_profile_free(p);
-		return HM_EINVAL;
-	}
-	it->p = p;
-	it->t_s = (int64_t)(m->start_ns / 1000000000u);
-	for (uint32_t i = 0; i < m->nlabels; i++) {
-		const char *k = hm_profile_str(p, m->labels[i].key);
-		const char *v = hm_profile_str(p, m->labels[i].value);
-		int skip = 0;
-		for (int d = 0; otlp_dropped[d]; d++)
-			skip |= !strcmp(k, otlp_dropped[d]);
-		if (!skip && (rc = item_label(it, k, strlen(k), v, strlen(v))) < 0)
-			return rc;
-	}
-	if (!item_get(it, "service_name"))
-		rc = item_label(it, "service_name", 12, "unknown_service", 15);
-	const char *ver = item_get(it, "service_version");
-	if (rc == HM_OK && ver && !item_get(it, "version"))
-		rc = item_label(it, "version", 7, ver, strlen(ver));
+	hm_pprof_split_free(&sp);
 	return rc;
 }
 

@@ -476,3 +476,49 @@ def test_nodejs_sdk_profiles(server, node_sdk):
     own = server.get_json("/api/v1/label_values", name="endpoint")
     assert {"/fast", "/slow"} <= set(own["values"])
     assert "env" in call_json(server, "LabelNames", dict(rng, matchers=[sel]))["names"]
+
+
+def test_otlp_sample_attributes_are_labels(server):
+    """OTLP sample attributes (other than thread ids) become series labels."""
+    t = int(time.time()) - 30
+    strings = ["", "cpu", "nanoseconds", "main", "app.py", "handle", "http.route", "/a", "/b",
+               "thread.id"]
+    text = ('resource_profiles { resource { attributes { key: "service.name" '
+            'value { string_value: "otlpapp" } } } scope_profiles { profiles { '
+            'sample_type { type_strindex: 1 unit_strindex: 2 } time_unix_nano: %d '
+            'period_type { type_strindex: 1 unit_strindex: 2 } period: 10000000 '
+            'samples { stack_index: 0 attribute_indices: 0 attribute_indices: 2 values: 30 } '
+            'samples { stack_index: 0 attribute_indices: 1 values: 50 } '
+            'samples { stack_index: 1 values: 5 } } } } '
+            'dictionary { '
+            'function_table { } '
+            'function_table { name_strindex: 3 filename_strindex: 4 } '
+            'function_table { name_strindex: 5 filename_strindex: 4 } '
+            'location_table { lines { function_index: 1 line: 3 } } '
+            'location_table { lines { function_index: 2 line: 9 } } '
+            'stack_table { location_indices: 1 location_indices: 0 } '
+            'stack_table { location_indices: 0 } '
+            'attribute_table { key_strindex: 6 value { string_value: "/a" } } '
+            'attribute_table { key_strindex: 6 value { string_value_strindex: 8 } } '
+            'attribute_table { key_strindex: 9 value { int_value: 7 } } %s }'
+            % (t * 10**9, " ".join("string_table: %s" % q(s) for s in strings)))
+    body = encode("opentelemetry.proto.collector.profiles.v1development."
+                  "ExportProfilesServiceRequest", text,
+                  "opentelemetry/proto/collector/profiles/v1development/profiles_service.proto")
+    st, resp, _ = server.request("POST", "/v1development/profiles", body,
+                                 {"Content-Type": "application/x-protobuf"})
+    assert st == 200, resp
+    rng = {"start": str((t - 60) * 1000), "end": str((t + 60) * 1000)}
+    assert call_json(server, "LabelValues", dict(rng, name="http_route"))["names"] == \
+        ["/a", "/b"]
+    assert "thread_id" not in call_json(server, "LabelNames", rng)["names"]
+    tid = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+    for sel, total in (('{service_name="otlpapp"}', 85), ('{http_route="/a"}', 30),
+                       ('{http_route="/b"}', 50)):
+        fg = call_json(server, "SelectMergeStacktraces", dict(rng, profile_typeID=tid,
+                                                              labelSelector=sel))
+        assert int(fg["flamegraph"]["total"]) == total, sel
+    fg = call_json(server, "SelectMergeStacktraces", dict(rng, profile_typeID=tid,
+                                                          labelSelector='{http_route="/b"}'))
+    nodes = flame_nodes(fg["flamegraph"]["names"], json_levels(fg["flamegraph"]))
+    assert [(n[1], n[2]) for n in nodes] == [("main", 50), ("handle", 50)]
