@@ -21,7 +21,8 @@
  *        a diff has left and right triples), at most max_nodes nodes (the
  *        largest; default 16384)
  *   SelectSeries     totals per step, grouped by group_by labels, top `limit`
- *   SelectMergeProfile   the merged profile as pprof
+ *   SelectMergeProfile   the merged profile as pprof (a five-part type's
+ *        one value in its unit)
  *   GetProfileStats  whether anything is stored, oldest and newest time
  * SelectMergeSpanProfile answers unimplemented (homura keeps no span ids). */
 #include <jansson.h>
@@ -704,6 +705,46 @@ static void do_diff(ctx *c, ProtobufCMessage *in)
 	hm_profile_free(pr);
 }
 
+/* A string appended to an unpacked pprof's table; its index or -1. */
+static int64_t add_str(Perftools__Profiles__Profile *m, const char *str)
+{
+	char **t = realloc(m->string_table, (m->n_string_table + 1) * sizeof *t);
+	if (!t)
+		return -1;
+	m->string_table = t;
+	if (!(t[m->n_string_table] = strdup(str)))
+		return -1;
+	return (int64_t)m->n_string_table++;
+}
+
+/* homura's pprof says samples:count + cpu (or wall):nanoseconds; a
+ * five-part type (memory, ...) holds one value: say which, in its unit. */
+static int retype(Perftools__Profiles__Profile *m, const char *type_id)
+{
+	char st[HM_STORE_MAX_NAME + 1];
+	int vk;
+	hm_ptype ids[2];
+	if (hm_ptype_from_id(type_id, strlen(type_id), st, sizeof st, &vk) < 0 ||
+	    hm_ptype_ids(st, ids) != 1 || m->n_sample_type != 2 || !m->period_type)
+		return HM_OK;
+	int64_t ty = add_str(m, ids[0].sample_type), un = add_str(m, ids[0].sample_unit);
+	int64_t pt = add_str(m, ids[0].period_type), pu = add_str(m, ids[0].period_unit);
+	if (ty < 0 || un < 0 || pt < 0 || pu < 0)
+		return HM_ENOMEM;
+	perftools__profiles__value_type__free_unpacked(m->sample_type[1], NULL);
+	m->n_sample_type = 1;
+	m->sample_type[0]->type = ty;
+	m->sample_type[0]->unit = un;
+	m->period_type->type = pt;
+	m->period_type->unit = pu;
+	for (size_t i = 0; i < m->n_sample; i++)
+		if (m->sample[i]->n_value == 2) {
+			m->sample[i]->value[0] = m->sample[i]->value[1];
+			m->sample[i]->n_value = 1;
+		}
+	return HM_OK;
+}
+
 static void do_merge_profile(ctx *c, ProtobufCMessage *in)
 {
 	const Querier__V1__SelectMergeProfileRequest *r = (void *)in;
@@ -717,19 +758,14 @@ static void do_merge_profile(ctx *c, ProtobufCMessage *in)
 	hm_profile_free(p);
 	if (rc < 0)
 		return fail(c, rc);
-	if (!c->json) {
-		free(c->rs->body);
-		c->rs->status = 200;
-		c->rs->content_type = "application/proto";
-		c->rs->body = buf;
-		c->rs->len = len;
-		return;
-	}
 	Perftools__Profiles__Profile *m = perftools__profiles__profile__unpack(NULL, len, buf);
 	free(buf);
 	if (!m)
 		return connect_err(c->rs, 500, "internal", "pprof encoding failed");
-	reply_msg(c, &m->base);
+	if (retype(m, r->profile_typeid) < 0)
+		connect_err(c->rs, 503, "unavailable", "out of memory");
+	else
+		reply_msg(c, &m->base);
 	perftools__profiles__profile__free_unpacked(m, NULL);
 }
 

@@ -522,3 +522,45 @@ def test_otlp_sample_attributes_are_labels(server):
                                                           labelSelector='{http_route="/b"}'))
     nodes = flame_nodes(fg["flamegraph"]["names"], json_levels(fg["flamegraph"]))
     assert [(n[1], n[2]) for n in nodes] == [("main", 50), ("handle", 50)]
+
+
+@pytest.mark.skipif(not shutil.which("go"), reason="go not installed (Debian golang-go)")
+def test_pprof_for_go_tool(server, tmp_path):
+    """`go tool pprof` shows <module>/<lambda> frames by name, says File:
+    python only for Python profiles, and homura reads its names back."""
+    from conftest import HOMURA
+    src = tmp_path / "mod.txt"
+    src.write_text("<module> (app.py:3);<lambda> (app.py:5);work (app.py:9) 3\n"
+                   "<module> (app.py:3) 1\n")
+    out = tmp_path / "mod.pb.gz"
+    subprocess.run([HOMURA, "convert", str(src), "-f", "pprof", "-o", str(out)], check=True,
+                   capture_output=True, timeout=30)
+    r = subprocess.run(["go", "tool", "pprof", "-top", str(out)], capture_output=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    top = r.stdout.decode()
+    assert "File: python" in top
+    assert "\u2039module\u203a" in top and "\u2039lambda\u203a" in top and "work" in top
+    back = subprocess.run([HOMURA, "convert", str(out), "-f", "collapsed", "-o", "-"],
+                          check=True, capture_output=True, timeout=30).stdout.decode()
+    assert "<module> (app.py:3);<lambda> (app.py:5);work (app.py:9) 3" in back
+    # a Node.js-style profile from the querier: no "File: python"
+    t = int(time.time()) - 30
+    st, body, _ = server.request("POST", "/ingest?" + urllib.parse.urlencode(
+        {"name": "goapp", "format": "pprof", "from": str(t)}), heap_pprof(["/a"]))
+    assert st == 200, body
+    st, body, _ = server.request("POST", SVC + "SelectMergeProfile", encode(
+        "querier.v1.SelectMergeProfileRequest",
+        'profile_typeID: "memory:inuse_space:bytes:space:bytes" label_selector: "{}" '
+        "start: %d end: %d" % ((t - 60) * 1000, (t + 60) * 1000)),
+        {"Content-Type": "application/proto"})
+    assert st == 200
+    merged = tmp_path / "merged.pb"
+    merged.write_bytes(body)
+    r = subprocess.run(["go", "tool", "pprof", "-top", str(merged)], capture_output=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    top = r.stdout.decode()
+    assert "File: python" not in top and "handle" in top
+    assert "Type: inuse_space" in top
+    assert "of 2.93kB total" in top        # 3000 bytes, in bytes
