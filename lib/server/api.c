@@ -483,9 +483,27 @@ static int64_t pick_step(const hm_http_req *rq, int64_t from, int64_t until, int
 	return step;
 }
 
+/* The unit of a selection's values: a five-part type's own (bytes, ...),
+ * else nanoseconds for weights and samples for counts. */
+static const char *unit_name(const hm_selector *sel, int weight)
+{
+	static __thread hm_ptype ids[2];
+	if (sel->type && hm_ptype_ids(sel->type, ids) == 1)
+		return ids[0].sample_unit;
+	return weight ? "nanoseconds" : "samples";
+}
+
+/* Pyroscope's flamebearer units: "bytes", "objects" or "samples". */
+static const char *render_units(const hm_selector *sel)
+{
+	const char *u = unit_name(sel, 0);
+	return !strcmp(u, "bytes") ? "bytes" :
+	       !strcmp(u, "count") && !strncmp(sel->type, "memory.", 7) ? "objects" : "samples";
+}
+
 static const char *unit_of(const hm_selector *sel)
 {
-	return sel->value_kind == HM_VALUE_COUNT ? "samples" : "nanoseconds";
+	return unit_name(sel, sel->value_kind != HM_VALUE_COUNT);
 }
 
 static void api_timeseries(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
@@ -707,7 +725,7 @@ static void api_flamegraph(hm_store *st, const hm_http_req *rq, hm_http_resp *rs
 	rc = keep ? walk_tree(t, keep, 1, emit_node, &o) : hm_error(HM_ENOMEM, "out of memory");
 	if (rc >= 0)
 		reply_json(rs, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "type", q.sel.type,
-					 "unit", fl & HM_FT_WEIGHT ? "nanoseconds" : "samples",
+					 "unit", unit_name(&q.sel, fl & HM_FT_WEIGHT),
 					 "from", (json_int_t)q.from, "until", (json_int_t)q.until,
 					 "total", (json_int_t)hm_flametree_node(t, 0)->total[0],
 					 "nodes_total", (json_int_t)hm_flametree_nnodes(t),
@@ -754,7 +772,7 @@ static void api_diff(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		rc = keep ? walk_tree(t, keep, 2, emit_node, &o) : hm_error(HM_ENOMEM, "oom");
 	if (rc >= 0)
 		reply_json(rs, json_pack("{s:s, s:I, s:I, s:o}", "unit",
-					 fl & HM_FT_WEIGHT ? "nanoseconds" : "samples",
+					 unit_name(&b.sel, fl & HM_FT_WEIGHT),
 					 "base_total", (json_int_t)hm_flametree_node(t, 0)->total[0],
 					 "total", (json_int_t)hm_flametree_node(t, 0)->total[1],
 					 "nodes", o.arr));
@@ -851,7 +869,7 @@ static void api_top(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 				hm_profile_str(p, fs[i].name), "file", hm_profile_str(p, fs[i].file),
 				"self", (json_int_t)fs[i].self, "total", (json_int_t)fs[i].total));
 		reply_json(rs, json_pack("{s:s, s:s, s:I, s:o}", "type", q.sel.type, "unit",
-					 weight ? "nanoseconds" : "samples", "total",
+					 unit_name(&q.sel, weight), "total",
 					 (json_int_t)grand, "functions", arr));
 	}
 	free(fs);
@@ -1050,7 +1068,7 @@ static void api_render(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		json_t *meta = json_pack("{s:s, s:s, s:I, s:s, s:s}", "format", "single", "spyName",
 					 "homura", "sampleRate",
 					 (json_int_t)((fl & HM_FT_WEIGHT) ? 1000000000 : 100),
-					 "units", "samples", "name", qs ? qs : "");
+					 "units", render_units(&q.sel), "name", qs ? qs : "");
 		json_t *timeline = json_pack("{s:I, s:o, s:I}", "startTime", (json_int_t)t0,
 					     "samples", samples, "durationDelta", (json_int_t)step);
 		reply_json(rs, json_pack("{s:i, s:o, s:o, s:o}", "version", 1, "flamebearer", fb,

@@ -375,9 +375,13 @@ def test_pprof_types_units_and_sample_labels(server):
                         ('goapp.inuse_space{endpoint="/b"}', 6000)):
         r = server.get_json("/pyroscope/render", query=name, **{"from": "now-1h"})
         assert r["flamebearer"]["numTicks"] == total, name
+        assert r["metadata"]["units"] == ("objects" if "objects" in name else "bytes")
     top = server.get_json("/api/v1/top", query="memory:alloc_space:bytes:space:bytes{}",
                           **{"from": "now-1h"})
-    assert top["total"] == 10000
+    assert top["total"] == 10000 and top["unit"] == "bytes"
+    ts = server.get_json("/api/v1/timeseries", query="memory:alloc_objects:count:space:bytes{}",
+                         **{"from": "now-1h"})
+    assert sum(ts["values"]) == 10 and ts["unit"] == "count"
 
     # per-sample label values are bounded per key: the rest become "_other"
     many = ["/p%02d" % i for i in range(40)]
