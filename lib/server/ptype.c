@@ -98,6 +98,12 @@ int hm_ptype_from_id(const char *id, size_t len, char *out, size_t cap, int *vk)
 		return hm_error(HM_EINVAL, "profile type id too long");
 	memcpy(buf, id, len);
 	buf[len] = 0;
+	int colons = 0;
+	for (char *x = buf; *x; x++)
+		colons += *x == ':';
+	if (colons && colons != 4)
+		return hm_error(HM_EINVAL, "profile type '%.64s' is not "
+				"name:sample_type:sample_unit:period_type:period_unit", buf);
 	char *v[5] = {0};
 	int np = 0;
 	for (char *tok = buf, *c; tok && np < 5; tok = c ? c + 1 : NULL) {
