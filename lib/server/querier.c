@@ -12,8 +12,9 @@
  *
  * Messages come from proto/pyroscope/{querier,types}/v1 (protoc-c). Time
  * ranges are unix milliseconds [start, end] (end 0: now; start 0: an hour
- * before end) and select what homura's own API selects for from=start/1000
- * until=end/1000. Profile type ids map to store types through ptype.h.
+ * before end; listings without either cover all time) and select what
+ * homura's own API selects for from=start/1000 until=end/1000. Profile
+ * type ids map to store types through ptype.h.
  *
  *   ProfileTypes, LabelNames, LabelValues, Series   from the series list
  *   SelectMergeStacktraces, Diff   flame graphs as flamebearer levels (per
@@ -131,6 +132,17 @@ static void range_of(const ctx *c, int64_t start_ms, int64_t end_ms, int64_t *t0
 	*t1 = until + 1;   /* the last second counts, as in homura's own API */
 }
 
+/* Listings without a range (older data sources send none) cover all time. */
+static void list_range(const ctx *c, int64_t start_ms, int64_t end_ms, int64_t *t0, int64_t *t1)
+{
+	if (start_ms <= 0 && end_ms <= 0) {
+		*t0 = INT64_MIN / 2;
+		*t1 = INT64_MAX / 2;
+		return;
+	}
+	range_of(c, start_ms, end_ms, t0, t1);
+}
+
 /* "type" + "{matchers}" -> a selector on the store's type. */
 static int selector_of(const char *type_id, const char *labels, hm_selector *sel)
 {
@@ -228,7 +240,7 @@ static void do_profile_types(ctx *c, ProtobufCMessage *in)
 {
 	const Querier__V1__ProfileTypesRequest *r = (void *)in;
 	int64_t t0, t1;
-	range_of(c, r->start, r->end, &t0, &t1);
+	list_range(c, r->start, r->end, &t0, &t1);
 	hm_series_list l;
 	unsigned char *keep;
 	int rc = matching(c, NULL, 0, t0, t1, &l, &keep);
@@ -278,7 +290,7 @@ static void do_labels(ctx *c, const char *name, char **matchers, size_t nm, int6
 		      int64_t end)
 {
 	int64_t t0, t1;
-	range_of(c, start, end, &t0, &t1);
+	list_range(c, start, end, &t0, &t1);
 	hm_series_list l;
 	unsigned char *keep;
 	int rc = matching(c, matchers, nm, t0, t1, &l, &keep);
@@ -357,7 +369,7 @@ static void do_series(ctx *c, ProtobufCMessage *in)
 {
 	const Querier__V1__SeriesRequest *r = (void *)in;
 	int64_t t0, t1;
-	range_of(c, r->start, r->end, &t0, &t1);
+	list_range(c, r->start, r->end, &t0, &t1);
 	hm_series_list l;
 	unsigned char *keep;
 	int rc = matching(c, r->matchers, r->n_matchers, t0, t1, &l, &keep);

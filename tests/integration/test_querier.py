@@ -568,3 +568,24 @@ def test_pprof_for_go_tool(server, tmp_path):
     assert "File: python" not in top and "handle" in top
     assert "Type: inuse_space" in top
     assert "of 2.93kB total" in top        # 3000 bytes, in bytes
+
+
+def test_listings_without_a_range_cover_all_time(server):
+    """Older data sources send ProfileTypes / LabelNames with no range."""
+    t = int(time.time()) - 7 * 86400
+    st, body, _ = server.ingest("old.cpu{env=dev}", FOLDED_B, **{"from": str(t)})
+    assert st == 200, body
+    assert [p["ID"] for p in call_json(server, "ProfileTypes", {})["profileTypes"]] == \
+        ["process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+         "process_cpu:samples:count:cpu:nanoseconds"]
+    assert call_json(server, "LabelNames", {"matchers": ["{}"]})["names"] == \
+        ["env", "service_name"]
+    # a range that misses it: nothing; a selection without one: the last hour
+    assert call_json(server, "ProfileTypes", {"start": "1000", "end": "2000"}) == {}
+    fg = call_json(server, "SelectMergeStacktraces", {
+        "profileTypeID": "process_cpu:cpu:nanoseconds:cpu:nanoseconds", "labelSelector": "{}"})
+    assert int(fg["flamegraph"].get("total", 0)) == 0
+    fg = call_json(server, "SelectMergeStacktraces", {
+        "profileTypeID": "process_cpu:cpu:nanoseconds:cpu:nanoseconds", "labelSelector": "{}",
+        "start": str((t - 60) * 1000), "end": str((t + 60) * 1000)})
+    assert int(fg["flamegraph"]["total"]) == 27 * 10000000
