@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/intern.h"
 #include "format/codec.h"
 #include "format/decode.h"
 #include "format/flametree.h"
@@ -791,6 +792,15 @@ typedef struct group {
 	int64_t sum;
 } group;
 
+#define MAX_GROUP_POINTS (1u << 22)     /* SelectSeries values over all groups */
+
+static __thread const hm_series_list *sort_list;
+static int by_series_id(const void *a, const void *b)
+{
+	int64_t x = sort_list->v[*(const size_t *)a].id, y = sort_list->v[*(const size_t *)b].id;
+	return x < y ? -1 : x > y;
+}
+
 static int group_cmp_total(const void *a, const void *b)
 {
 	const group *x = a, *y = b;
@@ -827,34 +837,73 @@ static void do_select_series(ctx *c, ProtobufCMessage *in)
 		rc = hm_store_series(c->st, &l);
 	if (rc == HM_OK && !(g = calloc(nids + 1, sizeof *g)))
 		rc = hm_error(HM_ENOMEM, "out of memory");
-	/* group the matched series by their group_by values */
+	/* group the matched series by their group_by values: each id's series
+	 * by binary search in the list (sorted by id), its group by interning
+	 * the values; then one flat array of ids, group after group */
+	size_t *byid = rc == HM_OK ? malloc((l.n + 1) * sizeof *byid) : NULL;
+	uint32_t *gof = rc == HM_OK ? malloc((nids + 1) * sizeof *gof) : NULL;
+	int64_t *flat = rc == HM_OK ? malloc((nids + 1) * sizeof *flat) : NULL;
+	hm_intern keys;
+	hm_intern_init(&keys);
+	if (rc == HM_OK && (!byid || !gof || !flat))
+		rc = hm_error(HM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == HM_OK && i < l.n; i++)
+		byid[i] = i;
+	if (rc == HM_OK) {
+		sort_list = &l;
+		qsort(byid, l.n, sizeof *byid, by_series_id);
+	}
 	for (size_t i = 0; rc == HM_OK && i < nids; i++) {
-		const hm_series_info *s = NULL;
-		for (size_t k = 0; k < l.n && !s; k++)
-			if (l.v[k].id == ids[i])
-				s = &l.v[k];
-		if (!s)
-			continue;
-		size_t gi = 0;
-		for (; gi < ng; gi++) {
-			int same = 1;
-			for (size_t k = 0; same && k < r->n_group_by; k++) {
-				const char *a = hm_series_label(s, r->group_by[k]);
-				const char *b = hm_series_label(g[gi].first, r->group_by[k]);
-				same = !strcmp(a ? a : "", b ? b : "");
-			}
-			if (same)
-				break;
+		size_t lo = 0, hi = l.n;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (l.v[byid[mid]].id < ids[i])
+				lo = mid + 1;
+			else
+				hi = mid;
 		}
-		if (gi == ng) {
-			g[ng].first = s;
-			if (!(g[ng].ids = malloc(nids * sizeof *g[ng].ids))) {
-				rc = hm_error(HM_ENOMEM, "out of memory");
-				break;
-			}
-			ng++;
+		gof[i] = UINT32_MAX;
+		if (lo == l.n || l.v[byid[lo]].id != ids[i])
+			continue;             /* gone since the match */
+		const hm_series_info *s = &l.v[byid[lo]];
+		char key[HM_STORE_MAX_LABELS * (HM_STORE_MAX_VALUE + 2)];
+		size_t kl = 0;
+		for (size_t k = 0; k < r->n_group_by; k++) {
+			const char *v = hm_series_label(s, r->group_by[k]);
+			size_t vl = v ? strlen(v) : 0;
+			key[kl++] = v ? 1 : 0;        /* absent differs from "" */
+			memcpy(key + kl, v ? v : "", vl + 1);
+			kl += vl + 1;
 		}
-		g[gi].ids[g[gi].n++] = ids[i];
+		int added;
+		uint32_t gi = hm_intern_put(&keys, key, (uint32_t)kl, &added);
+		if (gi == UINT32_MAX) {
+			rc = hm_error(HM_ENOMEM, "out of memory");
+			break;
+		}
+		if (added)
+			g[ng++].first = s;
+		gof[i] = gi;
+		g[gi].n++;
+	}
+	/* group after group in one array */
+	size_t at = 0;
+	for (size_t i = 0; rc == HM_OK && i < ng; i++) {
+		g[i].ids = flat + at;
+		at += g[i].n;
+		g[i].n = 0;
+	}
+	for (size_t i = 0; rc == HM_OK && i < nids; i++)
+		if (gof[i] != UINT32_MAX)
+			g[gof[i]].ids[g[gof[i]].n++] = ids[i];
+	hm_intern_free(&keys);
+	free(byid);
+	free(gof);
+	/* at most MAX_GROUP_POINTS values in all: a wider step past it */
+	if (rc == HM_OK && ng && (uint64_t)ng * nout > MAX_GROUP_POINTS) {
+		step = (int64_t)(((uint64_t)(t1 - from) * ng) / MAX_GROUP_POINTS) + 1;
+		t0 = from - from % step;
+		nout = (size_t)((t1 - t0 + step - 1) / step);
 	}
 	for (size_t i = 0; rc == HM_OK && i < ng; i++) {
 		if (!(g[i].vals = calloc(nout + 1, sizeof *g[i].vals))) {
@@ -926,11 +975,10 @@ static void do_select_series(ctx *c, ProtobufCMessage *in)
 	free(lp);
 	free(lpp);
 out:
-	for (size_t i = 0; g && i < nids; i++) {
-		free(g[i].ids);
+	for (size_t i = 0; g && i < nids; i++)
 		free(g[i].vals);
-	}
 	free(g);
+	free(flat);
 	free(ids);
 	hm_series_list_free(&l);
 	hm_selector_free(&sel);

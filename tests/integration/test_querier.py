@@ -242,6 +242,10 @@ def test_connect_api_matches_own_api(server):
     js = call_json(server, "SelectSeries", dict(rng, profile_typeID=tid, labelSelector=sel,
                                                 step=10, groupBy=["version"], limit="1"))
     assert [s["labels"][0]["value"] for s in js["series"]] == ["1.4"]
+    js = call_json(server, "SelectSeries", dict(rng, profile_typeID=tid, labelSelector="{}",
+                                                step=10, groupBy=["nope"]))
+    assert len(js["series"]) == 1 and "labels" not in js["series"][0]
+    assert sum(p["value"] for p in js["series"][0]["points"]) == 72 * 10000000
 
     # SelectMergeProfile: pprof, in protobuf and JSON
     st, body, _ = server.request("POST", SVC + "SelectMergeProfile", encode(
