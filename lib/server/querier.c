@@ -1083,8 +1083,13 @@ void hm_querier_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 				      m->req->short_name);
 	}
 	free(owned);
-	if (rc < 0)
+	if (rc >= 0 && !in)
+		rc = hm_error(HM_EINVAL, "%s: not a valid %s message", m->name, m->req->short_name);
+	if (rc < 0) {
+		if (in)
+			protobuf_c_message_free_unpacked(in, NULL);
 		return fail(&c, rc);
+	}
 	m->fn(&c, in);
 	protobuf_c_message_free_unpacked(in, NULL);
 }
