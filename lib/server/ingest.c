@@ -12,11 +12,15 @@
  * (hm_profile_read_fmt) do the rest of the checking.
  *
  *  OTLP  POST /v1development/profiles  protobuf or JSON, one series per
- *        ResourceProfiles (resource attributes become labels, '.' -> '_').
+ *        ResourceProfiles (resource attributes become labels, '.' -> '_')
+ *        and per set of sample attributes (bounded, decode.h).
  *  Pyroscope  POST /ingest?name=app.cpu{k=v}&from=&format=folded|lines|pprof
- *        body raw or in the multipart field "profile".
+ *        body raw or in the multipart field "profile"; values may be quoted.
  *  Push  POST /push.v1.PusherService/Push  (Connect, proto or JSON) with
- *        series of labels (__name__ = profile type) and raw pprof samples. */
+ *        series of labels (__name__ = profile type) and raw pprof samples.
+ * A pprof becomes one series per sample type (its profile type and unit
+ * from sample_type / period_type, ptype.h; the name suffix or __name__ only
+ * where the pprof names none) and per set of per-sample labels (bounded). */
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
