@@ -256,7 +256,9 @@ static int convert(const PbProfile *m, hm_pprof_plan_fn plan, void *plan_arg,
 			     x++)
 				frames[n++] = loc_frames[x];
 		}
-		if ((expanded += n) > HM_PB_MAX_FRAMES) {
+		/* every planned profile imports the stack: the work is bounded */
+		if ((expanded += (uint64_t)n * (uint64_t)(npairs > 1 ? npairs : 1)) >
+		    HM_PB_MAX_FRAMES) {
 			rc = hm_error(HM_EINVAL, "pprof message over the decoding limit: more than "
 				      "%llu stack frames in all", HM_PB_MAX_FRAMES);
 			goto out;
