@@ -14,9 +14,10 @@ PKGS+=(libbpf-dev bpftool)
 # tests/integration/test_install.py: man pages rendered by man(1), zsh completion parsed
 PKGS+=(man-db zsh)
 # the dashboard (web/: built with npm, docs/dashboard.md) and its browser test
-# (tests/integration/test_dashboard.py drives chromium). A node.js from
-# elsewhere (NodeSource) that brings its own npm is kept: Debian's npm
-# package would conflict with it.
+# (tests/integration/test_dashboard.py drives chromium), and
+# tests/integration/test_querier.py (the Pyroscope Node.js SDK, npm ci in
+# tests/nodejs). A node.js from elsewhere (NodeSource) that brings its own
+# npm is kept: Debian's npm package would conflict with it.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 PKGS+=(chromium)
 

@@ -25,6 +25,7 @@
 #include "base/profile.h"
 #include "format/encode.h"
 #include "format/filter.h"
+#include "proc/discover.h"
 #include "proc/launch.h"
 #include "proc/target.h"
 #include "python/pyasync.h"
@@ -287,6 +288,14 @@ static void label_profile(hm_profile *p, hm_target *t, const hm_python *py)
 	if (cmd && len) {
 		const char *base = strrchr(cmd, '/');
 		hm_profile_set_label(p, "process.executable.name", base ? base + 1 : cmd);
+	}
+	/* service.name as the agent names it when the process sets none */
+	const char *sn = getenv("OTEL_SERVICE_NAME");
+	if (sn && *sn) {
+		hm_profile_set_label(p, "service.name", sn);
+	} else {
+		hm_proc_program_name(cmd ? cmd : "", cmd ? len : 0, buf, sizeof buf);
+		hm_profile_set_label(p, "service.name", buf);
 	}
 	free(cmd);
 	if (gethostname(buf, sizeof buf) == 0) {

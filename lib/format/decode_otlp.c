@@ -11,15 +11,19 @@
  * in nanoseconds give the weight (type "wall" marks wall time). When the time
  * profile carries timestamps each one becomes a timeline event of one sample
  * and separate count profiles are not needed. Resource attributes become the
- * profile's labels; thread.id / thread.name sample attributes its threads. */
+ * profile's labels; thread.id / thread.name sample attributes its threads.
+ * hm_decode_otlp_split also groups the samples by their other attributes
+ * (bounded like pprof's per-sample labels, decode.h) into one profile each. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "base/intern.h"
 #include "format/codec.h"
 #include "format/decode.h"
 #include "format/decode_frame.h"
+#include "format/filter.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "format/pbjson.h"
 
@@ -30,9 +34,20 @@ typedef Opentelemetry__Proto__Common__V1__AnyValue OAny;
 
 #define ANY(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##x
 
+#define MAX_GROUPS 64     /* sample attribute sets of one request, as for pprof */
+
 typedef struct ctx {
 	const ODict *d;
 	hm_profile *p;
+	/* hm_decode_otlp_split: samples grouped by their other attributes */
+	int split;
+	int has_ts;
+	uint32_t nkeys;
+	char *keys[HM_PPROF_MAX_LABEL_KEYS];
+	uint32_t nvals[HM_PPROF_MAX_LABEL_KEYS];
+	char *vals[HM_PPROF_MAX_LABEL_KEYS][HM_PPROF_MAX_LABEL_VALUES];
+	hm_intern sets;
+	hm_profile *gp[2 * MAX_GROUPS];
 	uint32_t *loc_first;   /* CSR of location -> frames */
 	uint32_t *loc_frames;
 	uint32_t *frames;      /* scratch stack */
@@ -144,6 +159,64 @@ static int profile_role(const ODict *d, const OProfile *pr, int *wall)
 	return V_SKIP;
 }
 
+/* The attribute group of a sample (hm_decode_otlp_split), with the same
+ * caps as pprof's per-sample labels; UINT32_MAX on failure. */
+static uint32_t sample_group(ctx *c, const Opentelemetry__Proto__Profiles__V1development__Sample *s)
+{
+	int64_t enc[2 * HM_PPROF_MAX_LABEL_KEYS], slot[HM_PPROF_MAX_LABEL_KEYS] = {0};
+	uint32_t n = 0;
+	for (size_t k = 0; k < s->n_attribute_indices; k++) {
+		const char *key;
+		const OAny *v;
+		char buf[32];
+		if (attr_of(c, s->attribute_indices[k], &key, &v) < 0)
+			continue;
+		const char *val = any_text(c->d, v, buf, sizeof buf);
+		if (!hm_decode_label_key_ok(key) || !val || !*val)
+			continue;
+		uint32_t ki = 0;
+		while (ki < c->nkeys && strcmp(c->keys[ki], key))
+			ki++;
+		if (ki == c->nkeys) {
+			if (c->nkeys >= HM_PPROF_MAX_LABEL_KEYS)
+				continue;
+			if (!(c->keys[c->nkeys] = strdup(key)))
+				return UINT32_MAX;
+			c->nkeys++;
+		}
+		uint32_t vi = 0;
+		while (vi < c->nvals[ki] && strcmp(c->vals[ki][vi], val))
+			vi++;
+		if (vi == c->nvals[ki] && c->nvals[ki] < HM_PPROF_MAX_LABEL_VALUES) {
+			if (!(c->vals[ki][vi] = strdup(val)))
+				return UINT32_MAX;
+			c->nvals[ki]++;
+		}
+		slot[ki] = vi < c->nvals[ki] ? (int64_t)vi + 1 : -1;
+	}
+	for (uint32_t k = 0; k < c->nkeys; k++)
+		if (slot[k]) {
+			enc[n++] = k;
+			enc[n++] = slot[k];
+		}
+	int added;
+	uint32_t id = hm_intern_put(&c->sets, enc, (uint32_t)(n * sizeof enc[0]), &added);
+	if (id != UINT32_MAX && id >= MAX_GROUPS) {
+		for (uint32_t i = 1; i < n; i += 2)
+			enc[i] = -1;
+		id = hm_intern_put(&c->sets, enc, (uint32_t)(n * sizeof enc[0]), &added);
+	}
+	return id < 2 * MAX_GROUPS ? id : UINT32_MAX;
+}
+
+/* The profile of a group, made on first use. */
+static hm_profile *group_profile(ctx *c, uint32_t g)
+{
+	if (!c->gp[g])
+		c->gp[g] = hm_profile_new(c->has_ts);
+	return c->gp[g];
+}
+
 static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 {
 	const ODict *d = c->d;
@@ -187,34 +260,96 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 			else if (!strcmp(key, "thread.name"))
 				tname = any_text(d, v, buf, sizeof buf);
 		}
-		uint32_t th = hm_profile_thread_id(c->p, tid, 0, tname && *tname ? tname : NULL);
 		size_t nv = s->n_values, nt = s->n_timestamps_unix_nano;
 		if (nt && nv && nv != nt)
 			return hm_error(HM_EINVAL, "OTLP: sample %zu has %zu values but %zu "
 					"timestamps", i, nv, nt);
-		if (nt) {
-			for (size_t k = 0; k < nt; k++) {
-				int64_t v = nv ? s->values[k] : 1;
-				if (role == V_TIME)
-					hm_profile_add(c->p, st, th, count_in_time, v,
-						       s->timestamps_unix_nano[k]);
-				else
-					hm_profile_add(c->p, st, th, v, 0, s->timestamps_unix_nano[k]);
+		for (int pass = 0; pass < 1 + c->split; pass++) {
+			hm_profile *tp = c->p;
+			uint32_t tst = st;
+			if (pass) {    /* the sample's attribute group too */
+				uint32_t g = sample_group(c, s);
+				if (g == UINT32_MAX || !(tp = group_profile(c, g)))
+					return hm_error(HM_ENOMEM, "out of memory reading OTLP");
+				uint32_t n;
+				const uint32_t *fr = hm_profile_stack(c->p, st, &n);
+				for (uint32_t x = 0; x < n; x++)
+					c->frames[x] = hm_profile_import_frame(tp, c->p, fr[x]);
+				tst = hm_profile_stack_id(tp, c->frames, n);
 			}
-		} else {
-			int64_t sum = 0;
-			for (size_t k = 0; k < nv; k++)
-				sum = hm_sat_add(sum, s->values[k]);
-			if (role == V_TIME)
-				hm_profile_add(c->p, st, th, count_in_time ? (int64_t)nv : 0, sum, 0);
-			else
-				hm_profile_add(c->p, st, th, sum, 0, 0);
+			uint32_t th = hm_profile_thread_id(tp, tid, 0, tname && *tname ? tname : NULL);
+			if (nt) {
+				for (size_t k = 0; k < nt; k++) {
+					int64_t v = nv ? s->values[k] : 1;
+					if (role == V_TIME)
+						hm_profile_add(tp, tst, th, count_in_time, v,
+							       s->timestamps_unix_nano[k]);
+					else
+						hm_profile_add(tp, tst, th, v, 0, s->timestamps_unix_nano[k]);
+				}
+			} else {
+				int64_t sum = 0;
+				for (size_t k = 0; k < nv; k++)
+					sum = hm_sat_add(sum, s->values[k]);
+				if (role == V_TIME)
+					hm_profile_add(tp, tst, th, count_in_time ? (int64_t)nv : 0, sum, 0);
+				else
+					hm_profile_add(tp, tst, th, sum, 0, 0);
+			}
 		}
 	}
 	return HM_OK;
 }
 
-static int convert(const OReq *r, hm_profile **out)
+/* The groups as parts (hm_decode_otlp_split): each with the whole
+ * profile's metadata and its attribute values as labels; the groups'
+ * profiles move to sp. */
+static int split_out(ctx *c, hm_pprof_split *sp)
+{
+	uint32_t ng = c->sets.n;
+	if (!ng)                  /* no samples: the (empty) whole profile */
+		ng = 1;
+	sp->v = calloc(ng, sizeof *sp->v);
+	if (!sp->v)
+		return hm_error(HM_ENOMEM, "out of memory reading OTLP");
+	const hm_profile_meta *m = hm_profile_meta_cget(c->p);
+	for (uint32_t g = 0; g < ng; g++) {
+		hm_pprof_part *pt = &sp->v[sp->n++];
+		pt->p = c->sets.n ? c->gp[g] : c->p;
+		if (c->sets.n)
+			c->gp[g] = NULL;
+		else
+			c->p = NULL;
+		if (!pt->p && !(pt->p = hm_profile_new(0)))
+			return hm_error(HM_ENOMEM, "out of memory reading OTLP");
+		hm_profile_meta *pm = hm_profile_meta_get(pt->p);
+		pm->start_ns = m->start_ns;
+		pm->duration_ns = m->duration_ns;
+		pm->period_ns = m->period_ns;
+		pm->time_kind = m->time_kind;
+		for (uint32_t i = 0; pt->p != c->p && i < m->nlabels; i++)
+			hm_profile_set_label(pt->p, hm_profile_str(c->p, m->labels[i].key),
+					     hm_profile_str(c->p, m->labels[i].value));
+		uint32_t len = 0;
+		const void *blob = c->sets.n ? hm_intern_get(&c->sets, g, &len) : NULL;
+		int64_t enc[2 * HM_PPROF_MAX_LABEL_KEYS];
+		if (len > sizeof enc)
+			len = 0;
+		if (len)
+			memcpy(enc, blob, len);
+		for (uint32_t e = 0; e + 1 < len / sizeof *enc; e += 2) {
+			uint32_t k = (uint32_t)enc[e];
+			const char *v = enc[e + 1] < 0 ? HM_PPROF_OTHER_VALUE : c->vals[k][enc[e + 1] - 1];
+			pt->keys[pt->nlabels] = strdup(c->keys[k]);
+			pt->values[pt->nlabels] = strdup(v);
+			if (!pt->keys[pt->nlabels] || !pt->values[pt->nlabels++])
+				return hm_error(HM_ENOMEM, "out of memory reading OTLP");
+		}
+	}
+	return HM_OK;
+}
+
+static int convert(const OReq *r, hm_profile **out, hm_pprof_split *sp)
 {
 	const ODict *d = r->dictionary;
 	if (!d || !d->n_string_table || !d->string_table[0] || d->string_table[0][0])
@@ -236,7 +371,8 @@ static int convert(const OReq *r, hm_profile **out)
 					has_ts |= pr->samples[s]->n_timestamps_unix_nano > 0;
 			}
 	}
-	ctx c = {.d = d};
+	ctx c = {.d = d, .split = sp != NULL, .has_ts = has_ts};
+	hm_intern_init(&c.sets);
 	c.p = hm_profile_new(has_ts);
 	c.frames = malloc(HM_READ_MAX_DEPTH * sizeof *c.frames);
 	c.stack_ids = malloc((d->n_stack_table + 1) * sizeof *c.stack_ids);
@@ -282,11 +418,21 @@ static int convert(const OReq *r, hm_profile **out)
 	}
 	if (rc == HM_OK && meta)
 		meta->time_kind = wall ? HM_TIME_WALL : HM_TIME_CPU;
+	if (rc == HM_OK && sp)
+		rc = split_out(&c, sp);
+	for (uint32_t k = 0; k < c.nkeys; k++) {
+		free(c.keys[k]);
+		for (uint32_t v = 0; v < c.nvals[k]; v++)
+			free(c.vals[k][v]);
+	}
+	for (size_t g = 0; g < 2 * MAX_GROUPS; g++)
+		hm_profile_free(c.gp[g]);
+	hm_intern_free(&c.sets);
 	free(c.frames);
 	free(c.stack_ids);
 	free(c.loc_first);
 	free(c.loc_frames);
-	if (rc < 0) {
+	if (rc < 0 || sp) {
 		hm_profile_free(c.p);
 		return rc;
 	}
@@ -303,7 +449,7 @@ int hm_decode_otlp(const unsigned char *buf, size_t len, hm_profile **out)
 	OReq *r = opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__unpack(NULL, len, buf);
 	if (!r)
 		return 1;
-	rc = r->dictionary && r->n_resource_profiles ? convert(r, out) : 1;
+	rc = r->dictionary && r->n_resource_profiles ? convert(r, out, NULL) : 1;
 	opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__free_unpacked(r, NULL);
 	return rc;
 }
@@ -315,7 +461,24 @@ int hm_decode_otlp_json(json_t *root, hm_profile **out)
 		root);
 	if (!m)
 		return HM_EINVAL;
-	int rc = convert((const OReq *)m, out);
+	int rc = convert((const OReq *)m, out, NULL);
 	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+int hm_decode_otlp_split(const unsigned char *buf, size_t len, hm_pprof_split *out)
+{
+	memset(out, 0, sizeof *out);
+	int rc = hm_pb_check(&opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor,
+			     buf, len, "OTLP", 64);
+	if (rc)
+		return rc;
+	OReq *r = opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__unpack(NULL, len, buf);
+	if (!r)
+		return 1;
+	rc = r->dictionary && r->n_resource_profiles ? convert(r, NULL, out) : 1;
+	opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__free_unpacked(r, NULL);
+	if (rc)
+		hm_pprof_split_free(out);
 	return rc;
 }

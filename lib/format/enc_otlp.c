@@ -74,7 +74,7 @@ typedef struct otlp_build {
 	OSample *smp[2], **smpp[2];
 	int64_t *vals[2];
 	uint64_t *ts;
-	uint8_t pid[16];
+	uint8_t pid[2][16];      /* profile ids, one per profile */
 } otlp_build;
 
 static void build_free(otlp_build *b)
@@ -355,10 +355,10 @@ static int build(const hm_profile *p, otlp_build *b)
 	b->vt[1].unit_strindex = nstr + X_COUNT;
 	b->vt[2] = b->vt[0];    /* period type */
 	uint64_t h = meta->start_ns ^ ((uint64_t)time(NULL) << 20) ^ (uint64_t)nsamples * 0x9e3779b97f4a7c15ull;
-	for (int i = 0; i < 16; i++) {
+	for (int i = 0; i < 32; i++) {
 		h ^= h >> 29;
 		h *= 0xbf58476d1ce4e5b9ull;
-		b->pid[i] = (uint8_t)(h >> 56) | (i == 0);
+		b->pid[i / 16][i % 16] = (uint8_t)(h >> 56) | (i % 16 == 0);
 	}
 	for (int k = 0; k < 2; k++) {
 		OProfile *pr = &b->prof[k];
@@ -370,7 +370,7 @@ static int build(const hm_profile *p, otlp_build *b)
 		pr->duration_nano = meta->duration_ns;
 		pr->period_type = &b->vt[2];
 		pr->period = (int64_t)meta->period_ns;
-		pr->profile_id.data = b->pid;
+		pr->profile_id.data = b->pid[k];
 		pr->profile_id.len = 16;
 		b->profp[k] = pr;
 	}

@@ -4,7 +4,8 @@
  * built straight from it with protobuf-c: the profile's own string table is
  * reused as pprof's (index 0 is ""), a few fixed strings are appended, every
  * frame becomes one Location (id = frame id + 1) and each distinct
- * (name, file, start_line) one Function. Samples carry [count, time ns] and
+ * (name, file, start_line) one Function (names with '<' made readable for
+ * pprof's tools, readable_name). Samples carry [count, time ns] and
  * thread_id / thread_name labels. Memory is proportional to distinct stacks
  * and frames, never to the number of raw samples. The packed bytes are
  * gzip-compressed with zlib for the on-disk form. */
@@ -27,14 +28,43 @@ typedef Perftools__Profiles__ValueType PbValueType;
 
 enum { S_SAMPLES, S_COUNT, S_TIME, S_NS, S_TID, S_TNAME, S_BINARY, S_NFIXED };
 
-/* Name of the main binary for the single mapping pprof readers expect. */
+/* Name of the main binary for the single mapping pprof readers expect:
+ * the executable's label, else "python" for a profile with Python frames,
+ * else none (a profile from another runtime). */
 static const char *binary_name(const hm_profile *p)
 {
 	const hm_profile_meta *m = hm_profile_meta_cget(p);
 	for (uint32_t i = 0; i < m->nlabels; i++)
 		if (!strcmp(hm_profile_str(p, m->labels[i].key), "process.executable.name"))
 			return hm_profile_str(p, m->labels[i].value);
-	return "python";
+	for (uint32_t f = 0; f < hm_profile_nframes(p); f++)
+		if (hm_profile_frame(p, f)->kind == HM_FRAME_PYTHON)
+			return "python";
+	return "";
+}
+
+/* pprof readers cut a function name at its first '<' (C++ template
+ * arguments), so "<module>" or "<lambda>" would show as nothing: the name
+ * is written with '<' '>' as U+2039 U+203A (the real name stays in
+ * system_name, which homura's reader prefers then). NULL when unchanged. */
+static char *readable_name(const char *s)
+{
+	if (!strchr(s, '<'))
+		return NULL;
+	size_t n = strlen(s);
+	char *o = malloc(3 * n + 1), *w = o;
+	if (!o)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == '<' || *s == '>') {
+			memcpy(w, *s == '<' ? "\xe2\x80\xb9" : "\xe2\x80\xba", 3);
+			w += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = 0;
+	return o;
 }
 
 int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *len)
@@ -49,8 +79,14 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 	hm_intern_init(&funcs);
 
 	uint32_t nlabels = meta->nlabels;
+	uint32_t nrenamed = 0;     /* names with '<': one more string each */
+	for (uint32_t f = 0; f < nframes; f++)
+		nrenamed += strchr(hm_profile_str(p, hm_profile_frame(p, f)->name), '<') != NULL;
 	size_t ntab = (size_t)nstr + S_NFIXED + nlabels;
-	char **strtab = calloc(ntab, sizeof *strtab);
+	size_t ntab_max = ntab + nrenamed;
+	char **strtab = calloc(ntab_max + 1, sizeof *strtab);
+	char **renamed = calloc(nrenamed + 1, sizeof *renamed);
+	uint32_t nren = 0;
 	char **label_text = calloc(nlabels + 1, sizeof *label_text);
 	PbLocation *locs = calloc(nframes + 1, sizeof *locs);
 	PbLocation **locp = calloc(nframes + 1, sizeof *locp);
@@ -72,7 +108,7 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 	}
 	uint64_t *locids = calloc(nlocids + 1, sizeof *locids);
 	unsigned char *packed = NULL;
-	if (!strtab || !label_text || !locs || !locp || !lines || !linep || !fns || !fnp ||
+	if (!strtab || !renamed || !label_text || !locs || !locp || !lines || !linep || !fns || !fnp ||
 	    !smp || !smpp || !values || !tlabels || !tlabelp || !comments || !locids)
 		goto out;
 
@@ -111,6 +147,14 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 			fn->id = fid + 1;
 			fn->name = fr->name;
 			fn->system_name = fr->name;
+			char *rn = readable_name(hm_profile_str(p, fr->name));
+			if (rn && nren < nrenamed) {
+				renamed[nren++] = rn;
+				strtab[ntab] = rn;
+				fn->name = (int64_t)ntab++;
+			} else {
+				free(rn);
+			}
 			fn->filename = fr->file;
 			fn->start_line = fr->start_line;
 			fnp[nfns++] = fn;
@@ -224,6 +268,9 @@ out:
 		for (uint32_t i = 0; i < nlabels; i++)
 			free(label_text[i]);
 	free(label_text);
+	for (uint32_t i = 0; renamed && i < nren; i++)
+		free(renamed[i]);
+	free(renamed);
 	free(packed);
 	free(strtab);
 	free(locs);

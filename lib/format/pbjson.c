@@ -4,9 +4,10 @@
  * names become lowerCamelCase, 64-bit integers are strings, bytes are base64
  * except the OTLP ids (trace_id, span_id, profile_id) which the OTLP JSON
  * encoding writes as hex. Proto3 defaults are omitted, oneof members are
- * written when set. The reverse direction builds a heap message with
- * malloc'd members so protobuf_c_message_free_unpacked can free it; wrong
- * types and malformed numbers are errors, never crashes. */
+ * written when set. The reverse direction (which also takes enums by name)
+ * builds a heap message with malloc'd members so
+ * protobuf_c_message_free_unpacked can free it; wrong types and malformed
+ * numbers are errors, never crashes. */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -246,6 +247,17 @@ static int int_from(json_t *j, int is_unsigned, int64_t *v)
 static int value_from(const ProtobufCFieldDescriptor *f, json_t *j, void *p)
 {
 	int64_t v = 0;
+	if (f->type == PROTOBUF_C_TYPE_ENUM && json_is_string(j)) {
+		/* the proto3 JSON mapping writes enums by name */
+		const ProtobufCEnumValue *ev =
+			protobuf_c_enum_descriptor_get_value_by_name(f->descriptor,
+								     json_string_value(j));
+		if (!ev)
+			return hm_error(HM_EINVAL, "JSON: unknown value \"%.40s\" of %s",
+					json_string_value(j), f->name);
+		*(int32_t *)p = ev->value;
+		return HM_OK;
+	}
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32:
 	case PROTOBUF_C_TYPE_SFIXED32: case PROTOBUF_C_TYPE_ENUM:

@@ -25,6 +25,7 @@
 #include "format/codec.h"
 #include "format/flametree.h"
 #include "server/http.h"
+#include "server/ptype.h"
 #include "server/server.h"
 #include "server/ui.h"
 
@@ -91,6 +92,8 @@ static int parse_selection(hm_store *st, const hm_http_req *rq, const char *qnam
 	int rc = hm_selector_parse(q ? q : "", sel);
 	if (rc < 0)
 		return rc;
+	if ((rc = hm_ptype_fix_selector(q, sel)) < 0)
+		goto fail;
 	const char *type = hm_http_arg(rq, "type");
 	if (!type)
 		type = hm_http_arg(rq, "profile_type");
@@ -98,6 +101,10 @@ static int parse_selection(hm_store *st, const hm_http_req *rq, const char *qnam
 		hm_selector t;
 		if ((rc = hm_selector_parse(type, &t)) < 0)
 			goto fail;
+		if ((rc = hm_ptype_fix_selector(type, &t)) < 0) {
+			hm_selector_free(&t);
+			goto fail;
+		}
 		sel->type = t.type;
 		sel->value_kind = t.value_kind;
 		t.type = NULL;
@@ -231,6 +238,10 @@ static int matching_series(hm_store *st, const hm_http_req *rq, hm_series_list *
 		const char *qs = hm_http_arg(rq, "query");
 		if ((rc = hm_selector_parse(qs ? qs : "", &q.sel)) < 0)
 			return rc;
+		if ((rc = hm_ptype_fix_selector(qs, &q.sel)) < 0) {
+			hm_selector_free(&q.sel);
+			return rc;
+		}
 		const char *svc = hm_http_arg(rq, "service");
 		if (svc && (rc = hm_selector_add(&q.sel, "service_name", HM_MATCH_EQ, svc)) < 0) {
 			hm_selector_free(&q.sel);
@@ -315,19 +326,14 @@ static void api_services(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 
 static json_t *type_ids(const char *type)
 {
-	const char *period = !strcmp(type, "process_cpu") ? "cpu" : type;
-	const char *sample = !strcmp(type, "process_cpu") ? "cpu" : type;
+	hm_ptype v[2];
+	int n = hm_ptype_ids(type, v);
 	json_t *a = json_array();
-	char id[4 * HM_STORE_MAX_NAME + 64];
-	snprintf(id, sizeof id, "%s:%s:nanoseconds:%s:nanoseconds", type, sample, period);
-	json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "name",
-					   type, "sample_type", sample, "sample_unit",
-					   "nanoseconds", "period_type", period, "period_unit",
-					   "nanoseconds"));
-	snprintf(id, sizeof id, "%s:samples:count:%s:nanoseconds", type, period);
-	json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "name",
-					   type, "sample_type", "samples", "sample_unit", "count",
-					   "period_type", period, "period_unit", "nanoseconds"));
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", v[i].id,
+						   "name", v[i].name, "sample_type", v[i].sample_type,
+						   "sample_unit", v[i].sample_unit, "period_type",
+						   v[i].period_type, "period_unit", v[i].period_unit));
 	return a;
 }
 
@@ -443,9 +449,27 @@ static int64_t pick_step(const hm_http_req *rq, int64_t from, int64_t until, int
 	return step;
 }
 
+/* The unit of a selection's values: a five-part type's own (bytes, ...),
+ * else nanoseconds for weights and samples for counts. */
+static const char *unit_name(const hm_selector *sel, int weight)
+{
+	static __thread hm_ptype ids[2];
+	if (sel->type && hm_ptype_ids(sel->type, ids) == 1)
+		return ids[0].sample_unit;
+	return weight ? "nanoseconds" : "samples";
+}
+
+/* Pyroscope's flamebearer units: "bytes", "objects" or "samples". */
+static const char *render_units(const hm_selector *sel)
+{
+	const char *u = unit_name(sel, 0);
+	return !strcmp(u, "bytes") ? "bytes" :
+	       !strcmp(u, "count") && !strncmp(sel->type, "memory.", 7) ? "objects" : "samples";
+}
+
 static const char *unit_of(const hm_selector *sel)
 {
-	return sel->value_kind == HM_VALUE_COUNT ? "samples" : "nanoseconds";
+	return unit_name(sel, sel->value_kind != HM_VALUE_COUNT);
 }
 
 static void api_timeseries(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
@@ -667,7 +691,7 @@ static void api_flamegraph(hm_store *st, const hm_http_req *rq, hm_http_resp *rs
 	rc = keep ? walk_tree(t, keep, 1, emit_node, &o) : hm_error(HM_ENOMEM, "out of memory");
 	if (rc >= 0)
 		reply_json(rs, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "type", q.sel.type,
-					 "unit", fl & HM_FT_WEIGHT ? "nanoseconds" : "samples",
+					 "unit", unit_name(&q.sel, fl & HM_FT_WEIGHT),
 					 "from", (json_int_t)q.from, "until", (json_int_t)q.until,
 					 "total", (json_int_t)hm_flametree_node(t, 0)->total[0],
 					 "nodes_total", (json_int_t)hm_flametree_nnodes(t),
@@ -714,7 +738,7 @@ static void api_diff(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		rc = keep ? walk_tree(t, keep, 2, emit_node, &o) : hm_error(HM_ENOMEM, "oom");
 	if (rc >= 0)
 		reply_json(rs, json_pack("{s:s, s:I, s:I, s:o}", "unit",
-					 fl & HM_FT_WEIGHT ? "nanoseconds" : "samples",
+					 unit_name(&b.sel, fl & HM_FT_WEIGHT),
 					 "base_total", (json_int_t)hm_flametree_node(t, 0)->total[0],
 					 "total", (json_int_t)hm_flametree_node(t, 0)->total[1],
 					 "nodes", o.arr));
@@ -811,7 +835,7 @@ static void api_top(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 				hm_profile_str(p, fs[i].name), "file", hm_profile_str(p, fs[i].file),
 				"self", (json_int_t)fs[i].self, "total", (json_int_t)fs[i].total));
 		reply_json(rs, json_pack("{s:s, s:s, s:I, s:o}", "type", q.sel.type, "unit",
-					 weight ? "nanoseconds" : "samples", "total",
+					 unit_name(&q.sel, weight), "total",
 					 (json_int_t)grand, "functions", arr));
 	}
 	free(fs);
@@ -902,19 +926,30 @@ static void emit_flamebearer(void *ud, uint32_t id, const walk_ent *e, const cha
 		o->max_self = self[0];
 }
 
-/* Old Pyroscope selections "app.cpu{k=v}" become "process_cpu{service_name="app",k="v"}". */
+/* Old Pyroscope selections "app.cpu{k=v}" (or k="v") become
+ * "process_cpu{service_name="app",k="v"}"; memory suffixes their types. */
 static char *og_query(const char *q)
 {
 	const char *brace = strchr(q, '{');
 	size_t nl = brace ? (size_t)(brace - q) : strlen(q);
-	if (!nl || strchr(q, '"') || nl > HM_STORE_MAX_VALUE)
+	if (!nl || memchr(q, '"', nl) || nl > HM_STORE_MAX_VALUE)
 		return NULL;
+	static const struct { const char *suffix, *type; } map[] = {
+		{".cpu", "process_cpu"}, {".itimer", "process_cpu"}, {".wall", "wall"},
+		{".alloc_objects", "memory:alloc_objects:count:space:bytes"},
+		{".alloc_space", "memory:alloc_space:bytes:space:bytes"},
+		{".inuse_objects", "memory:inuse_objects:count:space:bytes"},
+		{".inuse_space", "memory:inuse_space:bytes:space:bytes"},
+	};
 	const char *dot = memrchr(q, '.', nl);
 	const char *type = "process_cpu";
-	if (dot && !strncmp(dot, ".wall", 5) && dot + 5 == q + nl)
-		type = "wall";
-	size_t svl = dot && (!strncmp(dot, ".cpu", 4) || !strncmp(dot, ".wall", 5) ||
-			     !strncmp(dot, ".itimer", 7)) ? (size_t)(dot - q) : nl;
+	size_t svl = nl;
+	for (size_t i = 0; dot && i < sizeof map / sizeof map[0]; i++)
+		if (strlen(map[i].suffix) == (size_t)(q + nl - dot) &&
+		    !memcmp(dot, map[i].suffix, strlen(map[i].suffix))) {
+			type = map[i].type;
+			svl = (size_t)(dot - q);
+		}
 	size_t cap = strlen(q) * 3 + 64;
 	char *out = malloc(cap);
 	if (!out)
@@ -926,9 +961,13 @@ static char *og_query(const char *q)
 			const char *comma = memchr(p, ',', (size_t)(end - p));
 			const char *stop = comma ? comma : end;
 			const char *eq = memchr(p, '=', (size_t)(stop - p));
-			if (eq)
+			const char *v = eq ? eq + 1 : NULL;
+			size_t vl = eq ? (size_t)(stop - v) : 0;
+			if (vl >= 2 && (*v == '"' || *v == '\'') && v[vl - 1] == *v)
+				v++, vl -= 2;    /* app.cpu{env="dev"}: already quoted */
+			if (eq && !memchr(v, '"', vl))
 				w += snprintf(out + w, cap - (size_t)w, ",%.*s=\"%.*s\"",
-					      (int)(eq - p), p, (int)(stop - eq - 1), eq + 1);
+					      (int)(eq - p), p, (int)vl, v);
 			p = stop + 1;
 		}
 	}
@@ -942,14 +981,20 @@ static void api_render(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 	const char *qs = hm_http_arg(rq, "query");
 	hm_http_req rq2 = *rq;
 	char *conv = NULL;
-	hm_selector probe;
-	if (qs && hm_selector_parse(qs, &probe) < 0 && (conv = og_query(qs))) {
+	/* "app.cpu{...}" parses as a type name with a dot: an old selection too */
+	size_t tl0 = qs ? strcspn(qs, "{") : 0;
+	int og = qs && memchr(qs, '.', tl0) && !memchr(qs, ':', tl0);
+	if (qs && !og) {
+		hm_selector probe;
+		if (hm_selector_parse(qs, &probe) < 0)
+			og = 1;
+		else
+			hm_selector_free(&probe);
+	}
+	if (og && (conv = og_query(qs)))
 		for (size_t i = 0; i < rq2.nargs; i++)
 			if (!strcmp(rq2.arg_k[i], "query"))
 				rq2.arg_v[i] = conv;
-	} else if (qs) {
-		hm_selector_free(&probe);
-	}
 	query q;
 	long long mn = 0;
 	int rc = parse_query(st, &rq2, "query", &q);
@@ -989,7 +1034,7 @@ static void api_render(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		json_t *meta = json_pack("{s:s, s:s, s:I, s:s, s:s}", "format", "single", "spyName",
 					 "homura", "sampleRate",
 					 (json_int_t)((fl & HM_FT_WEIGHT) ? 1000000000 : 100),
-					 "units", "samples", "name", qs ? qs : "");
+					 "units", render_units(&q.sel), "name", qs ? qs : "");
 		json_t *timeline = json_pack("{s:I, s:o, s:I}", "startTime", (json_int_t)t0,
 					     "samples", samples, "durationDelta", (json_int_t)step);
 		reply_json(rs, json_pack("{s:i, s:o, s:o, s:o}", "version", 1, "flamebearer", fb,

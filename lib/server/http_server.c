@@ -5,7 +5,7 @@
  * request is answered before its body is read), then with body chunks
  * (appended up to max_body; past it the rest is discarded and 413 given),
  * then once more to answer. The finished request becomes an hm_http_req
- * for hm_ingest_handle or hm_api_handle. A thread pool serves connections,
+ * for hm_ingest_handle, hm_querier_handle (querier.h) or hm_api_handle. A thread pool serves connections,
  * each thread polling its share with epoll, so idle or slow connections cost
  * no thread; connections are capped in all and per client address and
  * closed after idle_timeout_s without traffic, so a few clients cannot hold
@@ -26,6 +26,7 @@
 #include "base/cancel.h"
 #include "base/error.h"
 #include "server/http.h"
+#include "server/querier.h"
 #include "server/server.h"
 #include "server/ui.h"
 
@@ -197,6 +198,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	hm_cancel_set(client_gone, c);
 	if (ingest)
 		hm_ingest_handle(s->st, &rq, &rs);
+	else if (hm_querier_path(url))
+		hm_querier_handle(s->st, &rq, &rs);
 	else
 		hm_api_handle(s->st, &rq, &rs);
 	hm_cancel_set(NULL, NULL);

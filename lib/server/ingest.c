@@ -12,11 +12,15 @@
  * (hm_profile_read_fmt) do the rest of the checking.
  *
  *  OTLP  POST /v1development/profiles  protobuf or JSON, one series per
- *        ResourceProfiles (resource attributes become labels, '.' -> '_').
+ *        ResourceProfiles (resource attributes become labels, '.' -> '_')
+ *        and per set of sample attributes (bounded, decode.h).
  *  Pyroscope  POST /ingest?name=app.cpu{k=v}&from=&format=folded|lines|pprof
- *        body raw or in the multipart field "profile".
+ *        body raw or in the multipart field "profile"; values may be quoted.
  *  Push  POST /push.v1.PusherService/Push  (Connect, proto or JSON) with
- *        series of labels (__name__ = profile type) and raw pprof samples. */
+ *        series of labels (__name__ = profile type) and raw pprof samples.
+ * A pprof becomes one series per sample type (its profile type and unit
+ * from sample_type / period_type, ptype.h; the name suffix or __name__ only
+ * where the pprof names none) and per set of per-sample labels (bounded). */
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -34,6 +38,7 @@
 #include "format/decode.h"
 #include "format/filter.h"
 #include "server/http.h"
+#include "server/ptype.h"
 #include "server/server.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "format/pbjson.h"
@@ -207,40 +212,47 @@ static const char *const otlp_dropped[] = {   /* unbounded, not useful as labels
 	"process.executable.path", NULL,
 };
 
+/* One resource's profiles (a binary request): one item per set of sample
+ * attributes (decode.h), each with the resource attributes as labels. */
 static int otlp_item(batch *b, const unsigned char *buf, size_t len)
 {
-	hm_profile *p;
-	int fmt;
-	int rc = hm_profile_read_fmt(buf, len, &p, &fmt);
+	hm_pprof_split sp;
+	int rc = hm_decode_otlp_split(buf, len, &sp);
+	if (rc > 0)
+		return hm_error(HM_EINVAL, "body is not an OTLP profiles request");
 	if (rc < 0)
 		return rc;
-	if (fmt != HM_FMT_OTLP && fmt != HM_FMT_OTLP_JSON) {
-		hm_profile_free(p);
-		return hm_error(HM_EINVAL, "body is %s, not an OTLP profiles request",
-				hm_format_name(fmt));
+	for (size_t pi = 0; rc == HM_OK && pi < sp.n; pi++) {
+		hm_pprof_part *pt = &sp.v[pi];
+		const hm_profile_meta *m = hm_profile_meta_cget(pt->p);
+		item *it = batch_new(b, m->time_kind == HM_TIME_WALL ? "wall" : "process_cpu");
+		if (!it) {
+			rc = HM_EINVAL;
+			break;
+		}
+		hm_profile *p = it->p = pt->p;
+		pt->p = NULL;
+		it->t_s = (int64_t)(m->start_ns / 1000000000u);
+		for (uint32_t i = 0; rc == HM_OK && i < m->nlabels; i++) {
+			const char *k = hm_profile_str(p, m->labels[i].key);
+			const char *v = hm_profile_str(p, m->labels[i].value);
+			int skip = 0;
+			for (int d = 0; otlp_dropped[d]; d++)
+				skip |= !strcmp(k, otlp_dropped[d]);
+			if (!skip)
+				rc = item_label(it, k, strlen(k), v, strlen(v));
+		}
+		for (uint32_t k = 0; rc == HM_OK && k < pt->nlabels; k++)
+			if (strcmp(pt->keys[k], "service.name") && strcmp(pt->keys[k], "service_name"))
+				rc = item_label(it, pt->keys[k], strlen(pt->keys[k]), pt->values[k],
+						strlen(pt->values[k]));
+		if (rc == HM_OK && !item_get(it, "service_name"))
+			rc = item_label(it, "service_name", 12, "unknown_service", 15);
+		const char *ver = item_get(it, "service_version");
+		if (rc == HM_OK && ver && !item_get(it, "version"))
+			rc = item_label(it, "version", 7, ver, strlen(ver));
 	}
-	const hm_profile_meta *m = hm_profile_meta_cget(p);
-	item *it = batch_new(b, m->time_kind == HM_TIME_WALL ? "wall" : "process_cpu");
-	if (!it) {
-		hm_profile_free(p);
-		return HM_EINVAL;
-	}
-	it->p = p;
-	it->t_s = (int64_t)(m->start_ns / 1000000000u);
-	for (uint32_t i = 0; i < m->nlabels; i++) {
-		const char *k = hm_profile_str(p, m->labels[i].key);
-		const char *v = hm_profile_str(p, m->labels[i].value);
-		int skip = 0;
-		for (int d = 0; otlp_dropped[d]; d++)
-			skip |= !strcmp(k, otlp_dropped[d]);
-		if (!skip && (rc = item_label(it, k, strlen(k), v, strlen(v))) < 0)
-			return rc;
-	}
-	if (!item_get(it, "service_name"))
-		rc = item_label(it, "service_name", 12, "unknown_service", 15);
-	const char *ver = item_get(it, "service_version");
-	if (rc == HM_OK && ver && !item_get(it, "version"))
-		rc = item_label(it, "version", 7, ver, strlen(ver));
+	hm_pprof_split_free(&sp);
 	return rc;
 }
 
@@ -308,17 +320,23 @@ static int otlp_decode(const unsigned char *buf, size_t len, int json, batch *b)
 
 /* ---- Pyroscope /ingest ---- */
 
-/* "app.cpu" -> service "app", profile type "process_cpu". */
+/* "app.cpu" -> service "app", profile type "process_cpu"; memory, goroutine,
+ * mutex and block suffixes name five-part types with their real units
+ * (ptype.h). */
 static void split_app_name(const char *name, size_t len, char *svc, size_t svcap,
 			   const char **type)
 {
 	static const struct { const char *suffix, *type; } map[] = {
 		{"cpu", "process_cpu"}, {"itimer", "process_cpu"}, {"wall", "wall"},
-		{"alloc_objects", "memory"}, {"alloc_space", "memory"},
-		{"inuse_objects", "memory"}, {"inuse_space", "memory"},
-		{"goroutines", "goroutine"}, {"mutex_count", "mutex"},
-		{"mutex_duration", "mutex"}, {"block_count", "block"},
-		{"block_duration", "block"},
+		{"alloc_objects", "memory.alloc_objects.count.space.bytes"},
+		{"alloc_space", "memory.alloc_space.bytes.space.bytes"},
+		{"inuse_objects", "memory.inuse_objects.count.space.bytes"},
+		{"inuse_space", "memory.inuse_space.bytes.space.bytes"},
+		{"goroutines", "goroutine.goroutine.count.goroutine.count"},
+		{"mutex_count", "mutex.contentions.count.contentions.count"},
+		{"mutex_duration", "mutex.delay.nanoseconds.contentions.count"},
+		{"block_count", "block.contentions.count.contentions.count"},
+		{"block_duration", "block.delay.nanoseconds.contentions.count"},
 	};
 	*type = "process_cpu";
 	size_t cut = len;
@@ -368,6 +386,12 @@ static int parse_app_name(const char *s, item *it)
 				kl--;
 			const char *v = eq + 1;
 			size_t vl = (size_t)(stop - v);
+			while (vl && isspace((unsigned char)*v))
+				v++, vl--;
+			while (vl && isspace((unsigned char)v[vl - 1]))
+				vl--;
+			if (vl >= 2 && (*v == '"' || *v == '\'') && v[vl - 1] == *v)
+				v++, vl -= 2;       /* app.cpu{env="dev"}: quotes are not the value */
 			if (kl == 12 && !memcmp(p, "service_name", 12))
 				snprintf(svc, sizeof svc, "%.*s", (int)vl, v);
 			else if (kl == 8 && !memcmp(p, "__name__", 8))
@@ -494,6 +518,52 @@ static int lines_to_folded(const unsigned char *in, size_t len, unsigned char **
 	return HM_OK;
 }
 
+/* ---- pprof: one item per profile type and per-sample label set ---- */
+
+/* Items of an inflated pprof: each sample type of the pprof becomes its own
+ * profile type (ptype.h; `fallback`, the type the application name gave,
+ * only where the pprof names none), split by per-sample labels, each item
+ * with the labels of tmpl plus those of its samples. */
+static int pprof_items(batch *b, const item *tmpl, const char *fallback, const unsigned char *buf,
+		       size_t len, int64_t t_s)
+{
+	hm_ptype_plan plan = {.fallback = fallback};
+	hm_pprof_split sp = {.group_labels = 1};
+	int rc = hm_decode_pprof_split(buf, len, hm_ptype_plan_fn, &plan, &sp);
+	if (rc < 0)
+		return rc;
+	rc = HM_OK;
+	for (size_t i = 0; rc == HM_OK && i < sp.n; i++) {
+		hm_pprof_part *pt = &sp.v[i];
+		item *it = batch_new(b, plan.types[pt->pair]);
+		if (!it) {
+			rc = HM_EINVAL;
+			break;
+		}
+		it->p = pt->p;
+		pt->p = NULL;
+		it->t_s = t_s ? t_s : (int64_t)(hm_profile_meta_cget(it->p)->start_ns / 1000000000u);
+		for (uint32_t k = 0; rc == HM_OK && k < tmpl->n; k++)
+			rc = item_label(it, tmpl->names[k], strlen(tmpl->names[k]), tmpl->values[k],
+					strlen(tmpl->values[k]));
+		for (uint32_t k = 0; rc == HM_OK && k < pt->nlabels; k++)
+			if (strcmp(pt->keys[k], "service_name"))
+				rc = item_label(it, pt->keys[k], strlen(pt->keys[k]), pt->values[k],
+						strlen(pt->values[k]));
+	}
+	hm_pprof_split_free(&sp);
+	return rc;
+}
+
+static void item_clear(item *it)
+{
+	for (uint32_t k = 0; k < it->n; k++) {
+		free(it->names[k]);
+		free(it->values[k]);
+	}
+	it->n = 0;
+}
+
 static int pyroscope_decode(const hm_http_req *rq, batch *b)
 {
 	const char *name = hm_http_arg(rq, "name");
@@ -519,54 +589,67 @@ static int pyroscope_decode(const hm_http_req *rq, batch *b)
 	const char *from = hm_http_arg(rq, "from");
 	if (from && hm_parse_time(from, rq->now_s, &t) < 0)
 		return HM_EINVAL;
-	item *it = batch_new(b, "process_cpu");
-	if (!it)
-		return HM_EINVAL;
-	it->t_s = t;
-	int rc = parse_app_name(name, it);
-	if (rc < 0)
+	item tmpl = {0};
+	int rc = parse_app_name(name, &tmpl);
+	if (rc < 0) {
+		item_clear(&tmpl);
 		return rc;
+	}
 	const unsigned char *body = rq->body;
 	size_t len = rq->body_len;
-	if (rq->content_type && !strncasecmp(rq->content_type, "multipart/form-data", 19)) {
+	if (rq->content_type && !strncasecmp(rq->content_type, "multipart/form-data", 19))
 		rc = multipart_part(rq->content_type, rq->body, rq->body_len, "profile", &body, &len);
-		if (rc < 0)
-			return rc;
-	}
-	unsigned char *raw, *owned, *conv = NULL;
-	size_t rawlen;
-	rc = inflate_body(rq, body, len, body == rq->body, &raw, &rawlen, &owned);
-	if (rc < 0)
-		return rc;
-	if (lines) {
+	unsigned char *raw = NULL, *owned = NULL, *conv = NULL;
+	size_t rawlen = 0;
+	if (rc == HM_OK)
+		rc = inflate_body(rq, body, len, body == rq->body, &raw, &rawlen, &owned);
+	if (rc == HM_OK && lines) {
 		rc = lines_to_folded(raw, rawlen, &conv, &rawlen);
 		raw = conv;
 	}
-	hm_profile *p = NULL;
-	int fmt = 0;
 	if (rc == HM_OK && rawlen == 0)
 		rc = hm_error(HM_EINVAL, "ingest: empty profile");
+	if (rc == HM_OK && pprof) {
+		rc = pprof_items(b, &tmpl, tmpl.type, raw, rawlen, t);
+		free(owned);
+		free(conv);
+		item_clear(&tmpl);
+		return rc;
+	}
+	hm_profile *p = NULL;
+	int fmt = 0;
 	if (rc == HM_OK)
 		rc = hm_profile_read_fmt(raw, rawlen, &p, &fmt);
 	free(owned);
 	free(conv);
-	if (rc < 0)
-		return rc;
-	if ((pprof && fmt != HM_FMT_PPROF) || (!pprof && fmt != HM_FMT_COLLAPSED)) {
+	if (rc == HM_OK && fmt != HM_FMT_COLLAPSED) {
 		hm_profile_free(p);
-		return hm_error(HM_EINVAL, "ingest: body is not %s data", format);
+		p = NULL;
+		rc = hm_error(HM_EINVAL, "ingest: body is not %s data", format);
 	}
-	if (!pprof) {
+	if (rc == HM_OK) {
+		/* counts; the two-valued types weigh them by the sample period,
+		 * the others (memory, goroutine, ...) keep the value itself */
 		hm_profile *w = NULL;
-		rc = with_weights(p, 1000000000 / rate, &w);
+		rc = with_weights(p, strchr(tmpl.type, '.') ? 1 : 1000000000 / rate, &w);
 		hm_profile_free(p);
-		if (rc < 0)
-			return rc;
 		p = w;
 	}
+	item *it = rc == HM_OK ? batch_new(b, tmpl.type) : NULL;
+	if (rc == HM_OK && !it)
+		rc = HM_EINVAL;
+	if (rc < 0) {
+		hm_profile_free(p);
+		item_clear(&tmpl);
+		return rc;
+	}
 	it->p = p;
-	if (!it->t_s)
-		it->t_s = (int64_t)(hm_profile_meta_cget(p)->start_ns / 1000000000u);
+	it->t_s = t ? t : (int64_t)(hm_profile_meta_cget(p)->start_ns / 1000000000u);
+	for (uint32_t k = 0; k < tmpl.n; k++) {   /* labels move over */
+		it->names[k] = tmpl.names[k];
+		it->values[k] = tmpl.values[k];
+	}
+	it->n = tmpl.n;
 	return HM_OK;
 }
 
@@ -612,32 +695,23 @@ static int push_decode(const hm_http_req *rq, const unsigned char *buf, size_t l
 				rc = hm_error(HM_EINVAL, "Push: empty raw_profile");
 				break;
 			}
-			item *it = batch_new(b, type);
-			if (!it) {
-				rc = HM_EINVAL;
-				break;
-			}
+			item tmpl = {0};
 			for (size_t k = 0; rc == HM_OK && k < s->n_labels; k++) {
 				const char *n = s->labels[k]->name ?: "", *v = s->labels[k]->value ?: "";
 				if (!strncmp(n, "__", 2))
 					continue;    /* __name__, __delta__, __session_id__ ... */
-				rc = item_label(it, n, strlen(n), v, strlen(v));
+				rc = item_label(&tmpl, n, strlen(n), v, strlen(v));
 			}
-			if (rc == HM_OK && !item_get(it, "service_name"))
-				rc = item_label(it, "service_name", 12, "unknown_service", 15);
+			if (rc == HM_OK && !item_get(&tmpl, "service_name"))
+				rc = item_label(&tmpl, "service_name", 12, "unknown_service", 15);
 			unsigned char *pb = NULL, *owned = NULL;
 			size_t pblen = 0;
 			if (rc == HM_OK)
 				rc = inflate_body(rq, raw->data, raw->len, 0, &pb, &pblen, &owned);
-			if (rc < 0)
-				break;
-			int fmt = 0;
-			rc = hm_profile_read_fmt(pb, pblen, &it->p, &fmt);
-			free(owned);
-			if (rc == HM_OK && fmt != HM_FMT_PPROF)
-				rc = hm_error(HM_EINVAL, "Push: raw_profile is not pprof");
 			if (rc == HM_OK)
-				it->t_s = (int64_t)(hm_profile_meta_cget(it->p)->start_ns / 1000000000u);
+				rc = pprof_items(b, &tmpl, type, pb, pblen, 0);
+			free(owned);
+			item_clear(&tmpl);
 		}
 	}
 	if (jm)

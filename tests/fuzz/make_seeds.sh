@@ -10,7 +10,7 @@ H=${HOMURA_BIN:-build/homura}
 C=tests/fuzz/corpus
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-for d in pprof otlp otlp_json speedscope collapsed read gzip push ingest selector api walker pyobj; do
+for d in pprof otlp otlp_json speedscope collapsed read gzip push ingest selector api walker pyobj querier; do
 	mkdir -p "$C/$d"
 	find "$C/$d" -type f -name 'seed-*' -delete
 done
@@ -147,3 +147,39 @@ FUZZ_WALKER_SEEDS=$C/walker FUZZ_WALKER_BLOB=$blob build-fuzz/fuzz_walker
 
 # Object reader: a str, an int and a tuple laid out by each layout.
 FUZZ_PYOBJ_SEEDS=$C/pyobj build-fuzz/fuzz_pyobj
+
+# Querier (Connect): a method byte (index into fuzz_querier.c's methods), an
+# encoding byte (1 JSON, 0 protobuf), then the request body.
+mkdir -p "$C/querier"
+find "$C/querier" -type f -name 'seed-*' -delete
+qj() { { printf "\\x$(printf %02x "$1")\\x01"; printf '%s' "$2"; } > "$C/querier/seed-$3"; }
+qp() { { printf "\\x$(printf %02x "$1")\\x00"; printf '%s' "$2" | protoc --proto_path=proto \
+	--encode="$4" pyroscope/querier/v1/querier.proto; } > "$C/querier/seed-$3"; }
+qj 0 '{"start":"1699990000000","end":"1700000000000"}' types-json
+qj 1 '{"matchers":["{service_name=\"api\"}"]}' names-json
+qj 2 '{"name":"endpoint","matchers":["{}"]}' values-json
+qj 3 '{"matchers":["{}"],"labelNames":["__name__","service_name"]}' series-json
+qj 4 '{"profile_typeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{service_name=\"api\"}","start":"1699990000000","maxNodes":"2"}' flame-json
+qj 6 '{"profileTypeID":"memory:alloc_space:bytes:space:bytes","labelSelector":"{}"}' pprof-json
+qj 7 '{"profileTypeID":"wall:wall:nanoseconds:wall:nanoseconds","labelSelector":"{}","start":"1699990000000","step":60,"groupBy":["endpoint"],"limit":"1","aggregation":"TIME_SERIES_AGGREGATION_TYPE_SUM"}' series-sel-json
+qj 8 '{"left":{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{}"},"right":{"profileTypeID":"wall:wall:nanoseconds:wall:nanoseconds","labelSelector":"{}","start":"1699990000000"}}' diff-json
+qj 9 '{}' stats-json
+qp 4 'profile_typeID: "process_cpu:samples:count:cpu:nanoseconds" label_selector: "{endpoint=~\"/.*\"}" start: 1699990000000 end: 1700000000000' flame-pb querier.v1.SelectMergeStacktracesRequest
+qp 7 'profile_typeID: "process_cpu:cpu:nanoseconds:cpu:nanoseconds" label_selector: "{}" step: 10 group_by: "service_name"' series-pb querier.v1.SelectSeriesRequest
+qp 0 'start: 1 end: 2' types-pb querier.v1.ProfileTypesRequest
+
+# pprof with four sample types (heap) and per-sample string labels.
+protoc --proto_path=proto --encode=perftools.profiles.Profile perftools/profiles/profile.proto \
+	> "$C/pprof/seed-heap-labels" <<'X'
+sample_type { type: 1 unit: 2 } sample_type { type: 3 unit: 4 }
+sample_type { type: 5 unit: 2 } sample_type { type: 6 unit: 4 }
+period_type { type: 7 unit: 4 } period: 524288
+function { id: 1 name: 9 filename: 10 } function { id: 2 name: 11 filename: 10 }
+location { id: 1 line { function_id: 1 line: 3 } } location { id: 2 line { function_id: 2 line: 7 } }
+sample { location_id: 2 location_id: 1 value: 1 value: 1000 value: 2 value: 3000 label { key: 8 str: 13 } label { key: 12 num: 7 } }
+sample { location_id: 1 value: 2 value: 2000 value: 4 value: 6000 label { key: 8 str: 14 } }
+string_table: "" string_table: "alloc_objects" string_table: "count" string_table: "alloc_space"
+string_table: "bytes" string_table: "inuse_objects" string_table: "inuse_space" string_table: "space"
+string_table: "endpoint" string_table: "main" string_table: "app.go" string_table: "handle"
+string_table: "thread_id" string_table: "/a" string_table: "/b"
+X

@@ -175,10 +175,11 @@ def snapshot(server):
 def test_ingest_and_query(server, recorded, tmp_path):
     fill(server, recorded, tmp_path)
     services = {s["name"] for s in server.get_json("/api/v1/services")["services"]}
-    assert {"shop", "viapprof", "pushed", "unknown_service"} <= services
+    assert {"shop", "viapprof", "pushed", "busy"} <= services
 
-    # OTLP (3 posts: protobuf, gzip, JSON) of the real program names its functions
-    top = server.get_json("/api/v1/top", service="unknown_service", **{"from": "now-1d"})
+    # OTLP (3 posts: protobuf, gzip, JSON) of the real program names its functions;
+    # `record -f otlp` names the service after the program (service.name)
+    top = server.get_json("/api/v1/top", service="busy", **{"from": "now-1d"})
     assert "busy_work" in fn_names(top)
     assert top["unit"] == "nanoseconds"
     busy = [f for f in top["functions"] if f["name"] == "busy_work"][0]
@@ -210,7 +211,7 @@ def test_ingest_and_query(server, recorded, tmp_path):
     assert sum(ts["values"]) == 43 * 10_000_000 and len(ts["values"]) == len(ts["timestamps"])
 
     # flame graph with a node limit keeps the total, folding into "other"
-    full = server.get_json("/api/v1/flamegraph", service="unknown_service", **{"from": "now-1d"})
+    full = server.get_json("/api/v1/flamegraph", service="busy", **{"from": "now-1d"})
     assert full["total"] > 0
     # shop: all > main > handle > {slow_query 31, render 12}
     small = server.get_json("/api/v1/flamegraph", service="shop", max_nodes="3",

@@ -85,10 +85,10 @@ def test_two_servers_share_one_database(postgres, recorded, tmp_path):
             time.sleep(0.1)
         # B never saw an ingest request, yet knows every series and answers
         services = {s["name"] for s in b.get_json("/api/v1/services")["services"]}
-        assert {"shop", "viapprof", "pushed", "unknown_service"} <= services
+        assert {"shop", "viapprof", "pushed", "busy"} <= services
         assert snapshot(a) == snapshot(b)
 
-        top = b.get_json("/api/v1/top", service="unknown_service", **{"from": "now-1d"})
+        top = b.get_json("/api/v1/top", service="busy", **{"from": "now-1d"})
         assert "busy_work" in fn_names(top)
         for svc in ("viapprof", "pushed"):
             t = b.get_json("/api/v1/top", service=svc, **{"from": "now-1d"})
