@@ -3,6 +3,7 @@
 #define HOMURA_CLI_H
 
 int cmd_record(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_top(int argc, char **argv);
