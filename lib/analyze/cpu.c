@@ -206,24 +206,24 @@ void hm_cpuattr_observe(hm_cpuattr *a, const hm_pythread *th, uint64_t t_ns)
 	if (!th->valid || th->tid <= 0)
 		return;
 	uint32_t site = NO_SITE;
-	int pick = -1;
-	for (int i = 0; i < th->nframes; i++) {   /* leaf first */
-		if (a->profile_all) {
-			pick = i;
-			break;
-		}
-		uint32_t fid = hm_sampler_py_frame(a->p, &th->frames[i], &a->so);
-		const hm_frame *f = hm_profile_frame(a->p, fid);
-		if (file_is_own(a, f->file)) {
-			pick = i;
+	if (a->profile_all && th->nframes > 0) {
+		site = hm_sampler_py_frame(a->p, &th->frames[0], &a->so);
+	} else {
+		for (int i = 0; i < th->nframes; i++) {   /* leaf first */
+			uint32_t fid = hm_sampler_py_frame(a->p, &th->frames[i], &a->so);
+			const hm_frame *f = hm_profile_frame(a->p, fid);
+			if (!file_is_own(a, f->file))
+				continue;
+			/* "<string>" is the program's own only as the outermost
+			 * frame (python -c), not code a library exec()s */
+			if (hm_profile_str(a->p, f->file)[0] == '<' && i != th->nframes - 1)
+				continue;
 			site = fid;
 			break;
 		}
+		/* No frame of the program's own (imports at startup, library
+		 * threads): outside the program's lines. */
 	}
-	if (pick < 0 && th->nframes > 0)
-		pick = 0;      /* nothing of the program's own: the innermost frame */
-	if (pick >= 0 && site == NO_SITE)
-		site = hm_sampler_py_frame(a->p, &th->frames[pick], &a->so);
 	if (site != NO_SITE && ensure_site(a, site) != 0)
 		site = NO_SITE;
 	struct thr *t = find_thr(a, th->tid, 1);

@@ -10,7 +10,8 @@
  * anywhere else => native. Its line is that of the stack walk of the same
  * thread nearest in time: the innermost frame in the program's own files
  * (library and standard-library frames fold into the line of the program
- * that called them), or the innermost frame of all with profile_all. */
+ * that called them; a stack with no frame of the program's own counts as
+ * outside its lines), or the innermost frame of all with profile_all. */
 #ifndef HOMURA_ANALYZE_CPU_H
 #define HOMURA_ANALYZE_CPU_H
 
