@@ -48,8 +48,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: homura run [options] -- python script.py [args]\n"
-		"       homura run [options] -- python -m module [args]\n"
 		"       homura run [options] -p PID [-d SECS]\n\n"
+		"The command may be any python command line (a script, a module, -c).\n"
 		"Per line of the program's own files: its share of the CPU time split\n"
 		"between Python, native code and the kernel; memory allocated, peak and\n"
 		"leaks; GPU use. All measures are on unless some are named.\n\n"
