@@ -244,18 +244,29 @@ void hm_cpuattr_sample(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int kind, uint64
 	uint32_t site = NO_SITE;
 	if (t) {
 		t->last_cpu_ns = t_ns;
-		uint64_t best = UINT64_MAX;
+		/* the walks just before and just after the sample */
+		const struct obs *before = NULL, *after = NULL;
 		uint32_t k = t->n < HIST ? t->n : HIST;
 		for (uint32_t i = 0; i < k; i++) {
 			const struct obs *o = &t->h[(t->n - 1 - i) % HIST];
-			uint64_t d = o->t_ns > t_ns ? o->t_ns - t_ns : t_ns - o->t_ns;
-			if (d < best) {
-				best = d;
-				site = o->site;
+			if (o->t_ns <= t_ns) {
+				if (!before || o->t_ns > before->t_ns)
+					before = o;
+			} else if (!after || o->t_ns < after->t_ns) {
+				after = o;
 			}
 		}
-		if (best > max_gap_ns)
-			site = NO_SITE;
+		if (before && after && before->site == after->site) {
+			/* on the same line at both ends: there throughout, however
+			 * far apart the walks were (homura starved of CPU) */
+			site = before->site;
+		} else {
+			uint64_t db = before ? t_ns - before->t_ns : UINT64_MAX;
+			uint64_t da = after ? after->t_ns - t_ns : UINT64_MAX;
+			const struct obs *o = db <= da ? before : after;
+			if (o && (db <= da ? db : da) <= max_gap_ns)
+				site = o->site;
+		}
 	}
 	if (site == NO_SITE) {
 		a->outside[kind]++;

@@ -112,13 +112,18 @@ static void test_fold_and_join(void **state)
 	hm_cpuattr_sample(a, 100, 16 * MS, HM_CPU_SYSTEM, 5 * MS);   /* 20 ms */
 	hm_cpuattr_sample(a, 100, 22 * MS, HM_CPU_PYTHON, 5 * MS);   /* 20 ms */
 	hm_cpuattr_sample(a, 100, 40 * MS, HM_CPU_PYTHON, 5 * MS);   /* too far: outside */
+	/* far from both walks, but they agree: that line */
+	thread(&th, fr, 400, 1, mine, 13);
+	hm_cpuattr_observe(a, &th, 100 * MS);
+	hm_cpuattr_observe(a, &th, 200 * MS);
+	hm_cpuattr_sample(a, 400, 150 * MS, HM_CPU_NATIVE, 5 * MS);
 	hm_cpuattr_sample(a, 200, 10 * MS, HM_CPU_NATIVE, 5 * MS);   /* no own frame */
 	hm_cpuattr_sample(a, 300, 10 * MS, HM_CPU_SYSTEM, 5 * MS);   /* never walked */
 
 	uint64_t total[3], outside[3];
 	hm_cpuattr_totals(a, total, outside);
 	assert_int_equal(total[HM_CPU_PYTHON], 3);
-	assert_int_equal(total[HM_CPU_NATIVE], 2);
+	assert_int_equal(total[HM_CPU_NATIVE], 3);
 	assert_int_equal(total[HM_CPU_SYSTEM], 2);
 	assert_int_equal(outside[HM_CPU_PYTHON], 1);
 	assert_int_equal(outside[HM_CPU_NATIVE], 1);
@@ -126,7 +131,10 @@ static void test_fold_and_join(void **state)
 
 	const hm_cpuline *l;
 	size_t n = hm_cpuattr_lines(a, &l);
-	assert_int_equal(n, 2);     /* no library line */
+	assert_int_equal(n, 3);     /* no library line */
+	const hm_cpuline *l13 = find(l, n, "/app/main.py", 13);
+	assert_non_null(l13);
+	assert_int_equal(l13->samples[HM_CPU_NATIVE], 1);
 	const hm_cpuline *l12 = find(l, n, "/app/main.py", 12), *l14 = find(l, n, "/app/main.py", 14);
 	assert_non_null(l12);
 	assert_non_null(l14);
@@ -142,7 +150,7 @@ static void test_fold_and_join(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(f[0].func, "work");
 	assert_int_equal(f[0].line, 10);
-	assert_int_equal(f[0].samples[0] + f[0].samples[1] + f[0].samples[2], 4);
+	assert_int_equal(f[0].samples[0] + f[0].samples[1] + f[0].samples[2], 5);
 	hm_cpuattr_free(a);
 }
 
