@@ -372,7 +372,8 @@ size_t hm_cpuattr_lines(hm_cpuattr *a, const hm_cpuline **out)
 		l->gpu_n = s->gpu_n;
 		l->gpu_mem_max_mb = s->gpu_mem_max;
 	}
-	qsort(a->lines, a->nlines, sizeof *a->lines, cmp_line);
+	if (a->nlines > 1)
+		qsort(a->lines, a->nlines, sizeof *a->lines, cmp_line);
 	*out = a->lines;
 	return a->nlines;
 }
@@ -412,7 +413,8 @@ size_t hm_cpuattr_functions(hm_cpuattr *a, const hm_cpuline **out)
 		if (l->gpu_mem_max_mb > f->gpu_mem_max_mb)
 			f->gpu_mem_max_mb = l->gpu_mem_max_mb;
 	}
-	qsort(a->funcs, a->nfuncs, sizeof *a->funcs, cmp_func);
+	if (a->nfuncs > 1)
+		qsort(a->funcs, a->nfuncs, sizeof *a->funcs, cmp_func);
 	*out = a->funcs;
 	return a->nfuncs;
 }

@@ -272,9 +272,11 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 				l->copy_mb_s = 0;
 			}
 		}
-		qsort(f->lines, f->nlines, sizeof *f->lines, cmp_rline);
+		if (f->nlines > 1)
+			qsort(f->lines, f->nlines, sizeof *f->lines, cmp_rline);
 	}
-	qsort(r->files, r->nfiles, sizeof *r->files, cmp_rfile);
+	if (r->nfiles > 1)
+		qsort(r->files, r->nfiles, sizeof *r->files, cmp_rfile);
 	for (size_t i = 0; i < r->nfiles; i++) {
 		hm_rfile *f = &r->files[i];
 		load_source(f, src);
@@ -284,7 +286,8 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 				f->lines[j].source = f->source[ln - 1];
 		}
 	}
-	qsort(r->funcs, r->nfuncs, sizeof *r->funcs, cmp_rfunc);
+	if (r->nfuncs > 1)
+		qsort(r->funcs, r->nfuncs, sizeof *r->funcs, cmp_rfunc);
 	return HM_OK;
 }
 

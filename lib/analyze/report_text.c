@@ -92,10 +92,12 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
 			p[k].weight = w + (isnan(l->leak_likelihood) ? 0 : 100);
 			k++;
 		}
-	qsort(p, k, sizeof *p, by_weight);
+	if (k > 1)
+		qsort(p, k, sizeof *p, by_weight);
 	if (max_lines > 0 && k > (size_t)max_lines)
 		k = (size_t)max_lines;
-	qsort(p, k, sizeof *p, by_place);
+	if (k > 1)
+		qsort(p, k, sizeof *p, by_place);
 	const hm_rfile *cur = NULL;
 	for (size_t i = 0; i < k; i++) {
 		if (p[i].f != cur) {
