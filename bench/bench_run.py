@@ -2,7 +2,8 @@
 """Slowdown of programs under `homura run`, beside Scalene when installed.
 
 Each workload of bench/run_workloads.py (pure Python, allocation churn,
-zlib + /dev/zero, numpy) runs bare, under `homura run --cpu`, under
+zlib + /dev/zero, numpy) runs bare (twice: the second, divided by the
+first, is the noise), under `homura run --cpu` (1000 Hz, and 100 Hz), under
 `homura run` (every measure) and, when `python3 -m scalene` works for the
 interpreter, under `scalene --cpu` and `scalene` (CPU + memory), in
 rotating order in each repeat. The workload times its own work (start-up
@@ -38,7 +39,9 @@ def has_numpy(py):
 
 def kinds(py):
     k = [("bare", []),
+         ("bare again (A/A noise)", []),
          ("homura run --cpu", [benchlib.HOMURA, "run", "--cpu", "-n", "0", "--"]),
+         ("homura run --cpu -r 100", [benchlib.HOMURA, "run", "--cpu", "-r", "100", "-n", "0", "--"]),
          ("homura run", [benchlib.HOMURA, "run", "-n", "0", "--"])]
     if has_scalene(py):
         k += [("scalene --cpu", None), ("scalene", None)]

@@ -4,7 +4,8 @@
  *
  * CPU: kernel samples of every thread (proc/perf.h) joined with Python
  * stacks walked from outside at the same rate (analyze/cpu.h); nothing is
- * sent into the program. Memory: homura's allocation sampler preloaded into
+ * sent into the program. Child processes (multiprocessing) inherit the
+ * kernel's events; their stacks are walked as well once they show up. Memory: homura's allocation sampler preloaded into
  * the launched program (analyze/memory.h), hence not when attaching. GPU:
  * NVML when present (analyze/gpu.h). The program's output and exit status
  * are its own: homura's reports go to stderr and to the files asked for,
@@ -154,22 +155,53 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	return 0;
 }
 
+/* A process of the program: the one launched (or attached to) and the
+ * child processes that show up in the kernel's samples (their events are
+ * inherited through fork), whose Python stacks are walked too. */
+struct proc {
+	pid_t pid;
+	hm_target *t;
+	hm_python *py;
+	int failed;              /* not Python, or unreadable: samples outside lines */
+	int gone;
+	uint64_t seen_ns, next_try;
+	hm_pysample ps;
+};
+
+#define MAX_KIDS 256
+
 /* Samples drained from the kernel wait here until a stack walk at or after
- * their time has been made, so each is joined with the nearer walk. */
+ * their time has been made (and their process's interpreter was found), so
+ * each is joined with the nearer walk. */
 struct pending {
 	hm_perf_sample *s;
 	size_t n, cap;
 	pid_t pid;
-	uint64_t other;          /* samples of other processes (children) */
+	struct proc kids[MAX_KIDS];
+	int nkids;
+	uint64_t kid_samples;    /* samples of child processes */
 	int overflow;
 };
+
+static struct proc *kid_of(struct pending *p, pid_t pid)
+{
+	for (int i = 0; i < p->nkids; i++)
+		if (p->kids[i].pid == pid)
+			return &p->kids[i];
+	return NULL;
+}
 
 static void on_sample(void *ctx, const hm_perf_sample *s)
 {
 	struct pending *p = ctx;
 	if (s->pid != p->pid) {
-		p->other++;
-		return;
+		p->kid_samples++;
+		if (!kid_of(p, s->pid) && p->nkids < MAX_KIDS) {
+			struct proc *k = &p->kids[p->nkids++];
+			memset(k, 0, sizeof *k);
+			k->pid = s->pid;
+			k->seen_ns = hm_mono_ns();
+		}
 	}
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 4096;
@@ -184,19 +216,88 @@ static void on_sample(void *ctx, const hm_perf_sample *s)
 	p->s[p->n++] = *s;
 }
 
-/* Attribute the pending samples up to time upto (all with UINT64_MAX). */
-static void settle(struct pending *p, hm_cpuattr *a, uint64_t upto, uint64_t gap)
+/* Attribute the pending samples up to time upto whose process is ready
+ * (main_ready for the main one); all of them with final. */
+static void settle(struct pending *p, hm_cpuattr *a, uint64_t upto, int main_ready, int final,
+		   uint64_t gap)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		const hm_perf_sample *s = &p->s[i];
-		if (s->t_ns > upto) {
+		int ready = final || p->overflow;
+		if (!ready) {
+			if (s->pid == p->pid) {
+				ready = main_ready;
+			} else {
+				struct proc *kid = kid_of(p, s->pid);
+				ready = !kid || kid->py || kid->failed || kid->gone;
+			}
+			ready = ready && s->t_ns <= upto;
+		}
+		if (!ready) {
 			p->s[k++] = *s;
 			continue;
 		}
-		hm_cpuattr_sample(a, s->tid, s->t_ns, hm_cpuattr_classify(a, s->ip, s->kernel), gap);
+		hm_cpuattr_sample(a, s->tid, s->t_ns, hm_cpuattr_classify(a, s->pid, s->ip, s->kernel), gap);
 	}
 	p->n = k;
+}
+
+/* Walk the child processes' stacks (attaching to new ones first). */
+static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
+{
+	for (int i = 0; i < p->nkids; i++) {
+		struct proc *k = &p->kids[i];
+		if (k->failed || k->gone)
+			continue;
+		if (!k->t && hm_target_open(k->pid, &k->t) != HM_OK) {
+			k->t = NULL;
+			k->failed = 1;
+			continue;
+		}
+		if (!hm_target_alive(k->t)) {
+			k->gone = 1;
+			hm_python_detach(k->py);
+			hm_target_close(k->t);
+			hm_pysample_free(&k->ps);
+			k->py = NULL;
+			k->t = NULL;
+			continue;
+		}
+		if (!k->py) {
+			if (now < k->next_try)
+				continue;
+			hm_python *py = NULL;
+			int rc = hm_python_attach(k->t, &py);
+			if (rc == HM_OK && hm_python_ready(py)) {
+				k->py = py;
+				hm_cpuattr_find_interp(a, k->t);
+			} else {
+				hm_python_detach(py);
+				/* not (yet) Python: a shell, a helper, or still starting */
+				if (rc == HM_EVERSION || now - k->seen_ns > 5000000000ull)
+					k->failed = 1;
+				k->next_try = now + 5000000ull;
+				continue;
+			}
+		}
+		uint64_t t0 = hm_mono_ns();
+		if (hm_python_sample(k->py, &k->ps, 0) == HM_OK) {
+			uint64_t tm = (t0 + hm_mono_ns()) / 2;
+			for (int j = 0; j < k->ps.nthreads; j++)
+				hm_cpuattr_observe(a, &k->ps.threads[j], tm);
+		}
+	}
+}
+
+static void free_kids(struct pending *p)
+{
+	for (int i = 0; i < p->nkids; i++) {
+		hm_python_detach(p->kids[i].py);
+		hm_target_close(p->kids[i].t);
+		hm_pysample_free(&p->kids[i].ps);
+	}
+	p->nkids = 0;
 }
 
 static char *join_cmd(char **cmd)
@@ -408,7 +509,11 @@ int cmd_run(int argc, char **argv)
 		return cli_fail("out of memory");
 	if (py)
 		hm_cpuattr_find_interp(attr, t);
-	struct pending pend = {.pid = pid};
+	struct pending *pendp = calloc(1, sizeof *pendp);
+	if (!pendp)
+		return cli_fail("out of memory");
+	struct pending *pend = pendp;
+	pend->pid = pid;
 	hm_pysample ps;
 	memset(&ps, 0, sizeof ps);
 	uint64_t period = (uint64_t)(1e9 / a.rate);
@@ -459,11 +564,10 @@ int cmd_run(int argc, char **argv)
 			}
 		}
 		if (perf) {
-			hm_perf_drain(perf, on_sample, &pend);
-			if (py)
-				settle(&pend, attr, last_walk, gap);
-			else if (py_failed || pend.overflow)
-				settle(&pend, attr, UINT64_MAX, gap);
+			hm_perf_drain(perf, on_sample, pend);
+			if (!exited)
+				walk_kids(pend, attr, now);
+			settle(pend, attr, last_walk ? last_walk : now, py != NULL || py_failed, 0, gap);
 		}
 		if (mem && now >= next_mem) {
 			hm_memsession_poll(mem);
@@ -485,10 +589,11 @@ int cmd_run(int argc, char **argv)
 	}
 	uint64_t t_end = hm_mono_ns();
 	if (perf) {
-		hm_perf_drain(perf, on_sample, &pend);
-		settle(&pend, attr, UINT64_MAX, gap);
+		hm_perf_drain(perf, on_sample, pend);
+		settle(pend, attr, UINT64_MAX, 1, 1, gap);
 		rep.lost_samples = hm_perf_lost(perf);
-		rep.child_samples = pend.other;
+		rep.child_samples = pend->kid_samples;
+		rep.child_processes = pend->nkids;
 		if (!hm_perf_kernel_ips(perf))
 			fprintf(stderr, "homura: the kernel gives user-space IPs only: system time is "
 					"counted as native\n");
@@ -528,7 +633,9 @@ int cmd_run(int argc, char **argv)
 		hm_report_summary(&rep, stderr);
 		fputc('\n', stderr);
 		if (rep.child_samples)
-			fprintf(stderr, "homura: %llu CPU samples of child processes are not in the lines\n",
+			fprintf(stderr, "homura: %d child process%s: %llu of the CPU samples, in the lines "
+					"of the files they ran\n",
+				rep.child_processes, rep.child_processes == 1 ? "" : "es",
 				(unsigned long long)rep.child_samples);
 		if (a.html && write_out(a.html, hm_report_html, &rep) == 0)
 			fprintf(stderr, "homura: wrote %s\n", a.html);
@@ -538,7 +645,9 @@ int cmd_run(int argc, char **argv)
 	hm_report_free(&rep);
 	free(prog);
 	hm_pysample_free(&ps);
-	free(pend.s);
+	free(pend->s);
+	free_kids(pend);
+	free(pendp);
 	hm_cpuattr_free(attr);
 	hm_gpu_close(gpu);
 	hm_perf_close(perf);

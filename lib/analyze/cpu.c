@@ -36,6 +36,7 @@ struct site {
 
 struct range {
 	uint64_t start, end;
+	pid_t pid;
 };
 
 struct hm_cpuattr {
@@ -84,7 +85,7 @@ void hm_cpuattr_free(hm_cpuattr *a)
 	free(a);
 }
 
-void hm_cpuattr_add_interp_range(hm_cpuattr *a, uint64_t start, uint64_t end)
+void hm_cpuattr_add_interp_range(hm_cpuattr *a, pid_t pid, uint64_t start, uint64_t end)
 {
 	struct range *r = realloc(a->ranges, (a->nranges + 1) * sizeof *r);
 	if (!r)
@@ -92,6 +93,7 @@ void hm_cpuattr_add_interp_range(hm_cpuattr *a, uint64_t start, uint64_t end)
 	a->ranges = r;
 	r[a->nranges].start = start;
 	r[a->nranges].end = end;
+	r[a->nranges].pid = pid;
 	a->nranges++;
 }
 
@@ -113,19 +115,19 @@ int hm_cpuattr_find_interp(hm_cpuattr *a, hm_target *t)
 		base = base ? base + 1 : m[i].path;
 		int interp = !strncmp(base, "libpython", 9) || (exe[0] && !strcmp(m[i].path, exe));
 		if (interp) {
-			hm_cpuattr_add_interp_range(a, m[i].start, m[i].end);
+			hm_cpuattr_add_interp_range(a, hm_target_pid(t), m[i].start, m[i].end);
 			found++;
 		}
 	}
 	return found;
 }
 
-int hm_cpuattr_classify(const hm_cpuattr *a, uint64_t ip, int kernel)
+int hm_cpuattr_classify(const hm_cpuattr *a, pid_t pid, uint64_t ip, int kernel)
 {
 	if (kernel)
 		return HM_CPU_SYSTEM;
 	for (size_t i = 0; i < a->nranges; i++)
-		if (ip >= a->ranges[i].start && ip < a->ranges[i].end)
+		if (a->ranges[i].pid == pid && ip >= a->ranges[i].start && ip < a->ranges[i].end)
 			return HM_CPU_PYTHON;
 	return HM_CPU_NATIVE;
 }

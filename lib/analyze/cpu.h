@@ -42,13 +42,14 @@ typedef struct hm_cpuline {
 hm_cpuattr *hm_cpuattr_new(int profile_all);
 void hm_cpuattr_free(hm_cpuattr *a);
 
-/* The address ranges of the interpreter's code (IPs there are Python). */
-void hm_cpuattr_add_interp_range(hm_cpuattr *a, uint64_t start, uint64_t end);
+/* The address ranges of process pid's interpreter code (IPs there are
+ * Python). Each process has its own (ASLR). */
+void hm_cpuattr_add_interp_range(hm_cpuattr *a, pid_t pid, uint64_t start, uint64_t end);
 /* Find them in t's maps: executable mappings of the program's executable
  * (when it is the interpreter, as Debian's static python3) and of
  * libpython*.so. Returns how many were found. */
 int hm_cpuattr_find_interp(hm_cpuattr *a, hm_target *t);
-int hm_cpuattr_classify(const hm_cpuattr *a, uint64_t ip, int kernel);
+int hm_cpuattr_classify(const hm_cpuattr *a, pid_t pid, uint64_t ip, int kernel);
 
 /* A path as the program's own file (1) or a library's (0): paths in the
  * standard library, site-packages/dist-packages or frozen modules are not. */

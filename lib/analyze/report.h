@@ -47,7 +47,8 @@ typedef struct hm_report {
 	uint64_t cpu_samples;    /* on-CPU samples of the program */
 	uint64_t alloc_samples;
 	uint64_t lost_samples;   /* dropped by the kernel */
-	uint64_t child_samples;  /* CPU samples of child processes (not in the lines) */
+	uint64_t child_samples;  /* CPU samples of child processes (in the lines) */
+	int child_processes;
 	int cpu, memory, gpu;    /* measures available */
 	const char *cpu_why, *memory_why, *gpu_why;   /* why not, when not */
 	double outside_pct;      /* CPU outside any Python line (startup, C threads) */

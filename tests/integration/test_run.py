@@ -107,6 +107,22 @@ def test_threads_all_measured(tmp_path, default_py):
         assert l["cpu_python"] > 0.8 * cpu(l), (k, l)
 
 
+def test_child_processes_measured(tmp_path, default_py):
+    """multiprocessing workers, forked and spawned: their lines get their
+    CPU time. A forked worker's first milliseconds, before homura has found
+    its interpreter, count outside the lines, hence the looser bound."""
+    procs = program("run_procs.py")
+    truth_file = tmp_path / "truth.json"
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, procs, truth_file)
+    assert p.returncode == 0, err
+    truth = json.loads(truth_file.read_text())
+    assert "child processes:" in err, err
+    for k in ("fork", "spawn"):
+        l = line_of(rep, procs, marker_line(procs, "# LINE " + k))
+        want = 100 * truth[k] / truth["tree"]
+        assert 0.5 * want < cpu(l) < want + 5, (k, l, truth, err)
+
+
 def test_every_interpreter(tmp_path, py):
     """Lines and the JSON shape on every supported interpreter."""
     prog = tmp_path / "hot.py"

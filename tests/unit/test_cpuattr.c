@@ -60,16 +60,21 @@ static void test_classify(void **state)
 {
 	(void)state;
 	hm_cpuattr *a = hm_cpuattr_new(0);
-	hm_cpuattr_add_interp_range(a, 0x400000, 0x800000);
-	hm_cpuattr_add_interp_range(a, 0x7f0000000000, 0x7f0000100000);
-	assert_int_equal(hm_cpuattr_classify(a, 0x400000, 0), HM_CPU_PYTHON);
-	assert_int_equal(hm_cpuattr_classify(a, 0x7fffff, 0), HM_CPU_PYTHON);
-	assert_int_equal(hm_cpuattr_classify(a, 0x800000, 0), HM_CPU_NATIVE);
-	assert_int_equal(hm_cpuattr_classify(a, 0x7f0000000010, 0), HM_CPU_PYTHON);
-	assert_int_equal(hm_cpuattr_classify(a, 0x7f2000000000, 0), HM_CPU_NATIVE);
+	hm_cpuattr_add_interp_range(a, 10, 0x400000, 0x800000);
+	hm_cpuattr_add_interp_range(a, 10, 0x7f0000000000, 0x7f0000100000);
+	assert_int_equal(hm_cpuattr_classify(a, 10, 0x400000, 0), HM_CPU_PYTHON);
+	assert_int_equal(hm_cpuattr_classify(a, 10, 0x7fffff, 0), HM_CPU_PYTHON);
+	assert_int_equal(hm_cpuattr_classify(a, 10, 0x800000, 0), HM_CPU_NATIVE);
+	assert_int_equal(hm_cpuattr_classify(a, 10, 0x7f0000000010, 0), HM_CPU_PYTHON);
+	assert_int_equal(hm_cpuattr_classify(a, 10, 0x7f2000000000, 0), HM_CPU_NATIVE);
+	/* another process (a child): its own ranges */
+	assert_int_equal(hm_cpuattr_classify(a, 11, 0x400000, 0), HM_CPU_NATIVE);
+	hm_cpuattr_add_interp_range(a, 11, 0x500000, 0x600000);
+	assert_int_equal(hm_cpuattr_classify(a, 11, 0x500000, 0), HM_CPU_PYTHON);
+	assert_int_equal(hm_cpuattr_classify(a, 11, 0x400000, 0), HM_CPU_NATIVE);
 	/* a kernel IP is system whatever its value */
-	assert_int_equal(hm_cpuattr_classify(a, 0x400010, 1), HM_CPU_SYSTEM);
-	assert_int_equal(hm_cpuattr_classify(a, 0xffffffff81000000ull, 1), HM_CPU_SYSTEM);
+	assert_int_equal(hm_cpuattr_classify(a, 10, 0x400010, 1), HM_CPU_SYSTEM);
+	assert_int_equal(hm_cpuattr_classify(a, 10, 0xffffffff81000000ull, 1), HM_CPU_SYSTEM);
 	hm_cpuattr_free(a);
 }
 
