@@ -157,8 +157,6 @@ int hm_report_html(const hm_report *r, FILE *o)
 		fputs("<br>Python ", o);
 		esc(o, r->python);
 	}
-	if (!r->gpu)
-		fputs("<br><span class=\"na\">GPU: not available</span>", o);
 	fputs("</div>\n", o);
 
 	int nleak = 0;
@@ -184,9 +182,13 @@ int hm_report_html(const hm_report *r, FILE *o)
 	const char *hdr_gpu = "<th>GPU %</th><th>GPU MB</th>";
 	if (r->nfuncs) {
 		fputs("<h2>Functions</h2><table class=\"sort\" id=\"functions\"><thead><tr><th>function</th>"
-		      "<th>file</th><th>line</th><th>Python %</th><th>native %</th><th>system %</th>"
-		      "<th>alloc MB</th><th>peak MB</th></tr></thead><tbody>\n",
+		      "<th>file</th><th>line</th>",
 		      o);
+		if (r->cpu)
+			fputs("<th>Python %</th><th>native %</th><th>system %</th>", o);
+		if (r->memory)
+			fputs("<th>alloc MB</th><th>peak MB</th>", o);
+		fputs("</tr></thead><tbody>\n", o);
 		for (size_t i = 0; i < r->nfuncs; i++) {
 			const hm_rfunc *f = &r->funcs[i];
 			fputs("<tr><td class=\"fn\">", o);
@@ -194,11 +196,15 @@ int hm_report_html(const hm_report *r, FILE *o)
 			fputs("</td><td class=\"fn\">", o);
 			esc(o, f->path);
 			fprintf(o, "</td><td data-v=\"%d\">%d</td>", f->line, f->line);
-			td(o, f->cpu_python, "%.1f");
-			td(o, f->cpu_native, "%.1f");
-			td(o, f->cpu_system, "%.1f");
-			td(o, f->alloc_mb, "%.1f");
-			td(o, f->peak_mb, "%.1f");
+			if (r->cpu) {
+				td(o, f->cpu_python, "%.1f");
+				td(o, f->cpu_native, "%.1f");
+				td(o, f->cpu_system, "%.1f");
+			}
+			if (r->memory) {
+				td(o, f->alloc_mb, "%.1f");
+				td(o, f->peak_mb, "%.1f");
+			}
 			fputs("</tr>\n", o);
 		}
 		fputs("</tbody></table>\n", o);
