@@ -3,6 +3,7 @@ Python, native code and the kernel, checked against what the programs
 measure of themselves (getrusage / thread_time); threads; the program's
 output and exit status untouched; -m; attaching; the JSON shape; the HTML
 report (self-contained, escaped); bad input."""
+import glob
 import html.parser
 import json
 import os
@@ -280,6 +281,20 @@ def test_terminal_table_and_summary(tmp_path, default_py):
     summary = [l for l in r.stderr.splitlines() if l.startswith("homura: ") and "CPU samples" in l]
     assert len(summary) == 1, r.stderr
     assert "memory: not available" in summary[0] and "GPU: not available" in summary[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/nvidiactl") or not glob.glob("/usr/local/cuda*/lib64/libcudart.so*"),
+                    reason="no NVIDIA GPU or no CUDA runtime here")
+def test_gpu_real(tmp_path, default_py):
+    """On a GPU machine: the line filling device memory gets the GPU's
+    utilisation and at least the 1 GiB it holds."""
+    prog = program("run_gpu.py")
+    p, rep, err = run_json(tmp_path, "--cpu", "--gpu", "--", default_py.path, prog, "4")
+    assert p.returncode == 0, err
+    assert rep["available"]["gpu"] is True, err
+    l = line_of(rep, prog, marker_line(prog, "# LINE gpu"))
+    assert l["gpu_mem_mb"] is not None and l["gpu_mem_mb"] >= 1024, (l, err)
+    assert l["gpu_util"] is not None and l["gpu_util"] > 0, (l, err)
 
 
 def test_bad_input(tmp_path, default_py):
