@@ -458,8 +458,13 @@ int cmd_run(int argc, char **argv)
 	/* CPU: the kernel's samples of every thread */
 	hm_perf *perf = NULL;
 	static char cpu_why[256];
+	int early_status = 0, early_exit = 0;
 	if (a.cpu && hm_perf_open(pid, a.rate, &perf) != HM_OK) {
 		snprintf(cpu_why, sizeof cpu_why, "%s", hm_errmsg());
+		if (child && waitpid(child, &early_status, WNOHANG) == child) {
+			early_exit = 1;
+			snprintf(cpu_why, sizeof cpu_why, "the program ended before it could be measured");
+		}
 		rep.cpu = 0;
 		rep.cpu_why = cpu_why;
 		perf = NULL;
@@ -469,11 +474,14 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	hm_target *t = NULL;
-	if (hm_target_open(pid, &t) != HM_OK) {
-		int st = cli_fail_lib();
+	if (!early_exit && child && waitpid(child, &early_status, WNOHANG) == child)
+		early_exit = 1;
+	if (early_exit || hm_target_open(pid, &t) != HM_OK) {
 		if (child) {
-			fprintf(stderr, "homura: the program runs on unmeasured\n");
+			if (!early_exit)
+				fprintf(stderr, "homura: %s; no per-line figures\n", hm_errmsg());
 		} else {
+			int st = cli_fail_lib();
 			hm_perf_close(perf);
 			hm_memsession_free(mem);
 			return st;
@@ -520,7 +528,7 @@ int cmd_run(int argc, char **argv)
 	uint64_t gap = 3 * period > 20000000ull ? 3 * period : 20000000ull;
 	uint64_t next = hm_mono_ns(), last_walk = 0, next_mem = 0, next_gpu = 0, next_attach = 0;
 	uint64_t deadline = a.duration > 0 ? hm_mono_ns() + (uint64_t)(a.duration * 1e9) : 0;
-	int status = 0, exited = 0, py_failed = 0;
+	int status = early_status, exited = early_exit, py_failed = 0;
 	while (!exited) {
 		uint64_t now = hm_mono_ns();
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
@@ -599,6 +607,9 @@ int cmd_run(int argc, char **argv)
 					"counted as native\n");
 	}
 	rep.elapsed_s = (double)(t_end - t_start) / 1e9;
+	if (!py && !py_failed && t && rep.cpu)
+		fprintf(stderr, "homura: process %d ran no Python code that homura could read: CPU "
+				"totals only\n", (int)pid);
 	if (mem) {
 		hm_memsession_poll(mem);
 		hm_memsession_finish(mem, rep.elapsed_s);
