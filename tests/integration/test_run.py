@@ -125,21 +125,30 @@ def test_child_processes_measured(tmp_path, default_py):
 
 
 def test_every_interpreter(tmp_path, py):
-    """Lines and the JSON shape on every supported interpreter."""
+    """Lines and the JSON shape on every supported interpreter; two threads
+    one after the other (the second reuses the first one's pthread and,
+    often, its thread state: its own tid must still be found)."""
     prog = tmp_path / "hot.py"
-    prog.write_text("def work(n):\n"
+    prog.write_text("import threading\n"
+                    "def work(n):\n"
                     "    return sum(i * i for i in range(n))  # HOT\n"
-                    "for _ in range(20):\n"
-                    "    work(50000)\n"
+                    "def other(n):\n"
+                    "    return sum(i * 3 for i in range(n))  # OTHER\n"
+                    "for f in (work, other):\n"
+                    "    t = threading.Thread(target=lambda: [f(50000) for _ in range(20)])\n"
+                    "    t.start()\n"
+                    "    t.join()\n"
                     "print('done')\n")
     p, rep, err = run_json(tmp_path, "--cpu", "--", py.path, prog)
     assert p.returncode == 0, err
     assert p.stdout == b"done\n"
     assert set(rep) >= KEYS
-    hot = line_of(rep, str(prog), 2)
+    hot = line_of(rep, str(prog), 3)
     assert set(hot) >= LINE_KEYS
     assert hot["source"].strip().startswith("return sum(")
-    assert hot["cpu_python"] > 20, (hot, err)
+    assert hot["cpu_python"] > 15, (hot, err)
+    other = line_of(rep, str(prog), 5)
+    assert other["cpu_python"] > 15, (other, err)
     # memory and GPU were not asked for: null, never 0
     assert hot["alloc_mb"] is None and hot["gpu_util"] is None and hot["peak_mb"] is None
     assert rep["alloc_samples"] is None

@@ -2,11 +2,17 @@
 CPU split (tests/integration/test_run.py): a pure-Python loop, zlib
 compression (native code in libz) and reads from /dev/zero (the kernel).
 Writes each line's user and system CPU time, measured by the thread itself
-(getrusage RUSAGE_THREAD), and the process's total, as JSON to argv[1]."""
+(getrusage RUSAGE_THREAD), and the process's total, as JSON to argv[1].
+Each line runs in a new thread of its own: the kernel splits a thread's
+time between user and system by scaling its tick counts to its whole
+run time, so in a long-lived thread time moves between user and system
+from one interval to the next; a fresh thread per line keeps the truth
+of each line's split to its own ticks."""
 import json
 import os
 import resource
 import sys
+import threading
 import zlib
 
 SCALE = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
@@ -21,10 +27,14 @@ def usage():
 
 
 def measure(name, fn):
-    u0, s0 = usage()
-    fn()
-    u1, s1 = usage()
-    truth[name] = [u1 - u0, s1 - s0]
+    def run():
+        u0, s0 = usage()
+        fn()
+        u1, s1 = usage()
+        truth[name] = [u1 - u0, s1 - s0]
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
 
 
 def python_loop():
