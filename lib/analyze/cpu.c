@@ -113,7 +113,13 @@ int hm_cpuattr_find_interp(hm_cpuattr *a, hm_target *t)
 			continue;
 		const char *base = strrchr(m[i].path, '/');
 		base = base ? base + 1 : m[i].path;
-		int interp = !strncmp(base, "libpython", 9) || (exe[0] && !strcmp(m[i].path, exe));
+		/* The dynamic loader counts with the interpreter: while Python
+		 * runs, its time there is the interpreter's thread-local lookups
+		 * (__tls_get_addr, a shared libpython's every access to its
+		 * thread state). */
+		int interp = !strncmp(base, "libpython", 9) || (exe[0] && !strcmp(m[i].path, exe)) ||
+			     !strncmp(base, "ld-linux", 8) || !strncmp(base, "ld64.so", 7) ||
+			     !strncmp(base, "ld-musl", 7);
 		if (interp) {
 			hm_cpuattr_add_interp_range(a, hm_target_pid(t), m[i].start, m[i].end);
 			found++;

@@ -46,8 +46,9 @@ void hm_cpuattr_free(hm_cpuattr *a);
  * Python). Each process has its own (ASLR). */
 void hm_cpuattr_add_interp_range(hm_cpuattr *a, pid_t pid, uint64_t start, uint64_t end);
 /* Find them in t's maps: executable mappings of the program's executable
- * (when it is the interpreter, as Debian's static python3) and of
- * libpython*.so. Returns how many were found. */
+ * (when it is the interpreter, as Debian's static python3), of
+ * libpython*.so and of the dynamic loader (whose __tls_get_addr a shared
+ * libpython calls for its thread state). Returns how many were found. */
 int hm_cpuattr_find_interp(hm_cpuattr *a, hm_target *t);
 int hm_cpuattr_classify(const hm_cpuattr *a, pid_t pid, uint64_t ip, int kernel);
 
