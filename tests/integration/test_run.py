@@ -239,6 +239,39 @@ def test_attach(tmp_path, default_py):
     assert rep["cpu_samples"] > 100
 
 
+def schedstat_ns(pid):
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def test_attach_threads(tmp_path, default_py):
+    """Attaching to a process whose three threads already run: every
+    thread's CPU time is sampled (the samples at 1000 Hz against the
+    kernel's own count of the threads' CPU time over a window that holds
+    homura's)."""
+    target = subprocess.Popen([default_py.path, program("threads.py"), "30"],
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert target.stdout.readline().startswith(b"ready")
+        before = schedstat_ns(target.pid)
+        p, rep, err = run_json(tmp_path, "--cpu", "-p", target.pid, "-d", "1.5")
+        after = schedstat_ns(target.pid)
+        assert p.returncode == 0, err
+    finally:
+        target.kill()
+        target.wait()
+    used_ms = (after - before) / 1e6
+    assert 0.5 * used_ms < rep["cpu_samples"] < 1.1 * used_ms + 50, (rep["cpu_samples"], used_ms)
+    spin = [l for f in rep["files"] if f["path"] == program("threads.py") for l in f["lines"]]
+    assert sum(cpu(l) for l in spin) > 80, (spin, err)
+
+
 def test_html_self_contained_and_escaped(tmp_path, default_py):
     prog = tmp_path / "we<i>rd&name.py"
     prog.write_text("s = '<script>alert(1)</script>'\n"
