@@ -181,6 +181,35 @@ def test_exit_status_and_output_untouched(tmp_path, default_py):
     assert p2.returncode == -signal.SIGTERM, p2.stderr
 
 
+def test_sigterm_passed_on(tmp_path, default_py):
+    """SIGTERM sent to homura reaches the program, whose handler decides
+    the exit status; the report is still written."""
+    prog = tmp_path / "term.py"
+    prog.write_text("import signal, sys, time\n"
+                    "def bye(*a):\n"
+                    "    print('got TERM', flush=True)\n"
+                    "    sys.exit(5)\n"
+                    "signal.signal(signal.SIGTERM, bye)\n"
+                    "print('ready', flush=True)\n"
+                    "while True:\n"
+                    "    time.sleep(0.05)\n")
+    out = tmp_path / "r.json"
+    h = subprocess.Popen([HOMURA, "run", "--cpu", "--json", str(out), "--", default_py.path,
+                          str(prog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL)
+    try:
+        assert h.stdout.readline() == b"ready\n"
+        h.send_signal(signal.SIGTERM)
+        rest, err = h.communicate(timeout=60)
+    finally:
+        if h.poll() is None:
+            h.kill()
+            h.wait()
+    assert h.returncode == 5, err
+    assert rest == b"got TERM\n"
+    assert json.loads(out.read_text())["available"]["cpu"] is True
+
+
 def test_module_and_script_shorthand(tmp_path, default_py):
     pkg = tmp_path / "mypkg"
     pkg.mkdir()
