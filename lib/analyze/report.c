@@ -1,8 +1,11 @@
 /* report.c - joining the measures per line (report.h) and the summary. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "analyze/report.h"
 #include "base/error.h"
@@ -34,6 +37,25 @@ static const char *keep(hm_report *r, char *s)
 	return s;
 }
 
+/* Open a source file for reading only if it is a regular file: a name
+ * from the program could be a FIFO or a device, which must not block or
+ * be read. */
+static FILE *open_regular(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return NULL;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f)
+		close(fd);
+	return f;
+}
+
 static void load_source(hm_rfile *f, const hm_report_src *src)
 {
 	char path[8192];
@@ -41,17 +63,17 @@ static void load_source(hm_rfile *f, const hm_report_src *src)
 	if (f->path[0] == '/') {
 		if (src && src->root) {
 			snprintf(path, sizeof path, "%s%s", src->root, f->path);
-			in = fopen(path, "r");
+			in = open_regular(path);
 		}
 		if (!in)
-			in = fopen(f->path, "r");
+			in = open_regular(f->path);
 	} else if (f->path[0] != '<') {
 		if (src && src->cwd) {
 			snprintf(path, sizeof path, "%s/%s", src->cwd, f->path);
-			in = fopen(path, "r");
+			in = open_regular(path);
 		}
 		if (!in)
-			in = fopen(f->path, "r");
+			in = open_regular(f->path);
 	}
 	if (!in)
 		return;

@@ -371,6 +371,20 @@ def test_gpu_real(tmp_path, default_py):
     assert l["gpu_util"] is not None and l["gpu_util"] > 0, (l, err)
 
 
+def test_source_name_is_a_fifo(tmp_path, default_py):
+    """A code object named after a FIFO: its lines are reported without
+    source text, and homura does not block opening it."""
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    prog = tmp_path / "f.py"
+    prog.write_text("exec(compile('t = sum(i for i in range(3_000_000))\\n', %r, 'exec'))\n"
+                    % str(fifo))
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog, timeout=60)
+    assert p.returncode == 0, err
+    lines = [l for f in rep["files"] if f["path"] == str(fifo) for l in f["lines"]]
+    assert lines and all(l["source"] == "" for l in lines), rep["files"]
+
+
 def test_bad_input(tmp_path, default_py):
     assert homura("run").rc == 2
     assert_one_error_line(homura("run", "--rate", "0", "--", default_py.path, "-c", "pass"))
