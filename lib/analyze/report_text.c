@@ -34,6 +34,16 @@ static int by_place(const void *a, const void *b)
 	return x->l->line < y->l->line ? -1 : x->l->line > y->l->line;
 }
 
+/* Text from the program (paths, names, source) without control characters,
+ * so that no escape sequence of its own reaches the terminal. */
+static void put_clean(FILE *o, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+		fputc(c < 0x20 || c == 0x7f ? '?' : c, o);
+	}
+}
+
 static void bar(FILE *o, double py, double nat, double sys, int width, int color)
 {
 	int a = (int)lround(py * width / 100.0), b = (int)lround(nat * width / 100.0),
@@ -102,7 +112,9 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
 	for (size_t i = 0; i < k; i++) {
 		if (p[i].f != cur) {
 			cur = p[i].f;
-			fprintf(o, "\n%s%s%s\n", color ? "\033[1m" : "", cur->path, color ? "\033[0m" : "");
+			fprintf(o, "\n%s", color ? "\033[1m" : "");
+			put_clean(o, cur->path, strlen(cur->path));
+			fprintf(o, "%s\n", color ? "\033[0m" : "");
 			fprintf(o, "%6s %6s %6s %6s %-20s %8s %8s %5s  %s\n", "line", "py%", "nat%", "sys%",
 				"cpu", r->memory ? "alloc MB" : "", r->memory ? "peak MB" : "",
 				r->gpu ? "gpu%" : "", "source");
@@ -134,7 +146,9 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
 		while (*s == ' ' || *s == '\t')
 			s++;
 		size_t len = strlen(s), cut = hm_utf8_prefix(s, len, 60);
-		fprintf(o, "  %.*s%s", (int)cut, s, cut < len ? "..." : "");
+		fputs("  ", o);
+		put_clean(o, s, cut);
+		fputs(cut < len ? "..." : "", o);
 		if (!isnan(l->leak_likelihood))
 			fprintf(o, "  %sLEAK? %.0f%%, %.2f MB/s%s", color ? "\033[1;31m" : "",
 				100 * l->leak_likelihood, l->leak_mb_s, color ? "\033[0m" : "");
@@ -154,7 +168,9 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
 			const char *base = strrchr(f->path, '/');
 			char name[41];
 			snprintf(name, sizeof name, "%s (%s:%d)", f->func, base ? base + 1 : f->path, f->line);
-			fprintf(o, "%-40s ", name);
+			size_t nl = strlen(name);
+			put_clean(o, name, nl);
+			fprintf(o, "%*s ", (int)(40 - (nl < 40 ? nl : 40)), "");
 			cell(o, f->cpu_python, "%*.1f", 6);
 			fputc(' ', o);
 			cell(o, f->cpu_native, "%*.1f", 6);

@@ -87,7 +87,7 @@ static void build(hm_report *r, hm_cpuattr **cpu, hm_memsession *mem)
 	dir = strdup(mkdtemp(tmpl));
 	snprintf(path, sizeof path, "%s/a<b>&c.py", dir);
 	FILE *f = fopen(path, "w");
-	fputs("import x\nleak.append('<script>')\nbuf = bytes(10**8)\ndef f():\n    pass\n", f);
+	fputs("import x\nleak.append('<script>')\nbuf = bytes(10**8)\ndef f():\n    pass  # \033[2J\n", f);
 	fclose(f);
 	memset(mem, 0, sizeof *mem);
 	mem->lines[0] = ml(2, "<module>", 10, 10, 10, 0.95, 0.5);
@@ -242,6 +242,10 @@ static void test_html_and_text(void **state)
 	fclose(f);
 	assert_non_null(strstr(buf, "buf = bytes(10**8)"));
 	assert_non_null(strstr(buf, "LEAK?"));
+	/* the program's text reaches the terminal without its control
+	 * characters (no colour asked for: no escape at all) */
+	assert_null(strchr(buf, '\033'));
+	assert_non_null(strstr(buf, "pass  # ?[2J"));
 	assert_non_null(strstr(buf, "1234 allocation samples"));
 	assert_non_null(strstr(buf, "GPU: not available (no NVML)"));
 	free(buf);
