@@ -152,6 +152,9 @@ int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out)
 	for (int c = 0; c < ncpu; c++)
 		ring_of_cpu[c] = -1;
 	int first_err = 0, opened = 0;
+	/* Drained every millisecond or so: 256 KiB (8000 samples) per CPU is
+	 * plenty; less on big machines, as locked memory is limited. */
+	size_t ring_pages = ncpu <= 4 ? 64 : ncpu <= 16 ? 16 : 8;
 	for (int i = 0; i < n; i++) {
 		for (int c = 0; c < ncpu; c++) {
 			struct perf_event_attr a;
@@ -171,7 +174,7 @@ int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out)
 			int ok;
 			if (ring_of_cpu[c] >= 0)
 				ok = ioctl((int)fd, PERF_EVENT_IOC_SET_OUTPUT, p->rings[ring_of_cpu[c]].fd) == 0;
-			else if ((ok = add_ring(p, (int)fd, 64) == 0))
+			else if ((ok = add_ring(p, (int)fd, ring_pages) == 0))
 				ring_of_cpu[c] = p->nrings - 1;
 			if (!ok) {
 				if (!first_err)
