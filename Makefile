@@ -102,6 +102,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhomura.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhomura.a $(LIBS) -lcmocka $(LDFLAGS)
 
+# test_gpu loads a fake NVML built beside it
+$(BUILD)/tests/test_gpu: $(BUILD)/tests/libfakenvml.so
+$(BUILD)/tests/libfakenvml.so: tests/unit/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -fPIC -o $@ $< $(LDFLAGS)
+
 # the C benchmark programs (bench/*.c), with the same warnings as the rest
 bench: $(BENCH_BIN)
 

@@ -22,6 +22,8 @@ _homura_options()
 		-g --gil -t --threads -s --subprocesses -n --native --async --ebpf --nolineno --function
 		--full-filenames --blocking --nonblocking --no-jitter --max-depth --stats-json
 		--title --focus --hide --thread --drop-file -h --help" ;;
+	run) echo "--cpu --memory --gpu -o --output --json --profile-all -r --rate -p --pid
+		-d --duration -n --lines -h --help" ;;
 	top) echo "-p --pid -r --rate -i --idle -g --gil -l --lines -S --sort -n --native
 		-s --subprocesses --no-jitter --max-depth --iterations --once --rows
 		--full-filenames --nonblocking -h --help" ;;
@@ -47,7 +49,7 @@ _homura_options()
 _homura()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-	local cmds="record top dump convert diff agent server help"
+	local cmds="record run top dump convert diff agent server help"
 	local i cmd=${COMP_WORDS[1]}
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
@@ -58,7 +60,7 @@ _homura()
 		((COMP_CWORD == 2)) && COMPREPLY=($(compgen -W "${cmds% help}" -- "$cur"))
 		return 0
 	fi
-	# After `--` (record, top): the command to launch, then its arguments.
+	# After `--` (record, run, top): the command to launch, then its arguments.
 	for ((i = 2; i < COMP_CWORD; i++)); do
 		if [[ ${COMP_WORDS[i]} == -- ]]; then
 			if ((i == COMP_CWORD - 1)); then
@@ -86,7 +88,7 @@ _homura()
 	top:-S | top:--sort)
 		COMPREPLY=($(compgen -W "own total owntime totaltime" -- "$cur"))
 		return 0 ;;
-	*:-o | *:--output | *:--stats-json | *:--config | *:--*-token-file)
+	*:-o | *:--output | *:--stats-json | run:--json | *:--config | *:--*-token-file)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return 0 ;;
 	*:--dir | *:--spool | server:-d | server:--data)

@@ -9,6 +9,7 @@
 #include "format/filter.h"
 
 int cmd_record(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_top(int argc, char **argv);

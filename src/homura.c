@@ -18,6 +18,7 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{"record", cmd_record, "sample a Python process and write a profile"},
+	{"run", cmd_run, "run a program: CPU, memory and GPU per line, with reports"},
 	{"top", cmd_top, "live view of the functions using the most time"},
 	{"dump", cmd_dump, "print every thread's current stack"},
 	{"convert", cmd_convert, "convert a profile between formats"},

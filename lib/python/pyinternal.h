@@ -46,6 +46,7 @@ struct thread_cache {                /* what we learned about a tstate */
 	uint64_t tstate;
 	uint64_t pthread_id;
 	pid_t ns_tid, host_tid;
+	uint64_t tid_read_ns;        /* <=3.10: when ns_tid was read (mono ns) */
 	uint64_t cframe;             /* 3.11/3.12: last cframe address */
 	uint64_t chunk;              /* last datastack chunk address */
 	uint64_t chunk_len;          /* bytes we read of it last time */

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/base.h"
 #include "base/error.h"
 #include "base/util.h"
 #include "python/pydecode.h"
@@ -764,9 +765,16 @@ static void thread_ids(hm_python *py, struct thread_cache *tc, const uint8_t *ts
 	pid_t ns_tid = 0;
 	if (L->ts_native_thread_id >= 0)
 		ns_tid = (pid_t)hm_ld_i64(ts, L->ts_native_thread_id);
-	if (tc->pthread_id == pth && tc->ns_tid && (L->ts_native_thread_id < 0 || tc->ns_tid == ns_tid))
+	/* Before 3.11 the tid comes from glibc's struct pthread, which a new
+	 * thread may reuse (same pthread_t, and its tstate at the same address
+	 * as the thread that ended): read it again every 20 ms, so a reused
+	 * one gets its own tid, not the ended thread's. */
+	uint64_t now = L->ts_native_thread_id < 0 ? hm_mono_ns() : 0;
+	if (tc->pthread_id == pth && tc->ns_tid &&
+	    (L->ts_native_thread_id < 0 ? now - tc->tid_read_ns < 20000000ull : tc->ns_tid == ns_tid))
 		return;
 	tc->pthread_id = pth;
+	tc->tid_read_ns = now;
 	if (!ns_tid && pth && py->tid_offset >= 0) {
 		int32_t v;
 		if (hm_target_read(py->t, pth + (uint64_t)py->tid_offset, &v, 4) == HM_OK && v > 0)

@@ -197,6 +197,10 @@ int hm_sampler_wait_python(hm_target *t, pid_t child, double timeout_s, hm_pytho
 /* ---- stack building (stacks.c): a sampled thread as a profile stack, root
  * first, honouring threads_root, nolineno and the process frame. */
 
+/* The profile frame of one sampled Python frame (nolineno honoured), as the
+ * stacks below build them (homura run's line attribution uses it too). */
+uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *f, const hm_sampler_opts *o);
+
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns);
 

@@ -54,6 +54,11 @@ static uint32_t py_frame(hm_profile *p, const hm_pyframe *pf, const hm_sampler_o
 	return hm_profile_frame_id(p, &f);
 }
 
+uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *f, const hm_sampler_opts *o)
+{
+	return py_frame(p, f, o);
+}
+
 static uint32_t other_frame(hm_profile *p, const char *name)
 {
 	hm_frame f = {hm_profile_intern_cstr(p, name), 0, 0, 0, HM_FRAME_OTHER};

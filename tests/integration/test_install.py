@@ -119,7 +119,7 @@ def test_man_pages_render(installed):
         assert warn.strip() == "", "%s: %s" % (page.name, warn)
 
 
-@pytest.mark.parametrize("cmd", ["record", "top", "dump", "convert", "diff", "agent", "server"])
+@pytest.mark.parametrize("cmd", ["record", "run", "top", "dump", "convert", "diff", "agent", "server"])
 def test_man_page_has_every_option(cmd):
     """Each option of `homura CMD --help` is documented in homura-CMD.1."""
     assert cmd in subcommands()
@@ -173,14 +173,14 @@ def test_bash_completion(installed, spawn, default_py):
     assert str(t.pid) in bash_complete(script, ["homura", "dump", "--pid", str(t.pid)[:-1]])
 
 
-@pytest.mark.parametrize("cmd", ["record", "top", "dump", "convert", "diff", "agent", "server"])
+@pytest.mark.parametrize("cmd", ["record", "run", "top", "dump", "convert", "diff", "agent", "server"])
 def test_bash_completion_options_match_help(installed, cmd):
     script = installed / "usr/share/bash-completion/completions/homura"
     offered = set(bash_complete(script, ["homura", cmd, "-"]))
     assert help_options(cmd) <= offered, help_options(cmd) - offered
 
 
-@pytest.mark.parametrize("cmd", ["record", "top", "dump", "convert", "diff", "agent", "server"])
+@pytest.mark.parametrize("cmd", ["record", "run", "top", "dump", "convert", "diff", "agent", "server"])
 def test_zsh_completion_options_match_help(cmd):
     """Every option of --help is in the zsh function of its subcommand, and
     the script parses (when zsh is installed)."""

@@ -1,0 +1,185 @@
+/* report_text.c - `homura run`'s terminal table: the lines that matter
+ * (most CPU or memory first, shown in file order), with their source text
+ * and a bar split Python / native / system. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze/report.h"
+#include "base/textesc.h"
+
+struct pick {
+	const hm_rfile *f;
+	const hm_rline *l;
+	double weight;
+};
+
+static double z(double v)
+{
+	return isnan(v) ? 0 : v;
+}
+
+static int by_weight(const void *a, const void *b)
+{
+	double x = ((const struct pick *)a)->weight, y = ((const struct pick *)b)->weight;
+	return x > y ? -1 : x < y;
+}
+
+static int by_place(const void *a, const void *b)
+{
+	const struct pick *x = a, *y = b;
+	if (x->f != y->f)
+		return x->f < y->f ? -1 : 1;
+	return x->l->line < y->l->line ? -1 : x->l->line > y->l->line;
+}
+
+/* Text from the program (paths, names, source) without control characters,
+ * so that no escape sequence of its own reaches the terminal. */
+static void put_clean(FILE *o, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+		fputc(c < 0x20 || c == 0x7f ? '?' : c, o);
+	}
+}
+
+static void bar(FILE *o, double py, double nat, double sys, int width, int color)
+{
+	int a = (int)lround(py * width / 100.0), b = (int)lround(nat * width / 100.0),
+	    c = (int)lround(sys * width / 100.0);
+	if (a + b + c > width)
+		c = width - a - b < 0 ? 0 : width - a - b;
+	if (color)
+		fputs("\033[32m", o);
+	for (int i = 0; i < a; i++)
+		fputs("\u2588", o);
+	if (color)
+		fputs("\033[34m", o);
+	for (int i = 0; i < b; i++)
+		fputs("\u2593", o);
+	if (color)
+		fputs("\033[31m", o);
+	for (int i = 0; i < c; i++)
+		fputs("\u2591", o);
+	if (color)
+		fputs("\033[0m", o);
+	for (int i = a + b + c; i < width; i++)
+		fputc(' ', o);
+}
+
+static void cell(FILE *o, double v, const char *fmt, int width)
+{
+	if (isnan(v))
+		fprintf(o, "%*s", width, "-");
+	else
+		fprintf(o, fmt, width, v);
+}
+
+void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
+{
+	double alloc_total = 0;
+	size_t n = 0;
+	for (size_t i = 0; i < r->nfiles; i++)
+		for (size_t j = 0; j < r->files[i].nlines; j++) {
+			alloc_total += z(r->files[i].lines[j].alloc_mb);
+			n++;
+		}
+	struct pick *p = calloc(n ? n : 1, sizeof *p);
+	if (!p)
+		return;
+	size_t k = 0;
+	for (size_t i = 0; i < r->nfiles; i++)
+		for (size_t j = 0; j < r->files[i].nlines; j++) {
+			const hm_rline *l = &r->files[i].lines[j];
+			double cpu = z(l->cpu_python) + z(l->cpu_native) + z(l->cpu_system);
+			double mem = alloc_total > 0 ? 100.0 * z(l->alloc_mb) / alloc_total : 0;
+			double w = cpu > mem ? cpu : mem;
+			if (w < 1.0 && isnan(l->leak_likelihood))
+				continue;    /* lines under 1% of either are noise here */
+			p[k].f = &r->files[i];
+			p[k].l = l;
+			p[k].weight = w + (isnan(l->leak_likelihood) ? 0 : 100);
+			k++;
+		}
+	if (k > 1)
+		qsort(p, k, sizeof *p, by_weight);
+	if (max_lines > 0 && k > (size_t)max_lines)
+		k = (size_t)max_lines;
+	if (k > 1)
+		qsort(p, k, sizeof *p, by_place);
+	const hm_rfile *cur = NULL;
+	for (size_t i = 0; i < k; i++) {
+		if (p[i].f != cur) {
+			cur = p[i].f;
+			fprintf(o, "\n%s", color ? "\033[1m" : "");
+			put_clean(o, cur->path, strlen(cur->path));
+			fprintf(o, "%s\n", color ? "\033[0m" : "");
+			fprintf(o, "%6s %6s %6s %6s %-20s %8s %8s %5s  %s\n", "line", "py%", "nat%", "sys%",
+				"cpu", r->memory ? "alloc MB" : "", r->memory ? "peak MB" : "",
+				r->gpu ? "gpu%" : "", "source");
+		}
+		const hm_rline *l = p[i].l;
+		fprintf(o, "%6d ", l->line);
+		cell(o, l->cpu_python, "%*.1f", 6);
+		fputc(' ', o);
+		cell(o, l->cpu_native, "%*.1f", 6);
+		fputc(' ', o);
+		cell(o, l->cpu_system, "%*.1f", 6);
+		fputc(' ', o);
+		bar(o, z(l->cpu_python), z(l->cpu_native), z(l->cpu_system), 20, color);
+		fputc(' ', o);
+		if (r->memory) {
+			cell(o, l->alloc_mb, "%*.1f", 8);
+			fputc(' ', o);
+			cell(o, l->peak_mb, "%*.1f", 8);
+		} else {
+			fprintf(o, "%8s %8s", "", "");
+		}
+		fputc(' ', o);
+		if (r->gpu)
+			cell(o, l->gpu_util, "%*.0f", 5);
+		else
+			fprintf(o, "%5s", "");
+		/* the source, trimmed to what fits a terminal line */
+		const char *s = l->source;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		size_t len = strlen(s), cut = hm_utf8_prefix(s, len, 60);
+		fputs("  ", o);
+		put_clean(o, s, cut);
+		fputs(cut < len ? "..." : "", o);
+		if (!isnan(l->leak_likelihood))
+			fprintf(o, "  %sLEAK? %.0f%%, %.2f MB/s%s", color ? "\033[1;31m" : "",
+				100 * l->leak_likelihood, l->leak_mb_s, color ? "\033[0m" : "");
+		fputc('\n', o);
+	}
+	if (k == 0)
+		fprintf(o, "homura: no line of the program used 1%% or more of its CPU time or memory\n");
+	free(p);
+	if (r->nfuncs) {
+		fprintf(o, "\n%-40s %6s %6s %6s %9s\n", "function", "py%", "nat%", "sys%",
+			r->memory ? "alloc MB" : "");
+		for (size_t i = 0; i < r->nfuncs && i < 10; i++) {
+			const hm_rfunc *f = &r->funcs[i];
+			double cpu = z(f->cpu_python) + z(f->cpu_native) + z(f->cpu_system);
+			if (cpu < 1.0 && z(f->alloc_mb) < 0.01 * alloc_total)
+				continue;
+			const char *base = strrchr(f->path, '/');
+			char name[41];
+			snprintf(name, sizeof name, "%s (%s:%d)", f->func, base ? base + 1 : f->path, f->line);
+			size_t nl = strlen(name);
+			put_clean(o, name, nl);
+			fprintf(o, "%*s ", (int)(40 - (nl < 40 ? nl : 40)), "");
+			cell(o, f->cpu_python, "%*.1f", 6);
+			fputc(' ', o);
+			cell(o, f->cpu_native, "%*.1f", 6);
+			fputc(' ', o);
+			cell(o, f->cpu_system, "%*.1f", 6);
+			fputc(' ', o);
+			if (r->memory)
+				cell(o, f->alloc_mb, "%*.1f", 9);
+			fputc('\n', o);
+		}
+	}
+}

@@ -1,0 +1,43 @@
+/* perf.h - on-CPU samples of a process's threads from the kernel
+ * (perf_event_open), without signals or pauses in the target.
+ *
+ * A software cpu-clock event per thread fires only while that thread runs
+ * on a CPU; each sample carries the instruction pointer (user or kernel),
+ * the pid/tid and a CLOCK_MONOTONIC time. Events are opened with inherit,
+ * so threads (and processes) the target creates later are counted too,
+ * their samples going to the ring of the event they inherited from. The
+ * kernel maps inherited events only when they are bound to a CPU, so there
+ * is an event per (thread, CPU) at open time, and one ring per CPU that all
+ * events of that CPU write to. */
+#ifndef HOMURA_PERF_H
+#define HOMURA_PERF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct hm_perf hm_perf;
+
+typedef struct hm_perf_sample {
+	uint64_t ip;
+	uint64_t t_ns;           /* CLOCK_MONOTONIC */
+	pid_t pid, tid;
+	int kernel;              /* the IP is in the kernel */
+} hm_perf_sample;
+
+/* Sample every thread of pid at rate_hz of CPU time per thread. HM_OK, or
+ * HM_EPERM / HM_EINVAL with a one-line message (perf_event_paranoid, no
+ * perf events in this kernel, ...). Kernel IPs are asked for; where the
+ * kernel refuses them (paranoid 2 without root), user IPs only and
+ * hm_perf_kernel_ips says 0. */
+int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out);
+void hm_perf_close(hm_perf *p);
+int hm_perf_kernel_ips(const hm_perf *p);
+
+/* Hand every sample waiting in the rings to fn; returns how many. */
+typedef void (*hm_perf_fn)(void *ctx, const hm_perf_sample *s);
+size_t hm_perf_drain(hm_perf *p, hm_perf_fn fn, void *ctx);
+/* Samples the kernel dropped (rings full) so far. */
+uint64_t hm_perf_lost(const hm_perf *p);
+
+#endif

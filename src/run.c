@@ -1,0 +1,681 @@
+/* run.c - `homura run`: run a Python program (or attach to one) and report,
+ * per line of its own files, where its CPU time goes (Python, native code,
+ * system), its memory (allocations, peaks, leaks, copies) and its GPU use.
+ *
+ * CPU: kernel samples of every thread (proc/perf.h) joined with Python
+ * stacks walked from outside at the same rate (analyze/cpu.h); nothing is
+ * sent into the program. Child processes (multiprocessing) inherit the
+ * kernel's events; their stacks are walked as well once they show up. Memory: homura's allocation sampler preloaded into
+ * the launched program (analyze/memory.h), hence not when attaching. GPU:
+ * NVML when present (analyze/gpu.h). The program's output and exit status
+ * are its own: homura's reports go to stderr and to the files asked for,
+ * and homura exits with the program's status (or dies of its signal). */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "analyze/cpu.h"
+#include "analyze/gpu.h"
+#include "analyze/memory.h"
+#include "analyze/report.h"
+#include "base/base.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "proc/launch.h"
+#include "proc/perf.h"
+#include "proc/target.h"
+#include "python/python.h"
+
+static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t forward_sig;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGINT)
+		stop_flag = 1;
+	else
+		forward_sig = sig;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: homura run [options] -- python script.py [args]\n"
+		"       homura run [options] -p PID [-d SECS]\n\n"
+		"The command may be any python command line (a script, a module, -c).\n"
+		"Per line of the program's own files: its share of the CPU time split\n"
+		"between Python, native code and the kernel; memory allocated, peak and\n"
+		"leaks; GPU use. All measures are on unless some are named.\n\n"
+		"      --cpu              measure CPU time (Python / native / system)\n"
+		"      --memory           measure allocations (launched programs only)\n"
+		"      --gpu              measure GPU use (NVML)\n"
+		"  -o, --output FILE      write the HTML report there\n"
+		"      --json FILE        write the report as JSON\n"
+		"      --profile-all      report library lines too (default: folded into\n"
+		"                         the line of the program that called them)\n"
+		"  -r, --rate HZ          CPU samples per second of each thread's CPU time,\n"
+		"                         and stack walks per second (default 1000)\n"
+		"  -p, --pid PID          attach to a running process (CPU and GPU only)\n"
+		"  -d, --duration SECS    with -p: stop after this long (default: Ctrl-C or exit)\n"
+		"  -n, --lines N          lines in the terminal table (default 30, 0: none)\n"
+		"  -h, --help             this help\n");
+}
+
+struct run_args {
+	int cpu, memory, gpu;
+	const char *html, *json;
+	int profile_all;
+	double rate;
+	pid_t pid;
+	double duration;
+	int lines;
+	char **cmd;
+};
+
+static int parse_args(int argc, char **argv, struct run_args *a)
+{
+	enum { O_CPU = 256, O_MEM, O_GPU, O_JSON, O_ALL };
+	static const struct option opts[] = {
+		{"cpu", no_argument, 0, O_CPU},
+		{"memory", no_argument, 0, O_MEM},
+		{"gpu", no_argument, 0, O_GPU},
+		{"output", required_argument, 0, 'o'},
+		{"json", required_argument, 0, O_JSON},
+		{"profile-all", no_argument, 0, O_ALL},
+		{"rate", required_argument, 0, 'r'},
+		{"pid", required_argument, 0, 'p'},
+		{"duration", required_argument, 0, 'd'},
+		{"lines", required_argument, 0, 'n'},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	memset(a, 0, sizeof *a);
+	a->rate = 1000;
+	a->lines = 30;
+	int any = 0, c;
+	char *end;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+o:r:p:d:n:h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_CPU: a->cpu = any = 1; break;
+		case O_MEM: a->memory = any = 1; break;
+		case O_GPU: a->gpu = any = 1; break;
+		case 'o': a->html = optarg; break;
+		case O_JSON: a->json = optarg; break;
+		case O_ALL: a->profile_all = 1; break;
+		case 'r':
+			a->rate = strtod(optarg, &end);
+			if (end == optarg || *end || !(a->rate >= 1) || a->rate > 10000)
+				return cli_fail("invalid rate '%s' (samples per second, 1-10000)", optarg) + 1;
+			break;
+		case 'p': {
+			long v = strtol(optarg, &end, 10);
+			if (*end || v <= 0 || v > 0x3fffffff)
+				return cli_fail("invalid PID '%s'", optarg) + 1;
+			a->pid = (pid_t)v;
+			break;
+		}
+		case 'd':
+			a->duration = strtod(optarg, &end);
+			if (end == optarg || *end || !(a->duration > 0) || a->duration > 1e9)
+				return cli_fail("invalid duration '%s' (seconds, more than 0, at most 1e9)",
+						optarg) + 1;
+			break;
+		case 'n': {
+			long v = strtol(optarg, &end, 10);
+			if (*end || end == optarg || v < 0 || v > 100000)
+				return cli_fail("invalid --lines '%s' (0-100000)", optarg) + 1;
+			a->lines = (int)v;
+			break;
+		}
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return 3;
+		}
+	}
+	if (!any)
+		a->cpu = a->memory = a->gpu = 1;
+	if (optind < argc)
+		a->cmd = argv + optind;
+	if (!a->pid && !a->cmd) {
+		usage(stderr);
+		return 3;
+	}
+	if (a->pid && a->cmd)
+		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	if (a->duration > 0 && !a->pid)
+		return cli_fail("-d/--duration is for -p PID (a launched program runs to its end)") + 1;
+	return 0;
+}
+
+/* A process of the program: the one launched (or attached to) and the
+ * child processes that show up in the kernel's samples (their events are
+ * inherited through fork), whose Python stacks are walked too. */
+struct proc {
+	pid_t pid;
+	hm_target *t;
+	hm_python *py;
+	int failed;              /* not Python, or unreadable: samples outside lines */
+	int gone;
+	uint64_t seen_ns, next_try;
+	hm_pysample ps;
+};
+
+#define MAX_KIDS 256
+
+/* Samples drained from the kernel wait here until a stack walk at or after
+ * their time has been made (and their process's interpreter was found), so
+ * each is joined with the nearer walk. */
+struct pending {
+	hm_perf_sample *s;
+	size_t n, cap;
+	pid_t pid;
+	struct proc kids[MAX_KIDS];
+	int nkids;
+	uint64_t kid_samples;    /* samples of child processes */
+	int overflow;
+};
+
+static struct proc *kid_of(struct pending *p, pid_t pid)
+{
+	for (int i = 0; i < p->nkids; i++)
+		if (p->kids[i].pid == pid)
+			return &p->kids[i];
+	return NULL;
+}
+
+static void on_sample(void *ctx, const hm_perf_sample *s)
+{
+	struct pending *p = ctx;
+	if (s->pid != p->pid) {
+		p->kid_samples++;
+		if (!kid_of(p, s->pid) && p->nkids < MAX_KIDS) {
+			struct proc *k = &p->kids[p->nkids++];
+			memset(k, 0, sizeof *k);
+			k->pid = s->pid;
+			k->seen_ns = hm_mono_ns();
+		}
+	}
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 4096;
+		hm_perf_sample *n = realloc(p->s, cap * sizeof *n);
+		if (!n) {
+			p->overflow = 1;
+			return;
+		}
+		p->s = n;
+		p->cap = cap;
+	}
+	p->s[p->n++] = *s;
+}
+
+/* Attribute the pending samples up to time upto whose process is ready
+ * (main_ready for the main one); all of them with final. */
+static void settle(struct pending *p, hm_cpuattr *a, uint64_t upto, int main_ready, int final,
+		   uint64_t gap)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		const hm_perf_sample *s = &p->s[i];
+		int ready = final || p->overflow;
+		if (!ready) {
+			if (s->pid == p->pid) {
+				ready = main_ready;
+			} else {
+				struct proc *kid = kid_of(p, s->pid);
+				ready = !kid || kid->py || kid->failed || kid->gone;
+			}
+			ready = ready && s->t_ns <= upto;
+		}
+		if (!ready) {
+			p->s[k++] = *s;
+			continue;
+		}
+		hm_cpuattr_sample(a, s->tid, s->t_ns, hm_cpuattr_classify(a, s->pid, s->ip, s->kernel), gap);
+	}
+	p->n = k;
+}
+
+/* Walk the child processes' stacks (attaching to new ones first). */
+static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
+{
+	for (int i = 0; i < p->nkids; i++) {
+		struct proc *k = &p->kids[i];
+		if (k->failed || k->gone)
+			continue;
+		if (!k->t && hm_target_open(k->pid, &k->t) != HM_OK) {
+			k->t = NULL;
+			k->failed = 1;
+			continue;
+		}
+		if (!hm_target_alive(k->t)) {
+			k->gone = 1;
+			hm_python_detach(k->py);
+			hm_target_close(k->t);
+			hm_pysample_free(&k->ps);
+			k->py = NULL;
+			k->t = NULL;
+			continue;
+		}
+		if (!k->py) {
+			if (now < k->next_try)
+				continue;
+			hm_python *py = NULL;
+			int rc = hm_python_attach(k->t, &py);
+			if (rc == HM_OK && hm_python_ready(py)) {
+				k->py = py;
+				hm_cpuattr_find_interp(a, k->t);
+			} else {
+				hm_python_detach(py);
+				/* not (yet) Python: a shell, a helper, or still starting */
+				if (rc == HM_EVERSION || now - k->seen_ns > 5000000000ull)
+					k->failed = 1;
+				k->next_try = now + 5000000ull;
+				continue;
+			}
+		}
+		uint64_t t0 = hm_mono_ns();
+		if (hm_python_sample(k->py, &k->ps, 0) == HM_OK) {
+			uint64_t tm = (t0 + hm_mono_ns()) / 2;
+			for (int j = 0; j < k->ps.nthreads; j++)
+				hm_cpuattr_observe(a, &k->ps.threads[j], tm);
+		}
+	}
+}
+
+static void free_kids(struct pending *p)
+{
+	for (int i = 0; i < p->nkids; i++) {
+		hm_python_detach(p->kids[i].py);
+		hm_target_close(p->kids[i].t);
+		hm_pysample_free(&p->kids[i].ps);
+	}
+	p->nkids = 0;
+}
+
+static char *join_cmd(char **cmd)
+{
+	size_t len = 1;
+	for (char **c = cmd; *c; c++)
+		len += strlen(*c) + 1;
+	char *s = malloc(len), *q = s;
+	if (!s)
+		return NULL;
+	for (char **c = cmd; *c; c++) {
+		size_t n = strlen(*c);
+		memcpy(q, *c, n);
+		q += n;
+		*q++ = ' ';
+	}
+	q[q > s ? -1 : 0] = 0;
+	return s;
+}
+
+static void sleep_until(uint64_t t_ns)
+{
+	uint64_t now = hm_mono_ns();
+	if (t_ns <= now)
+		return;
+	struct timespec ts = {(time_t)((t_ns - now) / 1000000000ull), (long)((t_ns - now) % 1000000000ull)};
+	nanosleep(&ts, NULL);
+}
+
+/* Set the session's variables in our environment for the launch; the
+ * previous values are restored by restore_env. */
+struct saved_env {
+	char *name[16];
+	char *old[16];
+	int n;
+};
+
+static void apply_env(char *const *env, struct saved_env *sv)
+{
+	sv->n = 0;
+	for (; env && *env && sv->n < 16; env++) {
+		const char *eq = strchr(*env, '=');
+		if (!eq)
+			continue;
+		char *name = strndup(*env, (size_t)(eq - *env));
+		if (!name)
+			continue;
+		const char *old = getenv(name);
+		sv->name[sv->n] = name;
+		sv->old[sv->n] = old ? strdup(old) : NULL;
+		sv->n++;
+		setenv(name, eq + 1, 1);
+	}
+}
+
+static void restore_env(struct saved_env *sv)
+{
+	for (int i = 0; i < sv->n; i++) {
+		if (sv->old[i])
+			setenv(sv->name[i], sv->old[i], 1);
+		else
+			unsetenv(sv->name[i]);
+		free(sv->name[i]);
+		free(sv->old[i]);
+	}
+	sv->n = 0;
+}
+
+static int write_out(const char *path, int (*fn)(const hm_report *, FILE *), const hm_report *r)
+{
+	hm_outfile o;
+	if (hm_output_open(&o, path, 0666) != HM_OK)
+		return cli_fail_lib();
+	if (fn(r, o.f) != HM_OK) {
+		hm_output_abort(&o);
+		return cli_fail_lib();
+	}
+	return hm_output_commit(&o) == HM_OK ? 0 : cli_fail_lib();
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_args a;
+	int r = parse_args(argc, argv, &a);
+	if (r)
+		return r == 1 ? 0 : r - 1;
+	if ((a.html && hm_output_check(a.html) != HM_OK) || (a.json && hm_output_check(a.json) != HM_OK))
+		return cli_fail_lib();
+
+	/* `homura run -- script.py`: run it with python3 */
+	char **cmd = a.cmd, **ownedcmd = NULL;
+	if (cmd) {
+		size_t l = strlen(cmd[0]);
+		if (l > 3 && !strcmp(cmd[0] + l - 3, ".py") && access(cmd[0], X_OK) != 0) {
+			int n = 0;
+			while (cmd[n])
+				n++;
+			ownedcmd = calloc((size_t)n + 2, sizeof *ownedcmd);
+			if (!ownedcmd)
+				return cli_fail("out of memory");
+			ownedcmd[0] = "python3";
+			memcpy(ownedcmd + 1, cmd, (size_t)n * sizeof *cmd);
+			cmd = ownedcmd;
+		}
+	}
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	hm_report rep;
+	memset(&rep, 0, sizeof rep);
+	rep.cpu = a.cpu;
+	rep.memory = a.memory;
+	rep.gpu = a.gpu;
+
+	/* memory: a session whose environment the launched program gets */
+	hm_memsession *mem = NULL;
+	if (a.memory && a.pid) {
+		rep.memory = 0;
+		rep.memory_why = "not when attaching: allocations are sampled by a library homura "
+				 "loads into the program when it starts it";
+	} else if (a.memory) {
+		hm_memopts mo;
+		memset(&mo, 0, sizeof mo);
+		mo.profile_all = a.profile_all;
+		if (hm_memsession_new(&mo, &mem) != HM_OK) {
+			static char why[256];
+			snprintf(why, sizeof why, "%s", hm_errmsg());
+			rep.memory = 0;
+			rep.memory_why = why;
+			mem = NULL;
+		}
+	}
+
+	pid_t pid = a.pid, child = 0;
+	uint64_t t_start = hm_mono_ns();
+	if (cmd) {
+		struct saved_env sv = {0};
+		if (mem)
+			apply_env(hm_memsession_env(mem), &sv);
+		child = pid = hm_launch(cmd, 0);
+		int e = errno;
+		restore_env(&sv);
+		if (pid < 0) {
+			hm_memsession_free(mem);
+			free(ownedcmd);
+			return cli_fail("cannot start '%s': %s", cmd[0], strerror(e));
+		}
+		if (mem)
+			hm_memsession_set_pid(mem, pid);
+	}
+
+	/* CPU: the kernel's samples of every thread */
+	hm_perf *perf = NULL;
+	static char cpu_why[256];
+	int early_status = 0, early_exit = 0;
+	if (a.cpu && hm_perf_open(pid, a.rate, &perf) != HM_OK) {
+		snprintf(cpu_why, sizeof cpu_why, "%s", hm_errmsg());
+		if (child && waitpid(child, &early_status, WNOHANG) == child) {
+			early_exit = 1;
+			snprintf(cpu_why, sizeof cpu_why, "the program ended before it could be measured");
+		}
+		rep.cpu = 0;
+		rep.cpu_why = cpu_why;
+		perf = NULL;
+		if (!child) {
+			hm_memsession_free(mem);
+			return cli_fail("%s", cpu_why);
+		}
+	}
+	hm_target *t = NULL;
+	if (!early_exit && child && waitpid(child, &early_status, WNOHANG) == child)
+		early_exit = 1;
+	if (early_exit || hm_target_open(pid, &t) != HM_OK) {
+		if (child) {
+			if (!early_exit)
+				fprintf(stderr, "homura: %s; no per-line figures\n", hm_errmsg());
+		} else {
+			int st = cli_fail_lib();
+			hm_perf_close(perf);
+			hm_memsession_free(mem);
+			return st;
+		}
+		t = NULL;
+	}
+	hm_python *py = NULL;
+	if (a.pid && t && hm_python_attach(t, &py) != HM_OK) {
+		int st = cli_fail_lib();
+		hm_perf_close(perf);
+		hm_target_close(t);
+		hm_memsession_free(mem);
+		return st;
+	}
+
+	hm_gpu *gpu = NULL;
+	static char gpu_why[256];
+	if (a.gpu && hm_gpu_open(NULL, &gpu) != HM_OK) {
+		snprintf(gpu_why, sizeof gpu_why, "%s", hm_errmsg());
+		rep.gpu = 0;
+		rep.gpu_why = gpu_why;
+		gpu = NULL;
+	}
+	if (!a.gpu)
+		rep.gpu_why = "not asked for";
+	if (!a.cpu)
+		rep.cpu_why = "not asked for";
+	if (!a.memory)
+		rep.memory_why = "not asked for";
+
+	hm_cpuattr *attr = hm_cpuattr_new(a.profile_all);
+	if (!attr)
+		return cli_fail("out of memory");
+	if (py)
+		hm_cpuattr_find_interp(attr, t);
+	struct pending *pendp = calloc(1, sizeof *pendp);
+	if (!pendp)
+		return cli_fail("out of memory");
+	struct pending *pend = pendp;
+	pend->pid = pid;
+	hm_pysample ps;
+	memset(&ps, 0, sizeof ps);
+	uint64_t period = (uint64_t)(1e9 / a.rate);
+	uint64_t gap = 3 * period > 20000000ull ? 3 * period : 20000000ull;
+	uint64_t next = hm_mono_ns(), last_walk = 0, next_mem = 0, next_gpu = 0, next_attach = 0;
+	uint64_t deadline = a.duration > 0 ? hm_mono_ns() + (uint64_t)(a.duration * 1e9) : 0;
+	int status = early_status, exited = early_exit, py_failed = 0;
+	while (!exited) {
+		uint64_t now = hm_mono_ns();
+		if (a.pid && (stop_flag || (deadline && now >= deadline)))
+			break;
+		if (forward_sig && child) {
+			kill(child, forward_sig);
+			forward_sig = 0;
+		}
+		if (child) {
+			pid_t w = waitpid(child, &status, WNOHANG);
+			if (w == child || (w < 0 && errno == ECHILD))
+				exited = 1;
+		} else if (t && !hm_target_alive(t)) {
+			exited = 1;
+		}
+		/* attach to the interpreter once it is up */
+		if (!py && t && !py_failed && now >= next_attach) {
+			hm_python *p = NULL;
+			int rc = hm_python_attach(t, &p);
+			if (rc == HM_OK && hm_python_ready(p)) {
+				py = p;
+				hm_cpuattr_find_interp(attr, t);
+			} else {
+				hm_python_detach(p);
+				if (rc == HM_EVERSION ||
+				    (now - t_start > 10000000000ull && rc != HM_OK)) {
+					fprintf(stderr, "homura: %s; no per-line CPU figures\n",
+						rc == HM_EVERSION ? hm_errmsg() : "the program never ran Python");
+					py_failed = 1;
+				}
+			}
+			next_attach = now + (now - t_start > 2000000000ull ? 100000000ull : 2000000ull);
+		}
+		if (py && !exited) {
+			uint64_t t0 = hm_mono_ns();
+			if (hm_python_sample(py, &ps, 0) == HM_OK) {
+				uint64_t tm = (t0 + hm_mono_ns()) / 2;
+				for (int i = 0; i < ps.nthreads; i++)
+					hm_cpuattr_observe(attr, &ps.threads[i], tm);
+				last_walk = tm;
+			}
+		}
+		if (perf) {
+			hm_perf_drain(perf, on_sample, pend);
+			if (!exited)
+				walk_kids(pend, attr, now);
+			settle(pend, attr, last_walk ? last_walk : now, py != NULL || py_failed, 0, gap);
+		}
+		if (mem && now >= next_mem) {
+			hm_memsession_poll(mem);
+			next_mem = now + 50000000ull;
+		}
+		if (gpu && now >= next_gpu) {
+			double u, m;
+			if (hm_gpu_sample(gpu, pid, &u, &m) > 0)
+				hm_cpuattr_gpu(attr, now, u, m);
+			next_gpu = now + 100000000ull;
+		}
+		if (exited)
+			break;
+		next += period;
+		now = hm_mono_ns();
+		if (next < now)
+			next = now;   /* fell behind: no burst to catch up */
+		sleep_until(next);
+	}
+	uint64_t t_end = hm_mono_ns();
+	if (perf) {
+		hm_perf_drain(perf, on_sample, pend);
+		settle(pend, attr, UINT64_MAX, 1, 1, gap);
+		rep.lost_samples = hm_perf_lost(perf);
+		rep.child_samples = pend->kid_samples;
+		rep.child_processes = pend->nkids;
+		if (!hm_perf_kernel_ips(perf))
+			fprintf(stderr, "homura: the kernel gives user-space IPs only: system time is "
+					"counted as native\n");
+	}
+	rep.elapsed_s = (double)(t_end - t_start) / 1e9;
+	if (!py && !py_failed && t && rep.cpu)
+		fprintf(stderr, "homura: process %d ran no Python code that homura could read: CPU "
+				"totals only\n", (int)pid);
+	if (mem) {
+		hm_memsession_poll(mem);
+		hm_memsession_finish(mem, rep.elapsed_s);
+		const char *why = NULL;
+		if (!hm_memsession_available(mem, &why)) {
+			rep.memory = 0;
+			rep.memory_why = why ? why : "no allocation was sampled";
+		}
+	}
+	char *prog = cmd ? join_cmd(cmd) : NULL;
+	if (!prog && t) {
+		size_t len = 0;
+		prog = hm_target_cmdline(t, &len);
+		for (size_t i = 0; prog && i + 1 < len; i++)
+			if (!prog[i])
+				prog[i] = ' ';
+	}
+	rep.program = prog ? prog : "";
+	rep.python = py ? hm_python_version(py) : NULL;
+	char root[64], cwd[64];
+	snprintf(root, sizeof root, "/proc/%d/root", (int)pid);
+	snprintf(cwd, sizeof cwd, "/proc/%d/cwd", (int)pid);
+	hm_report_src src = {child ? NULL : root, child ? NULL : cwd};
+	int rc = hm_report_build(&rep, rep.cpu ? attr : NULL, rep.memory ? mem : NULL, &src);
+	int ret = 0;
+	if (rc != HM_OK) {
+		ret = cli_fail_lib();
+	} else {
+		if (a.lines > 0)
+			hm_report_text(&rep, stderr, a.lines, isatty(2) && !getenv("NO_COLOR"));
+		fputc('\n', stderr);
+		hm_report_summary(&rep, stderr);
+		fputc('\n', stderr);
+		if (rep.child_samples)
+			fprintf(stderr, "homura: %d child process%s: %llu of the CPU samples, in the lines "
+					"of the files they ran\n",
+				rep.child_processes, rep.child_processes == 1 ? "" : "es",
+				(unsigned long long)rep.child_samples);
+		if (a.html && write_out(a.html, hm_report_html, &rep) == 0)
+			fprintf(stderr, "homura: wrote %s\n", a.html);
+		if (a.json && write_out(a.json, hm_report_json, &rep) == 0)
+			fprintf(stderr, "homura: wrote %s\n", a.json);
+	}
+	hm_report_free(&rep);
+	free(prog);
+	hm_pysample_free(&ps);
+	free(pend->s);
+	free_kids(pend);
+	free(pendp);
+	hm_cpuattr_free(attr);
+	hm_gpu_close(gpu);
+	hm_perf_close(perf);
+	hm_python_detach(py);
+	hm_target_close(t);
+	hm_memsession_free(mem);
+	free(ownedcmd);
+	if (!child)
+		return ret;
+	/* the program's own status */
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status)) {
+		int sig = WTERMSIG(status);
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return 128 + sig;
+	}
+	return ret;
+}

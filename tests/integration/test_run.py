@@ -1,0 +1,398 @@
+"""`homura run`: CPU time per line of real Python programs, split between
+Python, native code and the kernel, checked against what the programs
+measure of themselves (getrusage / thread_time); threads; the program's
+output and exit status untouched; -m; attaching; the JSON shape; the HTML
+report (self-contained, escaped); bad input."""
+import glob
+import html.parser
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import (HOMURA, STATIC_PY, Interp, assert_one_error_line, homura, marker_line,
+                      program)
+
+SPLIT = program("run_split.py")
+THREADS = program("run_threads.py")
+KEYS = {"program", "python", "elapsed_s", "cpu_samples", "alloc_samples", "available",
+        "files", "functions", "leaks"}
+LINE_KEYS = {"line", "source", "cpu_python", "cpu_native", "cpu_system", "alloc_mb",
+             "python_alloc_share", "peak_mb", "copy_mb_s", "gpu_util", "gpu_mem_mb", "leak"}
+
+
+def run_json(tmp_path, *args, timeout=90, cwd=None, env=None):
+    out = tmp_path / "report.json"
+    argv = [HOMURA, "run", "--json", str(out)] + [str(a) for a in args]
+    p = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=cwd,
+                       env=dict(os.environ, **(env or {})), stdin=subprocess.DEVNULL)
+    stderr = p.stderr.decode(errors="replace")
+    assert "Sanitizer" not in stderr and "runtime error:" not in stderr, stderr
+    rep = json.loads(out.read_text()) if out.exists() else None
+    return p, rep, stderr
+
+
+def line_of(rep, path, n):
+    for f in rep["files"]:
+        if f["path"] == path or os.path.realpath(f["path"]) == os.path.realpath(path):
+            for l in f["lines"]:
+                if l["line"] == n:
+                    return l
+    raise AssertionError("no line %s:%d in the report: %s" % (path, n, json.dumps(rep)[:3000]))
+
+
+def cpu(l):
+    return l["cpu_python"] + l["cpu_native"] + l["cpu_system"]
+
+
+def split_interpreters():
+    from conftest import _pyenv_interpreters
+    found = _pyenv_interpreters()
+    params = []
+    for ver in [(3, 12), (3, 11), (3, 13), (3, 10)]:
+        if ver in found:
+            params.append(pytest.param(found[ver], id=found[ver].id))
+            break
+    if os.path.exists(STATIC_PY):
+        params.append(pytest.param(Interp("3.11-static", STATIC_PY, (3, 11)), id="3.11-static"))
+    return params or [pytest.param(None, marks=pytest.mark.skip(reason="no Python installed"))]
+
+
+@pytest.mark.parametrize("interp", split_interpreters())
+def test_cpu_split_matches_truth(tmp_path, interp):
+    """Each line's share of the CPU time and its Python / native / system
+    split within 5 percentage points of what the program measured itself
+    (its own user and system time per line, getrusage RUSAGE_THREAD): the
+    pure-Python line is Python, the zlib line native, the /dev/zero line
+    system. 3000 samples a second, about 6000 in all: 5 points is more
+    than eight standard errors, so this does not fail by chance; the
+    program runs each line in a fresh thread so that the kernel's own
+    user/system split of it is not blurred by the lines before."""
+    truth_file = tmp_path / "truth.json"
+    p, rep, err = run_json(tmp_path, "--cpu", "--rate", "3000", "--", interp.path, SPLIT,
+                           truth_file)
+    assert p.returncode == 0, err
+    truth = json.loads(truth_file.read_text())
+    total = sum(truth["process"])
+    assert rep["available"]["cpu"] is True
+    assert rep["cpu_samples"] > 3000, err
+    for kind in ("python", "native", "system"):
+        l = line_of(rep, SPLIT, marker_line(SPLIT, "# LINE " + kind))
+        user, sys_ = truth[kind]
+        want_share = 100 * (user + sys_) / total
+        assert abs(cpu(l) - want_share) < 5, (kind, l, truth, err)
+        assert abs(l["cpu_system"] - 100 * sys_ / total) < 5, (kind, l, truth, err)
+        # user time is all Python on the loop line, all native on the zlib line
+        if kind == "python":
+            assert abs(l["cpu_python"] - 100 * user / total) < 5, (kind, l, truth, err)
+            assert l["cpu_native"] < 5, (kind, l, truth)
+        if kind == "native":
+            assert abs(l["cpu_native"] - 100 * user / total) < 5, (kind, l, truth, err)
+            assert l["cpu_python"] < 5, (kind, l, truth)
+        if kind == "system":
+            assert l["cpu_python"] + l["cpu_native"] < 5, (kind, l, truth)
+
+
+def test_threads_all_measured(tmp_path, default_py):
+    """Both worker threads' lines get their share (the main thread only
+    waits): within 5 points of the threads' own thread_time."""
+    truth_file = tmp_path / "truth.json"
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, THREADS, truth_file)
+    assert p.returncode == 0, err
+    truth = json.loads(truth_file.read_text())
+    for k in ("a", "b"):
+        l = line_of(rep, THREADS, marker_line(THREADS, "# LINE " + k))
+        want = 100 * truth[k] / truth["process"]
+        assert abs(cpu(l) - want) < 5, (k, l, truth, err)
+        assert l["cpu_python"] > 0.8 * cpu(l), (k, l)
+
+
+def test_child_processes_measured(tmp_path, default_py):
+    """multiprocessing workers, forked and spawned: their lines get their
+    CPU time. A forked worker's first milliseconds, before homura has found
+    its interpreter, count outside the lines, hence the looser bound."""
+    procs = program("run_procs.py")
+    truth_file = tmp_path / "truth.json"
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, procs, truth_file)
+    assert p.returncode == 0, err
+    truth = json.loads(truth_file.read_text())
+    assert "child processes:" in err, err
+    for k in ("fork", "spawn"):
+        l = line_of(rep, procs, marker_line(procs, "# LINE " + k))
+        want = 100 * truth[k] / truth["tree"]
+        assert 0.5 * want < cpu(l) < want + 5, (k, l, truth, err)
+
+
+def test_every_interpreter(tmp_path, py):
+    """Lines and the JSON shape on every supported interpreter; two threads
+    one after the other (the second reuses the first one's pthread and,
+    often, its thread state: its own tid must still be found)."""
+    prog = tmp_path / "hot.py"
+    prog.write_text("import threading\n"
+                    "def work(n):\n"
+                    "    return sum(i * i for i in range(n))  # HOT\n"
+                    "def other(n):\n"
+                    "    return sum(i * 3 for i in range(n))  # OTHER\n"
+                    "for f in (work, other):\n"
+                    "    t = threading.Thread(target=lambda: [f(50000) for _ in range(20)])\n"
+                    "    t.start()\n"
+                    "    t.join()\n"
+                    "print('done')\n")
+    p, rep, err = run_json(tmp_path, "--cpu", "--", py.path, prog)
+    assert p.returncode == 0, err
+    assert p.stdout == b"done\n"
+    assert set(rep) >= KEYS
+    hot = line_of(rep, str(prog), 3)
+    assert set(hot) >= LINE_KEYS
+    assert hot["source"].strip().startswith("return sum(")
+    assert hot["cpu_python"] > 15, (hot, err)
+    other = line_of(rep, str(prog), 5)
+    assert other["cpu_python"] > 15, (other, err)
+    # memory and GPU were not asked for: null, never 0
+    assert hot["alloc_mb"] is None and hot["gpu_util"] is None and hot["peak_mb"] is None
+    assert rep["alloc_samples"] is None
+    assert rep["available"] == {"cpu": True, "memory": False, "gpu": False}
+    assert rep["python"].startswith("%d.%d" % py.version)
+    funcs = {f["function"] for f in rep["functions"]}
+    assert "work" in funcs or any(f.endswith("<genexpr>") for f in funcs), funcs
+
+
+def test_exit_status_and_output_untouched(tmp_path, default_py):
+    prog = tmp_path / "fail.py"
+    prog.write_text("import sys\n"
+                    "print('to stdout')\n"
+                    "print('to stderr', file=sys.stderr)\n"
+                    "x = sum(range(300000))\n"
+                    "sys.exit(7)\n")
+    p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
+    assert p.returncode == 7, err
+    assert p.stdout == b"to stdout\n"
+    assert err.startswith("to stderr\n"), err
+    assert rep["available"]["cpu"] is True
+    # the program's own status even when a signal ends it
+    prog2 = tmp_path / "killed.py"
+    prog2.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    p2 = subprocess.run([HOMURA, "run", "--cpu", "--", default_py.path, str(prog2)],
+                        capture_output=True, timeout=60)
+    assert p2.returncode == -signal.SIGTERM, p2.stderr
+
+
+def test_sigterm_passed_on(tmp_path, default_py):
+    """SIGTERM sent to homura reaches the program, whose handler decides
+    the exit status; the report is still written."""
+    prog = tmp_path / "term.py"
+    prog.write_text("import signal, sys, time\n"
+                    "def bye(*a):\n"
+                    "    print('got TERM', flush=True)\n"
+                    "    sys.exit(5)\n"
+                    "signal.signal(signal.SIGTERM, bye)\n"
+                    "print('ready', flush=True)\n"
+                    "while True:\n"
+                    "    time.sleep(0.05)\n")
+    out = tmp_path / "r.json"
+    h = subprocess.Popen([HOMURA, "run", "--cpu", "--json", str(out), "--", default_py.path,
+                          str(prog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL)
+    try:
+        assert h.stdout.readline() == b"ready\n"
+        h.send_signal(signal.SIGTERM)
+        rest, err = h.communicate(timeout=60)
+    finally:
+        if h.poll() is None:
+            h.kill()
+            h.wait()
+    assert h.returncode == 5, err
+    assert rest == b"got TERM\n"
+    assert json.loads(out.read_text())["available"]["cpu"] is True
+
+
+def test_module_and_script_shorthand(tmp_path, default_py):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import sys\n"
+                                     "t = sum(i % 3 for i in range(2_000_000))  # HOT\n"
+                                     "print(sys.argv[1:])\n")
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, "-m", "mypkg", "x", "y",
+                           cwd=tmp_path)
+    assert p.returncode == 0, err
+    assert p.stdout == b"['x', 'y']\n"
+    paths = [f["path"] for f in rep["files"]]
+    main = [f for f in rep["files"] if f["path"].endswith("mypkg/__main__.py")]
+    assert main, paths
+    hot = [l for l in main[0]["lines"] if l["line"] == 2]
+    assert hot and cpu(hot[0]) > 30, (hot, err)
+
+
+def test_library_lines_folded(tmp_path, default_py):
+    """Time in the standard library is charged to the program's calling
+    line; --profile-all shows the library's own lines."""
+    prog = tmp_path / "lib.py"
+    prog.write_text("import json\n"
+                    "data = [{'k': i, 'v': [i] * 5} for i in range(20000)]\n"
+                    "for _ in range(15):\n"
+                    "    s = json.dumps(data, indent=1)  # CALL\n")
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    assert all("/lib/python" not in f["path"] for f in rep["files"]), [f["path"] for f in rep["files"]]
+    call = line_of(rep, str(prog), 4)
+    assert cpu(call) > 40, (call, err)
+    p, rep, err = run_json(tmp_path, "--cpu", "--profile-all", "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    assert any("json" in f["path"] and "/lib/python" in f["path"] for f in rep["files"]), \
+        [f["path"] for f in rep["files"]]
+
+
+def test_attach(tmp_path, default_py):
+    """-p PID: CPU lines from outside, and one line saying why memory is not."""
+    target = subprocess.Popen([default_py.path, program("busy.py"), "30"],
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert target.stdout.readline().startswith(b"ready")
+        p, rep, err = run_json(tmp_path, "-p", target.pid, "-d", "1.5")
+        assert p.returncode == 0, err
+        assert target.poll() is None, "the target must keep running"
+    finally:
+        target.kill()
+        target.wait()
+    assert rep["available"]["cpu"] is True and rep["available"]["memory"] is False
+    assert "attaching" in rep["not_available"]["memory"]
+    assert "memory: not available (not when attaching" in err
+    busy = program("busy.py")
+    loop = [l for f in rep["files"] if f["path"] == busy for l in f["lines"]]
+    assert sum(cpu(l) for l in loop) > 50, (loop, err)
+    assert rep["cpu_samples"] > 100
+
+
+def schedstat_ns(pid):
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def test_attach_threads(tmp_path, default_py):
+    """Attaching to a process whose three threads already run: every
+    thread's CPU time is sampled (the samples at 1000 Hz against the
+    kernel's own count of the threads' CPU time over a window that holds
+    homura's)."""
+    target = subprocess.Popen([default_py.path, program("threads.py"), "30"],
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert target.stdout.readline().startswith(b"ready")
+        before = schedstat_ns(target.pid)
+        p, rep, err = run_json(tmp_path, "--cpu", "-p", target.pid, "-d", "1.5")
+        after = schedstat_ns(target.pid)
+        assert p.returncode == 0, err
+    finally:
+        target.kill()
+        target.wait()
+    used_ms = (after - before) / 1e6
+    assert 0.5 * used_ms < rep["cpu_samples"] < 1.1 * used_ms + 50, (rep["cpu_samples"], used_ms)
+    spin = [l for f in rep["files"] if f["path"] == program("threads.py") for l in f["lines"]]
+    assert sum(cpu(l) for l in spin) > 80, (spin, err)
+
+
+def test_html_self_contained_and_escaped(tmp_path, default_py):
+    prog = tmp_path / "we<i>rd&name.py"
+    prog.write_text("s = '<script>alert(1)</script>'\n"
+                    "t = sum(i * 2 for i in range(1_500_000))  # &amp; <b>\n")
+    out = tmp_path / "r.html"
+    r = homura("run", "-o", out, "--", default_py.path, prog, timeout=90)
+    assert r.rc == 0, r.describe()
+    text = out.read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "we&lt;i&gt;rd&amp;name.py" in text
+    assert "# &amp;amp; &lt;b&gt;" in text
+    # offline: nothing fetched
+    for bad in ("<link", "<script src", "<img", "@import", "url("):
+        assert bad not in text, bad
+
+    class P(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.tables, self.errors = [], 0, []
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("meta", "br", "rect", "polyline"):
+                return
+            self.stack.append(tag)
+            self.tables += tag == "table"
+            for k, v in attrs:
+                if k in ("src", "href"):
+                    self.errors.append((tag, k, v))
+
+        def handle_startendtag(self, tag, attrs):
+            pass
+
+        def handle_endtag(self, tag):
+            if tag in ("meta", "br", "rect", "polyline"):
+                return
+            assert self.stack and self.stack[-1] == tag, (tag, self.stack[-5:])
+            self.stack.pop()
+
+    parser = P()
+    parser.feed(text)
+    parser.close()
+    assert parser.stack == [] and parser.errors == []
+    assert parser.tables >= 2
+    assert "GPU: not available" in text or os.path.exists("/dev/nvidiactl")
+
+
+def test_terminal_table_and_summary(tmp_path, default_py):
+    r = homura("run", "--cpu", "--", default_py.path, SPLIT, tmp_path / "t.json", "0.3", timeout=90)
+    assert r.rc == 0, r.describe()
+    assert "zlib.compress" in r.stderr and "os.read" in r.stderr
+    summary = [l for l in r.stderr.splitlines() if l.startswith("homura: ") and "CPU samples" in l]
+    assert len(summary) == 1, r.stderr
+    assert "memory: not available" in summary[0] and "GPU: not available" in summary[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/nvidiactl") or not glob.glob("/usr/local/cuda*/lib64/libcudart.so*"),
+                    reason="no NVIDIA GPU or no CUDA runtime here")
+def test_gpu_real(tmp_path, default_py):
+    """On a GPU machine: the line filling device memory gets the GPU's
+    utilisation and at least the 1 GiB it holds."""
+    prog = program("run_gpu.py")
+    p, rep, err = run_json(tmp_path, "--cpu", "--gpu", "--", default_py.path, prog, "4")
+    assert p.returncode == 0, err
+    assert rep["available"]["gpu"] is True, err
+    l = line_of(rep, prog, marker_line(prog, "# LINE gpu"))
+    assert l["gpu_mem_mb"] is not None and l["gpu_mem_mb"] >= 1024, (l, err)
+    assert l["gpu_util"] is not None and l["gpu_util"] > 0, (l, err)
+
+
+def test_source_name_is_a_fifo(tmp_path, default_py):
+    """A code object named after a FIFO: its lines are reported without
+    source text, and homura does not block opening it."""
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    prog = tmp_path / "f.py"
+    prog.write_text("exec(compile('t = sum(i for i in range(3_000_000))\\n', %r, 'exec'))\n"
+                    % str(fifo))
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog, timeout=60)
+    assert p.returncode == 0, err
+    lines = [l for f in rep["files"] if f["path"] == str(fifo) for l in f["lines"]]
+    assert lines and all(l["source"] == "" for l in lines), rep["files"]
+
+
+def test_bad_input(tmp_path, default_py):
+    assert homura("run").rc == 2
+    assert_one_error_line(homura("run", "--rate", "0", "--", default_py.path, "-c", "pass"))
+    assert_one_error_line(homura("run", "-d", "5", "--", default_py.path, "-c", "pass"))
+    assert_one_error_line(homura("run", "-p", "999999999"))
+    assert_one_error_line(homura("run", "-p", "1", "--", "x"))
+    line = assert_one_error_line(homura("run", "--cpu", "--", str(tmp_path / "nope")))
+    assert "cannot start" in line
+    os.symlink("/etc/hostname", tmp_path / "link.json")
+    assert_one_error_line(homura("run", "--json", tmp_path / "link.json", "--", default_py.path,
+                                 "-c", "pass"))
