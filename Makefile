@@ -1,4 +1,5 @@
-# homura build. `make` builds build/homura and the unit tests; `make bench`
+# homura build. `make` builds build/homura, the allocation sampler
+# build/libhomura-alloc.so (preload/) and the unit tests; `make bench`
 # the C benchmark programs (bench/*.c) into build/bench/; `make asan`
 # builds the same with AddressSanitizer + UBSan into build-asan/; `make fuzz`
 # builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
@@ -24,7 +25,9 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-all: $(BUILD)/homura $(UNIT_BIN)
+HELPER_BIN := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(wildcard tests/helpers/*.c))
+
+all: $(BUILD)/homura $(BUILD)/libhomura-alloc.so $(UNIT_BIN) $(HELPER_BIN)
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
@@ -46,9 +49,33 @@ $(BUILD)/libhomura.a: $(LIB_OBJ)
 $(BUILD)/homura: $(CLI_OBJ) $(BUILD)/libhomura.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libhomura.a $(LIBS)
 
+# test-only programs that drive library APIs (tests/helpers/)
+$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libhomura.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhomura.a $(LIBS) $(LDFLAGS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhomura.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhomura.a $(LIBS) -lcmocka $(LDFLAGS)
+
+# The allocation sampler preloaded by `homura run --memory` (preload/): its
+# sources and the parts of libhomura it uses (the in-process Python reader),
+# compiled again as position-independent code with initial-exec TLS (no
+# allocation on a thread's first use) into build/pic/.
+PRELOAD_SRC := $(wildcard preload/*.c)
+PIC_LIB_SRC := lib/base/error.c lib/proc/target.c lib/python/python.c lib/python/walker.c \
+               lib/python/pylayout.c lib/python/pydecode.c lib/python/pynames.c \
+               lib/python/pyobj.c $(wildcard lib/python/layouts/py*.c)
+PIC_OBJ     := $(patsubst %.c,$(BUILD)/pic/%.o,$(PRELOAD_SRC) $(PIC_LIB_SRC))
+PIC_FLAGS   := -fPIC -ftls-model=initial-exec -ffunction-sections -fdata-sections \
+               -fvisibility=hidden
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PIC_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libhomura-alloc.so: $(PIC_OBJ)
+	$(CC) -shared $(LDFLAGS) -Wl,--gc-sections -Wl,-z,defs -o $@ $(PIC_OBJ) -ldl -lm -lpthread
 
 # the C benchmark programs (bench/*.c), with the same warnings as the rest
 bench: $(BENCH_BIN)

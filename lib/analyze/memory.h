@@ -55,7 +55,7 @@ typedef struct hm_mempoint {
 } hm_mempoint;
 
 /* Create a session (allocates the shared-memory ring). HM_OK or an hm_error
- * code with a one-line message from hm_last_error(). */
+ * code with a one-line message from hm_errmsg(). */
 int hm_memsession_new(const hm_memopts *o, hm_memsession **out);
 void hm_memsession_free(hm_memsession *s);
 
@@ -84,5 +84,11 @@ size_t hm_memsession_timeline(const hm_memsession *s, const hm_mempoint **points
 /* The sampled allocations as a profile with the given value kind:
  * "alloc_space", "alloc_objects" or "inuse_space" (for pprof heap output). */
 int hm_memsession_profile(const hm_memsession *s, const char *kind, hm_profile *out);
+
+/* 1 if path is library code for the folding above: under the
+ * interpreter's standard library (.../lib/pythonX.Y/), site-packages or
+ * dist-packages, or a <frozen ...> module. (Extension of the contract, so
+ * the CPU half can fold lines the same way.) */
+int hm_memory_is_library_file(const char *path);
 
 #endif

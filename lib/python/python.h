@@ -94,6 +94,20 @@ void hm_pysample_free(hm_pysample *s);
  * once a second. HM_OK (names that cannot be found stay NULL). */
 int hm_python_thread_names(hm_python *py, hm_pysample *s);
 
+/* In-process use (the allocation sampler, preload/): an interpreter found
+ * by its exported symbols rather than by ELF tables. t reads this process's
+ * own memory (hm_target_open_mem with a fault-safe reader); runtime is
+ * &_PyRuntime, version_hex Py_Version's value (PY_VERSION_HEX), code_type
+ * and frame_type &PyCode_Type and &PyFrame_Type (0: not checked). HM_OK or
+ * HM_EVERSION (no layout for that version). */
+int hm_python_attach_symbols(hm_target *t, uint64_t runtime, uint32_t version_hex,
+			     uint64_t code_type, uint64_t frame_type, hm_python **out);
+/* Walk one thread state's stack into th (frames leaf first; th->frames
+ * grows as needed, free it with free()). HM_OK with th->valid set, or
+ * HM_EIO when the chain could not be read or was implausible. Frames and
+ * their code objects stay valid until the next walk. */
+int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th);
+
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);
 
