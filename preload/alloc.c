@@ -5,9 +5,9 @@
  * posix_memalign, aligned_alloc, memalign, valloc, pvalloc,
  * malloc_usable_size) and memcpy/memmove; each forwards to the next
  * definition (dlsym RTLD_NEXT; the calls dlsym itself makes while that is
- * looked up are served from a small static arena). Python's allocators are
- * covered by running the program with PYTHONMALLOC=malloc (set by
- * analyze/memory.c), so Python objects come through malloc too.
+ * looked up are served from a small static arena). Python's own allocators
+ * (pymalloc's PyMem and PyObject domains) are wrapped with
+ * PyMem_SetAllocator from the constructor (see hook_python_domains).
  *
  * Sampling is by bytes: each thread counts down a distance drawn from an
  * exponential distribution (mean HM_MEMRING sample_bytes); the allocation
@@ -19,9 +19,10 @@
  * and layout tables `record` uses (python/), through process_vm_readv on
  * this process so a stale address never faults; the thread state comes
  * from the interpreter's thread-local (PyGILState_GetThisThreadState).
- * Sampled addresses go into a hash table; free() looks at a one-byte
- * counter per hash bucket first, so only the frees of (possibly) sampled
- * blocks take the lock. memcpy/memmove bytes are sampled the same way.
+ * Sampled addresses go into a hash table; free() looks at a bitmap of
+ * hash buckets holding sampled blocks first (32 KiB, so it stays in the
+ * cache: a larger one cost a cache miss per free), so only the frees of
+ * (possibly) sampled blocks take the lock. memcpy/memmove bytes are sampled the same way.
  * Records go to the shared-memory ring of base/memring.h; a full ring drops
  * records (counted), never waits.
  *
@@ -63,7 +64,7 @@
 #define TABLE_BITS 20
 #define TABLE_SIZE (1u << TABLE_BITS)
 #define TABLE_MAX (TABLE_SIZE / 2)
-#define FILTER_BITS 20
+#define FILTER_BITS 18             /* a 32 KiB bitmap: stays in cache */
 #define FILTER_SIZE (1u << FILTER_BITS)
 
 /* ---- the next allocator -------------------------------------------------- */
@@ -101,7 +102,8 @@ static struct {
 	uint8_t *data;
 	uint64_t *table;         /* sampled addresses (0: empty) */
 	uint32_t ntable;
-	uint8_t *filter;         /* per hash: sampled blocks there (255 sticky) */
+	uint64_t *filter;        /* bit per hash: sampled blocks there */
+	uint16_t *fcount;        /* how many (under lock; 65535 sticky) */
 	pthread_mutex_t lock;
 	pid_t owner;             /* our pid once we own the ring */
 	int refused;             /* another process owns it */
@@ -316,8 +318,12 @@ static int finalizing(void)
 	return G.is_finalizing && G.is_finalizing();
 }
 
+#define PY_DOMAIN ((uintptr_t)1)     /* "caller" of the Python-domain hooks */
+
 static int from_interpreter(uintptr_t caller)
 {
+	if (caller == PY_DOMAIN)
+		return 1;
 	for (int i = 0; i < G.nseg; i++)
 		if (caller >= G.seg_lo[i] && caller < G.seg_hi[i])
 			return 1;
@@ -400,9 +406,9 @@ static void table_insert(uint64_t a)
 		return;
 	G.table[i] = a;
 	G.ntable++;
-	uint8_t *f = &G.filter[hash_addr(a, FILTER_BITS) ^ 1];
-	if (*f < 255)
-		__atomic_store_n(f, (uint8_t)(*f + 1), __ATOMIC_RELAXED);
+	uint32_t h = hash_addr(a, FILTER_BITS);
+	if (G.fcount[h] < 65535 && G.fcount[h]++ == 0)
+		__atomic_fetch_or(&G.filter[h >> 6], 1ull << (h & 63), __ATOMIC_RELAXED);
 }
 
 /* Remove a; 1 if it was there. Backward-shift deletion (no tombstones). */
@@ -430,9 +436,9 @@ static int table_remove(uint64_t a)
 	}
 done:
 	G.ntable--;
-	uint8_t *f = &G.filter[hash_addr(a, FILTER_BITS) ^ 1];
-	if (*f < 255 && *f > 0)
-		__atomic_store_n(f, (uint8_t)(*f - 1), __ATOMIC_RELAXED);
+	uint32_t h = hash_addr(a, FILTER_BITS);
+	if (G.fcount[h] < 65535 && G.fcount[h] > 0 && --G.fcount[h] == 0)
+		__atomic_fetch_and(&G.filter[h >> 6], ~(1ull << (h & 63)), __ATOMIC_RELAXED);
 	return 1;
 }
 
@@ -676,9 +682,12 @@ static inline void note_alloc(void *p, size_t n, uintptr_t caller)
 
 static inline void note_free(void *p)
 {
-	uint8_t *f = G.filter;
-	if (UNLIKELY(f != NULL) && f[hash_addr((uint64_t)(uintptr_t)p, FILTER_BITS) ^ 1])
-		free_slow(p);
+	const uint64_t *f = G.filter;
+	if (UNLIKELY(f != NULL)) {
+		uint32_t h = hash_addr((uint64_t)(uintptr_t)p, FILTER_BITS);
+		if (UNLIKELY((f[h >> 6] >> (h & 63)) & 1))
+			free_slow(p);
+	}
 }
 
 #define CALLER ((uintptr_t)__builtin_return_address(0))
@@ -818,6 +827,93 @@ EXPORT void *memmove(void *d, const void *s, size_t n)
 	return real_memmove(d, s, n);
 }
 
+/* ---- Python's object and PyMem allocators ------------------------------
+ * pymalloc serves most Python objects from its own arenas (mmap), unseen
+ * by malloc. Its domains (PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ) are wrapped
+ * with PyMem_SetAllocator from the constructor, before the interpreter
+ * starts (it keeps the allocators it was built with unless PYTHONMALLOC
+ * says otherwise); each wrapper forwards to the original. A large object
+ * that pymalloc passes on to malloc is counted once: the countdown is
+ * restored around the original call and the guard keeps malloc's slow
+ * path out. */
+
+typedef struct pyalloc {             /* PyMemAllocatorEx */
+	void *ctx;
+	void *(*malloc)(void *ctx, size_t n);
+	void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+	void *(*realloc)(void *ctx, void *p, size_t n);
+	void (*free)(void *ctx, void *p);
+} pyalloc;
+
+enum { PYMEM_DOMAIN_RAW_ = 0, PYMEM_DOMAIN_MEM_ = 1, PYMEM_DOMAIN_OBJ_ = 2 };
+static pyalloc orig_dom[3];
+
+#define PY_INNER(call)                                      \
+	int64_t saved_left = T.left;                        \
+	int saved_guard = T.guard;                          \
+	T.guard = 1;                                        \
+	call;                                               \
+	T.guard = saved_guard;                              \
+	T.left = saved_left
+
+static void *py_malloc(void *ctx, size_t n)
+{
+	const pyalloc *o = ctx;
+	void *p;
+	PY_INNER(p = o->malloc(o->ctx, n));
+	if (p)
+		note_alloc(p, n, PY_DOMAIN);
+	return p;
+}
+
+static void *py_calloc(void *ctx, size_t a, size_t b)
+{
+	const pyalloc *o = ctx;
+	void *p;
+	PY_INNER(p = o->calloc(o->ctx, a, b));
+	if (p)
+		note_alloc(p, a * b, PY_DOMAIN);
+	return p;
+}
+
+static void *py_realloc(void *ctx, void *old, size_t n)
+{
+	const pyalloc *o = ctx;
+	void *p;
+	if (old)
+		note_free(old);
+	PY_INNER(p = o->realloc(o->ctx, old, n));
+	if (p)
+		note_alloc(p, n, PY_DOMAIN);
+	return p;
+}
+
+static void py_free(void *ctx, void *p)
+{
+	const pyalloc *o = ctx;
+	if (p)
+		note_free(p);
+	int saved_guard = T.guard;
+	T.guard = 1;
+	o->free(o->ctx, p);
+	T.guard = saved_guard;
+}
+
+static void hook_python_domains(void)
+{
+	void (*get)(int, pyalloc *) = (void (*)(int, pyalloc *))dlsym(RTLD_DEFAULT, "PyMem_GetAllocator");
+	void (*set)(int, pyalloc *) = (void (*)(int, pyalloc *))dlsym(RTLD_DEFAULT, "PyMem_SetAllocator");
+	if (!get || !set)
+		return;
+	for (int d = PYMEM_DOMAIN_MEM_; d <= PYMEM_DOMAIN_OBJ_; d++) {
+		get(d, &orig_dom[d]);
+		if (!orig_dom[d].malloc || !orig_dom[d].free)
+			continue;
+		pyalloc mine = {&orig_dom[d], py_malloc, py_calloc, py_realloc, py_free};
+		set(d, &mine);
+	}
+}
+
 /* ---- set-up -------------------------------------------------------------- */
 
 static void after_fork_child(void)
@@ -859,13 +955,20 @@ __attribute__((constructor)) static void alloc_init(void)
 	if (path && *path && map_ring(path) == 0) {
 		void *t = mmap(NULL, TABLE_SIZE * sizeof(uint64_t), PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		void *f = mmap(NULL, FILTER_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		void *f = mmap(NULL, FILTER_SIZE / 8 + FILTER_SIZE * sizeof(uint16_t),
+			       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (t != MAP_FAILED && f != MAP_FAILED) {
 			G.table = t;
+			G.fcount = (uint16_t *)((uint8_t *)f + FILTER_SIZE / 8);
 			pthread_atfork(NULL, NULL, after_fork_child);
 			G.enabled = 1;
-			__atomic_store_n(&G.filter, (uint8_t *)f, __ATOMIC_RELEASE);
+			__atomic_store_n(&G.filter, (uint64_t *)f, __ATOMIC_RELEASE);
+			/* A CPython process owns the ring from the start. */
+			T.guard = 1;
+			find_python();
+			if (claim())
+				hook_python_domains();
+			T.guard = 0;
 		}
 	}
 	__atomic_store_n(&G.ctor_done, 1, __ATOMIC_RELEASE);

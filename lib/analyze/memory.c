@@ -3,9 +3,9 @@
  *
  * The session creates the shared-memory ring (base/memring.h) as a file in
  * /dev/shm (O_EXCL|O_NOFOLLOW, 0600, removed by hm_memsession_free) and
- * gives the child LD_PRELOAD, PYTHONMALLOC=malloc (so Python's object
- * allocator goes through malloc, where the sampler sees it) and the ring's
- * name. Each poll drains the ring:
+ * gives the child LD_PRELOAD and the ring's name (the sampler wraps
+ * Python's object allocator itself: PYTHONMALLOC=malloc would cost the
+ * program more than twice the time in allocation-heavy code). Each poll drains the ring:
  *  - CODE records map the sampler's code ids to (function, file, first line);
  *  - ALLOC records (sampled allocations with unbiased weights and their
  *    Python stack) are interned as stacks of an hm_profile and charged to
@@ -245,8 +245,7 @@ int hm_memsession_new(const hm_memopts *o, hm_memsession **out)
 	const char *old = getenv("LD_PRELOAD");
 	if (asprintf(&s->env[0], "LD_PRELOAD=%s%s%s", s->preload, old && *old ? ":" : "",
 		     old && *old ? old : "") < 0 ||
-	    !(s->env[1] = strdup("PYTHONMALLOC=malloc")) ||
-	    asprintf(&s->env[2], "%s=%s", HM_MEMRING_ENV, s->path) < 0) {
+	    asprintf(&s->env[1], "%s=%s", HM_MEMRING_ENV, s->path) < 0) {
 		rc = hm_error(HM_ENOMEM, "out of memory");
 		goto fail;
 	}
