@@ -11,6 +11,8 @@ PKGS=(build-essential pkg-config libelf-dev libdw-dev zlib1g-dev libprotobuf-c-d
       clang-14 libclang-rt-14-dev)
 # tests/integration/test_install.py: man pages rendered by man(1), zsh completion parsed
 PKGS+=(man-db zsh)
+# tests/integration/test_memory.py: numpy arrays under the allocation sampler
+PKGS+=(python3-numpy)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -20,9 +20,11 @@
  * doubles when the run outgrows them), from which hm_memsession_finish
  * tells leaks: a line is a leak when its live memory grew in most windows
  * since it first allocated (likelihood: Laplace's estimate of a window
- * growing rather than shrinking, scaled down when it grew in less than half
- * of them), grew by more than LEAK_MIN_BYTES (and 4 sampling intervals)
- * overall, and still holds at least half of its peak at the end; its rate
+ * growing rather than shrinking, scaled down when it grew in less than a
+ * quarter of them), grew by more than LEAK_MIN_BYTES (and 4 sampling
+ * intervals) overall and by a quarter of that in the second half of its
+ * span (memory taken once at start-up, by imports, and kept is not a
+ * leak), and still holds at least half of its peak at the end; its rate
  * is the least-squares slope of those values. A line that allocates and
  * frees temporaries rises and falls about as often and holds little at the
  * end, so it is not listed. The timeline takes one point per poll: live
@@ -738,9 +740,14 @@ static void judge_leak(hm_memsession *s, struct stat_entry *e, int nw)
 	double growth = e->hist[nw - 1] - e->hist[s0];
 	double like = (ups + 1.0) / (ups + downs + 2.0);
 	double steady = (ups + 1.0) / (nint + 2.0);
-	if (steady < 0.5)
-		like *= steady * 2;
+	if (steady < 0.25)
+		like *= steady * 4;
+	/* still growing in the second half of its span (not memory taken
+	 * once at start-up, by imports, and kept) */
+	int mid = s0 + (nw - 1 - s0) / 2;
+	double late = e->hist[nw - 1] - e->hist[mid];
 	if (growth > LEAK_MIN_BYTES && growth > 4 * s->o.sample_bytes && slope > 0 &&
+	    late > 0.25 * growth &&
 	    e->m.live_end_bytes >= 0.5 * e->m.peak_live_bytes && like >= LEAK_THRESHOLD) {
 		e->m.leak_likelihood = like;
 		e->m.leak_bytes_per_s = slope;
