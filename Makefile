@@ -61,7 +61,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhomura.a
 # The allocation sampler preloaded by `homura run --memory` (preload/): its
 # sources and the parts of libhomura it uses (the in-process Python reader),
 # compiled again as position-independent code with initial-exec TLS (no
-# allocation on a thread's first use) into build/pic/.
+# allocation on a thread's first use) into build/pic/. Never with the
+# sanitizers (even in build-asan/): it is loaded into programs that do not
+# carry their run-time.
 PRELOAD_SRC := $(wildcard preload/*.c)
 PIC_LIB_SRC := lib/base/error.c lib/proc/target.c lib/python/python.c lib/python/walker.c \
                lib/python/pylayout.c lib/python/pydecode.c lib/python/pynames.c \
@@ -72,10 +74,11 @@ PIC_FLAGS   := -fPIC -ftls-model=initial-exec -ffunction-sections -fdata-section
 
 $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PIC_FLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(filter-out $(SAN),$(CFLAGS)) $(PIC_FLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libhomura-alloc.so: $(PIC_OBJ)
-	$(CC) -shared $(LDFLAGS) -Wl,--gc-sections -Wl,-z,defs -o $@ $(PIC_OBJ) -ldl -lm -lpthread
+	$(CC) -shared $(filter-out $(SAN),$(LDFLAGS)) -Wl,--gc-sections -Wl,-z,defs -o $@ $(PIC_OBJ) \
+	  -ldl -lm -lpthread
 
 # the C benchmark programs (bench/*.c), with the same warnings as the rest
 bench: $(BENCH_BIN)
@@ -100,7 +103,8 @@ clean:
 .PHONY: all asan bench unit check clean
 
 # ---- install / uninstall: `make install [PREFIX=/usr/local] [DESTDIR=...]`
-# puts bin/homura, the man pages (man/*.1), the bash and zsh completions
+# puts bin/homura, lib/homura/libhomura-alloc.so (the allocation sampler of
+# `homura run --memory`), the man pages (man/*.1), the bash and zsh completions
 # and the docs under $(DESTDIR)$(PREFIX); `make uninstall` removes them.
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -114,10 +118,12 @@ DOCS       := README.md $(wildcard docs/*.md)
 DEPLOY     := $(wildcard docs/deploy/*)
 INSTALL    ?= install
 
-install: $(BUILD)/homura
+install: $(BUILD)/homura $(BUILD)/libhomura-alloc.so
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) \
 	  $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(DOCDIR)/deploy
 	$(INSTALL) -m 755 $(BUILD)/homura $(DESTDIR)$(BINDIR)/homura
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/lib/homura
+	$(INSTALL) -m 644 $(BUILD)/libhomura-alloc.so $(DESTDIR)$(PREFIX)/lib/homura/libhomura-alloc.so
 	$(INSTALL) -m 644 $(MANPAGES) $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 644 completions/homura.bash $(DESTDIR)$(BASHCOMPDIR)/homura
 	$(INSTALL) -m 644 completions/_homura $(DESTDIR)$(ZSHCOMPDIR)/_homura
@@ -126,6 +132,7 @@ install: $(BUILD)/homura
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/homura $(DESTDIR)$(BASHCOMPDIR)/homura $(DESTDIR)$(ZSHCOMPDIR)/_homura
+	rm -rf $(DESTDIR)$(PREFIX)/lib/homura
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANPAGES)))
 	rm -rf $(DESTDIR)$(DOCDIR)
 

@@ -272,13 +272,25 @@ static uint32_t parse_version(const char *s)
 	return (a << 24) | (b << 16) | (c << 8);
 }
 
+static void find_python_once(void);
+
 /* Look up CPython's symbols (never under G.lock: dlsym takes the loader's
  * lock). Retried now and then while absent (an embedding program may load
  * libpython later). */
 static void find_python(void)
 {
-	if (G.py_state == 1 || (G.py_state == -1 && (++G.py_tries & 255)))
+	static int busy;
+	int idle = 0;
+	if (G.py_state == 1 || (G.py_state == -1 && (++G.py_tries & 255)) ||
+	    !__atomic_compare_exchange_n(&busy, &idle, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
 		return;
+	find_python_once();
+	__atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+}
+
+/* One look (never two threads at once: find_python). */
+static void find_python_once(void)
+{
 	void *gt = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
 	void *rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
 	if (!gt || !rt) {

@@ -264,6 +264,7 @@ int hm_python_attach_symbols(hm_target *t, uint64_t runtime, uint32_t version_he
 		return hm_error(HM_ENOMEM, "out of memory");
 	py->t = t;
 	py->runtime = runtime;
+	py->inproc = 1;
 	py->max_depth = 4096;
 	py->tid_offset = find_pthread_tid_offset();
 	snprintf(py->version, sizeof py->version, "%d.%d.%d", major, minor, micro);

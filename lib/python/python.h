@@ -103,7 +103,9 @@ int hm_python_thread_names(hm_python *py, hm_pysample *s);
 int hm_python_attach_symbols(hm_target *t, uint64_t runtime, uint32_t version_hex,
 			     uint64_t code_type, uint64_t frame_type, hm_python **out);
 /* Walk one thread state's stack into th (frames leaf first; th->frames
- * grows as needed, free it with free()). HM_OK with th->valid set, or
+ * grows as needed, free it with free()). With hm_python_attach_symbols,
+ * only the calling thread's own state: its code objects are then read
+ * directly (alive while their frames are) and checked on every walk. HM_OK with th->valid set, or
  * HM_EIO when the chain could not be read or was implausible. Frames and
  * their code objects stay valid until the next walk. */
 int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th);

@@ -354,7 +354,7 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 		return NULL;
 	struct code_entry *c = code_lookup(py, addr);
 	uint64_t now = py->sample_ns;
-	if (c) {
+	if (c && !py->inproc) {
 		uint64_t stale_after = 3 * py->interval_ns + 1000000;
 		int recent = now - c->used_ns <= stale_after;
 		c->used_ns = now;
@@ -362,8 +362,19 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 			return c;
 	}
 	uint8_t co[512];
-	if (py->co_len > sizeof co || hm_target_read(py->t, addr, co, py->co_len) != HM_OK)
+	if (py->co_len > sizeof co)
 		return NULL;
+	if (py->inproc) {
+		/* In-process walk of the calling thread's own stack
+		 * (hm_python_walk_tstate from the allocation sampler): the
+		 * frame holds its code object, so it is alive and is read
+		 * directly - and every time, since code objects die and their
+		 * addresses are reused far faster than between two samples of
+		 * `record`. */
+		memcpy(co, (const void *)(uintptr_t)addr, py->co_len);
+	} else if (hm_target_read(py->t, addr, co, py->co_len) != HM_OK) {
+		return NULL;
+	}
 	if (py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type)
 		return NULL;
 	if (c) {

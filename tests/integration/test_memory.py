@@ -56,6 +56,7 @@ def near(value, want, tol=0.10):
     return abs(value - want) <= tol * want
 
 
+@pytest.mark.asan
 def test_known_sizes_per_line(py):
     prog = program("mem_known.py")
     out = run_mem([py.path, prog])
@@ -63,23 +64,28 @@ def test_known_sizes_per_line(py):
     assert "done" in out["stderr"]
     assert out["available"] is True and out["samples"] > 0
     tags = tagged_lines(prog)
-    want = {"BYTES": 50 * MB, "BYTEARRAY": 30 * MB, "LIST": 16 * MB, "THREAD": 32 * MB}
+    want = {"BYTES": 50 * MB, "BYTEARRAY": 30 * MB, "LIST": 16 * MB, "COPY": 30 * MB,
+            "THREAD": 32 * MB}
     for tag, size in want.items():
         rec = line_of(out, prog, tags[tag])
         assert near(rec["alloc_bytes"], size), (tag, rec)
         # Python objects: through the interpreter's allocators
         assert rec["python_bytes"] >= 0.9 * rec["alloc_bytes"], (tag, rec)
+    # bytes(bytearray) copies its 30 MB with memcpy; the other lines copy nothing
+    assert near(line_of(out, prog, tags["COPY"])["copy_bytes"], 30 * MB)
+    assert line_of(out, prog, tags["BYTEARRAY"])["copy_bytes"] < 1 * MB
     kept = line_of(out, prog, tags["BYTEARRAY"])
     assert near(kept["live_end_bytes"], 30 * MB) and near(kept["peak_live_bytes"], 30 * MB)
     freed = line_of(out, prog, tags["BYTES"])
     assert freed["live_end_bytes"] < 1 * MB
     # the new object is made before the old one is dropped: two at a time
     assert near(freed["peak_live_bytes"], 20 * MB)
-    assert near(line_of(out, prog, tags["BYTES"])["alloc_count"], 5)
+    # the 5 large ones (small ones of the loop may add an estimate of their own)
+    assert line_of(out, prog, tags["BYTES"])["alloc_count"] >= 5
     # the threads' allocations are charged to the thread's own line
     assert line_of(out, prog, tags["THREAD"])["func"] == "worker"
     funcs = {f["func"]: f for f in out["functions"] if f["file"] == prog}
-    assert near(funcs["allocate"]["alloc_bytes"], 96 * MB)
+    assert near(funcs["allocate"]["alloc_bytes"], 126 * MB)
     assert not out["leaks"]
     assert out["timeline"] >= 1
 
@@ -144,9 +150,10 @@ def test_pprof_heap_profile(default_py, tmp_path):
     assert out["status"] == {"exit": 0}
     raw = gzip.decompress(pb.read_bytes())
     assert b"alloc_space" in raw and b"bytes" in raw     # the sample type and its unit
-    # homura reads it back; the kept bytearray is one allocation on its line
+    # homura reads it back; the bytearray's line is there (its count: the
+    # bytearray, and an estimate for any small allocation sampled there)
     text = subprocess.run([HOMURA, "convert", str(pb), "-f", "collapsed"], capture_output=True,
                           text=True, check=True).stdout
     rows = [row.rpartition(" ") for row in text.splitlines()]
     where = "mem_known.py:%d" % tagged_lines(prog)["BYTEARRAY"]
-    assert sum(int(v) for stack, _, v in rows if stack.split(";")[-1].endswith(where + ")")) == 1
+    assert sum(int(v) for stack, _, v in rows if stack.split(";")[-1].endswith(where + ")")) >= 1

@@ -11,6 +11,7 @@ def allocate():
     ba = bytearray(3 * 10**7)                   # BYTEARRAY: 30 MB, kept
     keep.append(ba)
     lst = [None] * (2 * 10**6)                  # LIST: 16 MB, kept
+    cp = bytes(ba)                              # COPY: 30 MB copied into 30 MB
     keep.append(lst)
 
 
