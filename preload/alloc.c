@@ -20,7 +20,7 @@
  * this process so a stale address never faults; the thread state comes
  * from the interpreter's thread-local (PyGILState_GetThisThreadState).
  * Sampled addresses go into a hash table; free() looks at a bitmap of
- * hash buckets holding sampled blocks first (32 KiB, so it stays in the
+ * hash buckets holding sampled blocks first (8 KiB, so it stays in the
  * cache: a larger one cost a cache miss per free), so only the frees of
  * (possibly) sampled blocks take the lock. memcpy/memmove bytes are sampled the same way.
  * Records go to the shared-memory ring of base/memring.h; a full ring drops
@@ -64,7 +64,7 @@
 #define TABLE_BITS 20
 #define TABLE_SIZE (1u << TABLE_BITS)
 #define TABLE_MAX (TABLE_SIZE / 2)
-#define FILTER_BITS 18             /* a 32 KiB bitmap: stays in cache */
+#define FILTER_BITS 16             /* an 8 KiB bitmap: stays in the L1 cache */
 #define FILTER_SIZE (1u << FILTER_BITS)
 
 /* ---- the next allocator -------------------------------------------------- */

@@ -313,6 +313,11 @@ int hm_memsession_available(const hm_memsession *s, const char **why_not)
 
 uint64_t hm_memsession_samples(const hm_memsession *s) { return s->nalloc; }
 
+uint64_t hm_memsession_dropped(const hm_memsession *s)
+{
+	return __atomic_load_n(&s->ring->dropped, __ATOMIC_RELAXED);
+}
+
 /* ---- aggregation ------------------------------------------------------- */
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)

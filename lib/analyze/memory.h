@@ -75,6 +75,10 @@ void hm_memsession_finish(hm_memsession *s, double elapsed_s);
  * when 0, why_not gets a one-line reason. */
 int hm_memsession_available(const hm_memsession *s, const char **why_not);
 uint64_t hm_memsession_samples(const hm_memsession *s);
+/* Records the sampler dropped because the ring was full (the program never
+ * waits for homura): a summary line can say so. (Extension of the
+ * contract.) */
+uint64_t hm_memsession_dropped(const hm_memsession *s);
 
 /* Per-line and per-function results (valid until free). */
 size_t hm_memsession_lines(const hm_memsession *s, const hm_memline **lines);

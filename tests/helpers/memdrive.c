@@ -126,6 +126,7 @@ int main(int argc, char **argv)
 	json_object_set_new(out, "available", json_boolean(hm_memsession_available(s, &why)));
 	json_object_set_new(out, "why_not", why ? json_string(why) : json_null());
 	json_object_set_new(out, "samples", json_integer((json_int_t)hm_memsession_samples(s)));
+	json_object_set_new(out, "dropped", json_integer((json_int_t)hm_memsession_dropped(s)));
 	const hm_memline *lines;
 	size_t nl = hm_memsession_lines(s, &lines);
 	json_t *jl = json_array(), *leaks = json_array();

@@ -62,7 +62,7 @@ def test_known_sizes_per_line(py):
     out = run_mem([py.path, prog])
     assert out["status"] == {"exit": 0}
     assert "done" in out["stderr"]
-    assert out["available"] is True and out["samples"] > 0
+    assert out["available"] is True and out["samples"] > 0 and out["dropped"] == 0
     tags = tagged_lines(prog)
     want = {"BYTES": 50 * MB, "BYTEARRAY": 30 * MB, "LIST": 16 * MB, "COPY": 30 * MB,
             "THREAD": 32 * MB}
@@ -157,3 +157,22 @@ def test_pprof_heap_profile(default_py, tmp_path):
     rows = [row.rpartition(" ") for row in text.splitlines()]
     where = "mem_known.py:%d" % tagged_lines(prog)["BYTEARRAY"]
     assert sum(int(v) for stack, _, v in rows if stack.split(";")[-1].endswith(where + ")")) >= 1
+
+
+def test_every_allocation_function(default_py):
+    """malloc, realloc, calloc, aligned_alloc, memalign, valloc and
+    posix_memalign called from Python lines (ctypes) in two threads: right
+    answers (the program checks alignment, contents and usable sizes) and
+    the right sizes, as native memory, on each line."""
+    prog = program("mem_capi.py")
+    out = run_mem([default_py.path, prog])
+    assert out["status"] == {"exit": 0}, out["stderr"]
+    assert "bad []" in out["stderr"]
+    tags = tagged_lines(prog)
+    want = {"MALLOC": 24, "REALLOC": 40, "CALLOC": 16, "ALIGNED": 32, "MEMALIGN": 8,
+            "VALLOC": 8, "POSIX": 16}
+    for tag, mb in want.items():
+        rec = line_of(out, prog, tags[tag])
+        assert near(rec["alloc_bytes"], mb * MB), (tag, rec)
+        assert rec["python_bytes"] < 0.05 * rec["alloc_bytes"], (tag, rec)
+        assert rec["live_end_bytes"] < 0.5 * MB, (tag, rec)
