@@ -120,7 +120,8 @@ def test_numpy_arrays():
 
 
 @pytest.mark.parametrize("how,status", [("exit", {"exit": 5}), ("os_exit", {"exit": 3}),
-                                        ("signal", {"signal": 15})])
+                                        ("signal", {"signal": 15}),
+                                        ("fork_threads", {"exit": 0})])
 def test_exit_status_and_output_unchanged(default_py, how, status):
     prog = program("mem_exit.py")
     out = run_mem([default_py.path, prog, how])
@@ -130,6 +131,8 @@ def test_exit_status_and_output_unchanged(default_py, how, status):
         # multiprocessing workers and a forked child ran normally
         assert "pool %d" % (8 * 10**6 + sum(x * x for x in range(8))) in out["stderr"]
         assert "child 7" in out["stderr"]
+    if how == "fork_threads":
+        assert "forked 30" in out["stderr"]
     assert out["available"] is True
     keep = line_of(out, prog, tagged_lines(prog)["KEEP"])
     assert near(keep["alloc_bytes"], 20 * MB)
