@@ -160,7 +160,8 @@ static size_t boot_size(const void *p)
 	return sz;
 }
 
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
+/* Used before memcpy/memmove are found; the volatile stores keep the
+ * compiler from turning the loop back into a call to memcpy. */
 static void byte_copy(void *d, const void *s, size_t n)
 {
 	volatile unsigned char *dd = d;
@@ -868,11 +869,19 @@ static pyalloc orig_dom[3];
 	T.guard = saved_guard;                              \
 	T.left = saved_left
 
+/* pymalloc serves requests up to 512 bytes itself and passes larger ones
+ * to malloc: only those need the countdown restored. */
+#define PY_SMALL 512
+
 static void *py_malloc(void *ctx, size_t n)
 {
 	const pyalloc *o = ctx;
 	void *p;
-	PY_INNER(p = o->malloc(o->ctx, n));
+	if (n <= PY_SMALL) {
+		p = o->malloc(o->ctx, n);
+	} else {
+		PY_INNER(p = o->malloc(o->ctx, n));
+	}
 	if (p)
 		note_alloc(p, n, PY_DOMAIN);
 	return p;
@@ -900,15 +909,14 @@ static void *py_realloc(void *ctx, void *old, size_t n)
 	return p;
 }
 
+/* A sampled block is forgotten before the original free (which, for a
+ * large block, is free() again: it then finds nothing to forget). */
 static void py_free(void *ctx, void *p)
 {
 	const pyalloc *o = ctx;
 	if (p)
 		note_free(p);
-	int saved_guard = T.guard;
-	T.guard = 1;
 	o->free(o->ctx, p);
-	T.guard = saved_guard;
 }
 
 static void hook_python_domains(void)
