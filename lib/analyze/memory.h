@@ -39,11 +39,16 @@ typedef struct hm_memline {
 	int line;
 	double alloc_bytes;      /* estimated bytes allocated over the run */
 	double alloc_count;      /* estimated number of allocations */
-	double python_bytes;     /* ... of which by Python's object allocator */
+	double python_bytes;     /* ... of which by the interpreter's allocators
+				  * (pymalloc's PyMem/PyObject domains, and
+				  * malloc called from the interpreter itself);
+				  * the rest is native (C extensions, libraries) */
 	double peak_live_bytes;  /* estimated live bytes at its peak */
-	double live_end_bytes;   /* estimated live bytes at the end */
+	double live_end_bytes;   /* estimated live bytes at the end (when the
+				  * interpreter starts to finalize, or exits) */
 	double copy_bytes;       /* estimated memcpy/memmove bytes */
-	double leak_likelihood;  /* 0..1; < 0 when not a leak candidate */
+	double leak_likelihood;  /* 0..1 for a line listed as a leak (always
+				  * >= 0.7); < 0 otherwise (and for functions) */
 	double leak_bytes_per_s; /* growth rate of its live memory */
 } hm_memline;
 
