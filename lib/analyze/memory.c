@@ -11,8 +11,10 @@
  *    Python stack) are interned as stacks of an hm_profile and charged to
  *    one line: the nearest frame, from the leaf, in the program's own files
  *    (not the interpreter's standard library, site-packages or
- *    dist-packages, nor <frozen ...> modules), or the leaf frame with
- *    profile_all or when no frame is the program's. The block stays live
+ *    dist-packages, nor <frozen ...> modules; code run from text, such as
+ *    "<string>", belongs to whoever ran it: the program's for `python -c`
+ *    or its own exec(), the library's for a .pth file run by site.py), or
+ *    the leaf frame with profile_all or when no frame is the program's. The block stays live
  *    (a table by address) until its FREE record;
  *  - COPY records add memcpy/memmove volume to a line.
  * Every line and function keeps its live estimate, its peak, and the live
@@ -56,6 +58,9 @@ struct code {
 	uint32_t name, file;       /* profile string ids */
 	int32_t firstline;
 	int own;                   /* in the program's own files */
+	int pseudo;                /* "<string>", "<stdin>"...: code exec'd
+				    * from text, as much the program's own as
+				    * the code that ran it */
 	int known;
 };
 
@@ -424,12 +429,17 @@ static int intern_stack(hm_memsession *s, const hm_memrec_frame *fr, uint32_t n,
 	if (n > HM_MEMRING_MAX_FRAMES)
 		n = HM_MEMRING_MAX_FRAMES;
 	uint32_t nf = n;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t cid = fr[i].code;
+	uint8_t own[HM_MEMRING_MAX_FRAMES];
+	for (uint32_t k = n; k-- > 0;) {           /* root first */
+		uint32_t cid = fr[k].code;
 		if (cid == 0 || cid >= s->ncodes_cap || !s->codes[cid].known)
 			return -1;
-		ids[n - 1 - i] = intern_code_frame(s, &s->codes[cid], fr[i].line);
-		if (attributed < 0 && (s->o.profile_all || s->codes[cid].own))
+		const struct code *c = &s->codes[cid];
+		own[k] = c->pseudo ? (k == n - 1 || own[k + 1]) : (uint8_t)c->own;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		ids[n - 1 - i] = intern_code_frame(s, &s->codes[fr[i].code], fr[i].line);
+		if (attributed < 0 && (s->o.profile_all || own[i]))
 			attributed = (int)i;
 	}
 	if (n == 0) {
@@ -555,7 +565,9 @@ static void on_code(hm_memsession *s, const hm_memrec_code *r)
 	c->name = hm_profile_intern(s->prof, text, r->name_len);
 	c->file = hm_profile_intern(s->prof, text + r->name_len, r->file_len);
 	c->firstline = r->firstlineno;
-	c->own = !is_library(hm_profile_str(s->prof, c->file));
+	const char *fname = hm_profile_str(s->prof, c->file);
+	c->own = !is_library(fname);
+	c->pseudo = fname[0] == '<' && c->own;
 	c->known = 1;
 }
 

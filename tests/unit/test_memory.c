@@ -179,20 +179,33 @@ static void test_lines_and_folding(void **state)
 	put_alloc(&p, HM_MR_COPY, 0.05, 0, 2 * MIB, 1, 0, 1, copy_stack);
 	/* no Python frame: counted, not a line */
 	put_alloc(&p, HM_MR_ALLOC, 0.06, 0x4000, 1 * MIB, 1, HM_MRF_NOSTACK, 0, NULL);
+	/* code run from text belongs to whoever ran it: a .pth line run by
+	 * site.py is the library's (folded into app.py:10), the program's own
+	 * exec() is the program's */
+	put_code(&p, 4, "<module>", "<string>");
+	put_code(&p, 5, "addpackage", "/usr/lib/python3.11/site.py");
+	int pth_stack[] = {4, 1, 5, 186, 1, 10};
+	put_alloc(&p, HM_MR_ALLOC, 0.07, 0x5000, 1 * MIB, 1, 0, 3, pth_stack);
+	int exec_stack[] = {4, 3, 1, 14};
+	put_alloc(&p, HM_MR_ALLOC, 0.08, 0x6000, 1 * MIB, 1, 0, 2, exec_stack);
 	assert_true(hm_memsession_poll(p.s) > 0);
 	hm_memsession_finish(p.s, 0.1);
 	assert_true(hm_memsession_available(p.s, &why));
-	assert_int_equal(hm_memsession_samples(p.s), 4);
+	assert_int_equal(hm_memsession_samples(p.s), 6);
+	const hm_memline *ex = find_line(p.s, "<string>", 3);
+	assert_non_null(ex);
+	assert_true(ex->alloc_bytes == 1 * MIB);
+	assert_null(find_line(p.s, "<string>", 1));
 
 	const hm_memline *l10 = find_line(p.s, APP, 10), *l12 = find_line(p.s, APP, 12);
 	assert_non_null(l10);
 	assert_non_null(l12);
 	assert_null(find_line(p.s, LIB, 55));    /* folded */
 	assert_null(find_line(p.s, SITE, 7));
-	assert_true(l10->alloc_bytes == 4 * MIB);
-	assert_true(l10->alloc_count == 100);
+	assert_true(l10->alloc_bytes == 5 * MIB);   /* 4 MiB, and the .pth line's 1 */
+	assert_true(l10->live_end_bytes == 5 * MIB);
 	assert_true(l10->python_bytes == 4 * MIB);
-	assert_true(l10->live_end_bytes == 4 * MIB);
+	assert_true(l10->alloc_count == 101);
 	assert_true(l12->alloc_bytes == 16 * MIB);
 	assert_true(l12->python_bytes == 0);
 	assert_true(l12->peak_live_bytes == 16 * MIB);
@@ -203,11 +216,11 @@ static void test_lines_and_folding(void **state)
 	const hm_memline *fm = find_func(p.s, "main");
 	assert_non_null(fm);
 	assert_int_equal(fm->line, 0);
-	assert_true(fm->alloc_bytes == 20 * MIB);
-	assert_true(fm->peak_live_bytes == 20 * MIB);
+	assert_true(fm->alloc_bytes == 21 * MIB);
+	assert_true(fm->peak_live_bytes == 20 * MIB);  /* before the free at 0.04 */
 	/* sorted by allocation, largest first */
 	const hm_memline *all;
-	assert_int_equal(hm_memsession_lines(p.s, &all), 2);
+	assert_int_equal(hm_memsession_lines(p.s, &all), 3);
 	assert_int_equal(all[0].line, 12);
 
 	const hm_mempoint *pts;
@@ -215,16 +228,16 @@ static void test_lines_and_folding(void **state)
 
 	hm_profile *prof = hm_profile_new(0);
 	assert_int_equal(hm_memsession_profile(p.s, "alloc_space", prof), HM_OK);
-	assert_true(hm_profile_total_weight(prof) == (int64_t)(21 * MIB));
+	assert_true(hm_profile_total_weight(prof) == (int64_t)(23 * MIB));
 	assert_int_equal(hm_profile_meta_get(prof)->time_kind, HM_TIME_ALLOC_SPACE);
 	hm_profile_free(prof);
 	prof = hm_profile_new(0);
 	assert_int_equal(hm_memsession_profile(p.s, "inuse_space", prof), HM_OK);
-	assert_true(hm_profile_total_weight(prof) == (int64_t)(13 * MIB));
+	assert_true(hm_profile_total_weight(prof) == (int64_t)(15 * MIB));
 	hm_profile_free(prof);
 	prof = hm_profile_new(0);
 	assert_int_equal(hm_memsession_profile(p.s, "alloc_objects", prof), HM_OK);
-	assert_true(hm_profile_total_weight(prof) == 103);
+	assert_true(hm_profile_total_weight(prof) == 105);
 	assert_int_not_equal(hm_memsession_profile(p.s, "heap", prof), HM_OK);
 	hm_profile_free(prof);
 	close_session(&p);
