@@ -1,5 +1,6 @@
 # homura build. `make` builds build/homura (with the dashboard, web/, when
-# npm is present: `make web`) and the unit tests; `make bench`
+# npm is present: `make web`), the allocation sampler
+# build/libhomura-alloc.so (preload/) and the unit tests; `make bench`
 # the C benchmark programs (bench/*.c) into build/bench/; `make asan`
 # builds the same with AddressSanitizer + UBSan into build-asan/; `make fuzz`
 # builds the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/.
@@ -45,7 +46,9 @@ $(BPF_SKEL): $(BUILD)/gen/sample/pystack.bpf.o
 $(BUILD)/lib/sample/ebpf.o: $(BPF_SKEL)
 endif
 
-all: $(BUILD)/homura $(UNIT_BIN)
+HELPER_BIN := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(wildcard tests/helpers/*.c))
+
+all: $(BUILD)/homura $(BUILD)/libhomura-alloc.so $(UNIT_BIN) $(HELPER_BIN)
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
@@ -98,6 +101,11 @@ $(BUILD)/libhomura.a: $(LIB_OBJ)
 $(BUILD)/homura: $(CLI_OBJ) $(BUILD)/libhomura.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libhomura.a $(LIBS)
 
+# test-only programs that drive library APIs (tests/helpers/)
+$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libhomura.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhomura.a $(LIBS) $(LDFLAGS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhomura.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhomura.a $(LIBS) -lcmocka $(LDFLAGS)
@@ -107,6 +115,27 @@ $(BUILD)/tests/test_gpu: $(BUILD)/tests/libfakenvml.so
 $(BUILD)/tests/libfakenvml.so: tests/unit/fake_nvml.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -shared -fPIC -o $@ $< $(LDFLAGS)
+# The allocation sampler preloaded by `homura run --memory` (preload/): its
+# sources and the parts of libhomura it uses (the in-process Python reader),
+# compiled again as position-independent code with initial-exec TLS (no
+# allocation on a thread's first use) into build/pic/. Never with the
+# sanitizers (even in build-asan/): it is loaded into programs that do not
+# carry their run-time.
+PRELOAD_SRC := $(wildcard preload/*.c)
+PIC_LIB_SRC := lib/base/error.c lib/proc/target.c lib/python/python.c lib/python/walker.c \
+               lib/python/pylayout.c lib/python/pydecode.c lib/python/pynames.c \
+               lib/python/pyobj.c $(wildcard lib/python/layouts/py*.c)
+PIC_OBJ     := $(patsubst %.c,$(BUILD)/pic/%.o,$(PRELOAD_SRC) $(PIC_LIB_SRC))
+PIC_FLAGS   := -fPIC -ftls-model=initial-exec -ffunction-sections -fdata-sections \
+               -fvisibility=hidden
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out $(SAN),$(CFLAGS)) $(PIC_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libhomura-alloc.so: $(PIC_OBJ)
+	$(CC) -shared $(filter-out $(SAN),$(LDFLAGS)) -Wl,--gc-sections -Wl,-z,defs -o $@ $(PIC_OBJ) \
+	  -ldl -lm -lpthread
 
 # the C benchmark programs (bench/*.c), with the same warnings as the rest
 bench: $(BENCH_BIN)
@@ -131,7 +160,8 @@ clean:
 .PHONY: all asan bench unit check clean web
 
 # ---- install / uninstall: `make install [PREFIX=/usr/local] [DESTDIR=...]`
-# puts bin/homura, the man pages (man/*.1), the bash and zsh completions
+# puts bin/homura, lib/homura/libhomura-alloc.so (the allocation sampler of
+# `homura run --memory`), the man pages (man/*.1), the bash and zsh completions
 # and the docs under $(DESTDIR)$(PREFIX); `make uninstall` removes them.
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -145,10 +175,12 @@ DOCS       := README.md $(wildcard docs/*.md)
 DEPLOY     := $(wildcard docs/deploy/*)
 INSTALL    ?= install
 
-install: $(BUILD)/homura
+install: $(BUILD)/homura $(BUILD)/libhomura-alloc.so
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) \
 	  $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(DOCDIR)/deploy
 	$(INSTALL) -m 755 $(BUILD)/homura $(DESTDIR)$(BINDIR)/homura
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/lib/homura
+	$(INSTALL) -m 644 $(BUILD)/libhomura-alloc.so $(DESTDIR)$(PREFIX)/lib/homura/libhomura-alloc.so
 	$(INSTALL) -m 644 $(MANPAGES) $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 644 completions/homura.bash $(DESTDIR)$(BASHCOMPDIR)/homura
 	$(INSTALL) -m 644 completions/_homura $(DESTDIR)$(ZSHCOMPDIR)/_homura
@@ -157,6 +189,7 @@ install: $(BUILD)/homura
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/homura $(DESTDIR)$(BASHCOMPDIR)/homura $(DESTDIR)$(ZSHCOMPDIR)/_homura
+	rm -rf $(DESTDIR)$(PREFIX)/lib/homura
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANPAGES)))
 	rm -rf $(DESTDIR)$(DOCDIR)
 

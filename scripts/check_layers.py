@@ -5,6 +5,8 @@ Every quoted #include in lib/<layer>/ must name a header of its own layer or
 of a lower one, as "layer/file.h"; agent/ and server/ sit side by side and
 may not include each other. The generated protobuf headers (build/gen) may be
 used from format/ up. src/, tests/ and bench/ sit on top and may use anything.
+preload/ (the allocation sampler loaded into programs, built as its own
+shared object) may use only base/, proc/ and python/.
 Exit 1 with one line per violation; docs/architecture.md draws the layers.
 """
 import os
@@ -55,6 +57,33 @@ def check(root):
                 elif RANK[head] > RANK[layer] or (RANK[head] == RANK[layer] and head != layer):
                     bad.append(f"{name}:{line}: {layer}/ may not include {inc} "
                                f"({head}/ is not below {layer}/)")
+    bad += check_preload(root)
+    return bad
+
+
+PRELOAD_MAY_USE = {"base", "proc", "python"}
+
+
+def check_preload(root):
+    bad = []
+    top = os.path.join(root, "preload")
+    for d, _, files in os.walk(top):
+        for f in files:
+            if not f.endswith((".c", ".h")):
+                continue
+            path = os.path.join(d, f)
+            name = os.path.relpath(path, root)
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+            for m in INC.finditer(text):
+                inc = m.group(1)
+                line = text.count("\n", 0, m.start()) + 1
+                if "/" not in inc:
+                    if not os.path.exists(os.path.join(d, inc)):
+                        bad.append(f"{name}:{line}: \"{inc}\": not in preload/")
+                elif inc.split("/")[0] not in PRELOAD_MAY_USE or ".." in inc.split("/"):
+                    bad.append(f"{name}:{line}: preload/ may include only base/, proc/ and "
+                               f"python/ headers, not {inc}")
     return bad
 
 

@@ -20,6 +20,8 @@ PKGS+=(man-db zsh)
 # npm is kept: Debian's npm package would conflict with it.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 PKGS+=(chromium)
+# tests/integration/test_memory.py: numpy arrays under the allocation sampler
+PKGS+=(python3-numpy)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -39,11 +39,16 @@ typedef struct hm_memline {
 	int line;
 	double alloc_bytes;      /* estimated bytes allocated over the run */
 	double alloc_count;      /* estimated number of allocations */
-	double python_bytes;     /* ... of which by Python's object allocator */
+	double python_bytes;     /* ... of which by the interpreter's allocators
+				  * (pymalloc's PyMem/PyObject domains, and
+				  * malloc called from the interpreter itself);
+				  * the rest is native (C extensions, libraries) */
 	double peak_live_bytes;  /* estimated live bytes at its peak */
-	double live_end_bytes;   /* estimated live bytes at the end */
+	double live_end_bytes;   /* estimated live bytes at the end (when the
+				  * interpreter starts to finalize, or exits) */
 	double copy_bytes;       /* estimated memcpy/memmove bytes */
-	double leak_likelihood;  /* 0..1; < 0 when not a leak candidate */
+	double leak_likelihood;  /* 0..1 for a line listed as a leak (always
+				  * >= 0.7); < 0 otherwise (and for functions) */
 	double leak_bytes_per_s; /* growth rate of its live memory */
 } hm_memline;
 
@@ -55,7 +60,7 @@ typedef struct hm_mempoint {
 } hm_mempoint;
 
 /* Create a session (allocates the shared-memory ring). HM_OK or an hm_error
- * code with a one-line message from hm_last_error(). */
+ * code with a one-line message from hm_errmsg(). */
 int hm_memsession_new(const hm_memopts *o, hm_memsession **out);
 void hm_memsession_free(hm_memsession *s);
 
@@ -75,6 +80,10 @@ void hm_memsession_finish(hm_memsession *s, double elapsed_s);
  * when 0, why_not gets a one-line reason. */
 int hm_memsession_available(const hm_memsession *s, const char **why_not);
 uint64_t hm_memsession_samples(const hm_memsession *s);
+/* Records the sampler dropped because the ring was full (the program never
+ * waits for homura): a summary line can say so. (Extension of the
+ * contract.) */
+uint64_t hm_memsession_dropped(const hm_memsession *s);
 
 /* Per-line and per-function results (valid until free). */
 size_t hm_memsession_lines(const hm_memsession *s, const hm_memline **lines);
@@ -84,5 +93,11 @@ size_t hm_memsession_timeline(const hm_memsession *s, const hm_mempoint **points
 /* The sampled allocations as a profile with the given value kind:
  * "alloc_space", "alloc_objects" or "inuse_space" (for pprof heap output). */
 int hm_memsession_profile(const hm_memsession *s, const char *kind, hm_profile *out);
+
+/* 1 if path is library code for the folding above: under the
+ * interpreter's standard library (.../lib/pythonX.Y/), site-packages or
+ * dist-packages, or a <frozen ...> module. (Extension of the contract, so
+ * the CPU half can fold lines the same way.) */
+int hm_memory_is_library_file(const char *path);
 
 #endif

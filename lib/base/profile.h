@@ -58,7 +58,12 @@ typedef struct hm_label {
 	hm_str_id key, value;
 } hm_label;
 
-enum hm_time_kind { HM_TIME_CPU = 0, HM_TIME_WALL = 1 };
+/* What weight_ns holds: CPU or wall time in ns, or, for memory profiles
+ * (analyze/memory.h), bytes allocated, objects allocated or bytes in use. */
+enum hm_time_kind {
+	HM_TIME_CPU = 0, HM_TIME_WALL = 1,
+	HM_TIME_ALLOC_SPACE = 2, HM_TIME_ALLOC_OBJECTS = 3, HM_TIME_INUSE_SPACE = 4,
+};
 
 typedef struct hm_profile hm_profile;
 

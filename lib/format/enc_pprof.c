@@ -117,8 +117,14 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 	int wall = meta->time_kind == HM_TIME_WALL;
 	static const char *fixed[S_NFIXED] = {"samples", "count", NULL, "nanoseconds",
 					      "thread_id", "thread_name", NULL};
+	/* Memory profiles (analyze/memory.c) name their value and its unit. */
+	static const char *mem_type[3] = {"alloc_space", "alloc_objects", "inuse_space"};
+	static const char *mem_unit[3] = {"bytes", "count", "bytes"};
+	int mem = meta->time_kind >= HM_TIME_ALLOC_SPACE && meta->time_kind <= HM_TIME_INUSE_SPACE
+		  ? meta->time_kind - HM_TIME_ALLOC_SPACE : -1;
 	for (int i = 0; i < S_NFIXED; i++)
-		strtab[nstr + i] = (char *)(i == S_TIME ? (wall ? "wall" : "cpu") :
+		strtab[nstr + i] = (char *)(i == S_TIME ? (mem >= 0 ? mem_type[mem] : wall ? "wall" : "cpu") :
+					    i == S_NS && mem >= 0 ? mem_unit[mem] :
 					    i == S_BINARY ? binary_name(p) : fixed[i]);
 	/* Resource labels travel as "key=value" comments. */
 	for (uint32_t i = 0; i < nlabels; i++) {

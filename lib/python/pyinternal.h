@@ -81,6 +81,8 @@ struct hm_python {
 	char version[32];
 	int max_depth;
 	int tid_offset;              /* tid inside glibc struct pthread */
+	int inproc;                  /* hm_python_attach_symbols: this process,
+				      * walking the calling thread's own stack */
 
 	/* walker state */
 	uint64_t nsample;

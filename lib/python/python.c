@@ -251,6 +251,47 @@ fail:
 	return rc;
 }
 
+int hm_python_attach_symbols(hm_target *t, uint64_t runtime, uint32_t version_hex,
+			     uint64_t code_type, uint64_t frame_type, hm_python **out)
+{
+	*out = NULL;
+	int major = (int)(version_hex >> 24), minor = (int)((version_hex >> 16) & 0xff);
+	int micro = (int)((version_hex >> 8) & 0xff);
+	if (major != 3 || !runtime)
+		return hm_error(HM_EVERSION, "not a CPython 3 runtime");
+	hm_python *py = calloc(1, sizeof *py);
+	if (!py)
+		return hm_error(HM_ENOMEM, "out of memory");
+	py->t = t;
+	py->runtime = runtime;
+	py->inproc = 1;
+	py->max_depth = 4096;
+	py->tid_offset = find_pthread_tid_offset();
+	snprintf(py->version, sizeof py->version, "%d.%d.%d", major, minor, micro);
+	if (minor >= 13) {
+		uint8_t blob[4096];
+		int rc = hm_target_read(t, runtime, blob, sizeof blob) == HM_OK
+			 ? hm_pylayout_from_debug_offsets(blob, sizeof blob, &py->layout_copy)
+			 : hm_error(HM_EIO, "cannot read _Py_DebugOffsets");
+		if (rc != HM_OK) {
+			free(py);
+			return rc;
+		}
+		py->layout = &py->layout_copy;
+	} else {
+		py->layout = hm_pylayout_builtin(major, minor);
+	}
+	if (!py->layout) {
+		free(py);
+		return hm_error(HM_EVERSION, "CPython %d.%d is not supported", major, minor);
+	}
+	py->code_type = code_type;
+	py->frame_type = frame_type;
+	walker_init(py);
+	*out = py;
+	return HM_OK;
+}
+
 void hm_python_detach(hm_python *py)
 {
 	if (!py)

@@ -109,6 +109,22 @@ int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *
  * the interpreter could not be read. */
 int hm_python_thread_states(hm_python *py, uint64_t *interp, pid_t *tids, uint64_t *tstates, int cap);
 
+/* In-process use (the allocation sampler, preload/): an interpreter found
+ * by its exported symbols rather than by ELF tables. t reads this process's
+ * own memory (hm_target_open_mem with a fault-safe reader); runtime is
+ * &_PyRuntime, version_hex Py_Version's value (PY_VERSION_HEX), code_type
+ * and frame_type &PyCode_Type and &PyFrame_Type (0: not checked). HM_OK or
+ * HM_EVERSION (no layout for that version). */
+int hm_python_attach_symbols(hm_target *t, uint64_t runtime, uint32_t version_hex,
+			     uint64_t code_type, uint64_t frame_type, hm_python **out);
+/* Walk one thread state's stack into th (frames leaf first; th->frames
+ * grows as needed, free it with free()). With hm_python_attach_symbols,
+ * only the calling thread's own state: its code objects are then read
+ * directly (alive while their frames are) and checked on every walk. HM_OK with th->valid set, or
+ * HM_EIO when the chain could not be read or was implausible. Frames and
+ * their code objects stay valid until the next walk. */
+int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th);
+
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);
 

@@ -355,7 +355,7 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 		return NULL;
 	struct code_entry *c = code_lookup(py, addr);
 	uint64_t now = py->sample_ns;
-	if (c) {
+	if (c && !py->inproc) {
 		uint64_t stale_after = 3 * py->interval_ns + 1000000;
 		int recent = now - c->used_ns <= stale_after;
 		c->used_ns = now;
@@ -363,8 +363,19 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 			return c;
 	}
 	uint8_t co[512];
-	if (py->co_len > sizeof co || hm_target_read(py->t, addr, co, py->co_len) != HM_OK)
+	if (py->co_len > sizeof co)
 		return NULL;
+	if (py->inproc) {
+		/* In-process walk of the calling thread's own stack
+		 * (hm_python_walk_tstate from the allocation sampler): the
+		 * frame holds its code object, so it is alive and is read
+		 * directly - and every time, since code objects die and their
+		 * addresses are reused far faster than between two samples of
+		 * `record`. */
+		memcpy(co, (const void *)(uintptr_t)addr, py->co_len);
+	} else if (hm_target_read(py->t, addr, co, py->co_len) != HM_OK) {
+		return NULL;
+	}
 	if (py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type)
 		return NULL;
 	if (c) {
@@ -1299,6 +1310,44 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 		}
 	}
 	return HM_OK;
+}
+
+int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th)
+{
+	uint64_t t = hm_mono_ns();
+	if (py->sample_ns) {
+		uint64_t gap = t - py->sample_ns;
+		py->interval_ns = py->interval_ns ? py->interval_ns - py->interval_ns / 8 + gap / 8 : gap;
+	}
+	py->sample_ns = t;
+	py->nsample++;
+	bury_dead_codes(py);
+	if (py->ncodes > HM_CODE_CACHE_MAX)
+		clear_codes(py);
+	th->tstate = tstate;
+	th->nframes = 0;
+	th->valid = 0;
+	th->truncated = 0;
+	th->holds_gil = 0;
+	th->state = 0;
+	th->name = NULL;
+	th->in_gc = 0;
+	if (!tstate || (tstate & 7))
+		return hm_error(HM_EIO, "no thread state");
+	struct thread_cache *tc = thread_cache_get(py, tstate);
+	tc->last_seen = py->nsample;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		uint64_t f = read_thread(py, tc, NULL, 0);
+		if (f == (uint64_t)-1)
+			continue;
+		th->nframes = 0;
+		if (walk_thread(py, tc, th, f, 0) == 0) {
+			th->valid = 1;
+			return HM_OK;
+		}
+	}
+	th->nframes = 0;
+	return hm_error(HM_EIO, "torn or implausible frame chain");
 }
 
 void hm_pysample_free(hm_pysample *s)

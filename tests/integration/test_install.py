@@ -69,6 +69,8 @@ def test_install_files(installed):
     assert (usr / "share/zsh/vendor-completions/_homura").is_file()
     assert (usr / "share/doc/homura/README.md").is_file()
     assert (usr / "share/doc/homura/agent.md").is_file()
+    # the allocation sampler of `homura run --memory`, where homura looks for it
+    assert (usr / "lib/homura/libhomura-alloc.so").is_file()
     pages = {p.name for p in (usr / "share/man/man1").iterdir()}
     want = {"homura.1"} | {"homura-%s.1" % c for c in subcommands()}
     assert want <= pages, "missing man pages: %s" % (want - pages)
