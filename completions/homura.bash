@@ -22,7 +22,7 @@ _homura_options()
 		-g --gil -t --threads -s --subprocesses -n --native --async --ebpf --nolineno --function
 		--full-filenames --blocking --nonblocking --no-jitter --max-depth --stats-json
 		--title --focus --hide --thread --drop-file -h --help" ;;
-	run) echo "--cpu --memory --gpu -o --output --json --profile-all -r --rate -p --pid
+	run) echo "--cpu --memory --gpu -o --output --json --heap --profile-all -r --rate -p --pid
 		-d --duration -n --lines -h --help" ;;
 	top) echo "-p --pid -r --rate -i --idle -g --gil -l --lines -S --sort -n --native
 		-s --subprocesses --no-jitter --max-depth --iterations --once --rows

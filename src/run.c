@@ -59,6 +59,9 @@ static void usage(FILE *f)
 		"      --gpu              measure GPU use (NVML)\n"
 		"  -o, --output FILE      write the HTML report there\n"
 		"      --json FILE        write the report as JSON\n"
+		"      --heap PREFIX      write the sampled allocations as pprof heap profiles:\n"
+		"                         PREFIX.alloc_space.pb.gz, PREFIX.alloc_objects.pb.gz\n"
+		"                         and PREFIX.inuse_space.pb.gz\n"
 		"      --profile-all      report library lines too (default: folded into\n"
 		"                         the line of the program that called them)\n"
 		"  -r, --rate HZ          CPU samples per second of each thread's CPU time,\n"
@@ -71,7 +74,7 @@ static void usage(FILE *f)
 
 struct run_args {
 	int cpu, memory, gpu;
-	const char *html, *json;
+	const char *html, *json, *heap;
 	int profile_all;
 	double rate;
 	pid_t pid;
@@ -80,15 +83,45 @@ struct run_args {
 	char **cmd;
 };
 
+/* --heap PREFIX: the sampled allocations as three pprof heap profiles. */
+static int write_heap(const char *prefix, const hm_memsession *mem)
+{
+	static const char *kinds[] = {"alloc_space", "alloc_objects", "inuse_space"};
+	for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+		char path[4096];
+		if ((size_t)snprintf(path, sizeof path, "%s.%s.pb.gz", prefix, kinds[k]) >= sizeof path)
+			return cli_fail("--heap: path too long");
+		hm_profile *p = hm_profile_new(0);
+		if (!p)
+			return cli_fail("out of memory");
+		hm_write_opts wo = {"homura run: heap", 0};
+		hm_outfile o;
+		int rc = hm_memsession_profile(mem, kinds[k], p);
+		if (rc == HM_OK && (rc = hm_output_open(&o, path, 0666)) == HM_OK) {
+			rc = hm_profile_write(p, HM_FMT_PPROF, o.f, &wo);
+			if (rc == HM_OK)
+				rc = hm_output_commit(&o);
+			else
+				hm_output_abort(&o);
+		}
+		hm_profile_free(p);
+		if (rc != HM_OK)
+			return cli_fail_lib();
+		fprintf(stderr, "homura: wrote %s\n", path);
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
-	enum { O_CPU = 256, O_MEM, O_GPU, O_JSON, O_ALL };
+	enum { O_CPU = 256, O_MEM, O_GPU, O_JSON, O_ALL, O_HEAP };
 	static const struct option opts[] = {
 		{"cpu", no_argument, 0, O_CPU},
 		{"memory", no_argument, 0, O_MEM},
 		{"gpu", no_argument, 0, O_GPU},
 		{"output", required_argument, 0, 'o'},
 		{"json", required_argument, 0, O_JSON},
+		{"heap", required_argument, 0, O_HEAP},
 		{"profile-all", no_argument, 0, O_ALL},
 		{"rate", required_argument, 0, 'r'},
 		{"pid", required_argument, 0, 'p'},
@@ -110,6 +143,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 		case O_GPU: a->gpu = any = 1; break;
 		case 'o': a->html = optarg; break;
 		case O_JSON: a->json = optarg; break;
+		case O_HEAP: a->heap = optarg; break;
 		case O_ALL: a->profile_all = 1; break;
 		case 'r':
 			a->rate = strtod(optarg, &end);
@@ -652,6 +686,10 @@ int cmd_run(int argc, char **argv)
 			fprintf(stderr, "homura: wrote %s\n", a.html);
 		if (a.json && write_out(a.json, hm_report_json, &rep) == 0)
 			fprintf(stderr, "homura: wrote %s\n", a.json);
+		if (a.heap && rep.memory && write_heap(a.heap, mem) != 0)
+			ret = 1;
+		else if (a.heap && !rep.memory)
+			fprintf(stderr, "homura: --heap: no memory measured, no heap profile written\n");
 	}
 	hm_report_free(&rep);
 	free(prog);

@@ -396,3 +396,51 @@ def test_bad_input(tmp_path, default_py):
     os.symlink("/etc/hostname", tmp_path / "link.json")
     assert_one_error_line(homura("run", "--json", tmp_path / "link.json", "--", default_py.path,
                                  "-c", "pass"))
+
+
+def test_memory_per_line_leak_and_heap_pprof(tmp_path, default_py):
+    """The whole of `homura run` with memory: known allocation volumes per
+    line, the planted leak listed and the churning line not, and --heap's
+    three pprof profiles as `go tool pprof` reads them."""
+    script = tmp_path / "mem.py"
+    script.write_text(
+        "import time\n"
+        "keep = []\n"
+        "def leak():\n"
+        "    for i in range(40):\n"
+        "        keep.append(bytearray(1 << 20))  # LEAK\n"
+        "        time.sleep(0.02)\n"
+        "def churn():\n"
+        "    for i in range(300):\n"
+        "        x = bytes(1 << 20)  # CHURN\n"
+        "leak()\n"
+        "churn()\n")
+    heap = tmp_path / "heap"
+    p, rep, err = run_json(tmp_path, "--heap", heap, "--", default_py.path, script)
+    assert p.returncode == 0, err
+    assert rep["available"]["memory"] is True, err
+    leak_line = line_of(rep, str(script), marker_line(str(script), "# LEAK"))
+    churn_line = line_of(rep, str(script), marker_line(str(script), "# CHURN"))
+    assert abs(leak_line["alloc_mb"] - 40) <= 4, leak_line
+    assert abs(churn_line["alloc_mb"] - 300) <= 30, churn_line
+    assert leak_line["leak"] is not None, rep["leaks"]
+    assert churn_line["leak"] is None, rep["leaks"]
+    assert [(l["line"]) for l in rep["leaks"]] == [leak_line["line"]], rep["leaks"]
+    for kind in ("alloc_space", "alloc_objects", "inuse_space"):
+        assert (tmp_path / ("heap.%s.pb.gz" % kind)).exists(), err
+    go = subprocess.run(["go", "version"], capture_output=True) if os.path.exists("/usr/bin/go") else None
+    if not go or go.returncode:
+        pytest.skip("go tool pprof is not installed (golang-go)")
+    top = subprocess.run(["go", "tool", "pprof", "-top", "-unit=MB", str(tmp_path / "heap.alloc_space.pb.gz")],
+                         capture_output=True, text=True, timeout=120)
+    assert top.returncode == 0, top.stderr
+    assert "Type: alloc_space" in top.stdout, top.stdout
+    churn_mb = [float(l.split()[0].rstrip("MB")) for l in top.stdout.splitlines()
+                if l.strip().endswith(" churn")]
+    assert churn_mb and abs(churn_mb[0] - 300) <= 30, top.stdout
+    inuse = subprocess.run(["go", "tool", "pprof", "-top", "-unit=MB", str(tmp_path / "heap.inuse_space.pb.gz")],
+                           capture_output=True, text=True, timeout=120)
+    assert "Type: inuse_space" in inuse.stdout, inuse.stdout
+    leak_mb = [float(l.split()[0].rstrip("MB")) for l in inuse.stdout.splitlines()
+               if l.strip().endswith(" leak")]
+    assert leak_mb and abs(leak_mb[0] - 40) <= 6, inuse.stdout
