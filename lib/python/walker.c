@@ -22,6 +22,7 @@
 
 #include "base/error.h"
 #include "base/util.h"
+#include "python/otel.h"
 #include "python/pydecode.h"
 #include "python/pyinternal.h"
 
@@ -49,6 +50,11 @@ void walker_init(hm_python *py)
 		    L->ts_thread_id, L->ts_native_thread_id, L->ts_datastack_chunk,
 		    L->ts_datastack_top};
 	py->ts_len = span(10, ts, 8);
+	/* The context pointer of each thread (OpenTelemetry spans, otel.c)
+	 * comes with the same read. */
+	size_t ctx_need = otel_ts_need(L->major, L->minor);
+	if (ctx_need > py->ts_len && L->ts_size > 0 && ctx_need <= (size_t)L->ts_size)
+		py->ts_len = ctx_need;
 	int fo[] = {L->ob_type, L->fo_back, L->fo_code, L->fo_lasti};
 	py->fo_len = span(4, fo, 8);
 	int ifr[] = {L->if_code, L->if_previous, L->if_instr, L->if_owner};
@@ -1201,6 +1207,9 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				th->in_gc = r.collecting && held;
 				ok = walk_thread(py, tc, th, f, flags);
 			}
+			th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
+			if (!ok && th->nframes && python_otel(py))
+				otel_thread(py->otel, th, py->tsbuf, py->ts_len);
 			uint64_t next_ts = hm_ld_u64(py->tsbuf, L->ts_next);
 			if (ok) {
 				th->valid = 0;

@@ -81,7 +81,7 @@ void hm_asyncsampler_read(hm_asyncsampler *as, hm_python *py)
  * "Task <name>" frame, then frames[hi..0] (a leaf-first array). */
 static void add_stack(hm_profile *p, int with_roots, const char *task, const hm_pyframe *frames,
 		      int hi, int in_gc, const hm_sampler_opts *o, pid_t tid, const char *tname,
-		      int64_t weight_ns, uint64_t t_ns)
+		      const hm_pyspan *span, int64_t weight_ns, uint64_t t_ns)
 {
 	uint32_t stackbuf[512];
 	uint32_t n = (uint32_t)(hi + 1) + 4;
@@ -100,7 +100,8 @@ static void add_stack(hm_profile *p, int with_roots, const char *task, const hm_
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
 	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	hm_profile_add(p, stack, hm_sampler_thread(p, o, tid, tname), 1, weight_ns, t_ns);
+	hm_profile_add_span(p, stack, hm_sampler_thread(p, o, tid, tname), hm_sampler_span(p, span),
+			    1, weight_ns, t_ns);
 	if (ids != stackbuf)
 		free(ids);
 }
@@ -119,7 +120,7 @@ int hm_asyncsampler_add_thread(hm_asyncsampler *as, hm_profile *p, const hm_pyth
 			if (!t->valid || !t->running || t->coro_frame != fa)
 				continue;
 			add_stack(p, 1, t->name, th->frames, i, th->in_gc, o, th->tid, th->name,
-				  weight_ns, t_ns);
+				  &th->span, weight_ns, t_ns);
 			as->taken[j] = 1;
 			return 1;
 		}
@@ -144,7 +145,8 @@ int hm_asyncsampler_add_tasks(hm_asyncsampler *as, hm_profile *p, const hm_sampl
 				(*invalid)++;
 			continue;
 		}
-		add_stack(p, 0, t->name, t->frames, t->nframes - 1, 0, o, 0, "asyncio", weight_ns, t_ns);
+		add_stack(p, 0, t->name, t->frames, t->nframes - 1, 0, o, 0, "asyncio", &t->span,
+			  weight_ns, t_ns);
 		n++;
 	}
 	return n;

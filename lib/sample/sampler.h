@@ -111,6 +111,10 @@ int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstac
 			 const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
 			 uint64_t t_ns);
 
+/* The profile span id of a sampled thread's or task's span (0: none;
+ * sample/spans.c). */
+uint32_t hm_sampler_span(hm_profile *p, const hm_pyspan *s);
+
 /* Count one round that took ns in st's cost histogram. */
 void hm_sampler_record_cost(hm_sampler_stats *st, uint64_t ns);
 /* Percentile (0-100) of the per-sample cost in microseconds: within 0.1 us

@@ -64,7 +64,8 @@ int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstac
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
 	uint32_t stack = hm_profile_stack_id(p, ids, k);
-	hm_profile_add(p, stack, hm_sampler_thread(p, o, th->tid, th->name), 1, weight_ns, t_ns);
+	hm_profile_add_span(p, stack, hm_sampler_thread(p, o, th->tid, th->name),
+			    hm_sampler_span(p, &th->span), 1, weight_ns, t_ns);
 	if (m != mbuf)
 		free(m);
 	if (ids != ibuf)
