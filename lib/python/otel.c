@@ -435,8 +435,15 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	n.span_id = sid;
 	uint64_t name;
 	if (hm_pyobj_getattr(&o->r, addr, "_name", &name) ||
-	    hm_pyobj_str(&o->r, name, n.name, sizeof n.name))
-		n.name[0] = 0;   /* a NonRecordingSpan has no name */
+	    hm_pyobj_str(&o->r, name, n.name, sizeof n.name)) {
+		/* Only a NonRecordingSpan has no name; anything else was
+		 * caught changing (torn): no span rather than half of one. */
+		char tname[32];
+		if (hm_pyobj_type_name(&o->r, addr, tname, sizeof tname) ||
+		    strcmp(tname, "NonRecordingSpan"))
+			return NULL;
+		n.name[0] = 0;
+	}
 	/* The local root: no parent, or a remote one. */
 	if (!hm_pyobj_getattr(&o->r, addr, "_parent", &parent)) {
 		int kind = hm_pyobj_kind(&o->r, parent);
