@@ -230,13 +230,11 @@ def test_fastapi_async_and_threads(tmp_path, spawn):
                for n, l, _ in samples)
     assert any(l.get("span_name") == "get_user_from_db" and "fetch_user_from_database" in n
                for n, l, _ in samples)
-    # Samples outside the instrumented app carry no span: the exporter's
-    # and uvicorn's own work, idle workers.
-    outside = [(n, l) for n, l, _ in samples
-               if not any(f.startswith("OpenTelemetryMiddleware.") or f in inside
-                          or f.startswith("get_user") for f in n)]
-    assert all("span_id" not in l for n, l in outside), \
-        [n[:3] for n, l in outside if "span_id" in l][:5]
+    # The span exporter's thread runs outside every span. (Event-loop
+    # callbacks scheduled from inside a request, e.g. connection_lost, do
+    # run in that request's context, spans included: contextvars' rule.)
+    exporter = [l for n, l, _ in samples if "BatchProcessor.worker" in n]
+    assert all("span_id" not in l for l in exporter)
     # The local root (the server span) names a whole request's work.
     roots = {l["local_root_span_name"] for _, l, _ in samples if "local_root_span_name" in l}
     assert roots <= {APP_ROUTE, SYNC_ROUTE}, roots
@@ -285,8 +283,11 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
         assert t and t["right"] >= 0.95 * sum(t.values()), tasks
     # Outside any span: no span.
     t = per_name.get(None)
-    if t:
-        assert t["right"] + t["none"] >= 0.95 * sum(t.values()), t
+    assert t, per_name
+    # The stack and the context are read a few microseconds apart (more when
+    # homura is preempted on a loaded machine): a span starting right after
+    # thread_outside returns can show up, rarely.
+    assert t["none"] >= 0.9 * sum(t.values()), t
     # Children of "outer" name it as their local root once it was seen.
     roots = {l["local_root_span_name"] for _, l, _ in samples if "local_root_span_name" in l}
     assert roots <= {"outer"}
