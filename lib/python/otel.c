@@ -42,6 +42,7 @@
 #include "python/pyobj.h"
 
 #define SPAN_SLOTS 256
+#define CTX_SLOTS 256
 #define ROOT_SLOTS 256
 #define LOOKUP_MIN_NS 100000000ull
 #define LOOKUP_MAX_NS 10000000000ull
@@ -61,6 +62,29 @@ struct root_slot {
 	char name[128];
 };
 
+/* The nodes a lookup went through: for each, where the entry it followed
+ * is (offset into the node) and what it held, so that the next lookup can
+ * re-read exactly those words (see otel_context_span). */
+struct hamt_step {
+	uint64_t node;
+	uint32_t off;                    /* of the key/value pair, or the child */
+	uint8_t kind;                    /* NODE_* */
+	uint64_t key, value;             /* key 0: a sub-node (or array child) */
+};
+
+struct hamt_path {
+	int n;
+	struct hamt_step step[MAX_HAMT_DEPTH];
+};
+
+/* The answer for a context, and the words it was read from. */
+struct ctx_slot {
+	uint64_t ctx, hamt, dict, dict_type, dict_version;
+	struct hamt_path path;
+	hm_pyspan span;
+	int valid;
+};
+
 struct hm_otel {
 	hm_python *py;
 	hm_pyobj_reader r;
@@ -74,6 +98,7 @@ struct hm_otel {
 	uint64_t span_key;               /* the "current-span-..." str object */
 	char span_key_text[96];
 	uint64_t next_lookup_ns, backoff_ns;
+	struct ctx_slot *ctxs;           /* [CTX_SLOTS], by context address */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
 };
@@ -130,8 +155,13 @@ hm_otel *otel_open(hm_python *py)
 		return NULL;
 	o->py = py;
 	o->A = A;
-	if (hm_pyobj_reader_init(&o->r, py) != HM_OK) {
+	o->ctxs = calloc(CTX_SLOTS, sizeof *o->ctxs);
+	if (!o->ctxs) {
 		free(o);
+		return NULL;
+	}
+	if (hm_pyobj_reader_init(&o->r, py) != HM_OK) {
+		otel_close(o);
 		return NULL;
 	}
 	/* The two public type objects are exported by every build. */
@@ -145,7 +175,7 @@ hm_otel *otel_open(hm_python *py)
 		o->var_type = a + py->mod_bias;
 	hm_elf_close(e);
 	if (!o->ctx_type || !o->var_type) {
-		free(o);
+		otel_close(o);
 		return NULL;
 	}
 	return o;
@@ -153,6 +183,8 @@ hm_otel *otel_open(hm_python *py)
 
 void otel_close(hm_otel *o)
 {
+	if (o)
+		free(o->ctxs);
 	free(o);
 }
 
@@ -168,7 +200,17 @@ struct hamt_reader {
 	void *ctx;
 	uint64_t *types;                 /* [3], learnt on the way when learn */
 	hm_otel *learn;
+	struct hamt_path *path;          /* filled when not NULL */
 };
+
+static void hamt_record(const struct hamt_reader *h, int depth, uint64_t node, uint32_t off,
+			int kind, uint64_t key, uint64_t value)
+{
+	if (!h->path)
+		return;
+	h->path->step[depth] = (struct hamt_step){node, off, (uint8_t)kind, key, value};
+	h->path->n = depth + 1;
+}
 
 static int hrd(const struct hamt_reader *h, uint64_t addr, void *buf, size_t len)
 {
@@ -235,6 +277,7 @@ static int hamt_find(const struct hamt_reader *h, uint64_t node, uint64_t key, i
 				return -1;
 			if (!child)
 				return 1;
+			hamt_record(h, depth, node, 16 + 8 * idx, kind, 0, child);
 			node = child;
 			shift += 5;
 			continue;
@@ -252,6 +295,7 @@ static int hamt_find(const struct hamt_reader *h, uint64_t node, uint64_t key, i
 					return -1;
 				if (pair[0] == key) {
 					*value = pair[1];
+					hamt_record(h, depth, node, (uint32_t)(32 + 8 * i), kind, key, pair[1]);
 					return pair[1] && !(pair[1] & 7) ? 0 : -1;
 				}
 			}
@@ -271,6 +315,7 @@ static int hamt_find(const struct hamt_reader *h, uint64_t node, uint64_t key, i
 			return -1;
 		if (!pair[1] || (pair[1] & 7))
 			return -1;
+		hamt_record(h, depth, node, 32 + 16 * idx, kind, pair[0], pair[1]);
 		if (pair[0] == 0) {
 			node = pair[1];
 			shift += 5;
@@ -288,7 +333,7 @@ int otel_hamt_find(otel_read_fn read, void *ctx, const uint64_t node_types[3], u
 		   uint64_t key, int64_t hash, uint64_t *value)
 {
 	uint64_t types[3] = {node_types[0], node_types[1], node_types[2]};
-	struct hamt_reader h = {read, ctx, types, NULL};
+	struct hamt_reader h = {read, ctx, types, NULL, NULL};
 	return hamt_find(&h, node, key, hash, value);
 }
 
@@ -467,6 +512,56 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	return s;
 }
 
+/* Re-read, in one system call, the words the last answer for this context
+ * came from: its ctx_vars, the HAMT's root, each HAMT entry followed, and
+ * the Context dict's type and version tag. Each object's pointer is read
+ * live from its parent, so if every word equals what it was, the lookup
+ * would follow the same path to the same dict; and a dict's version tag is
+ * drawn from an interpreter-wide counter when it is created (and on every
+ * change), so an equal tag is the same, unchanged dict: the same span. */
+static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
+{
+	const hm_pylayout *L = o->r.layout;
+	if (!c->valid || c->ctx != ctx || c->path.n < 1 || !o->py->t)
+		return -1;
+	uint64_t cbuf[4], hbuf[2], dbuf[3], nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
+	hm_iov iov[3 + MAX_HAMT_DEPTH];
+	int n = 0;
+	iov[n++] = (hm_iov){ctx + 8, cbuf, (size_t)o->A->ctx_vars};          /* type .. vars */
+	iov[n++] = (hm_iov){c->hamt + 8, hbuf, (size_t)o->A->hamt_root};     /* type, root */
+	for (int i = 0; i < c->path.n; i++) {
+		const struct hamt_step *st = &c->path.step[i];
+		size_t len = (size_t)st->off + (st->kind == NODE_ARRAY ? 8 : 16) - 8;
+		if (len > sizeof nbuf[0])
+			return -1;
+		iov[n++] = (hm_iov){st->node + 8, nbuf[i], len};
+	}
+	iov[n++] = (hm_iov){c->dict + 8, dbuf, (size_t)L->dict_used + 8};   /* type .. version */
+	if (hm_target_readv(o->py->t, iov, n) != HM_OK)
+		return -1;
+	if (cbuf[0] != o->ctx_type || ld64(cbuf, (size_t)o->A->ctx_vars - 8) != c->hamt ||
+	    hbuf[0] != o->hamt_type || ld64(hbuf, (size_t)o->A->hamt_root - 8) != c->path.step[0].node)
+		return -1;
+	for (int i = 0; i < c->path.n; i++) {
+		const struct hamt_step *st = &c->path.step[i];
+		const uint8_t *b = (const uint8_t *)nbuf[i];
+		if (ld64(b, 0) != o->node_types[st->kind])
+			return -1;
+		if (st->kind == NODE_ARRAY) {
+			if (ld64(b, st->off - 8) != st->value)
+				return -1;
+		} else if (ld64(b, st->off - 8) != st->key || ld64(b, st->off) != st->value) {
+			return -1;
+		}
+		uint64_t next = i + 1 < c->path.n ? c->path.step[i + 1].node : c->dict;
+		if (st->value != next)
+			return -1;
+	}
+	if (dbuf[0] != c->dict_type || ld64(dbuf, (size_t)L->dict_used) != c->dict_version)
+		return -1;
+	return 0;
+}
+
 int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
 {
 	out->trace_hi = out->trace_lo = out->span_id = 0;
@@ -478,6 +573,18 @@ int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
 	size_t clen = (size_t)o->A->ctx_vars + 8;
 	if (!ctx)
 		return 0;
+	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	if (fast_path(o, c, ctx) == 0) {
+		*out = c->span;
+		if (out->trace_hi || out->trace_lo) {
+			/* The local root may have been learnt since. */
+			struct root_slot *r = root_slot(o, out->trace_hi, out->trace_lo);
+			if (!out->root[0] && r->trace_hi == out->trace_hi && r->trace_lo == out->trace_lo)
+				memcpy(out->root, r->name, sizeof out->root);
+		}
+		return 0;
+	}
+	c->valid = 0;
 	if (clen > sizeof cb || rd(o, ctx, cb, clen) || ld64(cb, (size_t)L->ob_type) != o->ctx_type)
 		return -1;
 	uint64_t hamt = ld64(cb, (size_t)o->A->ctx_vars), hb[6], value, span;
@@ -497,28 +604,44 @@ int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
 		return -1;
 	if (!count)
 		return 0;
-	struct hamt_reader h = {target_read, o, o->node_types, o};
+	struct hamt_reader h = {target_read, o, o->node_types, o, &c->path};
+	c->path.n = 0;
 	int rc = hamt_find(&h, ld64(hb, (size_t)o->A->hamt_root), o->var, o->var_hash, &value);
 	if (rc)
 		return rc > 0 ? 0 : -1;
+	/* The Context dict's type and version tag, read before its items:
+	 * a change in between shows at the next sample. */
+	uint64_t db[3];
+	int cacheable = L->dict_used >= 8 && L->dict_keys == L->dict_used + 16 &&
+			!rd(o, value + 8, db, (size_t)L->dict_used + 8);
 	struct key_find f = {o, 0, 0};
 	if (hm_pyobj_dict_items_sub(&o->r, value, match_span_key, &f, 64) < 0)
 		return -1;
-	if (!f.found)
-		return 0;
-	span = f.value;
-	if (hm_pyobj_kind(&o->r, span) != HM_PT_OTHER)
-		return -1;
-	struct span_slot *s = read_span(o, span);
-	if (!s)
-		return 0;    /* e.g. INVALID_SPAN: no ids */
-	out->trace_hi = s->trace_hi;
-	out->trace_lo = s->trace_lo;
-	out->span_id = s->span_id;
-	memcpy(out->name, s->name, sizeof out->name);
-	struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo);
-	if (r->trace_hi == s->trace_hi && r->trace_lo == s->trace_lo)
-		memcpy(out->root, r->name, sizeof out->root);
+	struct span_slot *s = NULL;
+	if (f.found) {
+		span = f.value;
+		if (hm_pyobj_kind(&o->r, span) != HM_PT_OTHER)
+			return -1;
+		s = read_span(o, span);
+	}
+	if (s) {
+		out->trace_hi = s->trace_hi;
+		out->trace_lo = s->trace_lo;
+		out->span_id = s->span_id;
+		memcpy(out->name, s->name, sizeof out->name);
+		struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo);
+		if (r->trace_hi == s->trace_hi && r->trace_lo == s->trace_lo)
+			memcpy(out->root, r->name, sizeof out->root);
+	}
+	if (cacheable && c->path.n > 0 && c->path.step[c->path.n - 1].value == value) {
+		c->ctx = ctx;
+		c->hamt = hamt;
+		c->dict = value;
+		c->dict_type = db[0];
+		c->dict_version = ld64(db, (size_t)L->dict_used);
+		c->span = *out;
+		c->valid = 1;
+	}
 	return 0;
 }
 

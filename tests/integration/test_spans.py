@@ -280,7 +280,9 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
     tasks = check_spans(samples, exported, {"task_work_a": "inner_a", "task_work_b": "inner_b"})
     for name in ("inner_a", "inner_b"):
         t = tasks.get(name)
-        assert t and t["right"] >= 0.95 * sum(t.values()), tasks
+        # Fewer samples here (the tasks share the GIL with the thread), and
+        # a task's context is read after its await chain: a looser bound.
+        assert t and t["right"] >= 0.85 * sum(t.values()), tasks
     # Outside any span: no span.
     t = per_name.get(None)
     assert t, per_name
