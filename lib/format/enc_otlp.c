@@ -5,7 +5,9 @@
  * index 0 = ""), one Function per distinct (name, file, start_line), one
  * Location per frame (index = frame id + 1, tagged profile.frame.type =
  * cpython / native / kernel), one Stack per profile stack (index = stack id
- * + 1, leaf first) and attributes for thread.id / thread.name. Every table
+ * + 1, leaf first), attributes for thread.id / thread.name, and one Link per
+ * OpenTelemetry span the samples ran in (trace and span ids; a sample's
+ * link_index names its span, 0 outside spans). Every table
  * starts with its zero value. One ResourceProfiles carries the profile's
  * labels as resource attributes; its scope holds two Profiles, each with one
  * sample type: CPU (or wall) nanoseconds first, then sample counts, so
@@ -58,7 +60,10 @@ typedef struct otlp_build {
 	OProfile prof[2], *profp[2];
 	OValueType vt[3];
 	OMapping map0, *mapp[1];
-	OLink link0, *linkp[1];
+	OLink *links, **linkp;    /* [0] zero, then one per span */
+	uint8_t *link_ids;        /* 24 bytes per span: trace id, span id */
+	uint32_t nlinks;
+	int32_t *link_of;         /* span id -> link index (0: none) */
 	char **strtab;
 	OFunction *fns, **fnp;
 	OLocation *locs, **locp;
@@ -103,6 +108,10 @@ static void build_free(otlp_build *b)
 		free(b->vals[i]);
 	}
 	free(b->ts);
+	free(b->links);
+	free(b->linkp);
+	free(b->link_ids);
+	free(b->link_of);
 }
 
 static int all_digits(const char *s)
@@ -413,8 +422,42 @@ static int build(const hm_profile *p, otlp_build *b)
 
 	opentelemetry__proto__profiles__v1development__mapping__init(&b->map0);
 	b->mapp[0] = &b->map0;
-	opentelemetry__proto__profiles__v1development__link__init(&b->link0);
-	b->linkp[0] = &b->link0;
+	/* Links: [0] none, then each span with ids (big-endian bytes, as
+	 * OpenTelemetry writes them); samples point at theirs. */
+	uint32_t nspans = hm_profile_nspans(p);
+	b->links = calloc((size_t)nspans + 1, sizeof *b->links);
+	b->linkp = calloc((size_t)nspans + 1, sizeof *b->linkp);
+	b->link_ids = calloc((size_t)nspans + 1, 24);
+	b->link_of = calloc((size_t)nspans + 1, sizeof *b->link_of);
+	if (!b->links || !b->linkp || !b->link_ids || !b->link_of)
+		goto out;
+	opentelemetry__proto__profiles__v1development__link__init(&b->links[0]);
+	b->linkp[0] = &b->links[0];
+	b->nlinks = 1;
+	for (uint32_t i = 1; i < nspans; i++) {
+		const hm_span_ref *sp = hm_profile_span(p, i);
+		if (!sp || (!sp->trace_hi && !sp->trace_lo) || !sp->span_id)
+			continue;
+		uint8_t *id = b->link_ids + 24 * (size_t)i;
+		for (int k = 0; k < 8; k++) {
+			id[k] = (uint8_t)(sp->trace_hi >> (56 - 8 * k));
+			id[8 + k] = (uint8_t)(sp->trace_lo >> (56 - 8 * k));
+			id[16 + k] = (uint8_t)(sp->span_id >> (56 - 8 * k));
+		}
+		OLink *l = &b->links[b->nlinks];
+		opentelemetry__proto__profiles__v1development__link__init(l);
+		l->trace_id.data = id;
+		l->trace_id.len = 16;
+		l->span_id.data = id + 16;
+		l->span_id.len = 8;
+		b->linkp[b->nlinks] = l;
+		b->link_of[i] = (int32_t)b->nlinks++;
+	}
+	for (size_t i = 0; i < nsamples; i++) {
+		const hm_sample *s = hm_profile_sample(p, i);
+		if (s->span < nspans && b->link_of[s->span])
+			b->smp[0][i].link_index = b->smp[1][i].link_index = b->link_of[s->span];
+	}
 	opentelemetry__proto__profiles__v1development__profiles_dictionary__init(&b->dict);
 	b->dict.n_mapping_table = 1;
 	b->dict.mapping_table = b->mapp;
@@ -422,7 +465,7 @@ static int build(const hm_profile *p, otlp_build *b)
 	b->dict.location_table = b->locp;
 	b->dict.n_function_table = nfns;
 	b->dict.function_table = b->fnp;
-	b->dict.n_link_table = 1;
+	b->dict.n_link_table = b->nlinks;
 	b->dict.link_table = b->linkp;
 	b->dict.n_string_table = (size_t)nstr + X_N;
 	b->dict.string_table = b->strtab;

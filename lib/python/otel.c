@@ -43,6 +43,7 @@
 
 #define SPAN_SLOTS 256
 #define CTX_SLOTS 256
+#define TS_SLOTS 64
 #define ROOT_SLOTS 256
 #define LOOKUP_MIN_NS 100000000ull
 #define LOOKUP_MAX_NS 10000000000ull
@@ -85,6 +86,18 @@ struct ctx_slot {
 	int valid;
 };
 
+/* Buffers for one re-check of a context's answer (plan/check). */
+struct spec {
+	uint64_t tstate, ctx;
+	int loaded;                      /* read by the walker with the thread */
+	uint64_t cbuf[4], hbuf[2], dbuf[4];
+	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
+};
+
+struct ts_slot {                         /* the context a thread had last */
+	uint64_t tstate, ctx;
+};
+
 struct hm_otel {
 	hm_python *py;
 	hm_pyobj_reader r;
@@ -99,6 +112,9 @@ struct hm_otel {
 	char span_key_text[96];
 	uint64_t next_lookup_ns, backoff_ns;
 	struct ctx_slot *ctxs;           /* [CTX_SLOTS], by context address */
+	struct ts_slot tss[TS_SLOTS];
+	struct spec spec;                /* planned with a thread state read */
+	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
 };
@@ -512,39 +528,46 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	return s;
 }
 
-/* Re-read, in one system call, the words the last answer for this context
- * came from: its ctx_vars, the HAMT's root, each HAMT entry followed, and
- * the Context dict's type and version tag. Each object's pointer is read
- * live from its parent, so if every word equals what it was, the lookup
- * would follow the same path to the same dict; and a dict's version tag is
- * drawn from an interpreter-wide counter when it is created (and on every
- * change), so an equal tag is the same, unchanged dict: the same span. */
-static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
+/* Re-reading the words the last answer for a context came from: its
+ * ctx_vars, the HAMT's root, each HAMT entry followed, and the Context
+ * dict's type and version tag. Each object's pointer is read live from its
+ * parent, so if every word equals what it was, the lookup would follow the
+ * same path to the same dict; and a dict's version tag is drawn from an
+ * interpreter-wide counter when it is created (and on every change), so an
+ * equal tag is the same, unchanged dict: the same span. plan() lists the
+ * regions (so that the walker can read them with the thread state, in its
+ * one system call, at the context the thread had last time), check()
+ * compares them. */
+static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec *sp, hm_iov *iov)
 {
 	const hm_pylayout *L = o->r.layout;
-	if (!c->valid || c->ctx != ctx || c->path.n < 1 || !o->py->t)
+	if (!c->valid || c->ctx != ctx || c->path.n < 1 || c->path.n > MAX_HAMT_DEPTH)
 		return -1;
-	uint64_t cbuf[4], hbuf[2], dbuf[3], nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
-	hm_iov iov[3 + MAX_HAMT_DEPTH];
 	int n = 0;
-	iov[n++] = (hm_iov){ctx + 8, cbuf, (size_t)o->A->ctx_vars};          /* type .. vars */
-	iov[n++] = (hm_iov){c->hamt + 8, hbuf, (size_t)o->A->hamt_root};     /* type, root */
+	iov[n++] = (hm_iov){ctx + 8, sp->cbuf, (size_t)o->A->ctx_vars};          /* type .. vars */
+	iov[n++] = (hm_iov){c->hamt + 8, sp->hbuf, (size_t)o->A->hamt_root};     /* type, root */
 	for (int i = 0; i < c->path.n; i++) {
 		const struct hamt_step *st = &c->path.step[i];
 		size_t len = (size_t)st->off + (st->kind == NODE_ARRAY ? 8 : 16) - 8;
-		if (len > sizeof nbuf[0])
+		if (len > sizeof sp->nbuf[0])
 			return -1;
-		iov[n++] = (hm_iov){st->node + 8, nbuf[i], len};
+		iov[n++] = (hm_iov){st->node + 8, sp->nbuf[i], len};
 	}
-	iov[n++] = (hm_iov){c->dict + 8, dbuf, (size_t)L->dict_used + 8};   /* type .. version */
-	if (hm_target_readv(o->py->t, iov, n) != HM_OK)
-		return -1;
-	if (cbuf[0] != o->ctx_type || ld64(cbuf, (size_t)o->A->ctx_vars - 8) != c->hamt ||
-	    hbuf[0] != o->hamt_type || ld64(hbuf, (size_t)o->A->hamt_root - 8) != c->path.step[0].node)
+	iov[n++] = (hm_iov){c->dict + 8, sp->dbuf, (size_t)L->dict_used + 8};   /* type .. version */
+	sp->ctx = ctx;
+	return n;
+}
+
+static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *sp)
+{
+	const hm_pylayout *L = o->r.layout;
+	if (sp->cbuf[0] != o->ctx_type || ld64(sp->cbuf, (size_t)o->A->ctx_vars - 8) != c->hamt ||
+	    sp->hbuf[0] != o->hamt_type ||
+	    ld64(sp->hbuf, (size_t)o->A->hamt_root - 8) != c->path.step[0].node)
 		return -1;
 	for (int i = 0; i < c->path.n; i++) {
 		const struct hamt_step *st = &c->path.step[i];
-		const uint8_t *b = (const uint8_t *)nbuf[i];
+		const uint8_t *b = (const uint8_t *)sp->nbuf[i];
 		if (ld64(b, 0) != o->node_types[st->kind])
 			return -1;
 		if (st->kind == NODE_ARRAY) {
@@ -557,9 +580,50 @@ static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
 		if (st->value != next)
 			return -1;
 	}
-	if (dbuf[0] != c->dict_type || ld64(dbuf, (size_t)L->dict_used) != c->dict_version)
+	if (sp->dbuf[0] != c->dict_type || ld64(sp->dbuf, (size_t)L->dict_used) != c->dict_version)
 		return -1;
 	return 0;
+}
+
+static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
+{
+	hm_iov iov[3 + MAX_HAMT_DEPTH];
+	int n = plan(o, c, ctx, &o->own, iov);
+	if (n < 0 || hm_target_readv(o->py->t, iov, n) != HM_OK)
+		return -1;
+	return check(o, c, &o->own);
+}
+
+static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
+{
+	*out = c->span;
+	if (out->trace_hi || out->trace_lo) {
+		/* The local root may have been learnt since. */
+		struct root_slot *r = root_slot(o, out->trace_hi, out->trace_lo);
+		if (!out->root[0] && r->trace_hi == out->trace_hi && r->trace_lo == out->trace_lo)
+			memcpy(out->root, r->name, sizeof out->root);
+	}
+}
+
+int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
+{
+	o->spec.loaded = 0;
+	o->spec.tstate = 0;
+	if (!o->var || max < 3 + MAX_HAMT_DEPTH)
+		return 0;
+	const struct ts_slot *t = &o->tss[mix(tstate) % TS_SLOTS];
+	if (t->tstate != tstate || !t->ctx)
+		return 0;
+	int n = plan(o, &o->ctxs[mix(t->ctx) % CTX_SLOTS], t->ctx, &o->spec, iov);
+	if (n < 0)
+		return 0;
+	o->spec.tstate = tstate;
+	return n;
+}
+
+void otel_spec_loaded(hm_otel *o)
+{
+	o->spec.loaded = o->spec.tstate != 0;
 }
 
 int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
@@ -575,13 +639,7 @@ int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
 		return 0;
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
 	if (fast_path(o, c, ctx) == 0) {
-		*out = c->span;
-		if (out->trace_hi || out->trace_lo) {
-			/* The local root may have been learnt since. */
-			struct root_slot *r = root_slot(o, out->trace_hi, out->trace_lo);
-			if (!out->root[0] && r->trace_hi == out->trace_hi && r->trace_lo == out->trace_lo)
-				memcpy(out->root, r->name, sizeof out->root);
-		}
+		answer(o, c, out);
 		return 0;
 	}
 	c->valid = 0;
@@ -651,12 +709,26 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
 	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
 	sp->name[0] = sp->root[0] = 0;
 	const hm_pyasync_layout *A = o->A;
+	int spec = o->spec.loaded && o->spec.tstate == th->tstate;
+	o->spec.loaded = 0;
 	if ((size_t)A->ts_context + 8 > ts_len || !ready(o))
 		return;
-	/* The context pointer came with the thread state; a set of the
-	 * variable within the same context bumps no version, and the HAMTs
-	 * and dicts of consecutive sets reuse each other's addresses, so the
-	 * chain is read from the context down every time. */
-	if (otel_context_span(o, ld64(ts, (size_t)A->ts_context), sp))
+	/* The context pointer came with the thread state, and, when it is
+	 * the one this thread had last time, the words that check the last
+	 * answer (plan) came in the same read. */
+	uint64_t ctx = ld64(ts, (size_t)A->ts_context);
+	if (!ctx)
+		return;
+	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	if (spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx && check(o, c, &o->spec) == 0) {
+		answer(o, c, sp);
+		return;
+	}
+	if (otel_context_span(o, ctx, sp)) {
 		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
+		return;
+	}
+	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
+	t->tstate = th->tstate;
+	t->ctx = ctx;
 }

@@ -22,6 +22,12 @@ void otel_close(hm_otel *o);
 /* Bytes of a thread state that must be read so that otel_thread finds the
  * context fields in it (0 for unsupported versions). */
 size_t otel_ts_need(int major, int minor);
+/* Regions (at most max, which must be >= 12) that the walker should read
+ * together with the thread state at tstate: what re-checks the span this
+ * thread had last time. Returns how many were written (0: none). Call
+ * otel_spec_loaded once they were all read, then otel_thread. */
+int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
+void otel_spec_loaded(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
 /* The span of a Context object. 0 (out filled, maybe with no span) or -1. */

@@ -730,19 +730,23 @@ static hm_pythread *next_thread(hm_pysample *s)
 /* Read a thread state plus, speculatively and in the same call, what its
  * walk will need at last sample's addresses: the 3.11/3.12 cframe, the live
  * part of the data-stack chunk (3.11+) or the frame objects (<=3.10).
- * `pre` regions (the interpreter's thread list head, the GIL) ride along.
+ * `pre` regions (the interpreter's thread list head, the GIL) ride along, and
+ * so do the words that re-check the thread's last OpenTelemetry span.
  * Fills py->tsbuf, the first chunk copy and the frame prefetch. Returns the
  * current frame address (0: no Python frame) or (uint64_t)-1 on a failed
  * read. */
 static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
 {
 	const hm_pylayout *L = py->layout;
-	hm_iov iov[8 + HM_SPEC_FRAMES];
+	hm_iov iov[8 + 12 + HM_SPEC_FRAMES];
 	int n = 0;
 	uint64_t cframe_buf[1] = {0};
 	for (int i = 0; i < npre; i++)
 		iov[n++] = pre[i];
 	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
+	/* What re-checks the thread's OpenTelemetry span (otel.c). */
+	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, 12) : 0;
+	n += nspan;
 	int spec_cframe = L->ts_cframe >= 0 && tc->cframe;
 	if (spec_cframe)
 		iov[n++] = (hm_iov){tc->cframe + (uint64_t)L->cframe_current_frame, cframe_buf, 8};
@@ -759,6 +763,8 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 	py->nspec_loaded = 0;
 	if (hm_target_readv(py->t, iov, n) == HM_OK) {
 		py->nspec_loaded = nspec;
+		if (nspan)
+			otel_spec_loaded(py->otel);
 	} else {
 		/* Something speculative was unmapped (or the target is gone):
 		 * read the required parts alone. */

@@ -123,6 +123,30 @@ def read_pprof(path):
     return out
 
 
+def read_otlp_json(path):
+    """The same list from OTLP JSON: a sample's span comes from its link
+    (trace and span ids only: OTLP links carry no names)."""
+    d = json.loads(Path(path).read_text())
+    dic = d["dictionary"]
+    strings = dic["stringTable"]
+    funcs = [strings[f.get("nameStrindex", 0)] for f in dic["functionTable"]]
+    locs = [[funcs[l.get("functionIndex", 0)] for l in loc.get("lines", [])]
+            for loc in dic["locationTable"]]
+    stacks = [[n for i in st.get("locationIndices", []) for n in locs[i]]
+              for st in dic["stackTable"]]
+    links = dic.get("linkTable", [])
+    out = []
+    # The second profile holds the sample counts.
+    prof = d["resourceProfiles"][0]["scopeProfiles"][0]["profiles"][1]
+    for smp in prof["samples"]:
+        labels = {}
+        li = smp.get("linkIndex", 0)
+        if li:
+            labels = {"trace_id": links[li]["traceId"], "span_id": links[li]["spanId"]}
+        out.append((stacks[smp.get("stackIndex", 0)], labels, int(smp["values"][0])))
+    return out
+
+
 # ---------------------------------------------------------------- helpers
 
 def fastapi_python():
@@ -174,6 +198,7 @@ def check_spans(samples, exported, inside, roots=None):
             # Every id is one the SDK exported, with the same name and trace.
             key = (labels["trace_id"], labels["span_id"])
             assert key in by_id, "span %s not exported by the SDK" % (key,)
+            labels.setdefault("span_name", by_id[key]["name"])   # OTLP: ids only
             assert by_id[key]["name"] == labels["span_name"]
             if "local_root_span_name" in labels:
                 assert labels["local_root_span_name"] == root_of[labels["trace_id"]]
@@ -189,14 +214,14 @@ def check_spans(samples, exported, inside, roots=None):
     return per_name
 
 
-def assert_tallies(per_name, a="get_user_from_db", b="enrich_user_data"):
+def assert_tallies(per_name, a="get_user_from_db", b="enrich_user_data", share=0.95):
     for name in (a, b):
         t = per_name.get(name)
         assert t and t["right"] > 0, "no samples in %s: %r" % (name, per_name)
         total = t["right"] + t["wrong"] + t["none"]
         # The stack and the context are read microseconds apart while the
         # target runs: a span may start or end in between, rarely.
-        assert t["right"] >= 0.95 * total, "%s: %r" % (name, t)
+        assert t["right"] >= share * total, "%s: %r" % (name, t)
     ra, rb = per_name[a]["right"], per_name[b]["right"]
     # 3:1 work; generous margins (on-CPU samples, scheduling).
     assert 1.5 <= ra / rb <= 6, "ratio %s:%s = %d:%d" % (a, b, ra, rb)
@@ -264,18 +289,21 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
     suspended tasks' spans come from each task's own context."""
     if SDK is None:
         pytest.skip("the OpenTelemetry SDK test dependency is missing")
-    target = spawn([interp.path, program("otel_plain.py"), SDK / "site", 6], timeout=30)
-    out = tmp_path / "p.pb.gz"
-    r = homura("record", "-p", target.pid, "-d", "4", "-r", "200", "--async", "-f", "pprof",
+    target = spawn([interp.path, program("otel_plain.py"), SDK / "site", 5], timeout=30)
+    # pprof (span labels) on some versions, OTLP (the link table) on others.
+    fmt = "otlp-json" if interp.version >= (3, 12) else "pprof"
+    out = tmp_path / ("p.json" if fmt == "otlp-json" else "p.pb.gz")
+    r = homura("record", "-p", target.pid, "-d", "3", "-r", "500", "--async", "-f", fmt,
                "-o", out, timeout=60)
     assert r.rc == 0, r.describe()
     text, _ = target.proc.communicate(timeout=60)
     exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
     assert exported
-    samples = read_pprof(out)
+    samples = read_otlp_json(out) if fmt == "otlp-json" else read_pprof(out)
     inside = {"thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None}
     per_name = check_spans(samples, exported, inside)
-    assert_tallies(per_name, "inner_a", "inner_b")
+    # Fewer samples than the FastAPI test's: a looser share.
+    assert_tallies(per_name, "inner_a", "inner_b", share=0.9)
     # Tasks (--async samples suspended tasks too, so no CPU ratio here).
     tasks = check_spans(samples, exported, {"task_work_a": "inner_a", "task_work_b": "inner_b"})
     for name in ("inner_a", "inner_b"):

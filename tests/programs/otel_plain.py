@@ -73,7 +73,7 @@ async def task_loop():
                 await task_work_a()
             with tracer.start_as_current_span("inner_b"):
                 await task_work_b()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)   # leave the thread most of the GIL
 
 
 async def main():
