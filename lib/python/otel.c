@@ -99,7 +99,8 @@ struct ts_slot {                         /* the context a thread had last */
 };
 
 struct hm_otel {
-	hm_python *py;
+	hm_python *py;                   /* NULL for otel_open_setup's */
+	hm_target *t;
 	hm_pyobj_reader r;
 	const hm_pyasync_layout *A;
 	uint64_t ctx_type, var_type;     /* PyContext_Type, PyContextVar_Type */
@@ -170,6 +171,7 @@ hm_otel *otel_open(hm_python *py)
 	if (!o)
 		return NULL;
 	o->py = py;
+	o->t = py->t;
 	o->A = A;
 	o->ctxs = calloc(CTX_SLOTS, sizeof *o->ctxs);
 	if (!o->ctxs) {
@@ -194,6 +196,38 @@ hm_otel *otel_open(hm_python *py)
 		otel_close(o);
 		return NULL;
 	}
+	return o;
+}
+
+static int setup_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	return hm_target_read(ctx, addr, buf, len) != HM_OK;
+}
+
+_Static_assert(sizeof ((struct otel_setup *)0)->types == sizeof ((hm_pyobj_reader *)0)->types,
+	       "otel_setup.types must match hm_pyobj_reader.types");
+
+hm_otel *otel_open_setup(const struct otel_setup *s)
+{
+	const hm_pyasync_layout *A = ctx_layout(s->layout->major, s->layout->minor);
+	if (!A)
+		return NULL;
+	hm_otel *o = calloc(1, sizeof *o);
+	if (!o || !(o->ctxs = calloc(CTX_SLOTS, sizeof *o->ctxs))) {
+		free(o);
+		return NULL;
+	}
+	o->t = s->t;
+	o->A = A;
+	o->r.layout = s->layout;
+	o->r.read = setup_read;
+	o->r.ctx = s->t;
+	memcpy(o->r.types, s->types, sizeof o->r.types);
+	o->ctx_type = s->ctx_type;
+	o->var_type = s->var_type;
+	o->var = s->var;
+	o->var_hash = s->var_hash;
+	o->span_key = s->span_key;
 	return o;
 }
 
@@ -365,6 +399,8 @@ static uint64_t main_interp(hm_otel *o)
 {
 	const hm_pylayout *L = o->r.layout;
 	hm_python *py = o->py;
+	if (!py)
+		return 0;
 	uint64_t interp = 0, head = py->runtime + (uint64_t)L->rt_interpreters_head;
 	for (int i = 0; py->runtime && i < HM_MAX_INTERPS; i++) {
 		uint64_t next;
@@ -589,7 +625,7 @@ static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
 {
 	hm_iov iov[3 + MAX_HAMT_DEPTH];
 	int n = plan(o, c, ctx, &o->own, iov);
-	if (n < 0 || hm_target_readv(o->py->t, iov, n) != HM_OK)
+	if (n < 0 || hm_target_readv(o->t, iov, n) != HM_OK)
 		return -1;
 	return check(o, c, &o->own);
 }

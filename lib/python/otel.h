@@ -19,6 +19,18 @@ typedef struct hm_otel hm_otel;
  * memory. */
 hm_otel *otel_open(hm_python *py);
 void otel_close(hm_otel *o);
+/* A reader over any memory (tests, fuzzing): the target t (e.g.
+ * hm_target_open_mem), the layout, the built-in type addresses (as
+ * hm_pyobj_reader.types), PyContext_Type and PyContextVar_Type, and the
+ * ContextVar and span-key objects as if already looked up. */
+struct otel_setup {
+	const hm_pylayout *layout;
+	hm_target *t;
+	uint64_t types[11];
+	uint64_t ctx_type, var_type, var, span_key;
+	int64_t var_hash;
+};
+hm_otel *otel_open_setup(const struct otel_setup *s);
 /* Bytes of a thread state that must be read so that otel_thread finds the
  * context fields in it (0 for unsupported versions). */
 size_t otel_ts_need(int major, int minor);
