@@ -11,7 +11,8 @@
  * in nanoseconds give the weight (type "wall" marks wall time). When the time
  * profile carries timestamps each one becomes a timeline event of one sample
  * and separate count profiles are not needed. Resource attributes become the
- * profile's labels; thread.id / thread.name sample attributes its threads. */
+ * profile's labels; thread.id / thread.name sample attributes its threads;
+ * a sample's link (trace and span ids) its OpenTelemetry span. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ typedef Opentelemetry__Proto__Profiles__V1development__Profile OProfile;
 typedef Opentelemetry__Proto__Common__V1__AnyValue OAny;
 
 #define ANY(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##x
+
+typedef Opentelemetry__Proto__Profiles__V1development__Link OLinkD;
 
 typedef struct ctx {
 	const ODict *d;
@@ -187,6 +190,23 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 				tname = any_text(d, v, buf, sizeof buf);
 		}
 		uint32_t th = hm_profile_thread_id(c->p, tid, 0, tname && *tname ? tname : NULL);
+		/* The sample's link: the OpenTelemetry trace and span it ran in. */
+		uint32_t sid = 0;
+		if (s->link_index > 0 && (size_t)s->link_index < d->n_link_table &&
+		    d->link_table[s->link_index]) {
+			const OLinkD *l = d->link_table[s->link_index];
+			if (l->trace_id.len == 16 && l->span_id.len == 8) {
+				hm_span_ref sr;
+				memset(&sr, 0, sizeof sr);
+				for (int b = 0; b < 8; b++) {
+					sr.trace_hi = sr.trace_hi << 8 | l->trace_id.data[b];
+					sr.trace_lo = sr.trace_lo << 8 | l->trace_id.data[8 + b];
+					sr.span_id = sr.span_id << 8 | l->span_id.data[b];
+				}
+				if ((sr.trace_hi || sr.trace_lo) && sr.span_id)
+					sid = hm_profile_span_id(c->p, &sr);
+			}
+		}
 		size_t nv = s->n_values, nt = s->n_timestamps_unix_nano;
 		if (nt && nv && nv != nt)
 			return hm_error(HM_EINVAL, "OTLP: sample %zu has %zu values but %zu "
@@ -195,19 +215,21 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 			for (size_t k = 0; k < nt; k++) {
 				int64_t v = nv ? s->values[k] : 1;
 				if (role == V_TIME)
-					hm_profile_add(c->p, st, th, count_in_time, v,
-						       s->timestamps_unix_nano[k]);
+					hm_profile_add_span(c->p, st, th, sid, count_in_time, v,
+							    s->timestamps_unix_nano[k]);
 				else
-					hm_profile_add(c->p, st, th, v, 0, s->timestamps_unix_nano[k]);
+					hm_profile_add_span(c->p, st, th, sid, v, 0,
+							    s->timestamps_unix_nano[k]);
 			}
 		} else {
 			int64_t sum = 0;
 			for (size_t k = 0; k < nv; k++)
 				sum = hm_sat_add(sum, s->values[k]);
 			if (role == V_TIME)
-				hm_profile_add(c->p, st, th, count_in_time ? (int64_t)nv : 0, sum, 0);
+				hm_profile_add_span(c->p, st, th, sid, count_in_time ? (int64_t)nv : 0,
+						    sum, 0);
 			else
-				hm_profile_add(c->p, st, th, sum, 0, 0);
+				hm_profile_add_span(c->p, st, th, sid, sum, 0, 0);
 		}
 	}
 	return HM_OK;

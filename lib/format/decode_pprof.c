@@ -8,7 +8,9 @@
  * lines (inlined frames, caller last), and a sample's leaf-first location
  * list becomes a root-first homura stack. The "samples/count" value becomes
  * the count and a value in nanoseconds the weight; thread_id / thread_name
- * labels become threads; "key=value" comments become profile labels. */
+ * labels become threads; trace_id / span_id (hex) / span_name /
+ * local_root_span_name labels the sample's OpenTelemetry span; "key=value"
+ * comments become profile labels. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,26 @@ static const char *pstr(const PbProfile *m, int64_t i)
 {
 	return i >= 0 && (uint64_t)i < m->n_string_table && m->string_table[i] ?
 	       m->string_table[i] : NULL;
+}
+
+/* Exactly `digits` (16 or 32) hex digits into hi (32 only) and lo; 1 ok. */
+static int hex_id(const char *t, int digits, uint64_t *hi, uint64_t *lo)
+{
+	if (!t || strlen(t) != (size_t)digits)
+		return 0;
+	uint64_t v[2] = {0, 0};
+	for (int i = 0; i < digits; i++) {
+		int c = t[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (d < 0)
+			return 0;
+		uint64_t *w = &v[digits == 32 && i < 16 ? 0 : 1];
+		*w = (*w << 4) | (uint64_t)d;
+	}
+	if (hi)
+		*hi = v[0];
+	*lo = v[1];
+	return 1;
 }
 
 /* Map of 64-bit ids to dense indices. */
@@ -154,7 +176,10 @@ static int convert(const PbProfile *m, hm_profile *p)
 			goto out;
 		}
 		uint64_t tid = 0;
-		const char *tname = NULL;
+		const char *tname = NULL, *sname = NULL, *sroot = NULL;
+		hm_span_ref span;
+		memset(&span, 0, sizeof span);
+		int have_trace = 0, have_span = 0;
 		for (size_t k = 0; k < s->n_label; k++) {
 			const char *key = pstr(m, s->label[k]->key);
 			if (!key)
@@ -163,10 +188,27 @@ static int convert(const PbProfile *m, hm_profile *p)
 				tid = (uint64_t)s->label[k]->num;
 			else if (!strcmp(key, "thread_name") || !strcmp(key, "thread.name"))
 				tname = pstr(m, s->label[k]->str);
+			else if (!strcmp(key, "trace_id"))
+				have_trace = hex_id(pstr(m, s->label[k]->str), 32, &span.trace_hi, &span.trace_lo);
+			else if (!strcmp(key, "span_id"))
+				have_span = hex_id(pstr(m, s->label[k]->str), 16, NULL, &span.span_id);
+			else if (!strcmp(key, "span_name"))
+				sname = pstr(m, s->label[k]->str);
+			else if (!strcmp(key, "local_root_span_name"))
+				sroot = pstr(m, s->label[k]->str);
+		}
+		uint32_t sid = 0;
+		if ((have_trace && have_span) || (sname && *sname)) {
+			if (!have_trace || !have_span)
+				span.trace_hi = span.trace_lo = span.span_id = 0;
+			span.name = sname ? hm_profile_intern_cstr(p, sname) : 0;
+			span.root = sroot ? hm_profile_intern_cstr(p, sroot) : 0;
+			sid = hm_profile_span_id(p, &span);
 		}
 		uint32_t th = hm_profile_thread_id(p, tid, 0, tname && *tname ? tname : NULL);
 		uint32_t st = hm_profile_stack_id(p, frames, n);
-		hm_profile_add(p, st, th, ci >= 0 ? s->value[ci] : 0, wi >= 0 ? s->value[wi] : 0, 0);
+		hm_profile_add_span(p, st, th, sid, ci >= 0 ? s->value[ci] : 0,
+				    wi >= 0 ? s->value[wi] : 0, 0);
 	}
 	hm_profile_meta *meta = hm_profile_meta_get(p);
 	meta->start_ns = m->time_nanos > 0 ? (uint64_t)m->time_nanos : 0;

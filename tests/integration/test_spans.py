@@ -260,6 +260,21 @@ def test_fastapi_async_and_threads(tmp_path, spawn):
     # run in that request's context, spans included: contextvars' rule.)
     exporter = [l for n, l, _ in samples if "BatchProcessor.worker" in n]
     assert all("span_id" not in l for l in exporter)
+    # Spans survive conversion: pprof labels -> OTLP links, and back.
+    conv, back = tmp_path / "spans.json", tmp_path / "back.pb.gz"
+    assert homura("convert", out, "-f", "otlp-json", "-o", conv).rc == 0
+    assert homura("convert", conv, "-f", "pprof", "-o", back).rc == 0
+
+    def ids(smp):
+        got = {}
+        for n, l, c in smp:
+            if "span_id" in l:
+                k = (l["trace_id"], l["span_id"])
+                got[k] = got.get(k, 0) + c
+        return got
+
+    assert ids(read_otlp_json(conv)) == ids(samples)
+    assert ids(read_pprof(back)) == ids(samples)
     # The local root (the server span) names a whole request's work.
     roots = {l["local_root_span_name"] for _, l, _ in samples if "local_root_span_name" in l}
     assert roots <= {APP_ROUTE, SYNC_ROUTE}, roots
