@@ -297,8 +297,8 @@ int hm_pyobj_uint128(const hm_pyobj_reader *r, uint64_t obj, uint64_t *hi, uint6
 		if (ndigits < 0)
 			return -1;
 	}
-	if (ndigits * bits > 128 + bits)
-		return -1;
+	if (ndigits > (128 + bits - 1) / bits)
+		return -1;           /* wider than 128 bits, or garbage */
 	const uint8_t *d0 = raw + (L->long_digit - head_off);
 	unsigned __int128 v = 0;
 	for (int64_t i = ndigits - 1; i >= 0; i--) {
