@@ -29,7 +29,8 @@
  *
  * Local root span: a span whose parent is None or remote is the root of
  * its trace in this process; its name is remembered per trace id (a small
- * table), and children of that trace report it. */
+ * table), and children of that trace report it. One never seen current is
+ * looked for among the sampled stack's local variables (root_scan). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,9 @@
 #define SPAN_SLOTS 256
 #define CTX_SLOTS 256
 #define TS_SLOTS 64
+#define TRIED_SLOTS 256
+#define SCANS_PER_S 10                   /* root_scan: at most this many a second */
+#define SCAN_FRAMES 128
 #define ROOT_SLOTS 256
 #define LOOKUP_MIN_NS 100000000ull
 #define LOOKUP_MAX_NS 10000000000ull
@@ -94,6 +98,10 @@ struct spec {
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 };
 
+struct tried_slot {                      /* traces whose root was looked for */
+	uint64_t trace_hi, trace_lo;
+};
+
 struct ts_slot {                         /* the context a thread had last */
 	uint64_t tstate, ctx;
 };
@@ -115,6 +123,9 @@ struct hm_otel {
 	struct ctx_slot *ctxs;           /* [CTX_SLOTS], by context address */
 	struct ts_slot tss[TS_SLOTS];
 	struct spec spec;                /* planned with a thread state read */
+	uint64_t span_types[2];          /* types of spans read (for root_scan) */
+	uint64_t scan_tokens_ns;         /* root_scan's rate limit */
+	struct tried_slot tried[TRIED_SLOTS];
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
@@ -555,6 +566,12 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	n.addr = addr;
 	n.sctx = sctx;
 	*s = n;
+	uint64_t t;
+	if (!rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) && t != o->span_types[0] &&
+	    t != o->span_types[1]) {
+		o->span_types[1] = o->span_types[0];
+		o->span_types[0] = t;
+	}
 	if (s->local_root && s->name[0]) {
 		struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo);
 		r->trace_hi = s->trace_hi;
@@ -739,6 +756,54 @@ int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
 	return 0;
 }
 
+/* The local root of a trace whose root span was never current when a
+ * sample was taken (a web framework's server span is current only between
+ * its children): it is usually a local variable of a frame below, e.g. the
+ * OpenTelemetry middleware's `current_span`. Look through the sampled
+ * stack's locals for a span of the same trace that is its local root, once
+ * per trace and at most SCANS_PER_S times a second (each costs a few hundred
+ * reads). */
+struct scan_ctx {
+	hm_otel *o;
+	uint64_t hi, lo;
+	int found;
+};
+
+static int scan_local(void *ctx, const char *name, uint64_t value, int is_cell)
+{
+	struct scan_ctx *sc = ctx;
+	hm_otel *o = sc->o;
+	uint64_t t;
+	if (!value || (value & 7) || rd(o, value + (uint64_t)o->r.layout->ob_type, &t, 8) ||
+	    !t || (t != o->span_types[0] && t != o->span_types[1]))
+		return 0;
+	struct span_slot *s = read_span(o, value);
+	if (s && s->local_root && s->trace_hi == sc->hi && s->trace_lo == sc->lo) {
+		sc->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
+{
+	struct tried_slot *tr = &o->tried[mix(sp->trace_hi ^ mix(sp->trace_lo)) % TRIED_SLOTS];
+	if (tr->trace_hi == sp->trace_hi && tr->trace_lo == sp->trace_lo)
+		return;
+	uint64_t now = hm_mono_ns(), per = 1000000000ull / SCANS_PER_S;
+	if (o->scan_tokens_ns + per > now)
+		return;
+	o->scan_tokens_ns = now - o->scan_tokens_ns > 10 * per ? now - 9 * per : o->scan_tokens_ns + per;
+	tr->trace_hi = sp->trace_hi;
+	tr->trace_lo = sp->trace_lo;
+	struct scan_ctx sc = {o, sp->trace_hi, sp->trace_lo, 0};
+	for (int i = 0; i < th->nframes && i < SCAN_FRAMES && !sc.found; i++)
+		hm_pyobj_locals(&o->r, &th->frames[i], scan_local, &sc);
+	struct root_slot *r = root_slot(o, sp->trace_hi, sp->trace_lo);
+	if (sc.found && r->trace_hi == sp->trace_hi && r->trace_lo == sp->trace_lo)
+		memcpy(sp->root, r->name, sizeof sp->root);
+}
+
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
 {
 	hm_pyspan *sp = &th->span;
@@ -758,12 +823,12 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
 	if (spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx && check(o, c, &o->spec) == 0) {
 		answer(o, c, sp);
-		return;
-	}
-	if (otel_context_span(o, ctx, sp)) {
+	} else if (otel_context_span(o, ctx, sp)) {
 		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
 		return;
 	}
+	if ((sp->trace_hi || sp->trace_lo) && !sp->root[0])
+		root_scan(o, th, sp);
 	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
 	t->tstate = th->tstate;
 	t->ctx = ctx;
