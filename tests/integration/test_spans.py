@@ -359,3 +359,34 @@ def test_dump_shows_spans(spawn):
         if {"inner_a", "inner_b"} <= names:
             break
     assert names & {"inner_a", "inner_b", "outer"}, names
+
+
+def test_agent_ships_spans(tmp_path, spawn):
+    """The agent's pprof windows carry the same span labels."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+    target = spawn([py, program("otel_plain.py"), SDK / "site", 6], timeout=30)
+    out = tmp_path / "windows"
+    agent = subprocess.Popen([HOMURA, "agent", "-p", str(target.pid), "--interval", "1",
+                              "--dir", str(out), "--dir-format", "pprof"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        found = set()
+        while time.monotonic() < deadline and not {"inner_a", "inner_b"} <= found:
+            time.sleep(0.5)
+            for f in out.glob("**/*.pb.gz") if out.exists() else []:
+                try:
+                    for _, l, _ in read_pprof(f):
+                        if "span_id" in l:
+                            assert len(l["trace_id"]) == 32 and len(l["span_id"]) == 16
+                            found.add(l["span_name"])
+                except (OSError, EOFError, IndexError, ValueError):
+                    pass   # a window still being written
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+        agent.stderr.close()
+    assert {"inner_a", "inner_b"} <= found, found
+
