@@ -342,6 +342,25 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
     assert roots <= {"outer"}
 
 
+@pytest.mark.parametrize("interp", interpreter_params([(3, 8), (3, 9)], False))
+def test_layouts_of_older_pythons(tmp_path, spawn, interp):
+    """3.8 and 3.9, which the SDK does not run on: the same reads against a
+    stand-in that keeps spans the way the SDK does (otel_stub.py)."""
+    target = spawn([interp.path, program("otel_stub.py"), 4], timeout=30)
+    out = tmp_path / "p.pb.gz"
+    r = homura("record", "-p", target.pid, "-d", "2.5", "-r", "500", "-f", "pprof", "-o", out,
+               timeout=60)
+    assert r.rc == 0, r.describe()
+    text, _ = target.proc.communicate(timeout=60)
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    samples = read_pprof(out)
+    inside = {"thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None}
+    per_name = check_spans(samples, exported, inside)
+    assert_tallies(per_name, "inner_a", "inner_b", share=0.9)
+    t = per_name.get(None)
+    assert t and t["none"] >= 0.9 * sum(t.values()), t
+
+
 def test_dump_shows_spans(spawn):
     if SDK is None:
         pytest.skip("the OpenTelemetry SDK test dependency is missing")
