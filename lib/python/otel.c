@@ -42,13 +42,13 @@
 #include "python/pyinternal.h"
 #include "python/pyobj.h"
 
-#define SPAN_SLOTS 256
-#define CTX_SLOTS 256
+#define SPAN_SLOTS 64
+#define CTX_SLOTS 128
 #define TS_SLOTS 64
-#define TRIED_SLOTS 256
+#define TRIED_SLOTS 128
 #define SCANS_PER_S 10                   /* root_scan: at most this many a second */
 #define SCAN_FRAMES 128
-#define ROOT_SLOTS 256
+#define ROOT_SLOTS 128
 #define LOOKUP_MIN_NS 100000000ull
 #define LOOKUP_MAX_NS 10000000000ull
 #define MAX_HAMT_DEPTH 8
@@ -184,11 +184,6 @@ hm_otel *otel_open(hm_python *py)
 	o->py = py;
 	o->t = py->t;
 	o->A = A;
-	o->ctxs = calloc(CTX_SLOTS, sizeof *o->ctxs);
-	if (!o->ctxs) {
-		free(o);
-		return NULL;
-	}
 	if (hm_pyobj_reader_init(&o->r, py) != HM_OK) {
 		otel_close(o);
 		return NULL;
@@ -464,7 +459,8 @@ static int ready(hm_otel *o)
 	uint64_t now = hm_mono_ns();
 	if (now < o->next_lookup_ns)
 		return 0;
-	if (lookup(o) == 0)
+	/* The answer cache is allocated once the SDK is there. */
+	if ((o->ctxs || (o->ctxs = calloc(CTX_SLOTS, sizeof *o->ctxs))) && lookup(o) == 0)
 		return 1;
 	o->backoff_ns = !o->backoff_ns ? LOOKUP_MIN_NS
 		: o->backoff_ns * 2 > LOOKUP_MAX_NS ? LOOKUP_MAX_NS : o->backoff_ns * 2;

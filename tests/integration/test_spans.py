@@ -361,6 +361,19 @@ def test_layouts_of_older_pythons(tmp_path, spawn, interp):
     assert t and t["none"] >= 0.9 * sum(t.values()), t
 
 
+def test_top_span_rows(spawn):
+    """top counts each span's samples in a "span: NAME" row."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+    target = spawn([py, program("otel_plain.py"), SDK / "site", 8], timeout=30)
+    r = homura("top", "-p", target.pid, "--iterations", "2", "--rows", "60", "-r", "200")
+    assert r.rc == 0, r.describe()
+    assert "span: inner_a" in r.stdout, r.stdout
+    r = homura("top", "-p", target.pid, "--once", "--rows", "60", "--no-trace")
+    assert r.rc == 0 and "span: " not in r.stdout, r.stdout
+
+
 def test_dump_shows_spans(spawn):
     if SDK is None:
         pytest.skip("the OpenTelemetry SDK test dependency is missing")
