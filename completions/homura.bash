@@ -28,7 +28,7 @@ _homura_options()
 	dump) echo "-p --pid -l --locals -j --json -n --native --async --no-trace --full-filenames
 		--nonblocking -h --help" ;;
 	convert) echo "-o --output -f --format --title --width --focus --hide --thread
-		--drop-file -h --help" ;;
+		--drop-file --group-by -h --help" ;;
 	diff) echo "-o --output -f --format --title --width --focus --hide --thread
 		--drop-file -h --help" ;;
 	agent) echo "-p --pid --name --all --scan-interval -r --rate --interval --idle

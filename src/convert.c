@@ -34,7 +34,9 @@ static void convert_usage(FILE *f)
 		"      --focus RE      keep only stacks with a frame matching RE\n"
 		"      --hide RE       remove frames matching RE\n"
 		"      --thread TID    keep one thread (id or name)\n"
-		"      --drop-file RE  remove frames whose file matches RE\n");
+		"      --drop-file RE  remove frames whose file matches RE\n"
+		"      --group-by span put every stack under a 'span: NAME' root frame\n"
+		"                      (the OpenTelemetry span its samples ran in)\n");
 }
 
 int cmd_convert(int argc, char **argv)
@@ -44,12 +46,13 @@ int cmd_convert(int argc, char **argv)
 		{"title", required_argument, 0, 'T'},  {"width", required_argument, 0, 'W'},
 		{"focus", required_argument, 0, 'F'},  {"hide", required_argument, 0, 'H'},
 		{"thread", required_argument, 0, 't'}, {"drop-file", required_argument, 0, 'D'},
+		{"group-by", required_argument, 0, 'G'},
 		{"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
 	};
 	const char *outpath = "-", *fmtname = NULL;
 	hm_write_opts wo = {0};
 	hm_filter flt = {0};
-	int c;
+	int c, group_span = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:f:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -61,6 +64,11 @@ int cmd_convert(int argc, char **argv)
 		case 'H': flt.hide = optarg; break;
 		case 't': flt.thread = optarg; break;
 		case 'D': flt.drop_file = optarg; break;
+		case 'G':
+			if (strcmp(optarg, "span"))
+				return cli_fail("invalid --group-by '%s' (only 'span')", optarg);
+			group_span = 1;
+			break;
 		case 'h': convert_usage(stdout); return 0;
 		default: convert_usage(stderr); return 2;
 		}
@@ -81,6 +89,15 @@ int cmd_convert(int argc, char **argv)
 	if (hm_filter_active(&flt)) {
 		hm_profile *q;
 		if (hm_filter_apply(p, &flt, &q) < 0) {
+			hm_profile_free(p);
+			return cli_fail_lib();
+		}
+		hm_profile_free(p);
+		p = q;
+	}
+	if (group_span) {
+		hm_profile *q;
+		if (hm_profile_group_by_span(p, &q) < 0) {
 			hm_profile_free(p);
 			return cli_fail_lib();
 		}

@@ -275,6 +275,13 @@ def test_fastapi_async_and_threads(tmp_path, spawn):
 
     assert ids(read_otlp_json(conv)) == ids(samples)
     assert ids(read_pprof(back)) == ids(samples)
+    # A root frame per span name (collapsed; SVG is drawn from the same).
+    grouped = tmp_path / "grouped.txt"
+    assert homura("convert", out, "--group-by", "span", "-f", "collapsed", "-o", grouped).rc == 0
+    lines = grouped.read_text().splitlines()
+    assert all(l.startswith("span: ") for l in lines)
+    assert any(l.startswith("span: get_user_from_db;") and "fetch_user_from_database" in l
+               for l in lines)
     # The local root (the server span) names a whole request's work.
     # (found among the stack's locals when the server span itself was never
     # current at a sample: the middleware holds it).
