@@ -12,7 +12,8 @@
  * profile carries timestamps each one becomes a timeline event of one sample
  * and separate count profiles are not needed. Resource attributes become the
  * profile's labels; thread.id / thread.name sample attributes its threads;
- * a sample's link (trace and span ids) its OpenTelemetry span. */
+ * a sample's link (trace and span ids) and span_name / local_root_span_name
+ * attributes its OpenTelemetry span. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,8 +176,8 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 			st = c->stack_ids[s->stack_index] = hm_profile_stack_id(c->p, c->frames, n);
 		}
 		uint64_t tid = 0;
-		const char *tname = NULL;
-		char buf[32];
+		const char *tname = NULL, *sname = NULL, *sroot = NULL;
+		char buf[32], nbuf[256], rbuf[256];
 		for (size_t k = 0; k < s->n_attribute_indices; k++) {
 			const char *key;
 			const OAny *v;
@@ -188,6 +189,10 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 				tid = strtoull(any_text(d, v, buf, sizeof buf) ?: "0", NULL, 10);
 			else if (!strcmp(key, "thread.name"))
 				tname = any_text(d, v, buf, sizeof buf);
+			else if (!strcmp(key, "span_name"))
+				sname = any_text(d, v, nbuf, sizeof nbuf);
+			else if (!strcmp(key, "local_root_span_name"))
+				sroot = any_text(d, v, rbuf, sizeof rbuf);
 		}
 		uint32_t th = hm_profile_thread_id(c->p, tid, 0, tname && *tname ? tname : NULL);
 		/* The sample's link: the OpenTelemetry trace and span it ran in. */
@@ -203,6 +208,8 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 					sr.trace_lo = sr.trace_lo << 8 | l->trace_id.data[8 + b];
 					sr.span_id = sr.span_id << 8 | l->span_id.data[b];
 				}
+				sr.name = sname ? hm_profile_intern_cstr(c->p, sname) : 0;
+				sr.root = sroot ? hm_profile_intern_cstr(c->p, sroot) : 0;
 				if ((sr.trace_hi || sr.trace_lo) && sr.span_id)
 					sid = hm_profile_span_id(c->p, &sr);
 			}

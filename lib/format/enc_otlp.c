@@ -7,7 +7,8 @@
  * cpython / native / kernel), one Stack per profile stack (index = stack id
  * + 1, leaf first), attributes for thread.id / thread.name, and one Link per
  * OpenTelemetry span the samples ran in (trace and span ids; a sample's
- * link_index names its span, 0 outside spans). Every table
+ * link_index names its span, 0 outside spans; span_name and
+ * local_root_span_name sample attributes name it). Every table
  * starts with its zero value. One ResourceProfiles carries the profile's
  * labels as resource attributes; its scope holds two Profiles, each with one
  * sample type: CPU (or wall) nanoseconds first, then sample counts, so
@@ -47,7 +48,7 @@ typedef Opentelemetry__Proto__Collector__Profiles__V1development__ExportProfiles
 #define ANY_INT OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE
 
 enum { X_SAMPLES, X_COUNT, X_TIME, X_NS, X_FRAMETYPE, X_TID, X_TNAME, X_CPYTHON, X_NATIVE,
-       X_KERNEL, X_N };
+       X_KERNEL, X_SPAN_NAME, X_ROOT_NAME, X_N };
 
 /* All the memory behind one request; freed in one place. */
 typedef struct otlp_build {
@@ -74,6 +75,8 @@ typedef struct otlp_build {
 	OKVU *attrs, **attrp;
 	OAny *anys;
 	int32_t *thread_attr;     /* 2 per thread */
+	int32_t *span_attr;       /* 2 per span: name, local root name (0: none) */
+	int32_t *sample_attr;     /* 4 per sample: its attribute indices */
 	OKV *rkv, **rkvp;
 	OAny *rany;
 	OSample *smp[2], **smpp[2];
@@ -99,6 +102,8 @@ static void build_free(otlp_build *b)
 	free(b->attrp);
 	free(b->anys);
 	free(b->thread_attr);
+	free(b->span_attr);
+	free(b->sample_attr);
 	free(b->rkv);
 	free(b->rkvp);
 	free(b->rany);
@@ -154,7 +159,8 @@ static int build(const hm_profile *p, otlp_build *b)
 		hm_profile_stack(p, s, &n);
 		nstack_locs += n;
 	}
-	size_t nattrs = 1 + 3 + 2 * (size_t)nthreads;
+	uint32_t nspans_all = hm_profile_nspans(p);
+	size_t nattrs = 1 + 3 + 2 * (size_t)nthreads + 2 * (size_t)nspans_all;
 	b->strtab = calloc((size_t)nstr + X_N, sizeof *b->strtab);
 	b->fns = calloc(nframes + 1, sizeof *b->fns);
 	b->fnp = calloc(nframes + 1, sizeof *b->fnp);
@@ -169,6 +175,8 @@ static int build(const hm_profile *p, otlp_build *b)
 	b->attrs = calloc(nattrs, sizeof *b->attrs);
 	b->attrp = calloc(nattrs, sizeof *b->attrp);
 	b->anys = calloc(nattrs, sizeof *b->anys);
+	b->span_attr = calloc(2 * (size_t)nspans_all + 1, sizeof *b->span_attr);
+	b->sample_attr = calloc(4 * nsamples + 1, sizeof *b->sample_attr);
 	b->thread_attr = calloc(2 * (size_t)nthreads + 1, sizeof *b->thread_attr);
 	b->rkv = calloc(meta->nlabels + 1, sizeof *b->rkv);
 	b->rkvp = calloc(meta->nlabels + 1, sizeof *b->rkvp);
@@ -180,14 +188,16 @@ static int build(const hm_profile *p, otlp_build *b)
 	if (!b->strtab || !b->fns || !b->fnp || !b->locs || !b->locp || !b->lines ||
 	    !b->linep || !b->loc_attr || !b->stacks || !b->stackp || !b->stack_locs ||
 	    !b->attrs || !b->attrp || !b->anys || !b->thread_attr || !b->rkv || !b->rkvp ||
-	    !b->rany || !b->smp[0] || !b->smp[1] || !b->smpp[0] || !b->smpp[1])
+	    !b->rany || !b->smp[0] || !b->smp[1] || !b->smpp[0] || !b->smpp[1] || !b->span_attr ||
+	    !b->sample_attr)
 		goto out;
 
 	/* Strings. */
 	for (uint32_t i = 0; i < nstr; i++)
 		b->strtab[i] = (char *)hm_profile_str(p, i);
 	static const char *fixed[X_N] = {"samples", "count", NULL, "nanoseconds",
-		"profile.frame.type", "thread.id", "thread.name", "cpython", "native", "kernel"};
+		"profile.frame.type", "thread.id", "thread.name", "cpython", "native", "kernel",
+		"span_name", "local_root_span_name"};
 	for (int i = 0; i < X_N; i++)
 		b->strtab[nstr + i] = (char *)(i == X_TIME ?
 			(meta->time_kind == HM_TIME_WALL ? "wall" : "cpu") : fixed[i]);
@@ -219,6 +229,20 @@ static int build(const hm_profile *p, otlp_build *b)
 		b->attrs[na].value = &b->anys[na];
 		b->thread_attr[2 * t + 1] = th->name ? (int32_t)na : 0;
 		na++;
+	}
+	/* Span names (the link carries the ids). */
+	for (uint32_t i = 1; i < nspans_all; i++) {
+		const hm_span_ref *sp = hm_profile_span(p, i);
+		hm_str_id v[2] = {sp ? sp->name : 0, sp ? sp->root : 0};
+		for (int k = 0; k < 2; k++) {
+			if (!v[k])
+				continue;
+			b->attrs[na].key_strindex = nstr + (k ? X_ROOT_NAME : X_SPAN_NAME);
+			b->anys[na].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE_STRINDEX;
+			b->anys[na].string_value_strindex = v[k];
+			b->attrs[na].value = &b->anys[na];
+			b->span_attr[2 * i + k] = (int32_t)na++;
+		}
 	}
 
 	/* Functions, lines, locations. Index 0 of each is the zero value. */
@@ -333,10 +357,20 @@ static int build(const hm_profile *p, otlp_build *b)
 			OSample *o = &b->smp[k][i];
 			opentelemetry__proto__profiles__v1development__sample__init(o);
 			o->stack_index = (int32_t)s->stack + 1;
+			int32_t *ai = &b->sample_attr[4 * i];
+			size_t nai = 0;
 			if (s->thread < nthreads) {
-				o->attribute_indices = &b->thread_attr[2 * s->thread];
-				o->n_attribute_indices = b->thread_attr[2 * s->thread + 1] ? 2 : 1;
+				ai[nai++] = b->thread_attr[2 * s->thread];
+				if (b->thread_attr[2 * s->thread + 1])
+					ai[nai++] = b->thread_attr[2 * s->thread + 1];
 			}
+			if (s->span && s->span < nspans_all) {
+				for (int k = 0; k < 2; k++)
+					if (b->span_attr[2 * s->span + k])
+						ai[nai++] = b->span_attr[2 * s->span + k];
+			}
+			o->attribute_indices = nai ? ai : NULL;
+			o->n_attribute_indices = nai;
 			b->smpp[k][i] = o;
 		}
 		OSample *t = &b->smp[0][i];

@@ -429,3 +429,58 @@ def test_agent_ships_spans(tmp_path, spawn):
         agent.stderr.close()
     assert {"inner_a", "inner_b"} <= found, found
 
+
+def test_server_span_queries(tmp_path, spawn):
+    """The agent ships spans to homura server (OTLP: links and span names);
+    the server keeps them out of the series labels (one series per span
+    name) and answers: every span with a name, one trace, one span, and the
+    traces that spent most in a function - with the SDK's own ids."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    from test_server import Server
+    srv = Server(tmp_path / "data")
+    try:
+        py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+        target = spawn([py, program("otel_plain.py"), SDK / "site", 5], timeout=30)
+        agent = subprocess.Popen([HOMURA, "agent", "-p", str(target.pid), "--interval", "1",
+                                  "--server", srv.url], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        text, _ = target.proc.communicate(timeout=60)
+        agent.wait(timeout=60)        # exits with its target, after a last push
+        agent.stderr.close()
+        exported = {(s["trace_id"], s["span_id"]): s for s in
+                    (json.loads(l) for l in text.decode().splitlines() if l.startswith("{"))}
+        rng = {"from": "now-1h", "until": "now"}
+        series = srv.get_json("/api/v1/series", **rng)["series"]
+        # Ids never become labels; span names do, on the _spans type only.
+        for s in series:
+            assert not {"trace_id", "span_id"} & set(s["labels"])
+            assert ("span_name" in s["labels"]) == (s["type"] == "process_cpu_spans")
+        assert {s["labels"].get("span_name") for s in series} >= {"inner_a", "inner_b"}
+        fg = srv.get_json("/api/v1/flamegraph", query='process_cpu_spans{span_name="inner_a"}',
+                          **rng)
+        names = [n["name"] for n in fg["nodes"]]
+        assert "thread_work_a" in names and "thread_work_b" not in names
+        # Traces of a function: ids the SDK exported, largest first.
+        tr = srv.get_json("/api/v1/traces", query="process_cpu_spans{}",
+                          function="thread_work_a", limit=5, **rng)["traces"]
+        assert tr and all(any(k[0] == t["trace_id"] for k in exported) for t in tr)
+        assert [t["nanoseconds"] for t in tr] == sorted((t["nanoseconds"] for t in tr),
+                                                        reverse=True)
+        # One trace's flame graph: its trace and its own spans only.
+        one = srv.get_json("/api/v1/flamegraph", query="process_cpu_spans{}",
+                           trace_id=tr[0]["trace_id"], **rng)
+        roots = [n["name"] for n in one["nodes"] if n["depth"] == 1]
+        assert roots == ["trace: " + tr[0]["trace_id"]]
+        spans = [n["name"][6:] for n in one["nodes"] if n["depth"] == 2]
+        assert spans and all((tr[0]["trace_id"], sid) in exported for sid in spans)
+        # One span's.
+        sp = srv.get_json("/api/v1/flamegraph", query="process_cpu_spans{}", span_id=spans[0],
+                          **rng)
+        assert [n["name"] for n in sp["nodes"] if n["depth"] == 2] == ["span: " + spans[0]]
+        st, body, _ = srv.request("GET", "/api/v1/flamegraph?query=process_cpu_spans%7B%7D"
+                                  "&trace_id=nothex&from=now-1h&until=now")
+        assert st == 400, (st, body)
+    finally:
+        srv.stop()
+
