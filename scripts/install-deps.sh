@@ -11,6 +11,9 @@ PKGS=(build-essential pkg-config libelf-dev libdw-dev zlib1g-dev libprotobuf-c-d
       clang-14 libclang-rt-14-dev)
 # tests/integration/test_install.py: man pages rendered by man(1), zsh completion parsed
 PKGS+=(man-db zsh)
+# tests/integration/test_spans.py: the seed's FastAPI service (with the
+# OpenTelemetry SDK of shared/third_party/otel-python)
+PKGS+=(python3-fastapi python3-uvicorn python3-wrapt python3-asgiref python3-packaging)
 
 missing=()
 for p in "${PKGS[@]}"; do
