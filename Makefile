@@ -124,7 +124,8 @@ $(BUILD)/tests/libfakenvml.so: tests/unit/fake_nvml.c
 PRELOAD_SRC := $(wildcard preload/*.c)
 PIC_LIB_SRC := lib/base/error.c lib/proc/target.c lib/python/python.c lib/python/walker.c \
                lib/python/pylayout.c lib/python/pydecode.c lib/python/pynames.c \
-               lib/python/pyobj.c $(wildcard lib/python/layouts/py*.c)
+               lib/python/pyobj.c lib/python/otel.c $(wildcard lib/python/layouts/py*.c) \
+               $(wildcard lib/python/layouts/async_py*.c)
 PIC_OBJ     := $(patsubst %.c,$(BUILD)/pic/%.o,$(PRELOAD_SRC) $(PIC_LIB_SRC))
 PIC_FLAGS   := -fPIC -ftls-model=initial-exec -ffunction-sections -fdata-sections \
                -fvisibility=hidden

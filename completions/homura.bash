@@ -19,22 +19,22 @@ _homura_options()
 {
 	case $1 in
 	record) echo "-p --pid -o --output -f --format -r --rate -d --duration -i --idle
-		-g --gil -t --threads -s --subprocesses -n --native --async --ebpf --nolineno --function
+		-g --gil -t --threads -s --subprocesses -n --native --async --ebpf --no-trace --group-by --nolineno --function
 		--full-filenames --blocking --nonblocking --no-jitter --max-depth --stats-json
 		--title --focus --hide --thread --drop-file -h --help" ;;
 	run) echo "--cpu --memory --gpu -o --output --json --heap --profile-all -r --rate -p --pid
 		-d --duration -n --lines -h --help" ;;
 	top) echo "-p --pid -r --rate -i --idle -g --gil -l --lines -S --sort -n --native
-		-s --subprocesses --no-jitter --max-depth --iterations --once --rows
+		-s --subprocesses --no-jitter --no-trace --max-depth --iterations --once --rows
 		--full-filenames --nonblocking -h --help" ;;
-	dump) echo "-p --pid -l --locals -j --json -n --native --async --full-filenames
+	dump) echo "-p --pid -l --locals -j --json -n --native --async --no-trace --full-filenames
 		--nonblocking -h --help" ;;
 	convert) echo "-o --output -f --format --title --width --focus --hide --thread
-		--drop-file -h --help" ;;
+		--drop-file --group-by -h --help" ;;
 	diff) echo "-o --output -f --format --title --width --focus --hide --thread
 		--drop-file -h --help" ;;
 	agent) echo "-p --pid --name --all --scan-interval -r --rate --interval --idle --ebpf
-		--nolineno --max-depth --service --label --otlp --server --pyroscope --dir
+		--nolineno --no-trace --max-depth --service --label --otlp --server --pyroscope --dir
 		--dir-format --dir-max-size --queue-max-bytes --spool --spool-max-bytes
 		--timeout --backoff-max --max-attempts --max-age --flush-timeout --header --token --config
 		--stats-interval --stats-json -h --help" ;;

@@ -547,6 +547,7 @@ static void walk_current(void)
 			return;
 		}
 		hm_python_set_max_depth(G.py, HM_MEMRING_MAX_FRAMES);
+		hm_python_set_trace(G.py, 0);   /* no OpenTelemetry spans in-process */
 	}
 	if (hm_python_walk_tstate(G.py, (uint64_t)(uintptr_t)ts, &G.th) != HM_OK)
 		G.th.nframes = 0;

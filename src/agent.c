@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "agent/agent.h"
+#include "python/python.h"
 #include "agent/export.h"
 #include "base/base.h"
 #include "base/error.h"
@@ -60,6 +61,9 @@ static void usage(FILE *f)
 		"      --nolineno            aggregate by function, not by line\n"
 		"      --ebpf                walk the stacks in the kernel (one BPF program for\n"
 		"                            every target; root); else the user-space sampler\n"
+		"      --no-trace            don't read OpenTelemetry spans (by default samples\n"
+		"                            of programs using the OpenTelemetry SDK carry\n"
+		"                            trace_id, span_id and span_name)\n"
 		"      --max-depth N         frames kept per stack (default 4096)\n"
 		"Labels:\n"
 		"      --service NAME        service.name when the process sets none\n"
@@ -137,6 +141,7 @@ enum {
 	O_NAME = 256, O_ALL, O_SCAN, O_INTERVAL, O_IDLE, O_NOLINENO, O_EBPF, O_DEPTH, O_SERVICE, O_LABEL,
 	O_OTLP, O_SERVER, O_PYRO, O_DIR, O_DIRFMT, O_DIRMAX, O_QMAX, O_SPOOL, O_SPOOLMAX,
 	O_TIMEOUT, O_BACKOFF, O_MAXATT, O_MAXAGE, O_FLUSH, O_HEADER, O_TOKEN, O_CONFIG, O_STATSI, O_STATSJ,
+	O_NOTRACE,
 };
 
 static const struct option long_opts[] = {
@@ -149,6 +154,7 @@ static const struct option long_opts[] = {
 	{"idle", no_argument, 0, O_IDLE},
 	{"nolineno", no_argument, 0, O_NOLINENO},
 	{"ebpf", no_argument, 0, O_EBPF},
+	{"no-trace", no_argument, 0, O_NOTRACE},
 	{"max-depth", required_argument, 0, O_DEPTH},
 	{"service", required_argument, 0, O_SERVICE},
 	{"label", required_argument, 0, O_LABEL},
@@ -204,6 +210,7 @@ static int apply_opt(struct agent_args *a, int c, const char *v)
 	case O_IDLE: a->ao.idle = !v || strcmp(v, "false"); return 0;
 	case O_NOLINENO: a->ao.nolineno = !v || strcmp(v, "false"); return 0;
 	case O_EBPF: a->ao.ebpf = !v || strcmp(v, "false"); return 0;
+	case O_NOTRACE: hm_python_trace_default(!(!v || strcmp(v, "false"))); return 0;
 	case O_DEPTH:
 		a->ao.max_depth = (int)strtol(v, &end, 10);
 		if (*end || a->ao.max_depth < 1)

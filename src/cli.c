@@ -16,6 +16,7 @@ int cli_outopts_parse(int argc, char **argv, cli_outopts *o, void (*usage)(FILE 
 		{"title", required_argument, 0, 'T'},  {"width", required_argument, 0, 'W'},
 		{"focus", required_argument, 0, 'F'},  {"hide", required_argument, 0, 'H'},
 		{"thread", required_argument, 0, 't'}, {"drop-file", required_argument, 0, 'D'},
+		{"group-by", required_argument, 0, 'G'},
 		{"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
 	};
 	int c;
@@ -32,6 +33,11 @@ int cli_outopts_parse(int argc, char **argv, cli_outopts *o, void (*usage)(FILE 
 		case 'H': o->flt.hide = optarg; break;
 		case 't': o->flt.thread = optarg; break;
 		case 'D': o->flt.drop_file = optarg; break;
+		case 'G':
+			if (strcmp(optarg, "span"))
+				return cli_fail("invalid --group-by '%s' (only 'span')", optarg);
+			o->group_span = 1;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

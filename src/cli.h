@@ -23,12 +23,14 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_lib(void);
 
 /* The options convert and diff share: -o/--output, -f/--format, --title,
- * --width and the filters (--focus, --hide, --thread, --drop-file). */
+ * --width, the filters (--focus, --hide, --thread, --drop-file) and
+ * --group-by span. */
 typedef struct cli_outopts {
 	const char *outpath;     /* "-" (stdout) unless -o */
 	const char *fmtname;     /* -f, or NULL */
 	hm_write_opts wo;
 	hm_filter flt;
+	int group_span;          /* --group-by span */
 } cli_outopts;
 /* Parse argv into o (getopt_long from the first argument). -1: go on, the
  * operands start at optind; else the exit status to return (0 after

@@ -34,7 +34,9 @@ static void convert_usage(FILE *f)
 		"      --focus RE      keep only stacks with a frame matching RE\n"
 		"      --hide RE       remove frames matching RE\n"
 		"      --thread TID    keep one thread (id or name)\n"
-		"      --drop-file RE  remove frames whose file matches RE\n");
+		"      --drop-file RE  remove frames whose file matches RE\n"
+		"      --group-by span put every stack under a 'span: NAME' root frame\n"
+		"                      (the OpenTelemetry span its samples ran in)\n");
 }
 
 int cmd_convert(int argc, char **argv)
@@ -57,6 +59,15 @@ int cmd_convert(int argc, char **argv)
 	hm_profile *p = NULL;
 	if (cli_load_filtered(inpath, &co.flt, &p) < 0)
 		return cli_fail_lib();
+	if (co.group_span) {
+		hm_profile *q;
+		if (hm_profile_group_by_span(p, &q) < 0) {
+			hm_profile_free(p);
+			return cli_fail_lib();
+		}
+		hm_profile_free(p);
+		p = q;
+	}
 	hm_outfile out;   /* never through a symlink; renamed into place */
 	if (hm_output_open(&out, outpath, 0666) != HM_OK) {
 		hm_profile_free(p);

@@ -74,6 +74,8 @@ static void usage(FILE *f)
 		"                    target is never stopped)\n"
 		"      --async       also print every asyncio task and the chain of\n"
 		"                    coroutines it awaits (Python 3.8-3.13)\n"
+		"      --no-trace    don't read each thread's and task's OpenTelemetry span\n"
+		"                    (shown by default where the program uses the SDK)\n"
 		"      --full-filenames  accepted for py-spy users: file names are always\n"
 		"                    printed in full\n"
 		"      --nonblocking accepted for py-spy users: the target is never\n"
@@ -83,13 +85,14 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, struct dump_args *a)
 {
-	enum { O_ASYNC = 256, O_PYSPY_NOOP };
+	enum { O_ASYNC = 256, O_PYSPY_NOOP, O_NOTRACE };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"locals", no_argument, 0, 'l'},
 		{"json", no_argument, 0, 'j'},
 		{"native", no_argument, 0, 'n'},
 		{"async", no_argument, 0, O_ASYNC},
+		{"no-trace", no_argument, 0, O_NOTRACE},
 		{"full-filenames", no_argument, 0, O_PYSPY_NOOP},  /* py-spy's; always so */
 		{"nonblocking", no_argument, 0, O_PYSPY_NOOP},     /* py-spy's; the default */
 		{"help", no_argument, 0, 'h'},
@@ -113,6 +116,7 @@ static int parse_args(int argc, char **argv, struct dump_args *a)
 		case 'j': a->json = 1; break;
 		case 'n': a->native = 1; break;
 		case O_ASYNC: a->async = 1; break;
+		case O_NOTRACE: hm_python_trace_default(0); break;
 		case O_PYSPY_NOOP: break;
 		case 'h': usage(stdout); return -1;
 		default: usage(stderr); return 2;
@@ -347,6 +351,35 @@ static void print_pyframe(const hm_pyframe *f, const hm_pyobj_reader *r, int loc
 		hm_pyobj_locals(r, f, print_local, (void *)r);
 }
 
+/* "    span: NAME trace=... span=... (root: NAME)" when sp is a span. */
+static void print_span(const hm_pyspan *sp)
+{
+	if (!sp->trace_hi && !sp->trace_lo)
+		return;
+	printf("    span: %s trace_id=%016llx%016llx span_id=%016llx", sp->name[0] ? sp->name : "?",
+	       (unsigned long long)sp->trace_hi, (unsigned long long)sp->trace_lo,
+	       (unsigned long long)sp->span_id);
+	if (sp->root[0] && strcmp(sp->root, sp->name))
+		printf(" (local root: %s)", sp->root);
+	printf("\n");
+}
+
+static json_t *json_span(const hm_pyspan *sp)
+{
+	if (!sp->trace_hi && !sp->trace_lo)
+		return json_null();
+	char tid[33], sid[17];
+	snprintf(tid, sizeof tid, "%016llx%016llx", (unsigned long long)sp->trace_hi,
+		 (unsigned long long)sp->trace_lo);
+	snprintf(sid, sizeof sid, "%016llx", (unsigned long long)sp->span_id);
+	json_t *o = json_object();
+	json_object_set_new(o, "trace_id", json_string(tid));
+	json_object_set_new(o, "span_id", json_string(sid));
+	json_object_set_new(o, "name", json_string(sp->name));
+	json_object_set_new(o, "local_root_name", sp->root[0] ? json_string(sp->root) : json_null());
+	return o;
+}
+
 static void print_text(const hm_pysample *s, const struct dump_stack *ds,
 		       const hm_pyobj_reader *r, const struct dump_args *a, const char *version)
 {
@@ -358,6 +391,7 @@ static void print_text(const hm_pysample *s, const struct dump_stack *ds,
 		printf("\nThread %d (%s): %s%s%s\n", (int)th->tid, th->name ? th->name : "?",
 		       state_word(d->state), th->holds_gil ? ", holds GIL" : "",
 		       th->valid ? "" : " (stack unreadable: it changed while being read)");
+		print_span(&th->span);
 		if (th->valid && !d->n)
 			printf("    (no Python frames)\n");
 		for (int k = 0; k < d->n; k++) {
@@ -383,6 +417,7 @@ static void print_tasks_text(const hm_pytasks *tk, const hm_pyobj_reader *r, int
 		const hm_pytask *t = &tk->tasks[i];
 		printf("\nTask %s:%s%s\n", t->name, t->running ? " running" : "",
 		       t->valid ? "" : " (unreadable: it changed while being read)");
+		print_span(&t->span);
 		for (int k = 0; k < t->nframes; k++)
 			print_pyframe(&t->frames[k], r, locals);
 		if (t->truncated)
@@ -452,6 +487,7 @@ static json_t *json_threads(const hm_pysample *s, const struct dump_stack *ds,
 		json_object_set_new(t, "state", json_string(state_word(d->state)));
 		json_object_set_new(t, "gil", json_boolean(th->holds_gil));
 		json_object_set_new(t, "valid", json_boolean(th->valid));
+		json_object_set_new(t, "span", json_span(&th->span));
 		if (a->native)
 			json_object_set_new(t, "native_stack", json_string(nat_words[d->native]));
 		for (int k = 0; k < d->n; k++)
@@ -473,6 +509,7 @@ static json_t *json_tasks(const hm_pytasks *tk, const hm_pyobj_reader *r, const 
 		json_object_set_new(o, "running", json_boolean(t->running));
 		json_object_set_new(o, "valid", json_boolean(t->valid));
 		json_object_set_new(o, "truncated", json_boolean(t->truncated));
+		json_object_set_new(o, "span", json_span(&t->span));
 		for (int k = 0; k < t->nframes; k++)
 			json_array_append_new(frames, json_pyframe(&t->frames[k], r, a));
 		json_object_set_new(o, "frames", frames);

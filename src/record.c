@@ -74,6 +74,10 @@ static void usage(FILE *f)
 		"                         a cpu-clock event of each CPU): exact on-CPU samples,\n"
 		"                         no wake-up per sample; needs root; falls back to the\n"
 		"                         user-space sampler, saying why, where BPF is refused\n"
+		"      --no-trace         don't read OpenTelemetry spans (default: samples of a\n"
+		"                         program using the OpenTelemetry SDK carry the span\n"
+		"                         they ran in: trace_id, span_id, span_name labels)\n"
+		"      --group-by span    put every stack under a 'span: NAME' root frame\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --stats-json FILE  write sampling statistics as JSON\n"
@@ -93,13 +97,14 @@ struct record_args {
 	const char *title;
 	char **cmd;
 	hm_filter filter;
+	int group_span;          /* --group-by span */
 	hm_sampler_opts so;
 };
 
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
-	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF };
+	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF, O_NOTRACE, O_GROUPBY };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -126,6 +131,8 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"drop-file", required_argument, 0, O_DROPFILE},
 		{"async", no_argument, 0, O_ASYNCIO},
 		{"ebpf", no_argument, 0, O_EBPF},
+		{"no-trace", no_argument, 0, O_NOTRACE},
+		{"group-by", required_argument, 0, O_GROUPBY},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -180,6 +187,12 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case O_DROPFILE: a->filter.drop_file = optarg; break;
 		case O_ASYNCIO: a->so.async = 1; break;
 		case O_EBPF: a->so.ebpf = 1; break;
+		case O_NOTRACE: hm_python_trace_default(0); break;
+		case O_GROUPBY:
+			if (strcmp(optarg, "span"))
+				return cli_fail("invalid --group-by '%s' (only 'span')", optarg) + 1;
+			a->group_span = 1;
+			break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 3;
 		}
@@ -432,6 +445,13 @@ int cmd_record(int argc, char **argv)
 		if (hm_filter_apply(p, &a.filter, &filtered) == HM_OK) {
 			hm_profile_free(p);
 			p = filtered;
+		}
+	}
+	if (a.group_span) {
+		hm_profile *grouped = NULL;
+		if (hm_profile_group_by_span(p, &grouped) == HM_OK) {
+			hm_profile_free(p);
+			p = grouped;
 		}
 	}
 	int status = write_profile(p, fmt, out, a.title);

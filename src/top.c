@@ -68,6 +68,8 @@ static void usage(FILE *f)
 		"                         sampled thread briefly (ptrace) while unwinding\n"
 		"  -s, --subprocesses     also sample the target's Python child processes\n"
 		"                         (their functions count in the same table)\n"
+		"      --no-trace         don't read OpenTelemetry spans (read by default\n"
+		"                         where the program uses the OpenTelemetry SDK)\n"
 		"      --no-jitter        sample at exact intervals (default: jittered)\n"
 		"      --max-depth N      frames kept per stack (default 4096)\n"
 		"      --iterations N     print N one-second snapshots as text, no screen\n"
@@ -111,7 +113,7 @@ static int parse_sort(const char *s)
 /* 0: go on; 1: exit 0 (help); >1: exit status + 1. */
 static int parse_args(int argc, char **argv, struct top_args *a)
 {
-	enum { O_NOJITTER = 256, O_DEPTH, O_ONCE, O_ROWS, O_ITER, O_FULLNAMES, O_NONBLOCKING };
+	enum { O_NOTRACE = 300, O_NOJITTER = 256, O_DEPTH, O_ONCE, O_ROWS, O_ITER, O_FULLNAMES, O_NONBLOCKING };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"rate", required_argument, 0, 'r'},
@@ -122,6 +124,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 		{"native", no_argument, 0, 'n'},
 		{"subprocesses", no_argument, 0, 's'},
 		{"no-jitter", no_argument, 0, O_NOJITTER},
+		{"no-trace", no_argument, 0, O_NOTRACE},
 		{"max-depth", required_argument, 0, O_DEPTH},
 		{"iterations", required_argument, 0, O_ITER},
 		{"once", no_argument, 0, O_ONCE},
@@ -164,6 +167,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 				return cli_fail("invalid --sort '%s' (own, total, owntime, totaltime)", optarg) + 1;
 			break;
 		case O_NOJITTER: a->jitter = 0; break;
+		case O_NOTRACE: hm_python_trace_default(0); break;
 		case O_DEPTH:
 			v = strtol(optarg, &end, 10);
 			if (*end || v < 1 || v > 1000000)

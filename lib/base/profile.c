@@ -1,7 +1,8 @@
 /* profile.c - the profile model (see profile.h).
  *
- * Four interners carry everything: strings, frames (hm_frame blobs), stacks
- * (uint32 frame-id arrays) and sample keys ((stack, thread) pairs). A sample
+ * Five interners carry everything: strings, frames (hm_frame blobs), stacks
+ * (uint32 frame-id arrays), spans (hm_span_ref, capped) and sample keys
+ * ((stack, thread, span) triples). A sample
  * key's id indexes the aggregate array, so adding a sample is one hash
  * lookup; counts and weights add with saturation (hostile input cannot wrap
  * a sum). The optional timeline is a growable array of hm_event. */
@@ -13,7 +14,7 @@
 #include "base/profile.h"
 
 struct hm_profile {
-	hm_intern strings, frames, stacks, keys;
+	hm_intern strings, frames, stacks, keys, spans;
 	hm_sample *samples;          /* indexed by key id */
 	size_t samples_cap;
 	hm_thread *threads;
@@ -45,11 +46,15 @@ hm_profile *hm_profile_new(int keep_timeline)
 	hm_intern_init(&p->frames);
 	hm_intern_init(&p->stacks);
 	hm_intern_init(&p->keys);
+	hm_intern_init(&p->spans);
 	p->keep_timeline = keep_timeline;
 	do
 		p->serial = __atomic_add_fetch(&next_serial, 1, __ATOMIC_RELAXED);
 	while (!p->serial);
 	hm_intern_put(&p->strings, "", 0, NULL);   /* id 0 is "" */
+	hm_span_ref none;
+	memset(&none, 0, sizeof none);
+	hm_intern_put(&p->spans, &none, sizeof none, NULL);   /* span 0: none */
 	return p;
 }
 
@@ -61,6 +66,7 @@ void hm_profile_free(hm_profile *p)
 	hm_intern_free(&p->frames);
 	hm_intern_free(&p->stacks);
 	hm_intern_free(&p->keys);
+	hm_intern_free(&p->spans);
 	free(p->samples);
 	free(p->threads);
 	free(p->events);
@@ -126,10 +132,56 @@ uint32_t hm_profile_thread_id(hm_profile *p, uint64_t tid, uint32_t pid, const c
 	return p->nthreads++;
 }
 
+uint32_t hm_profile_span_id(hm_profile *p, const hm_span_ref *s)
+{
+	hm_span_ref key;
+	memset(&key, 0, sizeof key);  /* padding must not take part in the hash */
+	key.trace_hi = s->trace_hi;
+	key.trace_lo = s->trace_lo;
+	key.span_id = s->span_id;
+	key.name = s->name;
+	key.root = s->root;
+	if (p->spans.n >= HM_PROFILE_MAX_SPANS) {
+		/* Full: known spans keep their ids, new ones their names. */
+		uint32_t id = hm_intern_find(&p->spans, &key, sizeof key);
+		if (id != UINT32_MAX)
+			return id;
+		key.trace_hi = key.trace_lo = key.span_id = 0;
+		id = hm_intern_find(&p->spans, &key, sizeof key);
+		return id == UINT32_MAX ? 0 : id;
+	}
+	uint32_t id = hm_intern_put(&p->spans, &key, sizeof key, NULL);
+	return id == UINT32_MAX ? 0 : id;
+}
+
+uint32_t hm_profile_nspans(const hm_profile *p) { return p->spans.n; }
+
+const hm_span_ref *hm_profile_span(const hm_profile *p, uint32_t id)
+{
+	return hm_intern_get(&p->spans, id, NULL);
+}
+
+void hm_span_trace_hex(const hm_span_ref *s, char out[33])
+{
+	snprintf(out, 33, "%016llx%016llx", (unsigned long long)s->trace_hi,
+		 (unsigned long long)s->trace_lo);
+}
+
+void hm_span_id_hex(const hm_span_ref *s, char out[17])
+{
+	snprintf(out, 17, "%016llx", (unsigned long long)s->span_id);
+}
+
 void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t count,
 		    int64_t weight_ns, uint64_t t_ns)
 {
-	uint32_t key[2] = {stack, thread};
+	hm_profile_add_span(p, stack, thread, 0, count, weight_ns, t_ns);
+}
+
+void hm_profile_add_span(hm_profile *p, uint32_t stack, uint32_t thread, uint32_t span,
+			 int64_t count, int64_t weight_ns, uint64_t t_ns)
+{
+	uint32_t key[3] = {stack, thread, span};
 	int added;
 	uint32_t id = hm_intern_put(&p->keys, key, sizeof key, &added);
 	if (id == UINT32_MAX)
@@ -146,6 +198,7 @@ void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t coun
 	if (added) {
 		s->stack = stack;
 		s->thread = thread;
+		s->span = span;
 		s->count = 0;
 		s->weight_ns = 0;
 	}

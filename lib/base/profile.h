@@ -40,12 +40,24 @@ typedef struct hm_thread {
 	uint32_t pid;
 } hm_thread;
 
-typedef struct hm_sample {      /* an aggregate: all samples of one (stack, thread) */
+typedef struct hm_sample {      /* an aggregate: all samples of one (stack, thread, span) */
 	uint32_t stack;
 	uint32_t thread;
 	int64_t count;
 	int64_t weight_ns;
+	uint32_t span;          /* hm_profile_span id, 0: outside any span */
 } hm_sample;
+
+/* An OpenTelemetry span samples ran in. Span ids are high-cardinality: a
+ * profile keeps at most HM_PROFILE_MAX_SPANS distinct ones; past that, new
+ * spans keep their names only (ids 0), so memory stays bounded. */
+typedef struct hm_span_ref {
+	uint64_t trace_hi, trace_lo; /* trace id (128 bits); 0: not kept */
+	uint64_t span_id;
+	hm_str_id name;         /* span name */
+	hm_str_id root;         /* local root span's name, 0 if unknown */
+} hm_span_ref;
+#define HM_PROFILE_MAX_SPANS 65536
 
 typedef struct hm_event {       /* one timeline record */
 	uint64_t t_ns;          /* unix time in ns */
@@ -87,6 +99,18 @@ int64_t hm_sat_add(int64_t a, int64_t b);
  * saturate at the int64 limits. */
 void hm_profile_add(hm_profile *p, uint32_t stack, uint32_t thread, int64_t count,
 		    int64_t weight_ns, uint64_t t_ns);
+/* The same for samples taken inside a span (span from hm_profile_span_id;
+ * 0: none, as hm_profile_add). */
+void hm_profile_add_span(hm_profile *p, uint32_t stack, uint32_t thread, uint32_t span,
+			 int64_t count, int64_t weight_ns, uint64_t t_ns);
+/* Id of a span (interned; 0 when s has neither ids nor a name). */
+uint32_t hm_profile_span_id(hm_profile *p, const hm_span_ref *s);
+/* Number of span ids (including 0, "no span") and the span of an id. */
+uint32_t hm_profile_nspans(const hm_profile *p);
+const hm_span_ref *hm_profile_span(const hm_profile *p, uint32_t id);
+/* Trace or span id as lowercase hex (32 or 16 digits + NUL). */
+void hm_span_trace_hex(const hm_span_ref *s, char out[33]);
+void hm_span_id_hex(const hm_span_ref *s, char out[17]);
 
 /* Read access. */
 uint32_t hm_profile_nstrings(const hm_profile *p);

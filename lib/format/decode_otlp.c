@@ -11,9 +11,11 @@
  * in nanoseconds give the weight (type "wall" marks wall time). When the time
  * profile carries timestamps each one becomes a timeline event of one sample
  * and separate count profiles are not needed. Resource attributes become the
- * profile's labels; thread.id / thread.name sample attributes its threads.
- * hm_decode_otlp_split also groups the samples by their other attributes
- * (bounded like pprof's per-sample labels, decode.h) into one profile each. */
+ * profile's labels; thread.id / thread.name sample attributes its threads;
+ * a sample's link (trace and span ids) and span_name / local_root_span_name
+ * attributes its OpenTelemetry span. hm_decode_otlp_split also groups the
+ * samples by their other attributes (bounded like pprof's per-sample labels,
+ * decode.h) into one profile each. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@ typedef Opentelemetry__Proto__Common__V1__AnyValue OAny;
 #define ANY(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##x
 
 #define MAX_GROUPS 64     /* sample attribute sets of one request, as for pprof */
+typedef Opentelemetry__Proto__Profiles__V1development__Link OLinkD;
 
 typedef struct ctx {
 	const ODict *d;
@@ -246,8 +249,8 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 			st = c->stack_ids[s->stack_index] = hm_profile_stack_id(c->p, c->frames, n);
 		}
 		uint64_t tid = 0;
-		const char *tname = NULL;
-		char buf[32];
+		const char *tname = NULL, *sname = NULL, *sroot = NULL;
+		char buf[32], nbuf[256], rbuf[256];
 		for (size_t k = 0; k < s->n_attribute_indices; k++) {
 			const char *key;
 			const OAny *v;
@@ -259,6 +262,27 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 				tid = strtoull(any_text(d, v, buf, sizeof buf) ?: "0", NULL, 10);
 			else if (!strcmp(key, "thread.name"))
 				tname = any_text(d, v, buf, sizeof buf);
+			else if (!strcmp(key, "span_name"))
+				sname = any_text(d, v, nbuf, sizeof nbuf);
+			else if (!strcmp(key, "local_root_span_name"))
+				sroot = any_text(d, v, rbuf, sizeof rbuf);
+		}
+		/* The sample's link: the OpenTelemetry trace and span it ran in
+		 * (its names interned in each profile it goes to, below). */
+		hm_span_ref sr;
+		int has_span = 0;
+		memset(&sr, 0, sizeof sr);
+		if (s->link_index > 0 && (size_t)s->link_index < d->n_link_table &&
+		    d->link_table[s->link_index]) {
+			const OLinkD *l = d->link_table[s->link_index];
+			if (l->trace_id.len == 16 && l->span_id.len == 8) {
+				for (int b = 0; b < 8; b++) {
+					sr.trace_hi = sr.trace_hi << 8 | l->trace_id.data[b];
+					sr.trace_lo = sr.trace_lo << 8 | l->trace_id.data[8 + b];
+					sr.span_id = sr.span_id << 8 | l->span_id.data[b];
+				}
+				has_span = (sr.trace_hi || sr.trace_lo) && sr.span_id;
+			}
 		}
 		size_t nv = s->n_values, nt = s->n_timestamps_unix_nano;
 		if (nt && nv && nv != nt)
@@ -278,23 +302,30 @@ static int add_profile(ctx *c, const OProfile *pr, int role, int count_in_time)
 				tst = hm_profile_stack_id(tp, c->frames, n);
 			}
 			uint32_t th = hm_profile_thread_id(tp, tid, 0, tname && *tname ? tname : NULL);
+			uint32_t sid = 0;
+			if (has_span) {
+				hm_span_ref r = sr;
+				r.name = sname ? hm_profile_intern_cstr(tp, sname) : 0;
+				r.root = sroot ? hm_profile_intern_cstr(tp, sroot) : 0;
+				sid = hm_profile_span_id(tp, &r);
+			}
 			if (nt) {
 				for (size_t k = 0; k < nt; k++) {
 					int64_t v = nv ? s->values[k] : 1;
 					if (role == V_TIME)
-						hm_profile_add(tp, tst, th, count_in_time, v,
+						hm_profile_add_span(tp, tst, th, sid, count_in_time, v,
 							       s->timestamps_unix_nano[k]);
 					else
-						hm_profile_add(tp, tst, th, v, 0, s->timestamps_unix_nano[k]);
+						hm_profile_add_span(tp, tst, th, sid, v, 0, s->timestamps_unix_nano[k]);
 				}
 			} else {
 				int64_t sum = 0;
 				for (size_t k = 0; k < nv; k++)
 					sum = hm_sat_add(sum, s->values[k]);
 				if (role == V_TIME)
-					hm_profile_add(tp, tst, th, count_in_time ? (int64_t)nv : 0, sum, 0);
+					hm_profile_add_span(tp, tst, th, sid, count_in_time ? (int64_t)nv : 0, sum, 0);
 				else
-					hm_profile_add(tp, tst, th, sum, 0, 0);
+					hm_profile_add_span(tp, tst, th, sid, sum, 0, 0);
 			}
 		}
 	}

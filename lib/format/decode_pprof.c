@@ -8,7 +8,9 @@
  * lines (inlined frames, caller last), and a sample's leaf-first location
  * list becomes a root-first homura stack. The "samples/count" value becomes
  * the count and a value in nanoseconds the weight; thread_id / thread_name
- * labels become threads; "key=value" comments become profile labels.
+ * labels become threads; trace_id / span_id (hex) / span_name /
+ * local_root_span_name labels the sample's OpenTelemetry span; "key=value"
+ * comments become profile labels.
  *
  * hm_decode_pprof_split (decode.h) reads the same message into several
  * profiles: one per (count, weight) pair of sample-value indices that a
@@ -35,6 +37,26 @@ static const char *pstr(const PbProfile *m, int64_t i)
 {
 	return i >= 0 && (uint64_t)i < m->n_string_table && m->string_table[i] ?
 	       m->string_table[i] : NULL;
+}
+
+/* Exactly `digits` (16 or 32) hex digits into hi (32 only) and lo; 1 ok. */
+static int hex_id(const char *t, int digits, uint64_t *hi, uint64_t *lo)
+{
+	if (!t || strlen(t) != (size_t)digits)
+		return 0;
+	uint64_t v[2] = {0, 0};
+	for (int i = 0; i < digits; i++) {
+		int c = t[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (d < 0)
+			return 0;
+		uint64_t *w = &v[digits == 32 && i < 16 ? 0 : 1];
+		*w = (*w << 4) | (uint64_t)d;
+	}
+	if (hi)
+		*hi = v[0];
+	*lo = v[1];
+	return 1;
 }
 
 /* Map of 64-bit ids to dense indices. */
@@ -66,7 +88,7 @@ static uint64_t fn_id(const void *a, size_t i)
 int hm_decode_label_key_ok(const char *key)
 {
 	static const char *const skip[] = {"thread_id", "thread.id", "thread_name",
-		"thread.name", "span_id", "span_name", "trace_id", "profile_id", "pprof::base_id",
+		"thread.name", "span_id", "span_name", "local_root_span_name", "trace_id", "profile_id", "pprof::base_id",
 		NULL};
 	if (!key || !*key)
 		return 0;
@@ -265,7 +287,10 @@ static int convert(const PbProfile *m, hm_pprof_plan_fn plan, void *plan_arg,
 			goto out;
 		}
 		uint64_t tid = 0;
-		const char *tname = NULL;
+		const char *tname = NULL, *sname = NULL, *sroot = NULL;
+		hm_span_ref span;
+		memset(&span, 0, sizeof span);
+		int have_trace = 0, have_span = 0;
 		for (size_t k = 0; k < s->n_label; k++) {
 			const char *key = pstr(m, s->label[k]->key);
 			if (!key)
@@ -274,7 +299,18 @@ static int convert(const PbProfile *m, hm_pprof_plan_fn plan, void *plan_arg,
 				tid = (uint64_t)s->label[k]->num;
 			else if (!strcmp(key, "thread_name") || !strcmp(key, "thread.name"))
 				tname = pstr(m, s->label[k]->str);
+			else if (!strcmp(key, "trace_id"))
+				have_trace = hex_id(pstr(m, s->label[k]->str), 32, &span.trace_hi, &span.trace_lo);
+			else if (!strcmp(key, "span_id"))
+				have_span = hex_id(pstr(m, s->label[k]->str), 16, NULL, &span.span_id);
+			else if (!strcmp(key, "span_name"))
+				sname = pstr(m, s->label[k]->str);
+			else if (!strcmp(key, "local_root_span_name"))
+				sroot = pstr(m, s->label[k]->str);
 		}
+		int with_span = (have_trace && have_span) || (sname && *sname);
+		if (with_span && (!have_trace || !have_span))
+			span.trace_hi = span.trace_lo = span.span_id = 0;
 		uint32_t grp = sample_group(g, m, s);
 		if (grp == UINT32_MAX)
 			goto oom;
@@ -318,10 +354,17 @@ static int convert(const PbProfile *m, hm_pprof_plan_fn plan, void *plan_arg,
 			for (uint32_t k = 0; k < n; k++)
 				fr[k] = hm_profile_import_frame(pt->p, proto, frames[k]);
 			uint32_t th = hm_profile_thread_id(pt->p, tid, 0, tname && *tname ? tname : NULL);
-			uint32_t sid = hm_profile_stack_id(pt->p, fr, n);
+			uint32_t st = hm_profile_stack_id(pt->p, fr, n);
+			uint32_t spid = 0;
+			if (with_span) {
+				hm_span_ref r = span;
+				r.name = sname ? hm_profile_intern_cstr(pt->p, sname) : 0;
+				r.root = sroot ? hm_profile_intern_cstr(pt->p, sroot) : 0;
+				spid = hm_profile_span_id(pt->p, &r);
+			}
 			int ci = pairs[pi][0], wi = pairs[pi][1];
-			hm_profile_add(pt->p, sid, th, ci >= 0 ? s->value[ci] : 0,
-				       wi >= 0 ? s->value[wi] : 0, 0);
+			hm_profile_add_span(pt->p, st, th, spid, ci >= 0 ? s->value[ci] : 0,
+					    wi >= 0 ? s->value[wi] : 0, 0);
 		}
 	}
 	if (!out->n && npairs > 0) {    /* no samples: still one empty profile per pair */

@@ -5,7 +5,10 @@
  * index 0 = ""), one Function per distinct (name, file, start_line), one
  * Location per frame (index = frame id + 1, tagged profile.frame.type =
  * cpython / native / kernel), one Stack per profile stack (index = stack id
- * + 1, leaf first) and attributes for thread.id / thread.name. Every table
+ * + 1, leaf first), attributes for thread.id / thread.name, and one Link per
+ * OpenTelemetry span the samples ran in (trace and span ids; a sample's
+ * link_index names its span, 0 outside spans; span_name and
+ * local_root_span_name sample attributes name it). Every table
  * starts with its zero value. One ResourceProfiles carries the profile's
  * labels as resource attributes; its scope holds two Profiles, each with one
  * sample type: CPU (or wall) nanoseconds first, then sample counts, so
@@ -45,7 +48,7 @@ typedef Opentelemetry__Proto__Collector__Profiles__V1development__ExportProfiles
 #define ANY_INT OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE
 
 enum { X_SAMPLES, X_COUNT, X_TIME, X_NS, X_FRAMETYPE, X_TID, X_TNAME, X_CPYTHON, X_NATIVE,
-       X_KERNEL, X_N };
+       X_KERNEL, X_SPAN_NAME, X_ROOT_NAME, X_N };
 
 /* All the memory behind one request; freed in one place. */
 typedef struct otlp_build {
@@ -58,7 +61,10 @@ typedef struct otlp_build {
 	OProfile prof[2], *profp[2];
 	OValueType vt[3];
 	OMapping map0, *mapp[1];
-	OLink link0, *linkp[1];
+	OLink *links, **linkp;    /* [0] zero, then one per span */
+	uint8_t *link_ids;        /* 24 bytes per span: trace id, span id */
+	uint32_t nlinks;
+	int32_t *link_of;         /* span id -> link index (0: none) */
 	char **strtab;
 	OFunction *fns, **fnp;
 	OLocation *locs, **locp;
@@ -69,6 +75,8 @@ typedef struct otlp_build {
 	OKVU *attrs, **attrp;
 	OAny *anys;
 	int32_t *thread_attr;     /* 2 per thread */
+	int32_t *span_attr;       /* 2 per span: name, local root name (0: none) */
+	int32_t *sample_attr;     /* 4 per sample: its attribute indices */
 	OKV *rkv, **rkvp;
 	OAny *rany;
 	OSample *smp[2], **smpp[2];
@@ -94,6 +102,8 @@ static void build_free(otlp_build *b)
 	free(b->attrp);
 	free(b->anys);
 	free(b->thread_attr);
+	free(b->span_attr);
+	free(b->sample_attr);
 	free(b->rkv);
 	free(b->rkvp);
 	free(b->rany);
@@ -103,6 +113,10 @@ static void build_free(otlp_build *b)
 		free(b->vals[i]);
 	}
 	free(b->ts);
+	free(b->links);
+	free(b->linkp);
+	free(b->link_ids);
+	free(b->link_of);
 }
 
 static int all_digits(const char *s)
@@ -145,7 +159,8 @@ static int build(const hm_profile *p, otlp_build *b)
 		hm_profile_stack(p, s, &n);
 		nstack_locs += n;
 	}
-	size_t nattrs = 1 + 3 + 2 * (size_t)nthreads;
+	uint32_t nspans_all = hm_profile_nspans(p);
+	size_t nattrs = 1 + 3 + 2 * (size_t)nthreads + 2 * (size_t)nspans_all;
 	b->strtab = calloc((size_t)nstr + X_N, sizeof *b->strtab);
 	b->fns = calloc(nframes + 1, sizeof *b->fns);
 	b->fnp = calloc(nframes + 1, sizeof *b->fnp);
@@ -160,6 +175,8 @@ static int build(const hm_profile *p, otlp_build *b)
 	b->attrs = calloc(nattrs, sizeof *b->attrs);
 	b->attrp = calloc(nattrs, sizeof *b->attrp);
 	b->anys = calloc(nattrs, sizeof *b->anys);
+	b->span_attr = calloc(2 * (size_t)nspans_all + 1, sizeof *b->span_attr);
+	b->sample_attr = calloc(4 * nsamples + 1, sizeof *b->sample_attr);
 	b->thread_attr = calloc(2 * (size_t)nthreads + 1, sizeof *b->thread_attr);
 	b->rkv = calloc(meta->nlabels + 1, sizeof *b->rkv);
 	b->rkvp = calloc(meta->nlabels + 1, sizeof *b->rkvp);
@@ -171,14 +188,16 @@ static int build(const hm_profile *p, otlp_build *b)
 	if (!b->strtab || !b->fns || !b->fnp || !b->locs || !b->locp || !b->lines ||
 	    !b->linep || !b->loc_attr || !b->stacks || !b->stackp || !b->stack_locs ||
 	    !b->attrs || !b->attrp || !b->anys || !b->thread_attr || !b->rkv || !b->rkvp ||
-	    !b->rany || !b->smp[0] || !b->smp[1] || !b->smpp[0] || !b->smpp[1])
+	    !b->rany || !b->smp[0] || !b->smp[1] || !b->smpp[0] || !b->smpp[1] || !b->span_attr ||
+	    !b->sample_attr)
 		goto out;
 
 	/* Strings. */
 	for (uint32_t i = 0; i < nstr; i++)
 		b->strtab[i] = (char *)hm_profile_str(p, i);
 	static const char *fixed[X_N] = {"samples", "count", NULL, "nanoseconds",
-		"profile.frame.type", "thread.id", "thread.name", "cpython", "native", "kernel"};
+		"profile.frame.type", "thread.id", "thread.name", "cpython", "native", "kernel",
+		"span_name", "local_root_span_name"};
 	for (int i = 0; i < X_N; i++)
 		b->strtab[nstr + i] = (char *)(i == X_TIME ?
 			(meta->time_kind == HM_TIME_WALL ? "wall" : "cpu") : fixed[i]);
@@ -210,6 +229,20 @@ static int build(const hm_profile *p, otlp_build *b)
 		b->attrs[na].value = &b->anys[na];
 		b->thread_attr[2 * t + 1] = th->name ? (int32_t)na : 0;
 		na++;
+	}
+	/* Span names (the link carries the ids). */
+	for (uint32_t i = 1; i < nspans_all; i++) {
+		const hm_span_ref *sp = hm_profile_span(p, i);
+		hm_str_id v[2] = {sp ? sp->name : 0, sp ? sp->root : 0};
+		for (int k = 0; k < 2; k++) {
+			if (!v[k])
+				continue;
+			b->attrs[na].key_strindex = nstr + (k ? X_ROOT_NAME : X_SPAN_NAME);
+			b->anys[na].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE_STRINDEX;
+			b->anys[na].string_value_strindex = v[k];
+			b->attrs[na].value = &b->anys[na];
+			b->span_attr[2 * i + k] = (int32_t)na++;
+		}
 	}
 
 	/* Functions, lines, locations. Index 0 of each is the zero value. */
@@ -324,10 +357,20 @@ static int build(const hm_profile *p, otlp_build *b)
 			OSample *o = &b->smp[k][i];
 			opentelemetry__proto__profiles__v1development__sample__init(o);
 			o->stack_index = (int32_t)s->stack + 1;
+			int32_t *ai = &b->sample_attr[4 * i];
+			size_t nai = 0;
 			if (s->thread < nthreads) {
-				o->attribute_indices = &b->thread_attr[2 * s->thread];
-				o->n_attribute_indices = b->thread_attr[2 * s->thread + 1] ? 2 : 1;
+				ai[nai++] = b->thread_attr[2 * s->thread];
+				if (b->thread_attr[2 * s->thread + 1])
+					ai[nai++] = b->thread_attr[2 * s->thread + 1];
 			}
+			if (s->span && s->span < nspans_all) {
+				for (int k = 0; k < 2; k++)
+					if (b->span_attr[2 * s->span + k])
+						ai[nai++] = b->span_attr[2 * s->span + k];
+			}
+			o->attribute_indices = nai ? ai : NULL;
+			o->n_attribute_indices = nai;
 			b->smpp[k][i] = o;
 		}
 		OSample *t = &b->smp[0][i];
@@ -413,8 +456,42 @@ static int build(const hm_profile *p, otlp_build *b)
 
 	opentelemetry__proto__profiles__v1development__mapping__init(&b->map0);
 	b->mapp[0] = &b->map0;
-	opentelemetry__proto__profiles__v1development__link__init(&b->link0);
-	b->linkp[0] = &b->link0;
+	/* Links: [0] none, then each span with ids (big-endian bytes, as
+	 * OpenTelemetry writes them); samples point at theirs. */
+	uint32_t nspans = hm_profile_nspans(p);
+	b->links = calloc((size_t)nspans + 1, sizeof *b->links);
+	b->linkp = calloc((size_t)nspans + 1, sizeof *b->linkp);
+	b->link_ids = calloc((size_t)nspans + 1, 24);
+	b->link_of = calloc((size_t)nspans + 1, sizeof *b->link_of);
+	if (!b->links || !b->linkp || !b->link_ids || !b->link_of)
+		goto out;
+	opentelemetry__proto__profiles__v1development__link__init(&b->links[0]);
+	b->linkp[0] = &b->links[0];
+	b->nlinks = 1;
+	for (uint32_t i = 1; i < nspans; i++) {
+		const hm_span_ref *sp = hm_profile_span(p, i);
+		if (!sp || (!sp->trace_hi && !sp->trace_lo) || !sp->span_id)
+			continue;
+		uint8_t *id = b->link_ids + 24 * (size_t)i;
+		for (int k = 0; k < 8; k++) {
+			id[k] = (uint8_t)(sp->trace_hi >> (56 - 8 * k));
+			id[8 + k] = (uint8_t)(sp->trace_lo >> (56 - 8 * k));
+			id[16 + k] = (uint8_t)(sp->span_id >> (56 - 8 * k));
+		}
+		OLink *l = &b->links[b->nlinks];
+		opentelemetry__proto__profiles__v1development__link__init(l);
+		l->trace_id.data = id;
+		l->trace_id.len = 16;
+		l->span_id.data = id + 16;
+		l->span_id.len = 8;
+		b->linkp[b->nlinks] = l;
+		b->link_of[i] = (int32_t)b->nlinks++;
+	}
+	for (size_t i = 0; i < nsamples; i++) {
+		const hm_sample *s = hm_profile_sample(p, i);
+		if (s->span < nspans && b->link_of[s->span])
+			b->smp[0][i].link_index = b->smp[1][i].link_index = b->link_of[s->span];
+	}
 	opentelemetry__proto__profiles__v1development__profiles_dictionary__init(&b->dict);
 	b->dict.n_mapping_table = 1;
 	b->dict.mapping_table = b->mapp;
@@ -422,7 +499,7 @@ static int build(const hm_profile *p, otlp_build *b)
 	b->dict.location_table = b->locp;
 	b->dict.n_function_table = nfns;
 	b->dict.function_table = b->fnp;
-	b->dict.n_link_table = 1;
+	b->dict.n_link_table = b->nlinks;
 	b->dict.link_table = b->linkp;
 	b->dict.n_string_table = (size_t)nstr + X_N;
 	b->dict.string_table = b->strtab;

@@ -6,7 +6,9 @@
  * frame becomes one Location (id = frame id + 1) and each distinct
  * (name, file, start_line) one Function (names with '<' made readable for
  * pprof's tools, readable_name). Samples carry [count, time ns] and
- * thread_id / thread_name labels. Memory is proportional to distinct stacks
+ * thread_id / thread_name labels, and samples taken inside an OpenTelemetry
+ * span trace_id / span_id (hex, as OpenTelemetry writes them) / span_name /
+ * local_root_span_name labels. Memory is proportional to distinct stacks
  * and frames, never to the number of raw samples. The packed bytes are
  * gzip-compressed with zlib for the on-disk form. */
 #include <stdlib.h>
@@ -26,7 +28,9 @@ typedef Perftools__Profiles__Function PbFunction;
 typedef Perftools__Profiles__Label PbLabel;
 typedef Perftools__Profiles__ValueType PbValueType;
 
-enum { S_SAMPLES, S_COUNT, S_TIME, S_NS, S_TID, S_TNAME, S_BINARY, S_NFIXED };
+enum { S_SAMPLES, S_COUNT, S_TIME, S_NS, S_TID, S_TNAME, S_BINARY, S_TRACE, S_SPAN, S_SPAN_NAME,
+       S_ROOT_NAME, S_NFIXED };
+#define SPAN_LABELS 4   /* trace_id, span_id, span_name, local_root_span_name */
 
 /* Name of the main binary for the single mapping pprof readers expect:
  * the executable's label, else "python" for a profile with Python frames,
@@ -79,10 +83,11 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 	hm_intern_init(&funcs);
 
 	uint32_t nlabels = meta->nlabels;
+	uint32_t nspans = hm_profile_nspans(p);
 	uint32_t nrenamed = 0;     /* names with '<': one more string each */
 	for (uint32_t f = 0; f < nframes; f++)
 		nrenamed += strchr(hm_profile_str(p, hm_profile_frame(p, f)->name), '<') != NULL;
-	size_t ntab = (size_t)nstr + S_NFIXED + nlabels;
+	size_t ntab = (size_t)nstr + S_NFIXED + nlabels + 2 * (size_t)nspans;
 	size_t ntab_max = ntab + nrenamed;
 	char **strtab = calloc(ntab_max + 1, sizeof *strtab);
 	char **renamed = calloc(nrenamed + 1, sizeof *renamed);
@@ -100,6 +105,9 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 	PbLabel *tlabels = calloc(2 * (size_t)nthreads + 1, sizeof *tlabels);
 	PbLabel **tlabelp = calloc(2 * (size_t)nthreads + 1, sizeof *tlabelp);
 	int64_t *comments = calloc(nlabels + 1, sizeof *comments);
+	char *hex = calloc((size_t)nspans + 1, 33 + 17);
+	PbLabel *slabels = calloc((size_t)nspans * SPAN_LABELS + 1, sizeof *slabels);
+	PbLabel **sampl = calloc(nsamples * (2 + SPAN_LABELS) + 1, sizeof *sampl);
 	size_t nlocids = 0;
 	for (size_t i = 0; i < nsamples; i++) {
 		uint32_t n;
@@ -109,14 +117,16 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 	uint64_t *locids = calloc(nlocids + 1, sizeof *locids);
 	unsigned char *packed = NULL;
 	if (!strtab || !renamed || !label_text || !locs || !locp || !lines || !linep || !fns || !fnp ||
-	    !smp || !smpp || !values || !tlabels || !tlabelp || !comments || !locids)
+	    !smp || !smpp || !values || !tlabels || !tlabelp || !comments || !locids || !hex ||
+	    !slabels || !sampl)
 		goto out;
 
 	for (uint32_t i = 0; i < nstr; i++)
 		strtab[i] = (char *)hm_profile_str(p, i);
 	int wall = meta->time_kind == HM_TIME_WALL;
 	static const char *fixed[S_NFIXED] = {"samples", "count", NULL, "nanoseconds",
-					      "thread_id", "thread_name", NULL};
+					      "thread_id", "thread_name", NULL, "trace_id", "span_id",
+					      "span_name", "local_root_span_name"};
 	/* Memory profiles (analyze/memory.c) name their value and its unit. */
 	static const char *mem_type[3] = {"alloc_space", "alloc_objects", "inuse_space"};
 	static const char *mem_unit[3] = {"bytes", "count", "bytes"};
@@ -137,6 +147,31 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 		strtab[nstr + S_NFIXED + i] = label_text[i];
 		comments[i] = nstr + S_NFIXED + i;
 	}
+
+	/* Span labels: up to four per span, shared by its samples. */
+	size_t sbase = (size_t)nstr + S_NFIXED + nlabels;
+	for (uint32_t i = 1; i < nspans; i++) {
+		const hm_span_ref *sp = hm_profile_span(p, i);
+		char *th = hex + (size_t)i * 50, *sh = th + 33;
+		PbLabel *l = &slabels[(size_t)i * SPAN_LABELS];
+		for (int k = 0; k < SPAN_LABELS; k++)
+			perftools__profiles__label__init(&l[k]);
+		hm_span_trace_hex(sp, th);
+		hm_span_id_hex(sp, sh);
+		strtab[sbase + 2 * i] = th;
+		strtab[sbase + 2 * i + 1] = sh;
+		l[0].key = nstr + S_TRACE;
+		l[0].str = sp->trace_hi || sp->trace_lo ? (int64_t)(sbase + 2 * i) : 0;
+		l[1].key = nstr + S_SPAN;
+		l[1].str = sp->span_id ? (int64_t)(sbase + 2 * i + 1) : 0;
+		l[2].key = nstr + S_SPAN_NAME;
+		l[2].str = sp->name;
+		l[3].key = nstr + S_ROOT_NAME;
+		l[3].str = sp->root;
+	}
+	for (size_t i = sbase; i < ntab; i++)
+		if (!strtab[i])
+			strtab[i] = "";
 
 	/* Functions (deduplicated) and one location per frame. */
 	size_t nfns = 0;
@@ -207,11 +242,23 @@ int hm_encode_pprof(const hm_profile *p, int gzip, unsigned char **buf, size_t *
 		values[2 * i + 1] = s->weight_ns;
 		ps->value = &values[2 * i];
 		ps->n_value = 2;
+		PbLabel **sl = &sampl[i * (2 + SPAN_LABELS)];
+		size_t nl = 0;
 		if (s->thread < nthreads) {
 			const hm_thread *th = hm_profile_thread(p, s->thread);
-			ps->label = &tlabelp[2 * s->thread];
-			ps->n_label = th->name ? 2 : 1;
+			sl[nl++] = tlabelp[2 * s->thread];
+			if (th->name)
+				sl[nl++] = tlabelp[2 * s->thread + 1];
 		}
+		if (s->span && s->span < nspans) {
+			/* labels with no value (ids over the cap, no root) are left out */
+			PbLabel *l = &slabels[(size_t)s->span * SPAN_LABELS];
+			for (int k = 0; k < SPAN_LABELS; k++)
+				if (l[k].str)
+					sl[nl++] = &l[k];
+		}
+		ps->label = nl ? sl : NULL;
+		ps->n_label = nl;
 		smpp[i] = ps;
 	}
 
@@ -292,6 +339,9 @@ out:
 	free(tlabelp);
 	free(comments);
 	free(locids);
+	free(hex);
+	free(slabels);
+	free(sampl);
 	hm_intern_free(&funcs);
 	return rc;
 }

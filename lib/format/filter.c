@@ -119,7 +119,7 @@ int hm_filter_apply(const hm_profile *in, const hm_filter *flt, hm_profile **out
 	}
 	size_t n_items = use_tl ? nevents : hm_profile_nsamples(in);
 	for (size_t i = 0; i < n_items; i++) {
-		uint32_t stack, thread;
+		uint32_t stack, thread, span = 0;
 		int64_t count, weight;
 		uint64_t t_ns = 0;
 		if (use_tl) {
@@ -129,6 +129,7 @@ int hm_filter_apply(const hm_profile *in, const hm_filter *flt, hm_profile **out
 		} else {
 			const hm_sample *s = hm_profile_sample(in, i);
 			stack = s->stack, thread = s->thread, count = s->count, weight = s->weight_ns;
+			span = s->span;
 		}
 		if (thread >= nthreads || tmap[thread] == UINT32_MAX || stack >= nstacks)
 			continue;
@@ -149,7 +150,8 @@ int hm_filter_apply(const hm_profile *in, const hm_filter *flt, hm_profile **out
 		}
 		if (smap[stack] == UINT32_MAX)
 			continue;
-		hm_profile_add(p, smap[stack], tmap[thread], count, weight, t_ns);
+		hm_profile_add_span(p, smap[stack], tmap[thread], hm_profile_import_span(p, in, span),
+				    count, weight, t_ns);
 	}
 	const hm_profile_meta *mi = hm_profile_meta_cget(in);
 	hm_profile_meta *mo = hm_profile_meta_get(p);

@@ -29,5 +29,11 @@ int hm_filter_apply(const hm_profile *in, const hm_filter *f, hm_profile **out);
 
 /* Copy a frame of src into dst (strings re-interned); its id in dst. */
 uint32_t hm_profile_import_frame(hm_profile *dst, const hm_profile *src, uint32_t frame);
+/* Copy a span reference of src into dst; its id in dst (0 for 0). */
+uint32_t hm_profile_import_span(hm_profile *dst, const hm_profile *src, uint32_t span);
+/* *out = in with every stack under a "span: NAME" root frame (the span its
+ * samples ran in, "span: <none>" outside spans; format/spangroup.c). HM_OK or
+ * HM_ENOMEM. */
+int hm_profile_group_by_span(const hm_profile *in, hm_profile **out);
 
 #endif

@@ -32,6 +32,10 @@
  * Offsets, frame-state values and opcodes come from lib/python/layouts/async_py*.c
  * (generated from headers by tools/gen_async_layouts.sh).
  *
+ * A task's contextvars.Context (task_context, right after task_name; or
+ * _context) gives its OpenTelemetry span (hm_python_context_span) when
+ * tracing is on.
+ *
  * Code objects come from the walker's cache (walker_code), so a coroutine's
  * frame here carries the same hm_pycode as that function on a thread stack. */
 #include <stdio.h>
@@ -485,6 +489,18 @@ static void read_task(hm_pyasync *a, uint64_t obj, hm_pytasks *out)
 	if (!t->valid) {
 		t->nframes = 0;
 		out->ninvalid++;
+	} else {
+		/* Its context: task_context follows task_coro and task_name
+		 * in every C Task; a Python Task keeps _context. The span
+		 * reader checks the object is a Context. */
+		uint64_t ctx = 0;
+		if (kind == TK_C && a->coro_off)
+			rd_ptr(a, obj + (uint64_t)a->coro_off + 16, &ctx);
+		else if (kind == TK_PY)
+			hm_pyobj_getattr(&a->r, obj, "_context", &ctx);
+		t->context = ctx;
+		if (ctx)
+			hm_python_context_span(a->py, ctx, &t->span);
 	}
 	out->ntasks++;
 }

@@ -32,6 +32,9 @@ typedef struct hm_pytask {
 	int frames_cap;
 	hm_pyframe *frames;      /* await chain, innermost (leaf) first; for a
 				  * running task only its own coroutine */
+	uint64_t context;        /* its contextvars.Context, 0 unknown */
+	hm_pyspan span;          /* its current OpenTelemetry span, when
+				  * tracing is on (hm_python_set_trace) */
 } hm_pytask;
 
 typedef struct hm_pytasks {

@@ -127,7 +127,15 @@ struct hm_python {
 	char *mod_path;              /* the interpreter's ELF (maps path) */
 	uint64_t mod_bias;
 	struct pynames *names;       /* thread-name cache, NULL until used */
+
+	/* OpenTelemetry spans (otel.c) */
+	int trace;                   /* read each thread's span */
+	int otel_failed;             /* the reader could not be opened */
+	struct hm_otel *otel;        /* NULL until first used */
 };
+
+/* python.c: the span reader when tracing is on (opened on first use). */
+struct hm_otel *python_otel(hm_python *py);
 
 void walker_init(hm_python *py);
 

@@ -270,6 +270,55 @@ int hm_pyobj_int(const hm_pyobj_reader *r, uint64_t obj, uint64_t *mag, int *neg
 	return 0;
 }
 
+int hm_pyobj_uint128(const hm_pyobj_reader *r, uint64_t obj, uint64_t *hi, uint64_t *lo)
+{
+	const hm_pylayout *L = r->layout;
+	if (!is_kind(r, obj, HM_PT_INT) || L->long_digit < 0 || L->long_digit_bits <= 0 ||
+	    L->long_digit_size <= 0)
+		return -1;
+	int64_t ndigits;
+	uint8_t raw[64 + 8];
+	size_t dsz = (size_t)L->long_digit_size;
+	int bits = L->long_digit_bits;
+	/* One read: the header word that holds the size and up to 5 digits. */
+	int head_off = L->long_tag >= 0 ? L->long_tag : L->var_size;
+	if (L->long_digit - head_off < 8 || L->long_digit - head_off > 16)
+		return -1;
+	size_t want = (size_t)(L->long_digit - head_off) + (size_t)((128 + bits - 1) / bits) * dsz;
+	if (want > sizeof raw || rd(r, obj + (uint64_t)head_off, raw, want))
+		return -1;
+	if (L->long_tag >= 0) {
+		uint64_t tag = ld_ptr(raw, 0);
+		if ((tag & 3) == 2 || (tag & 3) == 3)
+			return -1;       /* negative or garbage */
+		ndigits = (tag & 3) == 1 ? 0 : (int64_t)(tag >> 3);
+	} else {
+		ndigits = ld_i64(raw, 0);
+		if (ndigits < 0)
+			return -1;
+	}
+	if (ndigits > (128 + bits - 1) / bits)
+		return -1;           /* wider than 128 bits, or garbage */
+	const uint8_t *d0 = raw + (L->long_digit - head_off);
+	unsigned __int128 v = 0;
+	for (int64_t i = ndigits - 1; i >= 0; i--) {
+		uint32_t d = 0;
+		if (dsz == 4)
+			memcpy(&d, d0 + i * 4, 4);
+		else {
+			uint16_t d16;
+			memcpy(&d16, d0 + i * 2, 2);
+			d = d16;
+		}
+		if (d >> bits || (v >> (128 - bits)))
+			return -1;
+		v = (v << bits) | d;
+	}
+	*hi = (uint64_t)(v >> 64);
+	*lo = (uint64_t)v;
+	return 0;
+}
+
 int hm_pyobj_float(const hm_pyobj_reader *r, uint64_t obj, double *v)
 {
 	if (r->layout->float_fval < 0 || !is_kind(r, obj, HM_PT_FLOAT))
@@ -449,6 +498,52 @@ int hm_pyobj_dict_items(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_f
 	if (values)
 		values += (uint64_t)L->dv_values;
 	return scan_keys(r, keys, values, fn, ctx, max);
+}
+
+#define TPFLAGS_TUPLE_SUBCLASS (1ull << 26)
+#define TPFLAGS_DICT_SUBCLASS (1ull << 29)
+
+/* Is obj's type t, or one with the given subclass flag? */
+static int is_kind_or_sub(const hm_pyobj_reader *r, uint64_t obj, int kind, uint64_t flag)
+{
+	uint64_t t = type_of(r, obj), flags;
+	if (!t)
+		return 0;
+	if (r->types[kind] && t == r->types[kind])
+		return 1;
+	return r->layout->tp_flags >= 0 && !rd_ptr(r, t + (uint64_t)r->layout->tp_flags, &flags) &&
+	       (flags & flag);
+}
+
+int hm_pyobj_dict_items_sub(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_fn fn,
+			    void *ctx, int max)
+{
+	const hm_pylayout *L = r->layout;
+	if (L->dict_keys < 0 || !is_kind_or_sub(r, dict, HM_PT_DICT, TPFLAGS_DICT_SUBCLASS))
+		return -1;
+	uint64_t kv[2];
+	if (L->dict_values != L->dict_keys + 8 || rd(r, dict + (uint64_t)L->dict_keys, kv, 16))
+		return -1;
+	if (kv[1])
+		kv[1] += (uint64_t)L->dv_values;
+	return scan_keys(r, kv[0], kv[1], fn, ctx, max);
+}
+
+int hm_pyobj_tuple_head(const hm_pyobj_reader *r, uint64_t obj, uint64_t *items, int n)
+{
+	const hm_pylayout *L = r->layout;
+	uint64_t buf[16];
+	if (n < 1 || n > 8 || L->tuple_item != L->var_size + 8 ||
+	    !is_kind_or_sub(r, obj, HM_PT_TUPLE, TPFLAGS_TUPLE_SUBCLASS) ||
+	    rd(r, obj + (uint64_t)L->var_size, buf, (size_t)(n + 1) * 8) || (int64_t)buf[0] < n ||
+	    (int64_t)buf[0] > MAX_LEN)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (!buf[i + 1] || (buf[i + 1] & 7))
+			return -1;
+		items[i] = buf[i + 1];
+	}
+	return 0;
 }
 
 struct find_key {

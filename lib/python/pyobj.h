@@ -49,6 +49,9 @@ int hm_pyobj_str(const hm_pyobj_reader *r, uint64_t obj, char *buf, size_t cap);
 /* int (or bool) value: magnitude and sign. 0 ok, 1 ok but wider than 64
  * bits (*mag undefined), -1 not a readable int. */
 int hm_pyobj_int(const hm_pyobj_reader *r, uint64_t obj, uint64_t *mag, int *negative);
+/* A non-negative int below 2**128 (OpenTelemetry trace ids): 0, or -1 if
+ * not a readable int of that range. */
+int hm_pyobj_uint128(const hm_pyobj_reader *r, uint64_t obj, uint64_t *hi, uint64_t *lo);
 int hm_pyobj_float(const hm_pyobj_reader *r, uint64_t obj, double *v);
 /* Length of a str, bytes, tuple, list or dict; -1 otherwise. */
 int64_t hm_pyobj_len(const hm_pyobj_reader *r, uint64_t obj);
@@ -63,6 +66,13 @@ int hm_pyobj_item(const hm_pyobj_reader *r, uint64_t seq, int64_t i, uint64_t *i
 typedef int (*hm_pyobj_item_fn)(void *ctx, uint64_t key, uint64_t value);
 int hm_pyobj_dict_items(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_fn fn,
 			void *ctx, int max);
+/* The same for a dict or an instance of a dict subclass (its type has
+ * Py_TPFLAGS_DICT_SUBCLASS). */
+int hm_pyobj_dict_items_sub(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_fn fn,
+			    void *ctx, int max);
+/* The first n (1-8) items of a tuple or tuple subclass instance, in one
+ * read. 0, or -1 (not such a tuple, shorter, or a NULL item). */
+int hm_pyobj_tuple_head(const hm_pyobj_reader *r, uint64_t obj, uint64_t *items, int n);
 /* Value for a str key in a dict. 0 found, -1 not found or unreadable. */
 int hm_pyobj_dict_get(const hm_pyobj_reader *r, uint64_t dict, const char *key, uint64_t *value);
 /* An attribute from an instance's __dict__ (wherever this version keeps

@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "proc/elf.h"
+#include "python/otel.h"
 #include "python/pyinternal.h"
 
 /* "libpython3.12.so.1.0", "libpython3.13t.so" */
@@ -104,6 +105,8 @@ static int not_python(hm_target *t)
 	return hm_error(HM_ENOTPY, "process %d (%s) is not a Python process: no libpython or python "
 			"executable with CPython symbols is mapped", (int)hm_target_pid(t), shown);
 }
+
+static int trace_default = 1;    /* hm_python_trace_default */
 
 int hm_python_attach(hm_target *t, hm_python **out)
 {
@@ -243,6 +246,7 @@ int hm_python_attach(hm_target *t, hm_python **out)
 	mod.path = NULL;
 	hm_module_free(&mod);
 	walker_init(py);
+	py->trace = trace_default;
 	*out = py;
 	return HM_OK;
 fail:
@@ -298,12 +302,50 @@ void hm_python_detach(hm_python *py)
 		return;
 	walker_fini(py);
 	pynames_free(py);
+	otel_close(py->otel);
 	free(py->mod_path);
 	free(py);
 }
 
 const hm_pylayout *hm_python_layout(const hm_python *py) { return py->layout; }
 const char *hm_python_version(const hm_python *py) { return py->version; }
+
+void hm_python_trace_default(int on)
+{
+	trace_default = on != 0;
+}
+
+void hm_python_set_trace(hm_python *py, int on)
+{
+	py->trace = on != 0;
+}
+
+int hm_python_trace_found(const hm_python *py)
+{
+	return otel_found(py->otel);
+}
+
+/* The reader, opened on first use (NULL: tracing off or unsupported). */
+struct hm_otel *python_otel(hm_python *py)
+{
+	if (!py->trace)
+		return NULL;
+	if (!py->otel && !py->otel_failed && !(py->otel = otel_open(py)))
+		py->otel_failed = 1;
+	return py->otel;
+}
+
+int hm_python_context_span(hm_python *py, uint64_t context, hm_pyspan *out)
+{
+	struct hm_otel *o = python_otel(py);
+	out->trace_hi = out->trace_lo = out->span_id = 0;
+	out->name[0] = out->root[0] = 0;
+	if (!o || otel_context_span(o, context, out)) {
+		out->trace_hi = out->trace_lo = out->span_id = 0;
+		return -1;
+	}
+	return 0;
+}
 
 void hm_python_set_max_depth(hm_python *py, int depth)
 {

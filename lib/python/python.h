@@ -42,6 +42,16 @@ typedef struct hm_pyframe {
 				  * frame is its own call. (--native merging) */
 } hm_pyframe;
 
+/* The OpenTelemetry span a thread or task runs in (python/otel.h). */
+typedef struct hm_pyspan {
+	uint64_t trace_hi, trace_lo; /* trace id; both 0: no span */
+	uint64_t span_id;
+	char name[128];          /* span name, "" if unreadable */
+	char root[128];          /* the local root span's name (the span
+				  * whose parent is remote or absent), "" if
+				  * not known */
+} hm_pyspan;
+
 typedef struct hm_pythread {
 	uint64_t tstate;         /* PyThreadState address */
 	uint64_t pthread_id;     /* thread_id (pthread_t) */
@@ -57,6 +67,8 @@ typedef struct hm_pythread {
 				  * if unknown; valid until the next call */
 	int in_gc;               /* a garbage collection runs on this thread
 				  * (the GIL holder while gc is collecting) */
+	hm_pyspan span;          /* its current OpenTelemetry span, when
+				  * tracing is on (hm_python_set_trace) */
 } hm_pythread;
 
 typedef struct hm_pysample {
@@ -124,6 +136,20 @@ int hm_python_attach_symbols(hm_target *t, uint64_t runtime, uint32_t version_he
  * HM_EIO when the chain could not be read or was implausible. Frames and
  * their code objects stay valid until the next walk. */
 int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th);
+
+/* Reading each sampled thread's current OpenTelemetry span (python/otel.h)
+ * into hm_pythread.span: on by default for every interpreter attached
+ * afterwards (hm_python_trace_default), or per interpreter. It costs nothing
+ * while the target has no OpenTelemetry SDK loaded (it is looked for again
+ * after 0.1 s, 0.2 s, ... then every 10 s). */
+void hm_python_trace_default(int on);
+void hm_python_set_trace(hm_python *py, int on);
+/* 1 once the OpenTelemetry SDK was found in the target. */
+int hm_python_trace_found(const hm_python *py);
+/* The span of a contextvars.Context object (an asyncio task's context):
+ * 0 with *out filled (trace ids 0: none), or -1 if tracing is off or the
+ * read failed (then *out says no span). */
+int hm_python_context_span(hm_python *py, uint64_t context, hm_pyspan *out);
 
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);

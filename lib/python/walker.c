@@ -23,6 +23,7 @@
 #include "base/base.h"
 #include "base/error.h"
 #include "base/util.h"
+#include "python/otel.h"
 #include "python/pydecode.h"
 #include "python/pyinternal.h"
 
@@ -50,6 +51,11 @@ void walker_init(hm_python *py)
 		    L->ts_thread_id, L->ts_native_thread_id, L->ts_datastack_chunk,
 		    L->ts_datastack_top};
 	py->ts_len = span(10, ts, 8);
+	/* The context pointer of each thread (OpenTelemetry spans, otel.c)
+	 * comes with the same read. */
+	size_t ctx_need = otel_ts_need(L->major, L->minor);
+	if (ctx_need > py->ts_len && L->ts_size > 0 && ctx_need <= (size_t)L->ts_size)
+		py->ts_len = ctx_need;
 	int fo[] = {L->ob_type, L->fo_back, L->fo_code, L->fo_lasti};
 	py->fo_len = span(4, fo, 8);
 	int ifr[] = {L->if_code, L->if_previous, L->if_instr, L->if_owner};
@@ -820,19 +826,23 @@ static hm_pythread *next_thread(hm_pysample *s)
 /* Read a thread state plus, speculatively and in the same call, what its
  * walk will need at last sample's addresses: the 3.11/3.12 cframe, the live
  * part of the data-stack chunk (3.11+) or the frame objects (<=3.10).
- * `pre` regions (the interpreter's thread list head, the GIL) ride along.
+ * `pre` regions (the interpreter's thread list head, the GIL) ride along, and
+ * so do the words that re-check the thread's last OpenTelemetry span.
  * Fills py->tsbuf, the first chunk copy and the frame prefetch. Returns the
  * current frame address (0: no Python frame) or (uint64_t)-1 on a failed
  * read. */
 static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
 {
 	const hm_pylayout *L = py->layout;
-	hm_iov iov[8 + HM_SPEC_FRAMES];
+	hm_iov iov[8 + 12 + HM_SPEC_FRAMES];
 	int n = 0;
 	uint64_t cframe_buf[1] = {0};
 	for (int i = 0; i < npre; i++)
 		iov[n++] = pre[i];
 	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
+	/* What re-checks the thread's OpenTelemetry span (otel.c). */
+	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, 12) : 0;
+	n += nspan;
 	int spec_cframe = L->ts_cframe >= 0 && tc->cframe;
 	if (spec_cframe)
 		iov[n++] = (hm_iov){tc->cframe + (uint64_t)L->cframe_current_frame, cframe_buf, 8};
@@ -849,6 +859,8 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 	py->nspec_loaded = 0;
 	if (hm_target_readv(py->t, iov, n) == HM_OK) {
 		py->nspec_loaded = nspec;
+		if (nspan)
+			otel_spec_loaded(py->otel);
 	} else {
 		/* Something speculative was unmapped (or the target is gone):
 		 * read the required parts alone. */
@@ -1297,6 +1309,9 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				th->in_gc = r.collecting && held;
 				ok = walk_thread(py, tc, th, f, flags);
 			}
+			th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
+			if (!ok && th->nframes && python_otel(py))
+				otel_thread(py->otel, th, py->tsbuf, py->ts_len);
 			uint64_t next_ts = hm_ld_u64(py->tsbuf, L->ts_next);
 			if (ok) {
 				th->valid = 0;

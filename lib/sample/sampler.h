@@ -178,6 +178,10 @@ int hm_sampler_count(const hm_sampler *s);
  * each call). */
 hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s);
 
+/* The profile span id of a sampled thread's or task's span (0: none;
+ * sample/spans.c). */
+uint32_t hm_sampler_span(hm_profile *p, const hm_pyspan *s);
+
 /* ---- the statistics */
 
 /* Count one read that took ns in st's cost histogram. */

@@ -192,6 +192,15 @@ int hm_topview_add_thread(hm_topview *v, const hm_pythread *th, int64_t weight_n
 		if (rc != HM_OK)
 			return rc;
 	}
+	if (th->span.trace_hi || th->span.trace_lo) {
+		/* The OpenTelemetry span it ran in, as a row of its own
+		 * ("span: NAME", total only): which span burns the time. */
+		char text[160];
+		snprintf(text, sizeof text, "span: %s", th->span.name[0] ? th->span.name : "?");
+		hm_str_id name = hm_profile_intern_cstr(v->names, text);
+		uint32_t id = frame_id(v, name, 0, 0, 0);
+		return add_frame(v, id, id, 0, weight_ns);
+	}
 	return HM_OK;
 }
 

@@ -10,6 +10,8 @@
  * Percentages are relative to the window's sampling rounds, like top's %CPU:
  * a function busy on two threads at once shows 200%.
  *
+ * A thread sampled inside an OpenTelemetry span also counts, once, towards a
+ * "span: NAME" row (total only): which span burns the time.
  * Memory grows with distinct functions and lines, not with samples. */
 #ifndef HOMURA_TOPVIEW_H
 #define HOMURA_TOPVIEW_H

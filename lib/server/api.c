@@ -28,6 +28,7 @@
 #include "server/ptype.h"
 #include "server/server.h"
 #include "server/ui.h"
+#include "server/spans.h"
 
 #define DEFAULT_MAX_NODES 2048
 #define MAX_POINTS 20000
@@ -679,7 +680,16 @@ static void api_flamegraph(hm_store *st, const hm_http_req *rq, hm_http_resp *rs
 	hm_profile *p = NULL;
 	if (rc == HM_OK)
 		rc = hm_store_select(st, &q.sel, q.from, q.until, &p);
+	/* One trace or span of a span series (server/spans.h). */
+	const char *tid = hm_http_arg(rq, "trace_id"), *sid = hm_http_arg(rq, "span_id");
+	if (rc == HM_OK && (tid || sid)) {
+		hm_profile *f = NULL;
+		rc = hm_span_filter(p, tid, sid, &f);
+		hm_profile_free(p);
+		p = f;
+	}
 	if (rc < 0) {
+		hm_profile_free(p);
 		hm_selector_free(&q.sel);
 		reply_err(rs, rc);
 		return;
@@ -702,6 +712,44 @@ static void api_flamegraph(hm_store *st, const hm_http_req *rq, hm_http_resp *rs
 	}
 	free(keep);
 	hm_flametree_free(t);
+	hm_profile_free(p);
+	hm_selector_free(&q.sel);
+}
+
+/* /api/v1/traces?query=<span series>&function=NAME&limit=10: the traces
+ * that spent the most time in a function (server/spans.h). */
+static void api_traces(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
+{
+	query q;
+	int rc = parse_query(st, rq, "query", &q);
+	const char *fn = hm_http_arg(rq, "function"), *lim = hm_http_arg(rq, "limit");
+	long long limit = 10;
+	if (rc == HM_OK && lim) {
+		char *end;
+		limit = strtoll(lim, &end, 10);
+		if (*end || limit < 1 || limit > 1000)
+			rc = hm_error(HM_EINVAL, "limit is 1 to 1000");
+	}
+	hm_profile *p = NULL;
+	if (rc == HM_OK)
+		rc = hm_store_select(st, &q.sel, q.from, q.until, &p);
+	hm_span_trace_total *top = rc == HM_OK ? calloc((size_t)limit, sizeof *top) : NULL;
+	size_t n = 0;
+	if (rc == HM_OK)
+		rc = top ? hm_span_top_traces(p, fn, top, (size_t)limit, &n)
+			 : hm_error(HM_ENOMEM, "out of memory");
+	if (rc >= 0) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:s, s:I, s:I}", "trace_id", top[i].trace_id,
+							     "samples", (json_int_t)top[i].count,
+							     "nanoseconds", (json_int_t)top[i].weight_ns));
+		reply_json(rs, json_pack("{s:s, s:s, s:o}", "type", q.sel.type ? q.sel.type : "",
+					 "function", fn ? fn : "", "traces", arr));
+	} else {
+		reply_err(rs, rc);
+	}
+	free(top);
 	hm_profile_free(p);
 	hm_selector_free(&q.sel);
 }
@@ -1108,6 +1156,8 @@ void hm_api_handle(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		api_series(st, rq, rs);
 	else if (!strcmp(p, "/api/v1/timeseries"))
 		api_timeseries(st, rq, rs);
+	else if (!strcmp(p, "/api/v1/traces"))
+		api_traces(st, rq, rs);
 	else if (!strcmp(p, "/api/v1/flamegraph"))
 		api_flamegraph(st, rq, rs);
 	else if (!strcmp(p, "/api/v1/top"))

@@ -40,6 +40,7 @@
 #include "server/http.h"
 #include "server/ptype.h"
 #include "server/server.h"
+#include "server/spans.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "format/pbjson.h"
 #include "pyroscope/push/v1/push.pb-c.h"
@@ -172,7 +173,18 @@ static int batch_store(hm_store *st, batch *b, int64_t now)
 			t = now;
 		v[i] = (hm_store_put_req){it->type, li, it->n, t, it->p};
 	}
-	int rc = hm_store_put_many(st, v, b->n);
+	/* Samples inside OpenTelemetry spans also go to span-name series
+	 * (server/spans.h), in the same all-or-none request. */
+	hm_store_put_req *sv = NULL, *all = NULL;
+	size_t ns = 0;
+	if (hm_span_reqs(v, b->n, &sv, &ns) == HM_OK && ns &&
+	    (all = malloc((b->n + ns) * sizeof *all))) {
+		memcpy(all, v, b->n * sizeof *all);
+		memcpy(all + b->n, sv, ns * sizeof *all);
+	}
+	int rc = all ? hm_store_put_many(st, all, b->n + ns) : hm_store_put_many(st, v, b->n);
+	free(all);
+	hm_span_reqs_free(sv, ns);
 	free(v);
 	free(l);
 	return rc;

@@ -16,6 +16,8 @@
 #if HEX >= V(3, 11)
 #  include <internal/pycore_frame.h>
 #endif
+#include <internal/pycore_context.h>
+#include <internal/pycore_hamt.h>
 
 #define OFF(type, member) ((long)offsetof(type, member))
 #define P(name, value) printf("\t.%s = %ld,\n", #name, (long)(value))
@@ -111,6 +113,15 @@ int main(int argc, char **argv)
 	P(set_table, OFF(PySetObject, table));
 	P(set_entry_size, sizeof(setentry));
 	P(set_entry_key, OFF(setentry, key));
+	/* contextvars (lib/python/otel.c) */
+	P(ts_context, OFF(PyThreadState, context));
+	P(ts_context_ver, OFF(PyThreadState, context_ver));
+	P(ts_id, OFF(PyThreadState, id));
+	P(ctx_vars, OFF(PyContext, ctx_vars));
+	P(hamt_root, OFF(PyHamtObject, h_root));
+	P(hamt_count, OFF(PyHamtObject, h_count));
+	P(var_name, OFF(PyContextVar, var_name));
+	P(var_hash, OFF(PyContextVar, var_hash));
 	printf("};\n");
 	return 0;
 }

@@ -31,4 +31,12 @@ const hm_pyasync_layout hm_pyasync_layout_py310 = {
 	.set_table = 40,
 	.set_entry_size = 16,
 	.set_entry_key = 0,
+	.ts_context = 240,
+	.ts_context_ver = 248,
+	.ts_id = 256,
+	.ctx_vars = 24,
+	.hamt_root = 16,
+	.hamt_count = 32,
+	.var_name = 16,
+	.var_hash = 56,
 };

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Added cost per sample of reading OpenTelemetry spans (issue 14).
+
+For each interpreter the SDK runs on (3.10+ and Debian's static 3.11), a
+busy thread inside SDK spans (tests/programs/otel_busy.py) is recorded with
+span reading on and off (--no-trace), alternating, ROUNDS times each, at
+RATE Hz with --idle (every round walks the thread and reads its span) for
+DURATION seconds; homura's --stats-json gives each recording's median
+sample cost. The table gives the median of the per-round medians with spans
+on and off and the median of the paired differences (on minus off, same
+round), for `steady` spans (each open ~0.2 s: the answer is re-checked in
+one system call) and `churn` (a new span every ~1 ms: the chain is often
+read again), plus the share of samples that carried a span.
+
+    bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12]"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+SITE = os.environ.get("HOMURA_OTEL_SITE", "")
+for cand in [SITE, str(benchlib.REPO / "shared/third_party/otel-python/site"),
+             str(benchlib.REPO.parent / "shared/third_party/otel-python/site"),
+             "/work/shared/third_party/otel-python/site"]:
+    if cand and os.path.isdir(os.path.join(cand, "opentelemetry")):
+        SITE = cand
+        break
+
+
+def one(pid, rate, duration, tmp, trace):
+    stats, out = os.path.join(tmp, "s.json"), os.path.join(tmp, "p.txt")
+    args = ["-p", pid, "-r", rate, "-d", duration, "-i", "--group-by", "span", "-f", "collapsed",
+            "-o", out, "--stats-json", stats] + ([] if trace else ["--no-trace"])
+    benchlib.homura_record(args)
+    with open(stats) as f:
+        p50 = json.load(f)["sample_us"]["p50"]
+    inside = total = 0
+    with open(out) as f:
+        for line in f:
+            stack, _, n = line.rpartition(" ")
+            total += int(n)
+            if not stack.startswith("span: <none>"):
+                inside += int(n)
+    return p50, inside / total if total else 0.0
+
+
+def measure(py, mode, rate, duration, rounds):
+    on, off, diff, share = [], [], [], []
+    argv = [py, benchlib.program("otel_busy.py"), SITE, rounds * 2 * (duration + 2) + 20, mode]
+    with tempfile.TemporaryDirectory() as tmp, benchlib.Workload(argv) as w:
+        for k in range(rounds):
+            first = k % 2 == 0
+            a = one(w.pid, rate, duration, tmp, first)
+            b = one(w.pid, rate, duration, tmp, not first)
+            t_on, t_off = (a, b) if first else (b, a)
+            on.append(t_on[0])
+            off.append(t_off[0])
+            diff.append(t_on[0] - t_off[0])
+            share.append(t_on[1])
+    m = benchlib.median
+    return "%.1f | %.1f | %+.1f | %.0f%%" % (m(on), m(off), m(diff), 100 * m(share))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--duration", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only")
+    a = ap.parse_args()
+    if not SITE:
+        sys.exit("bench_spans: the OpenTelemetry SDK (shared/third_party/otel-python) is missing")
+    only = a.only or ",".join(i for i, _ in benchlib.interpreters()
+                              if i == "3.11-static" or tuple(map(int, i.split("."))) >= (3, 10))
+    print("| Python | spans | sample p50, spans on (µs) | off (µs) | added, paired median (µs) "
+          "| samples in a span |")
+    print("|---|---|---:|---:|---:|---:|")
+    for mode in ("steady", "churn"):
+        for ident, row in benchlib.per_interpreter(
+                only, lambda py: measure(py, mode, a.rate, a.duration, a.rounds)):
+            print("| %s | %s | %s |" % (ident, mode, row))
+    print()
+    print("%d rounds per version, each one recording with span reading on and one off "
+          "(--no-trace), alternating, %d Hz with --idle for %d s; %s" %
+          (a.rounds, a.rate, a.duration, benchlib.machine()))
+
+
+if __name__ == "__main__":
+    main()

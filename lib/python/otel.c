@@ -1,0 +1,831 @@
+/* otel.c - the current OpenTelemetry span of a thread or task (otel.h).
+ *
+ * The OpenTelemetry API keeps the current context in one
+ * contextvars.ContextVar (opentelemetry.context._RUNTIME_CONTEXT.
+ * _current_context, named "current_context"); its value is an
+ * opentelemetry Context (a dict subclass) whose entry under the key string
+ * opentelemetry.trace.propagation._SPAN_KEY ("current-span-<uuid>") is the
+ * current span. An SDK span keeps its SpanContext (a tuple subclass:
+ * trace_id, span_id, is_remote, ...) in `_context`, its name in `_name` and
+ * its parent's SpanContext (or None) in `_parent`.
+ *
+ * The chain read from outside: thread state -> context (PyContext) ->
+ * ctx_vars (an immutable HAMT) -> the node holding our ContextVar (found by
+ * the variable's hash, 5 bits per level: bitmap, array and collision nodes,
+ * recognised by their type names and cached) -> the Context dict -> the
+ * span -> its SpanContext -> the ids. Every object's type is checked, every
+ * pointer aligned and every size bounded; anything unexpected gives no span.
+ *
+ * What does not change is cached: the ContextVar and span-key objects
+ * (looked up in sys.modules once the SDK is imported; while it is not, the
+ * lookup backs off from 0.1 s to 10 s) and the type objects. The context
+ * pointer comes with the thread state the walker read anyway. The chain
+ * below it is read again on every sample: a variable set in the same
+ * context bumps no version, and consecutive HAMTs and dicts reuse each
+ * other's addresses (pymalloc hands out the block freed last), so no
+ * address can stand for its contents. A span seen before (same object,
+ * same SpanContext object, both read live from their parents) skips the
+ * reads of its name and parent (its ids are read every time).
+ *
+ * Local root span: a span whose parent is None or remote is the root of
+ * its trace in this process; its name is remembered per trace id (a small
+ * table), and children of that trace report it. One never seen current is
+ * looked for among the sampled stack's local variables (root_scan). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/base.h"
+#include "proc/elf.h"
+#include "python/layouts/async_layouts.h"
+#include "python/otel.h"
+#include "python/pyinternal.h"
+#include "python/pyobj.h"
+
+#define SPAN_SLOTS 64
+#define CTX_SLOTS 128
+#define TS_SLOTS 64
+#define TRIED_SLOTS 128
+#define SCANS_PER_S 10                   /* root_scan: at most this many a second */
+#define SCAN_FRAMES 128
+#define ROOT_SLOTS 128
+#define LOOKUP_MIN_NS 100000000ull
+#define LOOKUP_MAX_NS 10000000000ull
+#define MAX_HAMT_DEPTH 8
+
+enum { NODE_BITMAP, NODE_ARRAY, NODE_COLLISION };
+
+struct span_slot {
+	uint64_t addr, sctx;             /* span object, its SpanContext */
+	uint64_t trace_hi, trace_lo, span_id;
+	int local_root;
+	char name[128];
+};
+
+struct root_slot {
+	uint64_t trace_hi, trace_lo;
+	char name[128];
+};
+
+/* The nodes a lookup went through: for each, where the entry it followed
+ * is (offset into the node) and what it held, so that the next lookup can
+ * re-read exactly those words (see otel_context_span). */
+struct hamt_step {
+	uint64_t node;
+	uint32_t off;                    /* of the key/value pair, or the child */
+	uint8_t kind;                    /* NODE_* */
+	uint64_t key, value;             /* key 0: a sub-node (or array child) */
+};
+
+struct hamt_path {
+	int n;
+	struct hamt_step step[MAX_HAMT_DEPTH];
+};
+
+/* The answer for a context, and the words it was read from. */
+struct ctx_slot {
+	uint64_t ctx, hamt, dict, dict_type, dict_version;
+	struct hamt_path path;
+	hm_pyspan span;
+	int valid;
+};
+
+/* Buffers for one re-check of a context's answer (plan/check). */
+struct spec {
+	uint64_t tstate, ctx;
+	int loaded;                      /* read by the walker with the thread */
+	uint64_t cbuf[4], hbuf[2], dbuf[4];
+	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
+};
+
+struct tried_slot {                      /* traces whose root was looked for */
+	uint64_t trace_hi, trace_lo;
+};
+
+struct ts_slot {                         /* the context a thread had last */
+	uint64_t tstate, ctx;
+};
+
+struct hm_otel {
+	hm_python *py;                   /* NULL for otel_open_setup's */
+	hm_target *t;
+	hm_pyobj_reader r;
+	const hm_pyasync_layout *A;
+	uint64_t ctx_type, var_type;     /* PyContext_Type, PyContextVar_Type */
+	uint64_t hamt_type;
+	uint64_t node_types[3];
+	uint64_t sctx_type;              /* SpanContext */
+	uint64_t var;                    /* the ContextVar, 0 until found */
+	int64_t var_hash;
+	uint64_t span_key;               /* the "current-span-..." str object */
+	char span_key_text[96];
+	uint64_t next_lookup_ns, backoff_ns;
+	struct ctx_slot *ctxs;           /* [CTX_SLOTS], by context address */
+	struct ts_slot tss[TS_SLOTS];
+	struct spec spec;                /* planned with a thread state read */
+	uint64_t span_types[2];          /* types of spans read (for root_scan) */
+	uint64_t scan_tokens_ns;         /* root_scan's rate limit */
+	struct tried_slot tried[TRIED_SLOTS];
+	struct spec own;                 /* for a re-check of our own */
+	struct span_slot spans[SPAN_SLOTS];
+	struct root_slot roots[ROOT_SLOTS];
+};
+
+static const hm_pyasync_layout *ctx_layout(int major, int minor)
+{
+	if (major != 3)
+		return NULL;
+	switch (minor) {
+	case 8: return &hm_pyasync_layout_py38;
+	case 9: return &hm_pyasync_layout_py39;
+	case 10: return &hm_pyasync_layout_py310;
+	case 11: return &hm_pyasync_layout_py311;
+	case 12: return &hm_pyasync_layout_py312;
+	case 13: return &hm_pyasync_layout_py313;
+	default: return NULL;
+	}
+}
+
+size_t otel_ts_need(int major, int minor)
+{
+	const hm_pyasync_layout *A = ctx_layout(major, minor);
+	if (!A || A->ts_context < 0 || A->ts_context_ver < 0 || A->ts_id < 0)
+		return 0;
+	int m = A->ts_context;
+	if (A->ts_context_ver > m)
+		m = A->ts_context_ver;
+	if (A->ts_id > m)
+		m = A->ts_id;
+	return (size_t)m + 8;
+}
+
+static int rd(const hm_otel *o, uint64_t addr, void *buf, size_t len)
+{
+	if (!addr || (addr & 7) || addr + len < addr)
+		return -1;
+	return o->r.read(o->r.ctx, addr, buf, len) ? -1 : 0;
+}
+
+static uint64_t ld64(const void *b, size_t off)
+{
+	uint64_t v;
+	memcpy(&v, (const uint8_t *)b + off, 8);
+	return v;
+}
+
+hm_otel *otel_open(hm_python *py)
+{
+	const hm_pyasync_layout *A = ctx_layout(py->layout->major, py->layout->minor);
+	if (!A || py->layout->free_threaded)
+		return NULL;
+	hm_otel *o = calloc(1, sizeof *o);
+	if (!o)
+		return NULL;
+	o->py = py;
+	o->t = py->t;
+	o->A = A;
+	if (hm_pyobj_reader_init(&o->r, py) != HM_OK) {
+		otel_close(o);
+		return NULL;
+	}
+	/* The two public type objects are exported by every build. */
+	char *path = hm_target_path(py->t, py->mod_path);
+	hm_elf *e = path ? hm_elf_open(path) : NULL;
+	free(path);
+	uint64_t a, sz;
+	if (e && hm_elf_symbol(e, "PyContext_Type", &a, &sz) == HM_OK)
+		o->ctx_type = a + py->mod_bias;
+	if (e && hm_elf_symbol(e, "PyContextVar_Type", &a, &sz) == HM_OK)
+		o->var_type = a + py->mod_bias;
+	hm_elf_close(e);
+	if (!o->ctx_type || !o->var_type) {
+		otel_close(o);
+		return NULL;
+	}
+	return o;
+}
+
+static int setup_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	return hm_target_read(ctx, addr, buf, len) != HM_OK;
+}
+
+_Static_assert(sizeof ((struct otel_setup *)0)->types == sizeof ((hm_pyobj_reader *)0)->types,
+	       "otel_setup.types must match hm_pyobj_reader.types");
+
+hm_otel *otel_open_setup(const struct otel_setup *s)
+{
+	const hm_pyasync_layout *A = ctx_layout(s->layout->major, s->layout->minor);
+	if (!A)
+		return NULL;
+	hm_otel *o = calloc(1, sizeof *o);
+	if (!o || !(o->ctxs = calloc(CTX_SLOTS, sizeof *o->ctxs))) {
+		free(o);
+		return NULL;
+	}
+	o->t = s->t;
+	o->A = A;
+	o->r.layout = s->layout;
+	o->r.read = setup_read;
+	o->r.ctx = s->t;
+	memcpy(o->r.types, s->types, sizeof o->r.types);
+	o->ctx_type = s->ctx_type;
+	o->var_type = s->var_type;
+	o->var = s->var;
+	o->var_hash = s->var_hash;
+	o->span_key = s->span_key;
+	return o;
+}
+
+void otel_close(hm_otel *o)
+{
+	if (o)
+		free(o->ctxs);
+	free(o);
+}
+
+int otel_found(const hm_otel *o)
+{
+	return o && o->var;
+}
+
+/* ---- the HAMT ---------------------------------------------------------- */
+
+struct hamt_reader {
+	otel_read_fn read;
+	void *ctx;
+	uint64_t *types;                 /* [3], learnt on the way when learn */
+	hm_otel *learn;
+	struct hamt_path *path;          /* filled when not NULL */
+};
+
+static void hamt_record(const struct hamt_reader *h, int depth, uint64_t node, uint32_t off,
+			int kind, uint64_t key, uint64_t value)
+{
+	if (!h->path)
+		return;
+	h->path->step[depth] = (struct hamt_step){node, off, (uint8_t)kind, key, value};
+	h->path->n = depth + 1;
+}
+
+static int hrd(const struct hamt_reader *h, uint64_t addr, void *buf, size_t len)
+{
+	if (!addr || (addr & 7) || addr + len < addr)
+		return -1;
+	return h->read(h->ctx, addr, buf, len) ? -1 : 0;
+}
+
+/* The node kind of type t (learnt from its tp_name once). */
+static int node_kind(const struct hamt_reader *h, uint64_t t)
+{
+	for (int i = 0; i < 3; i++)
+		if (h->types[i] && h->types[i] == t)
+			return i;
+	if (!h->learn || !t || (t & 7))
+		return -1;
+	const hm_pylayout *L = h->learn->r.layout;
+	uint64_t name;
+	char buf[32];
+	if (L->tp_name < 0 || hrd(h, t + (uint64_t)L->tp_name, &name, 8) || !name)
+		return -1;
+	/* tp_name is a C string in the binary: read it bytewise-safe. */
+	memset(buf, 0, sizeof buf);
+	if (h->read(h->ctx, name, buf, 24))
+		return -1;
+	static const char *const names[3] = {"hamt_bitmap_node", "hamt_array_node",
+					     "hamt_collision_node"};
+	for (int i = 0; i < 3; i++)
+		if (!strncmp(buf, names[i], strlen(names[i]) + 1)) {
+			if (h->types[i])
+				return -1;   /* a second type of that name: not ours */
+			h->types[i] = t;
+			return i;
+		}
+	return -1;
+}
+
+/* Node layouts (every 3.x: PyObject_VAR_HEAD is 24 bytes, PyObject_HEAD 16):
+ * bitmap node: ob_size (2 * entries) at 16, uint32 bitmap at 24, key/value
+ * pairs from 32 (a NULL key: the value is a sub-node); array node: 32 child
+ * pointers from 16; collision node: ob_size at 16, int32 hash at 24, pairs
+ * from 32. */
+static int hamt_find(const struct hamt_reader *h, uint64_t node, uint64_t key, int64_t hash,
+		     uint64_t *value)
+{
+	int32_t x = (int32_t)(uint32_t)((uint64_t)hash & 0xffffffffu) ^
+		    (int32_t)(uint32_t)((uint64_t)hash >> 32);
+	uint32_t h32 = (uint32_t)(x == -1 ? -2 : x);
+	uint32_t shift = 0;
+	for (int depth = 0; depth < MAX_HAMT_DEPTH; depth++) {
+		uint8_t head[32];
+		if (hrd(h, node, head, sizeof head))
+			return -1;
+		int kind = node_kind(h, ld64(head, 8));
+		if (kind < 0)
+			return -1;
+		int64_t size = (int64_t)ld64(head, 16);
+		if (kind == NODE_ARRAY) {
+			if (shift >= 32)
+				return -1;
+			uint64_t child;
+			uint32_t idx = (h32 >> shift) & 31;
+			if (hrd(h, node + 16 + 8 * (uint64_t)idx, &child, 8))
+				return -1;
+			if (!child)
+				return 1;
+			hamt_record(h, depth, node, 16 + 8 * idx, kind, 0, child);
+			node = child;
+			shift += 5;
+			continue;
+		}
+		if (size < 0 || size > 64 || (size & 1))
+			return -1;
+		uint64_t pair[2];
+		if (kind == NODE_COLLISION) {
+			int32_t ch;
+			memcpy(&ch, head + 24, 4);
+			if ((uint32_t)ch != h32)
+				return 1;
+			for (int64_t i = 0; i < size; i += 2) {
+				if (hrd(h, node + 32 + 8 * (uint64_t)i, pair, 16))
+					return -1;
+				if (pair[0] == key) {
+					*value = pair[1];
+					hamt_record(h, depth, node, (uint32_t)(32 + 8 * i), kind, key, pair[1]);
+					return pair[1] && !(pair[1] & 7) ? 0 : -1;
+				}
+			}
+			return 1;
+		}
+		if (shift >= 32)
+			return -1;
+		uint32_t bitmap;
+		memcpy(&bitmap, head + 24, 4);
+		if (__builtin_popcount(bitmap) * 2 != size)
+			return -1;
+		uint32_t bit = 1u << ((h32 >> shift) & 31);
+		if (!(bitmap & bit))
+			return 1;
+		uint32_t idx = (uint32_t)__builtin_popcount(bitmap & (bit - 1));
+		if (hrd(h, node + 32 + 16 * (uint64_t)idx, pair, 16))
+			return -1;
+		if (!pair[1] || (pair[1] & 7))
+			return -1;
+		hamt_record(h, depth, node, 32 + 16 * idx, kind, pair[0], pair[1]);
+		if (pair[0] == 0) {
+			node = pair[1];
+			shift += 5;
+			continue;
+		}
+		if (pair[0] != key)
+			return 1;
+		*value = pair[1];
+		return 0;
+	}
+	return -1;
+}
+
+int otel_hamt_find(otel_read_fn read, void *ctx, const uint64_t node_types[3], uint64_t node,
+		   uint64_t key, int64_t hash, uint64_t *value)
+{
+	uint64_t types[3] = {node_types[0], node_types[1], node_types[2]};
+	struct hamt_reader h = {read, ctx, types, NULL, NULL};
+	return hamt_find(&h, node, key, hash, value);
+}
+
+static int target_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	hm_otel *o = ctx;
+	return o->r.read(o->r.ctx, addr, buf, len);
+}
+
+/* ---- finding the SDK --------------------------------------------------- */
+
+static uint64_t main_interp(hm_otel *o)
+{
+	const hm_pylayout *L = o->r.layout;
+	hm_python *py = o->py;
+	if (!py)
+		return 0;
+	uint64_t interp = 0, head = py->runtime + (uint64_t)L->rt_interpreters_head;
+	for (int i = 0; py->runtime && i < HM_MAX_INTERPS; i++) {
+		uint64_t next;
+		if (rd(o, head, &next, 8) || !next)
+			break;
+		interp = next;
+		head = next + (uint64_t)L->is_next;
+	}
+	return interp;
+}
+
+static int module_global(hm_otel *o, uint64_t modules, const char *mod, const char *name,
+			 uint64_t *v)
+{
+	const hm_pylayout *L = o->r.layout;
+	uint64_t m, d;
+	return hm_pyobj_dict_get(&o->r, modules, mod, &m) ||
+	       rd(o, m + (uint64_t)L->mod_dict, &d, 8) || hm_pyobj_dict_get(&o->r, d, name, v);
+}
+
+/* Look the ContextVar and the span key up; 0 found. */
+static int lookup(hm_otel *o)
+{
+	const hm_pylayout *L = o->r.layout;
+	uint64_t interp = main_interp(o), modules, rc, var, key;
+	if (!interp || L->is_modules < 0 || L->mod_dict < 0 ||
+	    rd(o, interp + (uint64_t)L->is_modules, &modules, 8))
+		return -1;
+	if (module_global(o, modules, "opentelemetry.context", "_RUNTIME_CONTEXT", &rc) ||
+	    hm_pyobj_getattr(&o->r, rc, "_current_context", &var) ||
+	    module_global(o, modules, "opentelemetry.trace.propagation", "_SPAN_KEY", &key))
+		return -1;
+	uint8_t vb[64];
+	if (o->A->var_hash < 0 || (size_t)o->A->var_hash + 8 > sizeof vb ||
+	    rd(o, var, vb, (size_t)o->A->var_hash + 8) || ld64(vb, (size_t)L->ob_type) != o->var_type)
+		return -1;
+	if (hm_pyobj_str(&o->r, key, o->span_key_text, sizeof o->span_key_text) ||
+	    strncmp(o->span_key_text, "current-span", 12))
+		return -1;
+	o->var_hash = (int64_t)ld64(vb, (size_t)o->A->var_hash);
+	o->span_key = key;
+	o->var = var;
+	return 0;
+}
+
+static int ready(hm_otel *o)
+{
+	if (o->var)
+		return 1;
+	uint64_t now = hm_mono_ns();
+	if (now < o->next_lookup_ns)
+		return 0;
+	/* The answer cache is allocated once the SDK is there. */
+	if ((o->ctxs || (o->ctxs = calloc(CTX_SLOTS, sizeof *o->ctxs))) && lookup(o) == 0)
+		return 1;
+	o->backoff_ns = !o->backoff_ns ? LOOKUP_MIN_NS
+		: o->backoff_ns * 2 > LOOKUP_MAX_NS ? LOOKUP_MAX_NS : o->backoff_ns * 2;
+	o->next_lookup_ns = now + o->backoff_ns;
+	return 0;
+}
+
+/* ---- spans ------------------------------------------------------------- */
+
+struct key_find {
+	hm_otel *o;
+	uint64_t value;
+	int found;
+};
+
+static int match_span_key(void *ctx, uint64_t key, uint64_t value)
+{
+	struct key_find *f = ctx;
+	if (key == f->o->span_key) {
+		f->value = value;
+		f->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static uint64_t mix(uint64_t a)
+{
+	a ^= a >> 33;
+	a *= 0xff51afd7ed558ccdull;
+	a ^= a >> 33;
+	return a;
+}
+
+static struct root_slot *root_slot(hm_otel *o, uint64_t hi, uint64_t lo)
+{
+	return &o->roots[mix(hi ^ mix(lo)) % ROOT_SLOTS];
+}
+
+/* Is sctx a SpanContext? (a tuple subclass named SpanContext; learnt once) */
+static int is_span_context(hm_otel *o, uint64_t sctx)
+{
+	const hm_pylayout *L = o->r.layout;
+	uint64_t t;
+	if (rd(o, sctx + (uint64_t)L->ob_type, &t, 8) || !t)
+		return 0;
+	if (o->sctx_type)
+		return t == o->sctx_type;
+	char name[32];
+	if (hm_pyobj_type_name(&o->r, sctx, name, sizeof name) || strcmp(name, "SpanContext"))
+		return 0;
+	o->sctx_type = t;
+	return 1;
+}
+
+/* Read the span object at addr into its slot. The ids are read every time;
+ * a span whose object, SpanContext object and ids all equal the slot's is
+ * the one seen before (span ids are random), so its name and parent are
+ * not read again. NULL if addr holds no span with ids. */
+static struct span_slot *read_span(hm_otel *o, uint64_t addr)
+{
+	struct span_slot *s = &o->spans[mix(addr) % SPAN_SLOTS];
+	uint64_t sctx, items[3], parent, sid_hi, hi, lo, sid;
+	if (hm_pyobj_getattr(&o->r, addr, "_context", &sctx) || !is_span_context(o, sctx) ||
+	    hm_pyobj_tuple_head(&o->r, sctx, items, 3) ||
+	    hm_pyobj_uint128(&o->r, items[0], &hi, &lo) ||
+	    hm_pyobj_uint128(&o->r, items[1], &sid_hi, &sid) || sid_hi || (!hi && !lo) || !sid)
+		return NULL;
+	if (s->addr == addr && s->sctx == sctx && s->trace_hi == hi && s->trace_lo == lo &&
+	    s->span_id == sid)
+		return s;
+	struct span_slot n;
+	memset(&n, 0, sizeof n);
+	n.trace_hi = hi;
+	n.trace_lo = lo;
+	n.span_id = sid;
+	uint64_t name;
+	if (hm_pyobj_getattr(&o->r, addr, "_name", &name) ||
+	    hm_pyobj_str(&o->r, name, n.name, sizeof n.name)) {
+		/* Only a NonRecordingSpan has no name; anything else was
+		 * caught changing (torn): no span rather than half of one. */
+		char tname[32];
+		if (hm_pyobj_type_name(&o->r, addr, tname, sizeof tname) ||
+		    strcmp(tname, "NonRecordingSpan"))
+			return NULL;
+		n.name[0] = 0;
+	}
+	/* The local root: no parent, or a remote one. */
+	if (!hm_pyobj_getattr(&o->r, addr, "_parent", &parent)) {
+		int kind = hm_pyobj_kind(&o->r, parent);
+		uint64_t pitems[3], remote;
+		int neg;
+		if (kind == HM_PT_NONE)
+			n.local_root = 1;
+		else if (is_span_context(o, parent) && !hm_pyobj_tuple_head(&o->r, parent, pitems, 3) &&
+			 hm_pyobj_int(&o->r, pitems[2], &remote, &neg) == 0)
+			n.local_root = remote != 0;
+	}
+	n.addr = addr;
+	n.sctx = sctx;
+	*s = n;
+	uint64_t t;
+	if (!rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) && t != o->span_types[0] &&
+	    t != o->span_types[1]) {
+		o->span_types[1] = o->span_types[0];
+		o->span_types[0] = t;
+	}
+	if (s->local_root && s->name[0]) {
+		struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo);
+		r->trace_hi = s->trace_hi;
+		r->trace_lo = s->trace_lo;
+		memcpy(r->name, s->name, sizeof r->name);
+	}
+	return s;
+}
+
+/* Re-reading the words the last answer for a context came from: its
+ * ctx_vars, the HAMT's root, each HAMT entry followed, and the Context
+ * dict's type and version tag. Each object's pointer is read live from its
+ * parent, so if every word equals what it was, the lookup would follow the
+ * same path to the same dict; and a dict's version tag is drawn from an
+ * interpreter-wide counter when it is created (and on every change), so an
+ * equal tag is the same, unchanged dict: the same span. plan() lists the
+ * regions (so that the walker can read them with the thread state, in its
+ * one system call, at the context the thread had last time), check()
+ * compares them. */
+static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec *sp, hm_iov *iov)
+{
+	const hm_pylayout *L = o->r.layout;
+	if (!c->valid || c->ctx != ctx || c->path.n < 1 || c->path.n > MAX_HAMT_DEPTH)
+		return -1;
+	int n = 0;
+	iov[n++] = (hm_iov){ctx + 8, sp->cbuf, (size_t)o->A->ctx_vars};          /* type .. vars */
+	iov[n++] = (hm_iov){c->hamt + 8, sp->hbuf, (size_t)o->A->hamt_root};     /* type, root */
+	for (int i = 0; i < c->path.n; i++) {
+		const struct hamt_step *st = &c->path.step[i];
+		size_t len = (size_t)st->off + (st->kind == NODE_ARRAY ? 8 : 16) - 8;
+		if (len > sizeof sp->nbuf[0])
+			return -1;
+		iov[n++] = (hm_iov){st->node + 8, sp->nbuf[i], len};
+	}
+	iov[n++] = (hm_iov){c->dict + 8, sp->dbuf, (size_t)L->dict_used + 8};   /* type .. version */
+	sp->ctx = ctx;
+	return n;
+}
+
+static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *sp)
+{
+	const hm_pylayout *L = o->r.layout;
+	if (sp->cbuf[0] != o->ctx_type || ld64(sp->cbuf, (size_t)o->A->ctx_vars - 8) != c->hamt ||
+	    sp->hbuf[0] != o->hamt_type ||
+	    ld64(sp->hbuf, (size_t)o->A->hamt_root - 8) != c->path.step[0].node)
+		return -1;
+	for (int i = 0; i < c->path.n; i++) {
+		const struct hamt_step *st = &c->path.step[i];
+		const uint8_t *b = (const uint8_t *)sp->nbuf[i];
+		if (ld64(b, 0) != o->node_types[st->kind])
+			return -1;
+		if (st->kind == NODE_ARRAY) {
+			if (ld64(b, st->off - 8) != st->value)
+				return -1;
+		} else if (ld64(b, st->off - 8) != st->key || ld64(b, st->off) != st->value) {
+			return -1;
+		}
+		uint64_t next = i + 1 < c->path.n ? c->path.step[i + 1].node : c->dict;
+		if (st->value != next)
+			return -1;
+	}
+	if (sp->dbuf[0] != c->dict_type || ld64(sp->dbuf, (size_t)L->dict_used) != c->dict_version)
+		return -1;
+	return 0;
+}
+
+static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
+{
+	hm_iov iov[3 + MAX_HAMT_DEPTH];
+	int n = plan(o, c, ctx, &o->own, iov);
+	if (n < 0 || hm_target_readv(o->t, iov, n) != HM_OK)
+		return -1;
+	return check(o, c, &o->own);
+}
+
+static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
+{
+	*out = c->span;
+	if (out->trace_hi || out->trace_lo) {
+		/* The local root may have been learnt since. */
+		struct root_slot *r = root_slot(o, out->trace_hi, out->trace_lo);
+		if (!out->root[0] && r->trace_hi == out->trace_hi && r->trace_lo == out->trace_lo)
+			memcpy(out->root, r->name, sizeof out->root);
+	}
+}
+
+int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
+{
+	o->spec.loaded = 0;
+	o->spec.tstate = 0;
+	if (!o->var || max < 3 + MAX_HAMT_DEPTH)
+		return 0;
+	const struct ts_slot *t = &o->tss[mix(tstate) % TS_SLOTS];
+	if (t->tstate != tstate || !t->ctx)
+		return 0;
+	int n = plan(o, &o->ctxs[mix(t->ctx) % CTX_SLOTS], t->ctx, &o->spec, iov);
+	if (n < 0)
+		return 0;
+	o->spec.tstate = tstate;
+	return n;
+}
+
+void otel_spec_loaded(hm_otel *o)
+{
+	o->spec.loaded = o->spec.tstate != 0;
+}
+
+int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
+{
+	out->trace_hi = out->trace_lo = out->span_id = 0;
+	out->name[0] = out->root[0] = 0;
+	if (!ready(o))
+		return 0;
+	const hm_pylayout *L = o->r.layout;
+	uint8_t cb[48];
+	size_t clen = (size_t)o->A->ctx_vars + 8;
+	if (!ctx)
+		return 0;
+	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	if (fast_path(o, c, ctx) == 0) {
+		answer(o, c, out);
+		return 0;
+	}
+	c->valid = 0;
+	if (clen > sizeof cb || rd(o, ctx, cb, clen) || ld64(cb, (size_t)L->ob_type) != o->ctx_type)
+		return -1;
+	uint64_t hamt = ld64(cb, (size_t)o->A->ctx_vars), hb[6], value, span;
+	size_t hlen = (size_t)o->A->hamt_count + 8;
+	if (hlen > sizeof hb || rd(o, hamt, hb, hlen))
+		return -1;
+	if (!o->hamt_type) {
+		char name[16];
+		if (hm_pyobj_type_name(&o->r, hamt, name, sizeof name) || strcmp(name, "hamt"))
+			return -1;
+		o->hamt_type = ld64(hb, (size_t)L->ob_type);
+	}
+	if (ld64(hb, (size_t)L->ob_type) != o->hamt_type)
+		return -1;
+	int64_t count = (int64_t)ld64(hb, (size_t)o->A->hamt_count);
+	if (count < 0 || count > (1 << 24))
+		return -1;
+	if (!count)
+		return 0;
+	struct hamt_reader h = {target_read, o, o->node_types, o, &c->path};
+	c->path.n = 0;
+	int rc = hamt_find(&h, ld64(hb, (size_t)o->A->hamt_root), o->var, o->var_hash, &value);
+	if (rc)
+		return rc > 0 ? 0 : -1;
+	/* The Context dict's type and version tag, read before its items:
+	 * a change in between shows at the next sample. */
+	uint64_t db[3];
+	int cacheable = L->dict_used >= 8 && L->dict_keys == L->dict_used + 16 &&
+			!rd(o, value + 8, db, (size_t)L->dict_used + 8);
+	struct key_find f = {o, 0, 0};
+	if (hm_pyobj_dict_items_sub(&o->r, value, match_span_key, &f, 64) < 0)
+		return -1;
+	struct span_slot *s = NULL;
+	if (f.found) {
+		span = f.value;
+		if (hm_pyobj_kind(&o->r, span) != HM_PT_OTHER)
+			return -1;
+		s = read_span(o, span);
+	}
+	if (s) {
+		out->trace_hi = s->trace_hi;
+		out->trace_lo = s->trace_lo;
+		out->span_id = s->span_id;
+		memcpy(out->name, s->name, sizeof out->name);
+		struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo);
+		if (r->trace_hi == s->trace_hi && r->trace_lo == s->trace_lo)
+			memcpy(out->root, r->name, sizeof out->root);
+	}
+	if (cacheable && c->path.n > 0 && c->path.step[c->path.n - 1].value == value) {
+		c->ctx = ctx;
+		c->hamt = hamt;
+		c->dict = value;
+		c->dict_type = db[0];
+		c->dict_version = ld64(db, (size_t)L->dict_used);
+		c->span = *out;
+		c->valid = 1;
+	}
+	return 0;
+}
+
+/* The local root of a trace whose root span was never current when a
+ * sample was taken (a web framework's server span is current only between
+ * its children): it is usually a local variable of a frame below, e.g. the
+ * OpenTelemetry middleware's `current_span`. Look through the sampled
+ * stack's locals for a span of the same trace that is its local root, once
+ * per trace and at most SCANS_PER_S times a second (each costs a few hundred
+ * reads). */
+struct scan_ctx {
+	hm_otel *o;
+	uint64_t hi, lo;
+	int found;
+};
+
+static int scan_local(void *ctx, const char *name, uint64_t value, int is_cell)
+{
+	struct scan_ctx *sc = ctx;
+	hm_otel *o = sc->o;
+	uint64_t t;
+	if (!value || (value & 7) || rd(o, value + (uint64_t)o->r.layout->ob_type, &t, 8) ||
+	    !t || (t != o->span_types[0] && t != o->span_types[1]))
+		return 0;
+	struct span_slot *s = read_span(o, value);
+	if (s && s->local_root && s->trace_hi == sc->hi && s->trace_lo == sc->lo) {
+		sc->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
+{
+	struct tried_slot *tr = &o->tried[mix(sp->trace_hi ^ mix(sp->trace_lo)) % TRIED_SLOTS];
+	if (tr->trace_hi == sp->trace_hi && tr->trace_lo == sp->trace_lo)
+		return;
+	uint64_t now = hm_mono_ns(), per = 1000000000ull / SCANS_PER_S;
+	if (o->scan_tokens_ns + per > now)
+		return;
+	o->scan_tokens_ns = now - o->scan_tokens_ns > 10 * per ? now - 9 * per : o->scan_tokens_ns + per;
+	tr->trace_hi = sp->trace_hi;
+	tr->trace_lo = sp->trace_lo;
+	struct scan_ctx sc = {o, sp->trace_hi, sp->trace_lo, 0};
+	for (int i = 0; i < th->nframes && i < SCAN_FRAMES && !sc.found; i++)
+		hm_pyobj_locals(&o->r, &th->frames[i], scan_local, &sc);
+	struct root_slot *r = root_slot(o, sp->trace_hi, sp->trace_lo);
+	if (sc.found && r->trace_hi == sp->trace_hi && r->trace_lo == sp->trace_lo)
+		memcpy(sp->root, r->name, sizeof sp->root);
+}
+
+void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
+{
+	hm_pyspan *sp = &th->span;
+	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
+	sp->name[0] = sp->root[0] = 0;
+	const hm_pyasync_layout *A = o->A;
+	int spec = o->spec.loaded && o->spec.tstate == th->tstate;
+	o->spec.loaded = 0;
+	if ((size_t)A->ts_context + 8 > ts_len || !ready(o))
+		return;
+	/* The context pointer came with the thread state, and, when it is
+	 * the one this thread had last time, the words that check the last
+	 * answer (plan) came in the same read. */
+	uint64_t ctx = ld64(ts, (size_t)A->ts_context);
+	if (!ctx)
+		return;
+	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	if (spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx && check(o, c, &o->spec) == 0) {
+		answer(o, c, sp);
+	} else if (otel_context_span(o, ctx, sp)) {
+		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
+		return;
+	}
+	if ((sp->trace_hi || sp->trace_lo) && !sp->root[0])
+		root_scan(o, th, sp);
+	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
+	t->tstate = th->tstate;
+	t->ctx = ctx;
+}

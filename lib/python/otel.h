@@ -1,0 +1,57 @@
+/* otel.h - the current OpenTelemetry span of a thread or an asyncio task,
+ * read from outside (python/otel.c).
+ *
+ * Private to libhomura's python/ layer: the walker calls otel_thread for
+ * each thread it walked, while the thread state it just read is still in
+ * py->tsbuf; everything else goes through python.h (hm_python_set_trace,
+ * hm_python_context_span, hm_pythread.span). */
+#ifndef HOMURA_OTEL_H
+#define HOMURA_OTEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "python/python.h"
+
+typedef struct hm_otel hm_otel;
+
+/* Reader state for py (3.8-3.13); NULL for other versions or without
+ * memory. */
+hm_otel *otel_open(hm_python *py);
+void otel_close(hm_otel *o);
+/* A reader over any memory (tests, fuzzing): the target t (e.g.
+ * hm_target_open_mem), the layout, the built-in type addresses (as
+ * hm_pyobj_reader.types), PyContext_Type and PyContextVar_Type, and the
+ * ContextVar and span-key objects as if already looked up. */
+struct otel_setup {
+	const hm_pylayout *layout;
+	hm_target *t;
+	uint64_t types[11];
+	uint64_t ctx_type, var_type, var, span_key;
+	int64_t var_hash;
+};
+hm_otel *otel_open_setup(const struct otel_setup *s);
+/* Bytes of a thread state that must be read so that otel_thread finds the
+ * context fields in it (0 for unsupported versions). */
+size_t otel_ts_need(int major, int minor);
+/* Regions (at most max, which must be >= 12) that the walker should read
+ * together with the thread state at tstate: what re-checks the span this
+ * thread had last time. Returns how many were written (0: none). Call
+ * otel_spec_loaded once they were all read, then otel_thread. */
+int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
+void otel_spec_loaded(hm_otel *o);
+/* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
+void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
+/* The span of a Context object. 0 (out filled, maybe with no span) or -1. */
+int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out);
+int otel_found(const hm_otel *o);
+
+/* The HAMT lookup, exposed for unit tests against synthetic memory:
+ * the value for key (a ContextVar whose 64-bit hash is hash) in the HAMT
+ * rooted at node, with read(ctx, ...) as the memory and the three node type
+ * addresses given (bitmap, array, collision). 0 found, 1 absent, -1 bad. */
+typedef int (*otel_read_fn)(void *ctx, uint64_t addr, void *buf, size_t len);
+int otel_hamt_find(otel_read_fn read, void *ctx, const uint64_t node_types[3], uint64_t node,
+		   uint64_t key, int64_t hash, uint64_t *value);
+
+#endif

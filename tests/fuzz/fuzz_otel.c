@@ -1,0 +1,106 @@
+/* fuzz_otel.c - the OpenTelemetry span reader (lib/python/otel.c) fed
+ * hostile "remote" memory: the HAMT walk, the Context dict, the span's
+ * attributes, its SpanContext and ids, and the one-call re-check of a cached
+ * answer.
+ *
+ * Input: a mode byte, then data. Mode bit 0 clear: the data is the memory,
+ * served at BASE (zeros after it up to 1 MiB, the rest unmapped), type
+ * objects at fixed addresses outside it (compared, never read); the context
+ * at BASE + 16 is read twice and the HAMT there searched directly. Bit 0
+ * set: a valid context is built (tests/unit/otel_world.h, the 3.11 or 3.12
+ * layout by bit 1), its span read once (so the answer is cached), then the
+ * data patches it - each 3 bytes an offset into the built objects and a byte
+ * to store - and it is read again twice: torn and garbage objects next to a
+ * real chain, where the deep paths are, with no seed files needed. Whatever
+ * the bytes, the reader must not crash, and a span it reports has ids. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "base/error.h"
+#include "proc/target.h"
+#include "python/layouts/async_layouts.h"
+#include "python/layouts/layouts.h"
+#include "python/otel.h"
+#include "python/pylayout.h"
+#include "python/pyobj.h"
+
+#define assert_true(c) FUZZ_ASSERT(c)
+#define assert_non_null(p) FUZZ_ASSERT((p) != NULL)
+#define assert_int_equal(a, b) FUZZ_ASSERT((a) == (b))
+#include "../unit/otel_world.h"
+
+#define BASE 0x10000ull
+#define VIRT (1u << 20)
+#define TYPES 0x7000ull
+
+static const hm_pylayout *const layouts[] = {
+	&hm_pylayout_py38, &hm_pylayout_py39, &hm_pylayout_py310,
+	&hm_pylayout_py311, &hm_pylayout_py312, &hm_pylayout_py313,
+};
+#define NLAYOUTS (sizeof layouts / sizeof layouts[0])
+
+static void read_twice(hm_otel *o, uint64_t ctx)
+{
+	for (int k = 0; k < 2; k++) {
+		hm_pyspan sp;
+		if (otel_context_span(o, ctx, &sp) == 0 && (sp.trace_hi || sp.trace_lo))
+			FUZZ_ASSERT(sp.span_id != 0);
+		FUZZ_ASSERT(memchr(sp.name, 0, sizeof sp.name) != NULL);
+		FUZZ_ASSERT(memchr(sp.root, 0, sizeof sp.root) != NULL);
+	}
+}
+
+static void random_memory(const uint8_t *data, size_t size)
+{
+	struct fuzz_mem m = {data + 1, size - 1, BASE, VIRT};
+	hm_target *t = NULL;
+	if (hm_target_open_mem(fuzz_mem_read, &m, &t) != HM_OK)
+		return;
+	struct otel_setup s;
+	memset(&s, 0, sizeof s);
+	s.layout = layouts[(data[0] >> 2) % NLAYOUTS];
+	s.t = t;
+	for (int i = 0; i < HM_PT_COUNT; i++)
+		s.types[i] = TYPES + 0x40 * (uint64_t)i;
+	s.ctx_type = TYPES + 0x800;
+	s.var_type = TYPES + 0x840;
+	s.var = BASE + 0x100;
+	s.var_hash = 0x123456789abcdefll;
+	s.span_key = BASE + 0x200;
+	hm_otel *o = otel_open_setup(&s);
+	if (o) {
+		read_twice(o, BASE + 16);
+		otel_close(o);
+	}
+	uint64_t types[3] = {TYPES + 0x900, TYPES + 0x940, TYPES + 0x980}, v = 0;
+	otel_hamt_find(fuzz_mem_read, &m, types, BASE + 16, BASE + 0x100, 42, &v);
+	hm_target_close(t);
+}
+
+static void patched_world(const uint8_t *data, size_t size)
+{
+	struct world w;
+	build(&w, data[0] & 2 ? 12 : 11);
+	read_twice(w.o, w.ctx);
+	for (size_t i = 1; i + 3 <= size; i += 3) {
+		size_t off = ((size_t)data[i] | (size_t)data[i + 1] << 8) % (used ? used : 1);
+		arena[off] = data[i + 2];
+	}
+	read_twice(w.o, w.ctx);
+	uint64_t v = 0;
+	otel_hamt_find(arena_read, NULL, w.types, w.node, w.var, VAR_HASH, &v);
+	done(&w);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	if (data[0] & 1)
+		patched_world(data, size);
+	else
+		random_memory(data, size);
+	return 0;
+}

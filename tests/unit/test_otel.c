@@ -1,0 +1,149 @@
+/* test_otel.c - the OpenTelemetry span reader (lib/python/otel.c) on a
+ * context built by hand: a PyContext whose HAMT maps the SDK's ContextVar
+ * to a Context dict (a dict subclass) holding a span under the span key;
+ * the span's __dict__ holds _name, _context (a SpanContext: a tuple
+ * subclass of trace id, span id, is_remote) and _parent. Objects are laid
+ * out as the generated tables say (3.11 and 3.12), in a local arena served
+ * as the target's memory (hm_target_open_mem); anything else is unmapped.
+ * Also the HAMT's array and collision nodes, and broken chains (no span,
+ * never a wrong one). The object helpers are test_pyobj.c's. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/error.h"
+#include "proc/target.h"
+#include "python/layouts/async_layouts.h"
+#include "python/layouts/layouts.h"
+#include "python/otel.h"
+#include "python/pylayout.h"
+#include "python/pyobj.h"
+
+#include "otel_world.h"
+
+static void expect_span(struct world *w, uint64_t span_id)
+{
+	hm_pyspan sp;
+	assert_int_equal(otel_context_span(w->o, w->ctx, &sp), 0);
+	assert_true(sp.trace_hi == TRACE_HI && sp.trace_lo == TRACE_LO);
+	assert_true(sp.span_id == span_id);
+	assert_string_equal(sp.name, "get_user_from_db");
+	assert_string_equal(sp.root, "get_user_from_db");   /* no parent: local root */
+}
+
+static void expect_none(struct world *w)
+{
+	hm_pyspan sp;
+	otel_context_span(w->o, w->ctx, &sp);
+	assert_true(sp.trace_hi == 0 && sp.trace_lo == 0 && sp.span_id == 0);
+}
+
+static void chain(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	expect_span(&w, SPAN_ID);
+	expect_span(&w, SPAN_ID);             /* again, through the cached answer */
+	/* A new Context dict (new version tag) with another span: read anew. */
+	put32(w.sid, L->long_digit, 7);
+	put64(w.dict, L->dict_used + 8, 1001);
+	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 7);
+	/* The variable leaves the context (a new HAMT whose root lacks it;
+	 * HAMTs and their nodes never change): no span. */
+	uint64_t empty = alloc(64), h2 = alloc(64), htype;
+	memcpy(&htype, (void *)(uintptr_t)(w.hamt + (uint64_t)L->ob_type), 8);
+	put64(empty, L->ob_type, w.types[0]);
+	put64(h2, L->ob_type, htype);
+	put64(h2, w.A->hamt_root, empty);
+	put64(h2, w.A->hamt_count, 1);
+	put64(w.ctx, w.A->ctx_vars, h2);
+	expect_none(&w);
+	put64(w.ctx, w.A->ctx_vars, w.hamt);
+	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 7);
+	/* Broken links give no span, never a wrong one. */
+	uint64_t ctype;
+	memcpy(&ctype, (void *)(uintptr_t)(w.ctx + (uint64_t)L->ob_type), 8);
+	put64(w.ctx, L->ob_type, ctype + 8);
+	expect_none(&w);
+	put64(w.ctx, L->ob_type, ctype);
+	put64(w.node, 40, 0x10);              /* unmapped dict */
+	expect_none(&w);
+	put64(w.node, 40, w.dict);
+	put64(w.span, L->ob_type, R.types[HM_PT_STR]);   /* not a span any more */
+	put64(w.dict, L->dict_used + 8, 1002);
+	expect_none(&w);
+	done(&w);
+}
+
+static void test_chain_311(void **state) { (void)state; chain(11); }
+static void test_chain_312(void **state) { (void)state; chain(12); }
+
+static int read_arena(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	return arena_read(ctx, addr, buf, len);
+}
+
+static void test_hamt_nodes(void **state)
+{
+	(void)state;
+	struct world w;
+	build(&w, 11);
+	uint64_t v = 0, key = w.var;
+	uint32_t h = h32(VAR_HASH);
+	/* array node -> bitmap node (level 1) */
+	uint64_t leaf = alloc(64);
+	put64(leaf, L->ob_type, w.types[0]);
+	put64(leaf, 16, 2);
+	put32(leaf, 24, 1u << ((h >> 5) & 31));
+	put64(leaf, 32, key);
+	put64(leaf, 40, 0x4242420);
+	uint64_t arr = alloc(16 + 8 * 32 + 8);
+	put64(arr, L->ob_type, w.types[1]);
+	put64(arr, 16 + 8 * (h & 31), leaf);
+	assert_int_equal(otel_hamt_find(read_arena, NULL, w.types, arr, key, VAR_HASH, &v), 0);
+	assert_true(v == 0x4242420);
+	/* another slot of the array node: absent */
+	assert_int_equal(otel_hamt_find(read_arena, NULL, w.types, arr, key, VAR_HASH ^ 1, &v), 1);
+	/* collision node with two keys of the same hash */
+	uint64_t col = alloc(64);
+	put64(col, L->ob_type, w.types[2]);
+	put64(col, 16, 4);
+	put32(col, 24, h);
+	put64(col, 32, key + 8);
+	put64(col, 40, 0x1110);
+	put64(col, 48, key);
+	put64(col, 56, 0x2220);
+	assert_int_equal(otel_hamt_find(read_arena, NULL, w.types, col, key, VAR_HASH, &v), 0);
+	assert_true(v == 0x2220);
+	/* an unknown node type, a size that disagrees with the bitmap */
+	uint64_t bad = alloc(64);
+	put64(bad, L->ob_type, w.types[0] + 8);
+	assert_int_equal(otel_hamt_find(read_arena, NULL, w.types, bad, key, VAR_HASH, &v), -1);
+	put64(bad, L->ob_type, w.types[0]);
+	put64(bad, 16, 6);
+	put32(bad, 24, 1u << (h & 31));
+	assert_int_equal(otel_hamt_find(read_arena, NULL, w.types, bad, key, VAR_HASH, &v), -1);
+	/* a cycle of sub-nodes ends at the depth limit */
+	put64(bad, 16, 2);
+	put64(bad, 32, 0);
+	put64(bad, 40, bad);
+	put32(bad, 24, 0xffffffffu);
+	put64(bad, 16, 64);
+	assert_int_equal(otel_hamt_find(read_arena, NULL, w.types, bad, key, VAR_HASH, &v), -1);
+	done(&w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_chain_311),
+		cmocka_unit_test(test_chain_312),
+		cmocka_unit_test(test_hamt_nodes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
