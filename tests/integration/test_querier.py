@@ -469,10 +469,12 @@ def test_nodejs_sdk_profiles(server, node_sdk):
     cpu, cpu_nodes = flame("process_cpu:cpu:nanoseconds:cpu:nanoseconds")
     wall, wall_nodes = flame("wall:wall:nanoseconds:wall:nanoseconds")
     heap, heap_nodes = flame("memory:inuse_space:bytes:space:bytes")
-    # the busy handlers are the CPU profile's hot functions; CPU time is at
-    # most wall time; the heap profile is in bytes and has its own stacks
+    # the busy handlers are the CPU profile's hot functions; CPU time is
+    # about the wall time or less (both are the SDK's sampled estimates of a
+    # busy thread: a few percent either way); the heap profile is in bytes
+    # and has its own stacks
     assert fn_total(cpu_nodes, "slowHandler") > fn_total(cpu_nodes, "fastHandler") > 0
-    assert 0 < int(cpu["total"]) <= int(wall["total"])
+    assert 0 < int(cpu["total"]) <= 1.1 * int(wall["total"])
     assert int(heap["total"]) > 0 and fn_total(heap_nodes, "Handler") > 0
     assert fn_total(wall_nodes, "slowHandler") > 0
     # dynamic tags: label values, and a selection by them
