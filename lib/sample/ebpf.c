@@ -382,7 +382,12 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	E->fn = fn;
 	E->arg = arg;
 	E->delivered = 0;
+	/* The program does not wake us per sample (BPF_RB_NO_WAKEUP): wait
+	 * for the timeout (or a ring filling up), then take what is there. */
 	int got = ring_buffer__poll(E->rb, timeout_ms);
+	if (got < 0 && got != -EINTR)
+		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
+	got = ring_buffer__consume(E->rb);
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
 	uint64_t now = hm_mono_ns();

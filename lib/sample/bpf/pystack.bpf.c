@@ -232,7 +232,11 @@ out:
 	__u64 len = sizeof(*e) - sizeof(e->frames) + (__u64)(w.n & 127) * sizeof(e->frames[0]);
 	if (len > sizeof(*e))
 		len = sizeof(*e);
-	if (bpf_ringbuf_output(&events, e, len, 0))
+	/* No wake-up per sample: user space drains the ring every 50 ms; only
+	 * a ring more than half full wakes it early. */
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > (1 << 21) ? BPF_RB_FORCE_WAKEUP
+										: BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, e, len, flags))
 		count(HM_BPFC_DROPPED);
 	else
 		count(HM_BPFC_EMITTED);
