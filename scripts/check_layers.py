@@ -5,6 +5,8 @@ Every quoted #include in lib/<layer>/ must name a header of its own layer or
 of a lower one, as "layer/file.h"; agent/ and server/ sit side by side and
 may not include each other. The generated protobuf headers (build/gen) may be
 used from format/ up. src/, tests/ and bench/ sit on top and may use anything.
+Headers in PRIVATE may be included only from their own folder (anywhere in
+the tree: src/, tests/ and bench/ included).
 Exit 1 with one line per violation; docs/architecture.md draws the layers.
 """
 import os
@@ -15,6 +17,8 @@ LAYERS = ["base", "proc", "python", "native", "sample", "format", "analyze", "st
 RANK = {"base": 0, "proc": 1, "python": 2, "native": 3, "sample": 4, "format": 5,
         "analyze": 6, "store": 6, "agent": 7, "server": 7}
 PROTO_MIN = RANK["format"]
+# header -> the only folder whose files may include it
+PRIVATE = {"store/engine.h": "lib/store"}
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -58,9 +62,28 @@ def check(root):
     return bad
 
 
+def check_private(root):
+    bad = []
+    for top in ("lib", "src", "tests", "bench"):
+        for d, _, files in os.walk(os.path.join(root, top)):
+            for f in files:
+                if not f.endswith((".c", ".h")):
+                    continue
+                path = os.path.join(d, f)
+                name = os.path.relpath(path, root)
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+                for m in INC.finditer(text):
+                    home = PRIVATE.get(m.group(1))
+                    if home and os.path.relpath(d, root) != home:
+                        line = text.count("\n", 0, m.start()) + 1
+                        bad.append(f"{name}:{line}: \"{m.group(1)}\" is private to {home}/")
+    return bad
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
-    bad = check(root)
+    bad = check(root) + check_private(root)
     for b in bad:
         print(b)
     if bad:
