@@ -48,6 +48,10 @@ typedef struct hm_store_opts {
 	 * the write lock free (NULL in normal use). */
 	void (*put_pause)(void *arg);
 	void *put_pause_arg;
+	/* Tests: asked before each insert into an id cache; nonzero makes the
+	 * insert fail as running out of memory would (NULL in normal use). */
+	int (*cache_fail)(void *arg);
+	void *cache_fail_arg;
 } hm_store_opts;
 
 typedef struct hm_store_label {

@@ -100,6 +100,13 @@ void hm_store_forget_series(hm_store *st)
 
 /* ---- interning ---- */
 
+static int cache_put(hm_store *st, hm_idcache *c, const void *key, size_t len, int64_t id)
+{
+	if (st->opts.cache_fail && st->opts.cache_fail(st->opts.cache_fail_arg))
+		return hm_error(HM_ENOMEM, "store: out of memory (id cache)");
+	return hm_idcache_put(c, key, len, id);
+}
+
 static int64_t dict_id(hm_store *st, hm_idcache *c, int kind, const void *key, size_t len)
 {
 	int64_t id = hm_idcache_get(c, key, len);
@@ -108,7 +115,7 @@ static int64_t dict_id(hm_store *st, hm_idcache *c, int kind, const void *key, s
 	id = st->eng->dict_id(st, kind, key, len);
 	if (id < 0)
 		return id;
-	int rc = hm_idcache_put(c, key, len, id);
+	int rc = cache_put(st, c, key, len, id);
 	return rc < 0 ? rc : id;
 }
 
@@ -172,7 +179,7 @@ static int64_t series_id(hm_store *st, const uint8_t *key, size_t len, const cha
 		id = st->eng->series_add(st, key, len, type, l, n, t);
 	}
 	if (id >= 0) {
-		int rc = hm_idcache_put(&st->c_series, key, len, id);
+		int rc = cache_put(st, &st->c_series, key, len, id);
 		if (rc < 0)
 			return rc;
 	}
@@ -185,7 +192,7 @@ int hm_store_write_series(hm_store *st, const hm_store_put_req *v, size_t n)
 {
 	hm_intern fresh;          /* distinct new series keys of the request */
 	hm_intern_init(&fresh);
-	int rc = HM_OK;
+	int rc = HM_OK, began = 0;
 	hm_fairlock_lock(&st->wmu);
 	for (size_t i = 0; rc == HM_OK && i < n; i++) {
 		size_t len;
@@ -210,8 +217,8 @@ int hm_store_write_series(hm_store *st, const hm_store_put_req *v, size_t n)
 				      "needs %u new series and %lld are in use", st->opts.max_series,
 				      fresh.n, (long long)have);
 		else
-			rc = st->eng->begin(st);
-		if (rc == HM_OK) {
+			began = (rc = st->eng->begin(st)) == HM_OK;
+		if (began) {
 			for (size_t i = 0; rc == HM_OK && i < n; i++) {
 				size_t len;
 				uint8_t *key = series_key(v[i].type, v[i].labels, v[i].n, &len);
@@ -226,9 +233,11 @@ int hm_store_write_series(hm_store *st, const hm_store_put_req *v, size_t n)
 					rc = (int)id;
 				free(key);
 			}
-			rc = st->eng->end(st, rc);
 		}
 	}
+	/* a failed lookup too (not the limit): the engine may have to recover */
+	if (began || (rc < 0 && rc != HM_EINVAL))
+		rc = st->eng->end(st, rc);
 	hm_fairlock_unlock(&st->wmu);
 	hm_intern_free(&fresh);
 	return rc;
