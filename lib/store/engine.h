@@ -155,4 +155,17 @@ char *hm_store_list_add(hm_series_list *out, char *b, int64_t id, const void *ke
 /* [t0, h0) and [h1, t1) are read from raw buckets, [h0, h1) from hourly rows. */
 void hm_store_hours(int64_t t0, int64_t t1, int64_t *h0, int64_t *h1);
 
+/* ---- shared by maintenance ---- */
+
+/* Downsampling folds [*from, *cutoff) into 1 min buckets, an hour at a time
+ * (hm_store_fold_step gives the end of the next piece): cutoff is
+ * now - after, from where the last run stopped (done_until, < 0 for never)
+ * or the oldest data (lo, < 0 for none: then nothing to fold). */
+void hm_store_fold_range(int64_t now, int64_t after, int64_t done_until, int64_t lo,
+			 int64_t *from, int64_t *cutoff);
+int64_t hm_store_fold_step(int64_t from, int64_t cutoff);
+/* Over the size cap: drop data before this (the oldest tenth of [lo, hi],
+ * at least a minute). */
+int64_t hm_store_cap_cut(int64_t lo, int64_t hi);
+
 #endif

@@ -648,21 +648,12 @@ static int pg_maintain(hm_store *st, int64_t now)
 		rc = drop_before(g->w, now - o->retention_s);
 	if (rc == HM_OK && o->downsample_after_s > 0) {
 		int chunks = 0;
-		int64_t cutoff = now - o->downsample_after_s;
-		cutoff -= cutoff % HM_STORE_COARSE_S;
-		int64_t from = scalar(g->w, "SELECT v FROM hm_meta WHERE k = 'downsampled_until'");
-		int64_t lo = scalar(g->w, "SELECT min(first) FROM hm_series");
-		if (from < 0)
-			from = 0;
-		from -= from % HM_STORE_COARSE_S;
-		if (lo >= 0 && lo - lo % HM_STORE_COARSE_S > from)
-			from = lo - lo % HM_STORE_COARSE_S;
-		if (lo < 0)          /* no data: nothing to fold */
-			from = cutoff;
+		int64_t from, cutoff;
+		int64_t done = scalar(g->w, "SELECT v FROM hm_meta WHERE k = 'downsampled_until'");
+		hm_store_fold_range(now, o->downsample_after_s, done,
+				    scalar(g->w, "SELECT min(first) FROM hm_series"), &from, &cutoff);
 		while (rc == HM_OK && from < cutoff) {
-			int64_t to = from - from % HOUR + HOUR;
-			if (to > cutoff)
-				to = cutoff;
+			int64_t to = hm_store_fold_step(from, cutoff);
 			rc = exec_fmt(g->w,
 				"BEGIN;"
 				"WITH d AS (DELETE FROM hm_samples WHERE t >= %lld AND t < %lld AND"
@@ -707,8 +698,7 @@ static int pg_maintain(hm_store *st, int64_t now)
 		int64_t hi = scalar(g->w, "SELECT max(last) FROM hm_series");
 		if (lo < 0 || hi < lo)
 			break;
-		int64_t span = (hi - lo) / 10;
-		rc = drop_before(g->w, lo + (span > HM_STORE_COARSE_S ? span : HM_STORE_COARSE_S));
+		rc = drop_before(g->w, hm_store_cap_cut(lo, hi));
 	}
 	snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%d)::int", LOCK_MAINT);
 	scalar(g->w, sql);

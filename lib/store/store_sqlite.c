@@ -854,20 +854,13 @@ static int sq_maintain(hm_store *st, int64_t now)
 		dropped = sqlite3_total_changes(q->w) != before;
 	}
 	if (rc == HM_OK && o->downsample_after_s > 0) {
-		int64_t cutoff = now - o->downsample_after_s;
-		cutoff -= cutoff % HM_STORE_COARSE_S;
-		int64_t from = q->downsampled_until - q->downsampled_until % HM_STORE_COARSE_S;
-		int64_t lo = scalar(q->w, "SELECT min(first) FROM series");
-		if (lo >= 0 && lo - lo % HM_STORE_COARSE_S > from)
-			from = lo - lo % HM_STORE_COARSE_S;
-		if (lo < 0)          /* no data: nothing to fold */
-			from = cutoff;
+		int64_t from, cutoff;
+		hm_store_fold_range(now, o->downsample_after_s, q->downsampled_until,
+				    scalar(q->w, "SELECT min(first) FROM series"), &from, &cutoff);
 		/* an hour at a time, each in its own transaction, so the WAL stays small
 		 * and readers are never held off for long */
 		while (rc == HM_OK && from < cutoff) {
-			int64_t to = from - from % HOUR + HOUR;
-			if (to > cutoff)
-				to = cutoff;
+			int64_t to = hm_store_fold_step(from, cutoff);
 			rc = exec(q->w, "BEGIN IMMEDIATE");
 			if (rc == HM_OK)
 				rc = downsample_range(q, from, to);
@@ -912,10 +905,9 @@ static int sq_maintain(hm_store *st, int64_t now)
 		int64_t hi = scalar(q->w, "SELECT max(last) FROM series");
 		if (lo < 0 || hi < lo)
 			break;
-		int64_t span = (hi - lo) / 10;
 		rc = exec(q->w, "BEGIN IMMEDIATE");
 		if (rc == HM_OK)
-			rc = drop_before(q, lo + (span > HM_STORE_COARSE_S ? span : HM_STORE_COARSE_S));
+			rc = drop_before(q, hm_store_cap_cut(lo, hi));
 		if (rc == HM_OK)
 			rc = collect_garbage(q);
 		if (rc == HM_OK)

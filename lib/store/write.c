@@ -12,8 +12,9 @@
  * asks the engine. Cached ids are dropped when the engine says they may be
  * gone (st->gen), and the per-put frame map with them.
  *
- * The shared read-side helpers (id map, stack blob decoder, series key
- * parser, hour split) live here too. */
+ * The helpers the engines share on the read side (id map, stack blob
+ * decoder, series list, hour split) and in maintenance (the downsampling
+ * range and steps, the size cap's cut) live here too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -449,4 +450,30 @@ void hm_store_hours(int64_t t0, int64_t t1, int64_t *h0, int64_t *h1)
 	*h1 = t1 - t1 % HM_STORE_HOUR;
 	if (*h0 >= *h1)
 		*h0 = *h1 = t1;
+}
+
+/* ---- maintenance arithmetic ---- */
+
+void hm_store_fold_range(int64_t now, int64_t after, int64_t done_until, int64_t lo,
+			 int64_t *from, int64_t *cutoff)
+{
+	*cutoff = now - after;
+	*cutoff -= *cutoff % HM_STORE_COARSE_S;
+	*from = done_until < 0 ? 0 : done_until - done_until % HM_STORE_COARSE_S;
+	if (lo >= 0 && lo - lo % HM_STORE_COARSE_S > *from)
+		*from = lo - lo % HM_STORE_COARSE_S;
+	if (lo < 0)          /* no data: nothing to fold */
+		*from = *cutoff;
+}
+
+int64_t hm_store_fold_step(int64_t from, int64_t cutoff)
+{
+	int64_t to = from - from % HM_STORE_HOUR + HM_STORE_HOUR;
+	return to > cutoff ? cutoff : to;
+}
+
+int64_t hm_store_cap_cut(int64_t lo, int64_t hi)
+{
+	int64_t span = (hi - lo) / 10;
+	return lo + (span > HM_STORE_COARSE_S ? span : HM_STORE_COARSE_S);
 }
