@@ -100,6 +100,11 @@ typedef struct hm_store_engine {
 		      int64_t step, int value_kind, int64_t *out, size_t nout);
 	int (*maintain)(hm_store *st, int64_t now_s);
 	int (*stats)(hm_store *st, hm_store_stats *out);
+
+	/* Test doubles (tests/fuzz): when set, sees each profile put, its
+	 * labels checked and sorted, before it is written. */
+	void (*inspect)(hm_store *st, const char *type, const hm_store_label *labels,
+			uint32_t n, const hm_profile *p);
 } hm_store_engine;
 
 extern const hm_store_engine hm_store_sqlite_engine;
@@ -116,6 +121,10 @@ struct hm_store {
 	hm_idcache c_str, c_frame, c_stack, c_series;
 	uint64_t gen;                /* bumped when cached dictionary ids may be gone */
 };
+
+/* hm_store_open with a given engine (hm_store_open picks one by where). */
+int hm_store_open_engine(const hm_store_engine *eng, const char *where,
+			 const hm_store_opts *o, hm_store **out);
 
 /* Engines call these with wmu held: dictionary ids may have gone (a
  * rollback, garbage collection), or series (a rollback, retention, a

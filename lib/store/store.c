@@ -43,6 +43,12 @@ int hm_store_open(const char *where, const hm_store_opts *o, hm_store **out)
 				" postgres://[user@]host[:port]/db (or postgresql:///db?host=/socket/dir)");
 	if (!*where)
 		return hm_error(HM_EINVAL, "store: empty data location");
+	return hm_store_open_engine(eng, where, o, out);
+}
+
+int hm_store_open_engine(const hm_store_engine *eng, const char *where,
+			 const hm_store_opts *o, hm_store **out)
+{
 	hm_store *st = calloc(1, sizeof *st);
 	if (!st)
 		return hm_error(HM_ENOMEM, "out of memory");

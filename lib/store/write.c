@@ -271,12 +271,15 @@ static size_t fold_rows(hm_store_row *rows, size_t n)
 int hm_store_write(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
 		   int64_t t_s, const hm_profile *p)
 {
+	if (st->eng->inspect)
+		st->eng->inspect(st, type, labels, n, p);
 	int64_t bucket = t_s - t_s % HM_STORE_BUCKET_S;
 	uint32_t nframes = hm_profile_nframes(p);
 	size_t nsamp = hm_profile_nsamples(p), klen;
 	int64_t *fmap = malloc((nframes + 1) * sizeof *fmap);
 	uint8_t *blob = malloc((size_t)10 * HM_STORE_MAX_DEPTH + 16);
-	hm_store_row *rows = malloc((HM_STORE_PUT_CHUNK + 1) * sizeof *rows);
+	size_t maxrows = nsamp < HM_STORE_PUT_CHUNK ? nsamp : HM_STORE_PUT_CHUNK;
+	hm_store_row *rows = malloc((maxrows + 1) * sizeof *rows);
 	uint8_t *key = series_key(type, labels, n, &klen);
 	if (!fmap || !blob || !rows || !key) {
 		free(fmap);
