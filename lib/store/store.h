@@ -77,7 +77,8 @@ typedef struct hm_store_stats {
 	int64_t bytes;               /* database (and WAL) size on disk */
 	int64_t nsamples;            /* stored (series, bucket, stack) rows */
 	int64_t nstacks, nframes, nstrings, nseries;
-	int64_t cache_bytes;         /* held by the writer's id caches (all four) */
+	int64_t cache_bytes;         /* held by the writer's id caches (all four; read
+	                              * under the write lock: it waits for a put) */
 } hm_store_stats;
 
 enum hm_value_kind { HM_VALUE_NS = 0, HM_VALUE_COUNT = 1 };
