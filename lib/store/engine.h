@@ -6,10 +6,10 @@
  * it interns strings, frames and stacks through bounded id caches (a miss
  * asks the engine's dict_id, which finds or creates the row), encodes each
  * stack as a varint blob of frame ids (root first, at most
- * HM_STORE_MAX_DEPTH frames), folds the samples of a chunk per stack, and
- * hands each chunk of at most HM_STORE_PUT_CHUNK samples to the engine's
- * rows() between begin() and end(), the write lock (st->wmu) held for one
- * chunk at a time. Series are found and created there too (series limit,
+ * HM_STORE_MAX_DEPTH frames), folds the samples of a chunk per stack when
+ * the engine asks (fold_rows), and hands each chunk of at most
+ * HM_STORE_PUT_CHUNK samples to the engine's rows() between begin() and
+ * end(), the write lock (st->wmu) held for one chunk at a time. Series are found and created there too (series limit,
  * all or none for a request). Errors, out of memory included, are reported
  * the same way whatever the engine.
  *
@@ -59,15 +59,17 @@ typedef struct hm_store_frame_key {
 	int64_t v[5];
 } hm_store_frame_key;
 
-/* One row of a chunk: a stack's summed samples. Chunks reach the engine
- * folded per stack and in stack order (the same lock order in every
- * writer). */
+/* One row of a chunk: a sample's (or, folded, a stack's) values. */
 typedef struct hm_store_row {
 	int64_t stack, count, ns;
 } hm_store_row;
 
 typedef struct hm_store_engine {
 	const char *name;
+	/* rows() wants a chunk's rows folded per stack and in stack order
+	 * (PostgreSQL: no row twice in one upsert, and the same lock order in
+	 * every writer); else they come in sample order. */
+	int fold_rows;
 	int (*open)(hm_store *st, const char *where);
 	void (*close)(hm_store *st);
 

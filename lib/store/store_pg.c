@@ -726,6 +726,7 @@ static int pg_stats(hm_store *st, hm_store_stats *out)
 
 const hm_store_engine hm_store_pg_engine = {
 	.name = "postgres",
+	.fold_rows = 1,
 	.open = pg_open,
 	.close = pg_close,
 	.begin = pg_begin,

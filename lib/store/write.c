@@ -6,8 +6,9 @@
  * In a chunk: the series is found or created (series limit), each frame of
  * the profile is interned once (its name and file as strings, then the
  * frame key), each sample's stack becomes a varint blob of frame ids,
- * clamped to HM_STORE_MAX_DEPTH frames, and is interned; the samples are
- * folded per stack and sorted by stack id for the engine's upserts.
+ * clamped to HM_STORE_MAX_DEPTH frames, and is interned; for an engine
+ * that wants it (fold_rows) the samples are folded per stack and sorted by
+ * stack id for its upserts.
  * Interning goes through the bounded id caches of struct hm_store; a miss
  * asks the engine. Cached ids are dropped when the engine says they may be
  * gone (st->gen), and the per-put frame map with them.
@@ -340,9 +341,10 @@ int hm_store_write(hm_store *st, const char *type, const hm_store_label *labels,
 			sum_count = hm_sat_add(sum_count, s->count);
 			sum_ns = hm_sat_add(sum_ns, s->weight_ns);
 		}
+		if (rc == HM_OK && st->eng->fold_rows)
+			nrows = fold_rows(rows, nrows);
 		if (rc == HM_OK)
-			rc = st->eng->rows(st, sid, bucket, rows, fold_rows(rows, nrows), sum_count,
-					   sum_ns);
+			rc = st->eng->rows(st, sid, bucket, rows, nrows, sum_count, sum_ns);
 		rc = st->eng->end(st, rc);
 		hm_fairlock_unlock(&st->wmu);
 		if (rc == HM_OK && i < nsamp && st->opts.put_pause)

@@ -101,9 +101,17 @@ static int null_rows(hm_store *st, int64_t series, int64_t t, const hm_store_row
 }
 
 static const hm_store_engine null_engine = {
-	.name = "null", .open = null_open, .close = null_close, .begin = null_begin,
-	.end = null_end, .dict_id = null_dict_id, .series_find = null_series_find,
-	.series_count = null_series_count, .series_add = null_series_add, .rows = null_rows,
+	.name = "null",
+	.fold_rows = 1,
+	.open = null_open,
+	.close = null_close,
+	.begin = null_begin,
+	.end = null_end,
+	.dict_id = null_dict_id,
+	.series_find = null_series_find,
+	.series_count = null_series_count,
+	.series_add = null_series_add,
+	.rows = null_rows,
 	.inspect = null_inspect,
 };
 
