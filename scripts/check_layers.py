@@ -7,6 +7,8 @@ may not include each other. The generated protobuf headers (build/gen) may be
 used from format/ up. src/, tests/ and bench/ sit on top and may use anything.
 preload/ (the allocation sampler loaded into programs, built as its own
 shared object) may use only base/, proc/ and python/.
+Headers in PRIVATE may be included only from the folders listed there
+(checked in lib/, src/, tests/ and bench/).
 Exit 1 with one line per violation; docs/architecture.md draws the layers.
 """
 import os
@@ -17,6 +19,9 @@ LAYERS = ["base", "proc", "python", "native", "sample", "format", "analyze", "st
 RANK = {"base": 0, "proc": 1, "python": 2, "native": 3, "sample": 4, "format": 5,
         "analyze": 6, "store": 6, "agent": 7, "server": 7}
 PROTO_MIN = RANK["format"]
+# header -> the only folders whose files may include it (the fuzzers' null
+# store is an engine of its own)
+PRIVATE = {"store/engine.h": ("lib/store", "tests/fuzz")}
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -87,9 +92,29 @@ def check_preload(root):
     return bad
 
 
+def check_private(root):
+    bad = []
+    for top in ("lib", "src", "tests", "bench"):
+        for d, _, files in os.walk(os.path.join(root, top)):
+            for f in files:
+                if not f.endswith((".c", ".h")):
+                    continue
+                path = os.path.join(d, f)
+                name = os.path.relpath(path, root)
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+                for m in INC.finditer(text):
+                    homes = PRIVATE.get(m.group(1))
+                    if homes and os.path.relpath(d, root) not in homes:
+                        line = text.count("\n", 0, m.start()) + 1
+                        bad.append(f"{name}:{line}: \"{m.group(1)}\" is private to "
+                                   f"{homes[0]}/")
+    return bad
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
-    bad = check(root)
+    bad = check(root) + check_private(root)
     for b in bad:
         print(b)
     if bad:

@@ -911,8 +911,8 @@ static void do_select_series(ctx *c, ProtobufCMessage *in)
 			rc = hm_error(HM_ENOMEM, "out of memory");
 			break;
 		}
-		rc = c->st->ops->totals(c->st, g[i].ids, g[i].n, t0, t1, step, sel.value_kind,
-					g[i].vals, nout);
+		rc = hm_store_totals(c->st, g[i].ids, g[i].n, t0, t1, step, sel.value_kind,
+				     g[i].vals, nout);
 		for (size_t k = 0; k < nout; k++)
 			g[i].sum += g[i].vals[k];
 	}

@@ -1,11 +1,12 @@
-/* store.c - the engine-independent half of the profile store (store.h).
+/* store.c - the public face of the profile store (store.h).
  *
- * hm_store_open picks an engine by the location string and wraps its vtable
- * (postgres:// or postgresql:// URLs -> store_pg.c, anything else -> SQLite);
- * everything that does not need the database lives here: label validation
- * and canonical ordering before a put, a request's puts (hm_store_put_many:
- * all labels checked, then the new series created all or none, then the
- * profiles), Pyroscope-style selector parsing and
+ * hm_store_open picks an engine (engine.h) by the location string
+ * (postgres:// or postgresql:// URLs -> store_pg.c, anything else -> SQLite)
+ * and sets up the state the engines share; the engine-independent write
+ * path is in write.c. Here: label validation and canonical ordering before
+ * a put, a request's puts (hm_store_put_many: all labels checked, then the
+ * new series created all or none, then the profiles), Pyroscope-style
+ * selector parsing and
  * matching (series are few, so matching happens in memory over the engine's
  * series list; regexes that glibc's regcomp would blow up on are refused
  * first). */
@@ -18,31 +19,53 @@
 
 #include "base/error.h"
 #include "base/textesc.h"
+#include "store/engine.h"
 #include "store/store.h"
+
+static void free_shared(hm_store *st)
+{
+	hm_idcache *caches[] = {&st->c_str, &st->c_frame, &st->c_stack, &st->c_series};
+	for (int i = 0; i < 4; i++)
+		hm_idcache_free(caches[i]);
+	hm_fairlock_destroy(&st->wmu);
+	free(st);
+}
 
 int hm_store_open(const char *where, const hm_store_opts *o, hm_store **out)
 {
-	const hm_store_ops *ops = &hm_store_sqlite_ops;
+	const hm_store_engine *eng = &hm_store_sqlite_engine;
 	if (!strncmp(where, "sqlite:", 7))
 		where += 7;
 	else if (!strncmp(where, "postgres://", 11) || !strncmp(where, "postgresql://", 13))
-		ops = &hm_store_pg_ops;     /* libpq takes the whole URL */
+		eng = &hm_store_pg_engine;  /* libpq takes the whole URL */
 	else if (!strncmp(where, "postgres:", 9) || !strncmp(where, "postgresql:", 11))
 		return hm_error(HM_EINVAL, "store: a PostgreSQL location is a URL:"
 				" postgres://[user@]host[:port]/db (or postgresql:///db?host=/socket/dir)");
 	if (!*where)
 		return hm_error(HM_EINVAL, "store: empty data location");
+	return hm_store_open_engine(eng, where, o, out);
+}
+
+int hm_store_open_engine(const hm_store_engine *eng, const char *where,
+			 const hm_store_opts *o, hm_store **out)
+{
 	hm_store *st = calloc(1, sizeof *st);
 	if (!st)
 		return hm_error(HM_ENOMEM, "out of memory");
-	st->ops = ops;
+	st->eng = eng;
 	if (o)
 		st->opts = *o;
 	if (!st->opts.max_series)
 		st->opts.max_series = 100000;
-	int rc = ops->open(st, where);
+	if (st->opts.id_cache_bytes <= 0)
+		st->opts.id_cache_bytes = HM_STORE_CACHE_BYTES;
+	hm_fairlock_init(&st->wmu);
+	hm_idcache *caches[] = {&st->c_str, &st->c_frame, &st->c_stack, &st->c_series};
+	for (int i = 0; i < 4; i++)
+		hm_idcache_init(caches[i], (size_t)st->opts.id_cache_bytes);
+	int rc = eng->open(st, where);
 	if (rc < 0) {
-		free(st);
+		free_shared(st);
 		return rc;
 	}
 	*out = st;
@@ -53,8 +76,8 @@ void hm_store_close(hm_store *st)
 {
 	if (!st)
 		return;
-	st->ops->close(st);
-	free(st);
+	st->eng->close(st);
+	free_shared(st);
 }
 
 int hm_store_label_name_ok(const char *s)
@@ -119,7 +142,7 @@ int hm_store_put(hm_store *st, const char *type, const hm_store_label *labels, u
 	int rc = prepare(type, labels, n, sorted);
 	if (rc < 0)
 		return rc;
-	return st->ops->put(st, type, sorted, n, put_time(t_s, p), p);
+	return hm_store_write(st, type, sorted, n, put_time(t_s, p), p);
 }
 
 int hm_store_put_many(hm_store *st, const hm_store_put_req *v, size_t n)
@@ -137,9 +160,9 @@ int hm_store_put_many(hm_store *st, const hm_store_put_req *v, size_t n)
 		s[i].t_s = put_time(v[i].t_s, v[i].p);
 	}
 	if (rc == HM_OK)
-		rc = st->ops->add_series(st, s, n);
+		rc = hm_store_write_series(st, s, n);
 	for (size_t i = 0; rc == HM_OK && i < n; i++)
-		rc = st->ops->put(st, s[i].type, s[i].labels, s[i].n, s[i].t_s, s[i].p);
+		rc = hm_store_write(st, s[i].type, s[i].labels, s[i].n, s[i].t_s, s[i].p);
 	free(lab);
 	free(s);
 	return rc;
@@ -148,7 +171,7 @@ int hm_store_put_many(hm_store *st, const hm_store_put_req *v, size_t n)
 int hm_store_series(hm_store *st, hm_series_list *out)
 {
 	memset(out, 0, sizeof *out);
-	return st->ops->list_series(st, out);
+	return st->eng->list_series(st, out);
 }
 
 void hm_series_list_free(hm_series_list *l)
@@ -215,7 +238,7 @@ int hm_store_select(hm_store *st, const hm_selector *sel, int64_t t0, int64_t t1
 	m->start_ns = (uint64_t)(t0 > 0 ? t0 : 0) * 1000000000u;
 	m->duration_ns = (uint64_t)(t1 > t0 ? t1 - t0 : 0) * 1000000000u;
 	m->time_kind = sel->type && !strcmp(sel->type, "wall") ? HM_TIME_WALL : HM_TIME_CPU;
-	rc = n ? st->ops->merge(st, ids, n, t0, t1, p) : HM_OK;
+	rc = n ? st->eng->merge(st, ids, n, t0, t1, p) : HM_OK;
 	free(ids);
 	if (rc < 0) {
 		hm_profile_free(p);
@@ -237,20 +260,35 @@ int hm_store_timeseries(hm_store *st, const hm_selector *sel, int64_t t0, int64_
 	if (rc < 0)
 		return rc;
 	if (n)
-		rc = st->ops->totals(st, ids, n, t0, t1, step, sel->value_kind, out, nout);
+		rc = st->eng->totals(st, ids, n, t0, t1, step, sel->value_kind, out, nout);
 	free(ids);
 	return rc;
 }
 
+int hm_store_totals(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
+		    int64_t step, int value_kind, int64_t *out, size_t nout)
+{
+	memset(out, 0, nout * sizeof *out);
+	if (step <= 0)
+		return hm_error(HM_EINVAL, "step must be positive");
+	return n ? st->eng->totals(st, series, n, t0, t1, step, value_kind, out, nout) : HM_OK;
+}
+
 int hm_store_maintain(hm_store *st, int64_t now_s)
 {
-	return st->ops->maintain(st, now_s);
+	return st->eng->maintain(st, now_s);
 }
 
 int hm_store_stats_get(hm_store *st, hm_store_stats *out)
 {
 	memset(out, 0, sizeof *out);
-	return st->ops->stats(st, out);
+	int rc = st->eng->stats(st, out);
+	hm_fairlock_lock(&st->wmu);
+	out->cache_bytes = (int64_t)(hm_idcache_bytes(&st->c_str) + hm_idcache_bytes(&st->c_frame) +
+				     hm_idcache_bytes(&st->c_stack) +
+				     hm_idcache_bytes(&st->c_series));
+	hm_fairlock_unlock(&st->wmu);
+	return rc;
 }
 
 /* ---- selectors ---- */

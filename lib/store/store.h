@@ -7,10 +7,11 @@
  * referenced. Buckets are HM_STORE_BUCKET_S wide and become
  * HM_STORE_COARSE_S wide once older than opts.downsample_after_s.
  *
- * The engine sits behind a vtable (hm_store_ops) with two backends;
- * hm_store_open picks one from the location: a directory path (or
- * "sqlite:DIR") opens the embedded SQLite engine (store_sqlite.c), a
- * postgres:// or postgresql:// URL a PostgreSQL database (store_pg.c).
+ * hm_store_open picks one of two engines from the location: a directory
+ * path (or "sqlite:DIR") opens the embedded SQLite engine (store_sqlite.c),
+ * a postgres:// or postgresql:// URL a PostgreSQL database, which several
+ * servers may share (store_pg.c). The engine table and the write path they
+ * share are private to lib/store/ (engine.h, write.c).
  *
  * Selections use Pyroscope's syntax:
  *   process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="api",version=~"1\\..*"}
@@ -40,10 +41,17 @@ typedef struct hm_store_opts {
 	int64_t downsample_after_s;  /* 10 s -> 1 min buckets past this age; 0 = never */
 	int64_t max_bytes;           /* on-disk cap; oldest data dropped past it; 0 = none */
 	uint32_t max_series;         /* new series refused past this; 0 = 100000 */
+	/* Bound of each of the writer's id caches (strings, frames, stacks,
+	 * series): bytes of keys and index; 0 = 32 MiB. */
+	int64_t id_cache_bytes;
 	/* Tests: called between the write transactions of a large put, with
 	 * the write lock free (NULL in normal use). */
 	void (*put_pause)(void *arg);
 	void *put_pause_arg;
+	/* Tests: asked before each insert into an id cache; nonzero makes the
+	 * insert fail as running out of memory would (NULL in normal use). */
+	int (*cache_fail)(void *arg);
+	void *cache_fail_arg;
 } hm_store_opts;
 
 typedef struct hm_store_label {
@@ -69,6 +77,8 @@ typedef struct hm_store_stats {
 	int64_t bytes;               /* database (and WAL) size on disk */
 	int64_t nsamples;            /* stored (series, bucket, stack) rows */
 	int64_t nstacks, nframes, nstrings, nseries;
+	int64_t cache_bytes;         /* held by the writer's id caches (all four; read
+	                              * under the write lock: it waits for a put) */
 } hm_store_stats;
 
 enum hm_value_kind { HM_VALUE_NS = 0, HM_VALUE_COUNT = 1 };
@@ -95,40 +105,6 @@ typedef struct hm_store_put_req {
 	int64_t t_s;
 	const hm_profile *p;
 } hm_store_put_req;
-
-/* The engine interface. `series` ids are the store's own. */
-typedef struct hm_store_ops {
-	const char *name;
-	int (*open)(hm_store *st, const char *where);
-	void (*close)(hm_store *st);
-	/* Add a profile's samples to series (type, labels) at time t_s. */
-	int (*put)(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
-		   int64_t t_s, const hm_profile *p);
-	/* Create the series of v[0..n) that do not exist yet, all or none: past
-	 * the series limit nothing is created (labels sorted and checked). */
-	int (*add_series)(hm_store *st, const struct hm_store_put_req *v, size_t n);
-	int (*list_series)(hm_store *st, hm_series_list *out);
-	/* Merge samples of the series in [t0, t1) into out (thread 0). */
-	int (*merge)(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
-		     hm_profile *out);
-	/* Sum values (value_kind) per step-wide slot from t0 into out[nout]. */
-	int (*totals)(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
-		      int64_t step, int value_kind, int64_t *out, size_t nout);
-	/* Retention, downsampling and the size cap, as of now_s. */
-	int (*maintain)(hm_store *st, int64_t now_s);
-	int (*stats)(hm_store *st, hm_store_stats *out);
-} hm_store_ops;
-
-struct hm_store {
-	const hm_store_ops *ops;
-	hm_store_opts opts;
-	void *impl;
-};
-
-extern const hm_store_ops hm_store_sqlite_ops;
-/* PostgreSQL (libpq), picked for "postgres://..." / "postgresql://..." locations;
- * several servers may share one database. */
-extern const hm_store_ops hm_store_pg_ops;
 
 int hm_store_open(const char *where, const hm_store_opts *o, hm_store **out);
 void hm_store_close(hm_store *st);
@@ -159,6 +135,10 @@ int hm_store_select(hm_store *st, const hm_selector *sel, int64_t t0, int64_t t1
 		    hm_profile **out);
 int hm_store_timeseries(hm_store *st, const hm_selector *sel, int64_t t0, int64_t t1,
 			int64_t step, int64_t *out, size_t nout);
+/* hm_store_timeseries of a set of series ids (from hm_store_match), for
+ * callers that group series themselves (the querier's SelectSeries). */
+int hm_store_totals(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
+		    int64_t step, int value_kind, int64_t *out, size_t nout);
 int hm_store_maintain(hm_store *st, int64_t now_s);
 int hm_store_stats_get(hm_store *st, hm_store_stats *out);
 

@@ -5,13 +5,12 @@
  * stacks are dictionaries (found by md5 of their bytes, created with INSERT
  * .. ON CONFLICT DO NOTHING so concurrent servers agree on one id), series
  * carry their canonical key (type\0name\0value\0...), and samples, hourly
- * rollups and per-bucket totals are keyed like SQLite's. A put resolves ids
- * (cached per connection; dictionaries are never collected in this engine,
- * so cached ids stay valid across servers), folds the profile per stack and
- * sends the three upserts in one round trip, one transaction, rows in stack
- * order so concurrent writers cannot deadlock (a large profile goes in
- * chunks of PUT_CHUNK samples, the write lock let go between them). The new
- * series of a request are created first, all or none under the limit. Reads aggregate in SQL
+ * rollups and per-bucket totals are keyed like SQLite's. The write path is
+ * write.c's (engine.h): dictionary and series rows are created one by one,
+ * outside any transaction (dictionaries are never collected in this engine,
+ * so cached ids stay valid across servers); each chunk of a put sends its
+ * three upserts in one round trip, one transaction, rows in stack order so
+ * concurrent writers cannot deadlock. Reads aggregate in SQL
  * (GROUP BY stack, hourly rows for whole hours) and fetch the stacks,
  * frames and strings they need with "= ANY(array)" queries. Maintenance
  * (retention, downsampling, size cap) runs in whichever server holds an
@@ -28,62 +27,15 @@
 #include "base/error.h"
 #include "base/fairlock.h"
 #include "base/intern.h"
-#include "store/store.h"
+#include "store/engine.h"
 
-#define HOUR 3600
-#define CACHE_MAX_BYTES (32u << 20)
+#define HOUR HM_STORE_HOUR
 #define LOCK_SCHEMA 0x686d7301
 #define LOCK_MAINT 0x686d7302
-
-typedef struct idcache {     /* blob -> int64 */
-	hm_intern keys;
-	int64_t *ids;
-	uint32_t cap;
-} idcache;
-
-static void cache_clear(idcache *c)
-{
-	hm_intern_free(&c->keys);
-	hm_intern_init(&c->keys);
-}
-
-static int64_t cache_get(const idcache *c, const void *k, uint32_t len)
-{
-	uint32_t i = hm_intern_find(&c->keys, k, len);
-	return i == UINT32_MAX ? -1 : c->ids[i];
-}
-
-static int cache_put(idcache *c, const void *k, uint32_t len, int64_t id)
-{
-	if (c->keys.bytes > CACHE_MAX_BYTES)
-		cache_clear(c);
-	int added;
-	uint32_t i = hm_intern_put(&c->keys, k, len, &added);
-	if (i == UINT32_MAX)
-		return HM_ENOMEM;
-	if (i >= c->cap) {
-		uint32_t nc = c->cap ? c->cap * 2 : 1024;
-		int64_t *n = realloc(c->ids, nc * sizeof *n);
-		if (!n)
-			return HM_ENOMEM;
-		c->ids = n;
-		c->cap = nc;
-	}
-	c->ids[i] = id;
-	return HM_OK;
-}
-
-static void cache_free(idcache *c)
-{
-	hm_intern_free(&c->keys);
-	free(c->ids);
-}
 
 typedef struct pg {
 	PGconn *w, *r;
 	pthread_mutex_t rmu;
-	hm_fairlock wmu;         /* writers, first come first served */
-	idcache c_str, c_frame, c_stack, c_series;   /* under wmu */
 } pg;
 
 static const char SCHEMA[] =
@@ -176,11 +128,6 @@ static void pg_close(hm_store *st)
 		PQfinish(g->w);
 	if (g->r)
 		PQfinish(g->r);
-	cache_free(&g->c_str);
-	cache_free(&g->c_frame);
-	cache_free(&g->c_stack);
-	cache_free(&g->c_series);
-	hm_fairlock_destroy(&g->wmu);
 	pthread_mutex_destroy(&g->rmu);
 	free(g);
 	st->impl = NULL;
@@ -209,11 +156,7 @@ static int pg_open(hm_store *st, const char *url)
 	if (!g)
 		return hm_error(HM_ENOMEM, "out of memory");
 	st->impl = g;
-	hm_fairlock_init(&g->wmu);
 	pthread_mutex_init(&g->rmu, NULL);
-	idcache *cs[] = {&g->c_str, &g->c_frame, &g->c_stack, &g->c_series};
-	for (int i = 0; i < 4; i++)
-		hm_intern_init(&cs[i]->keys);
 	int rc = connect_one(url, &g->w);
 	if (rc == HM_OK)
 		rc = connect_one(url, &g->r);
@@ -228,7 +171,7 @@ static int pg_open(hm_store *st, const char *url)
 	return rc;
 }
 
-/* ---- writing ---- */
+/* ---- writing (engine.h; st->wmu held) ---- */
 
 /* Id of a dictionary row: INSERT .. ON CONFLICT DO NOTHING RETURNING id,
  * else SELECT it (another server may have inserted it just now). */
@@ -238,14 +181,14 @@ static int64_t getput(pg *g, const char *ins, const char *sel, int n, const char
 	for (int attempt = 0; attempt < 3; attempt++) {
 		PGresult *r = query(g->w, ins, n, vals, lens);
 		if (!r)
-			return -1;
+			return HM_EIO;
 		int64_t id = PQntuples(r) ? col_i64(r, 0, 0) : -1;
 		PQclear(r);
 		if (id >= 0)
 			return id;
 		r = query(g->w, sel, n, vals, lens);
 		if (!r)
-			return -1;
+			return HM_EIO;
 		id = PQntuples(r) ? col_i64(r, 0, 0) : -1;
 		PQclear(r);
 		if (id >= 0)
@@ -254,172 +197,95 @@ static int64_t getput(pg *g, const char *ins, const char *sel, int n, const char
 	return hm_error(HM_EIO, "store: postgres: dictionary row keeps vanishing");
 }
 
-static int64_t str_id(pg *g, const char *s)
+/* Nothing to open: dictionary rows go in on their own (ON CONFLICT DO
+ * NOTHING, so concurrent servers agree), the samples of a chunk in one
+ * transaction of their own (pg_rows). */
+static int pg_begin(hm_store *st)
 {
-	uint32_t n = (uint32_t)strlen(s);
-	int64_t id = cache_get(&g->c_str, s, n);
-	if (id >= 0)
-		return id;
-	const char *v[1] = {s};
-	int l[1] = {n ? (int)n : 0};
-	if (!n) {      /* an empty binary parameter reads as text '' too */
-		v[0] = "";
-		l[0] = 0;
-	}
-	id = getput(g, "INSERT INTO hm_strings(s) VALUES ($1::bytea) ON CONFLICT (md5(s))"
-		       " DO NOTHING RETURNING id",
-		    "SELECT id FROM hm_strings WHERE md5(s) = md5($1::bytea) AND s = $1::bytea",
-		    1, v, l);
-	if (id >= 0 && cache_put(&g->c_str, s, n, id) < 0)
-		return hm_error(HM_ENOMEM, "out of memory");
-	return id;
+	(void)st;
+	return HM_OK;
 }
 
-static int64_t frame_id(pg *g, const hm_profile *p, const hm_frame *f)
+static int pg_end(hm_store *st, int rc)
 {
-	int64_t name = str_id(g, hm_profile_str(p, f->name));
-	int64_t file = name < 0 ? -1 : str_id(g, hm_profile_str(p, f->file));
-	if (name < 0 || file < 0)
-		return -1;
-	int64_t k[5] = {name, file, f->line, f->start_line, f->kind};
-	int64_t id = cache_get(&g->c_frame, k, sizeof k);
-	if (id >= 0)
-		return id;
-	char b[5][24];
-	const char *v[5];
-	for (int i = 0; i < 5; i++) {
-		snprintf(b[i], sizeof b[i], "%lld", (long long)k[i]);
-		v[i] = b[i];
+	pg *g = st->impl;
+	if (rc < 0 && PQstatus(g->w) != CONNECTION_OK) {
+		PQreset(g->w);     /* try to come back for the next request */
+		hm_store_forget_series(st);
 	}
-	id = getput(g, "INSERT INTO hm_frames(name, file, line, start_line, kind) VALUES"
-		       " ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
-		    "SELECT id FROM hm_frames WHERE name = $1 AND file = $2 AND line = $3"
-		    " AND start_line = $4 AND kind = $5", 5, v, NULL);
-	if (id >= 0 && cache_put(&g->c_frame, k, sizeof k, id) < 0)
-		return hm_error(HM_ENOMEM, "out of memory");
-	return id;
+	return rc;
 }
 
-static size_t put_varint(uint8_t *b, uint64_t v)
+static int64_t pg_dict_id(hm_store *st, int kind, const void *key, size_t len)
 {
-	size_t n = 0;
-	while (v >= 0x80) {
-		b[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
+	pg *g = st->impl;
+	if (kind == HM_DICT_FRAME) {
+		const int64_t *k = ((const hm_store_frame_key *)key)->v;
+		char b[5][24];
+		const char *v[5];
+		for (int i = 0; i < 5; i++) {
+			snprintf(b[i], sizeof b[i], "%lld", (long long)k[i]);
+			v[i] = b[i];
+		}
+		return getput(g, "INSERT INTO hm_frames(name, file, line, start_line, kind) VALUES"
+			      " ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+			      "SELECT id FROM hm_frames WHERE name = $1 AND file = $2 AND line = $3"
+			      " AND start_line = $4 AND kind = $5", 5, v, NULL);
 	}
-	b[n++] = (uint8_t)v;
-	return n;
-}
-
-static int64_t stack_id(pg *g, const uint8_t *blob, size_t len)
-{
-	int64_t id = cache_get(&g->c_stack, blob, (uint32_t)len);
-	if (id >= 0)
-		return id;
-	/* an empty stack goes as text '' (a zero-length parameter is sent as
-	 * text, and the blob is not NUL-terminated) */
-	const char *v[1] = {len ? (const char *)blob : ""};
+	/* an empty string or stack goes as text '' (a zero-length parameter is
+	 * sent as text, and the key is not NUL-terminated) */
+	const char *v[1] = {len ? (const char *)key : ""};
 	int l[1] = {(int)len};
-	id = getput(g, "INSERT INTO hm_stacks(frames) VALUES ($1::bytea) ON CONFLICT"
-		       " (md5(frames)) DO NOTHING RETURNING id",
-		    "SELECT id FROM hm_stacks WHERE md5(frames) = md5($1::bytea)"
-		    " AND frames = $1::bytea", 1, v, l);
-	if (id >= 0 && cache_put(&g->c_stack, blob, (uint32_t)len, id) < 0)
-		return hm_error(HM_ENOMEM, "out of memory");
-	return id;
+	if (kind == HM_DICT_STACK)
+		return getput(g, "INSERT INTO hm_stacks(frames) VALUES ($1::bytea) ON CONFLICT"
+			      " (md5(frames)) DO NOTHING RETURNING id",
+			      "SELECT id FROM hm_stacks WHERE md5(frames) = md5($1::bytea)"
+			      " AND frames = $1::bytea", 1, v, l);
+	return getput(g, "INSERT INTO hm_strings(s) VALUES ($1::bytea) ON CONFLICT (md5(s))"
+		      " DO NOTHING RETURNING id",
+		      "SELECT id FROM hm_strings WHERE md5(s) = md5($1::bytea) AND s = $1::bytea",
+		      1, v, l);
 }
 
-/* type\0name\0value\0... of a series (malloc'd), NULL when out of memory. */
-static uint8_t *series_key(const char *type, const hm_store_label *l, uint32_t n, size_t *len)
+static int64_t pg_series_find(hm_store *st, const uint8_t *key, size_t len)
 {
-	*len = strlen(type) + 1;
-	for (uint32_t i = 0; i < n; i++)
-		*len += strlen(l[i].name) + strlen(l[i].value) + 2;
-	uint8_t *key = malloc(*len), *k = key;
-	if (!key)
-		return NULL;
-	k = (uint8_t *)stpcpy((char *)k, type) + 1;
-	for (uint32_t i = 0; i < n; i++) {
-		k = (uint8_t *)stpcpy((char *)k, l[i].name) + 1;
-		k = (uint8_t *)stpcpy((char *)k, l[i].value) + 1;
-	}
-	return key;
-}
-
-/* Id of an existing series by key (cached), -1 if there is none, < -1 on error. */
-static int64_t series_find(pg *g, const uint8_t *key, size_t len)
-{
-	int64_t id = cache_get(&g->c_series, key, (uint32_t)len);
-	if (id >= 0)
-		return id;
+	pg *g = st->impl;
 	const char *v[1] = {(const char *)key};
 	int lens[1] = {(int)len};
 	PGresult *r = query(g->w, "SELECT id FROM hm_series WHERE md5(key) = md5($1::bytea)",
 			    1, v, lens);
 	if (!r)
 		return HM_EIO;
-	if (PQntuples(r))
-		id = col_i64(r, 0, 0);
+	int64_t id = PQntuples(r) ? col_i64(r, 0, 0) : -1;
 	PQclear(r);
-	if (id >= 0 && cache_put(&g->c_series, key, (uint32_t)len, id) < 0)
-		id = hm_error(HM_ENOMEM, "out of memory");
 	return id;
 }
 
-static int64_t series_id(hm_store *st, pg *g, const char *type, const hm_store_label *l,
-			 uint32_t n, int64_t t)
+static int64_t pg_series_count(hm_store *st)
 {
-	size_t len;
-	uint8_t *key = series_key(type, l, n, &len);
-	if (!key)
-		return hm_error(HM_ENOMEM, "out of memory");
-	int64_t id = cache_get(&g->c_series, key, (uint32_t)len);
-	if (id >= 0) {
-		free(key);
-		return id;
-	}
+	pg *g = st->impl;
+	PGresult *r = query(g->w, "SELECT count(*) FROM hm_series", 0, NULL, NULL);
+	if (!r)
+		return HM_EIO;
+	int64_t have = PQntuples(r) ? col_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return have;
+}
+
+static int64_t pg_series_add(hm_store *st, const uint8_t *key, size_t len, const char *type,
+			     const hm_store_label *l, uint32_t n, int64_t t)
+{
+	pg *g = st->impl;
+	(void)l;
+	(void)n;
 	char ts[24];
 	snprintf(ts, sizeof ts, "%lld", (long long)t);
 	const char *v[3] = {(const char *)key, type, ts};
 	int lens[3] = {(int)len, 0, 0};
-	PGresult *r = query(g->w, "SELECT id FROM hm_series WHERE md5(key) = md5($1::bytea)",
-			    1, v, lens);
-	if (r && PQntuples(r))
-		id = col_i64(r, 0, 0);
-	PQclear(r);
-	if (id < 0 && r) {
-		r = query(g->w, "SELECT count(*) FROM hm_series", 0, NULL, NULL);
-		int64_t have = r && PQntuples(r) ? col_i64(r, 0, 0) : 0;
-		PQclear(r);
-		if (!r)
-			id = -1;
-		else if (have >= st->opts.max_series)
-			id = hm_error(HM_EINVAL, "store: series limit (%u) reached",
-				      st->opts.max_series);
-		else
-			id = getput(g, "INSERT INTO hm_series(key, type, first, last) VALUES"
-				       " ($1::bytea, $2, $3, $3) ON CONFLICT (md5(key)) DO NOTHING"
-				       " RETURNING id",
-				    "SELECT id FROM hm_series WHERE md5(key) = md5($1::bytea)"
-				    " AND $2::text IS NOT NULL AND $3::bigint IS NOT NULL", 3, v,
-				    lens);
-	} else if (!r) {
-		id = -1;
-	}
-	if (id >= 0 && cache_put(&g->c_series, key, (uint32_t)len, id) < 0)
-		id = hm_error(HM_ENOMEM, "out of memory");
-	free(key);
-	return id;
-}
-
-typedef struct agg {
-	int64_t stack, count, ns;
-} agg;
-
-static int by_stack(const void *a, const void *b)
-{
-	int64_t x = ((const agg *)a)->stack, y = ((const agg *)b)->stack;
-	return x < y ? -1 : x > y;
+	return getput(g, "INSERT INTO hm_series(key, type, first, last) VALUES"
+		      " ($1::bytea, $2, $3, $3) ON CONFLICT (md5(key)) DO NOTHING RETURNING id",
+		      "SELECT id FROM hm_series WHERE md5(key) = md5($1::bytea)"
+		      " AND $2::text IS NOT NULL AND $3::bigint IS NOT NULL", 3, v, lens);
 }
 
 /* Growable text buffer for the batched statements. */
@@ -457,175 +323,40 @@ static void sb_printf(sbuf *s, const char *fmt, ...)
 	}
 }
 
-static int pg_add_series(hm_store *st, const hm_store_put_req *v, size_t n)
+/* The three upserts and the series' time span in one round trip and one
+ * transaction, rows in stack order (the same lock order in every writer). */
+static int pg_rows(hm_store *st, int64_t sid, int64_t bucket, const hm_store_row *rows,
+		   size_t nrows, int64_t sum_c, int64_t sum_ns)
 {
 	pg *g = st->impl;
-	hm_intern fresh;          /* distinct new series keys of the request */
-	hm_intern_init(&fresh);
-	int rc = HM_OK;
-	hm_fairlock_lock(&g->wmu);
-	for (size_t i = 0; rc == HM_OK && i < n; i++) {
-		size_t len;
-		uint8_t *key = series_key(v[i].type, v[i].labels, v[i].n, &len);
-		if (!key) {
-			rc = hm_error(HM_ENOMEM, "out of memory");
-			break;
-		}
-		int64_t id = series_find(g, key, len);
-		if (id < -1)
-			rc = (int)id;
-		else if (id == -1 && hm_intern_put(&fresh, key, (uint32_t)len, NULL) == UINT32_MAX)
-			rc = hm_error(HM_ENOMEM, "out of memory");
-		free(key);
-	}
-	if (rc == HM_OK && fresh.n) {
-		PGresult *r = query(g->w, "SELECT count(*) FROM hm_series", 0, NULL, NULL);
-		int64_t have = r && PQntuples(r) ? col_i64(r, 0, 0) : 0;
-		PQclear(r);
-		if (!r)
-			rc = HM_EIO;
-		else if (have + fresh.n > st->opts.max_series)
-			rc = hm_error(HM_EINVAL, "store: series limit (%u) reached: the request "
-				      "needs %u new series and %lld are in use", st->opts.max_series,
-				      fresh.n, (long long)have);
-		for (size_t i = 0; rc == HM_OK && i < n; i++) {
-			int64_t b = v[i].t_s - v[i].t_s % HM_STORE_BUCKET_S;
-			int64_t id = series_id(st, g, v[i].type, v[i].labels, v[i].n, b);
-			if (id < 0)
-				rc = (int)id;
-		}
-	}
-	if (rc < 0 && PQstatus(g->w) != CONNECTION_OK) {
-		PQreset(g->w);     /* try to come back for the next request */
-		cache_clear(&g->c_series);
-	}
-	hm_fairlock_unlock(&g->wmu);
-	hm_intern_free(&fresh);
-	return rc;
-}
-
-/* Samples written per round trip and transaction: the write lock is let go
- * between them, so one large profile does not hold up other writers. */
-#define PUT_CHUNK 4096
-
-static int pg_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
-		  int64_t t_s, const hm_profile *p)
-{
-	pg *g = st->impl;
-	int64_t bucket = t_s - t_s % HM_STORE_BUCKET_S;
-	uint32_t nframes = hm_profile_nframes(p);
-	size_t nsamp = hm_profile_nsamples(p);
-	int64_t *fmap = malloc((nframes + 1) * sizeof *fmap);
-	uint8_t *blob = malloc((size_t)10 * 4096 + 16);
-	agg *rows = malloc((PUT_CHUNK + 1) * sizeof *rows);
+	if (!nrows)
+		return HM_OK;
 	sbuf sb = {0};
-	if (!fmap || !blob || !rows) {
-		free(fmap);
-		free(blob);
-		free(rows);
-		return hm_error(HM_ENOMEM, "out of memory");
+	static const char *const tbl[2] = {"hm_samples(series, t", "hm_hourly(series, h"};
+	int64_t tv[2] = {bucket, bucket - bucket % HOUR};
+	sb_printf(&sb, "BEGIN;");
+	for (int k = 0; k < 2; k++) {
+		sb_printf(&sb, "INSERT INTO %s, stack, count, ns) VALUES ", tbl[k]);
+		for (size_t r = 0; r < nrows; r++)
+			sb_printf(&sb, "%s(%lld,%lld,%lld,%lld,%lld)", r ? "," : "",
+				  (long long)sid, (long long)tv[k], (long long)rows[r].stack,
+				  (long long)rows[r].count, (long long)rows[r].ns);
+		sb_printf(&sb, " ON CONFLICT (series, %s, stack) DO UPDATE SET"
+			  " count = %s.count + excluded.count, ns = %s.ns + excluded.ns;",
+			  k ? "h" : "t", k ? "hm_hourly" : "hm_samples",
+			  k ? "hm_hourly" : "hm_samples");
 	}
-	for (uint32_t i = 0; i < nframes; i++)
-		fmap[i] = -1;      /* dictionaries are never collected: ids stay valid */
-	int rc = HM_OK, first = 1;
-	size_t i = 0;
-	while (rc == HM_OK && (first || i < nsamp)) {
-		first = 0;
-		hm_fairlock_lock(&g->wmu);
-		int64_t sid = series_id(st, g, type, labels, n, bucket);
-		if (sid < 0)
-			rc = (int)sid;
-		size_t nrows = 0;
-		int64_t sum_c = 0, sum_ns = 0;
-		for (size_t end = i + PUT_CHUNK; rc == HM_OK && i < nsamp && i < end; i++) {
-			const hm_sample *s = hm_profile_sample(p, i);
-			if (!s->count && !s->weight_ns)
-				continue;
-			uint32_t depth;
-			const uint32_t *fr = hm_profile_stack(p, s->stack, &depth);
-			if (depth > 4096)
-				depth = 4096;
-			size_t bl = 0;
-			for (uint32_t d = 0; d < depth && rc == HM_OK; d++) {
-				uint32_t f = fr[d];
-				if (f >= nframes) {
-					rc = hm_error(HM_EINVAL, "store: frame id out of range");
-					break;
-				}
-				if (fmap[f] < 0)
-					fmap[f] = frame_id(g, p, hm_profile_frame(p, f));
-				if (fmap[f] < 0)
-					rc = (int)fmap[f];
-				else
-					bl += put_varint(blob + bl, (uint64_t)fmap[f]);
-			}
-			if (rc < 0)
-				break;
-			int64_t stk = stack_id(g, blob, bl);
-			if (stk < 0) {
-				rc = (int)stk;
-				break;
-			}
-			rows[nrows++] = (agg){stk, s->count, s->weight_ns};
-			sum_c = hm_sat_add(sum_c, s->count);
-			sum_ns = hm_sat_add(sum_ns, s->weight_ns);
-		}
-		/* one row per stack, in stack order (no row twice in an upsert, and the
-		 * same lock order in every writer) */
-		qsort(rows, nrows, sizeof *rows, by_stack);
-		size_t m = 0;
-		for (size_t k = 0; k < nrows; k++) {
-			if (m && rows[m - 1].stack == rows[k].stack) {
-				rows[m - 1].count = hm_sat_add(rows[m - 1].count, rows[k].count);
-				rows[m - 1].ns = hm_sat_add(rows[m - 1].ns, rows[k].ns);
-			} else {
-				rows[m++] = rows[k];
-			}
-		}
-		nrows = m;
-		sb.n = 0;
-		if (rc == HM_OK && nrows) {
-			static const char *const tbl[2] = {"hm_samples(series, t", "hm_hourly(series, h"};
-			int64_t tv[2] = {bucket, bucket - bucket % HOUR};
-			sb_printf(&sb, "BEGIN;");
-			for (int k = 0; k < 2; k++) {
-				sb_printf(&sb, "INSERT INTO %s, stack, count, ns) VALUES ", tbl[k]);
-				for (size_t r = 0; r < nrows; r++)
-					sb_printf(&sb, "%s(%lld,%lld,%lld,%lld,%lld)", r ? "," : "",
-						  (long long)sid, (long long)tv[k],
-						  (long long)rows[r].stack, (long long)rows[r].count,
-						  (long long)rows[r].ns);
-				sb_printf(&sb, " ON CONFLICT (series, %s, stack) DO UPDATE SET"
-					  " count = %s.count + excluded.count, ns = %s.ns + excluded.ns;",
-					  k ? "h" : "t", k ? "hm_hourly" : "hm_samples",
-					  k ? "hm_hourly" : "hm_samples");
-			}
-			sb_printf(&sb, "INSERT INTO hm_totals(series, t, count, ns) VALUES"
-				  " (%lld,%lld,%lld,%lld) ON CONFLICT (series, t) DO UPDATE SET"
-				  " count = hm_totals.count + excluded.count,"
-				  " ns = hm_totals.ns + excluded.ns;", (long long)sid, (long long)bucket,
-				  (long long)sum_c, (long long)sum_ns);
-			sb_printf(&sb, "UPDATE hm_series SET first = LEAST(first, %lld),"
-				  " last = GREATEST(last, %lld) WHERE id = %lld AND"
-				  " (first > %lld OR last < %lld);COMMIT;", (long long)bucket,
-				  (long long)bucket, (long long)sid, (long long)bucket, (long long)bucket);
-			if (sb.oom)
-				rc = hm_error(HM_ENOMEM, "out of memory");
-			else
-				rc = run(g->w, sb.b);
-		}
-		if (rc < 0 && PQstatus(g->w) != CONNECTION_OK) {
-			PQreset(g->w);     /* try to come back for the next request */
-			cache_clear(&g->c_series);
-		}
-		hm_fairlock_unlock(&g->wmu);
-		if (rc == HM_OK && i < nsamp && st->opts.put_pause)
-			st->opts.put_pause(st->opts.put_pause_arg);
-	}
+	sb_printf(&sb, "INSERT INTO hm_totals(series, t, count, ns) VALUES"
+		  " (%lld,%lld,%lld,%lld) ON CONFLICT (series, t) DO UPDATE SET"
+		  " count = hm_totals.count + excluded.count,"
+		  " ns = hm_totals.ns + excluded.ns;", (long long)sid, (long long)bucket,
+		  (long long)sum_c, (long long)sum_ns);
+	sb_printf(&sb, "UPDATE hm_series SET first = LEAST(first, %lld),"
+		  " last = GREATEST(last, %lld) WHERE id = %lld AND"
+		  " (first > %lld OR last < %lld);COMMIT;", (long long)bucket,
+		  (long long)bucket, (long long)sid, (long long)bucket, (long long)bucket);
+	int rc = sb.oom ? hm_error(HM_ENOMEM, "out of memory") : run(g->w, sb.b);
 	free(sb.b);
-	free(fmap);
-	free(blob);
-	free(rows);
 	return rc;
 }
 
@@ -645,37 +376,15 @@ static int pg_list_series(hm_store *st, hm_series_list *out)
 	int nt = PQntuples(r);
 	size_t bytes = 0;
 	for (int i = 0; i < nt; i++)
-		bytes += (size_t)PQgetlength(r, i, 1) + 1;
-	out->v = calloc((size_t)nt + 1, sizeof *out->v);
-	out->strbuf = malloc(bytes + 1);
-	if (!out->v || !out->strbuf) {
-		PQclear(r);
-		hm_series_list_free(out);
-		return hm_error(HM_ENOMEM, "out of memory");
-	}
+		bytes += (size_t)PQgetlength(r, i, 1);
+	int rc = hm_store_list_alloc(out, (size_t)nt, bytes);
 	char *b = out->strbuf;
-	for (int i = 0; i < nt; i++) {
-		size_t kl = (size_t)PQgetlength(r, i, 1);
-		memcpy(b, PQgetvalue(r, i, 1), kl);
-		b[kl] = 0;    /* a key always ends in \0; this guards a damaged one */
-		char *end = b + kl;
-		hm_series_info *s = &out->v[out->n++];
-		s->id = col_i64(r, i, 0);
-		s->first_s = col_i64(r, i, 2);
-		s->last_s = col_i64(r, i, 3);
-		s->type = b;
-		b += strlen(b) + 1;
-		while (b < end && s->nlabels < HM_STORE_MAX_LABELS) {
-			s->labels[s->nlabels].name = b;
-			b += strlen(b) + 1;
-			s->labels[s->nlabels++].value = b < end ? b : "";
-			if (b < end)
-				b += strlen(b) + 1;
-		}
-		b = end + 1;
-	}
+	for (int i = 0; rc == HM_OK && i < nt; i++)
+		b = hm_store_list_add(out, b, col_i64(r, i, 0), PQgetvalue(r, i, 1),
+				      (size_t)PQgetlength(r, i, 1), col_i64(r, i, 2),
+				      col_i64(r, i, 3));
 	PQclear(r);
-	return HM_OK;
+	return rc;
 }
 
 /* "{1,2,3}" for = ANY($n) */
@@ -693,39 +402,6 @@ static char *id_array(const int64_t *v, size_t n)
 	return sb.b;
 }
 
-typedef struct idmap {       /* db id -> profile id */
-	hm_intern keys;
-	uint32_t *vals;
-	uint32_t cap;
-} idmap;
-
-static int idmap_get(const idmap *m, int64_t id, uint32_t *val)
-{
-	uint32_t i = hm_intern_find(&m->keys, &id, sizeof id);
-	if (i == UINT32_MAX)
-		return 0;
-	*val = m->vals[i];
-	return 1;
-}
-
-static int idmap_set(idmap *m, int64_t id, uint32_t val)
-{
-	int added;
-	uint32_t i = hm_intern_put(&m->keys, &id, sizeof id, &added);
-	if (i == UINT32_MAX)
-		return HM_ENOMEM;
-	if (i >= m->cap) {
-		uint32_t nc = m->cap ? m->cap * 2 : 256;
-		uint32_t *nv = realloc(m->vals, nc * sizeof *nv);
-		if (!nv)
-			return HM_ENOMEM;
-		m->vals = nv;
-		m->cap = nc;
-	}
-	m->vals[i] = val;
-	return HM_OK;
-}
-
 /* Load rows "SELECT id, ... WHERE id = ANY($1)" for ids. */
 static PGresult *fetch_ids(PGconn *c, const char *sql, const int64_t *ids, size_t n)
 {
@@ -740,29 +416,12 @@ static PGresult *fetch_ids(PGconn *c, const char *sql, const int64_t *ids, size_
 	return r;
 }
 
-static size_t get_varints(const uint8_t *b, size_t len, int64_t *out, size_t max)
-{
-	size_t n = 0;
-	for (size_t at = 0; at < len && n < max;) {
-		uint64_t v = 0;
-		for (int sh = 0; at < len && sh < 63; sh += 7) {
-			uint8_t c = b[at++];
-			v |= (uint64_t)(c & 0x7f) << sh;
-			if (!(c & 0x80))
-				break;
-		}
-		out[n++] = (int64_t)v;
-	}
-	return n;
-}
-
 static int pg_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
 		    hm_profile *out)
 {
 	pg *g = st->impl;
-	int64_t h0 = t0 <= 0 ? 0 : (t0 + HOUR - 1) / HOUR * HOUR, h1 = t1 - t1 % HOUR;
-	if (h0 >= h1)
-		h0 = h1 = t1;
+	int64_t h0, h1;
+	hm_store_hours(t0, t1, &h0, &h1);
 	char *arr = id_array(series, n);
 	if (!arr)
 		return hm_error(HM_ENOMEM, "out of memory");
@@ -773,13 +432,13 @@ static int pg_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 		snprintf(b[i], sizeof b[i], "%lld", (long long)tv[i]);
 		v[i + 1] = b[i];
 	}
-	idmap stacks = {0}, frames = {0}, strs = {0};
-	hm_intern_init(&stacks.keys);
-	hm_intern_init(&frames.keys);
-	hm_intern_init(&strs.keys);
+	hm_idmap stacks, frames, strs;
+	hm_idmap_init(&stacks);
+	hm_idmap_init(&frames);
+	hm_idmap_init(&strs);
 	int64_t *ids = NULL, *fids = NULL;
-	uint32_t *scratch = malloc(4096 * sizeof *scratch);
-	int64_t *fbuf = malloc(4096 * sizeof *fbuf);
+	uint32_t *scratch = malloc(HM_STORE_MAX_DEPTH * sizeof *scratch);
+	int64_t *fbuf = malloc(HM_STORE_MAX_DEPTH * sizeof *fbuf);
 	PGresult *rows = NULL, *rs = NULL, *rf = NULL, *rt = NULL;
 	int rc = scratch && fbuf ? HM_OK : hm_error(HM_ENOMEM, "out of memory");
 	pthread_mutex_lock(&g->rmu);
@@ -813,8 +472,9 @@ static int pg_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 	/* every frame the stacks name */
 	size_t nf = 0, fcap = 0;
 	for (int i = 0; rc == HM_OK && rs && i < PQntuples(rs); i++) {
-		size_t k = get_varints((const uint8_t *)PQgetvalue(rs, i, 1),
-				       (size_t)PQgetlength(rs, i, 1), fbuf, 4096);
+		size_t k = hm_store_stack_decode((const uint8_t *)PQgetvalue(rs, i, 1),
+						 (size_t)PQgetlength(rs, i, 1), fbuf,
+						 HM_STORE_MAX_DEPTH);
 		if (nf + k > fcap) {
 			size_t nc = (nf + k) * 2 + 256;
 			int64_t *nv = realloc(fids, nc * sizeof *nv);
@@ -847,13 +507,13 @@ static int pg_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 	for (int i = 0; rc == HM_OK && rt && i < PQntuples(rt); i++) {
 		hm_str_id sid = hm_profile_intern(out, PQgetvalue(rt, i, 1),
 						  (size_t)PQgetlength(rt, i, 1));
-		if (idmap_set(&strs, col_i64(rt, i, 0), sid) < 0)
-			rc = hm_error(HM_ENOMEM, "out of memory");
+		rc = hm_idmap_set(&strs, col_i64(rt, i, 0), sid);
 	}
 	for (int i = 0; rc == HM_OK && rf && i < PQntuples(rf); i++) {
 		hm_frame f = {0};
 		uint32_t a = 0, c = 0;
-		if (!idmap_get(&strs, col_i64(rf, i, 1), &a) || !idmap_get(&strs, col_i64(rf, i, 2), &c)) {
+		if (!hm_idmap_get(&strs, col_i64(rf, i, 1), &a) ||
+		    !hm_idmap_get(&strs, col_i64(rf, i, 2), &c)) {
 			rc = hm_error(HM_EIO, "store: postgres: string of a frame missing");
 			break;
 		}
@@ -862,24 +522,24 @@ static int pg_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 		f.line = (int32_t)col_i64(rf, i, 3);
 		f.start_line = (int32_t)col_i64(rf, i, 4);
 		f.kind = (uint8_t)col_i64(rf, i, 5);
-		if (idmap_set(&frames, col_i64(rf, i, 0), hm_profile_frame_id(out, &f)) < 0)
-			rc = hm_error(HM_ENOMEM, "out of memory");
+		rc = hm_idmap_set(&frames, col_i64(rf, i, 0), hm_profile_frame_id(out, &f));
 	}
 	for (int i = 0; rc == HM_OK && rs && i < PQntuples(rs); i++) {
-		size_t k = get_varints((const uint8_t *)PQgetvalue(rs, i, 1),
-				       (size_t)PQgetlength(rs, i, 1), fbuf, 4096);
+		size_t k = hm_store_stack_decode((const uint8_t *)PQgetvalue(rs, i, 1),
+						 (size_t)PQgetlength(rs, i, 1), fbuf,
+						 HM_STORE_MAX_DEPTH);
 		for (size_t d = 0; d < k && rc == HM_OK; d++)
-			if (!idmap_get(&frames, fbuf[d], &scratch[d]))
+			if (!hm_idmap_get(&frames, fbuf[d], &scratch[d]))
 				rc = hm_error(HM_EIO, "store: postgres: frame %lld missing",
 					      (long long)fbuf[d]);
-		if (rc == HM_OK && idmap_set(&stacks, col_i64(rs, i, 0),
-					     hm_profile_stack_id(out, scratch, (uint32_t)k)) < 0)
-			rc = hm_error(HM_ENOMEM, "out of memory");
+		if (rc == HM_OK)
+			rc = hm_idmap_set(&stacks, col_i64(rs, i, 0),
+					  hm_profile_stack_id(out, scratch, (uint32_t)k));
 	}
 	uint32_t th = hm_profile_thread_id(out, 0, 0, NULL);
 	for (int i = 0; rc == HM_OK && i < nrows; i++) {
 		uint32_t ps;
-		if (!idmap_get(&stacks, col_i64(rows, i, 0), &ps)) {
+		if (!hm_idmap_get(&stacks, col_i64(rows, i, 0), &ps)) {
 			rc = hm_error(HM_EIO, "store: postgres: stack missing");
 			break;
 		}
@@ -889,11 +549,9 @@ static int pg_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 	PQclear(rs);
 	PQclear(rf);
 	PQclear(rt);
-	idmap *maps[] = {&stacks, &frames, &strs};
-	for (int i = 0; i < 3; i++) {
-		hm_intern_free(&maps[i]->keys);
-		free(maps[i]->vals);
-	}
+	hm_idmap_free(&stacks);
+	hm_idmap_free(&frames);
+	hm_idmap_free(&strs);
 	free(ids);
 	free(fids);
 	free(fbuf);
@@ -978,7 +636,7 @@ static int pg_maintain(hm_store *st, int64_t now)
 {
 	pg *g = st->impl;
 	const hm_store_opts *o = &st->opts;
-	hm_fairlock_lock(&g->wmu);
+	hm_fairlock_lock(&st->wmu);
 	/* one maintainer at a time across all servers on this database */
 	char sql[128];
 	snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%d)::int", LOCK_MAINT);
@@ -990,21 +648,12 @@ static int pg_maintain(hm_store *st, int64_t now)
 		rc = drop_before(g->w, now - o->retention_s);
 	if (rc == HM_OK && o->downsample_after_s > 0) {
 		int chunks = 0;
-		int64_t cutoff = now - o->downsample_after_s;
-		cutoff -= cutoff % HM_STORE_COARSE_S;
-		int64_t from = scalar(g->w, "SELECT v FROM hm_meta WHERE k = 'downsampled_until'");
-		int64_t lo = scalar(g->w, "SELECT min(first) FROM hm_series");
-		if (from < 0)
-			from = 0;
-		from -= from % HM_STORE_COARSE_S;
-		if (lo >= 0 && lo - lo % HM_STORE_COARSE_S > from)
-			from = lo - lo % HM_STORE_COARSE_S;
-		if (lo < 0)          /* no data: nothing to fold */
-			from = cutoff;
+		int64_t from, cutoff;
+		int64_t done = scalar(g->w, "SELECT v FROM hm_meta WHERE k = 'downsampled_until'");
+		hm_store_fold_range(now, o->downsample_after_s, done,
+				    scalar(g->w, "SELECT min(first) FROM hm_series"), &from, &cutoff);
 		while (rc == HM_OK && from < cutoff) {
-			int64_t to = from - from % HOUR + HOUR;
-			if (to > cutoff)
-				to = cutoff;
+			int64_t to = hm_store_fold_step(from, cutoff);
 			rc = exec_fmt(g->w,
 				"BEGIN;"
 				"WITH d AS (DELETE FROM hm_samples WHERE t >= %lld AND t < %lld AND"
@@ -1049,16 +698,15 @@ static int pg_maintain(hm_store *st, int64_t now)
 		int64_t hi = scalar(g->w, "SELECT max(last) FROM hm_series");
 		if (lo < 0 || hi < lo)
 			break;
-		int64_t span = (hi - lo) / 10;
-		rc = drop_before(g->w, lo + (span > HM_STORE_COARSE_S ? span : HM_STORE_COARSE_S));
+		rc = drop_before(g->w, hm_store_cap_cut(lo, hi));
 	}
 	snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%d)::int", LOCK_MAINT);
 	scalar(g->w, sql);
 out:
-	cache_clear(&g->c_series);   /* retention may have dropped series */
+	hm_store_forget_series(st);  /* retention may have dropped series */
 	if (PQstatus(g->w) != CONNECTION_OK)
 		PQreset(g->w);
-	hm_fairlock_unlock(&g->wmu);
+	hm_fairlock_unlock(&st->wmu);
 	return rc;
 }
 
@@ -1076,12 +724,18 @@ static int pg_stats(hm_store *st, hm_store_stats *out)
 	return out->nseries < 0 ? HM_EIO : HM_OK;
 }
 
-const hm_store_ops hm_store_pg_ops = {
+const hm_store_engine hm_store_pg_engine = {
 	.name = "postgres",
+	.fold_rows = 1,
 	.open = pg_open,
 	.close = pg_close,
-	.put = pg_put,
-	.add_series = pg_add_series,
+	.begin = pg_begin,
+	.end = pg_end,
+	.dict_id = pg_dict_id,
+	.series_find = pg_series_find,
+	.series_count = pg_series_count,
+	.series_add = pg_series_add,
+	.rows = pg_rows,
 	.list_series = pg_list_series,
 	.merge = pg_merge,
 	.totals = pg_totals,

@@ -15,13 +15,13 @@
  *                                       here and only its ragged edges from
  *                                       samples (GROUP BY stack in SQL)
  *   totals(series, t, count, ns)        per-bucket sums for time series
- * Writes go through one connection, reads through a second one (WAL lets
- * them run side by side), each behind its own mutex. A put writes PUT_CHUNK
- * samples per transaction and lets the write mutex go between them, so a
- * profile with a million stacks does not hold up every other writer; the
- * new series of a request are created first, in one transaction, all or
- * none under the series limit (sq_add_series). The series table is
- * mirrored in memory (series are few; samples are many) for matching.
+ * The write path is write.c's (engine.h): this engine's part of a write
+ * unit (one chunk of a put, or the new series of a request) is one
+ * BEGIN IMMEDIATE transaction, dictionary rows included; a failed one is
+ * rolled back and the cached ids and series forgotten. Writes go through
+ * one connection, reads through a second one (WAL lets them run side by
+ * side). The series table is mirrored in memory (series are few; samples
+ * are many) for matching.
  * Maintenance drops rows past the retention age (rebuilding the hourly row
  * the cut falls in), folds 10 s buckets older than downsample_after into
  * 1 min buckets an hour at a time (aggregate into a temp table, delete the
@@ -41,7 +41,7 @@
 #include "base/error.h"
 #include "base/fairlock.h"
 #include "base/intern.h"
-#include "store/store.h"
+#include "store/engine.h"
 
 typedef struct series_rec {
 	int64_t id;
@@ -50,71 +50,20 @@ typedef struct series_rec {
 	int64_t first, last;
 } series_rec;
 
-/* Bounded map of blobs (text, frame key, stack blob) to database ids, so a
- * put mostly skips the SELECTs; emptied when full or after a rollback. */
-typedef struct wcache {
-	hm_intern keys;
-	int64_t *ids;
-	uint32_t cap;
-} wcache;
-
-#define WCACHE_MAX_BYTES (32u << 20)
-#define HOUR 3600
-
-static void wcache_clear(wcache *c)
-{
-	hm_intern_free(&c->keys);
-	hm_intern_init(&c->keys);
-}
-
-static int64_t wcache_get(const wcache *c, const void *k, uint32_t len)
-{
-	uint32_t i = hm_intern_find(&c->keys, k, len);
-	return i == UINT32_MAX ? -1 : c->ids[i];
-}
-
-static void wcache_put(wcache *c, const void *k, uint32_t len, int64_t id)
-{
-	if (c->keys.bytes > WCACHE_MAX_BYTES)
-		wcache_clear(c);
-	int added;
-	uint32_t i = hm_intern_put(&c->keys, k, len, &added);
-	if (i == UINT32_MAX)
-		return;
-	if (i >= c->cap) {
-		uint32_t nc = c->cap ? c->cap * 2 : 1024;
-		int64_t *n = realloc(c->ids, nc * sizeof *n);
-		if (!n) {
-			wcache_clear(c);
-			return;
-		}
-		c->ids = n;
-		c->cap = nc;
-	}
-	c->ids[i] = id;
-}
-
-static void wcache_free(wcache *c)
-{
-	hm_intern_free(&c->keys);
-	free(c->ids);
-}
+#define HOUR HM_STORE_HOUR
 
 typedef struct sq {
 	sqlite3 *w, *r;
 	pthread_mutex_t rmu, smu;
-	hm_fairlock wmu;         /* writers, first come first served */
 	char *path;
 	sqlite3_stmt *str_get, *str_ins, *frame_get, *frame_ins, *stack_get, *stack_ins,
 		     *sample_up, *series_ins, *series_time, *label_ins, *hour_up, *tot_up;
 	sqlite3_stmt *r_stack, *r_frame, *r_str, *r_merge, *r_totals;
 	series_rec *series;
 	size_t nseries, cap;
-	hm_intern series_keys;   /* key -> index into series[] */
-	wcache c_str, c_frame, c_stack;   /* writer's id caches (under wmu) */
+	hm_intern series_keys;   /* key -> index into series[] (the same order) */
 	int64_t downsampled_until;
 	int64_t last_gc;         /* time of the last garbage collection */
-	uint64_t gen;            /* bumped when cached ids may have gone */
 } sq;
 
 static int db_err(sqlite3 *db, const char *what)
@@ -239,12 +188,8 @@ static void sq_close(hm_store *st)
 	if (q->r)
 		sqlite3_close(q->r);
 	hm_intern_free(&q->series_keys);
-	wcache_free(&q->c_str);
-	wcache_free(&q->c_frame);
-	wcache_free(&q->c_stack);
 	free(q->series);
 	free(q->path);
-	hm_fairlock_destroy(&q->wmu);
 	pthread_mutex_destroy(&q->rmu);
 	pthread_mutex_destroy(&q->smu);
 	free(q);
@@ -259,13 +204,9 @@ static int sq_open(hm_store *st, const char *dir)
 	if (!q)
 		return hm_error(HM_ENOMEM, "out of memory");
 	st->impl = q;
-	hm_fairlock_init(&q->wmu);
 	pthread_mutex_init(&q->rmu, NULL);
 	pthread_mutex_init(&q->smu, NULL);
 	hm_intern_init(&q->series_keys);
-	hm_intern_init(&q->c_str.keys);
-	hm_intern_init(&q->c_frame.keys);
-	hm_intern_init(&q->c_stack.keys);
 	size_t pl = strlen(dir) + 16;
 	q->path = malloc(pl);
 	if (!q->path) {
@@ -348,346 +289,203 @@ static int sq_open(hm_store *st, const char *dir)
 	return rc;
 }
 
-/* ---- writing ---- */
+/* ---- writing (engine.h; st->wmu held) ---- */
 
-static int64_t str_id(sq *q, const char *s)
+static int sq_begin(hm_store *st)
 {
-	size_t n = strlen(s);
-	int64_t id = wcache_get(&q->c_str, s, (uint32_t)n);
-	if (id >= 0)
-		return id;
-	sqlite3_stmt *g = q->str_get;
-	sqlite3_bind_blob(g, 1, s, (int)n, SQLITE_STATIC);
-	if (sqlite3_step(g) == SQLITE_ROW)
-		id = sqlite3_column_int64(g, 0);
-	sqlite3_reset(g);
-	if (id < 0) {
-		sqlite3_bind_blob(q->str_ins, 1, s, (int)n, SQLITE_STATIC);
-		if (sqlite3_step(q->str_ins) == SQLITE_DONE)
-			id = sqlite3_last_insert_rowid(q->w);
-		sqlite3_reset(q->str_ins);
-	}
-	if (id >= 0)
-		wcache_put(&q->c_str, s, (uint32_t)n, id);
-	return id;
+	sq *q = st->impl;
+	return exec(q->w, "BEGIN IMMEDIATE");
 }
 
-static int64_t frame_id(sq *q, const hm_profile *p, const hm_frame *f)
+/* Undo a failed write transaction (hm_error is set). */
+static void rollback(hm_store *st, int rc)
 {
-	int64_t name = str_id(q, hm_profile_str(p, f->name));
-	int64_t file = str_id(q, hm_profile_str(p, f->file));
-	if (name < 0 || file < 0)
-		return -1;
-	int64_t v[5] = {name, file, f->line, f->start_line, f->kind};
-	int64_t id = wcache_get(&q->c_frame, v, sizeof v);
-	if (id >= 0)
-		return id;
-	for (int i = 0; i < 5; i++) {
-		sqlite3_bind_int64(q->frame_get, i + 1, v[i]);
-		sqlite3_bind_int64(q->frame_ins, i + 1, v[i]);
-	}
-	if (sqlite3_step(q->frame_get) == SQLITE_ROW)
-		id = sqlite3_column_int64(q->frame_get, 0);
-	sqlite3_reset(q->frame_get);
-	if (id < 0) {
-		if (sqlite3_step(q->frame_ins) == SQLITE_DONE)
-			id = sqlite3_last_insert_rowid(q->w);
-		sqlite3_reset(q->frame_ins);
-	}
-	if (id >= 0)
-		wcache_put(&q->c_frame, v, sizeof v, id);
-	return id;
-}
-
-static size_t put_varint(uint8_t *b, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		b[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	b[n++] = (uint8_t)v;
-	return n;
-}
-
-static int64_t stack_id(sq *q, const uint8_t *blob, size_t len)
-{
-	int64_t id = wcache_get(&q->c_stack, blob, (uint32_t)len);
-	if (id >= 0)
-		return id;
-	int64_t hash = (int64_t)hm_hash_bytes(blob, len);
-	sqlite3_bind_int64(q->stack_get, 1, hash);
-	while (sqlite3_step(q->stack_get) == SQLITE_ROW)
-		if ((size_t)sqlite3_column_bytes(q->stack_get, 1) == len &&
-		    (!len || !memcmp(sqlite3_column_blob(q->stack_get, 1), blob, len))) {
-			id = sqlite3_column_int64(q->stack_get, 0);
-			break;
-		}
-	sqlite3_reset(q->stack_get);
-	if (id < 0) {
-		sqlite3_bind_int64(q->stack_ins, 1, hash);
-		sqlite3_bind_blob(q->stack_ins, 2, blob, (int)len, SQLITE_STATIC);
-		if (sqlite3_step(q->stack_ins) == SQLITE_DONE)
-			id = sqlite3_last_insert_rowid(q->w);
-		sqlite3_reset(q->stack_ins);
-	}
-	if (id >= 0)
-		wcache_put(&q->c_stack, blob, (uint32_t)len, id);
-	return id;
-}
-
-/* type\0name\0value\0... of a series (malloc'd), NULL when out of memory. */
-static uint8_t *series_key(const char *type, const hm_store_label *l, uint32_t n, size_t *len)
-{
-	*len = strlen(type) + 1;
-	for (uint32_t i = 0; i < n; i++)
-		*len += strlen(l[i].name) + strlen(l[i].value) + 2;
-	uint8_t *key = malloc(*len), *k = key;
-	if (!key)
-		return NULL;
-	k = (uint8_t *)stpcpy((char *)k, type) + 1;
-	for (uint32_t i = 0; i < n; i++) {
-		k = (uint8_t *)stpcpy((char *)k, l[i].name) + 1;
-		k = (uint8_t *)stpcpy((char *)k, l[i].value) + 1;
-	}
-	return key;
-}
-
-/* Series index for (type, labels), creating it; -1 with hm_error set. */
-static int64_t series_get(hm_store *st, sq *q, const char *type, const hm_store_label *l,
-			  uint32_t n, int64_t t, series_rec **rec)
-{
-	size_t len;
-	uint8_t *key = series_key(type, l, n, &len);
-	if (!key)
-		return hm_error(HM_ENOMEM, "out of memory");
-	pthread_mutex_lock(&q->smu);
-	uint32_t idx = hm_intern_find(&q->series_keys, key, (uint32_t)len);
-	pthread_mutex_unlock(&q->smu);
-	int64_t rc = HM_OK;
-	if (idx == UINT32_MAX) {
-		if (q->nseries >= st->opts.max_series) {
-			free(key);
-			return hm_error(HM_EINVAL, "store: series limit (%u) reached",
-					st->opts.max_series);
-		}
-		sqlite3_bind_blob(q->series_ins, 1, key, (int)len, SQLITE_STATIC);
-		sqlite3_bind_text(q->series_ins, 2, type, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q->series_ins, 3, t);
-		sqlite3_bind_int64(q->series_ins, 4, t);
-		int ok = sqlite3_step(q->series_ins) == SQLITE_DONE;
-		sqlite3_reset(q->series_ins);
-		int64_t id = sqlite3_last_insert_rowid(q->w);
-		for (uint32_t i = 0; ok && i < n; i++) {
-			sqlite3_bind_text(q->label_ins, 1, l[i].name, -1, SQLITE_STATIC);
-			sqlite3_bind_text(q->label_ins, 2, l[i].value, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(q->label_ins, 3, id);
-			ok = sqlite3_step(q->label_ins) == SQLITE_DONE;
-			sqlite3_reset(q->label_ins);
-		}
-		if (!ok) {
-			free(key);
-			return db_err(q->w, "new series");
-		}
-		pthread_mutex_lock(&q->smu);
-		rc = series_cache_add(q, id, key, (uint32_t)len, t, t);
-		idx = hm_intern_find(&q->series_keys, key, (uint32_t)len);
-		pthread_mutex_unlock(&q->smu);
-	}
-	free(key);
-	if (rc < 0)
-		return rc;
-	/* series[] only grows under wmu, which the caller holds */
-	for (size_t i = 0; i < q->nseries; i++)
-		if (q->series[i].key == hm_intern_get(&q->series_keys, idx, NULL)) {
-			*rec = &q->series[i];
-			return q->series[i].id;
-		}
-	return hm_error(HM_EIO, "store: series cache out of step");
-}
-
-/* Undo a failed write transaction (caller holds wmu, hm_error is set). */
-static void rollback(sq *q, int rc)
-{
+	sq *q = st->impl;
 	char msg[256];
 	snprintf(msg, sizeof msg, "%s", hm_errmsg());
 	sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
 	pthread_mutex_lock(&q->smu);
 	series_cache_load(q);    /* a rolled-back new series must go */
 	pthread_mutex_unlock(&q->smu);
-	wcache_clear(&q->c_str);   /* and so must ids handed out in it */
-	wcache_clear(&q->c_frame);
-	wcache_clear(&q->c_stack);
-	q->gen++;
+	hm_store_forget_series(st);
+	hm_store_forget_ids(st); /* and so must ids handed out in it */
 	hm_error(rc, "%s", msg);
 }
 
-static int sq_add_series(hm_store *st, const hm_store_put_req *v, size_t n)
+static int sq_end(hm_store *st, int rc)
 {
 	sq *q = st->impl;
-	hm_intern fresh;          /* distinct new series keys of the request */
-	hm_intern_init(&fresh);
-	int rc = HM_OK;
-	hm_fairlock_lock(&q->wmu);
-	for (size_t i = 0; rc == HM_OK && i < n; i++) {
-		size_t len;
-		uint8_t *key = series_key(v[i].type, v[i].labels, v[i].n, &len);
-		if (!key) {
-			rc = hm_error(HM_ENOMEM, "out of memory");
-			break;
-		}
-		pthread_mutex_lock(&q->smu);
-		uint32_t idx = hm_intern_find(&q->series_keys, key, (uint32_t)len);
-		pthread_mutex_unlock(&q->smu);
-		if (idx == UINT32_MAX && hm_intern_put(&fresh, key, (uint32_t)len, NULL) == UINT32_MAX)
-			rc = hm_error(HM_ENOMEM, "out of memory");
-		free(key);
-	}
-	if (rc == HM_OK && fresh.n) {
-		if (q->nseries + fresh.n > st->opts.max_series) {
-			rc = hm_error(HM_EINVAL, "store: series limit (%u) reached: the request "
-				      "needs %u new series and %zu are in use", st->opts.max_series,
-				      fresh.n, q->nseries);
-		} else {
-			rc = exec(q->w, "BEGIN IMMEDIATE");
-			for (size_t i = 0; rc == HM_OK && i < n; i++) {
-				series_rec *rec;
-				int64_t b = v[i].t_s - v[i].t_s % HM_STORE_BUCKET_S;
-				int64_t sid = series_get(st, q, v[i].type, v[i].labels, v[i].n, b, &rec);
-				if (sid < 0)
-					rc = (int)sid;
-			}
-			if (rc == HM_OK)
-				rc = exec(q->w, "COMMIT");
-			if (rc < 0)
-				rollback(q, rc);
-		}
-	}
-	hm_fairlock_unlock(&q->wmu);
-	hm_intern_free(&fresh);
+	if (rc == HM_OK)
+		rc = exec(q->w, "COMMIT");
+	if (rc < 0)
+		rollback(st, rc);
 	return rc;
 }
 
-/* Samples written per transaction: the write lock is let go between them,
- * so one large profile does not hold up other writers for long. */
-#define PUT_CHUNK 4096
-
-static int sq_put(hm_store *st, const char *type, const hm_store_label *labels, uint32_t n,
-		  int64_t t_s, const hm_profile *p)
+static int64_t sq_dict_id(hm_store *st, int kind, const void *key, size_t len)
 {
 	sq *q = st->impl;
-	int64_t bucket = t_s - t_s % HM_STORE_BUCKET_S;
-	uint32_t nframes = hm_profile_nframes(p);
-	int64_t *fmap = malloc((nframes + 1) * sizeof *fmap);
-	uint8_t *blob = malloc((size_t)10 * 4096 + 16);
-	if (!fmap || !blob) {
-		free(fmap);
-		free(blob);
-		return hm_error(HM_ENOMEM, "out of memory");
-	}
-	size_t ns = hm_profile_nsamples(p), i = 0;
-	uint64_t gen = 0;
-	int rc = HM_OK, first = 1;
-	while (rc == HM_OK && (first || i < ns)) {
-		hm_fairlock_lock(&q->wmu);
-		if (first || gen != q->gen)   /* ids cached before may be gone */
-			for (uint32_t f = 0; f < nframes; f++)
-				fmap[f] = -1;
-		gen = q->gen;
-		rc = exec(q->w, "BEGIN IMMEDIATE");
-		series_rec *rec = NULL;
-		int64_t sid = rc < 0 ? rc : series_get(st, q, type, labels, n, bucket, &rec);
-		if (sid < 0)
-			rc = (int)sid;
-		int64_t sum_count = 0, sum_ns = 0;
-		for (size_t end = i + PUT_CHUNK; rc == HM_OK && i < ns && i < end; i++) {
-			const hm_sample *s = hm_profile_sample(p, i);
-			if (!s->count && !s->weight_ns)
-				continue;
-			uint32_t depth;
-			const uint32_t *fr = hm_profile_stack(p, s->stack, &depth);
-			if (depth > 4096)
-				depth = 4096;
-			size_t bl = 0;
-			for (uint32_t d = 0; d < depth; d++) {
-				uint32_t f = fr[d];
-				if (f >= nframes) {
-					rc = hm_error(HM_EINVAL, "store: frame id out of range");
-					break;
-				}
-				if (fmap[f] < 0)
-					fmap[f] = frame_id(q, p, hm_profile_frame(p, f));
-				if (fmap[f] < 0) {
-					rc = db_err(q->w, "frame");
-					break;
-				}
-				bl += put_varint(blob + bl, (uint64_t)fmap[f]);
-			}
-			if (rc < 0)
-				break;
-			int64_t stk = stack_id(q, blob, bl);
-			if (stk < 0) {
-				rc = db_err(q->w, "stack");
+	sqlite3_stmt *get, *ins;
+	int64_t id = -1, hash = 0;
+	if (kind == HM_DICT_FRAME) {
+		const int64_t *v = ((const hm_store_frame_key *)key)->v;
+		get = q->frame_get;
+		ins = q->frame_ins;
+		for (int i = 0; i < 5; i++) {
+			sqlite3_bind_int64(get, i + 1, v[i]);
+			sqlite3_bind_int64(ins, i + 1, v[i]);
+		}
+		if (sqlite3_step(get) == SQLITE_ROW)
+			id = sqlite3_column_int64(get, 0);
+	} else if (kind == HM_DICT_STACK) {
+		/* found by hash, the blob compared on a hit */
+		get = q->stack_get;
+		ins = q->stack_ins;
+		hash = (int64_t)hm_hash_bytes(key, len);
+		sqlite3_bind_int64(get, 1, hash);
+		while (sqlite3_step(get) == SQLITE_ROW)
+			if ((size_t)sqlite3_column_bytes(get, 1) == len &&
+			    (!len || !memcmp(sqlite3_column_blob(get, 1), key, len))) {
+				id = sqlite3_column_int64(get, 0);
 				break;
 			}
-			sqlite3_stmt *u = q->sample_up;
-			sqlite3_bind_int64(u, 1, sid);
-			sqlite3_bind_int64(u, 2, bucket);
-			sqlite3_bind_int64(u, 3, stk);
-			sqlite3_bind_int64(u, 4, s->count);
-			sqlite3_bind_int64(u, 5, s->weight_ns);
-			if (sqlite3_step(u) != SQLITE_DONE)
-				rc = db_err(q->w, "sample");
-			sqlite3_reset(u);
-			u = q->hour_up;
-			sqlite3_bind_int64(u, 1, sid);
-			sqlite3_bind_int64(u, 2, bucket - bucket % HOUR);
-			sqlite3_bind_int64(u, 3, stk);
-			sqlite3_bind_int64(u, 4, s->count);
-			sqlite3_bind_int64(u, 5, s->weight_ns);
-			if (rc == HM_OK && sqlite3_step(u) != SQLITE_DONE)
-				rc = db_err(q->w, "hourly rollup");
-			sqlite3_reset(u);
-			sum_count = hm_sat_add(sum_count, s->count);
-			sum_ns = hm_sat_add(sum_ns, s->weight_ns);
-		}
-		if (rc == HM_OK && (sum_count || sum_ns)) {
-			sqlite3_stmt *u = q->tot_up;
-			sqlite3_bind_int64(u, 1, sid);
-			sqlite3_bind_int64(u, 2, bucket);
-			sqlite3_bind_int64(u, 3, sum_count);
-			sqlite3_bind_int64(u, 4, sum_ns);
-			if (sqlite3_step(u) != SQLITE_DONE)
-				rc = db_err(q->w, "totals");
-			sqlite3_reset(u);
-		}
-		if (rc == HM_OK && (bucket < rec->first || bucket > rec->last)) {
-			int64_t lo = bucket < rec->first ? bucket : rec->first;
-			int64_t hi = bucket > rec->last ? bucket : rec->last;
-			sqlite3_bind_int64(q->series_time, 1, lo);
-			sqlite3_bind_int64(q->series_time, 2, hi);
-			sqlite3_bind_int64(q->series_time, 3, sid);
-			if (sqlite3_step(q->series_time) != SQLITE_DONE)
-				rc = db_err(q->w, "series time");
-			sqlite3_reset(q->series_time);
-			if (rc == HM_OK) {
-				pthread_mutex_lock(&q->smu);
-				rec->first = lo;
-				rec->last = hi;
-				pthread_mutex_unlock(&q->smu);
-			}
-		}
-		if (rc == HM_OK)
-			rc = exec(q->w, "COMMIT");
-		if (rc < 0)
-			rollback(q, rc);
-		hm_fairlock_unlock(&q->wmu);
-		first = 0;
-		if (rc == HM_OK && i < ns && st->opts.put_pause)
-			st->opts.put_pause(st->opts.put_pause_arg);
+		sqlite3_bind_int64(ins, 1, hash);
+		sqlite3_bind_blob(ins, 2, key, (int)len, SQLITE_STATIC);
+	} else {
+		get = q->str_get;
+		ins = q->str_ins;
+		sqlite3_bind_blob(get, 1, key, (int)len, SQLITE_STATIC);
+		sqlite3_bind_blob(ins, 1, key, (int)len, SQLITE_STATIC);
+		if (sqlite3_step(get) == SQLITE_ROW)
+			id = sqlite3_column_int64(get, 0);
 	}
-	free(fmap);
-	free(blob);
+	sqlite3_reset(get);
+	if (id < 0) {
+		if (sqlite3_step(ins) == SQLITE_DONE)
+			id = sqlite3_last_insert_rowid(q->w);
+		else
+			id = db_err(q->w, kind == HM_DICT_FRAME ? "frame" :
+					  kind == HM_DICT_STACK ? "stack" : "string");
+		sqlite3_reset(ins);
+	}
+	return id;
+}
+
+static int64_t sq_series_find(hm_store *st, const uint8_t *key, size_t len)
+{
+	sq *q = st->impl;
+	pthread_mutex_lock(&q->smu);
+	uint32_t idx = hm_intern_find(&q->series_keys, key, (uint32_t)len);
+	int64_t id = idx < q->nseries ? q->series[idx].id : -1;
+	pthread_mutex_unlock(&q->smu);
+	return id;
+}
+
+static int64_t sq_series_count(hm_store *st)
+{
+	sq *q = st->impl;
+	return (int64_t)q->nseries;   /* grows only under wmu, which the caller holds */
+}
+
+static int64_t sq_series_add(hm_store *st, const uint8_t *key, size_t len, const char *type,
+			     const hm_store_label *l, uint32_t n, int64_t t)
+{
+	sq *q = st->impl;
+	sqlite3_bind_blob(q->series_ins, 1, key, (int)len, SQLITE_STATIC);
+	sqlite3_bind_text(q->series_ins, 2, type, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q->series_ins, 3, t);
+	sqlite3_bind_int64(q->series_ins, 4, t);
+	int ok = sqlite3_step(q->series_ins) == SQLITE_DONE;
+	sqlite3_reset(q->series_ins);
+	int64_t id = sqlite3_last_insert_rowid(q->w);
+	for (uint32_t i = 0; ok && i < n; i++) {
+		sqlite3_bind_text(q->label_ins, 1, l[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q->label_ins, 2, l[i].value, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q->label_ins, 3, id);
+		ok = sqlite3_step(q->label_ins) == SQLITE_DONE;
+		sqlite3_reset(q->label_ins);
+	}
+	if (!ok)
+		return db_err(q->w, "new series");
+	pthread_mutex_lock(&q->smu);
+	int rc = series_cache_add(q, id, key, (uint32_t)len, t, t);
+	pthread_mutex_unlock(&q->smu);
+	return rc < 0 ? rc : id;
+}
+
+/* The in-memory record of a series (series[] is in id order). */
+static series_rec *series_rec_of(sq *q, int64_t id)
+{
+	size_t lo = 0, hi = q->nseries;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (q->series[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < q->nseries && q->series[lo].id == id)
+		return &q->series[lo];
+	for (size_t i = 0; i < q->nseries; i++)
+		if (q->series[i].id == id)
+			return &q->series[i];
+	return NULL;
+}
+
+static int sq_rows(hm_store *st, int64_t sid, int64_t bucket, const hm_store_row *rows,
+		   size_t nrows, int64_t sum_count, int64_t sum_ns)
+{
+	sq *q = st->impl;
+	int rc = HM_OK;
+	for (size_t k = 0; rc == HM_OK && k < nrows; k++) {
+		sqlite3_stmt *u = q->sample_up;
+		sqlite3_bind_int64(u, 1, sid);
+		sqlite3_bind_int64(u, 2, bucket);
+		sqlite3_bind_int64(u, 3, rows[k].stack);
+		sqlite3_bind_int64(u, 4, rows[k].count);
+		sqlite3_bind_int64(u, 5, rows[k].ns);
+		if (sqlite3_step(u) != SQLITE_DONE)
+			rc = db_err(q->w, "sample");
+		sqlite3_reset(u);
+		u = q->hour_up;
+		sqlite3_bind_int64(u, 1, sid);
+		sqlite3_bind_int64(u, 2, bucket - bucket % HOUR);
+		sqlite3_bind_int64(u, 3, rows[k].stack);
+		sqlite3_bind_int64(u, 4, rows[k].count);
+		sqlite3_bind_int64(u, 5, rows[k].ns);
+		if (rc == HM_OK && sqlite3_step(u) != SQLITE_DONE)
+			rc = db_err(q->w, "hourly rollup");
+		sqlite3_reset(u);
+	}
+	if (rc == HM_OK && (sum_count || sum_ns)) {
+		sqlite3_stmt *u = q->tot_up;
+		sqlite3_bind_int64(u, 1, sid);
+		sqlite3_bind_int64(u, 2, bucket);
+		sqlite3_bind_int64(u, 3, sum_count);
+		sqlite3_bind_int64(u, 4, sum_ns);
+		if (sqlite3_step(u) != SQLITE_DONE)
+			rc = db_err(q->w, "totals");
+		sqlite3_reset(u);
+	}
+	series_rec *rec = rc == HM_OK ? series_rec_of(q, sid) : NULL;
+	if (rc == HM_OK && !rec)
+		rc = hm_error(HM_EIO, "store: series cache out of step");
+	if (rc == HM_OK && (bucket < rec->first || bucket > rec->last)) {
+		int64_t lo = bucket < rec->first ? bucket : rec->first;
+		int64_t hi = bucket > rec->last ? bucket : rec->last;
+		sqlite3_bind_int64(q->series_time, 1, lo);
+		sqlite3_bind_int64(q->series_time, 2, hi);
+		sqlite3_bind_int64(q->series_time, 3, sid);
+		if (sqlite3_step(q->series_time) != SQLITE_DONE)
+			rc = db_err(q->w, "series time");
+		sqlite3_reset(q->series_time);
+		if (rc == HM_OK) {
+			pthread_mutex_lock(&q->smu);
+			rec->first = lo;
+			rec->last = hi;
+			pthread_mutex_unlock(&q->smu);
+		}
+	}
 	return rc;
 }
 
@@ -700,80 +498,28 @@ static int sq_list_series(hm_store *st, hm_series_list *out)
 	size_t bytes = 0;
 	for (size_t i = 0; i < q->nseries; i++)
 		bytes += q->series[i].keylen;
-	out->v = calloc(q->nseries + 1, sizeof *out->v);
-	out->strbuf = malloc(bytes + 1);
-	if (!out->v || !out->strbuf) {
-		pthread_mutex_unlock(&q->smu);
-		hm_series_list_free(out);
-		return hm_error(HM_ENOMEM, "out of memory");
-	}
+	int rc = hm_store_list_alloc(out, q->nseries, bytes);
 	char *b = out->strbuf;
-	for (size_t i = 0; i < q->nseries; i++) {
+	for (size_t i = 0; rc == HM_OK && i < q->nseries; i++) {
 		const series_rec *r = &q->series[i];
-		hm_series_info *s = &out->v[out->n++];
-		memcpy(b, r->key, r->keylen);
-		s->id = r->id;
-		s->first_s = r->first;
-		s->last_s = r->last;
-		char *end = b + r->keylen;
-		s->type = b;
-		b += strlen(b) + 1;
-		while (b < end && s->nlabels < HM_STORE_MAX_LABELS) {
-			s->labels[s->nlabels].name = b;
-			b += strlen(b) + 1;
-			s->labels[s->nlabels++].value = b;
-			b += strlen(b) + 1;
-		}
-		b = end;
+		b = hm_store_list_add(out, b, r->id, r->key, r->keylen, r->first, r->last);
 	}
 	pthread_mutex_unlock(&q->smu);
-	return HM_OK;
-}
-
-typedef struct idmap {       /* db id -> profile id */
-	hm_intern keys;
-	uint32_t *vals;
-	uint32_t cap;
-} idmap;
-
-static int idmap_get(idmap *m, int64_t id, uint32_t *val)
-{
-	uint32_t i = hm_intern_find(&m->keys, &id, sizeof id);
-	if (i == UINT32_MAX)
-		return 0;
-	*val = m->vals[i];
-	return 1;
-}
-
-static int idmap_set(idmap *m, int64_t id, uint32_t val)
-{
-	int added;
-	uint32_t i = hm_intern_put(&m->keys, &id, sizeof id, &added);
-	if (i == UINT32_MAX)
-		return HM_ENOMEM;
-	if (i >= m->cap) {
-		uint32_t nc = m->cap ? m->cap * 2 : 256;
-		uint32_t *n = realloc(m->vals, nc * sizeof *n);
-		if (!n)
-			return HM_ENOMEM;
-		m->vals = n;
-		m->cap = nc;
-	}
-	m->vals[i] = val;
-	return HM_OK;
+	return rc;
 }
 
 typedef struct reader {
 	sq *q;
 	hm_profile *p;
-	idmap stacks, frames, strings;
+	hm_idmap stacks, frames, strings;
 	uint32_t *scratch;
+	int64_t *fids;
 } reader;
 
 static int read_str(reader *rd, int64_t id, hm_str_id *out)
 {
 	uint32_t v;
-	if (idmap_get(&rd->strings, id, &v)) {
+	if (hm_idmap_get(&rd->strings, id, &v)) {
 		*out = v;
 		return HM_OK;
 	}
@@ -786,12 +532,12 @@ static int read_str(reader *rd, int64_t id, hm_str_id *out)
 	else
 		rc = hm_error(HM_EIO, "store: string %lld missing", (long long)id);
 	sqlite3_reset(s);
-	return rc < 0 ? rc : idmap_set(&rd->strings, id, *out);
+	return rc < 0 ? rc : hm_idmap_set(&rd->strings, id, *out);
 }
 
 static int read_frame(reader *rd, int64_t id, uint32_t *out)
 {
-	if (idmap_get(&rd->frames, id, out))
+	if (hm_idmap_get(&rd->frames, id, out))
 		return HM_OK;
 	sqlite3_stmt *s = rd->q->r_frame;
 	sqlite3_bind_int64(s, 1, id);
@@ -811,12 +557,12 @@ static int read_frame(reader *rd, int64_t id, uint32_t *out)
 	if (rc < 0)
 		return rc;
 	*out = hm_profile_frame_id(rd->p, &f);
-	return idmap_set(&rd->frames, id, *out);
+	return hm_idmap_set(&rd->frames, id, *out);
 }
 
 static int read_stack(reader *rd, int64_t id, uint32_t *out)
 {
-	if (idmap_get(&rd->stacks, id, out))
+	if (hm_idmap_get(&rd->stacks, id, out))
 		return HM_OK;
 	sqlite3_stmt *s = rd->q->r_stack;
 	sqlite3_bind_int64(s, 1, id);
@@ -824,38 +570,18 @@ static int read_stack(reader *rd, int64_t id, uint32_t *out)
 		sqlite3_reset(s);
 		return hm_error(HM_EIO, "store: stack %lld missing", (long long)id);
 	}
-	/* copy: reading frames may step other statements */
+	/* decoded before reading frames, which steps other statements */
+	const uint8_t *blob = sqlite3_column_blob(s, 0);
 	size_t len = (size_t)sqlite3_column_bytes(s, 0);
-	uint8_t *blob = malloc(len + 1);
-	if (!blob) {
-		sqlite3_reset(s);
-		return hm_error(HM_ENOMEM, "out of memory");
-	}
-	const void *src = sqlite3_column_blob(s, 0);
-	if (len && src)      /* an empty stack reads back as NULL */
-		memcpy(blob, src, len);
-	else
-		len = 0;
+	uint32_t n = (uint32_t)hm_store_stack_decode(blob, len, rd->fids, HM_STORE_MAX_DEPTH);
 	sqlite3_reset(s);
-	uint32_t n = 0;
 	int rc = HM_OK;
-	for (size_t at = 0; at < len && n < 4096 && rc == HM_OK;) {
-		uint64_t v = 0;
-		int sh = 0;
-		while (at < len && sh < 63) {
-			uint8_t c = blob[at++];
-			v |= (uint64_t)(c & 0x7f) << sh;
-			sh += 7;
-			if (!(c & 0x80))
-				break;
-		}
-		rc = read_frame(rd, (int64_t)v, &rd->scratch[n++]);
-	}
-	free(blob);
+	for (uint32_t k = 0; k < n && rc == HM_OK; k++)
+		rc = read_frame(rd, rd->fids[k], &rd->scratch[k]);
 	if (rc < 0)
 		return rc;
 	*out = hm_profile_stack_id(rd->p, rd->scratch, n);
-	return idmap_set(&rd->stacks, id, *out);
+	return hm_idmap_set(&rd->stacks, id, *out);
 }
 
 static int sq_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
@@ -863,16 +589,15 @@ static int sq_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 {
 	sq *q = st->impl;
 	reader rd = {.q = q, .p = out};
-	hm_intern_init(&rd.stacks.keys);
-	hm_intern_init(&rd.frames.keys);
-	hm_intern_init(&rd.strings.keys);
-	rd.scratch = malloc(4096 * sizeof *rd.scratch);
-	int rc = rd.scratch ? HM_OK : hm_error(HM_ENOMEM, "out of memory");
+	hm_idmap_init(&rd.stacks);
+	hm_idmap_init(&rd.frames);
+	hm_idmap_init(&rd.strings);
+	rd.scratch = malloc(HM_STORE_MAX_DEPTH * sizeof *rd.scratch);
+	rd.fids = malloc(HM_STORE_MAX_DEPTH * sizeof *rd.fids);
+	int rc = rd.scratch && rd.fids ? HM_OK : hm_error(HM_ENOMEM, "out of memory");
 	uint32_t th = hm_profile_thread_id(out, 0, 0, NULL);
-	/* [t0, h0) and [h1, t1) from raw buckets, [h0, h1) from hourly rows */
-	int64_t h0 = t0 <= 0 ? 0 : (t0 + HOUR - 1) / HOUR * HOUR, h1 = t1 - t1 % HOUR;
-	if (h0 >= h1)
-		h0 = h1 = t1;
+	int64_t h0, h1;
+	hm_store_hours(t0, t1, &h0, &h1);
 	pthread_mutex_lock(&q->rmu);
 	if (rc == HM_OK)
 		rc = exec(q->r, "BEGIN");   /* one snapshot for the whole query */
@@ -897,13 +622,12 @@ static int sq_merge(hm_store *st, const int64_t *series, size_t n, int64_t t0, i
 	}
 	sqlite3_exec(q->r, "COMMIT", NULL, NULL, NULL);
 	pthread_mutex_unlock(&q->rmu);
-	idmap *maps[] = {&rd.stacks, &rd.frames, &rd.strings};
-	for (int i = 0; i < 3; i++) {
-		hm_intern_free(&maps[i]->keys);
-		free(maps[i]->vals);
-	}
+	hm_idmap_free(&rd.stacks);
+	hm_idmap_free(&rd.frames);
+	hm_idmap_free(&rd.strings);
 	free(rd.scratch);
-	return rc < 0 ? rc == HM_ENOMEM ? hm_error(HM_ENOMEM, "out of memory") : rc : HM_OK;
+	free(rd.fids);
+	return rc;
 }
 
 static int sq_totals(hm_store *st, const int64_t *series, size_t n, int64_t t0, int64_t t1,
@@ -1083,6 +807,9 @@ static int collect_garbage(sq *q)
 			    "CREATE TEMP TABLE IF NOT EXISTS live_frames(id INTEGER PRIMARY KEY);"
 			    "DELETE FROM live_frames;");
 	sqlite3_stmt *s = NULL, *ins = NULL;
+	int64_t *fids = malloc(HM_STORE_MAX_DEPTH * sizeof *fids);
+	if (rc == HM_OK && !fids)
+		rc = hm_error(HM_ENOMEM, "out of memory");
 	if (rc == HM_OK)
 		rc = prep(q->w, &s, "SELECT frames FROM stacks");
 	if (rc == HM_OK)
@@ -1090,15 +817,9 @@ static int collect_garbage(sq *q)
 	while (rc == HM_OK && sqlite3_step(s) == SQLITE_ROW) {
 		const uint8_t *b = sqlite3_column_blob(s, 0);
 		size_t len = (size_t)sqlite3_column_bytes(s, 0);
-		for (size_t at = 0; at < len && rc == HM_OK;) {
-			uint64_t v = 0;
-			for (int sh = 0; at < len && sh < 63; sh += 7) {
-				uint8_t c = b[at++];
-				v |= (uint64_t)(c & 0x7f) << sh;
-				if (!(c & 0x80))
-					break;
-			}
-			sqlite3_bind_int64(ins, 1, (int64_t)v);
+		size_t nf = hm_store_stack_decode(b, len, fids, HM_STORE_MAX_DEPTH);
+		for (size_t k = 0; k < nf && rc == HM_OK; k++) {
+			sqlite3_bind_int64(ins, 1, fids[k]);
 			if (sqlite3_step(ins) != SQLITE_DONE)
 				rc = db_err(q->w, "garbage collection");
 			sqlite3_reset(ins);
@@ -1106,6 +827,7 @@ static int collect_garbage(sq *q)
 	}
 	sqlite3_finalize(s);
 	sqlite3_finalize(ins);
+	free(fids);
 	if (rc == HM_OK)
 		rc = exec(q->w, "DELETE FROM frames WHERE id NOT IN (SELECT id FROM live_frames);"
 			  "DELETE FROM live_frames;"
@@ -1118,7 +840,7 @@ static int sq_maintain(hm_store *st, int64_t now)
 {
 	sq *q = st->impl;
 	const hm_store_opts *o = &st->opts;
-	hm_fairlock_lock(&q->wmu);
+	hm_fairlock_lock(&st->wmu);
 	int rc = HM_OK, dropped = 0;
 	if (o->retention_s > 0) {
 		int before = sqlite3_total_changes(q->w);
@@ -1132,20 +854,13 @@ static int sq_maintain(hm_store *st, int64_t now)
 		dropped = sqlite3_total_changes(q->w) != before;
 	}
 	if (rc == HM_OK && o->downsample_after_s > 0) {
-		int64_t cutoff = now - o->downsample_after_s;
-		cutoff -= cutoff % HM_STORE_COARSE_S;
-		int64_t from = q->downsampled_until - q->downsampled_until % HM_STORE_COARSE_S;
-		int64_t lo = scalar(q->w, "SELECT min(first) FROM series");
-		if (lo >= 0 && lo - lo % HM_STORE_COARSE_S > from)
-			from = lo - lo % HM_STORE_COARSE_S;
-		if (lo < 0)          /* no data: nothing to fold */
-			from = cutoff;
+		int64_t from, cutoff;
+		hm_store_fold_range(now, o->downsample_after_s, q->downsampled_until,
+				    scalar(q->w, "SELECT min(first) FROM series"), &from, &cutoff);
 		/* an hour at a time, each in its own transaction, so the WAL stays small
 		 * and readers are never held off for long */
 		while (rc == HM_OK && from < cutoff) {
-			int64_t to = from - from % HOUR + HOUR;
-			if (to > cutoff)
-				to = cutoff;
+			int64_t to = hm_store_fold_step(from, cutoff);
 			rc = exec(q->w, "BEGIN IMMEDIATE");
 			if (rc == HM_OK)
 				rc = downsample_range(q, from, to);
@@ -1159,8 +874,8 @@ static int sq_maintain(hm_store *st, int64_t now)
 				q->downsampled_until = from = to;
 			dropped = 1;
 			/* let puts waiting for the writer in between hours */
-			hm_fairlock_unlock(&q->wmu);
-			hm_fairlock_lock(&q->wmu);
+			hm_fairlock_unlock(&st->wmu);
+			hm_fairlock_lock(&st->wmu);
 		}
 		if (rc == HM_OK)    /* a series may now start a little earlier */
 			rc = exec(q->w, "UPDATE series SET first = (SELECT min(t) FROM"
@@ -1190,10 +905,9 @@ static int sq_maintain(hm_store *st, int64_t now)
 		int64_t hi = scalar(q->w, "SELECT max(last) FROM series");
 		if (lo < 0 || hi < lo)
 			break;
-		int64_t span = (hi - lo) / 10;
 		rc = exec(q->w, "BEGIN IMMEDIATE");
 		if (rc == HM_OK)
-			rc = drop_before(q, lo + (span > HM_STORE_COARSE_S ? span : HM_STORE_COARSE_S));
+			rc = drop_before(q, hm_store_cap_cut(lo, hi));
 		if (rc == HM_OK)
 			rc = collect_garbage(q);
 		if (rc == HM_OK)
@@ -1203,14 +917,12 @@ static int sq_maintain(hm_store *st, int64_t now)
 		if (rc == HM_OK)
 			reclaim(q);
 	}
-	wcache_clear(&q->c_str);     /* garbage collection may have removed ids */
-	wcache_clear(&q->c_frame);
-	wcache_clear(&q->c_stack);
-	q->gen++;
+	hm_store_forget_ids(st);     /* garbage collection may have removed ids */
+	hm_store_forget_series(st);  /* and retention series */
 	pthread_mutex_lock(&q->smu);
 	int lrc = series_cache_load(q);
 	pthread_mutex_unlock(&q->smu);
-	hm_fairlock_unlock(&q->wmu);
+	hm_fairlock_unlock(&st->wmu);
 	return rc < 0 ? rc : lrc;
 }
 
@@ -1228,12 +940,17 @@ static int sq_stats(hm_store *st, hm_store_stats *out)
 	return HM_OK;
 }
 
-const hm_store_ops hm_store_sqlite_ops = {
+const hm_store_engine hm_store_sqlite_engine = {
 	.name = "sqlite",
 	.open = sq_open,
 	.close = sq_close,
-	.put = sq_put,
-	.add_series = sq_add_series,
+	.begin = sq_begin,
+	.end = sq_end,
+	.dict_id = sq_dict_id,
+	.series_find = sq_series_find,
+	.series_count = sq_series_count,
+	.series_add = sq_series_add,
+	.rows = sq_rows,
 	.list_series = sq_list_series,
 	.merge = sq_merge,
 	.totals = sq_totals,

@@ -708,6 +708,132 @@ static void test_large_put_lets_others_write(void **state)
 	hm_store_close(ps.st);
 }
 
+/* A profile of n stacks main -> fN (each once, 1 ms), one with a frame
+ * whose name is big bytes long (0: none). */
+static hm_profile *make_many_frames(int n, size_t big)
+{
+	hm_profile *p = hm_profile_new(0);
+	uint32_t th = hm_profile_thread_id(p, 1, 1, NULL);
+	uint32_t root = frame(p, "main", "app.py", 1);
+	for (int i = 0; i < n; i++) {
+		char name[96];
+		snprintf(name, sizeof name, "handler_number_%d_of_a_rather_wide_service", i);
+		uint32_t s[2] = {root, frame(p, name, "app.py", i + 2)};
+		hm_profile_add(p, hm_profile_stack_id(p, s, 2), th, 1, 1000000, 0);
+	}
+	if (big) {
+		char *name = malloc(big + 1);
+		assert_non_null(name);
+		memset(name, 'x', big);
+		name[big] = 0;
+		uint32_t s[2] = {root, frame(p, name, "app.py", 1)};
+		hm_profile_add(p, hm_profile_stack_id(p, s, 2), th, 1, 1000000, 0);
+		free(name);
+	}
+	return p;
+}
+
+static size_t longest_leaf(const hm_profile *p)
+{
+	size_t best = 0;
+	for (size_t i = 0; i < hm_profile_nsamples(p); i++) {
+		uint32_t d;
+		const uint32_t *fr = hm_profile_stack(p, hm_profile_sample(p, i)->stack, &d);
+		size_t len = d ? strlen(hm_profile_str(p, hm_profile_frame(p, fr[d - 1])->name)) : 0;
+		if (len > best)
+			best = len;
+	}
+	return best;
+}
+
+/* The writer's id caches (one write path for both engines) stay within
+ * their bound however many strings, frames and stacks a store meets; what
+ * they evict is found again in the database (stored once, right counts),
+ * and a key too large for a cache is stored but not cached. */
+static void test_id_caches_bounded(void **state)
+{
+	enum { N = 3000, BOUND = 64 << 10, BIG = 40 << 10 };
+	hm_store_opts o = {.id_cache_bytes = BOUND};
+	hm_store *st;
+	assert_int_equal(hm_store_open(store_where(state), &o, &st), 0);
+	hm_profile *p = make_many_frames(N, BIG);
+	hm_store_label l[] = {{"service_name", "wide"}};
+	hm_store_stats s;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(hm_store_put(st, "process_cpu", l, 1, 1000 + 10 * round, p), 0);
+		assert_int_equal(hm_store_stats_get(st, &s), 0);
+		assert_true(s.cache_bytes > 0);
+		assert_true(s.cache_bytes <= 4 * BOUND);   /* four caches, each bounded */
+	}
+	hm_profile_free(p);
+	assert_int_equal(s.nstacks, N + 1);          /* the second put found them all */
+	assert_int_equal(s.nframes, N + 2);
+	assert_int_equal(s.nstrings, N + 3);         /* main, app.py, N names, the big one */
+	hm_profile *a = select_text(st, "process_cpu{service_name=\"wide\"}", 0, 2000);
+	assert_int_equal(hm_profile_total_count(a), 2 * (N + 1));
+	assert_int_equal(hm_profile_nsamples(a), N + 1);
+	assert_int_equal(longest_leaf(a), BIG);
+	hm_profile_free(a);
+	hm_store_close(st);
+
+	/* the default bound holds all of it */
+	assert_int_equal(hm_store_open(store_where(state), NULL, &st), 0);
+	p = make_many_frames(N, 0);
+	assert_int_equal(hm_store_put(st, "process_cpu", l, 1, 1000, p), 0);
+	hm_profile_free(p);
+	assert_int_equal(hm_store_stats_get(st, &s), 0);
+	assert_true(s.cache_bytes > 4 * BOUND);
+	hm_store_close(st);
+}
+
+typedef struct fail_state {
+	int calls, fail_from;
+} fail_state;
+
+static int cache_fail(void *arg)
+{
+	fail_state *fs = arg;
+	return ++fs->calls >= fs->fail_from;
+}
+
+/* Running out of memory in the id caches fails the put with HM_ENOMEM and
+ * the same message on both engines, stores none of the chunk's samples,
+ * and leaves the store usable. */
+static void test_out_of_memory_reported(void **state)
+{
+	fail_state fs = {0};
+	hm_store_opts o = {.cache_fail = cache_fail, .cache_fail_arg = &fs};
+	hm_store *st;
+	assert_int_equal(hm_store_open(store_where(state), &o, &st), 0);
+	hm_profile *p = make_profile(3, 2);
+	hm_store_label l[] = {{"service_name", "oom"}};
+	/* the 1st, 3rd and 6th cache insert: a series, a string, a frame */
+	int at[] = {1, 3, 6};
+	for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+		fs.calls = 0;
+		fs.fail_from = at[k];
+		assert_int_equal(hm_store_put(st, "process_cpu", l, 1, 1000, p), HM_ENOMEM);
+		assert_string_equal(hm_errmsg(), "store: out of memory (id cache)");
+		hm_profile *a = select_text(st, "process_cpu", 0, 2000);
+		assert_int_equal(hm_profile_total_count(a), 0);
+		hm_profile_free(a);
+	}
+	/* a request's series: nothing stored either */
+	fs.calls = 0;
+	fs.fail_from = 1;
+	hm_store_put_req req[] = {{"process_cpu", l, 1, 1000, p}};
+	assert_int_equal(hm_store_put_many(st, req, 1), HM_ENOMEM);
+	assert_string_equal(hm_errmsg(), "store: out of memory (id cache)");
+	fs.fail_from = 1 << 30;
+	assert_int_equal(hm_store_put(st, "process_cpu", l, 1, 1000, p), 0);
+	hm_profile *a = select_text(st, "process_cpu", 0, 2000);
+	assert_int_equal(count_of(a, "work"), 3);
+	assert_int_equal(count_of(a, "idle"), 2);
+	hm_profile_free(a);
+	hm_profile_free(p);
+	hm_store_close(st);
+}
+
 static hm_http_req request(const char *method, const char *path, const char *body)
 {
 	hm_http_req rq = {0};
@@ -929,6 +1055,8 @@ int main(void)
 		BOTH(test_large_put_lets_others_write),
 		BOTH(test_ingest_refuses_bad_values),
 		BOTH(test_handlers_bad_utf8),
+		BOTH(test_id_caches_bounded),
+		BOTH(test_out_of_memory_reported),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
