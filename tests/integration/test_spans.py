@@ -478,6 +478,22 @@ def test_server_span_queries(tmp_path, spawn):
         st, body, _ = srv.request("GET", "/api/v1/flamegraph?query=process_cpu_spans%7B%7D"
                                   "&trace_id=nothex&from=now-1h&until=now")
         assert st == 400, (st, body)
+        # The dashboard: a trace id pasted into its trace box shows that
+        # trace's flame graph, the same as the API's.
+        from test_dashboard import BROWSER_DIR, CHROMIUM, need_browser
+        need_browser()
+        svc = next(s["labels"]["service_name"] for s in series if s["type"] == "process_cpu_spans")
+        one_svc = srv.get_json("/api/v1/flamegraph", service=svc, type="process_cpu_spans",
+                               trace_id=tr[0]["trace_id"], **rng)
+        r = subprocess.run(["node", str(BROWSER_DIR / "trace.mjs"), srv.url, svc, "process_cpu",
+                            tr[0]["trace_id"]], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, CHROMIUM=CHROMIUM))
+        assert r.returncode == 0, r.stderr[-3000:]
+        page = json.loads(r.stdout)
+        assert page["errors"] == [], page["errors"]
+        assert "trace=" + tr[0]["trace_id"] in page["url"], page["url"]
+        assert page["trace"]["total"] == one_svc["total"] > 0, (json.dumps(page["state"]), one_svc["total"])
+        assert page["trace"]["total"] < page["all"]["total"], page
     finally:
         srv.stop()
 

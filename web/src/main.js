@@ -19,7 +19,7 @@ const H = (window.__homura = { ready: false, gen: 0, loads: 0 });
 // ---- state <-> URL -----------------------------------------------------------
 
 const DEF = { svc: '', type: '', from: 'now-1h', until: 'now', tab: 'flame', mode: 'icicle', q: '', focus: '', fn: '', by: '', src: '',
-  bl: '', bfrom: '', buntil: '', cl: '', cfrom: '', cuntil: '', side: '' };
+  bl: '', bfrom: '', buntil: '', cl: '', cfrom: '', cuntil: '', side: '', trace: '' };
 const S = { ...DEF, l: [] };
 function readURL() {
   const u = new URLSearchParams(location.search);
@@ -66,8 +66,12 @@ async function api(path, params, raw) {
 
 // '*' picks every service
 const svcArg = () => (S.svc === '*' ? '' : S.svc);
+// With a trace id: that trace's samples, from the span series the server
+// keeps beside each profile type (<type>_spans, docs/spans.md).
 function sel(extra = {}) {
-  return { service: svcArg(), type: S.type, label: S.l, from: S.from, until: S.until, ...extra };
+  const base = S.type.split(':')[0];
+  const tr = S.trace ? { type: base.endsWith('_spans') ? base : base + '_spans', trace_id: S.trace } : {};
+  return { service: svcArg(), type: S.type, label: S.l, from: S.from, until: S.until, ...tr, ...extra };
 }
 
 // ---- header: service, type, label filters, range -------------------------------------
@@ -162,6 +166,12 @@ for (const id of ['from', 'until']) {
     reload();
   });
 }
+$('trace').addEventListener('change', () => {
+  const v = $('trace').value.trim().toLowerCase();
+  if (v && !/^[0-9a-f]{32}$/.test(v)) { status(`bad trace id '${v}': 32 hex digits`, true); return; }
+  S.trace = v; S.focus = '';
+  reload();
+});
 $('theme').addEventListener('click', () => toggleTheme());
 function toggleTheme() {
   const t = document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark';
@@ -456,6 +466,7 @@ $('table').addEventListener('click', (e) => {
   // highlight it in the flame graph: an exact search on the frame's text
   S.q = '/^' + text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&') + '$/';
   $('search').value = S.q;
+  $('trace').value = S.trace;
   if (S.tab === 'table') setTab('both'); else { writeURL(); drawFlame(); drawTable(); }
 });
 $('table').addEventListener('dblclick', (e) => {
