@@ -2,16 +2,19 @@
 """record --ebpf beside the user-space sampler: what a sample costs.
 
 For each interpreter (3.8+): tests/programs/recursion.py (a busy 20-frame
-stack) pinned to one CPU is recorded at RATE Hz for DURATION seconds, by
-`homura record --ebpf` and by `homura record` (the user-space sampler, same
-on-CPU mode), alternating, ROUNDS times. The cost of a sample is what the
-user pays: homura's own CPU time (rusage of the child, user + system) plus,
-for --ebpf, the kernel's count of the BPF program's run time on every CPU
+stack) pinned to one CPU is recorded at RATE Hz by `homura record --ebpf`
+and by `homura record` (the user-space sampler, same on-CPU mode), with
+homura on another CPU, alternating, ROUNDS times, each for DURATION seconds
+and again for a quarter of it. The cost of a sample is what the user pays:
+homura's own CPU time (rusage of the child, user + system) plus, for
+--ebpf, the kernel's count of the BPF program's run time on every CPU
 (bpf_enable_stats; it includes the runs that found another task on the CPU
-and returned at once), divided by the samples recorded. The program's run
-time per run in the target is given too (runs of the program in tasks of
-other processes cost a hash lookup: their part is estimated from a recording
-of a sleeping target and subtracted).
+and returned at once), divided by the samples. "Steady" is the marginal
+cost: the differences in CPU time and in samples between the long and the
+short recordings, so that start-up (attaching; for --ebpf loading and
+verifying the program) and tear-down drop out. The program's run time per
+run in the target is given too (runs in tasks of other processes cost a
+hash lookup: their part, measured with a sleeping target, is subtracted).
 
     bench/bench_ebpf.py [--rate 1000] [--duration 5] [--rounds 3] [--only 3.9,3.12]
 
@@ -65,25 +68,28 @@ def measure(py, rate, duration, rounds, idle_ns):
     other = cpus[1] if len(cpus) > 1 else None
     argv = [py, benchlib.program("recursion.py"), 2 * rounds * duration + 30, 18]
     rows = {"ebpf": [], "user": []}
-    start = {}
+    short = {"ebpf": [], "user": []}
     with tempfile.TemporaryDirectory() as tmp, \
             benchlib.Workload(benchlib.pinned(argv, target_cpu)) as w:
-        # What starting costs (attach, and for --ebpf loading and verifying
-        # the program): a recording of 0.1 s, for the steady-state figures.
-        for ebpf in (True, False):
-            s = recording(w.pid, rate, 0.1, tmp, ebpf, other)
-            start["ebpf" if ebpf else "user"] = s["cpu_s"]
         for r in range(rounds):
             order = (True, False) if r % 2 == 0 else (False, True)
             for ebpf in order:
                 s = recording(w.pid, rate, duration, tmp, ebpf, other)
                 rows["ebpf" if ebpf else "user"].append(s)
+                # a quarter as long: the difference is the marginal cost
+                # of samples, without start-up and tear-down
+                s = recording(w.pid, rate, duration / 4, tmp, ebpf, other)
+                short["ebpf" if ebpf else "user"].append(s)
     out = {}
     for kind, ss in rows.items():
         samples = sum(s["samples"] for s in ss)
         invalid = sum(s["invalid"] for s in ss)
         cpu_us = sum(s["cpu_s"] for s in ss) * 1e6
-        steady_us = sum(max(0.0, s["cpu_s"] - start[kind]) for s in ss) * 1e6
+        sh = short[kind]
+        d_cpu = (sum(s["cpu_s"] for s in ss) - sum(s["cpu_s"] for s in sh)) * 1e6
+        d_bpf = (sum(s["bpf"]["run_ns"] for s in ss) - sum(s["bpf"]["run_ns"] for s in sh)) / 1000.0
+        d_n = sum(s["samples"] for s in ss) - sum(s["samples"] for s in sh)
+        start_ms = (sum(s["cpu_s"] for s in sh) * 1e6 - d_cpu / 3) / len(sh) / 1000.0
         bpf_us = sum(s["bpf"]["run_ns"] for s in ss) / 1000.0
         matched = sum(s["bpf"]["matched"] for s in ss)
         runs = sum(s["bpf"]["runs"] for s in ss)
@@ -92,8 +98,8 @@ def measure(py, rate, duration, rounds, idle_ns):
                      "user_us": cpu_us / samples if samples else float("nan"),
                      "bpf_us": bpf_us / samples if samples else 0.0,
                      "total_us": (cpu_us + bpf_us) / samples if samples else float("nan"),
-                     "steady_us": (steady_us + bpf_us) / samples if samples else float("nan"),
-                     "start_ms": start[kind] * 1e3,
+                     "steady_us": (d_cpu + d_bpf) / d_n if d_n > 0 else float("nan"),
+                     "start_ms": start_ms,
                      "run_in_target_us": in_target}
     return out
 
@@ -111,8 +117,9 @@ def main(argv=None):
           "homura on another" % (benchlib.today(), benchlib.machine(), a.rate, a.duration, a.rounds))
     print("BPF program run for a task of another process (returns at once): %.2f us\n" % (idle_ns / 1000))
     print("CPU per sample = (homura's rusage + the BPF program's run time) / samples; steady: "
-          "without the start-up (attach; for --ebpf, loading and verifying the program), whose "
-          "CPU time is given apart.\n")
+          "the marginal cost, from a recording and one a quarter as long (their differences in "
+          "CPU time and samples), so start-up (attach; for --ebpf, loading and verifying the "
+          "program) and tear-down drop out; start-up is given apart.\n")
     print("| Python | --ebpf: CPU per sample | steady | of which BPF | BPF run in the target "
           "| start-up | invalid | user-space: CPU per sample | steady | start-up | invalid | ratio (steady) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
