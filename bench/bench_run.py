@@ -5,7 +5,7 @@ Each workload of bench/run_workloads.py (pure Python, allocation churn,
 zlib + /dev/zero, numpy) runs bare (twice: the second, divided by the
 first, is the noise), under `homura run --cpu` (1000 Hz, and 100 Hz), under
 `homura run` (every measure) and, when `python3 -m scalene` works for the
-interpreter, under `scalene --cpu` and `scalene` (CPU + memory), in
+interpreter, under `scalene --cpu` (CPU only) and `scalene --cpu --memory`, in
 rotating order in each repeat. The workload times its own work (start-up
 excluded) in wall-clock and in its own CPU time; each measured run is
 divided by the bare run of the same repeat, and the median over repeats is
@@ -44,7 +44,7 @@ def kinds(py):
          ("homura run --cpu -r 100", [benchlib.HOMURA, "run", "--cpu", "-r", "100", "-n", "0", "--"]),
          ("homura run", [benchlib.HOMURA, "run", "-n", "0", "--"])]
     if has_scalene(py):
-        k += [("scalene --cpu", None), ("scalene", None)]
+        k += [("scalene --cpu", None), ("scalene --cpu --memory", None)]
     return k
 
 
@@ -53,9 +53,10 @@ def run_once(py, mode, kind, prefix, scale, tmp):
     if os.path.exists(res):
         os.unlink(res)
     if kind.startswith("scalene"):
-        cmd = [py, "-m", "scalene", "--cli", "--no-browser", "--outfile", os.path.join(tmp, "s.txt")]
-        if kind == "scalene --cpu":
-            cmd.append("--cpu")
+        # Scalene 1.5: naming any of --cpu/--memory/--gpu turns the others
+        # off; --cli writes text (no web page), --outfile keeps it off stdout.
+        cmd = [py, "-m", "scalene", "--cli", "--outfile", os.path.join(tmp, "s.txt")]
+        cmd += kind.split()[1:]
         cmd += [WORK, "---", mode, res, str(scale)]
     else:
         cmd = prefix + [py, WORK, mode, res, str(scale)]
@@ -77,6 +78,7 @@ def main():
     ks = kinds(py)
     modes = [m for m in MODES if m != "numpy" or has_numpy(py)]
     rows = []
+    ratios = {name: [] for name, _ in ks[1:]}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:
             runs = {name: [] for name, _ in ks}
@@ -91,7 +93,12 @@ def main():
                 cpu = statistics.median(r[1] / b[1] for r, b in zip(runs[name], bare))
                 wall = statistics.median(r[0] / b[0] for r, b in zip(runs[name], bare))
                 row.append("%.2f× (wall %.2f×)" % (cpu, wall))
+                ratios[name].append((cpu, wall))
             rows.append(row)
+    rows.append(["median of workloads", ""] +
+                ["%.2f× (wall %.2f×)" % (statistics.median(c for c, _ in ratios[n]),
+                                         statistics.median(w for _, w in ratios[n]))
+                 for n, _ in ks[1:]])
     ver = subprocess.run([py, "-c", "import sys; print(sys.version.split()[0])"],
                          capture_output=True, text=True).stdout.strip()
     print("| workload | bare wall / CPU (s) | " + " | ".join(n for n, _ in ks[1:]) + " |")

@@ -22,6 +22,8 @@ command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 PKGS+=(chromium)
 # tests/integration/test_memory.py: numpy arrays under the allocation sampler
 PKGS+=(python3-numpy)
+# tests/integration/test_run.py: pandas under `homura run`
+PKGS+=(python3-pandas)
 # tests/integration/test_spans.py: the seed's FastAPI service (with the
 # OpenTelemetry SDK of shared/third_party/otel-python)
 PKGS+=(python3-fastapi python3-uvicorn python3-wrapt python3-asgiref python3-packaging)

@@ -444,3 +444,56 @@ def test_memory_per_line_leak_and_heap_pprof(tmp_path, default_py):
     leak_mb = [float(l.split()[0].rstrip("MB")) for l in inuse.stdout.splitlines()
                if l.strip().endswith(" leak")]
     assert leak_mb and abs(leak_mb[0] - 40) <= 6, inuse.stdout
+
+
+PANDAS_PY = "/usr/bin/python3"
+
+
+def has_pandas():
+    return os.path.exists(PANDAS_PY) and subprocess.run(
+        [PANDAS_PY, "-c", "import pandas, numpy"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not has_pandas(), reason="pandas is not importable by /usr/bin/python3 "
+                    "(Debian's python3-pandas, scripts/install-deps.sh)")
+def test_pandas_alloc_and_native_lines(tmp_path):
+    """A pandas script: the line that builds DataFrames of known size is
+    charged their bytes (numpy's native allocations, through pandas), the
+    rank/groupby line is mostly native CPU, and the program's output and
+    exit status are those of a bare run."""
+    script = tmp_path / "pd_work.py"
+    script.write_text(
+        "import sys\n"
+        "import numpy as np\n"
+        "import pandas as pd\n"
+        "rng = np.random.default_rng(7)\n"
+        "N = 400_000\n"
+        "frames = []\n"
+        "for i in range(10):\n"
+        "    frames.append(pd.DataFrame(rng.random((N, 5))))  # BUILD\n"
+        "df = frames[-1]\n"
+        "df['k'] = (df[0] * 1000).astype(np.int64)\n"
+        "for _ in range(3):\n"
+        "    out = df.rank().groupby('k').sum()  # COMPUTE\n"
+        "print(len(out), len(frames), round(float(out[1].sum()), 3))\n"
+        "sys.exit(3)\n")
+    bare = subprocess.run([PANDAS_PY, str(script)], capture_output=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert bare.returncode == 3, bare.stderr
+    p, rep, err = run_json(tmp_path, "--", PANDAS_PY, script, timeout=120)
+    assert p.returncode == 3, err
+    assert p.stdout == bare.stdout
+    assert err.startswith(bare.stderr.decode(errors="replace")), err
+    assert rep["available"]["cpu"] is True and rep["available"]["memory"] is True, err
+    build = line_of(rep, str(script), marker_line(str(script), "# BUILD"))
+    compute = line_of(rep, str(script), marker_line(str(script), "# COMPUTE"))
+    # ten float64 frames of 400000 x 5: 160e6 bytes, reported in MiB; about
+    # 1200 samples of 128 KiB on average, so 10% is more than 5 standard errors
+    known_mb = 10 * 400_000 * 5 * 8 / (1 << 20)
+    assert abs(build["alloc_mb"] - known_mb) <= 0.1 * known_mb, build
+    assert build["python_alloc_share"] is not None and build["python_alloc_share"] < 0.2, build
+    # rank() sorts each column in C: native CPU dominates the line (measured
+    # 70-75% native against 5-15% Python + system) and the program
+    assert compute["cpu_native"] > 30, (compute, err)
+    assert compute["cpu_native"] > 2 * (compute["cpu_python"] + compute["cpu_system"]), compute
+    assert all(cpu(l) <= cpu(compute) for f in rep["files"] for l in f["lines"]), err
