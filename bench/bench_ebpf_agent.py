@@ -7,7 +7,8 @@ Reported per agent: its own CPU time (utime + stime from /proc/PID/stat,
 read before it is stopped) plus, for --ebpf, the BPF program's run time on
 every CPU (`bpftool prog show`, while the agent keeps the kernel's BPF
 statistics on), as a share of one core over the window; and the samples it
-took (its --stats-json).
+took (its --stats-json, over its whole run: the per-sample column is an
+upper bound).
 
     bench/bench_ebpf_agent.py [--procs 20] [--rate 100] [--seconds 20]"""
 import argparse
@@ -40,22 +41,35 @@ def bpf_run_ns():
     return 0, 0
 
 
-def run_agent(token, rate, seconds, ebpf, tmp):
+def run_agent(token, rate, seconds, ebpf, tmp, nprocs):
     stats = os.path.join(tmp, "stats-%d.json" % ebpf)
     out = os.path.join(tmp, "dir-%d" % ebpf)
     argv = [benchlib.HOMURA, "agent", "--name", r"busy\.py [0-9.]+ %s$" % token, "-r", str(rate),
             "--interval", "5", "--scan-interval", "1", "--dir", out, "--stats-json", stats]
     if ebpf:
         argv.insert(2, "--ebpf")
-    a = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(3)                       # discovery, attach, program load
+    errf = open(os.path.join(tmp, "err-%d.txt" % ebpf), "w+")
+    a = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf)
+    # the window starts once every process is attached (reading its
+    # interpreter's symbols is the agent's one big cost per process) and the
+    # program loaded
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with open(errf.name) as f:
+            if f.read().count("profiling process") >= nprocs:
+                break
+        time.sleep(0.2)
+    time.sleep(1)
     c0, b0 = cpu_s(a.pid), bpf_run_ns() if ebpf else (0, 0)
     t0 = time.monotonic()
     time.sleep(seconds)
     c1, b1 = cpu_s(a.pid), bpf_run_ns() if ebpf else (0, 0)
     t1 = time.monotonic()
     a.terminate()
-    _, err = a.communicate(timeout=60)
+    a.wait(timeout=60)
+    errf.seek(0)
+    err = errf.read().encode()
+    errf.close()
     with open(stats) as f:
         st = json.load(f)
     bpf = (b1[0] - b0[0]) / 1e9 if ebpf and b0 is not None and b1 is not None else 0.0
@@ -79,12 +93,14 @@ def main(argv=None):
     try:
         time.sleep(1)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [(ebpf, run_agent(token, a.rate, a.seconds, ebpf, tmp)) for ebpf in (True, False)]
+            rows = [(ebpf, run_agent(token, a.rate, a.seconds, ebpf, tmp, a.procs))
+                    for ebpf in (True, False)]
     finally:
         for w in workers:
             w.kill()
             w.wait()
-    print("%s; %s; %d busy Python %s processes, %d Hz, %g s window after 3 s of start-up"
+    print("%s; %s; %d busy Python %s processes, %d Hz, a %g s window from 1 s after the last "
+          "process was attached"
           % (benchlib.today(), benchlib.machine(), a.procs, os.path.basename(os.path.dirname(os.path.dirname(py[0]))) or py[0],
              a.rate, a.seconds))
     print()

@@ -671,10 +671,11 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct t
 void hm_python_resolve_begin(hm_python *py)
 {
 	uint64_t t = hm_mono_ns();
-	if (py->sample_ns) {
-		uint64_t gap = t - py->sample_ns;
-		py->interval_ns = py->interval_ns ? py->interval_ns - py->interval_ns / 8 + gap / 8 : gap;
-	}
+	/* The pairs come from frames that were live when the kernel read
+	 * them, whenever a code object was last met: a cached one counts as
+	 * recent for 3 s and is re-checked once a second (REVALIDATE_NS), not
+	 * re-read whenever a process is sampled less often than each drain. */
+	py->interval_ns = 1000000000ull;
 	py->sample_ns = t;
 	py->nsample++;
 	bury_dead_codes(py);

@@ -66,7 +66,9 @@ void hm_ebpf_close(hm_ebpf *e)
 #include "sample/pystack.skel.h"
 
 #define MAX_CPUS 1024
-#define TID_REFRESH_NS 200000000ull      /* re-send thread states every 200 ms */
+#define TID_REFRESH_NS 2000000000ull     /* re-send thread states every 2 s (3.11+: the
+					  * kernel side finds new threads and checks
+					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
 
 int hm_ebpf_built(void)

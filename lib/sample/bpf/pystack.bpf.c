@@ -67,11 +67,21 @@ static __always_inline __u64 rd64(__u64 addr, int *err)
 static __always_inline __u64 find_tstate(const struct hm_bpf_proc *p, __u32 tid)
 {
 	__u64 *hit = bpf_map_lookup_elem(&tids, &tid);
-	if (hit)
+	int err = 0;
+	if (hit && p->ts_native_tid < 0)
 		return *hit;
+	if (hit) {
+		/* 3.11+: the state still names this thread (a tid can be
+		 * reused by a new thread with a new state). */
+		__u64 ts = *hit;
+		__u64 ntid = rd64(ts + (__u64)p->ts_native_tid, &err);
+		if (!err && (__u32)ntid == tid)
+			return ts;
+		bpf_map_delete_elem(&tids, &tid);
+		err = 0;
+	}
 	if (p->ts_native_tid < 0)
 		return 0;
-	int err = 0;
 	__u64 ts = rd64(p->interp + (__u64)p->is_threads_head, &err);
 	for (int i = 0; i < HM_BPF_MAX_THREADS && ts && !err; i++) {
 		__u64 ntid = rd64(ts + (__u64)p->ts_native_tid, &err);
