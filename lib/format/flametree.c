@@ -270,3 +270,47 @@ uint32_t hm_flametree_max_depth(const hm_flametree *t)
 {
 	return t->max_depth;
 }
+
+/* Largest total first, then shallower, then lower id. */
+static int by_total(const void *a, const void *b, void *arg)
+{
+	const hm_flametree *t = arg;
+	const hm_flame_node *x = hm_flametree_node(t, *(const uint32_t *)a);
+	const hm_flame_node *y = hm_flametree_node(t, *(const uint32_t *)b);
+	int64_t vx = x->total[0] + x->total[1], vy = y->total[0] + y->total[1];
+	if (vx != vy)
+		return vx > vy ? -1 : 1;
+	if (x->depth != y->depth)
+		return x->depth < y->depth ? -1 : 1;
+	return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
+}
+
+unsigned char *hm_flametree_keep_largest(const hm_flametree *t, uint64_t max_nodes)
+{
+	uint32_t n = hm_flametree_nnodes(t);
+	unsigned char *keep = calloc((size_t)n + 1, 1);
+	if (!keep)
+		return NULL;
+	if (n <= max_nodes) {
+		memset(keep, 1, n);
+		return keep;
+	}
+	uint32_t *ids = malloc((size_t)n * sizeof *ids);
+	if (!ids) {
+		free(keep);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		ids[i] = i;
+	qsort_r(ids, n, sizeof *ids, by_total, (void *)t);
+	keep[0] = 1;
+	for (uint32_t i = 0, kept = 1; i < n && kept < max_nodes; i++) {
+		const hm_flame_node *nd = hm_flametree_node(t, ids[i]);
+		if (ids[i] && keep[nd->parent] && !keep[ids[i]]) {
+			keep[ids[i]] = 1;
+			kept++;
+		}
+	}
+	free(ids);
+	return keep;
+}

@@ -55,6 +55,11 @@ hm_flametree *hm_flametree_build(const hm_profile *p, int flags, hm_ft_filter fi
 
 uint32_t hm_flametree_nnodes(const hm_flametree *t);
 const hm_flame_node *hm_flametree_node(const hm_flametree *t, uint32_t id);
+/* keep[i] (calloc'd, n + 1 bytes, free it) marks the max_nodes largest
+ * nodes by total, ancestors always kept before their children, ties broken
+ * by depth then id: the nodes a size-bounded answer shows (the query API,
+ * the querier). NULL when out of memory. */
+unsigned char *hm_flametree_keep_largest(const hm_flametree *t, uint64_t max_nodes);
 const char *hm_flametree_str(const hm_flametree *t, uint32_t id);
 /* Children of a node, sorted by text. Valid until the next hm_flametree_add. */
 const uint32_t *hm_flametree_children(const hm_flametree *t, uint32_t id, uint32_t *n);

@@ -524,54 +524,6 @@ typedef struct trim {
 	unsigned char *keep;
 } trim;
 
-static const hm_flametree *sort_tree;
-static int by_size(const void *a, const void *b)
-{
-	const hm_flame_node *x = hm_flametree_node(sort_tree, *(const uint32_t *)a);
-	const hm_flame_node *y = hm_flametree_node(sort_tree, *(const uint32_t *)b);
-	int64_t vx = x->total[0] + x->total[1], vy = y->total[0] + y->total[1];
-	if (vx != vy)
-		return vx > vy ? -1 : 1;
-	if (x->depth != y->depth)
-		return x->depth < y->depth ? -1 : 1;
-	return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
-}
-
-/* Mark the max_nodes largest nodes (ancestors always come first). */
-static unsigned char *keep_largest(const hm_flametree *t, uint32_t max_nodes)
-{
-	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-	uint32_t n = hm_flametree_nnodes(t);
-	unsigned char *keep = calloc(n + 1, 1);
-	if (!keep)
-		return NULL;
-	if (n <= max_nodes) {
-		memset(keep, 1, n);
-		return keep;
-	}
-	uint32_t *ids = malloc(n * sizeof *ids);
-	if (!ids) {
-		free(keep);
-		return NULL;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		ids[i] = i;
-	pthread_mutex_lock(&mu);
-	sort_tree = t;
-	qsort(ids, n, sizeof *ids, by_size);
-	pthread_mutex_unlock(&mu);
-	keep[0] = 1;
-	for (uint32_t i = 0, kept = 1; i < n && kept < max_nodes; i++) {
-		const hm_flame_node *nd = hm_flametree_node(t, ids[i]);
-		if (ids[i] && keep[nd->parent] && !keep[ids[i]]) {
-			keep[ids[i]] = 1;
-			kept++;
-		}
-	}
-	free(ids);
-	return keep;
-}
-
 typedef struct walk_ent {
 	uint32_t node;           /* UINT32_MAX: an "other" node */
 	uint32_t parent_out;
@@ -696,7 +648,7 @@ static void api_flamegraph(hm_store *st, const hm_http_req *rq, hm_http_resp *rs
 	}
 	int fl = ft_flags(rq, &q.sel, p);
 	hm_flametree *t = hm_flametree_build(p, fl, NULL, NULL);
-	unsigned char *keep = t ? keep_largest(t, (uint32_t)mn) : NULL;
+	unsigned char *keep = t ? hm_flametree_keep_largest(t, (uint64_t)mn) : NULL;
 	nodes_out o = {json_array(), 0};
 	rc = keep ? walk_tree(t, keep, 1, emit_node, &o) : hm_error(HM_ENOMEM, "out of memory");
 	if (rc >= 0)
@@ -780,7 +732,7 @@ static void api_diff(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 		if (rc == HM_OK)
 			rc = hm_flametree_add(t, pb, 1, fl, NULL, NULL);
 	}
-	unsigned char *keep = rc == HM_OK ? keep_largest(t, (uint32_t)mn) : NULL;
+	unsigned char *keep = rc == HM_OK ? hm_flametree_keep_largest(t, (uint64_t)mn) : NULL;
 	nodes_out o = {json_array(), 1};
 	if (rc == HM_OK)
 		rc = keep ? walk_tree(t, keep, 2, emit_node, &o) : hm_error(HM_ENOMEM, "oom");
@@ -1061,7 +1013,7 @@ static void api_render(hm_store *st, const hm_http_req *rq, hm_http_resp *rs)
 	}
 	int fl = ft_flags(rq, &q.sel, p);
 	hm_flametree *t = hm_flametree_build(p, fl, NULL, NULL);
-	unsigned char *keep = t ? keep_largest(t, (uint32_t)mn) : NULL;
+	unsigned char *keep = t ? hm_flametree_keep_largest(t, (uint64_t)mn) : NULL;
 	fb_out o = {json_array(), json_array(), json_object(), NULL, 0, 0};
 	o.level_end = t ? calloc(hm_flametree_max_depth(t) + 2, sizeof *o.level_end) : NULL;
 	rc = keep && o.level_end ? walk_tree(t, keep, 1, emit_flamebearer, &o) :

@@ -473,50 +473,6 @@ static int select_profile(ctx *c, const char *type_id, const char *labels, int64
 	return rc;
 }
 
-static __thread const hm_flametree *sort_tree;
-static int by_total(const void *a, const void *b)
-{
-	const hm_flame_node *x = hm_flametree_node(sort_tree, *(const uint32_t *)a);
-	const hm_flame_node *y = hm_flametree_node(sort_tree, *(const uint32_t *)b);
-	int64_t vx = x->total[0] + x->total[1], vy = y->total[0] + y->total[1];
-	if (vx != vy)
-		return vx > vy ? -1 : 1;
-	if (x->depth != y->depth)
-		return x->depth < y->depth ? -1 : 1;
-	return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
-}
-
-/* keep[i]: node i is among the max_nodes largest (its ancestors too). */
-static unsigned char *keep_largest(const hm_flametree *t, int64_t max_nodes)
-{
-	uint32_t n = hm_flametree_nnodes(t);
-	unsigned char *keep = calloc(n + 1, 1);
-	if (!keep || n <= max_nodes) {
-		if (keep)
-			memset(keep, 1, n);
-		return keep;
-	}
-	uint32_t *ids = malloc(n * sizeof *ids);
-	if (!ids) {
-		free(keep);
-		return NULL;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		ids[i] = i;
-	sort_tree = t;
-	qsort(ids, n, sizeof *ids, by_total);
-	keep[0] = 1;
-	for (uint32_t i = 0, kept = 1; i < n && kept < max_nodes; i++) {
-		const hm_flame_node *nd = hm_flametree_node(t, ids[i]);
-		if (ids[i] && keep[nd->parent] && !keep[ids[i]]) {
-			keep[ids[i]] = 1;
-			kept++;
-		}
-	}
-	free(ids);
-	return keep;
-}
-
 /* Flamebearer levels of a tree (slots: 1 single, 2 diff). */
 typedef struct fb {
 	size_t depth;            /* levels allocated */
@@ -541,7 +497,7 @@ static int fb_build(const hm_flametree *t, int slots, int64_t max_nodes, fb *f)
 {
 	memset(f, 0, sizeof *f);
 	uint32_t n = hm_flametree_nnodes(t), depth = hm_flametree_max_depth(t) + 1;
-	unsigned char *keep = keep_largest(t, max_nodes);
+	unsigned char *keep = hm_flametree_keep_largest(t, max_nodes > 0 ? (uint64_t)max_nodes : 1);
 	uint32_t *stk = malloc((n + 1) * sizeof *stk);
 	int64_t *end = calloc(2 * (size_t)depth, sizeof *end);
 	size_t *cnt = calloc(depth, sizeof *cnt);
