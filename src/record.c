@@ -66,7 +66,9 @@ static void usage(FILE *f)
 		"      --nonblocking      never pause the target (the default)\n"
 		"  -n, --native           merge native (C/C++/Cython) frames into the Python\n"
 		"                         stacks; stops each sampled thread (ptrace) for the\n"
-		"                         few tens of microseconds its unwind takes\n"
+		"                         few tens of microseconds its unwind takes; with\n"
+		"                         --ebpf nothing is stopped (unwound from the kernel's\n"
+		"                         copy of the registers and top of the stack)\n"
 		"      --async            asyncio: each task's chain of awaiting coroutines\n"
 		"                         as its stack under a 'Task <name>' root, idle tasks\n"
 		"                         included (CPython 3.8-3.13)\n"
@@ -279,14 +281,19 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		"{\"samples\": %llu, \"invalid\": %llu, \"late\": %llu, \"ticks\": %llu, "
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
 		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
-		"\"dropped\": %llu, \"no_python\": %llu}}\n",
+		"\"dropped\": %llu, \"no_python\": %llu, \"native_joined\": %llu, "
+		"\"native_unjoined\": %llu, \"native_lost\": %llu}, \"native\": {\"unwinds\": %llu, "
+		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		(unsigned long long)st->late, (unsigned long long)st->ticks,
 		(unsigned long long)st->errors, hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99),
 		(double)st->cost_max_ns / 1000.0, hm_sampler_cost_mean_us(st),
 		(unsigned long long)st->bpf_runs, (unsigned long long)st->bpf_run_ns,
 		(unsigned long long)st->bpf_matched, (unsigned long long)st->bpf_dropped,
-		(unsigned long long)st->bpf_no_python);
+		(unsigned long long)st->bpf_no_python, (unsigned long long)st->bpf_native_joined,
+		(unsigned long long)st->bpf_native_unjoined, (unsigned long long)st->bpf_native_lost,
+		(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,
+		(unsigned long long)st->native_failed, (unsigned long long)st->native_stop_ns);
 	if (hm_output_commit(&o) != HM_OK)
 		cli_fail_lib();
 }
@@ -393,7 +400,9 @@ int cmd_record(int argc, char **argv)
 		a.title = title;
 	}
 	fprintf(stderr, "homura: sampling process %d (Python %s) at %g Hz%s; Ctrl-C to stop\n", (int)pid,
-		hm_python_version(py), a.so.rate_hz, a.so.native ? ", stopping each sampled thread while it is unwound"
+		hm_python_version(py), a.so.rate_hz,
+		a.so.native && a.so.ebpf ? ", native frames unwound from the kernel's copies of the stack"
+		: a.so.native ? ", stopping each sampled thread while it is unwound"
 		: a.so.blocking ? ", pausing it for each sample" : "");
 
 	if (a.so.async) {
@@ -474,7 +483,15 @@ int cmd_record(int argc, char **argv)
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		total ? 100.0 * (double)st->invalid / (double)total : 0.0, (unsigned long long)st->late,
 		hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99), (double)st->cost_max_ns / 1000.0);
-	if (a.so.native)
+	if (a.so.native && in_kernel)
+		fprintf(stderr,
+			"homura: native: %llu stacks unwound from the kernel's copies of registers and "
+			"stack, no thread stopped; %llu torn (Python frames only), %llu failed; "
+			"%llu samples without their copy (Python frames only), %llu copies lost\n",
+			(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,
+			(unsigned long long)st->native_failed, (unsigned long long)st->bpf_native_unjoined,
+			(unsigned long long)st->bpf_native_lost);
+	else if (a.so.native)
 		fprintf(stderr,
 			"homura: native: %llu stacks unwound, %llu torn (Python frames only), "
 			"%llu failed; threads stopped %.1f us on average, %.1f us max\n",

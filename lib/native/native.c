@@ -122,6 +122,11 @@ struct hm_native {
 
 	hm_pysample pre;
 	hm_native_stats st;
+
+	/* hm_native_unwind_copy: the stack copy memory reads come from */
+	const uint8_t *copy;
+	uint64_t copy_lo;
+	size_t copy_len;
 };
 
 static __thread hm_native *elf_ctx;   /* for find_elf, which has no user arg */
@@ -336,9 +341,23 @@ static const uint8_t *page_get(hm_native *n, uint64_t pa)
 	return n->pages[slots[0]].data;
 }
 
+/* hm_native_unwind_copy: the thread's stack as it was is only what the copy
+ * holds; the live stack around it has changed since. */
+#define STACK_WINDOW_BELOW (64u << 10)
+#define STACK_WINDOW_ABOVE (8u << 20)
+
 static bool mem_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *arg)
 {
 	hm_native *n = arg;
+	if (n->copy) {
+		if (addr >= n->copy_lo && addr - n->copy_lo <= n->copy_len &&
+		    n->copy_len - (addr - n->copy_lo) >= 8) {
+			memcpy(result, n->copy + (addr - n->copy_lo), 8);
+			return true;
+		}
+		if (addr + STACK_WINDOW_BELOW >= n->copy_lo && addr < n->copy_lo + STACK_WINDOW_ABOVE)
+			return false;   /* stack beyond the copy: the unwind ends here */
+	}
 	uint64_t pa = addr & ~(uint64_t)(PAGE_SIZE_ - 1), off = addr - pa;
 	uint8_t tmp[8];
 	const uint8_t *p = page_get(n, pa);
@@ -941,6 +960,66 @@ static void sample_begin(hm_native *n, int major)
 		check_maps(n);
 }
 
+/* A new interpreter (exec): symbols resolved before may have missed its
+ * evaluation loop. */
+static void note_interpreter(hm_native *n, const hm_python *py)
+{
+	if (py->mod_path && (!n->interp_path || strcmp(n->interp_path, py->mod_path))) {
+		free(n->interp_path);
+		n->interp_path = strdup(py->mod_path);
+		cache_clear(n);
+	}
+}
+
+int hm_native_unwind_copy(hm_native *n, hm_python *py, pid_t tid, const uint64_t *regs, int nregs,
+			  const uint8_t *stack, size_t stack_len, hm_natstack *out)
+{
+	out->tid = tid;
+	out->state = HM_NATSTACK_FAILED;
+	out->nframes = 0;
+	out->complete = 0;
+#if defined(__x86_64__)
+	if (nregs != 17) {
+		n->st.failed++;
+		return hm_error(HM_EINVAL, "unwinding from a copy needs the 17 x86-64 registers");
+	}
+	sample_begin(n, hm_python_layout(py)->major);
+	note_interpreter(n, py);
+	memcpy(n->regs, regs, 17 * sizeof *regs);
+	n->nregs = 17;
+	n->pc0 = regs[16];
+	n->copy = stack;
+	n->copy_lo = regs[7];    /* rsp: where the copy starts */
+	n->copy_len = stack ? stack_len : 0;
+	n->pages_used = 0;
+	n->page_victim = 0;
+	n->cur_tid = tid;
+	n->cur = out;
+	n->ended = 0;
+	elf_ctx = n;
+	int rc = dwfl_getthread_frames(n->dwfl, tid, frame_cb, n);
+	n->cur = NULL;
+	n->copy = NULL;
+	out->complete = (rc == 0 || n->ended) && out->nframes > 0;
+	n->st.unwinds++;
+	if (!out->nframes) {
+		n->st.failed++;
+		return hm_error(HM_EIO, "cannot unwind thread %d: %s", (int)tid, dwfl_errmsg(-1));
+	}
+	int r = resolve_stack(n, out);
+	if (r != HM_OK) {
+		n->st.failed++;
+		return r;
+	}
+	out->state = HM_NATSTACK_OK;
+	return HM_OK;
+#else
+	(void)py; (void)regs; (void)nregs; (void)stack; (void)stack_len;
+	n->st.failed++;
+	return hm_error(HM_EINVAL, "native frames from a stack copy are only supported on x86-64");
+#endif
+}
+
 int hm_native_unwind(hm_native *n, pid_t tid, hm_natstack *out)
 {
 	sample_begin(n, n->py_major);
@@ -983,13 +1062,7 @@ int hm_native_sample(hm_native *n, hm_python *py, hm_pysample *s, hm_natsample *
 		     unsigned flags)
 {
 	sample_begin(n, hm_python_layout(py)->major);
-	if (py->mod_path && (!n->interp_path || strcmp(n->interp_path, py->mod_path))) {
-		/* a new interpreter (exec): symbols resolved before may have
-		 * missed its evaluation loop */
-		free(n->interp_path);
-		n->interp_path = strdup(py->mod_path);
-		cache_clear(n);
-	}
+	note_interpreter(n, py);
 	int r = hm_python_sample(py, &n->pre, flags);
 	if (r != HM_OK)
 		return r;

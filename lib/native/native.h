@@ -110,6 +110,20 @@ void hm_natstack_free(hm_natstack *st);
  * is gone; HM_EPERM / HM_ESYS if it cannot be stopped. */
 int hm_native_unwind(hm_native *n, pid_t tid, hm_natstack *out);
 
+/* Unwind a thread that is NOT stopped, from its registers and a copy of the
+ * top of its stack taken at one instant (record --ebpf --native: a perf
+ * sample's PERF_SAMPLE_REGS_USER and PERF_SAMPLE_STACK_USER). regs are in
+ * DWARF order (x86-64: rax rdx rcx rbx rsi rdi rbp rsp r8-r15 rip, nregs
+ * 17); the copy starts at rsp. Memory reads inside the copy come from it;
+ * reads of the stack beyond it end the unwind (the live stack has moved on:
+ * out->complete stays 0, and hm_native_merge places the Python frames left
+ * as callers); other reads go to the process. py is the thread's
+ * interpreter (for its evaluation loop). Frames are resolved; out->state is
+ * HM_NATSTACK_OK or _FAILED. Counted in hm_native_stats (unwinds, failed;
+ * stop_ns stays 0: nothing is stopped). */
+int hm_native_unwind_copy(hm_native *n, hm_python *py, pid_t tid, const uint64_t *regs, int nregs,
+			  const uint8_t *stack, size_t stack_len, hm_natstack *out);
+
 /* The address ranges [lo, hi) of the biggest functions listed in an
  * .eh_frame_hdr section (hdr, len bytes, at file address hdr_vaddr): each
  * function ends where the next one starts; only those inside

@@ -113,7 +113,9 @@ int hm_python_thread_names(hm_python *py, hm_pysample *s);
  * same checks as a sample (a pair that is not a code object, or an
  * instruction outside it, makes the stack invalid: -1). Call
  * hm_python_resolve_begin before each batch; frames stay valid until the
- * next begin or sample. */
+ * next begin or sample. A code address with HM_PYPAIR_ENTRY set marks the
+ * frame hm_pyframe.entry (3.11+, for --native merging). */
+#define HM_PYPAIR_ENTRY (1ULL << 63)
 void hm_python_resolve_begin(hm_python *py);
 int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th);
 /* The thread states of the interpreter and their host tids (up to cap);

@@ -694,7 +694,8 @@ int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *
 			th->truncated = 1;
 			break;
 		}
-		uint64_t code = pairs[2 * i], instr = pairs[2 * i + 1];
+		uint64_t code = pairs[2 * i] & ~HM_PYPAIR_ENTRY, instr = pairs[2 * i + 1];
+		int entry = (pairs[2 * i] & HM_PYPAIR_ENTRY) != 0;
 		struct code_entry *c = code_get(py, code);
 		if (!c)
 			return -1;
@@ -707,8 +708,11 @@ int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *
 				return -1;
 			}
 		} else {
-			if (c->shim)
+			if (c->shim) {
+				if (entry && th->nframes > 0)   /* as walk_iframes */
+					th->frames[th->nframes - 1].entry = 1;
 				continue;
+			}
 			off = (int64_t)(instr - (code + (uint64_t)L->co_code_adaptive));
 			if (off < -2 || off > (int64_t)c->code_bytes) {
 				code_distrust(py, c);
@@ -717,6 +721,7 @@ int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *
 		}
 		if (push_frame(th, c, code_line(c, L->linetable_kind, off), 0))
 			return -1;
+		th->frames[th->nframes - 1].entry = entry;
 	}
 	th->valid = 1;
 	return 0;

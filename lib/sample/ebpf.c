@@ -52,11 +52,25 @@ void hm_ebpf_close(hm_ebpf *e)
 {
 }
 
+int hm_ebpf_open_native(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out)
+{
+	*out = NULL;
+	return hm_error(HM_ESYS, NOT_BUILT);
+}
+
+int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
+{
+	return hm_error(HM_ESYS, NOT_BUILT);
+}
+
 #else
 
 #include <linux/perf_event.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -84,6 +98,55 @@ struct watched {
 	int interp_sent;
 	uint64_t refresh_ns;        /* how often thread states are re-sent */
 	uint64_t last_threads;
+	hm_native *nat;             /* --native: unwinds its perf samples */
+};
+
+/* --native: a record waiting for its perf sample (see the native section). */
+struct pend {
+	struct pend *next;          /* hash chain by tid */
+	int age;                    /* drains it has waited through */
+	int done;
+	size_t len;
+	struct hm_bpf_event ev;     /* the record (len bytes of it) */
+};
+
+/* --native: a perf sample copied out of its ring, waiting to be joined. */
+struct psample {
+	uint32_t tid;
+	int nregs;                  /* NREGS, or 0 without user registers */
+	uint64_t t;
+	uint64_t regs[17];          /* DWARF order */
+	size_t len;
+	uint8_t stack[];            /* the used part of the stack copy */
+};
+
+#define PEND_BUCKETS 1024
+#define MAX_QUEUED 100000
+#define COLLECT_NS 10000000ull      /* collect again while unwinding, every 10 ms */
+#define POLL_BUDGET_NS 1000000000ull
+/* Perf ring pages per CPU: each sample takes its whole stack_bytes there
+ * (16 KiB: 2 MiB hold 126 samples, over 100 ms at 1000 Hz, enough for the
+ * first drains, which load symbols and line tables); fewer on hosts with
+ * many CPUs (64 MiB in all at most). */
+#define PERF_RING_PAGES_MAX 512
+#define PERF_RING_TOTAL (64u << 20)
+
+struct native_side {
+	hm_ebpf_native_fn fn;
+	int stack_bytes;
+	void **rings;               /* per CPU perf mmap, NULL where none */
+	size_t ring_len;
+	int ring_pages;             /* a power of 2, plus one header page */
+	int ep;                     /* epoll: the BPF ring and every perf ring */
+	struct pend **pend;
+	int npend, cappend;
+	struct pend *bucket[PEND_BUCKETS];
+	uint8_t *wrap;              /* a perf record that wraps the ring end */
+	hm_natstack ns;
+	struct psample **q;         /* copied perf samples, in order */
+	int nq, capq;
+	uint64_t collected_ns;
+	int debug;                  /* HOMURA_BPF_DEBUG: each join on stderr */
 };
 
 struct hm_ebpf {
@@ -104,7 +167,10 @@ struct hm_ebpf {
 	hm_ebpf_counts c;
 	hm_pythread th;
 	uint64_t pairs[2 * HM_BPF_MAX_FRAMES];
+	struct native_side *nat;    /* --native, else NULL */
 };
+
+static int pend_add(hm_ebpf *E, const struct hm_bpf_event *e, size_t len);
 
 static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -121,6 +187,32 @@ static struct watched *find_watched(hm_ebpf *e, pid_t pid)
 		if (e->w[i].pid == pid)
 			return e->last = &e->w[i];
 	return NULL;
+}
+
+/* A record's frames into E->th (resolved with the walker's code cache).
+ * 0, or -1 if it is not a sample (counted as invalid or outside Python). */
+static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event *e)
+{
+	int n = (int)e->nframes;
+	for (int i = 0; i < n; i++) {
+		E->pairs[2 * i] = e->frames[i].code;
+		E->pairs[2 * i + 1] = e->frames[i].instr;
+	}
+	if (hm_python_resolve(w->py, E->pairs, n, &E->th) != 0) {
+		E->c.invalid++;
+		return -1;
+	}
+	if (E->th.nframes == 0) {
+		E->c.no_python++;
+		return -1;
+	}
+	E->th.tid = (pid_t)e->tid;
+	E->th.tstate = e->tstate;
+	E->th.truncated |= e->truncated != 0;
+	E->th.name = NULL;
+	E->c.samples++;
+	E->delivered++;
+	return 0;
 }
 
 static int on_event(void *ctx, void *data, size_t len)
@@ -145,26 +237,12 @@ static int on_event(void *ctx, void *data, size_t len)
 		E->c.invalid++;
 		return 0;
 	}
-	int n = (int)e->nframes;
-	for (int i = 0; i < n; i++) {
-		E->pairs[2 * i] = e->frames[i].code;
-		E->pairs[2 * i + 1] = e->frames[i].instr;
-	}
-	if (hm_python_resolve(w->py, E->pairs, n, &E->th) != 0) {
-		E->c.invalid++;
+	/* --native: a perf sample follows; wait for it (the same test as the
+	 * program's native_wanted). */
+	if (w->nat && E->nat && e->nframes > 0 && pend_add(E, e, len) == 0)
 		return 0;
-	}
-	if (E->th.nframes == 0) {
-		E->c.no_python++;
-		return 0;
-	}
-	E->th.tid = (pid_t)e->tid;
-	E->th.tstate = e->tstate;
-	E->th.truncated |= e->truncated != 0;
-	E->th.name = NULL;
-	E->c.samples++;
-	E->delivered++;
-	E->fn(E->arg, w->owner, &E->th, E->weight_ns, e->t_ns + E->mono_to_real);
+	if (record_stack(E, w, e) == 0)
+		E->fn(E->arg, w->owner, &E->th, E->weight_ns, e->t_ns + E->mono_to_real);
 	return 0;
 }
 
@@ -200,7 +278,11 @@ static int proc_info(hm_python *py, struct hm_bpf_proc *pi, int same_pidns)
 	} else {
 		return hm_error(HM_EVERSION, "--ebpf: Python %s is not supported (3.8+)", hm_python_version(py));
 	}
+	pi->native = 0;
+	pi->f_is_entry = L->frame_model == HM_FRAMES_INTERP && L->if_is_entry >= 0 ? L->if_is_entry : -1;
 	int hi = pi->f_code > pi->f_back ? pi->f_code : pi->f_back;
+	if (pi->f_is_entry > hi)
+		hi = pi->f_is_entry;
 	if (pi->f_instr > hi)
 		hi = pi->f_instr;
 	if (pi->f_owner > hi)
@@ -246,7 +328,13 @@ static int same_pid_namespace(pid_t pid)
 	return la > 0 && la == lb && !memcmp(a, b, (size_t)la);
 }
 
-int hm_ebpf_open(double rate_hz, hm_ebpf **out)
+static int native_open(hm_ebpf *E, int stack_bytes, hm_ebpf_native_fn nfn);
+static void native_attr(hm_ebpf *E, struct perf_event_attr *a);
+static int native_ring(hm_ebpf *E, int cpu, int fd);
+static int native_poll(hm_ebpf *E, int timeout_ms);
+static void native_close(hm_ebpf *E);
+
+static int ebpf_open(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out)
 {
 	*out = NULL;
 	libbpf_set_print(libbpf_quiet);
@@ -264,6 +352,8 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 	}
 	int ncpu = libbpf_num_possible_cpus();
 	E->ncpu = ncpu <= 0 ? 1 : ncpu > MAX_CPUS ? MAX_CPUS : ncpu;
+	if (nfn && (rc = native_open(E, stack_bytes, nfn)) != HM_OK)
+		goto fail;
 	E->links = calloc((size_t)E->ncpu, sizeof *E->links);
 	E->fds = malloc((size_t)E->ncpu * sizeof *E->fds);
 	if (!E->links || !E->fds) {
@@ -285,6 +375,8 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 		a.type = PERF_TYPE_SOFTWARE;
 		a.config = PERF_COUNT_SW_CPU_CLOCK;
 		a.sample_period = period;
+		if (E->nat)
+			native_attr(E, &a);
 		int fd = (int)syscall(SYS_perf_event_open, &a, -1, c, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0) {
 			if (errno == ENODEV || errno == ENOENT)
@@ -294,6 +386,8 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 			goto fail;
 		}
 		E->fds[c] = fd;
+		if (E->nat && (rc = native_ring(E, c, fd)) != HM_OK)
+			goto fail;
 		E->links[c] = bpf_program__attach_perf_event(E->skel->progs.hm_pystack, fd);
 		if (!E->links[c]) {
 			rc = hm_error(HM_ESYS, "--ebpf: cannot attach the BPF program to CPU %d: %s", c,
@@ -312,6 +406,13 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 		rc = hm_error(HM_ESYS, "--ebpf: cannot open the ring buffer: %s", strerror(errno));
 		goto fail;
 	}
+	if (E->nat) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+		if (epoll_ctl(E->nat->ep, EPOLL_CTL_ADD, ring_buffer__epoll_fd(E->rb), &ev) != 0) {
+			rc = hm_error(HM_ESYS, "--ebpf: epoll: %s", strerror(errno));
+			goto fail;
+		}
+	}
 	/* The kernel's own count of the program's run time (for the summary
 	 * and the benchmarks); optional. */
 	E->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
@@ -320,6 +421,16 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 fail:
 	hm_ebpf_close(E);
 	return rc;
+}
+
+int hm_ebpf_open(double rate_hz, hm_ebpf **out)
+{
+	return ebpf_open(rate_hz, 0, NULL, out);
+}
+
+int hm_ebpf_open_native(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out)
+{
+	return ebpf_open(rate_hz, stack_bytes, nfn, out);
 }
 
 int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
@@ -373,6 +484,7 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 	/* Its tids age out of the LRU map. */
 	w->pid = 0;
 	w->py = NULL;
+	w->nat = NULL;
 	E->last = NULL;
 }
 
@@ -386,10 +498,10 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	E->delivered = 0;
 	/* The program does not wake us per sample (BPF_RB_NO_WAKEUP): wait
 	 * for the timeout (or a ring filling up), then take what is there. */
-	int got = ring_buffer__poll(E->rb, timeout_ms);
+	int got = E->nat ? 0 : ring_buffer__poll(E->rb, timeout_ms);
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
-	got = ring_buffer__consume(E->rb);
+	got = E->nat ? native_poll(E, timeout_ms) : ring_buffer__consume(E->rb);
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
 	uint64_t now = hm_mono_ns();
@@ -439,6 +551,7 @@ void hm_ebpf_close(hm_ebpf *E)
 		return;
 	if (E->rb)
 		ring_buffer__free(E->rb);
+	native_close(E);
 	for (int c = 0; E->links && E->fds && c < E->ncpu; c++) {
 		if (E->links[c])
 			bpf_link__destroy(E->links[c]);
@@ -454,6 +567,388 @@ void hm_ebpf_close(hm_ebpf *E)
 	free(E->fds);
 	free(E->w);
 	free(E);
+}
+
+/* ---- native frames without stopping anyone (--native) ------------------
+ *
+ * Each CPU's perf event also samples PERF_SAMPLE_TID | TIME | REGS_USER |
+ * STACK_USER, on CLOCK_MONOTONIC (the clock of bpf_ktime_get_ns), into an
+ * mmap ring of its own; the BPF program lets it write a sample only right
+ * after a record of a process watched with native frames, in the same
+ * interrupt. A poll waits on every ring, takes the BPF records first (those
+ * records wait as pending), then each CPU's perf samples: a sample is joined
+ * with the pending record of the same tid nearest in time, within JOIN_NS
+ * (the program reads the clock a few microseconds before the sample is
+ * written); one that finds none reads the BPF ring once more (its record
+ * may have come in meanwhile), then counts as lost. The native stack is
+ * unwound from the sample's registers and stack copy (hm_native_unwind_copy)
+ * while the thread runs on. A record still without its sample after a whole
+ * drain goes out with Python frames only (counted). */
+
+#define JOIN_NS 1000000ull          /* at most 1 ms between the two clocks */
+#define MAX_PENDING 200000
+#define MAX_STACK_BYTES 60000       /* the kernel caps a sample at 64 KiB */
+/* x86-64 perf registers: AX BX CX DX SI DI BP SP IP (bits 0-8), R8-R15
+ * (bits 16-23), written in bit order. */
+#define REGS_MASK 0xff01ffull
+#define NREGS 17
+
+static int native_open(hm_ebpf *E, int stack_bytes, hm_ebpf_native_fn nfn)
+{
+#if !defined(__x86_64__)
+	(void)E; (void)stack_bytes; (void)nfn;
+	return hm_error(HM_EINVAL, "--ebpf --native: native frames from the kernel sampler are "
+			"only supported on x86-64");
+#else
+	struct native_side *N = calloc(1, sizeof *N);
+	if (!N)
+		return hm_error(HM_ENOMEM, "out of memory");
+	E->nat = N;
+	N->ep = -1;
+	N->fn = nfn;
+	N->debug = getenv("HOMURA_BPF_DEBUG") != NULL;
+	if (stack_bytes <= 0)
+		stack_bytes = HM_EBPF_STACK_BYTES;
+	if (stack_bytes > MAX_STACK_BYTES)
+		stack_bytes = MAX_STACK_BYTES;
+	N->stack_bytes = stack_bytes & ~7;
+	N->rings = calloc((size_t)E->ncpu, sizeof *N->rings);
+	N->wrap = malloc(1 << 16);
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	N->ring_pages = PERF_RING_PAGES_MAX;
+	while (N->ring_pages > 16 && (size_t)N->ring_pages * pg * (size_t)E->ncpu > PERF_RING_TOTAL)
+		N->ring_pages /= 2;
+	N->ring_len = (size_t)(N->ring_pages + 1) * pg;
+	if (!N->rings || !N->wrap)
+		return hm_error(HM_ENOMEM, "out of memory");
+	N->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (N->ep < 0)
+		return hm_error(HM_ESYS, "--ebpf: epoll: %s", strerror(errno));
+	return HM_OK;
+#endif
+}
+
+static void native_attr(hm_ebpf *E, struct perf_event_attr *a)
+{
+	a->sample_type = PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_REGS_USER |
+			 PERF_SAMPLE_STACK_USER;
+	a->sample_regs_user = REGS_MASK;
+	a->sample_stack_user = (uint32_t)E->nat->stack_bytes;
+	a->use_clockid = 1;
+	a->clockid = CLOCK_MONOTONIC;
+	/* Wake the poll when a ring is half full, not per sample. */
+	a->watermark = 1;
+	a->wakeup_watermark = (uint32_t)((size_t)E->nat->ring_pages / 2 * (size_t)sysconf(_SC_PAGESIZE));
+}
+
+static int native_ring(hm_ebpf *E, int cpu, int fd)
+{
+	struct native_side *N = E->nat;
+	void *m = mmap(NULL, N->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return hm_error(errno == EPERM ? HM_EPERM : HM_ESYS,
+				"--ebpf --native: cannot map the perf ring of CPU %d: %s", cpu, strerror(errno));
+	N->rings[cpu] = m;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)cpu + 1};
+	if (epoll_ctl(N->ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+		return hm_error(HM_ESYS, "--ebpf: epoll: %s", strerror(errno));
+	return HM_OK;
+}
+
+static int pend_add(hm_ebpf *E, const struct hm_bpf_event *e, size_t len)
+{
+	struct native_side *N = E->nat;
+	if (N->npend >= MAX_PENDING)
+		return -1;
+	if (N->npend == N->cappend) {
+		int nc = N->cappend ? N->cappend * 2 : 256;
+		struct pend **np = realloc(N->pend, (size_t)nc * sizeof *np);
+		if (!np)
+			return -1;
+		N->pend = np;
+		N->cappend = nc;
+	}
+	struct pend *pd = malloc(offsetof(struct pend, ev) + len);
+	if (!pd)
+		return -1;
+	pd->age = 0;
+	pd->done = 0;
+	pd->len = len;
+	memcpy(&pd->ev, e, len);
+	struct pend **b = &N->bucket[e->tid % PEND_BUCKETS];
+	pd->next = *b;
+	*b = pd;
+	N->pend[N->npend++] = pd;
+	return 0;
+}
+
+static struct pend *pend_find(struct native_side *N, uint32_t tid, uint64_t t)
+{
+	struct pend *best = NULL;
+	uint64_t bestd = JOIN_NS + 1;
+	for (struct pend *pd = N->bucket[tid % PEND_BUCKETS]; pd; pd = pd->next) {
+		if (pd->done || pd->ev.tid != tid)
+			continue;
+		uint64_t d = t >= pd->ev.t_ns ? t - pd->ev.t_ns : pd->ev.t_ns - t;
+		if (d < bestd) {
+			best = pd;
+			bestd = d;
+		}
+	}
+	return best;
+}
+
+/* Records whose sample came are freed; those that waited a whole drain go
+ * out with Python frames only; the rest wait for the next drain. */
+static void pend_finish(hm_ebpf *E)
+{
+	struct native_side *N = E->nat;
+	int k = 0;
+	memset(N->bucket, 0, sizeof N->bucket);
+	for (int i = 0; i < N->npend; i++) {
+		struct pend *pd = N->pend[i];
+		if (!pd->done && pd->age >= 1) {
+			struct watched *w = find_watched(E, (pid_t)pd->ev.pid);
+			if (N->debug)
+				fprintf(stderr, "homura: native: record of tid %u at %llu without a perf sample\n",
+					pd->ev.tid, (unsigned long long)pd->ev.t_ns);
+			if (w && record_stack(E, w, &pd->ev) == 0) {
+				E->c.native_unjoined++;
+				N->fn(E->arg, w->owner, &E->th, NULL, E->weight_ns,
+				      pd->ev.t_ns + E->mono_to_real);
+			}
+			pd->done = 1;
+		}
+		if (pd->done) {
+			free(pd);
+			continue;
+		}
+		pd->age++;
+		struct pend **b = &N->bucket[pd->ev.tid % PEND_BUCKETS];
+		pd->next = *b;
+		*b = pd;
+		N->pend[k++] = pd;
+	}
+	N->npend = k;
+}
+
+/* One PERF_RECORD_SAMPLE (its body, len bytes), copied out of the ring
+ * with the used part of its stack copy, to be joined and unwound after the
+ * rings are drained (so that a slow unwind, e.g. the first ones that load
+ * line tables, never lets a ring fill up). */
+static void perf_sample(hm_ebpf *E, const uint8_t *p, size_t len)
+{
+	struct native_side *N = E->nat;
+	const uint8_t *end = p + len;
+	uint32_t ids[2];
+	uint64_t t, abi, size, dyn = 0, v[NREGS] = {0};
+	const uint8_t *stack = NULL;
+	if (len < 24)
+		goto bad;
+	memcpy(ids, p, 8);
+	memcpy(&t, p + 8, 8);
+	memcpy(&abi, p + 16, 8);
+	p += 24;
+	if (abi) {
+		if ((size_t)(end - p) < sizeof v)
+			goto bad;
+		memcpy(v, p, sizeof v);
+		p += sizeof v;
+	}
+	if ((size_t)(end - p) < 8)
+		goto bad;
+	memcpy(&size, p, 8);
+	p += 8;
+	if (size) {
+		if (size > (size_t)(end - p) || (size_t)(end - p) - size < 8)
+			goto bad;
+		stack = p;
+		memcpy(&dyn, p + size, 8);
+		if (dyn > size)
+			dyn = size;
+	}
+	if (N->nq >= MAX_QUEUED)
+		goto bad;
+	if (N->nq == N->capq) {
+		int nc = N->capq ? N->capq * 2 : 256;
+		struct psample **nq = realloc(N->q, (size_t)nc * sizeof *nq);
+		if (!nq)
+			goto bad;
+		N->q = nq;
+		N->capq = nc;
+	}
+	struct psample *ps = malloc(sizeof *ps + (size_t)dyn);
+	if (!ps)
+		goto bad;
+	ps->tid = ids[1];
+	ps->t = t;
+	ps->nregs = abi ? NREGS : 0;
+	/* DWARF order: rax rdx rcx rbx rsi rdi rbp rsp r8-r15 rip. */
+	uint64_t regs[NREGS] = {v[0],  v[3],  v[2],  v[1],  v[4],  v[5],  v[6],  v[7], v[9],
+				v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[8]};
+	memcpy(ps->regs, regs, sizeof regs);
+	ps->len = (size_t)dyn;
+	if (dyn)
+		memcpy(ps->stack, stack, (size_t)dyn);
+	N->q[N->nq++] = ps;
+	return;
+bad:
+	E->c.native_lost++;
+}
+
+/* A copied perf sample: join it with its record, unwind, deliver. */
+static void perf_join(hm_ebpf *E, const struct psample *ps)
+{
+	struct native_side *N = E->nat;
+	struct pend *pd = pend_find(N, ps->tid, ps->t);
+	if (!pd) {
+		ring_buffer__consume(E->rb);    /* its record may have come since */
+		pd = pend_find(N, ps->tid, ps->t);
+	}
+	if (!pd) {
+		if (N->debug)
+			fprintf(stderr, "homura: native: perf sample of tid %u at %llu without a record\n",
+				ps->tid, (unsigned long long)ps->t);
+		E->c.native_lost++;
+		return;
+	}
+	pd->done = 1;
+	struct watched *w = find_watched(E, (pid_t)pd->ev.pid);
+	if (!w || !w->nat)
+		return;                     /* unwatched since */
+	if (N->debug)
+		fprintf(stderr, "homura: native join: tid %u at %llu, perf - bpf = %lld ns, stack %zu bytes\n",
+			ps->tid, (unsigned long long)ps->t, (long long)(ps->t - pd->ev.t_ns), ps->len);
+	if (record_stack(E, w, &pd->ev) != 0)
+		return;
+	E->c.native_joined++;
+	hm_native_unwind_copy(w->nat, w->py, (pid_t)ps->tid, ps->regs, ps->nregs, ps->stack, ps->len,
+			      &N->ns);
+	N->fn(E->arg, w->owner, &E->th, &N->ns, E->weight_ns, pd->ev.t_ns + E->mono_to_real);
+}
+
+/* Everything in one CPU's perf ring. */
+static void perf_drain(hm_ebpf *E, int cpu)
+{
+	struct native_side *N = E->nat;
+	struct perf_event_mmap_page *m = N->rings[cpu];
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	uint8_t *data = (uint8_t *)m + (m->data_offset ? m->data_offset : pg);
+	uint64_t size = m->data_size ? m->data_size : N->ring_len - pg;
+	uint64_t head = __atomic_load_n(&m->data_head, __ATOMIC_ACQUIRE);
+	uint64_t tail = m->data_tail;
+	while (head - tail >= sizeof(struct perf_event_header)) {
+		struct perf_event_header h;
+		uint64_t off = tail % size;
+		for (size_t i = 0; i < sizeof h; i++)
+			((uint8_t *)&h)[i] = data[(off + i) % size];
+		if (h.size < sizeof h || h.size > head - tail)
+			break;
+		const uint8_t *rec = data + off;
+		if (off + h.size > size) {
+			size_t first = (size_t)(size - off);
+			memcpy(N->wrap, data + off, first);
+			memcpy(N->wrap + first, data, h.size - first);
+			rec = N->wrap;
+		}
+		if (h.type == PERF_RECORD_SAMPLE) {
+			perf_sample(E, rec + sizeof h, h.size - sizeof h);
+		} else if (h.type == PERF_RECORD_LOST && h.size >= sizeof h + 16) {
+			uint64_t lost;
+			memcpy(&lost, rec + sizeof h + 8, 8);
+			E->c.native_lost += lost;
+			if (N->debug)
+				fprintf(stderr, "homura: native: %llu perf samples lost on CPU %d (ring %llu of %llu bytes used)\n",
+					(unsigned long long)lost, cpu, (unsigned long long)(head - tail),
+					(unsigned long long)size);
+		}
+		tail += h.size;
+	}
+	__atomic_store_n(&m->data_tail, tail, __ATOMIC_RELEASE);
+}
+
+/* Everything in the BPF ring, then in every perf ring (copied out). */
+static int native_collect(hm_ebpf *E)
+{
+	struct native_side *N = E->nat;
+	int got = ring_buffer__consume(E->rb);
+	for (int c = 0; c < E->ncpu; c++)
+		if (N->rings[c])
+			perf_drain(E, c);
+	N->collected_ns = hm_mono_ns();
+	return got;
+}
+
+static int native_poll(hm_ebpf *E, int timeout_ms)
+{
+	struct native_side *N = E->nat;
+	struct epoll_event evs[16];
+	if (epoll_wait(N->ep, evs, 16, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	int got = native_collect(E);
+	if (got < 0)
+		return got;
+	/* Unwind what was copied; collect again now and then, so that the
+	 * rings never fill while unwinds are slow; give up for this poll
+	 * after a second (the rest waits for the next). */
+	uint64_t t0 = hm_mono_ns();
+	int i = 0;
+	for (; i < N->nq; i++) {
+		perf_join(E, N->q[i]);
+		free(N->q[i]);
+		N->q[i] = NULL;
+		if ((i & 7) == 7) {
+			uint64_t now = hm_mono_ns();
+			if (now - N->collected_ns > COLLECT_NS)
+				native_collect(E);
+			if (now - t0 > POLL_BUDGET_NS) {
+				i++;
+				break;
+			}
+		}
+	}
+	memmove(N->q, N->q + i, (size_t)(N->nq - i) * sizeof *N->q);
+	N->nq -= i;
+	if (!N->nq)
+		pend_finish(E);     /* records still waiting: only once all is joined */
+	return got;
+}
+
+static void native_close(hm_ebpf *E)
+{
+	struct native_side *N = E->nat;
+	if (!N)
+		return;
+	for (int c = 0; N->rings && c < E->ncpu; c++)
+		if (N->rings[c])
+			munmap(N->rings[c], N->ring_len);
+	for (int i = 0; i < N->npend; i++)
+		free(N->pend[i]);
+	for (int i = 0; i < N->nq; i++)
+		free(N->q[i]);
+	free(N->q);
+	if (N->ep >= 0)
+		close(N->ep);
+	hm_natstack_free(&N->ns);
+	free(N->pend);
+	free(N->rings);
+	free(N->wrap);
+	free(N);
+	E->nat = NULL;
+}
+
+int hm_ebpf_watch_native(hm_ebpf *E, pid_t pid, hm_native *nat)
+{
+	struct watched *w = find_watched(E, pid);
+	if (!w || !E->nat)
+		return hm_error(HM_EINVAL, "--ebpf: process %d is not watched with native frames", (int)pid);
+	w->nat = nat;
+	w->pi.native = 1;
+	uint32_t key = (uint32_t)pid;
+	if (w->interp_sent &&
+	    bpf_map__update_elem(E->skel->maps.procs, &key, sizeof key, &w->pi, sizeof w->pi, BPF_ANY) != 0)
+		return hm_error(HM_ESYS, "--ebpf: cannot update process %d: %s", (int)pid, strerror(errno));
+	return HM_OK;
 }
 
 #endif

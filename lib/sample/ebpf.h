@@ -18,6 +18,7 @@
 #define HOMURA_SAMPLE_EBPF_H
 
 #include "base/profile.h"
+#include "native/native.h"
 #include "proc/target.h"
 #include "python/python.h"
 
@@ -42,6 +43,12 @@ typedef struct hm_ebpf_counts {
 				  * program, on every CPU, for any task */
 	uint64_t matched;        /* runs that found a watched process */
 	uint64_t dropped;        /* events lost to a full ring buffer */
+	/* --native (hm_ebpf_open_native): */
+	uint64_t native_joined;  /* records joined with their perf sample */
+	uint64_t native_unjoined; /* records whose perf sample never came:
+				  * delivered with Python frames only */
+	uint64_t native_lost;    /* perf samples lost (full perf ring) or
+				  * without a record */
 } hm_ebpf_counts;
 
 /* Load the program and attach it to a cpu-clock event of every CPU at
@@ -58,5 +65,26 @@ void hm_ebpf_unwatch(hm_ebpf *e, pid_t pid);
 int hm_ebpf_poll(hm_ebpf *e, int timeout_ms, hm_ebpf_sample_fn fn, void *arg);
 void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c);
 void hm_ebpf_close(hm_ebpf *e);
+
+/* ---- native frames without stopping anyone (record --ebpf --native) ----
+ *
+ * The same perf events also carry, for each record of a process watched
+ * with hm_ebpf_watch_native, the thread's user registers and a copy of the
+ * top of its user stack (PERF_SAMPLE_REGS_USER, PERF_SAMPLE_STACK_USER,
+ * stack_bytes of it): the BPF program lets the event write its sample only
+ * then. Each record is joined with the perf sample of the same interrupt
+ * (same tid, same CLOCK_MONOTONIC instant within a few microseconds), the
+ * native stack is unwound from the copy after the fact
+ * (hm_native_unwind_copy) and both are handed to nfn together; a record
+ * whose perf sample does not come (lost, unwatched) is handed over with
+ * ns NULL. The thread is never stopped or read while it runs on. x86-64
+ * only. */
+typedef void (*hm_ebpf_native_fn)(void *arg, void *owner, const hm_pythread *th,
+				  const hm_natstack *ns, int64_t weight_ns, uint64_t t_ns);
+#define HM_EBPF_STACK_BYTES 16384    /* default copy of the user stack */
+int hm_ebpf_open_native(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out);
+/* Unwind pid's samples with nat (opened by the caller for its target, kept
+ * alive while watched). Call after hm_ebpf_watch. */
+int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat);
 
 #endif

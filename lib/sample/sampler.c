@@ -315,6 +315,24 @@ static void follower_dropped(void *ctx, hm_followed *it)
 	}
 }
 
+static void bpf_native_sample(void *arg, void *owner, const hm_pythread *th, const hm_natstack *ns,
+			      int64_t weight_ns, uint64_t t_ns);
+
+/* --ebpf: the kernel walks pr (with --native, its perf samples are unwound
+ * by its native session). */
+static void bpf_watch(hm_sampler *s, struct proc *pr, hm_python *py)
+{
+	if (hm_ebpf_watch(s->bpf, pr->pub.pid, py, pr) != HM_OK) {
+		if (s->ev.ebpf_skip)
+			s->ev.ebpf_skip(s->ev.ctx, &pr->pub, hm_errmsg());
+		return;
+	}
+	pr->in_kernel = 1;
+	s->n_kernel++;
+	if (pr->nat)
+		hm_ebpf_watch_native(s->bpf, pr->pub.pid, pr->nat);
+}
+
 int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sampler **out)
 {
 	*out = NULL;
@@ -329,11 +347,11 @@ int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sam
 	if (ev)
 		s->ev = *ev;
 	if (s->o.ebpf) {
-		if (s->o.native || s->o.async || s->o.subprocesses || s->o.blocking || s->o.gil_only ||
-		    s->o.idle)
-			snprintf(s->bpf_why, sizeof s->bpf_why, "--ebpf does not combine with --native, "
+		if (s->o.async || s->o.subprocesses || s->o.blocking || s->o.gil_only || s->o.idle)
+			snprintf(s->bpf_why, sizeof s->bpf_why, "--ebpf does not combine with "
 				 "--async, --subprocesses, --blocking, --gil or --idle");
-		else if (hm_ebpf_open(s->o.rate_hz, &s->bpf) != HM_OK)
+		else if ((s->o.native ? hm_ebpf_open_native(s->o.rate_hz, 0, bpf_native_sample, &s->bpf)
+				      : hm_ebpf_open(s->o.rate_hz, &s->bpf)) != HM_OK)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "%s", hm_errmsg());
 	}
 	*out = s;
@@ -400,14 +418,8 @@ int hm_sampler_add(hm_sampler *s, hm_target *t, hm_python *py, hm_profile *profi
 		return rc;
 	}
 	s->added++;
-	if (s->bpf && py) {
-		if (hm_ebpf_watch(s->bpf, pr->pub.pid, py, pr) == HM_OK) {
-			pr->in_kernel = 1;
-			s->n_kernel++;
-		} else if (s->ev.ebpf_skip) {
-			s->ev.ebpf_skip(s->ev.ctx, &pr->pub, hm_errmsg());
-		}
-	}
+	if (s->bpf && py)
+		bpf_watch(s, pr, py);
 	if (out)
 		*out = &pr->pub;
 	return HM_OK;
@@ -438,6 +450,9 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 		s->st.bpf_matched = c.matched;
 		s->st.bpf_dropped = c.dropped;
 		s->st.bpf_no_python = c.no_python;
+		s->st.bpf_native_joined = c.native_joined;
+		s->st.bpf_native_unjoined = c.native_unjoined;
+		s->st.bpf_native_lost = c.native_lost;
 	}
 	return &s->st;
 }
@@ -558,14 +573,8 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 			st->reattached++;
 			if (s->ev.attach)
 				s->ev.attach(s->ev.ctx, &pr->pub);
-			if (s->bpf && !pr->pub.followed) {
-				if (hm_ebpf_watch(s->bpf, pr->pub.pid, np, pr) == HM_OK) {
-					pr->in_kernel = 1;
-					s->n_kernel++;
-				} else if (s->ev.ebpf_skip) {
-					s->ev.ebpf_skip(s->ev.ctx, &pr->pub, hm_errmsg());
-				}
-			}
+			if (s->bpf && !pr->pub.followed)
+				bpf_watch(s, pr, np);
 		}
 		return;
 	}
@@ -656,6 +665,17 @@ static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t we
 	struct proc *pr = owner;
 	hm_sampler_opts po = s->o;
 	emit_thread(s, pr, th, NULL, &po, weight_ns, t_ns);
+}
+
+/* --native: a stack the in-kernel walker took, with the native stack
+ * unwound from the same instant's perf sample (ns NULL: it did not come). */
+static void bpf_native_sample(void *arg, void *owner, const hm_pythread *th, const hm_natstack *ns,
+			      int64_t weight_ns, uint64_t t_ns)
+{
+	hm_sampler *s = arg;
+	struct proc *pr = owner;
+	hm_sampler_opts po = s->o;
+	emit_thread(s, pr, th, ns, &po, weight_ns, t_ns);
 }
 
 /* Drain what the in-kernel walker found (waiting up to timeout_ms). */

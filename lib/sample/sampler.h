@@ -51,7 +51,9 @@ typedef struct hm_sampler_opts {
 	pid_t child;             /* launched child to reap, 0 if attached */
 	volatile sig_atomic_t *stop;  /* set asynchronously to stop */
 	int native;              /* merge native frames (native/native.h); stops
-				  * each sampled thread while it is unwound */
+				  * each sampled thread while it is unwound,
+				  * except with ebpf: unwound from the perf
+				  * sample's copy of its stack (sample/ebpf.h) */
 	int async;               /* asyncio tasks as stacks (sample/async.h) */
 	int subprocesses;        /* also sample the first process's Python
 				  * descendants */
@@ -102,6 +104,9 @@ typedef struct hm_sampler_stats {
 	 * target, events lost to a full ring buffer, and samples of the target
 	 * that ran no Python (a thread without a thread state or frame). */
 	uint64_t bpf_runs, bpf_run_ns, bpf_matched, bpf_dropped, bpf_no_python;
+	/* --ebpf --native: records joined with their perf sample, records
+	 * without one (Python frames only), perf samples lost or alone */
+	uint64_t bpf_native_joined, bpf_native_unjoined, bpf_native_lost;
 } hm_sampler_stats;
 
 void hm_sampler_opts_init(hm_sampler_opts *o);

@@ -131,6 +131,15 @@ static __always_inline __u64 ld64(const struct fbuf *f, int off)
 	return v;
 }
 
+/* 3.12+: the frame before a C-stack shim (leaf-ward) is the first one of
+ * a C-level call of the evaluation loop (--native merging). */
+static __always_inline void mark_entry(struct hm_bpf_event *e, __u32 n)
+{
+	__u32 i = n - 1;
+	if (i < HM_BPF_MAX_FRAMES)          /* n == 0 wraps to a big i */
+		e->frames[i].code |= HM_BPF_CODE_ENTRY;
+}
+
 /* One frame per call: 0 to go on, 1 to stop. */
 static long walk_one(__u32 i, void *arg)
 {
@@ -169,10 +178,13 @@ static long walk_one(__u32 i, void *arg)
 			return 1;
 		}
 		if (owner == p->owner_cstack) {    /* C-stack shim frame */
+			mark_entry(e, w->n);
 			w->frame = back;
 			return 0;
 		}
 	}
+	if (p->f_is_entry >= 0 && f->b[p->f_is_entry & (FRAME_READ - 1)])
+		code |= HM_BPF_CODE_ENTRY;
 	if (p->code_tagged)
 		code &= ~3ULL;
 	__u32 n = w->n;
@@ -185,6 +197,16 @@ static long walk_one(__u32 i, void *arg)
 	w->n = n + 1;
 	w->frame = back;
 	return 0;
+}
+
+/* --native: a non-zero return lets the perf event write its own sample
+ * (the thread's user registers and a copy of the top of its user stack),
+ * which user space joins with this record by tid and time and unwinds
+ * after the fact; nothing is stopped. Only records with Python frames of a
+ * process that wants native frames get one. */
+static __always_inline int native_wanted(const struct hm_bpf_proc *p, const struct hm_bpf_event *e)
+{
+	return p->native && e->status == HM_BPF_OK && e->nframes > 0;
 }
 
 SEC("perf_event")
@@ -246,9 +268,10 @@ out:
 	 * a ring more than half full wakes it early. */
 	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > (1 << 21) ? BPF_RB_FORCE_WAKEUP
 										: BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, e, len, flags))
+	if (bpf_ringbuf_output(&events, e, len, flags)) {
 		count(HM_BPFC_DROPPED);
-	else
-		count(HM_BPFC_EMITTED);
-	return 0;
+		return 0;
+	}
+	count(HM_BPFC_EMITTED);
+	return native_wanted(p, e);
 }

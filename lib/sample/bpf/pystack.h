@@ -29,7 +29,17 @@ struct hm_bpf_proc {
 	int code_tagged;                 /* f_executable is a tagged stack ref */
 	int frame_min;                   /* bytes of a frame header the walk reads
 					  * (every offset above + 8, <= 120) */
+	/* --native (record --ebpf --native, sample/ebpf.c): */
+	int f_is_entry;                  /* 3.11 is_entry, -1 otherwise */
+	int native;                      /* 1: let the perf event write its sample
+					  * (user registers and stack) after each
+					  * emitted record of this process */
 };
+
+/* Set in a frame's code field: the frame is the first one a C-level call of
+ * the evaluation loop runs (3.11 is_entry; 3.12+ the next frame root-ward
+ * is a C-stack shim). User addresses never have this bit. */
+#define HM_BPF_CODE_ENTRY (1ULL << 63)
 
 /* One frame: the code object's address and, for 3.11+, the instruction
  * pointer (for <=3.10 the int f_lasti). */
