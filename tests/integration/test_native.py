@@ -56,16 +56,12 @@ def no_eval_frames(prof):
     assert not bad, "interpreter frames in the output: %s\n%s" % (bad, prof.summary())
 
 
-def test_native_extension_call(py, spawn, tmp_path):
-    """zlib.compress: deflate (libz) under the zlib module's C function,
-    under the Python caller chain <module> -> outer -> compress_loop.
-    Wall-clock (-i, one thread): on a loaded machine on-CPU samples would be
-    few."""
-    t = spawn([py.path, program("native_spin.py")])
-    out = tmp_path / "native.txt"
-    r = record("-n", "-i", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
-    prof = native_profile(r)
-    assert prof.total >= 20, r.describe()
+def check_extension_call(prof, py):
+    """native_spin.py's profile: deflate (libz) under the zlib module's C
+    function, under the Python caller chain <module> -> outer ->
+    compress_loop, in at least half of the samples (also used by
+    test_ebpf_native.py)."""
+    assert prof.total >= 20, prof.summary()
     no_eval_frames(prof)
     with_deflate = 0
     for frames, count in prof.stacks:
@@ -86,19 +82,27 @@ def test_native_extension_call(py, spawn, tmp_path):
         assert any(n.startswith(zlib_fn) for n in below), names
     assert with_deflate >= 0.5 * prof.total, \
         "deflate in %d of %d samples:\n%s" % (with_deflate, prof.total, prof.summary())
+
+
+def test_native_extension_call(py, spawn, tmp_path):
+    """zlib.compress: deflate (libz) under the zlib module's C function,
+    under the Python caller chain <module> -> outer -> compress_loop.
+    Wall-clock (-i, one thread): on a loaded machine on-CPU samples would be
+    few."""
+    t = spawn([py.path, program("native_spin.py")])
+    out = tmp_path / "native.txt"
+    r = record("-n", "-i", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
+    prof = native_profile(r)
+    assert prof.total >= 20, r.describe()
+    check_extension_call(prof, py)
     assert "native:" in r.stderr and "stacks unwound" in r.stderr, r.stderr
     assert_left_running(t.pid)
 
 
-def test_native_in_the_middle(py, spawn, tmp_path):
-    """libc qsort called through ctypes with a Python comparison callback:
-    sort_once (Python) -> qsort (native) -> py_cmp (Python). Wall-clock (-i,
-    one thread): on a loaded machine on-CPU samples would be few."""
-    t = spawn([py.path, program("native_callback.py")])
-    out = tmp_path / "native_cb.txt"
-    r = record("-n", "-i", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
-    prof = native_profile(r)
-    assert prof.total >= 20, r.describe()
+def check_in_the_middle(prof):
+    """native_callback.py's profile: sort_once (Python) -> qsort (native) ->
+    py_cmp (Python) (also used by test_ebpf_native.py)."""
+    assert prof.total >= 20, prof.summary()
     no_eval_frames(prof)
     with_cmp = sandwiched = with_qsort = 0
     for frames, count in prof.stacks:
@@ -129,6 +133,18 @@ def test_native_in_the_middle(py, spawn, tmp_path):
     assert sandwiched >= 0.8 * with_cmp, \
         "qsort between sort_once and py_cmp in %d of %d samples:\n%s" % (
             sandwiched, with_cmp, prof.summary())
+
+
+def test_native_in_the_middle(py, spawn, tmp_path):
+    """libc qsort called through ctypes with a Python comparison callback:
+    sort_once (Python) -> qsort (native) -> py_cmp (Python). Wall-clock (-i,
+    one thread): on a loaded machine on-CPU samples would be few."""
+    t = spawn([py.path, program("native_callback.py")])
+    out = tmp_path / "native_cb.txt"
+    r = record("-n", "-i", "-p", t.pid, "-d", REC, "-f", "collapsed", output=out)
+    prof = native_profile(r)
+    assert prof.total >= 20, r.describe()
+    check_in_the_middle(prof)
     assert_left_running(t.pid)
 
 
