@@ -333,6 +333,14 @@ static void bpf_watch(hm_sampler *s, struct proc *pr, hm_python *py)
 		hm_ebpf_watch_native(s->bpf, pr->pub.pid, pr->nat);
 }
 
+/* --ebpf --native: how much of each sampled user stack the kernel copies
+ * (HOMURA_EBPF_STACK_BYTES, for measurements; default HM_EBPF_STACK_BYTES). */
+static int ebpf_stack_bytes(void)
+{
+	const char *v = getenv("HOMURA_EBPF_STACK_BYTES");
+	return v ? atoi(v) : 0;
+}
+
 int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sampler **out)
 {
 	*out = NULL;
@@ -350,7 +358,8 @@ int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sam
 		if (s->o.async || s->o.subprocesses || s->o.blocking || s->o.gil_only || s->o.idle)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "--ebpf does not combine with "
 				 "--async, --subprocesses, --blocking, --gil or --idle");
-		else if ((s->o.native ? hm_ebpf_open_native(s->o.rate_hz, 0, bpf_native_sample, &s->bpf)
+		else if ((s->o.native ? hm_ebpf_open_native(s->o.rate_hz, ebpf_stack_bytes(),
+							    bpf_native_sample, &s->bpf)
 				      : hm_ebpf_open(s->o.rate_hz, &s->bpf)) != HM_OK)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "%s", hm_errmsg());
 	}
