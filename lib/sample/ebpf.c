@@ -907,7 +907,8 @@ static int native_poll(hm_ebpf *E, int timeout_ms)
 			}
 		}
 	}
-	memmove(N->q, N->q + i, (size_t)(N->nq - i) * sizeof *N->q);
+	if (i && N->nq > i)
+		memmove(N->q, N->q + i, (size_t)(N->nq - i) * sizeof *N->q);
 	N->nq -= i;
 	if (!N->nq)
 		pend_finish(E);     /* records still waiting: only once all is joined */
@@ -946,8 +947,11 @@ int hm_ebpf_watch_native(hm_ebpf *E, pid_t pid, hm_native *nat)
 	w->pi.native = 1;
 	uint32_t key = (uint32_t)pid;
 	if (w->interp_sent &&
-	    bpf_map__update_elem(E->skel->maps.procs, &key, sizeof key, &w->pi, sizeof w->pi, BPF_ANY) != 0)
+	    bpf_map__update_elem(E->skel->maps.procs, &key, sizeof key, &w->pi, sizeof w->pi, BPF_ANY) != 0) {
+		w->nat = NULL;
+		w->pi.native = 0;
 		return hm_error(HM_ESYS, "--ebpf: cannot update process %d: %s", (int)pid, strerror(errno));
+	}
 	return HM_OK;
 }
 
