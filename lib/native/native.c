@@ -17,6 +17,10 @@
  *   so a 30-frame unwind costs a handful of syscalls. libdw applies the CFI
  *   (.eh_frame / .debug_frame). The thread is detached right after its
  *   unwind; symbols are looked up while it runs again.
+ * - Unwinding from a copy (hm_native_unwind_copy, --ebpf --native): the
+ *   registers and the top of the stack come from a perf sample; memory reads
+ *   inside the copy are served from it, the rest of the stack ends the
+ *   unwind, other addresses are read from the process. Nothing is stopped.
  * - Symbols: a chained hash plus LRU list from pc to name (demangled through
  *   libstdc++'s __cxa_demangle when that library can be loaded), DWARF file
  *   and line, module and role. Entries are only evicted at the start of a

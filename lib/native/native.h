@@ -14,6 +14,9 @@
  * up after the thread is running again. No thread is ever left stopped: every
  * error path detaches, a thread that does not stop in time is detached as soon
  * as it does, and the kernel detaches all of them if homura dies.
+ * hm_native_unwind_copy stops nothing: it unwinds from registers and a copy
+ * of the top of the stack that the kernel took at one instant (record
+ * --ebpf --native, sample/ebpf.c).
  *
  * Merging (hm_native_merge): walking the native stack leaf to root, each
  * frame of the evaluation loop (_PyEval_EvalFrameDefault; PyEval_EvalFrameEx

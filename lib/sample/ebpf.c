@@ -2,7 +2,11 @@
  * in-kernel Python stack walker, opens one cpu-clock perf event per CPU for
  * it, tells it how to walk the target (its layout offsets and interpreter,
  * and the thread states of threads it cannot find itself), drains its ring
- * buffer, and turns each record into a profile sample. */
+ * buffer, and turns each record into a profile sample. With --native
+ * (hm_ebpf_open_native) the same perf events also copy the sampled thread's
+ * user registers and the top of its stack into a ring per CPU; each copy is
+ * joined with the record of the same instant and unwound afterwards (see
+ * the native section below). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>

@@ -8,7 +8,9 @@
  * frames leaf first with bpf_probe_read_user, and emits (code object,
  * instruction) pairs into a ring buffer. Names and lines are resolved in
  * user space, once per code object, with the walker's caches; validation of
- * what was read (object types, instruction ranges) happens there too. */
+ * what was read (object types, instruction ranges) happens there too. With
+ * --native the program's return value lets the perf event write its own
+ * sample (user registers and stack copy) right after such a record. */
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
