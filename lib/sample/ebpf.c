@@ -125,7 +125,7 @@ struct psample {
 };
 
 #define PEND_BUCKETS 1024
-#define MAX_QUEUED 100000
+#define MAX_QUEUED_BYTES (128u << 20) /* copied perf samples, stacks included */
 #define COLLECT_NS 10000000ull      /* collect again while unwinding, every 10 ms */
 #define POLL_BUDGET_NS 1000000000ull
 /* Perf ring pages per CPU: each sample takes its whole stack_bytes there
@@ -149,6 +149,7 @@ struct native_side {
 	hm_natstack ns;
 	struct psample **q;         /* copied perf samples, in order */
 	int nq, capq;
+	size_t qbytes;              /* their stack bytes (bounded) */
 	uint64_t collected_ns;
 	int debug;                  /* HOMURA_BPF_DEBUG: each join on stderr */
 };
@@ -590,7 +591,7 @@ void hm_ebpf_close(hm_ebpf *E)
  * drain goes out with Python frames only (counted). */
 
 #define JOIN_NS 1000000ull          /* at most 1 ms between the two clocks */
-#define MAX_PENDING 200000
+#define MAX_PENDING 50000          /* records (at most 2 KiB each) */
 #define MAX_STACK_BYTES 60000       /* the kernel caps a sample at 64 KiB */
 /* x86-64 perf registers: AX BX CX DX SI DI BP SP IP (bits 0-8), R8-R15
  * (bits 16-23), written in bit order. */
@@ -771,7 +772,7 @@ static void perf_sample(hm_ebpf *E, const uint8_t *p, size_t len)
 		if (dyn > size)
 			dyn = size;
 	}
-	if (N->nq >= MAX_QUEUED)
+	if (N->qbytes + (size_t)dyn > MAX_QUEUED_BYTES)
 		goto bad;
 	if (N->nq == N->capq) {
 		int nc = N->capq ? N->capq * 2 : 256;
@@ -792,6 +793,7 @@ static void perf_sample(hm_ebpf *E, const uint8_t *p, size_t len)
 				v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[8]};
 	memcpy(ps->regs, regs, sizeof regs);
 	ps->len = (size_t)dyn;
+	N->qbytes += (size_t)dyn;
 	if (dyn)
 		memcpy(ps->stack, stack, (size_t)dyn);
 	N->q[N->nq++] = ps;
@@ -899,6 +901,7 @@ static int native_poll(hm_ebpf *E, int timeout_ms)
 	int i = 0;
 	for (; i < N->nq; i++) {
 		perf_join(E, N->q[i]);
+		N->qbytes -= N->q[i]->len;
 		free(N->q[i]);
 		N->q[i] = NULL;
 		if ((i & 7) == 7) {
