@@ -14,9 +14,11 @@ pinned to one CPU, homura pinned to another, at RATE Hz.
   the short recordings (start-up, i.e. attaching and loading the modules'
   unwind tables and, for --ebpf, the BPF program, drops out).
 - Slowdown: a fixed amount of the same work (WORK compressions of 1 MiB),
-  timed by the target itself, unprofiled and under each mode, in rotating
-  order, REPEATS times; median of (profiled / mean unprofiled of the same
-  repeat) - 1.
+  timed by the target itself (wall and its own CPU time, which includes
+  the kernel's work in its interrupts), unprofiled and under each mode, in
+  rotating order, REPEATS times; median of (profiled / mean unprofiled of
+  the same repeat) - 1. On a shared machine the wall figure also moves with
+  how much of its CPU the target gets from other work.
 
     bench/bench_ebpf_native.py [--rate 1000] [--duration 4] [--rounds 2]
                                [--repeats 3] [--work 40] [--only 3.9,3.12]
@@ -46,9 +48,9 @@ def outer(n):
     compress_loop(n)
 print("ready", os.getpid(), flush=True)
 sys.stdin.readline()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 outer(int(sys.argv[1]))
-print("%.6f" % (time.perf_counter() - t0), flush=True)
+print("%.6f %.6f" % (time.perf_counter() - t0, time.process_time() - c0), flush=True)
 """
 
 
@@ -106,7 +108,9 @@ def cost(py, rate, duration, rounds, cpus):
 
 
 def fixed_run(py, work, mode, rate, cpus):
-    """Seconds the fixed work took in the target (mode None: unprofiled)."""
+    """(wall, CPU) seconds the fixed work took in the target (mode None:
+    unprofiled). Its CPU time includes what the kernel does in its
+    interrupts (the BPF program, the copy of registers and stack)."""
     target_cpu, other = cpus
     with tempfile.TemporaryDirectory() as tmp:
         script = os.path.join(tmp, "fixed.py")
@@ -124,7 +128,7 @@ def fixed_run(py, work, mode, rate, cpus):
             time.sleep(1.5)          # attached and sampling
         t.stdin.write("go\n")
         t.stdin.flush()
-        secs = float(t.stdout.readline())
+        secs = tuple(float(x) for x in t.stdout.readline().split())
         t.wait()
         if rec:
             rec.communicate(timeout=60)
@@ -132,15 +136,18 @@ def fixed_run(py, work, mode, rate, cpus):
 
 
 def slowdown(py, work, rate, repeats, cpus):
-    rel = {m: [] for m in MODES}
+    """{mode: (wall slowdown, CPU slowdown)}: medians over the repeats of
+    profiled / mean of the same repeat's two unprofiled runs - 1."""
+    rel = {m: ([], []) for m in MODES}
     modes = [None] + list(MODES)
     for r in range(repeats):
         order = modes[r % len(modes):] + modes[:r % len(modes)]
-        secs = {m: fixed_run(py, work, m, rate, cpus) for m in order + [None]}
-        base = (secs[None] + fixed_run(py, work, None, rate, cpus)) / 2
+        secs = {m: fixed_run(py, work, m, rate, cpus) for m in order}
+        again = fixed_run(py, work, None, rate, cpus)
         for m in MODES:
-            rel[m].append(secs[m] / base - 1)
-    return {m: benchlib.median(v) for m, v in rel.items()}
+            for k in (0, 1):
+                rel[m][k].append(secs[m][k] / ((secs[None][k] + again[k]) / 2) - 1)
+    return {m: (benchlib.median(v[0]), benchlib.median(v[1])) for m, v in rel.items()}
 
 
 def main(argv=None):
@@ -158,7 +165,8 @@ def main(argv=None):
           "another; stack copy %s bytes\n" % (benchlib.today(), benchlib.machine(), a.rate,
                                                 os.environ.get("HOMURA_EBPF_STACK_BYTES", "16384")))
     print("| Python | --ebpf --native: CPU per sample | steady | of which BPF | torn | without copy "
-          "| slowdown | --native (ptrace): CPU per sample | steady | thread stopped | torn | slowdown |")
+          "| slowdown wall / CPU | --native (ptrace): CPU per sample | steady | thread stopped | torn "
+          "| slowdown wall / CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def measure(py):
@@ -171,11 +179,12 @@ def main(argv=None):
             print("| %s | %s |" % (ident, row))
             continue
         e, p, sl = row["ebpf"], row["ptrace"], row["slow"]
-        print("| %s | %.1f us | %.1f us | %.1f us | %d/%d | %d | %+.1f%% | %.1f us | %.1f us "
-              "| %.1f us | %d/%d | %+.1f%% |" % (
+        print("| %s | %.1f us | %.1f us | %.1f us | %d/%d | %d | %+.1f%% / %+.1f%% | %.1f us "
+              "| %.1f us | %.1f us | %d/%d | %+.1f%% / %+.1f%% |" % (
                   ident, e["total_us"], e["steady_us"], e["bpf_us"], e["torn"], e["unwinds"],
-                  e["unjoined"], 100 * sl["ebpf"], p["total_us"], p["steady_us"], p["stop_us"],
-                  p["torn"], p["unwinds"], 100 * sl["ptrace"]))
+                  e["unjoined"], 100 * sl["ebpf"][0], 100 * sl["ebpf"][1], p["total_us"],
+                  p["steady_us"], p["stop_us"], p["torn"], p["unwinds"], 100 * sl["ptrace"][0],
+                  100 * sl["ptrace"][1]))
         sys.stdout.flush()
     return 0
 

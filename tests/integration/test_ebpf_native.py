@@ -115,11 +115,13 @@ def test_ebpf_native_target_output_and_status(default_py, tmp_path):
         rec = subprocess.Popen([HOMURA, "record", "--ebpf", "--native", "-r", "1000", "-f",
                                 "collapsed", "-o", str(out), "-p", str(t.pid)],
                                stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)      # attached (the summary says if it was not in the kernel)
+        first = rec.stderr.readline()    # "sampling process ...": attached
+        time.sleep(0.5)                  # the BPF program loaded (the summary says so)
         t.stdin.write("go\n")
         t.stdin.flush()
         stdout, _ = t.communicate(timeout=120)
         _, err = rec.communicate(timeout=60)
+        err = first + err
     finally:
         if t.poll() is None:
             t.kill()
