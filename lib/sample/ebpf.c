@@ -103,6 +103,8 @@ struct watched {
 	uint64_t refresh_ns;        /* how often thread states are re-sent */
 	uint64_t last_threads;
 	hm_native *nat;             /* --native: unwinds its perf samples */
+	uint64_t native_from;       /* ... of records from this time on (before,
+				  * the program did not know it yet) */
 };
 
 /* --native: a record waiting for its perf sample (see the native section). */
@@ -244,7 +246,7 @@ static int on_event(void *ctx, void *data, size_t len)
 	}
 	/* --native: a perf sample follows; wait for it (the same test as the
 	 * program's native_wanted). */
-	if (w->nat && E->nat && e->nframes > 0 && pend_add(E, e, len) == 0)
+	if (w->nat && E->nat && e->nframes > 0 && e->t_ns >= w->native_from && pend_add(E, e, len) == 0)
 		return 0;
 	if (record_stack(E, w, e) == 0)
 		E->fn(E->arg, w->owner, &E->th, E->weight_ns, e->t_ns + E->mono_to_real);
@@ -641,6 +643,9 @@ static void native_attr(hm_ebpf *E, struct perf_event_attr *a)
 	a->sample_stack_user = (uint32_t)E->nat->stack_bytes;
 	a->use_clockid = 1;
 	a->clockid = CLOCK_MONOTONIC;
+	/* Off until the program is attached (libbpf enables it then): until
+	 * then every sample of every task would be written. */
+	a->disabled = 1;
 	/* Wake the poll when a ring is half full, not per sample. */
 	a->watermark = 1;
 	a->wakeup_watermark = (uint32_t)((size_t)E->nat->ring_pages / 2 * (size_t)sysconf(_SC_PAGESIZE));
@@ -959,6 +964,7 @@ int hm_ebpf_watch_native(hm_ebpf *E, pid_t pid, hm_native *nat)
 		w->pi.native = 0;
 		return hm_error(HM_ESYS, "--ebpf: cannot update process %d: %s", (int)pid, strerror(errno));
 	}
+	w->native_from = hm_mono_ns();
 	return HM_OK;
 }
 
