@@ -651,6 +651,15 @@ int cmd_run(int argc, char **argv)
 		if (!hm_memsession_available(mem, &why)) {
 			rep.memory = 0;
 			rep.memory_why = why ? why : "no allocation was sampled";
+			/* the sampler needs 3.7's _PyRuntime: say so for older ones */
+			static char oldpy[128];
+			const char *v = py ? hm_python_version(py) : NULL;
+			unsigned maj = 0, min = 0;
+			if (v && sscanf(v, "%u.%u", &maj, &min) == 2 && (maj < 3 || (maj == 3 && min < 7))) {
+				snprintf(oldpy, sizeof oldpy, "Python %s: the allocation sampler needs "
+					 "Python 3.7 or later", v);
+				rep.memory_why = oldpy;
+			}
 		}
 	}
 	char *prog = cmd ? join_cmd(cmd) : NULL;

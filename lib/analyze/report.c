@@ -186,12 +186,17 @@ static double z(double v)
 static int cmp_rfunc(const void *a, const void *b)
 {
 	const hm_rfunc *x = a, *y = b;
-	double cx = fsum(fsum(fsum(0, x->cpu_python), x->cpu_native), x->cpu_system);
-	double cy = fsum(fsum(fsum(0, y->cpu_python), y->cpu_native), y->cpu_system);
+	/* NaN (not measured) counts as 0: a comparison with NaN would break
+	 * qsort's order */
+	double cx = z(x->cpu_python) + z(x->cpu_native) + z(x->cpu_system);
+	double cy = z(y->cpu_python) + z(y->cpu_native) + z(y->cpu_system);
 	if (cx != cy)
 		return cx > cy ? -1 : 1;
-	double ax = isnan(x->alloc_mb) ? 0 : x->alloc_mb, ay = isnan(y->alloc_mb) ? 0 : y->alloc_mb;
-	return ax > ay ? -1 : ax < ay;
+	double ax = z(x->alloc_mb), ay = z(y->alloc_mb);
+	if (ax != ay)
+		return ax > ay ? -1 : 1;
+	int c = strcmp(x->path, y->path);
+	return c ? c : x->line - y->line;
 }
 
 int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_report_src *src)
@@ -307,6 +312,13 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 			if (ln >= 1 && (size_t)ln <= f->nsource)
 				f->lines[j].source = f->source[ln - 1];
 		}
+	}
+	for (size_t i = 0; i < r->nfuncs; i++) {   /* as for lines */
+		hm_rfunc *f = &r->funcs[i];
+		if (r->cpu && r->cpu_samples && isnan(f->cpu_python))
+			f->cpu_python = f->cpu_native = f->cpu_system = 0;
+		if (r->memory && isnan(f->alloc_mb))
+			f->alloc_mb = f->peak_mb = 0;
 	}
 	if (r->nfuncs > 1)
 		qsort(r->funcs, r->nfuncs, sizeof *r->funcs, cmp_rfunc);

@@ -34,13 +34,18 @@ static int by_place(const void *a, const void *b)
 	return x->l->line < y->l->line ? -1 : x->l->line > y->l->line;
 }
 
-/* Text from the program (paths, names, source) without control characters,
- * so that no escape sequence of its own reaches the terminal. */
+/* Text from the program (paths, names, source) without control characters
+ * (C0, DEL, C1) and with '?' for bytes that are not UTF-8 (a latin-1 source
+ * file), so that no escape sequence of its own reaches the terminal. */
 static void put_clean(FILE *o, const char *s, size_t n)
 {
-	for (size_t i = 0; i < n && s[i]; i++) {
-		unsigned char c = (unsigned char)s[i];
-		fputc(c < 0x20 || c == 0x7f ? '?' : c, o);
+	size_t len = strnlen(s, n), adv;
+	for (size_t i = 0; i < len; i += adv) {
+		uint32_t cp = hm_utf8_decode(s + i, len - i, &adv);
+		if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || (cp == 0xfffd && adv == 1))
+			fputc('?', o);
+		else
+			fwrite(s + i, 1, adv, o);
 	}
 }
 
@@ -158,13 +163,14 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
 		fprintf(o, "homura: no line of the program used 1%% or more of its CPU time or memory\n");
 	free(p);
 	if (r->nfuncs) {
-		fprintf(o, "\n%-40s %6s %6s %6s %9s\n", "function", "py%", "nat%", "sys%",
-			r->memory ? "alloc MB" : "");
-		for (size_t i = 0; i < r->nfuncs && i < 10; i++) {
+		for (size_t i = 0, shown = 0; i < r->nfuncs && shown < 10; i++) {
 			const hm_rfunc *f = &r->funcs[i];
 			double cpu = z(f->cpu_python) + z(f->cpu_native) + z(f->cpu_system);
 			if (cpu < 1.0 && z(f->alloc_mb) < 0.01 * alloc_total)
 				continue;
+			if (shown++ == 0)
+				fprintf(o, "\n%-40s %6s %6s %6s %9s\n", "function", "py%", "nat%", "sys%",
+					r->memory ? "alloc MB" : "");
 			const char *base = strrchr(f->path, '/');
 			char name[41];
 			snprintf(name, sizeof name, "%s (%s:%d)", f->func, base ? base + 1 : f->path, f->line);

@@ -497,3 +497,79 @@ def test_pandas_alloc_and_native_lines(tmp_path):
     assert compute["cpu_native"] > 30, (compute, err)
     assert compute["cpu_native"] > 2 * (compute["cpu_python"] + compute["cpu_system"]), compute
     assert all(cpu(l) <= cpu(compute) for f in rep["files"] for l in f["lines"]), err
+
+
+# ---- found by trying `homura run` as a new user would ------------------------
+
+def test_functions_merged_sorted_and_library_only_lines_hidden(tmp_path, default_py):
+    """All measures: each function is one entry holding both its CPU and
+    its memory (the memory side used to key functions by line 0, so every
+    function came twice and the terminal's function table was empty), in
+    order of CPU time; allocations with no frame of the program's own
+    (imports at start-up) are no line, as for CPU, so no <frozen ...> or
+    standard-library file shows up without --profile-all."""
+    prog = tmp_path / "fn.py"
+    prog.write_text("import json, decimal, fractions\n"
+                    "def work():\n"
+                    "    s = 0\n"
+                    "    for i in range(1_500_000):\n"
+                    "        s += i\n"
+                    "    return s\n"
+                    "def grab():\n"
+                    "    return bytearray(30 << 20)\n"
+                    "keep = grab()\n"
+                    "work()\n")
+    p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    assert rep["available"]["cpu"] and rep["available"]["memory"], err
+    paths = [f["path"] for f in rep["files"]]
+    assert paths == [str(prog)], paths
+    mine = [f for f in rep["functions"] if f["path"] == str(prog)]
+    names = [f["function"] for f in mine]
+    assert len(names) == len(set(names)), mine
+    work = [f for f in mine if f["function"] == "work"][0]
+    assert work["line"] == 2 and work["cpu_python"] is not None and work["alloc_mb"] is not None, work
+    grab = [f for f in mine if f["function"] == "grab"][0]
+    assert grab["line"] == 7 and abs(grab["alloc_mb"] - 30) < 3, grab
+    tot = [sum(f[k] or 0 for k in ("cpu_python", "cpu_native", "cpu_system"))
+           for f in rep["functions"]]
+    assert tot == sorted(tot, reverse=True), rep["functions"]
+    table = err.split("\nfunction ", 1)
+    assert len(table) == 2 and "work (fn.py:2)" in table[1], err
+
+
+def test_old_interpreters_say_why_no_memory(tmp_path, old_py):
+    """2.7 and 3.6 lack what the allocation sampler needs (_PyRuntime): the
+    summary says so in plain words, and CPU per line still works."""
+    if old_py.version >= (3, 7):
+        pytest.skip("3.7 has the allocation sampler")
+    prog = tmp_path / "old.py"
+    prog.write_text("s = 0\n"
+                    "for i in range(1500000):\n"
+                    "    s += i\n"
+                    "print(s)\n")
+    p, rep, err = run_json(tmp_path, "--", old_py.path, prog)
+    assert p.returncode == 0, err
+    assert p.stdout == b"1124999250000\n"
+    want = "Python %d.%d: the allocation sampler needs Python 3.7 or later" % old_py.version
+    assert want in err, err
+    assert rep["available"]["memory"] is False and rep["not_available"]["memory"] == want, rep
+    assert cpu(line_of(rep, str(prog), 3)) > 10, err
+
+
+def test_terminal_latin1_source_stays_utf8(tmp_path, default_py):
+    """A latin-1 source file (with a coding line) and an escape sequence in
+    a comment: the terminal table stays valid UTF-8 with no escape of the
+    program's own ('?' in their place); the JSON keeps the text escaped."""
+    prog = tmp_path / "lat.py"
+    prog.write_bytes(b"# -*- coding: latin-1 -*-\n"
+                     b"t = 0\n"
+                     b"for i in range(1500000):\n"
+                     b"    t += i  # caf\xe9 \x1b[31mred \xc2\x9b2J\n")
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    raw = p.stderr
+    raw.decode("utf-8")                      # strict: raises on a stray byte
+    assert b"\x1b" not in raw and b"\xc2\x9b" not in raw, raw
+    assert "t += i  # caf? ?[31mred ?2J" in err, err
+    assert line_of(rep, str(prog), 4)["source"].startswith("    t += i  # caf\ufffd \x1b[31mred")
