@@ -420,6 +420,15 @@ int cmd_run(int argc, char **argv)
 		return r == 1 ? 0 : r - 1;
 	if ((a.html && hm_output_check(a.html) != HM_OK) || (a.json && hm_output_check(a.json) != HM_OK))
 		return cli_fail_lib();
+	/* --heap's three files too: before the program runs, not after */
+	for (int k = 0; a.heap && k < 3; k++) {
+		static const char *kinds[] = {"alloc_space", "alloc_objects", "inuse_space"};
+		char path[4096];
+		if ((size_t)snprintf(path, sizeof path, "%s.%s.pb.gz", a.heap, kinds[k]) >= sizeof path)
+			return cli_fail("--heap: path too long");
+		if (hm_output_check(path) != HM_OK)
+			return cli_fail_lib();
+	}
 
 	/* `homura run -- script.py`: run it with python3 */
 	char **cmd = a.cmd, **ownedcmd = NULL;
@@ -688,9 +697,10 @@ int cmd_run(int argc, char **argv)
 		fputc('\n', stderr);
 		if (rep.child_samples)
 			fprintf(stderr, "homura: %d child process%s: %llu of the CPU samples, in the lines "
-					"of the files they ran\n",
+					"of the files they ran%s\n",
 				rep.child_processes, rep.child_processes == 1 ? "" : "es",
-				(unsigned long long)rep.child_samples);
+				(unsigned long long)rep.child_samples,
+				rep.memory ? " (memory: the main process only)" : "");
 		if (a.html && write_out(a.html, hm_report_html, &rep) == 0)
 			fprintf(stderr, "homura: wrote %s\n", a.html);
 		if (a.json && write_out(a.json, hm_report_json, &rep) == 0)

@@ -573,3 +573,29 @@ def test_terminal_latin1_source_stays_utf8(tmp_path, default_py):
     assert b"\x1b" not in raw and b"\xc2\x9b" not in raw, raw
     assert "t += i  # caf? ?[31mred ?2J" in err, err
     assert line_of(rep, str(prog), 4)["source"].startswith("    t += i  # caf\ufffd \x1b[31mred")
+
+
+def test_outputs_checked_before_the_program_runs(tmp_path, default_py):
+    """-o, --json and each of --heap's three files: a symbolic link (never
+    followed), a missing directory or a device is refused in one line
+    before the program starts (it used to run to its end first for
+    --heap); -- /bin/true and a program that is not there get one line."""
+    marker = tmp_path / "ran"
+    prog = ["--", default_py.path, "-c", "open(%r, 'w').write('x')" % str(marker)]
+    target = tmp_path / "target"
+    os.symlink(target, tmp_path / "h.inuse_space.pb.gz")
+    os.symlink(target, tmp_path / "r.html")
+    for opt in (["--heap", tmp_path / "h"], ["--heap", tmp_path / "nodir" / "h"],
+                ["-o", tmp_path / "r.html"], ["--json", tmp_path / "nodir" / "r.json"],
+                ["--json", "/dev/full"]):
+        assert_one_error_line(homura("run", *(opt + prog)))
+        assert not marker.exists() and not target.exists(), opt
+    assert not list(tmp_path.glob("h.*.pb.gz*")) or \
+        [p.name for p in tmp_path.glob("h.*")] == ["h.inuse_space.pb.gz"]
+    r = homura("run", "--heap", tmp_path / "ok", *prog)
+    assert r.rc == 0 and marker.exists(), r.describe()
+    assert sorted(p.name for p in tmp_path.glob("ok.*")) == [
+        "ok.alloc_objects.pb.gz", "ok.alloc_space.pb.gz", "ok.inuse_space.pb.gz"]
+    assert_one_error_line(homura("run", "--", "no-such-command-here"))
+    r = homura("run", "--", "/bin/true")
+    assert r.rc == 0 and "Sanitizer" not in r.stderr, r.describe()
