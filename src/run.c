@@ -184,6 +184,9 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	}
 	if (a->pid && a->cmd)
 		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	if (a->pid && a->memory && !a->cpu && !a->gpu)
+		return cli_fail("--memory needs a program that homura starts (-- python ...): it "
+				"cannot be measured when attaching with -p") + 1;
 	if (a->duration > 0 && !a->pid)
 		return cli_fail("-d/--duration is for -p PID (a launched program runs to its end)") + 1;
 	return 0;

@@ -351,7 +351,9 @@ void hm_report_free(hm_report *r)
 
 void hm_report_summary(const hm_report *r, FILE *out)
 {
-	fprintf(out, "homura: %.2f s, %llu CPU samples", r->elapsed_s, (unsigned long long)r->cpu_samples);
+	fprintf(out, "homura: %.2f s", r->elapsed_s);
+	if (r->cpu || r->cpu_samples)
+		fprintf(out, ", %llu CPU samples", (unsigned long long)r->cpu_samples);
 	if (r->memory)
 		fprintf(out, ", %llu allocation samples", (unsigned long long)r->alloc_samples);
 	if (r->cpu && !isnan(r->total_python))

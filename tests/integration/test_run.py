@@ -599,3 +599,19 @@ def test_outputs_checked_before_the_program_runs(tmp_path, default_py):
     assert_one_error_line(homura("run", "--", "no-such-command-here"))
     r = homura("run", "--", "/bin/true")
     assert r.rc == 0 and "Sanitizer" not in r.stderr, r.describe()
+
+
+def test_memory_only_summary_and_attach_memory_only(tmp_path, default_py):
+    """--memory alone: no '0 CPU samples' in the summary (CPU was not
+    asked for; JSON null); -p PID --memory alone cannot measure anything,
+    so it is one error line, not an empty report."""
+    prog = tmp_path / "m.py"
+    prog.write_text("keep = [bytearray(1 << 20) for _ in range(20)]\n")
+    p, rep, err = run_json(tmp_path, "--memory", "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    summary = [l for l in err.splitlines() if l.startswith("homura: ") and " s" in l][-1]
+    assert "CPU samples" not in summary and "allocation samples" in summary, err
+    assert rep["cpu_samples"] is None and rep["alloc_samples"] > 0, rep
+    assert abs(line_of(rep, str(prog), 1)["alloc_mb"] - 20) < 2, err
+    line = assert_one_error_line(homura("run", "-p", os.getpid(), "--memory", "-d", "1"))
+    assert "--memory" in line
