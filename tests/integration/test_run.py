@@ -615,3 +615,52 @@ def test_memory_only_summary_and_attach_memory_only(tmp_path, default_py):
     assert abs(line_of(rep, str(prog), 1)["alloc_mb"] - 20) < 2, err
     line = assert_one_error_line(homura("run", "-p", os.getpid(), "--memory", "-d", "1"))
     assert "--memory" in line
+
+
+def test_html_report_in_chromium(tmp_path, default_py):
+    """The HTML report in Debian's chromium, offline: no request but the
+    file, no script error, the functions table and one table per file of
+    the program, the memory chart drawn, and a click on a header sorts
+    that table by that column, largest first, then smallest first (every
+    header used to sort by its index among all the page's headers, so the
+    per-file tables sorted by the wrong column)."""
+    from test_dashboard import BROWSER_DIR, need_browser
+    need_browser()
+    (tmp_path / "helper.py").write_text("# a line that is never measured\n"
+                                        "def spin(n):\n"
+                                        "    s = 0\n"
+                                        "    for i in range(n):\n"
+                                        "        s += i\n"
+                                        "    return bytearray(8 << 20)\n")
+    prog = tmp_path / "main.py"
+    prog.write_text("import helper, zlib, os\n"
+                    "a = helper.spin(600000)\n"
+                    "d = os.urandom(1 << 20)\n"
+                    "for _ in range(4):\n"
+                    "    zlib.compress(d)\n"
+                    "b = [bytearray(1 << 20) for _ in range(12)]\n")
+    for measures in ([], ["--memory"]):
+        page = tmp_path / "report.html"
+        r = homura("run", "-o", page, *measures, "--", default_py.path, prog, timeout=60)
+        assert r.rc == 0, r.describe()
+        p = subprocess.run(["node", str(BROWSER_DIR / "runreport.mjs"), str(page)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr[-3000:]
+        out = json.loads(p.stdout)
+        assert out["requests"] == [] and out["errors"] == [], out
+        assert out["title"].startswith("homura run: ") and "main.py" in out["title"]
+        ids = [t["id"] for t in out["tables"]]
+        assert ids[0] == "functions" and len(ids) == 3, out["tables"]   # functions, 2 files
+        assert all("source" in t["headers"] for t in out["tables"][1:]), out["tables"]
+        assert ("Python %" in out["tables"][1]["headers"]) == (measures != ["--memory"])
+        assert ("alloc MB" in out["tables"][1]["headers"]) == (measures != ["--cpu"])
+        if measures != ["--cpu"]:
+            assert len(out["chart"]) == 2 and min(out["chart"]) >= 2, out["chart"]
+        assert len(out["sorted"]) == 3, out["sorted"]
+        for s in out["sorted"]:
+            assert s["first"] == sorted(s["first"], reverse=True), s
+            assert s["second"] == sorted(s["second"]), s
+        # helper.py's loop (Python time, int allocations) is measured in
+        # both of its per-file columns: the sort had something to order
+        helper = [s for s in out["sorted"] if s["table"] == 1][0]
+        assert helper["first"][0] > 0 and helper["first"][-1] == -1, helper
