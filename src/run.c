@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -693,8 +694,11 @@ int cmd_run(int argc, char **argv)
 	if (rc != HM_OK) {
 		ret = cli_fail_lib();
 	} else {
-		if (a.lines > 0)
-			hm_report_text(&rep, stderr, a.lines, isatty(2) && !getenv("NO_COLOR"));
+		if (a.lines > 0) {
+			struct winsize ws;
+			int width = isatty(2) && ioctl(2, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
+			hm_report_text(&rep, stderr, a.lines, isatty(2) && !getenv("NO_COLOR"), width);
+		}
 		fputc('\n', stderr);
 		hm_report_summary(&rep, stderr);
 		fputc('\n', stderr);

@@ -75,8 +75,11 @@ void hm_report_free(hm_report *r);
 /* The summary line (no newline): duration, samples, what was not available. */
 void hm_report_summary(const hm_report *r, FILE *out);
 /* Terminal table: the lines that matter (at most max_lines), with their
- * source text and bars; color: ANSI colours. */
-void hm_report_text(const hm_report *r, FILE *out, int max_lines, int color);
+ * source text and bars; color: ANSI colours; width: the terminal's columns
+ * (0: not a terminal), which the source text is trimmed to and without
+ * which, when narrow, the bars are left out. Only the columns of the
+ * measures taken. */
+void hm_report_text(const hm_report *r, FILE *out, int max_lines, int color, int width);
 int hm_report_json(const hm_report *r, FILE *out);
 int hm_report_html(const hm_report *r, FILE *out);
 

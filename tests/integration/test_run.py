@@ -664,3 +664,55 @@ def test_html_report_in_chromium(tmp_path, default_py):
         # both of its per-file columns: the sort had something to order
         helper = [s for s in out["sorted"] if s["table"] == 1][0]
         assert helper["first"][0] > 0 and helper["first"][-1] == -1, helper
+
+
+def _run_on_pty(argv, cols):
+    """Run argv with its stderr on a terminal `cols` wide; its text."""
+    import fcntl, pty, struct, termios, threading
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, cols, 0, 0))
+    chunks = []
+
+    def reader():
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            chunks.append(b)
+    t = threading.Thread(target=reader)
+    t.start()
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                       timeout=60, env=dict(os.environ, NO_COLOR="1"))
+    os.close(slave)
+    t.join(10)
+    os.close(master)
+    return p.returncode, b"".join(chunks).decode().replace("\r", "")
+
+
+def test_terminal_table_fits_the_terminal(tmp_path, default_py):
+    """On a terminal 60 columns wide every line of the tables fits (the
+    bars are left out, the source trimmed with '...'); on a wide one the
+    bars and the whole source line are there; with no terminal the bars
+    too, and columns only for the measures taken."""
+    prog = tmp_path / "w.py"
+    prog.write_text("total = 0\n"
+                    "for a_rather_long_variable_name in range(1_500_000): total += a_rather_long_variable_name  # a long comment that goes on\n"
+                    "keep = [bytearray(1 << 20) for _ in range(20)]\n")
+    argv = [HOMURA, "run", "--", default_py.path, str(prog)]
+    rc, text = _run_on_pty(argv, 60)
+    assert rc == 0, text
+    table = text[:text.index("\nhomura: ")]
+    assert all(len(l) <= 60 for l in table.splitlines()), table
+    assert "for a_rat" in table and "..." in table and "\u2588" not in table, table
+    assert "alloc MB" in table and "py%" in table, table
+    rc, text = _run_on_pty(argv, 250)
+    assert rc == 0, text
+    assert "# a long comment that goes on" in text and "\u2588" in text, text
+    r = homura("run", "--memory", "--", default_py.path, prog)
+    assert r.rc == 0 and "\u2588" not in r.stderr and "py%" not in r.stderr, r.stderr
+    assert "alloc MB" in r.stderr and "keep = [bytearray" in r.stderr, r.stderr
+    r = homura("run", "--cpu", "--", default_py.path, prog)
+    assert r.rc == 0 and "\u2588" in r.stderr and "alloc MB" not in r.stderr, r.stderr
