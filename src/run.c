@@ -578,6 +578,8 @@ int cmd_run(int argc, char **argv)
 	int status = early_status, exited = early_exit, py_failed = 0;
 	while (!exited) {
 		uint64_t now = hm_mono_ns();
+		int walk_now = now >= next;   /* a stack walk is due (the loop wakes
+						 * at least every 10 ms, for the exit) */
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
 			break;
 		if (forward_sig && child) {
@@ -609,7 +611,7 @@ int cmd_run(int argc, char **argv)
 			}
 			next_attach = now + (now - t_start > 2000000000ull ? 100000000ull : 2000000ull);
 		}
-		if (py && !exited) {
+		if (py && !exited && walk_now) {
 			uint64_t t0 = hm_mono_ns();
 			if (hm_python_sample(py, &ps, 0) == HM_OK) {
 				uint64_t tm = (t0 + hm_mono_ns()) / 2;
@@ -620,7 +622,7 @@ int cmd_run(int argc, char **argv)
 		}
 		if (perf) {
 			hm_perf_drain(perf, on_sample, pend);
-			if (!exited)
+			if (!exited && walk_now)
 				walk_kids(pend, attr, now);
 			settle(pend, attr, last_walk ? last_walk : now, py != NULL || py_failed, 0, gap);
 		}
@@ -636,11 +638,14 @@ int cmd_run(int argc, char **argv)
 		}
 		if (exited)
 			break;
-		next += period;
 		now = hm_mono_ns();
-		if (next < now)
-			next = now;   /* fell behind: no burst to catch up */
-		sleep_until(next);
+		if (walk_now) {
+			next += period;
+			if (next < now)
+				next = now;   /* fell behind: no burst to catch up */
+		}
+		/* a low --rate must not delay noticing the program's end */
+		sleep_until(next < now + 10000000ull ? next : now + 10000000ull);
 	}
 	uint64_t t_end = hm_mono_ns();
 	if (perf) {

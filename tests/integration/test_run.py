@@ -716,3 +716,13 @@ def test_terminal_table_fits_the_terminal(tmp_path, default_py):
     assert "alloc MB" in r.stderr and "keep = [bytearray" in r.stderr, r.stderr
     r = homura("run", "--cpu", "--", default_py.path, prog)
     assert r.rc == 0 and "\u2588" in r.stderr and "alloc MB" not in r.stderr, r.stderr
+
+
+def test_low_rate_does_not_delay_the_end(tmp_path, default_py):
+    """--rate 1: the loop used to sleep a whole period (1 s) between looks
+    at the program, so a program of 0.2 s was reported as at least 1 s
+    long; it now notices the end within 10 ms (0.7 s of margin here)."""
+    p, rep, err = run_json(tmp_path, "--rate", "1", "--cpu", "--", default_py.path, "-c",
+                           "import time; time.sleep(0.2)")
+    assert p.returncode == 0, err
+    assert 0.2 <= rep["elapsed_s"] < 0.9, (rep["elapsed_s"], err)
