@@ -726,3 +726,27 @@ def test_low_rate_does_not_delay_the_end(tmp_path, default_py):
                            "import time; time.sleep(0.2)")
     assert p.returncode == 0, err
     assert 0.2 <= rep["elapsed_s"] < 0.9, (rep["elapsed_s"], err)
+
+
+def test_child_process_lines_memory_is_null(tmp_path, default_py):
+    """Memory is measured in the main process only: a line that ran only
+    in a forked worker has its CPU time but null memory (it was 0.0, as if
+    measured), the child-process line says so, and the main process's own
+    allocation is still measured."""
+    prog = tmp_path / "kids.py"
+    prog.write_text("import multiprocessing as mp\n"
+                    "def burn(n):\n"
+                    "    s = 0\n"
+                    "    for i in range(n):\n"
+                    "        s += i  # CHILD\n"
+                    "    return s\n"
+                    "if __name__ == '__main__':\n"
+                    "    keep = bytearray(16 << 20)  # MAIN\n"
+                    "    with mp.get_context('fork').Pool(1) as p:\n"
+                    "        print(sum(p.map(burn, [1500000] * 2)))\n")
+    p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
+    assert p.returncode == 0 and p.stdout == b"2249998500000\n", err
+    assert "(memory: the main process only)" in err, err
+    child = line_of(rep, str(prog), 5)
+    assert cpu(child) > 10 and child["alloc_mb"] is None and child["peak_mb"] is None, child
+    assert abs(line_of(rep, str(prog), 8)["alloc_mb"] - 16) < 2, err
