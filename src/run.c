@@ -713,6 +713,12 @@ int cmd_run(int argc, char **argv)
 				rep.child_processes, rep.child_processes == 1 ? "" : "es",
 				(unsigned long long)rep.child_samples,
 				rep.memory ? " (memory: the main process only)" : "");
+		/* `-m json.tool`, an installed tool: its code is all library
+		 * code, folded into no line of the program's own */
+		if (!a.profile_all && rep.cpu && !isnan(rep.outside_pct) && rep.outside_pct >= 50)
+			fprintf(stderr, "homura: %.0f%% of the CPU time was in no line of the program's own "
+					"files (library code, start-up): --profile-all shows library lines\n",
+				rep.outside_pct);
 		if (a.html && write_out(a.html, hm_report_html, &rep) == 0)
 			fprintf(stderr, "homura: wrote %s\n", a.html);
 		if (a.json && write_out(a.json, hm_report_json, &rep) == 0)

@@ -750,3 +750,20 @@ def test_child_process_lines_memory_is_null(tmp_path, default_py):
     child = line_of(rep, str(prog), 5)
     assert cpu(child) > 10 and child["alloc_mb"] is None and child["peak_mb"] is None, child
     assert abs(line_of(rep, str(prog), 8)["alloc_mb"] - 16) < 2, err
+
+
+def test_all_library_code_says_so(tmp_path, default_py):
+    """`-m json.tool`: every frame is the standard library's, so no line
+    of the program's own gets anything; homura says where the time went
+    and what shows it, rather than an empty table alone."""
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"a": i, "b": list(range(20))} for i in range(30000)]))
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, "-m", "json.tool", data)
+    assert p.returncode == 0 and len(p.stdout) > len(data.read_bytes()), err
+    assert rep["files"] == [] and rep["cpu_total"]["outside_python"] == 100, rep
+    assert "of the CPU time was in no line of the program's own files" in err, err
+    assert "--profile-all" in err
+    prog = tmp_path / "own.py"
+    prog.write_text("s = 0\nfor i in range(2_000_000):\n    s += i\n")
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog)
+    assert p.returncode == 0 and "no line of the program's own" not in err, err
