@@ -404,6 +404,27 @@ static void restore_env(struct saved_env *sv)
 	sv->n = 0;
 }
 
+/* Why Python's object allocations may be undercounted, or NULL: with
+ * PYTHONMALLOC set (to anything but malloc) or the development mode, the
+ * interpreter installs its allocators over the sampler's hooks at start-up,
+ * so only what reaches malloc is seen. */
+static const char *pymalloc_replaced(char **cmd)
+{
+	const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
+	if (pm && *pm && strcmp(pm, "malloc") != 0)
+		return "PYTHONMALLOC";
+	if (dev && *dev)
+		return "PYTHONDEVMODE";
+	for (int i = 1; cmd && cmd[i]; i++) {
+		if (!strcmp(cmd[i], "-c") || !strcmp(cmd[i], "-m") || cmd[i][0] != '-')
+			break;   /* the program's own arguments from here */
+		if (!strcmp(cmd[i], "-Xdev") || (!strcmp(cmd[i], "-X") && cmd[i + 1] &&
+						  !strcmp(cmd[i + 1], "dev")))
+			return "-X dev";
+	}
+	return NULL;
+}
+
 static int write_out(const char *path, int (*fn)(const hm_report *, FILE *), const hm_report *r)
 {
 	hm_outfile o;
@@ -713,9 +734,15 @@ int cmd_run(int argc, char **argv)
 				rep.child_processes, rep.child_processes == 1 ? "" : "es",
 				(unsigned long long)rep.child_samples,
 				rep.memory ? " (memory: the main process only)" : "");
+		const char *why_under = rep.memory && cmd ? pymalloc_replaced(cmd) : NULL;
+		if (why_under)
+			fprintf(stderr, "homura: %s: the interpreter's own allocators replace homura's "
+					"hooks, so Python objects from pymalloc are not counted (only what "
+					"reaches malloc is)\n", why_under);
 		/* `-m json.tool`, an installed tool: its code is all library
 		 * code, folded into no line of the program's own */
-		if (!a.profile_all && rep.cpu && !isnan(rep.outside_pct) && rep.outside_pct >= 50)
+		if (!a.profile_all && rep.cpu && !isnan(rep.outside_pct) && rep.outside_pct >= 50 &&
+		    (double)rep.cpu_samples * rep.outside_pct / 100 / a.rate >= 0.1)   /* not start-up alone */
 			fprintf(stderr, "homura: %.0f%% of the CPU time was in no line of the program's own "
 					"files (library code, start-up): --profile-all shows library lines\n",
 				rep.outside_pct);

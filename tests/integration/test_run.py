@@ -767,3 +767,21 @@ def test_all_library_code_says_so(tmp_path, default_py):
     prog.write_text("s = 0\nfor i in range(2_000_000):\n    s += i\n")
     p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog)
     assert p.returncode == 0 and "no line of the program's own" not in err, err
+
+
+def test_pythonmalloc_and_dev_mode_say_python_objects_are_not_counted(tmp_path, default_py):
+    """PYTHONMALLOC (other than malloc) and -X dev make the interpreter
+    install its own allocators over the sampler's hooks: Python objects
+    from pymalloc are then not counted, which homura now says instead of
+    reporting too little in silence."""
+    prog = tmp_path / "objs.py"
+    prog.write_text("lst = [[i] * 10 for i in range(100000)]\n")
+    note = "the interpreter's own allocators replace homura's hooks"
+    for env, args in (({"PYTHONMALLOC": "pymalloc"}, []), ({}, ["-X", "dev"]),
+                      ({"PYTHONDEVMODE": "1"}, [])):
+        p, rep, err = run_json(tmp_path, "--memory", "--", default_py.path, *args, prog, env=env)
+        assert p.returncode == 0 and note in err, (env, args, err)
+    for env in ({}, {"PYTHONMALLOC": "malloc"}):
+        p, rep, err = run_json(tmp_path, "--memory", "--", default_py.path, prog, "-X", "dev",
+                               env=dict(env, PYTHONDEVMODE="", PYTHONMALLOC=env.get("PYTHONMALLOC", "")))
+        assert p.returncode == 0 and note not in err, (env, err)
