@@ -202,6 +202,7 @@ struct proc {
 	hm_python *py;
 	int failed;              /* not Python, or unreadable: samples outside lines */
 	int gone;
+	int was_python;          /* its interpreter was found (it may run program lines) */
 	uint64_t seen_ns, next_try;
 	hm_pysample ps;
 };
@@ -309,6 +310,7 @@ static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
 			int rc = hm_python_attach(k->t, &py);
 			if (rc == HM_OK && hm_python_ready(py)) {
 				k->py = py;
+				k->was_python = 1;
 				hm_cpuattr_find_interp(a, k->t);
 			} else {
 				hm_python_detach(py);
@@ -675,6 +677,8 @@ int cmd_run(int argc, char **argv)
 		rep.lost_samples = hm_perf_lost(perf);
 		rep.child_samples = pend->kid_samples;
 		rep.child_processes = pend->nkids;
+		for (int i = 0; i < pend->nkids; i++)
+			rep.python_children += pend->kids[i].was_python;
 		if (!hm_perf_kernel_ips(perf))
 			fprintf(stderr, "homura: the kernel gives user-space IPs only: system time is "
 					"counted as native\n");

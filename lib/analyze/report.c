@@ -288,7 +288,7 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 	}
 	/* Lines measured by one side only have 0, not null, for the other's
 	 * measures when that side was on; but memory is measured in the main
-	 * process only: with child processes, a line with CPU time and no
+	 * process only: with child processes that ran Python, a line with CPU time and no
 	 * allocation may have run in a child, where nothing was measured, so
 	 * its memory is null (not measured), not 0. */
 	for (size_t i = 0; i < r->nfiles; i++) {
@@ -297,7 +297,7 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 			hm_rline *l = &f->lines[j];
 			if (r->cpu && r->cpu_samples && isnan(l->cpu_python))
 				l->cpu_python = l->cpu_native = l->cpu_system = 0;
-			if (r->memory && isnan(l->alloc_mb) && !r->child_processes) {
+			if (r->memory && isnan(l->alloc_mb) && !r->python_children) {
 				l->alloc_mb = l->peak_mb = l->alloc_count = 0;
 				l->copy_mb_s = 0;
 			}
@@ -320,7 +320,7 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 		hm_rfunc *f = &r->funcs[i];
 		if (r->cpu && r->cpu_samples && isnan(f->cpu_python))
 			f->cpu_python = f->cpu_native = f->cpu_system = 0;
-		if (r->memory && isnan(f->alloc_mb) && !r->child_processes)
+		if (r->memory && isnan(f->alloc_mb) && !r->python_children)
 			f->alloc_mb = f->peak_mb = 0;
 	}
 	if (r->nfuncs > 1)

@@ -49,6 +49,7 @@ typedef struct hm_report {
 	uint64_t lost_samples;   /* dropped by the kernel */
 	uint64_t child_samples;  /* CPU samples of child processes (in the lines) */
 	int child_processes;
+	int python_children;     /* of them, those that ran Python (their memory is not measured) */
 	int cpu, memory, gpu;    /* measures available */
 	const char *cpu_why, *memory_why, *gpu_why;   /* why not, when not */
 	double outside_pct;      /* CPU outside any Python line (startup, C threads) */
