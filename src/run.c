@@ -358,13 +358,19 @@ static char *join_cmd(char **cmd)
 	return s;
 }
 
+/* Sleep until t_ns, or until a child process ends (SIGCHLD, blocked once
+ * the program is launched, is waited for here), so that a low --rate does
+ * not delay noticing the program's end by up to a whole period. */
 static void sleep_until(uint64_t t_ns)
 {
 	uint64_t now = hm_mono_ns();
 	if (t_ns <= now)
 		return;
 	struct timespec ts = {(time_t)((t_ns - now) / 1000000000ull), (long)((t_ns - now) % 1000000000ull)};
-	nanosleep(&ts, NULL);
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigtimedwait(&chld, NULL, &ts);
 }
 
 /* Set the session's variables in our environment for the launch; the
@@ -523,6 +529,12 @@ int cmd_run(int argc, char **argv)
 		}
 		if (mem)
 			hm_memsession_set_pid(mem, pid);
+		/* its end wakes the loop (sleep_until); blocked only now, so
+		 * that the program does not inherit the mask */
+		sigset_t chld;
+		sigemptyset(&chld);
+		sigaddset(&chld, SIGCHLD);
+		sigprocmask(SIG_BLOCK, &chld, NULL);
 	}
 
 	/* CPU: the kernel's samples of every thread */
@@ -601,8 +613,6 @@ int cmd_run(int argc, char **argv)
 	int status = early_status, exited = early_exit, py_failed = 0;
 	while (!exited) {
 		uint64_t now = hm_mono_ns();
-		int walk_now = now >= next;   /* a stack walk is due (the loop wakes
-						 * at least every 10 ms, for the exit) */
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
 			break;
 		if (forward_sig && child) {
@@ -634,7 +644,7 @@ int cmd_run(int argc, char **argv)
 			}
 			next_attach = now + (now - t_start > 2000000000ull ? 100000000ull : 2000000ull);
 		}
-		if (py && !exited && walk_now) {
+		if (py && !exited) {
 			uint64_t t0 = hm_mono_ns();
 			if (hm_python_sample(py, &ps, 0) == HM_OK) {
 				uint64_t tm = (t0 + hm_mono_ns()) / 2;
@@ -645,7 +655,7 @@ int cmd_run(int argc, char **argv)
 		}
 		if (perf) {
 			hm_perf_drain(perf, on_sample, pend);
-			if (!exited && walk_now)
+			if (!exited)
 				walk_kids(pend, attr, now);
 			settle(pend, attr, last_walk ? last_walk : now, py != NULL || py_failed, 0, gap);
 		}
@@ -661,14 +671,11 @@ int cmd_run(int argc, char **argv)
 		}
 		if (exited)
 			break;
+		next += period;
 		now = hm_mono_ns();
-		if (walk_now) {
-			next += period;
-			if (next < now)
-				next = now;   /* fell behind: no burst to catch up */
-		}
-		/* a low --rate must not delay noticing the program's end */
-		sleep_until(next < now + 10000000ull ? next : now + 10000000ull);
+		if (next < now)
+			next = now;   /* fell behind: no burst to catch up */
+		sleep_until(next);
 	}
 	uint64_t t_end = hm_mono_ns();
 	if (perf) {
