@@ -787,3 +787,28 @@ def test_pythonmalloc_and_dev_mode_say_python_objects_are_not_counted(tmp_path, 
         p, rep, err = run_json(tmp_path, "--memory", "--", default_py.path, prog, "-X", "dev",
                                env=dict(env, PYTHONDEVMODE="", PYTHONMALLOC=env.get("PYTHONMALLOC", "")))
         assert p.returncode == 0 and note not in err, (env, err)
+
+
+def test_code_from_text_lines_agree(tmp_path, default_py):
+    """A function of `python -c` and code the program exec()s: CPU time
+    and memory land on the same <string> lines (CPU used to fold them into
+    the outermost line while memory kept their own lines)."""
+    code = ("def f():\n"
+            "    s = 0\n"
+            "    for i in range(1500000):\n"
+            "        s += i\n"
+            "    return bytearray(20 << 20)\n"
+            "k = f()\n")
+    p, rep, err = run_json(tmp_path, "--", default_py.path, "-c", code)
+    assert p.returncode == 0, err
+    loop = [line_of(rep, "<string>", n) for n in (3, 4)]
+    assert sum(map(cpu, loop)) > 30 and sum(l["alloc_mb"] for l in loop) > 5, (loop, err)
+    assert abs(line_of(rep, "<string>", 5)["alloc_mb"] - 20) < 2, err
+    prog = tmp_path / "ex.py"
+    prog.write_text("exec(compile(%r, '<string>', 'exec'))\n" % code)
+    p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    loop = [line_of(rep, "<string>", n) for n in (3, 4)]
+    assert sum(map(cpu, loop)) > 30 and sum(l["alloc_mb"] for l in loop) > 5, (loop, err)
+    call = [l for f in rep["files"] if f["path"] == str(prog) for l in f["lines"]]
+    assert all(cpu(l) < 10 for l in call), call
