@@ -185,6 +185,9 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	}
 	if (a->pid && a->cmd)
 		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	if (a->heap && (!a->memory || a->pid))
+		return cli_fail("--heap writes the sampled allocations: it needs memory measured "
+				"(not --cpu or --gpu alone, nor -p PID)") + 1;
 	if (a->pid && a->memory && !a->cpu && !a->gpu)
 		return cli_fail("--memory needs a program that homura starts (-- python ...): it "
 				"cannot be measured when attaching with -p") + 1;

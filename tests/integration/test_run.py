@@ -615,6 +615,11 @@ def test_memory_only_summary_and_attach_memory_only(tmp_path, default_py):
     assert abs(line_of(rep, str(prog), 1)["alloc_mb"] - 20) < 2, err
     line = assert_one_error_line(homura("run", "-p", os.getpid(), "--memory", "-d", "1"))
     assert "--memory" in line
+    # --heap without memory measured: refused before anything runs
+    for args in (["--cpu", "--heap", tmp_path / "h", "--", default_py.path, prog],
+                 ["--heap", tmp_path / "h", "-p", os.getpid(), "-d", "1"]):
+        assert "--heap" in assert_one_error_line(homura("run", *args))
+    assert not list(tmp_path.glob("h.*"))
 
 
 def test_html_report_in_chromium(tmp_path, default_py):
