@@ -817,3 +817,22 @@ def test_code_from_text_lines_agree(tmp_path, default_py):
     assert sum(map(cpu, loop)) > 30 and sum(l["alloc_mb"] for l in loop) > 5, (loop, err)
     call = [l for f in rep["files"] if f["path"] == str(prog) for l in f["lines"]]
     assert all(cpu(l) < 10 for l in call), call
+
+
+def test_program_gets_the_signal_dispositions_homura_got(tmp_path, default_py):
+    """homura ignores SIGPIPE for its own writes; the launched program used
+    to inherit that, so `yes | head -1` in it printed 'Broken pipe' instead
+    of dying quietly of SIGPIPE. It now gets the dispositions homura
+    started with: default ones, or ignored ones (nohup's SIGHUP) kept."""
+    r = homura("run", "-n", "0", "--", "/bin/sh", "-c", "yes | head -1")
+    assert r.rc == 0 and r.stdout == "y\n" and "Broken pipe" not in r.stderr, r.describe()
+    r = homura("record", "-o", tmp_path / "r.pb.gz", "--", "/bin/sh", "-c", "yes | head -1")
+    assert "Broken pipe" not in r.stderr, r.describe()
+    show = "import signal as s; print(s.getsignal(s.SIGHUP) == s.SIG_IGN)"
+    p = subprocess.run([HOMURA, "run", "-n", "0", "--", default_py.path, "-c", show],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert p.returncode == 0 and p.stdout == b"True\n", p
+    p = subprocess.run([HOMURA, "run", "-n", "0", "--", default_py.path, "-c", show],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0 and p.stdout == b"False\n", p
