@@ -436,6 +436,26 @@ static const char *pymalloc_replaced(char **cmd)
 	return NULL;
 }
 
+/* CODE of `python [options] -c CODE` (or -cCODE), the text of its
+ * "<string>" lines; NULL for any other command. */
+static const char *dash_c_code(char **cmd)
+{
+	const char *base = strrchr(cmd[0], '/');
+	if (!strstr(base ? base + 1 : cmd[0], "python"))
+		return NULL;
+	for (int i = 1; cmd[i] && cmd[i][0] == '-'; i++) {
+		if (!strcmp(cmd[i], "-c"))
+			return cmd[i + 1];
+		if (!strncmp(cmd[i], "-c", 2))
+			return cmd[i] + 2;
+		if (!strcmp(cmd[i], "-m") || !strcmp(cmd[i], "-") || !strcmp(cmd[i], "--"))
+			return NULL;
+		if ((!strcmp(cmd[i], "-X") || !strcmp(cmd[i], "-W")) && cmd[i + 1])
+			i++;     /* an option with its value */
+	}
+	return NULL;
+}
+
 static int write_out(const char *path, int (*fn)(const hm_report *, FILE *), const hm_report *r)
 {
 	hm_outfile o;
@@ -728,7 +748,7 @@ int cmd_run(int argc, char **argv)
 	char root[64], cwd[64];
 	snprintf(root, sizeof root, "/proc/%d/root", (int)pid);
 	snprintf(cwd, sizeof cwd, "/proc/%d/cwd", (int)pid);
-	hm_report_src src = {child ? NULL : root, child ? NULL : cwd};
+	hm_report_src src = {child ? NULL : root, child ? NULL : cwd, cmd ? dash_c_code(cmd) : NULL};
 	int rc = hm_report_build(&rep, rep.cpu ? attr : NULL, rep.memory ? mem : NULL, &src);
 	int ret = 0;
 	if (rc != HM_OK) {

@@ -75,6 +75,8 @@ static void load_source(hm_rfile *f, const hm_report_src *src)
 		if (!in)
 			in = open_regular(f->path);
 	}
+	if (!in && src && src->string_code && !strcmp(f->path, "<string>"))
+		in = fmemopen((void *)src->string_code, strlen(src->string_code), "r");
 	if (!in)
 		return;
 	size_t cap = 0, total = 0;

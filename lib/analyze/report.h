@@ -67,6 +67,7 @@ typedef struct hm_report {
 typedef struct hm_report_src {
 	const char *root;        /* prefix for absolute paths ("/proc/PID/root"), or NULL */
 	const char *cwd;         /* directory relative paths are under, or NULL */
+	const char *string_code; /* the source of "<string>" (python -c CODE), or NULL */
 } hm_report_src;
 
 /* Build r from the measures; cpu and mem may be NULL (not measured). */

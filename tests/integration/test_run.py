@@ -797,7 +797,8 @@ def test_pythonmalloc_and_dev_mode_say_python_objects_are_not_counted(tmp_path, 
 def test_code_from_text_lines_agree(tmp_path, default_py):
     """A function of `python -c` and code the program exec()s: CPU time
     and memory land on the same <string> lines (CPU used to fold them into
-    the outermost line while memory kept their own lines)."""
+    the outermost line while memory kept their own lines); with -c the
+    lines show their source text (they were blank)."""
     code = ("def f():\n"
             "    s = 0\n"
             "    for i in range(1500000):\n"
@@ -809,6 +810,9 @@ def test_code_from_text_lines_agree(tmp_path, default_py):
     loop = [line_of(rep, "<string>", n) for n in (3, 4)]
     assert sum(map(cpu, loop)) > 30 and sum(l["alloc_mb"] for l in loop) > 5, (loop, err)
     assert abs(line_of(rep, "<string>", 5)["alloc_mb"] - 20) < 2, err
+    # python -c: homura knows the text of <string>, so the lines show it
+    assert [l["source"] for l in loop] == ["    for i in range(1500000):", "        s += i"]
+    assert "  for i in range(1500000):\n" in err, err
     prog = tmp_path / "ex.py"
     prog.write_text("exec(compile(%r, '<string>', 'exec'))\n" % code)
     p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
