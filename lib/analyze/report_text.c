@@ -1,6 +1,7 @@
 /* report_text.c - `homura run`'s terminal table: the lines that matter
  * (most CPU or memory first, shown in file order), with their source text
- * and a bar split Python / native / system. */
+ * and a bar split Python / native / system, then the top functions; columns
+ * only for the measures taken, fitted to the terminal's width when known. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
