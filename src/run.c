@@ -185,6 +185,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	}
 	if (a->pid && a->cmd)
 		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	if ((a->html && !*a->html) || (a->json && !*a->json) || (a->heap && !*a->heap))
+		return cli_fail("an empty file name for -o, --json or --heap") + 1;
 	if (a->heap && (!a->memory || a->pid))
 		return cli_fail("--heap writes the sampled allocations: it needs memory measured "
 				"(not --cpu or --gpu alone, nor -p PID)") + 1;

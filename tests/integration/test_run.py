@@ -596,6 +596,10 @@ def test_outputs_checked_before_the_program_runs(tmp_path, default_py):
     assert r.rc == 0 and marker.exists(), r.describe()
     assert sorted(p.name for p in tmp_path.glob("ok.*")) == [
         "ok.alloc_objects.pb.gz", "ok.alloc_space.pb.gz", "ok.inuse_space.pb.gz"]
+    marker.unlink()
+    for opt in ("-o", "--json", "--heap"):     # '--heap ""' wrote hidden .alloc_space.pb.gz...
+        assert_one_error_line(homura("run", opt, "", *prog))
+        assert not marker.exists()
     assert_one_error_line(homura("run", "--", "no-such-command-here"))
     r = homura("run", "--", "/bin/true")
     assert r.rc == 0 and "Sanitizer" not in r.stderr, r.describe()
