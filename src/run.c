@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -184,6 +185,14 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	}
 	if (a->pid && a->cmd)
 		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	if ((a->html && !*a->html) || (a->json && !*a->json) || (a->heap && !*a->heap))
+		return cli_fail("an empty file name for -o, --json or --heap") + 1;
+	if (a->heap && (!a->memory || a->pid))
+		return cli_fail("--heap writes the sampled allocations: it needs memory measured "
+				"(not --cpu or --gpu alone, nor -p PID)") + 1;
+	if (a->pid && a->memory && !a->cpu && !a->gpu)
+		return cli_fail("--memory needs a program that homura starts (-- python ...): it "
+				"cannot be measured when attaching with -p") + 1;
 	if (a->duration > 0 && !a->pid)
 		return cli_fail("-d/--duration is for -p PID (a launched program runs to its end)") + 1;
 	return 0;
@@ -198,6 +207,7 @@ struct proc {
 	hm_python *py;
 	int failed;              /* not Python, or unreadable: samples outside lines */
 	int gone;
+	int was_python;          /* its interpreter was found (it may run program lines) */
 	uint64_t seen_ns, next_try;
 	hm_pysample ps;
 };
@@ -305,6 +315,7 @@ static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
 			int rc = hm_python_attach(k->t, &py);
 			if (rc == HM_OK && hm_python_ready(py)) {
 				k->py = py;
+				k->was_python = 1;
 				hm_cpuattr_find_interp(a, k->t);
 			} else {
 				hm_python_detach(py);
@@ -352,13 +363,19 @@ static char *join_cmd(char **cmd)
 	return s;
 }
 
+/* Sleep until t_ns, or until a child process ends (SIGCHLD, blocked once
+ * the program is launched, is waited for here), so that a low --rate does
+ * not delay noticing the program's end by up to a whole period. */
 static void sleep_until(uint64_t t_ns)
 {
 	uint64_t now = hm_mono_ns();
 	if (t_ns <= now)
 		return;
 	struct timespec ts = {(time_t)((t_ns - now) / 1000000000ull), (long)((t_ns - now) % 1000000000ull)};
-	nanosleep(&ts, NULL);
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigtimedwait(&chld, NULL, &ts);
 }
 
 /* Set the session's variables in our environment for the launch; the
@@ -400,6 +417,47 @@ static void restore_env(struct saved_env *sv)
 	sv->n = 0;
 }
 
+/* Why Python's object allocations may be undercounted, or NULL: with
+ * PYTHONMALLOC set (to anything but malloc) or the development mode, the
+ * interpreter installs its allocators over the sampler's hooks at start-up,
+ * so only what reaches malloc is seen. */
+static const char *pymalloc_replaced(char **cmd)
+{
+	const char *pm = getenv("PYTHONMALLOC"), *dev = getenv("PYTHONDEVMODE");
+	if (pm && *pm && strcmp(pm, "malloc") != 0)
+		return "PYTHONMALLOC";
+	if (dev && *dev)
+		return "PYTHONDEVMODE";
+	for (int i = 1; cmd && cmd[i]; i++) {
+		if (!strcmp(cmd[i], "-c") || !strcmp(cmd[i], "-m") || cmd[i][0] != '-')
+			break;   /* the program's own arguments from here */
+		if (!strcmp(cmd[i], "-Xdev") || (!strcmp(cmd[i], "-X") && cmd[i + 1] &&
+						  !strcmp(cmd[i + 1], "dev")))
+			return "-X dev";
+	}
+	return NULL;
+}
+
+/* CODE of `python [options] -c CODE` (or -cCODE), the text of its
+ * "<string>" lines; NULL for any other command. */
+static const char *dash_c_code(char **cmd)
+{
+	const char *base = strrchr(cmd[0], '/');
+	if (!strstr(base ? base + 1 : cmd[0], "python"))
+		return NULL;
+	for (int i = 1; cmd[i] && cmd[i][0] == '-'; i++) {
+		if (!strcmp(cmd[i], "-c"))
+			return cmd[i + 1];
+		if (!strncmp(cmd[i], "-c", 2))
+			return cmd[i] + 2;
+		if (!strcmp(cmd[i], "-m") || !strcmp(cmd[i], "-") || !strcmp(cmd[i], "--"))
+			return NULL;
+		if ((!strcmp(cmd[i], "-X") || !strcmp(cmd[i], "-W")) && cmd[i + 1])
+			i++;     /* an option with its value */
+	}
+	return NULL;
+}
+
 static int write_out(const char *path, int (*fn)(const hm_report *, FILE *), const hm_report *r)
 {
 	hm_outfile o;
@@ -420,6 +478,15 @@ int cmd_run(int argc, char **argv)
 		return r == 1 ? 0 : r - 1;
 	if ((a.html && hm_output_check(a.html) != HM_OK) || (a.json && hm_output_check(a.json) != HM_OK))
 		return cli_fail_lib();
+	/* --heap's three files too: before the program runs, not after */
+	for (int k = 0; a.heap && k < 3; k++) {
+		static const char *kinds[] = {"alloc_space", "alloc_objects", "inuse_space"};
+		char path[4096];
+		if ((size_t)snprintf(path, sizeof path, "%s.%s.pb.gz", a.heap, kinds[k]) >= sizeof path)
+			return cli_fail("--heap: path too long");
+		if (hm_output_check(path) != HM_OK)
+			return cli_fail_lib();
+	}
 
 	/* `homura run -- script.py`: run it with python3 */
 	char **cmd = a.cmd, **ownedcmd = NULL;
@@ -487,6 +554,12 @@ int cmd_run(int argc, char **argv)
 		}
 		if (mem)
 			hm_memsession_set_pid(mem, pid);
+		/* its end wakes the loop (sleep_until); blocked only now, so
+		 * that the program does not inherit the mask */
+		sigset_t chld;
+		sigemptyset(&chld);
+		sigaddset(&chld, SIGCHLD);
+		sigprocmask(SIG_BLOCK, &chld, NULL);
 	}
 
 	/* CPU: the kernel's samples of every thread */
@@ -636,6 +709,8 @@ int cmd_run(int argc, char **argv)
 		rep.lost_samples = hm_perf_lost(perf);
 		rep.child_samples = pend->kid_samples;
 		rep.child_processes = pend->nkids;
+		for (int i = 0; i < pend->nkids; i++)
+			rep.python_children += pend->kids[i].was_python;
 		if (!hm_perf_kernel_ips(perf))
 			fprintf(stderr, "homura: the kernel gives user-space IPs only: system time is "
 					"counted as native\n");
@@ -651,6 +726,15 @@ int cmd_run(int argc, char **argv)
 		if (!hm_memsession_available(mem, &why)) {
 			rep.memory = 0;
 			rep.memory_why = why ? why : "no allocation was sampled";
+			/* the sampler needs 3.7's _PyRuntime: say so for older ones */
+			static char oldpy[128];
+			const char *v = py ? hm_python_version(py) : NULL;
+			unsigned maj = 0, min = 0;
+			if (v && sscanf(v, "%u.%u", &maj, &min) == 2 && (maj < 3 || (maj == 3 && min < 7))) {
+				snprintf(oldpy, sizeof oldpy, "Python %s: the allocation sampler needs "
+					 "Python 3.7 or later", v);
+				rep.memory_why = oldpy;
+			}
 		}
 	}
 	char *prog = cmd ? join_cmd(cmd) : NULL;
@@ -666,22 +750,38 @@ int cmd_run(int argc, char **argv)
 	char root[64], cwd[64];
 	snprintf(root, sizeof root, "/proc/%d/root", (int)pid);
 	snprintf(cwd, sizeof cwd, "/proc/%d/cwd", (int)pid);
-	hm_report_src src = {child ? NULL : root, child ? NULL : cwd};
+	hm_report_src src = {child ? NULL : root, child ? NULL : cwd, cmd ? dash_c_code(cmd) : NULL};
 	int rc = hm_report_build(&rep, rep.cpu ? attr : NULL, rep.memory ? mem : NULL, &src);
 	int ret = 0;
 	if (rc != HM_OK) {
 		ret = cli_fail_lib();
 	} else {
-		if (a.lines > 0)
-			hm_report_text(&rep, stderr, a.lines, isatty(2) && !getenv("NO_COLOR"));
+		if (a.lines > 0) {
+			struct winsize ws;
+			int width = isatty(2) && ioctl(2, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
+			hm_report_text(&rep, stderr, a.lines, isatty(2) && !getenv("NO_COLOR"), width);
+		}
 		fputc('\n', stderr);
 		hm_report_summary(&rep, stderr);
 		fputc('\n', stderr);
 		if (rep.child_samples)
 			fprintf(stderr, "homura: %d child process%s: %llu of the CPU samples, in the lines "
-					"of the files they ran\n",
+					"of the files they ran%s\n",
 				rep.child_processes, rep.child_processes == 1 ? "" : "es",
-				(unsigned long long)rep.child_samples);
+				(unsigned long long)rep.child_samples,
+				rep.memory ? " (memory: the main process only)" : "");
+		const char *why_under = rep.memory && cmd ? pymalloc_replaced(cmd) : NULL;
+		if (why_under)
+			fprintf(stderr, "homura: %s: the interpreter's own allocators replace homura's "
+					"hooks, so Python objects from pymalloc are not counted (only what "
+					"reaches malloc is)\n", why_under);
+		/* `-m json.tool`, an installed tool: its code is all library
+		 * code, folded into no line of the program's own */
+		if (!a.profile_all && rep.cpu && !isnan(rep.outside_pct) && rep.outside_pct >= 50 &&
+		    (double)rep.cpu_samples * rep.outside_pct / 100 / a.rate >= 0.1)   /* not start-up alone */
+			fprintf(stderr, "homura: %.0f%% of the CPU time was in no line of the program's own "
+					"files (library code, start-up): --profile-all shows library lines\n",
+				rep.outside_pct);
 		if (a.html && write_out(a.html, hm_report_html, &rep) == 0)
 			fprintf(stderr, "homura: wrote %s\n", a.html);
 		if (a.json && write_out(a.json, hm_report_json, &rep) == 0)

@@ -222,10 +222,25 @@ void hm_cpuattr_observe(hm_cpuattr *a, const hm_pythread *th, uint64_t t_ns)
 			const hm_frame *f = hm_profile_frame(a->p, fid);
 			if (!file_is_own(a, f->file))
 				continue;
-			/* "<string>" is the program's own only as the outermost
-			 * frame (python -c), not code a library exec()s */
-			if (hm_profile_str(a->p, f->file)[0] == '<' && i != th->nframes - 1)
-				continue;
+			/* code run from text ("<string>") is whoever ran it's: the
+			 * program's as the outermost frame (python -c) or when the
+			 * nearest frame below it that is not such code is the
+			 * program's (its own exec(), a function of python -c), not
+			 * when a library exec()s it (a .pth line run by site.py);
+			 * as the memory side (memory.h) decides */
+			if (hm_profile_str(a->p, f->file)[0] == '<') {
+				int j = i + 1, caller_own = 1;
+				for (; j < th->nframes; j++) {
+					uint32_t cid = hm_sampler_py_frame(a->p, &th->frames[j], &a->so);
+					hm_str_id cf = hm_profile_frame(a->p, cid)->file;
+					if (hm_profile_str(a->p, cf)[0] != '<' || !file_is_own(a, cf)) {
+						caller_own = file_is_own(a, cf);
+						break;
+					}
+				}
+				if (!caller_own)
+					continue;
+			}
 			site = fid;
 			break;
 		}

@@ -14,7 +14,9 @@
  *    dist-packages, nor <frozen ...> modules; code run from text, such as
  *    "<string>", belongs to whoever ran it: the program's for `python -c`
  *    or its own exec(), the library's for a .pth file run by site.py), or
- *    the leaf frame with profile_all or when no frame is the program's. The block stays live
+ *    the leaf frame with profile_all; with no frame of the program's own
+ *    (imports at start-up, a library's threads) no line, as cpu.h does
+ *    (still in the totals and the heap profiles). The block stays live
  *    (a table by address) until its FREE record;
  *  - COPY records add memcpy/memmove volume to a line.
  * Every line and function keeps its live estimate, its peak, and the live
@@ -390,7 +392,7 @@ static int stat_for_frame(hm_memsession *s, uint32_t frame, int is_func)
 	e->is_func = is_func;
 	e->m.file = hm_profile_str(s->prof, f->file);
 	e->m.func = hm_profile_str(s->prof, f->name);
-	e->m.line = is_func ? 0 : f->line;
+	e->m.line = is_func ? f->start_line : f->line;   /* a function: its first line, as cpu.h's */
 	e->m.leak_likelihood = -1;
 	e->first_window = -1;
 	s->stat_by_frame[frame] = (int32_t)++s->nstats;
@@ -460,9 +462,7 @@ static int intern_stack(hm_memsession *s, const hm_memrec_frame *fr, uint32_t n,
 	struct stack_info *si = &s->stacks[st];
 	if (si->line == -2) {
 		si->line = si->func = -1;
-		if (nf > 0) {
-			if (attributed < 0)
-				attributed = 0;
+		if (nf > 0 && attributed >= 0) {
 			const struct code *c = &s->codes[fr[attributed].code];
 			si->line = stat_for_frame(s, intern_code_frame(s, c, fr[attributed].line), 0);
 			si->func = stat_for_frame(s, intern_code_frame(s, c, 0), 1);

@@ -75,6 +75,8 @@ static void load_source(hm_rfile *f, const hm_report_src *src)
 		if (!in)
 			in = open_regular(f->path);
 	}
+	if (!in && src && src->string_code && !strcmp(f->path, "<string>"))
+		in = fmemopen((void *)src->string_code, strlen(src->string_code), "r");
 	if (!in)
 		return;
 	size_t cap = 0, total = 0;
@@ -186,12 +188,17 @@ static double z(double v)
 static int cmp_rfunc(const void *a, const void *b)
 {
 	const hm_rfunc *x = a, *y = b;
-	double cx = fsum(fsum(fsum(0, x->cpu_python), x->cpu_native), x->cpu_system);
-	double cy = fsum(fsum(fsum(0, y->cpu_python), y->cpu_native), y->cpu_system);
+	/* NaN (not measured) counts as 0: a comparison with NaN would break
+	 * qsort's order */
+	double cx = z(x->cpu_python) + z(x->cpu_native) + z(x->cpu_system);
+	double cy = z(y->cpu_python) + z(y->cpu_native) + z(y->cpu_system);
 	if (cx != cy)
 		return cx > cy ? -1 : 1;
-	double ax = isnan(x->alloc_mb) ? 0 : x->alloc_mb, ay = isnan(y->alloc_mb) ? 0 : y->alloc_mb;
-	return ax > ay ? -1 : ax < ay;
+	double ax = z(x->alloc_mb), ay = z(y->alloc_mb);
+	if (ax != ay)
+		return ax > ay ? -1 : 1;
+	int c = strcmp(x->path, y->path);
+	return c ? c : x->line - y->line;
 }
 
 int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_report_src *src)
@@ -282,14 +289,17 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 		r->ntimeline = hm_memsession_timeline(mem, &r->timeline);
 	}
 	/* Lines measured by one side only have 0, not null, for the other's
-	 * measures when that side was on. */
+	 * measures when that side was on; but memory is measured in the main
+	 * process only: with child processes that ran Python, a line with CPU time and no
+	 * allocation may have run in a child, where nothing was measured, so
+	 * its memory is null (not measured), not 0. */
 	for (size_t i = 0; i < r->nfiles; i++) {
 		hm_rfile *f = &r->files[i];
 		for (size_t j = 0; j < f->nlines; j++) {
 			hm_rline *l = &f->lines[j];
 			if (r->cpu && r->cpu_samples && isnan(l->cpu_python))
 				l->cpu_python = l->cpu_native = l->cpu_system = 0;
-			if (r->memory && isnan(l->alloc_mb)) {
+			if (r->memory && isnan(l->alloc_mb) && !r->python_children) {
 				l->alloc_mb = l->peak_mb = l->alloc_count = 0;
 				l->copy_mb_s = 0;
 			}
@@ -307,6 +317,13 @@ int hm_report_build(hm_report *r, hm_cpuattr *cpu, hm_memsession *mem, const hm_
 			if (ln >= 1 && (size_t)ln <= f->nsource)
 				f->lines[j].source = f->source[ln - 1];
 		}
+	}
+	for (size_t i = 0; i < r->nfuncs; i++) {   /* as for lines */
+		hm_rfunc *f = &r->funcs[i];
+		if (r->cpu && r->cpu_samples && isnan(f->cpu_python))
+			f->cpu_python = f->cpu_native = f->cpu_system = 0;
+		if (r->memory && isnan(f->alloc_mb) && !r->python_children)
+			f->alloc_mb = f->peak_mb = 0;
 	}
 	if (r->nfuncs > 1)
 		qsort(r->funcs, r->nfuncs, sizeof *r->funcs, cmp_rfunc);
@@ -339,7 +356,9 @@ void hm_report_free(hm_report *r)
 
 void hm_report_summary(const hm_report *r, FILE *out)
 {
-	fprintf(out, "homura: %.2f s, %llu CPU samples", r->elapsed_s, (unsigned long long)r->cpu_samples);
+	fprintf(out, "homura: %.2f s", r->elapsed_s);
+	if (r->cpu || r->cpu_samples)
+		fprintf(out, ", %llu CPU samples", (unsigned long long)r->cpu_samples);
 	if (r->memory)
 		fprintf(out, ", %llu allocation samples", (unsigned long long)r->alloc_samples);
 	if (r->cpu && !isnan(r->total_python))

@@ -49,6 +49,7 @@ typedef struct hm_report {
 	uint64_t lost_samples;   /* dropped by the kernel */
 	uint64_t child_samples;  /* CPU samples of child processes (in the lines) */
 	int child_processes;
+	int python_children;     /* of them, those that ran Python (their memory is not measured) */
 	int cpu, memory, gpu;    /* measures available */
 	const char *cpu_why, *memory_why, *gpu_why;   /* why not, when not */
 	double outside_pct;      /* CPU outside any Python line (startup, C threads) */
@@ -66,6 +67,7 @@ typedef struct hm_report {
 typedef struct hm_report_src {
 	const char *root;        /* prefix for absolute paths ("/proc/PID/root"), or NULL */
 	const char *cwd;         /* directory relative paths are under, or NULL */
+	const char *string_code; /* the source of "<string>" (python -c CODE), or NULL */
 } hm_report_src;
 
 /* Build r from the measures; cpu and mem may be NULL (not measured). */
@@ -75,8 +77,11 @@ void hm_report_free(hm_report *r);
 /* The summary line (no newline): duration, samples, what was not available. */
 void hm_report_summary(const hm_report *r, FILE *out);
 /* Terminal table: the lines that matter (at most max_lines), with their
- * source text and bars; color: ANSI colours. */
-void hm_report_text(const hm_report *r, FILE *out, int max_lines, int color);
+ * source text and bars; color: ANSI colours; width: the terminal's columns
+ * (0: not a terminal), which the source text is trimmed to and without
+ * which, when narrow, the bars are left out. Only the columns of the
+ * measures taken. */
+void hm_report_text(const hm_report *r, FILE *out, int max_lines, int color, int width);
 int hm_report_json(const hm_report *r, FILE *out);
 int hm_report_html(const hm_report *r, FILE *out);
 

@@ -48,11 +48,14 @@ static const char STYLE[] =
 	".sum{background:#f6f6f6;padding:.5em;border-radius:4px}"
 	".na{color:#a00}";
 
+/* A click on a header sorts its table by that column (th.cellIndex: its
+ * place in its own row, not among all the page's headers), largest first,
+ * then smallest first on the next click. */
 static const char SCRIPT[] =
-	"document.querySelectorAll('table.sort th').forEach(function(th,i){"
-	"th.addEventListener('click',function(){"
+	"document.querySelectorAll('table.sort th').forEach(function(th){"
+	"th.addEventListener('click',function(){var i=th.cellIndex;"
 	"var tb=th.closest('table').tBodies[0],rows=Array.prototype.slice.call(tb.rows);"
-	"var d=th.dataset.d==='1'?-1:1;th.dataset.d=d===1?'1':'0';"
+	"var d=th.dataset.d==='1'?1:-1;th.dataset.d=d===1?'0':'1';"
 	"rows.sort(function(a,b){var x=a.cells[i],y=b.cells[i];"
 	"var u=x.dataset.v,v=y.dataset.v;"
 	"if(u!==undefined&&v!==undefined)return d*(parseFloat(u)-parseFloat(v));"

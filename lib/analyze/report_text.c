@@ -1,6 +1,7 @@
 /* report_text.c - `homura run`'s terminal table: the lines that matter
  * (most CPU or memory first, shown in file order), with their source text
- * and a bar split Python / native / system. */
+ * and a bar split Python / native / system, then the top functions; columns
+ * only for the measures taken, fitted to the terminal's width when known. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,13 +35,18 @@ static int by_place(const void *a, const void *b)
 	return x->l->line < y->l->line ? -1 : x->l->line > y->l->line;
 }
 
-/* Text from the program (paths, names, source) without control characters,
- * so that no escape sequence of its own reaches the terminal. */
+/* Text from the program (paths, names, source) without control characters
+ * (C0, DEL, C1) and with '?' for bytes that are not UTF-8 (a latin-1 source
+ * file), so that no escape sequence of its own reaches the terminal. */
 static void put_clean(FILE *o, const char *s, size_t n)
 {
-	for (size_t i = 0; i < n && s[i]; i++) {
-		unsigned char c = (unsigned char)s[i];
-		fputc(c < 0x20 || c == 0x7f ? '?' : c, o);
+	size_t len = strnlen(s, n), adv;
+	for (size_t i = 0; i < len; i += adv) {
+		uint32_t cp = hm_utf8_decode(s + i, len - i, &adv);
+		if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || (cp == 0xfffd && adv == 1))
+			fputc('?', o);
+		else
+			fwrite(s + i, 1, adv, o);
 	}
 }
 
@@ -76,7 +82,7 @@ static void cell(FILE *o, double v, const char *fmt, int width)
 		fprintf(o, fmt, width, v);
 }
 
-void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
+void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color, int width)
 {
 	double alloc_total = 0;
 	size_t n = 0;
@@ -108,44 +114,69 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
 		k = (size_t)max_lines;
 	if (k > 1)
 		qsort(p, k, sizeof *p, by_place);
+	/* the columns of the measures taken; the bar only where it fits */
+	int cpu_on = r->cpu || r->cpu_samples, mem_on = r->memory, gpu_on = r->gpu;
+	int prefix = 6 + (cpu_on ? 21 : 0) + (mem_on ? 18 : 0) + (gpu_on ? 6 : 0) + 2;
+	int show_bar = cpu_on && (width <= 0 || width - prefix - 21 >= 24);
+	if (show_bar)
+		prefix += 21;
+	size_t src_max = width <= 0 ? 60 : (size_t)(width - prefix > 12 ? width - prefix : 12);
 	const hm_rfile *cur = NULL;
 	for (size_t i = 0; i < k; i++) {
 		if (p[i].f != cur) {
 			cur = p[i].f;
 			fprintf(o, "\n%s", color ? "\033[1m" : "");
-			put_clean(o, cur->path, strlen(cur->path));
+			/* a path longer than the terminal: its end, which names the file */
+			const char *path = cur->path;
+			size_t plen = strlen(path), pn = hm_utf8_count(path, plen);
+			if (width > 3 && pn > (size_t)width) {
+				path += hm_utf8_prefix(path, plen, pn - (size_t)width + 3);
+				fputs("...", o);
+			}
+			put_clean(o, path, strlen(path));
 			fprintf(o, "%s\n", color ? "\033[0m" : "");
-			fprintf(o, "%6s %6s %6s %6s %-20s %8s %8s %5s  %s\n", "line", "py%", "nat%", "sys%",
-				"cpu", r->memory ? "alloc MB" : "", r->memory ? "peak MB" : "",
-				r->gpu ? "gpu%" : "", "source");
+			fprintf(o, "%6s", "line");
+			if (cpu_on)
+				fprintf(o, " %6s %6s %6s", "py%", "nat%", "sys%");
+			if (show_bar)
+				fprintf(o, " %-20s", "cpu");
+			if (mem_on)
+				fprintf(o, " %8s %8s", "alloc MB", "peak MB");
+			if (gpu_on)
+				fprintf(o, " %5s", "gpu%");
+			fprintf(o, "  %s\n", "source");
 		}
 		const hm_rline *l = p[i].l;
-		fprintf(o, "%6d ", l->line);
-		cell(o, l->cpu_python, "%*.1f", 6);
-		fputc(' ', o);
-		cell(o, l->cpu_native, "%*.1f", 6);
-		fputc(' ', o);
-		cell(o, l->cpu_system, "%*.1f", 6);
-		fputc(' ', o);
-		bar(o, z(l->cpu_python), z(l->cpu_native), z(l->cpu_system), 20, color);
-		fputc(' ', o);
-		if (r->memory) {
+		fprintf(o, "%6d", l->line);
+		if (cpu_on) {
+			fputc(' ', o);
+			cell(o, l->cpu_python, "%*.1f", 6);
+			fputc(' ', o);
+			cell(o, l->cpu_native, "%*.1f", 6);
+			fputc(' ', o);
+			cell(o, l->cpu_system, "%*.1f", 6);
+		}
+		if (show_bar) {
+			fputc(' ', o);
+			bar(o, z(l->cpu_python), z(l->cpu_native), z(l->cpu_system), 20, color);
+		}
+		if (mem_on) {
+			fputc(' ', o);
 			cell(o, l->alloc_mb, "%*.1f", 8);
 			fputc(' ', o);
 			cell(o, l->peak_mb, "%*.1f", 8);
-		} else {
-			fprintf(o, "%8s %8s", "", "");
 		}
-		fputc(' ', o);
-		if (r->gpu)
+		if (gpu_on) {
+			fputc(' ', o);
 			cell(o, l->gpu_util, "%*.0f", 5);
-		else
-			fprintf(o, "%5s", "");
+		}
 		/* the source, trimmed to what fits a terminal line */
 		const char *s = l->source;
 		while (*s == ' ' || *s == '\t')
 			s++;
-		size_t len = strlen(s), cut = hm_utf8_prefix(s, len, 60);
+		size_t len = strlen(s), cut = hm_utf8_prefix(s, len, src_max);
+		if (cut < len)
+			cut = hm_utf8_prefix(s, len, src_max > 3 ? src_max - 3 : 0);
 		fputs("  ", o);
 		put_clean(o, s, cut);
 		fputs(cut < len ? "..." : "", o);
@@ -157,28 +188,44 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color)
 	if (k == 0)
 		fprintf(o, "homura: no line of the program used 1%% or more of its CPU time or memory\n");
 	free(p);
+	int nums = (cpu_on ? 21 : 0) + (mem_on ? 10 : 0);
+	int namew = width <= 0 ? 40 : width - nums - 1;
+	if (namew > 60)
+		namew = 60;
+	if (namew < 16)
+		namew = 16;
 	if (r->nfuncs) {
-		fprintf(o, "\n%-40s %6s %6s %6s %9s\n", "function", "py%", "nat%", "sys%",
-			r->memory ? "alloc MB" : "");
-		for (size_t i = 0; i < r->nfuncs && i < 10; i++) {
+		for (size_t i = 0, shown = 0; i < r->nfuncs && shown < 10; i++) {
 			const hm_rfunc *f = &r->funcs[i];
 			double cpu = z(f->cpu_python) + z(f->cpu_native) + z(f->cpu_system);
 			if (cpu < 1.0 && z(f->alloc_mb) < 0.01 * alloc_total)
 				continue;
+			if (shown++ == 0) {
+				fprintf(o, "\n%-*s", namew, "function");
+				if (cpu_on)
+					fprintf(o, " %6s %6s %6s", "py%", "nat%", "sys%");
+				if (mem_on)
+					fprintf(o, " %9s", "alloc MB");
+				fputc('\n', o);
+			}
 			const char *base = strrchr(f->path, '/');
-			char name[41];
+			char name[256];
 			snprintf(name, sizeof name, "%s (%s:%d)", f->func, base ? base + 1 : f->path, f->line);
-			size_t nl = strlen(name);
-			put_clean(o, name, nl);
-			fprintf(o, "%*s ", (int)(40 - (nl < 40 ? nl : 40)), "");
-			cell(o, f->cpu_python, "%*.1f", 6);
-			fputc(' ', o);
-			cell(o, f->cpu_native, "%*.1f", 6);
-			fputc(' ', o);
-			cell(o, f->cpu_system, "%*.1f", 6);
-			fputc(' ', o);
-			if (r->memory)
+			size_t nl = strlen(name), cut = hm_utf8_prefix(name, nl, (size_t)namew);
+			put_clean(o, name, cut);
+			fprintf(o, "%*s", (int)(namew - hm_utf8_count(name, cut)), "");
+			if (cpu_on) {
+				fputc(' ', o);
+				cell(o, f->cpu_python, "%*.1f", 6);
+				fputc(' ', o);
+				cell(o, f->cpu_native, "%*.1f", 6);
+				fputc(' ', o);
+				cell(o, f->cpu_system, "%*.1f", 6);
+			}
+			if (mem_on) {
+				fputc(' ', o);
 				cell(o, f->alloc_mb, "%*.1f", 9);
+			}
 			fputc('\n', o);
 		}
 	}

@@ -1,7 +1,9 @@
 /* launch.c - starting and stopping a launched target (see launch.h).
  *
  * A close-on-exec pipe is the handshake: it closes when exec succeeds, and
- * carries exec's errno back when it fails. */
+ * carries exec's errno back when it fails. The child gets the dispositions
+ * of the signals the front ends handle or ignore as they were when homura
+ * started. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +11,22 @@
 #include <unistd.h>
 
 #include "proc/launch.h"
+
+/* The signals the front ends catch or ignore (SIGPIPE: their writes), as
+ * homura found them when it started: the program gets them back, so that
+ * `yes | head` in it still dies of SIGPIPE, and `nohup homura ...` still
+ * gives it an ignored SIGHUP. */
+static const int passed_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+static int ignored_at_start[sizeof passed_sigs / sizeof *passed_sigs];
+
+__attribute__((constructor)) static void note_dispositions(void)
+{
+	for (size_t i = 0; i < sizeof passed_sigs / sizeof *passed_sigs; i++) {
+		struct sigaction sa;
+		ignored_at_start[i] = sigaction(passed_sigs[i], NULL, &sa) == 0 &&
+				      !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN;
+	}
+}
 
 pid_t hm_launch(char **cmd, int quiet)
 {
@@ -25,9 +43,8 @@ pid_t hm_launch(char **cmd, int quiet)
 	}
 	if (child == 0) {
 		close(fds[0]);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
+		for (size_t i = 0; i < sizeof passed_sigs / sizeof *passed_sigs; i++)
+			signal(passed_sigs[i], ignored_at_start[i] ? SIG_IGN : SIG_DFL);
 		if (quiet) {
 			int fd = open("/dev/null", O_RDWR);
 			if (fd >= 0) {

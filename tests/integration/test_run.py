@@ -497,3 +497,350 @@ def test_pandas_alloc_and_native_lines(tmp_path):
     assert compute["cpu_native"] > 30, (compute, err)
     assert compute["cpu_native"] > 2 * (compute["cpu_python"] + compute["cpu_system"]), compute
     assert all(cpu(l) <= cpu(compute) for f in rep["files"] for l in f["lines"]), err
+
+
+# ---- found by trying `homura run` as a new user would ------------------------
+
+def test_functions_merged_sorted_and_library_only_lines_hidden(tmp_path, default_py):
+    """All measures: each function is one entry holding both its CPU and
+    its memory (the memory side used to key functions by line 0, so every
+    function came twice and the terminal's function table was empty), in
+    order of CPU time; allocations with no frame of the program's own
+    (imports at start-up) are no line, as for CPU, so no <frozen ...> or
+    standard-library file shows up without --profile-all."""
+    prog = tmp_path / "fn.py"
+    prog.write_text("import json, decimal, fractions\n"
+                    "def work():\n"
+                    "    s = 0\n"
+                    "    for i in range(1_500_000):\n"
+                    "        s += i\n"
+                    "    return s\n"
+                    "def grab():\n"
+                    "    return bytearray(30 << 20)\n"
+                    "keep = grab()\n"
+                    "work()\n")
+    p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    assert rep["available"]["cpu"] and rep["available"]["memory"], err
+    paths = [f["path"] for f in rep["files"]]
+    assert paths == [str(prog)], paths
+    mine = [f for f in rep["functions"] if f["path"] == str(prog)]
+    names = [f["function"] for f in mine]
+    assert len(names) == len(set(names)), mine
+    work = [f for f in mine if f["function"] == "work"][0]
+    assert work["line"] == 2 and work["cpu_python"] is not None and work["alloc_mb"] is not None, work
+    grab = [f for f in mine if f["function"] == "grab"][0]
+    assert grab["line"] == 7 and abs(grab["alloc_mb"] - 30) < 3, grab
+    tot = [sum(f[k] or 0 for k in ("cpu_python", "cpu_native", "cpu_system"))
+           for f in rep["functions"]]
+    assert tot == sorted(tot, reverse=True), rep["functions"]
+    table = err.split("\nfunction ", 1)
+    assert len(table) == 2 and "work (fn.py:2)" in table[1], err
+
+
+def test_old_interpreters_say_why_no_memory(tmp_path, old_py):
+    """2.7 and 3.6 lack what the allocation sampler needs (_PyRuntime): the
+    summary says so in plain words, and CPU per line still works."""
+    if old_py.version >= (3, 7):
+        pytest.skip("3.7 has the allocation sampler")
+    prog = tmp_path / "old.py"
+    prog.write_text("s = 0\n"
+                    "for i in range(1500000):\n"
+                    "    s += i\n"
+                    "print(s)\n")
+    p, rep, err = run_json(tmp_path, "--", old_py.path, prog)
+    assert p.returncode == 0, err
+    assert p.stdout == b"1124999250000\n"
+    want = "Python %d.%d: the allocation sampler needs Python 3.7 or later" % old_py.version
+    assert want in err, err
+    assert rep["available"]["memory"] is False and rep["not_available"]["memory"] == want, rep
+    assert cpu(line_of(rep, str(prog), 3)) > 10, err
+
+
+def test_terminal_latin1_source_stays_utf8(tmp_path, default_py):
+    """A latin-1 source file (with a coding line) and an escape sequence in
+    a comment: the terminal table stays valid UTF-8 with no escape of the
+    program's own ('?' in their place); the JSON keeps the text escaped."""
+    prog = tmp_path / "lat.py"
+    prog.write_bytes(b"# -*- coding: latin-1 -*-\n"
+                     b"t = 0\n"
+                     b"for i in range(1500000):\n"
+                     b"    t += i  # caf\xe9 \x1b[31mred \xc2\x9b2J\n")
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    raw = p.stderr
+    raw.decode("utf-8")                      # strict: raises on a stray byte
+    assert b"\x1b" not in raw and b"\xc2\x9b" not in raw, raw
+    assert "t += i  # caf? ?[31mred ?2J" in err, err
+    assert line_of(rep, str(prog), 4)["source"].startswith("    t += i  # caf\ufffd \x1b[31mred")
+
+
+def test_outputs_checked_before_the_program_runs(tmp_path, default_py):
+    """-o, --json and each of --heap's three files: a symbolic link (never
+    followed), a missing directory or a device is refused in one line
+    before the program starts (it used to run to its end first for
+    --heap); -- /bin/true and a program that is not there get one line."""
+    marker = tmp_path / "ran"
+    prog = ["--", default_py.path, "-c", "open(%r, 'w').write('x')" % str(marker)]
+    target = tmp_path / "target"
+    os.symlink(target, tmp_path / "h.inuse_space.pb.gz")
+    os.symlink(target, tmp_path / "r.html")
+    for opt in (["--heap", tmp_path / "h"], ["--heap", tmp_path / "nodir" / "h"],
+                ["-o", tmp_path / "r.html"], ["--json", tmp_path / "nodir" / "r.json"],
+                ["--json", "/dev/full"]):
+        assert_one_error_line(homura("run", *(opt + prog)))
+        assert not marker.exists() and not target.exists(), opt
+    assert not list(tmp_path.glob("h.*.pb.gz*")) or \
+        [p.name for p in tmp_path.glob("h.*")] == ["h.inuse_space.pb.gz"]
+    r = homura("run", "--heap", tmp_path / "ok", *prog)
+    assert r.rc == 0 and marker.exists(), r.describe()
+    assert sorted(p.name for p in tmp_path.glob("ok.*")) == [
+        "ok.alloc_objects.pb.gz", "ok.alloc_space.pb.gz", "ok.inuse_space.pb.gz"]
+    marker.unlink()
+    for opt in ("-o", "--json", "--heap"):     # '--heap ""' wrote hidden .alloc_space.pb.gz...
+        assert_one_error_line(homura("run", opt, "", *prog))
+        assert not marker.exists()
+    assert_one_error_line(homura("run", "--", "no-such-command-here"))
+    r = homura("run", "--", "/bin/true")
+    assert r.rc == 0 and "Sanitizer" not in r.stderr, r.describe()
+
+
+def test_memory_only_summary_and_attach_memory_only(tmp_path, default_py):
+    """--memory alone: no '0 CPU samples' in the summary (CPU was not
+    asked for; JSON null); -p PID --memory alone cannot measure anything,
+    so it is one error line, not an empty report."""
+    prog = tmp_path / "m.py"
+    prog.write_text("keep = [bytearray(1 << 20) for _ in range(20)]\n")
+    p, rep, err = run_json(tmp_path, "--memory", "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    summary = [l for l in err.splitlines() if l.startswith("homura: ") and " s" in l][-1]
+    assert "CPU samples" not in summary and "allocation samples" in summary, err
+    assert rep["cpu_samples"] is None and rep["alloc_samples"] > 0, rep
+    assert abs(line_of(rep, str(prog), 1)["alloc_mb"] - 20) < 2, err
+    line = assert_one_error_line(homura("run", "-p", os.getpid(), "--memory", "-d", "1"))
+    assert "--memory" in line
+    # --heap without memory measured: refused before anything runs
+    for args in (["--cpu", "--heap", tmp_path / "h", "--", default_py.path, prog],
+                 ["--heap", tmp_path / "h", "-p", os.getpid(), "-d", "1"]):
+        assert "--heap" in assert_one_error_line(homura("run", *args))
+    assert not list(tmp_path.glob("h.*"))
+
+
+def test_html_report_in_chromium(tmp_path, default_py):
+    """The HTML report in Debian's chromium, offline: no request but the
+    file, no script error, the functions table and one table per file of
+    the program, the memory chart drawn, and a click on a header sorts
+    that table by that column, largest first, then smallest first (every
+    header used to sort by its index among all the page's headers, so the
+    per-file tables sorted by the wrong column)."""
+    from test_dashboard import BROWSER_DIR, need_browser
+    need_browser()
+    (tmp_path / "helper.py").write_text("# a line that is never measured\n"
+                                        "def spin(n):\n"
+                                        "    s = 0\n"
+                                        "    for i in range(n):\n"
+                                        "        s += i\n"
+                                        "    return bytearray(8 << 20)\n")
+    prog = tmp_path / "main.py"
+    prog.write_text("import helper, zlib, os\n"
+                    "a = helper.spin(600000)\n"
+                    "d = os.urandom(1 << 20)\n"
+                    "for _ in range(4):\n"
+                    "    zlib.compress(d)\n"
+                    "b = [bytearray(1 << 20) for _ in range(12)]\n")
+    for measures in ([], ["--memory"]):
+        page = tmp_path / "report.html"
+        r = homura("run", "-o", page, *measures, "--", default_py.path, prog, timeout=60)
+        assert r.rc == 0, r.describe()
+        p = subprocess.run(["node", str(BROWSER_DIR / "runreport.mjs"), str(page)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr[-3000:]
+        out = json.loads(p.stdout)
+        assert out["requests"] == [] and out["errors"] == [], out
+        assert out["title"].startswith("homura run: ") and "main.py" in out["title"]
+        ids = [t["id"] for t in out["tables"]]
+        assert ids[0] == "functions" and len(ids) == 3, out["tables"]   # functions, 2 files
+        assert all("source" in t["headers"] for t in out["tables"][1:]), out["tables"]
+        assert ("Python %" in out["tables"][1]["headers"]) == (measures != ["--memory"])
+        assert ("alloc MB" in out["tables"][1]["headers"]) == (measures != ["--cpu"])
+        if measures != ["--cpu"]:
+            assert len(out["chart"]) == 2 and min(out["chart"]) >= 2, out["chart"]
+        assert len(out["sorted"]) == 3, out["sorted"]
+        for s in out["sorted"]:
+            assert s["first"] == sorted(s["first"], reverse=True), s
+            assert s["second"] == sorted(s["second"]), s
+        # helper.py's loop (Python time, int allocations) is measured in
+        # both of its per-file columns: the sort had something to order
+        helper = [s for s in out["sorted"] if s["table"] == 1][0]
+        assert helper["first"][0] > 0 and helper["first"][-1] == -1, helper
+
+
+def _run_on_pty(argv, cols):
+    """Run argv with its stderr on a terminal `cols` wide; its text."""
+    import fcntl, pty, struct, termios, threading
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, cols, 0, 0))
+    chunks = []
+
+    def reader():
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            chunks.append(b)
+    t = threading.Thread(target=reader)
+    t.start()
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                       timeout=60, env=dict(os.environ, NO_COLOR="1"))
+    os.close(slave)
+    t.join(10)
+    os.close(master)
+    return p.returncode, b"".join(chunks).decode().replace("\r", "")
+
+
+def test_terminal_table_fits_the_terminal(tmp_path, default_py):
+    """On a terminal 60 columns wide every line of the tables fits (the
+    bars are left out, the source trimmed with '...'); on a wide one the
+    bars and the whole source line are there; with no terminal the bars
+    too, and columns only for the measures taken."""
+    prog = tmp_path / "w.py"
+    prog.write_text("total = 0\n"
+                    "for a_rather_long_variable_name in range(1_500_000): total += a_rather_long_variable_name  # a long comment that goes on\n"
+                    "keep = [bytearray(1 << 20) for _ in range(20)]\n")
+    argv = [HOMURA, "run", "--", default_py.path, str(prog)]
+    rc, text = _run_on_pty(argv, 60)
+    assert rc == 0, text
+    table = text[:text.index("\nhomura: ")]
+    assert all(len(l) <= 60 for l in table.splitlines()), table
+    assert "for a_rat" in table and "..." in table and "\u2588" not in table, table
+    assert "alloc MB" in table and "py%" in table, table
+    rc, text = _run_on_pty(argv, 250)
+    assert rc == 0, text
+    assert "# a long comment that goes on" in text and "\u2588" in text, text
+    r = homura("run", "--memory", "--", default_py.path, prog)
+    assert r.rc == 0 and "\u2588" not in r.stderr and "py%" not in r.stderr, r.stderr
+    assert "alloc MB" in r.stderr and "keep = [bytearray" in r.stderr, r.stderr
+    r = homura("run", "--cpu", "--", default_py.path, prog)
+    assert r.rc == 0 and "\u2588" in r.stderr and "alloc MB" not in r.stderr, r.stderr
+
+
+def test_low_rate_does_not_delay_the_end(tmp_path, default_py):
+    """--rate 1: the loop used to sleep a whole period (1 s) between looks
+    at the program, so a program of 0.2 s was reported as at least 1 s
+    long; the program's end (SIGCHLD) now wakes it (0.7 s of margin here)."""
+    p, rep, err = run_json(tmp_path, "--rate", "1", "--cpu", "--", default_py.path, "-c",
+                           "import signal, time; time.sleep(0.2); "
+                           "print(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))")
+    assert p.returncode == 0, err
+    assert 0.2 <= rep["elapsed_s"] < 0.9, (rep["elapsed_s"], err)
+    assert p.stdout == b"[]\n"      # homura's blocked SIGCHLD is not the program's
+
+
+def test_child_process_lines_memory_is_null(tmp_path, default_py):
+    """Memory is measured in the main process only: a line that ran only
+    in a forked worker has its CPU time but null memory (it was 0.0, as if
+    measured), the child-process line says so, and the main process's own
+    allocation is still measured."""
+    prog = tmp_path / "kids.py"
+    prog.write_text("import multiprocessing as mp\n"
+                    "def burn(n):\n"
+                    "    s = 0\n"
+                    "    for i in range(n):\n"
+                    "        s += i  # CHILD\n"
+                    "    return s\n"
+                    "if __name__ == '__main__':\n"
+                    "    keep = bytearray(16 << 20)  # MAIN\n"
+                    "    with mp.get_context('fork').Pool(1) as p:\n"
+                    "        print(sum(p.map(burn, [1500000] * 2)))\n")
+    p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
+    assert p.returncode == 0 and p.stdout == b"2249998500000\n", err
+    assert "(memory: the main process only)" in err, err
+    child = line_of(rep, str(prog), 5)
+    assert cpu(child) > 10 and child["alloc_mb"] is None and child["peak_mb"] is None, child
+    assert abs(line_of(rep, str(prog), 8)["alloc_mb"] - 16) < 2, err
+
+
+def test_all_library_code_says_so(tmp_path, default_py):
+    """`-m json.tool`: every frame is the standard library's, so no line
+    of the program's own gets anything; homura says where the time went
+    and what shows it, rather than an empty table alone."""
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"a": i, "b": list(range(20))} for i in range(30000)]))
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, "-m", "json.tool", data)
+    assert p.returncode == 0 and len(p.stdout) > len(data.read_bytes()), err
+    assert rep["files"] == [] and rep["cpu_total"]["outside_python"] == 100, rep
+    assert "of the CPU time was in no line of the program's own files" in err, err
+    assert "--profile-all" in err
+    prog = tmp_path / "own.py"
+    prog.write_text("s = 0\nfor i in range(2_000_000):\n    s += i\n")
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog)
+    assert p.returncode == 0 and "no line of the program's own" not in err, err
+
+
+def test_pythonmalloc_and_dev_mode_say_python_objects_are_not_counted(tmp_path, default_py):
+    """PYTHONMALLOC (other than malloc) and -X dev make the interpreter
+    install its own allocators over the sampler's hooks: Python objects
+    from pymalloc are then not counted, which homura now says instead of
+    reporting too little in silence."""
+    prog = tmp_path / "objs.py"
+    prog.write_text("lst = [[i] * 10 for i in range(100000)]\n")
+    note = "the interpreter's own allocators replace homura's hooks"
+    for env, args in (({"PYTHONMALLOC": "pymalloc"}, []), ({}, ["-X", "dev"]),
+                      ({"PYTHONDEVMODE": "1"}, [])):
+        p, rep, err = run_json(tmp_path, "--memory", "--", default_py.path, *args, prog, env=env)
+        assert p.returncode == 0 and note in err, (env, args, err)
+    for env in ({}, {"PYTHONMALLOC": "malloc"}):
+        p, rep, err = run_json(tmp_path, "--memory", "--", default_py.path, prog, "-X", "dev",
+                               env=dict(env, PYTHONDEVMODE="", PYTHONMALLOC=env.get("PYTHONMALLOC", "")))
+        assert p.returncode == 0 and note not in err, (env, err)
+
+
+def test_code_from_text_lines_agree(tmp_path, default_py):
+    """A function of `python -c` and code the program exec()s: CPU time
+    and memory land on the same <string> lines (CPU used to fold them into
+    the outermost line while memory kept their own lines); with -c the
+    lines show their source text (they were blank)."""
+    code = ("def f():\n"
+            "    s = 0\n"
+            "    for i in range(1500000):\n"
+            "        s += i\n"
+            "    return bytearray(20 << 20)\n"
+            "k = f()\n")
+    p, rep, err = run_json(tmp_path, "--", default_py.path, "-c", code)
+    assert p.returncode == 0, err
+    loop = [line_of(rep, "<string>", n) for n in (3, 4)]
+    assert sum(map(cpu, loop)) > 30 and sum(l["alloc_mb"] for l in loop) > 5, (loop, err)
+    assert abs(line_of(rep, "<string>", 5)["alloc_mb"] - 20) < 2, err
+    # python -c: homura knows the text of <string>, so the lines show it
+    assert [l["source"] for l in loop] == ["    for i in range(1500000):", "        s += i"]
+    assert "  for i in range(1500000):\n" in err, err
+    prog = tmp_path / "ex.py"
+    prog.write_text("exec(compile(%r, '<string>', 'exec'))\n" % code)
+    p, rep, err = run_json(tmp_path, "--", default_py.path, prog)
+    assert p.returncode == 0, err
+    loop = [line_of(rep, "<string>", n) for n in (3, 4)]
+    assert sum(map(cpu, loop)) > 30 and sum(l["alloc_mb"] for l in loop) > 5, (loop, err)
+    call = [l for f in rep["files"] if f["path"] == str(prog) for l in f["lines"]]
+    assert all(cpu(l) < 10 for l in call), call
+
+
+def test_program_gets_the_signal_dispositions_homura_got(tmp_path, default_py):
+    """homura ignores SIGPIPE for its own writes; the launched program used
+    to inherit that, so `yes | head -1` in it printed 'Broken pipe' instead
+    of dying quietly of SIGPIPE. It now gets the dispositions homura
+    started with: default ones, or ignored ones (nohup's SIGHUP) kept."""
+    r = homura("run", "-n", "0", "--", "/bin/sh", "-c", "yes | head -1")
+    assert r.rc == 0 and r.stdout == "y\n" and "Broken pipe" not in r.stderr, r.describe()
+    r = homura("record", "-o", tmp_path / "r.pb.gz", "--", "/bin/sh", "-c", "yes | head -1")
+    assert "Broken pipe" not in r.stderr, r.describe()
+    show = "import signal as s; print(s.getsignal(s.SIGHUP) == s.SIG_IGN)"
+    p = subprocess.run([HOMURA, "run", "-n", "0", "--", default_py.path, "-c", show],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert p.returncode == 0 and p.stdout == b"True\n", p
+    p = subprocess.run([HOMURA, "run", "-n", "0", "--", default_py.path, "-c", show],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0 and p.stdout == b"False\n", p

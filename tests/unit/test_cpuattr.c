@@ -194,6 +194,25 @@ static void test_profile_all_and_string(void **state)
 	assert_string_equal(l[0].file, "<string>");
 	assert_int_equal(l[0].line, 3);
 	hm_cpuattr_free(a);
+
+	/* ... and the program's when the program runs it: a function of
+	 * python -c, the program's own exec() (as the memory side decides) */
+	a = hm_cpuattr_new(0);
+	const hm_pycode *fn = code(5, "f", "<string>", 1);
+	const hm_pycode *app = code(6, "<module>", "/app/t.py", 1);
+	thread(&th, fr, 10, 2, fn, 2, str, 5);
+	hm_cpuattr_observe(a, &th, 0);
+	hm_cpuattr_sample(a, 10, 0, HM_CPU_PYTHON, MS);
+	thread(&th, fr, 11, 2, str, 7, app, 10);
+	hm_cpuattr_observe(a, &th, 0);
+	hm_cpuattr_sample(a, 11, 0, HM_CPU_PYTHON, MS);
+	n = hm_cpuattr_lines(a, &l);
+	assert_int_equal(n, 2);
+	assert_string_equal(l[0].file, "<string>");
+	assert_int_equal(l[0].line, 2);
+	assert_string_equal(l[1].file, "<string>");
+	assert_int_equal(l[1].line, 7);
+	hm_cpuattr_free(a);
 }
 
 static void test_gpu_credit(void **state)

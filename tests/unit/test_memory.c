@@ -215,7 +215,7 @@ static void test_lines_and_folding(void **state)
 	assert_string_equal(l12->func, "main");
 	const hm_memline *fm = find_func(p.s, "main");
 	assert_non_null(fm);
-	assert_int_equal(fm->line, 0);
+	assert_int_equal(fm->line, 1);         /* its first line, as cpu.h's functions */
 	assert_true(fm->alloc_bytes == 21 * MIB);
 	assert_true(fm->peak_live_bytes == 20 * MIB);  /* before the free at 0.04 */
 	/* sorted by allocation, largest first */
@@ -258,6 +258,34 @@ static void test_profile_all_keeps_library_lines(void **state)
 	assert_non_null(find_line(p.s, LIB, 55));
 	assert_null(find_line(p.s, APP, 10));
 	close_session(&p);
+}
+
+/* A stack with no frame of the program's own (an import at start-up, a
+ * library's thread) is no line, as in the CPU attribution, unless
+ * profile_all; it still counts in the samples and the heap profile. */
+static void test_library_only_stack_is_no_line(void **state)
+{
+	(void)state;
+	for (int all = 0; all <= 1; all++) {
+		struct producer p;
+		open_session(&p, all);
+		put_info(&p);
+		put_code(&p, 2, "decode", LIB);
+		put_code(&p, 6, "_find_and_load", "<frozen importlib._bootstrap>");
+		int stack[] = {2, 55, 6, 1176};
+		put_alloc(&p, HM_MR_ALLOC, 0.01, 0x1000, 4 * MIB, 1, 0, 2, stack);
+		assert_true(hm_memsession_poll(p.s) > 0);
+		hm_memsession_finish(p.s, 0.1);
+		const hm_memline *l;
+		assert_int_equal(hm_memsession_lines(p.s, &l), all ? 1 : 0);
+		assert_int_equal(hm_memsession_functions(p.s, &l), all ? 1 : 0);
+		assert_int_equal(hm_memsession_samples(p.s), 1);
+		hm_profile *prof = hm_profile_new(0);
+		assert_int_equal(hm_memsession_profile(p.s, "alloc_space", prof), HM_OK);
+		assert_true(hm_profile_total_weight(prof) == (int64_t)(4 * MIB));
+		hm_profile_free(prof);
+		close_session(&p);
+	}
 }
 
 /* Over a 3 s run: a line that keeps what it allocates (leak), one that
@@ -358,6 +386,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lines_and_folding),
 		cmocka_unit_test(test_profile_all_keeps_library_lines),
+		cmocka_unit_test(test_library_only_stack_is_no_line),
 		cmocka_unit_test(test_leaks),
 		cmocka_unit_test(test_malformed_ring),
 		cmocka_unit_test(test_library_files),

@@ -237,7 +237,7 @@ static void test_html_and_text(void **state)
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	hm_report_text(&r, f, 30, 0);
+	hm_report_text(&r, f, 30, 0, 0);
 	hm_report_summary(&r, f);
 	fclose(f);
 	assert_non_null(strstr(buf, "buf = bytes(10**8)"));
