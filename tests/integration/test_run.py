@@ -730,12 +730,13 @@ def test_terminal_table_fits_the_terminal(tmp_path, default_py):
 def test_low_rate_does_not_delay_the_end(tmp_path, default_py):
     """--rate 1: the loop used to sleep a whole period (1 s) between looks
     at the program, so a program of 0.2 s was reported as at least 1 s
-    long; the program's end (SIGCHLD) now wakes it (0.7 s of margin here)."""
+    long; the program's end (SIGCHLD) now wakes it (about 0.85 s of margin
+    here, against the old code's 1 s floor)."""
     p, rep, err = run_json(tmp_path, "--rate", "1", "--cpu", "--", default_py.path, "-c",
-                           "import signal, time; time.sleep(0.2); "
+                           "import signal, time; time.sleep(0.05); "
                            "print(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))")
     assert p.returncode == 0, err
-    assert 0.2 <= rep["elapsed_s"] < 0.9, (rep["elapsed_s"], err)
+    assert 0.05 <= rep["elapsed_s"] < 0.95, (rep["elapsed_s"], err)
     assert p.stdout == b"[]\n"      # homura's blocked SIGCHLD is not the program's
 
 
