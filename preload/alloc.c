@@ -694,27 +694,51 @@ static inline void note_alloc(void *p, size_t n, uintptr_t caller)
 		alloc_slow(p, n, caller);
 }
 
-static inline void note_free(void *p)
+/* May p be a sampled block? (its filter bit is set) */
+static inline int maybe_sampled(const void *p)
 {
 	const uint64_t *f = G.filter;
-	if (UNLIKELY(f != NULL)) {
-		uint32_t h = hash_addr((uint64_t)(uintptr_t)p, FILTER_BITS);
-		if (UNLIKELY((f[h >> 6] >> (h & 63)) & 1))
-			free_slow(p);
-	}
+	if (LIKELY(f == NULL))
+		return 0;
+	uint32_t h = hash_addr((uint64_t)(uintptr_t)p, FILTER_BITS);
+	return (f[h >> 6] >> (h & 63)) & 1;
+}
+
+static inline void note_free(void *p)
+{
+	if (UNLIKELY(maybe_sampled(p)))
+		free_slow(p);
 }
 
 #define CALLER ((uintptr_t)__builtin_return_address(0))
 
-/* ---- the interposed functions ------------------------------------------- */
+/* ---- the interposed functions -------------------------------------------
+ * The hot ones (malloc, free, memcpy, memmove and the Python-domain
+ * wrappers) count an allocation's bytes before forwarding it, so that when
+ * no sample is due (nearly always) they end in a tail call to the next
+ * allocator: no stack frame, no second return. Everything else (a sample
+ * due, a block that may be sampled, the allocator not yet resolved) goes
+ * to an out-of-line slow path that does what the plain wrapper would. A
+ * failed allocation counted this way only moves the next sample point. */
 
-EXPORT void *malloc(size_t n)
+__attribute__((noinline)) static void *malloc_slow(size_t n, uintptr_t caller)
 {
 	if (UNLIKELY(!ready()))
 		return boot_alloc(n, 16);
 	void *p = real_malloc(n);
-	note_alloc(p, n, CALLER);
+	note_alloc(p, n, caller);
 	return p;
+}
+
+EXPORT void *malloc(size_t n)
+{
+	void *(*m)(size_t) = __atomic_load_n(&real_malloc, __ATOMIC_ACQUIRE);
+	int64_t left = T.left - (int64_t)n;
+	if (LIKELY(m != NULL && left >= 0)) {
+		T.left = left;
+		return m(n);
+	}
+	return malloc_slow(n, CALLER);
 }
 
 EXPORT void *calloc(size_t a, size_t b)
@@ -729,13 +753,25 @@ EXPORT void *calloc(size_t a, size_t b)
 	return p;
 }
 
-EXPORT void free(void *p)
+__attribute__((noinline)) static void free_sampled(void *p)
 {
-	if (!p || UNLIKELY(is_boot(p)))
+	if (!p)
 		return;
 	note_free(p);
 	if (LIKELY(real_free != NULL))
 		real_free(p);
+}
+
+EXPORT void free(void *p)
+{
+	if (UNLIKELY(is_boot(p)))
+		return;
+	void (*f)(void *) = real_free;
+	if (LIKELY(f != NULL && !maybe_sampled(p))) {
+		f(p);        /* free(NULL) included: a no-op there */
+		return;
+	}
+	free_sampled(p);
 }
 
 EXPORT void *realloc(void *p, size_t n)
@@ -817,28 +853,41 @@ EXPORT size_t malloc_usable_size(void *p)
 	return ready() ? real_usable(p) : 0;
 }
 
-EXPORT void *memcpy(void *d, const void *s, size_t n)
+/* A copy sample due, or memcpy/memmove not yet resolved (real: the one). */
+__attribute__((noinline)) static void *copy_slowpath(void *(*real)(void *, const void *, size_t),
+						     void *d, const void *s, size_t n,
+						     uintptr_t caller)
 {
-	if (UNLIKELY(!real_memcpy)) {
+	if (UNLIKELY(!real)) {
 		byte_copy(d, s, n);
 		return d;
 	}
 	T.copy_left -= (int64_t)n;
 	if (UNLIKELY(T.copy_left < 0))
-		copy_slow(n, CALLER);
-	return real_memcpy(d, s, n);
+		copy_slow(n, caller);
+	return real(d, s, n);
+}
+
+EXPORT void *memcpy(void *d, const void *s, size_t n)
+{
+	void *(*f)(void *, const void *, size_t) = real_memcpy;
+	int64_t left = T.copy_left - (int64_t)n;
+	if (LIKELY(f != NULL && left >= 0)) {
+		T.copy_left = left;
+		return f(d, s, n);
+	}
+	return copy_slowpath(real_memcpy, d, s, n, CALLER);
 }
 
 EXPORT void *memmove(void *d, const void *s, size_t n)
 {
-	if (UNLIKELY(!real_memmove)) {
-		byte_copy(d, s, n);
-		return d;
+	void *(*f)(void *, const void *, size_t) = real_memmove;
+	int64_t left = T.copy_left - (int64_t)n;
+	if (LIKELY(f != NULL && left >= 0)) {
+		T.copy_left = left;
+		return f(d, s, n);
 	}
-	T.copy_left -= (int64_t)n;
-	if (UNLIKELY(T.copy_left < 0))
-		copy_slow(n, CALLER);
-	return real_memmove(d, s, n);
+	return copy_slowpath(real_memmove, d, s, n, CALLER);
 }
 
 /* ---- Python's object and PyMem allocators ------------------------------
@@ -874,9 +923,9 @@ static pyalloc orig_dom[3];
  * to malloc: only those need the countdown restored. */
 #define PY_SMALL 512
 
-static void *py_malloc(void *ctx, size_t n)
+/* A sample due, or a block pymalloc passes on to malloc. */
+__attribute__((noinline)) static void *py_malloc_slow(const pyalloc *o, size_t n)
 {
-	const pyalloc *o = ctx;
 	void *p;
 	if (n <= PY_SMALL) {
 		p = o->malloc(o->ctx, n);
@@ -886,6 +935,17 @@ static void *py_malloc(void *ctx, size_t n)
 	if (p)
 		note_alloc(p, n, PY_DOMAIN);
 	return p;
+}
+
+static void *py_malloc(void *ctx, size_t n)
+{
+	const pyalloc *o = ctx;
+	int64_t left = T.left - (int64_t)n;
+	if (LIKELY(n <= PY_SMALL && left >= 0)) {
+		T.left = left;
+		return o->malloc(o->ctx, n);
+	}
+	return py_malloc_slow(o, n);
 }
 
 static void *py_calloc(void *ctx, size_t a, size_t b)
@@ -912,12 +972,21 @@ static void *py_realloc(void *ctx, void *old, size_t n)
 
 /* A sampled block is forgotten before the original free (which, for a
  * large block, is free() again: it then finds nothing to forget). */
+__attribute__((noinline)) static void py_free_sampled(const pyalloc *o, void *p)
+{
+	if (p)
+		free_slow(p);
+	o->free(o->ctx, p);
+}
+
 static void py_free(void *ctx, void *p)
 {
 	const pyalloc *o = ctx;
-	if (p)
-		note_free(p);
-	o->free(o->ctx, p);
+	if (LIKELY(!maybe_sampled(p))) {
+		o->free(o->ctx, p);
+		return;
+	}
+	py_free_sampled(o, p);
 }
 
 static void hook_python_domains(void)

@@ -224,6 +224,7 @@ struct pending {
 	struct proc kids[MAX_KIDS];
 	int nkids;
 	uint64_t kid_samples;    /* samples of child processes */
+	uint64_t main_new;       /* samples of the main process since its last walk */
 	int overflow;
 };
 
@@ -246,6 +247,8 @@ static void on_sample(void *ctx, const hm_perf_sample *s)
 			k->pid = s->pid;
 			k->seen_ns = hm_mono_ns();
 		}
+	} else {
+		p->main_new++;
 	}
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 4096;
@@ -669,17 +672,22 @@ int cmd_run(int argc, char **argv)
 			}
 			next_attach = now + (now - t_start > 2000000000ull ? 100000000ull : 2000000ull);
 		}
-		if (py && !exited) {
+		/* The kernel's samples first: the program's stacks are walked
+		 * only when it ran since the last walk (or every 10 ms, for
+		 * the GPU's lines), so a program that waits costs no walks. */
+		if (perf)
+			hm_perf_drain(perf, on_sample, pend);
+		if (py && !exited && (!perf || pend->main_new || now - last_walk >= 10000000ull)) {
 			uint64_t t0 = hm_mono_ns();
 			if (hm_python_sample(py, &ps, 0) == HM_OK) {
 				uint64_t tm = (t0 + hm_mono_ns()) / 2;
 				for (int i = 0; i < ps.nthreads; i++)
 					hm_cpuattr_observe(attr, &ps.threads[i], tm);
 				last_walk = tm;
+				pend->main_new = 0;
 			}
 		}
 		if (perf) {
-			hm_perf_drain(perf, on_sample, pend);
 			if (!exited)
 				walk_kids(pend, attr, now);
 			settle(pend, attr, last_walk ? last_walk : now, py != NULL || py_failed, 0, gap);
