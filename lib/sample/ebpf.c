@@ -70,6 +70,9 @@ void hm_ebpf_close(hm_ebpf *e)
 					  * kernel side finds new threads and checks
 					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
+#define OTEL_RETRY_NS 200000000ull       /* span layout not found yet: look again */
+#define OTEL_RECHECK_NS 2000000000ull    /* found: look again (classes, keys) */
+#define NAME_SLOTS 64
 
 int hm_ebpf_built(void)
 {
@@ -84,6 +87,16 @@ struct watched {
 	int interp_sent;
 	uint64_t refresh_ns;        /* how often thread states are re-sent */
 	uint64_t last_threads;
+	/* OpenTelemetry spans read in the kernel (otelspan.bpf.h) */
+	struct hm_bpf_otel otel;    /* what the kernel side has, if otel_sent */
+	int otel_sent;
+	uint64_t otel_next_ns;      /* when to look for the layout again */
+	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
+};
+
+struct name_slot {
+	uint64_t addr, check;
+	char name[128];
 };
 
 struct hm_ebpf {
@@ -123,6 +136,41 @@ static struct watched *find_watched(hm_ebpf *e, pid_t pid)
 	return NULL;
 }
 
+/* The text of a span name str whose identity the kernel took at sample
+ * time (hm_bpf_name_check): read now, and believed only if it still
+ * matches (span names are mostly constants, read once). "" otherwise. */
+static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *out, size_t cap)
+{
+	out[0] = 0;
+	if (!addr)
+		return;
+	if (!w->names && !(w->names = calloc(NAME_SLOTS, sizeof *w->names)))
+		return;
+	struct name_slot *n = &w->names[((addr >> 3) ^ check) % NAME_SLOTS];
+	if (n->addr != addr || n->check != check) {
+		uint8_t head[48];
+		char buf[sizeof n->name];
+		if (hm_python_str_snapshot(w->py, addr, head, buf, sizeof buf) ||
+		    hm_bpf_name_check(head, w->otel.ascii_size) != check)
+			return;
+		n->addr = addr;
+		n->check = check;
+		memcpy(n->name, buf, sizeof n->name);
+	}
+	snprintf(out, cap, "%s", n->name);
+}
+
+static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspan *sp)
+{
+	memset(sp, 0, sizeof *sp);
+	if (e->span_why != HM_BPF_SPAN_OK || (!e->span.trace_hi && !e->span.trace_lo) || !w->otel_sent)
+		return;
+	sp->trace_hi = e->span.trace_hi;
+	sp->trace_lo = e->span.trace_lo;
+	sp->span_id = e->span.span_id;
+	span_name(w, e->span.name, e->span_name_check, sp->name, sizeof sp->name);
+}
+
 static int on_event(void *ctx, void *data, size_t len)
 {
 	hm_ebpf *E = ctx;
@@ -158,6 +206,7 @@ static int on_event(void *ctx, void *data, size_t len)
 		E->c.no_python++;
 		return 0;
 	}
+	event_span(w, e, &E->th.span);
 	E->th.tid = (pid_t)e->tid;
 	E->th.tstate = e->tstate;
 	E->th.truncated |= e->truncated != 0;
@@ -235,6 +284,60 @@ static int send_threads(hm_ebpf *E, struct watched *w)
 		bpf_map__update_elem(E->skel->maps.tids, &k, sizeof k, &ts[i], sizeof ts[i], BPF_ANY);
 	}
 	return n;
+}
+
+/* Tell the kernel side how to read the process's span, once the SDK is
+ * found (tracing on: hm_python_span_layout says no with --no-trace). */
+static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
+{
+	if (now < w->otel_next_ns)
+		return;
+	hm_pyspan_layout L;
+	uint32_t key = (uint32_t)w->pid;
+	hm_python_resolve_begin(w->py);
+	if (hm_python_span_layout(w->py, &L) != 0) {
+		w->otel_next_ns = now + (w->otel_sent ? OTEL_RECHECK_NS : OTEL_RETRY_NS);
+		return;
+	}
+	struct hm_bpf_otel o;
+	memset(&o, 0, sizeof o);
+	o.ctx_type = L.ctx_type;
+	o.hamt_type = L.hamt_type;
+	o.bitmap_type = L.bitmap_type;
+	o.array_type = L.array_type;
+	o.var = L.var;
+	o.dict_type = L.dict_type;
+	o.span_key = L.span_key;
+	o.sctx_type = L.sctx_type;
+	o.int_type = L.int_type;
+	o.str_type = L.str_type;
+	o.var_h32 = L.var_h32;
+	o.ts_context = L.ts_context;
+	o.ctx_vars = L.ctx_vars;
+	o.hamt_root = L.hamt_root;
+	o.inst_kind = L.inst_kind;
+	o.inst_dict_ptr = L.inst_dict_ptr;
+	o.inst_values_ptr = L.inst_values_ptr;
+	o.dv_values = L.dv_values;
+	o.ht_cached_keys = L.ht_cached_keys;
+	o.long_tagged = L.long_tagged;
+	o.ascii_size = L.ascii_size;
+	for (int i = 0; i < 2; i++) {
+		o.types[i].type = L.types[i].type;
+		o.types[i].keys = L.types[i].keys;
+		o.types[i].basicsize = L.types[i].basicsize;
+		o.types[i].idx_context = L.types[i].idx_context;
+		o.types[i].idx_name = L.types[i].idx_name;
+	}
+	/* Until both span classes are known (the SDK's shared keys fill in
+	 * when its first span is made), keep looking at the fast pace. */
+	w->otel_next_ns = now + (o.types[1].type ? OTEL_RECHECK_NS : OTEL_RETRY_NS);
+	if (w->otel_sent && !memcmp(&o, &w->otel, sizeof o))
+		return;
+	if (bpf_map__update_elem(E->skel->maps.otel, &key, sizeof key, &o, sizeof o, BPF_ANY) == 0) {
+		w->otel = o;
+		w->otel_sent = 1;
+	}
 }
 
 static int same_pid_namespace(pid_t pid)
@@ -347,7 +450,9 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 			E->last = NULL;
 		}
 		w = &E->w[E->nw++];
+		w->names = NULL;
 	}
+	free(w->names);             /* a process watched again */
 	memset(w, 0, sizeof *w);
 	w->pid = pid;
 	w->py = py;
@@ -360,6 +465,7 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		return hm_error(HM_EIO, "--ebpf: cannot read the interpreter's threads of process %d", (int)pid);
 	}
 	w->last_threads = hm_mono_ns();
+	send_otel(E, w, w->last_threads);
 	return HM_OK;
 }
 
@@ -370,9 +476,14 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 		return;
 	uint32_t key = (uint32_t)pid;
 	bpf_map__delete_elem(E->skel->maps.procs, &key, sizeof key, 0);
+	if (w->otel_sent)
+		bpf_map__delete_elem(E->skel->maps.otel, &key, sizeof key, 0);
 	/* Its tids age out of the LRU map. */
 	w->pid = 0;
 	w->py = NULL;
+	w->otel_sent = 0;
+	free(w->names);
+	w->names = NULL;
 	E->last = NULL;
 }
 
@@ -400,6 +511,8 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 			send_threads(E, w);
 			w->last_threads = now;
 		}
+		if (w->pid)
+			send_otel(E, w, now);
 	}
 	return E->delivered;
 }
@@ -449,6 +562,8 @@ void hm_ebpf_close(hm_ebpf *E)
 		close(E->stats_fd);
 	if (E->skel)
 		hm_pystack__destroy(E->skel);
+	for (int i = 0; E->w && i < E->nw; i++)
+		free(E->w[i].names);
 	free(E->th.frames);
 	free(E->links);
 	free(E->fds);
