@@ -294,7 +294,6 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 		return;
 	hm_pyspan_layout L;
 	uint32_t key = (uint32_t)w->pid;
-	hm_python_resolve_begin(w->py);
 	if (hm_python_span_layout(w->py, &L) != 0) {
 		w->otel_next_ns = now + (w->otel_sent ? OTEL_RECHECK_NS : OTEL_RETRY_NS);
 		return;
@@ -460,12 +459,14 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 	w->pi = pi;
 	w->refresh_ns = pi.ts_native_tid >= 0 ? TID_REFRESH_NS : TID_REFRESH_OLD_NS;
 	hm_python_resolve_begin(py);
+	/* The span layout first: the process's first samples (once it is in
+	 * the procs map) then carry spans already. */
+	send_otel(E, w, hm_mono_ns());
 	if (send_threads(E, w) < 0 || !w->interp_sent) {
 		hm_ebpf_unwatch(E, pid);
 		return hm_error(HM_EIO, "--ebpf: cannot read the interpreter's threads of process %d", (int)pid);
 	}
 	w->last_threads = hm_mono_ns();
-	send_otel(E, w, w->last_threads);
 	return HM_OK;
 }
 

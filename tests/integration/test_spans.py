@@ -346,6 +346,63 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
     assert roots <= {"outer"}
 
 
+# --ebpf: the BPF program reads the span itself, in the sampled thread's
+# context at sample time (sample/bpf/otelspan.bpf.h); 3.11+.
+@pytest.mark.parametrize("interp", interpreter_params([(3, 11), (3, 12), (3, 13)], True))
+def test_ebpf_sdk_threads_and_tasks(tmp_path, spawn, interp):
+    """record --ebpf on the bare SDK: a thread and the event loop's tasks in
+    spans. Samples in a span's function carry that span (ids the SDK
+    exported), samples outside any span carry none, none carries a wrong
+    one: the span is read in the kernel when the sample is taken, so no
+    span can start or end between the stack and the span."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    from test_ebpf import need_ebpf
+    need_ebpf()
+    target = spawn([interp.path, program("otel_plain.py"), SDK / "site", 4], timeout=30)
+    fmt = "otlp-json" if interp.version >= (3, 12) else "pprof"
+    out = tmp_path / ("p.json" if fmt == "otlp-json" else "p.pb.gz")
+    r = homura("record", "--ebpf", "-p", target.pid, "-d", "2.5", "-r", "500", "-f", fmt,
+               "-o", out, timeout=60)
+    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
+    text, _ = target.proc.communicate(timeout=60)
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    assert exported
+    samples = read_otlp_json(out) if fmt == "otlp-json" else read_pprof(out)
+    if fmt == "pprof":
+        # The names came through (the kernel checked the name str).
+        assert all(l.get("span_name") for _, l, _ in samples if "span_id" in l)
+    inside = {"thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None,
+              "task_work_a": "inner_a", "task_work_b": "inner_b"}
+    per_name = check_spans(samples, exported, inside)
+    for name in ("inner_a", "inner_b", None):
+        t = per_name.get(name)
+        assert t and t["wrong"] == 0, per_name
+    for name in ("inner_a", "inner_b"):
+        t = per_name[name]
+        # Spans are on from the process's first sample in the kernel; a
+        # few may miss (a name that failed its check keeps its ids).
+        assert t["right"] >= 0.95 * sum(t.values()), per_name
+    assert per_name[None]["right"] == 0, per_name
+
+
+def test_ebpf_no_trace(tmp_path, spawn):
+    """--no-trace turns span reading off in the kernel too."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    from test_ebpf import need_ebpf
+    need_ebpf()
+    py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+    target = spawn([py, program("otel_plain.py"), SDK / "site", 4], timeout=30)
+    out = tmp_path / "p.pb.gz"
+    r = homura("record", "--ebpf", "-p", target.pid, "-d", "1.5", "-r", "300", "--no-trace",
+               "-f", "pprof", "-o", out, timeout=60)
+    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
+    samples = read_pprof(out)
+    assert any("thread_work_a" in n for n, _, _ in samples)
+    assert not any(k.startswith(("span", "trace", "local_root")) for _, l, _ in samples for k in l)
+
+
 @pytest.mark.parametrize("interp", interpreter_params([(3, 8), (3, 9)], False))
 def test_layouts_of_older_pythons(tmp_path, spawn, interp):
     """3.8 and 3.9, which the SDK does not run on: the same reads against a
