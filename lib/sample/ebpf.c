@@ -70,8 +70,10 @@ void hm_ebpf_close(hm_ebpf *e)
 					  * kernel side finds new threads and checks
 					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
-#define OTEL_RETRY_NS 200000000ull       /* span layout not found yet: look again */
-#define OTEL_RECHECK_NS 2000000000ull    /* found: look again (classes, keys) */
+#define OTEL_RETRY_MIN_NS 200000000ull   /* span layout not found yet: look again */
+#define OTEL_RETRY_MAX_NS 10000000000ull /* (backing off to every 10 s) */
+#define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
+					  * unexpected object, at most this often */
 #define NAME_SLOTS 64
 
 int hm_ebpf_built(void)
@@ -90,7 +92,9 @@ struct watched {
 	/* OpenTelemetry spans read in the kernel (otelspan.bpf.h) */
 	struct hm_bpf_otel otel;    /* what the kernel side has, if otel_sent */
 	int otel_sent;
+	int otel_bad;               /* the kernel met an unexpected object */
 	uint64_t otel_next_ns;      /* when to look for the layout again */
+	uint64_t otel_backoff_ns;
 	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
 };
 
@@ -163,6 +167,8 @@ static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *ou
 static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspan *sp)
 {
 	memset(sp, 0, sizeof *sp);
+	if (e->span_why == HM_BPF_SPAN_BAD)
+		w->otel_bad = 1;
 	if (e->span_why != HM_BPF_SPAN_OK || (!e->span.trace_hi && !e->span.trace_lo) || !w->otel_sent)
 		return;
 	sp->trace_hi = e->span.trace_hi;
@@ -290,12 +296,23 @@ static int send_threads(hm_ebpf *E, struct watched *w)
  * found (tracing on: hm_python_span_layout says no with --no-trace). */
 static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 {
-	if (now < w->otel_next_ns)
+	/* Once sent, only an unexpected object met in the kernel (a class
+	 * whose shared keys changed, a span class not known yet) makes it
+	 * look again: the look-up reads sys.modules. */
+	if (now < w->otel_next_ns || (w->otel_sent && !w->otel_bad))
 		return;
+	w->otel_bad = 0;
 	hm_pyspan_layout L;
 	uint32_t key = (uint32_t)w->pid;
 	if (hm_python_span_layout(w->py, &L) != 0) {
-		w->otel_next_ns = now + (w->otel_sent ? OTEL_RECHECK_NS : OTEL_RETRY_NS);
+		if (w->otel_sent) {
+			w->otel_next_ns = now + OTEL_RECHECK_NS;
+			return;
+		}
+		w->otel_backoff_ns = !w->otel_backoff_ns ? OTEL_RETRY_MIN_NS
+			: w->otel_backoff_ns * 2 > OTEL_RETRY_MAX_NS ? OTEL_RETRY_MAX_NS
+			: w->otel_backoff_ns * 2;
+		w->otel_next_ns = now + w->otel_backoff_ns;
 		return;
 	}
 	struct hm_bpf_otel o;
@@ -328,9 +345,7 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 		o.types[i].idx_context = L.types[i].idx_context;
 		o.types[i].idx_name = L.types[i].idx_name;
 	}
-	/* Until both span classes are known (the SDK's shared keys fill in
-	 * when its first span is made), keep looking at the fast pace. */
-	w->otel_next_ns = now + (o.types[1].type ? OTEL_RECHECK_NS : OTEL_RETRY_NS);
+	w->otel_next_ns = now + OTEL_RECHECK_NS;
 	if (w->otel_sent && !memcmp(&o, &w->otel, sizeof o))
 		return;
 	if (bpf_map__update_elem(E->skel->maps.otel, &key, sizeof key, &o, sizeof o, BPF_ANY) == 0) {

@@ -454,15 +454,21 @@ def test_dump_shows_spans(spawn):
     assert names & {"inner_a", "inner_b", "outer"}, names
 
 
-def test_agent_ships_spans(tmp_path, spawn):
-    """The agent's pprof windows carry the same span labels."""
+@pytest.mark.parametrize("ebpf", [False, True], ids=["user", "ebpf"])
+def test_agent_ships_spans(tmp_path, spawn, ebpf):
+    """The agent's pprof windows carry the same span labels (with --ebpf:
+    read by the BPF program)."""
     if SDK is None:
         pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    if ebpf:
+        from test_ebpf import need_ebpf
+        need_ebpf()
     py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
     target = spawn([py, program("otel_plain.py"), SDK / "site", 6], timeout=30)
     out = tmp_path / "windows"
     agent = subprocess.Popen([HOMURA, "agent", "-p", str(target.pid), "--interval", "1",
-                              "--dir", str(out), "--dir-format", "pprof"],
+                              "--dir", str(out), "--dir-format", "pprof"] +
+                             (["--ebpf"] if ebpf else []),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -480,8 +486,11 @@ def test_agent_ships_spans(tmp_path, spawn):
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+        err = agent.stderr.read().decode(errors="replace")
         agent.stderr.close()
     assert {"inner_a", "inner_b"} <= found, found
+    if ebpf:
+        assert "sampling in the kernel" in err and "user-space sampler" not in err, err
 
 
 def test_server_span_queries(tmp_path, spawn):
