@@ -875,12 +875,30 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 		return -1;
 	if (!ready(o))
 		return -1;
-	/* The HAMT's types show in a context that holds the variable. */
+	/* The HAMT's types show in any thread's context: its variables are a
+	 * HAMT whose root is a bitmap node (the empty one while it holds
+	 * nothing); the array node type shows in a big one only. */
 	for (int i = 0; i < n && (!o->hamt_type || !o->node_types[NODE_BITMAP]); i++) {
-		uint64_t ctx;
+		uint64_t ctx, c[2], hamt, root, t;
 		hm_pyspan sp;
-		if (!rd(o, tstates[i] + (uint64_t)o->A->ts_context, &ctx, 8) && ctx)
-			otel_context_span(o, ctx, &sp);
+		if (rd(o, tstates[i] + (uint64_t)o->A->ts_context, &ctx, 8) || !ctx)
+			continue;
+		otel_context_span(o, ctx, &sp);
+		if (rd(o, ctx + 8, c, 8) || c[0] != o->ctx_type ||
+		    rd(o, ctx + (uint64_t)o->A->ctx_vars, &hamt, 8) ||
+		    rd(o, hamt + (uint64_t)L->ob_type, &t, 8))
+			continue;
+		if (!o->hamt_type) {
+			char name[16];
+			if (hm_pyobj_type_name(&o->r, hamt, name, sizeof name) || strcmp(name, "hamt"))
+				continue;
+			o->hamt_type = t;
+		}
+		if (t != o->hamt_type || rd(o, hamt + (uint64_t)o->A->hamt_root, &root, 8) ||
+		    rd(o, root + (uint64_t)L->ob_type, &t, 8))
+			continue;
+		struct hamt_reader h = {target_read, o, o->node_types, o, NULL};
+		node_kind(&h, t);
 	}
 	uint64_t modules, interp = main_interp(o);
 	if (!o->hamt_type || !o->node_types[NODE_BITMAP] || !interp ||

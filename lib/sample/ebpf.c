@@ -70,8 +70,9 @@ void hm_ebpf_close(hm_ebpf *e)
 					  * kernel side finds new threads and checks
 					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
-#define OTEL_RETRY_MIN_NS 200000000ull   /* span layout not found yet: look again */
-#define OTEL_RETRY_MAX_NS 10000000000ull /* (backing off to every 10 s) */
+#define OTEL_RETRY_NS 200000000ull       /* span layout not found yet: look again, */
+#define OTEL_RETRY_FOR_NS 10000000000ull /* for 10 s, then backing off */
+#define OTEL_RETRY_MAX_NS 10000000000ull /* to every 10 s */
 #define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
 					  * unexpected object, at most this often */
 #define NAME_SLOTS 64
@@ -92,9 +93,10 @@ struct watched {
 	/* OpenTelemetry spans read in the kernel (otelspan.bpf.h) */
 	struct hm_bpf_otel otel;    /* what the kernel side has, if otel_sent */
 	int otel_sent;
+	int otel_complete;          /* the SDK's span class is in it */
 	int otel_bad;               /* the kernel met an unexpected object */
 	uint64_t otel_next_ns;      /* when to look for the layout again */
-	uint64_t otel_backoff_ns;
+	uint64_t otel_backoff_ns, otel_first_ns;
 	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
 };
 
@@ -299,17 +301,21 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 	/* Once sent, only an unexpected object met in the kernel (a class
 	 * whose shared keys changed, a span class not known yet) makes it
 	 * look again: the look-up reads sys.modules. */
-	if (now < w->otel_next_ns || (w->otel_sent && !w->otel_bad))
+	if (now < w->otel_next_ns || (w->otel_sent && w->otel_complete && !w->otel_bad))
 		return;
 	w->otel_bad = 0;
 	hm_pyspan_layout L;
 	uint32_t key = (uint32_t)w->pid;
 	if (hm_python_span_layout(w->py, &L) != 0) {
-		if (w->otel_sent) {
+		if (w->otel_complete) {
 			w->otel_next_ns = now + OTEL_RECHECK_NS;
 			return;
 		}
-		w->otel_backoff_ns = !w->otel_backoff_ns ? OTEL_RETRY_MIN_NS
+		/* (cheap while the SDK is not there or has made no span:
+		 * python/otel.c keeps its own back-off for the first) */
+		if (!w->otel_first_ns)
+			w->otel_first_ns = now;
+		w->otel_backoff_ns = now - w->otel_first_ns < OTEL_RETRY_FOR_NS ? OTEL_RETRY_NS
 			: w->otel_backoff_ns * 2 > OTEL_RETRY_MAX_NS ? OTEL_RETRY_MAX_NS
 			: w->otel_backoff_ns * 2;
 		w->otel_next_ns = now + w->otel_backoff_ns;
@@ -345,7 +351,11 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 		o.types[i].idx_context = L.types[i].idx_context;
 		o.types[i].idx_name = L.types[i].idx_name;
 	}
-	w->otel_next_ns = now + OTEL_RECHECK_NS;
+	/* The SDK's span class is known once it made a span (its shared
+	 * keys fill in then): until then keep looking at the fast pace. */
+	w->otel_complete = (o.types[0].type && o.types[0].idx_name >= 0) ||
+			   (o.types[1].type && o.types[1].idx_name >= 0);
+	w->otel_next_ns = now + (w->otel_complete ? OTEL_RECHECK_NS : OTEL_RETRY_NS);
 	if (w->otel_sent && !memcmp(&o, &w->otel, sizeof o))
 		return;
 	if (bpf_map__update_elem(E->skel->maps.otel, &key, sizeof key, &o, sizeof o, BPF_ANY) == 0) {
