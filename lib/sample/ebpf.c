@@ -1,8 +1,11 @@
 /* ebpf.c - the user-space half of `record --ebpf` (sample/ebpf.h): loads the
  * in-kernel Python stack walker, opens one cpu-clock perf event per CPU for
  * it, tells it how to walk the target (its layout offsets and interpreter,
- * and the thread states of threads it cannot find itself), drains its ring
- * buffer, and turns each record into a profile sample. */
+ * and the thread states of threads it cannot find itself, and, with
+ * tracing on, how to read the current OpenTelemetry span: send_otel), drains
+ * its ring buffer, and turns each record into a profile sample (the span's
+ * ids as the kernel read them, its name from the str it pointed at, once
+ * checked: span_name). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
