@@ -832,16 +832,59 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
 
 /* ---- the constants an in-kernel reader needs (otel_span_layout) -------- */
 
+/* <=3.10: the shared keys of class t, from a live instance's split dict
+ * (a span read lately), and where that keys object holds _context's key. */
+static int old_keys(hm_otel *o, uint64_t t, int64_t dictoffset, hm_pyspan_type *out)
+{
+	const hm_pylayout *L = o->r.layout;
+	for (int i = 0; i < SPAN_SLOTS; i++) {
+		uint64_t a = o->spans[i].addr, ot, dict, d[2], kh[2], key;
+		int64_t idx;
+		if (!a || rd(o, a + (uint64_t)L->ob_type, &ot, 8) || ot != t ||
+		    rd(o, a + (uint64_t)dictoffset, &dict, 8) || hm_pyobj_kind(&o->r, dict) != HM_PT_DICT ||
+		    rd(o, dict + (uint64_t)L->dict_keys, d, 16) || !d[0] || !d[1] ||
+		    rd(o, d[0] + (uint64_t)L->dk_size, kh, 8))
+			continue;
+		int64_t size = (int64_t)kh[0];
+		if (size < 8 || size > (1 << 16) || (size & (size - 1)) ||
+		    hm_pyobj_keys_index(&o->r, d[0], "_context", &idx, &key))
+			continue;
+		uint64_t width = size <= 0xff ? 1 : size <= 0xffff ? 2 : 4;
+		out->keys = d[0];
+		out->idx_context = (int)idx;
+		out->ctx_key_at = d[0] + (uint64_t)L->dk_indices + (uint64_t)size * width +
+				  (uint64_t)idx * (uint64_t)L->dk_entry_size + 8;
+		out->ctx_key = key;
+		if (rd(o, out->ctx_key_at, kh, 8) || kh[0] != key)
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
 static int span_type(hm_otel *o, uint64_t modules, const char *mod, const char *name,
 		     int need_name, hm_pyspan_type *out)
 {
 	const hm_pylayout *L = o->r.layout;
 	uint64_t t, keys, flags, key;
-	int64_t basicsize, ictx, iname = -1;
+	int64_t basicsize, ictx, iname = -1, dictoffset;
 	memset(out, 0, sizeof *out);
 	if (module_global(o, modules, mod, name, &t) || rd(o, t + (uint64_t)L->tp_flags, &flags, 8) ||
-	    rd(o, t + (uint64_t)L->tp_basicsize, &basicsize, 8) ||
-	    rd(o, t + (uint64_t)L->ht_cached_keys, &keys, 8) || !keys)
+	    rd(o, t + (uint64_t)L->tp_basicsize, &basicsize, 8))
+		return -1;
+	if (L->minor <= 10) {
+		if (rd(o, t + (uint64_t)L->tp_dictoffset, &dictoffset, 8) || dictoffset <= 0 ||
+		    dictoffset > 4096 || old_keys(o, t, dictoffset, out))
+			return -1;
+		if (hm_pyobj_keys_index(&o->r, out->keys, "_name", &iname, &key) && need_name)
+			return -1;
+		out->type = t;
+		out->basicsize = basicsize;
+		out->dictoffset = dictoffset;
+		out->idx_name = (int)iname;
+		return out->idx_context > 255 || iname > 255 ? -1 : 0;
+	}
+	if (rd(o, t + (uint64_t)L->ht_cached_keys, &keys, 8) || !keys)
 		return -1;
 	/* Attributes in a managed dict (and 3.13's inline values). */
 	if (!(flags & (uint64_t)L->tpflags_managed_dict) ||
@@ -864,10 +907,14 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 {
 	const hm_pylayout *L = o->r.layout;
 	memset(out, 0, sizeof *out);
-	if (!o->py || L->major != 3 || L->minor < 11 || L->ht_cached_keys < 0 ||
-	    L->tpflags_managed_dict <= 0 || L->dict_keys != 32 || L->dict_values != 40 ||
-	    L->dk_size >= 0 || L->dk_log2_index_bytes != 9 || L->dk_kind != 10 ||
-	    L->dk_nentries != 24 || L->dk_indices != 32 || L->var_size != 16 ||
+	int old = L->major == 3 && L->minor >= 8 && L->minor <= 10;
+	if (!o->py || L->major != 3 || L->minor < 8 || L->dict_keys != 32 || L->dict_values != 40 ||
+	    (old && (L->dk_size != 8 || L->dk_nentries != 32 || L->dk_indices != 40 ||
+		     L->dk_entry_size != 24 || L->tp_dictoffset < 0)) ||
+	    (!old && (L->ht_cached_keys < 0 || L->tpflags_managed_dict <= 0 || L->dk_size >= 0 ||
+		      L->dk_log2_index_bytes != 9 || L->dk_kind != 10 || L->dk_nentries != 24 ||
+		      L->dk_indices != 32)) ||
+	    L->var_size != 16 ||
 	    L->tuple_item != 24 || L->long_digit != 24 || L->long_digit_bits != 30 ||
 	    L->long_digit_size != 4 || (L->long_tag >= 0 && L->long_tag != 16) ||
 	    (L->uni_ascii_size != 40 && L->uni_ascii_size != 48) || o->A->ctx_vars < 16 ||
@@ -878,7 +925,7 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	/* The HAMT's types show in any thread's context: its variables are a
 	 * HAMT whose root is a bitmap node (the empty one while it holds
 	 * nothing); the array node type shows in a big one only. */
-	for (int i = 0; i < n && (!o->hamt_type || !o->node_types[NODE_BITMAP]); i++) {
+	for (int i = 0; i < n && (!o->hamt_type || !o->node_types[NODE_BITMAP] || old); i++) {
 		uint64_t ctx, c[2], hamt, root, t;
 		hm_pyspan sp;
 		if (rd(o, tstates[i] + (uint64_t)o->A->ts_context, &ctx, 8) || !ctx)
@@ -932,7 +979,9 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	out->hamt_root = o->A->hamt_root;
 	out->inst_kind = L->inst_dict_kind == HM_IDICT_PREHEADER ? 1
 		       : L->inst_dict_kind == HM_IDICT_TAGGED ? 2
-		       : L->inst_dict_kind == HM_IDICT_INLINE ? 3 : 0;
+		       : L->inst_dict_kind == HM_IDICT_INLINE ? 3
+		       : L->inst_dict_kind == HM_IDICT_OFFSET ? 4 : 0;
+	out->dict_old = old;
 	out->inst_dict_ptr = L->inst_dict_ptr;
 	out->inst_values_ptr = L->inst_values_ptr;
 	out->dv_values = L->dv_values;

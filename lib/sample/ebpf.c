@@ -353,7 +353,11 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 		o.types[i].basicsize = L.types[i].basicsize;
 		o.types[i].idx_context = L.types[i].idx_context;
 		o.types[i].idx_name = L.types[i].idx_name;
+		o.types[i].dictoffset = L.types[i].dictoffset;
+		o.types[i].ctx_key_at = L.types[i].ctx_key_at;
+		o.types[i].ctx_key = L.types[i].ctx_key;
 	}
+	o.dict_old = L.dict_old;
 	/* The SDK's span class is known once it made a span (its shared
 	 * keys fill in then): until then keep looking at the fast pace. */
 	w->otel_complete = (o.types[0].type && o.types[0].idx_name >= 0) ||

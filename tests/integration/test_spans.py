@@ -347,8 +347,8 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
 
 
 # --ebpf: the BPF program reads the span itself, in the sampled thread's
-# context at sample time (sample/bpf/otelspan.bpf.h); 3.11+.
-@pytest.mark.parametrize("interp", interpreter_params([(3, 11), (3, 12), (3, 13)], True))
+# context at sample time (sample/bpf/otelspan.bpf.h).
+@pytest.mark.parametrize("interp", interpreter_params([(3, 10), (3, 11), (3, 12), (3, 13)], True))
 def test_ebpf_sdk_threads_and_tasks(tmp_path, spawn, interp):
     """record --ebpf on the bare SDK: a thread and the event loop's tasks in
     spans. Samples in a span's function carry that span (ids the SDK
@@ -426,6 +426,32 @@ def test_ebpf_fastapi(tmp_path, spawn):
     assert_tallies(per_name)
     exporter = [l for n, l, _ in samples if "BatchProcessor.worker" in n]
     assert all("span_id" not in l for l in exporter)
+
+
+@pytest.mark.parametrize("interp", interpreter_params([(3, 8), (3, 9)], False))
+def test_ebpf_layouts_of_older_pythons(tmp_path, spawn, interp):
+    """--ebpf on 3.8 and 3.9 (split instance dicts at tp_dictoffset, the old
+    keys layout) against the SDK-shaped stand-in: 0 wrong spans."""
+    from test_ebpf import need_ebpf
+    need_ebpf()
+    target = spawn([interp.path, program("otel_stub.py"), 3], timeout=30)
+    out = tmp_path / "p.pb.gz"
+    r = homura("record", "--ebpf", "-p", target.pid, "-d", "2", "-r", "500", "-f", "pprof",
+               "-o", out, timeout=60)
+    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
+    text, _ = target.proc.communicate(timeout=60)
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    samples = read_pprof(out)
+    assert all(l.get("span_name") for _, l, _ in samples if "span_id" in l)
+    inside = {"thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None}
+    per_name = check_spans(samples, exported, inside)
+    for name in ("inner_a", "inner_b", None):
+        t = per_name.get(name)
+        assert t and t["wrong"] == 0, per_name
+    for name in ("inner_a", "inner_b"):
+        t = per_name[name]
+        assert t["right"] >= 0.95 * sum(t.values()), per_name
+    assert per_name[None]["right"] == 0, per_name
 
 
 def test_ebpf_no_trace(tmp_path, spawn):

@@ -5,7 +5,7 @@
  * (an object freed and reused before user space drains the ring could
  * otherwise give a wrong span).
  *
- * The chain (the same as python/otel.c's, 3.11+): thread state -> context
+ * The chain (the same as python/otel.c's, 3.8+): thread state -> context
  * (PyContext) -> ctx_vars (HAMT) -> the node holding the SDK's ContextVar
  * (bitmap and array nodes, 5 bits of the variable's hash per level) -> the
  * SDK's Context dict (a scan of at most 8 entries for the span key object)
@@ -95,7 +95,12 @@ static __always_inline __u64 otel_values(const struct hm_bpf_otel *o,
 					 const struct hm_bpf_otel_type *t, __u64 span)
 {
 	__u64 dict = 0, values = 0;
-	if (o->inst_kind == 1) {             /* 3.11: values, then dict, before the object */
+	if (o->inst_kind == 4) {             /* <=3.10: the dict at tp_dictoffset */
+		__u64 key;
+		if (otel_rd(&key, 8, t->ctx_key_at) || key != t->ctx_key ||
+		    otel_rd(&dict, 8, span + (__u64)t->dictoffset))
+			return 0;
+	} else if (o->inst_kind == 1) {             /* 3.11: values, then dict, before the object */
 		__u64 pre[2];
 		if (otel_rd(pre, sizeof pre, span + (__s64)o->inst_values_ptr))
 			return 0;
@@ -188,19 +193,34 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_event *e)
 	__u64 d[6];
 	if (otel_rd(d, sizeof d, dict) || d[1] != o->dict_type || d[5] || !d[4])
 		return HM_BPF_SPAN_BAD;
-	__u64 keys = d[4];
+	__u64 keys = d[4], entries;
+	__s64 nentries;
+	__u32 esize = 24, koff = 8;          /* hash, key, value */
 	if (otel_rd(v, 32, keys))
 		return HM_BPF_SPAN_BAD;
-	__u8 log2_ib = (__u8)(v[1] >> 8), kind = (__u8)(v[1] >> 16);
-	__s64 nentries = (__s64)v[3];
-	if (log2_ib > 16 || kind > 2 || nentries < 0 || nentries > OTEL_DICT_ENTRIES)
+	if (o->dict_old) {                   /* <=3.10: dk_size, dk_nentries at 32 */
+		__u64 size = v[1];
+		if (size < 8 || size > (1 << 16) || (size & (size - 1)) || otel_rd(&v[3], 8, keys + 32))
+			return HM_BPF_SPAN_BAD;
+		nentries = (__s64)v[3];
+		entries = keys + 40 + size * (size <= 0xff ? 1 : size <= 0xffff ? 2 : 4);
+	} else {                             /* 3.11+: index bytes, kind, dk_nentries at 24 */
+		__u8 log2_ib = (__u8)(v[1] >> 8), kind = (__u8)(v[1] >> 16);
+		if (log2_ib > 16 || kind > 2)
+			return HM_BPF_SPAN_BAD;
+		nentries = (__s64)v[3];
+		entries = keys + 32 + (1ULL << log2_ib);
+		if (kind != 0) {             /* key, value */
+			esize = 16;
+			koff = 0;
+		}
+	}
+	if (nentries < 0 || nentries > OTEL_DICT_ENTRIES)
 		return HM_BPF_SPAN_BAD;
 	if (!nentries)
 		return HM_BPF_SPAN_NONE;
-	__u32 esize = kind == 0 ? 24 : 16, koff = kind == 0 ? 8 : 0;
 	__u32 len = (__u32)nentries * esize;
-	if (len > 192 || bpf_probe_read_user(buf->b, len & 0xff,
-					     (const void *)(keys + 32 + (1ULL << log2_ib))))
+	if (len > 192 || bpf_probe_read_user(buf->b, len & 0xff, (const void *)entries))
 		return HM_BPF_SPAN_BAD;
 	__u64 span = 0;
 	for (int i = 0; i < OTEL_DICT_ENTRIES; i++) {
@@ -230,7 +250,8 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_event *e)
 	if (!t)
 		return HM_BPF_SPAN_BAD;
 	__u64 ck;
-	if (otel_rd(&ck, 8, stype + (__s64)o->ht_cached_keys) || ck != t->keys)
+	if (o->ht_cached_keys >= 0 &&
+	    (otel_rd(&ck, 8, stype + (__s64)o->ht_cached_keys) || ck != t->keys))
 		return HM_BPF_SPAN_BAD;
 	__u64 values = otel_values(o, t, span);
 	if (!values)

@@ -60,6 +60,9 @@ struct hm_bpf_otel_type {
 	unsigned long long type, keys;   /* span class, its shared keys */
 	long long basicsize;
 	int idx_context, idx_name;       /* entries in keys; name -1: none */
+	long long dictoffset;            /* <=3.10: tp_dictoffset */
+	unsigned long long ctx_key_at, ctx_key; /* <=3.10: keys' _context entry
+					  * key field, and what it holds */
 };
 
 struct hm_bpf_otel {
@@ -67,10 +70,12 @@ struct hm_bpf_otel {
 	unsigned long long var, dict_type, span_key, sctx_type, int_type, str_type;
 	unsigned int var_h32;
 	int ts_context, ctx_vars, hamt_root;
-	int inst_kind;                   /* 1: 3.11, 2: 3.12, 3: 3.13 */
+	int inst_kind;                   /* 1: 3.11, 2: 3.12, 3: 3.13, 4: <=3.10 */
 	int inst_dict_ptr, inst_values_ptr, dv_values, ht_cached_keys;
 	int long_tagged, ascii_size, pad;
 	struct hm_bpf_otel_type types[2];
+	int dict_old;                    /* <=3.10 keys objects (dk_size) */
+	int pad2;
 };
 
 /* Why an event has no span (hm_bpf_event.span_why; 0: it has one). */
