@@ -9,7 +9,7 @@
  * drains the ring a few times a second, resolves code objects once each with
  * the walker's caches (python/python.h hm_python_resolve) and adds the
  * stacks through the one sampling loop (sample/sampler.h, opts.ebpf), as
- * the user-space reads do. On 3.11+ it also reads the thread's current
+ * the user-space reads do. It also reads the thread's current
  * OpenTelemetry span at sample time (sample/bpf/otelspan.bpf.h), unless
  * tracing is off (hm_python_set_trace, --no-trace).
  *
