@@ -12,8 +12,8 @@ round), for `steady` spans (each open ~0.2 s: the answer is re-checked in
 one system call) and `churn` (a new span every ~1 ms: the chain is often
 read again), plus the share of samples that carried a span.
 
-With --ebpf the recordings are `record --ebpf` (3.11+: the BPF program
-reads the span itself at sample time) and the cost is the kernel's count of
+With --ebpf the recordings are `record --ebpf` (the BPF program reads the
+span itself at sample time) and the cost is the kernel's count of
 the program's run time per run in the target (bpf_enable_stats: run time
 over the runs that found the target, less the runs for other tasks at the
 cost measured first with a sleeping target).
@@ -110,7 +110,7 @@ def main():
             IDLE_NS = idle_run_ns(a.rate, tmp)
     if not SITE:
         sys.exit("bench_spans: the OpenTelemetry SDK (shared/third_party/otel-python) is missing")
-    low = (3, 11) if a.ebpf else (3, 10)
+    low = (3, 10)
     only = a.only or ",".join(i for i, _ in benchlib.interpreters()
                               if i == "3.11-static" or tuple(map(int, i.split("."))) >= low)
     what = "BPF run per sample in the target" if a.ebpf else "sample p50"
