@@ -950,10 +950,10 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	uint64_t modules, interp = main_interp(o);
 	if (!o->hamt_type || !o->node_types[NODE_BITMAP] || !interp ||
 	    rd(o, interp + (uint64_t)L->is_modules, &modules, 8))
-		return -1;
+		return 1;
 	if (module_global(o, modules, "opentelemetry.trace.span", "SpanContext", &out->sctx_type) ||
 	    module_global(o, modules, "opentelemetry.context.context", "Context", &out->dict_type))
-		return -1;
+		return 1;
 	/* The SDK's span (shared keys known once one was made), and the API's
 	 * NonRecordingSpan (a remote parent, an unsampled trace). */
 	int k = 0;
@@ -962,7 +962,7 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	if (!span_type(o, modules, "opentelemetry.trace.span", "NonRecordingSpan", 0, &out->types[k]))
 		k++;
 	if (!k)
-		return -1;
+		return 1;
 	out->ctx_type = o->ctx_type;
 	out->hamt_type = o->hamt_type;
 	out->bitmap_type = o->node_types[NODE_BITMAP];

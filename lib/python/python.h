@@ -183,9 +183,10 @@ typedef struct hm_pyspan_layout {
 	hm_pyspan_type types[2];
 } hm_pyspan_layout;
 
-/* Fill *out once the SDK and its classes are found (and a context holding
- * its variable was seen, which shows the HAMT's types): 0, or -1 (tracing
- * off, unsupported version, or not yet: call again later). */
+/* Fill *out once the SDK and its classes are found (and the HAMT's types,
+ * and on <=3.10 a live span, were seen in the threads' contexts): 0; 1 if
+ * the SDK is there but that is not all found yet (call again soon); -1 if
+ * tracing is off, the version unsupported or the SDK not found (yet). */
 int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out);
 /* For a span name str at addr: the 48 bytes at addr + 8 (type, length, hash,
  * state, text; the first 32 equal before and after its text was read), and

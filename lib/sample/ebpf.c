@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -73,7 +74,10 @@ void hm_ebpf_close(hm_ebpf *e)
 					  * kernel side finds new threads and checks
 					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
-#define OTEL_RETRY_NS 200000000ull       /* span layout not found yet: look again, */
+#define OTEL_RETRY_FAST_NS 10000000ull   /* span layout not found yet: look again
+					  * every 10 ms for the first second (on
+					  * <=3.10 it needs a span that is live), */
+#define OTEL_RETRY_NS 200000000ull       /* then every 0.2 s */
 #define OTEL_RETRY_FOR_NS 10000000000ull /* for 10 s, then backing off */
 #define OTEL_RETRY_MAX_NS 10000000000ull /* to every 10 s */
 #define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
@@ -309,16 +313,27 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 	w->otel_bad = 0;
 	hm_pyspan_layout L;
 	uint32_t key = (uint32_t)w->pid;
-	if (hm_python_span_layout(w->py, &L) != 0) {
+	if (!w->otel_first_ns)
+		w->otel_first_ns = now;
+	int rc = hm_python_span_layout(w->py, &L);
+	/* The SDK is there but, e.g. on <=3.10, no span was live in a
+	 * thread's context just now: in the first second, a few more tries
+	 * a millisecond apart (spans come and go fast). */
+	for (int i = 0; rc == 1 && !w->otel_sent && now - w->otel_first_ns < 1000000000ull && i < 8;
+	     i++) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		rc = hm_python_span_layout(w->py, &L);
+	}
+	if (rc != 0) {
 		if (w->otel_complete) {
 			w->otel_next_ns = now + OTEL_RECHECK_NS;
 			return;
 		}
 		/* (cheap while the SDK is not there or has made no span:
 		 * python/otel.c keeps its own back-off for the first) */
-		if (!w->otel_first_ns)
-			w->otel_first_ns = now;
-		w->otel_backoff_ns = now - w->otel_first_ns < OTEL_RETRY_FOR_NS ? OTEL_RETRY_NS
+		w->otel_backoff_ns = now - w->otel_first_ns < 1000000000ull ? OTEL_RETRY_FAST_NS
+			: now - w->otel_first_ns < OTEL_RETRY_FOR_NS ? OTEL_RETRY_NS
 			: w->otel_backoff_ns * 2 > OTEL_RETRY_MAX_NS ? OTEL_RETRY_MAX_NS
 			: w->otel_backoff_ns * 2;
 		w->otel_next_ns = now + w->otel_backoff_ns;

@@ -131,8 +131,11 @@ static __always_inline __u64 otel_values(const struct hm_bpf_otel *o,
 	return values;
 }
 
-/* The span current on the thread whose state is at ts, into e. */
-static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_event *e)
+/* The span current on the thread whose state is at ts (process pid): its
+ * ids and name into *out and the name's check (hm_bpf_name_check) into
+ * *name_check; both left alone unless it returns HM_BPF_SPAN_OK. */
+static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
+				   __u64 *name_check)
 {
 	__u32 zero = 0;
 	struct hm_bpf_otel *o = bpf_map_lookup_elem(&otel, &pid);
@@ -279,11 +282,11 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_event *e)
 			return HM_BPF_SPAN_BAD;
 		check = hm_bpf_name_check(buf->b, o->ascii_size);
 	}
-	e->span.trace_hi = thi;
-	e->span.trace_lo = tlo;
-	e->span.span_id = sid;
-	e->span.name = name;
-	e->span_name_check = check;
+	out->trace_hi = thi;
+	out->trace_lo = tlo;
+	out->span_id = sid;
+	out->name = name;
+	*name_check = check;
 	return HM_BPF_SPAN_OK;
 }
 
@@ -293,7 +296,8 @@ static __always_inline void hm_otel_sample(__u32 pid, __u64 ts, struct hm_bpf_ev
 	e->span.trace_hi = e->span.trace_lo = e->span.span_id = e->span.name = 0;
 	e->span_name_check = 0;
 	e->span_pad = 0;
-	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, e) : HM_BPF_SPAN_OFF;
+	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, &e->span, &e->span_name_check)
+			 : HM_BPF_SPAN_OFF;
 }
 
 #endif
