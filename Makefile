@@ -38,7 +38,7 @@ ifeq ($(HAVE_EBPF),1)
 CFLAGS += -DHM_HAVE_EBPF
 LIBS   += -lbpf
 BPF_SKEL := $(BUILD)/gen/sample/pystack.skel.h
-$(BUILD)/gen/sample/pystack.bpf.o: lib/sample/bpf/pystack.bpf.c lib/sample/bpf/pystack.h
+$(BUILD)/gen/sample/pystack.bpf.o: lib/sample/bpf/pystack.bpf.c lib/sample/bpf/pystack.h lib/sample/bpf/otelspan.bpf.h
 	@mkdir -p $(dir $@)
 	$(BPF_CLANG) -O2 -g -target bpf -Wall -Werror -I/usr/include/$(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu) -c $< -o $@
 $(BPF_SKEL): $(BUILD)/gen/sample/pystack.bpf.o

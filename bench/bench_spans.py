@@ -12,7 +12,13 @@ round), for `steady` spans (each open ~0.2 s: the answer is re-checked in
 one system call) and `churn` (a new span every ~1 ms: the chain is often
 read again), plus the share of samples that carried a span.
 
-    bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12]"""
+With --ebpf the recordings are `record --ebpf` (the BPF program reads the
+span itself at sample time) and the cost is the kernel's count of
+the program's run time per run in the target (bpf_enable_stats: run time
+over the runs that found the target, less the runs for other tasks at the
+cost measured first with a sleeping target).
+
+    bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12] [--ebpf]"""
 import argparse
 import json
 import os
@@ -31,13 +37,37 @@ for cand in [SITE, str(benchlib.REPO / "shared/third_party/otel-python/site"),
         break
 
 
+EBPF = False
+IDLE_NS = 0.0       # --ebpf: a run of the program for a task of another process
+
+
+def idle_run_ns(rate, tmp):
+    argv = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(600)"]
+    with benchlib.Workload(argv) as w:
+        stats = os.path.join(tmp, "idle.json")
+        benchlib.homura_record(["--ebpf", "-p", w.pid, "-r", rate, "-d", 2, "-f", "collapsed",
+                                "-o", os.path.join(tmp, "idle.txt"), "--stats-json", stats])
+        with open(stats) as f:
+            b = json.load(f)["bpf"]
+    return b["run_ns"] / b["runs"] if b["runs"] else 0.0
+
+
 def one(pid, rate, duration, tmp, trace):
     stats, out = os.path.join(tmp, "s.json"), os.path.join(tmp, "p.txt")
-    args = ["-p", pid, "-r", rate, "-d", duration, "-i", "--group-by", "span", "-f", "collapsed",
+    args = ["-p", pid, "-r", rate, "-d", duration, "--group-by", "span", "-f", "collapsed",
             "-o", out, "--stats-json", stats] + ([] if trace else ["--no-trace"])
-    benchlib.homura_record(args)
+    args = (["--ebpf"] if EBPF else ["-i"]) + args
+    p = benchlib.homura_record(args)
+    if EBPF and b"sampled in the kernel" not in p.stderr:
+        raise RuntimeError("--ebpf fell back: " + p.stderr.decode(errors="replace").strip())
     with open(stats) as f:
-        p50 = json.load(f)["sample_us"]["p50"]
+        st = json.load(f)
+    if EBPF:
+        b = st["bpf"]
+        in_target = b["run_ns"] - IDLE_NS * (b["runs"] - b["matched"])
+        p50 = in_target / 1000.0 / b["matched"] if b["matched"] else float("nan")
+    else:
+        p50 = st["sample_us"]["p50"]
     inside = total = 0
     with open(out) as f:
         for line in f:
@@ -71,13 +101,21 @@ def main():
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only")
+    ap.add_argument("--ebpf", action="store_true")
     a = ap.parse_args()
+    global EBPF, IDLE_NS
+    EBPF = a.ebpf
+    if EBPF:
+        with tempfile.TemporaryDirectory() as tmp:
+            IDLE_NS = idle_run_ns(a.rate, tmp)
     if not SITE:
         sys.exit("bench_spans: the OpenTelemetry SDK (shared/third_party/otel-python) is missing")
+    low = (3, 10)
     only = a.only or ",".join(i for i, _ in benchlib.interpreters()
-                              if i == "3.11-static" or tuple(map(int, i.split("."))) >= (3, 10))
-    print("| Python | spans | sample p50, spans on (µs) | off (µs) | added, paired median (µs) "
-          "| samples in a span |")
+                              if i == "3.11-static" or tuple(map(int, i.split("."))) >= low)
+    what = "BPF run per sample in the target" if a.ebpf else "sample p50"
+    print("| Python | spans | %s, spans on (µs) | off (µs) | added, paired median (µs) "
+          "| samples in a span |" % what)
     print("|---|---|---:|---:|---:|---:|")
     for mode in ("steady", "churn"):
         for ident, row in benchlib.per_interpreter(
@@ -85,8 +123,9 @@ def main():
             print("| %s | %s | %s |" % (ident, mode, row))
     print()
     print("%d rounds per version, each one recording with span reading on and one off "
-          "(--no-trace), alternating, %d Hz with --idle for %d s; %s" %
-          (a.rounds, a.rate, a.duration, benchlib.machine()))
+          "(--no-trace), alternating, %d Hz %s for %d s; %s" %
+          (a.rounds, a.rate, "with --ebpf" if a.ebpf else "with --idle", a.duration,
+           benchlib.machine()))
 
 
 if __name__ == "__main__":

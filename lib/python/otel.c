@@ -829,3 +829,177 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
 	t->tstate = th->tstate;
 	t->ctx = ctx;
 }
+
+/* ---- the constants an in-kernel reader needs (otel_span_layout) -------- */
+
+/* <=3.10: the shared keys of class t, from a live instance's split dict
+ * (a span read lately), and where that keys object holds _context's key. */
+static int old_keys(hm_otel *o, uint64_t t, int64_t dictoffset, hm_pyspan_type *out)
+{
+	const hm_pylayout *L = o->r.layout;
+	for (int i = 0; i < SPAN_SLOTS; i++) {
+		uint64_t a = o->spans[i].addr, ot, dict, d[2], kh[2], key;
+		int64_t idx;
+		if (!a || rd(o, a + (uint64_t)L->ob_type, &ot, 8) || ot != t ||
+		    rd(o, a + (uint64_t)dictoffset, &dict, 8) || hm_pyobj_kind(&o->r, dict) != HM_PT_DICT ||
+		    rd(o, dict + (uint64_t)L->dict_keys, d, 16) || !d[0] || !d[1] ||
+		    rd(o, d[0] + (uint64_t)L->dk_size, kh, 8))
+			continue;
+		int64_t size = (int64_t)kh[0];
+		if (size < 8 || size > (1 << 16) || (size & (size - 1)) ||
+		    hm_pyobj_keys_index(&o->r, d[0], "_context", &idx, &key))
+			continue;
+		uint64_t width = size <= 0xff ? 1 : size <= 0xffff ? 2 : 4;
+		out->keys = d[0];
+		out->idx_context = (int)idx;
+		out->ctx_key_at = d[0] + (uint64_t)L->dk_indices + (uint64_t)size * width +
+				  (uint64_t)idx * (uint64_t)L->dk_entry_size + 8;
+		out->ctx_key = key;
+		if (rd(o, out->ctx_key_at, kh, 8) || kh[0] != key)
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
+static int span_type(hm_otel *o, uint64_t modules, const char *mod, const char *name,
+		     int need_name, hm_pyspan_type *out)
+{
+	const hm_pylayout *L = o->r.layout;
+	uint64_t t, keys, flags, key;
+	int64_t basicsize, ictx, iname = -1, dictoffset;
+	memset(out, 0, sizeof *out);
+	if (module_global(o, modules, mod, name, &t) || rd(o, t + (uint64_t)L->tp_flags, &flags, 8) ||
+	    rd(o, t + (uint64_t)L->tp_basicsize, &basicsize, 8))
+		return -1;
+	if (L->minor <= 10) {
+		if (rd(o, t + (uint64_t)L->tp_dictoffset, &dictoffset, 8) || dictoffset <= 0 ||
+		    dictoffset > 4096 || old_keys(o, t, dictoffset, out))
+			return -1;
+		if (hm_pyobj_keys_index(&o->r, out->keys, "_name", &iname, &key) && need_name)
+			return -1;
+		out->type = t;
+		out->basicsize = basicsize;
+		out->dictoffset = dictoffset;
+		out->idx_name = (int)iname;
+		return out->idx_context > 255 || iname > 255 ? -1 : 0;
+	}
+	if (rd(o, t + (uint64_t)L->ht_cached_keys, &keys, 8) || !keys)
+		return -1;
+	/* Attributes in a managed dict (and 3.13's inline values). */
+	if (!(flags & (uint64_t)L->tpflags_managed_dict) ||
+	    (L->inst_dict_kind == HM_IDICT_INLINE && !(flags & (uint64_t)L->tpflags_inline_values)) ||
+	    basicsize <= 0 || basicsize > 4096)
+		return -1;
+	if (hm_pyobj_keys_index(&o->r, keys, "_context", &ictx, &key) ||
+	    (hm_pyobj_keys_index(&o->r, keys, "_name", &iname, &key) && need_name) || ictx > 255 ||
+	    iname > 255)
+		return -1;
+	out->type = t;
+	out->keys = keys;
+	out->basicsize = basicsize;
+	out->idx_context = (int)ictx;
+	out->idx_name = (int)iname;
+	return 0;
+}
+
+int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layout *out)
+{
+	const hm_pylayout *L = o->r.layout;
+	memset(out, 0, sizeof *out);
+	int old = L->major == 3 && L->minor >= 8 && L->minor <= 10;
+	if (!o->py || L->major != 3 || L->minor < 8 || L->dict_keys != 32 || L->dict_values != 40 ||
+	    (old && (L->dk_size != 8 || L->dk_nentries != 32 || L->dk_indices != 40 ||
+		     L->dk_entry_size != 24 || L->tp_dictoffset < 0)) ||
+	    (!old && (L->ht_cached_keys < 0 || L->tpflags_managed_dict <= 0 || L->dk_size >= 0 ||
+		      L->dk_log2_index_bytes != 9 || L->dk_kind != 10 || L->dk_nentries != 24 ||
+		      L->dk_indices != 32)) ||
+	    L->var_size != 16 ||
+	    L->tuple_item != 24 || L->long_digit != 24 || L->long_digit_bits != 30 ||
+	    L->long_digit_size != 4 || (L->long_tag >= 0 && L->long_tag != 16) ||
+	    (L->uni_ascii_size != 40 && L->uni_ascii_size != 48) || o->A->ctx_vars < 16 ||
+	    o->A->ctx_vars > 40 || o->A->hamt_root < 16 || o->A->hamt_root > 40)
+		return -1;
+	if (!ready(o))
+		return -1;
+	/* The HAMT's types show in any thread's context: its variables are a
+	 * HAMT whose root is a bitmap node (the empty one while it holds
+	 * nothing); the array node type shows in a big one only. */
+	for (int i = 0; i < n && (!o->hamt_type || !o->node_types[NODE_BITMAP] || old); i++) {
+		uint64_t ctx, c[2], hamt, root, t;
+		hm_pyspan sp;
+		if (rd(o, tstates[i] + (uint64_t)o->A->ts_context, &ctx, 8) || !ctx)
+			continue;
+		otel_context_span(o, ctx, &sp);
+		if (rd(o, ctx + 8, c, 8) || c[0] != o->ctx_type ||
+		    rd(o, ctx + (uint64_t)o->A->ctx_vars, &hamt, 8) ||
+		    rd(o, hamt + (uint64_t)L->ob_type, &t, 8))
+			continue;
+		if (!o->hamt_type) {
+			char name[16];
+			if (hm_pyobj_type_name(&o->r, hamt, name, sizeof name) || strcmp(name, "hamt"))
+				continue;
+			o->hamt_type = t;
+		}
+		if (t != o->hamt_type || rd(o, hamt + (uint64_t)o->A->hamt_root, &root, 8) ||
+		    rd(o, root + (uint64_t)L->ob_type, &t, 8))
+			continue;
+		struct hamt_reader h = {target_read, o, o->node_types, o, NULL};
+		node_kind(&h, t);
+	}
+	uint64_t modules, interp = main_interp(o);
+	if (!o->hamt_type || !o->node_types[NODE_BITMAP] || !interp ||
+	    rd(o, interp + (uint64_t)L->is_modules, &modules, 8))
+		return 1;
+	if (module_global(o, modules, "opentelemetry.trace.span", "SpanContext", &out->sctx_type) ||
+	    module_global(o, modules, "opentelemetry.context.context", "Context", &out->dict_type))
+		return 1;
+	/* The SDK's span (shared keys known once one was made), and the API's
+	 * NonRecordingSpan (a remote parent, an unsampled trace). */
+	int k = 0;
+	if (!span_type(o, modules, "opentelemetry.sdk.trace", "_Span", 1, &out->types[k]))
+		k++;
+	if (!span_type(o, modules, "opentelemetry.trace.span", "NonRecordingSpan", 0, &out->types[k]))
+		k++;
+	if (!k)
+		return 1;
+	out->ctx_type = o->ctx_type;
+	out->hamt_type = o->hamt_type;
+	out->bitmap_type = o->node_types[NODE_BITMAP];
+	out->array_type = o->node_types[NODE_ARRAY];
+	out->var = o->var;
+	int32_t x = (int32_t)(uint32_t)((uint64_t)o->var_hash & 0xffffffffu) ^
+		    (int32_t)(uint32_t)((uint64_t)o->var_hash >> 32);
+	out->var_h32 = (uint32_t)(x == -1 ? -2 : x);
+	out->span_key = o->span_key;
+	out->int_type = o->r.types[HM_PT_INT];
+	out->str_type = o->r.types[HM_PT_STR];
+	out->ts_context = o->A->ts_context;
+	out->ctx_vars = o->A->ctx_vars;
+	out->hamt_root = o->A->hamt_root;
+	out->inst_kind = L->inst_dict_kind == HM_IDICT_PREHEADER ? 1
+		       : L->inst_dict_kind == HM_IDICT_TAGGED ? 2
+		       : L->inst_dict_kind == HM_IDICT_INLINE ? 3
+		       : L->inst_dict_kind == HM_IDICT_OFFSET ? 4 : 0;
+	out->dict_old = old;
+	out->inst_dict_ptr = L->inst_dict_ptr;
+	out->inst_values_ptr = L->inst_values_ptr;
+	out->dv_values = L->dv_values;
+	out->ht_cached_keys = L->ht_cached_keys;
+	out->long_tagged = L->long_tag >= 0;
+	out->ascii_size = L->uni_ascii_size;
+	if (!out->inst_kind || !out->int_type || !out->str_type ||
+	    (out->inst_kind == 1 && out->inst_values_ptr != out->inst_dict_ptr - 8))
+		return -1;
+	return 0;
+}
+
+int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, size_t cap)
+{
+	uint8_t again[48];
+	if (rd(o, addr + 8, head, 48) || ld64(head, 0) != o->r.types[HM_PT_STR] ||
+	    hm_pyobj_str(&o->r, addr, buf, cap) || rd(o, addr + 8, again, 48) ||
+	    memcmp(head, again, 32))     /* type, length, hash, state */
+		return -1;
+	return 0;
+}

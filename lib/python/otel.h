@@ -45,6 +45,13 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
 /* The span of a Context object. 0 (out filled, maybe with no span) or -1. */
 int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out);
 int otel_found(const hm_otel *o);
+/* The constant parts of the span chain for an in-kernel reader
+ * (hm_python_span_layout); tstates: the thread states to learn the HAMT's
+ * node types (and on <=3.10 a live span) from. 0; 1 the SDK is there but
+ * not all was found yet; -1 no SDK (yet) or unsupported. */
+int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layout *out);
+/* hm_python_str_snapshot. */
+int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
 
 /* The HAMT lookup, exposed for unit tests against synthetic memory:
  * the value for key (a ContextVar whose 64-bit hash is hash) in the HAMT

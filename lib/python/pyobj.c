@@ -901,3 +901,24 @@ int hm_pyobj_set_items(const hm_pyobj_reader *r, uint64_t set, hm_pyobj_item_fn 
 	}
 	return visited;
 }
+
+int hm_pyobj_keys_index(const hm_pyobj_reader *r, uint64_t keys, const char *name, int64_t *index,
+			uint64_t *key_obj)
+{
+	struct keys_view kv;
+	if (keys_view(r, keys, &kv) || kv.nentries > 256)
+		return -1;
+	struct find_key f = {r, name, strlen(name), 0, 0};
+	for (int64_t i = 0; i < kv.nentries; i++) {
+		uint64_t key;
+		if (rd_ptr(r, kv.entries + (uint64_t)i * (uint64_t)kv.entry_size + (uint64_t)kv.key_off,
+			   &key))
+			return -1;
+		if (key && !(key & 7) && match_key(&f, key, 1) && f.found) {
+			*index = i;
+			*key_obj = key;
+			return 0;
+		}
+	}
+	return -1;
+}

@@ -347,6 +347,23 @@ int hm_python_context_span(hm_python *py, uint64_t context, hm_pyspan *out)
 	return 0;
 }
 
+int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out)
+{
+	struct hm_otel *o = python_otel(py);
+	uint64_t ts[64], interp = 0;
+	pid_t tids[64];
+	if (!o)
+		return -1;
+	int n = hm_python_thread_states(py, &interp, tids, ts, 64);
+	return otel_span_layout(o, ts, n < 0 ? 0 : n, out);
+}
+
+int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap)
+{
+	struct hm_otel *o = python_otel(py);
+	return o ? otel_str_snapshot(o, addr, head, buf, cap) : -1;
+}
+
 void hm_python_set_max_depth(hm_python *py, int depth)
 {
 	py->max_depth = depth < 1 ? 1 : depth;

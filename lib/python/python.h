@@ -153,6 +153,48 @@ int hm_python_trace_found(const hm_python *py);
  * read failed (then *out says no span). */
 int hm_python_context_span(hm_python *py, uint64_t context, hm_pyspan *out);
 
+/* What an in-kernel sampler (sample/ebpf.c) needs to read a thread's span
+ * itself at sample time: the constant parts of the chain thread state ->
+ * context -> HAMT -> the SDK's Context dict -> span -> SpanContext -> ids,
+ * and the span's name str (3.8+; instance attributes through the class's
+ * shared keys: on <=3.10 learnt from a live span). */
+typedef struct hm_pyspan_type {
+	uint64_t type;           /* a span class (0: unused slot) */
+	uint64_t keys;           /* its shared instance keys (ht_cached_keys) */
+	int64_t basicsize;       /* tp_basicsize (3.13 inline values) */
+	int idx_context, idx_name; /* entry of _context / _name; name -1: none */
+	int64_t dictoffset;      /* <=3.10: tp_dictoffset */
+	uint64_t ctx_key_at, ctx_key; /* <=3.10: where keys holds _context's key
+				  * object (checked by the reader), and it */
+} hm_pyspan_type;
+
+typedef struct hm_pyspan_layout {
+	uint64_t ctx_type, hamt_type, bitmap_type, array_type; /* array 0: unknown yet */
+	uint64_t var;            /* the SDK's ContextVar */
+	uint32_t var_h32;        /* its hash folded as the HAMT folds it */
+	uint64_t dict_type;      /* the SDK's Context class (a dict subclass) */
+	uint64_t span_key;       /* the "current-span-..." str key */
+	uint64_t sctx_type, int_type, str_type;
+	int ts_context, ctx_vars, hamt_root;
+	int inst_kind;           /* 1: 3.11 pre-header, 2: 3.12 tagged, 3: 3.13
+				  * inline, 4: <=3.10 tp_dictoffset */
+	int dict_old;            /* <=3.10 keys objects (dk_size, dk_nentries at 32) */
+	int inst_dict_ptr, inst_values_ptr, dv_values, ht_cached_keys;
+	int long_tagged;         /* 3.12+ lv_tag */
+	int ascii_size;          /* offset of a compact ascii str's text */
+	hm_pyspan_type types[2];
+} hm_pyspan_layout;
+
+/* Fill *out once the SDK and its classes are found (and the HAMT's types,
+ * and on <=3.10 a live span, were seen in the threads' contexts): 0; 1 if
+ * the SDK is there but that is not all found yet (call again soon); -1 if
+ * tracing is off, the version unsupported or the SDK not found (yet). */
+int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out);
+/* For a span name str at addr: the 48 bytes at addr + 8 (type, length, hash,
+ * state, text; the first 32 equal before and after its text was read), and
+ * the text. 0 or -1. */
+int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
+
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);
 

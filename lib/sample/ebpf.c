@@ -6,12 +6,16 @@
  * (hm_ebpf_open_native) the same perf events also copy the sampled thread's
  * user registers and the top of its stack into a ring per CPU; each copy is
  * joined with the record of the same instant and unwound afterwards (see
- * the native section below). */
+ * the native section below). With tracing on it also tells the kernel how
+ * to read the current OpenTelemetry span (send_otel); each sample carries
+ * the span's ids as the kernel read them, and its name from the str it
+ * pointed at, once checked (span_name). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -88,6 +92,15 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 					  * kernel side finds new threads and checks
 					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
+#define OTEL_RETRY_FAST_NS 10000000ull   /* span layout not found yet: look again
+					  * every 10 ms for the first second (on
+					  * <=3.10 it needs a span that is live), */
+#define OTEL_RETRY_NS 200000000ull       /* then every 0.2 s */
+#define OTEL_RETRY_FOR_NS 10000000000ull /* for 10 s, then backing off */
+#define OTEL_RETRY_MAX_NS 10000000000ull /* to every 10 s */
+#define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
+					  * unexpected object, at most this often */
+#define NAME_SLOTS 64
 
 int hm_ebpf_built(void)
 {
@@ -105,6 +118,19 @@ struct watched {
 	hm_native *nat;             /* --native: unwinds its perf samples */
 	uint64_t native_from;       /* ... of records from this time on (before,
 				  * the program did not know it yet) */
+	/* OpenTelemetry spans read in the kernel (otelspan.bpf.h) */
+	struct hm_bpf_otel otel;    /* what the kernel side has, if otel_sent */
+	int otel_sent;
+	int otel_complete;          /* the SDK's span class is in it */
+	int otel_bad;               /* the kernel met an unexpected object */
+	uint64_t otel_next_ns;      /* when to look for the layout again */
+	uint64_t otel_backoff_ns, otel_first_ns;
+	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
+};
+
+struct name_slot {
+	uint64_t addr, check;
+	char name[128];
 };
 
 /* --native: a record waiting for its perf sample (see the native section). */
@@ -196,6 +222,43 @@ static struct watched *find_watched(hm_ebpf *e, pid_t pid)
 	return NULL;
 }
 
+/* The text of a span name str whose identity the kernel took at sample
+ * time (hm_bpf_name_check): read now, and believed only if it still
+ * matches (span names are mostly constants, read once). "" otherwise. */
+static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *out, size_t cap)
+{
+	out[0] = 0;
+	if (!addr)
+		return;
+	if (!w->names && !(w->names = calloc(NAME_SLOTS, sizeof *w->names)))
+		return;
+	struct name_slot *n = &w->names[((addr >> 3) ^ check) % NAME_SLOTS];
+	if (n->addr != addr || n->check != check) {
+		uint8_t head[48];
+		char buf[sizeof n->name];
+		if (hm_python_str_snapshot(w->py, addr, head, buf, sizeof buf) ||
+		    hm_bpf_name_check(head, w->otel.ascii_size) != check)
+			return;
+		n->addr = addr;
+		n->check = check;
+		memcpy(n->name, buf, sizeof n->name);
+	}
+	snprintf(out, cap, "%s", n->name);
+}
+
+static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspan *sp)
+{
+	memset(sp, 0, sizeof *sp);
+	if (e->span_why == HM_BPF_SPAN_BAD)
+		w->otel_bad = 1;
+	if (e->span_why != HM_BPF_SPAN_OK || (!e->span.trace_hi && !e->span.trace_lo) || !w->otel_sent)
+		return;
+	sp->trace_hi = e->span.trace_hi;
+	sp->trace_lo = e->span.trace_lo;
+	sp->span_id = e->span.span_id;
+	span_name(w, e->span.name, e->span_name_check, sp->name, sizeof sp->name);
+}
+
 /* A record's frames into E->th (resolved with the walker's code cache).
  * 0, or -1 if it is not a sample (counted as invalid or outside Python). */
 static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event *e)
@@ -213,6 +276,7 @@ static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event
 		E->c.no_python++;
 		return -1;
 	}
+	event_span(w, e, &E->th.span);
 	E->th.tid = (pid_t)e->tid;
 	E->th.tstate = e->tstate;
 	E->th.truncated |= e->truncated != 0;
@@ -324,6 +388,91 @@ static int send_threads(hm_ebpf *E, struct watched *w)
 		bpf_map__update_elem(E->skel->maps.tids, &k, sizeof k, &ts[i], sizeof ts[i], BPF_ANY);
 	}
 	return n;
+}
+
+/* Tell the kernel side how to read the process's span, once the SDK is
+ * found (tracing on: hm_python_span_layout says no with --no-trace). */
+static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
+{
+	/* Once sent, only an unexpected object met in the kernel (a class
+	 * whose shared keys changed, a span class not known yet) makes it
+	 * look again: the look-up reads sys.modules. */
+	if (now < w->otel_next_ns || (w->otel_sent && w->otel_complete && !w->otel_bad))
+		return;
+	w->otel_bad = 0;
+	hm_pyspan_layout L;
+	uint32_t key = (uint32_t)w->pid;
+	if (!w->otel_first_ns)
+		w->otel_first_ns = now;
+	int rc = hm_python_span_layout(w->py, &L);
+	/* The SDK is there but, e.g. on <=3.10, no span was live in a
+	 * thread's context just now: in the first second, a few more tries
+	 * a millisecond apart (spans come and go fast). */
+	for (int i = 0; rc == 1 && !w->otel_sent && now - w->otel_first_ns < 1000000000ull && i < 8;
+	     i++) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		rc = hm_python_span_layout(w->py, &L);
+	}
+	if (rc != 0) {
+		if (w->otel_complete) {
+			w->otel_next_ns = now + OTEL_RECHECK_NS;
+			return;
+		}
+		/* (cheap while the SDK is not there or has made no span:
+		 * python/otel.c keeps its own back-off for the first) */
+		w->otel_backoff_ns = now - w->otel_first_ns < 1000000000ull ? OTEL_RETRY_FAST_NS
+			: now - w->otel_first_ns < OTEL_RETRY_FOR_NS ? OTEL_RETRY_NS
+			: w->otel_backoff_ns * 2 > OTEL_RETRY_MAX_NS ? OTEL_RETRY_MAX_NS
+			: w->otel_backoff_ns * 2;
+		w->otel_next_ns = now + w->otel_backoff_ns;
+		return;
+	}
+	struct hm_bpf_otel o;
+	memset(&o, 0, sizeof o);
+	o.ctx_type = L.ctx_type;
+	o.hamt_type = L.hamt_type;
+	o.bitmap_type = L.bitmap_type;
+	o.array_type = L.array_type;
+	o.var = L.var;
+	o.dict_type = L.dict_type;
+	o.span_key = L.span_key;
+	o.sctx_type = L.sctx_type;
+	o.int_type = L.int_type;
+	o.str_type = L.str_type;
+	o.var_h32 = L.var_h32;
+	o.ts_context = L.ts_context;
+	o.ctx_vars = L.ctx_vars;
+	o.hamt_root = L.hamt_root;
+	o.inst_kind = L.inst_kind;
+	o.inst_dict_ptr = L.inst_dict_ptr;
+	o.inst_values_ptr = L.inst_values_ptr;
+	o.dv_values = L.dv_values;
+	o.ht_cached_keys = L.ht_cached_keys;
+	o.long_tagged = L.long_tagged;
+	o.ascii_size = L.ascii_size;
+	for (int i = 0; i < 2; i++) {
+		o.types[i].type = L.types[i].type;
+		o.types[i].keys = L.types[i].keys;
+		o.types[i].basicsize = L.types[i].basicsize;
+		o.types[i].idx_context = L.types[i].idx_context;
+		o.types[i].idx_name = L.types[i].idx_name;
+		o.types[i].dictoffset = L.types[i].dictoffset;
+		o.types[i].ctx_key_at = L.types[i].ctx_key_at;
+		o.types[i].ctx_key = L.types[i].ctx_key;
+	}
+	o.dict_old = L.dict_old;
+	/* The SDK's span class is known once it made a span (its shared
+	 * keys fill in then): until then keep looking at the fast pace. */
+	w->otel_complete = (o.types[0].type && o.types[0].idx_name >= 0) ||
+			   (o.types[1].type && o.types[1].idx_name >= 0);
+	w->otel_next_ns = now + (w->otel_complete ? OTEL_RECHECK_NS : OTEL_RETRY_NS);
+	if (w->otel_sent && !memcmp(&o, &w->otel, sizeof o))
+		return;
+	if (bpf_map__update_elem(E->skel->maps.otel, &key, sizeof key, &o, sizeof o, BPF_ANY) == 0) {
+		w->otel = o;
+		w->otel_sent = 1;
+	}
 }
 
 static int same_pid_namespace(pid_t pid)
@@ -465,7 +614,9 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 			E->last = NULL;
 		}
 		w = &E->w[E->nw++];
+		w->names = NULL;
 	}
+	free(w->names);             /* a process watched again */
 	memset(w, 0, sizeof *w);
 	w->pid = pid;
 	w->py = py;
@@ -473,6 +624,9 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 	w->pi = pi;
 	w->refresh_ns = pi.ts_native_tid >= 0 ? TID_REFRESH_NS : TID_REFRESH_OLD_NS;
 	hm_python_resolve_begin(py);
+	/* The span layout first: the process's first samples (once it is in
+	 * the procs map) then carry spans already. */
+	send_otel(E, w, hm_mono_ns());
 	if (send_threads(E, w) < 0 || !w->interp_sent) {
 		hm_ebpf_unwatch(E, pid);
 		return hm_error(HM_EIO, "--ebpf: cannot read the interpreter's threads of process %d", (int)pid);
@@ -488,10 +642,15 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 		return;
 	uint32_t key = (uint32_t)pid;
 	bpf_map__delete_elem(E->skel->maps.procs, &key, sizeof key, 0);
+	if (w->otel_sent)
+		bpf_map__delete_elem(E->skel->maps.otel, &key, sizeof key, 0);
 	/* Its tids age out of the LRU map. */
 	w->pid = 0;
 	w->py = NULL;
 	w->nat = NULL;
+	w->otel_sent = 0;
+	free(w->names);
+	w->names = NULL;
 	E->last = NULL;
 }
 
@@ -519,6 +678,8 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 			send_threads(E, w);
 			w->last_threads = now;
 		}
+		if (w->pid)
+			send_otel(E, w, now);
 	}
 	return E->delivered;
 }
@@ -569,6 +730,8 @@ void hm_ebpf_close(hm_ebpf *E)
 		close(E->stats_fd);
 	if (E->skel)
 		hm_pystack__destroy(E->skel);
+	for (int i = 0; E->w && i < E->nw; i++)
+		free(E->w[i].names);
 	free(E->th.frames);
 	free(E->links);
 	free(E->fds);

@@ -9,7 +9,9 @@
  * drains the ring a few times a second, resolves code objects once each with
  * the walker's caches (python/python.h hm_python_resolve) and adds the
  * stacks through the one sampling loop (sample/sampler.h, opts.ebpf), as
- * the user-space reads do.
+ * the user-space reads do. It also reads the thread's current
+ * OpenTelemetry span at sample time (sample/bpf/otelspan.bpf.h), unless
+ * tracing is off (hm_python_set_trace, --no-trace).
  *
  * Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BPF ring
  * buffers (5.8+); hm_ebpf_open says in one line why not, and the loop then

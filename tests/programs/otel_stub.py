@@ -4,7 +4,10 @@ SDK does not run on (3.8, 3.9): a stand-in with the same shape homura reads
 ContextVar holding a dict subclass), the key
 sys.modules['opentelemetry.trace.propagation']._SPAN_KEY, spans with _name,
 _context (a tuple subclass named SpanContext: trace id, span id, is_remote)
-and _parent. Only the layouts of those interpreters are under test here;
+and _parent; the classes also under the SDK's module names
+(opentelemetry.context.context.Context, opentelemetry.trace.span.SpanContext,
+opentelemetry.sdk.trace._Span). Only the layouts of those interpreters are
+under test here;
 the real SDK is tested on 3.10+ (otel_plain.py, otel_app.py).
 
 A thread loops: outer > inner_a (3 units of work) and inner_b (1 unit), then
@@ -49,6 +52,14 @@ prop_mod = types.ModuleType("opentelemetry.trace.propagation")
 prop_mod._SPAN_KEY = "current-span-" + str(uuid.uuid4())
 sys.modules["opentelemetry.context"] = ctx_mod
 sys.modules["opentelemetry.trace.propagation"] = prop_mod
+# Where the SDK's classes live (the in-kernel reader, record --ebpf, looks
+# them up there).
+for name, attrs in (("opentelemetry.context.context", {"Context": Context}),
+                    ("opentelemetry.trace.span", {"SpanContext": SpanContext}),
+                    ("opentelemetry.sdk.trace", {"_Span": _Span})):
+    m = types.ModuleType(name)
+    m.__dict__.update(attrs)
+    sys.modules[name] = m
 var = ctx_mod._RUNTIME_CONTEXT._current_context
 finished = []
 

@@ -322,6 +322,30 @@ static void test_int_size_min(void **state)
 	hm_pyobj_repr(&R, o, buf, sizeof buf);
 }
 
+/* The entry index of a name in a keys object (what the in-kernel span
+ * reader gets for _context and _name), on 3.11 and 3.13's layouts. */
+static void keys_index(int minor)
+{
+	setup_layout(minor);
+	const char *keys[] = {"_name", "_context", "_parent"};
+	uint64_t vals[] = {make_str("a"), make_str("b"), make_str("c")};
+	uint64_t d = make_dict(3, keys, vals);
+	uint64_t k, key;
+	int64_t i = -1;
+	memcpy(&k, (void *)(uintptr_t)(d + (uint64_t)L->dict_keys), 8);
+	assert_int_equal(hm_pyobj_keys_index(&R, k, "_context", &i, &key), 0);
+	assert_int_equal(i, 1);
+	assert_string_equal(repr(key), "'_context'");
+	assert_int_equal(hm_pyobj_keys_index(&R, k, "_parent", &i, &key), 0);
+	assert_int_equal(i, 2);
+	assert_int_equal(hm_pyobj_keys_index(&R, k, "_contex", &i, &key), -1);
+	assert_int_equal(hm_pyobj_keys_index(&R, k + 8, "_name", &i, &key), -1);
+	assert_int_equal(hm_pyobj_keys_index(&R, 0, "_name", &i, &key), -1);
+}
+
+static void test_keys_index_311(void **state) { (void)state; keys_index(11); }
+static void test_keys_index_313(void **state) { (void)state; keys_index(13); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -333,6 +357,8 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_int_size_min),
 		cmocka_unit_test(test_getattr_312_values),
+		cmocka_unit_test(test_keys_index_311),
+		cmocka_unit_test(test_keys_index_313),
 		cmocka_unit_test(test_locals_314_tagged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

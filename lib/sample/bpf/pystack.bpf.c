@@ -6,7 +6,8 @@
  * PyThreadState (the tids map, or a bounded scan of the interpreter's
  * thread list by native thread id on 3.11+), walks the current Python
  * frames leaf first with bpf_probe_read_user, and emits (code object,
- * instruction) pairs into a ring buffer. Names and lines are resolved in
+ * instruction) pairs into a ring buffer, with the thread's current
+ * OpenTelemetry span where asked for (otelspan.bpf.h). Names and lines are resolved in
  * user space, once per code object, with the walker's caches; validation of
  * what was read (object types, instruction ranges) happens there too. With
  * --native the program's return value lets the perf event write its own
@@ -44,6 +45,8 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+#include "otelspan.bpf.h"
 
 static __always_inline void count(__u32 i)
 {
@@ -235,6 +238,7 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 	e->kernel = (ctx->regs.cs & 3) != 3;
 	__u64 ts = find_tstate(p, tid);
 	e->tstate = ts;
+	hm_otel_sample(pid, ts, e);
 	struct walk w = {.p = p, .frame = 0, .n = 0, .status = HM_BPF_OK, .truncated = 0};
 	int err = 0;
 	if (!ts) {

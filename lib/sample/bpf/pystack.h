@@ -56,6 +56,61 @@ enum hm_bpf_status {
 	HM_BPF_NO_FRAME = 4,             /* thread state without a frame */
 };
 
+/* The OpenTelemetry span current when the sample was taken (otelspan.bpf.h):
+ * its ids, read in the kernel at sample time, and the address of its name
+ * (a str; user space reads the text and checks it against name_check in
+ * the event). All 0: no span. */
+struct hm_bpf_span {
+	unsigned long long trace_hi, trace_lo, span_id, name;
+};
+
+/* How to read a process's current span (sample/ebpf.c fills it from
+ * python.h's hm_pyspan_layout; the otel map, by pid). */
+struct hm_bpf_otel_type {
+	unsigned long long type, keys;   /* span class, its shared keys */
+	long long basicsize;
+	int idx_context, idx_name;       /* entries in keys; name -1: none */
+	long long dictoffset;            /* <=3.10: tp_dictoffset */
+	unsigned long long ctx_key_at, ctx_key; /* <=3.10: keys' _context entry
+					  * key field, and what it holds */
+};
+
+struct hm_bpf_otel {
+	unsigned long long ctx_type, hamt_type, bitmap_type, array_type;
+	unsigned long long var, dict_type, span_key, sctx_type, int_type, str_type;
+	unsigned int var_h32;
+	int ts_context, ctx_vars, hamt_root;
+	int inst_kind;                   /* 1: 3.11, 2: 3.12, 3: 3.13, 4: <=3.10 */
+	int inst_dict_ptr, inst_values_ptr, dv_values, ht_cached_keys;
+	int long_tagged, ascii_size, pad;
+	struct hm_bpf_otel_type types[2];
+	int dict_old;                    /* <=3.10 keys objects (dk_size) */
+	int pad2;
+};
+
+/* Why an event has no span (hm_bpf_event.span_why; 0: it has one). */
+enum hm_bpf_span_why {
+	HM_BPF_SPAN_OK = 0,
+	HM_BPF_SPAN_OFF = 1,             /* not asked for, or not found yet */
+	HM_BPF_SPAN_NONE = 2,            /* no span current */
+	HM_BPF_SPAN_BAD = 3,             /* a read or a check failed */
+};
+
+/* A span name str's identity at sample time: b holds the 48 bytes at
+ * str + 8 (type, length, hash, state, ...), ascii_size the offset of a
+ * compact ascii str's text. Computed the same way in the kernel and in
+ * user space, which accepts the text it reads only if this matches. */
+static inline unsigned long long hm_bpf_name_check(const unsigned char *b, int ascii_size)
+{
+	unsigned long long len, hash, head;
+	__builtin_memcpy(&len, b + 8, 8);
+	__builtin_memcpy(&hash, b + 16, 8);
+	__builtin_memcpy(&head, b + ((ascii_size - 8) & 40), 8);
+	if (len < 8)
+		head &= (1ULL << (8 * len)) - 1;
+	return hash ^ (len * 0x9E3779B97F4A7C15ULL) ^ (head * 0xC2B2AE3D27D4EB4FULL);
+}
+
 struct hm_bpf_event {
 	unsigned int pid, tid;
 	unsigned long long t_ns;         /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
@@ -64,6 +119,11 @@ struct hm_bpf_event {
 	unsigned int truncated;
 	unsigned int nframes;
 	unsigned int kernel;             /* the sample interrupted kernel code */
+	/* (frames stay last: only the frames used are sent) */
+	struct hm_bpf_span span;         /* the current OpenTelemetry span */
+	unsigned long long span_name_check; /* hm_bpf_name_check of span.name */
+	unsigned int span_why;           /* enum hm_bpf_span_why */
+	unsigned int span_pad;
 	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
 };
 
