@@ -27,6 +27,17 @@
  * same SpanContext object, both read live from their parents) skips the
  * reads of its name and parent (its ids are read every time).
  *
+ * A thread's span is given only when it is proven for the moment its stack
+ * was read: the words that check the thread's last answer ride in the
+ * walker's read of its thread state and stack (otel_spec_iov), so a passing
+ * check says the span was current then. A span found otherwise (read after
+ * the stack, when the thread's span changed since its last sample) is not
+ * given: otel_thread_at asks the walker to read the thread again, now with
+ * the words that check the new answer, and a span that changed again by
+ * then is dropped (a torn span, counted in the stats), never replaced by a
+ * neighbour's. No span needs no proof. A waiting task's span is read before
+ * its await chain and checked again after it (otel_context_same).
+ *
  * Local root span: a span whose parent is None or remote is the root of
  * its trace in this process; its name is remembered per trace id (a small
  * table), and children of that trace report it. One never seen current is
@@ -800,7 +811,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 		memcpy(sp->root, r->name, sizeof sp->root);
 }
 
-void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
+int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last)
 {
 	hm_pyspan *sp = &th->span;
 	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
@@ -809,23 +820,52 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
 	int spec = o->spec.loaded && o->spec.tstate == th->tstate;
 	o->spec.loaded = 0;
 	if ((size_t)A->ts_context + 8 > ts_len || !ready(o))
-		return;
+		return 0;
 	/* The context pointer came with the thread state, and, when it is
 	 * the one this thread had last time, the words that check the last
-	 * answer (plan) came in the same read. */
+	 * answer (plan) came in the same read: then the answer is the span
+	 * current when the stack was read. */
 	uint64_t ctx = ld64(ts, (size_t)A->ts_context);
 	if (!ctx)
-		return;
+		return 0;
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
 	if (spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx && check(o, c, &o->spec) == 0) {
 		answer(o, c, sp);
-	} else if (otel_context_span(o, ctx, sp)) {
+	} else {
+		/* Read now, after the stack: a span may have started or ended
+		 * in between. No span is never wrong; a span is kept only once
+		 * a read of the thread state proves it (the next read plans
+		 * the words that check this answer). */
+		int rc = otel_context_span(o, ctx, sp);
+		int found = !rc && (sp->trace_hi || sp->trace_lo);
 		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
-		return;
+		sp->name[0] = sp->root[0] = 0;
+		if (!found)
+			return 0;
+		t->tstate = th->tstate;
+		t->ctx = ctx;
+		return last ? 2 : 1;
 	}
 	if ((sp->trace_hi || sp->trace_lo) && !sp->root[0])
 		root_scan(o, th, sp);
-	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
 	t->tstate = th->tstate;
 	t->ctx = ctx;
+	return 0;
+}
+
+void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
+{
+	otel_thread_at(o, th, ts, ts_len, 1);
+}
+
+int otel_context_same(hm_otel *o, uint64_t ctx, const hm_pyspan *sp)
+{
+	if (!o->var || !ctx || !o->ctxs)
+		return -1;
+	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	if (!c->valid || c->ctx != ctx || c->span.trace_hi != sp->trace_hi ||
+	    c->span.trace_lo != sp->trace_lo || c->span.span_id != sp->span_id)
+		return -1;
+	return fast_path(o, c, ctx);
 }

@@ -347,6 +347,12 @@ int hm_python_context_span(hm_python *py, uint64_t context, hm_pyspan *out)
 	return 0;
 }
 
+int hm_python_context_span_same(hm_python *py, uint64_t context, const hm_pyspan *out)
+{
+	struct hm_otel *o = python_otel(py);
+	return o ? otel_context_same(o, context, out) : -1;
+}
+
 void hm_python_set_max_depth(hm_python *py, int depth)
 {
 	py->max_depth = depth < 1 ? 1 : depth;

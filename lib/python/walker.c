@@ -1214,6 +1214,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 	const hm_pylayout *L = py->layout;
 	s->nthreads = 0;
 	s->ninvalid = 0;
+	s->nspan_torn = 0;
 	py->nsample++;
 	uint64_t t = hm_mono_ns();
 	if (py->sample_ns) {
@@ -1311,8 +1312,24 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				ok = walk_thread(py, tc, th, f, flags);
 			}
 			th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
-			if (!ok && th->nframes && python_otel(py))
-				otel_thread(py->otel, th, py->tsbuf, py->ts_len);
+			if (!ok && th->nframes && python_otel(py) &&
+			    otel_thread_at(py->otel, th, py->tsbuf, py->ts_len, 0) == 1) {
+				/* Its span changed since its last sample: read
+				 * the thread again, now with the words that
+				 * prove the new span, so that the span and the
+				 * stack are of the same moment. */
+				uint64_t f = read_thread(py, tc, NULL, 0);
+				ok = f == (uint64_t)-1 ? -1 : 0;
+				if (!ok) {
+					int held = holds_gil(py, &r, ts);
+					th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && held;
+					th->in_gc = r.collecting && held;
+					ok = walk_thread(py, tc, th, f, flags);
+				}
+				if (!ok && th->nframes &&
+				    otel_thread_at(py->otel, th, py->tsbuf, py->ts_len, 1) == 2)
+					s->nspan_torn++;
+			}
 			uint64_t next_ts = hm_ld_u64(py->tsbuf, L->ts_next);
 			if (ok) {
 				th->valid = 0;

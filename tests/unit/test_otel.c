@@ -83,6 +83,68 @@ static void chain(int minor)
 static void test_chain_311(void **state) { (void)state; chain(11); }
 static void test_chain_312(void **state) { (void)state; chain(12); }
 
+/* One sample of a thread whose state (at tstate, its context pointer in ts)
+ * is read with the words otel_spec_iov plans, as the walker does. */
+static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
+			 int last, hm_pythread *th)
+{
+	hm_iov iov[16];
+	int n = otel_spec_iov(w->o, tstate, iov, 16);
+	if (n > 0) {
+		assert_int_equal(hm_target_readv(w->t, iov, n), HM_OK);
+		otel_spec_loaded(w->o);
+	}
+	memset(th, 0, sizeof *th);
+	th->tstate = tstate;
+	return otel_thread_at(w->o, th, ts, ts_len, last);
+}
+
+/* A thread's span is given only when the words proving it were read with
+ * its thread state; a span found later asks for a second read; one that
+ * changed again by then is torn (no span). A task's span is re-checked. */
+static void thread_proof(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	size_t ts_len = (size_t)w.A->ts_context + 8;
+	uint8_t ts[512];
+	assert_true(ts_len <= sizeof ts);
+	memset(ts, 0, sizeof ts);
+	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	uint64_t tstate = 0x7000;
+	hm_pythread th;
+	/* First sight: found after the stack, so not given yet. */
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	/* Read again with its proof: given. */
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.trace_hi == TRACE_HI && th.span.span_id == SPAN_ID);
+	assert_int_equal(otel_context_same(w.o, w.ctx, &th.span), 0);
+	/* A new span (new dict version) since: the proof fails. */
+	put32(w.sid, L->long_digit, 9);
+	put64(w.dict, L->dict_used + 8, 1003);
+	assert_int_equal(otel_context_same(w.o, w.ctx, &th.span), -1);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.span_id == 0);
+	/* ... and changed again before the second read: torn. */
+	put32(w.sid, L->long_digit, 11);
+	put64(w.dict, L->dict_used + 8, 1004);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 2);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	/* Unchanged since: given at once. */
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == ((SPAN_ID & ~((1ull << 30) - 1)) | 11));
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	/* No span needs no proof. */
+	put64(w.node, 40, 0x10);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	done(&w);
+}
+
+static void test_thread_proof_311(void **state) { (void)state; thread_proof(11); }
+static void test_thread_proof_312(void **state) { (void)state; thread_proof(12); }
+
 static int read_arena(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	return arena_read(ctx, addr, buf, len);
@@ -143,6 +205,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chain_311),
 		cmocka_unit_test(test_chain_312),
+		cmocka_unit_test(test_thread_proof_311),
+		cmocka_unit_test(test_thread_proof_312),
 		cmocka_unit_test(test_hamt_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
