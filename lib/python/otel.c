@@ -27,6 +27,11 @@
  * same SpanContext object, both read live from their parents) skips the
  * reads of its name and parent (its ids are read every time).
  *
+ * The words that check an answer (plan) lie in four or more small objects;
+ * those on one page (the context, its HAMT and the HAMT's nodes are objects
+ * of one pymalloc size class, often neighbours) are read as one region, as
+ * each region of a process_vm_readv costs a page lookup in the kernel.
+ *
  * A thread's span is given only when it is proven for the moment its stack
  * was read: the words that check the thread's last answer ride in the
  * walker's read of its thread state and stack (otel_spec_iov), so a passing
@@ -102,11 +107,19 @@ struct ctx_slot {
 };
 
 /* Buffers for one re-check of a context's answer (plan/check). */
+#define PAGE 4096u
+#define MAX_REGIONS (3 + MAX_HAMT_DEPTH)
+
 struct spec {
 	uint64_t tstate, ctx;
 	int loaded;                      /* read by the walker with the thread */
 	uint64_t cbuf[4], hbuf[2], dbuf[4];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
+	/* Regions on one page are read as one (each region of a read costs
+	 * a page lookup in the kernel): read into page[], then copied out. */
+	int nscatter;
+	struct { void *dst; uint32_t off, len; } scatter[MAX_REGIONS];
+	uint8_t page[2 * PAGE];
 };
 
 struct tried_slot {                      /* traces whose root was looked for */
@@ -598,11 +611,60 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
  * regions (so that the walker can read them with the thread state, in its
  * one system call, at the context the thread had last time), check()
  * compares them. */
-static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec *sp, hm_iov *iov)
+/* The regions in r (n of them) as iovecs, those within one page merged
+ * into one read into sp->page (the context, its HAMT and the HAMT's nodes
+ * are small objects of one size class, often on one page). */
+static int merge(struct spec *sp, hm_iov *r, int n, hm_iov *iov)
+{
+	int order[MAX_REGIONS], m = 0;
+	for (int i = 0; i < n; i++) {
+		int j = i;
+		for (; j > 0 && r[order[j - 1]].addr > r[i].addr; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	size_t used = 0;
+	sp->nscatter = 0;
+	for (int i = 0; i < n;) {
+		const hm_iov *a = &r[order[i]];
+		uint64_t page = a->addr / PAGE, end = a->addr + a->len;
+		int k = i + 1;
+		while (k < n && (r[order[k]].addr + r[order[k]].len - 1) / PAGE == page) {
+			if (r[order[k]].addr + r[order[k]].len > end)
+				end = r[order[k]].addr + r[order[k]].len;
+			k++;
+		}
+		if (k - i < 2 || (a->addr + a->len - 1) / PAGE != page ||
+		    used + (end - a->addr) > sizeof sp->page) {
+			iov[m++] = *a;
+			i++;
+			continue;
+		}
+		iov[m++] = (hm_iov){a->addr, sp->page + used, (size_t)(end - a->addr)};
+		for (; i < k; i++) {
+			const hm_iov *b = &r[order[i]];
+			sp->scatter[sp->nscatter].dst = b->buf;
+			sp->scatter[sp->nscatter].off = (uint32_t)(used + (b->addr - a->addr));
+			sp->scatter[sp->nscatter].len = (uint32_t)b->len;
+			sp->nscatter++;
+		}
+		used += end - a->addr;
+	}
+	return m;
+}
+
+static void scatter(struct spec *sp)
+{
+	for (int i = 0; i < sp->nscatter; i++)
+		memcpy(sp->scatter[i].dst, sp->page + sp->scatter[i].off, sp->scatter[i].len);
+}
+
+static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec *sp, hm_iov *out)
 {
 	const hm_pylayout *L = o->r.layout;
 	if (!c->valid || c->ctx != ctx || c->path.n < 1 || c->path.n > MAX_HAMT_DEPTH)
 		return -1;
+	hm_iov iov[MAX_REGIONS];
 	int n = 0;
 	iov[n++] = (hm_iov){ctx + 8, sp->cbuf, (size_t)o->A->ctx_vars};          /* type .. vars */
 	iov[n++] = (hm_iov){c->hamt + 8, sp->hbuf, (size_t)o->A->hamt_root};     /* type, root */
@@ -615,7 +677,7 @@ static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec 
 	}
 	iov[n++] = (hm_iov){c->dict + 8, sp->dbuf, (size_t)L->dict_used + 8};   /* type .. version */
 	sp->ctx = ctx;
-	return n;
+	return merge(sp, iov, n, out);
 }
 
 static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *sp)
@@ -647,10 +709,11 @@ static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *
 
 static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
 {
-	hm_iov iov[3 + MAX_HAMT_DEPTH];
+	hm_iov iov[MAX_REGIONS];
 	int n = plan(o, c, ctx, &o->own, iov);
 	if (n < 0 || hm_target_readv(o->t, iov, n) != HM_OK)
 		return -1;
+	scatter(&o->own);
 	return check(o, c, &o->own);
 }
 
@@ -669,7 +732,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 {
 	o->spec.loaded = 0;
 	o->spec.tstate = 0;
-	if (!o->var || max < 3 + MAX_HAMT_DEPTH)
+	if (!o->var || max < MAX_REGIONS)
 		return 0;
 	const struct ts_slot *t = &o->tss[mix(tstate) % TS_SLOTS];
 	if (t->tstate != tstate || !t->ctx)
@@ -684,6 +747,8 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 void otel_spec_loaded(hm_otel *o)
 {
 	o->spec.loaded = o->spec.tstate != 0;
+	if (o->spec.loaded)
+		scatter(&o->spec);
 }
 
 int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
