@@ -78,6 +78,18 @@ struct span_slot {
 	char name[128];
 };
 
+/* How a span type's instances keep _context, _name and _parent (3.11+):
+ * their entry indexes in the type's shared keys, so that a new span's
+ * three fields are read in three reads rather than a key scan each. */
+enum { F_CONTEXT, F_NAME, F_PARENT, NFIELDS };
+
+struct span_type {
+	uint64_t type, keys, flags;
+	int64_t basicsize;
+	int idx[NFIELDS];                /* -1: not a key */
+	int bad;                         /* not read this way: getattr */
+};
+
 struct root_slot {
 	uint64_t trace_hi, trace_lo;
 	char name[128];
@@ -148,6 +160,7 @@ struct hm_otel {
 	struct ts_slot tss[TS_SLOTS];
 	struct spec spec;                /* planned with a thread state read */
 	uint64_t span_types[2];          /* types of spans read (for root_scan) */
+	struct span_type stypes[2];
 	uint64_t scan_tokens_ns;         /* root_scan's rate limit */
 	struct tried_slot tried[TRIED_SLOTS];
 	struct spec own;                 /* for a re-check of our own */
@@ -540,6 +553,84 @@ static int is_span_context(hm_otel *o, uint64_t sctx)
 	return 1;
 }
 
+static const char *const field_names[NFIELDS] = {"_context", "_name", "_parent"};
+
+static struct span_type *learn_span_type(hm_otel *o, uint64_t t)
+{
+	const hm_pylayout *L = o->r.layout;
+	struct span_type *st = &o->stypes[o->stypes[0].type && o->stypes[0].type != t];
+	if (st->type == t)
+		return st->bad ? NULL : st;
+	memset(st, 0, sizeof *st);
+	st->type = t;
+	st->bad = 1;
+	int kind = L->inst_dict_kind;
+	if ((kind != HM_IDICT_PREHEADER && kind != HM_IDICT_TAGGED && kind != HM_IDICT_INLINE) ||
+	    L->ht_cached_keys < 0 || L->tp_flags < 0 || L->inst_dict_ptr == 0 ||
+	    rd(o, t + (uint64_t)L->tp_flags, &st->flags, 8) ||
+	    rd(o, t + (uint64_t)L->tp_basicsize, &st->basicsize, 8) ||
+	    rd(o, t + (uint64_t)L->ht_cached_keys, &st->keys, 8) || !st->keys ||
+	    !(L->tpflags_managed_dict > 0 && (st->flags & (uint64_t)L->tpflags_managed_dict)))
+		return NULL;
+	if (kind == HM_IDICT_PREHEADER && L->inst_values_ptr == -1)
+		return NULL;
+	if (kind == HM_IDICT_INLINE &&
+	    (L->tpflags_inline_values <= 0 || !(st->flags & (uint64_t)L->tpflags_inline_values) ||
+	     st->basicsize <= 0 || st->basicsize > 1 << 20))
+		return NULL;
+	for (int i = 0; i < NFIELDS; i++) {
+		st->idx[i] = hm_pyobj_keys_index(&o->r, st->keys, field_names[i]);
+		if (st->idx[i] > 255)
+			return NULL;
+	}
+	if (st->idx[F_CONTEXT] < 0)
+		return NULL;
+	st->bad = 0;
+	return st;
+}
+
+/* The span's fields (0: absent) by their indexes in its type's shared keys,
+ * with the same rules as hm_pyobj_getattr: values only while the instance
+ * has no dict of its own, and only while the type's keys are the ones the
+ * indexes were learnt from. 0, or -1 (read them by getattr). */
+static int span_fields(hm_otel *o, uint64_t span, uint64_t t, uint64_t f[NFIELDS])
+{
+	const hm_pylayout *L = o->r.layout;
+	struct span_type *st = learn_span_type(o, t);
+	uint64_t keys, slot, values = 0, v[256];
+	if (!st || rd(o, t + (uint64_t)L->ht_cached_keys, &keys, 8) || keys != st->keys ||
+	    rd(o, span + (uint64_t)(int64_t)L->inst_dict_ptr, &slot, 8))
+		return -1;
+	switch (L->inst_dict_kind) {
+	case HM_IDICT_PREHEADER:
+		if (slot || rd(o, span + (uint64_t)(int64_t)L->inst_values_ptr, &values, 8))
+			return -1;
+		break;
+	case HM_IDICT_TAGGED:
+		if (!(slot & 1))
+			return -1;
+		values = slot + 1;
+		break;
+	default:
+		if (slot)
+			return -1;
+		values = span + (uint64_t)st->basicsize;
+		break;
+	}
+	int n = 0;
+	for (int i = 0; i < NFIELDS; i++)
+		if (st->idx[i] + 1 > n)
+			n = st->idx[i] + 1;
+	if (!values || o->r.read(o->r.ctx, values + (uint64_t)L->dv_values, v, 8 * (size_t)n))
+		return -1;
+	for (int i = 0; i < NFIELDS; i++) {
+		f[i] = st->idx[i] >= 0 ? v[st->idx[i]] : 0;
+		if (f[i] & 7)
+			return -1;
+	}
+	return f[F_CONTEXT] ? 0 : -1;
+}
+
 /* Read the span object at addr into its slot. The ids are read every time;
  * a span whose object, SpanContext object and ids all equal the slot's is
  * the one seen before (span ids are random), so its name and parent are
@@ -547,8 +638,15 @@ static int is_span_context(hm_otel *o, uint64_t sctx)
 static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 {
 	struct span_slot *s = &o->spans[mix(addr) % SPAN_SLOTS];
-	uint64_t sctx, items[3], parent, sid_hi, hi, lo, sid;
-	if (hm_pyobj_getattr(&o->r, addr, "_context", &sctx) || !is_span_context(o, sctx) ||
+	uint64_t sctx, items[3], parent, sid_hi, hi, lo, sid, t, f[NFIELDS];
+	if (rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) || !t)
+		return NULL;
+	int fast = span_fields(o, addr, t, f) == 0;
+	if (fast)
+		sctx = f[F_CONTEXT];
+	else if (hm_pyobj_getattr(&o->r, addr, "_context", &sctx))
+		return NULL;
+	if (!is_span_context(o, sctx) ||
 	    hm_pyobj_tuple_head(&o->r, sctx, items, 3) ||
 	    hm_pyobj_uint128(&o->r, items[0], &hi, &lo) ||
 	    hm_pyobj_uint128(&o->r, items[1], &sid_hi, &sid) || sid_hi || (!hi && !lo) || !sid)
@@ -561,8 +659,10 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	n.trace_hi = hi;
 	n.trace_lo = lo;
 	n.span_id = sid;
-	uint64_t name;
-	if (hm_pyobj_getattr(&o->r, addr, "_name", &name) ||
+	/* Absent by index (or a key added since the indexes were learnt):
+	 * by getattr, as every field of a span not read by index. */
+	uint64_t name = fast ? f[F_NAME] : 0;
+	if ((!name && hm_pyobj_getattr(&o->r, addr, "_name", &name)) ||
 	    hm_pyobj_str(&o->r, name, n.name, sizeof n.name)) {
 		/* Only a NonRecordingSpan has no name; anything else was
 		 * caught changing (torn): no span rather than half of one. */
@@ -573,7 +673,8 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 		n.name[0] = 0;
 	}
 	/* The local root: no parent, or a remote one. */
-	if (!hm_pyobj_getattr(&o->r, addr, "_parent", &parent)) {
+	parent = fast ? f[F_PARENT] : 0;
+	if (parent || !hm_pyobj_getattr(&o->r, addr, "_parent", &parent)) {
 		int kind = hm_pyobj_kind(&o->r, parent);
 		uint64_t pitems[3], remote;
 		int neg;
@@ -586,9 +687,7 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	n.addr = addr;
 	n.sctx = sctx;
 	*s = n;
-	uint64_t t;
-	if (!rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) && t != o->span_types[0] &&
-	    t != o->span_types[1]) {
+	if (t != o->span_types[0] && t != o->span_types[1]) {
 		o->span_types[1] = o->span_types[0];
 		o->span_types[0] = t;
 	}

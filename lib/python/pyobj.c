@@ -598,6 +598,28 @@ static int values_get(const hm_pyobj_reader *r, uint64_t keys, uint64_t values, 
 	return 0;
 }
 
+int hm_pyobj_keys_index(const hm_pyobj_reader *r, uint64_t keys, const char *name)
+{
+	struct keys_view kv;
+	if (keys_view(r, keys, &kv))
+		return -1;
+	struct find_key f = {r, name, strlen(name), 0, 0};
+	uint8_t buf[ENTRY_BATCH * 64];
+	for (int64_t i = 0; i < kv.nentries;) {
+		int64_t n = kv.nentries - i < ENTRY_BATCH ? kv.nentries - i : ENTRY_BATCH;
+		if (rd(r, kv.entries + (uint64_t)i * (uint64_t)kv.entry_size, buf,
+		       (size_t)n * (size_t)kv.entry_size))
+			return -1;
+		for (int64_t j = 0; j < n; j++) {
+			uint64_t key = ld_ptr(buf + j * kv.entry_size, kv.key_off);
+			if (key && !(key & 7) && match_key(&f, key, 1))
+				return (int)(i + j);
+		}
+		i += n;
+	}
+	return -1;
+}
+
 int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, uint64_t *value)
 {
 	const hm_pylayout *L = r->layout;

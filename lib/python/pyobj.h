@@ -78,6 +78,10 @@ int hm_pyobj_dict_get(const hm_pyobj_reader *r, uint64_t dict, const char *key, 
 /* An attribute from an instance's __dict__ (wherever this version keeps
  * it: a dict, or shared-key values). 0 found, -1 otherwise. */
 int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, uint64_t *value);
+/* The entry index of the str key `name` in a dict keys object (3.11+: a
+ * type's shared keys, whose entry i holds the value at an instance's
+ * values[i]), or -1. */
+int hm_pyobj_keys_index(const hm_pyobj_reader *r, uint64_t keys, const char *name);
 
 /* Call fn(ctx, item, 0) for each item of a set or frozenset (the type's
  * tp_name is "set" or "frozenset"; at most max items; deleted slots are

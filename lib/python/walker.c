@@ -1312,12 +1312,17 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				ok = walk_thread(py, tc, th, f, flags);
 			}
 			th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
-			if (!ok && th->nframes && python_otel(py) &&
-			    otel_thread_at(py->otel, th, py->tsbuf, py->ts_len, 0) == 1) {
-				/* Its span changed since its last sample: read
-				 * the thread again, now with the words that
-				 * prove the new span, so that the span and the
-				 * stack are of the same moment. */
+			/* A span changed since the thread's last sample is
+			 * found after its stack: read the thread again, now
+			 * with the words that prove the new span, so that the
+			 * span and the stack are of one moment (twice at most:
+			 * an event loop may switch contexts in between). */
+			for (int k = 0; !ok && th->nframes && python_otel(py); k++) {
+				int rc = otel_thread_at(py->otel, th, py->tsbuf, py->ts_len, k == 2);
+				if (rc == 2)
+					s->nspan_torn++;
+				if (rc != 1)
+					break;
 				uint64_t f = read_thread(py, tc, NULL, 0);
 				ok = f == (uint64_t)-1 ? -1 : 0;
 				if (!ok) {
@@ -1326,9 +1331,6 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 					th->in_gc = r.collecting && held;
 					ok = walk_thread(py, tc, th, f, flags);
 				}
-				if (!ok && th->nframes &&
-				    otel_thread_at(py->otel, th, py->tsbuf, py->ts_len, 1) == 2)
-					s->nspan_torn++;
 			}
 			uint64_t next_ts = hm_ld_u64(py->tsbuf, L->ts_next);
 			if (ok) {
