@@ -25,7 +25,11 @@
  * other's addresses (pymalloc hands out the block freed last), so no
  * address can stand for its contents. A span seen before (same object,
  * same SpanContext object, both read live from their parents) skips the
- * reads of its name and parent (its ids are read every time).
+ * reads of its name and parent (its ids are read every time). A span's
+ * _context, _name and _parent are read by their entry indexes in its type's
+ * shared keys (3.11+, learnt once per type, used while the type keeps those
+ * keys and the span has no dict of its own): three reads rather than a key
+ * scan per attribute.
  *
  * The words that check an answer (plan) lie in four or more small objects;
  * those on one page (the context, its HAMT and the HAMT's nodes are objects
@@ -850,7 +854,16 @@ void otel_spec_loaded(hm_otel *o)
 		scatter(&o->spec);
 }
 
+static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached);
+
 int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
+{
+	return context_span(o, ctx, out, 1);
+}
+
+/* try_cached 0: the words of the cached answer were just read and differ
+ * (skip re-reading them). */
+static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached)
 {
 	out->trace_hi = out->trace_lo = out->span_id = 0;
 	out->name[0] = out->root[0] = 0;
@@ -862,7 +875,7 @@ int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
 	if (!ctx)
 		return 0;
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
-	if (fast_path(o, c, ctx) == 0) {
+	if (try_cached && fast_path(o, c, ctx) == 0) {
 		answer(o, c, out);
 		return 0;
 	}
@@ -975,7 +988,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 		memcpy(sp->root, r->name, sizeof sp->root);
 }
 
-int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last)
+int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last)
 {
 	hm_pyspan *sp = &th->span;
 	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
@@ -994,14 +1007,15 @@ int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len
 		return 0;
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
 	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
-	if (spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx && check(o, c, &o->spec) == 0) {
+	int planned = spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx;
+	if (planned && check(o, c, &o->spec) == 0) {
 		answer(o, c, sp);
 	} else {
 		/* Read now, after the stack: a span may have started or ended
 		 * in between. No span is never wrong; a span is kept only once
 		 * a read of the thread state proves it (the next read plans
 		 * the words that check this answer). */
-		int rc = otel_context_span(o, ctx, sp);
+		int rc = context_span(o, ctx, sp, !planned);
 		int found = !rc && (sp->trace_hi || sp->trace_lo);
 		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
 		sp->name[0] = sp->root[0] = 0;
@@ -1011,11 +1025,23 @@ int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len
 		t->ctx = ctx;
 		return last ? 2 : 1;
 	}
-	if ((sp->trace_hi || sp->trace_lo) && !sp->root[0])
-		root_scan(o, th, sp);
 	t->tstate = th->tstate;
 	t->ctx = ctx;
 	return 0;
+}
+
+void otel_thread_root(hm_otel *o, hm_pythread *th)
+{
+	if ((th->span.trace_hi || th->span.trace_lo) && !th->span.root[0])
+		root_scan(o, th, &th->span);
+}
+
+int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last)
+{
+	int rc = otel_thread_span(o, th, ts, ts_len, last);
+	if (rc == 0)
+		otel_thread_root(o, th);
+	return rc;
 }
 
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)

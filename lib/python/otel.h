@@ -50,6 +50,12 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
  * otel_spec_iov, and call again; 2 when last is set and the span could not
  * be proven (no span given: a torn span). */
 int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last);
+/* otel_thread_at in two steps, so that the span is decided before the
+ * stack is walked (a thread read again is walked once): the span alone,
+ * then, once th's frames are walked, the local root span's name looked for
+ * among their locals when it is not known yet. */
+int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last);
+void otel_thread_root(hm_otel *o, hm_pythread *th);
 /* 0 when the answer otel_context_span gave for ctx (sp) still holds (one
  * read of the words it came from), -1 otherwise: read a task's context,
  * then its await chain, then this, so that its span held throughout. */
