@@ -12,7 +12,8 @@ round), for `steady` spans (each open ~0.2 s: the answer is re-checked in
 one system call) and `churn` (a new span every ~1 ms: the chain is often
 read again), plus the share of samples that carried a span.
 
-    bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12]"""
+    bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12]
+                         [--modes steady,churn]"""
 import argparse
 import json
 import os
@@ -71,6 +72,7 @@ def main():
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only")
+    ap.add_argument("--modes", default="steady,churn")
     a = ap.parse_args()
     if not SITE:
         sys.exit("bench_spans: the OpenTelemetry SDK (shared/third_party/otel-python) is missing")
@@ -79,7 +81,7 @@ def main():
     print("| Python | spans | sample p50, spans on (µs) | off (µs) | added, paired median (µs) "
           "| samples in a span |")
     print("|---|---|---:|---:|---:|---:|")
-    for mode in ("steady", "churn"):
+    for mode in a.modes.split(","):
         for ident, row in benchlib.per_interpreter(
                 only, lambda py: measure(py, mode, a.rate, a.duration, a.rounds)):
             print("| %s | %s | %s |" % (ident, mode, row))
