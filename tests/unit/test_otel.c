@@ -142,6 +142,73 @@ static void thread_proof(int minor)
 	done(&w);
 }
 
+/* A span kept the 3.11+ way (the type's shared keys, the instance's
+ * values before or beside it): its fields are read by their indexes, and a
+ * span that got a dict of its own is read through that dict. */
+static void managed_span(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	uint64_t d, k, span_type;
+	memcpy(&d, (void *)(uintptr_t)(w.span + 16), 8);
+	memcpy(&k, (void *)(uintptr_t)(d + (uint64_t)L->dict_keys), 8);
+	memcpy(&span_type, (void *)(uintptr_t)(w.span + (uint64_t)L->ob_type), 8);
+	/* the values in the keys' entry order: _name, _context, _parent */
+	uint64_t values = alloc(32), v[3];
+	for (int i = 0; i < 3; i++) {
+		uint64_t e = k + (uint64_t)L->dk_indices + 8;
+		int esize = L->dk_size >= 0 ? L->dk_entry_size : L->dk_unicode_entry_size;
+		int koff = L->dk_size >= 0 ? 8 : 0;
+		memcpy(&v[i], (void *)(uintptr_t)(e + (uint64_t)(esize * i + koff + 8)), 8);
+		put64(values, 8 * i, v[i]);
+	}
+	assert_int_equal(hm_pyobj_keys_index(&R, k, "_context"), 1);
+	assert_int_equal(hm_pyobj_keys_index(&R, k, "nope"), -1);
+	put64(span_type, L->tp_flags, (uint64_t)L->tpflags_managed_dict);
+	put64(span_type, L->tp_dictoffset, 0);
+	put64(span_type, L->ht_cached_keys, k);
+	put64(w.span, 16, 0);
+	if (minor == 11) {
+		put64(w.span, L->inst_dict_ptr, 0);
+		put64(w.span, L->inst_values_ptr, values);
+	} else {
+		put64(w.span, L->inst_dict_ptr, values - 1);
+	}
+	expect_span(&w, SPAN_ID);
+	/* Read by index, not by a key scan: a renamed key goes unnoticed
+	 * (shared keys only grow; this shows which path read the span). */
+	int esize = L->dk_size >= 0 ? L->dk_entry_size : L->dk_unicode_entry_size;
+	uint64_t ctx_key = k + (uint64_t)L->dk_indices + 8 + (uint64_t)esize +
+			   (uint64_t)(L->dk_size >= 0 ? 8 : 0), old_key;
+	memcpy(&old_key, (void *)(uintptr_t)ctx_key, 8);
+	put64(ctx_key, 0, make_str("_xontext"));
+	put64(w.dict, L->dict_used + 8, 1009);
+	expect_span(&w, SPAN_ID);
+	put64(ctx_key, 0, old_key);
+	/* A new span in a new Context dict: its fields read again. */
+	put32(w.sid, L->long_digit, 5);
+	put64(w.dict, L->dict_used + 8, 1010);
+	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 5);
+	/* The instance got a dict of its own (values no longer used). */
+	put64(values, 8, 0x10);
+	put64(w.span, L->inst_dict_ptr, d);
+	if (minor == 11)
+		put64(w.span, L->inst_values_ptr, 0);
+	put64(w.dict, L->dict_used + 8, 1011);
+	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 5);
+	/* The type's keys replaced: never read by the old indexes. */
+	put64(w.span, L->inst_dict_ptr, minor == 11 ? 0 : values - 1);
+	if (minor == 11)
+		put64(w.span, L->inst_values_ptr, values);
+	put64(span_type, L->ht_cached_keys, alloc(64));
+	put64(w.dict, L->dict_used + 8, 1012);
+	expect_none(&w);
+	done(&w);
+}
+
+static void test_managed_span_311(void **state) { (void)state; managed_span(11); }
+static void test_managed_span_312(void **state) { (void)state; managed_span(12); }
+
 static void test_thread_proof_311(void **state) { (void)state; thread_proof(11); }
 static void test_thread_proof_312(void **state) { (void)state; thread_proof(12); }
 
@@ -205,6 +272,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chain_311),
 		cmocka_unit_test(test_chain_312),
+		cmocka_unit_test(test_managed_span_311),
+		cmocka_unit_test(test_managed_span_312),
 		cmocka_unit_test(test_thread_proof_311),
 		cmocka_unit_test(test_thread_proof_312),
 		cmocka_unit_test(test_hamt_nodes),
