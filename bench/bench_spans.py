@@ -18,7 +18,8 @@ the program's run time per run in the target (bpf_enable_stats: run time
 over the runs that found the target, less the runs for other tasks at the
 cost measured first with a sleeping target).
 
-    bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12] [--ebpf]"""
+    bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12] [--ebpf]
+                         [--modes steady,churn]"""
 import argparse
 import json
 import os
@@ -102,6 +103,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only")
     ap.add_argument("--ebpf", action="store_true")
+    ap.add_argument("--modes", default="steady,churn")
     a = ap.parse_args()
     global EBPF, IDLE_NS
     EBPF = a.ebpf
@@ -117,7 +119,7 @@ def main():
     print("| Python | spans | %s, spans on (µs) | off (µs) | added, paired median (µs) "
           "| samples in a span |" % what)
     print("|---|---|---:|---:|---:|---:|")
-    for mode in ("steady", "churn"):
+    for mode in a.modes.split(","):
         for ident, row in benchlib.per_interpreter(
                 only, lambda py: measure(py, mode, a.rate, a.duration, a.rounds)):
             print("| %s | %s | %s |" % (ident, mode, row))

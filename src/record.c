@@ -278,13 +278,14 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 	}
 	FILE *f = o.f;
 	fprintf(f,
-		"{\"samples\": %llu, \"invalid\": %llu, \"late\": %llu, \"ticks\": %llu, "
+		"{\"samples\": %llu, \"invalid\": %llu, \"span_torn\": %llu, \"late\": %llu, \"ticks\": %llu, "
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
 		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
 		"\"dropped\": %llu, \"no_python\": %llu, \"native_joined\": %llu, "
 		"\"native_unjoined\": %llu, \"native_lost\": %llu}, \"native\": {\"unwinds\": %llu, "
 		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
+		(unsigned long long)st->span_torn,
 		(unsigned long long)st->late, (unsigned long long)st->ticks,
 		(unsigned long long)st->errors, hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99),
 		(double)st->cost_max_ns / 1000.0, hm_sampler_cost_mean_us(st),

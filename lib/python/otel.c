@@ -25,7 +25,27 @@
  * other's addresses (pymalloc hands out the block freed last), so no
  * address can stand for its contents. A span seen before (same object,
  * same SpanContext object, both read live from their parents) skips the
- * reads of its name and parent (its ids are read every time).
+ * reads of its name and parent (its ids are read every time). A span's
+ * _context, _name and _parent are read by their entry indexes in its type's
+ * shared keys (3.11+, learnt once per type, used while the type keeps those
+ * keys and the span has no dict of its own): three reads rather than a key
+ * scan per attribute.
+ *
+ * The words that check an answer (plan) lie in four or more small objects;
+ * those on one page (the context, its HAMT and the HAMT's nodes are objects
+ * of one pymalloc size class, often neighbours) are read as one region, as
+ * each region of a process_vm_readv costs a page lookup in the kernel.
+ *
+ * A thread's span is given only when it is proven for the moment its stack
+ * was read: the words that check the thread's last answer ride in the
+ * walker's read of its thread state and stack (otel_spec_iov), so a passing
+ * check says the span was current then. A span found otherwise (read after
+ * the stack, when the thread's span changed since its last sample) is not
+ * given: otel_thread_at asks the walker to read the thread again, now with
+ * the words that check the new answer, and a span that changed again by
+ * then is dropped (a torn span, counted in the stats), never replaced by a
+ * neighbour's. No span needs no proof. A waiting task's span is read before
+ * its await chain and checked again after it (otel_context_same).
  *
  * Local root span: a span whose parent is None or remote is the root of
  * its trace in this process; its name is remembered per trace id (a small
@@ -62,6 +82,18 @@ struct span_slot {
 	char name[128];
 };
 
+/* How a span type's instances keep _context, _name and _parent (3.11+):
+ * their entry indexes in the type's shared keys, so that a new span's
+ * three fields are read in three reads rather than a key scan each. */
+enum { F_CONTEXT, F_NAME, F_PARENT, NFIELDS };
+
+struct span_type {
+	uint64_t type, keys, flags;
+	int64_t basicsize;
+	int idx[NFIELDS];                /* -1: not a key */
+	int bad;                         /* not read this way: getattr */
+};
+
 struct root_slot {
 	uint64_t trace_hi, trace_lo;
 	char name[128];
@@ -91,11 +123,19 @@ struct ctx_slot {
 };
 
 /* Buffers for one re-check of a context's answer (plan/check). */
+#define PAGE 4096u
+#define MAX_REGIONS (3 + MAX_HAMT_DEPTH)
+
 struct spec {
 	uint64_t tstate, ctx;
 	int loaded;                      /* read by the walker with the thread */
 	uint64_t cbuf[4], hbuf[2], dbuf[4];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
+	/* Regions on one page are read as one (each region of a read costs
+	 * a page lookup in the kernel): read into page[], then copied out. */
+	int nscatter;
+	struct { void *dst; uint32_t off, len; } scatter[MAX_REGIONS];
+	uint8_t page[2 * PAGE];
 };
 
 struct tried_slot {                      /* traces whose root was looked for */
@@ -124,6 +164,7 @@ struct hm_otel {
 	struct ts_slot tss[TS_SLOTS];
 	struct spec spec;                /* planned with a thread state read */
 	uint64_t span_types[2];          /* types of spans read (for root_scan) */
+	struct span_type stypes[2];
 	uint64_t scan_tokens_ns;         /* root_scan's rate limit */
 	struct tried_slot tried[TRIED_SLOTS];
 	struct spec own;                 /* for a re-check of our own */
@@ -516,6 +557,87 @@ static int is_span_context(hm_otel *o, uint64_t sctx)
 	return 1;
 }
 
+static const char *const field_names[NFIELDS] = {"_context", "_name", "_parent"};
+
+static struct span_type *learn_span_type(hm_otel *o, uint64_t t)
+{
+	const hm_pylayout *L = o->r.layout;
+	struct span_type *st = &o->stypes[o->stypes[0].type && o->stypes[0].type != t];
+	if (st->type == t)
+		return st->bad ? NULL : st;
+	memset(st, 0, sizeof *st);
+	st->type = t;
+	st->bad = 1;
+	int kind = L->inst_dict_kind;
+	if ((kind != HM_IDICT_PREHEADER && kind != HM_IDICT_TAGGED && kind != HM_IDICT_INLINE) ||
+	    L->ht_cached_keys < 0 || L->tp_flags < 0 || L->inst_dict_ptr == 0 ||
+	    rd(o, t + (uint64_t)L->tp_flags, &st->flags, 8) ||
+	    rd(o, t + (uint64_t)L->tp_basicsize, &st->basicsize, 8) ||
+	    rd(o, t + (uint64_t)L->ht_cached_keys, &st->keys, 8) || !st->keys ||
+	    !(L->tpflags_managed_dict > 0 && (st->flags & (uint64_t)L->tpflags_managed_dict)))
+		return NULL;
+	if (kind == HM_IDICT_PREHEADER && L->inst_values_ptr == -1)
+		return NULL;
+	if (kind == HM_IDICT_INLINE &&
+	    (L->tpflags_inline_values <= 0 || !(st->flags & (uint64_t)L->tpflags_inline_values) ||
+	     st->basicsize <= 0 || st->basicsize > 1 << 20))
+		return NULL;
+	for (int i = 0; i < NFIELDS; i++) {
+		int64_t idx;
+		uint64_t key;
+		st->idx[i] = hm_pyobj_keys_index(&o->r, st->keys, field_names[i], &idx, &key) ? -1
+			     : idx > 255 ? 256 : (int)idx;
+		if (st->idx[i] > 255)
+			return NULL;
+	}
+	if (st->idx[F_CONTEXT] < 0)
+		return NULL;
+	st->bad = 0;
+	return st;
+}
+
+/* The span's fields (0: absent) by their indexes in its type's shared keys,
+ * with the same rules as hm_pyobj_getattr: values only while the instance
+ * has no dict of its own, and only while the type's keys are the ones the
+ * indexes were learnt from. 0, or -1 (read them by getattr). */
+static int span_fields(hm_otel *o, uint64_t span, uint64_t t, uint64_t f[NFIELDS])
+{
+	const hm_pylayout *L = o->r.layout;
+	struct span_type *st = learn_span_type(o, t);
+	uint64_t keys, slot, values = 0, v[256];
+	if (!st || rd(o, t + (uint64_t)L->ht_cached_keys, &keys, 8) || keys != st->keys ||
+	    rd(o, span + (uint64_t)(int64_t)L->inst_dict_ptr, &slot, 8))
+		return -1;
+	switch (L->inst_dict_kind) {
+	case HM_IDICT_PREHEADER:
+		if (slot || rd(o, span + (uint64_t)(int64_t)L->inst_values_ptr, &values, 8))
+			return -1;
+		break;
+	case HM_IDICT_TAGGED:
+		if (!(slot & 1))
+			return -1;
+		values = slot + 1;
+		break;
+	default:
+		if (slot)
+			return -1;
+		values = span + (uint64_t)st->basicsize;
+		break;
+	}
+	int n = 0;
+	for (int i = 0; i < NFIELDS; i++)
+		if (st->idx[i] + 1 > n)
+			n = st->idx[i] + 1;
+	if (!values || o->r.read(o->r.ctx, values + (uint64_t)L->dv_values, v, 8 * (size_t)n))
+		return -1;
+	for (int i = 0; i < NFIELDS; i++) {
+		f[i] = st->idx[i] >= 0 ? v[st->idx[i]] : 0;
+		if (f[i] & 7)
+			return -1;
+	}
+	return f[F_CONTEXT] ? 0 : -1;
+}
+
 /* Read the span object at addr into its slot. The ids are read every time;
  * a span whose object, SpanContext object and ids all equal the slot's is
  * the one seen before (span ids are random), so its name and parent are
@@ -523,8 +645,15 @@ static int is_span_context(hm_otel *o, uint64_t sctx)
 static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 {
 	struct span_slot *s = &o->spans[mix(addr) % SPAN_SLOTS];
-	uint64_t sctx, items[3], parent, sid_hi, hi, lo, sid;
-	if (hm_pyobj_getattr(&o->r, addr, "_context", &sctx) || !is_span_context(o, sctx) ||
+	uint64_t sctx, items[3], parent, sid_hi, hi, lo, sid, t, f[NFIELDS];
+	if (rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) || !t)
+		return NULL;
+	int fast = span_fields(o, addr, t, f) == 0;
+	if (fast)
+		sctx = f[F_CONTEXT];
+	else if (hm_pyobj_getattr(&o->r, addr, "_context", &sctx))
+		return NULL;
+	if (!is_span_context(o, sctx) ||
 	    hm_pyobj_tuple_head(&o->r, sctx, items, 3) ||
 	    hm_pyobj_uint128(&o->r, items[0], &hi, &lo) ||
 	    hm_pyobj_uint128(&o->r, items[1], &sid_hi, &sid) || sid_hi || (!hi && !lo) || !sid)
@@ -537,8 +666,10 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	n.trace_hi = hi;
 	n.trace_lo = lo;
 	n.span_id = sid;
-	uint64_t name;
-	if (hm_pyobj_getattr(&o->r, addr, "_name", &name) ||
+	/* Absent by index (or a key added since the indexes were learnt):
+	 * by getattr, as every field of a span not read by index. */
+	uint64_t name = fast ? f[F_NAME] : 0;
+	if ((!name && hm_pyobj_getattr(&o->r, addr, "_name", &name)) ||
 	    hm_pyobj_str(&o->r, name, n.name, sizeof n.name)) {
 		/* Only a NonRecordingSpan has no name; anything else was
 		 * caught changing (torn): no span rather than half of one. */
@@ -549,7 +680,8 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 		n.name[0] = 0;
 	}
 	/* The local root: no parent, or a remote one. */
-	if (!hm_pyobj_getattr(&o->r, addr, "_parent", &parent)) {
+	parent = fast ? f[F_PARENT] : 0;
+	if (parent || !hm_pyobj_getattr(&o->r, addr, "_parent", &parent)) {
 		int kind = hm_pyobj_kind(&o->r, parent);
 		uint64_t pitems[3], remote;
 		int neg;
@@ -562,9 +694,7 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	n.addr = addr;
 	n.sctx = sctx;
 	*s = n;
-	uint64_t t;
-	if (!rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) && t != o->span_types[0] &&
-	    t != o->span_types[1]) {
+	if (t != o->span_types[0] && t != o->span_types[1]) {
 		o->span_types[1] = o->span_types[0];
 		o->span_types[0] = t;
 	}
@@ -587,11 +717,60 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
  * regions (so that the walker can read them with the thread state, in its
  * one system call, at the context the thread had last time), check()
  * compares them. */
-static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec *sp, hm_iov *iov)
+/* The regions in r (n of them) as iovecs, those within one page merged
+ * into one read into sp->page (the context, its HAMT and the HAMT's nodes
+ * are small objects of one size class, often on one page). */
+static int merge(struct spec *sp, hm_iov *r, int n, hm_iov *iov)
+{
+	int order[MAX_REGIONS], m = 0;
+	for (int i = 0; i < n; i++) {
+		int j = i;
+		for (; j > 0 && r[order[j - 1]].addr > r[i].addr; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	size_t used = 0;
+	sp->nscatter = 0;
+	for (int i = 0; i < n;) {
+		const hm_iov *a = &r[order[i]];
+		uint64_t page = a->addr / PAGE, end = a->addr + a->len;
+		int k = i + 1;
+		while (k < n && (r[order[k]].addr + r[order[k]].len - 1) / PAGE == page) {
+			if (r[order[k]].addr + r[order[k]].len > end)
+				end = r[order[k]].addr + r[order[k]].len;
+			k++;
+		}
+		if (k - i < 2 || (a->addr + a->len - 1) / PAGE != page ||
+		    used + (end - a->addr) > sizeof sp->page) {
+			iov[m++] = *a;
+			i++;
+			continue;
+		}
+		iov[m++] = (hm_iov){a->addr, sp->page + used, (size_t)(end - a->addr)};
+		for (; i < k; i++) {
+			const hm_iov *b = &r[order[i]];
+			sp->scatter[sp->nscatter].dst = b->buf;
+			sp->scatter[sp->nscatter].off = (uint32_t)(used + (b->addr - a->addr));
+			sp->scatter[sp->nscatter].len = (uint32_t)b->len;
+			sp->nscatter++;
+		}
+		used += end - a->addr;
+	}
+	return m;
+}
+
+static void scatter(struct spec *sp)
+{
+	for (int i = 0; i < sp->nscatter; i++)
+		memcpy(sp->scatter[i].dst, sp->page + sp->scatter[i].off, sp->scatter[i].len);
+}
+
+static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec *sp, hm_iov *out)
 {
 	const hm_pylayout *L = o->r.layout;
 	if (!c->valid || c->ctx != ctx || c->path.n < 1 || c->path.n > MAX_HAMT_DEPTH)
 		return -1;
+	hm_iov iov[MAX_REGIONS];
 	int n = 0;
 	iov[n++] = (hm_iov){ctx + 8, sp->cbuf, (size_t)o->A->ctx_vars};          /* type .. vars */
 	iov[n++] = (hm_iov){c->hamt + 8, sp->hbuf, (size_t)o->A->hamt_root};     /* type, root */
@@ -604,7 +783,7 @@ static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec 
 	}
 	iov[n++] = (hm_iov){c->dict + 8, sp->dbuf, (size_t)L->dict_used + 8};   /* type .. version */
 	sp->ctx = ctx;
-	return n;
+	return merge(sp, iov, n, out);
 }
 
 static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *sp)
@@ -636,10 +815,11 @@ static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *
 
 static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
 {
-	hm_iov iov[3 + MAX_HAMT_DEPTH];
+	hm_iov iov[MAX_REGIONS];
 	int n = plan(o, c, ctx, &o->own, iov);
 	if (n < 0 || hm_target_readv(o->t, iov, n) != HM_OK)
 		return -1;
+	scatter(&o->own);
 	return check(o, c, &o->own);
 }
 
@@ -658,7 +838,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 {
 	o->spec.loaded = 0;
 	o->spec.tstate = 0;
-	if (!o->var || max < 3 + MAX_HAMT_DEPTH)
+	if (!o->var || max < MAX_REGIONS)
 		return 0;
 	const struct ts_slot *t = &o->tss[mix(tstate) % TS_SLOTS];
 	if (t->tstate != tstate || !t->ctx)
@@ -673,9 +853,20 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 void otel_spec_loaded(hm_otel *o)
 {
 	o->spec.loaded = o->spec.tstate != 0;
+	if (o->spec.loaded)
+		scatter(&o->spec);
 }
 
+static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached);
+
 int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
+{
+	return context_span(o, ctx, out, 1);
+}
+
+/* try_cached 0: the words of the cached answer were just read and differ
+ * (skip re-reading them). */
+static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached)
 {
 	out->trace_hi = out->trace_lo = out->span_id = 0;
 	out->name[0] = out->root[0] = 0;
@@ -687,7 +878,7 @@ int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out)
 	if (!ctx)
 		return 0;
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
-	if (fast_path(o, c, ctx) == 0) {
+	if (try_cached && fast_path(o, c, ctx) == 0) {
 		answer(o, c, out);
 		return 0;
 	}
@@ -800,7 +991,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 		memcpy(sp->root, r->name, sizeof sp->root);
 }
 
-void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
+int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last)
 {
 	hm_pyspan *sp = &th->span;
 	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
@@ -809,25 +1000,67 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
 	int spec = o->spec.loaded && o->spec.tstate == th->tstate;
 	o->spec.loaded = 0;
 	if ((size_t)A->ts_context + 8 > ts_len || !ready(o))
-		return;
+		return 0;
 	/* The context pointer came with the thread state, and, when it is
 	 * the one this thread had last time, the words that check the last
-	 * answer (plan) came in the same read. */
+	 * answer (plan) came in the same read: then the answer is the span
+	 * current when the stack was read. */
 	uint64_t ctx = ld64(ts, (size_t)A->ts_context);
 	if (!ctx)
-		return;
+		return 0;
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
-	if (spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx && check(o, c, &o->spec) == 0) {
-		answer(o, c, sp);
-	} else if (otel_context_span(o, ctx, sp)) {
-		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
-		return;
-	}
-	if ((sp->trace_hi || sp->trace_lo) && !sp->root[0])
-		root_scan(o, th, sp);
 	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
+	int planned = spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx;
+	if (planned && check(o, c, &o->spec) == 0) {
+		answer(o, c, sp);
+	} else {
+		/* Read now, after the stack: a span may have started or ended
+		 * in between. No span is never wrong; a span is kept only once
+		 * a read of the thread state proves it (the next read plans
+		 * the words that check this answer). */
+		int rc = context_span(o, ctx, sp, !planned);
+		int found = !rc && (sp->trace_hi || sp->trace_lo);
+		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
+		sp->name[0] = sp->root[0] = 0;
+		if (!found)
+			return 0;
+		t->tstate = th->tstate;
+		t->ctx = ctx;
+		return last ? 2 : 1;
+	}
 	t->tstate = th->tstate;
 	t->ctx = ctx;
+	return 0;
+}
+
+void otel_thread_root(hm_otel *o, hm_pythread *th)
+{
+	if ((th->span.trace_hi || th->span.trace_lo) && !th->span.root[0])
+		root_scan(o, th, &th->span);
+}
+
+int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last)
+{
+	int rc = otel_thread_span(o, th, ts, ts_len, last);
+	if (rc == 0)
+		otel_thread_root(o, th);
+	return rc;
+}
+
+void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len)
+{
+	otel_thread_at(o, th, ts, ts_len, 1);
+}
+
+int otel_context_same(hm_otel *o, uint64_t ctx, const hm_pyspan *sp)
+{
+	if (!o->var || !ctx || !o->ctxs)
+		return -1;
+	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	if (!c->valid || c->ctx != ctx || c->span.trace_hi != sp->trace_hi ||
+	    c->span.trace_lo != sp->trace_lo || c->span.span_id != sp->span_id)
+		return -1;
+	return fast_path(o, c, ctx);
 }
 
 /* ---- the constants an in-kernel reader needs (otel_span_layout) -------- */

@@ -42,6 +42,24 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
 void otel_spec_loaded(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
+/* The same, giving a span only when the words that prove it were read with
+ * the thread state (planned by otel_spec_iov), i.e. the span that was
+ * current when the stack was read, never a neighbour's. Returns 0 (th->span
+ * set, maybe to no span); 1 when the thread's span changed since its last
+ * read and last is 0: read the thread (and its stack) again, with a new
+ * otel_spec_iov, and call again; 2 when last is set and the span could not
+ * be proven (no span given: a torn span). */
+int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last);
+/* otel_thread_at in two steps, so that the span is decided before the
+ * stack is walked (a thread read again is walked once): the span alone,
+ * then, once th's frames are walked, the local root span's name looked for
+ * among their locals when it is not known yet. */
+int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last);
+void otel_thread_root(hm_otel *o, hm_pythread *th);
+/* 0 when the answer otel_context_span gave for ctx (sp) still holds (one
+ * read of the words it came from), -1 otherwise: read a task's context,
+ * then its await chain, then this, so that its span held throughout. */
+int otel_context_same(hm_otel *o, uint64_t ctx, const hm_pyspan *sp);
 /* The span of a Context object. 0 (out filled, maybe with no span) or -1. */
 int otel_context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out);
 int otel_found(const hm_otel *o);

@@ -479,6 +479,20 @@ static void read_task(hm_pyasync *a, uint64_t obj, hm_pytasks *out)
 		     hm_pyobj_getattr(&a->r, obj, "_name", &nameobj) ? -1 : 0;
 	if (rc == 0 && !is_coro(a, coro))
 		rc = 1;              /* a custom awaitable: nothing to show */
+	/* Its context: task_context follows task_coro and task_name in every
+	 * C Task; a Python Task keeps _context. The span reader checks the
+	 * object is a Context. Its span is read before the await chain and
+	 * checked again after it: a span kept held while the chain was read. */
+	uint64_t ctx = 0;
+	if (rc == 0) {
+		if (kind == TK_C && a->coro_off)
+			rd_ptr(a, obj + (uint64_t)a->coro_off + 16, &ctx);
+		else if (kind == TK_PY)
+			hm_pyobj_getattr(&a->r, obj, "_context", &ctx);
+		if (ctx)
+			hm_python_context_span(a->py, ctx, &t->span);
+	}
+	t->context = ctx;
 	if (rc == 0)
 		rc = read_chain(a, coro, t);
 	if (rc > 0)
@@ -489,18 +503,10 @@ static void read_task(hm_pyasync *a, uint64_t obj, hm_pytasks *out)
 	if (!t->valid) {
 		t->nframes = 0;
 		out->ninvalid++;
-	} else {
-		/* Its context: task_context follows task_coro and task_name
-		 * in every C Task; a Python Task keeps _context. The span
-		 * reader checks the object is a Context. */
-		uint64_t ctx = 0;
-		if (kind == TK_C && a->coro_off)
-			rd_ptr(a, obj + (uint64_t)a->coro_off + 16, &ctx);
-		else if (kind == TK_PY)
-			hm_pyobj_getattr(&a->r, obj, "_context", &ctx);
-		t->context = ctx;
-		if (ctx)
-			hm_python_context_span(a->py, ctx, &t->span);
+	} else if ((t->span.trace_hi || t->span.trace_lo) &&
+		   hm_python_context_span_same(a->py, ctx, &t->span)) {
+		memset(&t->span, 0, sizeof t->span);
+		out->nspan_torn++;
 	}
 	out->ntasks++;
 }
@@ -608,6 +614,7 @@ int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
 {
 	out->ntasks = 0;
 	out->ninvalid = 0;
+	out->nspan_torn = 0;
 	if (!a->found && !(a->found = malloc(MAX_TASKS * sizeof *a->found)))
 		return hm_error(HM_ENOMEM, "out of memory");
 	uint64_t now = hm_mono_ns();

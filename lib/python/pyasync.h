@@ -42,6 +42,8 @@ typedef struct hm_pytasks {
 	int tasks_cap;
 	hm_pytask *tasks;
 	int ninvalid;            /* tasks whose read failed */
+	int nspan_torn;          /* tasks whose span changed while their
+				  * await chain was read: without a span */
 } hm_pytasks;
 
 /* Prepare to read py's tasks. HM_OK; HM_EVERSION for versions other than

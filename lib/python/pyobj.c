@@ -909,16 +909,21 @@ int hm_pyobj_keys_index(const hm_pyobj_reader *r, uint64_t keys, const char *nam
 	if (keys_view(r, keys, &kv) || kv.nentries > 256)
 		return -1;
 	struct find_key f = {r, name, strlen(name), 0, 0};
-	for (int64_t i = 0; i < kv.nentries; i++) {
-		uint64_t key;
-		if (rd_ptr(r, kv.entries + (uint64_t)i * (uint64_t)kv.entry_size + (uint64_t)kv.key_off,
-			   &key))
+	uint8_t buf[ENTRY_BATCH * 64];
+	for (int64_t i = 0; i < kv.nentries;) {
+		int64_t n = kv.nentries - i < ENTRY_BATCH ? kv.nentries - i : ENTRY_BATCH;
+		if (rd(r, kv.entries + (uint64_t)i * (uint64_t)kv.entry_size, buf,
+		       (size_t)n * (size_t)kv.entry_size))
 			return -1;
-		if (key && !(key & 7) && match_key(&f, key, 1) && f.found) {
-			*index = i;
-			*key_obj = key;
-			return 0;
+		for (int64_t j = 0; j < n; j++) {
+			uint64_t key = ld_ptr(buf + j * kv.entry_size, kv.key_off);
+			if (key && !(key & 7) && match_key(&f, key, 1) && f.found) {
+				*index = i + j;
+				*key_obj = key;
+				return 0;
+			}
 		}
+		i += n;
 	}
 	return -1;
 }

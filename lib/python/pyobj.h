@@ -98,8 +98,9 @@ int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_loca
  * unreadable memory). Returns the length written. */
 size_t hm_pyobj_repr(const hm_pyobj_reader *r, uint64_t obj, char *buf, size_t cap);
 /* The entry index of the str key `name` in the keys object (PyDictKeysObject)
- * at keys, e.g. a class's shared instance keys: 0 with *index and the key
- * object's address, -1 if absent or unreadable. */
+ * at keys, e.g. a class's shared instance keys (3.11+: entry i holds the
+ * value at an instance's values[i]): 0 with *index and the key object's
+ * address, -1 if absent or unreadable. */
 int hm_pyobj_keys_index(const hm_pyobj_reader *r, uint64_t keys, const char *name, int64_t *index,
 			uint64_t *key_obj);
 

@@ -364,6 +364,12 @@ int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char 
 	return o ? otel_str_snapshot(o, addr, head, buf, cap) : -1;
 }
 
+int hm_python_context_span_same(hm_python *py, uint64_t context, const hm_pyspan *out)
+{
+	struct hm_otel *o = python_otel(py);
+	return o ? otel_context_same(o, context, out) : -1;
+}
+
 void hm_python_set_max_depth(hm_python *py, int depth)
 {
 	py->max_depth = depth < 1 ? 1 : depth;

@@ -76,6 +76,8 @@ typedef struct hm_pysample {
 	int threads_cap;
 	hm_pythread *threads;
 	int ninvalid;            /* threads dropped as invalid in this sample */
+	int nspan_torn;          /* threads whose span changed while they were
+				  * read twice: sampled without a span */
 } hm_pysample;
 
 enum hm_sample_flags {
@@ -152,6 +154,10 @@ int hm_python_trace_found(const hm_python *py);
  * 0 with *out filled (trace ids 0: none), or -1 if tracing is off or the
  * read failed (then *out says no span). */
 int hm_python_context_span(hm_python *py, uint64_t context, hm_pyspan *out);
+/* 0 when the span hm_python_context_span gave for context (out) still holds
+ * (one read of the words it came from), -1 otherwise (then drop it: it may
+ * have changed in between). */
+int hm_python_context_span_same(hm_python *py, uint64_t context, const hm_pyspan *out);
 
 /* What an in-kernel sampler (sample/ebpf.c) needs to read a thread's span
  * itself at sample time: the constant parts of the chain thread state ->

@@ -1219,6 +1219,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 	const hm_pylayout *L = py->layout;
 	s->nthreads = 0;
 	s->ninvalid = 0;
+	s->nspan_torn = 0;
 	py->nsample++;
 	uint64_t t = hm_mono_ns();
 	if (py->sample_ns) {
@@ -1300,7 +1301,8 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			if (!th)
 				return hm_error(HM_ENOMEM, "out of memory");
 			th->tstate = ts;
-			int ok = -1;
+			int ok = -1, torn = 0;
+			hm_otel *otel = python_otel(py);
 			for (int attempt = 0; attempt < 3 && ok; attempt++) {
 				uint64_t f;
 				if (attempt == 0 && nt == 0 && tc0 && ts == tc0->tstate &&
@@ -1308,6 +1310,21 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 					f = f0;   /* prefetched with the list head */
 				else
 					f = read_thread(py, tc, NULL, 0);
+				/* The span this read proves, decided before the
+				 * walk: a span changed since the thread's last
+				 * sample is found only now, so the thread is read
+				 * again with the words that prove it, and the
+				 * stack walked is of that read (twice at most: an
+				 * event loop may switch contexts in between). */
+				th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
+				torn = 0;
+				for (int k = 0; otel && f && f != (uint64_t)-1; k++) {
+					int rc = otel_thread_span(otel, th, py->tsbuf, py->ts_len, k == 2);
+					torn = rc == 2;
+					if (rc != 1)
+						break;
+					f = read_thread(py, tc, NULL, 0);
+				}
 				if (f == (uint64_t)-1)
 					continue;
 				int held = holds_gil(py, &r, ts);
@@ -1315,9 +1332,12 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				th->in_gc = r.collecting && held;
 				ok = walk_thread(py, tc, th, f, flags);
 			}
-			th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
-			if (!ok && th->nframes && python_otel(py))
-				otel_thread(py->otel, th, py->tsbuf, py->ts_len);
+			if (!ok && th->nframes && otel) {
+				s->nspan_torn += torn;
+				otel_thread_root(otel, th);
+			} else {
+				th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
+			}
 			uint64_t next_ts = hm_ld_u64(py->tsbuf, L->ts_next);
 			if (ok) {
 				th->valid = 0;

@@ -76,6 +76,11 @@ void hm_asyncsampler_read(hm_asyncsampler *as, hm_python *py)
 	as->ok = 1;
 }
 
+int hm_asyncsampler_span_torn(const hm_asyncsampler *as)
+{
+	return as->ok ? as->tasks.nspan_torn : 0;
+}
+
 const hm_pytask *hm_asyncsampler_running(hm_asyncsampler *as, const hm_pythread *th, int *coro)
 {
 	if (!as->ok || !th->valid)

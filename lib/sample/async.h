@@ -26,6 +26,9 @@ void hm_asyncsampler_read(hm_asyncsampler *as, hm_python *py);
 /* The task of this round that th is running, marked as taken, with *coro the
  * index in th->frames of the task's coroutine frame; NULL if none (th is
  * recorded as a thread). */
+/* Tasks of the last read whose span changed while their await chain was
+ * read (sampled without a span). */
+int hm_asyncsampler_span_torn(const hm_asyncsampler *as);
 const hm_pytask *hm_asyncsampler_running(hm_asyncsampler *as, const hm_pythread *th, int *coro);
 /* The next task of this round that no thread took, from *iter (0 at the
  * first call); NULL at the end. It may be invalid (a torn read) or empty. */

@@ -626,12 +626,15 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 	}
 	pr->errors = 0;
 	hm_sampler_record_cost(st, t1 - t0);
+	st->span_torn += (uint64_t)smp->nspan_torn;
 	hm_python_thread_names(*pr->pyp, smp);
 	if (s->ev.proc_sample)
 		s->ev.proc_sample(s->ev.ctx, &pr->pub, smp, pr->nat ? &pr->ns : NULL);
 	int async = pr->as && pr->pub.profile;
-	if (async)
+	if (async) {
 		hm_asyncsampler_read(pr->as, *pr->pyp);
+		st->span_torn += (uint64_t)hm_asyncsampler_span_torn(pr->as);
+	}
 	uint64_t wall = hm_real_ns();
 	for (int i = 0; i < smp->nthreads; i++) {
 		const hm_pythread *th = &smp->threads[i];

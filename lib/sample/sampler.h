@@ -80,6 +80,8 @@ typedef struct hm_sampler_stats {
 	uint64_t ticks;          /* process reads (one per process per round) */
 	uint64_t samples;        /* thread stacks recorded */
 	uint64_t invalid;        /* thread stacks dropped as torn/garbage */
+	uint64_t span_torn;      /* stacks recorded without their span: it
+				  * changed while they were read (python/otel.h) */
 	uint64_t late;           /* rounds that started > 1 period late */
 	uint64_t errors;         /* reads of an interpreter that failed */
 	uint64_t reattached;     /* re-attaches after an exec */

@@ -41,14 +41,44 @@ static const hm_pylayout *const layouts[] = {
 };
 #define NLAYOUTS (sizeof layouts / sizeof layouts[0])
 
-static void read_twice(hm_otel *o, uint64_t ctx)
+static void read_twice(hm_otel *o, hm_target *t, int minor, uint64_t ctx)
 {
 	for (int k = 0; k < 2; k++) {
 		hm_pyspan sp;
-		if (otel_context_span(o, ctx, &sp) == 0 && (sp.trace_hi || sp.trace_lo))
+		if (otel_context_span(o, ctx, &sp) == 0 && (sp.trace_hi || sp.trace_lo)) {
 			FUZZ_ASSERT(sp.span_id != 0);
+			otel_context_same(o, ctx, &sp);
+		}
 		FUZZ_ASSERT(memchr(sp.name, 0, sizeof sp.name) != NULL);
 		FUZZ_ASSERT(memchr(sp.root, 0, sizeof sp.root) != NULL);
+	}
+	/* As a thread's context: the words that prove its span, read, then
+	 * the thread's span (given only when they prove it). */
+	static const hm_pyasync_layout *const alayouts[] = {
+		&hm_pyasync_layout_py38, &hm_pyasync_layout_py39, &hm_pyasync_layout_py310,
+		&hm_pyasync_layout_py311, &hm_pyasync_layout_py312, &hm_pyasync_layout_py313,
+	};
+	if (minor < 8 || minor > 13)
+		return;
+	const hm_pyasync_layout *A = alayouts[minor - 8];
+	uint8_t ts[1024];
+	size_t need = otel_ts_need(3, minor);
+	if (need > sizeof ts || A->ts_context < 0 || (size_t)A->ts_context + 8 > need)
+		return;
+	memset(ts, 0, sizeof ts);
+	memcpy(ts + A->ts_context, &ctx, 8);
+	hm_pythread th;
+	memset(&th, 0, sizeof th);
+	th.tstate = BASE;
+	for (int k = 0; k < 3; k++) {
+		hm_iov iov[16];
+		int n = otel_spec_iov(o, th.tstate, iov, 16);
+		if (n > 0 && hm_target_readv(t, iov, n) == HM_OK)
+			otel_spec_loaded(o);
+		int rc = otel_thread_at(o, &th, ts, need, k == 2);
+		FUZZ_ASSERT(rc >= 0 && rc <= 2);
+		if (rc)
+			FUZZ_ASSERT(!th.span.trace_hi && !th.span.trace_lo && !th.span.span_id);
 	}
 }
 
@@ -71,7 +101,7 @@ static void random_memory(const uint8_t *data, size_t size)
 	s.span_key = BASE + 0x200;
 	hm_otel *o = otel_open_setup(&s);
 	if (o) {
-		read_twice(o, BASE + 16);
+		read_twice(o, t, s.layout->minor, BASE + 16);
 		otel_close(o);
 	}
 	uint64_t types[3] = {TYPES + 0x900, TYPES + 0x940, TYPES + 0x980}, v = 0;
@@ -83,12 +113,12 @@ static void patched_world(const uint8_t *data, size_t size)
 {
 	struct world w;
 	build(&w, data[0] & 2 ? 12 : 11);
-	read_twice(w.o, w.ctx);
+	read_twice(w.o, w.t, data[0] & 2 ? 12 : 11, w.ctx);
 	for (size_t i = 1; i + 3 <= size; i += 3) {
 		size_t off = ((size_t)data[i] | (size_t)data[i + 1] << 8) % (used ? used : 1);
 		arena[off] = data[i + 2];
 	}
-	read_twice(w.o, w.ctx);
+	read_twice(w.o, w.t, data[0] & 2 ? 12 : 11, w.ctx);
 	uint64_t v = 0;
 	otel_hamt_find(arena_read, NULL, w.types, w.node, w.var, VAR_HASH, &v);
 	done(&w);

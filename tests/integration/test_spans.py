@@ -214,14 +214,22 @@ def check_spans(samples, exported, inside, roots=None):
     return per_name
 
 
-def assert_tallies(per_name, a="get_user_from_db", b="enrich_user_data", share=0.95):
+def assert_tallies(per_name, a="get_user_from_db", b="enrich_user_data", share=0.95, wrong=None,
+                   pooled=False):
+    """At least `share` of the samples in each span's function (of both
+    together when pooled) carry that span; at most `wrong` carry another."""
     for name in (a, b):
         t = per_name.get(name)
         assert t and t["right"] > 0, "no samples in %s: %r" % (name, per_name)
+        if wrong is not None:
+            assert t["wrong"] <= wrong, "%s: %r" % (name, t)
         total = t["right"] + t["wrong"] + t["none"]
         # The stack and the context are read microseconds apart while the
         # target runs: a span may start or end in between, rarely.
-        assert t["right"] >= share * total, "%s: %r" % (name, t)
+        assert pooled or t["right"] >= share * total, "%s: %r" % (name, t)
+    if pooled:
+        right = sum(per_name[n]["right"] for n in (a, b))
+        assert right >= share * sum(sum(per_name[n].values()) for n in (a, b)), per_name
     ra, rb = per_name[a]["right"], per_name[b]["right"]
     # 3:1 work; generous margins (on-CPU samples, scheduling).
     assert 1.5 <= ra / rb <= 6, "ratio %s:%s = %d:%d" % (a, b, ra, rb)
@@ -249,7 +257,8 @@ def test_fastapi_async_and_threads(tmp_path, spawn):
               "enrich_user_data": "enrich_user_data",
               "sync_fetch_user": "get_user_from_db", "sync_enrich_user": "enrich_user_data"}
     per_name = check_spans(samples, exported, inside)
-    assert_tallies(per_name)
+    print("fastapi", per_name)
+    assert_tallies(per_name, wrong=0, pooled=True)
     # Both the event loop's and the worker threads' samples carry spans.
     assert any(l.get("span_name") == "get_user_from_db" and "sync_fetch_user" in n
                for n, l, _ in samples)
@@ -316,31 +325,33 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
     # pprof (span labels) on some versions, OTLP (the link table) on others.
     fmt = "otlp-json" if interp.version >= (3, 12) else "pprof"
     out = tmp_path / ("p.json" if fmt == "otlp-json" else "p.pb.gz")
+    stats_path = tmp_path / "stats.json"
     r = homura("record", "-p", target.pid, "-d", "3", "-r", "500", "--async", "-f", fmt,
-               "-o", out, timeout=60)
+               "-o", out, "--stats-json", stats_path, timeout=60)
     assert r.rc == 0, r.describe()
     text, _ = target.proc.communicate(timeout=60)
     exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
     assert exported
     samples = read_otlp_json(out) if fmt == "otlp-json" else read_pprof(out)
+    stats = json.loads(stats_path.read_text())
     inside = {"thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None}
     per_name = check_spans(samples, exported, inside)
-    # Fewer samples than the FastAPI test's: a looser share.
-    assert_tallies(per_name, "inner_a", "inner_b", share=0.9)
+    print("threads", per_name, "span_torn", stats["span_torn"])
+    # A span is given only with the words that prove it read together with
+    # the stack (or, for a waiting task, before and after its await chain):
+    # never a neighbour's span. A span that changed while a thread was read
+    # twice gives no span (counted as span_torn): rare, as every span here
+    # lasts many sample periods.
+    assert_tallies(per_name, "inner_a", "inner_b", share=0.95, wrong=0, pooled=True)
     # Tasks (--async samples suspended tasks too, so no CPU ratio here).
     tasks = check_spans(samples, exported, {"task_work_a": "inner_a", "task_work_b": "inner_b"})
+    print("tasks", tasks)
     for name in ("inner_a", "inner_b"):
         t = tasks.get(name)
-        # Fewer samples here (the tasks share the GIL with the thread), and
-        # a task's context is read after its await chain: a looser bound.
-        assert t and t["right"] >= 0.85 * sum(t.values()), tasks
-    # Outside any span: no span.
+        assert t and t["wrong"] == 0 and t["right"] >= 0.95 * sum(t.values()), tasks
+    # Outside any span: no span, ever.
     t = per_name.get(None)
-    assert t, per_name
-    # The stack and the context are read a few microseconds apart (more when
-    # homura is preempted on a loaded machine): a span starting right after
-    # thread_outside returns can show up, rarely.
-    assert t["none"] >= 0.9 * sum(t.values()), t
+    assert t and t["none"] > 0 and t["none"] == sum(t.values()), t
     # Children of "outer" name it as their local root once it was seen.
     roots = {l["local_root_span_name"] for _, l, _ in samples if "local_root_span_name" in l}
     assert roots <= {"outer"}
@@ -485,9 +496,10 @@ def test_layouts_of_older_pythons(tmp_path, spawn, interp):
     samples = read_pprof(out)
     inside = {"thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None}
     per_name = check_spans(samples, exported, inside)
-    assert_tallies(per_name, "inner_a", "inner_b", share=0.9)
+    print("threads", per_name)
+    assert_tallies(per_name, "inner_a", "inner_b", share=0.95, wrong=0, pooled=True)
     t = per_name.get(None)
-    assert t and t["none"] >= 0.9 * sum(t.values()), t
+    assert t and t["none"] > 0 and t["none"] == sum(t.values()), t
 
 
 def test_top_span_rows(spawn):

@@ -107,7 +107,7 @@ static void build(struct world *w, int minor)
 	put64(span_type, L->tp_dictoffset, 16);
 	const char *names[] = {"_name", "_context", "_parent"};
 	uint64_t vals[] = {make_str("get_user_from_db"), sc, R.types[HM_PT_NONE]};
-	w->span = alloc(64);
+	w->span = alloc(96) + 32;             /* room for a 3.11+ pre-header */
 	put64(w->span, L->ob_type, span_type);
 	put64(w->span, 16, make_dict(3, names, vals, &e, &esize, &koff));
 	/* the Context dict (a dict subclass) */

@@ -83,6 +83,139 @@ static void chain(int minor)
 static void test_chain_311(void **state) { (void)state; chain(11); }
 static void test_chain_312(void **state) { (void)state; chain(12); }
 
+/* One sample of a thread whose state (at tstate, its context pointer in ts)
+ * is read with the words otel_spec_iov plans, as the walker does. */
+static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
+			 int last, hm_pythread *th)
+{
+	hm_iov iov[16];
+	int n = otel_spec_iov(w->o, tstate, iov, 16);
+	if (n > 0) {
+		assert_int_equal(hm_target_readv(w->t, iov, n), HM_OK);
+		otel_spec_loaded(w->o);
+	}
+	memset(th, 0, sizeof *th);
+	th->tstate = tstate;
+	return otel_thread_at(w->o, th, ts, ts_len, last);
+}
+
+/* A thread's span is given only when the words proving it were read with
+ * its thread state; a span found later asks for a second read; one that
+ * changed again by then is torn (no span). A task's span is re-checked. */
+static void thread_proof(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	size_t ts_len = (size_t)w.A->ts_context + 8;
+	uint8_t ts[512];
+	assert_true(ts_len <= sizeof ts);
+	memset(ts, 0, sizeof ts);
+	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	uint64_t tstate = 0x7000;
+	hm_pythread th;
+	/* First sight: found after the stack, so not given yet. */
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	/* Read again with its proof: given. */
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.trace_hi == TRACE_HI && th.span.span_id == SPAN_ID);
+	assert_int_equal(otel_context_same(w.o, w.ctx, &th.span), 0);
+	/* A new span (new dict version) since: the proof fails. */
+	put32(w.sid, L->long_digit, 9);
+	put64(w.dict, L->dict_used + 8, 1003);
+	assert_int_equal(otel_context_same(w.o, w.ctx, &th.span), -1);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.span_id == 0);
+	/* ... and changed again before the second read: torn. */
+	put32(w.sid, L->long_digit, 11);
+	put64(w.dict, L->dict_used + 8, 1004);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 2);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	/* Unchanged since: given at once. */
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == ((SPAN_ID & ~((1ull << 30) - 1)) | 11));
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	/* No span needs no proof. */
+	put64(w.node, 40, 0x10);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	done(&w);
+}
+
+/* A span kept the 3.11+ way (the type's shared keys, the instance's
+ * values before or beside it): its fields are read by their indexes, and a
+ * span that got a dict of its own is read through that dict. */
+static void managed_span(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	uint64_t d, k, span_type;
+	memcpy(&d, (void *)(uintptr_t)(w.span + 16), 8);
+	memcpy(&k, (void *)(uintptr_t)(d + (uint64_t)L->dict_keys), 8);
+	memcpy(&span_type, (void *)(uintptr_t)(w.span + (uint64_t)L->ob_type), 8);
+	/* the values in the keys' entry order: _name, _context, _parent */
+	uint64_t values = alloc(32), v[3];
+	for (int i = 0; i < 3; i++) {
+		uint64_t e = k + (uint64_t)L->dk_indices + 8;
+		int esize = L->dk_size >= 0 ? L->dk_entry_size : L->dk_unicode_entry_size;
+		int koff = L->dk_size >= 0 ? 8 : 0;
+		memcpy(&v[i], (void *)(uintptr_t)(e + (uint64_t)(esize * i + koff + 8)), 8);
+		put64(values, 8 * i, v[i]);
+	}
+	int64_t idx = -1;
+	uint64_t key = 0;
+	assert_int_equal(hm_pyobj_keys_index(&R, k, "_context", &idx, &key), 0);
+	assert_int_equal(idx, 1);
+	assert_true(key != 0);
+	assert_int_equal(hm_pyobj_keys_index(&R, k, "nope", &idx, &key), -1);
+	put64(span_type, L->tp_flags, (uint64_t)L->tpflags_managed_dict);
+	put64(span_type, L->tp_dictoffset, 0);
+	put64(span_type, L->ht_cached_keys, k);
+	put64(w.span, 16, 0);
+	if (minor == 11) {
+		put64(w.span, L->inst_dict_ptr, 0);
+		put64(w.span, L->inst_values_ptr, values);
+	} else {
+		put64(w.span, L->inst_dict_ptr, values - 1);
+	}
+	expect_span(&w, SPAN_ID);
+	/* Read by index, not by a key scan: a renamed key goes unnoticed
+	 * (shared keys only grow; this shows which path read the span). */
+	int esize = L->dk_size >= 0 ? L->dk_entry_size : L->dk_unicode_entry_size;
+	uint64_t ctx_key = k + (uint64_t)L->dk_indices + 8 + (uint64_t)esize +
+			   (uint64_t)(L->dk_size >= 0 ? 8 : 0), old_key;
+	memcpy(&old_key, (void *)(uintptr_t)ctx_key, 8);
+	put64(ctx_key, 0, make_str("_xontext"));
+	put64(w.dict, L->dict_used + 8, 1009);
+	expect_span(&w, SPAN_ID);
+	put64(ctx_key, 0, old_key);
+	/* A new span in a new Context dict: its fields read again. */
+	put32(w.sid, L->long_digit, 5);
+	put64(w.dict, L->dict_used + 8, 1010);
+	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 5);
+	/* The instance got a dict of its own (values no longer used). */
+	put64(values, 8, 0x10);
+	put64(w.span, L->inst_dict_ptr, d);
+	if (minor == 11)
+		put64(w.span, L->inst_values_ptr, 0);
+	put64(w.dict, L->dict_used + 8, 1011);
+	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 5);
+	/* The type's keys replaced: never read by the old indexes. */
+	put64(w.span, L->inst_dict_ptr, minor == 11 ? 0 : values - 1);
+	if (minor == 11)
+		put64(w.span, L->inst_values_ptr, values);
+	put64(span_type, L->ht_cached_keys, alloc(64));
+	put64(w.dict, L->dict_used + 8, 1012);
+	expect_none(&w);
+	done(&w);
+}
+
+static void test_managed_span_311(void **state) { (void)state; managed_span(11); }
+static void test_managed_span_312(void **state) { (void)state; managed_span(12); }
+
+static void test_thread_proof_311(void **state) { (void)state; thread_proof(11); }
+static void test_thread_proof_312(void **state) { (void)state; thread_proof(12); }
+
 static int read_arena(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	return arena_read(ctx, addr, buf, len);
@@ -143,6 +276,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chain_311),
 		cmocka_unit_test(test_chain_312),
+		cmocka_unit_test(test_managed_span_311),
+		cmocka_unit_test(test_managed_span_312),
+		cmocka_unit_test(test_thread_proof_311),
+		cmocka_unit_test(test_thread_proof_312),
 		cmocka_unit_test(test_hamt_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
