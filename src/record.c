@@ -279,14 +279,16 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		"{\"samples\": %llu, \"invalid\": %llu, \"late\": %llu, \"ticks\": %llu, "
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
 		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
-		"\"dropped\": %llu, \"no_python\": %llu}}\n",
+		"\"dropped\": %llu, \"no_python\": %llu, \"aggregated\": %llu, \"agg_full\": %llu, "
+		"\"agg_entries\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		(unsigned long long)st->late, (unsigned long long)st->ticks,
 		(unsigned long long)st->errors, hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99),
 		(double)st->cost_max_ns / 1000.0, hm_sampler_cost_mean_us(st),
 		(unsigned long long)st->bpf_runs, (unsigned long long)st->bpf_run_ns,
 		(unsigned long long)st->bpf_matched, (unsigned long long)st->bpf_dropped,
-		(unsigned long long)st->bpf_no_python);
+		(unsigned long long)st->bpf_no_python, (unsigned long long)st->bpf_aggregated,
+		(unsigned long long)st->bpf_agg_full, (unsigned long long)st->bpf_agg_entries);
 	if (hm_output_commit(&o) != HM_OK)
 		cli_fail_lib();
 }

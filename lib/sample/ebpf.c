@@ -1,8 +1,10 @@
 /* ebpf.c - the user-space half of `record --ebpf` (sample/ebpf.h): loads the
  * in-kernel Python stack walker, opens one cpu-clock perf event per CPU for
  * it, tells it how to walk the target (its layout offsets and interpreter,
- * and the thread states of threads it cannot find itself), drains its ring
- * buffer, and turns each record into a profile sample. */
+ * and the thread states of threads it cannot find itself), reads the
+ * per-stack counts it keeps (about once a second) and drains its ring
+ * buffer (samples that did not fit in the counts), and turns each into
+ * profile samples. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -48,6 +50,16 @@ void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c)
 	memset(c, 0, sizeof *c);
 }
 
+uint64_t hm_ebpf_invalid(const hm_ebpf *e)
+{
+	return 0;
+}
+
+int hm_ebpf_wake_ms(const hm_ebpf *e)
+{
+	return 50;
+}
+
 void hm_ebpf_close(hm_ebpf *e)
 {
 }
@@ -70,6 +82,7 @@ void hm_ebpf_close(hm_ebpf *e)
 					  * kernel side finds new threads and checks
 					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
+#define AGG_READ_NS 1000000000ull        /* read the aggregates every second */
 
 int hm_ebpf_built(void)
 {
@@ -104,6 +117,12 @@ struct hm_ebpf {
 	hm_ebpf_counts c;
 	hm_pythread th;
 	uint64_t pairs[2 * HM_BPF_MAX_FRAMES];
+	/* in-kernel aggregation */
+	int agg;                    /* on (the default) */
+	int agg_max;                /* the aggs map's size */
+	uint64_t agg_last;          /* when it was last read */
+	struct hm_bpf_agg_key *agg_keys;
+	struct hm_bpf_agg *agg_vals;
 };
 
 static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -123,27 +142,28 @@ static struct watched *find_watched(hm_ebpf *e, pid_t pid)
 	return NULL;
 }
 
-static int on_event(void *ctx, void *data, size_t len)
+/* Deliver one record (from the ring, or an aggregate's first sample) as
+ * count samples, the latest at t_ns (CLOCK_MONOTONIC). */
+static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64_t count,
+		    uint64_t t_ns)
 {
-	hm_ebpf *E = ctx;
-	const struct hm_bpf_event *e = data;
 	size_t head = offsetof(struct hm_bpf_event, frames);
 	if (len < head)
-		return 0;
+		return;
 	struct watched *w = find_watched(E, (pid_t)e->pid);
 	if (!w)
-		return 0;                   /* unwatched since */
+		return;                     /* unwatched since */
 	if (e->nframes > HM_BPF_MAX_FRAMES || len < head + e->nframes * sizeof e->frames[0]) {
-		E->c.invalid++;
-		return 0;
+		E->c.invalid += count;
+		return;
 	}
 	if (e->status == HM_BPF_NO_THREAD || e->status == HM_BPF_NO_FRAME) {
-		E->c.no_python++;
-		return 0;
+		E->c.no_python += count;
+		return;
 	}
 	if (e->status != HM_BPF_OK) {
-		E->c.invalid++;
-		return 0;
+		E->c.invalid += count;
+		return;
 	}
 	int n = (int)e->nframes;
 	for (int i = 0; i < n; i++) {
@@ -151,21 +171,64 @@ static int on_event(void *ctx, void *data, size_t len)
 		E->pairs[2 * i + 1] = e->frames[i].instr;
 	}
 	if (hm_python_resolve(w->py, E->pairs, n, &E->th) != 0) {
-		E->c.invalid++;
-		return 0;
+		E->c.invalid += count;
+		return;
 	}
 	if (E->th.nframes == 0) {
-		E->c.no_python++;
-		return 0;
+		E->c.no_python += count;
+		return;
 	}
 	E->th.tid = (pid_t)e->tid;
 	E->th.tstate = e->tstate;
 	E->th.truncated |= e->truncated != 0;
 	E->th.name = NULL;
-	E->c.samples++;
-	E->delivered++;
-	E->fn(E->arg, w->owner, &E->th, E->weight_ns, e->t_ns + E->mono_to_real);
+	E->c.samples += count;
+	E->delivered += (int)count;
+	E->fn(E->arg, w->owner, &E->th, (int64_t)count, E->weight_ns * (int64_t)count,
+	      t_ns + E->mono_to_real);
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	hm_ebpf *E = ctx;
+	const struct hm_bpf_event *e = data;
+	if (len >= offsetof(struct hm_bpf_event, frames))
+		deliver(E, e, len, 1, e->t_ns);
 	return 0;
+}
+
+/* ---- the aggregates (pystack.h): read and cleared about once a second */
+
+#define AGG_BATCH 128
+
+/* Read and clear the aggs map, delivering each entry's samples. */
+static void agg_drain(hm_ebpf *E)
+{
+	if (!E->agg_keys) {
+		E->agg_keys = malloc(AGG_BATCH * sizeof *E->agg_keys);
+		E->agg_vals = malloc(AGG_BATCH * sizeof *E->agg_vals);
+		if (!E->agg_keys || !E->agg_vals)
+			return;
+	}
+	int fd = bpf_map__fd(E->skel->maps.aggs);
+	uint64_t token = 0;
+	int first = 1;
+	/* Bounded: the map holds at most max_entries (it may fill again
+	 * while we read). */
+	for (int rounds = 0; rounds < 1 + E->agg_max / AGG_BATCH + 4; rounds++) {
+		uint32_t n = AGG_BATCH;
+		int rc = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &token, &token, E->agg_keys,
+							 E->agg_vals, &n, NULL);
+		int err = rc < 0 ? errno : 0;
+		first = 0;
+		for (uint32_t i = 0; i < n && (rc == 0 || err == ENOENT); i++) {
+			const struct hm_bpf_agg *v = &E->agg_vals[i];
+			E->c.agg_entries++;
+			deliver(E, &v->ev, sizeof v->ev, v->count, v->last_ns);
+		}
+		if (rc < 0)
+			break;                      /* ENOENT: the end */
+	}
 }
 
 /* The layout the BPF program walks with, from the target's hm_pylayout. */
@@ -255,7 +318,26 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 		return hm_error(HM_ENOMEM, "out of memory");
 	E->stats_fd = -1;
 	int rc;
-	E->skel = hm_pystack__open_and_load();
+	/* HOMURA_BPF_RING=1 sends every sample through the ring buffer (no
+	 * aggregation); HOMURA_BPF_AGG_ENTRIES sizes the aggs map (tests fill
+	 * a small one to check the fallback to the ring). */
+	const char *ring = getenv("HOMURA_BPF_RING");
+	const char *ents = getenv("HOMURA_BPF_AGG_ENTRIES");
+	E->agg = !(ring && !strcmp(ring, "1"));
+	E->agg_max = HM_BPF_AGG_ENTRIES;
+	if (ents && atoi(ents) > 0 && atoi(ents) <= 1 << 20)
+		E->agg_max = atoi(ents);
+	E->skel = hm_pystack__open();
+	if (E->skel) {
+		E->skel->rodata->hm_agg_on = (uint32_t)E->agg;
+		bpf_map__set_max_entries(E->skel->maps.aggs, (uint32_t)E->agg_max);
+		if (hm_pystack__load(E->skel) != 0) {
+			int err = errno;
+			hm_pystack__destroy(E->skel);
+			E->skel = NULL;
+			errno = err;
+		}
+	}
 	if (!E->skel) {
 		rc = hm_error(errno == EPERM || errno == EACCES ? HM_EPERM : HM_ESYS,
 			      "--ebpf: cannot load the BPF program: %s (needs root or CAP_BPF and "
@@ -307,6 +389,7 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 		goto fail;
 	}
 	E->mono_to_real = hm_real_ns() - hm_mono_ns();
+	E->agg_last = hm_mono_ns();
 	E->rb = ring_buffer__new(bpf_map__fd(E->skel->maps.events), on_event, E, NULL);
 	if (!E->rb) {
 		rc = hm_error(HM_ESYS, "--ebpf: cannot open the ring buffer: %s", strerror(errno));
@@ -386,13 +469,17 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	E->delivered = 0;
 	/* The program does not wake us per sample (BPF_RB_NO_WAKEUP): wait
 	 * for the timeout (or a ring filling up), then take what is there. */
-	int got = ring_buffer__poll(E->rb, timeout_ms);
+	int got = timeout_ms >= 0 ? ring_buffer__poll(E->rb, timeout_ms) : 0;
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
 	got = ring_buffer__consume(E->rb);
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
 	uint64_t now = hm_mono_ns();
+	if (E->agg && (timeout_ms < 0 || now - E->agg_last >= AGG_READ_NS)) {
+		agg_drain(E);
+		E->agg_last = now;
+	}
 	for (int i = 0; i < E->nw; i++) {
 		struct watched *w = &E->w[i];
 		if (w->pid && now - w->last_threads >= w->refresh_ns) {
@@ -429,8 +516,20 @@ void hm_ebpf_counts_get(hm_ebpf *E, hm_ebpf_counts *c)
 	if (vals) {
 		c->dropped = counter(E, HM_BPFC_DROPPED, vals);
 		c->matched = counter(E, HM_BPFC_MATCHED, vals);
+		c->aggregated = counter(E, HM_BPFC_AGGREGATED, vals);
+		c->agg_full = counter(E, HM_BPFC_AGG_FULL, vals);
 		free(vals);
 	}
+}
+
+int hm_ebpf_wake_ms(const hm_ebpf *E)
+{
+	return E->agg ? 200 : 50;
+}
+
+uint64_t hm_ebpf_invalid(const hm_ebpf *E)
+{
+	return E->c.invalid;
 }
 
 void hm_ebpf_close(hm_ebpf *E)
@@ -450,6 +549,8 @@ void hm_ebpf_close(hm_ebpf *E)
 	if (E->skel)
 		hm_pystack__destroy(E->skel);
 	free(E->th.frames);
+	free(E->agg_keys);
+	free(E->agg_vals);
 	free(E->links);
 	free(E->fds);
 	free(E->w);

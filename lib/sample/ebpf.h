@@ -5,8 +5,10 @@
  * each run is one sample of on-CPU time, exactly, and nobody in the target
  * is woken, stopped or read from user space per sample. For a thread of a
  * watched process it walks the Python frames in the thread's own context
- * and writes (code object, instruction) pairs to a ring buffer; this side
- * drains the ring a few times a second, resolves code objects once each with
+ * and counts each (thread, stack of (code object, instruction) pairs) in a
+ * hash map (or, when that is full, writes the pairs to a ring buffer); this
+ * side reads the counts about once a second and drains the ring a few times
+ * a second, resolves code objects once each with
  * the walker's caches (python/python.h hm_python_resolve) and adds the
  * stacks through the one sampling loop (sample/sampler.h, opts.ebpf), as
  * the user-space reads do.
@@ -28,9 +30,10 @@ int hm_ebpf_built(void);
 
 typedef struct hm_ebpf hm_ebpf;
 
-/* One resolved sample: a thread of a watched process (th->tid the host tid,
- * th's frames leaf first), weight_ns of on-CPU time at t_ns (unix time). */
-typedef void (*hm_ebpf_sample_fn)(void *arg, void *owner, const hm_pythread *th,
+/* count resolved samples of one stack: a thread of a watched process
+ * (th->tid the host tid, th's frames leaf first), weight_ns of on-CPU time
+ * in all, the latest at t_ns (unix time). */
+typedef void (*hm_ebpf_sample_fn)(void *arg, void *owner, const hm_pythread *th, int64_t count,
 				  int64_t weight_ns, uint64_t t_ns);
 
 typedef struct hm_ebpf_counts {
@@ -42,6 +45,9 @@ typedef struct hm_ebpf_counts {
 				  * program, on every CPU, for any task */
 	uint64_t matched;        /* runs that found a watched process */
 	uint64_t dropped;        /* events lost to a full ring buffer */
+	uint64_t aggregated;     /* samples counted in the kernel's per-stack map */
+	uint64_t agg_full;       /* samples sent to the ring as that map was full */
+	uint64_t agg_entries;    /* its entries read (stacks per period) */
 } hm_ebpf_counts;
 
 /* Load the program and attach it to a cpu-clock event of every CPU at
@@ -53,10 +59,18 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out);
 int hm_ebpf_watch(hm_ebpf *e, pid_t pid, hm_python *py, void *owner);
 void hm_ebpf_unwatch(hm_ebpf *e, pid_t pid);
 /* Wait up to timeout_ms for samples, deliver them, and refresh what the
- * kernel side needs (thread states) where due. Returns samples delivered or
- * < 0 on error. */
+ * kernel side needs (thread states) where due. The per-stack counts kept in
+ * the kernel are read about once a second; timeout_ms < 0: no wait, and
+ * everything now (at the end). Returns samples delivered or < 0 on error. */
 int hm_ebpf_poll(hm_ebpf *e, int timeout_ms, hm_ebpf_sample_fn fn, void *arg);
 void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c);
+/* How long the loop may sleep between polls when only the kernel samples:
+ * 50 ms when every sample goes through the ring buffer, 200 ms when the
+ * kernel counts them per stack (the ring then carries only what does not
+ * fit, and wakes the loop early when it fills up). */
+int hm_ebpf_wake_ms(const hm_ebpf *e);
+/* counts.invalid alone, without asking the kernel (for every poll). */
+uint64_t hm_ebpf_invalid(const hm_ebpf *e);
 void hm_ebpf_close(hm_ebpf *e);
 
 #endif

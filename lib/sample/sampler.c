@@ -438,6 +438,9 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 		s->st.bpf_matched = c.matched;
 		s->st.bpf_dropped = c.dropped;
 		s->st.bpf_no_python = c.no_python;
+		s->st.bpf_aggregated = c.aggregated;
+		s->st.bpf_agg_full = c.agg_full;
+		s->st.bpf_agg_entries = c.agg_entries;
 	}
 	return &s->st;
 }
@@ -489,6 +492,8 @@ static void followers_update(hm_sampler *s, uint64_t now)
 	}
 }
 
+static int bpf_drain(hm_sampler *s, int timeout_ms);
+
 /* Find the processes the front end added that have exited, tell it, and
  * drop them. */
 static void check_exits(hm_sampler *s, uint64_t now)
@@ -510,6 +515,8 @@ static void check_exits(hm_sampler *s, uint64_t now)
 			i++;
 			continue;
 		}
+		if (pr->in_kernel)   /* its last samples, before the front end closes it */
+			bpf_drain(s, -1);
 		if (s->ev.exit && s->ev.exit(s->ev.ctx, &pr->pub))
 			s->stopping = 1;
 		procs_remove(s, i);
@@ -520,7 +527,7 @@ static void check_exits(hm_sampler *s, uint64_t now)
  * --async, merged with its native stack with --native), then to the front
  * end. */
 static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
-			const hm_natstack *ns, const hm_sampler_opts *po, int64_t weight,
+			const hm_natstack *ns, const hm_sampler_opts *po, int64_t count, int64_t weight,
 			uint64_t wall)
 {
 	hm_profile *p = pr->pub.profile;
@@ -535,12 +542,12 @@ static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
 		} else if (pr->as && (task = hm_asyncsampler_running(pr->as, th, &coro))) {
 			hm_sampler_add_task(p, task, th, coro, po, weight, wall);
 		} else {
-			hm_sampler_add_thread(p, th, po, weight, wall);
+			hm_sampler_add_thread_n(p, th, po, count, weight, wall);
 		}
 	}
 	if (s->ev.stack)
 		s->ev.stack(s->ev.ctx, &pr->pub, th, ns);
-	s->st.samples++;
+	s->st.samples += (uint64_t)count;
 }
 
 /* One round over one process: read its threads and record their stacks. */
@@ -631,7 +638,7 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 			if (ns->state == HM_NATSTACK_SKIP)
 				continue;
 		}
-		emit_thread(s, pr, th, ns, &po, (int64_t)period, wall);
+		emit_thread(s, pr, th, ns, &po, 1, (int64_t)period, wall);
 	}
 	if (async) {
 		const hm_pytask *t;
@@ -649,13 +656,14 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 	}
 }
 
-/* A stack the in-kernel walker took (--ebpf). */
-static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t weight_ns, uint64_t t_ns)
+/* A stack the in-kernel walker took count times (--ebpf). */
+static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t count,
+		       int64_t weight_ns, uint64_t t_ns)
 {
 	hm_sampler *s = arg;
 	struct proc *pr = owner;
 	hm_sampler_opts po = s->o;
-	emit_thread(s, pr, th, NULL, &po, weight_ns, t_ns);
+	emit_thread(s, pr, th, NULL, &po, count, weight_ns, t_ns);
 }
 
 /* Drain what the in-kernel walker found (waiting up to timeout_ms). */
@@ -664,10 +672,9 @@ static int bpf_drain(hm_sampler *s, int timeout_ms)
 	if (!s->bpf || !s->n_kernel)
 		return 0;
 	int got = hm_ebpf_poll(s->bpf, timeout_ms, bpf_sample, s);
-	hm_ebpf_counts c;
-	hm_ebpf_counts_get(s->bpf, &c);
-	s->st.invalid += c.invalid - s->bpf_invalid;
-	s->bpf_invalid = c.invalid;
+	uint64_t invalid = hm_ebpf_invalid(s->bpf);   /* no system call */
+	s->st.invalid += invalid - s->bpf_invalid;
+	s->bpf_invalid = invalid;
 	s->st.ticks++;
 	return got;
 }
@@ -722,8 +729,8 @@ int hm_sampler_run(hm_sampler *s)
 		int kernel_only = s->n_kernel && !in_user && !s->ev.wait;
 		if (kernel_only) {
 			/* Only the kernel samples: no tick per sample, a drain
-			 * every 50 ms (or at the end). */
-			uint64_t until = hm_mono_ns() + 50000000ull;
+			 * every few tens of ms (or at the end). */
+			uint64_t until = hm_mono_ns() + (uint64_t)hm_ebpf_wake_ms(s->bpf) * 1000000ull;
 			if (until > end)
 				until = end;
 			uint64_t t = hm_mono_ns();
@@ -750,7 +757,7 @@ int hm_sampler_run(hm_sampler *s)
 			sleep_until(next);
 		}
 	}
-	bpf_drain(s, 0);   /* what is still in the ring */
+	bpf_drain(s, -1);   /* what is still in the ring and the kernel's counts */
 	return HM_OK;
 }
 

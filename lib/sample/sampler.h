@@ -102,6 +102,9 @@ typedef struct hm_sampler_stats {
 	 * target, events lost to a full ring buffer, and samples of the target
 	 * that ran no Python (a thread without a thread state or frame). */
 	uint64_t bpf_runs, bpf_run_ns, bpf_matched, bpf_dropped, bpf_no_python;
+	/* --ebpf: samples counted per stack in the kernel, those sent to the
+	 * ring as its map was full, and the map entries read. */
+	uint64_t bpf_aggregated, bpf_agg_full, bpf_agg_entries;
 } hm_sampler_stats;
 
 void hm_sampler_opts_init(hm_sampler_opts *o);
@@ -207,6 +210,10 @@ uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *f, const hm_sample
 
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns);
+/* count samples of the same stack at once (weight_ns in all; --ebpf's
+ * per-stack counts). */
+void hm_sampler_add_thread_n(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
+			     int64_t count, int64_t weight_ns, uint64_t t_ns);
 
 /* The --native variant: th merged with ns (native frames have kind
  * HM_FRAME_NATIVE). Falls back to hm_sampler_add_thread when ns is not

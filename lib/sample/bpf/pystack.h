@@ -63,7 +63,38 @@ enum hm_bpf_counter {
 	HM_BPFC_MATCHED,                 /* runs in a watched process */
 	HM_BPFC_EMITTED,                 /* events written */
 	HM_BPFC_DROPPED,                 /* ring buffer full */
+	HM_BPFC_AGGREGATED,              /* samples counted in the aggs map */
+	HM_BPFC_AGG_FULL,                /* aggs map full: sent to the ring */
 	HM_BPFC_NCOUNTERS
 };
+
+/* ---- in-kernel aggregation (the default path) ----
+ * Samples with the same key are counted in one entry of a hash map (aggs)
+ * that user space reads and clears about once a second, instead of one
+ * ring record each. A key is new to the map when its first sample in the
+ * period arrives: that sample's frames are stored with it. When the map is
+ * full the sample goes to the ring buffer (and HM_BPFC_AGG_FULL counts it). */
+
+/* An OpenTelemetry span a sample ran in (all zero: none). */
+struct hm_bpf_span {
+	unsigned long long trace_hi, trace_lo, span_id, name;
+};
+
+struct hm_bpf_agg_key {
+	unsigned int pid, tid;
+	unsigned long long stack;        /* hash of the (code, instr) pairs */
+	unsigned long long tstate;
+	unsigned int nframes;
+	unsigned char status, truncated, kernel, pad;
+	struct hm_bpf_span span;         /* zero until spans are read */
+};
+
+struct hm_bpf_agg {
+	unsigned long long count;        /* samples with this key */
+	unsigned long long last_ns;      /* the latest one's time (CLOCK_MONOTONIC) */
+	struct hm_bpf_event ev;          /* the first one, with its frames */
+};
+
+#define HM_BPF_AGG_ENTRIES 4096     /* default size of the aggs map */
 
 #endif
