@@ -8,6 +8,7 @@ every sample is one period of on-CPU time, so samples x period must match
 what the kernel charged. Where BPF cannot be loaded (no root, a kernel
 without BPF) the tests that need it skip, saying why, and the fallback to
 the user-space sampler is checked instead."""
+import json
 import os
 import subprocess
 import tempfile
@@ -86,6 +87,54 @@ def test_ebpf_known_shares(py, spawn, tmp_path):
     for fn, want in (("spend_sixty", 60), ("spend_thirty", 30), ("spend_ten", 10)):
         assert abs(got[fn] - want) <= 6, report
     assert invalid <= 0.005 * (total + invalid), (invalid, total)
+
+
+@pytest.mark.parametrize("mode", ["counted", "map-full", "ring"])
+def test_ebpf_counts_in_kernel_and_ring_fallback(mode, default_py, spawn, tmp_path, monkeypatch):
+    """Samples are counted per (thread, stack) in a kernel hash map that
+    homura reads about once a second (far fewer entries read than samples);
+    when that map is full (a 2-entry map here) the rest go through the ring
+    buffer, and HOMURA_BPF_RING=1 sends them all there. Every path gives the
+    known 60/30/10 split, and each run of the program in the target is
+    counted by exactly one path."""
+    need_ebpf()
+    if mode == "map-full":
+        monkeypatch.setenv("HOMURA_BPF_AGG_ENTRIES", "2")
+    if mode == "ring":
+        monkeypatch.setenv("HOMURA_BPF_RING", "1")
+    t = spawn([default_py.path, program("shares.py"), 60])
+    counts = {"spend_sixty": 0, "spend_thirty": 0, "spend_ten": 0}
+    tot = dict.fromkeys(("samples", "matched", "aggregated", "agg_full", "agg_entries"), 0)
+    for part in range(8):
+        stats = tmp_path / ("st%d.json" % part)
+        r = record("--ebpf", "-r", 1000, "-p", t.pid, "-d", 1.5, "--stats-json", stats,
+                   output=tmp_path / ("c%d.txt" % part))
+        assert KERNEL in r.stderr, r.stderr
+        st = json.loads(stats.read_text())
+        tot["samples"] += st["samples"]
+        for k in ("matched", "aggregated", "agg_full", "agg_entries"):
+            tot[k] += st["bpf"][k]
+        prof = r.profile()
+        for fn in counts:
+            counts[fn] += prof.count_fn(fn)
+        if sum(counts.values()) >= 1500:
+            break
+    assert sum(counts.values()) >= 500, counts
+    got = shares(counts)
+    report = ", ".join("%s %.1f%%" % kv for kv in sorted(got.items())) + " " + str(tot)
+    for fn, want in (("spend_sixty", 60), ("spend_thirty", 30), ("spend_ten", 10)):
+        assert abs(got[fn] - want) <= 6, report
+    # Runs after the last read (while homura closes) are counted, not delivered.
+    assert 0.9 * tot["matched"] <= tot["samples"] <= tot["matched"], report
+    if mode == "ring":
+        assert tot["aggregated"] == tot["agg_full"] == tot["agg_entries"] == 0, report
+        return
+    assert tot["aggregated"] + tot["agg_full"] == tot["matched"], report
+    if mode == "counted":
+        assert tot["agg_full"] == 0, report
+        assert 0 < tot["agg_entries"] < tot["samples"] / 2, report
+    else:
+        assert tot["agg_full"] > 0 and tot["aggregated"] > 0, report
 
 
 def test_ebpf_threads_match_schedstat(default_py, spawn, tmp_path):
