@@ -3,9 +3,11 @@
 
 For each interpreter (3.8+): tests/programs/recursion.py (a busy 20-frame
 stack) pinned to one CPU is recorded at RATE Hz by `homura record --ebpf`
-and by `homura record` (the user-space sampler, same on-CPU mode), with
-homura on another CPU, alternating, ROUNDS times, each for DURATION seconds
-and again for a quarter of it. The cost of a sample is what the user pays:
+(samples counted per stack in the kernel, read once a second), by the same
+with HOMURA_BPF_RING=1 (one ring-buffer record per sample, drained every
+50 ms: the first version's design) and by `homura record` (the user-space
+sampler, same on-CPU mode), with homura on another CPU, in turn, ROUNDS
+times, each for DURATION seconds and again for a quarter of it. The cost of a sample is what the user pays:
 homura's own CPU time (rusage of the child, user + system) plus, for
 --ebpf, the kernel's count of the BPF program's run time on every CPU
 (bpf_enable_stats; it includes the runs that found another task on the CPU
@@ -36,14 +38,14 @@ def child_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def recording(pid, rate, duration, tmp, ebpf, cpu):
+def recording(pid, rate, duration, tmp, ebpf, cpu, ring=False):
     stats = os.path.join(tmp, "stats.json")
     args = ["-p", pid, "-r", rate, "-d", duration, "-f", "collapsed",
             "-o", os.path.join(tmp, "p.txt"), "--stats-json", stats]
     if ebpf:
         args = ["--ebpf"] + args
     before = child_cpu()
-    p = benchlib.homura_record(args, cpu=cpu)
+    p = benchlib.homura_record(args, cpu=cpu, env={"HOMURA_BPF_RING": "1"} if ring else None)
     used = child_cpu() - before
     if ebpf and b"sampled in the kernel" not in p.stderr:
         raise RuntimeError("--ebpf fell back: " + p.stderr.decode(errors="replace").strip())
@@ -66,20 +68,22 @@ def measure(py, rate, duration, rounds, idle_ns):
     cpus = sorted(os.sched_getaffinity(0))
     target_cpu = cpus[0] if len(cpus) > 1 else None
     other = cpus[1] if len(cpus) > 1 else None
-    argv = [py, benchlib.program("recursion.py"), 2 * rounds * duration + 30, 18]
-    rows = {"ebpf": [], "user": []}
-    short = {"ebpf": [], "user": []}
+    argv = [py, benchlib.program("recursion.py"), 3 * rounds * duration + 30, 18]
+    kinds = ("ebpf", "ring", "user")
+    rows = {k: [] for k in kinds}
+    short = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp, \
             benchlib.Workload(benchlib.pinned(argv, target_cpu)) as w:
         for r in range(rounds):
-            order = (True, False) if r % 2 == 0 else (False, True)
-            for ebpf in order:
-                s = recording(w.pid, rate, duration, tmp, ebpf, other)
-                rows["ebpf" if ebpf else "user"].append(s)
+            order = kinds[r % 3:] + kinds[:r % 3]
+            for kind in order:
+                ebpf, ring = kind != "user", kind == "ring"
+                s = recording(w.pid, rate, duration, tmp, ebpf, other, ring)
+                rows[kind].append(s)
                 # a quarter as long: the difference is the marginal cost
                 # of samples, without start-up and tear-down
-                s = recording(w.pid, rate, duration / 4, tmp, ebpf, other)
-                short["ebpf" if ebpf else "user"].append(s)
+                s = recording(w.pid, rate, duration / 4, tmp, ebpf, other, ring)
+                short[kind].append(s)
     out = {}
     for kind, ss in rows.items():
         samples = sum(s["samples"] for s in ss)
@@ -121,19 +125,21 @@ def main(argv=None):
           "CPU time and samples), so start-up (attach; for --ebpf, loading and verifying the "
           "program) and tear-down drop out; start-up is given apart.\n")
     print("| Python | --ebpf: CPU per sample | steady | of which BPF | BPF run in the target "
-          "| start-up | invalid | user-space: CPU per sample | steady | start-up | invalid | ratio (steady) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| start-up | invalid | ring per sample: steady | of which BPF "
+          "| user-space: CPU per sample | steady | start-up | invalid | ratio (steady) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for ident, row in benchlib.per_interpreter(a.only, lambda py: measure(py, a.rate, a.duration,
                                                                            a.rounds, idle_ns)):
         if isinstance(row, str):
             print("| %s | %s |" % (ident, row))
             continue
-        e, u = row["ebpf"], row["user"]
-        print("| %s | %.2f us | %.2f us | %.2f us | %s | %.0f ms | %d/%d | %.2f us | %.2f us | %.0f ms "
-              "| %d/%d | %.1fx |" % (
+        e, g, u = row["ebpf"], row["ring"], row["user"]
+        print("| %s | %.2f us | %.2f us | %.2f us | %s | %.0f ms | %d/%d | %.2f us | %.2f us "
+              "| %.2f us | %.2f us | %.0f ms | %d/%d | %.1fx |" % (
                   ident, e["total_us"], e["steady_us"], e["bpf_us"],
                   "%.2f us" % e["run_in_target_us"] if e["run_in_target_us"] is not None else "-",
-                  e["start_ms"], e["invalid"], e["samples"] + e["invalid"], u["total_us"],
+                  e["start_ms"], e["invalid"], e["samples"] + e["invalid"], g["steady_us"],
+                  g["bpf_us"], u["total_us"],
                   u["steady_us"], u["start_ms"], u["invalid"], u["samples"] + u["invalid"],
                   u["steady_us"] / e["steady_us"] if e["steady_us"] else float("nan")))
         sys.stdout.flush()

@@ -201,6 +201,22 @@ static int on_event(void *ctx, void *data, size_t len)
 
 #define AGG_BATCH 128
 
+/* The same one entry at a time, for kernels without batch operations on
+ * hash maps (before 5.6). */
+static void agg_drain_slow(hm_ebpf *E, int fd)
+{
+	struct hm_bpf_agg_key k;
+	for (int i = 0; i < E->agg_max && bpf_map_get_next_key(fd, NULL, &k) == 0; i++) {
+		if (bpf_map_lookup_elem(fd, &k, &E->agg_vals[0]) == 0) {
+			E->c.agg_entries++;
+			deliver(E, &E->agg_vals[0].ev, sizeof E->agg_vals[0].ev, E->agg_vals[0].count,
+				E->agg_vals[0].last_ns);
+		}
+		if (bpf_map_delete_elem(fd, &k) != 0)
+			break;
+	}
+}
+
 /* Read and clear the aggs map, delivering each entry's samples. */
 static void agg_drain(hm_ebpf *E)
 {
@@ -221,7 +237,12 @@ static void agg_drain(hm_ebpf *E)
 							 E->agg_vals, &n, NULL);
 		int err = rc < 0 ? errno : 0;
 		first = 0;
-		for (uint32_t i = 0; i < n && (rc == 0 || err == ENOENT); i++) {
+		if (rc < 0 && err != ENOENT) {
+			if (rounds == 0)
+				agg_drain_slow(E, fd);      /* no batch operations here */
+			break;
+		}
+		for (uint32_t i = 0; i < n; i++) {
 			const struct hm_bpf_agg *v = &E->agg_vals[i];
 			E->c.agg_entries++;
 			deliver(E, &v->ev, sizeof v->ev, v->count, v->last_ns);
