@@ -74,6 +74,8 @@ static void usage(FILE *f)
 		"                         a cpu-clock event of each CPU): exact on-CPU samples,\n"
 		"                         no wake-up per sample; needs root; falls back to the\n"
 		"                         user-space sampler, saying why, where BPF is refused\n"
+		"      --kernel           with --ebpf: the kernel frames (from /proc/kallsyms)\n"
+		"                         under the Python line of samples that ran in the kernel\n"
 		"      --no-trace         don't read OpenTelemetry spans (default: samples of a\n"
 		"                         program using the OpenTelemetry SDK carry the span\n"
 		"                         they ran in: trace_id, span_id, span_name labels)\n"
@@ -104,7 +106,7 @@ struct record_args {
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
-	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF, O_NOTRACE, O_GROUPBY };
+	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF, O_NOTRACE, O_GROUPBY, O_KERNEL };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -131,6 +133,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"drop-file", required_argument, 0, O_DROPFILE},
 		{"async", no_argument, 0, O_ASYNCIO},
 		{"ebpf", no_argument, 0, O_EBPF},
+		{"kernel", no_argument, 0, O_KERNEL},
 		{"no-trace", no_argument, 0, O_NOTRACE},
 		{"group-by", required_argument, 0, O_GROUPBY},
 		{"help", no_argument, 0, 'h'},
@@ -187,6 +190,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case O_DROPFILE: a->filter.drop_file = optarg; break;
 		case O_ASYNCIO: a->so.async = 1; break;
 		case O_EBPF: a->so.ebpf = 1; break;
+		case O_KERNEL: a->so.ebpf_kernel = 1; break;
 		case O_NOTRACE: hm_python_trace_default(0); break;
 		case O_GROUPBY:
 			if (strcmp(optarg, "span"))
@@ -205,6 +209,8 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 	}
 	if (a->pid && a->cmd)
 		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	if (a->so.ebpf_kernel && !a->so.ebpf)
+		return cli_fail("--kernel needs --ebpf (kernel stacks are read in the kernel)") + 1;
 	return 0;
 }
 

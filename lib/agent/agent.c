@@ -598,6 +598,7 @@ int hm_agent_new(const hm_agent_opts *o, hm_agent **out)
 	a->discover = o->all || o->name_regex;
 	a->so.keep_going = a->discover;
 	a->so.ebpf = o->ebpf;
+	a->so.ebpf_kernel = o->ebpf && o->kernel;
 	if (gethostname(a->host, sizeof a->host) != 0)
 		snprintf(a->host, sizeof a->host, "unknown");
 	a->host[sizeof a->host - 1] = 0;

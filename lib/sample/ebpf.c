@@ -25,7 +25,7 @@ int hm_ebpf_built(void)
 
 #define NOT_BUILT "--ebpf: this homura was built without BPF support (clang, bpftool and libbpf-dev were missing)"
 
-int hm_ebpf_open(double rate_hz, hm_ebpf **out)
+int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out)
 {
 	*out = NULL;
 	return hm_error(HM_ESYS, NOT_BUILT);
@@ -123,6 +123,18 @@ struct hm_ebpf {
 	uint64_t agg_last;          /* when it was last read */
 	struct hm_bpf_agg_key *agg_keys;
 	struct hm_bpf_agg *agg_vals;
+	/* kernel stacks (--kernel) */
+	int kstack_on;
+	struct ksym *ksyms;         /* /proc/kallsyms text symbols, by address */
+	size_t nksyms;
+	char *ksym_names;
+	int ksyms_loaded;
+	const char *kf[HM_BPF_KSTACK_DEPTH];
+};
+
+struct ksym {
+	uint64_t addr;
+	size_t name;                /* offset in ksym_names */
 };
 
 static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -145,7 +157,7 @@ static struct watched *find_watched(hm_ebpf *e, pid_t pid)
 /* Deliver one record (from the ring, or an aggregate's first sample) as
  * count samples, the latest at t_ns (CLOCK_MONOTONIC). */
 static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64_t count,
-		    uint64_t t_ns)
+		    uint64_t t_ns, const char *const *kframes, int nk)
 {
 	size_t head = offsetof(struct hm_bpf_event, frames);
 	if (len < head)
@@ -185,7 +197,7 @@ static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64
 	E->c.samples += count;
 	E->delivered += (int)count;
 	E->fn(E->arg, w->owner, &E->th, (int64_t)count, E->weight_ns * (int64_t)count,
-	      t_ns + E->mono_to_real);
+	      t_ns + E->mono_to_real, kframes, nk);
 }
 
 static int on_event(void *ctx, void *data, size_t len)
@@ -193,13 +205,105 @@ static int on_event(void *ctx, void *data, size_t len)
 	hm_ebpf *E = ctx;
 	const struct hm_bpf_event *e = data;
 	if (len >= offsetof(struct hm_bpf_event, frames))
-		deliver(E, e, len, 1, e->t_ns);
+		deliver(E, e, len, 1, e->t_ns, NULL, 0);
 	return 0;
 }
 
 /* ---- the aggregates (pystack.h): read and cleared about once a second */
 
 #define AGG_BATCH 128
+
+/* ---- kernel stacks (--kernel): ids into the kstacks map, symbols from
+ * /proc/kallsyms (read once; text symbols only) */
+
+static int ksym_cmp(const void *a, const void *b)
+{
+	const struct ksym *x = a, *y = b;
+	return (x->addr > y->addr) - (x->addr < y->addr);
+}
+
+static void ksyms_load(hm_ebpf *E)
+{
+	E->ksyms_loaded = 1;
+	FILE *f = fopen("/proc/kallsyms", "re");
+	if (!f)
+		return;
+	size_t cap = 0, ncap = 0, nlen = 0;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long addr;
+		char type, name[256];
+		if (sscanf(line, "%llx %c %255s", &addr, &type, name) != 3 || !addr ||
+		    (type != 't' && type != 'T'))
+			continue;
+		size_t l = strlen(name) + 1;
+		if (E->nksyms == cap) {
+			size_t nc = cap ? cap * 2 : 65536;
+			struct ksym *ns = realloc(E->ksyms, nc * sizeof *ns);
+			if (!ns)
+				break;
+			E->ksyms = ns;
+			cap = nc;
+		}
+		if (nlen + l > ncap) {
+			size_t nc = ncap ? ncap * 2 : 1 << 20;
+			char *nn = realloc(E->ksym_names, nc);
+			if (!nn)
+				break;
+			E->ksym_names = nn;
+			ncap = nc;
+		}
+		memcpy(E->ksym_names + nlen, name, l);
+		E->ksyms[E->nksyms++] = (struct ksym){addr, nlen};
+		nlen += l;
+	}
+	fclose(f);
+	qsort(E->ksyms, E->nksyms, sizeof *E->ksyms, ksym_cmp);
+}
+
+static const char *ksym_name(hm_ebpf *E, uint64_t ip)
+{
+	size_t lo = 0, hi = E->nksyms;
+	while (lo < hi) {   /* the last symbol at or below ip */
+		size_t mid = lo + (hi - lo) / 2;
+		if (E->ksyms[mid].addr <= ip)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? E->ksym_names + E->ksyms[lo - 1].name : "[kernel]";
+}
+
+/* The kernel frames of stack id into E->kf (leaf first); their number. */
+static int kernel_frames(hm_ebpf *E, int id)
+{
+	if (!E->kstack_on || id < 0)
+		return 0;
+	if (!E->ksyms_loaded)
+		ksyms_load(E);
+	uint64_t ips[HM_BPF_KSTACK_DEPTH];
+	uint32_t key = (uint32_t)id;
+	if (bpf_map__lookup_elem(E->skel->maps.kstacks, &key, sizeof key, ips, sizeof ips, 0) != 0)
+		return 0;
+	int n = 0;
+	while (n < HM_BPF_KSTACK_DEPTH && ips[n]) {
+		E->kf[n] = ksym_name(E, ips[n]);
+		n++;
+	}
+	return n;
+}
+
+/* Forget the kernel stacks read (the map is bounded). */
+static void kstacks_clear(hm_ebpf *E)
+{
+	if (!E->kstack_on)
+		return;
+	int fd = bpf_map__fd(E->skel->maps.kstacks);
+	uint32_t k;
+	for (int i = 0; i < HM_BPF_KSTACKS && bpf_map_get_next_key(fd, NULL, &k) == 0; i++)
+		if (bpf_map_delete_elem(fd, &k) != 0)
+			break;
+}
 
 /* The same one entry at a time, for kernels without batch operations on
  * hash maps (before 5.6). */
@@ -209,8 +313,9 @@ static void agg_drain_slow(hm_ebpf *E, int fd)
 	for (int i = 0; i < E->agg_max && bpf_map_get_next_key(fd, NULL, &k) == 0; i++) {
 		if (bpf_map_lookup_elem(fd, &k, &E->agg_vals[0]) == 0) {
 			E->c.agg_entries++;
+			int nk = kernel_frames(E, k.kstack);
 			deliver(E, &E->agg_vals[0].ev, sizeof E->agg_vals[0].ev, E->agg_vals[0].count,
-				E->agg_vals[0].last_ns);
+				E->agg_vals[0].last_ns, E->kf, nk);
 		}
 		if (bpf_map_delete_elem(fd, &k) != 0)
 			break;
@@ -245,11 +350,13 @@ static void agg_drain(hm_ebpf *E)
 		for (uint32_t i = 0; i < n; i++) {
 			const struct hm_bpf_agg *v = &E->agg_vals[i];
 			E->c.agg_entries++;
-			deliver(E, &v->ev, sizeof v->ev, v->count, v->last_ns);
+			int nk = kernel_frames(E, E->agg_keys[i].kstack);
+			deliver(E, &v->ev, sizeof v->ev, v->count, v->last_ns, E->kf, nk);
 		}
 		if (rc < 0)
 			break;                      /* ENOENT: the end */
 	}
+	kstacks_clear(E);
 }
 
 /* The layout the BPF program walks with, from the target's hm_pylayout. */
@@ -330,7 +437,7 @@ static int same_pid_namespace(pid_t pid)
 	return la > 0 && la == lb && !memcmp(a, b, (size_t)la);
 }
 
-int hm_ebpf_open(double rate_hz, hm_ebpf **out)
+int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out)
 {
 	*out = NULL;
 	libbpf_set_print(libbpf_quiet);
@@ -351,6 +458,8 @@ int hm_ebpf_open(double rate_hz, hm_ebpf **out)
 	E->skel = hm_pystack__open();
 	if (E->skel) {
 		E->skel->rodata->hm_agg_on = (uint32_t)E->agg;
+		E->skel->rodata->hm_kstack_on = kernel_stacks ? 1u : 0u;
+		E->kstack_on = kernel_stacks != 0;
 		bpf_map__set_max_entries(E->skel->maps.aggs, (uint32_t)E->agg_max);
 		if (hm_pystack__load(E->skel) != 0) {
 			int err = errno;
@@ -572,6 +681,8 @@ void hm_ebpf_close(hm_ebpf *E)
 	free(E->th.frames);
 	free(E->agg_keys);
 	free(E->agg_vals);
+	free(E->ksyms);
+	free(E->ksym_names);
 	free(E->links);
 	free(E->fds);
 	free(E->w);

@@ -32,9 +32,11 @@ typedef struct hm_ebpf hm_ebpf;
 
 /* count resolved samples of one stack: a thread of a watched process
  * (th->tid the host tid, th's frames leaf first), weight_ns of on-CPU time
- * in all, the latest at t_ns (unix time). */
+ * in all, the latest at t_ns (unix time); with kernel stacks on, the nk
+ * kernel frames (symbol names, leaf first) it interrupted, else nk 0. */
 typedef void (*hm_ebpf_sample_fn)(void *arg, void *owner, const hm_pythread *th, int64_t count,
-				  int64_t weight_ns, uint64_t t_ns);
+				  int64_t weight_ns, uint64_t t_ns, const char *const *kframes,
+				  int nk);
 
 typedef struct hm_ebpf_counts {
 	uint64_t samples;        /* resolved and delivered */
@@ -51,8 +53,10 @@ typedef struct hm_ebpf_counts {
 } hm_ebpf_counts;
 
 /* Load the program and attach it to a cpu-clock event of every CPU at
- * rate_hz. HM_EPERM/HM_ESYS with a one-line reason where BPF is refused. */
-int hm_ebpf_open(double rate_hz, hm_ebpf **out);
+ * rate_hz; kernel_stacks: samples taken in kernel mode carry the kernel
+ * stack (symbols from /proc/kallsyms). HM_EPERM/HM_ESYS with a one-line
+ * reason where BPF is refused. */
+int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out);
 /* Sample process pid (its interpreter py stays owned by the caller and must
  * outlive the watch); owner is passed back with its samples. HM_EVERSION
  * for interpreters the in-kernel walker cannot walk (before 3.8). */

@@ -333,7 +333,7 @@ int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sam
 		    s->o.idle)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "--ebpf does not combine with --native, "
 				 "--async, --subprocesses, --blocking, --gil or --idle");
-		else if (hm_ebpf_open(s->o.rate_hz, &s->bpf) != HM_OK)
+		else if (hm_ebpf_open(s->o.rate_hz, s->o.ebpf_kernel, &s->bpf) != HM_OK)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "%s", hm_errmsg());
 	}
 	*out = s;
@@ -528,7 +528,7 @@ static void check_exits(hm_sampler *s, uint64_t now)
  * end. */
 static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
 			const hm_natstack *ns, const hm_sampler_opts *po, int64_t count, int64_t weight,
-			uint64_t wall)
+			uint64_t wall, const char *const *kframes, int nk)
 {
 	hm_profile *p = pr->pub.profile;
 	if (p) {
@@ -542,7 +542,7 @@ static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
 		} else if (pr->as && (task = hm_asyncsampler_running(pr->as, th, &coro))) {
 			hm_sampler_add_task(p, task, th, coro, po, weight, wall);
 		} else {
-			hm_sampler_add_thread_n(p, th, po, count, weight, wall);
+			hm_sampler_add_thread_n(p, th, po, count, weight, wall, kframes, nk);
 		}
 	}
 	if (s->ev.stack)
@@ -638,7 +638,7 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 			if (ns->state == HM_NATSTACK_SKIP)
 				continue;
 		}
-		emit_thread(s, pr, th, ns, &po, 1, (int64_t)period, wall);
+		emit_thread(s, pr, th, ns, &po, 1, (int64_t)period, wall, NULL, 0);
 	}
 	if (async) {
 		const hm_pytask *t;
@@ -658,12 +658,12 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 
 /* A stack the in-kernel walker took count times (--ebpf). */
 static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t count,
-		       int64_t weight_ns, uint64_t t_ns)
+		       int64_t weight_ns, uint64_t t_ns, const char *const *kframes, int nk)
 {
 	hm_sampler *s = arg;
 	struct proc *pr = owner;
 	hm_sampler_opts po = s->o;
-	emit_thread(s, pr, th, NULL, &po, count, weight_ns, t_ns);
+	emit_thread(s, pr, th, NULL, &po, count, weight_ns, t_ns, kframes, nk);
 }
 
 /* Drain what the in-kernel walker found (waiting up to timeout_ms). */

@@ -63,6 +63,8 @@ typedef struct hm_sampler_opts {
 				  * while it discovers new ones) */
 	int ebpf;                /* walk the stacks in the kernel (sample/ebpf.h)
 				  * where possible: see hm_sampler_ebpf_why */
+	int ebpf_kernel;         /* with ebpf: kernel frames under the Python
+				  * leaf of samples taken in kernel mode */
 	/* Set by the loop for each process while following subprocesses:
 	 * a "process PID: program" frame at the root of its stacks. */
 	pid_t process_pid;
@@ -211,9 +213,11 @@ uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *f, const hm_sample
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns);
 /* count samples of the same stack at once (weight_ns in all; --ebpf's
- * per-stack counts). */
+ * per-stack counts), with nk kernel frames (leaf first, symbol names; the
+ * sample interrupted the kernel: --kernel) under the Python leaf. */
 void hm_sampler_add_thread_n(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
-			     int64_t count, int64_t weight_ns, uint64_t t_ns);
+			     int64_t count, int64_t weight_ns, uint64_t t_ns,
+			     const char *const *kframes, int nk);
 
 /* The --native variant: th merged with ns (native frames have kind
  * HM_FRAME_NATIVE). Falls back to hm_sampler_add_thread when ns is not

@@ -83,14 +83,15 @@ static void add_stack(hm_profile *p, const uint32_t *ids, uint32_t k, const hm_s
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns)
 {
-	hm_sampler_add_thread_n(p, th, o, 1, weight_ns, t_ns);
+	hm_sampler_add_thread_n(p, th, o, 1, weight_ns, t_ns, NULL, 0);
 }
 
 void hm_sampler_add_thread_n(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
-			     int64_t count, int64_t weight_ns, uint64_t t_ns)
+			     int64_t count, int64_t weight_ns, uint64_t t_ns,
+			     const char *const *kframes, int nk)
 {
 	uint32_t stackbuf[512];
-	uint32_t n = (uint32_t)th->nframes + 3;
+	uint32_t n = (uint32_t)th->nframes + 3 + (uint32_t)(nk > 0 ? nk : 0);
 	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
 	if (!ids)
 		return;
@@ -99,6 +100,10 @@ void hm_sampler_add_thread_n(hm_profile *p, const hm_pythread *th, const hm_samp
 		ids[k++] = py_frame(p, &th->frames[i], o);
 	if (th->in_gc)   /* a garbage collection runs under these frames */
 		ids[k++] = other_frame(p, "<gc>");
+	for (int i = nk - 1; i >= 0; i--) {   /* kernel frames, leaf first */
+		hm_frame f = {hm_profile_intern_cstr(p, kframes[i]), 0, 0, 0, HM_FRAME_KERNEL};
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
 	add_stack(p, ids, k, o, th->tid, th->name, &th->span, count, weight_ns, t_ns);
 	if (ids != stackbuf)
 		free(ids);

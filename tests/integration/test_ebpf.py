@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from conftest import HOMURA, program, record
+from conftest import HOMURA, assert_one_error_line, homura, program, record
 from test_oncpu import cpu_ns, shares, thread_samples
 
 KERNEL = "sampled in the kernel"
@@ -188,6 +188,43 @@ def test_ebpf_launch_keeps_output(default_py, tmp_path):
     assert r.stdout == "total %d\n" % sum(range(3000000)), r.stdout
     assert KERNEL in r.stderr and "the target exited" in r.stderr, r.stderr
     assert "<module>" in out.read_text()
+
+
+def test_kernel_needs_ebpf(tmp_path):
+    """--kernel without --ebpf: one error line, nothing recorded."""
+    line = assert_one_error_line(homura("record", "--kernel", "-o", tmp_path / "x.txt", "--",
+                                        "/bin/true"))
+    assert "--kernel needs --ebpf" in line, line
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_ebpf_kernel_frames_under_python_line(default_py, tmp_path):
+    """--kernel: a program reading /dev/zero spends its time in the kernel;
+    those samples carry the kernel's frames (the system call down to the
+    /dev/zero driver's read_zero, named from /proc/kallsyms) under the
+    Python line that calls read(), and without --kernel they do not."""
+    need_ebpf()
+    script = tmp_path / "zero.py"
+    script.write_text("import time\nend = time.time() + 1.5\n"
+                      "with open('/dev/zero', 'rb', buffering=0) as f:\n"
+                      "    while time.time() < end:\n"
+                      "        f.read(1 << 20)\n")
+    for kernel in (True, False):
+        out = tmp_path / ("k%d.txt" % kernel)
+        args = ["--ebpf"] + (["--kernel"] if kernel else []) + ["-r", 1000, "-f", "collapsed",
+                                                                "--", default_py.path, script]
+        r = record(*args, output=out)
+        assert KERNEL in r.stderr, r.stderr
+        prof = r.profile()
+        under_read = 0
+        for frames, c in prof.stacks:
+            names = [f.name for f in frames]
+            at = [i for i, f in enumerate(frames) if f.name == "<module>" and f.line == 5]
+            if kernel and at and "read_zero" in names[at[-1] + 1:]:
+                under_read += c
+            assert kernel or "read_zero" not in names, names
+        if kernel:
+            assert under_read >= 0.2 * prof.total, prof.summary()
 
 
 def test_ebpf_refused_falls_back(tmp_path):

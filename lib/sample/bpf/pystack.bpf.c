@@ -207,6 +207,17 @@ struct {
 	__type(value, struct hm_bpf_agg);
 } aggs SEC(".maps");
 
+/* Set by user space before loading: 1 to key samples taken in kernel mode
+ * by their kernel stack too (--kernel). */
+volatile const __u32 hm_kstack_on = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, HM_BPF_KSTACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, HM_BPF_KSTACK_DEPTH * sizeof(__u64));
+} kstacks SEC(".maps");
+
 /* Where a new key's first value is built. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -224,10 +235,11 @@ static __always_inline __u64 agg_mix(__u64 h, __u64 code, __u64 instr)
 
 /* Count e (whose frames hash to hash) in aggs: 0 done, -1 the map is full
  * (send it to the ring instead). */
-static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash)
+static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int kstack)
 {
 	struct hm_bpf_agg_key k;
 	__builtin_memset(&k, 0, sizeof k);
+	k.kstack = kstack;
 	k.pid = e->pid;
 	k.tid = e->tid;
 	k.stack = hash;
@@ -375,7 +387,10 @@ out:
 	e->truncated = w.truncated;
 	e->nframes = w.n;
 	if (hm_agg_on) {
-		if (agg_add(e, w.hash) == 0) {
+		int kstack = -1;
+		if (hm_kstack_on && e->kernel)
+			kstack = (int)bpf_get_stackid(ctx, &kstacks, 0);
+		if (agg_add(e, w.hash, kstack < 0 ? -1 : kstack) == 0) {
 			count(HM_BPFC_AGGREGATED);
 			return 0;
 		}

@@ -87,6 +87,9 @@ struct hm_bpf_agg_key {
 	unsigned int nframes;
 	unsigned char status, truncated, kernel, pad;
 	struct hm_bpf_span span;         /* zero until spans are read */
+	int kstack;                      /* kstacks id of the kernel stack
+					  * (--kernel, in kernel mode), else -1 */
+	unsigned int pad2;
 };
 
 struct hm_bpf_agg {
@@ -96,5 +99,7 @@ struct hm_bpf_agg {
 };
 
 #define HM_BPF_AGG_ENTRIES 4096     /* default size of the aggs map */
+#define HM_BPF_KSTACK_DEPTH 64      /* kernel frames kept (--kernel) */
+#define HM_BPF_KSTACKS 4096         /* distinct kernel stacks per read */
 
 #endif
