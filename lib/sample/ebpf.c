@@ -82,7 +82,10 @@ void hm_ebpf_close(hm_ebpf *e)
 					  * kernel side finds new threads and checks
 					  * the ones it knows by their native id) */
 #define TID_REFRESH_OLD_NS 50000000ull   /* <=3.10: the kernel cannot find them itself */
-#define AGG_READ_NS 1000000000ull        /* read the aggregates every second */
+#define AGG_READ_NS 1000000000ull        /* read the aggregates every second, */
+#define AGG_FIRST_NS 50000000ull         /* and 50 ms after a new process is watched,
+					  * doubling from there: its code objects are
+					  * resolved while it runs, even if it is short */
 
 int hm_ebpf_built(void)
 {
@@ -121,6 +124,7 @@ struct hm_ebpf {
 	int agg;                    /* on (the default) */
 	int agg_max;                /* the aggs map's size */
 	uint64_t agg_last;          /* when it was last read */
+	uint64_t agg_every;         /* and how long after that it is read again */
 	struct hm_bpf_agg_key *agg_keys;
 	struct hm_bpf_agg *agg_vals;
 	/* kernel stacks (--kernel) */
@@ -520,6 +524,7 @@ int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out)
 	}
 	E->mono_to_real = hm_real_ns() - hm_mono_ns();
 	E->agg_last = hm_mono_ns();
+	E->agg_every = AGG_READ_NS;
 	E->rb = ring_buffer__new(bpf_map__fd(E->skel->maps.events), on_event, E, NULL);
 	if (!E->rb) {
 		rc = hm_error(HM_ESYS, "--ebpf: cannot open the ring buffer: %s", strerror(errno));
@@ -573,6 +578,9 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		return hm_error(HM_EIO, "--ebpf: cannot read the interpreter's threads of process %d", (int)pid);
 	}
 	w->last_threads = hm_mono_ns();
+	/* Read the counts soon: resolve its code objects while it runs. */
+	E->agg_last = w->last_threads;
+	E->agg_every = AGG_FIRST_NS;
 	return HM_OK;
 }
 
@@ -606,9 +614,10 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
 	uint64_t now = hm_mono_ns();
-	if (E->agg && (timeout_ms < 0 || now - E->agg_last >= AGG_READ_NS)) {
+	if (E->agg && (timeout_ms < 0 || now - E->agg_last >= E->agg_every)) {
 		agg_drain(E);
 		E->agg_last = now;
+		E->agg_every = E->agg_every * 2 < AGG_READ_NS ? E->agg_every * 2 : AGG_READ_NS;
 	}
 	for (int i = 0; i < E->nw; i++) {
 		struct watched *w = &E->w[i];
@@ -654,7 +663,11 @@ void hm_ebpf_counts_get(hm_ebpf *E, hm_ebpf_counts *c)
 
 int hm_ebpf_wake_ms(const hm_ebpf *E)
 {
-	return E->agg ? 200 : 50;
+	if (!E->agg)
+		return 50;
+	uint64_t now = hm_mono_ns(), due = E->agg_last + E->agg_every;
+	uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 1;
+	return ms < 200 ? (int)ms : 200;
 }
 
 uint64_t hm_ebpf_invalid(const hm_ebpf *E)

@@ -69,9 +69,11 @@ void hm_ebpf_unwatch(hm_ebpf *e, pid_t pid);
 int hm_ebpf_poll(hm_ebpf *e, int timeout_ms, hm_ebpf_sample_fn fn, void *arg);
 void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c);
 /* How long the loop may sleep between polls when only the kernel samples:
- * 50 ms when every sample goes through the ring buffer, 200 ms when the
- * kernel counts them per stack (the ring then carries only what does not
- * fit, and wakes the loop early when it fills up). */
+ * 50 ms when every sample goes through the ring buffer, up to 200 ms when
+ * the kernel counts them per stack (the ring then carries only what does
+ * not fit, and wakes the loop early when it fills up), less when the counts
+ * are due: 50 ms after a process is watched, then twice as long each time
+ * up to a second. */
 int hm_ebpf_wake_ms(const hm_ebpf *e);
 /* counts.invalid alone, without asking the kernel (for every poll). */
 uint64_t hm_ebpf_invalid(const hm_ebpf *e);
