@@ -132,7 +132,8 @@ def test_ebpf_counts_in_kernel_and_ring_fallback(mode, default_py, spawn, tmp_pa
     assert tot["aggregated"] + tot["agg_full"] == tot["matched"], report
     if mode == "counted":
         assert tot["agg_full"] == 0, report
-        assert 0 < tot["agg_entries"] < tot["samples"] / 2, report
+        # fewer entries read than samples: same stacks were counted together
+        assert 0 < tot["agg_entries"] < tot["aggregated"], report
     else:
         assert tot["agg_full"] > 0 and tot["aggregated"] > 0, report
 
