@@ -81,11 +81,12 @@ def pinned(argv, cpu):
     return argv if cpu is None else ["taskset", "-c", str(cpu)] + list(argv)
 
 
-def homura_record(args, timeout=120, exe=None, cpu=None):
+def homura_record(args, timeout=120, exe=None, cpu=None, env=None):
     """Run `homura record ARGS` (exe: another homura binary, default HOMURA;
-    cpu: pinned to that CPU)."""
+    cpu: pinned to that CPU; env: added to the environment)."""
     p = subprocess.run(pinned([exe or HOMURA, "record"], cpu) + [str(a) for a in args], capture_output=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL)
+                       timeout=timeout, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, **env) if env else None)
     if p.returncode != 0:
         raise RuntimeError("homura record %s: %s" % (" ".join(map(str, args)),
                                                       p.stderr.decode(errors="replace")))

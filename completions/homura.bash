@@ -19,7 +19,7 @@ _homura_options()
 {
 	case $1 in
 	record) echo "-p --pid -o --output -f --format -r --rate -d --duration -i --idle
-		-g --gil -t --threads -s --subprocesses -n --native --async --ebpf --no-trace --group-by --nolineno --function
+		-g --gil -t --threads -s --subprocesses -n --native --async --ebpf --kernel --no-trace --group-by --nolineno --function
 		--full-filenames --blocking --nonblocking --no-jitter --max-depth --stats-json
 		--title --focus --hide --thread --drop-file -h --help" ;;
 	run) echo "--cpu --memory --gpu -o --output --json --heap --profile-all -r --rate -p --pid
@@ -33,7 +33,7 @@ _homura_options()
 		--drop-file --group-by -h --help" ;;
 	diff) echo "-o --output -f --format --title --width --focus --hide --thread
 		--drop-file -h --help" ;;
-	agent) echo "-p --pid --name --all --scan-interval -r --rate --interval --idle --ebpf
+	agent) echo "-p --pid --name --all --scan-interval -r --rate --interval --idle --ebpf --kernel
 		--nolineno --no-trace --max-depth --service --label --otlp --server --pyroscope --dir
 		--dir-format --dir-max-size --queue-max-bytes --spool --spool-max-bytes
 		--timeout --backoff-max --max-attempts --max-age --flush-timeout --header --token --config

@@ -61,6 +61,8 @@ static void usage(FILE *f)
 		"      --nolineno            aggregate by function, not by line\n"
 		"      --ebpf                walk the stacks in the kernel (one BPF program for\n"
 		"                            every target; root); else the user-space sampler\n"
+		"      --kernel              with --ebpf: kernel frames under the Python line of\n"
+		"                            samples that ran in the kernel (/proc/kallsyms)\n"
 		"      --no-trace            don't read OpenTelemetry spans (by default samples\n"
 		"                            of programs using the OpenTelemetry SDK carry\n"
 		"                            trace_id, span_id and span_name)\n"
@@ -141,7 +143,7 @@ enum {
 	O_NAME = 256, O_ALL, O_SCAN, O_INTERVAL, O_IDLE, O_NOLINENO, O_EBPF, O_DEPTH, O_SERVICE, O_LABEL,
 	O_OTLP, O_SERVER, O_PYRO, O_DIR, O_DIRFMT, O_DIRMAX, O_QMAX, O_SPOOL, O_SPOOLMAX,
 	O_TIMEOUT, O_BACKOFF, O_MAXATT, O_MAXAGE, O_FLUSH, O_HEADER, O_TOKEN, O_CONFIG, O_STATSI, O_STATSJ,
-	O_NOTRACE,
+	O_NOTRACE, O_KERNEL,
 };
 
 static const struct option long_opts[] = {
@@ -154,6 +156,7 @@ static const struct option long_opts[] = {
 	{"idle", no_argument, 0, O_IDLE},
 	{"nolineno", no_argument, 0, O_NOLINENO},
 	{"ebpf", no_argument, 0, O_EBPF},
+	{"kernel", no_argument, 0, O_KERNEL},
 	{"no-trace", no_argument, 0, O_NOTRACE},
 	{"max-depth", required_argument, 0, O_DEPTH},
 	{"service", required_argument, 0, O_SERVICE},
@@ -210,6 +213,7 @@ static int apply_opt(struct agent_args *a, int c, const char *v)
 	case O_IDLE: a->ao.idle = !v || strcmp(v, "false"); return 0;
 	case O_NOLINENO: a->ao.nolineno = !v || strcmp(v, "false"); return 0;
 	case O_EBPF: a->ao.ebpf = !v || strcmp(v, "false"); return 0;
+	case O_KERNEL: a->ao.kernel = !v || strcmp(v, "false"); return 0;
 	case O_NOTRACE: hm_python_trace_default(!(!v || strcmp(v, "false"))); return 0;
 	case O_DEPTH:
 		a->ao.max_depth = (int)strtol(v, &end, 10);

@@ -76,6 +76,8 @@ static void usage(FILE *f)
 		"                         a cpu-clock event of each CPU): exact on-CPU samples,\n"
 		"                         no wake-up per sample; needs root; falls back to the\n"
 		"                         user-space sampler, saying why, where BPF is refused\n"
+		"      --kernel           with --ebpf: the kernel frames (from /proc/kallsyms)\n"
+		"                         under the Python line of samples that ran in the kernel\n"
 		"      --no-trace         don't read OpenTelemetry spans (default: samples of a\n"
 		"                         program using the OpenTelemetry SDK carry the span\n"
 		"                         they ran in: trace_id, span_id, span_name labels)\n"
@@ -106,7 +108,7 @@ struct record_args {
 static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	enum { O_NOLINENO = 256, O_BLOCKING, O_STATS, O_NOJITTER, O_DEPTH, O_TITLE, O_FOCUS, O_HIDE,
-	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF, O_NOTRACE, O_GROUPBY };
+	       O_THREAD, O_DROPFILE, O_ASYNCIO, O_NONBLOCKING, O_FULLNAMES, O_EBPF, O_NOTRACE, O_GROUPBY, O_KERNEL };
 	static const struct option opts[] = {
 		{"pid", required_argument, 0, 'p'},
 		{"output", required_argument, 0, 'o'},
@@ -133,6 +135,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		{"drop-file", required_argument, 0, O_DROPFILE},
 		{"async", no_argument, 0, O_ASYNCIO},
 		{"ebpf", no_argument, 0, O_EBPF},
+		{"kernel", no_argument, 0, O_KERNEL},
 		{"no-trace", no_argument, 0, O_NOTRACE},
 		{"group-by", required_argument, 0, O_GROUPBY},
 		{"help", no_argument, 0, 'h'},
@@ -189,6 +192,7 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 		case O_DROPFILE: a->filter.drop_file = optarg; break;
 		case O_ASYNCIO: a->so.async = 1; break;
 		case O_EBPF: a->so.ebpf = 1; break;
+		case O_KERNEL: a->so.ebpf_kernel = 1; break;
 		case O_NOTRACE: hm_python_trace_default(0); break;
 		case O_GROUPBY:
 			if (strcmp(optarg, "span"))
@@ -207,6 +211,8 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 	}
 	if (a->pid && a->cmd)
 		return cli_fail("give either -p PID or a command to run, not both") + 1;
+	if (a->so.ebpf_kernel && !a->so.ebpf)
+		return cli_fail("--kernel needs --ebpf (kernel stacks are read in the kernel)") + 1;
 	return 0;
 }
 
@@ -281,7 +287,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		"{\"samples\": %llu, \"invalid\": %llu, \"span_torn\": %llu, \"late\": %llu, \"ticks\": %llu, "
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
 		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
-		"\"dropped\": %llu, \"no_python\": %llu, \"native_joined\": %llu, "
+		"\"dropped\": %llu, \"no_python\": %llu, \"aggregated\": %llu, \"agg_full\": %llu, "
+		"\"agg_entries\": %llu, \"native_joined\": %llu, "
 		"\"native_unjoined\": %llu, \"native_lost\": %llu}, \"native\": {\"unwinds\": %llu, "
 		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
@@ -291,7 +298,9 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		(double)st->cost_max_ns / 1000.0, hm_sampler_cost_mean_us(st),
 		(unsigned long long)st->bpf_runs, (unsigned long long)st->bpf_run_ns,
 		(unsigned long long)st->bpf_matched, (unsigned long long)st->bpf_dropped,
-		(unsigned long long)st->bpf_no_python, (unsigned long long)st->bpf_native_joined,
+		(unsigned long long)st->bpf_no_python, (unsigned long long)st->bpf_aggregated,
+		(unsigned long long)st->bpf_agg_full, (unsigned long long)st->bpf_agg_entries,
+		(unsigned long long)st->bpf_native_joined,
 		(unsigned long long)st->bpf_native_unjoined, (unsigned long long)st->bpf_native_lost,
 		(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,
 		(unsigned long long)st->native_failed, (unsigned long long)st->native_stop_ns);

@@ -57,6 +57,7 @@ typedef struct agent_target {
 typedef struct seen_proc {       /* examined and not profiled */
 	pid_t pid;
 	uint64_t starttime;
+	uint64_t ino;            /* of /proc/PID when last seen (0: unknown) */
 	int tries;               /* not-ready attempts so far */
 	int rejected;            /* never retry */
 } seen_proc;
@@ -76,6 +77,8 @@ struct hm_agent {
 	seen_proc *seen;
 	size_t nseen, seen_cap;
 	pid_t *scanbuf;
+	uint64_t *scanino;          /* /proc/PID inode numbers, by scan order */
+	pid_t *scanpid;             /* the scanned pids, sorted */
 	char host[256];
 	hm_agent_stats st;
 	uint64_t t0_mono;
@@ -418,16 +421,30 @@ static int matches(hm_agent *a, pid_t pid)
 	return m;
 }
 
+/* The entry of a process examined in an earlier scan whose /proc/PID
+ * directory is still the same (so is the process): no need to read its
+ * start time again. */
+static seen_proc *seen_same(hm_agent *a, pid_t pid, uint64_t ino)
+{
+	if (!ino)
+		return NULL;
+	for (size_t i = 0; i < a->nseen; i++)
+		if (a->seen[i].pid == pid && a->seen[i].ino == ino)
+			return &a->seen[i];
+	return NULL;
+}
+
 static void scan(hm_agent *a)
 {
-	int n = hm_discover_pids(a->scanbuf, MAX_PIDS_SCAN);
+	int n = hm_discover_pids_ino(a->scanbuf, a->scanino, MAX_PIDS_SCAN);
 	if (n < 0)
 		return;
-	qsort(a->scanbuf, (size_t)n, sizeof *a->scanbuf, cmp_pid);
+	memcpy(a->scanpid, a->scanbuf, (size_t)n * sizeof *a->scanpid);
+	qsort(a->scanpid, (size_t)n, sizeof *a->scanpid, cmp_pid);
 	/* Forget processes that are gone, so the list stays bounded. */
 	size_t k = 0;
 	for (size_t i = 0; i < a->nseen; i++)
-		if (bsearch(&a->seen[i].pid, a->scanbuf, (size_t)n, sizeof(pid_t), cmp_pid))
+		if (bsearch(&a->seen[i].pid, a->scanpid, (size_t)n, sizeof(pid_t), cmp_pid))
 			a->seen[k++] = a->seen[i];
 	a->nseen = k;
 	pid_t self = getpid();
@@ -435,14 +452,21 @@ static void scan(hm_agent *a)
 		pid_t pid = a->scanbuf[i];
 		if (pid == self || have_target(a, pid))
 			continue;
+		seen_proc *s = seen_same(a, pid, a->scanino[i]);
+		if (s && s->rejected)
+			continue;   /* the same process as before (no /proc/PID/stat read) */
 		uint64_t st = hm_proc_starttime(pid);
 		if (!st)
 			continue;
-		seen_proc *s = seen_find(a, pid, st);
-		if (s && s->rejected)
+		if (!s)
+			s = seen_find(a, pid, st);
+		if (s && s->rejected) {
+			s->ino = a->scanino[i];
 			continue;
+		}
 		if (!s && !(s = seen_add(a, pid, st)))
 			continue;
+		s->ino = a->scanino[i];
 		if (!hm_proc_looks_python(pid) || !matches(a, pid)) {
 			s->rejected = 1;
 			continue;
@@ -574,6 +598,7 @@ int hm_agent_new(const hm_agent_opts *o, hm_agent **out)
 	a->discover = o->all || o->name_regex;
 	a->so.keep_going = a->discover;
 	a->so.ebpf = o->ebpf;
+	a->so.ebpf_kernel = o->ebpf && o->kernel;
 	if (gethostname(a->host, sizeof a->host) != 0)
 		snprintf(a->host, sizeof a->host, "unknown");
 	a->host[sizeof a->host - 1] = 0;
@@ -598,7 +623,10 @@ int hm_agent_new(const hm_agent_opts *o, hm_agent **out)
 		}
 		a->has_re = 1;
 	}
-	if ((o->all || o->name_regex) && !(a->scanbuf = malloc(MAX_PIDS_SCAN * sizeof(pid_t))))
+	if ((o->all || o->name_regex) &&
+	    (!(a->scanbuf = malloc(MAX_PIDS_SCAN * sizeof(pid_t))) ||
+	     !(a->scanpid = malloc(MAX_PIDS_SCAN * sizeof(pid_t))) ||
+	     !(a->scanino = malloc(MAX_PIDS_SCAN * sizeof(uint64_t)))))
 		rc = hm_error(HM_ENOMEM, "out of memory");
 	for (int i = 0; rc == HM_OK && i < o->npids; i++) {
 		if (have_target(a, o->pids[i]))
@@ -676,5 +704,7 @@ void hm_agent_free(hm_agent *a)
 	free(a->exp);
 	free(a->seen);
 	free(a->scanbuf);
+	free(a->scanpid);
+	free(a->scanino);
 	free(a);
 }

@@ -24,6 +24,8 @@ typedef struct hm_agent_opts {
 	int idle;                /* include threads not on CPU (wall time) */
 	int nolineno;            /* aggregate by function */
 	int ebpf;                /* sample in the kernel (sample/ebpf.h) */
+	int kernel;              /* with ebpf: kernel frames of samples that
+				  * ran in the kernel */
 	int max_depth;           /* frames kept per stack (default 4096) */
 	const pid_t *pids;       /* fixed targets */
 	int npids;

@@ -16,6 +16,11 @@
 
 int hm_discover_pids(pid_t *out, int max)
 {
+	return hm_discover_pids_ino(out, NULL, max);
+}
+
+int hm_discover_pids_ino(pid_t *out, uint64_t *ino, int max)
+{
 	DIR *d = opendir("/proc");
 	if (!d)
 		return -1;
@@ -26,6 +31,8 @@ int hm_discover_pids(pid_t *out, int max)
 		long v = strtol(de->d_name, &end, 10);
 		if (*end || v <= 0 || !isdigit((unsigned char)de->d_name[0]))
 			continue;
+		if (ino)
+			ino[n] = (uint64_t)de->d_ino;
 		out[n++] = (pid_t)v;
 	}
 	closedir(d);

@@ -13,6 +13,11 @@
 /* pids of every process in /proc (not threads). Returns the count stored
  * (<= max), or -1 when /proc cannot be read. */
 int hm_discover_pids(pid_t *out, int max);
+/* The same with each /proc/PID directory's inode number (ino[i]; 0 if
+ * unknown). procfs keeps a live process's directory, so an unchanged number
+ * is the same process (a recycled pid gets a new one): a scan can skip
+ * reading the start time of processes it has seen. */
+int hm_discover_pids_ino(pid_t *out, uint64_t *ino, int max);
 /* Parent pid (/proc/PID/stat field 4); 0 if gone. */
 pid_t hm_proc_ppid(pid_t pid);
 /* Start time (clock ticks since boot, /proc/PID/stat field 22); 0 if gone. */

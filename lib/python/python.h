@@ -87,6 +87,8 @@ enum hm_sample_flags {
 	HM_SAMPLE_GIL = 2,       /* only the thread holding the GIL */
 	HM_SAMPLE_STATE = 4,     /* fill hm_pythread.state even when not needed */
 	HM_SAMPLE_WANT_GIL = 8,  /* fill hm_pythread.holds_gil */
+	HM_SAMPLE_IDS_ONLY = 16, /* the threads' ids and states' addresses, no
+				  * frames (hm_python_thread_states) */
 };
 
 /* HM_OK; HM_ENOTPY (not Python, or not initialised yet: see *not_ready);

@@ -732,7 +732,7 @@ int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *
 int hm_python_thread_states(hm_python *py, uint64_t *interp, pid_t *tids, uint64_t *tstates, int cap)
 {
 	hm_pysample s = {0};
-	int rc = hm_python_sample(py, &s, HM_SAMPLE_STATE);
+	int rc = hm_python_sample(py, &s, HM_SAMPLE_IDS_ONLY);
 	*interp = py->ninterps > 0 ? py->interps[0] : py->interp;
 	if (rc != HM_OK) {
 		hm_pysample_free(&s);
@@ -1123,6 +1123,8 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 	thread_ids(py, tc, py->tsbuf);
 	th->pthread_id = tc->pthread_id;
 	th->tid = tc->host_tid;
+	if (flags & HM_SAMPLE_IDS_ONLY)
+		return 0;
 	if ((flags & HM_SAMPLE_STATE) && th->tid)
 		th->state = hm_target_thread_state(py->t, th->tid);
 	if (!frame || ((flags & HM_SAMPLE_GIL) && !th->holds_gil))

@@ -6,7 +6,9 @@
  * (hm_ebpf_open_native) the same perf events also copy the sampled thread's
  * user registers and the top of its stack into a ring per CPU; each copy is
  * joined with the record of the same instant and unwound afterwards (see
- * the native section below). With tracing on it also tells the kernel how
+ * the native section below). Samples are counted per stack in the kernel
+ * and those counts read about once a second; the ring buffer carries what
+ * does not fit, and every --native record. With tracing on it also tells the kernel how
  * to read the current OpenTelemetry span (send_otel); each sample carries
  * the span's ids as the kernel read them, and its name from the str it
  * pointed at, once checked (span_name). */
@@ -31,7 +33,7 @@ int hm_ebpf_built(void)
 
 #define NOT_BUILT "--ebpf: this homura was built without BPF support (clang, bpftool and libbpf-dev were missing)"
 
-int hm_ebpf_open(double rate_hz, hm_ebpf **out)
+int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out)
 {
 	*out = NULL;
 	return hm_error(HM_ESYS, NOT_BUILT);
@@ -54,6 +56,16 @@ int hm_ebpf_poll(hm_ebpf *e, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c)
 {
 	memset(c, 0, sizeof *c);
+}
+
+uint64_t hm_ebpf_invalid(const hm_ebpf *e)
+{
+	return 0;
+}
+
+int hm_ebpf_wake_ms(const hm_ebpf *e)
+{
+	return 50;
 }
 
 void hm_ebpf_close(hm_ebpf *e)
@@ -101,6 +113,10 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
 					  * unexpected object, at most this often */
 #define NAME_SLOTS 64
+#define AGG_READ_NS 1000000000ull        /* read the aggregates every second, */
+#define AGG_FIRST_NS 50000000ull         /* and 50 ms after a new process is watched,
+					  * doubling from there: its code objects are
+					  * resolved while it runs, even if it is short */
 
 int hm_ebpf_built(void)
 {
@@ -201,6 +217,25 @@ struct hm_ebpf {
 	hm_pythread th;
 	uint64_t pairs[2 * HM_BPF_MAX_FRAMES];
 	struct native_side *nat;    /* --native, else NULL */
+	/* in-kernel aggregation */
+	int agg;                    /* on (the default) */
+	int agg_max;                /* the aggs map's size */
+	uint64_t agg_last;          /* when it was last read */
+	uint64_t agg_every;         /* and how long after that it is read again */
+	struct hm_bpf_agg_key *agg_keys;
+	struct hm_bpf_agg *agg_vals;
+	/* kernel stacks (--kernel) */
+	int kstack_on;
+	struct ksym *ksyms;         /* /proc/kallsyms text symbols, by address */
+	size_t nksyms;
+	char *ksym_names;
+	int ksyms_loaded;
+	const char *kf[HM_BPF_KSTACK_DEPTH];
+};
+
+struct ksym {
+	uint64_t addr;
+	size_t name;                /* offset in ksym_names */
 };
 
 static int pend_add(hm_ebpf *E, const struct hm_bpf_event *e, size_t len);
@@ -259,9 +294,11 @@ static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspa
 	span_name(w, e->span.name, e->span_name_check, sp->name, sizeof sp->name);
 }
 
-/* A record's frames into E->th (resolved with the walker's code cache).
- * 0, or -1 if it is not a sample (counted as invalid or outside Python). */
-static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event *e)
+/* A record's frames into E->th (resolved with the walker's code cache), as
+ * count samples. 0, or -1 if it is not a sample (counted as invalid or
+ * outside Python). */
+static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event *e,
+			uint64_t count)
 {
 	int n = (int)e->nframes;
 	for (int i = 0; i < n; i++) {
@@ -269,11 +306,11 @@ static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event
 		E->pairs[2 * i + 1] = e->frames[i].instr;
 	}
 	if (hm_python_resolve(w->py, E->pairs, n, &E->th) != 0) {
-		E->c.invalid++;
+		E->c.invalid += count;
 		return -1;
 	}
 	if (E->th.nframes == 0) {
-		E->c.no_python++;
+		E->c.no_python += count;
 		return -1;
 	}
 	event_span(w, e, &E->th.span);
@@ -281,40 +318,202 @@ static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event
 	E->th.tstate = e->tstate;
 	E->th.truncated |= e->truncated != 0;
 	E->th.name = NULL;
-	E->c.samples++;
-	E->delivered++;
+	E->c.samples += count;
+	E->delivered += (int)count;
 	return 0;
+}
+
+/* Deliver one record (from the ring, or an aggregate's first sample) as
+ * count samples, the latest at t_ns (CLOCK_MONOTONIC). */
+static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64_t count,
+		    uint64_t t_ns, const char *const *kframes, int nk)
+{
+	size_t head = offsetof(struct hm_bpf_event, frames);
+	if (len < head)
+		return;
+	struct watched *w = find_watched(E, (pid_t)e->pid);
+	if (!w)
+		return;                     /* unwatched since */
+	if (e->nframes > HM_BPF_MAX_FRAMES || len < head + e->nframes * sizeof e->frames[0]) {
+		E->c.invalid += count;
+		return;
+	}
+	if (e->status == HM_BPF_NO_THREAD || e->status == HM_BPF_NO_FRAME) {
+		E->c.no_python += count;
+		return;
+	}
+	if (e->status != HM_BPF_OK) {
+		E->c.invalid += count;
+		return;
+	}
+	/* --native: a perf sample follows; wait for it (the same test as the
+	 * program's native_wanted; such records are never counted in the
+	 * kernel). */
+	if (count == 1 && w->nat && E->nat && e->nframes > 0 && e->t_ns >= w->native_from &&
+	    pend_add(E, e, len) == 0)
+		return;
+	if (record_stack(E, w, e, count) == 0)
+		E->fn(E->arg, w->owner, &E->th, (int64_t)count, E->weight_ns * (int64_t)count,
+		      t_ns + E->mono_to_real, kframes, nk);
 }
 
 static int on_event(void *ctx, void *data, size_t len)
 {
 	hm_ebpf *E = ctx;
 	const struct hm_bpf_event *e = data;
-	size_t head = offsetof(struct hm_bpf_event, frames);
-	if (len < head)
-		return 0;
-	struct watched *w = find_watched(E, (pid_t)e->pid);
-	if (!w)
-		return 0;                   /* unwatched since */
-	if (e->nframes > HM_BPF_MAX_FRAMES || len < head + e->nframes * sizeof e->frames[0]) {
-		E->c.invalid++;
-		return 0;
-	}
-	if (e->status == HM_BPF_NO_THREAD || e->status == HM_BPF_NO_FRAME) {
-		E->c.no_python++;
-		return 0;
-	}
-	if (e->status != HM_BPF_OK) {
-		E->c.invalid++;
-		return 0;
-	}
-	/* --native: a perf sample follows; wait for it (the same test as the
-	 * program's native_wanted). */
-	if (w->nat && E->nat && e->nframes > 0 && e->t_ns >= w->native_from && pend_add(E, e, len) == 0)
-		return 0;
-	if (record_stack(E, w, e) == 0)
-		E->fn(E->arg, w->owner, &E->th, E->weight_ns, e->t_ns + E->mono_to_real);
+	if (len >= offsetof(struct hm_bpf_event, frames))
+		deliver(E, e, len, 1, e->t_ns, NULL, 0);
 	return 0;
+}
+
+/* ---- the aggregates (pystack.h): read and cleared about once a second */
+
+#define AGG_BATCH 128
+
+/* ---- kernel stacks (--kernel): ids into the kstacks map, symbols from
+ * /proc/kallsyms (read once; text symbols only) */
+
+static int ksym_cmp(const void *a, const void *b)
+{
+	const struct ksym *x = a, *y = b;
+	return (x->addr > y->addr) - (x->addr < y->addr);
+}
+
+static void ksyms_load(hm_ebpf *E)
+{
+	E->ksyms_loaded = 1;
+	FILE *f = fopen("/proc/kallsyms", "re");
+	if (!f)
+		return;
+	size_t cap = 0, ncap = 0, nlen = 0;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long addr;
+		char type, name[256];
+		if (sscanf(line, "%llx %c %255s", &addr, &type, name) != 3 || !addr ||
+		    (type != 't' && type != 'T'))
+			continue;
+		size_t l = strlen(name) + 1;
+		if (E->nksyms == cap) {
+			size_t nc = cap ? cap * 2 : 65536;
+			struct ksym *ns = realloc(E->ksyms, nc * sizeof *ns);
+			if (!ns)
+				break;
+			E->ksyms = ns;
+			cap = nc;
+		}
+		if (nlen + l > ncap) {
+			size_t nc = ncap ? ncap * 2 : 1 << 20;
+			char *nn = realloc(E->ksym_names, nc);
+			if (!nn)
+				break;
+			E->ksym_names = nn;
+			ncap = nc;
+		}
+		memcpy(E->ksym_names + nlen, name, l);
+		E->ksyms[E->nksyms++] = (struct ksym){addr, nlen};
+		nlen += l;
+	}
+	fclose(f);
+	qsort(E->ksyms, E->nksyms, sizeof *E->ksyms, ksym_cmp);
+}
+
+static const char *ksym_name(hm_ebpf *E, uint64_t ip)
+{
+	size_t lo = 0, hi = E->nksyms;
+	while (lo < hi) {   /* the last symbol at or below ip */
+		size_t mid = lo + (hi - lo) / 2;
+		if (E->ksyms[mid].addr <= ip)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? E->ksym_names + E->ksyms[lo - 1].name : "[kernel]";
+}
+
+/* The kernel frames of stack id into E->kf (leaf first); their number. */
+static int kernel_frames(hm_ebpf *E, int id)
+{
+	if (!E->kstack_on || id < 0)
+		return 0;
+	if (!E->ksyms_loaded)
+		ksyms_load(E);
+	uint64_t ips[HM_BPF_KSTACK_DEPTH];
+	uint32_t key = (uint32_t)id;
+	if (bpf_map__lookup_elem(E->skel->maps.kstacks, &key, sizeof key, ips, sizeof ips, 0) != 0)
+		return 0;
+	int n = 0;
+	while (n < HM_BPF_KSTACK_DEPTH && ips[n]) {
+		E->kf[n] = ksym_name(E, ips[n]);
+		n++;
+	}
+	return n;
+}
+
+/* Forget the kernel stacks read (the map is bounded). */
+static void kstacks_clear(hm_ebpf *E)
+{
+	if (!E->kstack_on)
+		return;
+	int fd = bpf_map__fd(E->skel->maps.kstacks);
+	uint32_t k;
+	for (int i = 0; i < HM_BPF_KSTACKS && bpf_map_get_next_key(fd, NULL, &k) == 0; i++)
+		if (bpf_map_delete_elem(fd, &k) != 0)
+			break;
+}
+
+/* The same one entry at a time, for kernels without batch operations on
+ * hash maps (before 5.6). */
+static void agg_drain_slow(hm_ebpf *E, int fd)
+{
+	struct hm_bpf_agg_key k;
+	for (int i = 0; i < E->agg_max && bpf_map_get_next_key(fd, NULL, &k) == 0; i++) {
+		if (bpf_map_lookup_elem(fd, &k, &E->agg_vals[0]) == 0) {
+			E->c.agg_entries++;
+			int nk = kernel_frames(E, k.kstack);
+			deliver(E, &E->agg_vals[0].ev, sizeof E->agg_vals[0].ev, E->agg_vals[0].count,
+				E->agg_vals[0].last_ns, E->kf, nk);
+		}
+		if (bpf_map_delete_elem(fd, &k) != 0)
+			break;
+	}
+}
+
+/* Read and clear the aggs map, delivering each entry's samples. */
+static void agg_drain(hm_ebpf *E)
+{
+	if (!E->agg_keys) {
+		E->agg_keys = malloc(AGG_BATCH * sizeof *E->agg_keys);
+		E->agg_vals = malloc(AGG_BATCH * sizeof *E->agg_vals);
+		if (!E->agg_keys || !E->agg_vals)
+			return;
+	}
+	int fd = bpf_map__fd(E->skel->maps.aggs);
+	uint64_t token = 0;
+	int first = 1;
+	/* Bounded: the map holds at most max_entries (it may fill again
+	 * while we read). */
+	for (int rounds = 0; rounds < 1 + E->agg_max / AGG_BATCH + 4; rounds++) {
+		uint32_t n = AGG_BATCH;
+		int rc = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &token, &token, E->agg_keys,
+							 E->agg_vals, &n, NULL);
+		int err = rc < 0 ? errno : 0;
+		first = 0;
+		if (rc < 0 && err != ENOENT) {
+			if (rounds == 0)
+				agg_drain_slow(E, fd);      /* no batch operations here */
+			break;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			const struct hm_bpf_agg *v = &E->agg_vals[i];
+			E->c.agg_entries++;
+			int nk = kernel_frames(E, E->agg_keys[i].kstack);
+			deliver(E, &v->ev, sizeof v->ev, v->count, v->last_ns, E->kf, nk);
+		}
+		if (rc < 0)
+			break;                      /* ENOENT: the end */
+	}
+	kstacks_clear(E);
 }
 
 /* The layout the BPF program walks with, from the target's hm_pylayout. */
@@ -490,7 +689,8 @@ static int native_ring(hm_ebpf *E, int cpu, int fd);
 static int native_poll(hm_ebpf *E, int timeout_ms);
 static void native_close(hm_ebpf *E);
 
-static int ebpf_open(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out)
+static int ebpf_open(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf_native_fn nfn,
+		     hm_ebpf **out)
 {
 	*out = NULL;
 	libbpf_set_print(libbpf_quiet);
@@ -499,7 +699,28 @@ static int ebpf_open(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_
 		return hm_error(HM_ENOMEM, "out of memory");
 	E->stats_fd = -1;
 	int rc;
-	E->skel = hm_pystack__open_and_load();
+	/* HOMURA_BPF_RING=1 sends every sample through the ring buffer (no
+	 * aggregation); HOMURA_BPF_AGG_ENTRIES sizes the aggs map (tests fill
+	 * a small one to check the fallback to the ring). */
+	const char *ring = getenv("HOMURA_BPF_RING");
+	const char *ents = getenv("HOMURA_BPF_AGG_ENTRIES");
+	E->agg = !(ring && !strcmp(ring, "1"));
+	E->agg_max = HM_BPF_AGG_ENTRIES;
+	if (ents && atoi(ents) > 0 && atoi(ents) <= 1 << 20)
+		E->agg_max = atoi(ents);
+	E->skel = hm_pystack__open();
+	if (E->skel) {
+		E->skel->rodata->hm_agg_on = (uint32_t)E->agg;
+		E->skel->rodata->hm_kstack_on = kernel_stacks ? 1u : 0u;
+		E->kstack_on = kernel_stacks != 0;
+		bpf_map__set_max_entries(E->skel->maps.aggs, (uint32_t)E->agg_max);
+		if (hm_pystack__load(E->skel) != 0) {
+			int err = errno;
+			hm_pystack__destroy(E->skel);
+			E->skel = NULL;
+			errno = err;
+		}
+	}
 	if (!E->skel) {
 		rc = hm_error(errno == EPERM || errno == EACCES ? HM_EPERM : HM_ESYS,
 			      "--ebpf: cannot load the BPF program: %s (needs root or CAP_BPF and "
@@ -557,6 +778,8 @@ static int ebpf_open(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_
 		goto fail;
 	}
 	E->mono_to_real = hm_real_ns() - hm_mono_ns();
+	E->agg_last = hm_mono_ns();
+	E->agg_every = AGG_READ_NS;
 	E->rb = ring_buffer__new(bpf_map__fd(E->skel->maps.events), on_event, E, NULL);
 	if (!E->rb) {
 		rc = hm_error(HM_ESYS, "--ebpf: cannot open the ring buffer: %s", strerror(errno));
@@ -579,14 +802,16 @@ fail:
 	return rc;
 }
 
-int hm_ebpf_open(double rate_hz, hm_ebpf **out)
+int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out)
 {
-	return ebpf_open(rate_hz, 0, NULL, out);
+	return ebpf_open(rate_hz, kernel_stacks, 0, NULL, out);
 }
 
+/* (Kernel stacks ride only with counted samples; every --native sample
+ * goes through the ring, so none are asked for here.) */
 int hm_ebpf_open_native(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out)
 {
-	return ebpf_open(rate_hz, stack_bytes, nfn, out);
+	return ebpf_open(rate_hz, 0, stack_bytes, nfn, out);
 }
 
 int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
@@ -632,6 +857,9 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		return hm_error(HM_EIO, "--ebpf: cannot read the interpreter's threads of process %d", (int)pid);
 	}
 	w->last_threads = hm_mono_ns();
+	/* Read the counts soon: resolve its code objects while it runs. */
+	E->agg_last = w->last_threads;
+	E->agg_every = AGG_FIRST_NS;
 	return HM_OK;
 }
 
@@ -664,13 +892,18 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	E->delivered = 0;
 	/* The program does not wake us per sample (BPF_RB_NO_WAKEUP): wait
 	 * for the timeout (or a ring filling up), then take what is there. */
-	int got = E->nat ? 0 : ring_buffer__poll(E->rb, timeout_ms);
+	int got = E->nat || timeout_ms < 0 ? 0 : ring_buffer__poll(E->rb, timeout_ms);
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
-	got = E->nat ? native_poll(E, timeout_ms) : ring_buffer__consume(E->rb);
+	got = E->nat ? native_poll(E, timeout_ms < 0 ? 0 : timeout_ms) : ring_buffer__consume(E->rb);
 	if (got < 0 && got != -EINTR)
 		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
 	uint64_t now = hm_mono_ns();
+	if (E->agg && (timeout_ms < 0 || now - E->agg_last >= E->agg_every)) {
+		agg_drain(E);
+		E->agg_last = now;
+		E->agg_every = E->agg_every * 2 < AGG_READ_NS ? E->agg_every * 2 : AGG_READ_NS;
+	}
 	for (int i = 0; i < E->nw; i++) {
 		struct watched *w = &E->w[i];
 		if (w->pid && now - w->last_threads >= w->refresh_ns) {
@@ -709,8 +942,24 @@ void hm_ebpf_counts_get(hm_ebpf *E, hm_ebpf_counts *c)
 	if (vals) {
 		c->dropped = counter(E, HM_BPFC_DROPPED, vals);
 		c->matched = counter(E, HM_BPFC_MATCHED, vals);
+		c->aggregated = counter(E, HM_BPFC_AGGREGATED, vals);
+		c->agg_full = counter(E, HM_BPFC_AGG_FULL, vals);
 		free(vals);
 	}
+}
+
+int hm_ebpf_wake_ms(const hm_ebpf *E)
+{
+	if (!E->agg)
+		return 50;
+	uint64_t now = hm_mono_ns(), due = E->agg_last + E->agg_every;
+	uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 1;
+	return ms < 200 ? (int)ms : 200;
+}
+
+uint64_t hm_ebpf_invalid(const hm_ebpf *E)
+{
+	return E->c.invalid;
 }
 
 void hm_ebpf_close(hm_ebpf *E)
@@ -733,6 +982,10 @@ void hm_ebpf_close(hm_ebpf *E)
 	for (int i = 0; E->w && i < E->nw; i++)
 		free(E->w[i].names);
 	free(E->th.frames);
+	free(E->agg_keys);
+	free(E->agg_vals);
+	free(E->ksyms);
+	free(E->ksym_names);
 	free(E->links);
 	free(E->fds);
 	free(E->w);
@@ -885,7 +1138,7 @@ static void pend_finish(hm_ebpf *E)
 			if (N->debug)
 				fprintf(stderr, "homura: native: record of tid %u at %llu without a perf sample\n",
 					pd->ev.tid, (unsigned long long)pd->ev.t_ns);
-			if (w && record_stack(E, w, &pd->ev) == 0) {
+			if (w && record_stack(E, w, &pd->ev, 1) == 0) {
 				E->c.native_unjoined++;
 				N->fn(E->arg, w->owner, &E->th, NULL, E->weight_ns,
 				      pd->ev.t_ns + E->mono_to_real);
@@ -993,7 +1246,7 @@ static void perf_join(hm_ebpf *E, const struct psample *ps)
 	if (N->debug)
 		fprintf(stderr, "homura: native join: tid %u at %llu, perf - bpf = %lld ns, stack %zu bytes\n",
 			ps->tid, (unsigned long long)ps->t, (long long)(ps->t - pd->ev.t_ns), ps->len);
-	if (record_stack(E, w, &pd->ev) != 0)
+	if (record_stack(E, w, &pd->ev, 1) != 0)
 		return;
 	E->c.native_joined++;
 	hm_native_unwind_copy(w->nat, w->py, (pid_t)ps->tid, ps->regs, ps->nregs, ps->stack, ps->len,

@@ -5,8 +5,10 @@
  * each run is one sample of on-CPU time, exactly, and nobody in the target
  * is woken, stopped or read from user space per sample. For a thread of a
  * watched process it walks the Python frames in the thread's own context
- * and writes (code object, instruction) pairs to a ring buffer; this side
- * drains the ring a few times a second, resolves code objects once each with
+ * and counts each (thread, stack of (code object, instruction) pairs) in a
+ * hash map (or, when that is full, writes the pairs to a ring buffer); this
+ * side reads the counts about once a second and drains the ring a few times
+ * a second, resolves code objects once each with
  * the walker's caches (python/python.h hm_python_resolve) and adds the
  * stacks through the one sampling loop (sample/sampler.h, opts.ebpf), as
  * the user-space reads do. It also reads the thread's current
@@ -31,10 +33,13 @@ int hm_ebpf_built(void);
 
 typedef struct hm_ebpf hm_ebpf;
 
-/* One resolved sample: a thread of a watched process (th->tid the host tid,
- * th's frames leaf first), weight_ns of on-CPU time at t_ns (unix time). */
-typedef void (*hm_ebpf_sample_fn)(void *arg, void *owner, const hm_pythread *th,
-				  int64_t weight_ns, uint64_t t_ns);
+/* count resolved samples of one stack: a thread of a watched process
+ * (th->tid the host tid, th's frames leaf first), weight_ns of on-CPU time
+ * in all, the latest at t_ns (unix time); with kernel stacks on, the nk
+ * kernel frames (symbol names, leaf first) it interrupted, else nk 0. */
+typedef void (*hm_ebpf_sample_fn)(void *arg, void *owner, const hm_pythread *th, int64_t count,
+				  int64_t weight_ns, uint64_t t_ns, const char *const *kframes,
+				  int nk);
 
 typedef struct hm_ebpf_counts {
 	uint64_t samples;        /* resolved and delivered */
@@ -51,21 +56,36 @@ typedef struct hm_ebpf_counts {
 				  * delivered with Python frames only */
 	uint64_t native_lost;    /* perf samples lost (full perf ring) or
 				  * without a record */
+	uint64_t aggregated;     /* samples counted in the kernel's per-stack map */
+	uint64_t agg_full;       /* samples sent to the ring as that map was full */
+	uint64_t agg_entries;    /* its entries read (stacks per period) */
 } hm_ebpf_counts;
 
 /* Load the program and attach it to a cpu-clock event of every CPU at
- * rate_hz. HM_EPERM/HM_ESYS with a one-line reason where BPF is refused. */
-int hm_ebpf_open(double rate_hz, hm_ebpf **out);
+ * rate_hz; kernel_stacks: samples taken in kernel mode carry the kernel
+ * stack (symbols from /proc/kallsyms). HM_EPERM/HM_ESYS with a one-line
+ * reason where BPF is refused. */
+int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out);
 /* Sample process pid (its interpreter py stays owned by the caller and must
  * outlive the watch); owner is passed back with its samples. HM_EVERSION
  * for interpreters the in-kernel walker cannot walk (before 3.8). */
 int hm_ebpf_watch(hm_ebpf *e, pid_t pid, hm_python *py, void *owner);
 void hm_ebpf_unwatch(hm_ebpf *e, pid_t pid);
 /* Wait up to timeout_ms for samples, deliver them, and refresh what the
- * kernel side needs (thread states) where due. Returns samples delivered or
- * < 0 on error. */
+ * kernel side needs (thread states) where due. The per-stack counts kept in
+ * the kernel are read about once a second; timeout_ms < 0: no wait, and
+ * everything now (at the end). Returns samples delivered or < 0 on error. */
 int hm_ebpf_poll(hm_ebpf *e, int timeout_ms, hm_ebpf_sample_fn fn, void *arg);
 void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c);
+/* How long the loop may sleep between polls when only the kernel samples:
+ * 50 ms when every sample goes through the ring buffer, up to 200 ms when
+ * the kernel counts them per stack (the ring then carries only what does
+ * not fit, and wakes the loop early when it fills up), less when the counts
+ * are due: 50 ms after a process is watched, then twice as long each time
+ * up to a second. */
+int hm_ebpf_wake_ms(const hm_ebpf *e);
+/* counts.invalid alone, without asking the kernel (for every poll). */
+uint64_t hm_ebpf_invalid(const hm_ebpf *e);
 void hm_ebpf_close(hm_ebpf *e);
 
 /* ---- native frames without stopping anyone (record --ebpf --native) ----

@@ -360,7 +360,7 @@ int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sam
 				 "--async, --subprocesses, --blocking, --gil or --idle");
 		else if ((s->o.native ? hm_ebpf_open_native(s->o.rate_hz, ebpf_stack_bytes(),
 							    bpf_native_sample, &s->bpf)
-				      : hm_ebpf_open(s->o.rate_hz, &s->bpf)) != HM_OK)
+				      : hm_ebpf_open(s->o.rate_hz, s->o.ebpf_kernel, &s->bpf)) != HM_OK)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "%s", hm_errmsg());
 	}
 	*out = s;
@@ -462,6 +462,9 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 		s->st.bpf_native_joined = c.native_joined;
 		s->st.bpf_native_unjoined = c.native_unjoined;
 		s->st.bpf_native_lost = c.native_lost;
+		s->st.bpf_aggregated = c.aggregated;
+		s->st.bpf_agg_full = c.agg_full;
+		s->st.bpf_agg_entries = c.agg_entries;
 	}
 	return &s->st;
 }
@@ -513,6 +516,8 @@ static void followers_update(hm_sampler *s, uint64_t now)
 	}
 }
 
+static int bpf_drain(hm_sampler *s, int timeout_ms);
+
 /* Find the processes the front end added that have exited, tell it, and
  * drop them. */
 static void check_exits(hm_sampler *s, uint64_t now)
@@ -534,6 +539,8 @@ static void check_exits(hm_sampler *s, uint64_t now)
 			i++;
 			continue;
 		}
+		if (pr->in_kernel)   /* its last samples, before the front end closes it */
+			bpf_drain(s, -1);
 		if (s->ev.exit && s->ev.exit(s->ev.ctx, &pr->pub))
 			s->stopping = 1;
 		procs_remove(s, i);
@@ -544,8 +551,8 @@ static void check_exits(hm_sampler *s, uint64_t now)
  * --async, merged with its native stack with --native), then to the front
  * end. */
 static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
-			const hm_natstack *ns, const hm_sampler_opts *po, int64_t weight,
-			uint64_t wall)
+			const hm_natstack *ns, const hm_sampler_opts *po, int64_t count, int64_t weight,
+			uint64_t wall, const char *const *kframes, int nk)
 {
 	hm_profile *p = pr->pub.profile;
 	if (p) {
@@ -559,12 +566,12 @@ static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
 		} else if (pr->as && (task = hm_asyncsampler_running(pr->as, th, &coro))) {
 			hm_sampler_add_task(p, task, th, coro, po, weight, wall);
 		} else {
-			hm_sampler_add_thread(p, th, po, weight, wall);
+			hm_sampler_add_thread_n(p, th, po, count, weight, wall, kframes, nk);
 		}
 	}
 	if (s->ev.stack)
 		s->ev.stack(s->ev.ctx, &pr->pub, th, ns);
-	s->st.samples++;
+	s->st.samples += (uint64_t)count;
 }
 
 /* One round over one process: read its threads and record their stacks. */
@@ -652,7 +659,7 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 			if (ns->state == HM_NATSTACK_SKIP)
 				continue;
 		}
-		emit_thread(s, pr, th, ns, &po, (int64_t)period, wall);
+		emit_thread(s, pr, th, ns, &po, 1, (int64_t)period, wall, NULL, 0);
 	}
 	if (async) {
 		const hm_pytask *t;
@@ -670,13 +677,14 @@ static void sample_proc(hm_sampler *s, struct proc *pr, unsigned flags, uint64_t
 	}
 }
 
-/* A stack the in-kernel walker took (--ebpf). */
-static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t weight_ns, uint64_t t_ns)
+/* A stack the in-kernel walker took count times (--ebpf). */
+static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t count,
+		       int64_t weight_ns, uint64_t t_ns, const char *const *kframes, int nk)
 {
 	hm_sampler *s = arg;
 	struct proc *pr = owner;
 	hm_sampler_opts po = s->o;
-	emit_thread(s, pr, th, NULL, &po, weight_ns, t_ns);
+	emit_thread(s, pr, th, NULL, &po, count, weight_ns, t_ns, kframes, nk);
 }
 
 /* --native: a stack the in-kernel walker took, with the native stack
@@ -687,7 +695,7 @@ static void bpf_native_sample(void *arg, void *owner, const hm_pythread *th, con
 	hm_sampler *s = arg;
 	struct proc *pr = owner;
 	hm_sampler_opts po = s->o;
-	emit_thread(s, pr, th, ns, &po, weight_ns, t_ns);
+	emit_thread(s, pr, th, ns, &po, 1, weight_ns, t_ns, NULL, 0);
 }
 
 /* Drain what the in-kernel walker found (waiting up to timeout_ms). */
@@ -696,10 +704,9 @@ static int bpf_drain(hm_sampler *s, int timeout_ms)
 	if (!s->bpf || !s->n_kernel)
 		return 0;
 	int got = hm_ebpf_poll(s->bpf, timeout_ms, bpf_sample, s);
-	hm_ebpf_counts c;
-	hm_ebpf_counts_get(s->bpf, &c);
-	s->st.invalid += c.invalid - s->bpf_invalid;
-	s->bpf_invalid = c.invalid;
+	uint64_t invalid = hm_ebpf_invalid(s->bpf);   /* no system call */
+	s->st.invalid += invalid - s->bpf_invalid;
+	s->bpf_invalid = invalid;
 	s->st.ticks++;
 	return got;
 }
@@ -754,8 +761,8 @@ int hm_sampler_run(hm_sampler *s)
 		int kernel_only = s->n_kernel && !in_user && !s->ev.wait;
 		if (kernel_only) {
 			/* Only the kernel samples: no tick per sample, a drain
-			 * every 50 ms (or at the end). */
-			uint64_t until = hm_mono_ns() + 50000000ull;
+			 * every few tens of ms (or at the end). */
+			uint64_t until = hm_mono_ns() + (uint64_t)hm_ebpf_wake_ms(s->bpf) * 1000000ull;
 			if (until > end)
 				until = end;
 			uint64_t t = hm_mono_ns();
@@ -782,7 +789,7 @@ int hm_sampler_run(hm_sampler *s)
 			sleep_until(next);
 		}
 	}
-	bpf_drain(s, 0);   /* what is still in the ring */
+	bpf_drain(s, -1);   /* what is still in the ring and the kernel's counts */
 	return HM_OK;
 }
 

@@ -65,6 +65,8 @@ typedef struct hm_sampler_opts {
 				  * while it discovers new ones) */
 	int ebpf;                /* walk the stacks in the kernel (sample/ebpf.h)
 				  * where possible: see hm_sampler_ebpf_why */
+	int ebpf_kernel;         /* with ebpf: kernel frames under the Python
+				  * leaf of samples taken in kernel mode */
 	/* Set by the loop for each process while following subprocesses:
 	 * a "process PID: program" frame at the root of its stacks. */
 	pid_t process_pid;
@@ -109,6 +111,9 @@ typedef struct hm_sampler_stats {
 	/* --ebpf --native: records joined with their perf sample, records
 	 * without one (Python frames only), perf samples lost or alone */
 	uint64_t bpf_native_joined, bpf_native_unjoined, bpf_native_lost;
+	/* --ebpf: samples counted per stack in the kernel, those sent to the
+	 * ring as its map was full, and the map entries read. */
+	uint64_t bpf_aggregated, bpf_agg_full, bpf_agg_entries;
 } hm_sampler_stats;
 
 void hm_sampler_opts_init(hm_sampler_opts *o);
@@ -214,6 +219,12 @@ uint32_t hm_sampler_py_frame(hm_profile *p, const hm_pyframe *f, const hm_sample
 
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns);
+/* count samples of the same stack at once (weight_ns in all; --ebpf's
+ * per-stack counts), with nk kernel frames (leaf first, symbol names; the
+ * sample interrupted the kernel: --kernel) under the Python leaf. */
+void hm_sampler_add_thread_n(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
+			     int64_t count, int64_t weight_ns, uint64_t t_ns,
+			     const char *const *kframes, int nk);
 
 /* The --native variant: th merged with ns (native frames have kind
  * HM_FRAME_NATIVE). Falls back to hm_sampler_add_thread when ns is not

@@ -70,21 +70,28 @@ static uint32_t other_frame(hm_profile *p, const char *name)
  * python/otel.h; none when its ids are 0). This is the one place where a
  * sample enters a profile. */
 static void add_stack(hm_profile *p, const uint32_t *ids, uint32_t k, const hm_sampler_opts *o,
-		      pid_t tid, const char *tname, const hm_pyspan *span, int64_t weight_ns,
-		      uint64_t t_ns)
+		      pid_t tid, const char *tname, const hm_pyspan *span, int64_t count,
+		      int64_t weight_ns, uint64_t t_ns)
 {
 	uint32_t stack = hm_profile_stack_id(p, ids, k);
 	uint32_t thread = hm_profile_thread_id(p, (uint64_t)tid,
 					       (uint32_t)(o->process_pid > 0 ? o->process_pid : 0),
 					       tname);
-	hm_profile_add_span(p, stack, thread, hm_sampler_span(p, span), 1, weight_ns, t_ns);
+	hm_profile_add_span(p, stack, thread, hm_sampler_span(p, span), count, weight_ns, t_ns);
 }
 
 void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
 			   int64_t weight_ns, uint64_t t_ns)
 {
+	hm_sampler_add_thread_n(p, th, o, 1, weight_ns, t_ns, NULL, 0);
+}
+
+void hm_sampler_add_thread_n(hm_profile *p, const hm_pythread *th, const hm_sampler_opts *o,
+			     int64_t count, int64_t weight_ns, uint64_t t_ns,
+			     const char *const *kframes, int nk)
+{
 	uint32_t stackbuf[512];
-	uint32_t n = (uint32_t)th->nframes + 3;
+	uint32_t n = (uint32_t)th->nframes + 3 + (uint32_t)(nk > 0 ? nk : 0);
 	uint32_t *ids = n <= 512 ? stackbuf : malloc(n * sizeof *ids);
 	if (!ids)
 		return;
@@ -93,7 +100,11 @@ void hm_sampler_add_thread(hm_profile *p, const hm_pythread *th, const hm_sample
 		ids[k++] = py_frame(p, &th->frames[i], o);
 	if (th->in_gc)   /* a garbage collection runs under these frames */
 		ids[k++] = other_frame(p, "<gc>");
-	add_stack(p, ids, k, o, th->tid, th->name, &th->span, weight_ns, t_ns);
+	for (int i = nk - 1; i >= 0; i--) {   /* kernel frames, leaf first */
+		hm_frame f = {hm_profile_intern_cstr(p, kframes[i]), 0, 0, 0, HM_FRAME_KERNEL};
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
+	add_stack(p, ids, k, o, th->tid, th->name, &th->span, count, weight_ns, t_ns);
 	if (ids != stackbuf)
 		free(ids);
 }
@@ -119,7 +130,7 @@ void hm_sampler_add_task(hm_profile *p, const hm_pytask *task, const hm_pythread
 	if (th && th->in_gc)
 		ids[k++] = other_frame(p, "<gc>");
 	add_stack(p, ids, k, o, th ? th->tid : 0, th ? th->name : "asyncio",
-		  th ? &th->span : &task->span, weight_ns, t_ns);
+		  th ? &th->span : &task->span, 1, weight_ns, t_ns);
 	if (ids != stackbuf)
 		free(ids);
 }
@@ -178,7 +189,7 @@ int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstac
 		f.kind = HM_FRAME_NATIVE;
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
-	add_stack(p, ids, k, o, th->tid, th->name, &th->span, weight_ns, t_ns);
+	add_stack(p, ids, k, o, th->tid, th->name, &th->span, 1, weight_ns, t_ns);
 	if (m != mbuf)
 		free(m);
 	if (ids != ibuf)

@@ -5,8 +5,10 @@
  * sample/ebpf.c from the process's hm_pylayout) it finds the thread's
  * PyThreadState (the tids map, or a bounded scan of the interpreter's
  * thread list by native thread id on 3.11+), walks the current Python
- * frames leaf first with bpf_probe_read_user, and emits (code object,
- * instruction) pairs into a ring buffer, with the thread's current
+ * frames leaf first with bpf_probe_read_user, and counts the stack of
+ * (code object, instruction) pairs in a hash map per (thread, stack) that
+ * user space reads about once a second (or, when that map is full or
+ * aggregation is off, emits the pairs into a ring buffer), with the thread's current
  * OpenTelemetry span where asked for (otelspan.bpf.h). Names and lines are resolved in
  * user space, once per code object, with the walker's caches; validation of
  * what was read (object types, instruction ranges) happens there too. With
@@ -109,10 +111,15 @@ struct {
 /* State of one walk, shared with the bpf_loop callback. */
 struct walk {
 	const struct hm_bpf_proc *p;
+	struct hm_bpf_event *e;          /* the record (scratch) */
+	struct fbuf *f;                  /* the frame header buffer (framebuf) */
 	__u64 frame;
 	__u32 n;
 	__u32 status;
 	__u32 truncated;
+	__u64 hash;                      /* of the pairs so far (aggregation key) */
+	struct winbuf *win;              /* the leaf's end of the data stack (3.11+) */
+	__u64 win_lo, win_hi;            /* the addresses it holds (empty: equal) */
 };
 
 /* A frame's header, read in one go (every field the walk needs lies in
@@ -145,14 +152,150 @@ static __always_inline void mark_entry(struct hm_bpf_event *e, __u32 n)
 		e->frames[i].code |= HM_BPF_CODE_ENTRY;
 }
 
+/* ---- one read for many frames (3.11+) ----
+ * _PyInterpreterFrames of Python functions live in the thread's data
+ * stack, callers below callees: one read of the WIN bytes that end with the
+ * leaf's header holds most frames of a typical stack, which are then copied
+ * from it instead of read from the target one by one. */
+#define WIN 4096
+struct winbuf {
+	__u8 b[WIN + FRAME_READ + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct winbuf);
+} winbuf SEC(".maps");
+
+/* Read the window that ends with the header of the leaf frame w->frame:
+ * WIN bytes, or what lies in the leaf's page (the data stack's start may
+ * follow an unmapped page). Leaves it empty when neither can be read. */
+static __always_inline void window_read(struct walk *w)
+{
+	struct winbuf *win = w->win;
+	w->win_lo = w->win_hi = 0;
+	if (!win || (w->frame & 7))
+		return;
+	__u64 end = w->frame + FRAME_READ;
+	if (rd(win->b, WIN, end - WIN) == 0) {
+		w->win_lo = end - WIN;
+		w->win_hi = end;
+		return;
+	}
+	__u64 start = w->frame & ~4095ull;
+	__u64 len = (end - start) & (2 * WIN - 1);   /* in [128, WIN + 127] */
+	asm volatile("" : "+r"(len));    /* one register for the checks and the read */
+	if (len > WIN || len < FRAME_READ)
+		return;
+	if (rd(win->b, len, start) == 0) {
+		w->win_lo = start;
+		w->win_hi = end;
+	}
+}
+
+/* The header of frame (8-aligned) into f from the window: 0, or -1 when
+ * the window does not hold it. */
+static __always_inline int window_get(struct walk *w, struct fbuf *f, __u64 frame)
+{
+	struct winbuf *win = w->win;
+	if (!win || frame < w->win_lo || frame + FRAME_READ > w->win_hi)
+		return -1;
+	__u64 off = (frame - w->win_lo) & (WIN - 1);
+	__builtin_memcpy(f->b, &win->b[off], FRAME_READ);
+	return 0;
+}
+
+/* ---- in-kernel aggregation (pystack.h) ---- */
+
+/* Set by user space before loading: 1 to count samples per key in aggs,
+ * 0 to send every sample to the ring buffer. */
+volatile const __u32 hm_agg_on = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HM_BPF_AGG_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct hm_bpf_agg_key);
+	__type(value, struct hm_bpf_agg);
+} aggs SEC(".maps");
+
+/* Set by user space before loading: 1 to key samples taken in kernel mode
+ * by their kernel stack too (--kernel). */
+volatile const __u32 hm_kstack_on = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, HM_BPF_KSTACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, HM_BPF_KSTACK_DEPTH * sizeof(__u64));
+} kstacks SEC(".maps");
+
+/* Where a new key's first value is built. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hm_bpf_agg);
+} aggbuf SEC(".maps");
+
+static __always_inline __u64 agg_mix(__u64 h, __u64 code, __u64 instr)
+{
+	h = (h ^ code) * 0x100000001b3ull;
+	h = (h ^ instr) * 0xff51afd7ed558ccdull;
+	return h ^ (h >> 29);
+}
+
+/* Count e (whose frames hash to hash) in aggs: 0 done, -1 the map is full
+ * (send it to the ring instead). */
+static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int kstack)
+{
+	struct hm_bpf_agg_key k;
+	__builtin_memset(&k, 0, sizeof k);
+	k.kstack = kstack;
+	k.pid = e->pid;
+	k.tid = e->tid;
+	k.stack = hash;
+	k.tstate = e->tstate;
+	k.nframes = e->nframes;
+	k.status = (__u8)e->status;
+	k.truncated = (__u8)e->truncated;
+	k.kernel = (__u8)e->kernel;
+	k.span_why = (__u8)e->span_why;
+	k.span = e->span;
+	struct hm_bpf_agg *v = bpf_map_lookup_elem(&aggs, &k);
+	if (v) {
+		__sync_fetch_and_add(&v->count, 1);
+		v->last_ns = e->t_ns;
+		return 0;
+	}
+	__u32 zero = 0;
+	struct hm_bpf_agg *nv = bpf_map_lookup_elem(&aggbuf, &zero);
+	if (!nv)
+		return -1;
+	nv->count = 1;
+	nv->last_ns = e->t_ns;
+	bpf_probe_read_kernel(&nv->ev, sizeof nv->ev, e);
+	long rc = bpf_map_update_elem(&aggs, &k, nv, BPF_NOEXIST);
+	if (rc == 0)
+		return 0;
+	/* Another CPU added it meanwhile, or the map is full. */
+	v = bpf_map_lookup_elem(&aggs, &k);
+	if (v) {
+		__sync_fetch_and_add(&v->count, 1);
+		return 0;
+	}
+	return -1;
+}
+
 /* One frame per call: 0 to go on, 1 to stop. */
 static long walk_one(__u32 i, void *arg)
 {
 	struct walk *w = arg;
 	const struct hm_bpf_proc *p = w->p;
-	__u32 zero = 0;
-	struct hm_bpf_event *e = bpf_map_lookup_elem(&scratch, &zero);
-	struct fbuf *f = bpf_map_lookup_elem(&framebuf, &zero);
+	struct hm_bpf_event *e = w->e;   /* looked up once per sample */
+	struct fbuf *f = w->f;
 	if (!e || !f || !p)
 		return 1;
 	__u64 frame = w->frame;
@@ -162,7 +305,7 @@ static long walk_one(__u32 i, void *arg)
 		w->status = HM_BPF_BAD_FRAME;
 		return 1;
 	}
-	if (rd(f->b, FRAME_READ, frame)) {
+	if (window_get(w, f, frame) && rd(f->b, FRAME_READ, frame)) {
 		/* The header may end near the end of a mapping: read the
 		 * part the walk needs. */
 		if (rd(f->b, (__u32)p->frame_min & (FRAME_READ - 1), frame)) {
@@ -199,6 +342,7 @@ static long walk_one(__u32 i, void *arg)
 	}
 	e->frames[n].code = code;
 	e->frames[n].instr = instr;
+	w->hash = agg_mix(w->hash, code, instr);
 	w->n = n + 1;
 	w->frame = back;
 	return 0;
@@ -217,7 +361,8 @@ static __always_inline int native_wanted(const struct hm_bpf_proc *p, const stru
 SEC("perf_event")
 int hm_pystack(struct bpf_perf_event_data *ctx)
 {
-	count(HM_BPFC_RUNS);
+	/* (Runs are counted by the kernel's own BPF statistics: nothing
+	 * here for tasks of other processes but one hash lookup.) */
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, tid = (__u32)id;
 	struct hm_bpf_proc *p = bpf_map_lookup_elem(&procs, &pid);
@@ -239,7 +384,8 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 	__u64 ts = find_tstate(p, tid);
 	e->tstate = ts;
 	hm_otel_sample(pid, ts, e);
-	struct walk w = {.p = p, .frame = 0, .n = 0, .status = HM_BPF_OK, .truncated = 0};
+	struct walk w = {.p = p, .e = e, .f = bpf_map_lookup_elem(&framebuf, &zero), .frame = 0,
+			 .n = 0, .status = HM_BPF_OK, .truncated = 0, .hash = 0xcbf29ce484222325ull};
 	int err = 0;
 	if (!ts) {
 		w.status = HM_BPF_NO_THREAD;
@@ -259,6 +405,10 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 		w.status = HM_BPF_NO_FRAME;
 		goto out;
 	}
+	if (p->frame_model == 1) {
+		w.win = bpf_map_lookup_elem(&winbuf, &zero);
+		window_read(&w);
+	}
 	bpf_loop(2 * HM_BPF_MAX_FRAMES, walk_one, &w, 0);
 	if (w.status == HM_BPF_OK && w.frame && w.n >= HM_BPF_MAX_FRAMES)
 		w.truncated = 1;
@@ -266,6 +416,18 @@ out:
 	e->status = w.status;
 	e->truncated = w.truncated;
 	e->nframes = w.n;
+	/* --native: each such sample needs its own record, joined with the
+	 * perf event's copy of the registers and stack. */
+	if (hm_agg_on && !native_wanted(p, e)) {
+		int kstack = -1;
+		if (hm_kstack_on && e->kernel)
+			kstack = (int)bpf_get_stackid(ctx, &kstacks, 0);
+		if (agg_add(e, w.hash, kstack < 0 ? -1 : kstack) == 0) {
+			count(HM_BPFC_AGGREGATED);
+			return 0;
+		}
+		count(HM_BPFC_AGG_FULL);
+	}
 	/* Send only the frames used. */
 	__u64 len = sizeof(*e) - sizeof(e->frames) + (__u64)(w.n & 127) * sizeof(e->frames[0]);
 	if (len > sizeof(*e))

@@ -133,7 +133,38 @@ enum hm_bpf_counter {
 	HM_BPFC_MATCHED,                 /* runs in a watched process */
 	HM_BPFC_EMITTED,                 /* events written */
 	HM_BPFC_DROPPED,                 /* ring buffer full */
+	HM_BPFC_AGGREGATED,              /* samples counted in the aggs map */
+	HM_BPFC_AGG_FULL,                /* aggs map full: sent to the ring */
 	HM_BPFC_NCOUNTERS
 };
+
+/* ---- in-kernel aggregation (the default path) ----
+ * Samples with the same key are counted in one entry of a hash map (aggs)
+ * that user space reads and clears about once a second, instead of one
+ * ring record each. A key is new to the map when its first sample in the
+ * period arrives: that sample's frames are stored with it. When the map is
+ * full the sample goes to the ring buffer (and HM_BPFC_AGG_FULL counts it). */
+
+struct hm_bpf_agg_key {
+	unsigned int pid, tid;
+	unsigned long long stack;        /* hash of the (code, instr) pairs */
+	unsigned long long tstate;
+	unsigned int nframes;
+	unsigned char status, truncated, kernel, span_why;
+	struct hm_bpf_span span;         /* the sample's span (all zero: none) */
+	int kstack;                      /* kstacks id of the kernel stack
+					  * (--kernel, in kernel mode), else -1 */
+	unsigned int pad2;
+};
+
+struct hm_bpf_agg {
+	unsigned long long count;        /* samples with this key */
+	unsigned long long last_ns;      /* the latest one's time (CLOCK_MONOTONIC) */
+	struct hm_bpf_event ev;          /* the first one, with its frames */
+};
+
+#define HM_BPF_AGG_ENTRIES 4096     /* default size of the aggs map */
+#define HM_BPF_KSTACK_DEPTH 64      /* kernel frames kept (--kernel) */
+#define HM_BPF_KSTACKS 4096         /* distinct kernel stacks per read */
 
 #endif
