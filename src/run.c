@@ -212,6 +212,7 @@ struct proc {
 	int was_python;          /* its interpreter was found (it may run program lines) */
 	int split_known;         /* its interpreter's code ranges were looked for (attached,
 				  * an unsupported Python, or not Python at all) */
+	int reattached;          /* times attached again after a failed walk */
 	uint64_t seen_ns, next_try;
 	hm_pysample ps;
 };
@@ -337,8 +338,10 @@ static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
 				hm_cpuattr_find_interp(a, k->t);
 			} else {
 				hm_python_detach(py);
-				/* not (yet) Python: a shell, a helper, or still starting */
-				if (rc == HM_EVERSION || now - k->seen_ns > 5000000000ull) {
+				/* not (yet) Python: a shell, a helper, or still starting
+				 * (seen_ns, set while draining, may be after now) */
+				if (rc == HM_EVERSION ||
+				    (now > k->seen_ns && now - k->seen_ns > 5000000000ull)) {
 					k->failed = 1;
 					/* its own code is native; an unsupported
 					 * Python's interpreter code is still Python */
@@ -354,6 +357,18 @@ static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
 			uint64_t tm = (t0 + hm_mono_ns()) / 2;
 			for (int j = 0; j < k->ps.nthreads; j++)
 				hm_cpuattr_observe(a, &k->ps.threads[j], tm);
+		} else if (k->reattached < 4 && hm_target_alive(k->t)) {
+			/* Its image may have changed: a fork attached to before
+			 * it exec'd (multiprocessing's spawn, subprocess), now
+			 * attaching is quick. Attach again (its samples wait). */
+			k->reattached++;
+			hm_python_detach(k->py);
+			hm_target_close(k->t);
+			hm_pysample_free(&k->ps);
+			k->py = NULL;
+			k->t = NULL;
+			k->seen_ns = now;
+			k->next_try = 0;
 		}
 	}
 }
