@@ -5,7 +5,9 @@
  * CPU: kernel samples of every thread (proc/perf.h) joined with Python
  * stacks walked from outside at the same rate (analyze/cpu.h); nothing is
  * sent into the program. Child processes (multiprocessing) inherit the
- * kernel's events; their stacks are walked as well once they show up. Memory: homura's allocation sampler preloaded into
+ * kernel's events; their stacks are walked as well once they show up
+ * (samples of one that ended before its interpreter was found are counted
+ * apart, never as native). Memory: homura's allocation sampler preloaded into
  * the launched program (analyze/memory.h), hence not when attaching. GPU:
  * NVML when present (analyze/gpu.h). The program's output and exit status
  * are its own: homura's reports go to stderr and to the files asked for,
@@ -208,6 +210,9 @@ struct proc {
 	int failed;              /* not Python, or unreadable: samples outside lines */
 	int gone;
 	int was_python;          /* its interpreter was found (it may run program lines) */
+	int split_known;         /* its interpreter's code ranges were looked for (attached,
+				  * an unsupported Python, or not Python at all) */
+	int reattached;          /* times attached again after a failed walk */
 	uint64_t seen_ns, next_try;
 	hm_pysample ps;
 };
@@ -225,6 +230,8 @@ struct pending {
 	int nkids;
 	uint64_t kid_samples;    /* samples of child processes */
 	uint64_t main_new;       /* samples of the main process since its last walk */
+	uint64_t unattributed;   /* of them, user-space ones of processes whose interpreter
+				  * was never found (ended first): neither Python nor native */
 	int overflow;
 };
 
@@ -285,6 +292,17 @@ static void settle(struct pending *p, hm_cpuattr *a, uint64_t upto, int main_rea
 			p->s[k++] = *s;
 			continue;
 		}
+		if (s->pid != p->pid && !s->kernel) {
+			/* Where its interpreter's code is was never read (it
+			 * ended before homura attached, or there were too many
+			 * children): Python or native cannot be told, nor the
+			 * line. Counted apart rather than as native. */
+			struct proc *kid = kid_of(p, s->pid);
+			if (!kid || !kid->split_known) {
+				p->unattributed++;
+				continue;
+			}
+		}
 		hm_cpuattr_sample(a, s->tid, s->t_ns, hm_cpuattr_classify(a, s->pid, s->ip, s->kernel), gap);
 	}
 	p->n = k;
@@ -319,12 +337,20 @@ static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
 			if (rc == HM_OK && hm_python_ready(py)) {
 				k->py = py;
 				k->was_python = 1;
+				k->split_known = 1;
 				hm_cpuattr_find_interp(a, k->t);
 			} else {
 				hm_python_detach(py);
-				/* not (yet) Python: a shell, a helper, or still starting */
-				if (rc == HM_EVERSION || now - k->seen_ns > 5000000000ull)
+				/* not (yet) Python: a shell, a helper, or still starting
+				 * (seen_ns, set while draining, may be after now) */
+				if (rc == HM_EVERSION ||
+				    (now > k->seen_ns && now - k->seen_ns > 5000000000ull)) {
 					k->failed = 1;
+					/* its own code is native; an unsupported
+					 * Python's interpreter code is still Python */
+					k->split_known = 1;
+					hm_cpuattr_find_interp(a, k->t);
+				}
 				k->next_try = now + 5000000ull;
 				continue;
 			}
@@ -334,6 +360,18 @@ static void walk_kids(struct pending *p, hm_cpuattr *a, uint64_t now)
 			uint64_t tm = (t0 + hm_mono_ns()) / 2;
 			for (int j = 0; j < k->ps.nthreads; j++)
 				hm_cpuattr_observe(a, &k->ps.threads[j], tm);
+		} else if (k->reattached < 4 && hm_target_alive(k->t)) {
+			/* Its image may have changed: a fork attached to before
+			 * it exec'd (multiprocessing's spawn, subprocess), now
+			 * attaching is quick. Attach again (its samples wait). */
+			k->reattached++;
+			hm_python_detach(k->py);
+			hm_target_close(k->t);
+			hm_pysample_free(&k->ps);
+			k->py = NULL;
+			k->t = NULL;
+			k->seen_ns = now;
+			k->next_try = 0;
 		}
 	}
 }
@@ -716,6 +754,7 @@ int cmd_run(int argc, char **argv)
 		settle(pend, attr, UINT64_MAX, 1, 1, gap);
 		rep.lost_samples = hm_perf_lost(perf);
 		rep.child_samples = pend->kid_samples;
+		rep.unattributed_samples = pend->unattributed;
 		rep.child_processes = pend->nkids;
 		for (int i = 0; i < pend->nkids; i++)
 			rep.python_children += pend->kids[i].was_python;
@@ -778,6 +817,11 @@ int cmd_run(int argc, char **argv)
 				rep.child_processes, rep.child_processes == 1 ? "" : "es",
 				(unsigned long long)rep.child_samples,
 				rep.memory ? " (memory: the main process only)" : "");
+		if (rep.unattributed_samples)
+			fprintf(stderr, "homura: %llu CPU samples of child processes that ended before "
+					"homura found their interpreter are not attributed (neither to "
+					"lines nor to the Python/native split)\n",
+				(unsigned long long)rep.unattributed_samples);
 		const char *why_under = rep.memory && cmd ? pymalloc_replaced(cmd) : NULL;
 		if (why_under)
 			fprintf(stderr, "homura: %s: the interpreter's own allocators replace homura's "

@@ -48,6 +48,8 @@ typedef struct hm_report {
 	uint64_t alloc_samples;
 	uint64_t lost_samples;   /* dropped by the kernel */
 	uint64_t child_samples;  /* CPU samples of child processes (in the lines) */
+	uint64_t unattributed_samples;  /* of them, those of children that ended before their
+					 * interpreter was found: in no line, no kind, no total */
 	int child_processes;
 	int python_children;     /* of them, those that ran Python (their memory is not measured) */
 	int cpu, memory, gpu;    /* measures available */

@@ -63,6 +63,7 @@ int hm_report_json(const hm_report *r, FILE *o)
 	num(o, r->total_system);
 	fputs(", \"outside_python\": ", o);
 	num(o, r->outside_pct);
+	fprintf(o, ", \"unattributed_samples\": %llu", (unsigned long long)r->unattributed_samples);
 	fputs("}, \"files\": [", o);
 	for (size_t i = 0; i < r->nfiles; i++) {
 		const hm_rfile *f = &r->files[i];

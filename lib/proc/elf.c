@@ -8,13 +8,27 @@
  * Names point into the mapped string tables; nothing is copied. Reads at a
  * vaddr go through the PT_LOAD segment (or allocated section, for files
  * without program headers) that contains it; bytes that exist only in
- * memory (.bss, the tail of a segment past p_filesz) are an error. */
+ * memory (.bss, the tail of a segment past p_filesz) are an error.
+ *
+ * Closed handles are kept (a few, ELF_CACHE of them, least recently closed
+ * dropped first) and handed again to the next hm_elf_open() of the same
+ * file: same device, inode, size and modification time, whatever the path
+ * (/proc/PID/root/..., map_files). Attaching to a child process of the same
+ * interpreter then costs a stat() instead of re-reading and re-sorting a
+ * libpython's tens of thousands of symbols (8 ms each time for pyenv's
+ * 3.12). A file modified less than two seconds ago is never kept: the
+ * kernel's coarse timestamps could not tell a rewrite of the same size
+ * within the same tick from the file kept. A handle has one user at a time
+ * (the cache holds only closed ones), so nothing else changes for callers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -37,7 +51,73 @@ struct hm_elf {
 	size_t nsyms;
 	struct elf_sym *funcs;  /* function symbols, sorted by address */
 	size_t nfuncs;
+	int keep;               /* may go to the cache on close */
+	dev_t dev;              /* the file's identity, for the cache */
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
 };
+
+#define ELF_CACHE 8
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static hm_elf *cache[ELF_CACHE];   /* closed handles, oldest first */
+static int ncache;
+static unsigned long nparses;
+
+unsigned long hm_elf_parses(void)
+{
+	pthread_mutex_lock(&cache_mu);
+	unsigned long n = nparses;
+	pthread_mutex_unlock(&cache_mu);
+	return n;
+}
+
+static void elf_free(hm_elf *e);
+
+/* Whether a file with this status may be cached: a regular file last
+ * modified at least two seconds ago (and not in the future). */
+static int cacheable(const struct stat *st)
+{
+	struct timespec now;
+
+	if (!S_ISREG(st->st_mode) || clock_gettime(CLOCK_REALTIME, &now) != 0)
+		return 0;
+	return st->st_mtim.tv_sec + 2 <= now.tv_sec;
+}
+
+static int same_file(const hm_elf *e, const struct stat *st)
+{
+	return e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+	       e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* A cached handle of the file at path, taken out of the cache; NULL if none. */
+static hm_elf *cache_take(const char *path)
+{
+	struct stat st;
+	hm_elf *e = NULL;
+	char *p;
+	int i;
+
+	if (stat(path, &st) != 0 || !cacheable(&st))
+		return NULL;
+	pthread_mutex_lock(&cache_mu);
+	for (i = ncache - 1; i >= 0; i--) {
+		if (same_file(cache[i], &st)) {
+			e = cache[i];
+			memmove(cache + i, cache + i + 1, (size_t)(ncache - i - 1) * sizeof(*cache));
+			ncache--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&cache_mu);
+	if (e && (p = strdup(path))) {      /* its messages name the path asked for */
+		free(e->path);
+		e->path = p;
+	}
+	return e;
+}
 
 static uint64_t page_size(void)
 {
@@ -164,6 +244,8 @@ hm_elf *hm_elf_open(const char *path)
 		hm_error(HM_EINVAL, "no ELF path given");
 		return NULL;
 	}
+	if ((e = cache_take(path)))
+		return e;
 	if (elf_version(EV_CURRENT) == EV_NONE) {
 		hm_error(HM_ESYS, "libelf initialisation failed: %s", elf_errmsg(-1));
 		return NULL;
@@ -192,13 +274,45 @@ hm_elf *hm_elf_open(const char *path)
 	}
 	if (load_symbols(e) < 0)
 		goto fail;
+	pthread_mutex_lock(&cache_mu);
+	nparses++;
+	pthread_mutex_unlock(&cache_mu);
+	struct stat st;
+	if (fstat(e->fd, &st) == 0 && cacheable(&st)) {
+		e->keep = 1;
+		e->dev = st.st_dev;
+		e->ino = st.st_ino;
+		e->size = st.st_size;
+		e->mtime = st.st_mtim;
+	}
 	return e;
 fail:
-	hm_elf_close(e);
+	elf_free(e);
 	return NULL;
 }
 
 void hm_elf_close(hm_elf *e)
+{
+	hm_elf *old = NULL;
+
+	if (!e)
+		return;
+	if (!e->keep) {
+		elf_free(e);
+		return;
+	}
+	pthread_mutex_lock(&cache_mu);
+	if (ncache == ELF_CACHE) {
+		old = cache[0];
+		memmove(cache, cache + 1, (ELF_CACHE - 1) * sizeof(*cache));
+		ncache--;
+	}
+	cache[ncache++] = e;
+	pthread_mutex_unlock(&cache_mu);
+	elf_free(old);
+}
+
+static void elf_free(hm_elf *e)
 {
 	if (!e)
 		return;

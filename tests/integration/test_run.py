@@ -127,6 +127,34 @@ def test_child_processes_measured(tmp_path, default_py):
         assert 0.5 * want < cpu(l) < want + 5, (k, l, truth, err)
 
 
+def test_many_short_children_attached(tmp_path, default_py):
+    """20 workers from os.fork() (two at a time) and 20 tasks of a forked
+    pool of 4, each a pure-Python loop of about 40 ms: homura attaches to every child as
+    its first samples arrive (the parsed interpreter is cached, so an
+    attach costs little), and the workers' CPU time is on their line and
+    Python. Before, each attach re-read libpython's symbols, children
+    ended first and their samples counted as native (39% native, the
+    line at half its share). Wide margins: the line gets at least half
+    of the workers' own measured share, at least 80% of it is Python, and
+    the program's native share stays under 10% (pure Python has next to
+    none); samples of a child that ended before it was attached are
+    counted apart, never as native."""
+    prog = program("run_many_kids.py")
+    truth_file = tmp_path / "truth.json"
+    p, rep, err = run_json(tmp_path, "--cpu", "--", default_py.path, prog, truth_file)
+    assert p.returncode == 0, err
+    truth = json.loads(truth_file.read_text())
+    assert truth["forked"] == 20 and truth["pooled"] == 20, truth
+    assert "child processes:" in err, err
+    l = line_of(rep, prog, marker_line(prog, "# LINE worker"))
+    want = 100 * truth["worker"] / truth["tree"]
+    assert 0.5 * want < cpu(l) < want + 10, (l, truth, rep["cpu_total"], err)
+    assert l["cpu_python"] > 0.8 * cpu(l), (l, err)
+    tot = rep["cpu_total"]
+    assert tot["native"] < 10, (tot, err)
+    assert tot["unattributed_samples"] < 0.3 * rep["cpu_samples"], (tot, rep["cpu_samples"], err)
+
+
 def test_every_interpreter(tmp_path, py):
     """Lines and the JSON shape on every supported interpreter; two threads
     one after the other (the second reuses the first one's pthread and,

@@ -1,5 +1,7 @@
 /* test_elf.c - hm_elf on real files: a shared libpython with .symtab, the
- * stripped Debian python3.11 (.dynsym only), and files that are not ELF. */
+ * stripped Debian python3.11 (.dynsym only), and files that are not ELF;
+ * the cache of parsed files (same file: not parsed again; another file at
+ * the same path, a changed one, a just-written one or one pushed out: parsed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include <cmocka.h>
 
@@ -141,6 +146,101 @@ static void test_not_elf(void **state)
 	assert_null(hm_elf_open(NULL));
 }
 
+#define LIBZ "/lib/x86_64-linux-gnu/libz.so.1"
+
+/* Copy LIBZ to path (a new file: a new inode); its mtime set age seconds
+ * back when age > 0. */
+static void copy_libz(const char *path, int age)
+{
+	FILE *in = fopen(LIBZ, "rb");
+	char tmp[256], buf[65536];
+	size_t n;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	FILE *out = fopen(tmp, "wb");
+	assert_non_null(in);
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+	if (age > 0) {
+		struct timespec ts[2];
+		clock_gettime(CLOCK_REALTIME, &ts[0]);
+		ts[0].tv_sec -= age;
+		ts[1] = ts[0];
+		assert_int_equal(utimensat(AT_FDCWD, tmp, ts, 0), 0);
+	}
+	assert_int_equal(rename(tmp, path), 0);
+}
+
+static void open_close(const char *path)
+{
+	hm_elf *e = hm_elf_open(path);
+	uint64_t addr = 0;
+
+	assert_non_null(e);
+	assert_int_equal(hm_elf_symbol(e, "zlibVersion", &addr, NULL), HM_OK);
+	assert_true(addr != 0);
+	hm_elf_close(e);
+}
+
+static void test_cache(void **state)
+{
+	char dir[] = "/tmp/hm_test_elfc_XXXXXX", a[128], b[128], many[9][128];
+	unsigned long n;
+	int i;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(a, sizeof(a), "%s/liba.so", dir);
+	snprintf(b, sizeof(b), "%s/libb.so", dir);
+
+	/* the same file, by its path or another name: parsed once */
+	copy_libz(a, 60);
+	assert_int_equal(link(a, b), 0);
+	n = hm_elf_parses();
+	open_close(a);
+	open_close(a);
+	open_close(b);
+	assert_int_equal(hm_elf_parses(), n + 1);
+
+	/* another file at the same path, same size and mtime: parsed again */
+	copy_libz(a, 60);
+	open_close(a);
+	assert_int_equal(hm_elf_parses(), n + 2);
+
+	/* the same file with another mtime: parsed again */
+	struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
+	assert_int_equal(utimensat(AT_FDCWD, a, ts, 0), 0);
+	open_close(a);
+	open_close(a);
+	assert_int_equal(hm_elf_parses(), n + 3);
+
+	/* written just now (timestamps too coarse to tell rewrites apart): never kept */
+	copy_libz(b, 0);
+	open_close(b);
+	open_close(b);
+	assert_int_equal(hm_elf_parses(), n + 5);
+
+	/* bounded: nine other files push the first one out */
+	for (i = 0; i < 9; i++) {
+		snprintf(many[i], sizeof(many[i]), "%s/lib%d.so", dir, i);
+		copy_libz(many[i], 60);
+		open_close(many[i]);
+	}
+	assert_int_equal(hm_elf_parses(), n + 14);
+	open_close(a);
+	assert_int_equal(hm_elf_parses(), n + 15);
+	open_close(many[8]);
+	assert_int_equal(hm_elf_parses(), n + 15);
+
+	for (i = 0; i < 9; i++)
+		unlink(many[i]);
+	unlink(a);
+	unlink(b);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -151,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_addr2sym),
 		cmocka_unit_test(test_stripped_python311),
 		cmocka_unit_test(test_not_elf),
+		cmocka_unit_test(test_cache),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
