@@ -421,12 +421,14 @@ static void write_stats_json(const char *path, const hm_agent_stats *st, hm_expo
 	FILE *f = o.f;
 	fprintf(f,
 		"{\"wall_s\": %.3f, \"cpu_s\": %.3f, \"cpu_pct\": %.4f, \"max_rss_kb\": %ld, "
-		"\"ticks\": %llu, \"samples\": %llu, \"invalid\": %llu, \"errors\": %llu, "
+		"\"ticks\": %llu, \"samples\": %llu, \"invalid\": %llu, \"span_torn\": %llu, "
+		"\"errors\": %llu, "
 		"\"late\": %llu, \"profiles\": %llu, \"empty_windows\": %llu, \"attached\": %llu, "
 		"\"detached\": %llu, \"targets\": %d, \"exporters\": [",
 		st->wall_s, st->cpu_s, st->wall_s > 0 ? 100.0 * st->cpu_s / st->wall_s : 0.0,
 		st->max_rss_kb, (unsigned long long)st->ticks, (unsigned long long)st->samples,
-		(unsigned long long)st->invalid, (unsigned long long)st->errors,
+		(unsigned long long)st->invalid, (unsigned long long)st->span_torn,
+		(unsigned long long)st->errors,
 		(unsigned long long)st->late, (unsigned long long)st->windows,
 		(unsigned long long)st->empty_windows, (unsigned long long)st->attached,
 		(unsigned long long)st->detached, st->targets);

@@ -546,6 +546,7 @@ static void sync_stats(hm_agent *a)
 	const hm_sampler_stats *ss = hm_sampler_stats_of(a->smp);
 	a->st.samples = ss->samples;
 	a->st.invalid = ss->invalid;
+	a->st.span_torn = ss->span_torn;
 	a->st.errors = ss->errors;
 	a->st.late = ss->late;
 }

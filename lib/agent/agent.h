@@ -41,6 +41,7 @@ typedef struct hm_agent_stats {
 	uint64_t ticks;
 	uint64_t samples;        /* thread stacks recorded */
 	uint64_t invalid;        /* thread stacks dropped as torn */
+	uint64_t span_torn;      /* samples whose span changed while read: no span */
 	uint64_t errors;         /* failed target reads */
 	uint64_t late;           /* ticks > 1 period late */
 	uint64_t windows;        /* profiles handed to the exporters */

@@ -82,6 +82,17 @@ static void cell(FILE *o, double v, const char *fmt, int width)
 		fprintf(o, fmt, width, v);
 }
 
+/* The py% nat% sys% columns of a line or a function. */
+static void cpu_cells(FILE *o, double py, double nat, double sys)
+{
+	fputc(' ', o);
+	cell(o, py, "%*.1f", 6);
+	fputc(' ', o);
+	cell(o, nat, "%*.1f", 6);
+	fputc(' ', o);
+	cell(o, sys, "%*.1f", 6);
+}
+
 void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color, int width)
 {
 	double alloc_total = 0;
@@ -148,14 +159,8 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color, int w
 		}
 		const hm_rline *l = p[i].l;
 		fprintf(o, "%6d", l->line);
-		if (cpu_on) {
-			fputc(' ', o);
-			cell(o, l->cpu_python, "%*.1f", 6);
-			fputc(' ', o);
-			cell(o, l->cpu_native, "%*.1f", 6);
-			fputc(' ', o);
-			cell(o, l->cpu_system, "%*.1f", 6);
-		}
+		if (cpu_on)
+			cpu_cells(o, l->cpu_python, l->cpu_native, l->cpu_system);
 		if (show_bar) {
 			fputc(' ', o);
 			bar(o, z(l->cpu_python), z(l->cpu_native), z(l->cpu_system), 20, color);
@@ -214,14 +219,8 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color, int w
 			size_t nl = strlen(name), cut = hm_utf8_prefix(name, nl, (size_t)namew);
 			put_clean(o, name, cut);
 			fprintf(o, "%*s", (int)(namew - hm_utf8_count(name, cut)), "");
-			if (cpu_on) {
-				fputc(' ', o);
-				cell(o, f->cpu_python, "%*.1f", 6);
-				fputc(' ', o);
-				cell(o, f->cpu_native, "%*.1f", 6);
-				fputc(' ', o);
-				cell(o, f->cpu_system, "%*.1f", 6);
-			}
+			if (cpu_on)
+				cpu_cells(o, f->cpu_python, f->cpu_native, f->cpu_system);
 			if (mem_on) {
 				fputc(' ', o);
 				cell(o, f->alloc_mb, "%*.1f", 9);

@@ -546,8 +546,10 @@ def test_agent_ships_spans(tmp_path, spawn, ebpf):
     py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
     target = spawn([py, program("otel_plain.py"), SDK / "site", 6], timeout=30)
     out = tmp_path / "windows"
+    stats_path = tmp_path / "stats.json"
     agent = subprocess.Popen([HOMURA, "agent", "-p", str(target.pid), "--interval", "1",
-                              "--dir", str(out), "--dir-format", "pprof"] +
+                              "--dir", str(out), "--dir-format", "pprof",
+                              "--stats-json", str(stats_path)] +
                              (["--ebpf"] if ebpf else []),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -571,6 +573,9 @@ def test_agent_ships_spans(tmp_path, spawn, ebpf):
     assert {"inner_a", "inner_b"} <= found, found
     if ebpf:
         assert "sampling in the kernel" in err and "user-space sampler" not in err, err
+    # Spans dropped because they changed while read are counted, as by record.
+    stats = json.loads(stats_path.read_text())
+    assert stats["samples"] > 0 and 0 <= stats["span_torn"] <= stats["samples"], stats
 
 
 def test_server_span_queries(tmp_path, spawn):
