@@ -19,6 +19,7 @@ struct code_entry {
 	hm_pycode pub;
 	uint64_t checked_ns;         /* when the entry was last re-validated */
 	uint64_t used_ns;            /* when a sample last met it */
+	uint64_t born_ns;            /* when it was decoded */
 	uint64_t ident[4];           /* name, filename, line table pointers and
 				      * first line: what an address reuse
 				      * would change */

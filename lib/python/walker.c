@@ -34,6 +34,7 @@
 #define MAX_LINETABLE (1 << 20)
 #define MAX_CHUNK_READ (4u << 20)
 #define REVALIDATE_NS 1000000000ull
+#define YOUNG_NS 1000000000ull   /* a code entry decoded this recently is checked on each sample */
 
 static size_t span(int n, const int *offs, size_t width)
 {
@@ -353,7 +354,13 @@ static void code_ident(const hm_pylayout *L, const uint8_t *co, uint64_t ident[4
  * entry is trusted without a read. One not met for a while (more than three
  * sampling intervals) may have died and its address been reused - as happens
  * to startup code a few milliseconds into a program - so it is checked
- * again with one read; and every entry is checked at least once a second. */
+ * again with one read; and every entry is checked at least once a second.
+ * An entry decoded less than a second ago is checked at each sample that
+ * meets it (once per sample): start-up code (a .pth line's <module>, an
+ * import's module body) dies within milliseconds and its address goes to
+ * the next code object compiled, which the samples right after would
+ * otherwise take for the dead one - a generator expression of the program
+ * shown as "<module> (<string>:1)". */
 static struct code_entry *code_get(hm_python *py, uint64_t addr)
 {
 	const hm_pylayout *L = py->layout;
@@ -364,8 +371,9 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	if (c && !py->inproc) {
 		uint64_t stale_after = 3 * py->interval_ns + 1000000;
 		int recent = now - c->used_ns <= stale_after;
+		int young = now - c->born_ns < YOUNG_NS;
 		c->used_ns = now;
-		if (recent && now - c->checked_ns < REVALIDATE_NS)
+		if (recent && now - c->checked_ns < REVALIDATE_NS && (!young || c->checked_ns == now))
 			return c;
 	}
 	uint8_t co[512];
@@ -396,7 +404,7 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	c = code_load(py, addr, co);
 	if (c) {
 		code_ident(L, co, c->ident);
-		c->used_ns = c->checked_ns = now;
+		c->used_ns = c->checked_ns = c->born_ns = now;
 		code_insert(py, c);
 	}
 	return c;
