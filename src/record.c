@@ -288,7 +288,7 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
 		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
 		"\"dropped\": %llu, \"no_python\": %llu, \"aggregated\": %llu, \"agg_full\": %llu, "
-		"\"agg_entries\": %llu, \"native_joined\": %llu, "
+		"\"agg_entries\": %llu, \"cpu_from_kernel\": %s, \"native_joined\": %llu, "
 		"\"native_unjoined\": %llu, \"native_lost\": %llu}, \"native\": {\"unwinds\": %llu, "
 		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
@@ -300,6 +300,7 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		(unsigned long long)st->bpf_matched, (unsigned long long)st->bpf_dropped,
 		(unsigned long long)st->bpf_no_python, (unsigned long long)st->bpf_aggregated,
 		(unsigned long long)st->bpf_agg_full, (unsigned long long)st->bpf_agg_entries,
+		st->bpf_cpu_from_kernel ? "true" : "false",
 		(unsigned long long)st->bpf_native_joined,
 		(unsigned long long)st->bpf_native_unjoined, (unsigned long long)st->bpf_native_lost,
 		(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,

@@ -72,7 +72,8 @@ void hm_ebpf_close(hm_ebpf *e)
 {
 }
 
-int hm_ebpf_open_native(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out)
+int hm_ebpf_open_native(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf_native_fn nfn,
+			hm_ebpf **out)
 {
 	*out = NULL;
 	return hm_error(HM_ESYS, NOT_BUILT);
@@ -86,6 +87,7 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #else
 
 #include <linux/perf_event.h>
+#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -93,6 +95,7 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #include <time.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "python/pylayout.h"
@@ -205,7 +208,8 @@ struct hm_ebpf {
 	int *fds;
 	int ncpu;
 	int stats_fd;
-	int64_t weight_ns;
+	int64_t weight_ns;          /* the period */
+	int rt_weights;             /* samples weigh the kernel's runtime deltas */
 	uint64_t mono_to_real;      /* add to a CLOCK_MONOTONIC time for unix time */
 	struct watched *w;
 	int nw, capw;
@@ -323,10 +327,21 @@ static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event
 	return 0;
 }
 
+/* The CPU time of count samples that the kernel weighed weight_ns in all
+ * (pystack.h, hm_bpf_event.weight_ns): that, or count periods where the
+ * kernel's runtime could not be read. */
+static int64_t cpu_time(const hm_ebpf *E, uint64_t count, uint64_t weight_ns)
+{
+	if (!E->rt_weights || weight_ns > (uint64_t)INT64_MAX)
+		return E->weight_ns * (int64_t)count;
+	return (int64_t)weight_ns;
+}
+
 /* Deliver one record (from the ring, or an aggregate's first sample) as
- * count samples, the latest at t_ns (CLOCK_MONOTONIC). */
+ * count samples of weight_ns of CPU time in all, the latest at t_ns
+ * (CLOCK_MONOTONIC). */
 static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64_t count,
-		    uint64_t t_ns, const char *const *kframes, int nk)
+		    uint64_t weight_ns, uint64_t t_ns, const char *const *kframes, int nk)
 {
 	size_t head = offsetof(struct hm_bpf_event, frames);
 	if (len < head)
@@ -334,7 +349,8 @@ static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64
 	struct watched *w = find_watched(E, (pid_t)e->pid);
 	if (!w)
 		return;                     /* unwatched since */
-	if (e->nframes > HM_BPF_MAX_FRAMES || len < head + e->nframes * sizeof e->frames[0]) {
+	if (e->nframes > HM_BPF_MAX_FRAMES || e->nkips > HM_BPF_KSTACK_DEPTH ||
+	    len < head + e->nframes * sizeof e->frames[0] + e->nkips * sizeof(uint64_t)) {
 		E->c.invalid += count;
 		return;
 	}
@@ -353,16 +369,25 @@ static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64
 	    pend_add(E, e, len) == 0)
 		return;
 	if (record_stack(E, w, e, count) == 0)
-		E->fn(E->arg, w->owner, &E->th, (int64_t)count, E->weight_ns * (int64_t)count,
+		E->fn(E->arg, w->owner, &E->th, (int64_t)count, cpu_time(E, count, weight_ns),
 		      t_ns + E->mono_to_real, kframes, nk);
 }
+
+static int kernel_ips(hm_ebpf *E, const struct hm_bpf_event *e);
 
 static int on_event(void *ctx, void *data, size_t len)
 {
 	hm_ebpf *E = ctx;
 	const struct hm_bpf_event *e = data;
-	if (len >= offsetof(struct hm_bpf_event, frames))
-		deliver(E, e, len, 1, e->t_ns, NULL, 0);
+	if (len >= offsetof(struct hm_bpf_event, frames) && e->nframes <= HM_BPF_MAX_FRAMES &&
+	    e->nkips <= HM_BPF_KSTACK_DEPTH &&
+	    len >= offsetof(struct hm_bpf_event, frames) + e->nframes * sizeof e->frames[0] +
+			   e->nkips * sizeof(uint64_t)) {
+		int nk = kernel_ips(E, e);
+		deliver(E, e, len, 1, e->weight_ns, e->t_ns, E->kf, nk);
+	} else if (len >= offsetof(struct hm_bpf_event, frames)) {
+		deliver(E, e, len, 1, e->weight_ns, e->t_ns, NULL, 0);   /* counted invalid */
+	}
 	return 0;
 }
 
@@ -431,23 +456,42 @@ static const char *ksym_name(hm_ebpf *E, uint64_t ip)
 	return lo ? E->ksym_names + E->ksyms[lo - 1].name : "[kernel]";
 }
 
+/* n kernel addresses (leaf first, a zero ends them early) named into
+ * E->kf; their number. */
+static int kernel_names(hm_ebpf *E, const uint64_t *ips, int n)
+{
+	if (!E->ksyms_loaded)
+		ksyms_load(E);
+	int k = 0;
+	while (k < n && k < HM_BPF_KSTACK_DEPTH && ips[k]) {
+		E->kf[k] = ksym_name(E, ips[k]);
+		k++;
+	}
+	return k;
+}
+
 /* The kernel frames of stack id into E->kf (leaf first); their number. */
 static int kernel_frames(hm_ebpf *E, int id)
 {
 	if (!E->kstack_on || id < 0)
 		return 0;
-	if (!E->ksyms_loaded)
-		ksyms_load(E);
 	uint64_t ips[HM_BPF_KSTACK_DEPTH];
 	uint32_t key = (uint32_t)id;
 	if (bpf_map__lookup_elem(E->skel->maps.kstacks, &key, sizeof key, ips, sizeof ips, 0) != 0)
 		return 0;
-	int n = 0;
-	while (n < HM_BPF_KSTACK_DEPTH && ips[n]) {
-		E->kf[n] = ksym_name(E, ips[n]);
-		n++;
-	}
-	return n;
+	return kernel_names(E, ips, HM_BPF_KSTACK_DEPTH);
+}
+
+/* A ring record's own kernel frames (--kernel, in kernel mode; checked:
+ * e holds nkips addresses after its frames) into E->kf. */
+static int kernel_ips(hm_ebpf *E, const struct hm_bpf_event *e)
+{
+	if (!E->kstack_on || !e->nkips)
+		return 0;
+	uint64_t ips[HM_BPF_KSTACK_DEPTH];
+	int n = (int)e->nkips;
+	memcpy(ips, HM_BPF_KIPS(e), (size_t)n * sizeof ips[0]);
+	return kernel_names(E, ips, n);
 }
 
 /* Forget the kernel stacks read (the map is bounded). */
@@ -472,7 +516,7 @@ static void agg_drain_slow(hm_ebpf *E, int fd)
 			E->c.agg_entries++;
 			int nk = kernel_frames(E, k.kstack);
 			deliver(E, &E->agg_vals[0].ev, sizeof E->agg_vals[0].ev, E->agg_vals[0].count,
-				E->agg_vals[0].last_ns, E->kf, nk);
+				E->agg_vals[0].weight_ns, E->agg_vals[0].last_ns, E->kf, nk);
 		}
 		if (bpf_map_delete_elem(fd, &k) != 0)
 			break;
@@ -508,7 +552,7 @@ static void agg_drain(hm_ebpf *E)
 			const struct hm_bpf_agg *v = &E->agg_vals[i];
 			E->c.agg_entries++;
 			int nk = kernel_frames(E, E->agg_keys[i].kstack);
-			deliver(E, &v->ev, sizeof v->ev, v->count, v->last_ns, E->kf, nk);
+			deliver(E, &v->ev, sizeof v->ev, v->count, v->weight_ns, v->last_ns, E->kf, nk);
 		}
 		if (rc < 0)
 			break;                      /* ENOENT: the end */
@@ -566,6 +610,44 @@ static int proc_info(hm_python *py, struct hm_bpf_proc *pi, int same_pidns)
 }
 
 /* Send the thread states user space knows (and the interpreter). */
+/* Each thread's runtime now (the first field of its schedstat: the same
+ * se.sum_exec_runtime the program reads) into the rtlast map, before the
+ * process's first sample: a thread's first sample then weighs its runtime
+ * since the watch began, not a period, so that a thread sampled rarely
+ * (short bursts) is not short of the time before it. Threads born later
+ * have their first sample weigh a period. */
+static void seed_runtimes(hm_ebpf *E, pid_t pid)
+{
+	if (!E->rt_weights)
+		return;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d)) && n < HM_BPF_MAX_TIDS / 4) {
+		char *end;
+		long tid = strtol(de->d_name, &end, 10);
+		if (tid <= 0 || *end)
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%ld/schedstat", (int)pid, tid);
+		FILE *f = fopen(path, "re");
+		unsigned long long rt;
+		if (!f)
+			continue;
+		if (fscanf(f, "%llu", &rt) == 1) {
+			struct hm_bpf_rt v = {rt, (uint32_t)pid, 0};
+			uint32_t k = (uint32_t)tid;
+			bpf_map__update_elem(E->skel->maps.rtlast, &k, sizeof k, &v, sizeof v, BPF_ANY);
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(d);
+}
+
 static int send_threads(hm_ebpf *E, struct watched *w)
 {
 	pid_t tids[HM_BPF_MAX_THREADS * 4];
@@ -689,6 +771,42 @@ static int native_ring(hm_ebpf *E, int cpu, int fd);
 static int native_poll(hm_ebpf *E, int timeout_ms);
 static void native_close(hm_ebpf *E);
 
+/* Where task_struct keeps se.sum_exec_runtime (the thread's runtime as
+ * the scheduler accounts it), from the running kernel's BTF: its offset,
+ * or 0 when the kernel has no BTF or the fields are not there. (Looked up
+ * here rather than relocated by CO-RE, which would make the whole program
+ * fail to load on a kernel without BTF.) */
+static uint32_t runtime_offset(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	if (!btf || libbpf_get_error(btf))
+		return 0;
+	uint32_t off = 0, se = 0;
+	const char *names[2][2] = {{"task_struct", "se"}, {"sched_entity", "sum_exec_runtime"}};
+	int ok = 1;
+	for (int step = 0; step < 2 && ok; step++) {
+		ok = 0;
+		int id = btf__find_by_name_kind(btf, names[step][0], BTF_KIND_STRUCT);
+		const struct btf_type *t = id > 0 ? btf__type_by_id(btf, (uint32_t)id) : NULL;
+		const struct btf_member *m = t ? btf_members(t) : NULL;
+		for (int i = 0; t && i < btf_vlen(t); i++) {
+			const char *mn = btf__name_by_offset(btf, m[i].name_off);
+			uint32_t bits = btf_member_bit_offset(t, (uint32_t)i);
+			if (mn && !strcmp(mn, names[step][1]) && bits % 8 == 0 &&
+			    !btf_member_bitfield_size(t, (uint32_t)i)) {
+				if (step == 0)
+					se = bits / 8;
+				else
+					off = se + bits / 8;
+				ok = 1;
+				break;
+			}
+		}
+	}
+	btf__free(btf);
+	return ok ? off : 0;
+}
+
 static int ebpf_open(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf_native_fn nfn,
 		     hm_ebpf **out)
 {
@@ -708,8 +826,21 @@ static int ebpf_open(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf
 	E->agg_max = HM_BPF_AGG_ENTRIES;
 	if (ents && atoi(ents) > 0 && atoi(ents) <= 1 << 20)
 		E->agg_max = atoi(ents);
+	double rate = rate_hz > 0 ? rate_hz : 100;
+	uint64_t period = (uint64_t)(1e9 / rate);
+	if (period < 10000)
+		period = 10000;
+	E->weight_ns = (int64_t)period;
+	/* HOMURA_BPF_WEIGHTS=period: every sample weighs one period (tests
+	 * and measurements compare the two). */
+	const char *wv = getenv("HOMURA_BPF_WEIGHTS");
+	uint32_t rt_off = wv && !strcmp(wv, "period") ? 0 : runtime_offset();
+	E->rt_weights = rt_off != 0;
+	E->c.cpu_from_kernel = E->rt_weights;
 	E->skel = hm_pystack__open();
 	if (E->skel) {
+		E->skel->rodata->hm_rt_off = rt_off;
+		E->skel->rodata->hm_period_ns = period;
 		E->skel->rodata->hm_agg_on = (uint32_t)E->agg;
 		E->skel->rodata->hm_kstack_on = kernel_stacks ? 1u : 0u;
 		E->kstack_on = kernel_stacks != 0;
@@ -739,11 +870,6 @@ static int ebpf_open(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf
 	}
 	for (int c = 0; c < E->ncpu; c++)
 		E->fds[c] = -1;
-	double rate = rate_hz > 0 ? rate_hz : 100;
-	uint64_t period = (uint64_t)(1e9 / rate);
-	if (period < 10000)
-		period = 10000;
-	E->weight_ns = (int64_t)period;
 	int opened = 0;
 	for (int c = 0; c < E->ncpu; c++) {
 		struct perf_event_attr a;
@@ -807,11 +933,12 @@ int hm_ebpf_open(double rate_hz, int kernel_stacks, hm_ebpf **out)
 	return ebpf_open(rate_hz, kernel_stacks, 0, NULL, out);
 }
 
-/* (Kernel stacks ride only with counted samples; every --native sample
- * goes through the ring, so none are asked for here.) */
-int hm_ebpf_open_native(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out)
+/* (Every --native sample goes through the ring: its kernel stack, with
+ * kernel_stacks, rides in the record.) */
+int hm_ebpf_open_native(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf_native_fn nfn,
+			hm_ebpf **out)
 {
-	return ebpf_open(rate_hz, 0, stack_bytes, nfn, out);
+	return ebpf_open(rate_hz, kernel_stacks, stack_bytes, nfn, out);
 }
 
 int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
@@ -852,6 +979,7 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 	/* The span layout first: the process's first samples (once it is in
 	 * the procs map) then carry spans already. */
 	send_otel(E, w, hm_mono_ns());
+	seed_runtimes(E, pid);
 	if (send_threads(E, w) < 0 || !w->interp_sent) {
 		hm_ebpf_unwatch(E, pid);
 		return hm_error(HM_EIO, "--ebpf: cannot read the interpreter's threads of process %d", (int)pid);
@@ -1140,8 +1268,9 @@ static void pend_finish(hm_ebpf *E)
 					pd->ev.tid, (unsigned long long)pd->ev.t_ns);
 			if (w && record_stack(E, w, &pd->ev, 1) == 0) {
 				E->c.native_unjoined++;
-				N->fn(E->arg, w->owner, &E->th, NULL, E->weight_ns,
-				      pd->ev.t_ns + E->mono_to_real);
+				int nk = kernel_ips(E, &pd->ev);
+				N->fn(E->arg, w->owner, &E->th, NULL, cpu_time(E, 1, pd->ev.weight_ns),
+				      pd->ev.t_ns + E->mono_to_real, E->kf, nk);
 			}
 			pd->done = 1;
 		}
@@ -1251,7 +1380,9 @@ static void perf_join(hm_ebpf *E, const struct psample *ps)
 	E->c.native_joined++;
 	hm_native_unwind_copy(w->nat, w->py, (pid_t)ps->tid, ps->regs, ps->nregs, ps->stack, ps->len,
 			      &N->ns);
-	N->fn(E->arg, w->owner, &E->th, &N->ns, E->weight_ns, pd->ev.t_ns + E->mono_to_real);
+	int nk = kernel_ips(E, &pd->ev);
+	N->fn(E->arg, w->owner, &E->th, &N->ns, cpu_time(E, 1, pd->ev.weight_ns),
+	      pd->ev.t_ns + E->mono_to_real, E->kf, nk);
 }
 
 /* Everything in one CPU's perf ring. */

@@ -35,8 +35,10 @@ typedef struct hm_ebpf hm_ebpf;
 
 /* count resolved samples of one stack: a thread of a watched process
  * (th->tid the host tid, th's frames leaf first), weight_ns of on-CPU time
- * in all, the latest at t_ns (unix time); with kernel stacks on, the nk
- * kernel frames (symbol names, leaf first) it interrupted, else nk 0. */
+ * in all (the kernel's runtime of the thread since each sample's previous
+ * one, hm_ebpf_counts.cpu_from_kernel; else count periods), the latest at
+ * t_ns (unix time); with kernel stacks on, the nk kernel frames (symbol
+ * names, leaf first) it interrupted, else nk 0. */
 typedef void (*hm_ebpf_sample_fn)(void *arg, void *owner, const hm_pythread *th, int64_t count,
 				  int64_t weight_ns, uint64_t t_ns, const char *const *kframes,
 				  int nk);
@@ -59,6 +61,10 @@ typedef struct hm_ebpf_counts {
 	uint64_t aggregated;     /* samples counted in the kernel's per-stack map */
 	uint64_t agg_full;       /* samples sent to the ring as that map was full */
 	uint64_t agg_entries;    /* its entries read (stacks per period) */
+	int cpu_from_kernel;     /* 1: each sample's CPU time is the thread's
+				  * runtime since its previous sample, as the
+				  * kernel accounts it; 0: the period (the
+				  * kernel's BTF does not say where it is) */
 } hm_ebpf_counts;
 
 /* Load the program and attach it to a cpu-clock event of every CPU at
@@ -102,9 +108,11 @@ void hm_ebpf_close(hm_ebpf *e);
  * ns NULL. The thread is never stopped or read while it runs on. x86-64
  * only. */
 typedef void (*hm_ebpf_native_fn)(void *arg, void *owner, const hm_pythread *th,
-				  const hm_natstack *ns, int64_t weight_ns, uint64_t t_ns);
+				  const hm_natstack *ns, int64_t weight_ns, uint64_t t_ns,
+				  const char *const *kframes, int nk);
 #define HM_EBPF_STACK_BYTES 16384    /* default copy of the user stack */
-int hm_ebpf_open_native(double rate_hz, int stack_bytes, hm_ebpf_native_fn nfn, hm_ebpf **out);
+int hm_ebpf_open_native(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf_native_fn nfn,
+			hm_ebpf **out);
 /* Unwind pid's samples with nat (opened by the caller for its target, kept
  * alive while watched). Call after hm_ebpf_watch. */
 int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat);

@@ -316,7 +316,7 @@ static void follower_dropped(void *ctx, hm_followed *it)
 }
 
 static void bpf_native_sample(void *arg, void *owner, const hm_pythread *th, const hm_natstack *ns,
-			      int64_t weight_ns, uint64_t t_ns);
+			      int64_t weight_ns, uint64_t t_ns, const char *const *kframes, int nk);
 
 /* --ebpf: the kernel walks pr (with --native, its perf samples are unwound
  * by its native session). */
@@ -358,8 +358,9 @@ int hm_sampler_new(const hm_sampler_opts *o, const hm_sampler_events *ev, hm_sam
 		if (s->o.async || s->o.subprocesses || s->o.blocking || s->o.gil_only || s->o.idle)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "--ebpf does not combine with "
 				 "--async, --subprocesses, --blocking, --gil or --idle");
-		else if ((s->o.native ? hm_ebpf_open_native(s->o.rate_hz, ebpf_stack_bytes(),
-							    bpf_native_sample, &s->bpf)
+		else if ((s->o.native ? hm_ebpf_open_native(s->o.rate_hz, s->o.ebpf_kernel,
+							    ebpf_stack_bytes(), bpf_native_sample,
+							    &s->bpf)
 				      : hm_ebpf_open(s->o.rate_hz, s->o.ebpf_kernel, &s->bpf)) != HM_OK)
 			snprintf(s->bpf_why, sizeof s->bpf_why, "%s", hm_errmsg());
 	}
@@ -465,6 +466,7 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 		s->st.bpf_aggregated = c.aggregated;
 		s->st.bpf_agg_full = c.agg_full;
 		s->st.bpf_agg_entries = c.agg_entries;
+		s->st.bpf_cpu_from_kernel = c.cpu_from_kernel;
 	}
 	return &s->st;
 }
@@ -559,8 +561,8 @@ static void emit_thread(hm_sampler *s, struct proc *pr, const hm_pythread *th,
 		const hm_pytask *task;
 		int coro;
 		if (ns) {
-			int torn = hm_sampler_add_native(p, th, ns, hm_python_layout(*pr->pyp), po,
-							 weight, wall);
+			int torn = hm_sampler_add_native_k(p, th, ns, hm_python_layout(*pr->pyp),
+							   po, weight, wall, kframes, nk);
 			s->st.native_torn += (torn & HM_SAMPLER_NATIVE_TORN) != 0;
 			s->st.native_no_eval += (torn & HM_SAMPLER_NATIVE_NO_EVAL) != 0;
 		} else if (pr->as && (task = hm_asyncsampler_running(pr->as, th, &coro))) {
@@ -690,12 +692,12 @@ static void bpf_sample(void *arg, void *owner, const hm_pythread *th, int64_t co
 /* --native: a stack the in-kernel walker took, with the native stack
  * unwound from the same instant's perf sample (ns NULL: it did not come). */
 static void bpf_native_sample(void *arg, void *owner, const hm_pythread *th, const hm_natstack *ns,
-			      int64_t weight_ns, uint64_t t_ns)
+			      int64_t weight_ns, uint64_t t_ns, const char *const *kframes, int nk)
 {
 	hm_sampler *s = arg;
 	struct proc *pr = owner;
 	hm_sampler_opts po = s->o;
-	emit_thread(s, pr, th, ns, &po, 1, weight_ns, t_ns, NULL, 0);
+	emit_thread(s, pr, th, ns, &po, 1, weight_ns, t_ns, kframes, nk);
 }
 
 /* Drain what the in-kernel walker found (waiting up to timeout_ms). */

@@ -114,6 +114,10 @@ typedef struct hm_sampler_stats {
 	/* --ebpf: samples counted per stack in the kernel, those sent to the
 	 * ring as its map was full, and the map entries read. */
 	uint64_t bpf_aggregated, bpf_agg_full, bpf_agg_entries;
+	/* --ebpf: 1 when each sample's CPU time is the kernel's runtime of
+	 * its thread since the previous sample, 0 when it is the period
+	 * (sample/ebpf.h, cpu_from_kernel). */
+	int bpf_cpu_from_kernel;
 } hm_sampler_stats;
 
 void hm_sampler_opts_init(hm_sampler_opts *o);
@@ -238,6 +242,11 @@ void hm_sampler_add_thread_n(hm_profile *p, const hm_pythread *th, const hm_samp
 int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstack *ns,
 			  const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
 			  uint64_t t_ns);
+/* The same with nk kernel frames (leaf first) under the native leaf
+ * (record --ebpf --native --kernel). */
+int hm_sampler_add_native_k(hm_profile *p, const hm_pythread *th, const hm_natstack *ns,
+			    const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
+			    uint64_t t_ns, const char *const *kframes, int nk);
 
 /* --async: a "Task <name>" stack. With th, the thread running task: its
  * root frames, the task, then th's frames from index coro (the task's

@@ -151,22 +151,30 @@ int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstac
 			  const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
 			  uint64_t t_ns)
 {
+	return hm_sampler_add_native_k(p, th, ns, L, o, weight_ns, t_ns, NULL, 0);
+}
+
+int hm_sampler_add_native_k(hm_profile *p, const hm_pythread *th, const hm_natstack *ns,
+			    const hm_pylayout *L, const hm_sampler_opts *o, int64_t weight_ns,
+			    uint64_t t_ns, const char *const *kframes, int nk)
+{
+	nk = nk > 0 && nk <= 256 ? nk : 0;
 	if (!ns || ns->state != HM_NATSTACK_OK) {
-		hm_sampler_add_thread(p, th, o, weight_ns, t_ns);
+		hm_sampler_add_thread_n(p, th, o, 1, weight_ns, t_ns, kframes, nk);
 		return 0;
 	}
 	hm_mframe mbuf[256];
-	uint32_t ibuf[258];
+	uint32_t ibuf[258 + 256];
 	int cap = ns->nframes + th->nframes;
 	hm_mframe *m = cap <= 256 ? mbuf : malloc((size_t)cap * sizeof *m);
-	uint32_t *ids = cap <= 256 ? ibuf : malloc((size_t)(cap + 2) * sizeof *ids);
+	uint32_t *ids = cap <= 256 ? ibuf : malloc((size_t)(cap + 2 + nk) * sizeof *ids);
 	int n = m && ids ? hm_native_merge(ns, th, L, m, cap) : -1;
 	if (n < 0) {
 		if (m != mbuf)
 			free(m);
 		if (ids != ibuf)
 			free(ids);
-		hm_sampler_add_thread(p, th, o, weight_ns, t_ns);
+		hm_sampler_add_thread_n(p, th, o, 1, weight_ns, t_ns, kframes, nk);
 		return m && ids ? HM_SAMPLER_NATIVE_TORN | no_eval(ns) : 0;
 	}
 	uint32_t k = root_frames(p, o, th->tid, ids), tag = hm_profile_serial(p);
@@ -187,6 +195,10 @@ int hm_sampler_add_native(hm_profile *p, const hm_pythread *th, const hm_natstac
 		f.file = s->user2;
 		f.line = o->nolineno ? 0 : s->line;
 		f.kind = HM_FRAME_NATIVE;
+		ids[k++] = hm_profile_frame_id(p, &f);
+	}
+	for (int i = nk - 1; i >= 0; i--) {   /* kernel frames under the native leaf */
+		hm_frame f = {hm_profile_intern_cstr(p, kframes[i]), 0, 0, 0, HM_FRAME_KERNEL};
 		ids[k++] = hm_profile_frame_id(p, &f);
 	}
 	add_stack(p, ids, k, o, th->tid, th->name, &th->span, 1, weight_ns, t_ns);

@@ -267,6 +267,7 @@ static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int
 	struct hm_bpf_agg *v = bpf_map_lookup_elem(&aggs, &k);
 	if (v) {
 		__sync_fetch_and_add(&v->count, 1);
+		__sync_fetch_and_add(&v->weight_ns, e->weight_ns);
 		v->last_ns = e->t_ns;
 		return 0;
 	}
@@ -275,6 +276,7 @@ static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int
 	if (!nv)
 		return -1;
 	nv->count = 1;
+	nv->weight_ns = e->weight_ns;
 	nv->last_ns = e->t_ns;
 	bpf_probe_read_kernel(&nv->ev, sizeof nv->ev, e);
 	long rc = bpf_map_update_elem(&aggs, &k, nv, BPF_NOEXIST);
@@ -284,9 +286,55 @@ static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int
 	v = bpf_map_lookup_elem(&aggs, &k);
 	if (v) {
 		__sync_fetch_and_add(&v->count, 1);
+		__sync_fetch_and_add(&v->weight_ns, e->weight_ns);
 		return 0;
 	}
 	return -1;
+}
+
+/* ---- each sample's CPU time, from the kernel's own accounting ----
+ * The cpu-clock timer cannot fire while interrupts are off (around context
+ * switches), so a thread that runs in short bursts gets fewer samples than
+ * its CPU time; the kernel's runtime of the thread (se.sum_exec_runtime,
+ * what /proc/PID/task/TID/schedstat shows first) is exact, and its delta
+ * since the thread's previous sample is the CPU time this sample stands
+ * for: the deltas of a thread add up to its runtime, however few samples
+ * it gets. (The kernel updates a running thread's runtime at its ticks and
+ * context switches: a steady thread's time comes in tick-sized steps.) */
+
+/* Set by user space before loading (sample/ebpf.c): the offset of
+ * se.sum_exec_runtime in task_struct, from the kernel's BTF (0: unknown,
+ * every sample weighs one period), and the period in ns. */
+volatile const __u32 hm_rt_off = 0;
+volatile const __u64 hm_period_ns = 1000000;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HM_BPF_MAX_TIDS);
+	__type(key, __u32);
+	__type(value, struct hm_bpf_rt);
+} rtlast SEC(".maps");
+
+static __always_inline __u64 sample_weight(__u32 pid, __u32 tid)
+{
+	__u64 rt = 0;
+	if (!hm_rt_off ||
+	    bpf_probe_read_kernel(&rt, sizeof rt, (const void *)(bpf_get_current_task() + hm_rt_off)))
+		return hm_period_ns;
+	struct hm_bpf_rt *l = bpf_map_lookup_elem(&rtlast, &tid);
+	if (l && l->pid == pid && rt >= l->rt) {
+		/* (A thread runs on one CPU at a time: no other run of this
+		 * program updates its entry meanwhile.) */
+		__u64 d = rt - l->rt;
+		l->rt = rt;
+		return d < HM_BPF_WEIGHT_CAP * hm_period_ns ? d : HM_BPF_WEIGHT_CAP * hm_period_ns;
+	}
+	/* The thread's first sample (user space put the runtime of each
+	 * thread there when the process was first watched: this one was
+	 * born since), or a tid reused by another thread. */
+	struct hm_bpf_rt n = {.rt = rt, .pid = pid};
+	bpf_map_update_elem(&rtlast, &tid, &n, BPF_ANY);
+	return hm_period_ns;
 }
 
 /* One frame per call: 0 to go on, 1 to stop. */
@@ -379,6 +427,10 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 	e->status = HM_BPF_OK;
 	e->truncated = 0;
 	e->nframes = 0;
+	e->nkips = 0;
+	/* Every sample of the thread moves its runtime mark, those outside
+	 * Python too, so that each weighs only the time since the last. */
+	e->weight_ns = sample_weight(pid, tid);
 	/* user_mode(regs): the CS selector's low bits are 3 in user mode. */
 	e->kernel = (ctx->regs.cs & 3) != 3;
 	__u64 ts = find_tstate(p, tid);
@@ -428,8 +480,16 @@ out:
 		}
 		count(HM_BPFC_AGG_FULL);
 	}
-	/* Send only the frames used. */
-	__u64 len = sizeof(*e) - sizeof(e->frames) + (__u64)(w.n & 127) * sizeof(e->frames[0]);
+	/* Send only the frames used, then (--kernel, in kernel mode) the
+	 * kernel stack right after them. */
+	__u64 used = (__u64)(w.n & 127) * sizeof(e->frames[0]);
+	if (hm_kstack_on && e->kernel) {
+		long got = bpf_get_stack(ctx, (__u8 *)e->frames + used, sizeof e->kips_room, 0);
+		if (got > 0)
+			e->nkips = (__u32)got / 8;
+	}
+	__u64 len = sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room) + used +
+		    (__u64)(e->nkips & (HM_BPF_KSTACK_DEPTH * 2 - 1)) * 8;
 	if (len > sizeof(*e))
 		len = sizeof(*e);
 	/* No wake-up per sample: user space drains the ring every 50 ms; only

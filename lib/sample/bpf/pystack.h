@@ -9,6 +9,7 @@
 #define HM_BPF_MAX_THREADS 64    /* thread states scanned to find a tid */
 #define HM_BPF_MAX_PROCS 4096
 #define HM_BPF_MAX_TIDS 65536
+#define HM_BPF_KSTACK_DEPTH 64      /* kernel frames kept (--kernel) */
 
 /* How to walk one process's Python frames (filled from its hm_pylayout). */
 struct hm_bpf_proc {
@@ -119,12 +120,40 @@ struct hm_bpf_event {
 	unsigned int truncated;
 	unsigned int nframes;
 	unsigned int kernel;             /* the sample interrupted kernel code */
-	/* (frames stay last: only the frames used are sent) */
+	unsigned int nkips;              /* kernel return addresses after the
+					  * frames (ring records with --kernel) */
+	unsigned int pad;
+	/* The CPU time this sample stands for: the thread's runtime as the
+	 * kernel accounts it (task_struct se.sum_exec_runtime, the first
+	 * field of /proc/PID/task/TID/schedstat) since its previous sample,
+	 * capped at HM_BPF_WEIGHT_CAP periods; the period for a thread's
+	 * first sample, or where the kernel's BTF does not give the field. */
+	unsigned long long weight_ns;
+	/* (frames stay last: only the frames used are sent, followed in a
+	 * ring record by nkips kernel addresses, leaf first) */
 	struct hm_bpf_span span;         /* the current OpenTelemetry span */
 	unsigned long long span_name_check; /* hm_bpf_name_check of span.name */
 	unsigned int span_why;           /* enum hm_bpf_span_why */
 	unsigned int span_pad;
 	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
+	unsigned long long kips_room[HM_BPF_KSTACK_DEPTH]; /* (kernel addresses
+					  * go right after the frames used) */
+};
+
+/* The kernel addresses of a ring record (nkips of them). */
+#define HM_BPF_KIPS(e) ((const unsigned long long *)(const void *)&(e)->frames[(e)->nframes])
+
+/* A delta of runtime above this many periods is taken as this many: the
+ * thread ran that long without a sample, which a steady sampler does not
+ * let happen (it guards against a tid the map remembers from an earlier
+ * watch of the process). */
+#define HM_BPF_WEIGHT_CAP 256
+
+/* A thread's runtime (ns) at its last sample (the rtlast map, by tid; user
+ * space puts each thread's runtime there when it watches a process). */
+struct hm_bpf_rt {
+	unsigned long long rt;
+	unsigned int pid, pad;
 };
 
 /* Counters kept by the BPF program (a per-CPU array, index enum). */
@@ -160,11 +189,11 @@ struct hm_bpf_agg_key {
 struct hm_bpf_agg {
 	unsigned long long count;        /* samples with this key */
 	unsigned long long last_ns;      /* the latest one's time (CLOCK_MONOTONIC) */
+	unsigned long long weight_ns;    /* their CPU time (hm_bpf_event.weight_ns) */
 	struct hm_bpf_event ev;          /* the first one, with its frames */
 };
 
 #define HM_BPF_AGG_ENTRIES 4096     /* default size of the aggs map */
-#define HM_BPF_KSTACK_DEPTH 64      /* kernel frames kept (--kernel) */
 #define HM_BPF_KSTACKS 4096         /* distinct kernel stacks per read */
 
 #endif
