@@ -72,6 +72,10 @@ void hm_ebpf_close(hm_ebpf *e)
 {
 }
 
+void hm_ebpf_finish(hm_ebpf *e, hm_ebpf_sample_fn fn, void *arg)
+{
+}
+
 int hm_ebpf_open_native(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf_native_fn nfn,
 			hm_ebpf **out)
 {
@@ -210,6 +214,9 @@ struct hm_ebpf {
 	int stats_fd;
 	int64_t weight_ns;          /* the period */
 	int rt_weights;             /* samples weigh the kernel's runtime deltas */
+	struct last *last_ev;       /* each thread's latest sample (open
+				  * addressing by tid, cap_last slots) */
+	size_t n_last, cap_last;
 	uint64_t mono_to_real;      /* add to a CLOCK_MONOTONIC time for unix time */
 	struct watched *w;
 	int nw, capw;
@@ -235,6 +242,15 @@ struct hm_ebpf {
 	char *ksym_names;
 	int ksyms_loaded;
 	const char *kf[HM_BPF_KSTACK_DEPTH];
+};
+
+/* A thread's latest delivered record (hm_ebpf_finish gives it the time
+ * the thread ran after it). */
+struct last {
+	uint32_t tid, pid;          /* tid 0: a free slot */
+	uint64_t t_ns;
+	size_t len;
+	struct hm_bpf_event *ev;    /* len bytes */
 };
 
 struct ksym {
@@ -327,6 +343,71 @@ static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event
 	return 0;
 }
 
+/* ---- each thread's latest record (kernel runtime weights only) ---- */
+
+static struct last *last_slot(hm_ebpf *E, uint32_t tid)
+{
+	size_t mask = E->cap_last - 1;
+	for (size_t i = (tid * 2654435761u) & mask;; i = (i + 1) & mask)
+		if (E->last_ev[i].tid == tid || !E->last_ev[i].tid)
+			return &E->last_ev[i];
+}
+
+/* Put the entries of live processes (pid != drop) into a table of cap
+ * slots (a power of 2). */
+static int last_rehash(hm_ebpf *E, size_t cap, uint32_t drop)
+{
+	struct last *old = E->last_ev;
+	size_t ocap = E->cap_last;
+	struct last *nt = calloc(cap, sizeof *nt);
+	if (!nt)
+		return -1;
+	E->last_ev = nt;
+	E->cap_last = cap;
+	E->n_last = 0;
+	for (size_t i = 0; i < ocap; i++) {
+		if (!old[i].tid)
+			continue;
+		if (old[i].pid == drop) {
+			free(old[i].ev);
+			continue;
+		}
+		*last_slot(E, old[i].tid) = old[i];
+		E->n_last++;
+	}
+	free(old);
+	return 0;
+}
+
+/* Remember e (len bytes) as tid's latest record if it is. */
+static void last_note(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64_t t_ns)
+{
+	if (!E->rt_weights || E->nat || !e->tid)
+		return;
+	if (E->n_last * 2 >= E->cap_last) {
+		if (E->n_last >= HM_BPF_MAX_TIDS ||
+		    last_rehash(E, E->cap_last ? E->cap_last * 2 : 256, 0) != 0)
+			return;
+	}
+	struct last *l = last_slot(E, e->tid);
+	if (l->tid && l->pid == e->pid && l->t_ns > t_ns)
+		return;
+	if (!l->tid || l->len < len) {
+		struct hm_bpf_event *n = malloc(len);
+		if (!n)
+			return;
+		free(l->ev);
+		l->ev = n;
+	}
+	if (!l->tid)
+		E->n_last++;
+	l->tid = e->tid;
+	l->pid = e->pid;
+	l->t_ns = t_ns;
+	l->len = len;
+	memcpy(l->ev, e, len);
+}
+
 /* The CPU time of count samples that the kernel weighed weight_ns in all
  * (pystack.h, hm_bpf_event.weight_ns): that, or count periods where the
  * kernel's runtime could not be read. */
@@ -368,9 +449,12 @@ static void deliver(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint64
 	if (count == 1 && w->nat && E->nat && e->nframes > 0 && e->t_ns >= w->native_from &&
 	    pend_add(E, e, len) == 0)
 		return;
-	if (record_stack(E, w, e, count) == 0)
+	if (record_stack(E, w, e, count) == 0) {
 		E->fn(E->arg, w->owner, &E->th, (int64_t)count, cpu_time(E, count, weight_ns),
 		      t_ns + E->mono_to_real, kframes, nk);
+		if (count)
+			last_note(E, e, len, t_ns);
+	}
 }
 
 static int kernel_ips(hm_ebpf *E, const struct hm_bpf_event *e);
@@ -998,6 +1082,8 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 		return;
 	uint32_t key = (uint32_t)pid;
 	bpf_map__delete_elem(E->skel->maps.procs, &key, sizeof key, 0);
+	if (E->cap_last)
+		last_rehash(E, E->cap_last, (uint32_t)pid);
 	if (w->otel_sent)
 		bpf_map__delete_elem(E->skel->maps.otel, &key, sizeof key, 0);
 	/* Its tids age out of the LRU map. */
@@ -1043,6 +1129,40 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 			send_otel(E, w, now);
 	}
 	return E->delivered;
+}
+
+void hm_ebpf_finish(hm_ebpf *E, hm_ebpf_sample_fn fn, void *arg)
+{
+	E->fn = fn;
+	E->arg = arg;
+	size_t cap = E->cap_last;
+	struct last *tab = E->last_ev;
+	/* (deliver notes no record of count 0; the table is taken anyway) */
+	E->last_ev = NULL;
+	E->cap_last = E->n_last = 0;
+	uint64_t cap_ns = HM_BPF_WEIGHT_CAP * (uint64_t)E->weight_ns;
+	for (size_t i = 0; i < cap; i++) {
+		struct last *l = &tab[i];
+		if (!l->tid)
+			continue;
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%u/task/%u/schedstat", l->pid, l->tid);
+		FILE *f = fopen(path, "re");
+		unsigned long long now = 0;
+		int ok = f && fscanf(f, "%llu", &now) == 1;
+		if (f)
+			fclose(f);
+		struct hm_bpf_rt mark;
+		uint32_t key = l->tid;
+		if (ok && E->rt_weights && find_watched(E, (pid_t)l->pid) &&
+		    bpf_map__lookup_elem(E->skel->maps.rtlast, &key, sizeof key, &mark, sizeof mark, 0) == 0 &&
+		    mark.pid == l->pid && now > mark.rt) {
+			uint64_t d = now - mark.rt;
+			deliver(E, l->ev, l->len, 0, d < cap_ns ? d : cap_ns, l->t_ns, NULL, 0);
+		}
+		free(l->ev);
+	}
+	free(tab);
 }
 
 static uint64_t counter(hm_ebpf *E, uint32_t key, uint64_t *vals)
@@ -1094,6 +1214,9 @@ void hm_ebpf_close(hm_ebpf *E)
 {
 	if (!E)
 		return;
+	for (size_t i = 0; i < E->cap_last; i++)
+		free(E->last_ev[i].ev);
+	free(E->last_ev);
 	if (E->rb)
 		ring_buffer__free(E->rb);
 	native_close(E);

@@ -83,6 +83,12 @@ void hm_ebpf_unwatch(hm_ebpf *e, pid_t pid);
  * everything now (at the end). Returns samples delivered or < 0 on error. */
 int hm_ebpf_poll(hm_ebpf *e, int timeout_ms, hm_ebpf_sample_fn fn, void *arg);
 void hm_ebpf_counts_get(hm_ebpf *e, hm_ebpf_counts *c);
+/* The end of sampling (after the last hm_ebpf_poll): the CPU time each
+ * thread ran after its latest sample (its schedstat now, less its runtime
+ * at the latest sample the kernel took) goes to that sample's stack, as
+ * samples of count 0, so that a thread sampled rarely keeps its time.
+ * Only with the kernel's runtime weights, not with --native. */
+void hm_ebpf_finish(hm_ebpf *e, hm_ebpf_sample_fn fn, void *arg);
 /* How long the loop may sleep between polls when only the kernel samples:
  * 50 ms when every sample goes through the ring buffer, up to 200 ms when
  * the kernel counts them per stack (the ring then carries only what does

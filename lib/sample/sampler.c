@@ -792,6 +792,8 @@ int hm_sampler_run(hm_sampler *s)
 		}
 	}
 	bpf_drain(s, -1);   /* what is still in the ring and the kernel's counts */
+	if (s->bpf && s->n_kernel)
+		hm_ebpf_finish(s->bpf, bpf_sample, s);   /* each thread's time since its last sample */
 	return HM_OK;
 }
 

@@ -179,10 +179,11 @@ def test_ebpf_threads_match_schedstat(default_py, spawn, tmp_path):
         out = tmp_path / ("b%d.pb.gz" % part)
         stats = tmp_path / ("b%d.stats" % part)
         before = {name: cpu_ns(t.pid, tid) for name, tid in tids.items()}
-        record("--ebpf", "-t", "-r", 1000, "-p", t.pid, "-d", 5, "--stats-json", stats,
-               output=out)
+        r = record("--ebpf", "-t", "-r", 1000, "-p", t.pid, "-d", 5, "--stats-json", stats,
+                   output=out)
         after = {name: cpu_ns(t.pid, tid) for name, tid in tids.items()}
         assert json.loads(stats.read_text())["bpf"]["cpu_from_kernel"] is True
+        assert "CPU time is the period" not in r.stderr, r.stderr
         for name, (n, ns) in thread_counts_and_times(out, tids, tmp_path).items():
             counts[name] += n
             times[name] += ns
@@ -196,6 +197,7 @@ def test_ebpf_threads_match_schedstat(default_py, spawn, tmp_path):
     got_t = shares(times)
     report = ", ".join("%s time %.2f%% samples %.2f%% (kernel %.2f%%)" %
                        (n, got_t[n], got_n[n], kernel[n]) for n in sorted(tids))
+    print(report)   # (pytest -s: the margins, for docs/ebpf.md)
     for name in tids:
         assert abs(got_t[name] - kernel[name]) <= 1.0, report
     # The counts: nobody gets more than its share (the user-space
@@ -225,9 +227,10 @@ def test_ebpf_weights_fall_back_to_the_period(default_py, spawn, tmp_path, monke
     tids = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in t.ready[2:]}
     tids["main"] = t.pid
     out, stats = tmp_path / "p.pb.gz", tmp_path / "p.stats"
-    record("--ebpf", "-t", "-r", 1000, "-p", t.pid, "-d", 0.5, "--stats-json", stats,
-           output=out)
+    r = record("--ebpf", "-t", "-r", 1000, "-p", t.pid, "-d", 0.5, "--stats-json", stats,
+               output=out)
     assert json.loads(stats.read_text())["bpf"]["cpu_from_kernel"] is False
+    assert "CPU time is the period" in r.stderr, r.stderr
     got = thread_counts_and_times(out, tids, tmp_path)
     assert sum(n for n, _ in got.values()) > 0, got
     for n, ns in got.values():
