@@ -11,7 +11,11 @@
  * does not fit, and every --native record. With tracing on it also tells the kernel how
  * to read the current OpenTelemetry span (send_otel); each sample carries
  * the span's ids as the kernel read them, and its name from the str it
- * pointed at, once checked (span_name). */
+ * pointed at, once checked (span_name). Each sample's CPU time is the
+ * thread's runtime since its previous sample as the kernel accounts it
+ * (read by the program; seeded per thread at the watch, seed_runtimes, and
+ * completed at the end, hm_ebpf_finish); with --kernel, kernel stacks come
+ * by stack id with counted samples and inside ring records. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>

@@ -13,7 +13,11 @@
  * user space, once per code object, with the walker's caches; validation of
  * what was read (object types, instruction ranges) happens there too. With
  * --native the program's return value lets the perf event write its own
- * sample (user registers and stack copy) right after such a record. */
+ * sample (user registers and stack copy) right after such a record. Each
+ * sample weighs the thread's runtime since its previous sample, from the
+ * kernel's own accounting (sample_weight); with --kernel, a sample taken in
+ * kernel mode carries the kernel stack (a stack id in the counted key, the
+ * addresses themselves in a ring record). */
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>

@@ -125,16 +125,18 @@ struct hm_bpf_event {
 	unsigned int pad;
 	/* The CPU time this sample stands for: the thread's runtime as the
 	 * kernel accounts it (task_struct se.sum_exec_runtime, the first
-	 * field of /proc/PID/task/TID/schedstat) since its previous sample,
-	 * capped at HM_BPF_WEIGHT_CAP periods; the period for a thread's
-	 * first sample, or where the kernel's BTF does not give the field. */
+	 * field of /proc/PID/task/TID/schedstat) since its previous sample
+	 * (for its first one, since user space seeded the rtlast map when it
+	 * watched the process), capped at HM_BPF_WEIGHT_CAP periods; the
+	 * period for the first sample of a thread born since, or where the
+	 * kernel's BTF does not give the field. */
 	unsigned long long weight_ns;
-	/* (frames stay last: only the frames used are sent, followed in a
-	 * ring record by nkips kernel addresses, leaf first) */
 	struct hm_bpf_span span;         /* the current OpenTelemetry span */
 	unsigned long long span_name_check; /* hm_bpf_name_check of span.name */
 	unsigned int span_why;           /* enum hm_bpf_span_why */
 	unsigned int span_pad;
+	/* (frames stay last: only the frames used are sent, followed in a
+	 * ring record by nkips kernel addresses, leaf first) */
 	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
 	unsigned long long kips_room[HM_BPF_KSTACK_DEPTH]; /* (kernel addresses
 					  * go right after the frames used) */
