@@ -581,14 +581,32 @@ int cmd_run(int argc, char **argv)
 
 	pid_t pid = a.pid, child = 0;
 	uint64_t t_start = hm_mono_ns();
+	hm_perf *perf = NULL;
+	static char cpu_why[256];
+	int perf_rc = HM_OK;
 	if (cmd) {
 		struct saved_env sv = {0};
 		if (mem)
 			apply_env(hm_memsession_env(mem), &sv);
-		child = pid = hm_launch(cmd, 0);
+		hm_held held;
+		int hr = hm_launch_held(cmd, 0, &held);
 		int e = errno;
 		restore_env(&sv);
+		/* CPU: the kernel's events are opened while the child waits
+		 * before its exec, so that every thread of the program is
+		 * counted from its start (opened on a running program, they
+		 * can stay silent for tens of milliseconds, and a thread
+		 * started and ended meanwhile was never counted) */
+		if (hr == 0 && a.cpu) {
+			perf_rc = hm_perf_open_exec(held.pid, a.rate, &perf);
+			if (perf_rc != HM_OK)
+				snprintf(cpu_why, sizeof cpu_why, "%s", hm_errmsg());
+		}
+		child = pid = hr == 0 ? hm_launch_go(&held) : -1;
+		if (hr == 0)
+			e = errno;
 		if (pid < 0) {
+			hm_perf_close(perf);
 			hm_memsession_free(mem);
 			free(ownedcmd);
 			return cli_fail("cannot start '%s': %s", cmd[0], strerror(e));
@@ -603,16 +621,12 @@ int cmd_run(int argc, char **argv)
 		sigprocmask(SIG_BLOCK, &chld, NULL);
 	}
 
-	/* CPU: the kernel's samples of every thread */
-	hm_perf *perf = NULL;
-	static char cpu_why[256];
+	/* CPU: the kernel's samples of every thread (opened above for a
+	 * launched program) */
 	int early_status = 0, early_exit = 0;
-	if (a.cpu && hm_perf_open(pid, a.rate, &perf) != HM_OK) {
+	if (a.cpu && !child && (perf_rc = hm_perf_open(pid, a.rate, &perf)) != HM_OK)
 		snprintf(cpu_why, sizeof cpu_why, "%s", hm_errmsg());
-		if (child && waitpid(child, &early_status, WNOHANG) == child) {
-			early_exit = 1;
-			snprintf(cpu_why, sizeof cpu_why, "the program ended before it could be measured");
-		}
+	if (a.cpu && perf_rc != HM_OK) {
 		rep.cpu = 0;
 		rep.cpu_why = cpu_why;
 		perf = NULL;

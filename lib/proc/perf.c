@@ -44,7 +44,7 @@ static long perf_open(struct perf_event_attr *a, pid_t tid, int cpu)
 	return syscall(SYS_perf_event_open, a, tid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
-static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel)
+static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel, int from_exec)
 {
 	memset(a, 0, sizeof *a);
 	a->size = sizeof *a;
@@ -58,6 +58,9 @@ static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel)
 	a->exclude_hv = 1;
 	a->use_clockid = 1;
 	a->clockid = CLOCK_MONOTONIC;
+	/* a launched program held before its exec: counted from the exec */
+	a->disabled = !!from_exec;
+	a->enable_on_exec = !!from_exec;
 }
 
 static int list_tids(pid_t pid, pid_t *tids, int max)
@@ -107,7 +110,7 @@ static int ncpus(void)
 	return n < 1 ? 1 : n > MAX_CPUS ? MAX_CPUS : (int)n;
 }
 
-int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out)
+static int perf_open_all(pid_t pid, double rate_hz, int from_exec, hm_perf **out)
 {
 	*out = NULL;
 	if (!(rate_hz >= 1))
@@ -158,12 +161,12 @@ int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out)
 	for (int i = 0; i < n; i++) {
 		for (int c = 0; c < ncpu; c++) {
 			struct perf_event_attr a;
-			fill_attr(&a, rate_hz, p->kernel);
+			fill_attr(&a, rate_hz, p->kernel, from_exec);
 			long fd = perf_open(&a, tids[i], c);
 			if (fd < 0 && (errno == EACCES || errno == EPERM) && p->kernel && !opened) {
 				/* kernel IPs refused: user IPs only, for every event */
 				p->kernel = 0;
-				fill_attr(&a, rate_hz, 0);
+				fill_attr(&a, rate_hz, 0, from_exec);
 				fd = perf_open(&a, tids[i], c);
 			}
 			if (fd < 0) {
@@ -213,6 +216,16 @@ int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out)
 	}
 	*out = p;
 	return HM_OK;
+}
+
+int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out)
+{
+	return perf_open_all(pid, rate_hz, 0, out);
+}
+
+int hm_perf_open_exec(pid_t pid, double rate_hz, hm_perf **out)
+{
+	return perf_open_all(pid, rate_hz, 1, out);
 }
 
 void hm_perf_close(hm_perf *p)

@@ -31,6 +31,13 @@ typedef struct hm_perf_sample {
  * kernel refuses them (paranoid 2 without root), user IPs only and
  * hm_perf_kernel_ips says 0. */
 int hm_perf_open(pid_t pid, double rate_hz, hm_perf **out);
+/* The same for a launched child held before its exec (proc/launch.h),
+ * counted from its exec on. Opened on a program already running, the
+ * events of a thread busy on a CPU may stay silent for a while (tens of
+ * milliseconds seen, when the kernel had to switch its perf hooks on), and
+ * a thread the program starts and ends meanwhile is never counted; opened
+ * before the exec, the program's every thread is. */
+int hm_perf_open_exec(pid_t pid, double rate_hz, hm_perf **out);
 void hm_perf_close(hm_perf *p);
 int hm_perf_kernel_ips(const hm_perf *p);
 
