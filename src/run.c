@@ -15,11 +15,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -233,6 +235,7 @@ struct pending {
 	uint64_t unattributed;   /* of them, user-space ones of processes whose interpreter
 				  * was never found (ended first): neither Python nor native */
 	int overflow;
+	hm_cpuattr *attr;        /* context switches go straight there */
 };
 
 static struct proc *kid_of(struct pending *p, pid_t pid)
@@ -243,17 +246,34 @@ static struct proc *kid_of(struct pending *p, pid_t pid)
 	return NULL;
 }
 
+static struct proc *new_kid(struct pending *p, pid_t pid)
+{
+	struct proc *k = &p->kids[p->nkids++];
+	memset(k, 0, sizeof *k);
+	k->pid = pid;
+	k->seen_ns = hm_mono_ns();
+	return k;
+}
+
 static void on_sample(void *ctx, const hm_perf_sample *s)
 {
 	struct pending *p = ctx;
+	if (s->kind != HM_PERF_SAMPLE) {
+		/* when the thread ran: needed by the samples' join, given
+		 * before it (settle waits for the switches up to its walks) */
+		hm_cpuattr_switch(p->attr, s->tid, s->t_ns, s->kind != HM_PERF_SWITCH_OUT);
+		/* it ran: walk (a thread that wakes briefly is seen running
+		 * only by a walk made then) */
+		if (s->kind == HM_PERF_SWITCH_IN && s->pid == p->pid)
+			p->main_new++;
+		if (s->pid != p->pid && !kid_of(p, s->pid) && p->nkids < MAX_KIDS)
+			new_kid(p, s->pid);
+		return;
+	}
 	if (s->pid != p->pid) {
 		p->kid_samples++;
-		if (!kid_of(p, s->pid) && p->nkids < MAX_KIDS) {
-			struct proc *k = &p->kids[p->nkids++];
-			memset(k, 0, sizeof *k);
-			k->pid = s->pid;
-			k->seen_ns = hm_mono_ns();
-		}
+		if (!kid_of(p, s->pid) && p->nkids < MAX_KIDS)
+			new_kid(p, s->pid);
 	} else {
 		p->main_new++;
 	}
@@ -406,12 +426,23 @@ static char *join_cmd(char **cmd)
 
 /* Sleep until t_ns, or until a child process ends (SIGCHLD, blocked once
  * the program is launched, is waited for here), so that a low --rate does
- * not delay noticing the program's end by up to a whole period. */
-static void sleep_until(uint64_t t_ns)
+ * not delay noticing the program's end by up to a whole period; with the
+ * kernel's events, until their next sample too. */
+static void sleep_until(uint64_t t_ns, hm_perf *perf, int chld_fd)
 {
 	uint64_t now = hm_mono_ns();
 	if (t_ns <= now)
 		return;
+	if (perf) {
+		/* or until the kernel has a sample: the stacks are walked
+		 * right after it (the program's end: chld_fd, a signalfd) */
+		if (hm_perf_wait(perf, chld_fd, t_ns - now) == 2) {
+			struct signalfd_siginfo si;
+			while (read(chld_fd, &si, sizeof si) == (ssize_t)sizeof si)
+				;
+		}
+		return;
+	}
 	struct timespec ts = {(time_t)((t_ns - now) / 1000000000ull), (long)((t_ns - now) % 1000000000ull)};
 	sigset_t chld;
 	sigemptyset(&chld);
@@ -580,6 +611,7 @@ int cmd_run(int argc, char **argv)
 	}
 
 	pid_t pid = a.pid, child = 0;
+	int chld_fd = -1;
 	uint64_t t_start = hm_mono_ns();
 	hm_perf *perf = NULL;
 	static char cpu_why[256];
@@ -619,6 +651,7 @@ int cmd_run(int argc, char **argv)
 		sigemptyset(&chld);
 		sigaddset(&chld, SIGCHLD);
 		sigprocmask(SIG_BLOCK, &chld, NULL);
+		chld_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	}
 
 	/* CPU: the kernel's samples of every thread (opened above for a
@@ -684,6 +717,7 @@ int cmd_run(int argc, char **argv)
 		return cli_fail("out of memory");
 	struct pending *pend = pendp;
 	pend->pid = pid;
+	pend->attr = attr;
 	hm_pysample ps;
 	memset(&ps, 0, sizeof ps);
 	uint64_t period = (uint64_t)(1e9 / a.rate);
@@ -691,6 +725,18 @@ int cmd_run(int argc, char **argv)
 	uint64_t next = hm_mono_ns(), last_walk = 0, next_mem = 0, next_gpu = 0, next_attach = 0;
 	uint64_t deadline = a.duration > 0 ? hm_mono_ns() + (uint64_t)(a.duration * 1e9) : 0;
 	int status = early_status, exited = early_exit, py_failed = 0;
+	/* Woken by a sample, homura must walk before the thread moves on:
+	 * on the program's CPU an ordinary task waits until the program
+	 * blocks (after a short burst of CPU, where the sample was taken,
+	 * is over). The lowest real-time priority gets it a CPU at once;
+	 * its work is the same, at most a walk per half period. Where not
+	 * allowed (not root, no CAP_SYS_NICE), ordinary. Not inherited by
+	 * anything it starts; back to ordinary for the reports. */
+	int old_policy = sched_getscheduler(0);
+	struct sched_param old_param, rt_param = {.sched_priority = 1};
+	sched_getparam(0, &old_param);
+	int rt = perf && old_policy == SCHED_OTHER &&
+		 sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &rt_param) == 0;
 	while (!exited) {
 		uint64_t now = hm_mono_ns();
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
@@ -727,6 +773,10 @@ int cmd_run(int argc, char **argv)
 		/* The kernel's samples first: the program's stacks are walked
 		 * only when it ran since the last walk (or every 10 ms, for
 		 * the GPU's lines), so a program that waits costs no walks. */
+		/* the kernel's switches are known up to the drain: samples
+		 * are joined up to the walk before it, whose thread states
+		 * (running or blocked) are then known */
+		uint64_t walked_before = last_walk;
 		if (perf)
 			hm_perf_drain(perf, on_sample, pend);
 		if (py && !exited && (!perf || pend->main_new || now - last_walk >= 10000000ull)) {
@@ -742,7 +792,8 @@ int cmd_run(int argc, char **argv)
 		if (perf) {
 			if (!exited)
 				walk_kids(pend, attr, now);
-			settle(pend, attr, last_walk ? last_walk : now, py != NULL || py_failed, 0, gap);
+			uint64_t upto = hm_perf_switches(perf) ? walked_before : last_walk;
+			settle(pend, attr, upto ? upto : now, py != NULL || py_failed, 0, gap);
 		}
 		if (mem && now >= next_mem) {
 			hm_memsession_poll(mem);
@@ -756,13 +807,21 @@ int cmd_run(int argc, char **argv)
 		}
 		if (exited)
 			break;
-		next += period;
+		/* Woken by a sample, the next round comes at once; walks stay
+		 * at least half a period apart (many busy threads wake us
+		 * often), and the rounds keep their pace. */
 		now = hm_mono_ns();
+		if (next <= now)
+			next += period;
 		if (next < now)
 			next = now;   /* fell behind: no burst to catch up */
-		sleep_until(next);
+		if (last_walk && last_walk + period / 2 > now)
+			sleep_until(last_walk + period / 2, NULL, -1);
+		sleep_until(next, perf, chld_fd);
 	}
 	uint64_t t_end = hm_mono_ns();
+	if (rt)
+		sched_setscheduler(0, old_policy, &old_param);
 	if (perf) {
 		hm_perf_drain(perf, on_sample, pend);
 		settle(pend, attr, UINT64_MAX, 1, 1, gap);
@@ -870,6 +929,8 @@ int cmd_run(int argc, char **argv)
 	hm_target_close(t);
 	hm_memsession_free(mem);
 	free(ownedcmd);
+	if (chld_fd >= 0)
+		close(chld_fd);
 	if (!child)
 		return ret;
 	/* the program's own status */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <linux/perf_event.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -35,6 +36,7 @@ struct hm_perf {
 	int *fds;                /* the other events (writing to those rings) */
 	int nfds, fds_cap;
 	int kernel;
+	int switches;            /* context switch records asked for */
 	uint64_t lost;
 	size_t page;
 };
@@ -44,7 +46,8 @@ static long perf_open(struct perf_event_attr *a, pid_t tid, int cpu)
 	return syscall(SYS_perf_event_open, a, tid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
-static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel, int from_exec)
+static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel, int from_exec,
+		      int switches)
 {
 	memset(a, 0, sizeof *a);
 	a->size = sizeof *a;
@@ -61,6 +64,13 @@ static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel, int
 	/* a launched program held before its exec: counted from the exec */
 	a->disabled = !!from_exec;
 	a->enable_on_exec = !!from_exec;
+	/* wake a poller at each sample (hm_perf_wait): homura walks the
+	 * program's stacks right after it, while a short burst of CPU is
+	 * still where the sample was taken */
+	a->wakeup_events = 1;
+	/* context switches, with the sample's pid/tid and time */
+	a->context_switch = !!switches;
+	a->sample_id_all = !!switches;
 }
 
 static int list_tids(pid_t pid, pid_t *tids, int max)
@@ -131,6 +141,7 @@ static int perf_open_all(pid_t pid, double rate_hz, int from_exec, hm_perf **out
 	p->fds_cap = 1024;
 	p->page = (size_t)sysconf(_SC_PAGESIZE);
 	p->kernel = 1;
+	p->switches = 1;
 	int n = list_tids(pid, tids, MAX_THREADS);
 	if (n <= 0) {
 		free(tids);
@@ -161,12 +172,18 @@ static int perf_open_all(pid_t pid, double rate_hz, int from_exec, hm_perf **out
 	for (int i = 0; i < n; i++) {
 		for (int c = 0; c < ncpu; c++) {
 			struct perf_event_attr a;
-			fill_attr(&a, rate_hz, p->kernel, from_exec);
+			fill_attr(&a, rate_hz, p->kernel, from_exec, p->switches);
 			long fd = perf_open(&a, tids[i], c);
+			if (fd < 0 && errno == EINVAL && p->switches && !opened) {
+				/* a kernel before 4.3: no switch records */
+				p->switches = 0;
+				fill_attr(&a, rate_hz, p->kernel, from_exec, 0);
+				fd = perf_open(&a, tids[i], c);
+			}
 			if (fd < 0 && (errno == EACCES || errno == EPERM) && p->kernel && !opened) {
 				/* kernel IPs refused: user IPs only, for every event */
 				p->kernel = 0;
-				fill_attr(&a, rate_hz, 0, from_exec);
+				fill_attr(&a, rate_hz, 0, from_exec, p->switches);
 				fd = perf_open(&a, tids[i], c);
 			}
 			if (fd < 0) {
@@ -248,6 +265,28 @@ int hm_perf_kernel_ips(const hm_perf *p)
 	return p->kernel;
 }
 
+int hm_perf_wait(hm_perf *p, int extra_fd, uint64_t timeout_ns)
+{
+	struct pollfd fds[MAX_CPUS + 1];
+	int n = 0;
+	for (int i = 0; i < p->nrings && n < MAX_CPUS; i++)
+		fds[n++] = (struct pollfd){.fd = p->rings[i].fd, .events = POLLIN};
+	if (extra_fd >= 0)
+		fds[n++] = (struct pollfd){.fd = extra_fd, .events = POLLIN};
+	struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
+	int r = ppoll(fds, (nfds_t)n, &ts, NULL);
+	if (r <= 0)
+		return 0;
+	if (extra_fd >= 0 && (fds[n - 1].revents & (POLLIN | POLLERR | POLLHUP)))
+		return 2;
+	return 1;
+}
+
+int hm_perf_switches(const hm_perf *p)
+{
+	return p->switches;
+}
+
 uint64_t hm_perf_lost(const hm_perf *p)
 {
 	return p->lost;
@@ -287,8 +326,23 @@ static size_t drain_ring(hm_perf *p, struct ring *r, hm_perf_fn fn, void *ctx)
 			s.tid = (pid_t)pt[1];
 			uint16_t cpumode = h.misc & PERF_RECORD_MISC_CPUMODE_MASK;
 			s.kernel = cpumode == PERF_RECORD_MISC_KERNEL;
+			s.kind = HM_PERF_SAMPLE;
 			fn(ctx, &s);
 			n++;
+		} else if (h.type == PERF_RECORD_SWITCH && p->switches && h.size >= sizeof h + 16) {
+			/* sample_id: pid, tid, time (the sample_type's TID|TIME) */
+			hm_perf_sample s;
+			uint32_t pt[2];
+			ring_copy(r, tail + sizeof h, pt, 8);
+			ring_copy(r, tail + sizeof h + 8, &s.t_ns, 8);
+			s.ip = 0;
+			s.pid = (pid_t)pt[0];
+			s.tid = (pid_t)pt[1];
+			s.kernel = 0;
+			s.kind = !(h.misc & PERF_RECORD_MISC_SWITCH_OUT) ? HM_PERF_SWITCH_IN
+				 : (h.misc & PERF_RECORD_MISC_SWITCH_OUT_PREEMPT) ? HM_PERF_SWITCH_PREEMPT
+				 : HM_PERF_SWITCH_OUT;
+			fn(ctx, &s);
 		} else if (h.type == PERF_RECORD_LOST && h.size >= sizeof h + 16) {
 			uint64_t lost;
 			ring_copy(r, tail + sizeof h + 8, &lost, 8);
