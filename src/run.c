@@ -737,8 +737,12 @@ int cmd_run(int argc, char **argv)
 	sched_getparam(0, &old_param);
 	int rt = perf && old_policy == SCHED_OTHER &&
 		 sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &rt_param) == 0;
+	/* Never more than a quarter of a CPU at that priority (hundreds of
+	 * threads to walk, a slow machine): over a second's rounds, more
+	 * and homura is an ordinary task again for the rest of the run. */
+	uint64_t rt_busy = 0, rt_window = hm_mono_ns();
 	while (!exited) {
-		uint64_t now = hm_mono_ns();
+		uint64_t now = hm_mono_ns(), round_start = now;
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
 			break;
 		if (forward_sig && child) {
@@ -811,6 +815,15 @@ int cmd_run(int argc, char **argv)
 		 * at least half a period apart (many busy threads wake us
 		 * often), and the rounds keep their pace. */
 		now = hm_mono_ns();
+		rt_busy += now - round_start;
+		if (now - rt_window >= 1000000000ull) {
+			if (rt && rt_busy * 4 > now - rt_window) {
+				sched_setscheduler(0, old_policy, &old_param);
+				rt = 0;
+			}
+			rt_busy = 0;
+			rt_window = now;
+		}
 		if (next <= now)
 			next += period;
 		if (next < now)
