@@ -236,6 +236,7 @@ struct pending {
 				  * was never found (ended first): neither Python nor native */
 	int overflow;
 	hm_cpuattr *attr;        /* context switches go straight there */
+	uint64_t switches;       /* how many so far */
 };
 
 static struct proc *kid_of(struct pending *p, pid_t pid)
@@ -262,6 +263,7 @@ static void on_sample(void *ctx, const hm_perf_sample *s)
 		/* when the thread ran: needed by the samples' join, given
 		 * before it (settle waits for the switches up to its walks) */
 		hm_cpuattr_switch(p->attr, s->tid, s->t_ns, s->kind != HM_PERF_SWITCH_OUT);
+		p->switches++;
 		/* it ran: walk (a thread that wakes briefly is seen running
 		 * only by a walk made then) */
 		if (s->kind == HM_PERF_SWITCH_IN && s->pid == p->pid)
@@ -740,7 +742,7 @@ int cmd_run(int argc, char **argv)
 	/* Never more than a quarter of a CPU at that priority (hundreds of
 	 * threads to walk, a slow machine): over a second's rounds, more
 	 * and homura is an ordinary task again for the rest of the run. */
-	uint64_t rt_busy = 0, rt_window = hm_mono_ns();
+	uint64_t rt_busy = 0, rt_window = hm_mono_ns(), switches_then = 0, switches_window = rt_window;
 	while (!exited) {
 		uint64_t now = hm_mono_ns(), round_start = now;
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
@@ -816,11 +818,24 @@ int cmd_run(int argc, char **argv)
 		 * often), and the rounds keep their pace. */
 		now = hm_mono_ns();
 		rt_busy += now - round_start;
+		/* Each switch costs the program a record (0.25-0.5 us): past
+		 * 20000 a second over 100 ms (under 1% of a CPU), they stop
+		 * and samples are joined as without them. */
+		if (perf && now - switches_window >= 100000000ull) {
+			if (hm_perf_switches(perf) && (pend->switches - switches_then) * 1000000000ull >
+							      20000ull * (now - switches_window)) {
+				hm_perf_switches_off(perf);
+				hm_cpuattr_switches_end(attr, now);
+			}
+			switches_then = pend->switches;
+			switches_window = now;
+		}
 		if (now - rt_window >= 1000000000ull) {
 			if (rt && rt_busy * 4 > now - rt_window) {
 				sched_setscheduler(0, old_policy, &old_param);
 				rt = 0;
 			}
+
 			rt_busy = 0;
 			rt_window = now;
 		}

@@ -68,6 +68,7 @@ struct hm_cpuattr {
 	struct range *ranges;
 	size_t nranges;
 	uint64_t total[HM_CPU_KINDS], outside[HM_CPU_KINDS];
+	uint64_t sw_until;       /* switches known up to then (UINT64_MAX: all along) */
 	hm_cpuline *lines, *funcs;
 	size_t nlines, nfuncs;
 };
@@ -84,6 +85,7 @@ hm_cpuattr *hm_cpuattr_new(int profile_all)
 		return NULL;
 	}
 	hm_sampler_opts_init(&a->so);
+	a->sw_until = UINT64_MAX;
 	return a;
 }
 
@@ -297,8 +299,10 @@ void hm_cpuattr_switch(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int on)
 
 /* Was the thread running (or runnable) at w: 1, blocked: 0, unknown
  * (no switch kept at or before w): -1. */
-static int running_at(const struct thr *t, uint64_t w)
+static int running_at(const hm_cpuattr *a, const struct thr *t, uint64_t w)
 {
+	if (w > a->sw_until)
+		return -1;
 	uint32_t k = t->nsw < SWHIST ? t->nsw : SWHIST, first = t->nsw - k;
 	if (!k || t->sw[first % SWHIST].t_ns > w)
 		return -1;
@@ -313,17 +317,23 @@ static int running_at(const struct thr *t, uint64_t w)
 	return t->sw[lo % SWHIST].on;
 }
 
+void hm_cpuattr_switches_end(hm_cpuattr *a, uint64_t t_ns)
+{
+	a->sw_until = t_ns;
+}
+
 /* The line of a sample at t_ns from the walks of its thread: those just
  * before and just after it if they agree, else the nearer one within
  * max_gap_ns; with running_only, walks made while the thread was blocked
  * are left out. */
-static uint32_t join(const struct thr *t, uint64_t t_ns, uint64_t max_gap_ns, int running_only)
+static uint32_t join(const hm_cpuattr *a, const struct thr *t, uint64_t t_ns, uint64_t max_gap_ns,
+		     int running_only)
 {
 	const struct obs *before = NULL, *after = NULL;
 	uint32_t k = t->n < HIST ? t->n : HIST;
 	for (uint32_t i = 0; i < k; i++) {
 		const struct obs *o = &t->h[(t->n - 1 - i) % HIST];
-		if (running_only && running_at(t, o->t_ns) == 0)
+		if (running_only && running_at(a, t, o->t_ns) == 0)
 			continue;
 		if (o->t_ns <= t_ns) {
 			if (!before || o->t_ns > before->t_ns)
@@ -359,10 +369,10 @@ void hm_cpuattr_sample(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int kind, uint64
 		 * and sleeps again is seen asleep at both ends. Walks made
 		 * while it ran first (within RUNNING_GAP times the gap); any
 		 * walk when none is near. */
-		if (t->nsw)
-			site = join(t, t_ns, RUNNING_GAP * max_gap_ns, 1);
+		if (t->nsw && t_ns <= a->sw_until)
+			site = join(a, t, t_ns, RUNNING_GAP * max_gap_ns, 1);
 		if (site == NO_SITE)
-			site = join(t, t_ns, max_gap_ns, 0);
+			site = join(a, t, t_ns, max_gap_ns, 0);
 	}
 	if (site == NO_SITE) {
 		a->outside[kind]++;

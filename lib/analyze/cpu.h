@@ -61,6 +61,9 @@ void hm_cpuattr_observe(hm_cpuattr *a, const hm_pythread *th, uint64_t t_ns);
 /* A context switch of thread tid at t_ns (proc/perf.h): on, it runs from
  * then on (or is runnable, preempted); off, it is blocked. */
 void hm_cpuattr_switch(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int on);
+/* No switch is reported after t_ns (they were turned off): samples and
+ * walks after it are joined as without them. */
+void hm_cpuattr_switches_end(hm_cpuattr *a, uint64_t t_ns);
 /* One on-CPU sample of thread tid at t_ns, of the kind hm_cpuattr_classify
  * gave. Attributed to the line of tid's walks just before and after it when
  * they agree, else to that of the nearer one within max_gap_ns, else

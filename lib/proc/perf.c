@@ -37,6 +37,8 @@ struct hm_perf {
 	int nfds, fds_cap;
 	int kernel;
 	int switches;            /* context switch records asked for */
+	int *swfds;              /* their events */
+	int nswfds;
 	uint64_t lost;
 	size_t page;
 };
@@ -46,8 +48,7 @@ static long perf_open(struct perf_event_attr *a, pid_t tid, int cpu)
 	return syscall(SYS_perf_event_open, a, tid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
-static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel, int from_exec,
-		      int switches)
+static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel, int from_exec)
 {
 	memset(a, 0, sizeof *a);
 	a->size = sizeof *a;
@@ -68,9 +69,18 @@ static void fill_attr(struct perf_event_attr *a, double rate_hz, int kernel, int
 	 * program's stacks right after it, while a short burst of CPU is
 	 * still where the sample was taken */
 	a->wakeup_events = 1;
-	/* context switches, with the sample's pid/tid and time */
-	a->context_switch = !!switches;
-	a->sample_id_all = !!switches;
+}
+
+/* The context switches come from a second event per (thread, CPU), a
+ * dummy one that only reports them (with the samples' pid/tid and time),
+ * so that they can be turned off alone. */
+static void fill_switch_attr(struct perf_event_attr *a, double rate_hz, int kernel, int from_exec)
+{
+	fill_attr(a, rate_hz, kernel, from_exec);
+	a->config = PERF_COUNT_SW_DUMMY;
+	a->wakeup_events = 0;
+	a->context_switch = 1;
+	a->sample_id_all = 1;
 }
 
 static int list_tids(pid_t pid, pid_t *tids, int max)
@@ -141,7 +151,13 @@ static int perf_open_all(pid_t pid, double rate_hz, int from_exec, hm_perf **out
 	p->fds_cap = 1024;
 	p->page = (size_t)sysconf(_SC_PAGESIZE);
 	p->kernel = 1;
-	p->switches = 1;
+	/* Context switches: off. Measured, their records cost a program that
+	 * switches a lot far more than the records themselves (a two-thread
+	 * pipe ping-pong of 200000 switches: 0.38 s of CPU bare and with
+	 * samples alone, 0.66-1.10 s with switches, even when they were
+	 * closed after its first 100 ms). The join that uses them
+	 * (analyze/cpu.h) is kept for when a cheap source is found. */
+	p->switches = 0;
 	int n = list_tids(pid, tids, MAX_THREADS);
 	if (n <= 0) {
 		free(tids);
@@ -172,18 +188,12 @@ static int perf_open_all(pid_t pid, double rate_hz, int from_exec, hm_perf **out
 	for (int i = 0; i < n; i++) {
 		for (int c = 0; c < ncpu; c++) {
 			struct perf_event_attr a;
-			fill_attr(&a, rate_hz, p->kernel, from_exec, p->switches);
+			fill_attr(&a, rate_hz, p->kernel, from_exec);
 			long fd = perf_open(&a, tids[i], c);
-			if (fd < 0 && errno == EINVAL && p->switches && !opened) {
-				/* a kernel before 4.3: no switch records */
-				p->switches = 0;
-				fill_attr(&a, rate_hz, p->kernel, from_exec, 0);
-				fd = perf_open(&a, tids[i], c);
-			}
 			if (fd < 0 && (errno == EACCES || errno == EPERM) && p->kernel && !opened) {
 				/* kernel IPs refused: user IPs only, for every event */
 				p->kernel = 0;
-				fill_attr(&a, rate_hz, 0, from_exec, p->switches);
+				fill_attr(&a, rate_hz, 0, from_exec);
 				fd = perf_open(&a, tids[i], c);
 			}
 			if (fd < 0) {
@@ -203,6 +213,25 @@ static int perf_open_all(pid_t pid, double rate_hz, int from_exec, hm_perf **out
 				continue;
 			}
 			opened++;
+			if (p->switches) {
+				struct perf_event_attr sa;
+				fill_switch_attr(&sa, rate_hz, p->kernel, from_exec);
+				long sfd = perf_open(&sa, tids[i], c);
+				int *nf = sfd >= 0 ? realloc(p->swfds, sizeof *nf * (size_t)(p->nswfds + 1)) : NULL;
+				if (nf)
+					p->swfds = nf;
+				if (sfd >= 0 && nf &&
+				    ioctl((int)sfd, PERF_EVENT_IOC_SET_OUTPUT, p->rings[ring_of_cpu[c]].fd) == 0) {
+					p->swfds[p->nswfds++] = (int)sfd;
+				} else {
+					/* a kernel before 4.3: no switch records (none
+					 * at all, rather than for some threads only) */
+					if (sfd >= 0)
+						close((int)sfd);
+					hm_perf_switches_off(p);
+					p->switches = 0;
+				}
+			}
 			if (ring_of_cpu[c] >= 0 && p->rings[ring_of_cpu[c]].fd == (int)fd)
 				continue;    /* closed with its ring */
 			if (p->nfds == p->fds_cap) {
@@ -255,6 +284,9 @@ void hm_perf_close(hm_perf *p)
 	}
 	for (int i = 0; i < p->nfds; i++)
 		close(p->fds[i]);
+	for (int i = 0; i < p->nswfds; i++)
+		close(p->swfds[i]);
+	free(p->swfds);
 	free(p->rings);
 	free(p->fds);
 	free(p);
@@ -285,6 +317,16 @@ int hm_perf_wait(hm_perf *p, int extra_fd, uint64_t timeout_ns)
 int hm_perf_switches(const hm_perf *p)
 {
 	return p->switches;
+}
+
+void hm_perf_switches_off(hm_perf *p)
+{
+	/* closed, with the events inherited from them: a disabled event
+	 * still costs each context switch its turn in the thread's list */
+	for (int i = 0; i < p->nswfds; i++)
+		close(p->swfds[i]);
+	p->nswfds = 0;
+	p->switches = 0;
 }
 
 uint64_t hm_perf_lost(const hm_perf *p)
@@ -329,7 +371,7 @@ static size_t drain_ring(hm_perf *p, struct ring *r, hm_perf_fn fn, void *ctx)
 			s.kind = HM_PERF_SAMPLE;
 			fn(ctx, &s);
 			n++;
-		} else if (h.type == PERF_RECORD_SWITCH && p->switches && h.size >= sizeof h + 16) {
+		} else if (h.type == PERF_RECORD_SWITCH && h.size >= sizeof h + 16) {
 			/* sample_id: pid, tid, time (the sample_type's TID|TIME) */
 			hm_perf_sample s;
 			uint32_t pt[2];

@@ -8,9 +8,9 @@
  * their samples going to the ring of the event they inherited from. The
  * kernel maps inherited events only when they are bound to a CPU, so there
  * is an event per (thread, CPU) at open time, and one ring per CPU that all
- * events of that CPU write to. The events also report each thread's context
- * switches (when the kernel can), so that a stack walked while the thread
- * was blocked is told from one walked while it ran. */
+ * events of that CPU write to. The kernel wakes a waiter (hm_perf_wait) at
+ * each sample. Context switch records are parsed but not asked for (too
+ * costly for programs that switch a lot: see perf.c). */
 #ifndef HOMURA_PERF_H
 #define HOMURA_PERF_H
 
@@ -57,6 +57,10 @@ int hm_perf_wait(hm_perf *p, int extra_fd, uint64_t timeout_ns);
 /* Whether context switches are reported too (kernel 4.3+): the exact
  * stretches of time each thread was on a CPU. */
 int hm_perf_switches(const hm_perf *p);
+/* Stop them (each costs the program a record written at each switch:
+ * too many, for a program that switches hundreds of thousands of times a
+ * second); those already written still come. */
+void hm_perf_switches_off(hm_perf *p);
 
 /* Hand every record waiting in the rings to fn (samples and switches, in
  * time order within one CPU's ring, not across rings); returns how many
