@@ -778,10 +778,9 @@ int cmd_run(int argc, char **argv)
 		}
 		/* The kernel's samples first: the program's stacks are walked
 		 * only when it ran since the last walk (or every 10 ms, for
-		 * the GPU's lines), so a program that waits costs no walks. */
-		/* the kernel's switches are known up to the drain: samples
-		 * are joined up to the walk before it, whose thread states
-		 * (running or blocked) are then known */
+		 * the GPU's lines), so a program that waits costs no walks.
+		 * With switches, samples are joined up to the walk before the
+		 * drain, whose thread states (running or blocked) are known. */
 		uint64_t walked_before = last_walk;
 		if (perf)
 			hm_perf_drain(perf, on_sample, pend);
@@ -813,9 +812,10 @@ int cmd_run(int argc, char **argv)
 		}
 		if (exited)
 			break;
-		/* Woken by a sample, the next round comes at once; walks stay
-		 * at least half a period apart (many busy threads wake us
-		 * often), and the rounds keep their pace. */
+		/* Woken by a sample, the next round comes at once; rounds (and
+		 * so walks, of the program and its children) stay at least
+		 * half a period apart (many busy threads or processes wake
+		 * us often), and keep their pace. */
 		now = hm_mono_ns();
 		rt_busy += now - round_start;
 		/* Each switch costs the program a record (0.25-0.5 us): past
@@ -835,7 +835,6 @@ int cmd_run(int argc, char **argv)
 				sched_setscheduler(0, old_policy, &old_param);
 				rt = 0;
 			}
-
 			rt_busy = 0;
 			rt_window = now;
 		}
@@ -843,8 +842,8 @@ int cmd_run(int argc, char **argv)
 			next += period;
 		if (next < now)
 			next = now;   /* fell behind: no burst to catch up */
-		if (last_walk && last_walk + period / 2 > now)
-			sleep_until(last_walk + period / 2, NULL, -1);
+		if (round_start + period / 2 > now)
+			sleep_until(round_start + period / 2, NULL, -1);
 		sleep_until(next, perf, chld_fd);
 	}
 	uint64_t t_end = hm_mono_ns();
