@@ -15,11 +15,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -233,6 +235,8 @@ struct pending {
 	uint64_t unattributed;   /* of them, user-space ones of processes whose interpreter
 				  * was never found (ended first): neither Python nor native */
 	int overflow;
+	hm_cpuattr *attr;        /* context switches go straight there */
+	uint64_t switches;       /* how many so far */
 };
 
 static struct proc *kid_of(struct pending *p, pid_t pid)
@@ -243,17 +247,35 @@ static struct proc *kid_of(struct pending *p, pid_t pid)
 	return NULL;
 }
 
+static struct proc *new_kid(struct pending *p, pid_t pid)
+{
+	struct proc *k = &p->kids[p->nkids++];
+	memset(k, 0, sizeof *k);
+	k->pid = pid;
+	k->seen_ns = hm_mono_ns();
+	return k;
+}
+
 static void on_sample(void *ctx, const hm_perf_sample *s)
 {
 	struct pending *p = ctx;
+	if (s->kind != HM_PERF_SAMPLE) {
+		/* when the thread ran: needed by the samples' join, given
+		 * before it (settle waits for the switches up to its walks) */
+		hm_cpuattr_switch(p->attr, s->tid, s->t_ns, s->kind != HM_PERF_SWITCH_OUT);
+		p->switches++;
+		/* it ran: walk (a thread that wakes briefly is seen running
+		 * only by a walk made then) */
+		if (s->kind == HM_PERF_SWITCH_IN && s->pid == p->pid)
+			p->main_new++;
+		if (s->pid != p->pid && !kid_of(p, s->pid) && p->nkids < MAX_KIDS)
+			new_kid(p, s->pid);
+		return;
+	}
 	if (s->pid != p->pid) {
 		p->kid_samples++;
-		if (!kid_of(p, s->pid) && p->nkids < MAX_KIDS) {
-			struct proc *k = &p->kids[p->nkids++];
-			memset(k, 0, sizeof *k);
-			k->pid = s->pid;
-			k->seen_ns = hm_mono_ns();
-		}
+		if (!kid_of(p, s->pid) && p->nkids < MAX_KIDS)
+			new_kid(p, s->pid);
 	} else {
 		p->main_new++;
 	}
@@ -406,12 +428,23 @@ static char *join_cmd(char **cmd)
 
 /* Sleep until t_ns, or until a child process ends (SIGCHLD, blocked once
  * the program is launched, is waited for here), so that a low --rate does
- * not delay noticing the program's end by up to a whole period. */
-static void sleep_until(uint64_t t_ns)
+ * not delay noticing the program's end by up to a whole period; with the
+ * kernel's events, until their next sample too. */
+static void sleep_until(uint64_t t_ns, hm_perf *perf, int chld_fd)
 {
 	uint64_t now = hm_mono_ns();
 	if (t_ns <= now)
 		return;
+	if (perf) {
+		/* or until the kernel has a sample: the stacks are walked
+		 * right after it (the program's end: chld_fd, a signalfd) */
+		if (hm_perf_wait(perf, chld_fd, t_ns - now) == 2) {
+			struct signalfd_siginfo si;
+			while (read(chld_fd, &si, sizeof si) == (ssize_t)sizeof si)
+				;
+		}
+		return;
+	}
 	struct timespec ts = {(time_t)((t_ns - now) / 1000000000ull), (long)((t_ns - now) % 1000000000ull)};
 	sigset_t chld;
 	sigemptyset(&chld);
@@ -580,15 +613,34 @@ int cmd_run(int argc, char **argv)
 	}
 
 	pid_t pid = a.pid, child = 0;
+	int chld_fd = -1;
 	uint64_t t_start = hm_mono_ns();
+	hm_perf *perf = NULL;
+	static char cpu_why[256];
+	int perf_rc = HM_OK;
 	if (cmd) {
 		struct saved_env sv = {0};
 		if (mem)
 			apply_env(hm_memsession_env(mem), &sv);
-		child = pid = hm_launch(cmd, 0);
+		hm_held held;
+		int hr = hm_launch_held(cmd, 0, &held);
 		int e = errno;
 		restore_env(&sv);
+		/* CPU: the kernel's events are opened while the child waits
+		 * before its exec, so that every thread of the program is
+		 * counted from its start (opened on a running program, they
+		 * can stay silent for tens of milliseconds, and a thread
+		 * started and ended meanwhile was never counted) */
+		if (hr == 0 && a.cpu) {
+			perf_rc = hm_perf_open_exec(held.pid, a.rate, &perf);
+			if (perf_rc != HM_OK)
+				snprintf(cpu_why, sizeof cpu_why, "%s", hm_errmsg());
+		}
+		child = pid = hr == 0 ? hm_launch_go(&held) : -1;
+		if (hr == 0)
+			e = errno;
 		if (pid < 0) {
+			hm_perf_close(perf);
 			hm_memsession_free(mem);
 			free(ownedcmd);
 			return cli_fail("cannot start '%s': %s", cmd[0], strerror(e));
@@ -601,18 +653,15 @@ int cmd_run(int argc, char **argv)
 		sigemptyset(&chld);
 		sigaddset(&chld, SIGCHLD);
 		sigprocmask(SIG_BLOCK, &chld, NULL);
+		chld_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	}
 
-	/* CPU: the kernel's samples of every thread */
-	hm_perf *perf = NULL;
-	static char cpu_why[256];
+	/* CPU: the kernel's samples of every thread (opened above for a
+	 * launched program) */
 	int early_status = 0, early_exit = 0;
-	if (a.cpu && hm_perf_open(pid, a.rate, &perf) != HM_OK) {
+	if (a.cpu && !child && (perf_rc = hm_perf_open(pid, a.rate, &perf)) != HM_OK)
 		snprintf(cpu_why, sizeof cpu_why, "%s", hm_errmsg());
-		if (child && waitpid(child, &early_status, WNOHANG) == child) {
-			early_exit = 1;
-			snprintf(cpu_why, sizeof cpu_why, "the program ended before it could be measured");
-		}
+	if (a.cpu && perf_rc != HM_OK) {
 		rep.cpu = 0;
 		rep.cpu_why = cpu_why;
 		perf = NULL;
@@ -670,6 +719,7 @@ int cmd_run(int argc, char **argv)
 		return cli_fail("out of memory");
 	struct pending *pend = pendp;
 	pend->pid = pid;
+	pend->attr = attr;
 	hm_pysample ps;
 	memset(&ps, 0, sizeof ps);
 	uint64_t period = (uint64_t)(1e9 / a.rate);
@@ -677,8 +727,24 @@ int cmd_run(int argc, char **argv)
 	uint64_t next = hm_mono_ns(), last_walk = 0, next_mem = 0, next_gpu = 0, next_attach = 0;
 	uint64_t deadline = a.duration > 0 ? hm_mono_ns() + (uint64_t)(a.duration * 1e9) : 0;
 	int status = early_status, exited = early_exit, py_failed = 0;
+	/* Woken by a sample, homura must walk before the thread moves on:
+	 * on the program's CPU an ordinary task waits until the program
+	 * blocks (after a short burst of CPU, where the sample was taken,
+	 * is over). The lowest real-time priority gets it a CPU at once;
+	 * its work is the same, at most a walk per half period. Where not
+	 * allowed (not root, no CAP_SYS_NICE), ordinary. Not inherited by
+	 * anything it starts; back to ordinary for the reports. */
+	int old_policy = sched_getscheduler(0);
+	struct sched_param old_param, rt_param = {.sched_priority = 1};
+	sched_getparam(0, &old_param);
+	int rt = perf && old_policy == SCHED_OTHER &&
+		 sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &rt_param) == 0;
+	/* Never more than a quarter of a CPU at that priority (hundreds of
+	 * threads to walk, a slow machine): over a second's rounds, more
+	 * and homura is an ordinary task again for the rest of the run. */
+	uint64_t rt_busy = 0, rt_window = hm_mono_ns(), switches_then = 0, switches_window = rt_window;
 	while (!exited) {
-		uint64_t now = hm_mono_ns();
+		uint64_t now = hm_mono_ns(), round_start = now;
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
 			break;
 		if (forward_sig && child) {
@@ -712,7 +778,10 @@ int cmd_run(int argc, char **argv)
 		}
 		/* The kernel's samples first: the program's stacks are walked
 		 * only when it ran since the last walk (or every 10 ms, for
-		 * the GPU's lines), so a program that waits costs no walks. */
+		 * the GPU's lines), so a program that waits costs no walks.
+		 * With switches, samples are joined up to the walk before the
+		 * drain, whose thread states (running or blocked) are known. */
+		uint64_t walked_before = last_walk;
 		if (perf)
 			hm_perf_drain(perf, on_sample, pend);
 		if (py && !exited && (!perf || pend->main_new || now - last_walk >= 10000000ull)) {
@@ -728,7 +797,8 @@ int cmd_run(int argc, char **argv)
 		if (perf) {
 			if (!exited)
 				walk_kids(pend, attr, now);
-			settle(pend, attr, last_walk ? last_walk : now, py != NULL || py_failed, 0, gap);
+			uint64_t upto = hm_perf_switches(perf) ? walked_before : last_walk;
+			settle(pend, attr, upto ? upto : now, py != NULL || py_failed, 0, gap);
 		}
 		if (mem && now >= next_mem) {
 			hm_memsession_poll(mem);
@@ -742,13 +812,43 @@ int cmd_run(int argc, char **argv)
 		}
 		if (exited)
 			break;
-		next += period;
+		/* Woken by a sample, the next round comes at once; rounds (and
+		 * so walks, of the program and its children) stay at least
+		 * half a period apart (many busy threads or processes wake
+		 * us often), and keep their pace. */
 		now = hm_mono_ns();
+		rt_busy += now - round_start;
+		/* Each switch costs the program a record (0.25-0.5 us): past
+		 * 20000 a second over 100 ms (under 1% of a CPU), they stop
+		 * and samples are joined as without them. */
+		if (perf && now - switches_window >= 100000000ull) {
+			if (hm_perf_switches(perf) && (pend->switches - switches_then) * 1000000000ull >
+							      20000ull * (now - switches_window)) {
+				hm_perf_switches_off(perf);
+				hm_cpuattr_switches_end(attr, now);
+			}
+			switches_then = pend->switches;
+			switches_window = now;
+		}
+		if (now - rt_window >= 1000000000ull) {
+			if (rt && rt_busy * 4 > now - rt_window) {
+				sched_setscheduler(0, old_policy, &old_param);
+				rt = 0;
+			}
+			rt_busy = 0;
+			rt_window = now;
+		}
+		if (next <= now)
+			next += period;
 		if (next < now)
 			next = now;   /* fell behind: no burst to catch up */
-		sleep_until(next);
+		if (round_start + period / 2 > now)
+			sleep_until(round_start + period / 2, NULL, -1);
+		sleep_until(next, perf, chld_fd);
 	}
 	uint64_t t_end = hm_mono_ns();
+	if (rt)
+		sched_setscheduler(0, old_policy, &old_param);
 	if (perf) {
 		hm_perf_drain(perf, on_sample, pend);
 		settle(pend, attr, UINT64_MAX, 1, 1, gap);
@@ -856,6 +956,8 @@ int cmd_run(int argc, char **argv)
 	hm_target_close(t);
 	hm_memsession_free(mem);
 	free(ownedcmd);
+	if (chld_fd >= 0)
+		close(chld_fd);
 	if (!child)
 		return ret;
 	/* the program's own status */

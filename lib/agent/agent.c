@@ -34,6 +34,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "proc/discover.h"
+#include "proc/elf.h"
 #include "proc/target.h"
 #include "python/python.h"
 #include "sample/sampler.h"
@@ -525,6 +526,8 @@ static int agent_round(void *ctx, hm_sampler *s, uint64_t now)
 			end_window(a, tg);
 			new_window(a, tg);
 		}
+		/* parsed ELF files no target has used for a minute go */
+		hm_elf_cache_trim();
 		a->win_end += a->window;
 		if (a->win_end <= now)
 			a->win_end = now + a->window;

@@ -2,7 +2,9 @@
  *
  * Lines are frames interned in a private hm_profile (so a code object's
  * interned ids are cached in it, as record's sampler does). Each thread keeps
- * its last few observations (time, frame); a sample takes the nearest one. */
+ * its last few observations (time, frame) and, when the kernel reports
+ * them, its last context switches; a sample takes the nearest observation
+ * made while the thread was running (or runnable), else the nearest one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +14,12 @@
 #include "base/profile.h"
 #include "sample/sampler.h"
 
-#define HIST 16
+#define HIST 64
+#define SWHIST 256
+/* A walk made while the thread ran is worth one made while it was blocked
+ * this many times nearer (a thread that mostly waits is seen running
+ * rarely, and such walks say where its CPU time goes). */
+#define RUNNING_GAP 5
 #define NO_SITE UINT32_MAX
 
 struct obs {
@@ -20,11 +27,20 @@ struct obs {
 	uint32_t site;
 };
 
+/* A context switch: from t_ns on, the thread runs (or waits for a CPU,
+ * preempted: it stays where it was) if on, else it is blocked. */
+struct sw {
+	uint64_t t_ns;
+	uint8_t on;
+};
+
 struct thr {
 	pid_t tid;
 	uint32_t n;              /* observations so far (ring index = n % HIST) */
 	struct obs h[HIST];
 	uint64_t last_cpu_ns;    /* time of its latest CPU sample */
+	struct sw *sw;           /* its latest switches (ring of SWHIST, in time order) */
+	uint32_t nsw;            /* switches so far (ring index = nsw % SWHIST) */
 };
 
 struct site {
@@ -52,6 +68,7 @@ struct hm_cpuattr {
 	struct range *ranges;
 	size_t nranges;
 	uint64_t total[HM_CPU_KINDS], outside[HM_CPU_KINDS];
+	uint64_t sw_until;       /* switches known up to then (UINT64_MAX: all along) */
 	hm_cpuline *lines, *funcs;
 	size_t nlines, nfuncs;
 };
@@ -68,6 +85,7 @@ hm_cpuattr *hm_cpuattr_new(int profile_all)
 		return NULL;
 	}
 	hm_sampler_opts_init(&a->so);
+	a->sw_until = UINT64_MAX;
 	return a;
 }
 
@@ -76,6 +94,8 @@ void hm_cpuattr_free(hm_cpuattr *a)
 	if (!a)
 		return;
 	hm_profile_free(a->p);
+	for (size_t i = 0; i < a->nthr; i++)
+		free(a->thr[i].sw);
 	free(a->sites);
 	free(a->own);
 	free(a->thr);
@@ -258,6 +278,82 @@ void hm_cpuattr_observe(hm_cpuattr *a, const hm_pythread *th, uint64_t t_ns)
 	t->n++;
 }
 
+void hm_cpuattr_switch(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int on)
+{
+	struct thr *t = find_thr(a, tid, 1);
+	if (!t)
+		return;
+	if (!t->sw && !(t->sw = malloc(SWHIST * sizeof *t->sw)))
+		return;
+	/* a ring, in time order: rings of different CPUs are read one after
+	 * the other, so a thread that moved may come out of order (a few
+	 * places back at most) */
+	uint32_t k = t->nsw < SWHIST ? t->nsw : SWHIST - 1;   /* kept after this one */
+	uint32_t i = t->nsw;
+	for (uint32_t moved = 0; moved < k && t->sw[(i - 1) % SWHIST].t_ns > t_ns; moved++, i--)
+		t->sw[i % SWHIST] = t->sw[(i - 1) % SWHIST];
+	t->sw[i % SWHIST].t_ns = t_ns;
+	t->sw[i % SWHIST].on = (uint8_t)!!on;
+	t->nsw++;
+}
+
+/* Was the thread running (or runnable) at w: 1, blocked: 0, unknown
+ * (no switch kept at or before w): -1. */
+static int running_at(const hm_cpuattr *a, const struct thr *t, uint64_t w)
+{
+	if (w > a->sw_until)
+		return -1;
+	uint32_t k = t->nsw < SWHIST ? t->nsw : SWHIST, first = t->nsw - k;
+	if (!k || t->sw[first % SWHIST].t_ns > w)
+		return -1;
+	uint32_t lo = first, hi = t->nsw;   /* the last switch at or before w */
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (t->sw[mid % SWHIST].t_ns <= w)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return t->sw[lo % SWHIST].on;
+}
+
+void hm_cpuattr_switches_end(hm_cpuattr *a, uint64_t t_ns)
+{
+	a->sw_until = t_ns;
+}
+
+/* The line of a sample at t_ns from the walks of its thread: those just
+ * before and just after it if they agree, else the nearer one within
+ * max_gap_ns; with running_only, walks made while the thread was blocked
+ * are left out. */
+static uint32_t join(const hm_cpuattr *a, const struct thr *t, uint64_t t_ns, uint64_t max_gap_ns,
+		     int running_only)
+{
+	const struct obs *before = NULL, *after = NULL;
+	uint32_t k = t->n < HIST ? t->n : HIST;
+	for (uint32_t i = 0; i < k; i++) {
+		const struct obs *o = &t->h[(t->n - 1 - i) % HIST];
+		if (running_only && running_at(a, t, o->t_ns) == 0)
+			continue;
+		if (o->t_ns <= t_ns) {
+			if (!before || o->t_ns > before->t_ns)
+				before = o;
+		} else if (!after || o->t_ns < after->t_ns) {
+			after = o;
+		}
+	}
+	if (before && after && before->site == after->site)
+		/* on the same line at both ends: there throughout, however far
+		 * apart the walks were (homura starved of CPU) */
+		return before->site;
+	uint64_t db = before ? t_ns - before->t_ns : UINT64_MAX;
+	uint64_t da = after ? after->t_ns - t_ns : UINT64_MAX;
+	const struct obs *o = db <= da ? before : after;
+	if (o && (db <= da ? db : da) <= max_gap_ns)
+		return o->site;
+	return NO_SITE;
+}
+
 void hm_cpuattr_sample(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int kind, uint64_t max_gap_ns)
 {
 	if (kind < 0 || kind >= HM_CPU_KINDS)
@@ -267,29 +363,16 @@ void hm_cpuattr_sample(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int kind, uint64
 	uint32_t site = NO_SITE;
 	if (t) {
 		t->last_cpu_ns = t_ns;
-		/* the walks just before and just after the sample */
-		const struct obs *before = NULL, *after = NULL;
-		uint32_t k = t->n < HIST ? t->n : HIST;
-		for (uint32_t i = 0; i < k; i++) {
-			const struct obs *o = &t->h[(t->n - 1 - i) % HIST];
-			if (o->t_ns <= t_ns) {
-				if (!before || o->t_ns > before->t_ns)
-					before = o;
-			} else if (!after || o->t_ns < after->t_ns) {
-				after = o;
-			}
-		}
-		if (before && after && before->site == after->site) {
-			/* on the same line at both ends: there throughout, however
-			 * far apart the walks were (homura starved of CPU) */
-			site = before->site;
-		} else {
-			uint64_t db = before ? t_ns - before->t_ns : UINT64_MAX;
-			uint64_t da = after ? after->t_ns - t_ns : UINT64_MAX;
-			const struct obs *o = db <= da ? before : after;
-			if (o && (db <= da ? db : da) <= max_gap_ns)
-				site = o->site;
-		}
+		/* A walk made while the thread was blocked shows where it
+		 * waits (a sleep, a read), not where it ran: a thread that
+		 * wakes for less than the time between walks, runs a loop
+		 * and sleeps again is seen asleep at both ends. Walks made
+		 * while it ran first (within RUNNING_GAP times the gap); any
+		 * walk when none is near. */
+		if (t->nsw && t_ns <= a->sw_until)
+			site = join(a, t, t_ns, RUNNING_GAP * max_gap_ns, 1);
+		if (site == NO_SITE)
+			site = join(a, t, t_ns, max_gap_ns, 0);
 	}
 	if (site == NO_SITE) {
 		a->outside[kind]++;

@@ -58,10 +58,20 @@ int hm_cpuattr_own_file(const char *path);
 
 /* Thread th's Python stack as walked at time t_ns (CLOCK_MONOTONIC). */
 void hm_cpuattr_observe(hm_cpuattr *a, const hm_pythread *th, uint64_t t_ns);
+/* A context switch of thread tid at t_ns (proc/perf.h): on, it runs from
+ * then on (or is runnable, preempted); off, it is blocked. */
+void hm_cpuattr_switch(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int on);
+/* No switch is reported after t_ns (they were turned off): samples and
+ * walks after it are joined as without them. */
+void hm_cpuattr_switches_end(hm_cpuattr *a, uint64_t t_ns);
 /* One on-CPU sample of thread tid at t_ns, of the kind hm_cpuattr_classify
  * gave. Attributed to the line of tid's walks just before and after it when
  * they agree, else to that of the nearer one within max_gap_ns, else
- * counted as outside the program's lines. */
+ * counted as outside the program's lines. Where tid's switches are known,
+ * walks made while it was blocked are left out first (they show where it
+ * waited, not where it ran); all walks count when none of the others is
+ * near enough. Switches up to the walks that matter must have been given
+ * first. */
 void hm_cpuattr_sample(hm_cpuattr *a, pid_t tid, uint64_t t_ns, int kind, uint64_t max_gap_ns);
 /* A GPU sample at t_ns: utilisation (percent, < 0 unknown) and memory (MB,
  * < 0 unknown) of the process, credited to the lines its threads were on. */

@@ -11,7 +11,7 @@
  * memory (.bss, the tail of a segment past p_filesz) are an error.
  *
  * Closed handles are kept (a few, ELF_CACHE of them, least recently closed
- * dropped first) and handed again to the next hm_elf_open() of the same
+ * dropped first, and none unused for a minute) and handed again to the next hm_elf_open() of the same
  * file: same device, inode, size and modification time, whatever the path
  * (/proc/PID/root/..., map_files). Attaching to a child process of the same
  * interpreter then costs a stat() instead of re-reading and re-sorting a
@@ -56,9 +56,17 @@ struct hm_elf {
 	ino_t ino;
 	off_t size;
 	struct timespec mtime;
+	uint64_t closed_ns;     /* when it went to the cache (CLOCK_MONOTONIC) */
 };
 
 #define ELF_CACHE 8
+/* A handle unused this long leaves the cache (checked at every open and
+ * close, and by hm_elf_cache_trim): a long-running agent that attached to
+ * an interpreter once keeps neither its parsed symbols nor its mapping (a
+ * deleted file's disk space, after an upgrade) for ever. */
+#define ELF_CACHE_AGE_NS 60000000000ull
+
+static uint64_t max_age_ns = ELF_CACHE_AGE_NS;
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static hm_elf *cache[ELF_CACHE];   /* closed handles, oldest first */
@@ -74,6 +82,61 @@ unsigned long hm_elf_parses(void)
 }
 
 static void elf_free(hm_elf *e);
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Take the entries older than max_age_ns out of the cache (caller holds
+ * cache_mu); they are put in out (ELF_CACHE long) to be freed unlocked. */
+static int cache_expire(uint64_t now, hm_elf **out)
+{
+	int n = 0, k = 0;
+	for (int i = 0; i < ncache; i++) {
+		if (now - cache[i]->closed_ns >= max_age_ns)
+			out[n++] = cache[i];
+		else
+			cache[k++] = cache[i];
+	}
+	ncache = k;
+	return n;
+}
+
+static void free_all(hm_elf **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		elf_free(v[i]);
+}
+
+void hm_elf_cache_trim(void)
+{
+	hm_elf *old[ELF_CACHE];
+	pthread_mutex_lock(&cache_mu);
+	int n = cache_expire(mono_ns(), old);
+	pthread_mutex_unlock(&cache_mu);
+	free_all(old, n);
+}
+
+int hm_elf_cached(void)
+{
+	pthread_mutex_lock(&cache_mu);
+	int n = ncache;
+	pthread_mutex_unlock(&cache_mu);
+	return n;
+}
+
+uint64_t hm_elf_cache_max_age(uint64_t ns)
+{
+	pthread_mutex_lock(&cache_mu);
+	uint64_t old = max_age_ns;
+	if (ns)
+		max_age_ns = ns;
+	pthread_mutex_unlock(&cache_mu);
+	return old;
+}
 
 /* Whether a file with this status may be cached: a regular file last
  * modified at least two seconds ago (and not in the future). */
@@ -100,9 +163,15 @@ static hm_elf *cache_take(const char *path)
 	char *p;
 	int i;
 
-	if (stat(path, &st) != 0 || !cacheable(&st))
+	hm_elf *old[ELF_CACHE];
+	int nold;
+
+	if (stat(path, &st) != 0 || !cacheable(&st)) {
+		hm_elf_cache_trim();
 		return NULL;
+	}
 	pthread_mutex_lock(&cache_mu);
+	nold = cache_expire(mono_ns(), old);
 	for (i = ncache - 1; i >= 0; i--) {
 		if (same_file(cache[i], &st)) {
 			e = cache[i];
@@ -112,6 +181,7 @@ static hm_elf *cache_take(const char *path)
 		}
 	}
 	pthread_mutex_unlock(&cache_mu);
+	free_all(old, nold);
 	if (e && (p = strdup(path))) {      /* its messages name the path asked for */
 		free(e->path);
 		e->path = p;
@@ -301,15 +371,20 @@ void hm_elf_close(hm_elf *e)
 		elf_free(e);
 		return;
 	}
+	hm_elf *expired[ELF_CACHE];
+	uint64_t now = mono_ns();
 	pthread_mutex_lock(&cache_mu);
+	int nexp = cache_expire(now, expired);
 	if (ncache == ELF_CACHE) {
 		old = cache[0];
 		memmove(cache, cache + 1, (ELF_CACHE - 1) * sizeof(*cache));
 		ncache--;
 	}
+	e->closed_ns = now;
 	cache[ncache++] = e;
 	pthread_mutex_unlock(&cache_mu);
 	elf_free(old);
+	free_all(expired, nexp);
 }
 
 static void elf_free(hm_elf *e)

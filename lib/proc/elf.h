@@ -12,11 +12,18 @@ typedef struct hm_elf hm_elf;
 
 hm_elf *hm_elf_open(const char *path);             /* NULL + hm_error on failure */
 /* Closes e; the parsed file stays cached for the next hm_elf_open() of the
- * same file (device, inode, size, mtime; a few files at most). */
+ * same file (device, inode, size, mtime; a few files at most, for a minute
+ * at most). */
 void hm_elf_close(hm_elf *e);
 /* How many files hm_elf_open has read and parsed so far (the cache's
  * misses), for tests and benchmarks. */
 unsigned long hm_elf_parses(void);
+/* Free the cached files unused for a minute (also done at every open and
+ * close); how many files are cached; the age limit, set to ns unless 0
+ * (tests), the previous one returned. */
+void hm_elf_cache_trim(void);
+int hm_elf_cached(void);
+uint64_t hm_elf_cache_max_age(uint64_t ns);
 /* Symbol address (st_value) and size; HM_OK or HM_EINVAL if absent. */
 int hm_elf_symbol(hm_elf *e, const char *name, uint64_t *addr, uint64_t *size);
 /* Section address (sh_addr) and size by name. */

@@ -159,6 +159,85 @@ static void test_fold_and_join(void **state)
 	hm_cpuattr_free(a);
 }
 
+/* A thread that sleeps at one line and wakes briefly to run another: the
+ * walks made while it slept show the sleep line at both ends of each
+ * burst; the samples go to the line it was seen running at (within five
+ * times the gap), not to the sleep line. Without switches, or with no
+ * walk of it running near enough, the nearest walk as before. */
+static void test_join_prefers_walks_made_running(void **state)
+{
+	(void)state;
+	hm_cpuattr *a = hm_cpuattr_new(0);
+	hm_pythread th;
+	hm_pyframe fr[2];
+	const hm_pycode *mine = code(1, "main", "/app/loop.py", 3);
+	const hm_pycode *mod = code(2, "<module>", "/app/loop.py", 1);
+	/* bursts of 0.2 ms every 2 ms: in at 2k ms, out at 2k + 0.2 ms */
+	for (uint64_t k = 0; k < 20; k++) {
+		hm_cpuattr_switch(a, 100, 2 * k * MS, 1);
+		hm_cpuattr_switch(a, 100, 2 * k * MS + 200000, 0);
+		/* asleep at line 9 half-way between bursts */
+		thread(&th, fr, 100, 2, mine, 9, mod, 20);
+		hm_cpuattr_observe(a, &th, 2 * k * MS + MS);
+	}
+	/* seen running at line 7 once, in the burst at 10 ms */
+	thread(&th, fr, 100, 2, mine, 7, mod, 20);
+	hm_cpuattr_observe(a, &th, 10 * MS + 100000);
+	/* samples in bursts at 4, 20 and 34 ms: all on line 7 (34 ms: 24 ms
+	 * from the running walk, within 5 x 5 ms) */
+	hm_cpuattr_sample(a, 100, 4 * MS + 100000, HM_CPU_PYTHON, 5 * MS);
+	hm_cpuattr_sample(a, 100, 20 * MS + 100000, HM_CPU_PYTHON, 5 * MS);
+	hm_cpuattr_sample(a, 100, 34 * MS + 100000, HM_CPU_SYSTEM, 5 * MS);
+	/* a preempted thread stays runnable: its walks count as running */
+	hm_cpuattr_switch(a, 300, 0, 1);
+	hm_cpuattr_switch(a, 300, 1 * MS, 1);    /* out, preempted (on) */
+	thread(&th, fr, 300, 2, mine, 12, mod, 20);
+	hm_cpuattr_observe(a, &th, 1 * MS + 500000);
+	hm_cpuattr_sample(a, 300, 1 * MS + 400000, HM_CPU_PYTHON, 5 * MS);
+	/* switches given out of order (two CPUs' rings) are put in order */
+	hm_cpuattr_switch(a, 400, 3 * MS, 0);
+	hm_cpuattr_switch(a, 400, 1 * MS, 1);
+	hm_cpuattr_switch(a, 400, 2 * MS, 1);
+	thread(&th, fr, 400, 2, mine, 13, mod, 20);
+	hm_cpuattr_observe(a, &th, 2 * MS + 500000);   /* running: 1-3 ms */
+	thread(&th, fr, 400, 2, mine, 14, mod, 20);
+	hm_cpuattr_observe(a, &th, 2 * MS + 700000);   /* running too */
+	thread(&th, fr, 400, 2, mine, 9, mod, 20);
+	hm_cpuattr_observe(a, &th, 3 * MS + 10000);    /* blocked */
+	hm_cpuattr_sample(a, 400, 3 * MS, HM_CPU_PYTHON, 5 * MS);   /* line 14, not 9 */
+	/* no switches known for thread 200: the nearest walk, as before */
+	thread(&th, fr, 200, 2, mine, 9, mod, 20);
+	hm_cpuattr_observe(a, &th, 1 * MS);
+	hm_cpuattr_observe(a, &th, 3 * MS);
+	hm_cpuattr_sample(a, 200, 2 * MS, HM_CPU_PYTHON, 5 * MS);
+
+	const hm_cpuline *l;
+	size_t n = hm_cpuattr_lines(a, &l);
+	const hm_cpuline *l7 = find(l, n, "/app/loop.py", 7);
+	const hm_cpuline *l9 = find(l, n, "/app/loop.py", 9);
+	const hm_cpuline *l12 = find(l, n, "/app/loop.py", 12);
+	const hm_cpuline *l14 = find(l, n, "/app/loop.py", 14);
+	assert_non_null(l7);
+	assert_int_equal(l7->samples[HM_CPU_PYTHON], 2);
+	assert_int_equal(l7->samples[HM_CPU_SYSTEM], 1);
+	assert_non_null(l9);
+	assert_int_equal(l9->samples[HM_CPU_PYTHON], 1);   /* thread 200's only */
+	assert_non_null(l12);
+	assert_int_equal(l12->samples[HM_CPU_PYTHON], 1);
+	assert_non_null(l14);
+	assert_int_equal(l14->samples[HM_CPU_PYTHON], 1);
+	/* far from any running walk: the sleep line's walks, as before */
+	hm_cpuattr_switch(a, 100, 200 * MS, 1);
+	hm_cpuattr_switch(a, 100, 200 * MS + 200000, 0);
+	thread(&th, fr, 100, 2, mine, 9, mod, 20);
+	hm_cpuattr_observe(a, &th, 201 * MS);
+	hm_cpuattr_sample(a, 100, 200 * MS + 100000, HM_CPU_PYTHON, 5 * MS);
+	n = hm_cpuattr_lines(a, &l);
+	l9 = find(l, n, "/app/loop.py", 9);
+	assert_int_equal(l9->samples[HM_CPU_PYTHON], 2);
+	hm_cpuattr_free(a);
+}
+
 static void test_profile_all_and_string(void **state)
 {
 	(void)state;
@@ -251,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_own_files),
 		cmocka_unit_test(test_fold_and_join),
+		cmocka_unit_test(test_join_prefers_walks_made_running),
 		cmocka_unit_test(test_profile_all_and_string),
 		cmocka_unit_test(test_gpu_credit),
 	};

@@ -1,7 +1,8 @@
 /* test_elf.c - hm_elf on real files: a shared libpython with .symtab, the
  * stripped Debian python3.11 (.dynsym only), and files that are not ELF;
  * the cache of parsed files (same file: not parsed again; another file at
- * the same path, a changed one, a just-written one or one pushed out: parsed). */
+ * the same path, a changed one, a just-written one or one pushed out: parsed;
+ * one unused longer than the age limit: dropped). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -241,6 +242,52 @@ static void test_cache(void **state)
 	rmdir(dir);
 }
 
+/* Entries unused for longer than the age limit leave the cache (at the
+ * next open or close, or a trim), so that memory stays flat in a process
+ * that runs for days; younger ones stay. The limit is lowered for the
+ * test: a sleep of twice the limit guarantees the age. */
+static void test_cache_age(void **state)
+{
+	char dir[] = "/tmp/hm_test_elfa_XXXXXX", a[128], b[128];
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(a, sizeof(a), "%s/liba.so", dir);
+	snprintf(b, sizeof(b), "%s/libb.so", dir);
+	copy_libz(a, 60);
+	copy_libz(b, 60);
+	uint64_t old = hm_elf_cache_max_age(50000000ull);   /* 50 ms */
+
+	/* young: kept, not parsed again */
+	unsigned long n = hm_elf_parses();
+	open_close(a);
+	int cached = hm_elf_cached();
+	assert_true(cached >= 1);
+	open_close(a);
+	assert_int_equal(hm_elf_parses(), n + 1);
+
+	/* old: gone at the next open of another file, parsed again */
+	struct timespec nap = {0, 100000000};
+	nanosleep(&nap, NULL);
+	open_close(b);
+	assert_int_equal(hm_elf_cached(), 1);                /* b alone */
+	open_close(a);
+	assert_int_equal(hm_elf_parses(), n + 3);
+
+	/* a trim alone empties it once everything is old */
+	nanosleep(&nap, NULL);
+	hm_elf_cache_trim();
+	assert_int_equal(hm_elf_cached(), 0);
+
+	/* the limit back: a closed file stays */
+	hm_elf_cache_max_age(old);
+	open_close(a);
+	hm_elf_cache_trim();
+	assert_int_equal(hm_elf_cached(), 1);
+	unlink(a);
+	unlink(b);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +299,7 @@ int main(void)
 		cmocka_unit_test(test_stripped_python311),
 		cmocka_unit_test(test_not_elf),
 		cmocka_unit_test(test_cache),
+		cmocka_unit_test(test_cache_age),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,12 @@
 /* test_pyasync.c - set reading (hm_pyobj_set_items) on sets built by hand,
  * and the generated asyncio offset tables.
  *
- * Sets are laid out in a local arena (PySetObject: fill, used, mask, table;
- * setentry {key, hash}) and the reader's memory callback serves only that
- * arena, so anything outside it reads as unmapped. The tables are checked
- * for the facts lib/python/pyobj.c and lib/python/pyasync.c rely on, and the back-off of
- * the task-container lookup is checked step by step. */
+ * Sets are laid out in the local arena of fake_objects.h (PySetObject:
+ * fill, used, mask, table; setentry {key, hash}) and the reader's memory
+ * callback serves only that arena, so anything outside it reads as
+ * unmapped. The tables are checked for the facts lib/python/pyobj.c and
+ * lib/python/pyasync.c rely on, and the back-off of the task-container
+ * lookup is checked step by step. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,43 +21,12 @@
 #include "python/pylayout.h"
 #include "python/pyobj.h"
 
-static _Alignas(16) uint8_t arena[1 << 16];
-static size_t used;
-static hm_pyobj_reader R;
-static const hm_pylayout *L;
-
-static int arena_read(void *ctx, uint64_t addr, void *buf, size_t len)
-{
-	(void)ctx;
-	uint64_t lo = (uint64_t)(uintptr_t)arena;
-	if (addr < lo || addr + len > lo + sizeof arena || addr + len < addr)
-		return -1;
-	memcpy(buf, (void *)(uintptr_t)addr, len);
-	return 0;
-}
-
-static uint64_t alloc(size_t n)
-{
-	used = (used + 15) & ~(size_t)15;
-	uint64_t a = (uint64_t)(uintptr_t)(arena + used);
-	used += n;
-	assert_true(used <= sizeof arena);
-	return a;
-}
-
-static void put64(uint64_t addr, int off, uint64_t v)
-{
-	memcpy((void *)(uintptr_t)(addr + (uint64_t)off), &v, 8);
-}
-
-static uint64_t make_type(const char *name)
-{
-	uint64_t t = alloc(512);
-	uint64_t s = alloc(strlen(name) + 1);
-	memcpy((void *)(uintptr_t)s, name, strlen(name) + 1);
-	put64(t, L->tp_name, s);
-	return t;
-}
+/* the arena, its reader and alloc/put64/make_type; the rest of the
+ * header's helpers are not used here */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "fake_objects.h"
+#pragma GCC diagnostic pop
 
 static uint64_t obj_of(uint64_t type, size_t size)
 {
