@@ -34,10 +34,13 @@ hm_otel *otel_open_setup(const struct otel_setup *s);
 /* Bytes of a thread state that must be read so that otel_thread finds the
  * context fields in it (0 for unsupported versions). */
 size_t otel_ts_need(int major, int minor);
-/* Regions (at most max, which must be >= 12) that the walker should read
- * together with the thread state at tstate: what re-checks the span this
- * thread had last time. Returns how many were written (0: none). Call
- * otel_spec_loaded once they were all read, then otel_thread. */
+/* Regions (at most max, which must be >= 12; OTEL_SPEC_IOV lets all fit)
+ * that the walker should read together with the thread state at tstate:
+ * what re-checks the span this thread had last time, or, while its span
+ * keeps changing, the regions its last chain of reads touched. Returns how
+ * many were written (0: none). Call otel_spec_loaded once they were all
+ * read, then otel_thread. */
+#define OTEL_SPEC_IOV 24
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
 void otel_spec_loaded(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */

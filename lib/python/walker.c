@@ -848,14 +848,14 @@ static hm_pythread *next_thread(hm_pysample *s)
 static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
 {
 	const hm_pylayout *L = py->layout;
-	hm_iov iov[8 + 12 + HM_SPEC_FRAMES];
+	hm_iov iov[8 + OTEL_SPEC_IOV + HM_SPEC_FRAMES];
 	int n = 0;
 	uint64_t cframe_buf[1] = {0};
 	for (int i = 0; i < npre; i++)
 		iov[n++] = pre[i];
 	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
 	/* What re-checks the thread's OpenTelemetry span (otel.c). */
-	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, 12) : 0;
+	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, OTEL_SPEC_IOV) : 0;
 	n += nspan;
 	int spec_cframe = L->ts_cframe >= 0 && tc->cframe;
 	if (spec_cframe)
