@@ -47,6 +47,20 @@
  * neighbour's. No span needs no proof. A waiting task's span is read before
  * its await chain and checked again after it (otel_context_same).
  *
+ * A thread whose span keeps changing (a new span at almost every sample)
+ * would pay that chain of dependent reads and the second read at every
+ * sample. Instead, for CHURN_SAMPLES samples after its span changed (and
+ * while its answer has no words to check), the walker's read of its thread
+ * state carries the regions that its last chains' reads touched (chain
+ * mode: every read of a chain is logged; the regions are their union over
+ * the last CHAIN_KEEP chains, one per page, as a new span's objects cycle
+ * through a few blocks of their pymalloc size classes, mostly on the same
+ * few pages). The chain is then read by the same code with the same checks
+ * from that copy (chain_read): when every read finds its bytes there, the
+ * span is of the moment the stack was read and is given at once; a read
+ * that falls outside (an object that moved) is made live, and the span
+ * then needs the second read as above.
+ *
  * Local root span: a span whose parent is None or remote is the root of
  * its trace in this process; its name is remembered per trace id (a small
  * table), and children of that trace report it. One never seen current is
@@ -150,7 +164,7 @@ struct tried_slot {                      /* traces whose root was looked for */
 #define CHAIN_READ_MAX 1024              /* a longer read is not remembered */
 #define CHAIN_RANGES 20                  /* regions added to the thread's read */
 #define CHAIN_KEEP 32                    /* chains a region is kept untouched */
-#define CHAIN_BUF (16 * PAGE)            /* the regions' bytes, at most */
+#define CHAIN_BUF (8 * PAGE)             /* the regions' bytes, at most */
 #define CHURN_SAMPLES 8                  /* samples in chain mode after a change */
 
 struct chain_range {

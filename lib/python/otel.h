@@ -49,7 +49,8 @@ void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
  * the thread state (planned by otel_spec_iov), i.e. the span that was
  * current when the stack was read, never a neighbour's. Returns 0 (th->span
  * set, maybe to no span); 1 when the thread's span changed since its last
- * read and last is 0: read the thread (and its stack) again, with a new
+ * read, was not all found in the regions read with the thread state (see
+ * otel_spec_iov), and last is 0: read the thread (and its stack) again, with a new
  * otel_spec_iov, and call again; 2 when last is set and the span could not
  * be proven (no span given: a torn span). */
 int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last);
