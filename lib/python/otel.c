@@ -160,9 +160,9 @@ struct tried_slot {                      /* traces whose root was looked for */
 /* The last chain read for a thread (see otel_thread_span): the regions its
  * reads touched, merged per page, read with the thread state while the
  * thread's span keeps changing (churn > 0). */
-#define CHAIN_READS 48                   /* reads of one chain remembered */
+#define CHAIN_READS 128                  /* reads of one chain remembered */
 #define CHAIN_READ_MAX 1024              /* a longer read is not remembered */
-#define CHAIN_RANGES 20                  /* regions added to the thread's read */
+#define CHAIN_RANGES 24                  /* regions added to the thread's read */
 #define CHAIN_KEEP 32                    /* chains a region is kept untouched */
 #define CHAIN_BUF (8 * PAGE)             /* the regions' bytes, at most */
 #define CHURN_SAMPLES 8                  /* samples in chain mode after a change */

@@ -40,7 +40,7 @@ size_t otel_ts_need(int major, int minor);
  * keeps changing, the regions its last chain of reads touched. Returns how
  * many were written (0: none). Call otel_spec_loaded once they were all
  * read, then otel_thread. */
-#define OTEL_SPEC_IOV 24
+#define OTEL_SPEC_IOV 28
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
 void otel_spec_loaded(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
