@@ -144,6 +144,7 @@ struct spec {
 	uint64_t tstate, ctx;
 	int loaded;                      /* read by the walker with the thread */
 	int chain;                       /* the last chain's regions, not plan()'s */
+	int dropped;                     /* read, but the stack came later */
 	uint64_t cbuf[4], hbuf[2], dbuf[4];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 	/* Regions on one page are read as one (each region of a read costs
@@ -994,6 +995,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 	o->spec.loaded = 0;
 	o->spec.tstate = 0;
 	o->spec.chain = 0;
+	o->spec.dropped = 0;
 	int reread = o->reread_tstate == tstate;
 	o->reread_tstate = 0;
 	if (!o->var || max < MAX_REGIONS)
@@ -1027,6 +1029,14 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 		return 0;
 	o->spec.tstate = tstate;
 	return n;
+}
+
+void otel_spec_drop(hm_otel *o)
+{
+	if (o->spec.loaded) {
+		o->spec.loaded = 0;
+		o->spec.dropped = 1;
+	}
 }
 
 void otel_spec_loaded(hm_otel *o)
@@ -1209,7 +1219,7 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 	}
 	/* The read with the last chain's regions failed (one was unmapped):
 	 * start the regions anew. */
-	if (o->spec.tstate == th->tstate && o->spec.chain && !spec)
+	if (o->spec.tstate == th->tstate && o->spec.chain && !spec && !o->spec.dropped)
 		t->nranges = 0;
 	t->ctx = ctx;
 	int planned = spec && !chain && o->spec.ctx == ctx && c->valid && c->ctx == ctx;

@@ -43,6 +43,9 @@ size_t otel_ts_need(int major, int minor);
 #define OTEL_SPEC_IOV 28
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
 void otel_spec_loaded(hm_otel *o);
+/* The thread's stack was (partly) read after those regions after all: they
+ * prove nothing about it (the span is then read and proven anew). */
+void otel_spec_drop(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
 /* The same, giving a span only when the words that prove it were read with
