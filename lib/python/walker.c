@@ -10,8 +10,11 @@
  * Cost: the number of process_vm_readv calls dominates (~1.5 us each), so:
  *  - 3.11+: the whole live part of the thread's data-stack chunk is read in
  *    one call and frames are decoded from the local copy;
- *  - the thread state, its 3.11/3.12 cframe and data-stack chunk are read
- *    speculatively in one call at last sample's addresses;
+ *  - the thread state, the current frame of its last few 3.11/3.12
+ *    cframes and its data-stack chunk are read speculatively in one call at
+ *    the addresses of the last samples (with the words that prove its
+ *    OpenTelemetry span, otel.h; the span is proven for the stack only
+ *    when the current frame and the chunk came in that call);
  *  - the interpreter's thread-list head, GIL and collector flag are read
  *    only when needed (see hm_python_sample);
  *  - decoded code objects (names, line tables) are cached by address and

@@ -85,18 +85,26 @@ static void test_chain_312(void **state) { (void)state; chain(12); }
 
 /* One sample of a thread whose state (at tstate, its context pointer in ts)
  * is read with the words otel_spec_iov plans, as the walker does. */
-static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
-			 int last, hm_pythread *th)
+static int sample_thread_at(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
+			    int last, hm_pythread *th, int stack_later)
 {
-	hm_iov iov[16];
-	int n = otel_spec_iov(w->o, tstate, iov, 16);
+	hm_iov iov[OTEL_SPEC_IOV];
+	int n = otel_spec_iov(w->o, tstate, iov, OTEL_SPEC_IOV);
 	if (n > 0) {
 		assert_int_equal(hm_target_readv(w->t, iov, n), HM_OK);
 		otel_spec_loaded(w->o);
+		if (stack_later)          /* the walker read the stack after all */
+			otel_spec_drop(w->o);
 	}
 	memset(th, 0, sizeof *th);
 	th->tstate = tstate;
 	return otel_thread_at(w->o, th, ts, ts_len, last);
+}
+
+static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
+			 int last, hm_pythread *th)
+{
+	return sample_thread_at(w, tstate, ts, ts_len, last, th, 0);
 }
 
 /* A thread's span is given only when the words proving it were read with
@@ -244,6 +252,14 @@ static void predicted_chain(int minor)
 		assert_true(th.span.span_id == (base | d));
 		assert_string_equal(th.span.name, "get_user_from_db");
 	}
+	/* The stack came in a later read than the regions: they prove
+	 * nothing about it, so the span is read again with it. */
+	put32(w.sid, L->long_digit, 31);
+	put64(w.dict, L->dict_used + 8, 2031);
+	assert_int_equal(sample_thread_at(&w, tstate, ts, ts_len, 0, &th, 1), 1);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.span_id == (base | 31));
 	/* The Context dict moved (a copy on a page never read): read live
 	 * after the stack, so read again to prove it, then given. */
 	uint64_t keys, k2, moved;
