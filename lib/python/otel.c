@@ -47,6 +47,20 @@
  * neighbour's. No span needs no proof. A waiting task's span is read before
  * its await chain and checked again after it (otel_context_same).
  *
+ * A thread whose span keeps changing (a new span at almost every sample)
+ * would pay that chain of dependent reads and the second read at every
+ * sample. Instead, for CHURN_SAMPLES samples after its span changed (and
+ * while its answer has no words to check), the walker's read of its thread
+ * state carries the regions that its last chains' reads touched (chain
+ * mode: every read of a chain is logged; the regions are their union over
+ * the last CHAIN_KEEP chains, one per page, as a new span's objects cycle
+ * through a few blocks of their pymalloc size classes, mostly on the same
+ * few pages). The chain is then read by the same code with the same checks
+ * from that copy (chain_read): when every read finds its bytes there, the
+ * span is of the moment the stack was read and is given at once; a read
+ * that falls outside (an object that moved) is made live, and the span
+ * then needs the second read as above.
+ *
  * Local root span: a span whose parent is None or remote is the root of
  * its trace in this process; its name is remembered per trace id (a small
  * table), and children of that trace report it. One never seen current is
@@ -129,6 +143,8 @@ struct ctx_slot {
 struct spec {
 	uint64_t tstate, ctx;
 	int loaded;                      /* read by the walker with the thread */
+	int chain;                       /* the last chain's regions, not plan()'s */
+	int dropped;                     /* read, but the stack came later */
 	uint64_t cbuf[4], hbuf[2], dbuf[4];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 	/* Regions on one page are read as one (each region of a read costs
@@ -142,8 +158,29 @@ struct tried_slot {                      /* traces whose root was looked for */
 	uint64_t trace_hi, trace_lo;
 };
 
+/* The last chain read for a thread (see otel_thread_span): the regions its
+ * reads touched, merged per page, read with the thread state while the
+ * thread's span keeps changing (churn > 0). */
+#define CHAIN_READS 128                  /* reads of one chain remembered */
+#define CHAIN_READ_MAX 1024              /* a longer read is not remembered */
+#define CHAIN_RANGES 24                  /* regions added to the thread's read */
+#define CHAIN_KEEP 32                    /* chains a region is kept untouched */
+#define CHAIN_BUF (8 * PAGE)             /* the regions' bytes, at most */
+#define CHURN_SAMPLES 8                  /* samples in chain mode after a change */
+
+struct chain_range {
+	uint64_t addr;
+	uint32_t len, off;               /* off: into hm_otel.snapbuf */
+};
+
 struct ts_slot {                         /* the context a thread had last */
 	uint64_t tstate, ctx;
+	uint64_t last_hi, last_lo, last_sid;   /* and its last answer */
+	int churn;                       /* > 0: its span changed lately */
+	int nranges;
+	uint32_t seq;                    /* chains read */
+	struct chain_range range[CHAIN_RANGES];
+	uint32_t used[CHAIN_RANGES];     /* seq of the last chain that read there */
 };
 
 struct hm_otel {
@@ -170,6 +207,17 @@ struct hm_otel {
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
+	/* Reading a chain through chain_read: the reads it made (log), and
+	 * the snapshot of the last chain's regions taken with the thread
+	 * state (snap, snapbuf) that serves them while replaying. */
+	hm_pyobj_read_fn live_read;
+	void *live_ctx;
+	int replaying, missed, nlog;
+	uint64_t reread_tstate;          /* asked to read again: plan, no chain */
+	struct { uint64_t addr; uint32_t len; } log[CHAIN_READS];
+	int nsnap;
+	struct chain_range snap[CHAIN_RANGES];
+	uint64_t snapbuf[CHAIN_BUF / 8];
 };
 
 static const hm_pyasync_layout *ctx_layout(int major, int minor)
@@ -834,26 +882,167 @@ static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
 	}
 }
 
+/* ---- the chain read with the thread state ----------------------------- */
+
+/* While a chain is read for a thread (otel_thread_span), every read goes
+ * through chain_read: served from the snapshot when replaying and the
+ * region was in it (a miss reads live and is noted), and logged, so that
+ * the next sample can read the same regions with the thread state. */
+static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	hm_otel *o = ctx;
+	int hit = 0;
+	for (int i = 0; o->replaying && i < o->nsnap; i++) {
+		const struct chain_range *r = &o->snap[i];
+		if (addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len) {
+			memcpy(buf, (const uint8_t *)o->snapbuf + r->off + (addr - r->addr), len);
+			hit = 1;
+			break;
+		}
+	}
+	if (!hit) {
+		o->missed = 1;
+		if (o->live_read(o->live_ctx, addr, buf, len))
+			return -1;
+	}
+	if (o->nlog < CHAIN_READS && len <= CHAIN_READ_MAX) {
+		o->log[o->nlog].addr = addr;
+		o->log[o->nlog].len = (uint32_t)len;
+		o->nlog++;
+	}
+	return 0;
+}
+
+static void chain_begin(hm_otel *o, int replay)
+{
+	o->live_read = o->r.read;
+	o->live_ctx = o->r.ctx;
+	o->r.read = chain_read;
+	o->r.ctx = o;
+	o->replaying = replay;
+	o->missed = 0;
+	o->nlog = 0;
+}
+
+/* Add the logged reads to t's regions: a read on the page of a region (or
+ * overlapping one) widens it, others make a new region while there is
+ * room. Regions no chain touched in CHAIN_KEEP chains are dropped. The
+ * regions are the union over the last chains because the objects of a new
+ * span cycle through a few blocks of their size class, mostly on a few
+ * pages, rather than always taking the last span's. */
+static void chain_union(hm_otel *o, struct ts_slot *t)
+{
+	t->seq++;
+	for (int k = 0; k < o->nlog; k++) {
+		uint64_t a = o->log[k].addr, b = a + o->log[k].len;
+		int i = 0;
+		for (; i < t->nranges; i++) {
+			struct chain_range *r = &t->range[i];
+			uint64_t e = r->addr + r->len;
+			if (a / PAGE == r->addr / PAGE || (a <= e && b >= r->addr)) {
+				if (a < r->addr)
+					r->addr = a;
+				if (b > e)
+					e = b;
+				r->len = (uint32_t)(e - r->addr);
+				break;
+			}
+		}
+		if (i == t->nranges) {
+			if (t->nranges == CHAIN_RANGES)
+				continue;        /* this one will be read live */
+			t->range[t->nranges++] = (struct chain_range){a, (uint32_t)(b - a), 0};
+		}
+		t->used[i] = t->seq;
+	}
+	/* Drop old regions (and overlong ones), then the oldest while the
+	 * bytes do not fit. */
+	for (;;) {
+		int m = 0, oldest = -1;
+		uint32_t used = 0;
+		for (int i = 0; i < t->nranges; i++) {
+			if (t->seq - t->used[i] > CHAIN_KEEP || t->range[i].len > 2 * PAGE)
+				continue;
+			t->range[m] = t->range[i];
+			t->used[m] = t->used[i];
+			t->range[m].off = used;
+			used += (t->range[m].len + 7) & ~7u;
+			if (oldest < 0 || t->used[m] < t->used[oldest])
+				oldest = m;
+			m++;
+		}
+		t->nranges = m;
+		if (used <= CHAIN_BUF)
+			break;
+		t->used[oldest] = t->seq - CHAIN_KEEP - 1;
+	}
+}
+
+/* Back to live reads; the log joins t's regions. 1 when the chain was
+ * replayed and every read was served by the snapshot. */
+static int chain_end(hm_otel *o, struct ts_slot *t)
+{
+	o->r.read = o->live_read;
+	o->r.ctx = o->live_ctx;
+	int whole = o->replaying && !o->missed;
+	o->replaying = 0;
+	chain_union(o, t);
+	return whole;
+}
+
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 {
 	o->spec.loaded = 0;
 	o->spec.tstate = 0;
+	o->spec.chain = 0;
+	o->spec.dropped = 0;
+	int reread = o->reread_tstate == tstate;
+	o->reread_tstate = 0;
 	if (!o->var || max < MAX_REGIONS)
 		return 0;
-	const struct ts_slot *t = &o->tss[mix(tstate) % TS_SLOTS];
-	if (t->tstate != tstate || !t->ctx)
+	struct ts_slot *t = &o->tss[mix(tstate) % TS_SLOTS];
+	if (t->tstate != tstate)
 		return 0;
-	int n = plan(o, &o->ctxs[mix(t->ctx) % CTX_SLOTS], t->ctx, &o->spec, iov);
+	struct ctx_slot *c = t->ctx ? &o->ctxs[mix(t->ctx) % CTX_SLOTS] : NULL;
+	int plannable = c && c->valid && c->ctx == t->ctx;
+	/* A thread whose span changed lately (or whose answer has no words
+	 * to check): the regions of its last chain, so that a new chain at
+	 * the same addresses (pymalloc hands a new span's objects the blocks
+	 * the last one freed) is read with the stack. Not when the thread is
+	 * read again to prove a chain just read: plan() says more cheaply
+	 * whether it still holds. */
+	if (!reread && t->nranges > 0 && t->nranges <= max && (t->churn > 0 || !plannable)) {
+		o->nsnap = t->nranges;
+		for (int i = 0; i < t->nranges; i++) {
+			o->snap[i] = t->range[i];
+			iov[i] = (hm_iov){t->range[i].addr, (uint8_t *)o->snapbuf + t->range[i].off,
+					  t->range[i].len};
+		}
+		o->spec.chain = 1;
+		o->spec.tstate = tstate;
+		return t->nranges;
+	}
+	if (!plannable)
+		return 0;
+	int n = plan(o, c, t->ctx, &o->spec, iov);
 	if (n < 0)
 		return 0;
 	o->spec.tstate = tstate;
 	return n;
 }
 
+void otel_spec_drop(hm_otel *o)
+{
+	if (o->spec.loaded) {
+		o->spec.loaded = 0;
+		o->spec.dropped = 1;
+	}
+}
+
 void otel_spec_loaded(hm_otel *o)
 {
 	o->spec.loaded = o->spec.tstate != 0;
-	if (o->spec.loaded)
+	if (o->spec.loaded && !o->spec.chain)
 		scatter(&o->spec);
 }
 
@@ -991,6 +1180,19 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 		memcpy(sp->root, r->name, sizeof sp->root);
 }
 
+/* Remember t's answer sp; churn is restarted when it differs from the last. */
+static void remember(struct ts_slot *t, const hm_pyspan *sp, int failed)
+{
+	if (failed || sp->trace_hi != t->last_hi || sp->trace_lo != t->last_lo ||
+	    sp->span_id != t->last_sid)
+		t->churn = CHURN_SAMPLES;
+	else if (t->churn > 0)
+		t->churn--;
+	t->last_hi = sp->trace_hi;
+	t->last_lo = sp->trace_lo;
+	t->last_sid = sp->span_id;
+}
+
 int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last)
 {
 	hm_pyspan *sp = &th->span;
@@ -998,6 +1200,7 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 	sp->name[0] = sp->root[0] = 0;
 	const hm_pyasync_layout *A = o->A;
 	int spec = o->spec.loaded && o->spec.tstate == th->tstate;
+	int chain = spec && o->spec.chain;
 	o->spec.loaded = 0;
 	if ((size_t)A->ts_context + 8 > ts_len || !ready(o))
 		return 0;
@@ -1010,27 +1213,42 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 		return 0;
 	struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
 	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
-	int planned = spec && o->spec.ctx == ctx && c->valid && c->ctx == ctx;
+	if (t->tstate != th->tstate) {
+		memset(t, 0, sizeof *t);
+		t->tstate = th->tstate;
+	}
+	/* The read with the last chain's regions failed (one was unmapped):
+	 * start the regions anew. */
+	if (o->spec.tstate == th->tstate && o->spec.chain && !spec && !o->spec.dropped)
+		t->nranges = 0;
+	t->ctx = ctx;
+	int planned = spec && !chain && o->spec.ctx == ctx && c->valid && c->ctx == ctx;
 	if (planned && check(o, c, &o->spec) == 0) {
 		answer(o, c, sp);
-	} else {
-		/* Read now, after the stack: a span may have started or ended
-		 * in between. No span is never wrong; a span is kept only once
-		 * a read of the thread state proves it (the next read plans
-		 * the words that check this answer). */
-		int rc = context_span(o, ctx, sp, !planned);
-		int found = !rc && (sp->trace_hi || sp->trace_lo);
-		sp->trace_hi = sp->trace_lo = sp->span_id = 0;
-		sp->name[0] = sp->root[0] = 0;
-		if (!found)
-			return 0;
-		t->tstate = th->tstate;
-		t->ctx = ctx;
-		return last ? 2 : 1;
+		remember(t, sp, 0);
+		return 0;
 	}
-	t->tstate = th->tstate;
-	t->ctx = ctx;
-	return 0;
+	/* Read the chain: in chain mode from the snapshot of the last
+	 * chain's regions, taken in the read of the thread state and stack
+	 * (an object not where the last one was is read live, and so is
+	 * everything after it); otherwise live, after the stack. Same code,
+	 * same checks either way. */
+	chain_begin(o, chain);
+	int rc = context_span(o, ctx, sp, !planned && !chain);
+	int whole = chain_end(o, t);
+	remember(t, sp, rc != 0);
+	int found = !rc && (sp->trace_hi || sp->trace_lo);
+	/* All of it from the read that also read the stack: the span of
+	 * that moment. No span is never wrong. */
+	if (!found || whole)
+		return 0;
+	/* Read (partly) now, after the stack: a span may have started or
+	 * ended in between. It is kept only once a read of the thread state
+	 * proves it: the next read plans the words that check this answer. */
+	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
+	sp->name[0] = sp->root[0] = 0;
+	o->reread_tstate = th->tstate;
+	return last ? 2 : 1;
 }
 
 void otel_thread_root(hm_otel *o, hm_pythread *th)

@@ -34,19 +34,26 @@ hm_otel *otel_open_setup(const struct otel_setup *s);
 /* Bytes of a thread state that must be read so that otel_thread finds the
  * context fields in it (0 for unsupported versions). */
 size_t otel_ts_need(int major, int minor);
-/* Regions (at most max, which must be >= 12) that the walker should read
- * together with the thread state at tstate: what re-checks the span this
- * thread had last time. Returns how many were written (0: none). Call
- * otel_spec_loaded once they were all read, then otel_thread. */
+/* Regions (at most max, which must be >= 12; OTEL_SPEC_IOV lets all fit)
+ * that the walker should read together with the thread state at tstate:
+ * what re-checks the span this thread had last time, or, while its span
+ * keeps changing, the regions its last chain of reads touched. Returns how
+ * many were written (0: none). Call otel_spec_loaded once they were all
+ * read, then otel_thread. */
+#define OTEL_SPEC_IOV 28
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
 void otel_spec_loaded(hm_otel *o);
+/* The thread's stack was (partly) read after those regions after all: they
+ * prove nothing about it (the span is then read and proven anew). */
+void otel_spec_drop(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
 /* The same, giving a span only when the words that prove it were read with
  * the thread state (planned by otel_spec_iov), i.e. the span that was
  * current when the stack was read, never a neighbour's. Returns 0 (th->span
  * set, maybe to no span); 1 when the thread's span changed since its last
- * read and last is 0: read the thread (and its stack) again, with a new
+ * read, was not all found in the regions read with the thread state (see
+ * otel_spec_iov), and last is 0: read the thread (and its stack) again, with a new
  * otel_spec_iov, and call again; 2 when last is set and the span could not
  * be proven (no span given: a torn span). */
 int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last);

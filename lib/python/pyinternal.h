@@ -12,6 +12,7 @@
 #define HM_THREAD_CACHE 256
 #define HM_THREAD_INDEX 509           /* slots of the index into it (prime) */
 #define HM_SPEC_FRAMES 1024          /* <=3.10 frames prefetched per thread */
+#define HM_SPEC_CFRAMES 4            /* 3.11/3.12 cframes speculated per thread */
 #define HM_OFFCHUNK_FRAMES 16        /* 3.11+ frames outside the data stack */
 #define HM_MAX_INTERPS 64
 
@@ -49,6 +50,7 @@ struct thread_cache {                /* what we learned about a tstate */
 	pid_t ns_tid, host_tid;
 	uint64_t tid_read_ns;        /* <=3.10: when ns_tid was read (mono ns) */
 	uint64_t cframe;             /* 3.11/3.12: last cframe address */
+	uint64_t cframes[HM_SPEC_CFRAMES]; /* and the last few distinct ones, newest first */
 	uint64_t chunk;              /* last datastack chunk address */
 	uint64_t chunk_len;          /* bytes we read of it last time */
 	uint64_t last_seen;          /* sample number */

@@ -10,8 +10,11 @@
  * Cost: the number of process_vm_readv calls dominates (~1.5 us each), so:
  *  - 3.11+: the whole live part of the thread's data-stack chunk is read in
  *    one call and frames are decoded from the local copy;
- *  - the thread state, its 3.11/3.12 cframe and data-stack chunk are read
- *    speculatively in one call at last sample's addresses;
+ *  - the thread state, the current frame of its last few 3.11/3.12
+ *    cframes and its data-stack chunk are read speculatively in one call at
+ *    the addresses of the last samples (with the words that prove its
+ *    OpenTelemetry span, otel.h; the span is proven for the stack only
+ *    when the current frame and the chunk came in that call);
  *  - the interpreter's thread-list head, GIL and collector flag are read
  *    only when needed (see hm_python_sample);
  *  - decoded code objects (names, line tables) are cached by address and
@@ -848,18 +851,24 @@ static hm_pythread *next_thread(hm_pysample *s)
 static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
 {
 	const hm_pylayout *L = py->layout;
-	hm_iov iov[8 + 12 + HM_SPEC_FRAMES];
+	hm_iov iov[8 + OTEL_SPEC_IOV + HM_SPEC_FRAMES];
 	int n = 0;
-	uint64_t cframe_buf[1] = {0};
+	uint64_t cframe_buf[HM_SPEC_CFRAMES] = {0};
 	for (int i = 0; i < npre; i++)
 		iov[n++] = pre[i];
 	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
 	/* What re-checks the thread's OpenTelemetry span (otel.c). */
-	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, 12) : 0;
+	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, OTEL_SPEC_IOV) : 0;
 	n += nspan;
-	int spec_cframe = L->ts_cframe >= 0 && tc->cframe;
-	if (spec_cframe)
-		iov[n++] = (hm_iov){tc->cframe + (uint64_t)L->cframe_current_frame, cframe_buf, 8};
+	/* The current frame of the cframes the thread had lately (a thread
+	 * that enters and leaves a nested evaluation loop, as a `with` block's
+	 * __enter__ does, moves between a few), so that the current frame
+	 * comes with the thread state in one read as the stack does. */
+	int spec_cframe = 0;
+	if (L->ts_cframe >= 0)
+		for (; spec_cframe < HM_SPEC_CFRAMES && tc->cframes[spec_cframe]; spec_cframe++)
+			iov[n++] = (hm_iov){tc->cframes[spec_cframe] + (uint64_t)L->cframe_current_frame,
+					    &cframe_buf[spec_cframe], 8};
 	int spec_chunk = L->frame_model == HM_FRAMES_INTERP && tc->chunk && tc->chunk_len &&
 			 chunk_reserve(&py->chunks[0], tc->chunk_len) == 0;
 	if (spec_chunk)
@@ -877,8 +886,10 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 			otel_spec_loaded(py->otel);
 	} else {
 		/* Something speculative was unmapped (or the target is gone):
-		 * read the required parts alone. */
+		 * read the required parts alone (and forget the cframes: one
+		 * may be of a C stack that is gone). */
 		spec_cframe = spec_chunk = 0;
+		memset(tc->cframes, 0, sizeof tc->cframes);
 		if (npre && hm_target_readv(py->t, pre, npre) != HM_OK)
 			return (uint64_t)-1;
 		if (hm_target_read(py->t, tc->tstate, py->tsbuf, py->ts_len) != HM_OK)
@@ -886,16 +897,29 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 	}
 	const uint8_t *ts = py->tsbuf;
 	uint64_t frame;
+	int late = 0;
 	if (L->ts_cframe >= 0) {
 		uint64_t cframe = hm_ld_u64(ts, L->ts_cframe);
 		if (!cframe)
 			return 0;
-		if (!spec_cframe || cframe != tc->cframe) {
-			if (hm_target_read(py->t, cframe + (uint64_t)L->cframe_current_frame, cframe_buf, 8) != HM_OK)
+		int k = 0;
+		while (k < spec_cframe && tc->cframes[k] != cframe)
+			k++;
+		if (k < spec_cframe) {
+			frame = cframe_buf[k];
+		} else {
+			if (hm_target_read(py->t, cframe + (uint64_t)L->cframe_current_frame, &frame, 8) != HM_OK)
 				return (uint64_t)-1;
-			tc->cframe = cframe;
+			late = 1;
 		}
-		frame = cframe_buf[0];
+		/* Most recent first: it moves to the front from where it was,
+		 * else from the first free slot, else the oldest drops out. */
+		int j = 0;
+		while (j < HM_SPEC_CFRAMES - 1 && tc->cframes[j] && tc->cframes[j] != cframe)
+			j++;
+		memmove(&tc->cframes[1], &tc->cframes[0], (size_t)j * sizeof tc->cframes[0]);
+		tc->cframes[0] = cframe;
+		tc->cframe = cframe;
 	} else {
 		frame = hm_ld_u64(ts, L->ts_frame);
 	}
@@ -913,6 +937,7 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 				/* Read a little beyond top so that a growing
 				 * stack still fits next time. */
 				uint64_t want = need + 1024;
+				late = 1;
 				if (chunk_fill(py, 0, chunk, want) == 0 || chunk_fill(py, 0, chunk, need) == 0) {
 					tc->chunk = chunk;
 					tc->chunk_len = py->chunks[0].len;
@@ -922,6 +947,11 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 			}
 		}
 	}
+	/* The current frame or the data stack came in a later read: the span
+	 * words read with the thread state do not prove the span of this
+	 * stack (otel_thread_span reads the thread again if it has one). */
+	if (late && nspan)
+		otel_spec_drop(py->otel);
 	return frame;
 }
 

@@ -357,6 +357,46 @@ def test_sdk_threads_and_tasks(tmp_path, spawn, interp):
     assert roots <= {"outer"}
 
 
+@pytest.mark.parametrize("interp", interpreter_params([(3, 11), (3, 13)], True))
+def test_sdk_span_churn(tmp_path, spawn, interp):
+    """Spans that change between almost any two samples (each lasts tens of
+    microseconds): a thread whose span keeps changing has the regions of
+    its last chains read with its stack, so most samples get their span
+    from that one read; a chain that moved is proven by a second read.
+    Never a wrong span."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    target = spawn([interp.path, program("otel_plain.py"), SDK / "site", 4, 100], timeout=30)
+    out, stats_path = tmp_path / "p.pb.gz", tmp_path / "stats.json"
+    r = homura("record", "-p", target.pid, "-d", "3", "-r", "1000", "-f", "pprof",
+               "-o", out, "--stats-json", stats_path, timeout=60)
+    assert r.rc == 0, r.describe()
+    text, _ = target.proc.communicate(timeout=60)
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    assert len(exported) > 1000   # many short spans
+    samples = read_pprof(out)
+    stats = json.loads(stats_path.read_text())
+    # The worker thread's functions: their frames are on the thread's data
+    # stack, read in the same system call as the span. (A coroutine's frame
+    # lives in its coroutine object, read after that call: a coroutine that
+    # ended in between may have left its block to the next one, so the
+    # tasks' samples are not counted here; test_sdk_threads_and_tasks
+    # checks tasks with spans that outlast the sample period.)
+    per_name = check_spans(samples, exported, {
+        "thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None})
+    print(per_name, "span_torn", stats["span_torn"])
+    for name in ("inner_a", "inner_b"):
+        t = per_name.get(name)
+        assert t and t["wrong"] == 0 and t["right"] > 0, per_name
+    # Most samples inside get their span, although it changed since the
+    # thread's last sample (the rest: a chain read after the stack whose
+    # span ended before the second read, counted as torn, or no span).
+    right = sum(per_name[n]["right"] for n in ("inner_a", "inner_b"))
+    assert right >= 0.5 * sum(sum(per_name[n].values()) for n in ("inner_a", "inner_b")), per_name
+    t = per_name.get(None)
+    assert t and t["none"] == sum(t.values()), t
+
+
 # --ebpf: the BPF program reads the span itself, in the sampled thread's
 # context at sample time (sample/bpf/otelspan.bpf.h).
 @pytest.mark.parametrize("interp", interpreter_params([(3, 10), (3, 11), (3, 12), (3, 13)], True))

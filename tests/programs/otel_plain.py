@@ -2,9 +2,11 @@
 asyncio loop (two tasks) loop over `with tracer.start_as_current_span(...)`
 blocks: outer > inner_a (burns 3 units) and inner_b (1 unit), then burn
 outside any span (1 unit). Spans go to the in-memory exporter; after
-SECONDS it prints every exported span as JSON lines and exits.
+SECONDS it prints every exported span as JSON lines and exits. SCALE
+(default 1) divides the work: at 100 a unit takes tens of microseconds, so
+the thread's span changes between almost any two samples (churn).
 
-usage: otel_plain.py SITE_DIR SECONDS. Prints "ready" once spans run."""
+usage: otel_plain.py SITE_DIR SECONDS [SCALE]. Prints "ready" once spans run."""
 import asyncio
 import json
 import sys
@@ -13,6 +15,7 @@ import time
 
 sys.path.insert(0, sys.argv[1])
 seconds = float(sys.argv[2])
+unit = int(100000 / (float(sys.argv[3]) if len(sys.argv) > 3 else 1))
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -35,15 +38,15 @@ def burn(n):
 
 
 def thread_work_a():
-    burn(300000)
+    burn(3 * unit)
 
 
 def thread_work_b():
-    burn(100000)
+    burn(unit)
 
 
 def thread_outside():
-    burn(100000)
+    burn(unit)
 
 
 def worker():
@@ -57,12 +60,12 @@ def worker():
 
 
 async def task_work_a():
-    burn(300000)
+    burn(3 * unit)
     await asyncio.sleep(0)
 
 
 async def task_work_b():
-    burn(100000)
+    burn(unit)
     await asyncio.sleep(0)
 
 
@@ -73,7 +76,7 @@ async def task_loop():
                 await task_work_a()
             with tracer.start_as_current_span("inner_b"):
                 await task_work_b()
-        await asyncio.sleep(0.01)   # leave the thread most of the GIL
+        await asyncio.sleep(0.01 * unit / 100000)   # leave the thread most of the GIL
 
 
 async def main():

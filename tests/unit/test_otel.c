@@ -85,18 +85,26 @@ static void test_chain_312(void **state) { (void)state; chain(12); }
 
 /* One sample of a thread whose state (at tstate, its context pointer in ts)
  * is read with the words otel_spec_iov plans, as the walker does. */
-static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
-			 int last, hm_pythread *th)
+static int sample_thread_at(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
+			    int last, hm_pythread *th, int stack_later)
 {
-	hm_iov iov[16];
-	int n = otel_spec_iov(w->o, tstate, iov, 16);
+	hm_iov iov[OTEL_SPEC_IOV];
+	int n = otel_spec_iov(w->o, tstate, iov, OTEL_SPEC_IOV);
 	if (n > 0) {
 		assert_int_equal(hm_target_readv(w->t, iov, n), HM_OK);
 		otel_spec_loaded(w->o);
+		if (stack_later)          /* the walker read the stack after all */
+			otel_spec_drop(w->o);
 	}
 	memset(th, 0, sizeof *th);
 	th->tstate = tstate;
 	return otel_thread_at(w->o, th, ts, ts_len, last);
+}
+
+static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
+			 int last, hm_pythread *th)
+{
+	return sample_thread_at(w, tstate, ts, ts_len, last, th, 0);
 }
 
 /* A thread's span is given only when the words proving it were read with
@@ -120,6 +128,12 @@ static void thread_proof(int minor)
 	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
 	assert_true(th.span.trace_hi == TRACE_HI && th.span.span_id == SPAN_ID);
 	assert_int_equal(otel_context_same(w.o, w.ctx, &th.span), 0);
+	/* The span stays current: given at once (the thread leaves the
+	 * chain mode of a span that changed lately, see predicted_chain). */
+	for (int i = 0; i < 12; i++) {
+		assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+		assert_true(th.span.span_id == SPAN_ID);
+	}
 	/* A new span (new dict version) since: the proof fails. */
 	put32(w.sid, L->long_digit, 9);
 	put64(w.dict, L->dict_used + 8, 1003);
@@ -210,6 +224,105 @@ static void managed_span(int minor)
 	done(&w);
 }
 
+/* A thread whose span keeps changing gets its last chains' regions read
+ * with its thread state: a new chain at those addresses (pymalloc hands a
+ * new span the blocks of the last ones) is taken from that one read, with
+ * no second read; a chain where an object moved is read live and needs
+ * the proof read; a changed object at a predicted address that is no
+ * longer what it was gives no span, never a wrong one. */
+static void predicted_chain(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	size_t ts_len = (size_t)w.A->ts_context + 8;
+	uint8_t ts[512];
+	memset(ts, 0, sizeof ts);
+	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	uint64_t tstate = 0x7000, base = SPAN_ID & ~((1ull << 30) - 1);
+	hm_pythread th;
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.span_id == SPAN_ID);
+	/* New spans at the same addresses: each from the first read. */
+	for (uint32_t d = 21; d < 31; d++) {
+		put32(w.sid, L->long_digit, d);
+		put64(w.dict, L->dict_used + 8, 2000 + d);
+		assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+		assert_true(th.span.trace_hi == TRACE_HI && th.span.trace_lo == TRACE_LO);
+		assert_true(th.span.span_id == (base | d));
+		assert_string_equal(th.span.name, "get_user_from_db");
+	}
+	/* The stack came in a later read than the regions: they prove
+	 * nothing about it, so the span is read again with it. */
+	put32(w.sid, L->long_digit, 31);
+	put64(w.dict, L->dict_used + 8, 2031);
+	assert_int_equal(sample_thread_at(&w, tstate, ts, ts_len, 0, &th, 1), 1);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.span_id == (base | 31));
+	/* The Context dict moved (a copy on a page never read): read live
+	 * after the stack, so read again to prove it, then given. */
+	uint64_t keys, k2, moved;
+	int esize = L->dk_size >= 0 ? L->dk_entry_size : L->dk_unicode_entry_size;
+	memcpy(&keys, (void *)(uintptr_t)(w.dict + (uint64_t)L->dict_keys), 8);
+	alloc(8192);
+	k2 = alloc((size_t)L->dk_indices + 8 + (size_t)esize);
+	memcpy((void *)(uintptr_t)k2, (void *)(uintptr_t)keys, (size_t)L->dk_indices + 8 + (size_t)esize);
+	moved = alloc(64);
+	memcpy((void *)(uintptr_t)moved, (void *)(uintptr_t)w.dict, 64);
+	put64(moved, L->dict_keys, k2);
+	put64(moved, L->dict_used + 8, 3000);
+	put64(w.node, 40, moved);
+	put32(w.sid, L->long_digit, 40);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.span_id == (base | 40));
+	/* ... and from then on its new address is read with the thread. */
+	put32(w.sid, L->long_digit, 41);
+	put64(moved, L->dict_used + 8, 3001);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == (base | 41));
+	/* Back at the old address (still among the regions read). */
+	put64(w.node, 40, w.dict);
+	put32(w.sid, L->long_digit, 42);
+	put64(w.dict, L->dict_used + 8, 3002);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == (base | 42));
+	/* Objects at predicted addresses that are no longer a span, a
+	 * SpanContext, a Context dict: no span, from the first read. */
+	uint64_t span_type, sc_type, dict_type;
+	memcpy(&span_type, (void *)(uintptr_t)(w.span + (uint64_t)L->ob_type), 8);
+	put64(w.span, L->ob_type, R.types[HM_PT_STR]);
+	put64(w.dict, L->dict_used + 8, 3003);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	put64(w.span, L->ob_type, span_type);
+	uint64_t d16, sctx;
+	memcpy(&d16, (void *)(uintptr_t)(w.span + 16), 8);
+	assert_int_equal(hm_pyobj_dict_get(&R, d16, "_context", &sctx), 0);
+	memcpy(&sc_type, (void *)(uintptr_t)(sctx + (uint64_t)L->ob_type), 8);
+	put64(sctx, L->ob_type, R.types[HM_PT_DICT]);
+	put64(w.dict, L->dict_used + 8, 3004);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	put64(sctx, L->ob_type, sc_type);
+	memcpy(&dict_type, (void *)(uintptr_t)(w.dict + (uint64_t)L->ob_type), 8);
+	put64(w.dict, L->ob_type, R.types[HM_PT_INT]);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	/* Restored: the span again, at once. */
+	put64(w.dict, L->ob_type, dict_type);
+	put32(w.sid, L->long_digit, 43);
+	put64(w.dict, L->dict_used + 8, 3005);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == (base | 43));
+	done(&w);
+}
+
+static void test_predicted_chain_311(void **state) { (void)state; predicted_chain(11); }
+static void test_predicted_chain_312(void **state) { (void)state; predicted_chain(12); }
+
 static void test_managed_span_311(void **state) { (void)state; managed_span(11); }
 static void test_managed_span_312(void **state) { (void)state; managed_span(12); }
 
@@ -280,6 +393,8 @@ int main(void)
 		cmocka_unit_test(test_managed_span_312),
 		cmocka_unit_test(test_thread_proof_311),
 		cmocka_unit_test(test_thread_proof_312),
+		cmocka_unit_test(test_predicted_chain_311),
+		cmocka_unit_test(test_predicted_chain_312),
 		cmocka_unit_test(test_hamt_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
