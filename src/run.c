@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,6 +238,13 @@ struct pending {
 	int overflow;
 	hm_cpuattr *attr;        /* context switches go straight there */
 	uint64_t switches;       /* how many so far */
+	/* Does the program run in short bursts? A sample more than 1.5
+	 * periods after its thread's previous one starts a burst. Only then
+	 * is homura woken at each sample (see sleep_until): a thread that
+	 * keeps its CPU gains nothing from it and would pay for the wakes. */
+	uint64_t period_ns;
+	struct { pid_t tid; uint64_t t; } last[256];
+	uint64_t win_samples, win_starts;
 };
 
 static struct proc *kid_of(struct pending *p, pid_t pid)
@@ -279,6 +287,12 @@ static void on_sample(void *ctx, const hm_perf_sample *s)
 	} else {
 		p->main_new++;
 	}
+	unsigned slot = (unsigned)s->tid & 255u;
+	if (p->last[slot].tid != s->tid || s->t_ns - p->last[slot].t > p->period_ns + p->period_ns / 2)
+		p->win_starts++;
+	p->last[slot].tid = s->tid;
+	p->last[slot].t = s->t_ns;
+	p->win_samples++;
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 4096;
 		hm_perf_sample *n = realloc(p->s, cap * sizeof *n);
@@ -427,18 +441,26 @@ static char *join_cmd(char **cmd)
 }
 
 /* Sleep until t_ns, or until a child process ends (SIGCHLD, blocked once
- * the program is launched, is waited for here), so that a low --rate does
- * not delay noticing the program's end by up to a whole period; with the
- * kernel's events, until their next sample too. */
-static void sleep_until(uint64_t t_ns, hm_perf *perf, int chld_fd)
+ * the program is launched, is waited for here: chld_fd, a signalfd), so
+ * that a low --rate does not delay noticing the program's end by up to a
+ * whole period; with the kernel's events and eager, until their next
+ * sample too, so that the stacks are walked right after it. */
+static void sleep_until(uint64_t t_ns, hm_perf *perf, int eager, int chld_fd)
 {
 	uint64_t now = hm_mono_ns();
 	if (t_ns <= now)
 		return;
-	if (perf) {
-		/* or until the kernel has a sample: the stacks are walked
-		 * right after it (the program's end: chld_fd, a signalfd) */
-		if (hm_perf_wait(perf, chld_fd, t_ns - now) == 2) {
+	if (chld_fd >= 0) {
+		int r;
+		if (perf && eager) {
+			r = hm_perf_wait(perf, chld_fd, t_ns - now);
+		} else {
+			struct pollfd pf = {.fd = chld_fd, .events = POLLIN};
+			struct timespec ts = {(time_t)((t_ns - now) / 1000000000ull),
+					      (long)((t_ns - now) % 1000000000ull)};
+			r = ppoll(&pf, 1, &ts, NULL) > 0 ? 2 : 0;
+		}
+		if (r == 2) {
 			struct signalfd_siginfo si;
 			while (read(chld_fd, &si, sizeof si) == (ssize_t)sizeof si)
 				;
@@ -723,6 +745,7 @@ int cmd_run(int argc, char **argv)
 	hm_pysample ps;
 	memset(&ps, 0, sizeof ps);
 	uint64_t period = (uint64_t)(1e9 / a.rate);
+	pend->period_ns = period;
 	uint64_t gap = 3 * period > 20000000ull ? 3 * period : 20000000ull;
 	uint64_t next = hm_mono_ns(), last_walk = 0, next_mem = 0, next_gpu = 0, next_attach = 0;
 	uint64_t deadline = a.duration > 0 ? hm_mono_ns() + (uint64_t)(a.duration * 1e9) : 0;
@@ -743,6 +766,8 @@ int cmd_run(int argc, char **argv)
 	 * threads to walk, a slow machine): over a second's rounds, more
 	 * and homura is an ordinary task again for the rest of the run. */
 	uint64_t rt_busy = 0, rt_window = hm_mono_ns(), switches_then = 0, switches_window = rt_window;
+	int eager = 1;                /* woken at each sample: see below */
+	uint64_t eager_window = rt_window;
 	while (!exited) {
 		uint64_t now = hm_mono_ns(), round_start = now;
 		if (a.pid && (stop_flag || (deadline && now >= deadline)))
@@ -830,6 +855,16 @@ int cmd_run(int argc, char **argv)
 			switches_then = pend->switches;
 			switches_window = now;
 		}
+		/* Woken at each sample only while the program runs in short
+		 * bursts (a tenth of its samples or more start one, over
+		 * 100 ms): a busy thread keeps its line between two walks
+		 * anyway, and waking homura on its CPU a thousand times a
+		 * second cost it 3-9% (bench/bench_run.py, --cpu). */
+		if (pend->win_samples >= 20 || now - eager_window >= 100000000ull) {
+			eager = pend->win_samples < 5 || pend->win_starts * 10 >= pend->win_samples;
+			pend->win_samples = pend->win_starts = 0;
+			eager_window = now;
+		}
 		if (now - rt_window >= 1000000000ull) {
 			if (rt && rt_busy * 4 > now - rt_window) {
 				sched_setscheduler(0, old_policy, &old_param);
@@ -843,8 +878,8 @@ int cmd_run(int argc, char **argv)
 		if (next < now)
 			next = now;   /* fell behind: no burst to catch up */
 		if (round_start + period / 2 > now)
-			sleep_until(round_start + period / 2, NULL, -1);
-		sleep_until(next, perf, chld_fd);
+			sleep_until(round_start + period / 2, NULL, 0, -1);
+		sleep_until(next, perf, eager, chld_fd);
 	}
 	uint64_t t_end = hm_mono_ns();
 	if (rt)
