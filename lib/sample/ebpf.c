@@ -349,6 +349,9 @@ static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event
 
 /* ---- each thread's latest record (kernel runtime weights only) ---- */
 
+#define LAST_MAX 8192                   /* slots: at most half of them used */
+#define LAST_AGE_NS 2000000000ull
+
 static struct last *last_slot(hm_ebpf *E, uint32_t tid)
 {
 	size_t mask = E->cap_last - 1;
@@ -357,9 +360,9 @@ static struct last *last_slot(hm_ebpf *E, uint32_t tid)
 			return &E->last_ev[i];
 }
 
-/* Put the entries of live processes (pid != drop) into a table of cap
- * slots (a power of 2). */
-static int last_rehash(hm_ebpf *E, size_t cap, uint32_t drop)
+/* Put the entries of live processes (pid != drop) sampled at or after
+ * since_ns into a table of cap slots (a power of 2). */
+static int last_rehash(hm_ebpf *E, size_t cap, uint32_t drop, uint64_t since_ns)
 {
 	struct last *old = E->last_ev;
 	size_t ocap = E->cap_last;
@@ -372,7 +375,7 @@ static int last_rehash(hm_ebpf *E, size_t cap, uint32_t drop)
 	for (size_t i = 0; i < ocap; i++) {
 		if (!old[i].tid)
 			continue;
-		if (old[i].pid == drop) {
+		if (old[i].pid == drop || old[i].t_ns < since_ns) {
 			free(old[i].ev);
 			continue;
 		}
@@ -389,8 +392,19 @@ static void last_note(hm_ebpf *E, const struct hm_bpf_event *e, size_t len, uint
 	if (!E->rt_weights || E->nat || !e->tid)
 		return;
 	if (E->n_last * 2 >= E->cap_last) {
-		if (E->n_last >= HM_BPF_MAX_TIDS ||
-		    last_rehash(E, E->cap_last ? E->cap_last * 2 : 256, 0) != 0)
+		/* Full at LAST_MAX: the threads not sampled for LAST_AGE_NS go
+		 * (ended ones, in a long-lived process whose threads come and
+		 * go, as under the agent): a thread that ran a period or more
+		 * after its last sample would most likely have had another, so
+		 * what they would still give at the end is next to nothing, and
+		 * memory stays flat. */
+		size_t cap = E->cap_last ? E->cap_last * 2 : 256;
+		uint64_t since = 0;
+		if (cap > LAST_MAX) {
+			cap = E->cap_last;
+			since = t_ns > LAST_AGE_NS ? t_ns - LAST_AGE_NS : 0;
+		}
+		if (last_rehash(E, cap, 0, since) != 0 || E->n_last * 2 >= E->cap_last)
 			return;
 	}
 	struct last *l = last_slot(E, e->tid);
@@ -1087,7 +1101,7 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 	uint32_t key = (uint32_t)pid;
 	bpf_map__delete_elem(E->skel->maps.procs, &key, sizeof key, 0);
 	if (E->cap_last)
-		last_rehash(E, E->cap_last, (uint32_t)pid);
+		last_rehash(E, E->cap_last, (uint32_t)pid, 0);
 	if (w->otel_sent)
 		bpf_map__delete_elem(E->skel->maps.otel, &key, sizeof key, 0);
 	/* Its tids age out of the LRU map. */
