@@ -1004,6 +1004,16 @@ static int is_chain_type(const hm_otel *o, uint64_t addr)
  * costs about one system call per object rather than one per field. What a
  * block serves was read at one instant, earlier than the exact read would
  * have been: the checks that follow are the same either way. */
+/* The block around addr: from 64 bytes before it (a managed dict's
+ * pointers, 3.11+, lie just before the object), rounded down to 64, to BLK
+ * on, within addr's page. */
+static void blk_bounds(uint64_t addr, uint64_t *start, uint64_t *end)
+{
+	uint64_t page = addr / PAGE * PAGE, s = addr & ~(uint64_t)63;
+	*start = s - page >= 64 ? s - 64 : page;
+	*end = page + PAGE - *start > BLK ? *start + BLK : page + PAGE;
+}
+
 static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 {
 	for (int i = 0; i < o->ntblk; i++) {
@@ -1021,13 +1031,8 @@ static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 			return 0;
 		}
 	}
-	/* From 64 bytes before addr (a managed dict's pointers, 3.11+, lie
-	 * just before the object) to BLK on, within addr's page. */
-	uint64_t page = addr / PAGE * PAGE, start = (addr & ~(uint64_t)63);
-	start = start - page >= 64 ? start - 64 : page;
-	uint64_t end = page + PAGE;
-	if (end - start > BLK)
-		end = start + BLK;
+	uint64_t start, end;
+	blk_bounds(addr, &start, &end);
 	if (len > BLK || addr + len > end)
 		return o->live_read(o->live_ctx, addr, buf, len);
 	uint8_t *data;
@@ -1070,7 +1075,7 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 	hm_iov iov[4];
 	int k = 0, slot[4];
 	for (int i = 0; i < n && i < 4; i++) {
-		uint64_t a = addrs[i], page = a / PAGE * PAGE, start = a & ~(uint64_t)63;
+		uint64_t a = addrs[i], start, end;
 		if (!a || (a & 7) || is_chain_type(o, a))
 			continue;
 		int have = 0;
@@ -1080,10 +1085,7 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 			have = a >= iov[j].addr && a - iov[j].addr + 32 <= iov[j].len;
 		if (have || o->nblk + k >= NBLK)
 			continue;
-		start = start - page >= 64 ? start - 64 : page;
-		uint64_t end = page + PAGE;
-		if (end - start > BLK)
-			end = start + BLK;
+		blk_bounds(a, &start, &end);
 		slot[k] = o->nblk + k;
 		iov[k] = (hm_iov){start, o->blk[slot[k]].data, (size_t)(end - start)};
 		k++;
