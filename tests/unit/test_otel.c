@@ -43,6 +43,18 @@ static void expect_none(struct world *w)
 	assert_true(sp.trace_hi == 0 && sp.trace_lo == 0 && sp.span_id == 0);
 }
 
+/* A HAMT (one entry, not the SDK's variable) whose root lacks the variable. */
+static uint64_t hamt_without_var(struct world *w)
+{
+	uint64_t empty = alloc(64), h2 = alloc(64), htype;
+	memcpy(&htype, (void *)(uintptr_t)(w->hamt + (uint64_t)L->ob_type), 8);
+	put64(empty, L->ob_type, w->types[0]);
+	put64(h2, L->ob_type, htype);
+	put64(h2, w->A->hamt_root, empty);
+	put64(h2, w->A->hamt_count, 1);
+	return h2;
+}
+
 static void chain(int minor)
 {
 	struct world w;
@@ -55,12 +67,7 @@ static void chain(int minor)
 	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 7);
 	/* The variable leaves the context (a new HAMT whose root lacks it;
 	 * HAMTs and their nodes never change): no span. */
-	uint64_t empty = alloc(64), h2 = alloc(64), htype;
-	memcpy(&htype, (void *)(uintptr_t)(w.hamt + (uint64_t)L->ob_type), 8);
-	put64(empty, L->ob_type, w.types[0]);
-	put64(h2, L->ob_type, htype);
-	put64(h2, w.A->hamt_root, empty);
-	put64(h2, w.A->hamt_count, 1);
+	uint64_t h2 = hamt_without_var(&w);
 	put64(w.ctx, w.A->ctx_vars, h2);
 	expect_none(&w);
 	put64(w.ctx, w.A->ctx_vars, w.hamt);
@@ -180,12 +187,7 @@ static void absent_planned(int minor)
 {
 	struct world w;
 	build(&w, minor);
-	uint64_t empty = alloc(64), h2 = alloc(64), htype;
-	memcpy(&htype, (void *)(uintptr_t)(w.hamt + (uint64_t)L->ob_type), 8);
-	put64(empty, L->ob_type, w.types[0]);
-	put64(h2, L->ob_type, htype);
-	put64(h2, w.A->hamt_root, empty);
-	put64(h2, w.A->hamt_count, 1);
+	uint64_t h2 = hamt_without_var(&w);
 	put64(w.ctx, w.A->ctx_vars, h2);
 	size_t ts_len = (size_t)w.A->ts_context + 8;
 	uint8_t ts[512];
