@@ -10,7 +10,17 @@ sample cost. The table gives the median of the per-round medians with spans
 on and off and the median of the paired differences (on minus off, same
 round), for `steady` spans (each open ~0.2 s: the answer is re-checked in
 one system call) and `churn` (a new span every ~1 ms: the chain is often
-read again), plus the share of samples that carried a span.
+read again), plus the share of samples that carried a span (a sample: one round of
+the sampler, which walks each running thread: "stacks per sample" gives how
+many stacks a round gave); and `app`: the issue's own
+test application, the seed's FastAPI service (tests/programs/otel_app.py,
+Debian's python3.11 with python3-fastapi/uvicorn), under requests from 3
+client threads (its async route on the event loop and its sync route in
+worker threads, each request making a server span with two child spans of
+about 15 and 5 ms of work), recorded without --idle. For every mode the
+table also gives what the user pays: homura's own CPU time (its rusage,
+user + system) over its samples, with spans on and off, and the paired
+difference.
 
 With --ebpf the recordings are `record --ebpf` (the BPF program reads the
 span itself at sample time) and the cost is the kernel's count of
@@ -19,12 +29,16 @@ over the runs that found the target, less the runs for other tasks at the
 cost measured first with a sleeping target).
 
     bench/bench_spans.py [--rate 1000] [--duration 3] [--rounds 5] [--only 3.11,3.12] [--ebpf]
-                         [--modes steady,churn]"""
+                         [--modes steady,churn,app]"""
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
+import threading
+import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -53,12 +67,18 @@ def idle_run_ns(rate, tmp):
     return b["run_ns"] / b["runs"] if b["runs"] else 0.0
 
 
-def one(pid, rate, duration, tmp, trace):
+AGAINST = None     # --against EXE: another homura, measured in the same rounds
+
+
+def one(pid, rate, duration, tmp, trace, exe=None):
     stats, out = os.path.join(tmp, "s.json"), os.path.join(tmp, "p.txt")
     args = ["-p", pid, "-r", rate, "-d", duration, "--group-by", "span", "-f", "collapsed",
             "-o", out, "--stats-json", stats] + ([] if trace else ["--no-trace"])
-    args = (["--ebpf"] if EBPF else ["-i"]) + args
-    p = benchlib.homura_record(args)
+    args = (["--ebpf"] if EBPF else [] if APP else ["-i"]) + args
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = benchlib.homura_record(args, exe=exe)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if EBPF and b"sampled in the kernel" not in p.stderr:
         raise RuntimeError("--ebpf fell back: " + p.stderr.decode(errors="replace").strip())
     with open(stats) as f:
@@ -76,24 +96,102 @@ def one(pid, rate, duration, tmp, trace):
             total += int(n)
             if not stack.startswith("span: <none>"):
                 inside += int(n)
-    return p50, inside / total if total else 0.0
+    per = cpu_s * 1e6 / st["samples"] if st["samples"] else float("nan")
+    return p50, inside / total if total else 0.0, per, total / st["samples"] if st["samples"] else 0.0
+
+
+APP = False
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Clients:
+    """CLIENTS threads requesting the app's async and sync routes in turn
+    until stopped."""
+
+    def __init__(self, port, clients=3):
+        self.port, self.stop, self.n = port, threading.Event(), 0
+        self.ts = [threading.Thread(target=self.run, args=(k,)) for k in range(clients)]
+        for t in self.ts:
+            t.start()
+
+    def run(self, k):
+        paths = ["/api/users/%d", "/api/sync/%d"]
+        i = 0
+        while not self.stop.is_set():
+            url = "http://127.0.0.1:%d%s" % (self.port, paths[(i + k) % 2] % (i + 1))
+            with urllib.request.urlopen(url, timeout=30) as r:
+                r.read()
+            i += 1
+            self.n += 1
+
+    def close(self):
+        self.stop.set()
+        for t in self.ts:
+            t.join()
+
+
+def workload(py, mode, rounds, duration):
+    if mode != "app":
+        return benchlib.Workload([py, benchlib.program("otel_busy.py"), SITE,
+                                  rounds * 2 * (duration + 2) + 20, mode])
+    port = free_port()
+    w = benchlib.Workload([py, benchlib.program("otel_app.py"), os.path.dirname(SITE), port])
+    deadline = time.monotonic() + 30
+    while True:      # "ready" comes just before uvicorn listens
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/users/1" % port, timeout=5) as r:
+                r.read()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                w.stop()
+                raise
+            time.sleep(0.1)
+    w.port = port
+    return w
 
 
 def measure(py, mode, rate, duration, rounds):
-    on, off, diff, share = [], [], [], []
-    argv = [py, benchlib.program("otel_busy.py"), SITE, rounds * 2 * (duration + 2) + 20, mode]
-    with tempfile.TemporaryDirectory() as tmp, benchlib.Workload(argv) as w:
-        for k in range(rounds):
-            first = k % 2 == 0
-            a = one(w.pid, rate, duration, tmp, first)
-            b = one(w.pid, rate, duration, tmp, not first)
-            t_on, t_off = (a, b) if first else (b, a)
-            on.append(t_on[0])
-            off.append(t_off[0])
-            diff.append(t_on[0] - t_off[0])
-            share.append(t_on[1])
+    global APP
+    APP = mode == "app"
+    exes = [None] + ([AGAINST] if AGAINST else [])
+    res = {e: ([], [], [], [], [], [], [], []) for e in exes}
+    with tempfile.TemporaryDirectory() as tmp, workload(py, mode, rounds, duration) as w:
+        clients = Clients(w.port) if APP else None
+        try:
+            for k in range(rounds):
+                first = k % 2 == 0
+                for e in (exes if first else exes[::-1]):
+                    on, off, diff, share, con, coff, cdiff, stacks = res[e]
+                    a = one(w.pid, rate, duration, tmp, first, e)
+                    b = one(w.pid, rate, duration, tmp, not first, e)
+                    t_on, t_off = (a, b) if first else (b, a)
+                    on.append(t_on[0])
+                    off.append(t_off[0])
+                    diff.append(t_on[0] - t_off[0])
+                    share.append(t_on[1])
+                    con.append(t_on[2])
+                    coff.append(t_off[2])
+                    cdiff.append(t_on[2] - t_off[2])
+                    stacks.append(t_on[3])
+        finally:
+            if clients:
+                clients.close()
     m = benchlib.median
-    return "%.1f | %.1f | %+.1f | %.0f%%" % (m(on), m(off), m(diff), 100 * m(share))
+    rows = []
+    for e in exes:
+        on, off, diff, share, con, coff, cdiff, stacks = res[e]
+        rows.append("%.1f | %.1f | %+.1f | %.1f | %.1f | %+.1f | %.0f%% | %.1f" % (
+            m(on), m(off), m(diff), m(con), m(coff), m(cdiff), 100 * m(share), m(stacks)))
+    if len(rows) == 1:
+        return rows[0]
+    return rows[0] + " |\n| (against) | " + mode + " | " + rows[1]
 
 
 def main():
@@ -104,8 +202,11 @@ def main():
     ap.add_argument("--only")
     ap.add_argument("--ebpf", action="store_true")
     ap.add_argument("--modes", default="steady,churn")
+    ap.add_argument("--against", help="another homura binary, measured in the same rounds "
+                    "(its row follows, marked \"(against)\")")
     a = ap.parse_args()
-    global EBPF, IDLE_NS
+    global EBPF, IDLE_NS, AGAINST
+    AGAINST = a.against
     EBPF = a.ebpf
     if EBPF:
         with tempfile.TemporaryDirectory() as tmp:
@@ -117,16 +218,20 @@ def main():
                               if i == "3.11-static" or tuple(map(int, i.split("."))) >= low)
     what = "BPF run per sample in the target" if a.ebpf else "sample p50"
     print("| Python | spans | %s, spans on (µs) | off (µs) | added, paired median (µs) "
-          "| samples in a span |" % what)
-    print("|---|---|---:|---:|---:|---:|")
+          "| homura CPU per sample, on (µs) | off (µs) | added (µs) | samples in a span "
+          "| stacks per sample |" % what)
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mode in a.modes.split(","):
+        # The app needs Debian's fastapi/uvicorn: its python3.11 only.
+        which = "3.11-static" if mode == "app" else only
         for ident, row in benchlib.per_interpreter(
-                only, lambda py: measure(py, mode, a.rate, a.duration, a.rounds)):
+                which, lambda py: measure(py, mode, a.rate, a.duration, a.rounds)):
             print("| %s | %s | %s |" % (ident, mode, row))
     print()
     print("%d rounds per version, each one recording with span reading on and one off "
           "(--no-trace), alternating, %d Hz %s for %d s; %s" %
-          (a.rounds, a.rate, "with --ebpf" if a.ebpf else "with --idle", a.duration,
+          (a.rounds, a.rate, "with --ebpf" if a.ebpf else
+           "with --idle (app: without)", a.duration,
            benchlib.machine()))
 
 

@@ -59,12 +59,28 @@
  * from that copy (chain_read): when every read finds its bytes there, the
  * span is of the moment the stack was read and is given at once; a read
  * that falls outside (an object that moved) is made live, and the span
- * then needs the second read as above.
+ * then needs the second read as above. Chain mode is left for a thread
+ * while it rarely finds a chain whole (CHAIN_HIST): a busy service whose
+ * threads meet a new span at most samples, after a request's worth of
+ * allocations, gains nothing from the regions and pays for each.
+ *
+ * A chain read live costs about one system call per object, not one per
+ * field: each live read brings a block of the object's neighbourhood
+ * (blk_read), objects whose addresses are known together (a span's
+ * SpanContext, name and parent; a SpanContext's ints) come in one read
+ * (blk_prefetch), and the blocks of the few type objects a chain checks
+ * (their flags, a span type's shared keys) are kept for a second.
+ *
+ * "No span" is an answer with words to check too: a context whose HAMT
+ * lacks the SDK's variable keeps that answer while the context holds the
+ * same HAMT, with the same root and count (HAMT nodes never change).
  *
  * Local root span: a span whose parent is None or remote is the root of
  * its trace in this process; its name is remembered per trace id (a small
- * table), and children of that trace report it. One never seen current is
- * looked for among the sampled stack's local variables (root_scan). */
+ * table), and children of that trace report it; while it is known a
+ * span's parent is not read. One never seen current is looked for among
+ * the sampled stack's local variables (root_scan): first where roots were
+ * found before (hints), then in every local, rate limited. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +98,10 @@
 #define TRIED_SLOTS 128
 #define SCANS_PER_S 10                   /* root_scan: at most this many a second */
 #define SCAN_FRAMES 128
+#define SCAN_LOCALS 128                  /* locals of a frame looked at */
+#define ROOT_HINTS 8                     /* where roots were found: tried first */
+#define ROOT_FAILS 3                     /* scans finding nothing before a pause */
+#define ROOT_PAUSE_NS 5000000000ull
 #define ROOT_SLOTS 128
 #define LOOKUP_MIN_NS 100000000ull
 #define LOOKUP_MAX_NS 10000000000ull
@@ -93,6 +113,7 @@ struct span_slot {
 	uint64_t addr, sctx;             /* span object, its SpanContext */
 	uint64_t trace_hi, trace_lo, span_id;
 	int local_root;
+	int parent_read;                 /* local_root was looked at */
 	char name[128];
 };
 
@@ -131,6 +152,11 @@ struct hamt_path {
 /* The answer for a context, and the words it was read from. */
 struct ctx_slot {
 	uint64_t ctx, hamt, dict, dict_type, dict_version;
+	/* absent: the HAMT (with that root and count) has no ContextVar of
+	 * the SDK: no span, re-checked by those words alone. */
+	uint64_t root;
+	int64_t count;
+	int absent;
 	struct hamt_path path;
 	hm_pyspan span;
 	int valid;
@@ -145,13 +171,18 @@ struct spec {
 	int loaded;                      /* read by the walker with the thread */
 	int chain;                       /* the last chain's regions, not plan()'s */
 	int dropped;                     /* read, but the stack came later */
-	uint64_t cbuf[4], hbuf[2], dbuf[4];
+	uint64_t cbuf[4], hbuf[4], dbuf[4];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 	/* Regions on one page are read as one (each region of a read costs
 	 * a page lookup in the kernel): read into page[], then copied out. */
 	int nscatter;
 	struct { void *dst; uint32_t off, len; } scatter[MAX_REGIONS];
 	uint8_t page[2 * PAGE];
+};
+
+struct root_hint {                       /* a local where a root was found */
+	uint64_t code;
+	int idx;
 };
 
 struct tried_slot {                      /* traces whose root was looked for */
@@ -167,6 +198,19 @@ struct tried_slot {                      /* traces whose root was looked for */
 #define CHAIN_KEEP 32                    /* chains a region is kept untouched */
 #define CHAIN_BUF (8 * PAGE)             /* the regions' bytes, at most */
 #define CHURN_SAMPLES 8                  /* samples in chain mode after a change */
+/* Chain mode pays (one region per page in every read of the thread) only
+ * where a new span's objects land on the pages of the last ones: a busy
+ * program whose thread meets a new span at most samples after many other
+ * allocations (a web service at 100 Hz) finds few chains whole. Chain mode
+ * is left for a thread while fewer than half of its last CHAIN_HIST chains
+ * with a span were found whole, and tried again after CHAIN_RETRY samples. */
+#define CHAIN_HIST 8
+#define CHAIN_RETRY 64
+#define BLK 256                          /* blk_read: bytes read around a live read */
+#define NBLK 16
+#define NTBLK 8
+#define TBLK_NS 1000000000ull
+#define TYPE_SPAN 1024                   /* a type object's fields read lie within */
 
 struct chain_range {
 	uint64_t addr;
@@ -181,6 +225,13 @@ struct ts_slot {                         /* the context a thread had last */
 	uint32_t seq;                    /* chains read */
 	struct chain_range range[CHAIN_RANGES];
 	uint32_t used[CHAIN_RANGES];     /* seq of the last chain that read there */
+	/* The last CHAIN_HIST chains with a span read in chain mode, one bit
+	 * each (1: found whole in the regions), newest in bit 0, and how many
+	 * there were (capped); the thread's samples since chain mode was last
+	 * tried. */
+	uint32_t hist, nhist, since;
+	uint32_t scan_fails;             /* root_scan: scans in a row finding none */
+	uint64_t scan_next_ns;           /* and none before then */
 };
 
 struct hm_otel {
@@ -204,6 +255,8 @@ struct hm_otel {
 	struct span_type stypes[2];
 	uint64_t scan_tokens_ns;         /* root_scan's rate limit */
 	struct tried_slot tried[TRIED_SLOTS];
+	struct root_hint hints[ROOT_HINTS];
+	int hint_next;
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
@@ -215,6 +268,18 @@ struct hm_otel {
 	int replaying, missed, nlog;
 	uint64_t reread_tstate;          /* asked to read again: plan, no chain */
 	struct { uint64_t addr; uint32_t len; } log[CHAIN_READS];
+	/* Blocks read live while a chain is read (blk_read): a read of a
+	 * few words brings the rest of its object along, so the chain's next
+	 * reads there cost no system call. Emptied at each chain_begin. */
+	int nblk, blk_next;
+	struct { uint64_t addr; uint32_t len; uint8_t data[BLK]; } blk[NBLK];
+	/* Blocks of the type objects of a span's chain (its Context dict's,
+	 * span's and SpanContext's: flags, shared keys), kept across chains
+	 * for TBLK_NS: a type lives at least as long as its instances, and
+	 * these fields do not change in a type's life. */
+	uint64_t blk_now, ctx_dict_type;
+	int ntblk;
+	struct { uint64_t addr, born; uint32_t len; uint8_t data[BLK]; } tblk[NTBLK];
 	int nsnap;
 	struct chain_range snap[CHAIN_RANGES];
 	uint64_t snapbuf[CHAIN_BUF / 8];
@@ -690,10 +755,30 @@ static int span_fields(hm_otel *o, uint64_t span, uint64_t t, uint64_t f[NFIELDS
  * a span whose object, SpanContext object and ids all equal the slot's is
  * the one seen before (span ids are random), so its name and parent are
  * not read again. NULL if addr holds no span with ids. */
-static struct span_slot *read_span(hm_otel *o, uint64_t addr)
+static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n);
+
+/* Whether the span at addr (whose fields are f when fast) is its trace's
+ * local root: no parent, or a remote one. */
+static int span_is_root(hm_otel *o, uint64_t addr, int fast, const uint64_t f[NFIELDS])
+{
+	uint64_t parent = fast ? f[F_PARENT] : 0;
+	if (!parent && hm_pyobj_getattr(&o->r, addr, "_parent", &parent))
+		return 0;
+	int kind = hm_pyobj_kind(&o->r, parent);
+	uint64_t pitems[3], remote;
+	int neg;
+	if (kind == HM_PT_NONE)
+		return 1;
+	return is_span_context(o, parent) && !hm_pyobj_tuple_head(&o->r, parent, pitems, 3) &&
+	       hm_pyobj_int(&o->r, pitems[2], &remote, &neg) == 0 && remote != 0;
+}
+
+/* need_root: whether the span is its trace's local root is looked at even
+ * when that trace's root name is known already (root_scan). */
+static struct span_slot *read_span(hm_otel *o, uint64_t addr, int need_root)
 {
 	struct span_slot *s = &o->spans[mix(addr) % SPAN_SLOTS];
-	uint64_t sctx, items[3], parent, sid_hi, hi, lo, sid, t, f[NFIELDS];
+	uint64_t sctx, items[3], sid_hi, hi, lo, sid, t, f[NFIELDS];
 	if (rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) || !t)
 		return NULL;
 	int fast = span_fields(o, addr, t, f) == 0;
@@ -701,14 +786,22 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 		sctx = f[F_CONTEXT];
 	else if (hm_pyobj_getattr(&o->r, addr, "_context", &sctx))
 		return NULL;
+	if (fast)
+		blk_prefetch(o, f, NFIELDS);
 	if (!is_span_context(o, sctx) ||
 	    hm_pyobj_tuple_head(&o->r, sctx, items, 3) ||
+	    (blk_prefetch(o, items, 2), 0) ||
 	    hm_pyobj_uint128(&o->r, items[0], &hi, &lo) ||
 	    hm_pyobj_uint128(&o->r, items[1], &sid_hi, &sid) || sid_hi || (!hi && !lo) || !sid)
 		return NULL;
 	if (s->addr == addr && s->sctx == sctx && s->trace_hi == hi && s->trace_lo == lo &&
-	    s->span_id == sid)
+	    s->span_id == sid) {
+		if (need_root && !s->parent_read) {
+			s->local_root = span_is_root(o, addr, fast, f);
+			s->parent_read = 1;
+		}
 		return s;
+	}
 	struct span_slot n;
 	memset(&n, 0, sizeof n);
 	n.trace_hi = hi;
@@ -727,17 +820,12 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 			return NULL;
 		n.name[0] = 0;
 	}
-	/* The local root: no parent, or a remote one. */
-	parent = fast ? f[F_PARENT] : 0;
-	if (parent || !hm_pyobj_getattr(&o->r, addr, "_parent", &parent)) {
-		int kind = hm_pyobj_kind(&o->r, parent);
-		uint64_t pitems[3], remote;
-		int neg;
-		if (kind == HM_PT_NONE)
-			n.local_root = 1;
-		else if (is_span_context(o, parent) && !hm_pyobj_tuple_head(&o->r, parent, pitems, 3) &&
-			 hm_pyobj_int(&o->r, pitems[2], &remote, &neg) == 0)
-			n.local_root = remote != 0;
+	/* The local root: no parent, or a remote one (two reads, skipped
+	 * while the trace's root name is known). */
+	struct root_slot *known = root_slot(o, hi, lo);
+	if (need_root || known->trace_hi != hi || known->trace_lo != lo) {
+		n.local_root = span_is_root(o, addr, fast, f);
+		n.parent_read = 1;
 	}
 	n.addr = addr;
 	n.sctx = sctx;
@@ -816,12 +904,20 @@ static void scatter(struct spec *sp)
 static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec *sp, hm_iov *out)
 {
 	const hm_pylayout *L = o->r.layout;
-	if (!c->valid || c->ctx != ctx || c->path.n < 1 || c->path.n > MAX_HAMT_DEPTH)
+	if (!c->valid || c->ctx != ctx ||
+	    (!c->absent && (c->path.n < 1 || c->path.n > MAX_HAMT_DEPTH)) ||
+	    (size_t)o->A->hamt_count > sizeof sp->hbuf)
 		return -1;
 	hm_iov iov[MAX_REGIONS];
 	int n = 0;
 	iov[n++] = (hm_iov){ctx + 8, sp->cbuf, (size_t)o->A->ctx_vars};          /* type .. vars */
-	iov[n++] = (hm_iov){c->hamt + 8, sp->hbuf, (size_t)o->A->hamt_root};     /* type, root */
+	/* type, root (.. count) */
+	iov[n++] = (hm_iov){c->hamt + 8, sp->hbuf,
+			    (size_t)(c->absent ? o->A->hamt_count : o->A->hamt_root)};
+	if (c->absent) {
+		sp->ctx = ctx;
+		return merge(sp, iov, n, out);
+	}
 	for (int i = 0; i < c->path.n; i++) {
 		const struct hamt_step *st = &c->path.step[i];
 		size_t len = (size_t)st->off + (st->kind == NODE_ARRAY ? 8 : 16) - 8;
@@ -838,8 +934,12 @@ static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *
 {
 	const hm_pylayout *L = o->r.layout;
 	if (sp->cbuf[0] != o->ctx_type || ld64(sp->cbuf, (size_t)o->A->ctx_vars - 8) != c->hamt ||
-	    sp->hbuf[0] != o->hamt_type ||
-	    ld64(sp->hbuf, (size_t)o->A->hamt_root - 8) != c->path.step[0].node)
+	    sp->hbuf[0] != o->hamt_type)
+		return -1;
+	if (c->absent)
+		return ld64(sp->hbuf, (size_t)o->A->hamt_root - 8) == c->root &&
+		       (int64_t)ld64(sp->hbuf, (size_t)o->A->hamt_count - 8) == c->count ? 0 : -1;
+	if (ld64(sp->hbuf, (size_t)o->A->hamt_root - 8) != c->path.step[0].node)
 		return -1;
 	for (int i = 0; i < c->path.n; i++) {
 		const struct hamt_step *st = &c->path.step[i];
@@ -884,6 +984,121 @@ static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
 
 /* ---- the chain read with the thread state ----------------------------- */
 
+static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len);
+static int blk_reader(void *ctx, uint64_t addr, void *buf, size_t len);
+
+static int is_chain_type(const hm_otel *o, uint64_t addr)
+{
+	const uint64_t ts[4] = {o->span_types[0], o->span_types[1], o->sctx_type, o->ctx_dict_type};
+	for (int i = 0; i < 4; i++)
+		if (ts[i] && addr >= ts[i] && addr - ts[i] < TYPE_SPAN)
+			return 1;
+	return 0;
+}
+
+/* A live read while a chain (or a root scan) is read: served from a block
+ * read earlier in this chain when one holds [addr, addr + len) (or from a
+ * type's block younger than TBLK_NS), else the block from 64 bytes before
+ * addr (rounded down to 64) to BLK on, within addr's page (so that it fails
+ * only where the exact read would), is read and kept. A fresh chain then
+ * costs about one system call per object rather than one per field. What a
+ * block serves was read at one instant, earlier than the exact read would
+ * have been: the checks that follow are the same either way. */
+/* The block around addr: from 64 bytes before it (a managed dict's
+ * pointers, 3.11+, lie just before the object), rounded down to 64, to BLK
+ * on, within addr's page. */
+static void blk_bounds(uint64_t addr, uint64_t *start, uint64_t *end)
+{
+	uint64_t page = addr / PAGE * PAGE, s = addr & ~(uint64_t)63;
+	*start = s - page >= 64 ? s - 64 : page;
+	*end = page + PAGE - *start > BLK ? *start + BLK : page + PAGE;
+}
+
+static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
+{
+	for (int i = 0; i < o->ntblk; i++) {
+		uint64_t a = o->tblk[i].addr;
+		if (addr >= a && len <= o->tblk[i].len && addr - a <= o->tblk[i].len - len &&
+		    o->blk_now - o->tblk[i].born < TBLK_NS) {
+			memcpy(buf, o->tblk[i].data + (addr - a), len);
+			return 0;
+		}
+	}
+	for (int i = 0; i < o->nblk; i++) {
+		uint64_t a = o->blk[i].addr;
+		if (addr >= a && len <= o->blk[i].len && addr - a <= o->blk[i].len - len) {
+			memcpy(buf, o->blk[i].data + (addr - a), len);
+			return 0;
+		}
+	}
+	uint64_t start, end;
+	blk_bounds(addr, &start, &end);
+	if (len > BLK || addr + len > end)
+		return o->live_read(o->live_ctx, addr, buf, len);
+	uint8_t *data;
+	if (is_chain_type(o, addr)) {
+		int k = 0;
+		for (int i = 1; i < o->ntblk; i++)
+			if (o->tblk[i].born < o->tblk[k].born)
+				k = i;
+		if (o->ntblk < NTBLK)
+			k = o->ntblk++;
+		o->tblk[k].addr = start;
+		o->tblk[k].len = 0;
+		o->tblk[k].born = o->blk_now;
+		data = o->tblk[k].data;
+		if (o->live_read(o->live_ctx, start, data, (size_t)(end - start)))
+			return o->live_read(o->live_ctx, addr, buf, len);
+		o->tblk[k].len = (uint32_t)(end - start);
+	} else {
+		int k = o->nblk < NBLK ? o->nblk++ : o->blk_next++ % NBLK;
+		o->blk[k].len = 0;
+		data = o->blk[k].data;
+		if (o->live_read(o->live_ctx, start, data, (size_t)(end - start)))
+			return o->live_read(o->live_ctx, addr, buf, len);
+		o->blk[k].addr = start;
+		o->blk[k].len = (uint32_t)(end - start);
+	}
+	memcpy(buf, data + (addr - start), len);
+	return 0;
+}
+
+/* Objects a chain reads next whose addresses are known together (a span's
+ * SpanContext, name and parent; a SpanContext's two ints): their blocks in
+ * one read, when a chain is read live (not from the regions read with the
+ * thread: there they are found, or a miss reads on) or a scan is, and they
+ * are in no block yet. */
+static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
+{
+	if ((o->r.read != chain_read && o->r.read != blk_reader) || o->replaying)
+		return;
+	hm_iov iov[4];
+	int k = 0, slot[4];
+	for (int i = 0; i < n && i < 4; i++) {
+		uint64_t a = addrs[i], start, end;
+		if (!a || (a & 7) || is_chain_type(o, a))
+			continue;
+		int have = 0;
+		for (int j = 0; j < o->nblk && !have; j++)
+			have = a >= o->blk[j].addr && a - o->blk[j].addr + 32 <= o->blk[j].len;
+		for (int j = 0; j < k && !have; j++)
+			have = a >= iov[j].addr && a - iov[j].addr + 32 <= iov[j].len;
+		if (have || o->nblk + k >= NBLK)
+			continue;
+		blk_bounds(a, &start, &end);
+		slot[k] = o->nblk + k;
+		iov[k] = (hm_iov){start, o->blk[slot[k]].data, (size_t)(end - start)};
+		k++;
+	}
+	if (k < 2 || hm_target_readv(o->t, iov, k) != HM_OK)
+		return;      /* one alone is read when asked for */
+	for (int j = 0; j < k; j++) {
+		o->blk[slot[j]].addr = iov[j].addr;
+		o->blk[slot[j]].len = (uint32_t)iov[j].len;
+	}
+	o->nblk += k;
+}
+
 /* While a chain is read for a thread (otel_thread_span), every read goes
  * through chain_read: served from the snapshot when replaying and the
  * region was in it (a miss reads live and is noted), and logged, so that
@@ -902,7 +1117,7 @@ static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len)
 	}
 	if (!hit) {
 		o->missed = 1;
-		if (o->live_read(o->live_ctx, addr, buf, len))
+		if (blk_read(o, addr, buf, len))
 			return -1;
 	}
 	if (o->nlog < CHAIN_READS && len <= CHAIN_READ_MAX) {
@@ -922,6 +1137,9 @@ static void chain_begin(hm_otel *o, int replay)
 	o->replaying = replay;
 	o->missed = 0;
 	o->nlog = 0;
+	o->nblk = 0;
+	o->blk_next = 0;
+	o->blk_now = hm_mono_ns();
 }
 
 /* Add the logged reads to t's regions: a read on the page of a region (or
@@ -1011,7 +1229,13 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 	 * the last one freed) is read with the stack. Not when the thread is
 	 * read again to prove a chain just read: plan() says more cheaply
 	 * whether it still holds. */
-	if (!reread && t->nranges > 0 && t->nranges <= max && (t->churn > 0 || !plannable)) {
+	int pays = t->nhist < CHAIN_HIST / 2 ||
+		   2 * (uint32_t)__builtin_popcount(t->hist & ((1u << CHAIN_HIST) - 1)) >= CHAIN_HIST ||
+		   t->since >= CHAIN_RETRY;
+	t->since++;
+	if (!reread && t->nranges > 0 && t->nranges <= max && (t->churn > 0 || !plannable) &&
+	    (pays || !plannable)) {
+		t->since = 0;
 		o->nsnap = t->nranges;
 		for (int i = 0; i < t->nranges; i++) {
 			o->snap[i] = t->range[i];
@@ -1087,13 +1311,24 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 	if (ld64(hb, (size_t)L->ob_type) != o->hamt_type)
 		return -1;
 	int64_t count = (int64_t)ld64(hb, (size_t)o->A->hamt_count);
+	uint64_t root = ld64(hb, (size_t)o->A->hamt_root);
 	if (count < 0 || count > (1 << 24))
 		return -1;
-	if (!count)
-		return 0;
 	struct hamt_reader h = {target_read, o, o->node_types, o, &c->path};
 	c->path.n = 0;
-	int rc = hamt_find(&h, ld64(hb, (size_t)o->A->hamt_root), o->var, o->var_hash, &value);
+	int rc = count ? hamt_find(&h, root, o->var, o->var_hash, &value) : 1;
+	if (rc > 0) {
+		/* No span: so long as the context holds the same HAMT (its
+		 * nodes never change), with the same root and count. */
+		memset(&c->span, 0, sizeof c->span);
+		c->ctx = ctx;
+		c->hamt = hamt;
+		c->root = root;
+		c->count = count;
+		c->absent = 1;
+		c->path.n = 0;
+		c->valid = 1;
+	}
 	if (rc)
 		return rc > 0 ? 0 : -1;
 	/* The Context dict's type and version tag, read before its items:
@@ -1109,7 +1344,7 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 		span = f.value;
 		if (hm_pyobj_kind(&o->r, span) != HM_PT_OTHER)
 			return -1;
-		s = read_span(o, span);
+		s = read_span(o, span, 0);
 	}
 	if (s) {
 		out->trace_hi = s->trace_hi;
@@ -1125,8 +1360,10 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 		c->hamt = hamt;
 		c->dict = value;
 		c->dict_type = db[0];
+		o->ctx_dict_type = db[0];
 		c->dict_version = ld64(db, (size_t)L->dict_used);
 		c->span = *out;
+		c->absent = 0;
 		c->valid = 1;
 	}
 	return 0;
@@ -1135,28 +1372,99 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 /* The local root of a trace whose root span was never current when a
  * sample was taken (a web framework's server span is current only between
  * its children): it is usually a local variable of a frame below, e.g. the
- * OpenTelemetry middleware's `current_span`. Look through the sampled
- * stack's locals for a span of the same trace that is its local root, once
- * per trace and at most SCANS_PER_S times a second (each costs a few hundred
- * reads). */
-struct scan_ctx {
-	hm_otel *o;
-	uint64_t hi, lo;
-	int found;
-};
-
-static int scan_local(void *ctx, const char *name, uint64_t value, int is_cell)
+ * OpenTelemetry middleware's `current_span`. Looked for once per trace in
+ * the sampled stack: first in the locals where a root was found before
+ * (hints: a code object and a local's index, a read or two each), then,
+ * at most SCANS_PER_S times a second, in every local of every frame (the
+ * values of a frame in one read, their types in one more). A thread whose
+ * stacks held no root in ROOT_FAILS scans in a row (a worker thread whose
+ * request's server span lives in another thread) is scanned again only
+ * after a pause. Reads go through blk_read. */
+static int blk_reader(void *ctx, uint64_t addr, void *buf, size_t len)
 {
-	struct scan_ctx *sc = ctx;
-	hm_otel *o = sc->o;
-	uint64_t t;
-	if (!value || (value & 7) || rd(o, value + (uint64_t)o->r.layout->ob_type, &t, 8) ||
-	    !t || (t != o->span_types[0] && t != o->span_types[1]))
+	return blk_read(ctx, addr, buf, len);
+}
+
+static void blk_begin(hm_otel *o)
+{
+	o->live_read = o->r.read;
+	o->live_ctx = o->r.ctx;
+	o->r.read = blk_reader;
+	o->r.ctx = o;
+	o->nblk = 0;
+	o->blk_next = 0;
+	o->blk_now = hm_mono_ns();
+}
+
+static void blk_end(hm_otel *o)
+{
+	o->r.read = o->live_read;
+	o->r.ctx = o->live_ctx;
+}
+
+/* Is the object at v (of type t) the local root span of trace hi:lo? */
+static int is_root_of(hm_otel *o, uint64_t v, uint64_t t, uint64_t hi, uint64_t lo)
+{
+	if (!t || (t != o->span_types[0] && t != o->span_types[1]))
 		return 0;
-	struct span_slot *s = read_span(o, value);
-	if (s && s->local_root && s->trace_hi == sc->hi && s->trace_lo == sc->lo) {
-		sc->found = 1;
-		return 1;
+	struct span_slot *s = read_span(o, v, 1);
+	return s && s->local_root && s->trace_hi == hi && s->trace_lo == lo;
+}
+
+static int hinted(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo)
+{
+	for (int i = 0; i < th->nframes && i < SCAN_FRAMES; i++) {
+		const hm_pyframe *f = &th->frames[i];
+		for (int h = 0; f->code && h < ROOT_HINTS; h++) {
+			uint64_t slot, v, t;
+			if (!o->hints[h].code || o->hints[h].code != f->code->addr ||
+			    !(slot = hm_pyobj_local_slot(&o->r, f, o->hints[h].idx)) ||
+			    rd(o, slot, &v, 8) || !v || (v & 7) ||
+			    rd(o, v + (uint64_t)o->r.layout->ob_type, &t, 8))
+				continue;
+			if (is_root_of(o, v, t, hi, lo))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+static void learn_hint(hm_otel *o, uint64_t code, int idx)
+{
+	for (int h = 0; h < ROOT_HINTS; h++)
+		if (o->hints[h].code == code && o->hints[h].idx == idx)
+			return;
+	o->hints[o->hint_next++ % ROOT_HINTS] = (struct root_hint){code, idx};
+}
+
+/* Every local of the stack's frames, from the root end (a framework's
+ * outer layers hold the server span), SCAN_FRAMES at most. */
+static int scan_frames(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo)
+{
+	const uint64_t ob_type = (uint64_t)o->r.layout->ob_type;
+	int first = th->nframes > SCAN_FRAMES ? th->nframes - SCAN_FRAMES : 0;
+	for (int i = th->nframes - 1; i >= first; i--) {
+		const hm_pyframe *f = &th->frames[i];
+		uint64_t vals[SCAN_LOCALS], types[SCAN_LOCALS];
+		hm_iov iov[SCAN_LOCALS];
+		int n = hm_pyobj_local_values(&o->r, f, vals, SCAN_LOCALS), k = 0;
+		for (int j = 0; j < n; j++) {
+			types[j] = 0;
+			if (vals[j] && !(vals[j] & 7))
+				iov[k++] = (hm_iov){vals[j] + ob_type, &types[j], 8};
+		}
+		/* All the types in one read; one at a time if one of the
+		 * objects is not readable. */
+		if (k && hm_target_readv(o->t, iov, k) != HM_OK)
+			for (int j = 0; j < k; j++)
+				if (rd(o, iov[j].addr, iov[j].buf, 8))
+					*(uint64_t *)iov[j].buf = 0;
+		for (int j = 0; j < n; j++) {
+			if (!types[j] || !is_root_of(o, vals[j], types[j], hi, lo))
+				continue;
+			learn_hint(o, f->code->addr, j);
+			return 1;
+		}
 	}
 	return 0;
 }
@@ -1166,17 +1474,30 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 	struct tried_slot *tr = &o->tried[mix(sp->trace_hi ^ mix(sp->trace_lo)) % TRIED_SLOTS];
 	if (tr->trace_hi == sp->trace_hi && tr->trace_lo == sp->trace_lo)
 		return;
+	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
+	if (t->tstate != th->tstate)
+		t = NULL;
+	blk_begin(o);
+	int found = hinted(o, th, sp->trace_hi, sp->trace_lo);
 	uint64_t now = hm_mono_ns(), per = 1000000000ull / SCANS_PER_S;
-	if (o->scan_tokens_ns + per > now)
+	if (!found && (!t || now >= t->scan_next_ns) && o->scan_tokens_ns + per <= now) {
+		o->scan_tokens_ns = now - o->scan_tokens_ns > 10 * per ? now - 9 * per
+									: o->scan_tokens_ns + per;
+		found = scan_frames(o, th, sp->trace_hi, sp->trace_lo);
+		if (t && !found && ++t->scan_fails >= ROOT_FAILS)
+			t->scan_next_ns = now + ROOT_PAUSE_NS;
+		tr->trace_hi = sp->trace_hi;
+		tr->trace_lo = sp->trace_lo;
+	}
+	blk_end(o);
+	if (!found)
 		return;
-	o->scan_tokens_ns = now - o->scan_tokens_ns > 10 * per ? now - 9 * per : o->scan_tokens_ns + per;
+	if (t)
+		t->scan_fails = 0;
 	tr->trace_hi = sp->trace_hi;
 	tr->trace_lo = sp->trace_lo;
-	struct scan_ctx sc = {o, sp->trace_hi, sp->trace_lo, 0};
-	for (int i = 0; i < th->nframes && i < SCAN_FRAMES && !sc.found; i++)
-		hm_pyobj_locals(&o->r, &th->frames[i], scan_local, &sc);
 	struct root_slot *r = root_slot(o, sp->trace_hi, sp->trace_lo);
-	if (sc.found && r->trace_hi == sp->trace_hi && r->trace_lo == sp->trace_lo)
+	if (r->trace_hi == sp->trace_hi && r->trace_lo == sp->trace_lo)
 		memcpy(sp->root, r->name, sizeof sp->root);
 }
 
@@ -1238,6 +1559,11 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 	int whole = chain_end(o, t);
 	remember(t, sp, rc != 0);
 	int found = !rc && (sp->trace_hi || sp->trace_lo);
+	if (chain && (found || !whole)) {
+		t->hist = (t->hist << 1) | (uint32_t)(found && whole);
+		if (t->nhist < CHAIN_HIST)
+			t->nhist++;
+	}
 	/* All of it from the read that also read the stack: the span of
 	 * that moment. No span is never wrong. */
 	if (!found || whole)

@@ -783,22 +783,24 @@ size_t hm_pyobj_repr(const hm_pyobj_reader *r, uint64_t obj, char *buf, size_t c
 #define CO_FAST_CELL 0x40
 #define CO_FAST_FREE 0x80
 
-int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_local_fn fn,
-		    void *ctx)
+/* The frame's fast locals: the names tuple (*names), how many (returned,
+ * at most MAX_LOCALS), their kinds (3.11+, else 0) and raw values (untagged
+ * on 3.14+, 0 for unbound or hidden). -1 if the frame cannot be read. */
+static int locals_read(const hm_pyobj_reader *r, const hm_pyframe *f, uint64_t *names,
+		       uint8_t kinds[MAX_LOCALS], uint64_t vals[MAX_LOCALS])
 {
 	const hm_pylayout *L = r->layout;
 	if (!f || !f->code || !f->addr)
 		return -1;
-	uint64_t code = f->code->addr, names, values;
+	uint64_t code = f->code->addr, values;
 	int64_t n;
-	uint8_t kinds[MAX_LOCALS];
-	memset(kinds, 0, sizeof kinds);
+	memset(kinds, 0, MAX_LOCALS);
 	if (L->fo_localsplus >= 0 && L->co_varnames >= 0 && L->co_nlocals >= 0) {
 		int32_t nlocals;
-		if (rd_ptr(r, code + (uint64_t)L->co_varnames, &names) ||
+		if (rd_ptr(r, code + (uint64_t)L->co_varnames, names) ||
 		    rd(r, code + (uint64_t)L->co_nlocals, &nlocals, 4))
 			return -1;
-		n = hm_pyobj_len(r, names);
+		n = hm_pyobj_len(r, *names);
 		if (n < 0 || nlocals < 0)
 			return -1;
 		if (nlocals < n)
@@ -806,9 +808,9 @@ int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_loca
 		values = f->addr + (uint64_t)L->fo_localsplus;
 	} else if (L->co_localsplusnames >= 0 && L->if_size >= 0) {
 		uint64_t kb;
-		if (rd_ptr(r, code + (uint64_t)L->co_localsplusnames, &names))
+		if (rd_ptr(r, code + (uint64_t)L->co_localsplusnames, names))
 			return -1;
-		n = hm_pyobj_len(r, names);
+		n = hm_pyobj_len(r, *names);
 		if (n < 0)
 			return -1;
 		if (n > MAX_LOCALS)
@@ -824,34 +826,76 @@ int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_loca
 	}
 	if (n > MAX_LOCALS)
 		n = MAX_LOCALS;
-	uint64_t vals[MAX_LOCALS];
 	if (n && rd(r, values, vals, (size_t)n * 8))
 		return -1;
-	int visited = 0;
 	for (int64_t i = 0; i < n; i++) {
-		uint64_t nameobj, v = vals[i];
-		char name[128];
+		uint64_t v = vals[i];
 		if (L->executable_tagged) {
 			/* 3.14+: slots are _PyStackRefs. The low bit is set
 			 * on deferred or immortal references (None, small ints,
 			 * True; the NULL ref is 1); both low bits set is an int
 			 * tagged in place, not an object (never a local). */
-			if ((v & 3) == 3)
-				continue;
-			v &= ~(uint64_t)3;
+			v = (v & 3) == 3 ? 0 : v & ~(uint64_t)3;
 		}
-		if (!v || (kinds[i] & CO_FAST_HIDDEN))
+		vals[i] = (kinds[i] & CO_FAST_HIDDEN) ? 0 : v;
+	}
+	return (int)n;
+}
+
+/* A cell variable's value: the cell's contents (0: unbound). */
+static uint64_t cell_value(const hm_pyobj_reader *r, uint8_t kind, uint64_t v, int *cell)
+{
+	*cell = (kind & (CO_FAST_CELL | CO_FAST_FREE)) && is_kind(r, v, HM_PT_CELL);
+	if (*cell && (r->layout->cell_ref < 0 || rd_ptr(r, v + (uint64_t)r->layout->cell_ref, &v)))
+		return 0;
+	return v;
+}
+
+int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_local_fn fn,
+		    void *ctx)
+{
+	uint64_t names, vals[MAX_LOCALS];
+	uint8_t kinds[MAX_LOCALS];
+	int n = locals_read(r, f, &names, kinds, vals), visited = 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t nameobj, v = vals[i];
+		char name[128];
+		int cell;
+		if (!v || hm_pyobj_item(r, names, i, &nameobj) || hm_pyobj_str(r, nameobj, name, sizeof name))
 			continue;
-		if (hm_pyobj_item(r, names, i, &nameobj) || hm_pyobj_str(r, nameobj, name, sizeof name))
-			continue;
-		int cell = (kinds[i] & (CO_FAST_CELL | CO_FAST_FREE)) && is_kind(r, v, HM_PT_CELL);
-		if (cell && (L->cell_ref < 0 || rd_ptr(r, v + (uint64_t)L->cell_ref, &v) || !v))
+		if (!(v = cell_value(r, kinds[i], v, &cell)))
 			continue;    /* empty cell: unbound */
 		visited++;
 		if (fn(ctx, name, v, cell))
 			break;
 	}
-	return visited;
+	return n < 0 ? -1 : visited;
+}
+
+int hm_pyobj_local_values(const hm_pyobj_reader *r, const hm_pyframe *f, uint64_t *vals, int max)
+{
+	uint64_t names, raw[MAX_LOCALS];
+	uint8_t kinds[MAX_LOCALS];
+	int n = locals_read(r, f, &names, kinds, raw);
+	if (n > max)
+		n = max;
+	for (int i = 0; i < n; i++) {
+		int cell;
+		vals[i] = raw[i] ? cell_value(r, kinds[i], raw[i], &cell) : 0;
+	}
+	return n;
+}
+
+uint64_t hm_pyobj_local_slot(const hm_pyobj_reader *r, const hm_pyframe *f, int i)
+{
+	const hm_pylayout *L = r->layout;
+	if (!f || !f->addr || i < 0 || i >= MAX_LOCALS || L->executable_tagged)
+		return 0;
+	if (L->fo_localsplus >= 0 && L->co_varnames >= 0 && L->co_nlocals >= 0)
+		return f->addr + (uint64_t)L->fo_localsplus + 8 * (uint64_t)i;
+	if (L->co_localsplusnames >= 0 && L->if_size >= 0)
+		return f->addr + (uint64_t)L->if_size + 8 * (uint64_t)i;
+	return 0;
 }
 
 /* ---- sets -------------------------------------------------------------- */

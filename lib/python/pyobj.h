@@ -93,6 +93,12 @@ int hm_pyobj_set_items(const hm_pyobj_reader *r, uint64_t set, hm_pyobj_item_fn 
 typedef int (*hm_pyobj_local_fn)(void *ctx, const char *name, uint64_t value, int is_cell);
 int hm_pyobj_locals(const hm_pyobj_reader *r, const hm_pyframe *f, hm_pyobj_local_fn fn,
 		    void *ctx);
+/* The same values without their names, by index (0: unbound; a cell's
+ * contents): at most max, how many returned, -1 if unreadable. */
+int hm_pyobj_local_values(const hm_pyobj_reader *r, const hm_pyframe *f, uint64_t *vals, int max);
+/* Where local i of frame f lives (a plain local: 0 on 3.14+, whose slots
+ * are tagged), 0 if unknown. */
+uint64_t hm_pyobj_local_slot(const hm_pyobj_reader *r, const hm_pyframe *f, int i);
 
 /* A short repr written into buf (always NUL-terminated; "<?>" for
  * unreadable memory). Returns the length written. */

@@ -43,6 +43,18 @@ static void expect_none(struct world *w)
 	assert_true(sp.trace_hi == 0 && sp.trace_lo == 0 && sp.span_id == 0);
 }
 
+/* A HAMT (one entry, not the SDK's variable) whose root lacks the variable. */
+static uint64_t hamt_without_var(struct world *w)
+{
+	uint64_t empty = alloc(64), h2 = alloc(64), htype;
+	memcpy(&htype, (void *)(uintptr_t)(w->hamt + (uint64_t)L->ob_type), 8);
+	put64(empty, L->ob_type, w->types[0]);
+	put64(h2, L->ob_type, htype);
+	put64(h2, w->A->hamt_root, empty);
+	put64(h2, w->A->hamt_count, 1);
+	return h2;
+}
+
 static void chain(int minor)
 {
 	struct world w;
@@ -55,12 +67,7 @@ static void chain(int minor)
 	expect_span(&w, (SPAN_ID & ~((1ull << 30) - 1)) | 7);
 	/* The variable leaves the context (a new HAMT whose root lacks it;
 	 * HAMTs and their nodes never change): no span. */
-	uint64_t empty = alloc(64), h2 = alloc(64), htype;
-	memcpy(&htype, (void *)(uintptr_t)(w.hamt + (uint64_t)L->ob_type), 8);
-	put64(empty, L->ob_type, w.types[0]);
-	put64(h2, L->ob_type, htype);
-	put64(h2, w.A->hamt_root, empty);
-	put64(h2, w.A->hamt_count, 1);
+	uint64_t h2 = hamt_without_var(&w);
 	put64(w.ctx, w.A->ctx_vars, h2);
 	expect_none(&w);
 	put64(w.ctx, w.A->ctx_vars, w.hamt);
@@ -85,11 +92,26 @@ static void test_chain_312(void **state) { (void)state; chain(12); }
 
 /* One sample of a thread whose state (at tstate, its context pointer in ts)
  * is read with the words otel_spec_iov plans, as the walker does. */
+static int planned_regions;           /* otel_spec_iov's answer in the last sample */
+static hm_iov planned[OTEL_SPEC_IOV];  /* and its regions */
+
+/* Did the last sample's regions start at addr? */
+static int planned_at(uint64_t addr)
+{
+	for (int i = 0; i < planned_regions; i++)
+		if (planned[i].addr == addr)
+			return 1;
+	return 0;
+}
+
 static int sample_thread_at(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
 			    int last, hm_pythread *th, int stack_later)
 {
 	hm_iov iov[OTEL_SPEC_IOV];
 	int n = otel_spec_iov(w->o, tstate, iov, OTEL_SPEC_IOV);
+	planned_regions = n;
+	if (n > 0)
+		memcpy(planned, iov, (size_t)n * sizeof iov[0]);
 	if (n > 0) {
 		assert_int_equal(hm_target_readv(w->t, iov, n), HM_OK);
 		otel_spec_loaded(w->o);
@@ -155,6 +177,56 @@ static void thread_proof(int minor)
 	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
 	done(&w);
 }
+
+/* A thread whose context lacks the SDK's variable (a worker thread between
+ * requests): its "no span" is re-checked from the context and HAMT words
+ * read with the thread state (a region or two), not by a lookup after the
+ * stack; a HAMT that changed (another one, or another count) is looked up
+ * anew, and a span that appears needs its proof as any other. */
+static void absent_planned(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	uint64_t h2 = hamt_without_var(&w);
+	put64(w.ctx, w.A->ctx_vars, h2);
+	size_t ts_len = (size_t)w.A->ts_context + 8;
+	uint8_t ts[512];
+	memset(ts, 0, sizeof ts);
+	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	uint64_t tstate = 0x7100;
+	hm_pythread th;
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+		assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+		/* The words after each object's refcount: the context's
+		 * type .. vars, the HAMT's type .. count (one read when on
+		 * one page), not the whole objects a lookup reads. */
+		assert_true(planned_regions >= 1 && planned_regions <= 2);
+		assert_true(planned_at((w.ctx < h2 ? w.ctx : h2) + 8));
+	}
+	/* The same HAMT object with another count: looked up again. */
+	put64(h2, w.A->hamt_count, 2);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(planned_regions >= 1 && planned_regions <= 2);
+	/* The variable is set (another HAMT): the span, once proven. */
+	put64(w.ctx, w.A->ctx_vars, w.hamt);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.span_id == 0);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.trace_hi == TRACE_HI && th.span.span_id == SPAN_ID);
+	/* And back to the HAMT without it: no span at once. */
+	put64(w.ctx, w.A->ctx_vars, h2);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.span_id == 0);
+	done(&w);
+}
+
+static void test_absent_planned_311(void **state) { (void)state; absent_planned(11); }
+static void test_absent_planned_312(void **state) { (void)state; absent_planned(12); }
 
 /* A span kept the 3.11+ way (the type's shared keys, the instance's
  * values before or beside it): its fields are read by their indexes, and a
@@ -392,6 +464,8 @@ int main(void)
 		cmocka_unit_test(test_managed_span_311),
 		cmocka_unit_test(test_managed_span_312),
 		cmocka_unit_test(test_thread_proof_311),
+		cmocka_unit_test(test_absent_planned_311),
+		cmocka_unit_test(test_absent_planned_312),
 		cmocka_unit_test(test_thread_proof_312),
 		cmocka_unit_test(test_predicted_chain_311),
 		cmocka_unit_test(test_predicted_chain_312),
