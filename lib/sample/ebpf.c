@@ -11,7 +11,10 @@
  * does not fit, and every --native record. With tracing on it also tells the kernel how
  * to read the current OpenTelemetry span (send_otel); each sample carries
  * the span's ids as the kernel read them, and its name from the str it
- * pointed at, once checked (span_name). Each sample's CPU time is the
+ * pointed at, once checked (span_name), and its trace's local root span
+ * name from a per-process table (roots) learnt from samples the kernel
+ * flagged as a local root, or found among the thread's locals when the
+ * kernel sends a trace's first sample (trace_first). Each sample's CPU time is the
  * thread's runtime since its previous sample as the kernel accounts it
  * (read by the program; seeded per thread at the watch, seed_runtimes, and
  * completed at the end, hm_ebpf_finish); with --kernel, kernel stacks come
@@ -1241,8 +1244,10 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		}
 		w = &E->w[E->nw++];
 		w->names = NULL;
+		w->roots = NULL;
 	}
 	free(w->names);             /* a process watched again */
+	free(w->roots);
 	memset(w, 0, sizeof *w);
 	w->pid = pid;
 	w->py = py;
@@ -1422,8 +1427,10 @@ void hm_ebpf_close(hm_ebpf *E)
 		close(E->stats_fd);
 	if (E->skel)
 		hm_pystack__destroy(E->skel);
-	for (int i = 0; E->w && i < E->nw; i++)
+	for (int i = 0; E->w && i < E->nw; i++) {
 		free(E->w[i].names);
+		free(E->w[i].roots);
+	}
 	free(E->th.frames);
 	free(E->agg_keys);
 	free(E->agg_vals);
