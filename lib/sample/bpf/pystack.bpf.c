@@ -353,7 +353,8 @@ static __always_inline __u64 sample_weight(__u32 pid, __u32 tid, struct hm_bpf_r
  * also sent at once as a short record with a wake-up. The thread's entry in
  * rtlast remembers its last trace (no extra look-up while it stays in one
  * trace); a change looks the trace up in the traces map (an LRU), and only a
- * trace not in it sends the record. */
+ * trace not in it sends the record, unless the sample's span is the local
+ * root itself (the sample names it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, HM_BPF_TRACES);
@@ -371,6 +372,10 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 		l->trace_hi = e->span.trace_hi;
 		l->trace_lo = e->span.trace_lo;
 	}
+	/* A local root names its trace by itself (user space learns it from
+	 * this very sample). */
+	if (e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)
+		return;
 	struct hm_bpf_trace_key k = {.pid = e->pid, .pad = 0, .trace_hi = e->span.trace_hi,
 				     .trace_lo = e->span.trace_lo};
 	__u32 one = 1;
