@@ -64,7 +64,8 @@
  * Local root span: a span whose parent is None or remote is the root of
  * its trace in this process; its name is remembered per trace id (a small
  * table), and children of that trace report it. One never seen current is
- * looked for among the sampled stack's local variables (root_scan). */
+ * looked for among the sampled stack's local variables (root_scan; for the
+ * in-kernel sampler, otel_root_find, at a trace's first sample). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
