@@ -109,6 +109,7 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "python/pyasync.h"
 #include "python/pylayout.h"
 #include "sample/bpf/pystack.h"
 #include "sample/pystack.skel.h"
@@ -157,6 +158,9 @@ struct watched {
 	uint64_t otel_backoff_ns, otel_first_ns;
 	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
 	struct roots *roots;        /* local root span names by trace */
+	hm_pyasync *async;          /* its asyncio tasks (trace_first) */
+	int async_failed;
+	hm_pytasks tasks;
 };
 
 /* Each trace's local root span name (local_root_span_name), learnt from a
@@ -171,7 +175,9 @@ struct watched {
 #define ROOT_SCANS_PER_S 100        /* looks among a thread's locals, at most
 				  * (each about 100 us: a walk, and the frames
 				  * of functions that held a root before), */
-#define ROOT_FULL_PER_S 10          /* and among all its frames' (about 500 us) */
+#define ROOT_FULL_PER_S 30          /* and, when not found there, the asyncio
+				  * tasks' current spans (about 300 us), else
+				  * all the thread's frames (about 500 us) */
 #define ROOT_SCAN_BURST 10
 
 struct root_ent {
@@ -403,6 +409,28 @@ static void root_from_event(struct watched *w, const struct hm_bpf_event *e)
 	root_learn(w, e->span.trace_hi, e->span.trace_lo, name);
 }
 
+/* The name of trace (hi, lo)'s local root when a span of that trace is
+ * current in one of the process's asyncio tasks and the span reader knows
+ * its root (it remembers each local root it reads, e.g. the task's own
+ * span). 0, or -1. */
+static int root_from_tasks(struct watched *w, uint64_t hi, uint64_t lo, char *name, size_t cap)
+{
+	if (!w->async && (w->async_failed || hm_pyasync_open(w->py, &w->async) != HM_OK)) {
+		w->async_failed = 1;
+		return -1;
+	}
+	if (hm_pyasync_tasks(w->async, &w->tasks) != HM_OK)
+		return -1;
+	for (int i = 0; i < w->tasks.ntasks; i++) {
+		const hm_pytask *t = &w->tasks.tasks[i];
+		if (t->valid && t->span.trace_hi == hi && t->span.trace_lo == lo && t->span.root[0]) {
+			snprintf(name, cap, "%s", t->span.root);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 /* A token bucket of ROOT_SCAN_BURST tokens, one per `per` ns: 1 and one
  * taken, or 0 (none left). */
 static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
@@ -417,7 +445,9 @@ static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
  * span is the local root, look for the root among the locals of the thread,
  * which most likely still runs the trace (a web framework's request span is
  * current only between its children, and a local of the middleware's frame
- * meanwhile). At most ROOT_SCANS_PER_S a second. */
+ * meanwhile), then among the asyncio tasks' current spans, then all the
+ * thread's frames. At most ROOT_SCANS_PER_S a second, ROOT_FULL_PER_S past
+ * the first look. */
 static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 {
 	struct watched *w = find_watched(E, (pid_t)e->pid);
@@ -430,14 +460,20 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	uint64_t now = hm_mono_ns();
 	if (!take_token(&E->scan_tokens_ns, now, 1000000000ull / ROOT_SCANS_PER_S))
 		return;
-	uint64_t full_per = 1000000000ull / ROOT_FULL_PER_S;
-	int full = E->full_tokens_ns + full_per <= now;
 	uint64_t types[2] = {w->otel.types[0].type, w->otel.types[1].type};
 	char name[128];
 	E->c.root_scans++;
-	int rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, full, name, sizeof name);
-	if (rc == 1 || rc == -2)
-		take_token(&E->full_tokens_ns, now, full_per);
+	int rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, 0, name, sizeof name);
+	/* Not in the frames of a function that held a root before: a sync
+	 * route's worker thread runs the trace while the event loop's task
+	 * that holds the server span awaits it (that task's current span is
+	 * the root); else every frame of the thread. */
+	if (rc < 0 && take_token(&E->full_tokens_ns, now, 1000000000ull / ROOT_FULL_PER_S)) {
+		if (root_from_tasks(w, hi, lo, name, sizeof name) == 0)
+			rc = 1;
+		else
+			rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, 1, name, sizeof name);
+	}
 	if (rc >= 0) {
 		E->c.roots_found++;
 		root_learn(w, hi, lo, name);
@@ -1245,9 +1281,13 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		w = &E->w[E->nw++];
 		w->names = NULL;
 		w->roots = NULL;
+		w->async = NULL;
+		memset(&w->tasks, 0, sizeof w->tasks);
 	}
 	free(w->names);             /* a process watched again */
 	free(w->roots);
+	hm_pyasync_close(w->async);
+	hm_pytasks_free(&w->tasks);
 	memset(w, 0, sizeof *w);
 	w->pid = pid;
 	w->py = py;
@@ -1290,6 +1330,9 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 	w->names = NULL;
 	free(w->roots);
 	w->roots = NULL;
+	hm_pyasync_close(w->async);
+	w->async = NULL;
+	hm_pytasks_free(&w->tasks);
 	E->last = NULL;
 }
 
@@ -1430,6 +1473,8 @@ void hm_ebpf_close(hm_ebpf *E)
 	for (int i = 0; E->w && i < E->nw; i++) {
 		free(E->w[i].names);
 		free(E->w[i].roots);
+		hm_pyasync_close(E->w[i].async);
+		hm_pytasks_free(&E->w[i].tasks);
 	}
 	free(E->th.frames);
 	free(E->agg_keys);
