@@ -353,8 +353,9 @@ static __always_inline __u64 sample_weight(__u32 pid, __u32 tid, struct hm_bpf_r
  * also sent at once as a short record with a wake-up. The thread's entry in
  * rtlast remembers its last trace (no extra look-up while it stays in one
  * trace); a change looks the trace up in the traces map (an LRU), and only a
- * trace not in it sends the record, unless the sample's span is the local
- * root itself (the sample names it). */
+ * trace not in it sends the record; a sample whose span is the local root
+ * itself sends it without the look-up and without a wake-up (it names its
+ * trace: user space learns it before the counted stacks). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, HM_BPF_TRACES);
@@ -372,20 +373,23 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 		l->trace_hi = e->span.trace_hi;
 		l->trace_lo = e->span.trace_lo;
 	}
-	/* A local root names its trace by itself (user space learns it from
-	 * this very sample). */
-	if (e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)
-		return;
-	struct hm_bpf_trace_key k = {.pid = e->pid, .pad = 0, .trace_hi = e->span.trace_hi,
-				     .trace_lo = e->span.trace_lo};
-	__u32 one = 1;
-	if (bpf_map_lookup_elem(&traces, &k) || bpf_map_update_elem(&traces, &k, &one, BPF_NOEXIST))
-		return;                      /* seen (or the map is busy) */
+	/* A local root names its trace by itself: the record goes without a
+	 * wake-up (user space reads the ring before the counted stacks, so
+	 * that it knows the root before the trace's other samples). */
+	__u64 wake = BPF_RB_NO_WAKEUP;
+	if (!(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)) {
+		struct hm_bpf_trace_key k = {.pid = e->pid, .pad = 0, .trace_hi = e->span.trace_hi,
+					     .trace_lo = e->span.trace_lo};
+		__u32 one = 1;
+		if (bpf_map_lookup_elem(&traces, &k) ||
+		    bpf_map_update_elem(&traces, &k, &one, BPF_NOEXIST))
+			return;              /* seen (or the map is busy) */
+		wake = BPF_RB_FORCE_WAKEUP;
+	}
 	e->status = HM_BPF_NEW_TRACE;
 	e->nframes = 0;
 	e->nkips = 0;
-	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room),
-			   BPF_RB_FORCE_WAKEUP);
+	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room), wake);
 	e->status = HM_BPF_OK;
 }
 
