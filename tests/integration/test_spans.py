@@ -542,6 +542,35 @@ def test_ebpf_local_roots(tmp_path, spawn):
             assert by_id[(labels["trace_id"], labels["span_id"])] == labels["span_name"]
 
 
+def test_agent_ebpf_local_roots(tmp_path, spawn):
+    """agent --ebpf: its windows carry local_root_span_name as record's
+    profiles do (the same sampler), right for every sample that has one."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    from test_ebpf import need_ebpf
+    need_ebpf()
+    py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+    target = spawn([py, program("otel_roots.py"), SDK / "site", 4], timeout=30)
+    out = tmp_path / "windows"
+    agent = subprocess.Popen([HOMURA, "agent", "-p", str(target.pid), "--interval", "1", "--ebpf",
+                              "-r", "500",
+                              "--dir", str(out), "--dir-format", "pprof"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        text, _ = target.proc.communicate(timeout=60)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+        err = agent.stderr.read().decode(errors="replace")
+        agent.stderr.close()
+    assert "sampling in the kernel" in err, err
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    samples = [s for f in sorted(out.glob("**/*.pb.gz")) for s in read_pprof(f)]
+    t = root_tallies(samples, exported, ("local_child_burn", "remote_child_burn"))
+    print("agent roots", t)
+    assert t["wrong"] == 0 and t["right"] >= 0.5 * sum(t.values()), t
+
+
 @pytest.mark.parametrize("interp", interpreter_params([(3, 8), (3, 9)], False))
 def test_ebpf_layouts_of_older_pythons(tmp_path, spawn, interp):
     """--ebpf on 3.8 and 3.9 (split instance dicts at tp_dictoffset, the old
