@@ -6,7 +6,9 @@ OpenTelemetry test dependency, shared/third_party/otel-python), run with
 Debian's python3-fastapi/uvicorn under tests/programs/otel_app.py, which
 adds the SDK's in-memory exporter and a sync route served by worker threads;
 tests/programs/otel_plain.py runs the bare SDK in threads and asyncio tasks
-on every interpreter the SDK supports. Requests are real HTTP requests;
+on every interpreter the SDK supports; tests/programs/otel_roots.py runs
+traces whose local root (no parent, or a remote one) is current while it
+works (--ebpf's local_root_span_name). Requests are real HTTP requests;
 every id in a profile is compared with the ids the SDK exported. pprof
 output is decoded by the small protobuf reader below."""
 import gzip
