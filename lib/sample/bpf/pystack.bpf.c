@@ -377,14 +377,17 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 	 * wake-up (user space reads the ring before the counted stacks, so
 	 * that it knows the root before the trace's other samples). */
 	__u64 wake = BPF_RB_NO_WAKEUP;
-	if (!(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)) {
+	/* (Without the thread's entry, no kernel runtimes: the map alone
+	 * says whether the trace is new, for roots too.) */
+	if (!l || !(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)) {
 		struct hm_bpf_trace_key k = {.pid = e->pid, .pad = 0, .trace_hi = e->span.trace_hi,
 					     .trace_lo = e->span.trace_lo};
 		__u32 one = 1;
 		if (bpf_map_lookup_elem(&traces, &k) ||
 		    bpf_map_update_elem(&traces, &k, &one, BPF_NOEXIST))
 			return;              /* seen (or the map is busy) */
-		wake = BPF_RB_FORCE_WAKEUP;
+		if (!(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT))
+			wake = BPF_RB_FORCE_WAKEUP;
 	}
 	e->status = HM_BPF_NEW_TRACE;
 	e->nframes = 0;
