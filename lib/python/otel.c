@@ -214,7 +214,7 @@ struct hm_otel {
 	int true_tried;
 	uint64_t root_codes[ROOT_CODES]; /* code objects whose frames held a
 					  * trace's local root (otel_root_find) */
-	int nroot_codes;
+	unsigned nroot_codes;
 	/* Reading a chain through chain_read: the reads it made (log), and
 	 * the snapshot of the last chain's regions taken with the thread
 	 * state (snap, snapbuf) that serves them while replaying. */
