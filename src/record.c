@@ -289,7 +289,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
 		"\"dropped\": %llu, \"no_python\": %llu, \"aggregated\": %llu, \"agg_full\": %llu, "
 		"\"agg_entries\": %llu, \"cpu_from_kernel\": %s, \"native_joined\": %llu, "
-		"\"native_unjoined\": %llu, \"native_lost\": %llu}, \"native\": {\"unwinds\": %llu, "
+		"\"native_unjoined\": %llu, \"native_lost\": %llu, \"root_scans\": %llu, "
+		"\"roots_found\": %llu, \"root_scan_ns\": %llu}, \"native\": {\"unwinds\": %llu, "
 		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		(unsigned long long)st->span_torn,
@@ -303,6 +304,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		st->bpf_cpu_from_kernel ? "true" : "false",
 		(unsigned long long)st->bpf_native_joined,
 		(unsigned long long)st->bpf_native_unjoined, (unsigned long long)st->bpf_native_lost,
+		(unsigned long long)st->bpf_root_scans, (unsigned long long)st->bpf_roots_found,
+		(unsigned long long)st->bpf_root_scan_ns,
 		(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,
 		(unsigned long long)st->native_failed, (unsigned long long)st->native_stop_ns);
 	if (hm_output_commit(&o) != HM_OK)

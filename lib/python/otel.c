@@ -79,8 +79,10 @@
  * its trace in this process; its name is remembered per trace id (a small
  * table), and children of that trace report it; while it is known a
  * span's parent is not read. One never seen current is looked for among
- * the sampled stack's local variables (root_scan): first where roots were
- * found before (hints), then in every local, rate limited. */
+ * the sampled stack's local variables (root_scan; for the in-kernel
+ * sampler, otel_root_find at a trace's first sample): first where roots
+ * were found before (hints), then in every local, rate limited. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,6 +262,8 @@ struct hm_otel {
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
+	uint64_t true_addr;              /* True (otel_span_layout), once looked up */
+	int true_tried;
 	/* Reading a chain through chain_read: the reads it made (log), and
 	 * the snapshot of the last chain's regions taken with the thread
 	 * state (snap, snapbuf) that serves them while replaying. */
@@ -1644,8 +1648,9 @@ static int span_type(hm_otel *o, uint64_t modules, const char *mod, const char *
 {
 	const hm_pylayout *L = o->r.layout;
 	uint64_t t, keys, flags, key;
-	int64_t basicsize, ictx, iname = -1, dictoffset;
+	int64_t basicsize, ictx, iname = -1, iparent = -1, dictoffset;
 	memset(out, 0, sizeof *out);
+	out->idx_parent = -1;
 	if (module_global(o, modules, mod, name, &t) || rd(o, t + (uint64_t)L->tp_flags, &flags, 8) ||
 	    rd(o, t + (uint64_t)L->tp_basicsize, &basicsize, 8))
 		return -1;
@@ -1655,6 +1660,9 @@ static int span_type(hm_otel *o, uint64_t modules, const char *mod, const char *
 			return -1;
 		if (hm_pyobj_keys_index(&o->r, out->keys, "_name", &iname, &key) && need_name)
 			return -1;
+		if (hm_pyobj_keys_index(&o->r, out->keys, "_parent", &iparent, &key) || iparent > 255)
+			iparent = -1;
+		out->idx_parent = (int)iparent;
 		out->type = t;
 		out->basicsize = basicsize;
 		out->dictoffset = dictoffset;
@@ -1672,12 +1680,35 @@ static int span_type(hm_otel *o, uint64_t modules, const char *mod, const char *
 	    (hm_pyobj_keys_index(&o->r, keys, "_name", &iname, &key) && need_name) || ictx > 255 ||
 	    iname > 255)
 		return -1;
+	if (hm_pyobj_keys_index(&o->r, keys, "_parent", &iparent, &key) || iparent > 255)
+		iparent = -1;
 	out->type = t;
 	out->keys = keys;
 	out->basicsize = basicsize;
 	out->idx_context = (int)ictx;
 	out->idx_name = (int)iname;
+	out->idx_parent = (int)iparent;
 	return 0;
+}
+
+/* The address of True in the interpreter's ELF (cached; 0: not found). */
+static uint64_t true_object(hm_otel *o)
+{
+	if (o->true_tried || !o->py)
+		return o->true_addr;
+	o->true_tried = 1;
+	hm_python *py = o->py;
+	if (!py->mod_path)
+		return 0;
+	char *p = hm_target_path(py->t, py->mod_path);
+	hm_elf *e = p ? hm_elf_open(p) : NULL;
+	free(p);
+	uint64_t a, sz;
+	if (e && hm_elf_symbol(e, "_Py_TrueStruct", &a, &sz) == HM_OK)
+		o->true_addr = a + py->mod_bias;
+	if (e)
+		hm_elf_close(e);
+	return o->true_addr;
 }
 
 int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layout *out)
@@ -1765,6 +1796,8 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	out->ht_cached_keys = L->ht_cached_keys;
 	out->long_tagged = L->long_tag >= 0;
 	out->ascii_size = L->uni_ascii_size;
+	out->none_addr = o->r.types[HM_PT_NONE];
+	out->true_addr = true_object(o);
 	if (!out->inst_kind || !out->int_type || !out->str_type ||
 	    (out->inst_kind == 1 && out->inst_values_ptr != out->inst_dict_ptr - 8))
 		return -1;
@@ -1779,4 +1812,35 @@ int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, si
 	    memcmp(head, again, 32))     /* type, length, hash, state */
 		return -1;
 	return 0;
+}
+
+/* ---- a trace's local root for an in-kernel sampler ----------------------- */
+
+int otel_root_find(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo,
+		   const uint64_t span_types[2], int full, char *name, size_t cap)
+{
+	if (!o || (!hi && !lo))
+		return -1;
+	/* The span classes the kernel side reads (is_root_of looks only at
+	 * locals of these types). */
+	for (int i = 0; i < 2; i++) {
+		uint64_t t = span_types[i];
+		if (t && t != o->span_types[0] && t != o->span_types[1]) {
+			o->span_types[1] = o->span_types[0];
+			o->span_types[0] = t;
+		}
+	}
+	/* Where roots were found before first (a request's server span is
+	 * the same local of the same middleware function every time: a read
+	 * or two), then, if full, every local from the root end. */
+	blk_begin(o);
+	int found = hinted(o, th, hi, lo), in_full = 0;
+	if (!found && full)
+		found = in_full = scan_frames(o, th, hi, lo);
+	blk_end(o);
+	struct root_slot *r = root_slot(o, hi, lo);
+	if (!found || r->trace_hi != hi || r->trace_lo != lo || !r->name[0])
+		return full ? -2 : -1;
+	snprintf(name, cap, "%s", r->name);
+	return in_full;
 }

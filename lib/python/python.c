@@ -358,6 +358,20 @@ int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out)
 	return otel_span_layout(o, ts, n < 0 ? 0 : n, out);
 }
 
+int hm_python_span_root_scan(hm_python *py, uint64_t tstate, uint64_t trace_hi, uint64_t trace_lo,
+			     const uint64_t span_types[2], int full, char *name, size_t cap)
+{
+	struct hm_otel *o = python_otel(py);
+	if (!o)
+		return -1;
+	hm_pythread th;
+	memset(&th, 0, sizeof th);
+	int rc = hm_python_walk_tstate(py, tstate, &th) == HM_OK && th.valid
+		 ? otel_root_find(o, &th, trace_hi, trace_lo, span_types, full, name, cap) : -1;
+	free(th.frames);
+	return rc;
+}
+
 int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap)
 {
 	struct hm_otel *o = python_otel(py);

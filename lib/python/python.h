@@ -174,6 +174,7 @@ typedef struct hm_pyspan_type {
 	int64_t dictoffset;      /* <=3.10: tp_dictoffset */
 	uint64_t ctx_key_at, ctx_key; /* <=3.10: where keys holds _context's key
 				  * object (checked by the reader), and it */
+	int idx_parent;          /* entry of _parent; -1: none */
 } hm_pyspan_type;
 
 typedef struct hm_pyspan_layout {
@@ -191,6 +192,9 @@ typedef struct hm_pyspan_layout {
 	int long_tagged;         /* 3.12+ lv_tag */
 	int ascii_size;          /* offset of a compact ascii str's text */
 	hm_pyspan_type types[2];
+	uint64_t none_addr, true_addr; /* None and True (0: unknown): a span
+				  * whose _parent is None, or a SpanContext
+				  * with is_remote True, is a local root */
 } hm_pyspan_layout;
 
 /* Fill *out once the SDK and its classes are found (and the HAMT's types,
@@ -202,6 +206,20 @@ int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out);
  * state, text; the first 32 equal before and after its text was read), and
  * the text. 0 or -1. */
 int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
+
+/* The name of trace (trace_hi, trace_lo)'s local root span (its parent
+ * absent or remote), looked for among the local variables of the stack of
+ * the thread at tstate as it is now (walked once), for an in-kernel sampler
+ * that saw the trace's first sample (sample/ebpf.c); span_types: the span
+ * classes (hm_pyspan_layout.types). Each span found is read and checked as
+ * a sample's span is: a name comes only from a span of that very trace that
+ * is its local root. First the locals where roots were found before (a
+ * read or two each), then, if full, every local of every frame from the
+ * root end (two reads a frame: the caller limits how often). 0 found in the first pass, 1
+ * in the full one (name set); -1 not found (first pass only), -2 not found
+ * (full). */
+int hm_python_span_root_scan(hm_python *py, uint64_t tstate, uint64_t trace_hi, uint64_t trace_lo,
+			     const uint64_t span_types[2], int full, char *name, size_t cap);
 
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);

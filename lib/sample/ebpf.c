@@ -11,7 +11,10 @@
  * does not fit, and every --native record. With tracing on it also tells the kernel how
  * to read the current OpenTelemetry span (send_otel); each sample carries
  * the span's ids as the kernel read them, and its name from the str it
- * pointed at, once checked (span_name). Each sample's CPU time is the
+ * pointed at, once checked (span_name), and its trace's local root span
+ * name from a per-process table (roots) learnt from samples the kernel
+ * flagged as a local root, or found among the thread's locals when the
+ * kernel sends a trace's first sample (trace_first). Each sample's CPU time is the
  * thread's runtime since its previous sample as the kernel accounts it
  * (read by the program; seeded per thread at the watch, seed_runtimes, and
  * completed at the end, hm_ebpf_finish); with --kernel, kernel stacks come
@@ -106,6 +109,7 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "python/pyasync.h"
 #include "python/pylayout.h"
 #include "sample/bpf/pystack.h"
 #include "sample/pystack.skel.h"
@@ -153,6 +157,40 @@ struct watched {
 	uint64_t otel_next_ns;      /* when to look for the layout again */
 	uint64_t otel_backoff_ns, otel_first_ns;
 	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
+	struct roots *roots;        /* local root span names by trace */
+	hm_pyasync *async;          /* its asyncio tasks (trace_first) */
+	int async_failed;
+	hm_pytasks tasks;
+};
+
+/* Each trace's local root span name (local_root_span_name), learnt from a
+ * sample whose span the kernel found to be its trace's local root, or by
+ * looking among the locals of the thread that ran the trace's first sample
+ * (trace_first). Fixed size: ROOT_ENTS traces (two candidate entries each,
+ * the older one replaced) naming at most ROOT_NAMES distinct names (route
+ * templates, mostly); when a new name finds them all taken, it all starts
+ * anew. */
+#define ROOT_ENTS 1024
+#define ROOT_NAMES 64
+#define ROOT_SCANS_PER_S 100        /* looks among a thread's locals, at most
+				  * (each about 100 us: a walk, and the frames
+				  * of functions that held a root before), */
+#define ROOT_FULL_PER_S 30          /* and, when not found there, the asyncio
+				  * tasks' current spans (about 300 us), else
+				  * all the thread's frames (about 500 us) */
+#define ROOT_SCAN_BURST 10
+
+struct root_ent {
+	uint64_t trace_hi, trace_lo;  /* both 0: free */
+	uint32_t name;              /* index in names */
+	uint32_t seq;               /* when it was learnt (the older goes) */
+};
+
+struct roots {
+	struct root_ent ent[ROOT_ENTS];
+	int nnames;
+	uint32_t seq;
+	char names[ROOT_NAMES][128];
 };
 
 struct name_slot {
@@ -225,6 +263,8 @@ struct hm_ebpf {
 	struct watched *w;
 	int nw, capw;
 	struct watched *last;       /* the last event's process */
+	uint64_t scan_tokens_ns;    /* trace_first's rate limits */
+	uint64_t full_tokens_ns;
 	hm_ebpf_sample_fn fn;       /* during a poll */
 	void *arg;
 	int delivered;
@@ -305,6 +345,142 @@ static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *ou
 	snprintf(out, cap, "%s", n->name);
 }
 
+static struct root_ent *root_find(struct roots *r, uint64_t hi, uint64_t lo, int for_new)
+{
+	uint64_t h = hi ^ (lo * 0x9E3779B97F4A7C15ull);
+	h ^= h >> 29;
+	struct root_ent *a = &r->ent[h % ROOT_ENTS], *b = &r->ent[(h % ROOT_ENTS) ^ 1];
+	if (a->trace_hi == hi && a->trace_lo == lo)
+		return a;
+	if (b->trace_hi == hi && b->trace_lo == lo)
+		return b;
+	if (!for_new)
+		return NULL;
+	if (!a->trace_hi && !a->trace_lo)
+		return a;
+	if (!b->trace_hi && !b->trace_lo)
+		return b;
+	return (int32_t)(a->seq - b->seq) <= 0 ? a : b;
+}
+
+/* The local root name of trace (hi, lo), or NULL. */
+static const char *root_get(const struct watched *w, uint64_t hi, uint64_t lo)
+{
+	if (!w->roots)
+		return NULL;
+	const struct root_ent *e = root_find(w->roots, hi, lo, 0);
+	return e ? w->roots->names[e->name] : NULL;
+}
+
+static void root_learn(struct watched *w, uint64_t hi, uint64_t lo, const char *name)
+{
+	if (!name[0] || (!hi && !lo))
+		return;
+	if (!w->roots && !(w->roots = calloc(1, sizeof *w->roots)))
+		return;
+	struct roots *r = w->roots;
+	int k = 0;
+	while (k < r->nnames && strcmp(r->names[k], name))
+		k++;
+	if (k == r->nnames) {
+		if (r->nnames == ROOT_NAMES) {
+			memset(r, 0, sizeof *r);
+			k = 0;
+		}
+		snprintf(r->names[k], sizeof r->names[k], "%s", name);
+		r->nnames = k + 1;
+	}
+	struct root_ent *e = root_find(r, hi, lo, 1);
+	e->trace_hi = hi;
+	e->trace_lo = lo;
+	e->name = (uint32_t)k;
+	e->seq = ++r->seq;
+}
+
+/* A sample whose span the kernel found to be its trace's local root names
+ * that trace's root. */
+static void root_from_event(struct watched *w, const struct hm_bpf_event *e)
+{
+	if (e->span_why != HM_BPF_SPAN_OK || !(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) ||
+	    !w->otel_sent || root_get(w, e->span.trace_hi, e->span.trace_lo))
+		return;
+	char name[128];
+	span_name(w, e->span.name, e->span_name_check, name, sizeof name);
+	root_learn(w, e->span.trace_hi, e->span.trace_lo, name);
+}
+
+/* The name of trace (hi, lo)'s local root when a span of that trace is
+ * current in one of the process's asyncio tasks and the span reader knows
+ * its root (it remembers each local root it reads, e.g. the task's own
+ * span). 0, or -1. */
+static int root_from_tasks(struct watched *w, uint64_t hi, uint64_t lo, char *name, size_t cap)
+{
+	if (!w->async && (w->async_failed || hm_pyasync_open(w->py, &w->async) != HM_OK)) {
+		w->async_failed = 1;
+		return -1;
+	}
+	if (hm_pyasync_tasks(w->async, &w->tasks) != HM_OK)
+		return -1;
+	for (int i = 0; i < w->tasks.ntasks; i++) {
+		const hm_pytask *t = &w->tasks.tasks[i];
+		if (t->valid && t->span.trace_hi == hi && t->span.trace_lo == lo && t->span.root[0]) {
+			snprintf(name, cap, "%s", t->span.root);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* A token bucket of ROOT_SCAN_BURST tokens, one per `per` ns: 1 and one
+ * taken, or 0 (none left). */
+static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
+{
+	if (*t_ns + per > now)
+		return 0;
+	*t_ns = now - *t_ns > ROOT_SCAN_BURST * per ? now - (ROOT_SCAN_BURST - 1) * per : *t_ns + per;
+	return 1;
+}
+
+/* The first sample of a trace (HM_BPF_NEW_TRACE, sent at once): unless its
+ * span is the local root, look for the root among the locals of the thread,
+ * which most likely still runs the trace (a web framework's request span is
+ * current only between its children, and a local of the middleware's frame
+ * meanwhile), then among the asyncio tasks' current spans, then all the
+ * thread's frames. At most ROOT_SCANS_PER_S a second, ROOT_FULL_PER_S past
+ * the first look. */
+static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
+{
+	struct watched *w = find_watched(E, (pid_t)e->pid);
+	if (!w || !w->otel_sent || e->span_why != HM_BPF_SPAN_OK)
+		return;
+	root_from_event(w, e);
+	uint64_t hi = e->span.trace_hi, lo = e->span.trace_lo;
+	if (root_get(w, hi, lo))
+		return;
+	uint64_t now = hm_mono_ns();
+	if (!take_token(&E->scan_tokens_ns, now, 1000000000ull / ROOT_SCANS_PER_S))
+		return;
+	uint64_t types[2] = {w->otel.types[0].type, w->otel.types[1].type};
+	char name[128];
+	E->c.root_scans++;
+	int rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, 0, name, sizeof name);
+	/* Not in the frames of a function that held a root before: a sync
+	 * route's worker thread runs the trace while the event loop's task
+	 * that holds the server span awaits it (that task's current span is
+	 * the root); else every frame of the thread. */
+	if (rc < 0 && take_token(&E->full_tokens_ns, now, 1000000000ull / ROOT_FULL_PER_S)) {
+		if (root_from_tasks(w, hi, lo, name, sizeof name) == 0)
+			rc = 1;
+		else
+			rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, 1, name, sizeof name);
+	}
+	if (rc >= 0) {
+		E->c.roots_found++;
+		root_learn(w, hi, lo, name);
+	}
+	E->c.root_scan_ns += hm_mono_ns() - now;
+}
+
 static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspan *sp)
 {
 	memset(sp, 0, sizeof *sp);
@@ -316,6 +492,11 @@ static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspa
 	sp->trace_lo = e->span.trace_lo;
 	sp->span_id = e->span.span_id;
 	span_name(w, e->span.name, e->span_name_check, sp->name, sizeof sp->name);
+	if ((e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) && sp->name[0])
+		root_learn(w, sp->trace_hi, sp->trace_lo, sp->name);
+	const char *root = root_get(w, sp->trace_hi, sp->trace_lo);
+	if (root)
+		snprintf(sp->root, sizeof sp->root, "%s", root);
 }
 
 /* A record's frames into E->th (resolved with the walker's code cache), as
@@ -481,6 +662,10 @@ static int on_event(void *ctx, void *data, size_t len)
 {
 	hm_ebpf *E = ctx;
 	const struct hm_bpf_event *e = data;
+	if (len >= offsetof(struct hm_bpf_event, frames) && e->status == HM_BPF_NEW_TRACE) {
+		trace_first(E, e);
+		return 0;
+	}
 	if (len >= offsetof(struct hm_bpf_event, frames) && e->nframes <= HM_BPF_MAX_FRAMES &&
 	    e->nkips <= HM_BPF_KSTACK_DEPTH &&
 	    len >= offsetof(struct hm_bpf_event, frames) + e->nframes * sizeof e->frames[0] +
@@ -650,6 +835,13 @@ static void agg_drain(hm_ebpf *E)
 				agg_drain_slow(E, fd);      /* no batch operations here */
 			break;
 		}
+		/* Roots first: a trace's samples may come before the one of
+		 * its root span in the batch. */
+		for (uint32_t i = 0; i < n; i++) {
+			struct watched *w = find_watched(E, (pid_t)E->agg_vals[i].ev.pid);
+			if (w)
+				root_from_event(w, &E->agg_vals[i].ev);
+		}
 		for (uint32_t i = 0; i < n; i++) {
 			const struct hm_bpf_agg *v = &E->agg_vals[i];
 			E->c.agg_entries++;
@@ -740,7 +932,7 @@ static void seed_runtimes(hm_ebpf *E, pid_t pid)
 		if (!f)
 			continue;
 		if (fscanf(f, "%llu", &rt) == 1) {
-			struct hm_bpf_rt v = {rt, (uint32_t)pid, 0};
+			struct hm_bpf_rt v = {.rt = rt, .pid = (uint32_t)pid};
 			uint32_t k = (uint32_t)tid;
 			bpf_map__update_elem(E->skel->maps.rtlast, &k, sizeof k, &v, sizeof v, BPF_ANY);
 			n++;
@@ -843,7 +1035,26 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 		o.types[i].dictoffset = L.types[i].dictoffset;
 		o.types[i].ctx_key_at = L.types[i].ctx_key_at;
 		o.types[i].ctx_key = L.types[i].ctx_key;
+		/* _context, _name and _parent read at once from the span's
+		 * values, when they lie within 24 entries of each other. */
+		int idx[3] = {L.types[i].idx_context, L.types[i].idx_name, L.types[i].idx_parent};
+		int lo = idx[0], hi = idx[0];
+		for (int j = 1; j < 3; j++) {
+			if (idx[j] >= 0 && idx[j] < lo)
+				lo = idx[j];
+			if (idx[j] > hi)
+				hi = idx[j];
+		}
+		o.types[i].idx_parent = L.types[i].idx_parent;
+		if (lo >= 0 && hi - lo < 24) {
+			o.types[i].vals_first = lo;
+			o.types[i].vals_n = hi - lo + 1;
+		} else {
+			o.types[i].idx_parent = -1;
+		}
 	}
+	o.none_addr = L.none_addr;
+	o.true_addr = L.true_addr;
 	o.dict_old = L.dict_old;
 	/* The SDK's span class is known once it made a span (its shared
 	 * keys fill in then): until then keep looking at the fast pace. */
@@ -1069,8 +1280,14 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		}
 		w = &E->w[E->nw++];
 		w->names = NULL;
+		w->roots = NULL;
+		w->async = NULL;
+		memset(&w->tasks, 0, sizeof w->tasks);
 	}
 	free(w->names);             /* a process watched again */
+	free(w->roots);
+	hm_pyasync_close(w->async);
+	hm_pytasks_free(&w->tasks);
 	memset(w, 0, sizeof *w);
 	w->pid = pid;
 	w->py = py;
@@ -1111,6 +1328,11 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 	w->otel_sent = 0;
 	free(w->names);
 	w->names = NULL;
+	free(w->roots);
+	w->roots = NULL;
+	hm_pyasync_close(w->async);
+	w->async = NULL;
+	hm_pytasks_free(&w->tasks);
 	E->last = NULL;
 }
 
@@ -1248,8 +1470,12 @@ void hm_ebpf_close(hm_ebpf *E)
 		close(E->stats_fd);
 	if (E->skel)
 		hm_pystack__destroy(E->skel);
-	for (int i = 0; E->w && i < E->nw; i++)
+	for (int i = 0; E->w && i < E->nw; i++) {
 		free(E->w[i].names);
+		free(E->w[i].roots);
+		hm_pyasync_close(E->w[i].async);
+		hm_pytasks_free(&E->w[i].tasks);
+	}
 	free(E->th.frames);
 	free(E->agg_keys);
 	free(E->agg_vals);

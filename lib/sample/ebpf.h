@@ -61,6 +61,10 @@ typedef struct hm_ebpf_counts {
 	uint64_t aggregated;     /* samples counted in the kernel's per-stack map */
 	uint64_t agg_full;       /* samples sent to the ring as that map was full */
 	uint64_t agg_entries;    /* its entries read (stacks per period) */
+	uint64_t root_scans;     /* traces whose local root span was looked for
+				  * among a thread's locals (first samples) */
+	uint64_t roots_found;    /* ... and found there */
+	uint64_t root_scan_ns;   /* the time those looks took */
 	int cpu_from_kernel;     /* 1: each sample's CPU time is the thread's
 				  * runtime since its previous sample, as the
 				  * kernel accounts it; 0: the period (the

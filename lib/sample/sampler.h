@@ -114,6 +114,9 @@ typedef struct hm_sampler_stats {
 	/* --ebpf: samples counted per stack in the kernel, those sent to the
 	 * ring as its map was full, and the map entries read. */
 	uint64_t bpf_aggregated, bpf_agg_full, bpf_agg_entries;
+	/* --ebpf: traces whose local root span was looked for among a
+	 * thread's locals, and found (hm_ebpf_counts.root_scans) */
+	uint64_t bpf_root_scans, bpf_roots_found, bpf_root_scan_ns;
 	/* --ebpf: 1 when each sample's CPU time is the kernel's runtime of
 	 * its thread since the previous sample, 0 when it is the period
 	 * (sample/ebpf.h, cpu_from_kernel). */

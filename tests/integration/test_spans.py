@@ -6,7 +6,9 @@ OpenTelemetry test dependency, shared/third_party/otel-python), run with
 Debian's python3-fastapi/uvicorn under tests/programs/otel_app.py, which
 adds the SDK's in-memory exporter and a sync route served by worker threads;
 tests/programs/otel_plain.py runs the bare SDK in threads and asyncio tasks
-on every interpreter the SDK supports. Requests are real HTTP requests;
+on every interpreter the SDK supports; tests/programs/otel_roots.py runs
+traces whose local root (no parent, or a remote one) is current while it
+works (--ebpf's local_root_span_name). Requests are real HTTP requests;
 every id in a profile is compared with the ids the SDK exported. pprof
 output is decoded by the small protobuf reader below."""
 import gzip
@@ -485,6 +487,98 @@ def test_ebpf_fastapi(tmp_path, spawn):
     assert_tallies(per_name)
     exporter = [l for n, l, _ in samples if "BatchProcessor.worker" in n]
     assert all("span_id" not in l for l in exporter)
+    # The local root (the server span, current only between its children):
+    # found among the locals of the event loop's thread, or as a task's
+    # current span, when a trace's first sample comes (check_spans compared
+    # every local_root_span_name with the SDK's root of that trace: none is
+    # wrong).
+    roots = root_tallies(samples, exported, ("fetch_user_from_database", "enrich_user_data"))
+    # The sync route's worker thread does not hold the server span: the
+    # event loop's task awaiting it does (its current span).
+    sync = root_tallies(samples, exported, ("sync_fetch_user", "sync_enrich_user"))
+    print("ebpf fastapi roots", roots, "sync", sync)
+    assert roots["right"] >= 0.5 * sum(roots.values()) and roots["wrong"] == 0, roots
+    assert sync["right"] >= 0.5 * sum(sync.values()) and sync["wrong"] == 0, sync
+
+
+def root_tallies(samples, exported, functions):
+    """Samples with a span in one of functions: how many name their trace's
+    local root (a span whose parent is absent or remote) right, wrongly, or
+    not at all."""
+    root_of = {s["trace_id"]: s["name"] for s in exported
+               if s["parent"] is None or s.get("remote")}
+    t = {"right": 0, "wrong": 0, "none": 0}
+    for names, labels, count in samples:
+        if "span_id" not in labels or not any(f in names for f in functions):
+            continue
+        root = labels.get("local_root_span_name")
+        t["none" if root is None else
+          "right" if root == root_of.get(labels["trace_id"]) else "wrong"] += count
+    return t
+
+
+def test_ebpf_local_roots(tmp_path, spawn):
+    """record --ebpf names each trace's local root span as the kernel finds
+    it (a span whose _parent is None, or a remote SpanContext) when it is
+    current at a sample; the trace's later samples, in its children, carry
+    it too. The roots are bound to no local here: the kernel's check alone
+    names them."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    from test_ebpf import need_ebpf
+    need_ebpf()
+    py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+    target = spawn([py, program("otel_roots.py"), SDK / "site", 3], timeout=30)
+    out = tmp_path / "p.pb.gz"
+    r = homura("record", "--ebpf", "-p", target.pid, "-d", "2.5", "-r", "500", "-f", "pprof",
+               "-o", out, timeout=60)
+    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
+    text, _ = target.proc.communicate(timeout=60)
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    assert any(s["remote"] for s in exported) and any(s["parent"] is None for s in exported)
+    samples = read_pprof(out)
+    for side in ("local", "remote"):
+        # The root's own samples: named by the very sample (its span).
+        own = root_tallies(samples, exported, ("%s_root_burn" % side,))
+        # Its child's: once one of the root's samples was seen.
+        child = root_tallies(samples, exported, ("%s_child_burn" % side,))
+        print(side, own, child)
+        assert own["wrong"] == 0 and own["right"] >= 0.9 * sum(own.values()), (side, own)
+        assert child["wrong"] == 0 and child["right"] >= 0.5 * sum(child.values()), (side, child)
+    # Every span id is the SDK's, and no sample names a wrong root.
+    by_id = {(s["trace_id"], s["span_id"]): s["name"] for s in exported}
+    for names, labels, count in samples:
+        if "span_id" in labels:
+            assert by_id[(labels["trace_id"], labels["span_id"])] == labels["span_name"]
+
+
+def test_agent_ebpf_local_roots(tmp_path, spawn):
+    """agent --ebpf: its windows carry local_root_span_name as record's
+    profiles do (the same sampler), right for every sample that has one."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    from test_ebpf import need_ebpf
+    need_ebpf()
+    py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+    target = spawn([py, program("otel_roots.py"), SDK / "site", 4], timeout=30)
+    out = tmp_path / "windows"
+    agent = subprocess.Popen([HOMURA, "agent", "-p", str(target.pid), "--interval", "1", "--ebpf",
+                              "-r", "500",
+                              "--dir", str(out), "--dir-format", "pprof"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        text, _ = target.proc.communicate(timeout=60)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+        err = agent.stderr.read().decode(errors="replace")
+        agent.stderr.close()
+    assert "sampling in the kernel" in err, err
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    samples = [s for f in sorted(out.glob("**/*.pb.gz")) for s in read_pprof(f)]
+    t = root_tallies(samples, exported, ("local_child_burn", "remote_child_burn"))
+    print("agent roots", t)
+    assert t["wrong"] == 0 and t["right"] >= 0.5 * sum(t.values()), t
 
 
 @pytest.mark.parametrize("interp", interpreter_params([(3, 8), (3, 9)], False))

@@ -456,6 +456,65 @@ static void test_hamt_nodes(void **state)
 	done(&w);
 }
 
+/* otel_root_find (hm_python_span_root_scan, --ebpf): a trace's local root
+ * span found among a thread's frames' locals, by a full pass from the root
+ * end, then straight in the frames of the function that held it before;
+ * another trace's root is never given. */
+static uint64_t code_with_locals(int n, const char *const *names)
+{
+	uint64_t code = alloc(512), t = obj(HM_PT_TUPLE, (size_t)L->tuple_item + 8 * (size_t)n);
+	put64(t, L->var_size, (uint64_t)n);
+	for (int i = 0; i < n; i++)
+		put64(t, L->tuple_item + 8 * i, make_str(names[i]));
+	put64(code, L->co_localsplusnames, t);
+	uint64_t kb = obj(HM_PT_BYTES, (size_t)L->bytes_sval + (size_t)n + 1);
+	put64(kb, L->var_size, (uint64_t)n);
+	memset((void *)(uintptr_t)(kb + (uint64_t)L->bytes_sval), 0x20, (size_t)n);  /* plain locals */
+	put64(code, L->co_localspluskinds, kb);
+	return code;
+}
+
+static void root_find(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	const char *outer_names[] = {"scope", "current_span", "n"};
+	const char *leaf_names[] = {"i"};
+	uint64_t outer = code_with_locals(3, outer_names), leaf = code_with_locals(1, leaf_names);
+	uint64_t f_outer = alloc((size_t)L->if_size + 24), f_leaf = alloc((size_t)L->if_size + 8);
+	put64(f_outer, L->if_size, make_str("http"));
+	put64(f_outer, L->if_size + 8, w.span);
+	put64(f_outer, L->if_size + 16, make_int(HM_PT_INT, 3, 0));
+	put64(f_leaf, L->if_size, make_int(HM_PT_INT, 7, 0));
+	hm_pycode co_outer = {.addr = outer, .name = "mw", .qualname = "mw", .filename = "a.py"};
+	hm_pycode co_leaf = {.addr = leaf, .name = "f", .qualname = "f", .filename = "a.py"};
+	hm_pyframe frames[2] = {{.code = &co_leaf, .line = 1, .addr = f_leaf},
+				{.code = &co_outer, .line = 1, .addr = f_outer}};
+	hm_pythread th = {.valid = 1, .nframes = 2, .frames = frames};
+	uint64_t types[2] = {0, 0};
+	memcpy(&types[0], (void *)(uintptr_t)(w.span + (uint64_t)L->ob_type), 8);
+	char name[128];
+	/* No function known yet: the first pass alone finds nothing. */
+	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 0, name, sizeof name), -1);
+	/* Another trace: its root is not this span. */
+	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI ^ 1, TRACE_LO, types, 1, name, sizeof name), -2);
+	/* The full pass finds it (no parent: the local root)... */
+	name[0] = 0;
+	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 1, name, sizeof name), 1);
+	assert_string_equal(name, "get_user_from_db");
+	/* ... and then the first pass does, in the function that held it. */
+	name[0] = 0;
+	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 0, name, sizeof name), 0);
+	assert_string_equal(name, "get_user_from_db");
+	/* Not a span class the reader was given: never looked at. */
+	put64(f_outer, L->if_size + 8, make_str("not a span"));
+	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 1, name, sizeof name), -2);
+	done(&w);
+}
+
+static void test_root_find_311(void **state) { (void)state; root_find(11); }
+static void test_root_find_312(void **state) { (void)state; root_find(12); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,6 +529,8 @@ int main(void)
 		cmocka_unit_test(test_predicted_chain_311),
 		cmocka_unit_test(test_predicted_chain_312),
 		cmocka_unit_test(test_hamt_nodes),
+		cmocka_unit_test(test_root_find_311),
+		cmocka_unit_test(test_root_find_312),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

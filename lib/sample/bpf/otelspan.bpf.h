@@ -14,7 +14,9 @@
  * version) -> _context (SpanContext, a tuple subclass) -> trace id and span
  * id (ints, 30-bit digits) and _name (a str: its address, and a check of
  * its length, hash and first bytes that user space compares before it
- * believes the text it reads there). Every object's type is compared with
+ * believes the text it reads there); _parent says whether the span is its
+ * trace's local root (None, or a remote SpanContext), which user space
+ * remembers per trace (the local_root_span_name of the trace's samples). Every object's type is compared with
  * the constants user space found (the otel map, per process); anything
  * unexpected gives no span. */
 #ifndef HOMURA_SAMPLE_BPF_OTELSPAN_BPF_H
@@ -132,10 +134,11 @@ static __always_inline __u64 otel_values(const struct hm_bpf_otel *o,
 }
 
 /* The span current on the thread whose state is at ts (process pid): its
- * ids and name into *out and the name's check (hm_bpf_name_check) into
- * *name_check; both left alone unless it returns HM_BPF_SPAN_OK. */
+ * ids and name into *out, the name's check (hm_bpf_name_check) into
+ * *name_check and whether it is its trace's local root into *span_flags;
+ * all left alone unless it returns HM_BPF_SPAN_OK. */
 static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
-				   __u64 *name_check)
+				   __u64 *name_check, __u32 *span_flags)
 {
 	__u32 zero = 0;
 	struct hm_bpf_otel *o = bpf_map_lookup_elem(&otel, &pid);
@@ -259,11 +262,24 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
 	__u64 values = otel_values(o, t, span);
 	if (!values)
 		return HM_BPF_SPAN_BAD;
-	__u64 sctx, name = 0;
-	if (otel_rd(&sctx, 8, values + 8 * (__u64)(t->idx_context & 0xff)))
-		return HM_BPF_SPAN_BAD;
-	if (t->idx_name >= 0 && otel_rd(&name, 8, values + 8 * (__u64)(t->idx_name & 0xff)))
-		return HM_BPF_SPAN_BAD;
+	__u64 sctx, name = 0, parent = 0;
+	if (t->vals_n > 0) {
+		/* _context, _name and _parent in one read (the SDK sets them
+		 * a few entries apart) */
+		__u32 vlen = (__u32)t->vals_n * 8;
+		if (vlen > 192 || otel_rd(buf->b, vlen & 0xff, values + 8 * (__u64)(t->vals_first & 0xff)))
+			return HM_BPF_SPAN_BAD;
+		__builtin_memcpy(&sctx, &buf->b[(8 * (__u32)(t->idx_context - t->vals_first)) & 0xf8], 8);
+		if (t->idx_name >= 0)
+			__builtin_memcpy(&name, &buf->b[(8 * (__u32)(t->idx_name - t->vals_first)) & 0xf8], 8);
+		if (t->idx_parent >= 0)
+			__builtin_memcpy(&parent, &buf->b[(8 * (__u32)(t->idx_parent - t->vals_first)) & 0xf8], 8);
+	} else {
+		if (otel_rd(&sctx, 8, values + 8 * (__u64)(t->idx_context & 0xff)))
+			return HM_BPF_SPAN_BAD;
+		if (t->idx_name >= 0 && otel_rd(&name, 8, values + 8 * (__u64)(t->idx_name & 0xff)))
+			return HM_BPF_SPAN_BAD;
+	}
 	/* SpanContext: trace_id, span_id, ... */
 	__u64 sc[4];
 	if (otel_rd(sc, sizeof sc, sctx + 8) || sc[0] != o->sctx_type || (__s64)sc[1] < 2)
@@ -272,6 +288,19 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
 	if (otel_int(o, sc[2], 5, &thi, &tlo) || otel_int(o, sc[3], 3, &shi, &sid) || shi ||
 	    !sid || (!thi && !tlo))
 		return HM_BPF_SPAN_BAD;
+	/* The local root of its trace in this process: no parent (None), or
+	 * a remote one (a SpanContext whose is_remote is True). Anything else,
+	 * or a read that fails, says not a root (no root name is learnt from
+	 * it: never a wrong one). */
+	__u32 flags = 0;
+	if (parent && o->none_addr && parent == o->none_addr) {
+		flags = HM_BPF_SPAN_LOCAL_ROOT;
+	} else if (parent && o->true_addr) {
+		__u64 pc[5];
+		if (!otel_rd(pc, sizeof pc, parent + 8) && pc[0] == o->sctx_type &&
+		    (__s64)pc[1] >= 3 && pc[4] == o->true_addr)
+			flags = HM_BPF_SPAN_LOCAL_ROOT;
+	}
 	__u64 check = 0;
 	if (name) {
 		if (otel_rd(buf->b, 48, name + 8))
@@ -287,6 +316,7 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
 	out->span_id = sid;
 	out->name = name;
 	*name_check = check;
+	*span_flags = flags;
 	return HM_BPF_SPAN_OK;
 }
 
@@ -295,8 +325,9 @@ static __always_inline void hm_otel_sample(__u32 pid, __u64 ts, struct hm_bpf_ev
 {
 	e->span.trace_hi = e->span.trace_lo = e->span.span_id = e->span.name = 0;
 	e->span_name_check = 0;
-	e->span_pad = 0;
-	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, &e->span, &e->span_name_check)
+	e->span_flags = 0;
+	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, &e->span, &e->span_name_check,
+					       &e->span_flags)
 			 : HM_BPF_SPAN_OFF;
 }
 

@@ -17,7 +17,9 @@
  * sample weighs the thread's runtime since its previous sample, from the
  * kernel's own accounting (sample_weight); with --kernel, a sample taken in
  * kernel mode carries the kernel stack (a stack id in the counted key, the
- * addresses themselves in a ring record). */
+ * addresses themselves in a ring record). The first sample of each trace
+ * is also sent at once (trace_note), so that user space can look for the
+ * trace's local root span while the trace runs. */
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
@@ -319,14 +321,16 @@ struct {
 	__type(value, struct hm_bpf_rt);
 } rtlast SEC(".maps");
 
-static __always_inline __u64 sample_weight(__u32 pid, __u32 tid)
+static __always_inline __u64 sample_weight(__u32 pid, __u32 tid, struct hm_bpf_rt **lp)
 {
 	__u64 rt = 0;
+	*lp = 0;
 	if (!hm_rt_off ||
 	    bpf_probe_read_kernel(&rt, sizeof rt, (const void *)(bpf_get_current_task() + hm_rt_off)))
 		return hm_period_ns;
 	struct hm_bpf_rt *l = bpf_map_lookup_elem(&rtlast, &tid);
 	if (l && l->pid == pid && rt >= l->rt) {
+		*lp = l;
 		/* (A thread runs on one CPU at a time: no other run of this
 		 * program updates its entry meanwhile.) */
 		__u64 d = rt - l->rt;
@@ -339,6 +343,57 @@ static __always_inline __u64 sample_weight(__u32 pid, __u32 tid)
 	struct hm_bpf_rt n = {.rt = rt, .pid = pid};
 	bpf_map_update_elem(&rtlast, &tid, &n, BPF_ANY);
 	return hm_period_ns;
+}
+
+/* ---- a trace's first sample (HM_BPF_NEW_TRACE) ----
+ * A trace's local root span (e.g. a web server's request span) may never
+ * be current when a sample is taken: it is current only between its
+ * children. User space can find it among the thread's local variables
+ * while the trace still runs there, so the first sample of each trace is
+ * also sent at once as a short record with a wake-up. The thread's entry in
+ * rtlast remembers its last trace (no extra look-up while it stays in one
+ * trace); a change looks the trace up in the traces map (an LRU), and only a
+ * trace not in it sends the record; a sample whose span is the local root
+ * itself sends it without the look-up and without a wake-up (it names its
+ * trace: user space learns it before the counted stacks). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HM_BPF_TRACES);
+	__type(key, struct hm_bpf_trace_key);
+	__type(value, __u32);
+} traces SEC(".maps");
+
+static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event *e)
+{
+	if (e->span_why != HM_BPF_SPAN_OK)
+		return;
+	if (l) {
+		if (l->trace_hi == e->span.trace_hi && l->trace_lo == e->span.trace_lo)
+			return;
+		l->trace_hi = e->span.trace_hi;
+		l->trace_lo = e->span.trace_lo;
+	}
+	/* A local root names its trace by itself: the record goes without a
+	 * wake-up (user space reads the ring before the counted stacks, so
+	 * that it knows the root before the trace's other samples). */
+	__u64 wake = BPF_RB_NO_WAKEUP;
+	/* (Without the thread's entry, no kernel runtimes: the map alone
+	 * says whether the trace is new, for roots too.) */
+	if (!l || !(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)) {
+		struct hm_bpf_trace_key k = {.pid = e->pid, .pad = 0, .trace_hi = e->span.trace_hi,
+					     .trace_lo = e->span.trace_lo};
+		__u32 one = 1;
+		if (bpf_map_lookup_elem(&traces, &k) ||
+		    bpf_map_update_elem(&traces, &k, &one, BPF_NOEXIST))
+			return;              /* seen (or the map is busy) */
+		if (!(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT))
+			wake = BPF_RB_FORCE_WAKEUP;
+	}
+	e->status = HM_BPF_NEW_TRACE;
+	e->nframes = 0;
+	e->nkips = 0;
+	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room), wake);
+	e->status = HM_BPF_OK;
 }
 
 /* One frame per call: 0 to go on, 1 to stop. */
@@ -434,12 +489,14 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 	e->nkips = 0;
 	/* Every sample of the thread moves its runtime mark, those outside
 	 * Python too, so that each weighs only the time since the last. */
-	e->weight_ns = sample_weight(pid, tid);
+	struct hm_bpf_rt *rtl;
+	e->weight_ns = sample_weight(pid, tid, &rtl);
 	/* user_mode(regs): the CS selector's low bits are 3 in user mode. */
 	e->kernel = (ctx->regs.cs & 3) != 3;
 	__u64 ts = find_tstate(p, tid);
 	e->tstate = ts;
 	hm_otel_sample(pid, ts, e);
+	trace_note(rtl, e);
 	struct walk w = {.p = p, .e = e, .f = bpf_map_lookup_elem(&framebuf, &zero), .frame = 0,
 			 .n = 0, .status = HM_BPF_OK, .truncated = 0, .hash = 0xcbf29ce484222325ull};
 	int err = 0;

@@ -55,6 +55,11 @@ enum hm_bpf_status {
 	HM_BPF_READ_FAILED = 2,          /* a read faulted: torn or paged out */
 	HM_BPF_BAD_FRAME = 3,            /* a frame failed validation */
 	HM_BPF_NO_FRAME = 4,             /* thread state without a frame */
+	HM_BPF_NEW_TRACE = 5,            /* not a sample: the first sample of a
+					  * trace the program saw (its span in the
+					  * record, no frames; sent at once, with a
+					  * wake-up): user space may look for the
+					  * trace's local root span meanwhile */
 };
 
 /* The OpenTelemetry span current when the sample was taken (otelspan.bpf.h):
@@ -74,6 +79,12 @@ struct hm_bpf_otel_type {
 	long long dictoffset;            /* <=3.10: tp_dictoffset */
 	unsigned long long ctx_key_at, ctx_key; /* <=3.10: keys' _context entry
 					  * key field, and what it holds */
+	int idx_parent;                  /* entry of _parent, -1 none */
+	int vals_first, vals_n;          /* the values entries read at once
+					  * (_context, _name, _parent among
+					  * them); vals_n 0: one by one, no
+					  * parent */
+	int pad;
 };
 
 struct hm_bpf_otel {
@@ -87,7 +98,14 @@ struct hm_bpf_otel {
 	struct hm_bpf_otel_type types[2];
 	int dict_old;                    /* <=3.10 keys objects (dk_size) */
 	int pad2;
+	/* None and True (a span's _parent: None, or a SpanContext whose
+	 * is_remote is True, makes it its trace's local root); 0: unknown */
+	unsigned long long none_addr, true_addr;
 };
+
+/* hm_bpf_event.span_flags */
+#define HM_BPF_SPAN_LOCAL_ROOT 1         /* the span is its trace's local root
+					  * (its parent is None or remote) */
 
 /* Why an event has no span (hm_bpf_event.span_why; 0: it has one). */
 enum hm_bpf_span_why {
@@ -134,7 +152,7 @@ struct hm_bpf_event {
 	struct hm_bpf_span span;         /* the current OpenTelemetry span */
 	unsigned long long span_name_check; /* hm_bpf_name_check of span.name */
 	unsigned int span_why;           /* enum hm_bpf_span_why */
-	unsigned int span_pad;
+	unsigned int span_flags;         /* HM_BPF_SPAN_* */
 	/* (frames stay last: only the frames used are sent, followed in a
 	 * ring record by nkips kernel addresses, leaf first) */
 	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
@@ -156,7 +174,17 @@ struct hm_bpf_event {
 struct hm_bpf_rt {
 	unsigned long long rt;
 	unsigned int pid, pad;
+	unsigned long long trace_hi, trace_lo; /* the trace of its last sample
+					  * with a span (0: none yet) */
 };
+
+/* Traces the program has seen (the traces map, an LRU): the first sample
+ * of one not in it sends an HM_BPF_NEW_TRACE record. */
+struct hm_bpf_trace_key {
+	unsigned int pid, pad;
+	unsigned long long trace_hi, trace_lo;
+};
+#define HM_BPF_TRACES 8192
 
 /* Counters kept by the BPF program (a per-CPU array, index enum). */
 enum hm_bpf_counter {
