@@ -262,8 +262,7 @@ struct hm_otel {
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
-	uint64_t true_addr;              /* True (otel_span_layout), once looked up */
-	int true_tried;
+	uint64_t true_addr;              /* True (otel_span_layout), 0: unknown */
 	/* Reading a chain through chain_read: the reads it made (log), and
 	 * the snapshot of the last chain's regions taken with the thread
 	 * state (snap, snapbuf) that serves them while replaying. */
@@ -355,6 +354,9 @@ hm_otel *otel_open(hm_python *py)
 		o->ctx_type = a + py->mod_bias;
 	if (e && hm_elf_symbol(e, "PyContextVar_Type", &a, &sz) == HM_OK)
 		o->var_type = a + py->mod_bias;
+	/* True, for the kernel's check of a parent's is_remote. */
+	if (e && hm_elf_symbol(e, "_Py_TrueStruct", &a, &sz) == HM_OK)
+		o->true_addr = a + py->mod_bias;
 	hm_elf_close(e);
 	if (!o->ctx_type || !o->var_type) {
 		otel_close(o);
@@ -1691,25 +1693,6 @@ static int span_type(hm_otel *o, uint64_t modules, const char *mod, const char *
 	return 0;
 }
 
-/* The address of True in the interpreter's ELF (cached; 0: not found). */
-static uint64_t true_object(hm_otel *o)
-{
-	if (o->true_tried || !o->py)
-		return o->true_addr;
-	o->true_tried = 1;
-	hm_python *py = o->py;
-	if (!py->mod_path)
-		return 0;
-	char *p = hm_target_path(py->t, py->mod_path);
-	hm_elf *e = p ? hm_elf_open(p) : NULL;
-	free(p);
-	uint64_t a, sz;
-	if (e && hm_elf_symbol(e, "_Py_TrueStruct", &a, &sz) == HM_OK)
-		o->true_addr = a + py->mod_bias;
-	if (e)
-		hm_elf_close(e);
-	return o->true_addr;
-}
 
 int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layout *out)
 {
@@ -1797,7 +1780,7 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	out->long_tagged = L->long_tag >= 0;
 	out->ascii_size = L->uni_ascii_size;
 	out->none_addr = o->r.types[HM_PT_NONE];
-	out->true_addr = true_object(o);
+	out->true_addr = o->true_addr;
 	if (!out->inst_kind || !out->int_type || !out->str_type ||
 	    (out->inst_kind == 1 && out->inst_values_ptr != out->inst_dict_ptr - 8))
 		return -1;
