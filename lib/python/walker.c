@@ -1254,6 +1254,22 @@ static int holds_gil(const hm_python *py, const struct interp_read *r, uint64_t 
 	return r->gil.locked && r->gil.holder == ts;
 }
 
+/* Would walk_thread walk the thread just read (at ts, in py->tsbuf)? Not
+ * one off CPU while only those are sampled, nor one without the GIL while
+ * only its holder is: no span is read for a stack not taken. */
+static int will_walk(hm_python *py, struct thread_cache *tc, hm_pythread *th,
+		     const struct interp_read *r, uint64_t ts, unsigned flags)
+{
+	if (!(flags & (HM_SAMPLE_ONCPU | HM_SAMPLE_GIL)))
+		return 1;
+	thread_ids(py, tc, py->tsbuf);
+	th->tid = tc->host_tid;
+	th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holds_gil(py, r, ts);
+	if ((flags & HM_SAMPLE_GIL) && !th->holds_gil)
+		return 0;
+	return !(flags & HM_SAMPLE_ONCPU) || (th->tid && oncpu(py, tc, th));
+}
+
 int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 {
 	const hm_pylayout *L = py->layout;
@@ -1358,7 +1374,8 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				 * event loop may switch contexts in between). */
 				th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
 				torn = 0;
-				for (int k = 0; otel && f && f != (uint64_t)-1; k++) {
+				for (int k = 0; otel && f && f != (uint64_t)-1 &&
+						will_walk(py, tc, th, &r, ts, flags); k++) {
 					int rc = otel_thread_span(otel, th, py->tsbuf, py->ts_len, k == 2);
 					torn = rc == 2;
 					if (rc != 1)
