@@ -176,6 +176,7 @@ struct hm_bpf_rt {
 	unsigned int pid, pad;
 	unsigned long long trace_hi, trace_lo; /* the trace of its last sample
 					  * with a span (0: none yet) */
+	unsigned long long span_id;      /* the span of its last sample (0: none) */
 };
 
 /* Traces the program has seen (the traces map, an LRU): the first sample
