@@ -212,7 +212,6 @@ struct tried_slot {                      /* traces whose root was looked for */
 #define NBLK 16
 #define NTBLK 8
 #define TBLK_NS 1000000000ull
-#define TYPE_SPAN 1024                   /* a type object's fields read lie within */
 
 struct chain_range {
 	uint64_t addr;
@@ -993,12 +992,20 @@ static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
 static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len);
 static int blk_reader(void *ctx, uint64_t addr, void *buf, size_t len);
 
-static int is_chain_type(const hm_otel *o, uint64_t addr)
+/* The type object of a chain whose fields read (tp_flags .. ht_cached_keys)
+ * hold addr: its address, and in *end where those fields end (a block kept
+ * for a second holds no byte past them: what lies beyond is not the
+ * type's). 0 for any other address. */
+static uint64_t chain_type_at(const hm_otel *o, uint64_t addr, uint64_t *end)
 {
+	const hm_pylayout *L = o->r.layout;
+	int64_t last = L->ht_cached_keys > L->tp_flags ? L->ht_cached_keys : L->tp_flags;
 	const uint64_t ts[4] = {o->span_types[0], o->span_types[1], o->sctx_type, o->ctx_dict_type};
-	for (int i = 0; i < 4; i++)
-		if (ts[i] && addr >= ts[i] && addr - ts[i] < TYPE_SPAN)
-			return 1;
+	for (int i = 0; i < 4 && last >= 0; i++)
+		if (ts[i] && addr >= ts[i] && addr - ts[i] < (uint64_t)last + 8) {
+			*end = ts[i] + (uint64_t)last + 8;
+			return ts[i];
+		}
 	return 0;
 }
 
@@ -1042,7 +1049,12 @@ static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 	if (len > BLK || addr + len > end)
 		return o->live_read(o->live_ctx, addr, buf, len);
 	uint8_t *data;
-	if (is_chain_type(o, addr)) {
+	uint64_t tend, t = chain_type_at(o, addr, &tend);
+	if (t) {
+		start = start < t ? t : start;
+		end = end > tend ? tend : end;
+		if (addr + len > end)
+			return o->live_read(o->live_ctx, addr, buf, len);
 		int k = 0;
 		for (int i = 1; i < o->ntblk; i++)
 			if (o->tblk[i].born < o->tblk[k].born)
@@ -1082,7 +1094,8 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 	int k = 0, slot[4];
 	for (int i = 0; i < n && i < 4; i++) {
 		uint64_t a = addrs[i], start, end;
-		if (!a || (a & 7) || is_chain_type(o, a))
+		uint64_t tend;
+		if (!a || (a & 7) || chain_type_at(o, a, &tend))
 			continue;
 		int have = 0;
 		for (int j = 0; j < o->nblk && !have; j++)
