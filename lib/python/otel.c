@@ -91,6 +91,7 @@
 #include "proc/elf.h"
 #include "python/layouts/async_layouts.h"
 #include "python/otel.h"
+#include "python/pyasync.h"
 #include "python/pyinternal.h"
 #include "python/pyobj.h"
 
@@ -98,7 +99,11 @@
 #define CTX_SLOTS 128
 #define TS_SLOTS 64
 #define TRIED_SLOTS 128
-#define SCANS_PER_S 10                   /* root_scan: at most this many a second */
+#define SCANS_PER_S 10                   /* root_scan: looks through every frame
+					  * (about 500 us), at most this many a
+					  * second; */
+#define TASK_LOOKS_PER_S 30              /* and through the asyncio tasks' spans
+					  * (about 300 us) */
 #define SCAN_FRAMES 128
 #define SCAN_LOCALS 128                  /* locals of a frame looked at */
 #define ROOT_HINTS 8                     /* where roots were found: tried first */
@@ -254,10 +259,14 @@ struct hm_otel {
 	struct spec spec;                /* planned with a thread state read */
 	uint64_t span_types[2];          /* types of spans read (for root_scan) */
 	struct span_type stypes[2];
-	uint64_t scan_tokens_ns;         /* root_scan's rate limit */
+	uint64_t scan_tokens_ns, task_tokens_ns;   /* root_scan's rate limits */
 	struct tried_slot tried[TRIED_SLOTS];
 	struct root_hint hints[ROOT_HINTS];
 	int hint_next;
+	/* The asyncio tasks (root_in_tasks), opened at the first look. */
+	hm_pyasync *async;
+	int async_failed;
+	hm_pytasks tasks;
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
@@ -398,8 +407,11 @@ hm_otel *otel_open_setup(const struct otel_setup *s)
 
 void otel_close(hm_otel *o)
 {
-	if (o)
+	if (o) {
 		free(o->ctxs);
+		hm_pyasync_close(o->async);
+		hm_pytasks_free(&o->tasks);
+	}
 	free(o);
 }
 
@@ -1488,35 +1500,87 @@ static int scan_frames(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t 
 	return 0;
 }
 
+/* The root of trace hi:lo when a span of that trace is current in one of
+ * the process's asyncio tasks and is its local root. A sync route (FastAPI
+ * runs a `def` route in a worker thread, in a copy of the context of the
+ * event loop's task, which awaits it) runs its trace in a thread whose
+ * stack holds no server span; the awaiting task's current span is the
+ * server span all along. Reading the tasks' spans (the task reader calls
+ * otel_context_span, and read_span remembers every local root it reads)
+ * learns the root of every request in flight at once. 1 found, else 0.
+ * Not within blk_begin: the task reader proves a task's span by reading
+ * its words again after its await chain, which must be a live read. */
+static int root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo)
+{
+	if (!o->py || o->async_failed)
+		return 0;
+	if (!o->async && hm_pyasync_open(o->py, &o->async) != HM_OK) {
+		o->async_failed = 1;
+		return 0;
+	}
+	if (hm_pyasync_tasks(o->async, &o->tasks) != HM_OK)
+		return 0;
+	for (int i = 0; i < o->tasks.ntasks; i++) {
+		const hm_pytask *k = &o->tasks.tasks[i];
+		if (k->valid && k->span.trace_hi == hi && k->span.trace_lo == lo && k->span.root[0])
+			return 1;
+	}
+	return 0;
+}
+
+/* A token bucket of 10 tokens, one per `per` ns: 1 and one taken, or 0. */
+static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
+{
+	if (*t_ns + per > now)
+		return 0;
+	*t_ns = now - *t_ns > 10 * per ? now - 9 * per : *t_ns + per;
+	return 1;
+}
+
+/* Once per trace whose root is not known (tried): the hints (no rate
+ * limit), then the asyncio tasks' spans (at most TASK_LOOKS_PER_S a
+ * second), then, unless the thread is paused, every frame (at most
+ * SCANS_PER_S a second). A trace is tried once a look found nothing in
+ * the tasks and the frames were looked through or the thread is paused:
+ * a look denied by a rate limit is made again at the trace's next sample. */
 static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 {
-	struct tried_slot *tr = &o->tried[mix(sp->trace_hi ^ mix(sp->trace_lo)) % TRIED_SLOTS];
-	if (tr->trace_hi == sp->trace_hi && tr->trace_lo == sp->trace_lo)
+	uint64_t hi = sp->trace_hi, lo = sp->trace_lo;
+	struct tried_slot *tr = &o->tried[mix(hi ^ mix(lo)) % TRIED_SLOTS];
+	if (tr->trace_hi == hi && tr->trace_lo == lo)
 		return;
 	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
 	if (t->tstate != th->tstate)
 		t = NULL;
 	blk_begin(o);
-	int found = hinted(o, th, sp->trace_hi, sp->trace_lo);
-	uint64_t now = hm_mono_ns(), per = 1000000000ull / SCANS_PER_S;
-	if (!found && (!t || now >= t->scan_next_ns) && o->scan_tokens_ns + per <= now) {
-		o->scan_tokens_ns = now - o->scan_tokens_ns > 10 * per ? now - 9 * per
-									: o->scan_tokens_ns + per;
-		found = scan_frames(o, th, sp->trace_hi, sp->trace_lo);
-		if (t && !found && ++t->scan_fails >= ROOT_FAILS)
-			t->scan_next_ns = now + ROOT_PAUSE_NS;
-		tr->trace_hi = sp->trace_hi;
-		tr->trace_lo = sp->trace_lo;
-	}
+	int found = hinted(o, th, hi, lo);
 	blk_end(o);
-	if (!found)
-		return;
-	if (t)
+	if (found && t)
 		t->scan_fails = 0;
-	tr->trace_hi = sp->trace_hi;
-	tr->trace_lo = sp->trace_lo;
-	struct root_slot *r = root_slot(o, sp->trace_hi, sp->trace_lo);
-	if (r->trace_hi == sp->trace_hi && r->trace_lo == sp->trace_lo)
+	uint64_t now = hm_mono_ns();
+	if (!found) {
+		if (!take_token(&o->task_tokens_ns, now, 1000000000ull / TASK_LOOKS_PER_S))
+			return;
+		found = root_in_tasks(o, hi, lo);
+	}
+	if (!found) {
+		int paused = t && now < t->scan_next_ns;
+		if (!paused && !take_token(&o->scan_tokens_ns, now, 1000000000ull / SCANS_PER_S))
+			return;
+		if (!paused) {
+			blk_begin(o);
+			found = scan_frames(o, th, hi, lo);
+			blk_end(o);
+			if (t && found)
+				t->scan_fails = 0;
+			else if (t && ++t->scan_fails >= ROOT_FAILS)
+				t->scan_next_ns = now + ROOT_PAUSE_NS;
+		}
+	}
+	tr->trace_hi = hi;
+	tr->trace_lo = lo;
+	struct root_slot *r = root_slot(o, hi, lo);
+	if (found && r->trace_hi == hi && r->trace_lo == lo)
 		memcpy(sp->root, r->name, sizeof sp->root);
 }
 

@@ -308,6 +308,16 @@ def test_fastapi_async_and_threads(tmp_path, spawn):
              ("fetch_user_from_database" in n or "enrich_user_data" in n)]
     rooted = sum(c for l, c in route if l.get("local_root_span_name") == APP_ROUTE)
     assert rooted >= 0.5 * sum(c for _, c in route), (rooted, sum(c for _, c in route))
+    # On the sync route the worker thread's stack does not hold the server
+    # span (the event loop's task awaiting the worker does, as its current
+    # span): the root is found among the asyncio tasks' spans, once per
+    # trace. (No wrong root on any sample: check_spans compares each with
+    # the trace's root as the SDK exported it.)
+    sync = [(l, c) for n, l, c in samples if "span_id" in l and
+            ("sync_fetch_user" in n or "sync_enrich_user" in n)]
+    rooted = sum(c for l, c in sync if l.get("local_root_span_name") == SYNC_ROUTE)
+    print("sync route: %d of %d in-span samples name the root" % (rooted, sum(c for _, c in sync)))
+    assert rooted >= 0.7 * sum(c for _, c in sync), (rooted, sum(c for _, c in sync))
 
 
 def test_no_trace(tmp_path, spawn):
