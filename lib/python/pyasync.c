@@ -78,6 +78,7 @@ struct hm_pyasync {
 	int ntypes;
 	uint64_t *found;             /* task addresses of one call */
 	int nfound;
+	int spans_only;              /* hm_pyasync_spans_only */
 	size_t fo_len, if_len;
 };
 
@@ -493,6 +494,16 @@ static void read_task(hm_pyasync *a, uint64_t obj, hm_pytasks *out)
 			hm_python_context_span(a->py, ctx, &t->span);
 	}
 	t->context = ctx;
+	if (a->spans_only) {
+		/* The span alone (hm_pyasync_spans_only): no await chain, no
+		 * name, so no second read to prove the span held. */
+		if (rc > 0)
+			return;
+		t->valid = rc == 0;
+		out->ninvalid += !t->valid;
+		out->ntasks++;
+		return;
+	}
 	if (rc == 0)
 		rc = read_chain(a, coro, t);
 	if (rc > 0)
@@ -594,6 +605,11 @@ static int find_containers(hm_pyasync *a)
 		a->containers[a->ncontainers++] = v;
 	}
 	return 0;
+}
+
+void hm_pyasync_spans_only(hm_pyasync *a, int on)
+{
+	a->spans_only = on;
 }
 
 uint64_t hm_pyasync_next_lookup(uint64_t *backoff_ns, int found)

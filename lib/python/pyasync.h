@@ -55,6 +55,12 @@ void hm_pyasync_close(hm_pyasync *a);
  * HM_OK, with zero tasks when asyncio is not imported. Frames' code objects
  * stay valid until the next call. */
 int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out);
+/* on: hm_pyasync_tasks reads each task's context and current span only
+ * (no await chain, no name: frames empty, name ""), e.g. to learn the
+ * local roots of the traces that tasks run. The span is then not proven
+ * to have held over a longer read: it is the span read, not a neighbour's
+ * (each object's fields are validated as always). */
+void hm_pyasync_spans_only(hm_pyasync *a, int on);
 /* How long a task-container lookup stays valid (ns): 10 s when it found
  * containers (found != 0; resets *backoff_ns), else a back-off kept in
  * *backoff_ns (0 initially): 100 ms, 200 ms, 400 ms, ... up to 10 s. */
