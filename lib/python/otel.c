@@ -267,6 +267,8 @@ struct hm_otel {
 	hm_pyasync *async;
 	int async_failed;
 	hm_pytasks tasks;
+	otel_task_contexts_fn task_fn;   /* without py: the tasks' contexts */
+	void *task_ctx;
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
@@ -1512,6 +1514,18 @@ static int scan_frames(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t 
  * its words again after its await chain, which must be a live read. */
 static int root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo)
 {
+	if (!o->py && o->task_fn) {
+		/* A reader over any memory (tests): the contexts given. */
+		uint64_t ctxs[16];
+		int n = o->task_fn(o->task_ctx, ctxs, 16);
+		for (int i = 0; i < n && i < 16; i++) {
+			hm_pyspan sp;
+			if (!otel_context_span(o, ctxs[i], &sp) && sp.trace_hi == hi &&
+			    sp.trace_lo == lo && sp.root[0])
+				return 1;
+		}
+		return 0;
+	}
 	if (!o->py || o->async_failed)
 		return 0;
 	if (!o->async) {
@@ -1585,6 +1599,12 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 	struct root_slot *r = root_slot(o, hi, lo);
 	if (found && r->trace_hi == hi && r->trace_lo == lo)
 		memcpy(sp->root, r->name, sizeof sp->root);
+}
+
+void otel_set_task_contexts(hm_otel *o, otel_task_contexts_fn fn, void *ctx)
+{
+	o->task_fn = fn;
+	o->task_ctx = ctx;
 }
 
 /* Remember t's answer sp; churn is restarted when it differs from the last. */

@@ -63,6 +63,12 @@ int otel_thread_at(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len
  * among their locals when it is not known yet. */
 int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len, int last);
 void otel_thread_root(hm_otel *o, hm_pythread *th);
+/* For a reader over any memory (otel_open_setup: no interpreter, so no
+ * asyncio task reader): fn gives the asyncio tasks' contexts (at most max
+ * addresses into out; returns how many) where otel_thread_root looks for a
+ * trace's local root among the tasks' spans. */
+typedef int (*otel_task_contexts_fn)(void *ctx, uint64_t *out, int max);
+void otel_set_task_contexts(hm_otel *o, otel_task_contexts_fn fn, void *ctx);
 /* 0 when the answer otel_context_span gave for ctx (sp) still holds (one
  * read of the words it came from), -1 otherwise: read a task's context,
  * then its await chain, then this, so that its span held throughout. */

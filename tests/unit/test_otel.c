@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "base/base.h"
 #include "base/error.h"
 #include "proc/target.h"
 #include "python/layouts/async_layouts.h"
@@ -512,6 +513,79 @@ static void root_find(int minor)
 	done(&w);
 }
 
+/* A thread whose stack holds no root (a sync route's worker thread) gets
+ * its trace's root from an asyncio task whose current span is that root
+ * (the event loop's task awaiting the worker); a task running another
+ * trace gives none; a trace looked for in vain is not looked for again;
+ * looks through the tasks are rate limited (a burst of 10, then one per
+ * 1/30 s), and a look denied is made at the trace's next sample. */
+struct task_src {
+	uint64_t ctx;
+	int calls;
+};
+
+static int task_contexts(void *ctx, uint64_t *out, int max)
+{
+	struct task_src *src = ctx;
+	src->calls++;
+	if (!src->ctx || max < 1)
+		return 0;
+	out[0] = src->ctx;
+	return 1;
+}
+
+static hm_pythread *child_of(hm_pythread *th, uint64_t hi, uint64_t lo)
+{
+	memset(th, 0, sizeof *th);
+	th->valid = 1;
+	th->tstate = 0x1000;          /* no frames, no thread slot */
+	th->span.trace_hi = hi;
+	th->span.trace_lo = lo;
+	th->span.span_id = 0x99;
+	snprintf(th->span.name, sizeof th->span.name, "child");
+	return th;
+}
+
+static void root_from_task(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	struct task_src src = {w.ctx, 0};
+	otel_set_task_contexts(w.o, task_contexts, &src);
+	hm_pythread th;
+	/* The task's span is the root of another trace: none. */
+	otel_thread_root(w.o, child_of(&th, TRACE_HI ^ 1, TRACE_LO));
+	assert_int_equal(src.calls, 1);
+	assert_string_equal(th.span.root, "");
+	/* That trace was looked for: not again. */
+	otel_thread_root(w.o, child_of(&th, TRACE_HI ^ 1, TRACE_LO));
+	assert_int_equal(src.calls, 1);
+	assert_string_equal(th.span.root, "");
+	/* The task's trace: its root, learnt from the task's span. */
+	otel_thread_root(w.o, child_of(&th, TRACE_HI, TRACE_LO));
+	assert_int_equal(src.calls, 2);
+	assert_string_equal(th.span.root, "get_user_from_db");
+	/* Known now: a thread's span of that trace carries it as read. */
+	hm_pyspan sp;
+	assert_int_equal(otel_context_span(w.o, w.ctx, &sp), 0);
+	assert_string_equal(sp.root, "get_user_from_db");
+	assert_int_equal(src.calls, 2);
+	/* Rate limit: 40 new traces in a row get at most the burst's looks
+	 * plus one per 1/30 s elapsed. */
+	src.ctx = 0;
+	src.calls = 0;
+	uint64_t t0 = hm_mono_ns();
+	for (uint64_t k = 0; k < 40; k++)
+		otel_thread_root(w.o, child_of(&th, TRACE_HI ^ (2 + k), TRACE_LO));
+	uint64_t looks_max = 10 + (hm_mono_ns() - t0) / (1000000000ull / 30) + 1;
+	assert_true(src.calls >= 1 && (uint64_t)src.calls <= looks_max);
+	assert_true(src.calls < 40 || looks_max >= 40);
+	done(&w);
+}
+
+static void test_root_from_task_311(void **state) { (void)state; root_from_task(11); }
+static void test_root_from_task_312(void **state) { (void)state; root_from_task(12); }
+
 static void test_root_find_311(void **state) { (void)state; root_find(11); }
 static void test_root_find_312(void **state) { (void)state; root_find(12); }
 
@@ -531,6 +605,8 @@ int main(void)
 		cmocka_unit_test(test_hamt_nodes),
 		cmocka_unit_test(test_root_find_311),
 		cmocka_unit_test(test_root_find_312),
+		cmocka_unit_test(test_root_from_task_311),
+		cmocka_unit_test(test_root_from_task_312),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
