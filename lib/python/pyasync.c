@@ -34,7 +34,9 @@
  *
  * A task's contextvars.Context (task_context, right after task_name; or
  * _context) gives its OpenTelemetry span (hm_python_context_span) when
- * tracing is on.
+ * tracing is on. In spans-only mode (hm_pyasync_spans_only: the span
+ * reader's look for a trace's local root) a task is its context and span
+ * alone, with no await chain or name read.
  *
  * Code objects come from the walker's cache (walker_code), so a coroutine's
  * frame here carries the same hm_pycode as that function on a thread stack. */
