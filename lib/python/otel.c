@@ -1512,42 +1512,50 @@ static int scan_frames(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t 
  * runs a `def` route in a worker thread, in a copy of the context of the
  * event loop's task, which awaits it) runs its trace in a thread whose
  * stack holds no server span; the awaiting task's current span is the
- * server span all along. Reading the tasks' spans (the task reader calls
- * otel_context_span, and read_span remembers every local root it reads)
- * learns the root of every request in flight at once. 1 found, else 0.
- * Not within blk_begin: the task reader proves a task's span by reading
- * its words again after its await chain, which must be a live read. */
-static int root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo)
+ * server span all along. Reading the tasks' spans (the task reader, in
+ * spans-only mode, calls otel_context_span, and read_span remembers every
+ * local root it reads) learns the root of every request in flight at once.
+ * 1 (its name in name, and remembered for the trace) or 0. Not within
+ * blk_begin: the task reader's reads are its own, live. */
+static int root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_t cap)
 {
+	const char *root = NULL;
+	hm_pyspan sp;
 	if (!o->py && o->task_fn) {
 		/* A reader over any memory (tests): the contexts given. */
 		uint64_t ctxs[16];
 		int n = o->task_fn(o->task_ctx, ctxs, 16);
-		for (int i = 0; i < n && i < 16; i++) {
-			hm_pyspan sp;
+		for (int i = 0; i < n && i < 16 && !root; i++)
 			if (!otel_context_span(o, ctxs[i], &sp) && sp.trace_hi == hi &&
 			    sp.trace_lo == lo && sp.root[0])
-				return 1;
+				root = sp.root;
+	} else if (o->py && !o->async_failed) {
+		if (!o->async) {
+			if (hm_pyasync_open(o->py, &o->async) != HM_OK) {
+				o->async_failed = 1;
+				return 0;
+			}
+			hm_pyasync_spans_only(o->async, 1);
 		}
-		return 0;
-	}
-	if (!o->py || o->async_failed)
-		return 0;
-	if (!o->async) {
-		if (hm_pyasync_open(o->py, &o->async) != HM_OK) {
-			o->async_failed = 1;
+		if (hm_pyasync_tasks(o->async, &o->tasks) != HM_OK)
 			return 0;
+		for (int i = 0; i < o->tasks.ntasks && !root; i++) {
+			const hm_pytask *k = &o->tasks.tasks[i];
+			if (k->valid && k->span.trace_hi == hi && k->span.trace_lo == lo &&
+			    k->span.root[0])
+				root = k->span.root;
 		}
-		hm_pyasync_spans_only(o->async, 1);
 	}
-	if (hm_pyasync_tasks(o->async, &o->tasks) != HM_OK)
+	if (!root)
 		return 0;
-	for (int i = 0; i < o->tasks.ntasks; i++) {
-		const hm_pytask *k = &o->tasks.tasks[i];
-		if (k->valid && k->span.trace_hi == hi && k->span.trace_lo == lo && k->span.root[0])
-			return 1;
-	}
-	return 0;
+	snprintf(name, cap, "%s", root);
+	/* Again: another trace's root read later in the same look may have
+	 * taken the slot. */
+	struct root_slot *r = root_slot(o, hi, lo);
+	r->trace_hi = hi;
+	r->trace_lo = lo;
+	snprintf(r->name, sizeof r->name, "%s", root);
+	return 1;
 }
 
 /* A token bucket of 10 tokens, one per `per` ns: 1 and one taken, or 0. */
@@ -1583,7 +1591,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 	if (!found) {
 		if (!take_token(&o->task_tokens_ns, now, 1000000000ull / TASK_LOOKS_PER_S))
 			return;
-		found = root_in_tasks(o, hi, lo);
+		found = root_in_tasks(o, hi, lo, sp->root, sizeof sp->root);
 	}
 	if (!found) {
 		int paused = t && now < t->scan_next_ns;
@@ -1602,7 +1610,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 	tr->trace_hi = hi;
 	tr->trace_lo = lo;
 	struct root_slot *r = root_slot(o, hi, lo);
-	if (found && r->trace_hi == hi && r->trace_lo == lo)
+	if (found && !sp->root[0] && r->trace_hi == hi && r->trace_lo == lo)
 		memcpy(sp->root, r->name, sizeof sp->root);
 }
 
