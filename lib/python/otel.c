@@ -80,13 +80,14 @@
  * table), and children of that trace report it; while it is known a
  * span's parent is not read. One never seen current is looked for once
  * per trace (root_scan; for the in-kernel sampler, otel_root_find at a
- * trace's first sample, the tasks' look being ebpf.c's): among the sampled stack's local variables where
- * roots were found before (hints: the middleware's frame holds the server
- * span), then among the asyncio tasks' current spans (root_in_tasks, rate
- * limited: a sync route's worker thread runs in a copy of the context of
- * the event loop's task that awaits it, whose current span is the server
- * span; one look learns the roots of all requests in flight), then in
- * every local of the stack (rate limited). */
+ * trace's first sample, the tasks' look being ebpf.c's): among the
+ * sampled stack's local variables where roots were found before (hints:
+ * the middleware's frame holds the server span), then among the asyncio
+ * tasks' current spans (root_in_tasks, rate limited: a sync route's worker
+ * thread runs in a copy of the context of the event loop's task that
+ * awaits it, whose current span is the server span; one look learns the
+ * roots of all requests in flight), then in every local of the stack
+ * (rate limited). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
