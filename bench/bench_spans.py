@@ -19,8 +19,11 @@ client threads (its async route on the event loop and its sync route in
 worker threads, each request making a server span with two child spans of
 about 15 and 5 ms of work), recorded without --idle. For every mode the
 table also gives what the user pays: homura's own CPU time (its rusage,
-user + system) over its samples, with spans on and off, and the paired
-difference.
+user + system) per sample, with spans on and off, and the paired
+difference, from --stats-json's cpu_us.sampling: its CPU while it sampled,
+without its start-up (with --ebpf mostly the kernel's verifier of the BPF
+program, 50-120 ms, as much as 3 s of sampling; a build whose stats lack it
+is measured by its whole rusage).
 
 With --ebpf the recordings are `record --ebpf` (the BPF program reads the
 span itself at sample time) and the cost is the kernel's count of
@@ -67,7 +70,7 @@ def idle_run_ns(rate, tmp):
     return b["run_ns"] / b["runs"] if b["runs"] else 0.0
 
 
-AGAINST = None     # --against EXE: another homura, measured in the same rounds
+AGAINST = []       # --against EXE[,EXE...]: other homuras, measured in the same rounds
 
 
 def one(pid, rate, duration, tmp, trace, exe=None):
@@ -96,6 +99,8 @@ def one(pid, rate, duration, tmp, trace, exe=None):
             total += int(n)
             if not stack.startswith("span: <none>"):
                 inside += int(n)
+    if "cpu_us" in st:
+        cpu_s = st["cpu_us"]["sampling"] / 1e6
     per = cpu_s * 1e6 / st["samples"] if st["samples"] else float("nan")
     return p50, inside / total if total else 0.0, per, total / st["samples"] if st["samples"] else 0.0
 
@@ -160,9 +165,9 @@ def workload(py, mode, rounds, duration):
 def measure(py, mode, rate, duration, rounds):
     global APP
     APP = mode == "app"
-    exes = [None] + ([AGAINST] if AGAINST else [])
+    exes = [None] + AGAINST
     res = {e: ([], [], [], [], [], [], [], []) for e in exes}
-    with tempfile.TemporaryDirectory() as tmp, workload(py, mode, rounds, duration) as w:
+    with tempfile.TemporaryDirectory() as tmp, workload(py, mode, rounds * len(exes), duration) as w:
         clients = Clients(w.port) if APP else None
         try:
             for k in range(rounds):
@@ -189,9 +194,10 @@ def measure(py, mode, rate, duration, rounds):
         on, off, diff, share, con, coff, cdiff, stacks = res[e]
         rows.append("%.1f | %.1f | %+.1f | %.1f | %.1f | %+.1f | %.0f%% | %.1f" % (
             m(on), m(off), m(diff), m(con), m(coff), m(cdiff), 100 * m(share), m(stacks)))
-    if len(rows) == 1:
-        return rows[0]
-    return rows[0] + " |\n| (against) | " + mode + " | " + rows[1]
+    for i in range(1, len(rows)):
+        label = "(against)" if len(rows) == 2 else "(against: %s)" % exes[i]
+        rows[i] = label + " | " + mode + " | " + rows[i]
+    return " |\n| ".join(rows)
 
 
 def main():
@@ -202,11 +208,11 @@ def main():
     ap.add_argument("--only")
     ap.add_argument("--ebpf", action="store_true")
     ap.add_argument("--modes", default="steady,churn")
-    ap.add_argument("--against", help="another homura binary, measured in the same rounds "
-                    "(its row follows, marked \"(against)\")")
+    ap.add_argument("--against", help="other homura binaries (comma-separated), measured in "
+                    "the same rounds (their rows follow, marked \"(against)\")")
     a = ap.parse_args()
     global EBPF, IDLE_NS, AGAINST
-    AGAINST = a.against
+    AGAINST = [e for e in (a.against or "").split(",") if e]
     EBPF = a.ebpf
     if EBPF:
         with tempfile.TemporaryDirectory() as tmp:
@@ -218,7 +224,7 @@ def main():
                               if i == "3.11-static" or tuple(map(int, i.split("."))) >= low)
     what = "BPF run per sample in the target" if a.ebpf else "sample p50"
     print("| Python | spans | %s, spans on (µs) | off (µs) | added, paired median (µs) "
-          "| homura CPU per sample, on (µs) | off (µs) | added (µs) | samples in a span "
+          "| homura CPU per sample while sampling, on (µs) | off (µs) | added (µs) | samples in a span "
           "| stacks per sample |" % what)
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mode in a.modes.split(","):

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -275,7 +276,20 @@ static void ebpf_skip(void *ctx, hm_sproc *p, const char *why)
 	fprintf(stderr, "homura: %s; using the user-space sampler\n", why);
 }
 
-static void write_stats_json(const char *path, const hm_sampler_stats *st)
+static uint64_t rusage_us(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* cpu_setup_us, cpu_run_us: homura's own CPU time (user + system, its
+ * rusage) before sampling began (attach, ELF symbols, with --ebpf the
+ * kernel's verifier of the BPF program) and while it sampled. */
+static void write_stats_json(const char *path, const hm_sampler_stats *st, uint64_t cpu_setup_us,
+			     uint64_t cpu_run_us)
 {
 	hm_outfile o;
 	if (hm_output_open(&o, path, 0666) != HM_OK) {
@@ -291,7 +305,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		"\"agg_entries\": %llu, \"cpu_from_kernel\": %s, \"native_joined\": %llu, "
 		"\"native_unjoined\": %llu, \"native_lost\": %llu, \"root_scans\": %llu, "
 		"\"roots_found\": %llu, \"root_scan_ns\": %llu}, \"native\": {\"unwinds\": %llu, "
-		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}}\n",
+		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}, "
+		"\"cpu_us\": {\"setup\": %llu, \"sampling\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		(unsigned long long)st->span_torn,
 		(unsigned long long)st->late, (unsigned long long)st->ticks,
@@ -307,7 +322,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st)
 		(unsigned long long)st->bpf_root_scans, (unsigned long long)st->bpf_roots_found,
 		(unsigned long long)st->bpf_root_scan_ns,
 		(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,
-		(unsigned long long)st->native_failed, (unsigned long long)st->native_stop_ns);
+		(unsigned long long)st->native_failed, (unsigned long long)st->native_stop_ns,
+		(unsigned long long)cpu_setup_us, (unsigned long long)cpu_run_us);
 	if (hm_output_commit(&o) != HM_OK)
 		cli_fail_lib();
 }
@@ -454,8 +470,9 @@ int cmd_record(int argc, char **argv)
 	if (!st->child_reaped)
 		st->child_status = child_status;
 	meta->start_ns = hm_real_ns();
-	uint64_t t0 = hm_mono_ns();
+	uint64_t t0 = hm_mono_ns(), cpu0 = rusage_us();
 	rc = hm_sampler_run(smp);
+	uint64_t cpu_run = rusage_us() - cpu0;
 	meta->duration_ns = hm_mono_ns() - t0;
 	st = hm_sampler_stats_of(smp);   /* the native counters up to date */
 
@@ -528,7 +545,7 @@ int cmd_record(int argc, char **argv)
 		fprintf(stderr, "homura: wrote %s (%s)%s\n", out, hm_format_name(fmt),
 			st->target_exited ? "; the target exited" : "");
 	if (a.stats_json)
-		write_stats_json(a.stats_json, st);
+		write_stats_json(a.stats_json, st, cpu0, cpu_run);
 	if (rc != HM_OK && !status)
 		status = cli_fail_lib();
 	hm_sampler_free(smp);   /* closes the target (and st with it) */

@@ -128,6 +128,10 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
 					  * unexpected object, at most this often */
 #define NAME_SLOTS 64
+#define TRACE_POLL_MS 5                  /* the ring is read this often while spans
+					  * are read (a trace's first sample: the
+					  * kernel does not wake us for it, as a
+					  * wake-up cost the sampled thread 10-20 us) */
 #define AGG_READ_NS 1000000000ull        /* read the aggregates every second, */
 #define AGG_FIRST_NS 50000000ull         /* and 50 ms after a new process is watched,
 					  * doubling from there: its code objects are
@@ -1344,14 +1348,30 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	E->fn = fn;
 	E->arg = arg;
 	E->delivered = 0;
-	/* The program does not wake us per sample (BPF_RB_NO_WAKEUP): wait
-	 * for the timeout (or a ring filling up), then take what is there. */
-	int got = E->nat || timeout_ms < 0 ? 0 : ring_buffer__poll(E->rb, timeout_ms);
-	if (got < 0 && got != -EINTR)
-		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
-	got = E->nat ? native_poll(E, timeout_ms < 0 ? 0 : timeout_ms) : ring_buffer__consume(E->rb);
-	if (got < 0 && got != -EINTR)
-		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
+	/* The program does not wake us (BPF_RB_NO_WAKEUP): wait for the
+	 * timeout (or a ring filling up), then take what is there; while spans
+	 * are read, in slices of TRACE_POLL_MS, each followed by a look at the
+	 * ring (a trace's first sample: its root is looked for while the
+	 * trace runs). */
+	int slice = timeout_ms;
+	for (int i = 0; i < E->nw; i++)
+		if (E->w[i].pid && E->w[i].otel_sent && slice > TRACE_POLL_MS)
+			slice = TRACE_POLL_MS;
+	uint64_t until = hm_mono_ns() + (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000ull : 0);
+	for (;;) {
+		uint64_t t = hm_mono_ns();
+		int ms = t >= until ? 0 : (int)((until - t + 999999) / 1000000);
+		if (ms > slice)
+			ms = slice;
+		int got = E->nat || timeout_ms < 0 ? 0 : ring_buffer__poll(E->rb, ms);
+		if (got < 0 && got != -EINTR)
+			return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
+		got = E->nat ? native_poll(E, timeout_ms < 0 ? 0 : ms) : ring_buffer__consume(E->rb);
+		if (got < 0 && got != -EINTR)
+			return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
+		if (timeout_ms <= 0 || hm_mono_ns() >= until)
+			break;
+	}
 	uint64_t now = hm_mono_ns();
 	if (E->agg && (timeout_ms < 0 || now - E->agg_last >= E->agg_every)) {
 		agg_drain(E);

@@ -457,6 +457,37 @@ def test_ebpf_sdk_threads_and_tasks(tmp_path, spawn, interp):
     assert per_name[None]["right"] == 0, per_name
 
 
+@pytest.mark.parametrize("interp", interpreter_params([(3, 11), (3, 13)], True))
+def test_ebpf_sdk_span_churn(tmp_path, spawn, interp):
+    """record --ebpf where the thread's span changes between almost any two
+    samples: the BPF program reuses a thread's last answer only while its
+    Context dict is the same, unchanged one (address and version tag), and
+    the SDK's new dicts reuse the last ones' addresses all the time, so a
+    reuse by address alone would give the span before. Never a wrong span,
+    and nearly every sample inside gets its own."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    from test_ebpf import need_ebpf
+    need_ebpf()
+    target = spawn([interp.path, program("otel_plain.py"), SDK / "site", 3, 100], timeout=30)
+    out = tmp_path / "p.pb.gz"
+    r = homura("record", "--ebpf", "-p", target.pid, "-d", "2", "-r", "1000", "-f", "pprof",
+               "-o", out, timeout=60)
+    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
+    text, _ = target.proc.communicate(timeout=60)
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    assert len(exported) > 1000   # many short spans
+    per_name = check_spans(read_pprof(out), exported, {
+        "thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None,
+        "task_work_a": "inner_a", "task_work_b": "inner_b"})
+    print(per_name)
+    for name in ("inner_a", "inner_b"):
+        t = per_name.get(name)
+        assert t and t["wrong"] == 0 and t["right"] >= 0.9 * sum(t.values()), per_name
+    t = per_name.get(None)
+    assert t and t["none"] == sum(t.values()), t
+
+
 def test_ebpf_fastapi(tmp_path, spawn):
     """record --ebpf on the seed's service under concurrent requests (async
     route on the event loop, sync route on worker threads): the same spans

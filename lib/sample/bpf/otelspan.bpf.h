@@ -134,11 +134,13 @@ static __always_inline __u64 otel_values(const struct hm_bpf_otel *o,
 }
 
 /* The span current on the thread whose state is at ts (process pid): its
- * ids and name into *out, the name's check (hm_bpf_name_check) into
- * *name_check and whether it is its trace's local root into *span_flags;
- * all left alone unless it returns HM_BPF_SPAN_OK. */
-static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
-				   __u64 *name_check, __u32 *span_flags)
+ * ids and name into e->span, the name's check (hm_bpf_name_check) into
+ * e->span_name_check and whether it is its trace's local root into
+ * e->span_flags; all left alone unless it returns HM_BPF_SPAN_OK. l (the
+ * thread's rtlast entry, or 0) keeps the answer and the Context dict it
+ * came from, for the thread's next sample. */
+static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_rt *l,
+				   struct hm_bpf_event *e)
 {
 	__u32 zero = 0;
 	struct hm_bpf_otel *o = bpf_map_lookup_elem(&otel, &pid);
@@ -199,6 +201,16 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
 	__u64 d[6];
 	if (otel_rd(d, sizeof d, dict) || d[1] != o->dict_type || d[5] || !d[4])
 		return HM_BPF_SPAN_BAD;
+	/* The same dict as at the thread's last sample, unchanged since (a
+	 * dict's version tag is drawn from an interpreter-wide counter when it
+	 * is created and at every change: an equal tag is the same contents):
+	 * the same span, whose ids never change; its answer is reused. */
+	if (l && l->c_dict == dict && d[3] && l->c_ver == d[3]) {
+		e->span = l->c_span;
+		e->span_name_check = l->c_check;
+		e->span_flags = l->c_flags;
+		return HM_BPF_SPAN_OK;
+	}
 	__u64 keys = d[4], entries;
 	__s64 nentries;
 	__u32 esize = 24, koff = 8;          /* hash, key, value */
@@ -311,23 +323,31 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_span *out,
 			return HM_BPF_SPAN_BAD;
 		check = hm_bpf_name_check(buf->b, o->ascii_size);
 	}
-	out->trace_hi = thi;
-	out->trace_lo = tlo;
-	out->span_id = sid;
-	out->name = name;
-	*name_check = check;
-	*span_flags = flags;
+	e->span.trace_hi = thi;
+	e->span.trace_lo = tlo;
+	e->span.span_id = sid;
+	e->span.name = name;
+	e->span_name_check = check;
+	e->span_flags = flags;
+	if (l) {
+		l->c_dict = dict;
+		l->c_ver = d[3];
+		l->c_span = e->span;
+		l->c_check = check;
+		l->c_flags = flags;
+	}
 	return HM_BPF_SPAN_OK;
 }
 
-/* Fill e's span fields for the thread state ts (0: none found). */
-static __always_inline void hm_otel_sample(__u32 pid, __u64 ts, struct hm_bpf_event *e)
+/* Fill e's span fields for the thread state ts (0: none found); l: the
+ * thread's rtlast entry (may be 0). */
+static __always_inline void hm_otel_sample(__u32 pid, __u64 ts, struct hm_bpf_rt *l,
+					   struct hm_bpf_event *e)
 {
 	e->span.trace_hi = e->span.trace_lo = e->span.span_id = e->span.name = 0;
 	e->span_name_check = 0;
 	e->span_flags = 0;
-	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, &e->span, &e->span_name_check,
-					       &e->span_flags)
+	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, l, e)
 			 : HM_BPF_SPAN_OFF;
 }
 

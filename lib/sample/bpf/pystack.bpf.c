@@ -253,9 +253,10 @@ static __always_inline __u64 agg_mix(__u64 h, __u64 code, __u64 instr)
 	return h ^ (h >> 29);
 }
 
-/* Count e (whose frames hash to hash) in aggs: 0 done, -1 the map is full
- * (send it to the ring instead). */
-static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int kstack)
+/* Count e (whose frames hash to hash) in aggs: 0 done, -1 the map is full,
+ * or the key is new and may_insert is 0 (send it to the ring instead). */
+static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int kstack,
+				   int may_insert)
 {
 	struct hm_bpf_agg_key k;
 	__builtin_memset(&k, 0, sizeof k);
@@ -277,6 +278,8 @@ static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int
 		v->last_ns = e->t_ns;
 		return 0;
 	}
+	if (!may_insert)
+		return -1;
 	__u32 zero = 0;
 	struct hm_bpf_agg *nv = bpf_map_lookup_elem(&aggbuf, &zero);
 	if (!nv)
@@ -350,12 +353,14 @@ static __always_inline __u64 sample_weight(__u32 pid, __u32 tid, struct hm_bpf_r
  * be current when a sample is taken: it is current only between its
  * children. User space can find it among the thread's local variables
  * while the trace still runs there, so the first sample of each trace is
- * also sent at once as a short record with a wake-up. The thread's entry in
- * rtlast remembers its last trace (no extra look-up while it stays in one
- * trace); a change looks the trace up in the traces map (an LRU), and only a
- * trace not in it sends the record; a sample whose span is the local root
- * itself sends it without the look-up and without a wake-up (it names its
- * trace: user space learns it before the counted stacks). */
+ * also sent as a short record, which user space reads within a few ms (it
+ * polls the ring that often while spans are read: a wake-up from here
+ * cost the sampled thread 10-20 us, several times the whole sample). The
+ * thread's entry in rtlast remembers its last trace (no extra look-up
+ * while it stays in one trace); a change looks the trace up in the traces
+ * map (an LRU), and only a trace not in it sends the record; a sample
+ * whose span is the local root itself sends it without the look-up (it
+ * names its trace: user space learns it before the counted stacks). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, HM_BPF_TRACES);
@@ -373,10 +378,6 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 		l->trace_hi = e->span.trace_hi;
 		l->trace_lo = e->span.trace_lo;
 	}
-	/* A local root names its trace by itself: the record goes without a
-	 * wake-up (user space reads the ring before the counted stacks, so
-	 * that it knows the root before the trace's other samples). */
-	__u64 wake = BPF_RB_NO_WAKEUP;
 	/* (Without the thread's entry, no kernel runtimes: the map alone
 	 * says whether the trace is new, for roots too.) */
 	if (!l || !(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)) {
@@ -386,13 +387,12 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 		if (bpf_map_lookup_elem(&traces, &k) ||
 		    bpf_map_update_elem(&traces, &k, &one, BPF_NOEXIST))
 			return;              /* seen (or the map is busy) */
-		if (!(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT))
-			wake = BPF_RB_FORCE_WAKEUP;
 	}
 	e->status = HM_BPF_NEW_TRACE;
 	e->nframes = 0;
 	e->nkips = 0;
-	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room), wake);
+	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room),
+			   BPF_RB_NO_WAKEUP);
 	e->status = HM_BPF_OK;
 }
 
@@ -495,16 +495,20 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 	e->kernel = (ctx->regs.cs & 3) != 3;
 	__u64 ts = find_tstate(p, tid);
 	e->tstate = ts;
-	hm_otel_sample(pid, ts, e);
+	hm_otel_sample(pid, ts, rtl, e);
 	trace_note(rtl, e);
-	/* A span the thread's last sample did not have: its key is new in
-	 * aggs, whose insert (an allocation and a copy of the whole record)
-	 * costs several times a ring record; such a sample goes to the ring,
-	 * and the span's later samples are counted. (A new span at every
-	 * sample made --ebpf span reading cost +5-7 us a sample, against
-	 * about +1 for spans that stay.) */
+	/* A sample with a span counts in aggs under (thread, stack, span): a
+	 * key whose insert (an allocation and a copy of the whole record)
+	 * costs several times a ring record, and that repeats only while the
+	 * span lasts. A new key is inserted only when the thread's last sample
+	 * had the same span and stack (a loop inside a span that stays);
+	 * other new keys go to the ring. (A new span at every sample made
+	 * --ebpf span reading cost +5-7 us a sample; a web service's requests,
+	 * whose spans last a few samples with a different stack at each,
+	 * about +3.) */
 	__u64 sid = e->span_why == HM_BPF_SPAN_OK ? e->span.span_id : 0;
 	int span_new = rtl && sid && sid != rtl->span_id;
+	__u64 last_stack = rtl ? rtl->stack : 0;
 	if (rtl)
 		rtl->span_id = sid;
 	struct walk w = {.p = p, .e = e, .f = bpf_map_lookup_elem(&framebuf, &zero), .frame = 0,
@@ -541,15 +545,19 @@ out:
 	e->nframes = w.n;
 	/* --native: each such sample needs its own record, joined with the
 	 * perf event's copy of the registers and stack. */
+	if (rtl)
+		rtl->stack = w.hash;
 	if (hm_agg_on && !native_wanted(p, e) && !span_new) {
 		int kstack = -1;
 		if (hm_kstack_on && e->kernel)
 			kstack = (int)bpf_get_stackid(ctx, &kstacks, 0);
-		if (agg_add(e, w.hash, kstack < 0 ? -1 : kstack) == 0) {
+		int may_insert = !sid || !rtl || last_stack == w.hash;
+		if (agg_add(e, w.hash, kstack < 0 ? -1 : kstack, may_insert) == 0) {
 			count(HM_BPFC_AGGREGATED);
 			return 0;
 		}
-		count(HM_BPFC_AGG_FULL);
+		if (may_insert)
+			count(HM_BPFC_AGG_FULL);
 	}
 	/* Send only the frames used, then (--kernel, in kernel mode) the
 	 * kernel stack right after them. */

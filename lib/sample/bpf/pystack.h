@@ -177,6 +177,12 @@ struct hm_bpf_rt {
 	unsigned long long trace_hi, trace_lo; /* the trace of its last sample
 					  * with a span (0: none yet) */
 	unsigned long long span_id;      /* the span of its last sample (0: none) */
+	unsigned long long stack;        /* and that sample's stack hash */
+	/* The span its last sample found, and the Context dict (address and
+	 * version tag) it came from (otelspan.bpf.h) */
+	unsigned long long c_dict, c_ver, c_check;
+	struct hm_bpf_span c_span;
+	unsigned int c_flags, c_pad;
 };
 
 /* Traces the program has seen (the traces map, an LRU): the first sample
