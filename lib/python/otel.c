@@ -94,6 +94,7 @@
 
 #include "base/error.h"
 #include "base/base.h"
+#include "base/util.h"
 #include "proc/elf.h"
 #include "python/layouts/async_layouts.h"
 #include "python/otel.h"
@@ -1559,13 +1560,9 @@ static int root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_
 	return 1;
 }
 
-/* A token bucket of 10 tokens, one per `per` ns: 1 and one taken, or 0. */
 static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
 {
-	if (*t_ns + per > now)
-		return 0;
-	*t_ns = now - *t_ns > 10 * per ? now - 9 * per : *t_ns + per;
-	return 1;
+	return hm_token_take(t_ns, now, per, 10);
 }
 
 /* Once per trace whose root is not known (tried): the hints (no rate

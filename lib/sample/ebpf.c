@@ -29,6 +29,7 @@
 
 #include "base/base.h"
 #include "base/error.h"
+#include "base/util.h"
 #include "sample/ebpf.h"
 
 #ifndef HM_HAVE_EBPF
@@ -128,10 +129,6 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
 					  * unexpected object, at most this often */
 #define NAME_SLOTS 64
-#define TRACE_POLL_MS 5                  /* the ring is read this often while spans
-					  * are read (a trace's first sample: the
-					  * kernel does not wake us for it, as a
-					  * wake-up cost the sampled thread 10-20 us) */
 #define AGG_READ_NS 1000000000ull        /* read the aggregates every second, */
 #define AGG_FIRST_NS 50000000ull         /* and 50 ms after a new process is watched,
 					  * doubling from there: its code objects are
@@ -419,9 +416,14 @@ static void root_from_event(struct watched *w, const struct hm_bpf_event *e)
  * span). 0, or -1. */
 static int root_from_tasks(struct watched *w, uint64_t hi, uint64_t lo, char *name, size_t cap)
 {
-	if (!w->async && (w->async_failed || hm_pyasync_open(w->py, &w->async) != HM_OK)) {
-		w->async_failed = 1;
-		return -1;
+	if (!w->async) {
+		if (w->async_failed || hm_pyasync_open(w->py, &w->async) != HM_OK) {
+			w->async_failed = 1;
+			return -1;
+		}
+		/* Each task's context and span alone (no await chain, no name):
+		 * about 65 us a look in the FastAPI service, against 270. */
+		hm_pyasync_spans_only(w->async, 1);
 	}
 	if (hm_pyasync_tasks(w->async, &w->tasks) != HM_OK)
 		return -1;
@@ -435,14 +437,9 @@ static int root_from_tasks(struct watched *w, uint64_t hi, uint64_t lo, char *na
 	return -1;
 }
 
-/* A token bucket of ROOT_SCAN_BURST tokens, one per `per` ns: 1 and one
- * taken, or 0 (none left). */
 static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
 {
-	if (*t_ns + per > now)
-		return 0;
-	*t_ns = now - *t_ns > ROOT_SCAN_BURST * per ? now - (ROOT_SCAN_BURST - 1) * per : *t_ns + per;
-	return 1;
+	return hm_token_take(t_ns, now, per, ROOT_SCAN_BURST);
 }
 
 /* The first sample of a trace (HM_BPF_NEW_TRACE, sent at once): unless its
@@ -1348,30 +1345,14 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	E->fn = fn;
 	E->arg = arg;
 	E->delivered = 0;
-	/* The program does not wake us (BPF_RB_NO_WAKEUP): wait for the
-	 * timeout (or a ring filling up), then take what is there; while spans
-	 * are read, in slices of TRACE_POLL_MS, each followed by a look at the
-	 * ring (a trace's first sample: its root is looked for while the
-	 * trace runs). */
-	int slice = timeout_ms;
-	for (int i = 0; i < E->nw; i++)
-		if (E->w[i].pid && E->w[i].otel_sent && slice > TRACE_POLL_MS)
-			slice = TRACE_POLL_MS;
-	uint64_t until = hm_mono_ns() + (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000ull : 0);
-	for (;;) {
-		uint64_t t = hm_mono_ns();
-		int ms = t >= until ? 0 : (int)((until - t + 999999) / 1000000);
-		if (ms > slice)
-			ms = slice;
-		int got = E->nat || timeout_ms < 0 ? 0 : ring_buffer__poll(E->rb, ms);
-		if (got < 0 && got != -EINTR)
-			return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
-		got = E->nat ? native_poll(E, timeout_ms < 0 ? 0 : ms) : ring_buffer__consume(E->rb);
-		if (got < 0 && got != -EINTR)
-			return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
-		if (timeout_ms <= 0 || hm_mono_ns() >= until)
-			break;
-	}
+	/* The program does not wake us per sample (BPF_RB_NO_WAKEUP): wait
+	 * for the timeout (or a ring filling up), then take what is there. */
+	int got = E->nat || timeout_ms < 0 ? 0 : ring_buffer__poll(E->rb, timeout_ms);
+	if (got < 0 && got != -EINTR)
+		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
+	got = E->nat ? native_poll(E, timeout_ms < 0 ? 0 : timeout_ms) : ring_buffer__consume(E->rb);
+	if (got < 0 && got != -EINTR)
+		return hm_error(HM_ESYS, "--ebpf: ring buffer: %s", strerror(-got));
 	uint64_t now = hm_mono_ns();
 	if (E->agg && (timeout_ms < 0 || now - E->agg_last >= E->agg_every)) {
 		agg_drain(E);

@@ -538,7 +538,11 @@ def test_ebpf_fastapi(tmp_path, spawn):
     # event loop's task awaiting it does (its current span).
     sync = root_tallies(samples, exported, ("sync_fetch_user", "sync_enrich_user"))
     print("ebpf fastapi roots", roots, "sync", sync)
-    assert roots["right"] >= 0.5 * sum(roots.values()) and roots["wrong"] == 0, roots
+    # The async route's root is a local of the middleware's frame, found
+    # only while the event loop still runs that request: the first sample's
+    # record wakes homura at once (read 5 ms later, 14-19% of these samples
+    # went without a root; woken, 0-1%).
+    assert roots["right"] >= 0.9 * sum(roots.values()) and roots["wrong"] == 0, roots
     assert sync["right"] >= 0.5 * sum(sync.values()) and sync["wrong"] == 0, sync
 
 
