@@ -457,6 +457,19 @@ def test_ebpf_sdk_threads_and_tasks(tmp_path, spawn, interp):
     assert per_name[None]["right"] == 0, per_name
 
 
+def record_ebpf_pprof(tmp_path, target, duration, rate):
+    """record --ebpf the target (a program that prints the spans the SDK
+    exported as JSON lines when it ends) to pprof: its samples and the
+    exported spans."""
+    out = tmp_path / "p.pb.gz"
+    r = homura("record", "--ebpf", "-p", target.pid, "-d", duration, "-r", rate, "-f", "pprof",
+               "-o", out, timeout=60)
+    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
+    text, _ = target.proc.communicate(timeout=60)
+    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    return read_pprof(out), exported
+
+
 @pytest.mark.parametrize("interp", interpreter_params([(3, 11), (3, 13)], True))
 def test_ebpf_sdk_span_churn(tmp_path, spawn, interp):
     """record --ebpf where the thread's span changes between almost any two
@@ -470,14 +483,9 @@ def test_ebpf_sdk_span_churn(tmp_path, spawn, interp):
     from test_ebpf import need_ebpf
     need_ebpf()
     target = spawn([interp.path, program("otel_plain.py"), SDK / "site", 3, 100], timeout=30)
-    out = tmp_path / "p.pb.gz"
-    r = homura("record", "--ebpf", "-p", target.pid, "-d", "2", "-r", "1000", "-f", "pprof",
-               "-o", out, timeout=60)
-    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
-    text, _ = target.proc.communicate(timeout=60)
-    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    samples, exported = record_ebpf_pprof(tmp_path, target, "2", "1000")
     assert len(exported) > 1000   # many short spans
-    per_name = check_spans(read_pprof(out), exported, {
+    per_name = check_spans(samples, exported, {
         "thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None,
         "task_work_a": "inner_a", "task_work_b": "inner_b"})
     print(per_name)
@@ -574,14 +582,8 @@ def test_ebpf_local_roots(tmp_path, spawn):
     need_ebpf()
     py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
     target = spawn([py, program("otel_roots.py"), SDK / "site", 3], timeout=30)
-    out = tmp_path / "p.pb.gz"
-    r = homura("record", "--ebpf", "-p", target.pid, "-d", "2.5", "-r", "500", "-f", "pprof",
-               "-o", out, timeout=60)
-    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
-    text, _ = target.proc.communicate(timeout=60)
-    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+    samples, exported = record_ebpf_pprof(tmp_path, target, "2.5", "500")
     assert any(s["remote"] for s in exported) and any(s["parent"] is None for s in exported)
-    samples = read_pprof(out)
     for side in ("local", "remote"):
         # The root's own samples: named by the very sample (its span).
         own = root_tallies(samples, exported, ("%s_root_burn" % side,))
