@@ -80,10 +80,10 @@
  * table), and children of that trace report it; while it is known a
  * span's parent is not read. One never seen current is looked for once
  * per trace (root_scan; for the in-kernel sampler, otel_root_find at a
- * trace's first sample, the tasks' look being ebpf.c's): among the
+ * trace's first sample, which makes the tasks' look itself): among the
  * sampled stack's local variables where roots were found before (hints:
  * the middleware's frame holds the server span), then among the asyncio
- * tasks' current spans (root_in_tasks, rate limited: a sync route's worker
+ * tasks' current spans (otel_root_in_tasks, rate limited: a sync route's worker
  * thread runs in a copy of the context of the event loop's task that
  * awaits it, whose current span is the server span; one look learns the
  * roots of all requests in flight), then in every local of the stack
@@ -270,7 +270,7 @@ struct hm_otel {
 	struct tried_slot tried[TRIED_SLOTS];
 	struct root_hint hints[ROOT_HINTS];
 	int hint_next;
-	/* The asyncio tasks (root_in_tasks), opened at the first look. */
+	/* The asyncio tasks (otel_root_in_tasks), opened at the first look. */
 	hm_pyasync *async;
 	int async_failed;
 	hm_pytasks tasks;
@@ -1519,7 +1519,7 @@ static int scan_frames(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t 
  * local root it reads) learns the root of every request in flight at once.
  * 1 (its name in name, and remembered for the trace) or 0. Not within
  * blk_begin: the task reader's reads are its own, live. */
-static int root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_t cap)
+int otel_root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_t cap)
 {
 	const char *root = NULL;
 	hm_pyspan sp;
@@ -1560,11 +1560,6 @@ static int root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_
 	return 1;
 }
 
-static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
-{
-	return hm_token_take(t_ns, now, per, 10);
-}
-
 /* Once per trace whose root is not known (tried): the hints (no rate
  * limit), then the asyncio tasks' spans (at most TASK_LOOKS_PER_S a
  * second), then, unless the thread is paused, every frame (at most
@@ -1587,13 +1582,13 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 		t->scan_fails = 0;
 	uint64_t now = hm_mono_ns();
 	if (!found) {
-		if (!take_token(&o->task_tokens_ns, now, 1000000000ull / TASK_LOOKS_PER_S))
+		if (!hm_token_take(&o->task_tokens_ns, now, 1000000000ull / TASK_LOOKS_PER_S, 10))
 			return;
-		found = root_in_tasks(o, hi, lo, sp->root, sizeof sp->root);
+		found = otel_root_in_tasks(o, hi, lo, sp->root, sizeof sp->root);
 	}
 	if (!found) {
 		int paused = t && now < t->scan_next_ns;
-		if (!paused && !take_token(&o->scan_tokens_ns, now, 1000000000ull / SCANS_PER_S))
+		if (!paused && !hm_token_take(&o->scan_tokens_ns, now, 1000000000ull / SCANS_PER_S, 10))
 			return;
 		if (!paused) {
 			blk_begin(o);

@@ -84,6 +84,8 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 /* hm_python_str_snapshot. */
 int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
 
+/* hm_python_span_root_from_tasks (1 found, name set; 0 not). */
+int otel_root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_t cap);
 /* hm_python_span_root_scan, once th is walked (same arguments and
  * results). */
 int otel_root_find(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo,

@@ -372,6 +372,13 @@ int hm_python_span_root_scan(hm_python *py, uint64_t tstate, uint64_t trace_hi, 
 	return rc;
 }
 
+int hm_python_span_root_from_tasks(hm_python *py, uint64_t trace_hi, uint64_t trace_lo, char *name,
+				   size_t cap)
+{
+	struct hm_otel *o = python_otel(py);
+	return o && otel_root_in_tasks(o, trace_hi, trace_lo, name, cap) ? 0 : -1;
+}
+
 int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap)
 {
 	struct hm_otel *o = python_otel(py);

@@ -207,6 +207,14 @@ int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out);
  * the text. 0 or -1. */
 int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
 
+/* The name of trace (trace_hi, trace_lo)'s local root span when a span of
+ * that trace is current in one of the process's asyncio tasks and is its
+ * local root (each task's context and span read, no await chain: a sync
+ * route's worker thread runs in a copy of the context of the event loop's
+ * task that awaits it, whose current span is the server span). No rate
+ * limit: the caller's. 0 found (name set), -1 not. */
+int hm_python_span_root_from_tasks(hm_python *py, uint64_t trace_hi, uint64_t trace_lo, char *name,
+				   size_t cap);
 /* The name of trace (trace_hi, trace_lo)'s local root span (its parent
  * absent or remote), looked for among the local variables of the stack of
  * the thread at tstate as it is now (walked once), for an in-kernel sampler

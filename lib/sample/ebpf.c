@@ -110,7 +110,6 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
-#include "python/pyasync.h"
 #include "python/pylayout.h"
 #include "sample/bpf/pystack.h"
 #include "sample/pystack.skel.h"
@@ -159,9 +158,6 @@ struct watched {
 	uint64_t otel_backoff_ns, otel_first_ns;
 	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
 	struct roots *roots;        /* local root span names by trace */
-	hm_pyasync *async;          /* its asyncio tasks (trace_first) */
-	int async_failed;
-	hm_pytasks tasks;
 };
 
 /* Each trace's local root span name (local_root_span_name), learnt from a
@@ -410,38 +406,6 @@ static void root_from_event(struct watched *w, const struct hm_bpf_event *e)
 	root_learn(w, e->span.trace_hi, e->span.trace_lo, name);
 }
 
-/* The name of trace (hi, lo)'s local root when a span of that trace is
- * current in one of the process's asyncio tasks and the span reader knows
- * its root (it remembers each local root it reads, e.g. the task's own
- * span). 0, or -1. */
-static int root_from_tasks(struct watched *w, uint64_t hi, uint64_t lo, char *name, size_t cap)
-{
-	if (!w->async) {
-		if (w->async_failed || hm_pyasync_open(w->py, &w->async) != HM_OK) {
-			w->async_failed = 1;
-			return -1;
-		}
-		/* Each task's context and span alone (no await chain, no name):
-		 * about 65 us a look in the FastAPI service, against 270. */
-		hm_pyasync_spans_only(w->async, 1);
-	}
-	if (hm_pyasync_tasks(w->async, &w->tasks) != HM_OK)
-		return -1;
-	for (int i = 0; i < w->tasks.ntasks; i++) {
-		const hm_pytask *t = &w->tasks.tasks[i];
-		if (t->valid && t->span.trace_hi == hi && t->span.trace_lo == lo && t->span.root[0]) {
-			snprintf(name, cap, "%s", t->span.root);
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int take_token(uint64_t *t_ns, uint64_t now, uint64_t per)
-{
-	return hm_token_take(t_ns, now, per, ROOT_SCAN_BURST);
-}
-
 /* The first sample of a trace (HM_BPF_NEW_TRACE, sent at once): unless its
  * span is the local root, look for the root among the locals of the thread,
  * which most likely still runs the trace (a web framework's request span is
@@ -459,7 +423,7 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	if (root_get(w, hi, lo))
 		return;
 	uint64_t now = hm_mono_ns();
-	if (!take_token(&E->scan_tokens_ns, now, 1000000000ull / ROOT_SCANS_PER_S))
+	if (!hm_token_take(&E->scan_tokens_ns, now, 1000000000ull / ROOT_SCANS_PER_S, ROOT_SCAN_BURST))
 		return;
 	uint64_t types[2] = {w->otel.types[0].type, w->otel.types[1].type};
 	char name[128];
@@ -469,8 +433,8 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	 * route's worker thread runs the trace while the event loop's task
 	 * that holds the server span awaits it (that task's current span is
 	 * the root); else every frame of the thread. */
-	if (rc < 0 && take_token(&E->full_tokens_ns, now, 1000000000ull / ROOT_FULL_PER_S)) {
-		if (root_from_tasks(w, hi, lo, name, sizeof name) == 0)
+	if (rc < 0 && hm_token_take(&E->full_tokens_ns, now, 1000000000ull / ROOT_FULL_PER_S, ROOT_SCAN_BURST)) {
+		if (hm_python_span_root_from_tasks(w->py, hi, lo, name, sizeof name) == 0)
 			rc = 1;
 		else
 			rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, 1, name, sizeof name);
@@ -1282,13 +1246,9 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		w = &E->w[E->nw++];
 		w->names = NULL;
 		w->roots = NULL;
-		w->async = NULL;
-		memset(&w->tasks, 0, sizeof w->tasks);
 	}
 	free(w->names);             /* a process watched again */
 	free(w->roots);
-	hm_pyasync_close(w->async);
-	hm_pytasks_free(&w->tasks);
 	memset(w, 0, sizeof *w);
 	w->pid = pid;
 	w->py = py;
@@ -1331,9 +1291,6 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 	w->names = NULL;
 	free(w->roots);
 	w->roots = NULL;
-	hm_pyasync_close(w->async);
-	w->async = NULL;
-	hm_pytasks_free(&w->tasks);
 	E->last = NULL;
 }
 
@@ -1474,8 +1431,6 @@ void hm_ebpf_close(hm_ebpf *E)
 	for (int i = 0; E->w && i < E->nw; i++) {
 		free(E->w[i].names);
 		free(E->w[i].roots);
-		hm_pyasync_close(E->w[i].async);
-		hm_pytasks_free(&E->w[i].tasks);
 	}
 	free(E->th.frames);
 	free(E->agg_keys);
