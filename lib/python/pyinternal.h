@@ -13,7 +13,9 @@
 #define HM_THREAD_INDEX 509           /* slots of the index into it (prime) */
 #define HM_SPEC_FRAMES 1024          /* <=3.10 frames prefetched per thread */
 #define HM_SPEC_CFRAMES 4            /* 3.11/3.12 cframes speculated per thread */
-#define HM_OFFCHUNK_FRAMES 16        /* 3.11+ frames outside the data stack */
+#define HM_OFFCHUNK_FRAMES 256       /* 3.11+ frames outside the data stack
+				      * (coroutines: an ASGI app's await
+				      * chain is 20-40 deep) */
 #define HM_MAX_INTERPS 64
 
 struct code_entry {
@@ -119,6 +121,8 @@ struct hm_python {
 	size_t spec_stride;          /* bytes per prefetched frame */
 	uint64_t spec_addr[HM_SPEC_FRAMES];
 	int nspec_loaded;
+	int walk_late;               /* the walk read a frame after the thread
+				      * state (not prefetched with it) */
 	uint64_t interps[HM_MAX_INTERPS];   /* interpreter list, refreshed */
 	uint64_t heads[HM_MAX_INTERPS];     /* last threads head per interp */
 	uint64_t heads_ns[HM_MAX_INTERPS];  /* when each was read */

@@ -14,7 +14,9 @@
  *    cframes and its data-stack chunk are read speculatively in one call at
  *    the addresses of the last samples (with the words that prove its
  *    OpenTelemetry span, otel.h; the span is proven for the stack only
- *    when the current frame and the chunk came in that call);
+ *    when the current frame, the chunk and every frame walked came in that
+ *    call: a thread whose walk read a frame later is read again, with the
+ *    frames just walked prefetched, and keeps no span if that fails too);
  *  - the interpreter's thread-list head, GIL and collector flag are read
  *    only when needed (see hm_python_sample);
  *  - decoded code objects (names, line tables) are cached by address and
@@ -496,6 +498,7 @@ static const uint8_t *prefetched_frame(hm_python *py, uint64_t addr, size_t len,
 			return py->specbuf + (size_t)i * py->spec_stride;
 		}
 	}
+	py->walk_late = 1;
 	if (hm_target_read(py->t, addr, py->framebuf, len) != HM_OK)
 		return NULL;
 	return py->framebuf;
@@ -596,7 +599,7 @@ static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
 				uint64_t len = (uint64_t)L->chunk_data + top * 8;
 				if (size <= MAX_CHUNK_READ && len <= size && len >= py->if_len &&
 				    addr - prev <= len - py->if_len &&
-				    chunk_fill(py, py->nchunks, prev, len) == 0) {
+				    (py->walk_late = 1, chunk_fill(py, py->nchunks, prev, len) == 0)) {
 					*chunk_idx = py->nchunks++;
 					return py->chunks[*chunk_idx].buf + (addr - prev);
 				}
@@ -1176,6 +1179,7 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 	}
 	th->nframes = 0;
 	th->truncated = 0;
+	py->walk_late = 0;
 	return L->frame_model == HM_FRAMES_OBJECTS ? walk_frame_objects(py, frame, th, tc)
 						 : walk_iframes(py, frame, th, tc);
 }
@@ -1388,6 +1392,21 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && held;
 				th->in_gc = r.collecting && held;
 				ok = walk_thread(py, tc, th, f, flags);
+				/* A frame read after the thread state (the stack
+				 * moved since the last sample, so it was not
+				 * prefetched) is of a later moment than the span
+				 * that read proved: read the thread again, with
+				 * the frames just walked prefetched; a span still
+				 * not proven for its stack is dropped. */
+				if (!ok && py->walk_late && (th->span.trace_hi || th->span.trace_lo)) {
+					if (attempt < 2) {
+						ok = -1;
+						continue;
+					}
+					th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
+					th->span.name[0] = th->span.root[0] = 0;
+					torn = 1;
+				}
 			}
 			if (!ok && th->nframes && otel) {
 				s->nspan_torn += torn;
