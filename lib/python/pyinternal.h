@@ -13,6 +13,7 @@
 #define HM_THREAD_INDEX 509           /* slots of the index into it (prime) */
 #define HM_SPEC_FRAMES 1024          /* <=3.10 frames prefetched per thread */
 #define HM_SPEC_CFRAMES 4            /* 3.11/3.12 cframes speculated per thread */
+#define HM_CODE_BATCH 32             /* code objects re-read in one call per walk */
 #define HM_OFFCHUNK_FRAMES 256       /* 3.11+ frames outside the data stack
 				      * (coroutines: an ASGI app's await
 				      * chain is 20-40 deep) */
@@ -121,6 +122,11 @@ struct hm_python {
 	size_t spec_stride;          /* bytes per prefetched frame */
 	uint64_t spec_addr[HM_SPEC_FRAMES];
 	int nspec_loaded;
+	/* Code objects a walk must re-read (code_get), read in one call
+	 * before it: their addresses and bytes (co_len each), this walk only. */
+	uint64_t code_pre[HM_CODE_BATCH];
+	uint8_t *code_prebuf;
+	int ncode_pre;
 	int walk_late;               /* the walk read a frame after the thread
 				      * state (not prefetched with it) */
 	uint64_t interps[HM_MAX_INTERPS];   /* interpreter list, refreshed */

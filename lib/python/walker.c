@@ -73,6 +73,7 @@ void walker_init(hm_python *py)
 	py->framebuf = calloc(1, py->fo_len > py->if_len ? py->fo_len : py->if_len);
 	py->spec_stride = py->fo_len > py->if_len ? py->fo_len : py->if_len;
 	py->specbuf = calloc(HM_SPEC_FRAMES, py->spec_stride);
+	py->code_prebuf = calloc(HM_CODE_BATCH, py->co_len);
 	py->codes_cap = 1024;
 	py->codes = calloc(py->codes_cap, sizeof *py->codes);
 }
@@ -114,6 +115,7 @@ void walker_fini(hm_python *py)
 	free(py->tsbuf);
 	free(py->framebuf);
 	free(py->specbuf);
+	free(py->code_prebuf);
 	for (int i = 0; i < HM_THREAD_CACHE; i++)
 		free(py->threads[i].spec);
 }
@@ -366,6 +368,21 @@ static void code_ident(const hm_pylayout *L, const uint8_t *co, uint64_t ident[4
  * the next code object compiled, which the samples right after would
  * otherwise take for the dead one - a generator expression of the program
  * shown as "<module> (<string>:1)". */
+/* Whether cached entry c (NULL: none) is used as it is, without reading
+ * its code object again: it was met in the last few samples (a code object
+ * not met for a while may have died and its address been reused), checked
+ * within REVALIDATE_NS, and, while young, already this sample. */
+static int code_fresh(const hm_python *py, const struct code_entry *c)
+{
+	uint64_t now = py->sample_ns;
+	if (!c || py->inproc)
+		return 0;
+	uint64_t stale_after = 3 * py->interval_ns + 1000000;
+	int recent = now - c->used_ns <= stale_after;
+	int young = now - c->born_ns < YOUNG_NS;
+	return recent && now - c->checked_ns < REVALIDATE_NS && (!young || c->checked_ns == now);
+}
+
 static struct code_entry *code_get(hm_python *py, uint64_t addr)
 {
 	const hm_pylayout *L = py->layout;
@@ -374,11 +391,9 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	struct code_entry *c = code_lookup(py, addr);
 	uint64_t now = py->sample_ns;
 	if (c && !py->inproc) {
-		uint64_t stale_after = 3 * py->interval_ns + 1000000;
-		int recent = now - c->used_ns <= stale_after;
-		int young = now - c->born_ns < YOUNG_NS;
+		int fresh = code_fresh(py, c);
 		c->used_ns = now;
-		if (recent && now - c->checked_ns < REVALIDATE_NS && (!young || c->checked_ns == now))
+		if (fresh)
 			return c;
 	}
 	uint8_t co[512];
@@ -392,8 +407,14 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 		 * addresses are reused far faster than between two samples of
 		 * `record`. */
 		memcpy(co, (const void *)(uintptr_t)addr, py->co_len);
-	} else if (hm_target_read(py->t, addr, co, py->co_len) != HM_OK) {
-		return NULL;
+	} else {
+		int k = 0;
+		while (k < py->ncode_pre && py->code_pre[k] != addr)
+			k++;
+		if (k < py->ncode_pre)
+			memcpy(co, py->code_prebuf + (size_t)k * py->co_len, py->co_len);
+		else if (hm_target_read(py->t, addr, co, py->co_len) != HM_OK)
+			return NULL;
 	}
 	if (py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type)
 		return NULL;
@@ -502,6 +523,72 @@ static const uint8_t *prefetched_frame(hm_python *py, uint64_t addr, size_t len,
 	if (hm_target_read(py->t, addr, py->framebuf, len) != HM_OK)
 		return NULL;
 	return py->framebuf;
+}
+
+/* The code objects of the frames this walk will meet that code_get would
+ * read again (code_fresh), in one call rather than one each: the frames
+ * are followed through what is already local (the data-stack copies and
+ * the frames prefetched with the thread state); one that is not is read
+ * here and added to the prefetched frames, where the walk finds it. A walk of
+ * a service's stack meets a few such code objects per sample: code met
+ * often stays fresh, a request's path through a framework does not. */
+static const uint8_t *local_frame(hm_python *py, uint64_t addr, size_t len)
+{
+	for (int i = 0; i < py->nchunks; i++) {
+		const struct chunk_copy *cc = &py->chunks[i];
+		if (addr >= cc->addr && cc->len >= len && addr - cc->addr <= cc->len - len)
+			return cc->buf + (addr - cc->addr);
+	}
+	for (int k = 0; k < py->nspec_loaded; k++)
+		if (py->spec_addr[k] == addr)
+			return py->specbuf + (size_t)k * py->spec_stride;
+	return NULL;
+}
+
+static void code_prefetch(hm_python *py, uint64_t frame)
+{
+	const hm_pylayout *L = py->layout;
+	int objects = L->frame_model == HM_FRAMES_OBJECTS;
+	size_t len = objects ? py->fo_len : py->if_len;
+	hm_iov iov[HM_CODE_BATCH];
+	int n = 0;
+	py->ncode_pre = 0;
+	if (py->inproc || !py->code_prebuf)
+		return;
+	for (int i = 0; frame && !(frame & 7) && i < 4096 && n < HM_CODE_BATCH; i++) {
+		const uint8_t *f = local_frame(py, frame, len);
+		if (!f) {
+			/* Read now (the walk would read it anyway) and kept
+			 * with the prefetched frames, where the walk finds it. */
+			int k = py->nspec_loaded;
+			uint8_t *slot = py->specbuf + (size_t)k * py->spec_stride;
+			if (k >= HM_SPEC_FRAMES || hm_target_read(py->t, frame, slot, len) != HM_OK)
+				break;
+			py->walk_late = 1;
+			py->spec_addr[k] = frame;
+			py->nspec_loaded = k + 1;
+			f = slot;
+		}
+		uint64_t code = hm_ld_u64(f, objects ? L->fo_code : L->if_code);
+		if (!objects && L->executable_tagged)
+			code &= ~(uint64_t)3;
+		frame = hm_ld_u64(f, objects ? L->fo_back : L->if_previous);
+		if (!objects && f[L->if_owner] == L->owner_cstack)
+			continue;
+		if (!code || (code & 7) || code_fresh(py, code_lookup(py, code)))
+			continue;
+		int dup = 0;
+		for (int j = 0; j < n && !dup; j++)
+			dup = iov[j].addr == code;
+		if (!dup) {
+			iov[n] = (hm_iov){code, py->code_prebuf + (size_t)n * py->co_len, py->co_len};
+			py->code_pre[n++] = code;
+		}
+	}
+	/* One alone is read where it is met; a failed call (a torn frame's
+	 * garbage pointer) leaves each to be read where it is met. */
+	if (n >= 2 && hm_target_readv(py->t, iov, n) == HM_OK)
+		py->ncode_pre = n;
 }
 
 /* <=3.10: PyFrameObject chain from tstate->frame. The chain seen is kept in
@@ -1180,8 +1267,11 @@ static int walk_thread(hm_python *py, struct thread_cache *tc, hm_pythread *th, 
 	th->nframes = 0;
 	th->truncated = 0;
 	py->walk_late = 0;
-	return L->frame_model == HM_FRAMES_OBJECTS ? walk_frame_objects(py, frame, th, tc)
-						 : walk_iframes(py, frame, th, tc);
+	code_prefetch(py, frame);
+	int rc = L->frame_model == HM_FRAMES_OBJECTS ? walk_frame_objects(py, frame, th, tc)
+						     : walk_iframes(py, frame, th, tc);
+	py->ncode_pre = 0;
+	return rc;
 }
 
 /* Was tstate already visited in this interpreter's list?  Lists are short;
