@@ -555,7 +555,9 @@ static void code_prefetch(hm_python *py, uint64_t frame)
 	py->ncode_pre = 0;
 	if (py->inproc || !py->code_prebuf)
 		return;
-	for (int i = 0; frame && !(frame & 7) && i < 4096 && n < HM_CODE_BATCH; i++) {
+	/* No further than the walk goes (shim frames are not counted). */
+	int max = py->max_depth < 4096 ? py->max_depth + 64 : 4096;
+	for (int i = 0; frame && !(frame & 7) && i < max && n < HM_CODE_BATCH; i++) {
 		const uint8_t *f = local_frame(py, frame, len);
 		if (!f) {
 			/* Read now (the walk would read it anyway) and kept
