@@ -356,22 +356,8 @@ static void code_ident(const hm_pylayout *L, const uint8_t *co, uint64_t ident[4
 	ident[3] = (uint64_t)(uint32_t)hm_ld_i32(co, L->co_firstlineno);
 }
 
-/* The decoded code object at addr, from the cache when it is safe to trust
- * it. A code object met on consecutive samples is alive all along, so its
- * entry is trusted without a read. One not met for a while (more than three
- * sampling intervals) may have died and its address been reused - as happens
- * to startup code a few milliseconds into a program - so it is checked
- * again with one read; and every entry is checked at least once a second.
- * An entry decoded less than a second ago is checked at each sample that
- * meets it (once per sample): start-up code (a .pth line's <module>, an
- * import's module body) dies within milliseconds and its address goes to
- * the next code object compiled, which the samples right after would
- * otherwise take for the dead one - a generator expression of the program
- * shown as "<module> (<string>:1)". */
 /* Whether cached entry c (NULL: none) is used as it is, without reading
- * its code object again: it was met in the last few samples (a code object
- * not met for a while may have died and its address been reused), checked
- * within REVALIDATE_NS, and, while young, already this sample. */
+ * its code object again (see code_get). */
 static int code_fresh(const hm_python *py, const struct code_entry *c)
 {
 	uint64_t now = py->sample_ns;
@@ -383,6 +369,19 @@ static int code_fresh(const hm_python *py, const struct code_entry *c)
 	return recent && now - c->checked_ns < REVALIDATE_NS && (!young || c->checked_ns == now);
 }
 
+/* The decoded code object at addr, from the cache when it is safe to trust
+ * it. A code object met on consecutive samples is alive all along, so its
+ * entry is trusted without a read. One not met for a while (more than three
+ * sampling intervals) may have died and its address been reused - as happens
+ * to startup code a few milliseconds into a program - so it is checked
+ * again with one read; and every entry is checked at least once a second.
+ * An entry decoded less than a second ago is checked at each sample that
+ * meets it (once per sample): start-up code (a .pth line's <module>, an
+ * import's module body) dies within milliseconds and its address goes to
+ * the next code object compiled, which the samples right after would
+ * otherwise take for the dead one - a generator expression of the program
+ * shown as "<module> (<string>:1)". A walk's reads of such entries come in
+ * one call before it (code_prefetch). */
 static struct code_entry *code_get(hm_python *py, uint64_t addr)
 {
 	const hm_pylayout *L = py->layout;
