@@ -531,13 +531,23 @@ static const uint8_t *prefetched_frame(hm_python *py, uint64_t addr, size_t len,
  * here and added to the prefetched frames, where the walk finds it. A walk of
  * a service's stack meets a few such code objects per sample: code met
  * often stays fresh, a request's path through a framework does not. */
-static const uint8_t *local_frame(hm_python *py, uint64_t addr, size_t len)
+/* The data-stack copy holding [addr, addr + len), or -1. Written so that
+ * a garbage addr near 2^64 cannot wrap around. */
+static int chunk_at(const hm_python *py, uint64_t addr, size_t len)
 {
 	for (int i = 0; i < py->nchunks; i++) {
 		const struct chunk_copy *cc = &py->chunks[i];
 		if (addr >= cc->addr && cc->len >= len && addr - cc->addr <= cc->len - len)
-			return cc->buf + (addr - cc->addr);
+			return i;
 	}
+	return -1;
+}
+
+static const uint8_t *local_frame(hm_python *py, uint64_t addr, size_t len)
+{
+	int i = chunk_at(py, addr, len);
+	if (i >= 0)
+		return py->chunks[i].buf + (addr - py->chunks[i].addr);
 	for (int k = 0; k < py->nspec_loaded; k++)
 		if (py->spec_addr[k] == addr)
 			return py->specbuf + (size_t)k * py->spec_stride;
@@ -665,13 +675,10 @@ static int chunk_fill(hm_python *py, int i, uint64_t addr, uint64_t len)
 static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
 				   struct thread_cache *tc, int *hint)
 {
-	for (int i = 0; i < py->nchunks; i++) {
-		struct chunk_copy *cc = &py->chunks[i];
-		/* Written so that a garbage addr near 2^64 cannot wrap around. */
-		if (addr >= cc->addr && cc->len >= py->if_len && addr - cc->addr <= cc->len - py->if_len) {
-			*chunk_idx = i;
-			return cc->buf + (addr - cc->addr);
-		}
+	int in = chunk_at(py, addr, py->if_len);
+	if (in >= 0) {
+		*chunk_idx = in;
+		return py->chunks[in].buf + (addr - py->chunks[in].addr);
 	}
 	/* Not in a copied chunk: try the chunk before the oldest copied one. */
 	const hm_pylayout *L = py->layout;
