@@ -116,7 +116,9 @@
 #define ROOT_HINTS 8                     /* where roots were found: tried first */
 #define ROOT_FAILS 3                     /* scans finding nothing before a pause */
 #define ROOT_PAUSE_NS 5000000000ull
-#define ROOT_SLOTS 128
+#define ROOT_SLOTS 256                  /* local roots by (trace, span id) */
+#define EDGE_SLOTS 1024                  /* other spans' parents, by (trace, span id) */
+#define ROOT_HOPS 8                      /* parents followed up to a known root */
 #define LOOKUP_MIN_NS 100000000ull
 #define LOOKUP_MAX_NS 10000000000ull
 #define MAX_HAMT_DEPTH 8
@@ -126,8 +128,9 @@ enum { NODE_BITMAP, NODE_ARRAY, NODE_COLLISION };
 struct span_slot {
 	uint64_t addr, sctx;             /* span object, its SpanContext */
 	uint64_t trace_hi, trace_lo, span_id;
-	int local_root;
-	int parent_read;                 /* local_root was looked at */
+	uint64_t parent_id;              /* 0: none (or a read failed) */
+	int local_root;                  /* no parent, or a remote one */
+	int parent_ok;                   /* the parent was read */
 	char name[128];
 };
 
@@ -143,9 +146,13 @@ struct span_type {
 	int bad;                         /* not read this way: getattr */
 };
 
-struct root_slot {
-	uint64_t trace_hi, trace_lo;
+struct root_slot {                       /* a local root span */
+	uint64_t trace_hi, trace_lo, span_id;
 	char name[128];
+};
+
+struct edge_slot {                       /* a span that is no local root */
+	uint64_t trace_hi, trace_lo, span_id, parent_id;
 };
 
 /* The nodes a lookup went through: for each, where the entry it followed
@@ -199,8 +206,8 @@ struct root_hint {                       /* a local where a root was found */
 	int idx;
 };
 
-struct tried_slot {                      /* traces whose root was looked for */
-	uint64_t trace_hi, trace_lo;
+struct tried_slot {                      /* parents whose root was looked for */
+	uint64_t trace_hi, trace_lo, span_id;
 };
 
 /* The last chain read for a thread (see otel_thread_span): the regions its
@@ -279,6 +286,7 @@ struct hm_otel {
 	struct spec own;                 /* for a re-check of our own */
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
+	struct edge_slot edges[EDGE_SLOTS];
 	uint64_t true_addr;              /* True (otel_span_layout), 0: unknown */
 	/* Reading a chain through chain_read: the reads it made (log), and
 	 * the snapshot of the last chain's regions taken with the thread
@@ -675,9 +683,92 @@ static uint64_t mix(uint64_t a)
 	return a;
 }
 
-static struct root_slot *root_slot(hm_otel *o, uint64_t hi, uint64_t lo)
+/* A trace's local roots and the other spans' parents, as learnt from
+ * every span read (read_span): facts, never stale (a span id is random,
+ * and a span's parent never changes), so a slot taken by another span is
+ * the only way to lose one. A span's local root is given only when these
+ * prove it: the span is one, or its parent is, or its parent's parent...
+ * A trace may have several local roots in one process (a client calling
+ * two of its endpoints in one trace): a root per trace would name the
+ * other request's root. */
+static uint64_t span_key(uint64_t hi, uint64_t lo, uint64_t sid)
 {
-	return &o->roots[mix(hi ^ mix(lo)) % ROOT_SLOTS];
+	return mix(hi ^ mix(lo ^ mix(sid)));
+}
+
+static struct root_slot *root_slot(hm_otel *o, uint64_t hi, uint64_t lo, uint64_t sid)
+{
+	return &o->roots[span_key(hi, lo, sid) % ROOT_SLOTS];
+}
+
+static struct edge_slot *edge_slot(hm_otel *o, uint64_t hi, uint64_t lo, uint64_t sid)
+{
+	return &o->edges[span_key(hi, lo, sid) % EDGE_SLOTS];
+}
+
+static void learn(hm_otel *o, const struct span_slot *s)
+{
+	if (!s->parent_ok)
+		return;
+	if (s->local_root) {
+		struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo, s->span_id);
+		if (!s->name[0] || (r->span_id == s->span_id && r->trace_hi == s->trace_hi &&
+				    r->trace_lo == s->trace_lo && !strcmp(r->name, s->name)))
+			return;
+		r->trace_hi = s->trace_hi;
+		r->trace_lo = s->trace_lo;
+		r->span_id = s->span_id;
+		memcpy(r->name, s->name, sizeof r->name);
+	} else if (s->parent_id) {
+		*edge_slot(o, s->trace_hi, s->trace_lo, s->span_id) =
+			(struct edge_slot){s->trace_hi, s->trace_lo, s->span_id, s->parent_id};
+	}
+}
+
+/* sp's local root name when proven (above), else NULL. */
+static const char *root_name(hm_otel *o, const hm_pyspan *sp)
+{
+	uint64_t hi = sp->trace_hi, lo = sp->trace_lo;
+	uint64_t id = sp->local_root ? sp->span_id : sp->parent_id;
+	if (sp->local_root && sp->name[0])
+		return sp->name;
+	for (int hop = 0; id && hop < ROOT_HOPS; hop++) {
+		const struct root_slot *r = root_slot(o, hi, lo, id);
+		if (r->span_id == id && r->trace_hi == hi && r->trace_lo == lo)
+			return r->name;
+		const struct edge_slot *e = edge_slot(o, hi, lo, id);
+		if (e->span_id != id || e->trace_hi != hi || e->trace_lo != lo)
+			return NULL;
+		id = e->parent_id;
+	}
+	return NULL;
+}
+
+/* Fill sp->root if it is proven now; 1 when sp has it. */
+static int fill_root(hm_otel *o, hm_pyspan *sp)
+{
+	if (!sp->root[0] && (sp->trace_hi || sp->trace_lo)) {
+		const char *r = root_name(o, sp);
+		if (r)
+			snprintf(sp->root, sizeof sp->root, "%s", r);
+	}
+	return sp->root[0] != 0;
+}
+
+void otel_span_note(hm_otel *o, hm_pyspan *sp)
+{
+	struct span_slot s;
+	memset(&s, 0, sizeof s);
+	s.trace_hi = sp->trace_hi;
+	s.trace_lo = sp->trace_lo;
+	s.span_id = sp->span_id;
+	s.parent_id = sp->parent_id;
+	s.local_root = sp->local_root;
+	s.parent_ok = sp->local_root || sp->parent_id;
+	memcpy(s.name, sp->name, sizeof s.name);
+	if (sp->trace_hi || sp->trace_lo)
+		learn(o, &s);
+	fill_root(o, sp);
 }
 
 /* Is sctx a SpanContext? (a tuple subclass named SpanContext; learnt once) */
@@ -783,25 +874,34 @@ static int span_fields(hm_otel *o, uint64_t span, uint64_t t, uint64_t f[NFIELDS
  * not read again. NULL if addr holds no span with ids. */
 static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n);
 
-/* Whether the span at addr (whose fields are f when fast) is its trace's
- * local root: no parent, or a remote one. */
-static int span_is_root(hm_otel *o, uint64_t addr, int fast, const uint64_t f[NFIELDS])
+/* The parent of the span at addr (whose fields are f when fast): its id
+ * (a remote parent's too; 0 for none) and whether the span is its trace's
+ * local root (no parent, or a remote one). -1 when it cannot be read: no
+ * root is learnt or given from that span. */
+static int span_parent(hm_otel *o, uint64_t addr, int fast, const uint64_t f[NFIELDS],
+		       uint64_t *pid, int *root)
 {
-	uint64_t parent = fast ? f[F_PARENT] : 0;
-	if (!parent && hm_pyobj_getattr(&o->r, addr, "_parent", &parent))
-		return 0;
-	int kind = hm_pyobj_kind(&o->r, parent);
-	uint64_t pitems[3], remote;
+	uint64_t parent = fast ? f[F_PARENT] : 0, pitems[3], remote, sid_hi;
 	int neg;
-	if (kind == HM_PT_NONE)
-		return 1;
-	return is_span_context(o, parent) && !hm_pyobj_tuple_head(&o->r, parent, pitems, 3) &&
-	       hm_pyobj_int(&o->r, pitems[2], &remote, &neg) == 0 && remote != 0;
+	*pid = 0;
+	*root = 0;
+	if (!parent && hm_pyobj_getattr(&o->r, addr, "_parent", &parent))
+		return -1;
+	if (hm_pyobj_kind(&o->r, parent) == HM_PT_NONE) {
+		*root = 1;
+		return 0;
+	}
+	if (!is_span_context(o, parent) || hm_pyobj_tuple_head(&o->r, parent, pitems, 3) ||
+	    hm_pyobj_uint128(&o->r, pitems[1], &sid_hi, pid) || sid_hi || !*pid ||
+	    hm_pyobj_int(&o->r, pitems[2], &remote, &neg)) {
+		*pid = 0;
+		return -1;
+	}
+	*root = remote != 0;
+	return 0;
 }
 
-/* need_root: whether the span is its trace's local root is looked at even
- * when that trace's root name is known already (root_scan). */
-static struct span_slot *read_span(hm_otel *o, uint64_t addr, int need_root)
+static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 {
 	struct span_slot *s = &o->spans[mix(addr) % SPAN_SLOTS];
 	uint64_t sctx, items[3], sid_hi, hi, lo, sid, t, f[NFIELDS];
@@ -814,18 +914,22 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr, int need_root)
 		return NULL;
 	if (fast)
 		blk_prefetch(o, f, NFIELDS);
-	if (!is_span_context(o, sctx) ||
-	    hm_pyobj_tuple_head(&o->r, sctx, items, 3) ||
-	    (blk_prefetch(o, items, 2), 0) ||
-	    hm_pyobj_uint128(&o->r, items[0], &hi, &lo) ||
+	if (!is_span_context(o, sctx) || hm_pyobj_tuple_head(&o->r, sctx, items, 3))
+		return NULL;
+	/* The ids in one read, and with them the parent's span id (a new
+	 * span's local root is found through it; its SpanContext came with
+	 * the fields). */
+	uint64_t pre[3] = {items[0], items[1], 0}, pitems[3];
+	if (fast && f[F_PARENT] && s->addr != addr && is_span_context(o, f[F_PARENT]) &&
+	    !hm_pyobj_tuple_head(&o->r, f[F_PARENT], pitems, 3))
+		pre[2] = pitems[1];
+	blk_prefetch(o, pre, 3);
+	if (hm_pyobj_uint128(&o->r, items[0], &hi, &lo) ||
 	    hm_pyobj_uint128(&o->r, items[1], &sid_hi, &sid) || sid_hi || (!hi && !lo) || !sid)
 		return NULL;
 	if (s->addr == addr && s->sctx == sctx && s->trace_hi == hi && s->trace_lo == lo &&
 	    s->span_id == sid) {
-		if (need_root && !s->parent_read) {
-			s->local_root = span_is_root(o, addr, fast, f);
-			s->parent_read = 1;
-		}
+		learn(o, s);             /* (its slot may have been taken since) */
 		return s;
 	}
 	struct span_slot n;
@@ -846,13 +950,8 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr, int need_root)
 			return NULL;
 		n.name[0] = 0;
 	}
-	/* The local root: no parent, or a remote one (two reads, skipped
-	 * while the trace's root name is known). */
-	struct root_slot *known = root_slot(o, hi, lo);
-	if (need_root || known->trace_hi != hi || known->trace_lo != lo) {
-		n.local_root = span_is_root(o, addr, fast, f);
-		n.parent_read = 1;
-	}
+	/* Its parent: the local root is found through it. */
+	n.parent_ok = span_parent(o, addr, fast, f, &n.parent_id, &n.local_root) == 0;
 	n.addr = addr;
 	n.sctx = sctx;
 	*s = n;
@@ -860,12 +959,7 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr, int need_root)
 		o->span_types[1] = o->span_types[0];
 		o->span_types[0] = t;
 	}
-	if (s->local_root && s->name[0]) {
-		struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo);
-		r->trace_hi = s->trace_hi;
-		r->trace_lo = s->trace_lo;
-		memcpy(r->name, s->name, sizeof r->name);
-	}
+	learn(o, s);
 	return s;
 }
 
@@ -1000,12 +1094,7 @@ static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
 static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
 {
 	*out = c->span;
-	if (out->trace_hi || out->trace_lo) {
-		/* The local root may have been learnt since. */
-		struct root_slot *r = root_slot(o, out->trace_hi, out->trace_lo);
-		if (!out->root[0] && r->trace_hi == out->trace_hi && r->trace_lo == out->trace_lo)
-			memcpy(out->root, r->name, sizeof out->root);
-	}
+	fill_root(o, out);               /* (the local root may have been learnt since) */
 }
 
 /* ---- the chain read with the thread state ----------------------------- */
@@ -1323,6 +1412,8 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 {
 	out->trace_hi = out->trace_lo = out->span_id = 0;
 	out->name[0] = out->root[0] = 0;
+	out->parent_id = 0;
+	out->local_root = 0;
 	if (!ready(o))
 		return 0;
 	const hm_pylayout *L = o->r.layout;
@@ -1384,16 +1475,16 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 		span = f.value;
 		if (hm_pyobj_kind(&o->r, span) != HM_PT_OTHER)
 			return -1;
-		s = read_span(o, span, 0);
+		s = read_span(o, span);
 	}
 	if (s) {
 		out->trace_hi = s->trace_hi;
 		out->trace_lo = s->trace_lo;
 		out->span_id = s->span_id;
+		out->parent_id = s->parent_id;
+		out->local_root = s->local_root;
 		memcpy(out->name, s->name, sizeof out->name);
-		struct root_slot *r = root_slot(o, s->trace_hi, s->trace_lo);
-		if (r->trace_hi == s->trace_hi && r->trace_lo == s->trace_lo)
-			memcpy(out->root, r->name, sizeof out->root);
+		fill_root(o, out);
 	}
 	if (cacheable && c->path.n > 0 && c->path.step[c->path.n - 1].value == value) {
 		c->ctx = ctx;
@@ -1442,16 +1533,18 @@ static void blk_end(hm_otel *o)
 	o->r.ctx = o->live_ctx;
 }
 
-/* Is the object at v (of type t) the local root span of trace hi:lo? */
-static int is_root_of(hm_otel *o, uint64_t v, uint64_t t, uint64_t hi, uint64_t lo)
+/* The object at v (of type t) read as a span when t is a span class
+ * (read_span learns its root or parent): 1 when it is a local root of
+ * trace hi:lo. */
+static int look_at(hm_otel *o, uint64_t v, uint64_t t, uint64_t hi, uint64_t lo)
 {
 	if (!t || (t != o->span_types[0] && t != o->span_types[1]))
 		return 0;
-	struct span_slot *s = read_span(o, v, 1);
+	struct span_slot *s = read_span(o, v);
 	return s && s->local_root && s->trace_hi == hi && s->trace_lo == lo;
 }
 
-static int hinted(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo)
+static int hinted(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 {
 	for (int i = 0; i < th->nframes && i < SCAN_FRAMES; i++) {
 		const hm_pyframe *f = &th->frames[i];
@@ -1462,7 +1555,8 @@ static int hinted(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo)
 			    rd(o, slot, &v, 8) || !v || (v & 7) ||
 			    rd(o, v + (uint64_t)o->r.layout->ob_type, &t, 8))
 				continue;
-			if (is_root_of(o, v, t, hi, lo))
+			look_at(o, v, t, sp->trace_hi, sp->trace_lo);
+			if (fill_root(o, sp))
 				return 1;
 		}
 	}
@@ -1479,7 +1573,7 @@ static void learn_hint(hm_otel *o, uint64_t code, int idx)
 
 /* Every local of the stack's frames, from the root end (a framework's
  * outer layers hold the server span), SCAN_FRAMES at most. */
-static int scan_frames(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo)
+static int scan_frames(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 {
 	const uint64_t ob_type = (uint64_t)o->r.layout->ob_type;
 	int first = th->nframes > SCAN_FRAMES ? th->nframes - SCAN_FRAMES : 0;
@@ -1500,37 +1594,35 @@ static int scan_frames(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t 
 				if (rd(o, iov[j].addr, iov[j].buf, 8))
 					*(uint64_t *)iov[j].buf = 0;
 		for (int j = 0; j < n; j++) {
-			if (!types[j] || !is_root_of(o, vals[j], types[j], hi, lo))
+			if (!types[j])
 				continue;
-			learn_hint(o, f->code->addr, j);
-			return 1;
+			if (look_at(o, vals[j], types[j], sp->trace_hi, sp->trace_lo))
+				learn_hint(o, f->code->addr, j);
+			if (fill_root(o, sp))
+				return 1;
 		}
 	}
 	return 0;
 }
 
-/* The root of trace hi:lo when a span of that trace is current in one of
- * the process's asyncio tasks and is its local root. A sync route (FastAPI
- * runs a `def` route in a worker thread, in a copy of the context of the
- * event loop's task, which awaits it) runs its trace in a thread whose
- * stack holds no server span; the awaiting task's current span is the
- * server span all along. Reading the tasks' spans (the task reader, in
- * spans-only mode, calls otel_context_span, and read_span remembers every
- * local root it reads) learns the root of every request in flight at once.
- * 1 (its name in name, and remembered for the trace) or 0. Not within
- * blk_begin: the task reader's reads are its own, live. */
-int otel_root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_t cap)
+/* sp's local root when the asyncio tasks' current spans prove it. A sync
+ * route (FastAPI runs a `def` route in a worker thread, in a copy of the
+ * context of the event loop's task, which awaits it) runs its trace in a
+ * thread whose stack holds no server span; the awaiting task's current
+ * span is the server span all along. Reading the tasks' spans (the task
+ * reader, in spans-only mode, calls otel_context_span, and read_span learns
+ * every span it reads) learns the roots of every request in flight at
+ * once. 1 (sp->root set) or 0. Not within blk_begin: the task reader's
+ * reads are its own, live. */
+int otel_root_in_tasks(hm_otel *o, hm_pyspan *sp)
 {
-	const char *root = NULL;
-	hm_pyspan sp;
+	hm_pyspan tsp;
 	if (!o->py && o->task_fn) {
 		/* A reader over any memory (tests): the contexts given. */
 		uint64_t ctxs[16];
 		int n = o->task_fn(o->task_ctx, ctxs, 16);
-		for (int i = 0; i < n && i < 16 && !root; i++)
-			if (!otel_context_span(o, ctxs[i], &sp) && sp.trace_hi == hi &&
-			    sp.trace_lo == lo && sp.root[0])
-				root = sp.root;
+		for (int i = 0; i < n && i < 16; i++)
+			otel_context_span(o, ctxs[i], &tsp);
 	} else if (o->py && !o->async_failed) {
 		if (!o->async) {
 			if (hm_pyasync_open(o->py, &o->async) != HM_OK) {
@@ -1541,42 +1633,29 @@ int otel_root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_t 
 		}
 		if (hm_pyasync_tasks(o->async, &o->tasks) != HM_OK)
 			return 0;
-		for (int i = 0; i < o->tasks.ntasks && !root; i++) {
-			const hm_pytask *k = &o->tasks.tasks[i];
-			if (k->valid && k->span.trace_hi == hi && k->span.trace_lo == lo &&
-			    k->span.root[0])
-				root = k->span.root;
-		}
 	}
-	if (!root)
-		return 0;
-	snprintf(name, cap, "%s", root);
-	/* Again: another trace's root read later in the same look may have
-	 * taken the slot. */
-	struct root_slot *r = root_slot(o, hi, lo);
-	r->trace_hi = hi;
-	r->trace_lo = lo;
-	snprintf(r->name, sizeof r->name, "%s", root);
-	return 1;
+	return fill_root(o, sp);
 }
 
-/* Once per trace whose root is not known (tried): the hints (no rate
+/* Once per parent whose root is not known (tried): the hints (no rate
  * limit), then the asyncio tasks' spans (at most TASK_LOOKS_PER_S a
  * second), then, unless the thread is paused, every frame (at most
- * SCANS_PER_S a second). A trace is tried once a look found nothing in
+ * SCANS_PER_S a second). A parent is tried once a look found nothing in
  * the tasks and the frames were looked through or the thread is paused:
- * a look denied by a rate limit is made again at the trace's next sample. */
+ * a look denied by a rate limit is made again at the next sample. */
 static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 {
-	uint64_t hi = sp->trace_hi, lo = sp->trace_lo;
-	struct tried_slot *tr = &o->tried[mix(hi ^ mix(lo)) % TRIED_SLOTS];
-	if (tr->trace_hi == hi && tr->trace_lo == lo)
+	uint64_t hi = sp->trace_hi, lo = sp->trace_lo, pid = sp->parent_id;
+	if (fill_root(o, sp) || sp->local_root || !pid)
+		return;
+	struct tried_slot *tr = &o->tried[span_key(hi, lo, pid) % TRIED_SLOTS];
+	if (tr->trace_hi == hi && tr->trace_lo == lo && tr->span_id == pid)
 		return;
 	struct ts_slot *t = &o->tss[mix(th->tstate) % TS_SLOTS];
 	if (t->tstate != th->tstate)
 		t = NULL;
 	blk_begin(o);
-	int found = hinted(o, th, hi, lo);
+	int found = hinted(o, th, sp);
 	blk_end(o);
 	if (found && t)
 		t->scan_fails = 0;
@@ -1584,7 +1663,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 	if (!found) {
 		if (!hm_token_take(&o->task_tokens_ns, now, 1000000000ull / TASK_LOOKS_PER_S, 10))
 			return;
-		found = otel_root_in_tasks(o, hi, lo, sp->root, sizeof sp->root);
+		found = otel_root_in_tasks(o, sp);
 	}
 	if (!found) {
 		int paused = t && now < t->scan_next_ns;
@@ -1592,7 +1671,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 			return;
 		if (!paused) {
 			blk_begin(o);
-			found = scan_frames(o, th, hi, lo);
+			found = scan_frames(o, th, sp);
 			blk_end(o);
 			if (t && found)
 				t->scan_fails = 0;
@@ -1600,11 +1679,7 @@ static void root_scan(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 				t->scan_next_ns = now + ROOT_PAUSE_NS;
 		}
 	}
-	tr->trace_hi = hi;
-	tr->trace_lo = lo;
-	struct root_slot *r = root_slot(o, hi, lo);
-	if (found && !sp->root[0] && r->trace_hi == hi && r->trace_lo == lo)
-		memcpy(sp->root, r->name, sizeof sp->root);
+	*tr = (struct tried_slot){hi, lo, pid};
 }
 
 void otel_set_task_contexts(hm_otel *o, otel_task_contexts_fn fn, void *ctx)
@@ -1631,6 +1706,8 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 	hm_pyspan *sp = &th->span;
 	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
 	sp->name[0] = sp->root[0] = 0;
+	sp->parent_id = 0;
+	sp->local_root = 0;
 	const hm_pyasync_layout *A = o->A;
 	int spec = o->spec.loaded && o->spec.tstate == th->tstate;
 	int chain = spec && o->spec.chain;
@@ -1685,6 +1762,8 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 	 * proves it: the next read plans the words that check this answer. */
 	sp->trace_hi = sp->trace_lo = sp->span_id = 0;
 	sp->name[0] = sp->root[0] = 0;
+	sp->parent_id = 0;
+	sp->local_root = 0;
 	o->reread_tstate = th->tstate;
 	return last ? 2 : 1;
 }
@@ -1905,13 +1984,13 @@ int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, si
 
 /* ---- a trace's local root for an in-kernel sampler ----------------------- */
 
-int otel_root_find(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo,
-		   const uint64_t span_types[2], int full, char *name, size_t cap)
+int otel_root_find(hm_otel *o, const hm_pythread *th, hm_pyspan *sp, const uint64_t span_types[2],
+		   int full)
 {
-	if (!o || (!hi && !lo))
+	if (!o || (!sp->trace_hi && !sp->trace_lo))
 		return -1;
-	/* The span classes the kernel side reads (is_root_of looks only at
-	 * locals of these types). */
+	/* The span classes the kernel side reads (look_at reads only locals
+	 * of these types). */
 	for (int i = 0; i < 2; i++) {
 		uint64_t t = span_types[i];
 		if (t && t != o->span_types[0] && t != o->span_types[1]) {
@@ -1919,17 +1998,17 @@ int otel_root_find(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo,
 			o->span_types[0] = t;
 		}
 	}
+	if (fill_root(o, sp))
+		return 0;
 	/* Where roots were found before first (a request's server span is
 	 * the same local of the same middleware function every time: a read
 	 * or two), then, if full, every local from the root end. */
 	blk_begin(o);
-	int found = hinted(o, th, hi, lo), in_full = 0;
+	int found = hinted(o, th, sp), in_full = 0;
 	if (!found && full)
-		found = in_full = scan_frames(o, th, hi, lo);
+		found = in_full = scan_frames(o, th, sp);
 	blk_end(o);
-	struct root_slot *r = root_slot(o, hi, lo);
-	if (!found || r->trace_hi != hi || r->trace_lo != lo || !r->name[0])
+	if (!found)
 		return full ? -2 : -1;
-	snprintf(name, cap, "%s", r->name);
 	return in_full;
 }

@@ -84,12 +84,14 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 /* hm_python_str_snapshot. */
 int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
 
-/* hm_python_span_root_from_tasks (1 found, name set; 0 not). */
-int otel_root_in_tasks(hm_otel *o, uint64_t hi, uint64_t lo, char *name, size_t cap);
+/* hm_python_span_note. */
+void otel_span_note(hm_otel *o, hm_pyspan *sp);
+/* hm_python_span_root_from_tasks (1 found, sp->root set; 0 not). */
+int otel_root_in_tasks(hm_otel *o, hm_pyspan *sp);
 /* hm_python_span_root_scan, once th is walked (same arguments and
  * results). */
-int otel_root_find(hm_otel *o, const hm_pythread *th, uint64_t hi, uint64_t lo,
-		   const uint64_t span_types[2], int full, char *name, size_t cap);
+int otel_root_find(hm_otel *o, const hm_pythread *th, hm_pyspan *sp, const uint64_t span_types[2],
+		   int full);
 
 /* The HAMT lookup, exposed for unit tests against synthetic memory:
  * the value for key (a ContextVar whose 64-bit hash is hash) in the HAMT

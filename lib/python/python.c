@@ -340,6 +340,8 @@ int hm_python_context_span(hm_python *py, uint64_t context, hm_pyspan *out)
 	struct hm_otel *o = python_otel(py);
 	out->trace_hi = out->trace_lo = out->span_id = 0;
 	out->name[0] = out->root[0] = 0;
+	out->parent_id = 0;
+	out->local_root = 0;
 	if (!o || otel_context_span(o, context, out)) {
 		out->trace_hi = out->trace_lo = out->span_id = 0;
 		return -1;
@@ -358,8 +360,8 @@ int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out)
 	return otel_span_layout(o, ts, n < 0 ? 0 : n, out);
 }
 
-int hm_python_span_root_scan(hm_python *py, uint64_t tstate, uint64_t trace_hi, uint64_t trace_lo,
-			     const uint64_t span_types[2], int full, char *name, size_t cap)
+int hm_python_span_root_scan(hm_python *py, uint64_t tstate, hm_pyspan *sp,
+			     const uint64_t span_types[2], int full)
 {
 	struct hm_otel *o = python_otel(py);
 	if (!o)
@@ -367,16 +369,22 @@ int hm_python_span_root_scan(hm_python *py, uint64_t tstate, uint64_t trace_hi, 
 	hm_pythread th;
 	memset(&th, 0, sizeof th);
 	int rc = hm_python_walk_tstate(py, tstate, &th) == HM_OK && th.valid
-		 ? otel_root_find(o, &th, trace_hi, trace_lo, span_types, full, name, cap) : -1;
+		 ? otel_root_find(o, &th, sp, span_types, full) : -1;
 	free(th.frames);
 	return rc;
 }
 
-int hm_python_span_root_from_tasks(hm_python *py, uint64_t trace_hi, uint64_t trace_lo, char *name,
-				   size_t cap)
+void hm_python_span_note(hm_python *py, hm_pyspan *sp)
 {
 	struct hm_otel *o = python_otel(py);
-	return o && otel_root_in_tasks(o, trace_hi, trace_lo, name, cap) ? 0 : -1;
+	if (o)
+		otel_span_note(o, sp);
+}
+
+int hm_python_span_root_from_tasks(hm_python *py, hm_pyspan *sp)
+{
+	struct hm_otel *o = python_otel(py);
+	return o && otel_root_in_tasks(o, sp) ? 0 : -1;
 }
 
 int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap)

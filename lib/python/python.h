@@ -50,6 +50,9 @@ typedef struct hm_pyspan {
 	char root[128];          /* the local root span's name (the span
 				  * whose parent is remote or absent), "" if
 				  * not known */
+	uint64_t parent_id;      /* its parent span's id (a remote one too),
+				  * 0: none, or not read */
+	int local_root;          /* 1: no parent, or a remote one */
 } hm_pyspan;
 
 typedef struct hm_pythread {
@@ -207,27 +210,32 @@ int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out);
  * the text. 0 or -1. */
 int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
 
-/* The name of trace (trace_hi, trace_lo)'s local root span when a span of
- * that trace is current in one of the process's asyncio tasks and is its
- * local root (each task's context and span read, no await chain: a sync
- * route's worker thread runs in a copy of the context of the event loop's
- * task that awaits it, whose current span is the server span). No rate
- * limit: the caller's. 0 found (name set), -1 not. */
-int hm_python_span_root_from_tasks(hm_python *py, uint64_t trace_hi, uint64_t trace_lo, char *name,
-				   size_t cap);
-/* The name of trace (trace_hi, trace_lo)'s local root span (its parent
- * absent or remote), looked for among the local variables of the stack of
- * the thread at tstate as it is now (walked once), for an in-kernel sampler
- * that saw the trace's first sample (sample/ebpf.c); span_types: the span
+/* The local root of a span (sp: its ids, parent_id and local_root as a
+ * sampler read them) is given only when proven: the span is one (no parent,
+ * or a remote one), or its parent is, or its parent's parent... as learnt
+ * from every span read (a trace can have several local roots in one
+ * process, e.g. a client calling two endpoints in one trace).
+ * hm_python_span_root_from_tasks: proven by the current spans of the
+ * process's asyncio tasks (each task's context and span read, no await
+ * chain: a sync route's worker thread runs in a copy of the context of the
+ * event loop's task that awaits it, whose current span is the server
+ * span). No rate limit: the caller's. 0 found (sp->root set), -1 not. */
+/* A span read elsewhere (an in-kernel sampler's sample: ids, parent_id,
+ * local_root, name): learnt as the reader's own (a local root, or the
+ * span's parent), and sp->root set when proven. */
+void hm_python_span_note(hm_python *py, hm_pyspan *sp);
+int hm_python_span_root_from_tasks(hm_python *py, hm_pyspan *sp);
+/* The same, from the spans among the local variables of the stack of
+ * thread state tstate, walked now (for an in-kernel sampler: the thread
+ * that saw the trace's first sample, sample/ebpf.c); span_types: the span
  * classes (hm_pyspan_layout.types). Each span found is read and checked as
- * a sample's span is: a name comes only from a span of that very trace that
- * is its local root. First the locals where roots were found before (a
+ * a sample's span is. First the locals where roots were found before (a
  * read or two each), then, if full, every local of every frame from the
- * root end (two reads a frame: the caller limits how often). 0 found in the first pass, 1
- * in the full one (name set); -1 not found (first pass only), -2 not found
- * (full). */
-int hm_python_span_root_scan(hm_python *py, uint64_t tstate, uint64_t trace_hi, uint64_t trace_lo,
-			     const uint64_t span_types[2], int full, char *name, size_t cap);
+ * root end (two reads a frame: the caller limits how often). 0 found in
+ * the first pass (or known already), 1 in the full one (sp->root set); -1
+ * not found (first pass only), -2 not found (full). */
+int hm_python_span_root_scan(hm_python *py, uint64_t tstate, hm_pyspan *sp,
+			     const uint64_t span_types[2], int full);
 
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);

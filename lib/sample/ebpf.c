@@ -11,10 +11,11 @@
  * does not fit, and every --native record. With tracing on it also tells the kernel how
  * to read the current OpenTelemetry span (send_otel); each sample carries
  * the span's ids as the kernel read them, and its name from the str it
- * pointed at, once checked (span_name), and its trace's local root span
- * name from a per-process table (roots) learnt from samples the kernel
- * flagged as a local root, or found among the thread's locals when the
- * kernel sends a trace's first sample (trace_first). Each sample's CPU time is the
+ * pointed at, once checked (span_name), and its local root span's name
+ * when the process's span reader proves it (every sample's span teaches it
+ * local roots, which the kernel flags, and the other spans' parents), or
+ * once looked for among the thread's locals when the kernel sends the first
+ * sample of a (trace, parent) (trace_first). Each sample's CPU time is the
  * thread's runtime since its previous sample as the kernel accounts it
  * (read by the program; seeded per thread at the watch, seed_runtimes, and
  * completed at the end, hm_ebpf_finish); with --kernel, kernel stacks come
@@ -157,18 +158,11 @@ struct watched {
 	uint64_t otel_next_ns;      /* when to look for the layout again */
 	uint64_t otel_backoff_ns, otel_first_ns;
 	struct name_slot *names;    /* [NAME_SLOTS]: span name strs resolved */
-	struct roots *roots;        /* local root span names by trace */
 };
 
-/* Each trace's local root span name (local_root_span_name), learnt from a
- * sample whose span the kernel found to be its trace's local root, or by
- * looking among the locals of the thread that ran the trace's first sample
- * (trace_first). Fixed size: ROOT_ENTS traces (two candidate entries each,
- * the older one replaced) naming at most ROOT_NAMES distinct names (route
- * templates, mostly); when a new name finds them all taken, it all starts
- * anew. */
-#define ROOT_ENTS 1024
-#define ROOT_NAMES 64
+/* A span's local root (local_root_span_name) is looked for when the kernel
+ * sends the first sample of a (trace, parent) whose root is not proven
+ * yet (trace_first): */
 #define ROOT_SCANS_PER_S 100        /* looks among a thread's locals, at most
 				  * (each about 100 us: a walk, and the frames
 				  * of functions that held a root before), */
@@ -176,19 +170,6 @@ struct watched {
 				  * tasks' current spans (about 300 us), else
 				  * all the thread's frames (about 500 us) */
 #define ROOT_SCAN_BURST 10
-
-struct root_ent {
-	uint64_t trace_hi, trace_lo;  /* both 0: free */
-	uint32_t name;              /* index in names */
-	uint32_t seq;               /* when it was learnt (the older goes) */
-};
-
-struct roots {
-	struct root_ent ent[ROOT_ENTS];
-	int nnames;
-	uint32_t seq;
-	char names[ROOT_NAMES][128];
-};
 
 struct name_slot {
 	uint64_t addr, check;
@@ -342,110 +323,9 @@ static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *ou
 	snprintf(out, cap, "%s", n->name);
 }
 
-static struct root_ent *root_find(struct roots *r, uint64_t hi, uint64_t lo, int for_new)
-{
-	uint64_t h = hi ^ (lo * 0x9E3779B97F4A7C15ull);
-	h ^= h >> 29;
-	struct root_ent *a = &r->ent[h % ROOT_ENTS], *b = &r->ent[(h % ROOT_ENTS) ^ 1];
-	if (a->trace_hi == hi && a->trace_lo == lo)
-		return a;
-	if (b->trace_hi == hi && b->trace_lo == lo)
-		return b;
-	if (!for_new)
-		return NULL;
-	if (!a->trace_hi && !a->trace_lo)
-		return a;
-	if (!b->trace_hi && !b->trace_lo)
-		return b;
-	return (int32_t)(a->seq - b->seq) <= 0 ? a : b;
-}
-
-/* The local root name of trace (hi, lo), or NULL. */
-static const char *root_get(const struct watched *w, uint64_t hi, uint64_t lo)
-{
-	if (!w->roots)
-		return NULL;
-	const struct root_ent *e = root_find(w->roots, hi, lo, 0);
-	return e ? w->roots->names[e->name] : NULL;
-}
-
-static void root_learn(struct watched *w, uint64_t hi, uint64_t lo, const char *name)
-{
-	if (!name[0] || (!hi && !lo))
-		return;
-	if (!w->roots && !(w->roots = calloc(1, sizeof *w->roots)))
-		return;
-	struct roots *r = w->roots;
-	int k = 0;
-	while (k < r->nnames && strcmp(r->names[k], name))
-		k++;
-	if (k == r->nnames) {
-		if (r->nnames == ROOT_NAMES) {
-			memset(r, 0, sizeof *r);
-			k = 0;
-		}
-		snprintf(r->names[k], sizeof r->names[k], "%s", name);
-		r->nnames = k + 1;
-	}
-	struct root_ent *e = root_find(r, hi, lo, 1);
-	e->trace_hi = hi;
-	e->trace_lo = lo;
-	e->name = (uint32_t)k;
-	e->seq = ++r->seq;
-}
-
-/* A sample whose span the kernel found to be its trace's local root names
- * that trace's root. */
-static void root_from_event(struct watched *w, const struct hm_bpf_event *e)
-{
-	if (e->span_why != HM_BPF_SPAN_OK || !(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) ||
-	    !w->otel_sent || root_get(w, e->span.trace_hi, e->span.trace_lo))
-		return;
-	char name[128];
-	span_name(w, e->span.name, e->span_name_check, name, sizeof name);
-	root_learn(w, e->span.trace_hi, e->span.trace_lo, name);
-}
-
-/* The first sample of a trace (HM_BPF_NEW_TRACE, sent at once): unless its
- * span is the local root, look for the root among the locals of the thread,
- * which most likely still runs the trace (a web framework's request span is
- * current only between its children, and a local of the middleware's frame
- * meanwhile), then among the asyncio tasks' current spans, then all the
- * thread's frames. At most ROOT_SCANS_PER_S a second, ROOT_FULL_PER_S past
- * the first look. */
-static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
-{
-	struct watched *w = find_watched(E, (pid_t)e->pid);
-	if (!w || !w->otel_sent || e->span_why != HM_BPF_SPAN_OK)
-		return;
-	root_from_event(w, e);
-	uint64_t hi = e->span.trace_hi, lo = e->span.trace_lo;
-	if (root_get(w, hi, lo))
-		return;
-	uint64_t now = hm_mono_ns();
-	if (!hm_token_take(&E->scan_tokens_ns, now, 1000000000ull / ROOT_SCANS_PER_S, ROOT_SCAN_BURST))
-		return;
-	uint64_t types[2] = {w->otel.types[0].type, w->otel.types[1].type};
-	char name[128];
-	E->c.root_scans++;
-	int rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, 0, name, sizeof name);
-	/* Not in the frames of a function that held a root before: a sync
-	 * route's worker thread runs the trace while the event loop's task
-	 * that holds the server span awaits it (that task's current span is
-	 * the root); else every frame of the thread. */
-	if (rc < 0 && hm_token_take(&E->full_tokens_ns, now, 1000000000ull / ROOT_FULL_PER_S, ROOT_SCAN_BURST)) {
-		if (hm_python_span_root_from_tasks(w->py, hi, lo, name, sizeof name) == 0)
-			rc = 1;
-		else
-			rc = hm_python_span_root_scan(w->py, e->tstate, hi, lo, types, 1, name, sizeof name);
-	}
-	if (rc >= 0) {
-		E->c.roots_found++;
-		root_learn(w, hi, lo, name);
-	}
-	E->c.root_scan_ns += hm_mono_ns() - now;
-}
-
+/* A sample's span as the kernel read it (its name once checked), and its
+ * local root's name when the process's span reader proves it; every span
+ * given here teaches that reader (a local root, or a span's parent). */
 static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspan *sp)
 {
 	memset(sp, 0, sizeof *sp);
@@ -456,12 +336,47 @@ static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspa
 	sp->trace_hi = e->span.trace_hi;
 	sp->trace_lo = e->span.trace_lo;
 	sp->span_id = e->span.span_id;
+	sp->parent_id = e->span.parent_id;
+	sp->local_root = (e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) != 0;
 	span_name(w, e->span.name, e->span_name_check, sp->name, sizeof sp->name);
-	if ((e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) && sp->name[0])
-		root_learn(w, sp->trace_hi, sp->trace_lo, sp->name);
-	const char *root = root_get(w, sp->trace_hi, sp->trace_lo);
-	if (root)
-		snprintf(sp->root, sizeof sp->root, "%s", root);
+	hm_python_span_note(w->py, sp);
+}
+
+/* The first sample of a (trace, parent) (HM_BPF_NEW_TRACE, sent at once):
+ * unless its span's local root is proven, look for it among the locals of
+ * the thread, which most likely still runs the trace (a web framework's
+ * request span is current only between its children, and a local of the
+ * middleware's frame meanwhile), then among the asyncio tasks' current
+ * spans, then all the thread's frames. At most ROOT_SCANS_PER_S a second,
+ * ROOT_FULL_PER_S past the first look. */
+static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
+{
+	struct watched *w = find_watched(E, (pid_t)e->pid);
+	if (!w || !w->otel_sent || e->span_why != HM_BPF_SPAN_OK)
+		return;
+	hm_pyspan sp;
+	event_span(w, e, &sp);
+	if (sp.root[0] || sp.local_root || !sp.parent_id)
+		return;
+	uint64_t now = hm_mono_ns();
+	if (!hm_token_take(&E->scan_tokens_ns, now, 1000000000ull / ROOT_SCANS_PER_S, ROOT_SCAN_BURST))
+		return;
+	uint64_t types[2] = {w->otel.types[0].type, w->otel.types[1].type};
+	E->c.root_scans++;
+	int rc = hm_python_span_root_scan(w->py, e->tstate, &sp, types, 0);
+	/* Not in the frames of a function that held a root before: a sync
+	 * route's worker thread runs the trace while the event loop's task
+	 * that holds the server span awaits it (that task's current span is
+	 * the root); else every frame of the thread. */
+	if (rc < 0 && hm_token_take(&E->full_tokens_ns, now, 1000000000ull / ROOT_FULL_PER_S, ROOT_SCAN_BURST)) {
+		if (hm_python_span_root_from_tasks(w->py, &sp) == 0)
+			rc = 1;
+		else
+			rc = hm_python_span_root_scan(w->py, e->tstate, &sp, types, 1);
+	}
+	if (rc >= 0)
+		E->c.roots_found++;
+	E->c.root_scan_ns += hm_mono_ns() - now;
 }
 
 /* A record's frames into E->th (resolved with the walker's code cache), as
@@ -800,12 +715,13 @@ static void agg_drain(hm_ebpf *E)
 				agg_drain_slow(E, fd);      /* no batch operations here */
 			break;
 		}
-		/* Roots first: a trace's samples may come before the one of
-		 * its root span in the batch. */
+		/* Every span first (local roots, parents): a trace's samples
+		 * may come before the one of its root span in the batch. */
 		for (uint32_t i = 0; i < n; i++) {
 			struct watched *w = find_watched(E, (pid_t)E->agg_vals[i].ev.pid);
+			hm_pyspan sp;
 			if (w)
-				root_from_event(w, &E->agg_vals[i].ev);
+				event_span(w, &E->agg_vals[i].ev, &sp);
 		}
 		for (uint32_t i = 0; i < n; i++) {
 			const struct hm_bpf_agg *v = &E->agg_vals[i];
@@ -1245,10 +1161,8 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 		}
 		w = &E->w[E->nw++];
 		w->names = NULL;
-		w->roots = NULL;
 	}
 	free(w->names);             /* a process watched again */
-	free(w->roots);
 	memset(w, 0, sizeof *w);
 	w->pid = pid;
 	w->py = py;
@@ -1289,8 +1203,6 @@ void hm_ebpf_unwatch(hm_ebpf *E, pid_t pid)
 	w->otel_sent = 0;
 	free(w->names);
 	w->names = NULL;
-	free(w->roots);
-	w->roots = NULL;
 	E->last = NULL;
 }
 
@@ -1430,7 +1342,6 @@ void hm_ebpf_close(hm_ebpf *E)
 		hm_pystack__destroy(E->skel);
 	for (int i = 0; E->w && i < E->nw; i++) {
 		free(E->w[i].names);
-		free(E->w[i].roots);
 	}
 	free(E->th.frames);
 	free(E->agg_keys);

@@ -554,20 +554,72 @@ def test_ebpf_fastapi(tmp_path, spawn):
     assert sync["right"] >= 0.5 * sum(sync.values()) and sync["wrong"] == 0, sync
 
 
+def sdk_python(ebpf=False):
+    """The interpreter the SDK tests run (Debian's static 3.11 if there);
+    skips without the SDK (or, with ebpf, without BPF)."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    if ebpf:
+        from test_ebpf import need_ebpf
+        need_ebpf()
+    return STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+
+
+def local_root_of(exported, trace_id, span_id):
+    """The name of the local root (a span whose parent is absent or remote)
+    above span span_id, through the parents the SDK exported; None if the
+    chain breaks."""
+    by_id = {(s["trace_id"], s["span_id"]): s for s in exported}
+    s = by_id.get((trace_id, span_id))
+    for _ in range(64):
+        if s is None:
+            return None
+        if s["parent"] is None or s.get("remote"):
+            return s["name"]
+        s = by_id.get((trace_id, s["parent"]))
+    return None
+
+
 def root_tallies(samples, exported, functions):
-    """Samples with a span in one of functions: how many name their trace's
-    local root (a span whose parent is absent or remote) right, wrongly, or
-    not at all."""
-    root_of = {s["trace_id"]: s["name"] for s in exported
-               if s["parent"] is None or s.get("remote")}
+    """Samples with a span in one of functions: how many name their span's
+    local root (found through the exported spans' parents: a trace may have
+    several local roots in one process) right, wrongly, or not at all."""
     t = {"right": 0, "wrong": 0, "none": 0}
     for names, labels, count in samples:
         if "span_id" not in labels or not any(f in names for f in functions):
             continue
         root = labels.get("local_root_span_name")
-        t["none" if root is None else
-          "right" if root == root_of.get(labels["trace_id"]) else "wrong"] += count
+        want = local_root_of(exported, labels["trace_id"], labels["span_id"])
+        t["none" if root is None else "right" if root == want else "wrong"] += count
     return t
+
+
+@pytest.mark.parametrize("ebpf", [False, True], ids=["user", "ebpf"])
+def test_two_local_roots_in_one_trace(tmp_path, spawn, ebpf):
+    """A trace with two local roots in the process (a client calling two
+    endpoints in one trace: "GET /a" and "GET /b", same remote parent):
+    each child span names its own root, never the trace's other one, though
+    both are locals of the sampled stack (a root is given only when the
+    span's parents prove it)."""
+    py = sdk_python(ebpf)
+    target = spawn([py, program("otel_roots.py"), SDK / "site", 4, "fanout"], timeout=30)
+    if ebpf:
+        samples, exported = record_ebpf_pprof(tmp_path, target, "3", "500")
+    else:
+        out = tmp_path / "p.pb.gz"
+        r = homura("record", "-p", target.pid, "-d", "3", "-r", "500", "-f", "pprof", "-o", out,
+                   timeout=60)
+        assert r.rc == 0, r.describe()
+        text, _ = target.proc.communicate(timeout=60)
+        exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
+        samples = read_pprof(out)
+    assert {s["name"] for s in exported} >= {"GET /a", "GET /b", "child_a", "child_b"}
+    a = root_tallies(samples, exported, ("fanout_a_burn",))
+    b = root_tallies(samples, exported, ("fanout_b_burn",))
+    print("two roots", "ebpf" if ebpf else "user", a, b)
+    for t in (a, b):
+        assert sum(t.values()) > 0 and t["wrong"] == 0, (a, b)
+    assert a["right"] >= 0.5 * sum(a.values()) and b["right"] >= 0.5 * sum(b.values()), (a, b)
 
 
 def test_ebpf_local_roots(tmp_path, spawn):
@@ -727,12 +779,7 @@ def test_dump_shows_spans(spawn):
 def test_agent_ships_spans(tmp_path, spawn, ebpf):
     """The agent's pprof windows carry the same span labels (with --ebpf:
     read by the BPF program)."""
-    if SDK is None:
-        pytest.skip("the OpenTelemetry SDK test dependency is missing")
-    if ebpf:
-        from test_ebpf import need_ebpf
-        need_ebpf()
-    py = STATIC_PY if os.path.exists(STATIC_PY) else sys.executable
+    py = sdk_python(ebpf)
     target = spawn([py, program("otel_plain.py"), SDK / "site", 6], timeout=30)
     out = tmp_path / "windows"
     stats_path = tmp_path / "stats.json"

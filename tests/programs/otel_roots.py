@@ -5,9 +5,20 @@ span burns. In "local" the root has no parent (a new trace each time); in
 as a propagated traceparent header would give). The spans are not bound to
 locals, so only the kernel's _parent check can name a trace's local root.
 Spans go to the in-memory exporter; after SECONDS it prints every exported
-span as JSON lines (with whether its parent is remote) and exits.
+span as JSON lines (with its parent and whether that is remote) and exits.
 
-usage: otel_roots.py SITE_DIR SECONDS. Prints "ready" once spans run."""
+With "fanout", one trace has two local roots instead: a client that calls
+two endpoints of this process in one trace sends both requests with its own
+span as the parent, so the trace has two local root spans here, "GET /a"
+and "GET /b", whose parent is the same remote span. Each loop makes up a
+new remote parent (a new trace), then serves /a (its child span "child_a"
+burns 3 units in fanout_a_burn) and /b ("child_b", 1 unit, fanout_b_burn).
+The roots are bound to locals of the loop's frame (as a middleware holds
+its server span), and /a's stays bound while /b is served: a look through
+the locals meets both roots of the trace.
+
+usage: otel_roots.py SITE_DIR SECONDS [fanout]. Prints "ready" once spans
+run."""
 import json
 import random
 import sys
@@ -55,6 +66,20 @@ def remote_child_burn():
     burn(2 * UNIT)
 
 
+def fanout_a_burn():
+    burn(9 * UNIT // 2)
+
+
+def fanout_b_burn():
+    burn(3 * UNIT // 2)
+
+
+def remote_context():
+    parent = SpanContext(random.getrandbits(128) | 1, random.getrandbits(64) | 1,
+                         is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
 def local():
     while time.monotonic() < stop:
         with tracer.start_as_current_span("root_local"):
@@ -65,16 +90,26 @@ def local():
 
 def remote():
     while time.monotonic() < stop:
-        parent = SpanContext(random.getrandbits(128) | 1, random.getrandbits(64) | 1,
-                             is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        ctx = trace.set_span_in_context(NonRecordingSpan(parent))
-        with tracer.start_as_current_span("root_remote", context=ctx):
+        with tracer.start_as_current_span("root_remote", context=remote_context()):
             remote_root_burn()
             with tracer.start_as_current_span("child_remote"):
                 remote_child_burn()
 
 
-threads = [threading.Thread(target=f, name=f.__name__) for f in (local, remote)]
+def fanout():
+    while time.monotonic() < stop:
+        ctx = remote_context()
+        with tracer.start_as_current_span("GET /a", context=ctx) as root_a:
+            with tracer.start_as_current_span("child_a"):
+                fanout_a_burn()
+        with tracer.start_as_current_span("GET /b", context=ctx) as root_b:
+            with tracer.start_as_current_span("child_b"):
+                fanout_b_burn()
+    return root_a, root_b
+
+
+mains = (fanout,) if sys.argv[3:] == ["fanout"] else (local, remote)
+threads = [threading.Thread(target=f, name=f.__name__) for f in mains]
 for t in threads:
     t.start()
 print("ready", flush=True)

@@ -494,22 +494,49 @@ static void root_find(int minor)
 	hm_pythread th = {.valid = 1, .nframes = 2, .frames = frames};
 	uint64_t types[2] = {0, 0};
 	memcpy(&types[0], (void *)(uintptr_t)(w.span + (uint64_t)L->ob_type), 8);
-	char name[128];
+	/* The sampled span: a child of the span in the locals (no parent:
+	 * a local root). */
+	hm_pyspan sp = {.trace_hi = TRACE_HI, .trace_lo = TRACE_LO, .span_id = 0x99,
+			.name = "child", .parent_id = SPAN_ID};
 	/* No function known yet: the first pass alone finds nothing. */
-	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 0, name, sizeof name), -1);
-	/* Another trace: its root is not this span. */
-	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI ^ 1, TRACE_LO, types, 1, name, sizeof name), -2);
+	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 0), -1);
 	/* The full pass finds it (no parent: the local root)... */
-	name[0] = 0;
-	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 1, name, sizeof name), 1);
-	assert_string_equal(name, "get_user_from_db");
-	/* ... and then the first pass does, in the function that held it. */
-	name[0] = 0;
-	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 0, name, sizeof name), 0);
-	assert_string_equal(name, "get_user_from_db");
+	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 1), 1);
+	assert_string_equal(sp.root, "get_user_from_db");
+	/* ... and then it is known. */
+	sp.root[0] = 0;
+	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 0), 0);
+	assert_string_equal(sp.root, "get_user_from_db");
+	/* Another trace: its root is not this span. */
+	sp.root[0] = 0;
+	sp.trace_hi ^= 1;
+	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 1), -2);
+	assert_string_equal(sp.root, "");
+	sp.trace_hi ^= 1;
+	/* The same trace, but a child of another span (another local root of
+	 * the trace: a client called two endpoints in one trace): not this
+	 * root, though it is in the function that held a root (first pass)
+	 * and in the frames (full). */
+	sp.root[0] = 0;
+	sp.parent_id = SPAN_ID ^ 4;
+	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 0), -1);
+	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 1), -2);
+	assert_string_equal(sp.root, "");
+	/* A grandchild whose parent was seen as a child of that root: the
+	 * root, through the parent. */
+	hm_pyspan mid = {.trace_hi = TRACE_HI, .trace_lo = TRACE_LO, .span_id = 0x77,
+			 .name = "mid", .parent_id = SPAN_ID};
+	otel_span_note(w.o, &mid);
+	assert_string_equal(mid.root, "get_user_from_db");
+	hm_pyspan lf = {.trace_hi = TRACE_HI, .trace_lo = TRACE_LO, .span_id = 0x78,
+			  .name = "leaf", .parent_id = 0x77};
+	otel_span_note(w.o, &lf);
+	assert_string_equal(lf.root, "get_user_from_db");
 	/* Not a span class the reader was given: never looked at. */
 	put64(f_outer, L->if_size + 8, make_str("not a span"));
-	assert_int_equal(otel_root_find(w.o, &th, TRACE_HI, TRACE_LO, types, 1, name, sizeof name), -2);
+	sp.root[0] = 0;
+	sp.parent_id = SPAN_ID ^ 8;
+	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 1), -2);
 	done(&w);
 }
 
@@ -542,6 +569,7 @@ static hm_pythread *child_of(hm_pythread *th, uint64_t hi, uint64_t lo)
 	th->span.trace_hi = hi;
 	th->span.trace_lo = lo;
 	th->span.span_id = 0x99;
+	th->span.parent_id = SPAN_ID;
 	snprintf(th->span.name, sizeof th->span.name, "child");
 	return th;
 }
@@ -561,7 +589,12 @@ static void root_from_task(int minor)
 	otel_thread_root(w.o, child_of(&th, TRACE_HI ^ 1, TRACE_LO));
 	assert_int_equal(src.calls, 1);
 	assert_string_equal(th.span.root, "");
-	/* The task's trace: its root, learnt from the task's span. */
+	/* The task's trace, but the child of another span: not that root. */
+	child_of(&th, TRACE_HI, TRACE_LO)->span.parent_id = SPAN_ID ^ 4;
+	otel_thread_root(w.o, &th);
+	assert_int_equal(src.calls, 2);
+	assert_string_equal(th.span.root, "");
+	/* The task's span's child: its root, learnt from the task's span. */
 	otel_thread_root(w.o, child_of(&th, TRACE_HI, TRACE_LO));
 	assert_int_equal(src.calls, 2);
 	assert_string_equal(th.span.root, "get_user_from_db");

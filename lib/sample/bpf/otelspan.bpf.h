@@ -305,13 +305,20 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_rt *l,
 	 * or a read that fails, says not a root (no root name is learnt from
 	 * it: never a wrong one). */
 	__u32 flags = 0;
+	__u64 parent_id = 0;
 	if (parent && o->none_addr && parent == o->none_addr) {
 		flags = HM_BPF_SPAN_LOCAL_ROOT;
-	} else if (parent && o->true_addr) {
-		__u64 pc[5];
+	} else if (parent) {
+		/* A SpanContext: its span id (user space proves a span's
+		 * local root through its parent's), and is_remote. */
+		__u64 pc[5], phi;
 		if (!otel_rd(pc, sizeof pc, parent + 8) && pc[0] == o->sctx_type &&
-		    (__s64)pc[1] >= 3 && pc[4] == o->true_addr)
-			flags = HM_BPF_SPAN_LOCAL_ROOT;
+		    (__s64)pc[1] >= 3 && !otel_int(o, pc[3], 3, &phi, &parent_id) && !phi) {
+			if (o->true_addr && pc[4] == o->true_addr)
+				flags = HM_BPF_SPAN_LOCAL_ROOT;
+		} else {
+			parent_id = 0;
+		}
 	}
 	__u64 check = 0;
 	if (name) {
@@ -327,6 +334,7 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_rt *l,
 	e->span.trace_lo = tlo;
 	e->span.span_id = sid;
 	e->span.name = name;
+	e->span.parent_id = parent_id;
 	e->span_name_check = check;
 	e->span_flags = flags;
 	if (l) {
@@ -345,6 +353,7 @@ static __always_inline void hm_otel_sample(__u32 pid, __u64 ts, struct hm_bpf_rt
 					   struct hm_bpf_event *e)
 {
 	e->span.trace_hi = e->span.trace_lo = e->span.span_id = e->span.name = 0;
+	e->span.parent_id = 0;
 	e->span_name_check = 0;
 	e->span_flags = 0;
 	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, l, e)

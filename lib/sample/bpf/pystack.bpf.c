@@ -375,10 +375,12 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 	if (e->span_why != HM_BPF_SPAN_OK)
 		return;
 	if (l) {
-		if (l->trace_hi == e->span.trace_hi && l->trace_lo == e->span.trace_lo)
+		if (l->trace_hi == e->span.trace_hi && l->trace_lo == e->span.trace_lo &&
+		    l->trace_parent == e->span.parent_id)
 			return;
 		l->trace_hi = e->span.trace_hi;
 		l->trace_lo = e->span.trace_lo;
+		l->trace_parent = e->span.parent_id;
 	}
 	/* A local root names its trace by itself: the record goes without a
 	 * wake-up (user space reads the ring before the counted stacks, so
@@ -388,7 +390,8 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 	 * says whether the trace is new, for roots too.) */
 	if (!l || !(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)) {
 		struct hm_bpf_trace_key k = {.pid = e->pid, .pad = 0, .trace_hi = e->span.trace_hi,
-					     .trace_lo = e->span.trace_lo};
+					     .trace_lo = e->span.trace_lo,
+					     .parent_id = e->span.parent_id};
 		__u32 one = 1;
 		if (bpf_map_lookup_elem(&traces, &k) ||
 		    bpf_map_update_elem(&traces, &k, &one, BPF_NOEXIST))

@@ -68,6 +68,8 @@ enum hm_bpf_status {
  * the event). All 0: no span. */
 struct hm_bpf_span {
 	unsigned long long trace_hi, trace_lo, span_id, name;
+	unsigned long long parent_id;    /* its parent's span id (0: none, or
+					  * not read) */
 };
 
 /* How to read a process's current span (sample/ebpf.c fills it from
@@ -175,7 +177,8 @@ struct hm_bpf_rt {
 	unsigned long long rt;
 	unsigned int pid, pad;
 	unsigned long long trace_hi, trace_lo; /* the trace of its last sample
-					  * with a span (0: none yet) */
+					  * with a span (0: none yet), */
+	unsigned long long trace_parent; /* and that span's parent */
 	unsigned long long span_id;      /* the span of its last sample (0: none) */
 	unsigned long long stack;        /* and that sample's stack hash */
 	/* The span its last sample found, and the Context dict (address and
@@ -185,11 +188,14 @@ struct hm_bpf_rt {
 	unsigned int c_flags, c_pad;
 };
 
-/* Traces the program has seen (the traces map, an LRU): the first sample
- * of one not in it sends an HM_BPF_NEW_TRACE record. */
+/* Traces the program has seen, by the parent of the span sampled (the
+ * traces map, an LRU): the first sample of a (trace, parent) not in it
+ * sends an HM_BPF_NEW_TRACE record, as user space proves a span's local
+ * root through its parent (a trace can have several local roots in one
+ * process). */
 struct hm_bpf_trace_key {
 	unsigned int pid, pad;
-	unsigned long long trace_hi, trace_lo;
+	unsigned long long trace_hi, trace_lo, parent_id;
 };
 #define HM_BPF_TRACES 8192
 
