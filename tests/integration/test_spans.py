@@ -8,7 +8,8 @@ adds the SDK's in-memory exporter and a sync route served by worker threads;
 tests/programs/otel_plain.py runs the bare SDK in threads and asyncio tasks
 on every interpreter the SDK supports; tests/programs/otel_roots.py runs
 traces whose local root (no parent, or a remote one) is current while it
-works (--ebpf's local_root_span_name). Requests are real HTTP requests;
+works (--ebpf's local_root_span_name), or a trace with two local roots
+(local_root_span_name proven through each span's parents). Requests are real HTTP requests;
 every id in a profile is compared with the ids the SDK exported. pprof
 output is decoded by the small protobuf reader below."""
 import gzip
@@ -457,17 +458,21 @@ def test_ebpf_sdk_threads_and_tasks(tmp_path, spawn, interp):
     assert per_name[None]["right"] == 0, per_name
 
 
-def record_ebpf_pprof(tmp_path, target, duration, rate):
-    """record --ebpf the target (a program that prints the spans the SDK
+def record_pprof(tmp_path, target, duration, rate, ebpf=False):
+    """record (--ebpf) the target (a program that prints the spans the SDK
     exported as JSON lines when it ends) to pprof: its samples and the
     exported spans."""
     out = tmp_path / "p.pb.gz"
-    r = homura("record", "--ebpf", "-p", target.pid, "-d", duration, "-r", rate, "-f", "pprof",
-               "-o", out, timeout=60)
-    assert r.rc == 0 and "sampled in the kernel" in r.stderr, r.describe()
+    r = homura("record", *(["--ebpf"] if ebpf else []), "-p", target.pid, "-d", duration,
+               "-r", rate, "-f", "pprof", "-o", out, timeout=60)
+    assert r.rc == 0 and (not ebpf or "sampled in the kernel" in r.stderr), r.describe()
     text, _ = target.proc.communicate(timeout=60)
     exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
     return read_pprof(out), exported
+
+
+def record_ebpf_pprof(tmp_path, target, duration, rate):
+    return record_pprof(tmp_path, target, duration, rate, ebpf=True)
 
 
 @pytest.mark.parametrize("interp", interpreter_params([(3, 11), (3, 13)], True))
@@ -603,16 +608,7 @@ def test_two_local_roots_in_one_trace(tmp_path, spawn, ebpf):
     span's parents prove it)."""
     py = sdk_python(ebpf)
     target = spawn([py, program("otel_roots.py"), SDK / "site", 4, "fanout"], timeout=30)
-    if ebpf:
-        samples, exported = record_ebpf_pprof(tmp_path, target, "3", "500")
-    else:
-        out = tmp_path / "p.pb.gz"
-        r = homura("record", "-p", target.pid, "-d", "3", "-r", "500", "-f", "pprof", "-o", out,
-                   timeout=60)
-        assert r.rc == 0, r.describe()
-        text, _ = target.proc.communicate(timeout=60)
-        exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
-        samples = read_pprof(out)
+    samples, exported = record_pprof(tmp_path, target, "3", "500", ebpf)
     assert {s["name"] for s in exported} >= {"GET /a", "GET /b", "child_a", "child_b"}
     a = root_tallies(samples, exported, ("fanout_a_burn",))
     b = root_tallies(samples, exported, ("fanout_b_burn",))
@@ -728,13 +724,7 @@ def test_layouts_of_older_pythons(tmp_path, spawn, interp):
     """3.8 and 3.9, which the SDK does not run on: the same reads against a
     stand-in that keeps spans the way the SDK does (otel_stub.py)."""
     target = spawn([interp.path, program("otel_stub.py"), 3], timeout=30)
-    out = tmp_path / "p.pb.gz"
-    r = homura("record", "-p", target.pid, "-d", "2.5", "-r", "500", "-f", "pprof", "-o", out,
-               timeout=60)
-    assert r.rc == 0, r.describe()
-    text, _ = target.proc.communicate(timeout=60)
-    exported = [json.loads(l) for l in text.decode().splitlines() if l.startswith("{")]
-    samples = read_pprof(out)
+    samples, exported = record_pprof(tmp_path, target, "2.5", "500")
     inside = {"thread_work_a": "inner_a", "thread_work_b": "inner_b", "thread_outside": None}
     per_name = check_spans(samples, exported, inside)
     print("threads", per_name)
