@@ -152,14 +152,21 @@ def read_otlp_json(path):
 
 # ---------------------------------------------------------------- helpers
 
-def fastapi_python():
+def fastapi_python(interp=None):
+    """Debian's static 3.11, or interp (otel_app.py adds Debian's
+    dist-packages to its path), when it imports Debian's FastAPI and
+    uvicorn."""
     if SDK is None:
         pytest.skip("the OpenTelemetry SDK test dependency (shared/third_party/otel-python) "
                     "is missing")
-    if not os.path.exists(STATIC_PY) or subprocess.run(
-            [STATIC_PY, "-c", "import fastapi, uvicorn"], capture_output=True).returncode:
-        pytest.skip("Debian's python3-fastapi / python3-uvicorn are not installed")
-    return STATIC_PY
+    py = interp.path if interp else STATIC_PY
+    check = ("import sys; sys.path[:0] = [%r]; sys.path.append('/usr/lib/python3/dist-packages'); "
+             "import fastapi, uvicorn" % str(SDK / "site"))
+    if not os.path.exists(py) or subprocess.run([py, "-c", check],
+                                                capture_output=True).returncode:
+        pytest.skip("Debian's python3-fastapi / python3-uvicorn are not installed (or do not "
+                    "run on %s)" % py)
+    return py
 
 
 def get(url, timeout=30):
@@ -240,10 +247,13 @@ def assert_tallies(per_name, a="get_user_from_db", b="enrich_user_data", share=0
 
 # ---------------------------------------------------------------- tests
 
-def test_fastapi_async_and_threads(tmp_path, spawn):
+@pytest.mark.parametrize("interp", [None] + interpreter_params([(3, 12), (3, 13)], False),
+                         ids=lambda i: "3.11-static" if i is None else None)
+def test_fastapi_async_and_threads(tmp_path, spawn, interp):
     """The seed's service under concurrent requests: async route (event
-    loop thread) and sync route (worker threads)."""
-    py = fastapi_python()
+    loop thread) and sync route (worker threads); on Debian's static 3.11
+    and pyenv's 3.12 (shared libpython)."""
+    py = fastapi_python(interp)
     port = free_port()
     app = spawn([py, program("otel_app.py"), SDK, port], timeout=60)
     out = tmp_path / "spans.pb.gz"
@@ -501,12 +511,14 @@ def test_ebpf_sdk_span_churn(tmp_path, spawn, interp):
     assert t and t["none"] == sum(t.values()), t
 
 
-def test_ebpf_fastapi(tmp_path, spawn):
+@pytest.mark.parametrize("interp", [None] + interpreter_params([(3, 12), (3, 13)], False),
+                         ids=lambda i: "3.11-static" if i is None else None)
+def test_ebpf_fastapi(tmp_path, spawn, interp):
     """record --ebpf on the seed's service under concurrent requests (async
     route on the event loop, sync route on worker threads): the same spans
     as the SDK exported, 0 wrong, and every span's name came through the
     name check (the route spans' names are made at run time)."""
-    py = fastapi_python()
+    py = fastapi_python(interp)
     from test_ebpf import need_ebpf
     need_ebpf()
     port = free_port()

@@ -9,6 +9,10 @@ import sys
 
 sdk_dir, port = sys.argv[1], int(sys.argv[2])
 sys.path[:0] = [sdk_dir + "/site", sdk_dir]
+# Debian's python3-fastapi and python3-uvicorn (pure Python) for an
+# interpreter other than Debian's own (pyenv 3.12).
+if "/usr/lib/python3/dist-packages" not in sys.path:
+    sys.path.append("/usr/lib/python3/dist-packages")
 
 import uvicorn
 from opentelemetry import trace
