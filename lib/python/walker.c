@@ -713,6 +713,9 @@ static const uint8_t *iframe_bytes(hm_python *py, uint64_t addr, int *chunk_idx,
 	return prefetched_frame(py, addr, py->if_len, hint);
 }
 
+/* 3.11+: _PyInterpreterFrame chain. FRAME_OWNED_BY_GENERATOR is 1 in
+ * every version (THREAD is 0). */
+#define FRAME_OWNED_BY_GENERATOR 1
 /* 3.11+: _PyInterpreterFrame chain. */
 static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct thread_cache *tc)
 {
@@ -741,6 +744,12 @@ static int walk_iframes(hm_python *py, uint64_t frame, hm_pythread *th, struct t
 		if (L->executable_tagged)
 			code &= ~(uint64_t)3;
 		if (owner > L->owner_max)
+			return -1;
+		/* 3.12+: a running generator's frame links to the frame that
+		 * resumed it (an entry shim at least); one with no previous
+		 * had returned or yielded when it was read, after the frame
+		 * that pointed at it: a stack of two moments. */
+		if (!previous && owner == FRAME_OWNED_BY_GENERATOR && L->owner_cstack >= 0)
 			return -1;
 		if (owner == L->owner_cstack) {
 			/* 3.12+: the frame run just before this shim is the
