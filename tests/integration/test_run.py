@@ -622,7 +622,9 @@ def test_functions_merged_sorted_and_library_only_lines_hidden(tmp_path, default
     assert grab["line"] == 7 and abs(grab["alloc_mb"] - 30) < 3, grab
     tot = [sum(f[k] or 0 for k in ("cpu_python", "cpu_native", "cpu_system"))
            for f in rep["functions"]]
-    assert tot == sorted(tot, reverse=True), rep["functions"]
+    # Percentages are written with 6 significant digits, so two functions
+    # with the same CPU can sum to 10.41666 and 10.416664: equal here.
+    assert all(a >= b - 1e-4 for a, b in zip(tot, tot[1:])), rep["functions"]
     table = err.split("\nfunction ", 1)
     assert len(table) == 2 and "work (fn.py:2)" in table[1], err
 
