@@ -131,6 +131,9 @@ struct span_slot {
 	uint64_t parent_id;              /* 0: none (or a read failed) */
 	int local_root;                  /* no parent, or a remote one */
 	int parent_ok;                   /* the parent was read */
+	/* _name's str, and the word that holds it (0: not known, a span
+	 * read by getattr): update_name() swaps that word. */
+	uint64_t name_ptr, name_at;
 	char name[128];
 };
 
@@ -180,19 +183,20 @@ struct ctx_slot {
 	int absent;
 	struct hamt_path path;
 	hm_pyspan span;
+	uint64_t name_at, name_ptr;      /* the span's _name word (see span_slot) */
 	int valid;
 };
 
 /* Buffers for one re-check of a context's answer (plan/check). */
 #define PAGE 4096u
-#define MAX_REGIONS (3 + MAX_HAMT_DEPTH)
+#define MAX_REGIONS (4 + MAX_HAMT_DEPTH)
 
 struct spec {
 	uint64_t tstate, ctx;
 	int loaded;                      /* read by the walker with the thread */
 	int chain;                       /* the last chain's regions, not plan()'s */
 	int dropped;                     /* read, but the stack came later */
-	uint64_t cbuf[4], hbuf[4], dbuf[4];
+	uint64_t cbuf[4], hbuf[4], dbuf[4], nmbuf[1];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 	/* Regions on one page are read as one (each region of a read costs
 	 * a page lookup in the kernel): read into page[], then copied out. */
@@ -830,7 +834,8 @@ static struct span_type *learn_span_type(hm_otel *o, uint64_t t)
  * with the same rules as hm_pyobj_getattr: values only while the instance
  * has no dict of its own, and only while the type's keys are the ones the
  * indexes were learnt from. 0, or -1 (read them by getattr). */
-static int span_fields(hm_otel *o, uint64_t span, uint64_t t, uint64_t f[NFIELDS])
+static int span_fields(hm_otel *o, uint64_t span, uint64_t t, uint64_t f[NFIELDS],
+		       uint64_t *name_at)
 {
 	const hm_pylayout *L = o->r.layout;
 	struct span_type *st = learn_span_type(o, t);
@@ -865,13 +870,17 @@ static int span_fields(hm_otel *o, uint64_t span, uint64_t t, uint64_t f[NFIELDS
 		if (f[i] & 7)
 			return -1;
 	}
+	*name_at = st->idx[F_NAME] >= 0 ?
+		   values + (uint64_t)L->dv_values + 8 * (uint64_t)st->idx[F_NAME] : 0;
 	return f[F_CONTEXT] ? 0 : -1;
 }
 
-/* Read the span object at addr into its slot. The ids are read every time;
- * a span whose object, SpanContext object and ids all equal the slot's is
- * the one seen before (span ids are random), so its name and parent are
- * not read again. NULL if addr holds no span with ids. */
+/* Read the span object at addr into its slot. The ids and the _name
+ * pointer are read every time; a span whose object, SpanContext object and
+ * ids all equal the slot's is the one seen before (span ids are random), so
+ * its parent is not read again, nor its name while _name holds the same
+ * str (update_name() puts another there). NULL if addr holds no span with
+ * ids. */
 static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n);
 
 /* The parent of the span at addr (whose fields are f when fast): its id
@@ -904,10 +913,12 @@ static int span_parent(hm_otel *o, uint64_t addr, int fast, const uint64_t f[NFI
 static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 {
 	struct span_slot *s = &o->spans[mix(addr) % SPAN_SLOTS];
-	uint64_t sctx, items[3], sid_hi, hi, lo, sid, t, f[NFIELDS];
+	uint64_t sctx, items[3], sid_hi, hi, lo, sid, t, f[NFIELDS], name_at = 0;
 	if (rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) || !t)
 		return NULL;
-	int fast = span_fields(o, addr, t, f) == 0;
+	int fast = span_fields(o, addr, t, f, &name_at) == 0;
+	if (!fast)
+		name_at = 0;
 	if (fast)
 		sctx = f[F_CONTEXT];
 	else if (hm_pyobj_getattr(&o->r, addr, "_context", &sctx))
@@ -927,8 +938,15 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	if (hm_pyobj_uint128(&o->r, items[0], &hi, &lo) ||
 	    hm_pyobj_uint128(&o->r, items[1], &sid_hi, &sid) || sid_hi || (!hi && !lo) || !sid)
 		return NULL;
-	if (s->addr == addr && s->sctx == sctx && s->trace_hi == hi && s->trace_lo == lo &&
-	    s->span_id == sid) {
+	/* Absent by index (or a key added since the indexes were learnt):
+	 * by getattr, as every field of a span not read by index. */
+	uint64_t name = fast ? f[F_NAME] : 0;
+	if (!name && hm_pyobj_getattr_at(&o->r, addr, "_name", &name, &name_at))
+		name = name_at = 0;
+	int same = s->addr == addr && s->sctx == sctx && s->trace_hi == hi && s->trace_lo == lo &&
+		   s->span_id == sid;
+	if (same && s->name_ptr == name) {
+		s->name_at = name_at;
 		learn(o, s);             /* (its slot may have been taken since) */
 		return s;
 	}
@@ -937,11 +955,7 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	n.trace_hi = hi;
 	n.trace_lo = lo;
 	n.span_id = sid;
-	/* Absent by index (or a key added since the indexes were learnt):
-	 * by getattr, as every field of a span not read by index. */
-	uint64_t name = fast ? f[F_NAME] : 0;
-	if ((!name && hm_pyobj_getattr(&o->r, addr, "_name", &name)) ||
-	    hm_pyobj_str(&o->r, name, n.name, sizeof n.name)) {
+	if (!name || hm_pyobj_str(&o->r, name, n.name, sizeof n.name)) {
 		/* Only a NonRecordingSpan has no name; anything else was
 		 * caught changing (torn): no span rather than half of one. */
 		char tname[32];
@@ -950,10 +964,19 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 			return NULL;
 		n.name[0] = 0;
 	}
-	/* Its parent: the local root is found through it. */
-	n.parent_ok = span_parent(o, addr, fast, f, &n.parent_id, &n.local_root) == 0;
+	/* Its parent: the local root is found through it (a span renamed
+	 * keeps the one read before). */
+	if (same) {
+		n.parent_ok = s->parent_ok;
+		n.parent_id = s->parent_id;
+		n.local_root = s->local_root;
+	} else {
+		n.parent_ok = span_parent(o, addr, fast, f, &n.parent_id, &n.local_root) == 0;
+	}
 	n.addr = addr;
 	n.sctx = sctx;
+	n.name_ptr = name;
+	n.name_at = name_at;
 	*s = n;
 	if (t != o->span_types[0] && t != o->span_types[1]) {
 		o->span_types[1] = o->span_types[0];
@@ -1046,6 +1069,10 @@ static int plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct spec 
 		iov[n++] = (hm_iov){st->node + 8, sp->nbuf[i], len};
 	}
 	iov[n++] = (hm_iov){c->dict + 8, sp->dbuf, (size_t)L->dict_used + 8};   /* type .. version */
+	/* The span's _name word: a span renamed since (update_name) is read
+	 * again, its name with it. */
+	if (c->name_at)
+		iov[n++] = (hm_iov){c->name_at, sp->nmbuf, 8};
 	sp->ctx = ctx;
 	return merge(sp, iov, n, out);
 }
@@ -1078,6 +1105,8 @@ static int check(const hm_otel *o, const struct ctx_slot *c, const struct spec *
 	}
 	if (sp->dbuf[0] != c->dict_type || ld64(sp->dbuf, (size_t)L->dict_used) != c->dict_version)
 		return -1;
+	if (c->name_at && sp->nmbuf[0] != c->name_ptr)
+		return -1;
 	return 0;
 }
 
@@ -1094,7 +1123,10 @@ static int fast_path(hm_otel *o, struct ctx_slot *c, uint64_t ctx)
 static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
 {
 	*out = c->span;
-	fill_root(o, out);               /* (the local root may have been learnt since) */
+	/* The local root may have been learnt (or renamed) since. */
+	const char *r = (out->trace_hi || out->trace_lo) ? root_name(o, out) : NULL;
+	if (r && strcmp(r, out->root))
+		snprintf(out->root, sizeof out->root, "%s", r);
 }
 
 /* ---- the chain read with the thread state ----------------------------- */
@@ -1452,6 +1484,7 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 		/* No span: so long as the context holds the same HAMT (its
 		 * nodes never change), with the same root and count. */
 		memset(&c->span, 0, sizeof c->span);
+		c->name_at = c->name_ptr = 0;
 		c->ctx = ctx;
 		c->hamt = hamt;
 		c->root = root;
@@ -1494,6 +1527,8 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 		o->ctx_dict_type = db[0];
 		c->dict_version = ld64(db, (size_t)L->dict_used);
 		c->span = *out;
+		c->name_at = s ? s->name_at : 0;
+		c->name_ptr = s ? s->name_ptr : 0;
 		c->absent = 0;
 		c->valid = 1;
 	}

@@ -454,8 +454,11 @@ static int keys_view(const hm_pyobj_reader *r, uint64_t keys, struct keys_view *
 
 /* Visit (key, value) of a keys object; values from `values` (an array of
  * object pointers) when non-zero. Returns items visited or -1. */
-static int scan_keys(const hm_pyobj_reader *r, uint64_t keys, uint64_t values,
-		     hm_pyobj_item_fn fn, void *ctx, int max)
+/* The entries of keys (values: a split table's values array, or 0) through
+ * fn until it returns nonzero; at, when given, is set to the address of the
+ * word that held the value fn stopped at. */
+static int scan_keys_at(const hm_pyobj_reader *r, uint64_t keys, uint64_t values,
+			hm_pyobj_item_fn fn, void *ctx, int max, uint64_t *at)
 {
 	struct keys_view kv;
 	if (keys_view(r, keys, &kv))
@@ -477,16 +480,36 @@ static int scan_keys(const hm_pyobj_reader *r, uint64_t keys, uint64_t values,
 			if (!key || !value || (key & 7) || (value & 7))
 				continue;    /* deleted or empty slot */
 			visited++;
-			if (fn(ctx, key, value))
+			if (fn(ctx, key, value)) {
+				if (at)
+					*at = values ? values + 8 * (uint64_t)(i + j) :
+					      kv.entries + (uint64_t)(i + j) * (uint64_t)kv.entry_size +
+						      (uint64_t)kv.value_off;
 				return visited;
+			}
 		}
 		i += n;
 	}
 	return visited;
 }
 
+static int scan_keys(const hm_pyobj_reader *r, uint64_t keys, uint64_t values,
+		     hm_pyobj_item_fn fn, void *ctx, int max)
+{
+	return scan_keys_at(r, keys, values, fn, ctx, max, NULL);
+}
+
+static int dict_items_at(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_fn fn,
+			 void *ctx, int max, uint64_t *at);
+
 int hm_pyobj_dict_items(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_fn fn,
 			void *ctx, int max)
+{
+	return dict_items_at(r, dict, fn, ctx, max, NULL);
+}
+
+static int dict_items_at(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_fn fn,
+			 void *ctx, int max, uint64_t *at)
 {
 	const hm_pylayout *L = r->layout;
 	if (L->dict_keys < 0 || !is_kind(r, dict, HM_PT_DICT))
@@ -497,7 +520,7 @@ int hm_pyobj_dict_items(const hm_pyobj_reader *r, uint64_t dict, hm_pyobj_item_f
 		return -1;
 	if (values)
 		values += (uint64_t)L->dv_values;
-	return scan_keys(r, keys, values, fn, ctx, max);
+	return scan_keys_at(r, keys, values, fn, ctx, max, at);
 }
 
 #define TPFLAGS_TUPLE_SUBCLASS (1ull << 26)
@@ -577,28 +600,40 @@ static int match_key(void *ctx, uint64_t key, uint64_t value)
 	return 0;
 }
 
-int hm_pyobj_dict_get(const hm_pyobj_reader *r, uint64_t dict, const char *key, uint64_t *value)
+static int dict_get_at(const hm_pyobj_reader *r, uint64_t dict, const char *key,
+		       uint64_t *value, uint64_t *at)
 {
 	struct find_key f = {r, key, strlen(key), 0, 0};
-	if (hm_pyobj_dict_items(r, dict, match_key, &f, MAX_ENTRIES) < 0 || !f.found)
+	if (dict_items_at(r, dict, match_key, &f, MAX_ENTRIES, at) < 0 || !f.found)
 		return -1;
 	*value = f.value;
 	return 0;
 }
 
+int hm_pyobj_dict_get(const hm_pyobj_reader *r, uint64_t dict, const char *key, uint64_t *value)
+{
+	return dict_get_at(r, dict, key, value, NULL);
+}
+
 /* Look a name up in shared keys + a values array (instance attributes). */
 static int values_get(const hm_pyobj_reader *r, uint64_t keys, uint64_t values, const char *name,
-		      uint64_t *value)
+		      uint64_t *value, uint64_t *at)
 {
 	struct find_key f = {r, name, strlen(name), 0, 0};
-	if (!values || scan_keys(r, keys, values + (uint64_t)r->layout->dv_values, match_key, &f,
-				 MAX_ENTRIES) < 0 || !f.found)
+	if (!values || scan_keys_at(r, keys, values + (uint64_t)r->layout->dv_values, match_key,
+				    &f, MAX_ENTRIES, at) < 0 || !f.found)
 		return -1;
 	*value = f.value;
 	return 0;
 }
 
 int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, uint64_t *value)
+{
+	return hm_pyobj_getattr_at(r, obj, name, value, NULL);
+}
+
+int hm_pyobj_getattr_at(const hm_pyobj_reader *r, uint64_t obj, const char *name,
+			uint64_t *value, uint64_t *at)
 {
 	const hm_pylayout *L = r->layout;
 	uint64_t t = type_of(r, obj);
@@ -616,7 +651,7 @@ int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, u
 		if (dictoffset <= 0 || dictoffset > 1 << 20 ||
 		    rd_ptr(r, obj + (uint64_t)dictoffset, &dict) || !dict)
 			return -1;
-		return hm_pyobj_dict_get(r, dict, name, value);
+		return dict_get_at(r, dict, name, value, at);
 	}
 	if (rd_ptr(r, obj + (uint64_t)(int64_t)L->inst_dict_ptr, &slot))
 		return -1;
@@ -624,10 +659,10 @@ int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, u
 		/* 3.12: the slot holds the values pointer minus one */
 		if (L->ht_cached_keys < 0 || rd_ptr(r, t + (uint64_t)L->ht_cached_keys, &cached))
 			return -1;
-		return values_get(r, cached, slot + 1, name, value);
+		return values_get(r, cached, slot + 1, name, value, at);
 	}
 	if (slot)
-		return hm_pyobj_dict_get(r, slot, name, value);
+		return dict_get_at(r, slot, name, value, at);
 	if (L->ht_cached_keys < 0 || rd_ptr(r, t + (uint64_t)L->ht_cached_keys, &cached))
 		return -1;
 	uint64_t values = 0;
@@ -641,7 +676,7 @@ int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, u
 			return -1;
 		values = obj + (uint64_t)basicsize;
 	}
-	return values_get(r, cached, values, name, value);
+	return values_get(r, cached, values, name, value, at);
 }
 
 /* ---- reprs ------------------------------------------------------------- */

@@ -78,6 +78,11 @@ int hm_pyobj_dict_get(const hm_pyobj_reader *r, uint64_t dict, const char *key, 
 /* An attribute from an instance's __dict__ (wherever this version keeps
  * it: a dict, or shared-key values). 0 found, -1 otherwise. */
 int hm_pyobj_getattr(const hm_pyobj_reader *r, uint64_t obj, const char *name, uint64_t *value);
+/* The same, and where the value was found: the address of the word that
+ * holds it (in the instance's values array or its dict's table), which
+ * changes when the attribute is set again while the dict keeps its table. */
+int hm_pyobj_getattr_at(const hm_pyobj_reader *r, uint64_t obj, const char *name,
+			uint64_t *value, uint64_t *at);
 
 /* Call fn(ctx, item, 0) for each item of a set or frozenset (the type's
  * tp_name is "set" or "frozenset"; at most max items; deleted slots are

@@ -643,6 +643,48 @@ def test_two_local_roots_in_one_trace(tmp_path, spawn, ebpf):
     assert a["right"] >= 0.5 * sum(a.values()) and b["right"] >= 0.5 * sum(b.values()), (a, b)
 
 
+RENAME_PHASES = {"phase_req": "req", "phase_child": "child", "phase_mid": "req_mid",
+                 "phase_final": "req_final"}
+
+
+@pytest.mark.parametrize("ebpf", [False, True], ids=["user", "ebpf"])
+@pytest.mark.parametrize("interp", interpreter_params([(3, 10), (3, 11), (3, 12), (3, 13)], True))
+def test_update_name(tmp_path, spawn, interp, ebpf):
+    """span.update_name() while the span runs (tests/programs/otel_rename.py):
+    a span renamed while current, and one renamed while its child is
+    current and current again after. Each sample carries the name the span
+    had when it was taken: the one before the rename, then the new one.
+    The SDK exports the last name only, so ids are compared with the
+    exported spans, names with the phase the stack is in."""
+    if SDK is None:
+        pytest.skip("the OpenTelemetry SDK test dependency is missing")
+    if ebpf:
+        from test_ebpf import need_ebpf
+        need_ebpf()
+    target = spawn([interp.path, program("otel_rename.py"), SDK / "site", 4], timeout=30)
+    samples, exported = record_pprof(tmp_path, target, "3", "500", ebpf)
+    by_id = {(s["trace_id"], s["span_id"]): s["name"] for s in exported}
+    assert set(by_id.values()) == {"req_final", "child"}, set(by_id.values())
+    tally = {name: {"right": 0, "wrong": 0, "none": 0} for name in RENAME_PHASES.values()}
+    for names, labels, count in samples:
+        k, fn = next(((k, f) for k, f in enumerate(names) if f in RENAME_PHASES), (0, None))
+        # A phase's own work: the phase function calling burn.
+        if fn is None or k == 0 or names[k - 1] != "burn":
+            continue
+        want = RENAME_PHASES[fn]
+        t = tally[want]
+        if "span_id" not in labels:
+            t["none"] += count
+            continue
+        # The right span (by its ids), under the name of that moment.
+        exported_name = by_id.get((labels["trace_id"], labels["span_id"]))
+        ok = exported_name == ("child" if want == "child" else "req_final")
+        t["right" if ok and labels.get("span_name") == want else "wrong"] += count
+    print(interp.version, "ebpf" if ebpf else "user", tally)
+    for name, t in tally.items():
+        assert t["wrong"] == 0 and t["right"] >= 0.9 * sum(t.values()) and t["right"] > 0, tally
+
+
 def test_ebpf_local_roots(tmp_path, spawn):
     """record --ebpf names each trace's local root span as the kernel finds
     it (a span whose _parent is None, or a remote SpanContext) when it is

@@ -227,14 +227,28 @@ static void test_getattr_312_values(void **state)
 	uint64_t o = alloc(64) + 32;              /* room for the pre-header */
 	put64(o, L->ob_type, type);
 	put64(o, L->inst_dict_ptr, values - 1);
-	uint64_t v;
+	uint64_t v, at = 0, w;
 	assert_int_equal(hm_pyobj_getattr(&R, o, "_name", &v), 0);
 	assert_string_equal(repr(v), "'worker-1'");
+	/* Where it was found: the word a new value of the attribute goes to
+	 * (a renamed span's _name: otel.c watches that word). */
+	assert_int_equal(hm_pyobj_getattr_at(&R, o, "_name", &v, &at), 0);
+	assert_int_equal(at, values + (uint64_t)L->dv_values + 8);
+	put64(values, 8, make_str("worker-2"));
+	assert_int_equal(hm_pyobj_getattr_at(&R, o, "_name", &v, &at), 0);
+	assert_string_equal(repr(v), "'worker-2'");
+	put64(values, 8, vals[1]);
 	/* Materialised dict in the slot instead. */
 	put64(o, L->inst_dict_ptr, d);
 	assert_int_equal(hm_pyobj_getattr(&R, o, "_name", &v), 0);
 	assert_string_equal(repr(v), "'worker-1'");
+	at = 0;
+	assert_int_equal(hm_pyobj_getattr_at(&R, o, "_name", &v, &at), 0);
+	assert_true(at != 0);
+	memcpy(&w, (void *)(uintptr_t)at, 8);
+	assert_int_equal(w, v);
 	assert_int_equal(hm_pyobj_getattr(&R, o, "nope", &v), -1);
+	assert_int_equal(hm_pyobj_getattr_at(&R, o, "nope", &v, &at), -1);
 }
 
 /* A tuple of str objects. */

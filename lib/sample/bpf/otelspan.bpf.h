@@ -204,12 +204,16 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_rt *l,
 	/* The same dict as at the thread's last sample, unchanged since (a
 	 * dict's version tag is drawn from an interpreter-wide counter when it
 	 * is created and at every change: an equal tag is the same contents):
-	 * the same span, whose ids never change; its answer is reused. */
+	 * the same span, whose ids never change; its answer is reused while
+	 * its _name holds the same str (update_name() puts another there). */
 	if (l && l->c_dict == dict && d[3] && l->c_ver == d[3]) {
-		e->span = l->c_span;
-		e->span_name_check = l->c_check;
-		e->span_flags = l->c_flags;
-		return HM_BPF_SPAN_OK;
+		__u64 nm = 0;
+		if (!l->c_name_at || (!otel_rd(&nm, 8, l->c_name_at) && nm == l->c_span.name)) {
+			e->span = l->c_span;
+			e->span_name_check = l->c_check;
+			e->span_flags = l->c_flags;
+			return HM_BPF_SPAN_OK;
+		}
 	}
 	__u64 keys = d[4], entries;
 	__s64 nentries;
@@ -343,6 +347,7 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_rt *l,
 		l->c_span = e->span;
 		l->c_check = check;
 		l->c_flags = flags;
+		l->c_name_at = t->idx_name >= 0 ? values + 8 * (__u64)(t->idx_name & 0xff) : 0;
 	}
 	return HM_BPF_SPAN_OK;
 }

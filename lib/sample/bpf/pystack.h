@@ -184,6 +184,8 @@ struct hm_bpf_rt {
 	/* The span its last sample found, and the Context dict (address and
 	 * version tag) it came from (otelspan.bpf.h) */
 	unsigned long long c_dict, c_ver, c_check;
+	unsigned long long c_name_at;    /* the span's _name word (0: unknown):
+					  * update_name() changes it */
 	struct hm_bpf_span c_span;
 	unsigned int c_flags, c_pad;
 };
