@@ -369,6 +369,19 @@ static int code_fresh(const hm_python *py, const struct code_entry *c)
 	return recent && now - c->checked_ns < REVALIDATE_NS && (!young || c->checked_ns == now);
 }
 
+/* Whether the object whose bytes are at obj looks alive: its reference
+ * count positive and far below an address. pymalloc writes its free list's
+ * next pointer (or 0) where a freed block's count was; immortal counts are
+ * below 2^32 (3.12-3.14). Free-threaded builds keep two counts elsewhere:
+ * not checked. */
+static int alive(const hm_pylayout *L, const uint8_t *obj)
+{
+	if (L->free_threaded || L->ob_type < 8)
+		return 1;
+	int64_t rc = hm_ld_i64(obj, L->ob_type - 8);
+	return rc > 0 && rc < ((int64_t)1 << 40);
+}
+
 /* The decoded code object at addr, from the cache when it is safe to trust
  * it. A code object met on consecutive samples is alive all along, so its
  * entry is trusted without a read. One not met for a while (more than three
@@ -417,6 +430,12 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	}
 	if (py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type)
 		return NULL;
+	/* A frame read a moment before may have returned since, and its code
+	 * object died with it (a module body, at an import's end): a freed
+	 * code object keeps its fields, whose strings are freed too and soon
+	 * hold other text (a file name the next import probes for). */
+	if (!py->inproc && !alive(L, co))
+		return NULL;
 	if (c) {
 		uint64_t ident[4];
 		code_ident(L, co, ident);
@@ -427,6 +446,18 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 		code_remove(py, c);
 	}
 	c = code_load(py, addr, co);
+	if (c && !py->inproc) {
+		/* Its strings were read after it: if it is the same live code
+		 * object now, they were its own when read. */
+		uint8_t again[512];
+		uint64_t was[4], now_ident[4];
+		code_ident(L, co, was);
+		if (hm_target_read(py->t, addr, again, py->co_len) != HM_OK || !alive(L, again) ||
+		    (code_ident(L, again, now_ident), memcmp(was, now_ident, sizeof was))) {
+			free_code(c);
+			return NULL;
+		}
+	}
 	if (c) {
 		code_ident(L, co, c->ident);
 		c->used_ns = c->checked_ns = c->born_ns = now;

@@ -25,7 +25,10 @@
  *   SelectMergeProfile   the merged profile as pprof (a five-part type's
  *        one value in its unit)
  *   GetProfileStats  whether anything is stored, oldest and newest time
- * SelectMergeSpanProfile answers unimplemented (homura keeps no span ids). */
+ *   SelectMergeSpanProfile   the flame graph of the samples taken in the
+ *        given spans (span_selector: 16-hex span ids; none: every span),
+ *        from the type's span series (server/spans.h), without their
+ *        trace and span pseudo frames; FLAMEGRAPH format only */
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +47,7 @@
 #include "pyroscope/types/v1/types.pb-c.h"
 #include "server/ptype.h"
 #include "server/querier.h"
+#include "server/spans.h"
 
 #define PREFIX "/querier.v1.QuerierService/"
 #define DEFAULT_MAX_NODES 16384
@@ -961,8 +965,66 @@ static void do_profile_stats(ctx *c, ProtobufCMessage *in)
 
 static void do_span_profile(ctx *c, ProtobufCMessage *in)
 {
-	connect_err(c->rs, 501, "unimplemented",
-		    "SelectMergeSpanProfile: homura keeps no span ids in its profiles");
+	const Querier__V1__SelectMergeSpanProfileRequest *r = (void *)in;
+	if (r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_TREE)
+		return connect_err(c->rs, 400, "invalid_argument",
+				   "SelectMergeSpanProfile: homura answers format FLAMEGRAPH only");
+	if (!r->profile_typeid || !*r->profile_typeid)
+		return fail(c, hm_error(HM_EINVAL, "missing profile_typeID"));
+	/* The type's span series: the same selector on <type>_spans. */
+	hm_selector sel;
+	int64_t t0, t1;
+	range_of(c, r->start, r->end, &t0, &t1);
+	int rc = selector_of(r->profile_typeid, r->label_selector, &sel);
+	if (rc < 0)
+		return fail(c, rc);
+	if (!sel.type) {
+		hm_selector_free(&sel);
+		return fail(c, hm_error(HM_EINVAL, "missing profile type"));
+	}
+	size_t tl = strlen(sel.type) + sizeof HM_SPAN_TYPE_SUFFIX;
+	char *st = tl <= HM_STORE_MAX_NAME + 1 ? malloc(tl) : NULL;
+	if (!st) {
+		hm_selector_free(&sel);
+		return fail(c, hm_error(tl > HM_STORE_MAX_NAME + 1 ? HM_EINVAL : HM_ENOMEM,
+					"profile type name too long"));
+	}
+	snprintf(st, tl, "%s%s", sel.type, HM_SPAN_TYPE_SUFFIX);
+	free(sel.type);
+	sel.type = st;
+	hm_profile *all = NULL, *p = NULL;
+	rc = hm_store_select(c->st, &sel, t0, t1, &all);
+	if (rc == HM_OK)
+		rc = hm_span_select(all, r->span_selector, r->n_span_selector, &p);
+	hm_profile_free(all);
+	int fl = HM_FT_BY_FUNCTION;
+	if (rc == HM_OK && sel.value_kind == HM_VALUE_NS && hm_profile_total_weight(p) != 0)
+		fl |= HM_FT_WEIGHT;
+	hm_selector_free(&sel);
+	hm_flametree *t = rc == HM_OK ? hm_flametree_build(p, fl, NULL, NULL) : NULL;
+	if (rc == HM_OK && !t)
+		rc = hm_error(HM_ENOMEM, "out of memory");
+	fb f;
+	if (rc == HM_OK)
+		rc = fb_build(t, 1, r->max_nodes > 0 ? r->max_nodes : DEFAULT_MAX_NODES, &f);
+	if (rc < 0) {
+		fail(c, rc);
+	} else {
+		Querier__V1__FlameGraph g = QUERIER__V1__FLAME_GRAPH__INIT;
+		g.n_names = f.nnames;
+		g.names = f.names;
+		g.n_levels = f.nlevels;
+		g.levels = f.lptrs;
+		g.total = hm_flametree_node(t, 0)->total[0];
+		g.max_self = f.max_self;
+		Querier__V1__SelectMergeSpanProfileResponse out =
+			QUERIER__V1__SELECT_MERGE_SPAN_PROFILE_RESPONSE__INIT;
+		out.flamegraph = &g;
+		reply_msg(c, &out.base);
+		fb_free(&f);
+	}
+	hm_flametree_free(t);
+	hm_profile_free(p);
 }
 
 /* ---- dispatch ---- */

@@ -186,6 +186,39 @@ static const char *root_text(const hm_profile *p, const uint32_t *st, uint32_t n
 	return f && f->kind == HM_FRAME_OTHER ? hm_profile_str(p, f->name) : "";
 }
 
+/* Add sample s of p (its stack st, n frames) to q without its first
+ * `skip` frames; *scratch (of *scap entries) grows as needed. */
+static int copy_sample(hm_profile *q, const hm_profile *p, const hm_sample *s, const uint32_t *st,
+		       uint32_t n, uint32_t skip, uint32_t **scratch, size_t *scap)
+{
+	uint32_t nframes = hm_profile_nframes(p);
+	if (n > *scap) {
+		uint32_t *ns = realloc(*scratch, (size_t)n * 2 * sizeof *ns);
+		if (!ns)
+			return hm_error(HM_ENOMEM, "out of memory");
+		*scratch = ns;
+		*scap = (size_t)n * 2;
+	}
+	for (uint32_t k = skip; k < n; k++)
+		(*scratch)[k - skip] = st[k] < nframes ? hm_profile_import_frame(q, p, st[k]) : 0;
+	const hm_thread *th = hm_profile_thread(p, s->thread);
+	hm_profile_add(q, hm_profile_stack_id(q, *scratch, n - skip),
+		       hm_profile_thread_id(q, th->tid, th->pid,
+					    th->name ? hm_profile_str(p, th->name) : NULL),
+		       s->count, s->weight_ns, 0);
+	return HM_OK;
+}
+
+static hm_profile *empty_like(const hm_profile *p)
+{
+	hm_profile *q = hm_profile_new(0);
+	if (q) {
+		*hm_profile_meta_get(q) = *hm_profile_meta_cget(p);
+		hm_profile_meta_get(q)->nlabels = 0;
+	}
+	return q;
+}
+
 int hm_span_filter(const hm_profile *p, const char *trace_id, const char *span_id,
 		   hm_profile **out)
 {
@@ -203,40 +236,80 @@ int hm_span_filter(const hm_profile *p, const char *trace_id, const char *span_i
 		for (char *c = want_s; *c; c++)
 			*c = (char)(*c >= 'A' && *c <= 'F' ? *c - 'A' + 'a' : *c);
 	}
-	hm_profile *q = hm_profile_new(0);
-	uint32_t nframes = hm_profile_nframes(p), nthreads = hm_profile_nthreads(p);
+	hm_profile *q = empty_like(p);
+	uint32_t nthreads = hm_profile_nthreads(p);
 	uint32_t *scratch = NULL;
 	size_t scap = 0;
 	if (!q)
 		return hm_error(HM_ENOMEM, "out of memory");
-	*hm_profile_meta_get(q) = *hm_profile_meta_cget(p);
-	hm_profile_meta_get(q)->nlabels = 0;
-	for (size_t i = 0; i < hm_profile_nsamples(p); i++) {
+	int rc = HM_OK;
+	for (size_t i = 0; rc == HM_OK && i < hm_profile_nsamples(p); i++) {
 		const hm_sample *s = hm_profile_sample(p, i);
 		uint32_t n;
 		const uint32_t *st = hm_profile_stack(p, s->stack, &n);
 		if (!st || s->thread >= nthreads || (trace_id && strcmp(root_text(p, st, n, 0), want_t)) ||
 		    (span_id && strcmp(root_text(p, st, n, 1), want_s)))
 			continue;
-		if (n > scap) {
-			uint32_t *ns = realloc(scratch, (size_t)n * 2 * sizeof *ns);
-			if (!ns) {
-				free(scratch);
-				hm_profile_free(q);
-				return hm_error(HM_ENOMEM, "out of memory");
-			}
-			scratch = ns;
-			scap = (size_t)n * 2;
-		}
-		for (uint32_t k = 0; k < n; k++)
-			scratch[k] = st[k] < nframes ? hm_profile_import_frame(q, p, st[k]) : 0;
-		const hm_thread *th = hm_profile_thread(p, s->thread);
-		hm_profile_add(q, hm_profile_stack_id(q, scratch, n),
-			       hm_profile_thread_id(q, th->tid, th->pid,
-						    th->name ? hm_profile_str(p, th->name) : NULL),
-			       s->count, s->weight_ns, 0);
+		rc = copy_sample(q, p, s, st, n, 0, &scratch, &scap);
 	}
 	free(scratch);
+	if (rc < 0) {
+		hm_profile_free(q);
+		return rc;
+	}
+	*out = q;
+	return HM_OK;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int hm_span_select(const hm_profile *p, char *const *ids, size_t n, hm_profile **out)
+{
+	*out = NULL;
+	if (n > HM_SPAN_SELECT_MAX)
+		return hm_error(HM_EINVAL, "at most %d span ids", HM_SPAN_SELECT_MAX);
+	uint64_t *want = malloc((n + 1) * sizeof *want);
+	if (!want)
+		return hm_error(HM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (!hex_ok(ids[i], 16)) {
+			free(want);
+			return hm_error(HM_EINVAL, "a span id is 16 hex digits: '%.40s'",
+					ids[i] ? ids[i] : "");
+		}
+		want[i] = strtoull(ids[i], NULL, 16);
+	}
+	qsort(want, n, sizeof *want, cmp_u64);
+	hm_profile *q = empty_like(p);
+	uint32_t nthreads = hm_profile_nthreads(p);
+	uint32_t *scratch = NULL;
+	size_t scap = 0;
+	int rc = q ? HM_OK : hm_error(HM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == HM_OK && i < hm_profile_nsamples(p); i++) {
+		const hm_sample *s = hm_profile_sample(p, i);
+		uint32_t ns;
+		const uint32_t *st = hm_profile_stack(p, s->stack, &ns);
+		if (!st || ns <= 2 || s->thread >= nthreads ||
+		    strncmp(root_text(p, st, ns, 0), "trace: ", 7))
+			continue;
+		const char *sp = root_text(p, st, ns, 1);
+		if (strncmp(sp, "span: ", 6) || !hex_ok(sp + 6, 16))
+			continue;
+		uint64_t id = strtoull(sp + 6, NULL, 16);
+		if (n && !bsearch(&id, want, n, sizeof *want, cmp_u64))
+			continue;
+		rc = copy_sample(q, p, s, st, ns, 2, &scratch, &scap);
+	}
+	free(scratch);
+	free(want);
+	if (rc < 0) {
+		hm_profile_free(q);
+		return rc;
+	}
 	*out = q;
 	return HM_OK;
 }

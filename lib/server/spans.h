@@ -32,6 +32,14 @@ void hm_span_reqs_free(hm_store_put_req *v, size_t n);
 int hm_span_filter(const hm_profile *p, const char *trace_id, const char *span_id,
 		   hm_profile **out);
 
+/* Of a span series' merged profile: the samples taken in any of the spans
+ * ids[0..n) (16 hex digits each; n 0: in any span), with their stacks
+ * without the two pseudo frames (the span profile of Pyroscope's
+ * SelectMergeSpanProfile). HM_EINVAL for a malformed id or more than
+ * HM_SPAN_SELECT_MAX of them. */
+#define HM_SPAN_SELECT_MAX 4096
+int hm_span_select(const hm_profile *p, char *const *ids, size_t n, hm_profile **out);
+
 /* The traces that spent the most time in a function (exact name, anywhere
  * on the stack): at most max, largest first. */
 typedef struct hm_span_trace_total {

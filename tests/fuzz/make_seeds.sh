@@ -164,9 +164,11 @@ qj 6 '{"profileTypeID":"memory:alloc_space:bytes:space:bytes","labelSelector":"{
 qj 7 '{"profileTypeID":"wall:wall:nanoseconds:wall:nanoseconds","labelSelector":"{}","start":"1699990000000","step":60,"groupBy":["endpoint"],"limit":"1","aggregation":"TIME_SERIES_AGGREGATION_TYPE_SUM"}' series-sel-json
 qj 8 '{"left":{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{}"},"right":{"profileTypeID":"wall:wall:nanoseconds:wall:nanoseconds","labelSelector":"{}","start":"1699990000000"}}' diff-json
 qj 9 '{}' stats-json
+qj 5 '{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{service_name=\"api\"}","spanSelector":["00f067aa0ba902b7","00F067AA0BA902B8"],"start":"1699990000000"}' span-json
 qp 4 'profile_typeID: "process_cpu:samples:count:cpu:nanoseconds" label_selector: "{endpoint=~\"/.*\"}" start: 1699990000000 end: 1700000000000' flame-pb querier.v1.SelectMergeStacktracesRequest
 qp 7 'profile_typeID: "process_cpu:cpu:nanoseconds:cpu:nanoseconds" label_selector: "{}" step: 10 group_by: "service_name"' series-pb querier.v1.SelectSeriesRequest
 qp 0 'start: 1 end: 2' types-pb querier.v1.ProfileTypesRequest
+qp 5 'profile_typeID: "process_cpu:samples:count:cpu:nanoseconds" label_selector: "{}" span_selector: "00f067aa0ba902b7" start: 1699990000000 end: 1700000000000 max_nodes: 3' span-pb querier.v1.SelectMergeSpanProfileRequest
 
 # pprof with four sample types (heap) and per-sample string labels.
 protoc --proto_path=proto --encode=perftools.profiles.Profile perftools/profiles/profile.proto \

@@ -300,8 +300,29 @@ def test_connect_errors(server):
     assert js["code"] == "invalid_argument"
     js = call_json(server, "NoSuchMethod", {}, status=404)
     assert js["code"] == "not_found"
-    js = call_json(server, "SelectMergeSpanProfile", {}, status=501)
-    assert js["code"] == "unimplemented"
+    # Span profiles: a profile type, well-formed span ids, the flame graph
+    # format (Pyroscope's tree bytes are not produced).
+    js = call_json(server, "SelectMergeSpanProfile", {}, status=400)
+    assert js["code"] == "invalid_argument" and "profile_typeID" in js["message"], js
+    cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+    for bad in (["nothex"], ["0123456789abcdef0"], ["0123456789abcdeg"], [""]):
+        js = call_json(server, "SelectMergeSpanProfile",
+                       {"profileTypeID": cpu, "spanSelector": bad}, status=400)
+        assert js["code"] == "invalid_argument" and "span id" in js["message"], (bad, js)
+    js = call_json(server, "SelectMergeSpanProfile",
+                   {"profileTypeID": cpu, "spanSelector": ["0" * 16] * 5000}, status=400)
+    assert js["code"] == "invalid_argument", js
+    js = call_json(server, "SelectMergeSpanProfile",
+                   {"profileTypeID": cpu, "format": "PROFILE_FORMAT_TREE"}, status=400)
+    assert js["code"] == "invalid_argument" and "FLAMEGRAPH" in js["message"], js
+    js = call_json(server, "SelectMergeSpanProfile",
+                   {"profileTypeID": cpu, "labelSelector": "{", "spanSelector": ["0" * 16]},
+                   status=400)
+    assert js["code"] == "invalid_argument", js
+    # Nothing stored in spans: an empty flame graph, not an error.
+    js = call_json(server, "SelectMergeSpanProfile",
+                   {"profileTypeID": cpu, "spanSelector": ["0123456789abcdef"]})
+    assert int(js["flamegraph"].get("total", 0)) == 0, js
     st, body, hdr = server.request("POST", SVC + "ProfileTypes", b"\xff\xff\xff",
                                    {"Content-Type": "application/proto"})
     assert st == 400 and json.loads(body)["code"] == "invalid_argument"
@@ -469,12 +490,15 @@ def test_nodejs_sdk_profiles(server, node_sdk):
     cpu, cpu_nodes = flame("process_cpu:cpu:nanoseconds:cpu:nanoseconds")
     wall, wall_nodes = flame("wall:wall:nanoseconds:wall:nanoseconds")
     heap, heap_nodes = flame("memory:inuse_space:bytes:space:bytes")
-    # the busy handlers are the CPU profile's hot functions; CPU time is
-    # about the wall time or less (both are the SDK's sampled estimates of a
-    # busy thread: a few percent either way); the heap profile is in bytes
+    # the busy handlers are the CPU profile's hot functions; CPU time is of
+    # the order of the wall time (the SDK's CPU time is the process's, GC
+    # and libuv threads included: up to 10% above the main thread's wall
+    # time was seen on 2 CPUs, so the bound is the CPUs there are; a unit
+    # mixed up would be off by 1000 or more); the heap profile is in bytes
     # and has its own stacks
     assert fn_total(cpu_nodes, "slowHandler") > fn_total(cpu_nodes, "fastHandler") > 0
-    assert 0 < int(cpu["total"]) <= 1.1 * int(wall["total"])
+    assert 0.2 * int(wall["total"]) < int(cpu["total"]) <= \
+        max(2, os.cpu_count() or 1) * int(wall["total"]), (cpu["total"], wall["total"])
     assert int(heap["total"]) > 0 and fn_total(heap_nodes, "Handler") > 0
     assert fn_total(wall_nodes, "slowHandler") > 0
     # dynamic tags: label values, and a selection by them

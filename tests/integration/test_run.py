@@ -219,8 +219,11 @@ def test_first_thread_counted_from_its_start(tmp_path, default_py):
         assert p.returncode == 0, err
         first = line_of(rep, str(prog), 3)
         second = line_of(rep, str(prog), 5)
-        # the same work at two lines: each has a fair share of it
-        assert first["cpu_python"] > 20 and second["cpu_python"] > 20, (first, second, err)
+        # the same work at two lines: each has a fair share of it (the
+        # bug gave the first 0; the rest of the program, start-up and
+        # thread switches, takes a share that varies with the machine)
+        a, b = first["cpu_python"], second["cpu_python"]
+        assert min(a, b) > 5 and min(a, b) >= 0.35 * (a + b), (first, second, err)
 
 
 def test_short_bursts_between_sleeps_go_to_their_line(tmp_path, default_py):

@@ -922,6 +922,42 @@ def test_server_span_queries(tmp_path, spawn):
         st, body, _ = srv.request("GET", "/api/v1/flamegraph?query=process_cpu_spans%7B%7D"
                                   "&trace_id=nothex&from=now-1h&until=now")
         assert st == 400, (st, body)
+        # Grafana's Pyroscope data source (SelectMergeSpanProfile, the
+        # Connect API): the samples of the spans asked for, the same as
+        # the API's span flame graph without its trace and span frames.
+        from test_querier import call_json, flame_nodes, json_levels, own_nodes
+        now_ms = int(time.time() * 1000)
+
+        def span_profile(ids, labels="{}"):
+            fg = call_json(srv, "SelectMergeSpanProfile", {
+                "profileTypeID": "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+                "labelSelector": labels, "spanSelector": ids,
+                "start": now_ms - 3600 * 1000, "end": now_ms + 60000})["flamegraph"]
+            assert not any(n.startswith(("trace: ", "span: ")) for n in fg["names"]), fg
+            return int(fg.get("total", 0)), flame_nodes(fg["names"], json_levels(fg))
+
+        total0, nodes0 = span_profile([spans[0]])
+        assert total0 == sp["total"] > 0, (total0, sp["total"])
+        # The same in binary protobuf, encoded and decoded by protoc with
+        # Pyroscope's own .proto files.
+        from test_querier import call_proto, proto_levels, q
+        pb = call_proto(srv, "SelectMergeSpanProfile", "querier.v1.SelectMergeSpanProfileRequest",
+                        "profile_typeID: %s span_selector: %s start: %d end: %d" % (
+                            q("process_cpu:cpu:nanoseconds:cpu:nanoseconds"), q(spans[0]),
+                            now_ms - 3600 * 1000, now_ms + 60000),
+                        "querier.v1.SelectMergeSpanProfileResponse")["flamegraph"][0]
+        assert pb["total"] == [total0], pb["total"]
+        assert flame_nodes(pb["names"], proto_levels(pb)) == nodes0
+        assert nodes0 == sorted((d - 2, n, t, s) for d, n, t, s in own_nodes(sp) if d > 2)
+        if len(spans) > 1:
+            other = srv.get_json("/api/v1/flamegraph", query="process_cpu_spans{}",
+                                 span_id=spans[1], **rng)
+            assert span_profile(spans[:2])[0] == total0 + other["total"]
+        # No span ids: every sample taken in a span.
+        every = srv.get_json("/api/v1/flamegraph", query="process_cpu_spans{}", **rng)
+        assert span_profile([])[0] == every["total"]
+        # A span of another service: none of these samples.
+        assert span_profile([spans[0]], '{service_name="no-such-service"}')[0] == 0
         # The dashboard: a trace id pasted into its trace box shows that
         # trace's flame graph, the same as the API's.
         from test_dashboard import BROWSER_DIR, CHROMIUM, need_browser
