@@ -1424,6 +1424,11 @@ void otel_spec_drop(hm_otel *o)
 	}
 }
 
+int otel_ver_offset(const hm_otel *o)
+{
+	return o->A && o->A->ts_context_ver >= 0 ? o->A->ts_context_ver : -1;
+}
+
 void otel_spec_loaded(hm_otel *o)
 {
 	o->spec.loaded = o->spec.tstate != 0;

@@ -989,15 +989,18 @@ static hm_pythread *next_thread(hm_pysample *s)
 static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
 {
 	const hm_pylayout *L = py->layout;
-	hm_iov iov[8 + OTEL_SPEC_IOV + HM_SPEC_FRAMES];
+	hm_iov iov[9 + OTEL_SPEC_IOV + HM_SPEC_FRAMES];
 	int n = 0;
 	uint64_t cframe_buf[HM_SPEC_CFRAMES] = {0};
 	for (int i = 0; i < npre; i++)
 		iov[n++] = pre[i];
-	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
-	/* What re-checks the thread's OpenTelemetry span (otel.c). */
+	/* What re-checks the thread's OpenTelemetry span (otel.c), just
+	 * before the thread state: its context version, read there and again
+	 * at the end of this call, says whether the span changed at any time
+	 * after these words were read and before the stack was. */
 	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, OTEL_SPEC_IOV) : 0;
 	n += nspan;
+	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
 	/* The current frame of the cframes the thread had lately (a thread
 	 * that enters and leaves a nested evaluation loop, as a `with` block's
 	 * __enter__ does, moves between a few), so that the current frame
@@ -1017,11 +1020,23 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 		iov[n++] = (hm_iov){tc->spec[i], py->specbuf + (size_t)i * py->spec_stride,
 				    L->frame_model == HM_FRAMES_OBJECTS ? py->fo_len : py->if_len};
 	}
+	/* Last, the thread's context version again: a span that started or
+	 * ended after the span's regions were read, before the stack was,
+	 * shows as a version that moved since the thread state was read. */
+	uint64_t ver_end = 0;
+	int ver_at = nspan ? otel_ver_offset(py->otel) : -1;
+	if (ver_at >= 0 && (size_t)ver_at + 8 <= py->ts_len)
+		iov[n++] = (hm_iov){tc->tstate + (uint64_t)ver_at, &ver_end, 8};
+	else
+		ver_at = -1;
 	py->nspec_loaded = 0;
 	if (hm_target_readv(py->t, iov, n) == HM_OK) {
 		py->nspec_loaded = nspec;
-		if (nspan)
+		if (nspan) {
 			otel_spec_loaded(py->otel);
+			if (ver_at >= 0 && hm_ld_u64(py->tsbuf, (size_t)ver_at) != ver_end)
+				otel_spec_drop(py->otel);
+		}
 	} else {
 		/* Something speculative was unmapped (or the target is gone):
 		 * read the required parts alone (and forget the cframes: one

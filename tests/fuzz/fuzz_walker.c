@@ -178,6 +178,8 @@ static uint64_t mkcode(struct img *m, const hm_python *py, const char *name, int
 	if (L->co_code_adaptive >= 0 && (size_t)L->co_code_adaptive + 40 > sz)
 		sz = (size_t)L->co_code_adaptive + 40;
 	uint64_t c = alloc(m, sz);
+	if (L->ob_type >= 8)
+		w64(m, c, L->ob_type - 8, 1);   /* a live object's reference count */
 	w64(m, c, L->ob_type, CODE_TYPE);
 	w64(m, c, L->co_name, mkstr(m, L, name));
 	w64(m, c, L->co_qualname, mkstr(m, L, name));
