@@ -600,18 +600,16 @@ out:
 	return rc;
 }
 
-static void do_merge_stacktraces(ctx *c, ProtobufCMessage *in)
+/* Reply the flame graph of p (rc: how its selection went) as a
+ * SelectMergeStacktraces or, with span, a SelectMergeSpanProfile answer. */
+static void reply_flame(ctx *c, int rc, const hm_profile *p, int fl, int64_t max_nodes, int span)
 {
-	const Querier__V1__SelectMergeStacktracesRequest *r = (void *)in;
-	hm_profile *p = NULL;
-	int fl = 0;
-	int rc = select_profile(c, r->profile_typeid, r->label_selector, r->start, r->end, &p, &fl);
 	hm_flametree *t = rc == HM_OK ? hm_flametree_build(p, fl, NULL, NULL) : NULL;
 	if (rc == HM_OK && !t)
-		rc = HM_ENOMEM;
+		rc = hm_error(HM_ENOMEM, "out of memory");
 	fb f;
 	if (rc == HM_OK)
-		rc = fb_build(t, 1, r->max_nodes > 0 ? r->max_nodes : DEFAULT_MAX_NODES, &f);
+		rc = fb_build(t, 1, max_nodes > 0 ? max_nodes : DEFAULT_MAX_NODES, &f);
 	if (rc < 0) {
 		fail(c, rc);
 	} else {
@@ -624,11 +622,22 @@ static void do_merge_stacktraces(ctx *c, ProtobufCMessage *in)
 		g.max_self = f.max_self;
 		Querier__V1__SelectMergeStacktracesResponse out =
 			QUERIER__V1__SELECT_MERGE_STACKTRACES_RESPONSE__INIT;
-		out.flamegraph = &g;
-		reply_msg(c, &out.base);
+		Querier__V1__SelectMergeSpanProfileResponse sout =
+			QUERIER__V1__SELECT_MERGE_SPAN_PROFILE_RESPONSE__INIT;
+		out.flamegraph = sout.flamegraph = &g;
+		reply_msg(c, span ? &sout.base : &out.base);
 		fb_free(&f);
 	}
 	hm_flametree_free(t);
+}
+
+static void do_merge_stacktraces(ctx *c, ProtobufCMessage *in)
+{
+	const Querier__V1__SelectMergeStacktracesRequest *r = (void *)in;
+	hm_profile *p = NULL;
+	int fl = 0;
+	int rc = select_profile(c, r->profile_typeid, r->label_selector, r->start, r->end, &p, &fl);
+	reply_flame(c, rc, p, fl, r->max_nodes, 0);
 	hm_profile_free(p);
 }
 
@@ -1001,29 +1010,7 @@ static void do_span_profile(ctx *c, ProtobufCMessage *in)
 	if (rc == HM_OK && sel.value_kind == HM_VALUE_NS && hm_profile_total_weight(p) != 0)
 		fl |= HM_FT_WEIGHT;
 	hm_selector_free(&sel);
-	hm_flametree *t = rc == HM_OK ? hm_flametree_build(p, fl, NULL, NULL) : NULL;
-	if (rc == HM_OK && !t)
-		rc = hm_error(HM_ENOMEM, "out of memory");
-	fb f;
-	if (rc == HM_OK)
-		rc = fb_build(t, 1, r->max_nodes > 0 ? r->max_nodes : DEFAULT_MAX_NODES, &f);
-	if (rc < 0) {
-		fail(c, rc);
-	} else {
-		Querier__V1__FlameGraph g = QUERIER__V1__FLAME_GRAPH__INIT;
-		g.n_names = f.nnames;
-		g.names = f.names;
-		g.n_levels = f.nlevels;
-		g.levels = f.lptrs;
-		g.total = hm_flametree_node(t, 0)->total[0];
-		g.max_self = f.max_self;
-		Querier__V1__SelectMergeSpanProfileResponse out =
-			QUERIER__V1__SELECT_MERGE_SPAN_PROFILE_RESPONSE__INIT;
-		out.flamegraph = &g;
-		reply_msg(c, &out.base);
-		fb_free(&f);
-	}
-	hm_flametree_free(t);
+	reply_flame(c, rc, p, fl, r->max_nodes, 1);
 	hm_profile_free(p);
 }
 
