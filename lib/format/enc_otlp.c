@@ -137,8 +137,8 @@ static int timeline_complete(const hm_profile *p)
 	if (!ne || (int64_t)ne != hm_profile_total_count(p))
 		return 0;
 	int64_t w = 0;
-	for (size_t i = 0; i < ne; i++)
-		w += hm_profile_event(p, i)->weight_ns;
+	for (size_t i = 0; i < ne; i++)     /* saturating, as the total is */
+		w = hm_sat_add(w, hm_profile_event(p, i)->weight_ns);
 	return w == hm_profile_total_weight(p);
 }
 
