@@ -48,9 +48,9 @@ void otel_spec_loaded(hm_otel *o);
 void otel_spec_drop(hm_otel *o);
 /* Where a thread state keeps its context version (CPython bumps it at each
  * context variable set or reset and each context switch), or -1. The
- * walker reads it again at the end of the call that read the regions and
- * the stack: a different value than in the thread state read at the start
- * means the span changed while the call ran (otel_spec_drop). */
+ * walker reads the regions, then the thread state, then the stack, and this
+ * word again last, in one call: a value other than the thread state's
+ * means the span changed after the regions were read (otel_spec_drop). */
 int otel_ver_offset(const hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
