@@ -1290,7 +1290,20 @@ static int decide_oncpu(hm_python *py, struct thread_cache *tc, const hm_pythrea
 	credit_add(tc, (int64_t)used - (int64_t)tc->est_ns, bound);
 	tc->est_ns = 0;
 decide:
-	if (tc->credit_ns * 2 < dt)
+	/* The credit says how often to count the thread, not where: the
+	 * stack is the one of this instant. A thread blocked now (a sleep, a
+	 * wait, a select between two requests) ran its CPU time elsewhere:
+	 * counted now, that time went to its waiting line (a thread working
+	 * and sleeping in turns got 50-87% of its samples in the sleep). So
+	 * it is counted at a later sample that finds it running, its credit
+	 * kept. A running thread's own CPU time is not in its figure yet
+	 * (the kernel brings it up to date at ticks and switches): at an
+	 * instant it runs, it may borrow up to half an interval, which its
+	 * next figures pay back. The GIL holder runs (the distrust above
+	 * catches one that blocks holding it); any other thread is asked. */
+	if (tc->credit_ns * 2 < -dt)
+		return 0;
+	if (!th->holds_gil && hm_target_thread_oncpu(py->t, th->tid) != 'R')
 		return 0;
 	tc->credit_ns -= dt;
 	return 1;

@@ -69,3 +69,38 @@ def test_bursty_threads_get_their_cpu_share(py, spawn, tmp_path):
     bursty = sum(got[n] for n in tids if n.startswith("bursty"))
     bursty_kernel = sum(kernel[n] for n in tids if n.startswith("bursty"))
     assert abs(bursty - bursty_kernel) <= TOLERANCE, report
+
+
+@pytest.mark.asan
+def test_blocked_instants_are_not_counted(py, spawn, tmp_path):
+    """A thread that works and rests in turns (~3 ms each: a sleep, an
+    Event wait, a select). Counted for the CPU time it used since the last
+    sample but with the stack of the instant, a sample that found it
+    blocked put its work in the rest it was in: 50-87% of its samples
+    were in the rests at 100-1000 Hz. Its samples must be in work() (the
+    rests use no CPU) and add up to its CPU time from the kernel."""
+    t = spawn([py.path, program("work_rest.py"), 60])
+    tid = int(t.ready[2].split("=")[1])
+    rate = 200
+    before = cpu_ns(t.pid, tid)
+    prof = record("-p", t.pid, "-t", "-r", rate, "-d", 4,
+                  output=tmp_path / "work_rest.txt").profile()
+    used = cpu_ns(t.pid, tid) - before
+    work = rest = 0
+    for frames, c in prof.stacks:
+        if frames[0].thread_tid != tid:
+            continue
+        names = [f.name for f in frames]
+        if any(n.startswith("rest_") for n in names):
+            rest += c
+        elif "work" in names:
+            work += c
+    report = "work %d, rests %d samples; kernel CPU time %.0f ms (%.0f samples at %d Hz)" % (
+        work, rest, used / 1e6, used * rate / 1e9, rate)
+    print(report)
+    assert work + rest >= 100, report
+    assert rest <= 0.2 * (work + rest), report
+    # The count follows the kernel's CPU time (measured over a window a
+    # little longer than the recording's).
+    expected = used * rate / 1e9
+    assert 0.5 * expected <= work + rest <= 1.2 * expected, report
