@@ -4,6 +4,8 @@ the process's threads over the same window (sum_exec_runtime, the first field
 of /proc/PID/task/TID/schedstat, read by the test itself before and after the
 recording).  The kernel figure is the oracle, so the test holds on a loaded
 machine too, where the busy thread gets less than a whole CPU."""
+import json
+
 import pytest
 
 from conftest import program, record
@@ -83,9 +85,12 @@ def test_blocked_instants_are_not_counted(py, spawn, tmp_path):
     tid = int(t.ready[2].split("=")[1])
     rate = 200
     before = cpu_ns(t.pid, tid)
-    prof = record("-p", t.pid, "-t", "-r", rate, "-d", 4,
+    stats = tmp_path / "stats.json"
+    prof = record("-p", t.pid, "-t", "-r", rate, "-d", 4, "--stats-json", stats,
                   output=tmp_path / "work_rest.txt").profile()
     used = cpu_ns(t.pid, tid) - before
+    # The sampling rounds homura made (a loaded machine delays some).
+    rounds = json.loads(stats.read_text())["ticks"]
     work = rest = 0
     for frames, c in prof.stacks:
         if frames[0].thread_tid != tid:
@@ -95,12 +100,15 @@ def test_blocked_instants_are_not_counted(py, spawn, tmp_path):
             rest += c
         elif "work" in names:
             work += c
-    report = "work %d, rests %d samples; kernel CPU time %.0f ms (%.0f samples at %d Hz)" % (
-        work, rest, used / 1e6, used * rate / 1e9, rate)
+    expected = used / 1e9 * rounds / 4.0
+    report = "work %d, rests %d samples; kernel CPU time %.0f ms (%.0f samples in %d rounds)" % (
+        work, rest, used / 1e6, expected, rounds)
     print(report)
     assert work + rest >= 100, report
     assert rest <= 0.2 * (work + rest), report
     # The count follows the kernel's CPU time (measured over a window a
-    # little longer than the recording's).
-    expected = used * rate / 1e9
-    assert 0.5 * expected <= work + rest <= 1.2 * expected, report
+    # little longer than the recording's): 89-95% of it here on a quiet
+    # machine, 57-76% with a CPU-bound process beside it (credit the
+    # thread earns while blocked is kept up to one interval plus 10 ms for
+    # an instant it runs, and some of it finds none).
+    assert 0.4 * expected <= work + rest <= 1.2 * expected, report
