@@ -395,10 +395,22 @@ int cmd_record(int argc, char **argv)
 		return 1;
 
 	pid_t pid = a.pid, child = 0;
+	hm_sampler *smp = NULL;
+	static const hm_sampler_events rec_events = {.ebpf_skip = ebpf_skip};
+	a.so.stop = &stop_flag;
 	if (a.cmd) {
+		/* The sampler before the program: with --ebpf, the kernel's
+		 * check of the BPF program (50-200 ms) would otherwise go by
+		 * with the program running unsampled (a short one ended before
+		 * its first sample). */
+		if (a.so.ebpf && hm_sampler_new(&a.so, &rec_events, &smp) != HM_OK)
+			return cli_fail_lib();
 		child = pid = hm_launch(a.cmd, 0);
-		if (pid < 0)
-			return cli_fail("cannot start '%s': %s", a.cmd[0], strerror(errno));
+		if (pid < 0) {
+			int err = errno;
+			hm_sampler_free(smp);
+			return cli_fail("cannot start '%s': %s", a.cmd[0], strerror(err));
+		}
 	}
 	hm_target *t = NULL;
 	hm_python *py = NULL;
@@ -414,14 +426,17 @@ int cmd_record(int argc, char **argv)
 		int status = cli_fail_lib();
 		hm_launch_stop(child);
 		hm_target_close(t);
+		hm_sampler_free(smp);
 		return status;
 	}
 
 	int timeline = fmt == HM_FMT_SPEEDSCOPE || fmt == HM_FMT_OTLP || fmt == HM_FMT_OTLP_JSON ||
 		       fmt == HM_FMT_CHROMETRACE;
 	hm_profile *p = hm_profile_new(timeline);
-	if (!p)
+	if (!p) {
+		hm_sampler_free(smp);
 		return cli_fail("out of memory");
+	}
 	label_profile(p, t, py);
 	if (!a.title) {
 		static char title[128];
@@ -443,13 +458,13 @@ int cmd_record(int argc, char **argv)
 		hm_pyasync_close(probe);
 	}
 	a.so.child = child;
-	a.so.stop = &stop_flag;
 	hm_profile_meta *meta = hm_profile_meta_get(p);
 	meta->period_ns = (uint64_t)(1e9 / a.so.rate_hz);
 	meta->time_kind = a.so.idle ? HM_TIME_WALL : HM_TIME_CPU;
-	hm_sampler *smp = NULL;
-	static const hm_sampler_events rec_events = {.ebpf_skip = ebpf_skip};
-	rc = hm_sampler_new(&a.so, &rec_events, &smp);
+	if (smp)
+		hm_sampler_set_child(smp, child);
+	else
+		rc = hm_sampler_new(&a.so, &rec_events, &smp);
 	if (rc == HM_OK && a.so.ebpf && hm_sampler_ebpf_why(smp))
 		fprintf(stderr, "homura: %s; using the user-space sampler\n", hm_sampler_ebpf_why(smp));
 	if (rc == HM_OK) {

@@ -373,6 +373,11 @@ const char *hm_sampler_ebpf_why(const hm_sampler *s)
 	return s->bpf ? NULL : s->bpf_why[0] ? s->bpf_why : "--ebpf was not asked for";
 }
 
+void hm_sampler_set_child(hm_sampler *s, pid_t child)
+{
+	s->o.child = child;
+}
+
 void hm_sampler_free(hm_sampler *s)
 {
 	if (!s)

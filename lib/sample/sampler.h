@@ -191,6 +191,10 @@ int hm_sampler_run(hm_sampler *s);
  * interpreter the kernel walker cannot walk (before 3.8) is sampled from
  * user space on its own. */
 const char *hm_sampler_ebpf_why(const hm_sampler *s);
+/* The launched child to reap (opts.child), for a sampler made before the
+ * launch: with --ebpf, loading the BPF program takes the kernel's verifier
+ * 50-200 ms, which a short program would spend running unsampled. */
+void hm_sampler_set_child(hm_sampler *s, pid_t child);
 /* Processes sampled now: those added and still there, and the followed. */
 int hm_sampler_count(const hm_sampler *s);
 /* The statistics so far (the --native counters are brought up to date by
