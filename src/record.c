@@ -398,19 +398,20 @@ int cmd_record(int argc, char **argv)
 	hm_sampler *smp = NULL;
 	static const hm_sampler_events rec_events = {.ebpf_skip = ebpf_skip};
 	a.so.stop = &stop_flag;
+	/* The sampler before the program: with --ebpf, the kernel's check of
+	 * the BPF program (50-200 ms) would otherwise go by with a launched
+	 * program running unsampled (a short one ended before its first
+	 * sample). */
+	if (hm_sampler_new(&a.so, &rec_events, &smp) != HM_OK)
+		return cli_fail_lib();
 	if (a.cmd) {
-		/* The sampler before the program: with --ebpf, the kernel's
-		 * check of the BPF program (50-200 ms) would otherwise go by
-		 * with the program running unsampled (a short one ended before
-		 * its first sample). */
-		if (a.so.ebpf && hm_sampler_new(&a.so, &rec_events, &smp) != HM_OK)
-			return cli_fail_lib();
 		child = pid = hm_launch(a.cmd, 0);
 		if (pid < 0) {
 			int err = errno;
 			hm_sampler_free(smp);
 			return cli_fail("cannot start '%s': %s", a.cmd[0], strerror(err));
 		}
+		hm_sampler_set_child(smp, child);
 	}
 	hm_target *t = NULL;
 	hm_python *py = NULL;
@@ -457,27 +458,16 @@ int cmd_record(int argc, char **argv)
 			fprintf(stderr, "homura: --async: %s; recording threads only\n", hm_errmsg());
 		hm_pyasync_close(probe);
 	}
-	a.so.child = child;
 	hm_profile_meta *meta = hm_profile_meta_get(p);
 	meta->period_ns = (uint64_t)(1e9 / a.so.rate_hz);
 	meta->time_kind = a.so.idle ? HM_TIME_WALL : HM_TIME_CPU;
-	if (smp)
-		hm_sampler_set_child(smp, child);
-	else
-		rc = hm_sampler_new(&a.so, &rec_events, &smp);
-	if (rc == HM_OK && a.so.ebpf && hm_sampler_ebpf_why(smp))
+	if (a.so.ebpf && hm_sampler_ebpf_why(smp))
 		fprintf(stderr, "homura: %s; using the user-space sampler\n", hm_sampler_ebpf_why(smp));
-	if (rc == HM_OK) {
-		rc = hm_sampler_add(smp, t, py, p, NULL, NULL);   /* takes t and py */
-		t = NULL;
-		py = NULL;
-	}
+	rc = hm_sampler_add(smp, t, py, p, NULL, NULL);   /* takes t and py */
 	if (rc != HM_OK) {
 		int status = cli_fail_lib();
 		hm_sampler_free(smp);
 		hm_launch_stop(child);
-		hm_python_detach(py);
-		hm_target_close(t);
 		hm_profile_free(p);
 		return status;
 	}
