@@ -94,6 +94,8 @@ struct hm_python {
 	uint64_t nsample;
 	uint64_t sample_ns;          /* start of the current sample */
 	uint64_t interval_ns;        /* smoothed time between samples */
+	int gone;                    /* the target was seen exited (code_get:
+				      * its memory cannot be read again) */
 	uint32_t gil_checks;         /* without CPU times (walker.c): GIL- */
 	uint64_t gil_distrust_until; /* holder checks skipped; a holder was
 				      * seen blocked: ask for every thread

@@ -382,6 +382,21 @@ static int alive(const hm_pylayout *L, const uint8_t *obj)
 	return rc > 0 && rc < ((int64_t)1 << 40);
 }
 
+/* Entry c (NULL: none) when its code object could not be read again: frames
+ * that the in-kernel walker read shortly before the target exited (a drain
+ * of its aggregates comes up to a second later) would otherwise all be lost.
+ * Once the process is gone its memory cannot change: an entry checked in the
+ * last REVALIDATE_NS (each drain checks what it meets) is what those frames
+ * ran. A read that fails in a live process still fails the frame. */
+static struct code_entry *exited_trust(hm_python *py, struct code_entry *c)
+{
+	if (!c || py->inproc || py->sample_ns - c->checked_ns > REVALIDATE_NS)
+		return NULL;
+	if (!py->gone)
+		py->gone = !hm_target_alive(py->t);
+	return py->gone ? c : NULL;
+}
+
 /* The decoded code object at addr, from the cache when it is safe to trust
  * it. A code object met on consecutive samples is alive all along, so its
  * entry is trusted without a read. One not met for a while (more than three
@@ -426,7 +441,7 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 		if (k < py->ncode_pre)
 			memcpy(co, py->code_prebuf + (size_t)k * py->co_len, py->co_len);
 		else if (hm_target_read(py->t, addr, co, py->co_len) != HM_OK)
-			return NULL;
+			return exited_trust(py, c);
 	}
 	if (py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type)
 		return NULL;
