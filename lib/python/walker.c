@@ -385,12 +385,14 @@ static int alive(const hm_pylayout *L, const uint8_t *obj)
 /* Entry c (NULL: none) when its code object could not be read again: frames
  * that the in-kernel walker read shortly before the target exited (a drain
  * of its aggregates comes up to a second later) would otherwise all be lost.
- * Once the process is gone its memory cannot change: an entry checked in the
- * last REVALIDATE_NS (each drain checks what it meets) is what those frames
- * ran. A read that fails in a live process still fails the frame. */
+ * Once the process is gone its memory cannot change. Alive, an entry is
+ * trusted up to REVALIDATE_NS after its last check, and the frames of the
+ * last drain were taken up to a second after that: an entry checked in the
+ * last 3 s (as hm_python_resolve_begin counts recent) is what they ran. A
+ * read that fails in a live process still fails the frame. */
 static struct code_entry *exited_trust(hm_python *py, struct code_entry *c)
 {
-	if (!c || py->inproc || py->sample_ns - c->checked_ns > REVALIDATE_NS)
+	if (!c || py->inproc || py->sample_ns - c->checked_ns > 3 * REVALIDATE_NS)
 		return NULL;
 	if (!py->gone)
 		py->gone = !hm_target_alive(py->t);
