@@ -519,6 +519,11 @@ int cmd_record(int argc, char **argv)
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
 		total ? 100.0 * (double)st->invalid / (double)total : 0.0, (unsigned long long)st->late,
 		hm_sampler_cost_us(st, 50), hm_sampler_cost_us(st, 99), (double)st->cost_max_ns / 1000.0);
+	if (in_kernel && total >= 100 && st->invalid * 10 > total)
+		fprintf(stderr, "homura: --ebpf: %.0f%% of the samples are invalid: most often their "
+				"code objects had died before they were read (up to a second after the "
+				"sample); without --ebpf each code object is read as it is sampled\n",
+			100.0 * (double)st->invalid / (double)total);
 	if (in_kernel && !st->bpf_cpu_from_kernel)
 		fprintf(stderr, "homura: --ebpf: each sample's CPU time is the period (this kernel's "
 				"BTF does not say where a thread's runtime is kept)\n");

@@ -36,6 +36,10 @@ struct code_entry {
 				      * (a recursive function is met at its
 				      * call site and at its leaf) */
 	int shim;                    /* interpreter-internal code (3.13 __init__ shim) */
+	uint64_t reused_in;          /* hm_python_resolve: the batch (nsample) that
+				      * found its address holding another code
+				      * object before it: that batch's frames
+				      * there may have run either */
 	char *strings;               /* storage for name/qualname/filename */
 	struct code_entry *next_dead; /* in hm_python.graveyard */
 };
@@ -94,6 +98,9 @@ struct hm_python {
 	uint64_t nsample;
 	uint64_t sample_ns;          /* start of the current sample */
 	uint64_t interval_ns;        /* smoothed time between samples */
+	int resolving;               /* in hm_python_resolve (code_get) */
+	uint64_t churn_ns;           /* when resolving last saw a code object
+				      * other than a module body die (note_churn) */
 	int gone;                    /* the target was seen exited (code_get:
 				      * its memory cannot be read again) */
 	uint32_t gil_checks;         /* without CPU times (walker.c): GIL- */

@@ -125,6 +125,10 @@ int hm_python_thread_names(hm_python *py, hm_pysample *s);
 #define HM_PYPAIR_ENTRY (1ULL << 63)
 void hm_python_resolve_begin(hm_python *py);
 int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th);
+/* Check the code objects of a batch's pairs before any is resolved, so that
+ * one seen to have died (a program dropping code as it runs) is known before
+ * the first stack of the batch is given (walker.c, note_churn). */
+void hm_python_resolve_check(hm_python *py, const uint64_t *pairs, int n);
 /* The thread states of the interpreter and their host tids (up to cap);
  * *interp gets the main interpreter's address. Returns the count, -1 when
  * the interpreter could not be read. */

@@ -39,6 +39,7 @@
 #define MAX_LINETABLE (1 << 20)
 #define MAX_CHUNK_READ (4u << 20)
 #define REVALIDATE_NS 1000000000ull
+#define CHURN_NS 3000000000ull   /* hm_python_resolve: see note_churn */
 #define YOUNG_NS 1000000000ull   /* a code entry decoded this recently is checked on each sample */
 
 static size_t span(int n, const int *offs, size_t width)
@@ -382,17 +383,55 @@ static int alive(const hm_pylayout *L, const uint8_t *obj)
 	return rc > 0 && rc < ((int64_t)1 << 40);
 }
 
+/* Resolving (hm_python_resolve): c's code object died or its address holds
+ * another one now. A module body dies at the end of its import, as start-up
+ * does by the dozen; any other code object dying means the program makes and
+ * drops code as it runs (exec in a loop, classes made per call), and the
+ * address of one can hold another before a drain. For CHURN_NS from then, a
+ * code object first met in a batch may have taken the address of one that
+ * ran earlier in it: that batch's frames there are counted invalid (a
+ * frame of a dead function must not be shown as another's), as are those of
+ * one found at the address of another that died (1 returned). An address
+ * that a module body held is taken as the new object's: start-up's imports
+ * end long before most drains, and what they leave is mostly what the
+ * program runs next. */
+static int note_churn(hm_python *py, const struct code_entry *c)
+{
+	if (!strcmp(c->pub.name, "<module>"))
+		return 0;
+	py->churn_ns = py->sample_ns;
+	return 1;
+}
+
+/* Whether code object co still has c's name and file name. Checked when
+ * frames read up to a second ago are resolved (hm_python_resolve): a
+ * program that compiles code in a loop frees a code object, its strings and
+ * its line table together, and the next one takes all their addresses, so
+ * the pointers alone (code_ident) do not tell the two apart. */
+static int same_names(hm_python *py, const uint8_t *co, const struct code_entry *c)
+{
+	const hm_pylayout *L = py->layout;
+	char buf[1024];
+	if (read_str(py, hm_ld_u64(co, L->co_name), buf, sizeof buf) || strcmp(buf, c->pub.name))
+		return 0;
+	return !read_str(py, hm_ld_u64(co, L->co_filename), buf, sizeof buf) &&
+	       !strncmp(buf, c->pub.filename, sizeof buf - 1);
+}
+
 /* Entry c (NULL: none) when its code object could not be read again: frames
  * that the in-kernel walker read shortly before the target exited (a drain
  * of its aggregates comes up to a second later) would otherwise all be lost.
  * Once the process is gone its memory cannot change. Alive, an entry is
  * trusted up to REVALIDATE_NS after its last check, and the frames of the
  * last drain were taken up to a second after that: an entry checked in the
- * last 3 s (as hm_python_resolve_begin counts recent) is what they ran. A
- * read that fails in a live process still fails the frame. */
+ * last 3 s (as hm_python_resolve_begin counts recent) is what they ran,
+ * unless the program was dropping code objects (note_churn): then its
+ * address may have held another since. A read that fails in a live process
+ * still fails the frame. */
 static struct code_entry *exited_trust(hm_python *py, struct code_entry *c)
 {
-	if (!c || py->inproc || py->sample_ns - c->checked_ns > 3 * REVALIDATE_NS)
+	if (!c || py->inproc || py->sample_ns - c->checked_ns > 3 * REVALIDATE_NS ||
+	    (py->churn_ns && py->sample_ns - py->churn_ns < CHURN_NS))
 		return NULL;
 	if (!py->gone)
 		py->gone = !hm_target_alive(py->t);
@@ -451,15 +490,21 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	 * object died with it (a module body, at an import's end): a freed
 	 * code object keeps its fields, whose strings are freed too and soon
 	 * hold other text (a file name the next import probes for). */
-	if (!py->inproc && !alive(L, co))
+	if (!py->inproc && !alive(L, co)) {
+		if (c && py->resolving)
+			(void)note_churn(py, c);
 		return NULL;
+	}
+	int reused = 0;
 	if (c) {
 		uint64_t ident[4];
 		code_ident(L, co, ident);
-		if (!memcmp(ident, c->ident, sizeof ident)) {
+		if (!memcmp(ident, c->ident, sizeof ident) && (!py->resolving || same_names(py, co, c))) {
 			c->checked_ns = now;
 			return c;
 		}
+		if (py->resolving)
+			reused = note_churn(py, c);
 		code_remove(py, c);
 	}
 	c = code_load(py, addr, co);
@@ -478,6 +523,8 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	if (c) {
 		code_ident(L, co, c->ident);
 		c->used_ns = c->checked_ns = c->born_ns = now;
+		if (reused && py->resolving)
+			c->reused_in = py->nsample;
 		code_insert(py, c);
 	}
 	return c;
@@ -849,7 +896,40 @@ void hm_python_resolve_begin(hm_python *py)
 		clear_codes(py);
 }
 
+static int resolve_pairs(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th);
+
+/* Whether this batch's frames of c's code may have run another code object
+ * (see note_churn): its address held another one before it, or it was first
+ * met in this batch while the program drops code objects. */
+static int ambiguous(const hm_python *py, const struct code_entry *c)
+{
+	if (c->reused_in && c->reused_in == py->nsample)
+		return 1;
+	return c->born_ns == py->sample_ns && py->churn_ns &&
+	       py->sample_ns - py->churn_ns < CHURN_NS;
+}
+
+void hm_python_resolve_check(hm_python *py, const uint64_t *pairs, int n)
+{
+	py->resolving = 1;
+	for (int i = 0; i < n; i++)
+		code_get(py, pairs[2 * i] & ~HM_PYPAIR_ENTRY);
+	py->resolving = 0;
+}
+
+/* The pairs were read up to a second ago (a drain of the kernel's counts):
+ * a code entry found holding another object than the one cached for its
+ * address was reused in between, and this batch's frames there may have run
+ * either object, so they are counted invalid (code_get marks it). */
 int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th)
+{
+	py->resolving = 1;
+	int rc = resolve_pairs(py, pairs, n, th);
+	py->resolving = 0;
+	return rc;
+}
+
+static int resolve_pairs(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th)
 {
 	const hm_pylayout *L = py->layout;
 	th->nframes = 0;
@@ -863,7 +943,7 @@ int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *
 		uint64_t code = pairs[2 * i] & ~HM_PYPAIR_ENTRY, instr = pairs[2 * i + 1];
 		int entry = (pairs[2 * i] & HM_PYPAIR_ENTRY) != 0;
 		struct code_entry *c = code_get(py, code);
-		if (!c)
+		if (!c || ambiguous(py, c))
 			return -1;
 		int64_t off;
 		if (L->frame_model == HM_FRAMES_OBJECTS) {

@@ -716,12 +716,23 @@ static void agg_drain(hm_ebpf *E)
 			break;
 		}
 		/* Every span first (local roots, parents): a trace's samples
-		 * may come before the one of its root span in the batch. */
+		 * may come before the one of its root span in the batch; and
+		 * every code object, so that one seen dead is known before the
+		 * first stack is given (hm_python_resolve_check). */
 		for (uint32_t i = 0; i < n; i++) {
-			struct watched *w = find_watched(E, (pid_t)E->agg_vals[i].ev.pid);
+			const struct hm_bpf_event *e = &E->agg_vals[i].ev;
+			struct watched *w = find_watched(E, (pid_t)e->pid);
 			hm_pyspan sp;
-			if (w)
-				event_span(w, &E->agg_vals[i].ev, &sp);
+			if (!w)
+				continue;
+			event_span(w, e, &sp);
+			if (e->status == HM_BPF_OK && e->nframes <= HM_BPF_MAX_FRAMES) {
+				for (uint32_t k = 0; k < e->nframes; k++) {
+					E->pairs[2 * k] = e->frames[k].code;
+					E->pairs[2 * k + 1] = e->frames[k].instr;
+				}
+				hm_python_resolve_check(w->py, E->pairs, (int)e->nframes);
+			}
 		}
 		for (uint32_t i = 0; i < n; i++) {
 			const struct hm_bpf_agg *v = &E->agg_vals[i];

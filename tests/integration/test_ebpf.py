@@ -294,6 +294,38 @@ def test_ebpf_keeps_the_end_of_a_program(py, tmp_path):
     assert invalid <= 0.15 * samples, r.stderr
 
 
+def test_ebpf_dropped_code_is_never_named_wrong(py, tmp_path):
+    """A program that makes and drops functions as it runs (each runs 0.1 ms
+    of CPU time once, and dies at the next collection, when the next ones
+    take its address): the kernel's frames are read up to a second later, by
+    which time a code object's address may hold another. Such frames must
+    be counted invalid, never shown as the function that holds the address
+    then: with a sample every millisecond of CPU time, no function can have
+    3 samples (the build that named frames by the address's later holder
+    gave 45-91 of them 3-6 samples each; the user-space sampler gives each at
+    most 2). A line tells the user why so many samples are invalid."""
+    if py.version < (3, 8):
+        pytest.skip("--ebpf walks 3.8+")
+    need_ebpf()
+    out = tmp_path / "churn.txt"
+    r = subprocess.run([HOMURA, "record", "--ebpf", "-r", "1000", "-f", "collapsed", "-o", str(out),
+                        "--", py.path, program("churn_short.py"), "1.5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("made "), (r.stdout, r.stderr)
+    samples, invalid = summary_numbers(r.stderr)
+    per_fn = {}
+    for frames, n in Collapsed(out.read_text()).stacks:
+        for f in frames:
+            if f.name.startswith("fn_"):
+                # A frame's name and file come from one code object.
+                assert f.file == "<gen %s>" % f.name[3:], (f, r.stderr)
+                per_fn[f.name] = per_fn.get(f.name, 0) + n
+    crowded = {k: v for k, v in per_fn.items() if v >= 3}
+    assert not crowded, (crowded, r.stderr)
+    if invalid * 10 > samples + invalid:
+        assert "of the samples are invalid" in r.stderr, r.stderr
+
+
 def test_kernel_needs_ebpf(tmp_path):
     """--kernel without --ebpf: one error line, nothing recorded."""
     line = assert_one_error_line(homura("record", "--kernel", "-o", tmp_path / "x.txt", "--",
