@@ -264,6 +264,22 @@ def test_ebpf_launch_keeps_output(default_py, tmp_path):
     assert "<module>" in out.read_text()
 
 
+def launched_in_kernel(py, tmp_path, name, *args):
+    """`record --ebpf -r 1000 -- PY tests/programs/NAME ARGS` (skipped before
+    3.8 or without BPF): the run, its collapsed profile, and the summary's
+    samples and invalid samples."""
+    if py.version < (3, 8):
+        pytest.skip("--ebpf walks 3.8+")
+    need_ebpf()
+    out = tmp_path / "launched.txt"
+    r = subprocess.run([HOMURA, "record", "--ebpf", "-r", "1000", "-f", "collapsed", "-o", str(out),
+                        "--", py.path, program(name)] + list(args),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    samples, invalid = summary_numbers(r.stderr)
+    return r, Collapsed(out.read_text()), samples, invalid
+
+
 def test_ebpf_keeps_the_end_of_a_program(py, tmp_path):
     """The last second before a launched program exits is kept: the kernel
     counts a stack's samples and user space reads them up to a second later,
@@ -271,16 +287,8 @@ def test_ebpf_keeps_the_end_of_a_program(py, tmp_path):
     Two halves of equal CPU time must get about equal samples, with few
     invalid ones (only start-up's import frames, whose code objects die
     before they are read, may be), and the program's output is its own."""
-    if py.version < (3, 8):
-        pytest.skip("--ebpf walks 3.8+")
-    need_ebpf()
-    out = tmp_path / "halves.txt"
-    r = subprocess.run([HOMURA, "record", "--ebpf", "-r", "1000", "-f", "collapsed", "-o", str(out),
-                        "--", py.path, program("two_halves.py"), "1.2"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and r.stdout == "done\n", (r.returncode, r.stdout, r.stderr)
-    samples, invalid = summary_numbers(r.stderr)
-    prof = Collapsed(out.read_text())
+    r, prof, samples, invalid = launched_in_kernel(py, tmp_path, "two_halves.py", "1.2")
+    assert r.stdout == "done\n", (r.stdout, r.stderr)
     first, second = prof.count_fn("first_half"), prof.count_fn("second_half")
     # 1.2 s of CPU each at 1000 Hz (long enough for the code entries to be
     # checked last more than a second before the end); at least half of it
@@ -304,17 +312,10 @@ def test_ebpf_dropped_code_is_never_named_wrong(py, tmp_path):
     3 samples (the build that named frames by the address's later holder
     gave 45-91 of them 3-6 samples each; the user-space sampler gives each at
     most 2). A line tells the user why so many samples are invalid."""
-    if py.version < (3, 8):
-        pytest.skip("--ebpf walks 3.8+")
-    need_ebpf()
-    out = tmp_path / "churn.txt"
-    r = subprocess.run([HOMURA, "record", "--ebpf", "-r", "1000", "-f", "collapsed", "-o", str(out),
-                        "--", py.path, program("churn_short.py"), "1.5"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and r.stdout.startswith("made "), (r.stdout, r.stderr)
-    samples, invalid = summary_numbers(r.stderr)
+    r, prof, samples, invalid = launched_in_kernel(py, tmp_path, "churn_short.py", "1.5")
+    assert r.stdout.startswith("made "), (r.stdout, r.stderr)
     per_fn = {}
-    for frames, n in Collapsed(out.read_text()).stacks:
+    for frames, n in prof.stacks:
         for f in frames:
             if f.name.startswith("fn_"):
                 # A frame's name and file come from one code object.
