@@ -403,6 +403,15 @@ static int note_churn(hm_python *py, const struct code_entry *c)
 	return 1;
 }
 
+/* Whether a program seen dropping code objects (note_churn) may still be:
+ * then no entry is used unread when resolving (once per batch), however
+ * long it has held its address (an old entry's address is as likely to be
+ * taken). */
+static int churning(const hm_python *py)
+{
+	return py->churn_ns && py->sample_ns - py->churn_ns < CHURN_NS;
+}
+
 /* Whether code object co still has c's name and file name. Checked when
  * frames read up to a second ago are resolved (hm_python_resolve): a
  * program that compiles code in a loop frees a code object, its strings and
@@ -430,8 +439,7 @@ static int same_names(hm_python *py, const uint8_t *co, const struct code_entry 
  * still fails the frame. */
 static struct code_entry *exited_trust(hm_python *py, struct code_entry *c)
 {
-	if (!c || py->inproc || py->sample_ns - c->checked_ns > 3 * REVALIDATE_NS ||
-	    (py->churn_ns && py->sample_ns - py->churn_ns < CHURN_NS))
+	if (!c || py->inproc || py->sample_ns - c->checked_ns > 3 * REVALIDATE_NS || churning(py))
 		return NULL;
 	if (!py->gone)
 		py->gone = !hm_target_alive(py->t);
@@ -459,7 +467,8 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	struct code_entry *c = code_lookup(py, addr);
 	uint64_t now = py->sample_ns;
 	if (c && !py->inproc) {
-		int fresh = code_fresh(py, c);
+		int fresh = code_fresh(py, c) &&
+			    (!py->resolving || !churning(py) || c->checked_ns == now);
 		c->used_ns = now;
 		if (fresh)
 			return c;
@@ -905,8 +914,7 @@ static int ambiguous(const hm_python *py, const struct code_entry *c)
 {
 	if (c->reused_in && c->reused_in == py->nsample)
 		return 1;
-	return c->born_ns == py->sample_ns && py->churn_ns &&
-	       py->sample_ns - py->churn_ns < CHURN_NS;
+	return c->born_ns == py->sample_ns && churning(py);
 }
 
 void hm_python_resolve_check(hm_python *py, const uint64_t *pairs, int n)
