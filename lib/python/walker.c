@@ -420,11 +420,11 @@ static int churning(const hm_python *py)
 static int same_names(hm_python *py, const uint8_t *co, const struct code_entry *c)
 {
 	const hm_pylayout *L = py->layout;
-	char buf[1024];
-	if (read_str(py, hm_ld_u64(co, L->co_name), buf, sizeof buf) || strcmp(buf, c->pub.name))
+	char buf[4096];   /* as code_load's: cut at the same place */
+	if (read_str(py, hm_ld_u64(co, L->co_name), buf, 1024) || strcmp(buf, c->pub.name))
 		return 0;
 	return !read_str(py, hm_ld_u64(co, L->co_filename), buf, sizeof buf) &&
-	       !strncmp(buf, c->pub.filename, sizeof buf - 1);
+	       !strcmp(buf, c->pub.filename);
 }
 
 /* Entry c (NULL: none) when its code object could not be read again: frames

@@ -331,6 +331,29 @@ def test_ebpf_dropped_code_is_never_named_wrong(py, tmp_path):
         assert "of the samples are invalid" in r.stderr, r.stderr
 
 
+def test_ebpf_long_file_names(default_py, tmp_path):
+    """A program whose file name is over 1 KiB of UTF-8 (two bytes a
+    character): its code objects are checked again at each drain by name
+    and file name, and the file name must compare as read the first time,
+    not cut shorter (a build that compared 1 KiB counted 99% of such a
+    program's samples invalid)."""
+    import shutil
+    d = tmp_path
+    for _ in range(6):
+        d = d / ("\u00e9" * 100)
+    d.mkdir(parents=True)
+    shutil.copy(program("two_halves.py"), str(d / "two_halves.py"))
+    need_ebpf()
+    out = tmp_path / "long.txt"
+    r = subprocess.run([HOMURA, "record", "--ebpf", "-r", "1000", "-f", "collapsed", "-o", str(out),
+                        "--", default_py.path, str(d / "two_halves.py"), "1.2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "done\n", r.stderr
+    samples, invalid = summary_numbers(r.stderr)
+    assert invalid <= 0.15 * samples, r.stderr
+    assert Collapsed(out.read_text()).count_fn("second_half") >= 600, r.stderr
+
+
 def test_kernel_needs_ebpf(tmp_path):
     """--kernel without --ebpf: one error line, nothing recorded."""
     line = assert_one_error_line(homura("record", "--kernel", "-o", tmp_path / "x.txt", "--",
