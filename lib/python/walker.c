@@ -441,8 +441,14 @@ static struct code_entry *exited_trust(hm_python *py, struct code_entry *c)
 {
 	if (!c || py->inproc || py->sample_ns - c->checked_ns > 3 * REVALIDATE_NS || churning(py))
 		return NULL;
-	if (!py->gone)
-		py->gone = !hm_target_alive(py->t);
+	if (!py->gone) {
+		/* Exiting, a process has no memory before it is a zombie: a
+		 * read of _PyRuntime, mapped for as long as it has memory, then
+		 * fails too. */
+		uint8_t b;
+		py->gone = py->runtime ? hm_target_read(py->t, py->runtime, &b, 1) != HM_OK
+				       : !hm_target_alive(py->t);
+	}
 	return py->gone ? c : NULL;
 }
 
