@@ -334,9 +334,10 @@ def test_ebpf_dropped_code_is_never_named_wrong(py, tmp_path):
                 assert f.file == "<gen %s>" % f.name[3:], (f, r.stderr)
                 per_fn[f.name] = per_fn.get(f.name, 0) + n
     # The first drain (50 ms in) can come before any death is seen: what it
-    # names is not checked, so 2 are allowed.
+    # names is not checked. 0 in most runs; 5 in 1 run of about 32 (3.11);
+    # the build that named frames by the later holder: 45-91.
     crowded = {k: v for k, v in per_fn.items() if v >= 3}
-    assert len(crowded) <= 2, (crowded, r.stderr)
+    assert len(crowded) <= 10, (crowded, r.stderr)
     if invalid * 10 > samples + invalid:
         assert "of the samples are invalid" in r.stderr, r.stderr
 
