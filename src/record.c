@@ -302,7 +302,7 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st, uint6
 		"\"errors\": %llu, \"sample_us\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f, "
 		"\"mean\": %.2f}, \"bpf\": {\"runs\": %llu, \"run_ns\": %llu, \"matched\": %llu, "
 		"\"dropped\": %llu, \"no_python\": %llu, \"aggregated\": %llu, \"agg_full\": %llu, "
-		"\"agg_entries\": %llu, \"cpu_from_kernel\": %s, \"native_joined\": %llu, "
+		"\"agg_entries\": %llu, \"new_stacks\": %llu, \"cpu_from_kernel\": %s, \"native_joined\": %llu, "
 		"\"native_unjoined\": %llu, \"native_lost\": %llu, \"root_scans\": %llu, "
 		"\"roots_found\": %llu, \"root_scan_ns\": %llu}, \"native\": {\"unwinds\": %llu, "
 		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}, "
@@ -316,7 +316,7 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st, uint6
 		(unsigned long long)st->bpf_matched, (unsigned long long)st->bpf_dropped,
 		(unsigned long long)st->bpf_no_python, (unsigned long long)st->bpf_aggregated,
 		(unsigned long long)st->bpf_agg_full, (unsigned long long)st->bpf_agg_entries,
-		st->bpf_cpu_from_kernel ? "true" : "false",
+		(unsigned long long)st->bpf_new_stacks, st->bpf_cpu_from_kernel ? "true" : "false",
 		(unsigned long long)st->bpf_native_joined,
 		(unsigned long long)st->bpf_native_unjoined, (unsigned long long)st->bpf_native_lost,
 		(unsigned long long)st->bpf_root_scans, (unsigned long long)st->bpf_roots_found,

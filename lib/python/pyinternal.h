@@ -36,6 +36,9 @@ struct code_entry {
 				      * (a recursive function is met at its
 				      * call site and at its leaf) */
 	int shim;                    /* interpreter-internal code (3.13 __init__ shim) */
+	int died;                    /* found dead while resolving (note_churn) */
+	int body;                    /* a module's or class's body (or code
+				      * exec'd as one): runs once, then dies */
 	uint64_t reused_in;          /* hm_python_resolve: the batch (nsample) that
 				      * found its address holding another code
 				      * object before it: that batch's frames
@@ -103,6 +106,15 @@ struct hm_python {
 				      * other than a module body die (note_churn) */
 	int gone;                    /* the target was seen exited (code_get:
 				      * its memory cannot be read again) */
+	int finalizing;              /* its interpreter was seen finalizing
+				      * (code_get: code objects die at the
+				      * teardown, not as code churn) */
+	uint64_t fin_read_in;        /* the batch (nsample) that last read it */
+	uint64_t window_ns;          /* hm_python_resolve_window */
+#define HM_CHURN_DEATHS 4
+	uint64_t deaths_ns[HM_CHURN_DEATHS]; /* when the last functions were
+				      * found dead (walker.c: note_churn) */
+	uint64_t ndeaths;
 	uint32_t gil_checks;         /* without CPU times (walker.c): GIL- */
 	uint64_t gil_distrust_until; /* holder checks skipped; a holder was
 				      * seen blocked: ask for every thread

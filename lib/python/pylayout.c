@@ -133,7 +133,7 @@ struct dbg_314 {
 struct dbg_map {
 	int minor;
 	size_t total;
-	size_t rt_size, rt_interpreters_head;
+	size_t rt_size, rt_interpreters_head, rt_finalizing;
 	size_t is_size, is_next, is_threads_head, is_ceval_gil, is_gil,
 	       is_gil_locked, is_gil_holder;
 	size_t ts_size, ts_prev, ts_status, ts_next, ts_interp, ts_current_frame, ts_thread_id,
@@ -156,6 +156,7 @@ struct dbg_map {
 	.minor = minor_, .total = sizeof(S), \
 	.rt_size = offsetof(S, runtime_state.size), \
 	.rt_interpreters_head = offsetof(S, runtime_state.interpreters_head), \
+	.rt_finalizing = offsetof(S, runtime_state.finalizing), \
 	.is_size = offsetof(S, interpreter_state.size), \
 	.is_next = offsetof(S, interpreter_state.next), \
 	.is_threads_head = offsetof(S, interpreter_state.threads_head), \
@@ -348,6 +349,7 @@ static void dbg_decode(struct dbg_reader *r, const struct dbg_map *m,
 
 	L->rt_size = dbg_size(r, m->rt_size);
 	L->rt_interpreters_head = dbg_off(r, m->rt_interpreters_head, L->rt_size);
+	L->rt_finalizing = dbg_off(r, m->rt_finalizing, L->rt_size);
 
 	L->is_size = dbg_size(r, m->is_size);
 	L->is_next = dbg_off(r, m->is_next, L->is_size);
@@ -414,6 +416,7 @@ static void dbg_decode(struct dbg_reader *r, const struct dbg_map *m,
 	/* Not in the debug offsets; 3.13's comes from its generated table.
 	 * Elsewhere the tuple's own ob_size gives the count. */
 	L->co_nlocalsplus = m->minor == 13 ? ref->co_nlocalsplus : -1;
+	L->co_flags = m->minor == 13 ? ref->co_flags : -1;
 
 	int ob_sizeof = dbg_size(r, m->ob_size);
 	L->ob_type = dbg_off(r, m->ob_type, ob_sizeof);

@@ -54,6 +54,9 @@ typedef struct hm_pylayout {
 	int rt_tstate_current;        /* gilstate.tstate_current (3.7-3.11) */
 	int rt_gil_locked;            /* ceval.gil.locked (3.7-3.11, gil inside runtime) */
 	int rt_gil_last_holder;       /* ceval.gil.last_holder */
+	int rt_finalizing;            /* (_)finalizing: the thread state that
+				       * runs Py_Finalize, set before the
+				       * modules are torn down (3.7+) */
 
 	/* PyInterpreterState */
 	int is_size;
@@ -103,6 +106,7 @@ typedef struct hm_pylayout {
 	/* PyCodeObject */
 	int co_size;                  /* sizeof(PyCodeObject) */
 	int co_filename, co_name, co_qualname, co_firstlineno;
+	int co_flags;                 /* int; CO_NEWLOCALS (0x2): a function's */
 	int co_linetable;             /* co_lnotab (<=3.9) or co_linetable */
 	int co_code;                  /* co_code bytes object (<=3.10) */
 	int co_code_adaptive;         /* offset of inline bytecode (3.11+) */

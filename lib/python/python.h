@@ -129,6 +129,11 @@ int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *
  * one seen to have died (a program dropping code as it runs) is known before
  * the first stack of the batch is given (walker.c, note_churn). */
 void hm_python_resolve_check(hm_python *py, const uint64_t *pairs, int n);
+/* The batch's counts cover samples taken since since_ns (hm_mono_ns; 0:
+ * only this batch's): while the program drops code objects, an entry read
+ * first after since_ns may stand for another object that ran at its address
+ * before, and its frames are counted invalid (walker.c, ambiguous). */
+void hm_python_resolve_window(hm_python *py, uint64_t since_ns);
 /* The thread states of the interpreter and their host tids (up to cap);
  * *interp gets the main interpreter's address. Returns the count, -1 when
  * the interpreter could not be read. */

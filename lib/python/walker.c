@@ -40,6 +40,7 @@
 #define MAX_CHUNK_READ (4u << 20)
 #define REVALIDATE_NS 1000000000ull
 #define CHURN_NS 3000000000ull   /* hm_python_resolve: see note_churn */
+#define CHURN_DEATHS HM_CHURN_DEATHS
 #define YOUNG_NS 1000000000ull   /* a code entry decoded this recently is checked on each sample */
 
 static size_t span(int n, const int *offs, size_t width)
@@ -68,8 +69,8 @@ void walker_init(hm_python *py)
 	int ifr[] = {L->if_code, L->if_previous, L->if_instr, L->if_owner};
 	py->if_len = span(4, ifr, 8);
 	int co[] = {L->ob_type, L->var_size, L->co_filename, L->co_name, L->co_qualname,
-		    L->co_firstlineno, L->co_linetable, L->co_code};
-	py->co_len = span(8, co, 8);
+		    L->co_firstlineno, L->co_linetable, L->co_code, L->co_flags};
+	py->co_len = span((int)(sizeof co / sizeof co[0]), co, 8);
 	py->tsbuf = calloc(1, py->ts_len);
 	py->framebuf = calloc(1, py->fo_len > py->if_len ? py->fo_len : py->if_len);
 	py->spec_stride = py->fo_len > py->if_len ? py->fo_len : py->if_len;
@@ -309,6 +310,9 @@ static struct code_entry *code_load(hm_python *py, uint64_t addr, const uint8_t 
 	c->pub.qualname = qual[0] ? c->strings + ln : c->strings;
 	c->pub.filename = c->strings + ln + lq;
 	c->pub.firstlineno = hm_ld_i32(co, L->co_firstlineno);
+	/* CO_NEWLOCALS (0x2) marks a function's code in every version; where
+	 * the flags' place is not known, the name tells a module body. */
+	c->body = L->co_flags >= 0 ? !(hm_ld_i32(co, L->co_flags) & 0x2) : !strcmp(name, "<module>");
 	c->code_type = hm_ld_u64(co, L->ob_type);
 	c->memo_off[0] = c->memo_off[1] = -1;
 	if (read_bytes(py, hm_ld_u64(co, L->co_linetable), &c->linetable, &c->lt_len)) {
@@ -384,23 +388,38 @@ static int alive(const hm_pylayout *L, const uint8_t *obj)
 }
 
 /* Resolving (hm_python_resolve): c's code object died or its address holds
- * another one now. A module body dies at the end of its import, as start-up
- * does by the dozen; any other code object dying means the program makes and
- * drops code as it runs (exec in a loop, classes made per call), and the
- * address of one can hold another before a drain. For CHURN_NS from then, a
+ * another one now. A module's body dies at the end of its import, and the
+ * bodies of its classes with it, as start-up does by the dozen (a stack's
+ * code objects are read at its first count, HM_BPF_NEW_STACK, so such
+ * deaths are seen); a function's code dying means the program makes and
+ * drops code as it runs (exec or compile in a loop), and the address of
+ * one can hold another before a drain. For CHURN_NS from then, a
  * code object first met in a batch may have taken the address of one that
  * ran earlier in it: that batch's frames there are counted invalid (a
  * frame of a dead function must not be shown as another's), as are those of
  * one found at the address of another that died (1 returned). An address
- * that a module body held is taken as the new object's: start-up's imports
- * end long before most drains, and what they leave is mostly what the
- * program runs next. */
-static int note_churn(hm_python *py, const struct code_entry *c)
+ * that a body held is taken as the new object's: start-up's imports end
+ * long before most drains, and what they leave is mostly what the program
+ * runs next.
+ * One function found dead, or replaced (replaced: another live code
+ * object at its address, which the caller then counts invalid in this
+ * batch, 1 returned), is not proof alone: modules delete helpers they ran
+ * once at import (urllib.parse deletes _fix_result_transcoding), and the
+ * next import's code may take the address; a program that exits within
+ * CHURN_NS of that would lose its last drain (settled_trust). It takes
+ * CHURN_DEATHS such functions within CHURN_NS; a program that makes and
+ * drops code loses dozens at each collection. */
+static int note_churn(hm_python *py, struct code_entry *c, int replaced)
 {
-	if (!strcmp(c->pub.name, "<module>"))
+	if (c->body || (!replaced && c->died))
 		return 0;
-	py->churn_ns = py->sample_ns;
-	return 1;
+	c->died = 1;
+	py->deaths_ns[py->ndeaths++ % CHURN_DEATHS] = py->sample_ns;
+	/* (the oldest of the last CHURN_DEATHS is next to be overwritten) */
+	if (py->ndeaths >= CHURN_DEATHS &&
+	    py->sample_ns - py->deaths_ns[py->ndeaths % CHURN_DEATHS] < CHURN_NS)
+		py->churn_ns = py->sample_ns;
+	return replaced;
 }
 
 /* Whether a program seen dropping code objects (note_churn) may still be:
@@ -427,20 +446,45 @@ static int same_names(hm_python *py, const uint8_t *co, const struct code_entry 
 	       !strcmp(buf, c->pub.filename);
 }
 
-/* Entry c (NULL: none) when its code object could not be read again: frames
- * that the in-kernel walker read shortly before the target exited (a drain
- * of its aggregates comes up to a second later) would otherwise all be lost.
- * Once the process is gone its memory cannot change. Alive, an entry is
- * trusted up to REVALIDATE_NS after its last check, and the frames of the
- * last drain were taken up to a second after that: an entry checked in the
- * last 3 s (as hm_python_resolve_begin counts recent) is what they ran,
- * unless the program was dropping code objects (note_churn): then its
- * address may have held another since. A read that fails in a live process
- * still fails the frame. */
-static struct code_entry *exited_trust(hm_python *py, struct code_entry *c)
+/* Whether the target's interpreter is finalizing (Py_Finalize sets
+ * _PyRuntime's (_)finalizing before it tears the modules down, and never
+ * clears it): read at most once per batch, when a code object is found
+ * dead, and remembered once seen. */
+static int finalizing(hm_python *py)
+{
+	const hm_pylayout *L = py->layout;
+	if (py->finalizing)
+		return 1;
+	if (py->inproc || !py->runtime || L->rt_finalizing < 0 || py->fin_read_in == py->nsample)
+		return 0;
+	py->fin_read_in = py->nsample;
+	uint64_t v = 0;
+	if (hm_target_read(py->t, py->runtime + (uint64_t)L->rt_finalizing, &v, sizeof v) != HM_OK)
+		return 0;
+	return py->finalizing = v != 0;
+}
+
+/* Entry c (NULL: none) when its code object cannot be read again or has
+ * died since the kernel read the frames of this batch (a drain of its
+ * aggregates comes up to a second after them): when the target exits,
+ * the frames of its last second would otherwise all be lost. Two cases
+ * where no other code object can have taken the address in between:
+ * - the process is gone (exited): its memory cannot change (exited = 1);
+ * - the interpreter finalizes: its teardown frees every function, and no
+ *   code is compiled there (exited = 0: c's object was found dead).
+ * Alive, an entry is trusted up to REVALIDATE_NS after its last check, and
+ * the frames of the last drain were taken up to a second after that: an
+ * entry checked in the last 3 s (as hm_python_resolve_begin counts recent)
+ * is what they ran, unless the program was dropping code objects before
+ * (note_churn): then its address may have held another since. A read that
+ * fails in a live process, or a code object that dies in a running
+ * program, still fails the frame. */
+static struct code_entry *settled_trust(hm_python *py, struct code_entry *c, int exited)
 {
 	if (!c || py->inproc || py->sample_ns - c->checked_ns > 3 * REVALIDATE_NS || churning(py))
 		return NULL;
+	if (!exited)
+		return finalizing(py) ? c : NULL;
 	if (!py->gone) {
 		/* Exiting, a process has no memory before it is a zombie: a
 		 * read of _PyRuntime, mapped for as long as it has memory, then
@@ -497,17 +541,21 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 		if (k < py->ncode_pre)
 			memcpy(co, py->code_prebuf + (size_t)k * py->co_len, py->co_len);
 		else if (hm_target_read(py->t, addr, co, py->co_len) != HM_OK)
-			return exited_trust(py, c);
+			return settled_trust(py, c, 1);
 	}
-	if (py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type)
-		return NULL;
 	/* A frame read a moment before may have returned since, and its code
 	 * object died with it (a module body, at an import's end): a freed
 	 * code object keeps its fields, whose strings are freed too and soon
-	 * hold other text (a file name the next import probes for). */
-	if (!py->inproc && !alive(L, co)) {
-		if (c && py->resolving)
-			(void)note_churn(py, c);
+	 * hold other text (a file name the next import probes for). Freed by
+	 * malloc (a large code object), its type word is overwritten. */
+	int freed = py->code_type && hm_ld_u64(co, L->ob_type) != py->code_type;
+	if (freed || (!py->inproc && !alive(L, co))) {
+		if (!c || !py->resolving)
+			return NULL;
+		if (settled_trust(py, c, 0))
+			return c;
+		if (!freed && !finalizing(py))
+			(void)note_churn(py, c, 0);
 		return NULL;
 	}
 	int reused = 0;
@@ -518,8 +566,8 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 			c->checked_ns = now;
 			return c;
 		}
-		if (py->resolving)
-			reused = note_churn(py, c);
+		if (py->resolving && !finalizing(py))
+			reused = note_churn(py, c, 1);
 		code_remove(py, c);
 	}
 	c = code_load(py, addr, co);
@@ -538,7 +586,7 @@ static struct code_entry *code_get(hm_python *py, uint64_t addr)
 	if (c) {
 		code_ident(L, co, c->ident);
 		c->used_ns = c->checked_ns = c->born_ns = now;
-		if (reused && py->resolving)
+		if (reused)
 			c->reused_in = py->nsample;
 		code_insert(py, c);
 	}
@@ -915,12 +963,20 @@ static int resolve_pairs(hm_python *py, const uint64_t *pairs, int n, hm_pythrea
 
 /* Whether this batch's frames of c's code may have run another code object
  * (see note_churn): its address held another one before it, or it was first
- * met in this batch while the program drops code objects. */
+ * met in this batch (or within the window its counts cover: a stack's code
+ * objects are read at its first count, HM_BPF_NEW_STACK) while the program
+ * drops code objects. */
 static int ambiguous(const hm_python *py, const struct code_entry *c)
 {
 	if (c->reused_in && c->reused_in == py->nsample)
 		return 1;
-	return c->born_ns == py->sample_ns && churning(py);
+	return (c->born_ns == py->sample_ns || (py->window_ns && c->born_ns >= py->window_ns)) &&
+	       churning(py);
+}
+
+void hm_python_resolve_window(hm_python *py, uint64_t since_ns)
+{
+	py->window_ns = since_ns;
 }
 
 void hm_python_resolve_check(hm_python *py, const uint64_t *pairs, int n)

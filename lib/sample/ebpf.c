@@ -255,6 +255,8 @@ struct hm_ebpf {
 	int agg_max;                /* the aggs map's size */
 	uint64_t agg_last;          /* when it was last read */
 	uint64_t agg_every;         /* and how long after that it is read again */
+	uint64_t agg_read_ns, agg_first_ns; /* AGG_READ_NS, AGG_FIRST_NS (or
+				      * HOMURA_BPF_AGG_READ_MS for both) */
 	struct hm_bpf_agg_key *agg_keys;
 	struct hm_bpf_agg *agg_vals;
 	/* kernel stacks (--kernel) */
@@ -377,6 +379,24 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	if (rc >= 0)
 		E->c.roots_found++;
 	E->c.root_scan_ns += hm_mono_ns() - now;
+}
+
+/* A stack counted for the first time in its process (HM_BPF_NEW_STACK, not a
+ * sample: its count comes with the drain): its code objects are read now,
+ * while the process surely lives, so that the drain resolves its frames
+ * even when the process has exited or torn its interpreter down by then
+ * (walker.c: settled_trust). */
+static void stack_first(hm_ebpf *E, const struct hm_bpf_event *e, size_t len)
+{
+	struct watched *w = find_watched(E, (pid_t)e->pid);
+	if (!w || e->nframes > HM_BPF_MAX_FRAMES ||
+	    len < offsetof(struct hm_bpf_event, frames) + e->nframes * sizeof e->frames[0])
+		return;
+	for (uint32_t k = 0; k < e->nframes; k++) {
+		E->pairs[2 * k] = e->frames[k].code;
+		E->pairs[2 * k + 1] = e->frames[k].instr;
+	}
+	hm_python_resolve_check(w->py, E->pairs, (int)e->nframes);
 }
 
 /* A record's frames into E->th (resolved with the walker's code cache), as
@@ -546,6 +566,10 @@ static int on_event(void *ctx, void *data, size_t len)
 		trace_first(E, e);
 		return 0;
 	}
+	if (len >= offsetof(struct hm_bpf_event, frames) && e->status == HM_BPF_NEW_STACK) {
+		stack_first(E, e, len);
+		return 0;
+	}
 	if (len >= offsetof(struct hm_bpf_event, frames) && e->nframes <= HM_BPF_MAX_FRAMES &&
 	    e->nkips <= HM_BPF_KSTACK_DEPTH &&
 	    len >= offsetof(struct hm_bpf_event, frames) + e->nframes * sizeof e->frames[0] +
@@ -702,6 +726,10 @@ static void agg_drain(hm_ebpf *E)
 	int fd = bpf_map__fd(E->skel->maps.aggs);
 	uint64_t token = 0;
 	int first = 1;
+	/* The counts cover the time since the last drain. */
+	for (int i = 0; i < E->nw; i++)
+		if (E->w[i].pid)
+			hm_python_resolve_window(E->w[i].py, E->agg_last);
 	/* Bounded: the map holds at most max_entries (it may fill again
 	 * while we read). */
 	for (int rounds = 0; rounds < 1 + E->agg_max / AGG_BATCH + 4; rounds++) {
@@ -743,6 +771,9 @@ static void agg_drain(hm_ebpf *E)
 		if (rc < 0)
 			break;                      /* ENOENT: the end */
 	}
+	for (int i = 0; i < E->nw; i++)
+		if (E->w[i].pid)
+			hm_python_resolve_window(E->w[i].py, 0);
 	kstacks_clear(E);
 }
 
@@ -1024,9 +1055,17 @@ static int ebpf_open(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf
 	int rc;
 	/* HOMURA_BPF_RING=1 sends every sample through the ring buffer (no
 	 * aggregation); HOMURA_BPF_AGG_ENTRIES sizes the aggs map (tests fill
-	 * a small one to check the fallback to the ring). */
+	 * a small one to check the fallback to the ring);
+	 * HOMURA_BPF_AGG_READ_MS reads it at that fixed period (tests take
+	 * one longer than a program, whose stacks are then all resolved
+	 * through the code objects read at their first count). */
 	const char *ring = getenv("HOMURA_BPF_RING");
 	const char *ents = getenv("HOMURA_BPF_AGG_ENTRIES");
+	const char *every = getenv("HOMURA_BPF_AGG_READ_MS");
+	E->agg_read_ns = AGG_READ_NS;
+	E->agg_first_ns = AGG_FIRST_NS;
+	if (every && atoi(every) > 0 && atoi(every) <= 3600 * 1000)
+		E->agg_read_ns = E->agg_first_ns = (uint64_t)atoi(every) * 1000000ull;
 	E->agg = !(ring && !strcmp(ring, "1"));
 	E->agg_max = HM_BPF_AGG_ENTRIES;
 	if (ents && atoi(ents) > 0 && atoi(ents) <= 1 << 20)
@@ -1110,7 +1149,7 @@ static int ebpf_open(double rate_hz, int kernel_stacks, int stack_bytes, hm_ebpf
 	}
 	E->mono_to_real = hm_real_ns() - hm_mono_ns();
 	E->agg_last = hm_mono_ns();
-	E->agg_every = AGG_READ_NS;
+	E->agg_every = E->agg_read_ns;
 	E->rb = ring_buffer__new(bpf_map__fd(E->skel->maps.events), on_event, E, NULL);
 	if (!E->rb) {
 		rc = hm_error(HM_ESYS, "--ebpf: cannot open the ring buffer: %s", strerror(errno));
@@ -1192,7 +1231,7 @@ int hm_ebpf_watch(hm_ebpf *E, pid_t pid, hm_python *py, void *owner)
 	w->last_threads = hm_mono_ns();
 	/* Read the counts soon: resolve its code objects while it runs. */
 	E->agg_last = w->last_threads;
-	E->agg_every = AGG_FIRST_NS;
+	E->agg_every = E->agg_first_ns;
 	return HM_OK;
 }
 
@@ -1237,7 +1276,7 @@ int hm_ebpf_poll(hm_ebpf *E, int timeout_ms, hm_ebpf_sample_fn fn, void *arg)
 	if (E->agg && (timeout_ms < 0 || now - E->agg_last >= E->agg_every)) {
 		agg_drain(E);
 		E->agg_last = now;
-		E->agg_every = E->agg_every * 2 < AGG_READ_NS ? E->agg_every * 2 : AGG_READ_NS;
+		E->agg_every = E->agg_every * 2 < E->agg_read_ns ? E->agg_every * 2 : E->agg_read_ns;
 	}
 	for (int i = 0; i < E->nw; i++) {
 		struct watched *w = &E->w[i];
@@ -1313,6 +1352,7 @@ void hm_ebpf_counts_get(hm_ebpf *E, hm_ebpf_counts *c)
 		c->matched = counter(E, HM_BPFC_MATCHED, vals);
 		c->aggregated = counter(E, HM_BPFC_AGGREGATED, vals);
 		c->agg_full = counter(E, HM_BPFC_AGG_FULL, vals);
+		c->new_stacks = counter(E, HM_BPFC_NEW_STACKS, vals);
 		free(vals);
 	}
 }

@@ -61,6 +61,9 @@ typedef struct hm_ebpf_counts {
 	uint64_t aggregated;     /* samples counted in the kernel's per-stack map */
 	uint64_t agg_full;       /* samples sent to the ring as that map was full */
 	uint64_t agg_entries;    /* its entries read (stacks per period) */
+	uint64_t new_stacks;     /* stacks sent at their first count in a
+				  * process (HM_BPF_NEW_STACK), whose code
+				  * objects were read at once */
 	uint64_t root_scans;     /* traces whose local root span was looked for
 				  * among a thread's locals (first samples) */
 	uint64_t roots_found;    /* ... and found there */

@@ -471,6 +471,7 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 		s->st.bpf_aggregated = c.aggregated;
 		s->st.bpf_agg_full = c.agg_full;
 		s->st.bpf_agg_entries = c.agg_entries;
+		s->st.bpf_new_stacks = c.new_stacks;
 		s->st.bpf_root_scans = c.root_scans;
 		s->st.bpf_roots_found = c.roots_found;
 		s->st.bpf_root_scan_ns = c.root_scan_ns;

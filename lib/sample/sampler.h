@@ -112,8 +112,9 @@ typedef struct hm_sampler_stats {
 	 * without one (Python frames only), perf samples lost or alone */
 	uint64_t bpf_native_joined, bpf_native_unjoined, bpf_native_lost;
 	/* --ebpf: samples counted per stack in the kernel, those sent to the
-	 * ring as its map was full, and the map entries read. */
-	uint64_t bpf_aggregated, bpf_agg_full, bpf_agg_entries;
+	 * ring as its map was full, the map entries read, and the stacks sent
+	 * at their first count (their code objects read at once). */
+	uint64_t bpf_aggregated, bpf_agg_full, bpf_agg_entries, bpf_new_stacks;
 	/* --ebpf: traces whose local root span was looked for among a
 	 * thread's locals, and found (hm_ebpf_counts.root_scans) */
 	uint64_t bpf_root_scans, bpf_roots_found, bpf_root_scan_ns;

@@ -105,6 +105,13 @@ static void runtime(void)
 	NONE(rt_gil_locked);
 	NONE(rt_gil_last_holder);
 #endif
+#if HEX >= V(3, 9)
+	P(rt_finalizing, OFF(_PyRuntimeState, _finalizing));
+#elif HEX >= V(3, 7)
+	P(rt_finalizing, OFF(_PyRuntimeState, finalizing));
+#else
+	NONE(rt_finalizing);
+#endif
 }
 
 static void interpreter(void)
@@ -243,6 +250,7 @@ static void code(void)
 	NONE(co_qualname);
 #endif
 	P(co_firstlineno, OFF(PyCodeObject, co_firstlineno));
+	P(co_flags, OFF(PyCodeObject, co_flags));
 #if HEX >= V(3, 10)
 	P(co_linetable, OFF(PyCodeObject, co_linetable));
 #else

@@ -253,8 +253,9 @@ static __always_inline __u64 agg_mix(__u64 h, __u64 code, __u64 instr)
 	return h ^ (h >> 29);
 }
 
-/* Count e (whose frames hash to hash) in aggs: 0 done, -1 the map is full,
- * or the key is new and may_insert is 0 (send it to the ring instead). */
+/* Count e (whose frames hash to hash) in aggs: 0 done, 1 done with a new
+ * key, -1 the map is full, or the key is new and may_insert is 0 (send it
+ * to the ring instead). */
 static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int kstack,
 				   int may_insert)
 {
@@ -290,7 +291,7 @@ static __always_inline int agg_add(const struct hm_bpf_event *e, __u64 hash, int
 	bpf_probe_read_kernel(&nv->ev, sizeof nv->ev, e);
 	long rc = bpf_map_update_elem(&aggs, &k, nv, BPF_NOEXIST);
 	if (rc == 0)
-		return 0;
+		return 1;
 	/* Another CPU added it meanwhile, or the map is full. */
 	v = bpf_map_lookup_elem(&aggs, &k);
 	if (v) {
@@ -403,6 +404,44 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 	e->nframes = 0;
 	e->nkips = 0;
 	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room), wake);
+	e->status = HM_BPF_OK;
+}
+
+/* ---- a stack's first count (HM_BPF_NEW_STACK) ----
+ * User space reads the aggs map about once a second, and resolves each
+ * stack's code objects then. A process that exits (or tears its
+ * interpreter down) before that read has no code objects left to read,
+ * and stacks through code it had not run before that drain were lost: a
+ * program's last phase, up to a second of it. So a stack counted for the
+ * first time in a process (its hash not in the stacks LRU) is also sent
+ * to the ring at once, frames only, with a wake-up at most every
+ * HM_BPF_NEW_STACK_WAKE_NS: user space reads its code objects within
+ * milliseconds. A stack counted again after a drain is not new; the
+ * stacks of a steady program stop coming after its first seconds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HM_BPF_STACKS);
+	__type(key, struct hm_bpf_stack_key);
+	__type(value, __u32);
+} stacks SEC(".maps");
+
+__u64 hm_new_stack_wake_ns = 0;
+
+static __always_inline void stack_note(struct hm_bpf_event *e, __u64 hash, __u64 len)
+{
+	struct hm_bpf_stack_key k = {.pid = e->pid, .pad = 0, .hash = hash};
+	__u32 one = 1;
+	if (e->status != HM_BPF_OK || !e->nframes || bpf_map_lookup_elem(&stacks, &k) ||
+	    bpf_map_update_elem(&stacks, &k, &one, BPF_NOEXIST))
+		return;
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (e->t_ns - hm_new_stack_wake_ns >= HM_BPF_NEW_STACK_WAKE_NS) {
+		hm_new_stack_wake_ns = e->t_ns;
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	e->status = HM_BPF_NEW_STACK;
+	if (bpf_ringbuf_output(&events, e, len, flags) == 0)
+		count(HM_BPFC_NEW_STACKS);
 	e->status = HM_BPF_OK;
 }
 
@@ -562,8 +601,12 @@ out:
 		if (hm_kstack_on && e->kernel)
 			kstack = (int)bpf_get_stackid(ctx, &kstacks, 0);
 		int may_insert = !sid || !rtl || last_stack == w.hash;
-		if (agg_add(e, w.hash, kstack < 0 ? -1 : kstack, may_insert) == 0) {
+		int added = agg_add(e, w.hash, kstack < 0 ? -1 : kstack, may_insert);
+		if (added >= 0) {
 			count(HM_BPFC_AGGREGATED);
+			if (added)
+				stack_note(e, w.hash, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room) +
+						      (__u64)(w.n & 127) * sizeof(e->frames[0]));
 			return 0;
 		}
 		if (may_insert)

@@ -60,6 +60,12 @@ enum hm_bpf_status {
 					  * record, no frames; sent at once, with a
 					  * wake-up): user space may look for the
 					  * trace's local root span meanwhile */
+	HM_BPF_NEW_STACK = 6,            /* not a sample: a stack the aggs map
+					  * counted that the program had not seen
+					  * in the process (its frames, sent at
+					  * once): user space reads its code
+					  * objects while the process surely
+					  * lives, not only at the next drain */
 };
 
 /* The OpenTelemetry span current when the sample was taken (otelspan.bpf.h):
@@ -201,6 +207,15 @@ struct hm_bpf_trace_key {
 };
 #define HM_BPF_TRACES 8192
 
+/* The stacks (pid, hash of the frames) the aggs map has counted: an LRU. */
+struct hm_bpf_stack_key {
+	unsigned int pid, pad;
+	unsigned long long hash;
+};
+#define HM_BPF_STACKS 16384
+/* HM_BPF_NEW_STACK records wake user space at most this often (ns). */
+#define HM_BPF_NEW_STACK_WAKE_NS 20000000ull
+
 /* Counters kept by the BPF program (a per-CPU array, index enum). */
 enum hm_bpf_counter {
 	HM_BPFC_RUNS = 0,                /* program runs (all processes) */
@@ -209,6 +224,7 @@ enum hm_bpf_counter {
 	HM_BPFC_DROPPED,                 /* ring buffer full */
 	HM_BPFC_AGGREGATED,              /* samples counted in the aggs map */
 	HM_BPFC_AGG_FULL,                /* aggs map full: sent to the ring */
+	HM_BPFC_NEW_STACKS,              /* HM_BPF_NEW_STACK records sent */
 	HM_BPFC_NCOUNTERS
 };
 
