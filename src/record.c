@@ -435,8 +435,12 @@ int cmd_record(int argc, char **argv)
 		       fmt == HM_FMT_CHROMETRACE;
 	hm_profile *p = hm_profile_new(timeline);
 	if (!p) {
+		int status = cli_fail("out of memory");
+		hm_launch_stop(child);
+		hm_python_detach(py);
+		hm_target_close(t);
 		hm_sampler_free(smp);
-		return cli_fail("out of memory");
+		return status;
 	}
 	label_profile(p, t, py);
 	if (!a.title) {

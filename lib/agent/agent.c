@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -42,6 +43,7 @@
 #define MAX_LABELS 32
 #define MAX_PIDS_SCAN 65536
 #define ATTACH_TRIES 10          /* scans a pythonic-looking process may stay "not ready" */
+#define YOUNG_S 2                /* a process this young may still exec (young()) */
 
 typedef struct agent_target {
 	pid_t pid;
@@ -422,6 +424,24 @@ static int matches(hm_agent *a, pid_t pid)
 	return m;
 }
 
+/* Whether a process that started at starttime (clock ticks since boot, as
+ * /proc/PID/stat gives it) is less than YOUNG_S old. Between its fork and
+ * its exec a process is a copy of its parent, with the pid and start time
+ * it keeps after the exec: one found then not to be Python, or not to
+ * match --name, is looked at again at the next scans while it is young,
+ * not rejected for good (a scan that fell in that gap lost the program,
+ * 1 run in about 100 of the agent tests). */
+static int young(uint64_t starttime)
+{
+	struct timespec ts;
+	long hz = sysconf(_SC_CLK_TCK);
+	if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+		return 0;
+	uint64_t now = (uint64_t)ts.tv_sec * (uint64_t)hz +
+		       (uint64_t)ts.tv_nsec / (1000000000ull / (uint64_t)hz);
+	return now < starttime + (uint64_t)YOUNG_S * (uint64_t)hz;
+}
+
 /* The entry of a process examined in an earlier scan whose /proc/PID
  * directory is still the same (so is the process): no need to read its
  * start time again. */
@@ -469,7 +489,7 @@ static void scan(hm_agent *a)
 			continue;
 		s->ino = a->scanino[i];
 		if (!hm_proc_looks_python(pid) || !matches(a, pid)) {
-			s->rejected = 1;
+			s->rejected = !young(s->starttime);
 			continue;
 		}
 		agent_target *tg = NULL;

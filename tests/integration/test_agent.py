@@ -387,6 +387,24 @@ def test_name_regex_selects_processes(busy, default_py, spawn, agent, tmp_path):
     assert names and all("-%d-" % t.pid in n for n in names), names
 
 
+def test_a_process_that_execs_python_later_is_found(agent, default_py, spawn, tmp_path):
+    """A process found before it execs Python (here a shell that sleeps
+    0.6 s first; a fork before its exec is a copy of its parent) keeps its
+    pid and start time after the exec: rejecting it for good at the first
+    look lost the program (the agent then never profiled it; a scan that
+    fell between a fork and its exec made test_agent_ebpf_every_process
+    fail once). While it is young it is looked at again."""
+    token = "agent-exec-%d" % os.getpid()
+    a = agent("--name", r"busy\.py [0-9.]+ %s$" % token, "--scan-interval", 0.2, "--interval", 0.5,
+              "--dir", tmp_path / "x")
+    time.sleep(0.5)
+    t = spawn(["/bin/sh", "-c", 'sleep 0.6; exec "$0" "$@"', default_py.path, program("busy.py"), 20,
+               token])
+    time.sleep(2.5)
+    assert a.stop() == 0, a.err
+    assert "profiling process %d " % t.pid in a.err, a.err
+
+
 @pytest.mark.asan
 def test_sigterm_flushes_partial_window_and_config_file(busy, agent, receiver, tmp_path):
     """With a 60 s window, SIGTERM still ships the partial window before
