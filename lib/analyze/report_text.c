@@ -185,9 +185,17 @@ void hm_report_text(const hm_report *r, FILE *o, int max_lines, int color, int w
 		fputs("  ", o);
 		put_clean(o, s, cut);
 		fputs(cut < len ? "..." : "", o);
-		if (!isnan(l->leak_likelihood))
-			fprintf(o, "  %sLEAK? %.0f%%, %.2f MB/s%s", color ? "\033[1;31m" : "",
-				100 * l->leak_likelihood, l->leak_mb_s, color ? "\033[0m" : "");
+		if (!isnan(l->leak_likelihood)) {
+			/* after the source where it fits the terminal, else on a
+			 * line of its own under the line number */
+			char note[64];
+			int nl = snprintf(note, sizeof note, "LEAK? %.0f%%, %.2f MB/s",
+					  100 * l->leak_likelihood, l->leak_mb_s);
+			size_t used = (size_t)prefix + hm_utf8_count(s, cut) + (cut < len ? 3 : 0);
+			int own = width > 0 && nl > 0 && used + 2 + (size_t)nl > (size_t)width;
+			fprintf(o, "%s%s%s%s", own ? "\n        " : "  ", color ? "\033[1;31m" : "", note,
+				color ? "\033[0m" : "");
+		}
 		fputc('\n', o);
 	}
 	if (k == 0)

@@ -175,11 +175,13 @@ def test_every_interpreter(tmp_path, py):
     assert p.stdout == b"done\n"
     assert set(rep) >= KEYS
     # each thread on its own line, on every version (the first thread used
-    # to be missed now and then: see test_first_thread_counted_from_its_start)
+    # to be missed now and then: see test_first_thread_counted_from_its_start).
+    # Measured 18-23% each (start-up takes most of the rest); a fresh-clone
+    # CI run gave 14.9 on a loaded machine; a missed thread gives 0.
     hot = line_of(rep, str(prog), 3)
-    assert hot["cpu_python"] > 15, (hot, err)
+    assert hot["cpu_python"] > 8, (hot, err)
     other = line_of(rep, str(prog), 5)
-    assert other["cpu_python"] > 15, (other, err)
+    assert other["cpu_python"] > 8, (other, err)
     assert set(hot) >= LINE_KEYS
     assert hot["source"].strip().startswith("return sum(")
     # memory and GPU were not asked for: null, never 0
@@ -797,7 +799,9 @@ def _run_on_pty(argv, cols):
 
 def test_terminal_table_fits_the_terminal(tmp_path, default_py):
     """On a terminal 60 columns wide every line of the tables fits (the
-    bars are left out, the source trimmed with '...'); on a wide one the
+    bars are left out, the source trimmed with '...', a leak note on a line
+    of its own: the `keep` line is found leaking now and then, and its note
+    overflowed the line in a fresh-clone CI run); on a wide one the
     bars and the whole source line are there; with no terminal the bars
     too, and columns only for the measures taken."""
     prog = tmp_path / "w.py"

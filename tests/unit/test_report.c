@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "analyze/report.h"
+#include "base/textesc.h"
 
 /* ---- a fake memory session (the real one is analyze/memory.c) */
 struct hm_memsession {
@@ -248,6 +249,26 @@ static void test_html_and_text(void **state)
 	assert_non_null(strstr(buf, "pass  # ?[2J"));
 	assert_non_null(strstr(buf, "1234 allocation samples"));
 	assert_non_null(strstr(buf, "GPU: not available (no NVML)"));
+
+	/* On a terminal 60 columns wide every line of the table fits, the
+	 * leak note included (on a line of its own when it does not fit after
+	 * the source: it overflowed before, as a fresh-clone CI run showed
+	 * when test_run.py's program was found leaking). */
+	char *narrow = NULL;
+	size_t nlen = 0;
+	FILE *g = open_memstream(&narrow, &nlen);
+	hm_report_text(&r, g, 30, 0, 60);
+	fclose(g);
+	assert_non_null(strstr(narrow, "LEAK?"));
+	for (char *line = narrow, *end; *line; line = end + 1) {
+		end = strchr(line, '\n');
+		if (!end)
+			end = line + strlen(line);
+		assert_true(hm_utf8_count(line, (size_t)(end - line)) <= 60);
+		if (!*end)
+			break;
+	}
+	free(narrow);
 	free(buf);
 	cleanup(&r, cpu);
 }
