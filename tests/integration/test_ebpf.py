@@ -357,7 +357,7 @@ def test_ebpf_reads_a_stack_at_its_first_count(py, tmp_path):
     counts are read only after the exit (HOMURA_BPF_AGG_READ_MS=60000): this
     build without those records resolved no sample (0 in either half, on
     every interpreter). With the counts read at their usual times, the
-    build before lost the second half of 0.3 s halves in 8 quiet runs of
+    build before lost the second half of 0.3 s halves in 9 quiet runs of
     10 on pyenv 3.11 (the last read before the exit came before that half
     began)."""
     equal_halves(py, tmp_path, ["0.6"], env={"HOMURA_BPF_AGG_READ_MS": "60000"})

@@ -213,8 +213,11 @@ def test_gil(py, spawn, tmp_path):
     gil = record("-p", t.pid, "-d", REC, "-g", output=tmp_path / "gil.txt").profile()
     assert both.count_fn("without_gil") >= 0.25 * both.total, both.summary()
     assert both.count_fn("with_gil") >= 0.25 * both.total, both.summary()
-    assert gil.count_fn("with_gil") >= 0.8 * gil.total, gil.summary()
-    assert gil.count_fn("without_gil") <= 0.15 * gil.total, gil.summary()
+    # A sampler blind to the GIL gives each about half. About 90 samples:
+    # a loaded fresh-clone CI run gave without_gil 17-19% and with_gil 79%
+    # on three interpreters (limits were 15% and 80% then).
+    assert gil.count_fn("with_gil") >= 0.7 * gil.total, gil.summary()
+    assert gil.count_fn("without_gil") <= 0.25 * gil.total, gil.summary()
 
 
 def test_code_objects_come_and_go(py, tmp_path):
