@@ -79,15 +79,17 @@
  * its trace in this process; its name is remembered per trace id (a small
  * table), and children of that trace report it; while it is known a
  * span's parent is not read. One never seen current is looked for once
- * per trace (root_scan; for the in-kernel sampler, otel_root_find at a
- * trace's first sample, which makes the tasks' look itself): among the
- * sampled stack's local variables where roots were found before (hints:
- * the middleware's frame holds the server span), then among the asyncio
- * tasks' current spans (otel_root_in_tasks, rate limited: a sync route's worker
- * thread runs in a copy of the context of the event loop's task that
- * awaits it, whose current span is the server span; one look learns the
- * roots of all requests in flight), then in every local of the stack
- * (rate limited). */
+ * per trace (root_scan; for the in-kernel sampler, otel_root_at on the
+ * frame the kernel named, else otel_root_find, at a trace's first sample,
+ * which makes the tasks' look itself): among the sampled stack's local
+ * variables where roots were found before (hints: the middleware's frame
+ * holds the server span; the in-kernel walker is given their functions,
+ * otel_root_hints), then among the asyncio tasks' current spans
+ * (otel_root_in_tasks, rate limited: a sync route's worker thread runs in a
+ * copy of the context of the event loop's task that awaits it, whose
+ * current span is the server span; one look learns the roots of all
+ * requests in flight; the tasks' chains are read side by side, in turns,
+ * contexts_spans), then in every local of the stack (rate limited). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +112,7 @@
 					  * (about 500 us), at most this many a
 					  * second; */
 #define TASK_LOOKS_PER_S 30              /* and through the asyncio tasks' spans
-					  * (about 65 us with 5 tasks) */
+					  * (about 16 system calls with 5 tasks) */
 #define SCAN_FRAMES 128
 #define SCAN_LOCALS 128                  /* locals of a frame looked at */
 #define ROOT_HINTS 8                     /* where roots were found: tried first */
@@ -232,7 +234,10 @@ struct tried_slot {                      /* parents whose root was looked for */
 #define CHAIN_HIST 8
 #define CHAIN_RETRY 64
 #define BLK 256                          /* blk_read: bytes read around a live read */
-#define NBLK 16
+#define NBLK 64
+#define NWANT 32                         /* blocks wanted in one turn */
+#define DEFER_BATCH 6                    /* contexts read in turns together */
+#define DEFER_TURNS 16
 #define NTBLK 8
 #define TBLK_NS 1000000000ull
 
@@ -284,7 +289,6 @@ struct hm_otel {
 	/* The asyncio tasks (otel_root_in_tasks), opened at the first look. */
 	hm_pyasync *async;
 	int async_failed;
-	hm_pytasks tasks;
 	otel_task_contexts_fn task_fn;   /* without py: the tasks' contexts */
 	void *task_ctx;
 	struct spec own;                 /* for a re-check of our own */
@@ -305,6 +309,12 @@ struct hm_otel {
 	 * reads there cost no system call. Emptied at each chain_begin. */
 	int nblk, blk_next;
 	struct { uint64_t addr; uint32_t len; uint8_t data[BLK]; } blk[NBLK];
+	/* Deferred (blk_defer, contexts_spans): a block not held is not read
+	 * but wanted, and the read fails; the chains of several contexts are
+	 * read in turns, the blocks they want read together between turns. */
+	int blk_defer, nwant;
+	unsigned defer_miss;             /* reads deferred so far */
+	struct { uint64_t addr; uint32_t len; } want[NWANT];
 	/* Blocks of the type objects of a span's chain (its Context dict's,
 	 * span's and SpanContext's: flags, shared keys), kept across chains
 	 * for TBLK_NS: a type lives at least as long as its instances, and
@@ -431,7 +441,6 @@ void otel_close(hm_otel *o)
 	if (o) {
 		free(o->ctxs);
 		hm_pyasync_close(o->async);
-		hm_pytasks_free(&o->tasks);
 	}
 	free(o);
 }
@@ -793,12 +802,23 @@ static int is_span_context(hm_otel *o, uint64_t sctx)
 
 static const char *const field_names[NFIELDS] = {"_context", "_name", "_parent"};
 
+static struct span_type *learn_fields(hm_otel *o, struct span_type *st, uint64_t t);
+
 static struct span_type *learn_span_type(hm_otel *o, uint64_t t)
 {
-	const hm_pylayout *L = o->r.layout;
 	struct span_type *st = &o->stypes[o->stypes[0].type && o->stypes[0].type != t];
 	if (st->type == t)
 		return st->bad ? NULL : st;
+	unsigned m = o->defer_miss;
+	struct span_type *r = learn_fields(o, st, t);
+	if (!r && o->defer_miss != m)
+		st->type = 0;            /* a read deferred: learnt at the next turn */
+	return r;
+}
+
+static struct span_type *learn_fields(hm_otel *o, struct span_type *st, uint64_t t)
+{
+	const hm_pylayout *L = o->r.layout;
 	memset(st, 0, sizeof *st);
 	st->type = t;
 	st->bad = 1;
@@ -914,6 +934,7 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 {
 	struct span_slot *s = &o->spans[mix(addr) % SPAN_SLOTS];
 	uint64_t sctx, items[3], sid_hi, hi, lo, sid, t, f[NFIELDS], name_at = 0;
+	unsigned miss = o->defer_miss;
 	if (rd(o, addr + (uint64_t)o->r.layout->ob_type, &t, 8) || !t)
 		return NULL;
 	int fast = span_fields(o, addr, t, f, &name_at) == 0;
@@ -973,6 +994,8 @@ static struct span_slot *read_span(hm_otel *o, uint64_t addr)
 	} else {
 		n.parent_ok = span_parent(o, addr, fast, f, &n.parent_id, &n.local_root) == 0;
 	}
+	if (o->defer_miss != miss)
+		return NULL;             /* (its parent wanted a block) */
 	n.addr = addr;
 	n.sctx = sctx;
 	n.name_ptr = name;
@@ -1169,6 +1192,17 @@ static void blk_bounds(uint64_t addr, uint64_t *start, uint64_t *end)
 	*end = page + PAGE - *start > BLK ? *start + BLK : page + PAGE;
 }
 
+/* A block wanted (deferred): the read that wanted it fails. */
+static void want(hm_otel *o, uint64_t start, uint64_t end)
+{
+	o->defer_miss++;
+	for (int i = 0; i < o->nwant; i++)
+		if (o->want[i].addr == start)
+			return;
+	if (o->nwant < NWANT)
+		o->want[o->nwant++].addr = start, o->want[o->nwant - 1].len = (uint32_t)(end - start);
+}
+
 static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 {
 	for (int i = 0; i < o->ntblk; i++) {
@@ -1210,6 +1244,9 @@ static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 		if (o->live_read(o->live_ctx, start, data, (size_t)(end - start)))
 			return o->live_read(o->live_ctx, addr, buf, len);
 		o->tblk[k].len = (uint32_t)(end - start);
+	} else if (o->blk_defer) {
+		want(o, start, end);
+		return -1;
 	} else {
 		int k = o->nblk < NBLK ? o->nblk++ : o->blk_next++ % NBLK;
 		o->blk[k].len = 0;
@@ -1233,6 +1270,24 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 	if ((o->r.read != chain_read && o->r.read != blk_reader) || o->replaying)
 		return;
 	hm_iov iov[4];
+	if (o->blk_defer) {
+		/* Wanted with the block that the read in progress wants. */
+		for (int i = 0; i < n; i++) {
+			uint64_t a = addrs[i], start, end, tend;
+			int have = 0;
+			if (!a || (a & 7) || chain_type_at(o, a, &tend))
+				continue;
+			for (int j = 0; j < o->nblk && !have; j++)
+				have = a >= o->blk[j].addr && a - o->blk[j].addr + 32 <= o->blk[j].len;
+			if (!have) {
+				blk_bounds(a, &start, &end);
+				unsigned m = o->defer_miss;
+				want(o, start, end);
+				o->defer_miss = m;     /* (no read failed) */
+			}
+		}
+		return;
+	}
 	int k = 0, slot[4];
 	for (int i = 0; i < n && i < 4; i++) {
 		uint64_t a = addrs[i], start, end;
@@ -1584,21 +1639,33 @@ static int look_at(hm_otel *o, uint64_t v, uint64_t t, uint64_t hi, uint64_t lo)
 	return s && s->local_root && s->trace_hi == hi && s->trace_lo == lo;
 }
 
+/* The locals of the frame at frame (running code) where roots were found
+ * before: 1 when one proves sp's root. */
+static int hinted_at(hm_otel *o, uint64_t frame, uint64_t code, hm_pyspan *sp)
+{
+	hm_pyframe f;
+	memset(&f, 0, sizeof f);
+	f.addr = frame;
+	for (int h = 0; h < ROOT_HINTS; h++) {
+		uint64_t slot, v, t;
+		if (!o->hints[h].code || o->hints[h].code != code ||
+		    !(slot = hm_pyobj_local_slot(&o->r, &f, o->hints[h].idx)) ||
+		    rd(o, slot, &v, 8) || !v || (v & 7) ||
+		    rd(o, v + (uint64_t)o->r.layout->ob_type, &t, 8))
+			continue;
+		look_at(o, v, t, sp->trace_hi, sp->trace_lo);
+		if (fill_root(o, sp))
+			return 1;
+	}
+	return 0;
+}
+
 static int hinted(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 {
 	for (int i = 0; i < th->nframes && i < SCAN_FRAMES; i++) {
 		const hm_pyframe *f = &th->frames[i];
-		for (int h = 0; f->code && h < ROOT_HINTS; h++) {
-			uint64_t slot, v, t;
-			if (!o->hints[h].code || o->hints[h].code != f->code->addr ||
-			    !(slot = hm_pyobj_local_slot(&o->r, f, o->hints[h].idx)) ||
-			    rd(o, slot, &v, 8) || !v || (v & 7) ||
-			    rd(o, v + (uint64_t)o->r.layout->ob_type, &t, 8))
-				continue;
-			look_at(o, v, t, sp->trace_hi, sp->trace_lo);
-			if (fill_root(o, sp))
-				return 1;
-		}
+		if (f->code && hinted_at(o, f->addr, f->code->addr, sp))
+			return 1;
 	}
 	return 0;
 }
@@ -1609,6 +1676,21 @@ static void learn_hint(hm_otel *o, uint64_t code, int idx)
 		if (o->hints[h].code == code && o->hints[h].idx == idx)
 			return;
 	o->hints[o->hint_next++ % ROOT_HINTS] = (struct root_hint){code, idx};
+}
+
+int otel_root_hints(const hm_otel *o, uint64_t *codes, int max)
+{
+	int n = 0;
+	/* Newest first. */
+	for (int k = 1; k <= ROOT_HINTS && n < max; k++) {
+		uint64_t c = o->hints[(o->hint_next - k + 2 * ROOT_HINTS) % ROOT_HINTS].code;
+		int seen = !c;
+		for (int j = 0; j < n && !seen; j++)
+			seen = codes[j] == c;
+		if (!seen)
+			codes[n++] = c;
+	}
+	return n;
 }
 
 /* Every local of the stack's frames, from the root end (a framework's
@@ -1645,35 +1727,88 @@ static int scan_frames(hm_otel *o, const hm_pythread *th, hm_pyspan *sp)
 	return 0;
 }
 
+/* The blocks wanted in a turn, in one read. -1 if one is unreadable. */
+static int blk_fetch(hm_otel *o)
+{
+	hm_iov iov[NWANT];
+	int slot[NWANT];
+	for (int i = 0; i < o->nwant; i++) {
+		slot[i] = o->nblk < NBLK ? o->nblk++ : o->blk_next++ % NBLK;
+		o->blk[slot[i]].len = 0;
+		iov[i] = (hm_iov){o->want[i].addr, o->blk[slot[i]].data, o->want[i].len};
+	}
+	int n = o->nwant;
+	o->nwant = 0;
+	if (n && hm_target_readv(o->t, iov, n) != HM_OK)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		o->blk[slot[i]].addr = iov[i].addr;
+		o->blk[slot[i]].len = (uint32_t)iov[i].len;
+	}
+	return 0;
+}
+
+/* The spans of n contexts (read_span learns each span read: roots, and
+ * other spans' parents). Each context's chain is a dozen dependent
+ * objects; read one by one, a look through a service's tasks cost about
+ * 15 system calls a task. Instead, DEFER_BATCH contexts at a time, their
+ * chains are read in turns from blocks: a turn reads every chain as far
+ * as the blocks held go, noting the block each one wants next, and those
+ * blocks come in one read before the next turn. A chain read so is as
+ * checked as one read live (each object read before the objects it
+ * points to); if a wanted block is unreadable, the rest is read live. */
+static void contexts_spans(hm_otel *o, const uint64_t *ctxs, int n)
+{
+	hm_pyspan sp;
+	for (int b = 0; b < n; b += DEFER_BATCH) {
+		int pend[DEFER_BATCH], np = 0;
+		for (int i = b; i < n && i < b + DEFER_BATCH; i++)
+			pend[np++] = i;
+		blk_begin(o);
+		o->blk_defer = 1;
+		o->nwant = 0;
+		for (int turn = 0; np && turn < DEFER_TURNS; turn++) {
+			int k = 0;
+			for (int j = 0; j < np; j++) {
+				unsigned m = o->defer_miss;
+				context_span(o, ctxs[pend[j]], &sp, 0);
+				if (o->defer_miss != m)
+					pend[k++] = pend[j];
+			}
+			np = k;
+			if (np && blk_fetch(o) < 0)
+				o->blk_defer = 0;
+		}
+		o->blk_defer = 0;
+		o->nwant = 0;
+		blk_end(o);
+	}
+}
+
 /* sp's local root when the asyncio tasks' current spans prove it. A sync
  * route (FastAPI runs a `def` route in a worker thread, in a copy of the
  * context of the event loop's task, which awaits it) runs its trace in a
  * thread whose stack holds no server span; the awaiting task's current
- * span is the server span all along. Reading the tasks' spans (the task
- * reader, in spans-only mode, calls otel_context_span, and read_span learns
- * every span it reads) learns the roots of every request in flight at
- * once. 1 (sp->root set) or 0. Not within blk_begin: the task reader's
- * reads are its own, live. */
+ * span is the server span all along. Reading the tasks' spans learns the
+ * roots of every request in flight at once. 1 (sp->root set) or 0. */
+#define LOOK_TASKS 1024
 int otel_root_in_tasks(hm_otel *o, hm_pyspan *sp)
 {
-	hm_pyspan tsp;
+	uint64_t *ctxs = malloc(LOOK_TASKS * sizeof *ctxs);
+	int n = 0;
+	if (!ctxs)
+		return 0;
 	if (!o->py && o->task_fn) {
 		/* A reader over any memory (tests): the contexts given. */
-		uint64_t ctxs[16];
-		int n = o->task_fn(o->task_ctx, ctxs, 16);
-		for (int i = 0; i < n && i < 16; i++)
-			otel_context_span(o, ctxs[i], &tsp);
+		n = o->task_fn(o->task_ctx, ctxs, LOOK_TASKS);
 	} else if (o->py && !o->async_failed) {
-		if (!o->async) {
-			if (hm_pyasync_open(o->py, &o->async) != HM_OK) {
-				o->async_failed = 1;
-				return 0;
-			}
-			hm_pyasync_spans_only(o->async, 1);
-		}
-		if (hm_pyasync_tasks(o->async, &o->tasks) != HM_OK)
-			return 0;
+		if (!o->async && hm_pyasync_open(o->py, &o->async) != HM_OK)
+			o->async_failed = 1;
+		else
+			n = hm_pyasync_contexts(o->async, ctxs, LOOK_TASKS);
 	}
+	contexts_spans(o, ctxs, n > 0 ? n : 0);
+	free(ctxs);
 	return fill_root(o, sp);
 }
 
@@ -2024,13 +2159,13 @@ int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, si
 
 /* ---- a trace's local root for an in-kernel sampler ----------------------- */
 
-int otel_root_find(hm_otel *o, const hm_pythread *th, hm_pyspan *sp, const uint64_t span_types[2],
-		   int full)
+/* Before a look for sp's root: the span classes the kernel side reads
+ * (look_at reads only locals of these types) noted. -1 for a span without
+ * a trace, 1 when its root is known already (sp->root set), else 0. */
+static int root_prepare(hm_otel *o, hm_pyspan *sp, const uint64_t span_types[2])
 {
 	if (!o || (!sp->trace_hi && !sp->trace_lo))
 		return -1;
-	/* The span classes the kernel side reads (look_at reads only locals
-	 * of these types). */
 	for (int i = 0; i < 2; i++) {
 		uint64_t t = span_types[i];
 		if (t && t != o->span_types[0] && t != o->span_types[1]) {
@@ -2038,8 +2173,27 @@ int otel_root_find(hm_otel *o, const hm_pythread *th, hm_pyspan *sp, const uint6
 			o->span_types[0] = t;
 		}
 	}
-	if (fill_root(o, sp))
-		return 0;
+	return fill_root(o, sp) ? 1 : 0;
+}
+
+int otel_root_at(hm_otel *o, uint64_t frame, uint64_t code, hm_pyspan *sp,
+		 const uint64_t span_types[2])
+{
+	int k = root_prepare(o, sp, span_types);
+	if (k)
+		return k > 0 ? 0 : -1;
+	blk_begin(o);
+	int found = frame && code && hinted_at(o, frame, code, sp);
+	blk_end(o);
+	return found ? 0 : -1;
+}
+
+int otel_root_find(hm_otel *o, const hm_pythread *th, hm_pyspan *sp, const uint64_t span_types[2],
+		   int full)
+{
+	int k = root_prepare(o, sp, span_types);
+	if (k)
+		return k > 0 ? 0 : -1;
 	/* Where roots were found before first (a request's server span is
 	 * the same local of the same middleware function every time: a read
 	 * or two), then, if full, every local from the root end. */

@@ -94,6 +94,11 @@ int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, si
 void otel_span_note(hm_otel *o, hm_pyspan *sp);
 /* hm_python_span_root_from_tasks (1 found, sp->root set; 0 not). */
 int otel_root_in_tasks(hm_otel *o, hm_pyspan *sp);
+/* hm_python_span_root_at (same arguments and results). */
+int otel_root_at(hm_otel *o, uint64_t frame, uint64_t code, hm_pyspan *sp,
+		 const uint64_t span_types[2]);
+/* hm_python_span_root_hints. */
+int otel_root_hints(const hm_otel *o, uint64_t *codes, int max);
 /* hm_python_span_root_scan, once th is walked (same arguments and
  * results). */
 int otel_root_find(hm_otel *o, const hm_pythread *th, hm_pyspan *sp, const uint64_t span_types[2],

@@ -34,9 +34,9 @@
  *
  * A task's contextvars.Context (task_context, right after task_name; or
  * _context) gives its OpenTelemetry span (hm_python_context_span) when
- * tracing is on. In spans-only mode (hm_pyasync_spans_only: the span
- * reader's look for a trace's local root) a task is its context and span
- * alone, with no await chain or name read.
+ * tracing is on. hm_pyasync_contexts gives the tasks' contexts alone (the
+ * span reader's look for a trace's local root), in a read per step over
+ * all the tasks rather than a few per task.
  *
  * Code objects come from the walker's cache (walker_code), so a coroutine's
  * frame here carries the same hm_pycode as that function on a thread stack. */
@@ -80,7 +80,6 @@ struct hm_pyasync {
 	int ntypes;
 	uint64_t *found;             /* task addresses of one call */
 	int nfound;
-	int spans_only;              /* hm_pyasync_spans_only */
 	size_t fo_len, if_len;
 };
 
@@ -496,16 +495,6 @@ static void read_task(hm_pyasync *a, uint64_t obj, hm_pytasks *out)
 			hm_python_context_span(a->py, ctx, &t->span);
 	}
 	t->context = ctx;
-	if (a->spans_only) {
-		/* The span alone (hm_pyasync_spans_only): no await chain, no
-		 * name, so no second read to prove the span held. */
-		if (rc > 0)
-			return;
-		t->valid = rc == 0;
-		out->ninvalid += !t->valid;
-		out->ntasks++;
-		return;
-	}
 	if (rc == 0)
 		rc = read_chain(a, coro, t);
 	if (rc > 0)
@@ -558,19 +547,6 @@ static int gather_item(void *ctx, uint64_t item, uint64_t unused)
 	return add_found(a, item);
 }
 
-/* Tasks held by a container: a set of tasks or weakrefs, or a WeakSet (its
- * `data` set). */
-static int gather(hm_pyasync *a, uint64_t container)
-{
-	if (hm_pyobj_set_items(&a->r, container, gather_item, a, MAX_TASKS) >= 0)
-		return 0;
-	uint64_t data;
-	if (hm_pyobj_getattr(&a->r, container, "data", &data) ||
-	    hm_pyobj_set_items(&a->r, data, gather_item, a, MAX_TASKS) < 0)
-		return -1;
-	return 0;
-}
-
 /* sys.modules['asyncio.tasks'] task containers (0 found if none). */
 static int find_containers(hm_pyasync *a)
 {
@@ -609,11 +585,6 @@ static int find_containers(hm_pyasync *a)
 	return 0;
 }
 
-void hm_pyasync_spans_only(hm_pyasync *a, int on)
-{
-	a->spans_only = on;
-}
-
 uint64_t hm_pyasync_next_lookup(uint64_t *backoff_ns, int found)
 {
 	if (found) {
@@ -628,11 +599,10 @@ uint64_t hm_pyasync_next_lookup(uint64_t *backoff_ns, int found)
 	return *backoff_ns;
 }
 
-int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
+/* The task containers, looked up again every LOOKUP_NS (sooner after an
+ * empty lookup). */
+static int containers(hm_pyasync *a)
 {
-	out->ntasks = 0;
-	out->ninvalid = 0;
-	out->nspan_torn = 0;
 	if (!a->found && !(a->found = malloc(MAX_TASKS * sizeof *a->found)))
 		return hm_error(HM_ENOMEM, "out of memory");
 	uint64_t now = hm_mono_ns();
@@ -647,16 +617,142 @@ int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
 		int want = a->L->minor >= 12 ? 2 : 1;
 		a->lookup_ns = hm_pyasync_next_lookup(&a->backoff_ns, a->ncontainers >= want);
 	}
+	return HM_OK;
+}
+
+/* Every container's items into a->found (gather_item, or, batched, the
+ * items themselves): a container is a set of tasks or weakrefs, or a
+ * WeakSet (its `data` set). */
+static int gather_all(hm_pyasync *a, hm_pyobj_item_fn fn)
+{
 	a->nfound = 0;
 	for (int i = 0; i < a->ncontainers; i++) {
-		if (gather(a, a->containers[i]) < 0) {
+		uint64_t c = a->containers[i], data;
+		if (hm_pyobj_set_items(&a->r, c, fn, a, MAX_TASKS) >= 0)
+			continue;
+		if (hm_pyobj_getattr(&a->r, c, "data", &data) ||
+		    hm_pyobj_set_items(&a->r, data, fn, a, MAX_TASKS) < 0) {
 			a->containers_ns = 0;    /* look again next time */
 			return hm_error(HM_EIO, "cannot read the asyncio task set");
 		}
 	}
+	return HM_OK;
+}
+
+int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out)
+{
+	out->ntasks = 0;
+	out->ninvalid = 0;
+	out->nspan_torn = 0;
+	int rc = containers(a);
+	if (rc == HM_OK)
+		rc = gather_all(a, gather_item);
+	if (rc != HM_OK)
+		return rc;
 	for (int i = 0; i < a->nfound; i++)
 		read_task(a, a->found[i], out);
 	return HM_OK;
+}
+
+static int collect_item(void *ctx, uint64_t item, uint64_t unused)
+{
+	(void)unused;
+	return add_found(ctx, item);
+}
+
+/* A task's context the slow way (one task, read by fields). */
+static uint64_t task_context(hm_pyasync *a, uint64_t task)
+{
+	uint64_t t = type_of(a, task), coro = 0, name, ctx = 0;
+	int kind = t ? task_kind(a, t) : TK_UNKNOWN;
+	if (kind == TK_C && c_task_fields(a, task, &coro, &name) == 0)
+		rd_ptr(a, task + (uint64_t)a->coro_off + 16, &ctx);
+	else if (kind == TK_PY && !hm_pyobj_getattr(&a->r, task, "_coro", &coro) && coro)
+		hm_pyobj_getattr(&a->r, task, "_context", &ctx);
+	return ctx;
+}
+
+/* a->found (weakrefs, or tasks) as the objects they refer to, with every
+ * item's type and referent in one read: an item of another type is a task
+ * itself (a set of tasks); a dead reference is dropped. One read per item
+ * if one of them is unreadable. */
+static int deref_found(hm_pyasync *a)
+{
+	int n = a->nfound;
+	size_t words = (size_t)a->A->wr_object / 8 + 1;
+	uint64_t *items = malloc((size_t)n * 8), *buf = malloc((size_t)n * words * 8);
+	hm_iov *iov = malloc((size_t)n * sizeof *iov);
+	if (!items || !buf || !iov) {
+		free(items);
+		free(buf);
+		free(iov);
+		return -1;
+	}
+	memcpy(items, a->found, (size_t)n * 8);
+	for (int i = 0; i < n; i++)
+		iov[i] = (hm_iov){items[i], buf + (size_t)i * words, words * 8};
+	int whole = hm_target_readv(a->py->t, iov, n) == HM_OK;
+	a->nfound = 0;
+	for (int i = 0; i < n; i++) {
+		if (!whole) {
+			gather_item(a, items[i], 0);
+			continue;
+		}
+		const uint64_t *w = buf + (size_t)i * words;
+		uint64_t obj = items[i];
+		if (w[a->L->ob_type / 8] == a->weakref_type) {
+			obj = w[a->A->wr_object / 8];
+			if (!obj || (obj & 7) || obj == a->r.types[HM_PT_NONE])
+				continue;
+		}
+		add_found(a, obj);
+	}
+	free(items);
+	free(buf);
+	free(iov);
+	return 0;
+}
+
+int hm_pyasync_contexts(hm_pyasync *a, uint64_t *ctxs, int max)
+{
+	/* Until the weakref type is known (from its name, where the binary
+	 * has no symbol), items are gathered one by one, which learns it. */
+	int batched = a->weakref_type != 0;
+	if (containers(a) != HM_OK || gather_all(a, batched ? collect_item : gather_item) != HM_OK ||
+	    (batched && a->nfound && deref_found(a) < 0))
+		return -1;
+	int n = a->nfound < max ? a->nfound : max, k = 0;
+	/* A C task's head up to its context (task_coro, task_name,
+	 * task_context), every task in one read, once the offset is known
+	 * (learnt from a task read the slow way). */
+	size_t words = (size_t)a->coro_off / 8 + 3;
+	uint64_t *buf = a->coro_off && n ? malloc((size_t)n * words * 8) : NULL;
+	hm_iov *iov = buf ? malloc((size_t)n * sizeof *iov) : NULL;
+	int whole = 0;
+	if (iov) {
+		for (int i = 0; i < n; i++)
+			iov[i] = (hm_iov){a->found[i], buf + (size_t)i * words, words * 8};
+		whole = hm_target_readv(a->py->t, iov, n) == HM_OK;
+	}
+	for (int i = 0; i < n; i++) {
+		uint64_t ctx = 0;
+		if (whole) {
+			const uint64_t *w = buf + (size_t)i * words;
+			uint64_t t = w[a->L->ob_type / 8];
+			int kind = t && !(t & 7) ? task_kind(a, t) : TK_UNKNOWN;
+			if (kind == TK_C && w[a->coro_off / 8])   /* (a finished task: no coroutine) */
+				ctx = w[a->coro_off / 8 + 2];
+			else if (kind == TK_PY)
+				ctx = task_context(a, a->found[i]);
+		} else {
+			ctx = task_context(a, a->found[i]);
+		}
+		if (ctx && !(ctx & 7))
+			ctxs[k++] = ctx;
+	}
+	free(buf);
+	free(iov);
+	return k;
 }
 
 void hm_pytasks_free(hm_pytasks *t)

@@ -55,12 +55,13 @@ void hm_pyasync_close(hm_pyasync *a);
  * HM_OK, with zero tasks when asyncio is not imported. Frames' code objects
  * stay valid until the next call. */
 int hm_pyasync_tasks(hm_pyasync *a, hm_pytasks *out);
-/* on: hm_pyasync_tasks reads each task's context and current span only
- * (no await chain, no name: frames empty, name ""), e.g. to learn the
- * local roots of the traces that tasks run. The span is then not proven
- * to have held over a longer read: it is the span read, not a neighbour's
- * (each object's fields are validated as always). */
-void hm_pyasync_spans_only(hm_pyasync *a, int on);
+/* The contexts (contextvars.Context objects) of every live, unfinished
+ * task, at most max of them, into ctxs: their number, or -1. For the span
+ * reader's look for the local roots of the traces that tasks run; each
+ * step reads all the tasks at once (their weakrefs, their heads), so a
+ * look costs a few system calls, not a few per task. A context is an
+ * address read from the task, to be checked by its reader. */
+int hm_pyasync_contexts(hm_pyasync *a, uint64_t *ctxs, int max);
 /* How long a task-container lookup stays valid (ns): 10 s when it found
  * containers (found != 0; resets *backoff_ns), else a back-off kept in
  * *backoff_ns (0 initially): 100 ms, 200 ms, 400 ms, ... up to 10 s. */

@@ -374,6 +374,19 @@ int hm_python_span_root_scan(hm_python *py, uint64_t tstate, hm_pyspan *sp,
 	return rc;
 }
 
+int hm_python_span_root_hints(hm_python *py, uint64_t *codes, int max)
+{
+	struct hm_otel *o = python_otel(py);
+	return o ? otel_root_hints(o, codes, max) : 0;
+}
+
+int hm_python_span_root_at(hm_python *py, uint64_t frame, uint64_t code, hm_pyspan *sp,
+			   const uint64_t span_types[2])
+{
+	struct hm_otel *o = python_otel(py);
+	return o ? otel_root_at(o, frame, code, sp, span_types) : -1;
+}
+
 void hm_python_span_note(hm_python *py, hm_pyspan *sp)
 {
 	struct hm_otel *o = python_otel(py);

@@ -245,6 +245,15 @@ int hm_python_span_root_from_tasks(hm_python *py, hm_pyspan *sp);
  * not found (first pass only), -2 not found (full). */
 int hm_python_span_root_scan(hm_python *py, uint64_t tstate, hm_pyspan *sp,
 			     const uint64_t span_types[2], int full);
+/* The code objects of the frames among whose locals roots were found (at
+ * most max, newest first): their number. An in-kernel walker can name the
+ * innermost frame running one at a trace's first sample, and
+ * hm_python_span_root_at looks there alone (the locals where roots were
+ * found in that code, a read or two each, no walk): 0 found (or known
+ * already, sp->root set), -1 not. */
+int hm_python_span_root_hints(hm_python *py, uint64_t *codes, int max);
+int hm_python_span_root_at(hm_python *py, uint64_t frame, uint64_t code, hm_pyspan *sp,
+			   const uint64_t span_types[2]);
 
 /* Maximum frames kept per thread (deeper stacks are cut at the root end). */
 void hm_python_set_max_depth(hm_python *py, int depth);

@@ -164,11 +164,13 @@ struct watched {
  * sends the first sample of a (trace, parent) whose root is not proven
  * yet (trace_first): */
 #define ROOT_SCANS_PER_S 100        /* looks among a thread's locals, at most
-				  * (each about 100 us: a walk, and the frames
+				  * (the frame the kernel named, a few reads;
+				  * else about 100 us: a walk, and the frames
 				  * of functions that held a root before), */
 #define ROOT_FULL_PER_S 30          /* and, when not found there, the asyncio
-				  * tasks' current spans (about 300 us), else
-				  * all the thread's frames (about 500 us) */
+				  * tasks' current spans (about 16 system
+				  * calls with 5 tasks), else all the
+				  * thread's frames (about 500 us) */
 #define ROOT_SCAN_BURST 10
 
 struct name_slot {
@@ -344,6 +346,19 @@ static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspa
 	hm_python_span_note(w->py, sp);
 }
 
+/* The code objects where the process's roots were found, to the kernel
+ * side (hm_bpf_proc.root_hint), when they changed. */
+static void send_root_hints(hm_ebpf *E, struct watched *w)
+{
+	uint64_t codes[HM_BPF_ROOT_HINTS] = {0};
+	hm_python_span_root_hints(w->py, codes, HM_BPF_ROOT_HINTS);
+	if (!w->interp_sent || !memcmp(codes, w->pi.root_hint, sizeof codes))
+		return;
+	memcpy(w->pi.root_hint, codes, sizeof codes);
+	uint32_t key = (uint32_t)w->pid;
+	bpf_map__update_elem(E->skel->maps.procs, &key, sizeof key, &w->pi, sizeof w->pi, BPF_ANY);
+}
+
 /* The first sample of a (trace, parent) (HM_BPF_NEW_TRACE, sent at once):
  * unless its span's local root is proven, look for it among the locals of
  * the thread, which most likely still runs the trace (a web framework's
@@ -365,7 +380,16 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 		return;
 	uint64_t types[2] = {w->otel.types[0].type, w->otel.types[1].type};
 	E->c.root_scans++;
-	int rc = hm_python_span_root_scan(w->py, e->tstate, &sp, types, 0);
+	/* The frame the kernel named (one running code where a root was
+	 * found before): its locals alone, no walk of the thread. */
+	int rc = -1;
+	if (e->root_frame && hm_python_span_root_at(w->py, e->root_frame, e->root_code, &sp,
+						       types) == 0) {
+		rc = 0;
+		E->c.roots_at_frame++;
+	}
+	if (rc < 0)
+		rc = hm_python_span_root_scan(w->py, e->tstate, &sp, types, 0);
 	/* Not in the frames of a function that held a root before: a sync
 	 * route's worker thread runs the trace while the event loop's task
 	 * that holds the server span awaits it (that task's current span is
@@ -379,6 +403,18 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	if (rc >= 0)
 		E->c.roots_found++;
 	E->c.root_scan_ns += hm_mono_ns() - now;
+	send_root_hints(E, w);
+}
+
+/* A record's frames (at most HM_BPF_MAX_FRAMES) as the walker's (code,
+ * instruction) pairs, in E->pairs. */
+static const uint64_t *pairs_of(hm_ebpf *E, const struct hm_bpf_event *e)
+{
+	for (uint32_t k = 0; k < e->nframes && k < HM_BPF_MAX_FRAMES; k++) {
+		E->pairs[2 * k] = e->frames[k].code;
+		E->pairs[2 * k + 1] = e->frames[k].instr;
+	}
+	return E->pairs;
 }
 
 /* A stack counted for the first time in its process (HM_BPF_NEW_STACK, not a
@@ -392,11 +428,7 @@ static void stack_first(hm_ebpf *E, const struct hm_bpf_event *e, size_t len)
 	if (!w || e->nframes > HM_BPF_MAX_FRAMES ||
 	    len < offsetof(struct hm_bpf_event, frames) + e->nframes * sizeof e->frames[0])
 		return;
-	for (uint32_t k = 0; k < e->nframes; k++) {
-		E->pairs[2 * k] = e->frames[k].code;
-		E->pairs[2 * k + 1] = e->frames[k].instr;
-	}
-	hm_python_resolve_check(w->py, E->pairs, (int)e->nframes);
+	hm_python_resolve_check(w->py, pairs_of(E, e), (int)e->nframes);
 }
 
 /* A record's frames into E->th (resolved with the walker's code cache), as
@@ -406,11 +438,7 @@ static int record_stack(hm_ebpf *E, struct watched *w, const struct hm_bpf_event
 			uint64_t count)
 {
 	int n = (int)e->nframes;
-	for (int i = 0; i < n; i++) {
-		E->pairs[2 * i] = e->frames[i].code;
-		E->pairs[2 * i + 1] = e->frames[i].instr;
-	}
-	if (hm_python_resolve(w->py, E->pairs, n, &E->th) != 0) {
+	if (hm_python_resolve(w->py, pairs_of(E, e), n, &E->th) != 0) {
 		E->c.invalid += count;
 		return -1;
 	}
@@ -754,13 +782,8 @@ static void agg_drain(hm_ebpf *E)
 			if (!w)
 				continue;
 			event_span(w, e, &sp);
-			if (e->status == HM_BPF_OK && e->nframes <= HM_BPF_MAX_FRAMES) {
-				for (uint32_t k = 0; k < e->nframes; k++) {
-					E->pairs[2 * k] = e->frames[k].code;
-					E->pairs[2 * k + 1] = e->frames[k].instr;
-				}
-				hm_python_resolve_check(w->py, E->pairs, (int)e->nframes);
-			}
+			if (e->status == HM_BPF_OK && e->nframes <= HM_BPF_MAX_FRAMES)
+				hm_python_resolve_check(w->py, pairs_of(E, e), (int)e->nframes);
 		}
 		for (uint32_t i = 0; i < n; i++) {
 			const struct hm_bpf_agg *v = &E->agg_vals[i];

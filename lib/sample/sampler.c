@@ -474,6 +474,7 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 		s->st.bpf_new_stacks = c.new_stacks;
 		s->st.bpf_root_scans = c.root_scans;
 		s->st.bpf_roots_found = c.roots_found;
+		s->st.bpf_roots_at_frame = c.roots_at_frame;
 		s->st.bpf_root_scan_ns = c.root_scan_ns;
 		s->st.bpf_cpu_from_kernel = c.cpu_from_kernel;
 	}

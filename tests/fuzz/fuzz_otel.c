@@ -11,7 +11,9 @@
  * layout by bit 1), its span read once (so the answer is cached), then the
  * data patches it - each 3 bytes an offset into the built objects and a byte
  * to store - and it is read again twice: torn and garbage objects next to a
- * real chain, where the deep paths are, with no seed files needed. Whatever
+ * real chain, where the deep paths are, with no seed files needed. Each
+ * read also looks through nine "tasks" (the context and its neighbours)
+ * for a trace's root, their chains read in turns from blocks. Whatever
  * the bytes, the reader must not crash, and a span it reports has ids. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +43,27 @@ static const hm_pylayout *const layouts[] = {
 };
 #define NLAYOUTS (sizeof layouts / sizeof layouts[0])
 
+/* The contexts of a look through "tasks" (otel_root_in_tasks): more than
+ * one batch of chains read in turns. */
+static uint64_t task_ctxs[9];
+
+static int tasks_of(void *unused, uint64_t *out, int max)
+{
+	(void)unused;
+	int n = max < 9 ? max : 9;
+	memcpy(out, task_ctxs, (size_t)n * 8);
+	return n;
+}
+
 static void read_twice(hm_otel *o, hm_target *t, int minor, uint64_t ctx)
 {
+	for (int i = 0; i < 9; i++)
+		task_ctxs[i] = i % 3 == 0 ? ctx : ctx + 64 * (uint64_t)i;
+	otel_set_task_contexts(o, tasks_of, NULL);
+	hm_pyspan child = {.trace_hi = TRACE_HI, .trace_lo = TRACE_LO, .span_id = 0x99,
+			   .parent_id = SPAN_ID};
+	otel_root_in_tasks(o, &child);
+	FUZZ_ASSERT(memchr(child.root, 0, sizeof child.root) != NULL);
 	for (int k = 0; k < 2; k++) {
 		hm_pyspan sp;
 		if (otel_context_span(o, ctx, &sp) == 0 && (sp.trace_hi || sp.trace_lo)) {

@@ -537,6 +537,29 @@ static void root_find(int minor)
 	sp.root[0] = 0;
 	sp.parent_id = SPAN_ID ^ 8;
 	assert_int_equal(otel_root_find(w.o, &th, &sp, types, 1), -2);
+	/* The function where the root was found is the one hint (for the
+	 * kernel side), and a frame of it named alone (otel_root_at, no
+	 * walk) gives the root of a span's child from its locals: here the
+	 * same span object, now with another span id. */
+	uint64_t codes[4];
+	assert_int_equal(otel_root_hints(w.o, codes, 4), 1);
+	assert_true(codes[0] == outer);
+	put64(f_outer, L->if_size + 8, w.span);
+	put32(w.sid, L->long_digit, 7);
+	uint64_t sid = (SPAN_ID & ~((1ull << 30) - 1)) | 7;
+	hm_pyspan nt = {.trace_hi = TRACE_HI, .trace_lo = TRACE_LO, .span_id = 0x55,
+			.name = "child", .parent_id = sid};
+	assert_int_equal(otel_root_at(w.o, f_leaf, leaf, &nt, types), -1);    /* no root held there */
+	assert_int_equal(otel_root_at(w.o, 0, outer, &nt, types), -1);
+	assert_string_equal(nt.root, "");
+	assert_int_equal(otel_root_at(w.o, f_outer, outer, &nt, types), 0);
+	assert_string_equal(nt.root, "get_user_from_db");
+	/* A child in another trace: that span is no root of it. */
+	put32(w.sid, L->long_digit, 9);
+	hm_pyspan ot = {.trace_hi = TRACE_HI ^ 2, .trace_lo = TRACE_LO, .span_id = 0x56,
+			.name = "child", .parent_id = (SPAN_ID & ~((1ull << 30) - 1)) | 9};
+	assert_int_equal(otel_root_at(w.o, f_outer, outer, &ot, types), -1);
+	assert_string_equal(ot.root, "");
 	done(&w);
 }
 
@@ -616,6 +639,59 @@ static void root_from_task(int minor)
 	done(&w);
 }
 
+/* A look through many tasks reads their contexts' chains in turns, a
+ * batch of them at a time (contexts_spans): the root is learnt from the
+ * last of 20 tasks' contexts, past contexts without the SDK's variable,
+ * one unmapped and one that is no context, and the same look read the
+ * others right (a later look at them alone finds them cached: no span). */
+struct many_src {
+	uint64_t ctxs[20];
+	int n, calls;
+};
+
+static int many_contexts(void *ctx, uint64_t *out, int max)
+{
+	struct many_src *src = ctx;
+	src->calls++;
+	int n = src->n < max ? src->n : max;
+	memcpy(out, src->ctxs, (size_t)n * 8);
+	return n;
+}
+
+static void root_from_many_tasks(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	struct many_src src = {.n = 20};
+	uint64_t ctype;
+	memcpy(&ctype, (void *)(uintptr_t)(w.ctx + (uint64_t)L->ob_type), 8);
+	for (int i = 0; i < 19; i++) {
+		uint64_t c = alloc(64);
+		put64(c, L->ob_type, ctype);
+		put64(c, w.A->ctx_vars, hamt_without_var(&w));
+		src.ctxs[i] = c;
+	}
+	src.ctxs[7] = 0x10000;                /* unmapped */
+	src.ctxs[11] = w.node;                /* not a context */
+	src.ctxs[19] = w.ctx;
+	otel_set_task_contexts(w.o, many_contexts, &src);
+	hm_pythread th;
+	otel_thread_root(w.o, child_of(&th, TRACE_HI, TRACE_LO));
+	assert_int_equal(src.calls, 1);
+	assert_string_equal(th.span.root, "get_user_from_db");
+	/* Every context of the look gives what it holds when read alone. */
+	hm_pyspan sp;
+	for (int i = 0; i < 19; i++) {
+		otel_context_span(w.o, src.ctxs[i], &sp);
+		assert_true(!sp.trace_hi && !sp.trace_lo && !sp.span_id);
+	}
+	expect_span(&w, SPAN_ID);
+	done(&w);
+}
+
+static void test_root_from_many_tasks_311(void **state) { (void)state; root_from_many_tasks(11); }
+static void test_root_from_many_tasks_312(void **state) { (void)state; root_from_many_tasks(12); }
+
 static void test_root_from_task_311(void **state) { (void)state; root_from_task(11); }
 static void test_root_from_task_312(void **state) { (void)state; root_from_task(12); }
 
@@ -636,6 +712,8 @@ int main(void)
 		cmocka_unit_test(test_predicted_chain_311),
 		cmocka_unit_test(test_predicted_chain_312),
 		cmocka_unit_test(test_hamt_nodes),
+		cmocka_unit_test(test_root_from_many_tasks_311),
+		cmocka_unit_test(test_root_from_many_tasks_312),
 		cmocka_unit_test(test_root_find_311),
 		cmocka_unit_test(test_root_find_312),
 		cmocka_unit_test(test_root_from_task_311),

@@ -18,7 +18,7 @@
  * kernel's own accounting (sample_weight); with --kernel, a sample taken in
  * kernel mode carries the kernel stack (a stack id in the counted key, the
  * addresses themselves in a ring record). The first sample of each trace
- * is also sent at once (trace_note), so that user space can look for the
+ * is also sent at once (trace_new, trace_send), so that user space can look for the
  * trace's local root span while the trace runs. */
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
@@ -126,6 +126,8 @@ struct walk {
 	__u64 hash;                      /* of the pairs so far (aggregation key) */
 	struct winbuf *win;              /* the leaf's end of the data stack (3.11+) */
 	__u64 win_lo, win_hi;            /* the addresses it holds (empty: equal) */
+	__u64 want_root;                 /* a trace's first sample: note the */
+	__u64 root_frame, root_code;     /* innermost frame of a root_hint code */
 };
 
 /* A frame's header, read in one go (every field the walk needs lies in
@@ -371,14 +373,16 @@ struct {
 	__type(value, __u32);
 } traces SEC(".maps");
 
-static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event *e)
+/* Whether e is its trace's first sample: -1 if not, else the flags its
+ * record goes with (trace_send, once the stack is walked). */
+static __always_inline long trace_new(struct hm_bpf_rt *l, const struct hm_bpf_event *e)
 {
 	if (e->span_why != HM_BPF_SPAN_OK)
-		return;
+		return -1;
 	if (l) {
 		if (l->trace_hi == e->span.trace_hi && l->trace_lo == e->span.trace_lo &&
 		    l->trace_parent == e->span.parent_id)
-			return;
+			return -1;
 		l->trace_hi = e->span.trace_hi;
 		l->trace_lo = e->span.trace_lo;
 		l->trace_parent = e->span.parent_id;
@@ -386,7 +390,7 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 	/* A local root names its trace by itself: the record goes without a
 	 * wake-up (user space reads the ring before the counted stacks, so
 	 * that it knows the root before the trace's other samples). */
-	__u64 wake = BPF_RB_NO_WAKEUP;
+	long wake = BPF_RB_NO_WAKEUP;
 	/* (Without the thread's entry, no kernel runtimes: the map alone
 	 * says whether the trace is new, for roots too.) */
 	if (!l || !(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT)) {
@@ -396,15 +400,29 @@ static __always_inline void trace_note(struct hm_bpf_rt *l, struct hm_bpf_event 
 		__u32 one = 1;
 		if (bpf_map_lookup_elem(&traces, &k) ||
 		    bpf_map_update_elem(&traces, &k, &one, BPF_NOEXIST))
-			return;              /* seen (or the map is busy) */
+			return -1;           /* seen (or the map is busy) */
 		if (!(e->span_flags & HM_BPF_SPAN_LOCAL_ROOT))
 			wake = BPF_RB_FORCE_WAKEUP;
 	}
+	return wake;
+}
+
+/* The record of a trace's first sample: its span, and the frame where the
+ * trace's root was found before (w's), no frames. */
+static __always_inline void trace_send(struct hm_bpf_event *e, long flags, __u64 root_frame,
+				       __u64 root_code)
+{
+	__u32 status = e->status, n = e->nframes;
 	e->status = HM_BPF_NEW_TRACE;
 	e->nframes = 0;
-	e->nkips = 0;
-	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room), wake);
-	e->status = HM_BPF_OK;
+	e->root_frame = root_frame;
+	e->root_code = root_code;
+	bpf_ringbuf_output(&events, e, sizeof(*e) - sizeof(e->frames) - sizeof(e->kips_room),
+			   (__u64)flags);
+	e->status = status;
+	e->nframes = n;
+	e->root_frame = 0;
+	e->root_code = 0;
 }
 
 /* ---- a stack's first count (HM_BPF_NEW_STACK) ----
@@ -491,6 +509,14 @@ static long walk_one(__u32 i, void *arg)
 		code |= HM_BPF_CODE_ENTRY;
 	if (p->code_tagged)
 		code &= ~3ULL;
+	if (w->want_root && !w->root_frame) {
+		__u64 c = code & ~HM_BPF_CODE_ENTRY;
+		for (int i = 0; i < HM_BPF_ROOT_HINTS; i++)
+			if (p->root_hint[i] && p->root_hint[i] == c) {
+				w->root_frame = frame;
+				w->root_code = c;
+			}
+	}
 	__u32 n = w->n;
 	if (n >= HM_BPF_MAX_FRAMES) {
 		w->truncated = 1;
@@ -544,8 +570,12 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 	e->kernel = (ctx->regs.cs & 3) != 3;
 	__u64 ts = find_tstate(p, tid);
 	e->tstate = ts;
+	e->root_frame = 0;
+	e->root_code = 0;
 	hm_otel_sample(pid, ts, rtl, e);
-	trace_note(rtl, e);
+	/* A trace's first sample that wakes user space (to look for the
+	 * trace's local root) also names the frame where to look. */
+	long tflags = trace_new(rtl, e);
 	/* A sample with a span counts in aggs under (thread, stack, span): a
 	 * key whose insert (an allocation and a copy of the whole record)
 	 * costs several times a ring record, and that repeats only while the
@@ -561,7 +591,8 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 	if (rtl)
 		rtl->span_id = sid;
 	struct walk w = {.p = p, .e = e, .f = bpf_map_lookup_elem(&framebuf, &zero), .frame = 0,
-			 .n = 0, .status = HM_BPF_OK, .truncated = 0, .hash = 0xcbf29ce484222325ull};
+			 .n = 0, .status = HM_BPF_OK, .truncated = 0, .hash = 0xcbf29ce484222325ull,
+			 .want_root = tflags == BPF_RB_FORCE_WAKEUP, .root_frame = 0, .root_code = 0};
 	int err = 0;
 	if (!ts) {
 		w.status = HM_BPF_NO_THREAD;
@@ -592,6 +623,8 @@ out:
 	e->status = w.status;
 	e->truncated = w.truncated;
 	e->nframes = w.n;
+	if (tflags >= 0)
+		trace_send(e, tflags, w.root_frame, w.root_code);
 	/* --native: each such sample needs its own record, joined with the
 	 * perf event's copy of the registers and stack. */
 	if (rtl)

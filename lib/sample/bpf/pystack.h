@@ -10,6 +10,7 @@
 #define HM_BPF_MAX_PROCS 4096
 #define HM_BPF_MAX_TIDS 65536
 #define HM_BPF_KSTACK_DEPTH 64      /* kernel frames kept (--kernel) */
+#define HM_BPF_ROOT_HINTS 4
 
 /* How to walk one process's Python frames (filled from its hm_pylayout). */
 struct hm_bpf_proc {
@@ -35,6 +36,11 @@ struct hm_bpf_proc {
 	int native;                      /* 1: let the perf event write its sample
 					  * (user registers and stack) after each
 					  * emitted record of this process */
+	/* Code objects a local of whose frames held a trace's local root
+	 * span (user space learnt them; 0: none): a trace's first sample
+	 * names the innermost frame running one (hm_bpf_event.root_frame),
+	 * where user space looks first. */
+	unsigned long long root_hint[HM_BPF_ROOT_HINTS];
 };
 
 /* Set in a frame's code field: the frame is the first one a C-level call of
@@ -161,6 +167,9 @@ struct hm_bpf_event {
 	unsigned long long span_name_check; /* hm_bpf_name_check of span.name */
 	unsigned int span_why;           /* enum hm_bpf_span_why */
 	unsigned int span_flags;         /* HM_BPF_SPAN_* */
+	/* HM_BPF_NEW_TRACE: the innermost frame whose code object is one of
+	 * its process's root_hint, and that code object (0: none) */
+	unsigned long long root_frame, root_code;
 	/* (frames stay last: only the frames used are sent, followed in a
 	 * ring record by nkips kernel addresses, leaf first) */
 	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
