@@ -304,7 +304,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st, uint6
 		"\"dropped\": %llu, \"no_python\": %llu, \"aggregated\": %llu, \"agg_full\": %llu, "
 		"\"agg_entries\": %llu, \"new_stacks\": %llu, \"cpu_from_kernel\": %s, \"native_joined\": %llu, "
 		"\"native_unjoined\": %llu, \"native_lost\": %llu, \"root_scans\": %llu, "
-		"\"roots_found\": %llu, \"roots_at_frame\": %llu, \"root_scan_ns\": %llu}, \"native\": {\"unwinds\": %llu, "
+		"\"roots_found\": %llu, \"roots_at_frame\": %llu, \"roots_in_kernel\": %llu, "
+		"\"root_scan_ns\": %llu}, \"native\": {\"unwinds\": %llu, "
 		"\"torn\": %llu, \"failed\": %llu, \"stop_ns\": %llu}, "
 		"\"cpu_us\": {\"setup\": %llu, \"sampling\": %llu}}\n",
 		(unsigned long long)st->samples, (unsigned long long)st->invalid,
@@ -320,7 +321,8 @@ static void write_stats_json(const char *path, const hm_sampler_stats *st, uint6
 		(unsigned long long)st->bpf_native_joined,
 		(unsigned long long)st->bpf_native_unjoined, (unsigned long long)st->bpf_native_lost,
 		(unsigned long long)st->bpf_root_scans, (unsigned long long)st->bpf_roots_found,
-		(unsigned long long)st->bpf_roots_at_frame, (unsigned long long)st->bpf_root_scan_ns,
+		(unsigned long long)st->bpf_roots_at_frame, (unsigned long long)st->bpf_roots_in_kernel,
+		(unsigned long long)st->bpf_root_scan_ns,
 		(unsigned long long)st->native_unwinds, (unsigned long long)st->native_torn,
 		(unsigned long long)st->native_failed, (unsigned long long)st->native_stop_ns,
 		(unsigned long long)cpu_setup_us, (unsigned long long)cpu_run_us);

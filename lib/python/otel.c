@@ -1678,17 +1678,19 @@ static void learn_hint(hm_otel *o, uint64_t code, int idx)
 	o->hints[o->hint_next++ % ROOT_HINTS] = (struct root_hint){code, idx};
 }
 
-int otel_root_hints(const hm_otel *o, uint64_t *codes, int max)
+int otel_root_hints(const hm_otel *o, uint64_t *codes, int *idx, int max)
 {
 	int n = 0;
 	/* Newest first. */
 	for (int k = 1; k <= ROOT_HINTS && n < max; k++) {
-		uint64_t c = o->hints[(o->hint_next - k + 2 * ROOT_HINTS) % ROOT_HINTS].code;
-		int seen = !c;
+		const struct root_hint *h = &o->hints[(o->hint_next - k + 2 * ROOT_HINTS) % ROOT_HINTS];
+		int seen = !h->code;
 		for (int j = 0; j < n && !seen; j++)
-			seen = codes[j] == c;
-		if (!seen)
-			codes[n++] = c;
+			seen = codes[j] == h->code;
+		if (!seen) {
+			codes[n] = h->code;
+			idx[n++] = h->idx;
+		}
 	}
 	return n;
 }

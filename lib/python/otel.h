@@ -98,7 +98,7 @@ int otel_root_in_tasks(hm_otel *o, hm_pyspan *sp);
 int otel_root_at(hm_otel *o, uint64_t frame, uint64_t code, hm_pyspan *sp,
 		 const uint64_t span_types[2]);
 /* hm_python_span_root_hints. */
-int otel_root_hints(const hm_otel *o, uint64_t *codes, int max);
+int otel_root_hints(const hm_otel *o, uint64_t *codes, int *idx, int max);
 /* hm_python_span_root_scan, once th is walked (same arguments and
  * results). */
 int otel_root_find(hm_otel *o, const hm_pythread *th, hm_pyspan *sp, const uint64_t span_types[2],

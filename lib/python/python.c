@@ -18,6 +18,7 @@
 #include "proc/elf.h"
 #include "python/otel.h"
 #include "python/pyinternal.h"
+#include "python/pyobj.h"
 
 /* "libpython3.12.so.1.0", "libpython3.13t.so" */
 static int match_libpython(const char *base, void *ctx)
@@ -374,10 +375,23 @@ int hm_python_span_root_scan(hm_python *py, uint64_t tstate, hm_pyspan *sp,
 	return rc;
 }
 
-int hm_python_span_root_hints(hm_python *py, uint64_t *codes, int max)
+int hm_python_span_root_hints(hm_python *py, uint64_t *codes, int *idx, int max)
 {
 	struct hm_otel *o = python_otel(py);
-	return o ? otel_root_hints(o, codes, max) : 0;
+	return o ? otel_root_hints(o, codes, idx, max) : 0;
+}
+
+int hm_python_locals_offset(hm_python *py)
+{
+	const uint64_t base = 1ull << 40;
+	hm_pyobj_reader r;
+	memset(&r, 0, sizeof r);
+	r.layout = py->layout;
+	hm_pyframe f;
+	memset(&f, 0, sizeof f);
+	f.addr = base;
+	uint64_t slot = hm_pyobj_local_slot(&r, &f, 0);
+	return slot && slot - base < 4096 ? (int)(slot - base) : -1;
 }
 
 int hm_python_span_root_at(hm_python *py, uint64_t frame, uint64_t code, hm_pyspan *sp,

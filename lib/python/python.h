@@ -246,12 +246,17 @@ int hm_python_span_root_from_tasks(hm_python *py, hm_pyspan *sp);
 int hm_python_span_root_scan(hm_python *py, uint64_t tstate, hm_pyspan *sp,
 			     const uint64_t span_types[2], int full);
 /* The code objects of the frames among whose locals roots were found (at
- * most max, newest first): their number. An in-kernel walker can name the
- * innermost frame running one at a trace's first sample, and
- * hm_python_span_root_at looks there alone (the locals where roots were
- * found in that code, a read or two each, no walk): 0 found (or known
- * already, sp->root set), -1 not. */
-int hm_python_span_root_hints(hm_python *py, uint64_t *codes, int max);
+ * most max, newest first), and the index of that local (the newest for
+ * the code): their number. An in-kernel walker can name the innermost
+ * frame running one at a trace's first sample (and read the local itself:
+ * hm_python_locals_offset), and hm_python_span_root_at looks there alone
+ * (the locals where roots were found in that code, a read or two each, no
+ * walk): 0 found (or known already, sp->root set), -1 not. */
+int hm_python_span_root_hints(hm_python *py, uint64_t *codes, int *idx, int max);
+/* Where a frame's local variable 0 lies, from the address of the frame as
+ * walkers give it (the next ones follow, 8 bytes each); -1 where locals are
+ * not read so. */
+int hm_python_locals_offset(hm_python *py);
 int hm_python_span_root_at(hm_python *py, uint64_t frame, uint64_t code, hm_pyspan *sp,
 			   const uint64_t span_types[2]);
 

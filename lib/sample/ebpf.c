@@ -351,10 +351,13 @@ static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspa
 static void send_root_hints(hm_ebpf *E, struct watched *w)
 {
 	uint64_t codes[HM_BPF_ROOT_HINTS] = {0};
-	hm_python_span_root_hints(w->py, codes, HM_BPF_ROOT_HINTS);
-	if (!w->interp_sent || !memcmp(codes, w->pi.root_hint, sizeof codes))
+	int idx[HM_BPF_ROOT_HINTS] = {0};
+	hm_python_span_root_hints(w->py, codes, idx, HM_BPF_ROOT_HINTS);
+	if (!w->interp_sent ||
+	    (!memcmp(codes, w->pi.root_hint, sizeof codes) && !memcmp(idx, w->pi.root_idx, sizeof idx)))
 		return;
 	memcpy(w->pi.root_hint, codes, sizeof codes);
+	memcpy(w->pi.root_idx, idx, sizeof idx);
 	uint32_t key = (uint32_t)w->pid;
 	bpf_map__update_elem(E->skel->maps.procs, &key, sizeof key, &w->pi, sizeof w->pi, BPF_ANY);
 }
@@ -371,6 +374,23 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	struct watched *w = find_watched(E, (pid_t)e->pid);
 	if (!w || !w->otel_sent || e->span_why != HM_BPF_SPAN_OK)
 		return;
+	/* The root the program read in the frame it named (a local root of
+	 * the sample's trace): learnt as a sample's span is. */
+	if (e->root.span_id && e->root.trace_hi == e->span.trace_hi &&
+	    e->root.trace_lo == e->span.trace_lo) {
+		hm_pyspan r;
+		memset(&r, 0, sizeof r);
+		r.trace_hi = e->root.trace_hi;
+		r.trace_lo = e->root.trace_lo;
+		r.span_id = e->root.span_id;
+		r.parent_id = e->root.parent_id;
+		r.local_root = 1;
+		span_name(w, e->root.name, e->root_name_check, r.name, sizeof r.name);
+		if (r.name[0]) {
+			hm_python_span_note(w->py, &r);
+			E->c.roots_in_kernel++;
+		}
+	}
 	hm_pyspan sp;
 	event_span(w, e, &sp);
 	if (sp.root[0] || sp.local_root || !sp.parent_id)
@@ -833,6 +853,7 @@ static int proc_info(hm_python *py, struct hm_bpf_proc *pi, int same_pidns)
 		return hm_error(HM_EVERSION, "--ebpf: Python %s is not supported (3.8+)", hm_python_version(py));
 	}
 	pi->native = 0;
+	pi->f_localsplus = hm_python_locals_offset(py);
 	pi->f_is_entry = L->frame_model == HM_FRAMES_INTERP && L->if_is_entry >= 0 ? L->if_is_entry : -1;
 	int hi = pi->f_code > pi->f_back ? pi->f_code : pi->f_back;
 	if (pi->f_is_entry > hi)

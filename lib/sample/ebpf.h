@@ -69,6 +69,8 @@ typedef struct hm_ebpf_counts {
 	uint64_t roots_found;    /* ... and found there */
 	uint64_t roots_at_frame; /* ... of them, at the frame the kernel named
 				  * (hm_bpf_event.root_frame) */
+	uint64_t roots_in_kernel; /* roots the BPF program read itself there
+				  * (hm_bpf_event.root): no look */
 	uint64_t root_scan_ns;   /* the time those looks took */
 	int cpu_from_kernel;     /* 1: each sample's CPU time is the thread's
 				  * runtime since its previous sample, as the

@@ -475,6 +475,7 @@ hm_sampler_stats *hm_sampler_stats_of(hm_sampler *s)
 		s->st.bpf_root_scans = c.root_scans;
 		s->st.bpf_roots_found = c.roots_found;
 		s->st.bpf_roots_at_frame = c.roots_at_frame;
+		s->st.bpf_roots_in_kernel = c.roots_in_kernel;
 		s->st.bpf_root_scan_ns = c.root_scan_ns;
 		s->st.bpf_cpu_from_kernel = c.cpu_from_kernel;
 	}

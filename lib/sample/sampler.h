@@ -116,9 +116,10 @@ typedef struct hm_sampler_stats {
 	 * at their first count (their code objects read at once). */
 	uint64_t bpf_aggregated, bpf_agg_full, bpf_agg_entries, bpf_new_stacks;
 	/* --ebpf: traces whose local root span was looked for among a
-	 * thread's locals, found, found at the frame the kernel named
-	 * (hm_ebpf_counts.root_scans) */
+	 * thread's locals, found, found at the frame the kernel named; and
+	 * roots the kernel read itself (hm_ebpf_counts.root_scans) */
 	uint64_t bpf_root_scans, bpf_roots_found, bpf_roots_at_frame, bpf_root_scan_ns;
+	uint64_t bpf_roots_in_kernel;
 	/* --ebpf: 1 when each sample's CPU time is the kernel's runtime of
 	 * its thread since the previous sample, 0 when it is the period
 	 * (sample/ebpf.h, cpu_from_kernel). */

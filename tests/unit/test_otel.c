@@ -542,8 +542,9 @@ static void root_find(int minor)
 	 * walk) gives the root of a span's child from its locals: here the
 	 * same span object, now with another span id. */
 	uint64_t codes[4];
-	assert_int_equal(otel_root_hints(w.o, codes, 4), 1);
-	assert_true(codes[0] == outer);
+	int idx[4];
+	assert_int_equal(otel_root_hints(w.o, codes, idx, 4), 1);
+	assert_true(codes[0] == outer && idx[0] == 1);     /* current_span */
 	put64(f_outer, L->if_size + 8, w.span);
 	put32(w.sid, L->long_digit, 7);
 	uint64_t sid = (SPAN_ID & ~((1ull << 30) - 1)) | 7;

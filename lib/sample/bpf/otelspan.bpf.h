@@ -16,7 +16,10 @@
  * its length, hash and first bytes that user space compares before it
  * believes the text it reads there); _parent says whether the span is its
  * trace's local root (None, or a remote SpanContext), which user space
- * remembers per trace (the local_root_span_name of the trace's samples). Every object's type is compared with
+ * remembers per trace (the local_root_span_name of the trace's samples);
+ * the same reading of a span object (otel_span_at) serves the local root
+ * found in a frame's local at a trace's first sample (pystack.bpf.c's
+ * root_of). Every object's type is compared with
  * the constants user space found (the otel map, per process); anything
  * unexpected gives no span. */
 #ifndef HOMURA_SAMPLE_BPF_OTELSPAN_BPF_H
@@ -131,6 +134,104 @@ static __always_inline __u64 otel_values(const struct hm_bpf_otel *o,
 		return 0;
 	values = d[5] + (__s64)o->dv_values;
 	return values;
+}
+
+/* The span object at span (an instance of one of the process's span
+ * classes) read whole: its ids and name into e->span (root 0: the sample's
+ * span; also span_name_check, span_flags) or e->root (root 1: a local
+ * root's, root_name_check). 0 when it is not a span read whole (or, root
+ * 1, no local root), else the address of its _name word (1: none). */
+static __noinline __u64 otel_span_at(const struct hm_bpf_otel *o, struct otel_buf *buf, __u64 span,
+				     struct hm_bpf_event *e, int root)
+{
+	/* The span: a known class whose shared keys are still the ones its
+	 * entry indices came from. */
+	__u64 stype;
+	if (otel_rd(&stype, 8, span + 8))
+		return 0;
+	const struct hm_bpf_otel_type *t = 0;
+	if (stype && stype == o->types[0].type)
+		t = &o->types[0];
+	else if (stype && stype == o->types[1].type)
+		t = &o->types[1];
+	if (!t)
+		return 0;
+	__u64 ck;
+	if (o->ht_cached_keys >= 0 &&
+	    (otel_rd(&ck, 8, stype + (__s64)o->ht_cached_keys) || ck != t->keys))
+		return 0;
+	__u64 values = otel_values(o, t, span);
+	if (!values)
+		return 0;
+	__u64 sctx, name = 0, parent = 0;
+	if (t->vals_n > 0) {
+		/* _context, _name and _parent in one read (the SDK sets them
+		 * a few entries apart) */
+		__u32 vlen = (__u32)t->vals_n * 8;
+		if (vlen > 192 || otel_rd(buf->b, vlen & 0xff, values + 8 * (__u64)(t->vals_first & 0xff)))
+			return 0;
+		__builtin_memcpy(&sctx, &buf->b[(8 * (__u32)(t->idx_context - t->vals_first)) & 0xf8], 8);
+		if (t->idx_name >= 0)
+			__builtin_memcpy(&name, &buf->b[(8 * (__u32)(t->idx_name - t->vals_first)) & 0xf8], 8);
+		if (t->idx_parent >= 0)
+			__builtin_memcpy(&parent, &buf->b[(8 * (__u32)(t->idx_parent - t->vals_first)) & 0xf8], 8);
+	} else {
+		if (otel_rd(&sctx, 8, values + 8 * (__u64)(t->idx_context & 0xff)))
+			return 0;
+		if (t->idx_name >= 0 && otel_rd(&name, 8, values + 8 * (__u64)(t->idx_name & 0xff)))
+			return 0;
+	}
+	/* SpanContext: trace_id, span_id, ... */
+	__u64 sc[4];
+	if (otel_rd(sc, sizeof sc, sctx + 8) || sc[0] != o->sctx_type || (__s64)sc[1] < 2)
+		return 0;
+	__u64 thi, tlo, shi, sid;
+	if (otel_int(o, sc[2], 5, &thi, &tlo) || otel_int(o, sc[3], 3, &shi, &sid) || shi ||
+	    !sid || (!thi && !tlo))
+		return 0;
+	/* The local root of its trace in this process: no parent (None), or
+	 * a remote one (a SpanContext whose is_remote is True). Anything else,
+	 * or a read that fails, says not a root (no root name is learnt from
+	 * it: never a wrong one). */
+	__u32 flags = 0;
+	__u64 parent_id = 0;
+	if (parent && o->none_addr && parent == o->none_addr) {
+		flags = HM_BPF_SPAN_LOCAL_ROOT;
+	} else if (parent) {
+		/* A SpanContext: its span id (user space proves a span's
+		 * local root through its parent's), and is_remote. */
+		__u64 pc[5], phi;
+		if (!otel_rd(pc, sizeof pc, parent + 8) && pc[0] == o->sctx_type &&
+		    (__s64)pc[1] >= 3 && !otel_int(o, pc[3], 3, &phi, &parent_id) && !phi) {
+			if (o->true_addr && pc[4] == o->true_addr)
+				flags = HM_BPF_SPAN_LOCAL_ROOT;
+		} else {
+			parent_id = 0;
+		}
+	}
+	__u64 check = 0;
+	if (name) {
+		if (otel_rd(buf->b, 48, name + 8))
+			return 0;
+		__u64 nt;
+		__builtin_memcpy(&nt, buf->b, 8);
+		if (nt != o->str_type)
+			return 0;
+		check = hm_bpf_name_check(buf->b, o->ascii_size);
+	}
+	struct hm_bpf_span *out = root ? &e->root : &e->span;
+	out->trace_hi = thi;
+	out->trace_lo = tlo;
+	out->span_id = sid;
+	out->name = name;
+	out->parent_id = parent_id;
+	if (root) {
+		e->root_name_check = check;
+		return flags & HM_BPF_SPAN_LOCAL_ROOT ? 1 : 0;
+	}
+	e->span_name_check = check;
+	e->span_flags = flags;
+	return t->idx_name >= 0 ? values + 8 * (__u64)(t->idx_name & 0xff) : 1;
 }
 
 /* The span current on the thread whose state is at ts (process pid): its
@@ -259,95 +360,16 @@ static __noinline int hm_otel_span(__u32 pid, __u64 ts, struct hm_bpf_rt *l,
 	}
 	if (!span)
 		return HM_BPF_SPAN_NONE;
-	/* The span: a known class whose shared keys are still the ones its
-	 * entry indices came from. */
-	__u64 stype;
-	if (otel_rd(&stype, 8, span + 8))
+	__u64 at = otel_span_at(o, buf, span, e, 0);
+	if (!at)
 		return HM_BPF_SPAN_BAD;
-	const struct hm_bpf_otel_type *t = 0;
-	if (stype && stype == o->types[0].type)
-		t = &o->types[0];
-	else if (stype && stype == o->types[1].type)
-		t = &o->types[1];
-	if (!t)
-		return HM_BPF_SPAN_BAD;
-	__u64 ck;
-	if (o->ht_cached_keys >= 0 &&
-	    (otel_rd(&ck, 8, stype + (__s64)o->ht_cached_keys) || ck != t->keys))
-		return HM_BPF_SPAN_BAD;
-	__u64 values = otel_values(o, t, span);
-	if (!values)
-		return HM_BPF_SPAN_BAD;
-	__u64 sctx, name = 0, parent = 0;
-	if (t->vals_n > 0) {
-		/* _context, _name and _parent in one read (the SDK sets them
-		 * a few entries apart) */
-		__u32 vlen = (__u32)t->vals_n * 8;
-		if (vlen > 192 || otel_rd(buf->b, vlen & 0xff, values + 8 * (__u64)(t->vals_first & 0xff)))
-			return HM_BPF_SPAN_BAD;
-		__builtin_memcpy(&sctx, &buf->b[(8 * (__u32)(t->idx_context - t->vals_first)) & 0xf8], 8);
-		if (t->idx_name >= 0)
-			__builtin_memcpy(&name, &buf->b[(8 * (__u32)(t->idx_name - t->vals_first)) & 0xf8], 8);
-		if (t->idx_parent >= 0)
-			__builtin_memcpy(&parent, &buf->b[(8 * (__u32)(t->idx_parent - t->vals_first)) & 0xf8], 8);
-	} else {
-		if (otel_rd(&sctx, 8, values + 8 * (__u64)(t->idx_context & 0xff)))
-			return HM_BPF_SPAN_BAD;
-		if (t->idx_name >= 0 && otel_rd(&name, 8, values + 8 * (__u64)(t->idx_name & 0xff)))
-			return HM_BPF_SPAN_BAD;
-	}
-	/* SpanContext: trace_id, span_id, ... */
-	__u64 sc[4];
-	if (otel_rd(sc, sizeof sc, sctx + 8) || sc[0] != o->sctx_type || (__s64)sc[1] < 2)
-		return HM_BPF_SPAN_BAD;
-	__u64 thi, tlo, shi, sid;
-	if (otel_int(o, sc[2], 5, &thi, &tlo) || otel_int(o, sc[3], 3, &shi, &sid) || shi ||
-	    !sid || (!thi && !tlo))
-		return HM_BPF_SPAN_BAD;
-	/* The local root of its trace in this process: no parent (None), or
-	 * a remote one (a SpanContext whose is_remote is True). Anything else,
-	 * or a read that fails, says not a root (no root name is learnt from
-	 * it: never a wrong one). */
-	__u32 flags = 0;
-	__u64 parent_id = 0;
-	if (parent && o->none_addr && parent == o->none_addr) {
-		flags = HM_BPF_SPAN_LOCAL_ROOT;
-	} else if (parent) {
-		/* A SpanContext: its span id (user space proves a span's
-		 * local root through its parent's), and is_remote. */
-		__u64 pc[5], phi;
-		if (!otel_rd(pc, sizeof pc, parent + 8) && pc[0] == o->sctx_type &&
-		    (__s64)pc[1] >= 3 && !otel_int(o, pc[3], 3, &phi, &parent_id) && !phi) {
-			if (o->true_addr && pc[4] == o->true_addr)
-				flags = HM_BPF_SPAN_LOCAL_ROOT;
-		} else {
-			parent_id = 0;
-		}
-	}
-	__u64 check = 0;
-	if (name) {
-		if (otel_rd(buf->b, 48, name + 8))
-			return HM_BPF_SPAN_BAD;
-		__u64 nt;
-		__builtin_memcpy(&nt, buf->b, 8);
-		if (nt != o->str_type)
-			return HM_BPF_SPAN_BAD;
-		check = hm_bpf_name_check(buf->b, o->ascii_size);
-	}
-	e->span.trace_hi = thi;
-	e->span.trace_lo = tlo;
-	e->span.span_id = sid;
-	e->span.name = name;
-	e->span.parent_id = parent_id;
-	e->span_name_check = check;
-	e->span_flags = flags;
 	if (l) {
 		l->c_dict = dict;
 		l->c_ver = d[3];
 		l->c_span = e->span;
-		l->c_check = check;
-		l->c_flags = flags;
-		l->c_name_at = t->idx_name >= 0 ? values + 8 * (__u64)(t->idx_name & 0xff) : 0;
+		l->c_check = e->span_name_check;
+		l->c_flags = e->span_flags;
+		l->c_name_at = at > 1 ? at : 0;
 	}
 	return HM_BPF_SPAN_OK;
 }

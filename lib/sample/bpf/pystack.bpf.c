@@ -19,7 +19,10 @@
  * kernel mode carries the kernel stack (a stack id in the counted key, the
  * addresses themselves in a ring record). The first sample of each trace
  * is also sent at once (trace_new, trace_send), so that user space can look for the
- * trace's local root span while the trace runs. */
+ * trace's local root span while the trace runs; where a local of a frame
+ * of the stack held a root before (root_hint), the program reads that
+ * local itself (root_of), and a root found there rides in the record,
+ * which then needs no wake-up. */
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
@@ -127,7 +130,8 @@ struct walk {
 	struct winbuf *win;              /* the leaf's end of the data stack (3.11+) */
 	__u64 win_lo, win_hi;            /* the addresses it holds (empty: equal) */
 	__u64 want_root;                 /* a trace's first sample: note the */
-	__u64 root_frame, root_code;     /* innermost frame of a root_hint code */
+	__u64 root_frame, root_code;     /* innermost frame of a root_hint code, */
+	__u64 root_local;                /* and the local that held the root */
 };
 
 /* A frame's header, read in one go (every field the walk needs lies in
@@ -423,6 +427,8 @@ static __always_inline void trace_send(struct hm_bpf_event *e, long flags, __u64
 	e->nframes = n;
 	e->root_frame = 0;
 	e->root_code = 0;
+	__builtin_memset(&e->root, 0, sizeof e->root);
+	e->root_name_check = 0;
 }
 
 /* ---- a stack's first count (HM_BPF_NEW_STACK) ----
@@ -461,6 +467,22 @@ static __always_inline void stack_note(struct hm_bpf_event *e, __u64 hash, __u64
 	if (bpf_ringbuf_output(&events, e, len, flags) == 0)
 		count(HM_BPFC_NEW_STACKS);
 	e->status = HM_BPF_OK;
+}
+
+/* The span in the local of w's root frame, when it is the local root of
+ * e's trace (read and checked as the sample's span is): into e->root. */
+static __always_inline int root_of(const struct hm_bpf_proc *p, __u32 pid, const struct walk *w,
+				   struct hm_bpf_event *e)
+{
+	__u32 zero = 0;
+	struct hm_bpf_otel *o = bpf_map_lookup_elem(&otel, &pid);
+	struct otel_buf *buf = bpf_map_lookup_elem(&otelbuf, &zero);
+	__u64 v = 0;
+	if (!o || !buf || p->f_localsplus < 0 || p->f_localsplus > 4096 ||
+	    rd(&v, 8, w->root_frame + (__u64)p->f_localsplus + 8 * w->root_local) || !v || (v & 7))
+		return 0;
+	return otel_span_at(o, buf, v, e, 1) && e->root.trace_hi == e->span.trace_hi &&
+	       e->root.trace_lo == e->span.trace_lo;
 }
 
 /* One frame per call: 0 to go on, 1 to stop. */
@@ -515,6 +537,7 @@ static long walk_one(__u32 i, void *arg)
 			if (p->root_hint[i] && p->root_hint[i] == c) {
 				w->root_frame = frame;
 				w->root_code = c;
+				w->root_local = (__u64)(p->root_idx[i] & 0xff);
 			}
 	}
 	__u32 n = w->n;
@@ -592,7 +615,8 @@ int hm_pystack(struct bpf_perf_event_data *ctx)
 		rtl->span_id = sid;
 	struct walk w = {.p = p, .e = e, .f = bpf_map_lookup_elem(&framebuf, &zero), .frame = 0,
 			 .n = 0, .status = HM_BPF_OK, .truncated = 0, .hash = 0xcbf29ce484222325ull,
-			 .want_root = tflags == BPF_RB_FORCE_WAKEUP, .root_frame = 0, .root_code = 0};
+			 .want_root = tflags == BPF_RB_FORCE_WAKEUP, .root_frame = 0, .root_code = 0,
+			 .root_local = 0};
 	int err = 0;
 	if (!ts) {
 		w.status = HM_BPF_NO_THREAD;
@@ -623,8 +647,15 @@ out:
 	e->status = w.status;
 	e->truncated = w.truncated;
 	e->nframes = w.n;
-	if (tflags >= 0)
+	if (tflags >= 0) {
+		/* The root in that frame's local, read here: the record then
+		 * needs no wake-up (user space learns the root from it). */
+		if (tflags == BPF_RB_FORCE_WAKEUP && w.root_frame && root_of(p, pid, &w, e))
+			tflags = BPF_RB_NO_WAKEUP;
+		else
+			__builtin_memset(&e->root, 0, sizeof e->root);
 		trace_send(e, tflags, w.root_frame, w.root_code);
+	}
 	/* --native: each such sample needs its own record, joined with the
 	 * perf event's copy of the registers and stack. */
 	if (rtl)

@@ -41,6 +41,10 @@ struct hm_bpf_proc {
 	 * names the innermost frame running one (hm_bpf_event.root_frame),
 	 * where user space looks first. */
 	unsigned long long root_hint[HM_BPF_ROOT_HINTS];
+	int root_idx[HM_BPF_ROOT_HINTS]; /* the local that held it */
+	int f_localsplus;                /* a frame's local 0, from the frame's
+					  * address (-1: not read) */
+	int pad_root;
 };
 
 /* Set in a frame's code field: the frame is the first one a C-level call of
@@ -168,8 +172,12 @@ struct hm_bpf_event {
 	unsigned int span_why;           /* enum hm_bpf_span_why */
 	unsigned int span_flags;         /* HM_BPF_SPAN_* */
 	/* HM_BPF_NEW_TRACE: the innermost frame whose code object is one of
-	 * its process's root_hint, and that code object (0: none) */
+	 * its process's root_hint, and that code object (0: none); the span
+	 * in that local when it is the local root of the sample's trace (read
+	 * and checked as the sample's span is; root.span_id 0: none) */
 	unsigned long long root_frame, root_code;
+	struct hm_bpf_span root;
+	unsigned long long root_name_check;
 	/* (frames stay last: only the frames used are sent, followed in a
 	 * ring record by nkips kernel addresses, leaf first) */
 	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
