@@ -1192,15 +1192,16 @@ static void blk_bounds(uint64_t addr, uint64_t *start, uint64_t *end)
 	*end = page + PAGE - *start > BLK ? *start + BLK : page + PAGE;
 }
 
-/* A block wanted (deferred): the read that wanted it fails. */
+/* A block wanted at the next turn (deferred reads, contexts_spans). */
 static void want(hm_otel *o, uint64_t start, uint64_t end)
 {
-	o->defer_miss++;
 	for (int i = 0; i < o->nwant; i++)
 		if (o->want[i].addr == start)
 			return;
-	if (o->nwant < NWANT)
-		o->want[o->nwant++].addr = start, o->want[o->nwant - 1].len = (uint32_t)(end - start);
+	if (o->nwant < NWANT) {
+		o->want[o->nwant].addr = start;
+		o->want[o->nwant++].len = (uint32_t)(end - start);
+	}
 }
 
 static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
@@ -1245,6 +1246,7 @@ static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 			return o->live_read(o->live_ctx, addr, buf, len);
 		o->tblk[k].len = (uint32_t)(end - start);
 	} else if (o->blk_defer) {
+		o->defer_miss++;         /* the read fails: the chain goes on next turn */
 		want(o, start, end);
 		return -1;
 	} else {
@@ -1270,24 +1272,6 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 	if ((o->r.read != chain_read && o->r.read != blk_reader) || o->replaying)
 		return;
 	hm_iov iov[4];
-	if (o->blk_defer) {
-		/* Wanted with the block that the read in progress wants. */
-		for (int i = 0; i < n; i++) {
-			uint64_t a = addrs[i], start, end, tend;
-			int have = 0;
-			if (!a || (a & 7) || chain_type_at(o, a, &tend))
-				continue;
-			for (int j = 0; j < o->nblk && !have; j++)
-				have = a >= o->blk[j].addr && a - o->blk[j].addr + 32 <= o->blk[j].len;
-			if (!have) {
-				blk_bounds(a, &start, &end);
-				unsigned m = o->defer_miss;
-				want(o, start, end);
-				o->defer_miss = m;     /* (no read failed) */
-			}
-		}
-		return;
-	}
 	int k = 0, slot[4];
 	for (int i = 0; i < n && i < 4; i++) {
 		uint64_t a = addrs[i], start, end;
@@ -1299,9 +1283,17 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 			have = a >= o->blk[j].addr && a - o->blk[j].addr + 32 <= o->blk[j].len;
 		for (int j = 0; j < k && !have; j++)
 			have = a >= iov[j].addr && a - iov[j].addr + 32 <= iov[j].len;
-		if (have || o->nblk + k >= NBLK)
+		if (have)
 			continue;
 		blk_bounds(a, &start, &end);
+		if (o->blk_defer) {
+			/* read at the next turn, with the block that the
+			 * read in progress wants */
+			want(o, start, end);
+			continue;
+		}
+		if (o->nblk + k >= NBLK)
+			continue;
 		slot[k] = o->nblk + k;
 		iov[k] = (hm_iov){start, o->blk[slot[k]].data, (size_t)(end - start)};
 		k++;

@@ -672,29 +672,41 @@ static uint64_t task_context(hm_pyasync *a, uint64_t task)
 	return ctx;
 }
 
-/* a->found (weakrefs, or tasks) as the objects they refer to, with every
- * item's type and referent in one read: an item of another type is a task
- * itself (a set of tasks); a dead reference is dropped. One read per item
- * if one of them is unreadable. */
+/* The first words words of each of the n objects at objs, all in one read:
+ * n * words words, or NULL when one of them is unreadable (or out of
+ * memory): the caller then reads them one by one. */
+static uint64_t *heads(hm_pyasync *a, const uint64_t *objs, int n, size_t words)
+{
+	uint64_t *buf = malloc((size_t)n * words * 8);
+	hm_iov *iov = malloc((size_t)n * sizeof *iov);
+	int ok = buf && iov;
+	for (int i = 0; ok && i < n; i++)
+		iov[i] = (hm_iov){objs[i], buf + (size_t)i * words, words * 8};
+	if (ok && hm_target_readv(a->py->t, iov, n) != HM_OK)
+		ok = 0;
+	free(iov);
+	if (!ok) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* a->found (weakrefs, or tasks) as the objects they refer to, from every
+ * item's type and referent read at once: an item of another type is a
+ * task itself (a set of tasks); a dead reference is dropped. */
 static int deref_found(hm_pyasync *a)
 {
 	int n = a->nfound;
 	size_t words = (size_t)a->A->wr_object / 8 + 1;
-	uint64_t *items = malloc((size_t)n * 8), *buf = malloc((size_t)n * words * 8);
-	hm_iov *iov = malloc((size_t)n * sizeof *iov);
-	if (!items || !buf || !iov) {
-		free(items);
-		free(buf);
-		free(iov);
+	uint64_t *items = malloc((size_t)n * 8);
+	if (!items)
 		return -1;
-	}
 	memcpy(items, a->found, (size_t)n * 8);
-	for (int i = 0; i < n; i++)
-		iov[i] = (hm_iov){items[i], buf + (size_t)i * words, words * 8};
-	int whole = hm_target_readv(a->py->t, iov, n) == HM_OK;
+	uint64_t *buf = heads(a, items, n, words);
 	a->nfound = 0;
 	for (int i = 0; i < n; i++) {
-		if (!whole) {
+		if (!buf) {
 			gather_item(a, items[i], 0);
 			continue;
 		}
@@ -709,7 +721,6 @@ static int deref_found(hm_pyasync *a)
 	}
 	free(items);
 	free(buf);
-	free(iov);
 	return 0;
 }
 
@@ -723,20 +734,13 @@ int hm_pyasync_contexts(hm_pyasync *a, uint64_t *ctxs, int max)
 		return -1;
 	int n = a->nfound < max ? a->nfound : max, k = 0;
 	/* A C task's head up to its context (task_coro, task_name,
-	 * task_context), every task in one read, once the offset is known
+	 * task_context), every task's at once, once the offset is known
 	 * (learnt from a task read the slow way). */
 	size_t words = (size_t)a->coro_off / 8 + 3;
-	uint64_t *buf = a->coro_off && n ? malloc((size_t)n * words * 8) : NULL;
-	hm_iov *iov = buf ? malloc((size_t)n * sizeof *iov) : NULL;
-	int whole = 0;
-	if (iov) {
-		for (int i = 0; i < n; i++)
-			iov[i] = (hm_iov){a->found[i], buf + (size_t)i * words, words * 8};
-		whole = hm_target_readv(a->py->t, iov, n) == HM_OK;
-	}
+	uint64_t *buf = a->coro_off && n ? heads(a, a->found, n, words) : NULL;
 	for (int i = 0; i < n; i++) {
 		uint64_t ctx = 0;
-		if (whole) {
+		if (buf) {
 			const uint64_t *w = buf + (size_t)i * words;
 			uint64_t t = w[a->L->ob_type / 8];
 			int kind = t && !(t & 7) ? task_kind(a, t) : TK_UNKNOWN;
@@ -751,7 +755,6 @@ int hm_pyasync_contexts(hm_pyasync *a, uint64_t *ctxs, int max)
 			ctxs[k++] = ctx;
 	}
 	free(buf);
-	free(iov);
 	return k;
 }
 

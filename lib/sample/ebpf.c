@@ -327,9 +327,25 @@ static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *ou
 	snprintf(out, cap, "%s", n->name);
 }
 
-/* A sample's span as the kernel read it (its name once checked), and its
- * local root's name when the process's span reader proves it; every span
- * given here teaches that reader (a local root, or a span's parent). */
+/* A span as the kernel read it (its name once checked), taught to the
+ * process's span reader (a local root, or a span's parent), with its local
+ * root's name when that reader proves it; with need_name, not taught if
+ * its name did not pass the check (a root named "" would name its trace). */
+static void kernel_span(struct watched *w, const struct hm_bpf_span *s, uint64_t name_check,
+			int local_root, int need_name, hm_pyspan *sp)
+{
+	memset(sp, 0, sizeof *sp);
+	sp->trace_hi = s->trace_hi;
+	sp->trace_lo = s->trace_lo;
+	sp->span_id = s->span_id;
+	sp->parent_id = s->parent_id;
+	sp->local_root = local_root;
+	span_name(w, s->name, name_check, sp->name, sizeof sp->name);
+	if (sp->name[0] || !need_name)
+		hm_python_span_note(w->py, sp);
+}
+
+/* A sample's span (kernel_span). */
 static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspan *sp)
 {
 	memset(sp, 0, sizeof *sp);
@@ -337,13 +353,8 @@ static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspa
 		w->otel_bad = 1;
 	if (e->span_why != HM_BPF_SPAN_OK || (!e->span.trace_hi && !e->span.trace_lo) || !w->otel_sent)
 		return;
-	sp->trace_hi = e->span.trace_hi;
-	sp->trace_lo = e->span.trace_lo;
-	sp->span_id = e->span.span_id;
-	sp->parent_id = e->span.parent_id;
-	sp->local_root = (e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) != 0;
-	span_name(w, e->span.name, e->span_name_check, sp->name, sizeof sp->name);
-	hm_python_span_note(w->py, sp);
+	kernel_span(w, &e->span, e->span_name_check, (e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) != 0, 0,
+		    sp);
 }
 
 /* The code objects where the process's roots were found, to the kernel
@@ -379,17 +390,8 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	if (e->root.span_id && e->root.trace_hi == e->span.trace_hi &&
 	    e->root.trace_lo == e->span.trace_lo) {
 		hm_pyspan r;
-		memset(&r, 0, sizeof r);
-		r.trace_hi = e->root.trace_hi;
-		r.trace_lo = e->root.trace_lo;
-		r.span_id = e->root.span_id;
-		r.parent_id = e->root.parent_id;
-		r.local_root = 1;
-		span_name(w, e->root.name, e->root_name_check, r.name, sizeof r.name);
-		if (r.name[0]) {
-			hm_python_span_note(w->py, &r);
-			E->c.roots_in_kernel++;
-		}
+		kernel_span(w, &e->root, e->root_name_check, 1, 1, &r);
+		E->c.roots_in_kernel += r.name[0] != 0;
 	}
 	hm_pyspan sp;
 	event_span(w, e, &sp);
