@@ -299,17 +299,20 @@ def test_async(apy, spawn):
     await lines; the threads are printed first as usual."""
     src = program("async_app.py")
     t = spawn([apy.path, src, 30])
-    # handler_a is between two awaits for a moment every 50 ms, and the
-    # target is not paused: a snapshot that caught that moment is retried.
-    for attempt in range(3):
+    # handler_a runs for a moment every 50 ms (sleep returns, fetch_a
+    # returns, the next fetch_a calls sleep) and the target is not paused:
+    # a snapshot that caught it in that moment, with any part of the chain
+    # missing, is retried.
+    for attempt in range(10):
         r = dump("--async", "-p", t.pid)
         assert r.stdout.index("Thread ") < r.stdout.index("Task "), r.stdout
         tasks = parse_tasks(r.stdout)
         assert {"handler_a", "handler_b", "busy"} <= set(tasks), r.stdout
         a = tasks["handler_a"]
         names = [f[0] for f in a]
-        if names[-2:] == ["fetch_a", "handler_a"]:
+        if names[-2:] == ["fetch_a", "handler_a"] and names[0] == "sleep":
             break
+        time.sleep(0.013)
     assert names[-2:] == ["fetch_a", "handler_a"], a
     assert a[-1][2] == marker_line(src, "# AWAIT-HANDLER-A"), a
     assert a[-2][2] == marker_line(src, "# AWAIT-FETCH"), a
@@ -319,13 +322,14 @@ def test_async(apy, spawn):
     assert b[0][0].endswith("get"), b
     assert tasks["busy"] and tasks["busy"][-1][0] == "busy", tasks["busy"]
 
-    for attempt in range(3):
+    for attempt in range(10):
         doc = json.loads(dump("--async", "--json", "-p", t.pid).stdout)
         by_name = {x["name"]: x for x in doc["tasks"]}
         assert {"handler_a", "handler_b", "busy"} <= set(by_name), doc["tasks"]
         fr = by_name["handler_a"]["frames"]
         if [f["name"] for f in fr][-2:] == ["fetch_a", "handler_a"]:
             break
+        time.sleep(0.013)
     assert [f["name"] for f in fr][-2:] == ["fetch_a", "handler_a"], fr
     assert by_name["handler_b"]["running"] is False
     assert doc["threads"], doc
