@@ -67,6 +67,12 @@ static int target_read(void *ctx, uint64_t addr, void *buf, size_t len)
 	return hm_target_read(ctx, addr, buf, len) != HM_OK;
 }
 
+void hm_pyobj_reader_target(hm_pyobj_reader *r, hm_target *t)
+{
+	r->read = target_read;
+	r->ctx = t;
+}
+
 static const char *const type_symbols[HM_PT_COUNT] = {
 	[HM_PT_STR] = "PyUnicode_Type", [HM_PT_BYTES] = "PyBytes_Type",
 	[HM_PT_INT] = "PyLong_Type", [HM_PT_FLOAT] = "PyFloat_Type",
@@ -80,8 +86,7 @@ int hm_pyobj_reader_init(hm_pyobj_reader *r, hm_python *py)
 {
 	memset(r, 0, sizeof *r);
 	r->layout = py->layout;
-	r->read = target_read;
-	r->ctx = py->t;
+	hm_pyobj_reader_target(r, py->t);
 	if (!py->mod_path)
 		return hm_error(HM_ENOTPY, "interpreter binary unknown");
 	char *p = hm_target_path(py->t, py->mod_path);
@@ -452,6 +457,65 @@ static int keys_view(const hm_pyobj_reader *r, uint64_t keys, struct keys_view *
 	return kv->entry_size >= 16 && kv->entry_size <= 64 ? 0 : -1;
 }
 
+struct find_key {
+	const hm_pyobj_reader *r;
+	const char *key;
+	size_t klen;
+	uint64_t value;
+	int found;
+};
+
+static int match_key(void *ctx, uint64_t key, uint64_t value);
+
+#define BATCH_KEY_MAX 64         /* longest key matched by batch_match */
+
+/* A name looked up in a big dict (sys.modules: a thousand keys and more)
+ * cost a read or two per key. For a reader of a live target, every key of
+ * an entries batch has its head and first klen bytes read at once and is
+ * compared in place: the index (in keys) of the key equal to f->key, -1
+ * when none is, -2 when the batch could not be read that way (the caller
+ * then matches key by key). A str that is not compact ASCII but has the
+ * right length is matched alone. */
+static int batch_match(const struct find_key *f, const uint64_t *keys, int n)
+{
+	const hm_pyobj_reader *r = f->r;
+	const hm_pylayout *L = r->layout;
+	if (r->read != target_read || L->str_kind == HM_STR_PY2 || f->klen > BATCH_KEY_MAX ||
+	    !r->types[HM_PT_STR] || L->uni_ascii_size <= 0 || L->uni_ascii_size > 64 || n < 2)
+		return -2;
+	size_t hs = (size_t)L->uni_ascii_size + f->klen;
+	uint8_t buf[ENTRY_BATCH * (64 + BATCH_KEY_MAX)];
+	hm_iov iov[ENTRY_BATCH];
+	int idx[ENTRY_BATCH], m = 0;
+	for (int j = 0; j < n && j < ENTRY_BATCH; j++) {
+		if (!keys[j] || (keys[j] & 7) || keys[j] + hs < keys[j])
+			continue;
+		iov[m] = (hm_iov){keys[j], buf + (size_t)m * hs, hs};
+		idx[m++] = j;
+	}
+	if (!m || hm_target_readv(r->ctx, iov, m) != HM_OK)
+		return m ? -2 : -1;
+	for (int i = 0; i < m; i++) {
+		const uint8_t *h = buf + (size_t)i * hs;
+		uint32_t state;
+		memcpy(&state, h + L->uni_state, 4);
+		if (ld_ptr(h, L->ob_type) != r->types[HM_PT_STR] ||
+		    ld_i64(h, L->uni_length) != (int64_t)f->klen)
+			continue;
+		int compact = (int)((state >> L->uni_compact_bit) & 1);
+		int ascii = (int)((state >> L->uni_ascii_bit) & 1);
+		if (compact && ascii) {
+			if (!memcmp(h + L->uni_ascii_size, f->key, f->klen))
+				return idx[i];
+		} else if (!compact) {
+			struct find_key one = *f;
+			if (match_key(&one, keys[idx[i]], 1))
+				return idx[i];
+		}
+	}
+	return -1;
+}
+
 /* Visit (key, value) of a keys object; values from `values` (an array of
  * object pointers) when non-zero. Returns items visited or -1. */
 /* The entries of keys (values: a split table's values array, or 0) through
@@ -473,6 +537,18 @@ static int scan_keys_at(const hm_pyobj_reader *r, uint64_t keys, uint64_t values
 			return visited ? visited : -1;
 		if (values && rd(r, values + 8 * (uint64_t)i, vals, (size_t)n * 8))
 			return visited ? visited : -1;
+		/* Looking one name up: its key found among the batch's at once,
+		 * and only that entry given to fn. */
+		int hit = -2;
+		if (fn == match_key) {
+			uint64_t keys[ENTRY_BATCH];
+			for (int64_t j = 0; j < n; j++) {
+				const uint8_t *e = buf + j * kv.entry_size;
+				uint64_t value = values ? vals[j] : ld_ptr(e, kv.value_off);
+				keys[j] = value && !(value & 7) ? ld_ptr(e, kv.key_off) : 0;
+			}
+			hit = batch_match(ctx, keys, (int)n);
+		}
 		for (int64_t j = 0; j < n && visited < max; j++) {
 			const uint8_t *e = buf + j * kv.entry_size;
 			uint64_t key = ld_ptr(e, kv.key_off);
@@ -480,6 +556,8 @@ static int scan_keys_at(const hm_pyobj_reader *r, uint64_t keys, uint64_t values
 			if (!key || !value || (key & 7) || (value & 7))
 				continue;    /* deleted or empty slot */
 			visited++;
+			if (hit != -2 && j != hit)
+				continue;
 			if (fn(ctx, key, value)) {
 				if (at)
 					*at = values ? values + 8 * (uint64_t)(i + j) :
@@ -568,14 +646,6 @@ int hm_pyobj_tuple_head(const hm_pyobj_reader *r, uint64_t obj, uint64_t *items,
 	}
 	return 0;
 }
-
-struct find_key {
-	const hm_pyobj_reader *r;
-	const char *key;
-	size_t klen;
-	uint64_t value;
-	int found;
-};
 
 static int match_key(void *ctx, uint64_t key, uint64_t value)
 {

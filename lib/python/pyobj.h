@@ -40,6 +40,9 @@ typedef struct hm_pyobj_reader {
  * addresses looked up in its ELF. HM_OK, or an error when the interpreter's
  * binary cannot be opened. */
 int hm_pyobj_reader_init(hm_pyobj_reader *r, hm_python *py);
+/* Read through t's memory (what hm_pyobj_reader_init sets): a reader of a
+ * target also finds a name among a dict's keys many keys a read. */
+void hm_pyobj_reader_target(hm_pyobj_reader *r, hm_target *t);
 
 /* enum hm_pytype of the object at addr. */
 int hm_pyobj_kind(const hm_pyobj_reader *r, uint64_t obj);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "base/error.h"
 #include "python/layouts/layouts.h"
 #include "python/pylayout.h"
 #include "python/pyobj.h"
@@ -145,6 +146,86 @@ static void containers(int minor)
 static void test_containers_310(void **state) { (void)state; containers(10); }
 static void test_containers_312(void **state) { (void)state; containers(12); }
 static void test_containers_313(void **state) { (void)state; containers(13); }
+
+/* A str that is not compact: its text elsewhere, through data.any. */
+static uint64_t make_legacy_str(const char *s)
+{
+	size_t n = strlen(s);
+	uint64_t o = obj(HM_PT_STR, (size_t)L->uni_legacy_data + 8);
+	uint64_t text = alloc(n + 1);
+	memcpy((void *)(uintptr_t)text, s, n + 1);
+	put64(o, L->uni_length, n);
+	put32(o, L->uni_state, (1u << L->uni_kind_shift) | (1u << L->uni_ascii_bit));
+	put64(o, L->uni_legacy_data, text);
+	return o;
+}
+
+static hm_target *T;
+
+/* A name among a big dict's keys (sys.modules): a reader of a target
+ * matches a batch of keys at once, and finds what key-by-key finds. */
+static void big_dict(int minor)
+{
+	setup_layout(minor);
+	enum { N = 300 };
+	static char names[N][40];
+	const char *keys[N];
+	uint64_t vals[N];
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof names[i], "pkg%d.module.%s", i,
+			 i % 3 ? "sub" : "leaf_name");
+		keys[i] = names[i];
+		vals[i] = make_int(HM_PT_INT, (uint64_t)i + 1, 0);
+	}
+	uint64_t d = make_dict(N, keys, vals);
+	/* Entry 250: a key of another name's length whose text is elsewhere
+	 * (not compact); entry 251: not a str. */
+	uint64_t k;
+	memcpy(&k, (void *)(uintptr_t)(d + (uint64_t)L->dict_keys), 8);
+	uint64_t entries = k + (uint64_t)L->dk_indices + 8;
+	int esize = L->dk_size >= 0 ? L->dk_entry_size : L->dk_unicode_entry_size;
+	int koff = L->dk_size >= 0 ? 8 : 0;
+	put64(entries, esize * 250 + koff, make_legacy_str("legacy.text.key"));
+	put64(entries, esize * 251 + koff, make_int(HM_PT_INT, 7, 0));
+	/* Entry 299: a short key at the very end of the arena, so a read of
+	 * a longer name's length there fails. */
+	size_t end = sizeof arena - ((size_t)L->uni_ascii_size + 8);
+	uint64_t tail = (uint64_t)(uintptr_t)(arena + end);
+	put64(tail, 0, 1);
+	put64(tail, L->ob_type, R.types[HM_PT_STR]);
+	put64(tail, L->uni_length, 2);
+	put32(tail, L->uni_state, (1u << L->uni_kind_shift) | (1u << L->uni_compact_bit) |
+				  (1u << L->uni_ascii_bit));
+	memcpy((void *)(uintptr_t)(tail + (uint64_t)L->uni_ascii_size), "zz", 3);
+	put64(entries, esize * 299 + koff, tail);
+
+	hm_pyobj_reader byone = R;          /* key by key (arena_read) */
+	assert_int_equal(hm_target_open_mem(arena_read, NULL, &T), HM_OK);
+	hm_pyobj_reader_target(&R, T);
+	const char *look[] = {names[0], names[1], names[128], names[200], names[298],
+			      "legacy.text.key", "zz", "pkg1.module.su", "pkg1.module.subb",
+			      "pkg1.module.suX", "", "missing", "pkg36.module.leaf_name", "pkg36.module.sub"};
+	for (size_t i = 0; i < sizeof look / sizeof look[0]; i++) {
+		uint64_t v1 = 0, v2 = 0;
+		int r1 = hm_pyobj_dict_get(&byone, d, look[i], &v1);
+		int r2 = hm_pyobj_dict_get(&R, d, look[i], &v2);
+		assert_int_equal(r1, r2);
+		assert_true(v1 == v2);
+	}
+	uint64_t v;
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "legacy.text.key", &v), 0);
+	assert_string_equal(repr(v), "251");
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "zz", &v), 0);
+	assert_string_equal(repr(v), "300");
+	assert_int_equal(hm_pyobj_dict_get(&R, d, names[298], &v), 0);
+	assert_string_equal(repr(v), "299");
+	assert_int_equal(hm_pyobj_dict_get(&R, d, "pkg1.module.su", &v), -1);
+	hm_target_close(T);
+}
+
+static void test_big_dict_311(void **state) { (void)state; big_dict(11); }
+static void test_big_dict_312(void **state) { (void)state; big_dict(12); }
+static void test_big_dict_313(void **state) { (void)state; big_dict(13); }
 
 /* Garbage never crashes and reads as "<?>". */
 static void test_garbage(void **state)
@@ -368,6 +449,9 @@ int main(void)
 		cmocka_unit_test(test_containers_310),
 		cmocka_unit_test(test_containers_312),
 		cmocka_unit_test(test_containers_313),
+		cmocka_unit_test(test_big_dict_311),
+		cmocka_unit_test(test_big_dict_312),
+		cmocka_unit_test(test_big_dict_313),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_int_size_min),
 		cmocka_unit_test(test_getattr_312_values),
