@@ -1673,12 +1673,13 @@ static void learn_hint(hm_otel *o, uint64_t code, int idx)
 int otel_root_hints(const hm_otel *o, uint64_t *codes, int *idx, int max)
 {
 	int n = 0;
-	/* Newest first. */
+	/* Newest first; a function may come with several locals (a trace
+	 * with two local roots, both bound in one frame). */
 	for (int k = 1; k <= ROOT_HINTS && n < max; k++) {
 		const struct root_hint *h = &o->hints[(o->hint_next - k + 2 * ROOT_HINTS) % ROOT_HINTS];
 		int seen = !h->code;
 		for (int j = 0; j < n && !seen; j++)
-			seen = codes[j] == h->code;
+			seen = codes[j] == h->code && idx[j] == h->idx;
 		if (!seen) {
 			codes[n] = h->code;
 			idx[n++] = h->idx;

@@ -638,7 +638,12 @@ def test_two_local_roots_in_one_trace(tmp_path, spawn, ebpf):
     endpoints in one trace: "GET /a" and "GET /b", same remote parent):
     each child span names its own root, never the trace's other one, though
     both are locals of the sampled stack (a root is given only when the
-    span's parents prove it)."""
+    span's parents prove it). With --ebpf the kernel is given both locals
+    of the loop's function and reads the one that is the span's parent at
+    the (trace, parent)'s first sample; a root of the trace that is not
+    the parent does not spare the wake-up (user space looks at once). The
+    build before read one local a function and spared it: under load, most
+    of /b's samples lost their root (19% right in one run)."""
     py = sdk_python(ebpf)
     target = spawn([py, program("otel_roots.py"), SDK / "site", 4, "fanout"], timeout=30)
     samples, exported = record_pprof(tmp_path, target, "3", "500", ebpf)
@@ -648,7 +653,7 @@ def test_two_local_roots_in_one_trace(tmp_path, spawn, ebpf):
     print("two roots", "ebpf" if ebpf else "user", a, b)
     for t in (a, b):
         assert sum(t.values()) > 0 and t["wrong"] == 0, (a, b)
-    assert a["right"] >= 0.5 * sum(a.values()) and b["right"] >= 0.5 * sum(b.values()), (a, b)
+    assert a["right"] >= 0.8 * sum(a.values()) and b["right"] >= 0.8 * sum(b.values()), (a, b)
 
 
 RENAME_PHASES = {"phase_req": "req", "phase_child": "child", "phase_mid": "req_mid",

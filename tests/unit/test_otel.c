@@ -561,6 +561,19 @@ static void root_find(int minor)
 			.name = "child", .parent_id = (SPAN_ID & ~((1ull << 30) - 1)) | 9};
 	assert_int_equal(otel_root_at(w.o, f_outer, outer, &ot, types), -1);
 	assert_string_equal(ot.root, "");
+	/* A root found in another local of that function (a trace with two
+	 * local roots bound in one frame): the kernel side is given both
+	 * locals of it, the newest first. */
+	put64(f_outer, L->if_size + 8, make_str("x"));
+	put64(f_outer, L->if_size + 16, w.span);
+	put32(w.sid, L->long_digit, 11);
+	hm_pyspan tw = {.trace_hi = TRACE_HI, .trace_lo = TRACE_LO, .span_id = 0x57,
+			.name = "child", .parent_id = (SPAN_ID & ~((1ull << 30) - 1)) | 11};
+	assert_true(otel_root_find(w.o, &th, &tw, types, 1) >= 0);
+	assert_string_equal(tw.root, "get_user_from_db");
+	assert_int_equal(otel_root_hints(w.o, codes, idx, 4), 2);
+	assert_true(codes[0] == outer && idx[0] == 2);     /* n */
+	assert_true(codes[1] == outer && idx[1] == 1);     /* current_span */
 	done(&w);
 }
 

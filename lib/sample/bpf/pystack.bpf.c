@@ -20,9 +20,9 @@
  * addresses themselves in a ring record). The first sample of each trace
  * is also sent at once (trace_new, trace_send), so that user space can look for the
  * trace's local root span while the trace runs; where a local of a frame
- * of the stack held a root before (root_hint), the program reads that
- * local itself (root_of), and a root found there rides in the record,
- * which then needs no wake-up. */
+ * of the stack held a root before (root_hint), the program reads those
+ * locals itself (root_of), and a root found there rides in the record,
+ * which then needs no wake-up when that root is the span's parent. */
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
@@ -131,7 +131,7 @@ struct walk {
 	__u64 win_lo, win_hi;            /* the addresses it holds (empty: equal) */
 	__u64 want_root;                 /* a trace's first sample: note the */
 	__u64 root_frame, root_code;     /* innermost frame of a root_hint code, */
-	__u64 root_local;                /* and the local that held the root */
+	__u64 root_local;                /* and a local that held a root */
 };
 
 /* A frame's header, read in one go (every field the walk needs lies in
@@ -469,20 +469,54 @@ static __always_inline void stack_note(struct hm_bpf_event *e, __u64 hash, __u64
 	e->status = HM_BPF_OK;
 }
 
-/* The span in the local of w's root frame, when it is the local root of
- * e's trace (read and checked as the sample's span is): into e->root. */
+/* The span in the local at slot idx of w's root frame, read as the
+ * sample's span is, into e->root: 2 when it is the sample's span's parent
+ * (its local root, proven), 1 another local root of the sample's trace,
+ * 0 none. */
+static __always_inline int root_try(const struct hm_bpf_proc *p, const struct walk *w,
+				    struct hm_bpf_event *e, struct hm_bpf_otel *o,
+				    struct otel_buf *buf, __u64 idx)
+{
+	__u64 v = 0;
+	if (rd(&v, 8, w->root_frame + (__u64)p->f_localsplus + 8 * (idx & 0xff)) || !v ||
+	    (v & 7) || !otel_span_at(o, buf, v, e, 1) || e->root.trace_hi != e->span.trace_hi ||
+	    e->root.trace_lo != e->span.trace_lo)
+		return 0;
+	return e->root.span_id == e->span.parent_id ? 2 : 1;
+}
+
+/* The span in a local of w's root frame (the locals where its function
+ * held a root before: root_local, then one other), when it is the local
+ * root of e's trace (read and checked as the sample's span is): into
+ * e->root. 2 when it is the sample's span's parent (the root of this
+ * (trace, parent) proven), 1 another local root of the trace (a trace may
+ * have several here: a client calling two endpoints with one parent), 0
+ * none. Two locals at most: each read of a span is verified apart. */
 static __always_inline int root_of(const struct hm_bpf_proc *p, __u32 pid, const struct walk *w,
 				   struct hm_bpf_event *e)
 {
 	__u32 zero = 0;
 	struct hm_bpf_otel *o = bpf_map_lookup_elem(&otel, &pid);
 	struct otel_buf *buf = bpf_map_lookup_elem(&otelbuf, &zero);
-	__u64 v = 0;
-	if (!o || !buf || p->f_localsplus < 0 || p->f_localsplus > 4096 ||
-	    rd(&v, 8, w->root_frame + (__u64)p->f_localsplus + 8 * w->root_local) || !v || (v & 7))
+	if (!o || !buf || p->f_localsplus < 0 || p->f_localsplus > 4096)
 		return 0;
-	return otel_span_at(o, buf, v, e, 1) && e->root.trace_hi == e->span.trace_hi &&
-	       e->root.trace_lo == e->span.trace_lo;
+	int r = root_try(p, w, e, o, buf, w->root_local);
+	/* Another local of that function's (the hints' last one came
+	 * first). */
+	__u64 other = 0x100;
+	for (int i = 0; i < HM_BPF_ROOT_HINTS; i++)
+		if (p->root_hint[i] == w->root_code && (__u64)(p->root_idx[i] & 0xff) != w->root_local)
+			other = (__u64)(p->root_idx[i] & 0xff);
+	if (r == 2 || other > 0xff)
+		return r;
+	struct hm_bpf_span keep = e->root;
+	__u64 keep_check = e->root_name_check;
+	int r2 = root_try(p, w, e, o, buf, other);
+	if (r2 == 2 || r != 1)
+		return r2;
+	e->root = keep;
+	e->root_name_check = keep_check;
+	return 1;
 }
 
 /* One frame per call: 0 to go on, 1 to stop. */
@@ -648,11 +682,14 @@ out:
 	e->truncated = w.truncated;
 	e->nframes = w.n;
 	if (tflags >= 0) {
-		/* The root in that frame's local, read here: the record then
-		 * needs no wake-up (user space learns the root from it). */
-		if (tflags == BPF_RB_FORCE_WAKEUP && w.root_frame && root_of(p, pid, &w, e))
+		/* The root in that frame's locals, read here: the record then
+		 * needs no wake-up when it is the span's parent (user space
+		 * learns the root from it); another root of the trace rides
+		 * along, and user space looks at once for this one's. */
+		int rk = tflags == BPF_RB_FORCE_WAKEUP && w.root_frame ? root_of(p, pid, &w, e) : 0;
+		if (rk == 2)
 			tflags = BPF_RB_NO_WAKEUP;
-		else
+		else if (!rk)
 			__builtin_memset(&e->root, 0, sizeof e->root);
 		trace_send(e, tflags, w.root_frame, w.root_code);
 	}
