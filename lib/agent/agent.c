@@ -44,6 +44,7 @@
 #define MAX_PIDS_SCAN 65536
 #define ATTACH_TRIES 10          /* scans a pythonic-looking process may stay "not ready" */
 #define YOUNG_S 2                /* a process this young may still exec (young()) */
+#define EXEC_RECHECK 5           /* scans between looks for an exec (exec_since()) */
 
 typedef struct agent_target {
 	pid_t pid;
@@ -62,7 +63,9 @@ typedef struct seen_proc {       /* examined and not profiled */
 	uint64_t starttime;
 	uint64_t ino;            /* of /proc/PID when last seen (0: unknown) */
 	int tries;               /* not-ready attempts so far */
-	int rejected;            /* never retry */
+	int rejected;            /* never retry (unless it execs) */
+	int attached;            /* rejected because it was profiled */
+	uint64_t exe_dev, exe_ino;   /* its program when rejected (0: unknown) */
 } seen_proc;
 
 struct hm_agent {
@@ -71,6 +74,7 @@ struct hm_agent {
 	hm_sampler *smp;
 	int discover;            /* --all or --name */
 	uint64_t window, win_end, scan_every, next_scan, stats_every, next_stats;
+	unsigned nscans;
 	regex_t re;
 	int has_re;
 	agent_target *targets;
@@ -455,6 +459,27 @@ static seen_proc *seen_same(hm_agent *a, pid_t pid, uint64_t ino)
 	return NULL;
 }
 
+/* s rejected as not Python (or not matching --name): its program then,
+ * to see later whether it exec'd another. */
+static void reject(seen_proc *s)
+{
+	s->rejected = 1;
+	if (hm_proc_exe_id(s->pid, &s->exe_dev, &s->exe_ino) != 0)
+		s->exe_dev = s->exe_ino = 0;
+}
+
+/* A process rejected as not Python that has since exec'd another program
+ * (its pid and start time stay): a wrapper that runs Python when it is
+ * done (`sh -c "migrate; exec python app.py"`, a container's entry
+ * point) long after young() let it go. Looked for every EXEC_RECHECK
+ * scans: a stat of /proc/PID/exe a rejected process. */
+static int exec_since(const seen_proc *s)
+{
+	uint64_t dev, ino;
+	return !s->attached && s->exe_ino && hm_proc_exe_id(s->pid, &dev, &ino) == 0 &&
+	       (dev != s->exe_dev || ino != s->exe_ino);
+}
+
 static void scan(hm_agent *a)
 {
 	int n = hm_discover_pids_ino(a->scanbuf, a->scanino, MAX_PIDS_SCAN);
@@ -469,11 +494,16 @@ static void scan(hm_agent *a)
 			a->seen[k++] = a->seen[i];
 	a->nseen = k;
 	pid_t self = getpid();
+	int recheck = a->nscans++ % EXEC_RECHECK == 0;
 	for (int i = 0; i < n; i++) {
 		pid_t pid = a->scanbuf[i];
 		if (pid == self || have_target(a, pid))
 			continue;
 		seen_proc *s = seen_same(a, pid, a->scanino[i]);
+		if (s && s->rejected && recheck && exec_since(s)) {
+			s->rejected = 0;
+			s->tries = 0;
+		}
 		if (s && s->rejected)
 			continue;   /* the same process as before (no /proc/PID/stat read) */
 		uint64_t st = hm_proc_starttime(pid);
@@ -489,7 +519,8 @@ static void scan(hm_agent *a)
 			continue;
 		s->ino = a->scanino[i];
 		if (!hm_proc_looks_python(pid) || !matches(a, pid)) {
-			s->rejected = !young(s->starttime);
+			if (!young(s->starttime))
+				reject(s);
 			continue;
 		}
 		agent_target *tg = NULL;
@@ -497,6 +528,7 @@ static void scan(hm_agent *a)
 		if (rc == HM_OK) {
 			target_add(a, tg);
 			s->rejected = 1;    /* if it is dropped later, don't come back */
+			s->attached = 1;
 			continue;
 		}
 		if (rc == HM_EPERM && !a->warned_perm) {
@@ -506,7 +538,7 @@ static void scan(hm_agent *a)
 			hm_log(HM_LOG_WARN, "not profiling process %d: %s", (int)pid, hm_errmsg());
 		}
 		if (rc != HM_ENOTPY || ++s->tries >= ATTACH_TRIES)
-			s->rejected = 1;
+			reject(s);
 	}
 }
 

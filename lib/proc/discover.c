@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proc/discover.h"
@@ -95,6 +96,18 @@ int hm_proc_looks_python(pid_t pid)
 		found = strstr(line, "/libpython") != NULL;
 	fclose(f);
 	return found;
+}
+
+int hm_proc_exe_id(pid_t pid, uint64_t *dev, uint64_t *ino)
+{
+	char path[64];
+	struct stat st;
+	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+	if (stat(path, &st) != 0)
+		return -1;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return 0;
 }
 
 char *hm_proc_cmdline(pid_t pid, size_t max)

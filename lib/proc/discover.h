@@ -25,6 +25,10 @@ uint64_t hm_proc_starttime(pid_t pid);
 /* 1 if pid looks like CPython: its executable's name starts with "python",
  * or it maps a libpython. 0 otherwise (also for kernel threads). */
 int hm_proc_looks_python(pid_t pid);
+/* The identity of the program pid runs (its executable's device and
+ * inode, through /proc/PID/exe): it changes when the process execs another
+ * program. 0, or -1 (gone, a kernel thread, not ours to see). */
+int hm_proc_exe_id(pid_t pid, uint64_t *dev, uint64_t *ino);
 /* The command line with arguments joined by single spaces (malloc'd, at most
  * max bytes); NULL for kernel threads and vanished processes. */
 char *hm_proc_cmdline(pid_t pid, size_t max);

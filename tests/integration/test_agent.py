@@ -405,6 +405,28 @@ def test_a_process_that_execs_python_later_is_found(agent, default_py, spawn, tm
     assert "profiling process %d " % t.pid in a.err, a.err
 
 
+def test_a_process_that_execs_python_when_old_is_found(agent, default_py, spawn, tmp_path):
+    """A wrapper that runs Python only once it is done with something else
+    (`sh -c "migrate; exec python app.py"`, a container's entry point),
+    here a shell that sleeps 3 s, past the 2 s a process is looked at
+    again while young: rejected then as not Python, it is looked at again
+    once it has exec'd another program (its /proc/PID/exe changed; checked
+    every 5 scans). The build before never profiled it."""
+    token = "agent-exec-late-%d" % os.getpid()
+    a = agent("--name", r"busy\.py [0-9.]+ %s$" % token, "--scan-interval", 0.2, "--interval", 0.5,
+              "--dir", tmp_path / "x")
+    time.sleep(0.5)
+    t = spawn(["/bin/sh", "-c", 'sleep 3; exec "$0" "$@"', default_py.path, program("busy.py"), 20,
+               token])
+    out = tmp_path / "x"
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline and not (
+            out.exists() and any("-%d-" % t.pid in n for n in os.listdir(out))):
+        time.sleep(0.2)
+    assert a.stop() == 0, a.err
+    assert "profiling process %d " % t.pid in a.err, a.err
+
+
 @pytest.mark.asan
 def test_sigterm_flushes_partial_window_and_config_file(busy, agent, receiver, tmp_path):
     """With a 60 s window, SIGTERM still ships the partial window before
