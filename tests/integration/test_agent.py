@@ -387,39 +387,27 @@ def test_name_regex_selects_processes(busy, default_py, spawn, agent, tmp_path):
     assert names and all("-%d-" % t.pid in n for n in names), names
 
 
-def test_a_process_that_execs_python_later_is_found(agent, default_py, spawn, tmp_path):
-    """A process found before it execs Python (here a shell that sleeps
-    0.6 s first; a fork before its exec is a copy of its parent) keeps its
-    pid and start time after the exec: rejecting it for good at the first
-    look lost the program (the agent then never profiled it; a scan that
-    fell between a fork and its exec made test_agent_ebpf_every_process
-    fail once). While it is young it is looked at again."""
-    token = "agent-exec-%d" % os.getpid()
-    a = agent("--name", r"busy\.py [0-9.]+ %s$" % token, "--scan-interval", 0.2, "--interval", 0.5,
-              "--dir", tmp_path / "x")
-    time.sleep(0.5)
-    t = spawn(["/bin/sh", "-c", 'sleep 0.6; exec "$0" "$@"', default_py.path, program("busy.py"), 20,
-               token])
-    time.sleep(2.5)
-    assert a.stop() == 0, a.err
-    assert "profiling process %d " % t.pid in a.err, a.err
-
-
-def test_a_process_that_execs_python_when_old_is_found(agent, default_py, spawn, tmp_path):
-    """A wrapper that runs Python only once it is done with something else
-    (`sh -c "migrate; exec python app.py"`, a container's entry point),
-    here a shell that sleeps 3 s, past the 2 s a process is looked at
-    again while young: rejected then as not Python, it is looked at again
-    once it has exec'd another program (its /proc/PID/exe changed; checked
-    every 5 scans). The build before never profiled it."""
-    token = "agent-exec-late-%d" % os.getpid()
-    a = agent("--name", r"busy\.py [0-9.]+ %s$" % token, "--scan-interval", 0.2, "--interval", 0.5,
-              "--dir", tmp_path / "x")
-    time.sleep(0.5)
-    t = spawn(["/bin/sh", "-c", 'sleep 3; exec "$0" "$@"', default_py.path, program("busy.py"), 20,
-               token])
+@pytest.mark.parametrize("delay", [0.6, 3], ids=["young", "old"])
+def test_a_process_that_execs_python_later_is_found(agent, default_py, spawn, tmp_path, delay):
+    """A process found before it execs Python keeps its pid and start time
+    after the exec. young: a shell that sleeps 0.6 s first (a fork before
+    its exec is a copy of its parent): rejecting it for good at the first
+    look lost the program (a scan that fell between a fork and its exec
+    made test_agent_ebpf_every_process fail once); while it is young (2 s)
+    it is looked at again at each scan. old: a wrapper that runs Python
+    only once it is done with something else (`sh -c "migrate; exec python
+    app.py"`, a container's entry point), here after 3 s: rejected then as
+    not Python, it is looked at again once it has exec'd another program
+    (its /proc/PID/exe changed; checked every 5 scans). The builds before
+    each never profiled it."""
+    token = "agent-exec-%s-%d" % (delay, os.getpid())
     out = tmp_path / "x"
-    deadline = time.monotonic() + 12
+    a = agent("--name", r"busy\.py [0-9.]+ %s$" % token, "--scan-interval", 0.2, "--interval", 0.5,
+              "--dir", out)
+    time.sleep(0.5)
+    t = spawn(["/bin/sh", "-c", 'sleep %s; exec "$0" "$@"' % delay, default_py.path,
+               program("busy.py"), 20, token])
+    deadline = time.monotonic() + delay + 10
     while time.monotonic() < deadline and not (
             out.exists() and any("-%d-" % t.pid in n for n in os.listdir(out))):
         time.sleep(0.2)
