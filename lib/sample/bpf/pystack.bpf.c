@@ -501,8 +501,8 @@ static __always_inline int root_of(const struct hm_bpf_proc *p, __u32 pid, const
 	if (!o || !buf || p->f_localsplus < 0 || p->f_localsplus > 4096)
 		return 0;
 	int r = root_try(p, w, e, o, buf, w->root_local);
-	/* Another local of that function's (the hints' last one came
-	 * first). */
+	/* Another local of that function's (the walk took the last of its
+	 * hints). */
 	__u64 other = 0x100;
 	for (int i = 0; i < HM_BPF_ROOT_HINTS; i++)
 		if (p->root_hint[i] == w->root_code && (__u64)(p->root_idx[i] & 0xff) != w->root_local)
