@@ -474,8 +474,8 @@ static int match_key(void *ctx, uint64_t key, uint64_t value);
  * an entries batch has its head and first klen bytes read at once and is
  * compared in place: the index (in keys) of the key equal to f->key, -1
  * when none is, -2 when the batch could not be read that way (the caller
- * then matches key by key). A str that is not compact ASCII but has the
- * right length is matched alone. */
+ * then matches key by key). A str of the right length that is not
+ * compact ASCII is matched alone. */
 static int batch_match(const struct find_key *f, const uint64_t *keys, int n)
 {
 	const hm_pyobj_reader *r = f->r;
@@ -504,10 +504,13 @@ static int batch_match(const struct find_key *f, const uint64_t *keys, int n)
 			continue;
 		int compact = (int)((state >> L->uni_compact_bit) & 1);
 		int ascii = (int)((state >> L->uni_ascii_bit) & 1);
-		if (compact && ascii) {
+		int kind = (int)((state >> L->uni_kind_shift) & 7);
+		if (compact && ascii && kind == 1) {
 			if (!memcmp(h + L->uni_ascii_size, f->key, f->klen))
 				return idx[i];
-		} else if (!compact) {
+		} else {
+			/* Another form (its text elsewhere, or wider): as
+			 * key-by-key reads it. */
 			struct find_key one = *f;
 			if (match_key(&one, keys[idx[i]], 1))
 				return idx[i];

@@ -6,7 +6,9 @@
  * sit at fixed addresses outside it (compared, never read), None at TYPES +
  * 0x100. The object at BASE + 16 is read every way the reader offers:
  * kind, repr, length, str, int, float, items, dict and set iteration,
- * attribute and key lookups. Seeds (FUZZ_PYOBJ_SEEDS=DIR): a str, an int
+ * attribute and key lookups (each also through a reader of a target over
+ * the same memory, whose name lookups read many keys at once: the same
+ * answers). Seeds (FUZZ_PYOBJ_SEEDS=DIR): a str, an int
  * or a tuple (str, int, None), one per layout. */
 #include <errno.h>
 #include <stdio.h>
@@ -72,8 +74,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			hm_pyobj_repr(&r, v, buf, sizeof buf);
 	hm_pyobj_dict_items(&r, ROOT, visit, &r, 64);
 	hm_pyobj_set_items(&r, ROOT, visit, &r, 64);
-	hm_pyobj_dict_get(&r, ROOT, "name", &v);
-	hm_pyobj_getattr(&r, ROOT, "_name", &v);
+	/* A reader of a target (over the same memory) looks names up many
+	 * keys a read: it finds what key-by-key finds. */
+	hm_target *t;
+	FUZZ_ASSERT(hm_target_open_mem(fuzz_mem_read, &m, &t) == HM_OK);
+	hm_pyobj_reader rt = r;
+	hm_pyobj_reader_target(&rt, t);
+	static const char *const names[] = {"name", "_name", "opentelemetry.context"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		uint64_t v1 = 0, v2 = 0;
+		int r1 = hm_pyobj_dict_get(&r, ROOT, names[i], &v1);
+		int r2 = hm_pyobj_dict_get(&rt, ROOT, names[i], &v2);
+		FUZZ_ASSERT(r1 == r2 && v1 == v2);
+		r1 = hm_pyobj_getattr(&r, ROOT, names[i], &v1);
+		r2 = hm_pyobj_getattr(&rt, ROOT, names[i], &v2);
+		FUZZ_ASSERT(r1 == r2 && v1 == v2);
+	}
+	hm_target_close(t);
 	return 0;
 }
 
