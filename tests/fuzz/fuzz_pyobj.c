@@ -9,7 +9,8 @@
  * attribute and key lookups (each also through a reader of a target over
  * the same memory, whose name lookups read many keys at once: the same
  * answers). Seeds (FUZZ_PYOBJ_SEEDS=DIR): a str, an int
- * or a tuple (str, int, None), one per layout. */
+ * or a tuple (str, int, None), one per layout, and a dict of six str keys
+ * (3.x layouts). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,33 @@ static void seed(const char *dir, int li, int what)
 		mkstr(L, ROOT, "hello");
 	} else if (what == 1) {
 		mkint(L, ROOT, 42);
+	} else if (what == 3) {
+		/* A dict of str keys (a module's, sys.modules): the names
+		 * looked up among others of their length. */
+		static const char *const keys[] = {"game", "name", "_name", "_nama",
+						   "opentelemetry.contexT", "opentelemetry.context"};
+		enum { N = 6 };
+		uint64_t k = alloc((size_t)L->dk_indices + 8 + 24 * N);
+		int esize = L->dk_size >= 0 ? L->dk_entry_size : L->dk_unicode_entry_size;
+		int koff = L->dk_size >= 0 ? 8 : 0;
+		if (L->dk_size >= 0) {
+			w64(k, L->dk_size, 8);
+		} else {
+			uint8_t three = 3, one = 1;
+			put(k, L->dk_log2_size, &three, 1);
+			put(k, L->dk_log2_index_bytes, &three, 1);
+			put(k, L->dk_kind, &one, 1);
+		}
+		w64(k, L->dk_nentries, N);
+		uint64_t entries = k + (uint64_t)L->dk_indices + 8;
+		for (int i = 0; i < N; i++) {
+			w64(entries, esize * i + koff, mkstr(L, 0, keys[i]));
+			w64(entries, esize * i + koff + 8, mkint(L, 0, (uint32_t)i + 1));
+		}
+		w64(ROOT, L->ob_type, TYPES + 0x10 * HM_PT_DICT);
+		w64(ROOT, L->dict_used, N);
+		w64(ROOT, L->dict_keys, k);
+		w64(ROOT, L->dict_values, 0);
 	} else {
 		w64(ROOT, L->ob_type, TYPES + 0x10 * HM_PT_TUPLE);
 		w64(ROOT, L->var_size, 3);
@@ -166,7 +194,7 @@ static void seed(const char *dir, int li, int what)
 		w64(ROOT, L->tuple_item + 16, TYPES + 0x100);
 	}
 	char path[4096];
-	static const char *const names[] = {"str", "int", "tuple"};
+	static const char *const names[] = {"str", "int", "tuple", "dict"};
 	snprintf(path, sizeof path, "%s/seed-%d.%d-%s", dir, L->major, L->minor, names[what]);
 	FILE *f = fopen(path, "wb");
 	if (!f) {
@@ -186,9 +214,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *dir = getenv("FUZZ_PYOBJ_SEEDS");
 	if (!dir)
 		return 0;
-	for (size_t i = 0; i < NLAYOUTS; i++)
+	for (size_t i = 0; i < NLAYOUTS; i++) {
 		for (int w = 0; w < 3; w++)
 			if (i % 3 == (size_t)w)   /* one per layout: keep the corpus small */
 				seed(dir, (int)i, w);
+		if (layouts[i]->str_kind != HM_STR_PY2)
+			seed(dir, (int)i, 3);     /* and a dict of str keys */
+	}
 	exit(0);
 }
