@@ -71,6 +71,9 @@ struct hm_pyasync {
 	/* task containers (WeakSet or set objects), refreshed every 10 s */
 	uint64_t containers[2];
 	int ncontainers;
+	/* each container's set (itself, or a WeakSet's `data`) and its type,
+	 * found at the first gather after a lookup; 0 unknown */
+	uint64_t sets[2], set_types[2];
 	uint64_t containers_ns;      /* time of the last lookup, 0 none */
 	uint64_t lookup_ns;          /* its validity: LOOKUP_NS, or the back-off
 				      * of an empty one */
@@ -607,6 +610,8 @@ static int containers(hm_pyasync *a)
 		return hm_error(HM_ENOMEM, "out of memory");
 	uint64_t now = hm_mono_ns();
 	if (!a->containers_ns || now - a->containers_ns >= a->lookup_ns) {
+		memset(a->sets, 0, sizeof a->sets);
+		memset(a->set_types, 0, sizeof a->set_types);
 		if (find_containers(a) < 0) {
 			a->containers_ns = 0;
 			return hm_error(HM_EIO, "cannot read sys.modules of the target");
@@ -626,15 +631,24 @@ static int containers(hm_pyasync *a)
 static int gather_all(hm_pyasync *a, hm_pyobj_item_fn fn)
 {
 	a->nfound = 0;
-	for (int i = 0; i < a->ncontainers; i++) {
+	for (int i = 0; i < a->ncontainers && i < 2; i++) {
 		uint64_t c = a->containers[i], data;
-		if (hm_pyobj_set_items(&a->r, c, fn, a, MAX_TASKS) >= 0)
+		if (a->sets[i] &&
+		    hm_pyobj_set_items_typed(&a->r, a->sets[i], &a->set_types[i], fn, a, MAX_TASKS) >= 0)
 			continue;
+		a->set_types[i] = 0;
+		a->sets[i] = c;
+		if (hm_pyobj_set_items_typed(&a->r, c, &a->set_types[i], fn, a, MAX_TASKS) >= 0)
+			continue;
+		a->set_types[i] = 0;
+		a->sets[i] = 0;
 		if (hm_pyobj_getattr(&a->r, c, "data", &data) ||
-		    hm_pyobj_set_items(&a->r, data, fn, a, MAX_TASKS) < 0) {
+		    hm_pyobj_set_items_typed(&a->r, data, &a->set_types[i], fn, a, MAX_TASKS) < 0) {
+			a->set_types[i] = 0;
 			a->containers_ns = 0;    /* look again next time */
 			return hm_error(HM_EIO, "cannot read the asyncio task set");
 		}
+		a->sets[i] = data;
 	}
 	return HM_OK;
 }

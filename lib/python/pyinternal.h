@@ -14,6 +14,7 @@
 #define HM_SPEC_FRAMES 1024          /* <=3.10 frames prefetched per thread */
 #define HM_SPEC_CFRAMES 4            /* 3.11/3.12 cframes speculated per thread */
 #define HM_CODE_BATCH 32             /* code objects re-read in one call per walk */
+#define HM_STR_PRE 256               /* bytes of a str read ahead (walker.c: read_str) */
 #define HM_OFFCHUNK_FRAMES 256       /* 3.11+ frames outside the data stack
 				      * (coroutines: an ASGI app's await
 				      * chain is 20-40 deep) */
@@ -148,6 +149,12 @@ struct hm_python {
 	uint64_t code_pre[HM_CODE_BATCH];
 	uint8_t *code_prebuf;
 	int ncode_pre;
+	/* When resolving (hm_python_resolve), the names and file names of the
+	 * prefetched code objects that still match their entries, read in one
+	 * call after them: the first HM_STR_PRE bytes of each, this batch only. */
+	uint64_t str_pre[2 * HM_CODE_BATCH];
+	uint8_t *str_prebuf;
+	int nstr_pre;
 	int walk_late;               /* the walk read a frame after the thread
 				      * state (not prefetched with it) */
 	uint64_t interps[HM_MAX_INTERPS];   /* interpreter list, refreshed */

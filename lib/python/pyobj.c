@@ -1023,11 +1023,24 @@ uint64_t hm_pyobj_local_slot(const hm_pyobj_reader *r, const hm_pyframe *f, int 
 int hm_pyobj_set_items(const hm_pyobj_reader *r, uint64_t set, hm_pyobj_item_fn fn, void *ctx,
 		       int max)
 {
+	uint64_t type = 0;
+	return hm_pyobj_set_items_typed(r, set, &type, fn, ctx, max);
+}
+
+int hm_pyobj_set_items_typed(const hm_pyobj_reader *r, uint64_t set, uint64_t *type,
+			     hm_pyobj_item_fn fn, void *ctx, int max)
+{
 	char tname[16];
 	uint8_t head[48];
-	if (hm_pyobj_type_name(r, set, tname, sizeof tname) ||
-	    (strcmp(tname, "set") && strcmp(tname, "frozenset")) || rd(r, set, head, sizeof head))
-		return -1;
+	if (*type) {
+		if (rd(r, set, head, sizeof head) || ld_ptr(head, r->layout->ob_type) != *type)
+			return -1;
+	} else {
+		if (hm_pyobj_type_name(r, set, tname, sizeof tname) ||
+		    (strcmp(tname, "set") && strcmp(tname, "frozenset")) || rd(r, set, head, sizeof head))
+			return -1;
+		*type = ld_ptr(head, r->layout->ob_type);
+	}
 	int64_t used = ld_i64(head, SET_USED), mask = ld_i64(head, SET_MASK);
 	uint64_t table = ld_ptr(head, SET_TABLE);
 	if (used < 0 || mask < 0 || mask >= MAX_SET || ((mask + 1) & mask) || used > mask + 1 ||

@@ -92,6 +92,11 @@ int hm_pyobj_getattr_at(const hm_pyobj_reader *r, uint64_t obj, const char *name
  * skipped). Returns the number visited, or -1 if it is not a readable set. */
 int hm_pyobj_set_items(const hm_pyobj_reader *r, uint64_t set, hm_pyobj_item_fn fn, void *ctx,
 		       int max);
+/* The same, with *type the set's type: read from the type's name when 0
+ * (and then set), else checked against the object's type word, which
+ * spares reading the type's name at every call on the same set. */
+int hm_pyobj_set_items_typed(const hm_pyobj_reader *r, uint64_t set, uint64_t *type,
+			     hm_pyobj_item_fn fn, void *ctx, int max);
 
 /* Call fn(ctx, name, value, is_cell) for each bound local variable of a
  * sampled frame (names from co_varnames / co_localsplusnames, values from

@@ -76,6 +76,7 @@ void walker_init(hm_python *py)
 	py->spec_stride = py->fo_len > py->if_len ? py->fo_len : py->if_len;
 	py->specbuf = calloc(HM_SPEC_FRAMES, py->spec_stride);
 	py->code_prebuf = calloc(HM_CODE_BATCH, py->co_len);
+	py->str_prebuf = calloc(2 * HM_CODE_BATCH, HM_STR_PRE);
 	py->codes_cap = 1024;
 	py->codes = calloc(py->codes_cap, sizeof *py->codes);
 }
@@ -118,6 +119,7 @@ void walker_fini(hm_python *py)
 	free(py->framebuf);
 	free(py->specbuf);
 	free(py->code_prebuf);
+	free(py->str_prebuf);
 	for (int i = 0; i < HM_THREAD_CACHE; i++)
 		free(py->threads[i].spec);
 }
@@ -129,11 +131,16 @@ void walker_fini(hm_python *py)
 static int read_str(hm_python *py, uint64_t addr, char *out, size_t cap)
 {
 	const hm_pylayout *L = py->layout;
-	uint8_t head[256];
+	uint8_t head[HM_STR_PRE];
 	out[0] = 0;
 	if (!addr || (addr & 7))
 		return -1;
-	if (hm_target_read(py->t, addr, head, sizeof head) != HM_OK)
+	int k = 0;
+	while (k < py->nstr_pre && py->str_pre[k] != addr)
+		k++;
+	if (k < py->nstr_pre)
+		memcpy(head, py->str_prebuf + (size_t)k * HM_STR_PRE, sizeof head);
+	else if (hm_target_read(py->t, addr, head, sizeof head) != HM_OK)
 		return -1;
 	if (L->str_kind == HM_STR_PY2) {
 		int64_t n = hm_ld_i64(head, L->var_size);
@@ -961,6 +968,74 @@ void hm_python_resolve_begin(hm_python *py)
 
 static int resolve_pairs(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th);
 
+/* Whether code_get, resolving, reads the code object at addr. */
+static int resolve_reads(hm_python *py, uint64_t addr)
+{
+	struct code_entry *c = code_lookup(py, addr);
+	return !c || !code_fresh(py, c) || (churning(py) && c->checked_ns != py->sample_ns);
+}
+
+/* Before the pairs are resolved: the code objects code_get will read,
+ * in one call, then the names and file names that same_names will read
+ * (of the entries whose words still match), in a second. Each entry is
+ * checked once a second, and a stack's entries mostly fall due together:
+ * a drain re-checked them at three calls each. Each is read after the
+ * object that points to it, as code_get reads them; a call that fails
+ * leaves each to be read where it is met. */
+static void resolve_prefetch(hm_python *py, const uint64_t *pairs, int n)
+{
+	const hm_pylayout *L = py->layout;
+	hm_iov iov[2 * HM_CODE_BATCH];
+	int k = 0;
+	py->ncode_pre = py->nstr_pre = 0;
+	if (py->inproc || !py->code_prebuf || !py->str_prebuf)
+		return;
+	for (int i = 0; i < n && k < HM_CODE_BATCH; i++) {
+		uint64_t code = pairs[2 * i] & ~HM_PYPAIR_ENTRY;
+		if (!code || (code & 7) || !resolve_reads(py, code))
+			continue;
+		int dup = 0;
+		for (int j = 0; j < k && !dup; j++)
+			dup = py->code_pre[j] == code;
+		if (!dup) {
+			iov[k] = (hm_iov){code, py->code_prebuf + (size_t)k * py->co_len, py->co_len};
+			py->code_pre[k++] = code;
+		}
+	}
+	if (k < 2 || hm_target_readv(py->t, iov, k) != HM_OK)
+		return;
+	py->ncode_pre = k;
+	int m = 0;
+	for (int j = 0; j < k; j++) {
+		const uint8_t *co = py->code_prebuf + (size_t)j * py->co_len;
+		struct code_entry *c = code_lookup(py, py->code_pre[j]);
+		uint64_t ident[4];
+		if (!c || !alive(L, co))
+			continue;
+		code_ident(L, co, ident);
+		if (memcmp(ident, c->ident, sizeof ident))
+			continue;
+		for (int f = 0; f < 2; f++) {
+			uint64_t a = f ? ident[1] : ident[0];
+			int dup = !a || (a & 7);
+			for (int q = 0; q < m && !dup; q++)
+				dup = py->str_pre[q] == a;
+			if (dup)
+				continue;
+			iov[m] = (hm_iov){a, py->str_prebuf + (size_t)m * HM_STR_PRE, HM_STR_PRE};
+			py->str_pre[m++] = a;
+		}
+	}
+	if (m >= 2 && hm_target_readv(py->t, iov, m) == HM_OK)
+		py->nstr_pre = m;
+}
+
+static void resolve_done(hm_python *py)
+{
+	py->ncode_pre = py->nstr_pre = 0;
+	py->resolving = 0;
+}
+
 /* Whether this batch's frames of c's code may have run another code object
  * (see note_churn): its address held another one before it, or it was first
  * met in this batch (or within the window its counts cover: a stack's code
@@ -982,9 +1057,10 @@ void hm_python_resolve_window(hm_python *py, uint64_t since_ns)
 void hm_python_resolve_check(hm_python *py, const uint64_t *pairs, int n)
 {
 	py->resolving = 1;
+	resolve_prefetch(py, pairs, n);
 	for (int i = 0; i < n; i++)
 		code_get(py, pairs[2 * i] & ~HM_PYPAIR_ENTRY);
-	py->resolving = 0;
+	resolve_done(py);
 }
 
 /* The pairs were read up to a second ago (a drain of the kernel's counts):
@@ -994,8 +1070,9 @@ void hm_python_resolve_check(hm_python *py, const uint64_t *pairs, int n)
 int hm_python_resolve(hm_python *py, const uint64_t *pairs, int n, hm_pythread *th)
 {
 	py->resolving = 1;
+	resolve_prefetch(py, pairs, n);
 	int rc = resolve_pairs(py, pairs, n, th);
-	py->resolving = 0;
+	resolve_done(py);
 	return rc;
 }
 

@@ -75,6 +75,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			hm_pyobj_repr(&r, v, buf, sizeof buf);
 	hm_pyobj_dict_items(&r, ROOT, visit, &r, 64);
 	hm_pyobj_set_items(&r, ROOT, visit, &r, 64);
+	/* the type learnt by a first call, checked by the second */
+	uint64_t set_type = 0;
+	int n1 = hm_pyobj_set_items_typed(&r, ROOT, &set_type, visit, &r, 64);
+	FUZZ_ASSERT(n1 >= 0 || !set_type);
+	if (set_type)
+		FUZZ_ASSERT(hm_pyobj_set_items_typed(&r, ROOT, &set_type, visit, &r, 64) == n1);
 	/* A reader of a target (over the same memory) looks names up many
 	 * keys a read: it finds what key-by-key finds. */
 	hm_target *t;

@@ -109,6 +109,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (hm_python_sample(py, &s, flags) == 0)
 			check_sample(py, &s);
 	hm_pysample_free(&s);
+	/* The code objects met, resolved as the in-kernel walker's frames are
+	 * (hm_python_resolve: read ahead in one call with their names, each
+	 * entry checked again), with words of the memory as more pairs. */
+	uint64_t pairs[2 * 24];
+	int n = 0;
+	for (uint32_t i = 0; py->codes && i < py->codes_cap && n < 16; i++)
+		if (py->codes[i]) {
+			pairs[2 * n] = py->codes[i]->pub.addr;
+			pairs[2 * n + 1] = py->codes[i]->pub.addr + (uint64_t)L->co_code_adaptive;
+			n++;
+		}
+	for (int i = 0; i < 8 && n < 24; i++, n++)
+		fuzz_mem_read(&m, BASE + 64 + 16 * (uint64_t)i, &pairs[2 * n], 16);
+	hm_pythread th;
+	memset(&th, 0, sizeof th);
+	for (int k = 0; k < 2; k++) {
+		hm_python_resolve_begin(py);
+		hm_python_resolve_check(py, pairs, n);
+		if (hm_python_resolve(py, pairs, n, &th) == 0)
+			FUZZ_ASSERT(th.nframes <= n);
+	}
+	free(th.frames);
 	hm_python_detach(py);
 	hm_target_close(t);
 	return 0;

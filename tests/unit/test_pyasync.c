@@ -125,6 +125,60 @@ static void set_items(int minor)
 	assert_int_equal(hm_pyobj_set_items(&R, e, collect, &none, 100), 0);
 }
 
+static int nreads;
+
+static int counted_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	nreads++;
+	return arena_read(ctx, addr, buf, len);
+}
+
+/* hm_pyobj_set_items_typed: the first call learns the set's type from its
+ * name, later ones check the type word alone (two reads: the head, the
+ * table); an object of another type, or a set of another type than the
+ * one learnt, gives -1 without an item. */
+static void set_items_typed(int minor)
+{
+	setup(minor);
+	R.read = counted_read;
+	uint64_t set_t = make_type("set"), other_t = make_type("dict");
+	uint64_t weak_t = make_type("WeakSet");
+	uint64_t items[3];
+	for (int i = 0; i < 3; i++)
+		items[i] = obj_of(other_t, 32);
+	int slots[3] = {1, 2, 6};
+	uint64_t s = make_set(set_t, items, slots, 3, 7, -1, 0);
+	uint64_t type = 0;
+	struct seen a = {{0}, 0, 0};
+	nreads = 0;
+	assert_int_equal(hm_pyobj_set_items_typed(&R, s, &type, collect, &a, 100), 3);
+	assert_int_equal(type, set_t);
+	int first = nreads;
+	struct seen b = {{0}, 0, 0};
+	nreads = 0;
+	assert_int_equal(hm_pyobj_set_items_typed(&R, s, &type, collect, &b, 100), 3);
+	assert_int_equal(nreads, 2);
+	assert_true(first > nreads);
+	for (int i = 0; i < 3; i++)
+		assert_true(has(&b, items[i]));
+
+	/* not a set: refused by its type word, nothing visited; with no
+	 * type known, by its name, and nothing learnt */
+	uint64_t w = obj_of(weak_t, 200);
+	struct seen c = {{0}, 0, 0};
+	assert_int_equal(hm_pyobj_set_items_typed(&R, w, &type, collect, &c, 100), -1);
+	assert_int_equal(c.n, 0);
+	uint64_t none = 0;
+	assert_int_equal(hm_pyobj_set_items_typed(&R, w, &none, collect, &c, 100), -1);
+	assert_int_equal(none, 0);
+	assert_int_equal(c.n, 0);
+	/* unreadable */
+	assert_int_equal(hm_pyobj_set_items_typed(&R, 0x10, &type, collect, &c, 100), -1);
+}
+
+static void test_set_items_typed_311(void **state) { (void)state; set_items_typed(11); }
+static void test_set_items_typed_313(void **state) { (void)state; set_items_typed(13); }
+
 static void test_set_items_310(void **state) { (void)state; set_items(10); }
 static void test_set_items_312(void **state) { (void)state; set_items(12); }
 static void test_set_items_313(void **state) { (void)state; set_items(13); }
@@ -234,6 +288,8 @@ int main(void)
 		cmocka_unit_test(test_set_items_310),
 		cmocka_unit_test(test_set_items_312),
 		cmocka_unit_test(test_set_items_313),
+		cmocka_unit_test(test_set_items_typed_311),
+		cmocka_unit_test(test_set_items_typed_313),
 		cmocka_unit_test(test_set_garbage),
 		cmocka_unit_test(test_async_tables),
 		cmocka_unit_test(test_lookup_backoff),
