@@ -369,6 +369,8 @@ static uint64_t ld64(const void *b, size_t off)
 	return v;
 }
 
+static void str_bits(const hm_pylayout *L, uint32_t *compact, uint32_t *ascii);
+
 hm_otel *otel_open(hm_python *py)
 {
 	const hm_pyasync_layout *A = ctx_layout(py->layout->major, py->layout->minor);
@@ -2134,6 +2136,8 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	out->ht_cached_keys = L->ht_cached_keys;
 	out->long_tagged = L->long_tag >= 0;
 	out->ascii_size = L->uni_ascii_size;
+	str_bits(L, &out->str_compact, &out->str_ascii);
+	out->compact_size = L->uni_compact_size;
 	out->none_addr = o->r.types[HM_PT_NONE];
 	out->true_addr = o->true_addr;
 	if (!out->inst_kind || !out->int_type || !out->str_type ||
@@ -2142,11 +2146,75 @@ int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layou
 	return 0;
 }
 
-int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], char *buf, size_t cap)
+/* A str's compact and ascii bits in its state word, where the in-kernel
+ * reader finds them as python.h's hm_pyspan_layout says; 0 and 0 else. */
+static void str_bits(const hm_pylayout *L, uint32_t *compact, uint32_t *ascii)
 {
-	uint8_t again[48];
-	if (rd(o, addr + 8, head, 48) || ld64(head, 0) != o->r.types[HM_PT_STR] ||
-	    hm_pyobj_str(&o->r, addr, buf, cap) || rd(o, addr + 8, again, 48) ||
+	*compact = *ascii = 0;
+	if (L->uni_state == 32 && L->uni_compact_bit >= 0 && L->uni_compact_bit < 32 &&
+	    L->uni_ascii_bit >= 0 && L->uni_ascii_bit < 32 && L->uni_kind_shift == 2 &&
+	    L->uni_compact_size > L->uni_ascii_size && L->uni_compact_size % 8 == 0 &&
+	    L->uni_ascii_size % 8 == 0) {
+		*compact = 1u << L->uni_compact_bit;
+		*ascii = 1u << L->uni_ascii_bit;
+	}
+}
+
+/* A str's first bytes, read in one call: the reads of hm_pyobj_str that
+ * fall in them are served from there. */
+struct str_block {
+	const hm_otel *o;
+	uint64_t addr;
+	const uint8_t *b;
+	size_t len;
+};
+
+static int str_block_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	const struct str_block *s = ctx;
+	if (addr >= s->addr && len <= s->len && addr - s->addr <= s->len - len) {
+		memcpy(buf, s->b + (addr - s->addr), len);
+		return 0;
+	}
+	return rd(s->o, addr, buf, len);
+}
+
+/* The str at addr (its head: the 48 bytes at addr + 8), the first bytes
+ * of its text as the in-kernel reader takes them for its check (raw: a
+ * compact str's first 64 bytes, zeros after them and for another str),
+ * and its text, then its head again, which must not have changed. The
+ * object's first BLK bytes (up to its page's end) come in one read: a
+ * span name's head and text, where a name read field by field took four. */
+int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], uint8_t raw[64], char *buf,
+		      size_t cap)
+{
+	const hm_pylayout *L = o->r.layout;
+	uint8_t blk[BLK], again[48];
+	size_t len = PAGE - (addr & (PAGE - 1));
+	len = len > BLK ? BLK : len < 56 ? 56 : len;
+	if (rd(o, addr, blk, len) && (len == 56 || rd(o, addr, blk, len = 56)))
+		return -1;
+	memcpy(head, blk + 8, 48);
+	memset(raw, 0, 64);
+	struct str_block sb = {o, addr, blk, len};
+	hm_pyobj_reader r = o->r;
+	r.read = str_block_read;
+	r.ctx = &sb;
+	if (ld64(head, 0) != o->r.types[HM_PT_STR])
+		return -1;
+	uint32_t compact, ascii, state;
+	uint64_t slen = ld64(head, 8);
+	str_bits(L, &compact, &ascii);
+	memcpy(&state, head + 24, 4);
+	uint32_t kind = (state >> 2) & 7;
+	if (compact && (state & compact) && slen > 0 && slen < (1u << 24) &&
+	    (kind == 1 || kind == 2 || kind == 4)) {
+		uint64_t bytes = slen * kind,
+			 at = addr + (uint64_t)((state & ascii) ? L->uni_ascii_size : L->uni_compact_size);
+		if (str_block_read(&sb, at, raw, bytes < 64 ? (size_t)bytes : 64))
+			return -1;
+	}
+	if (hm_pyobj_str(&r, addr, buf, cap) || rd(o, addr + 8, again, 48) ||
 	    memcmp(head, again, 32))     /* type, length, hash, state */
 		return -1;
 	return 0;

@@ -203,6 +203,9 @@ typedef struct hm_pyspan_layout {
 	int inst_dict_ptr, inst_values_ptr, dv_values, ht_cached_keys;
 	int long_tagged;         /* 3.12+ lv_tag */
 	int ascii_size;          /* offset of a compact ascii str's text */
+	uint32_t str_compact, str_ascii; /* a str's state word (at str + 32):
+				  * its compact and ascii bits; 0: unknown */
+	int compact_size;        /* offset of a compact non-ascii str's text */
 	hm_pyspan_type types[2];
 	uint64_t none_addr, true_addr; /* None and True (0: unknown): a span
 				  * whose _parent is None, or a SpanContext
@@ -215,9 +218,11 @@ typedef struct hm_pyspan_layout {
  * tracing is off, the version unsupported or the SDK not found (yet). */
 int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out);
 /* For a span name str at addr: the 48 bytes at addr + 8 (type, length, hash,
- * state, text; the first 32 equal before and after its text was read), and
- * the text. 0 or -1. */
-int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], char *buf, size_t cap);
+ * state, text; the first 32 equal before and after its text was read), the
+ * first 64 bytes of a compact str's text (zeros after them, and for another
+ * str: what the in-kernel reader's check covers), and the text. 0 or -1. */
+int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], uint8_t raw[64],
+			   char *buf, size_t cap);
 
 /* The local root of a span (sp: its ids, parent_id and local_root as a
  * sampler read them) is given only when proven: the span is one (no parent,

@@ -111,6 +111,7 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "python/pydecode.h"
 #include "python/pylayout.h"
 #include "sample/bpf/pystack.h"
 #include "sample/pystack.skel.h"
@@ -128,7 +129,7 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #define OTEL_RETRY_MAX_NS 10000000000ull /* to every 10 s */
 #define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
 					  * unexpected object, at most this often */
-#define NAME_SLOTS 64
+#define NAME_SLOTS 512
 #define AGG_READ_NS 1000000000ull        /* read the aggregates every second, */
 #define AGG_FIRST_NS 50000000ull         /* and 50 ms after a new process is watched,
 					  * doubling from there: its code objects are
@@ -304,9 +305,14 @@ static struct watched *find_watched(hm_ebpf *e, pid_t pid)
 }
 
 /* The text of a span name str whose identity the kernel took at sample
- * time (hm_bpf_name_check): read now, and believed only if it still
- * matches (span names are mostly constants, read once). "" otherwise. */
-static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *out, size_t cap)
+ * time (hm_bpf_name_check): the text the kernel read with it when whole
+ * (text, tlen: HM_BPF_TEXT_*; 0: none), else a name kept by its address
+ * and check, else the str read now and believed only if it still matches.
+ * Most names are constants, read once; a span's later samples (counted in
+ * the kernel, or its answer reused there) come without the text. "" when
+ * none of this gives it. */
+static void span_name(struct watched *w, uint64_t addr, uint64_t check, const char *text,
+		      unsigned tlen, char *out, size_t cap)
 {
 	out[0] = 0;
 	if (!addr)
@@ -314,16 +320,23 @@ static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *ou
 	if (!w->names && !(w->names = calloc(NAME_SLOTS, sizeof *w->names)))
 		return;
 	struct name_slot *n = &w->names[((addr >> 3) ^ check) % NAME_SLOTS];
-	if (n->addr != addr || n->check != check) {
-		uint8_t head[48];
-		char buf[sizeof n->name];
-		if (hm_python_str_snapshot(w->py, addr, head, buf, sizeof buf) ||
-		    hm_bpf_name_check(head, w->otel.ascii_size) != check)
+	unsigned kind = HM_BPF_TEXT_KIND(tlen), bytes = HM_BPF_TEXT_BYTES(tlen);
+	char buf[sizeof n->name];
+	if ((tlen & HM_BPF_TEXT_WHOLE) && (kind == 1 || kind == 2 || kind == 4) && bytes % kind == 0 &&
+	    bytes <= HM_BPF_NAME_TEXT) {
+		hm_ucs_to_utf8((int)kind, text, bytes / kind, buf, sizeof buf);
+	} else if (n->addr == addr && n->check == check) {
+		snprintf(out, cap, "%s", n->name);
+		return;
+	} else {
+		uint8_t head[48], raw[HM_BPF_NAME_TEXT];
+		if (hm_python_str_snapshot(w->py, addr, head, raw, buf, sizeof buf) ||
+		    hm_bpf_name_check(head, w->otel.ascii_size, raw) != check)
 			return;
-		n->addr = addr;
-		n->check = check;
-		memcpy(n->name, buf, sizeof n->name);
 	}
+	n->addr = addr;
+	n->check = check;
+	memcpy(n->name, buf, sizeof n->name);
 	snprintf(out, cap, "%s", n->name);
 }
 
@@ -332,7 +345,8 @@ static void span_name(struct watched *w, uint64_t addr, uint64_t check, char *ou
  * root's name when that reader proves it; with need_name, not taught if
  * its name did not pass the check (a root named "" would name its trace). */
 static void kernel_span(struct watched *w, const struct hm_bpf_span *s, uint64_t name_check,
-			int local_root, int need_name, hm_pyspan *sp)
+			const char *text, unsigned tlen, int local_root, int need_name,
+			hm_pyspan *sp)
 {
 	memset(sp, 0, sizeof *sp);
 	sp->trace_hi = s->trace_hi;
@@ -340,7 +354,7 @@ static void kernel_span(struct watched *w, const struct hm_bpf_span *s, uint64_t
 	sp->span_id = s->span_id;
 	sp->parent_id = s->parent_id;
 	sp->local_root = local_root;
-	span_name(w, s->name, name_check, sp->name, sizeof sp->name);
+	span_name(w, s->name, name_check, text, tlen, sp->name, sizeof sp->name);
 	if (sp->name[0] || !need_name)
 		hm_python_span_note(w->py, sp);
 }
@@ -353,8 +367,8 @@ static void event_span(struct watched *w, const struct hm_bpf_event *e, hm_pyspa
 		w->otel_bad = 1;
 	if (e->span_why != HM_BPF_SPAN_OK || (!e->span.trace_hi && !e->span.trace_lo) || !w->otel_sent)
 		return;
-	kernel_span(w, &e->span, e->span_name_check, (e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) != 0, 0,
-		    sp);
+	kernel_span(w, &e->span, e->span_name_check, e->span_text, e->span_text_len,
+		    (e->span_flags & HM_BPF_SPAN_LOCAL_ROOT) != 0, 0, sp);
 }
 
 /* The code objects where the process's roots were found, to the kernel
@@ -390,7 +404,7 @@ static void trace_first(hm_ebpf *E, const struct hm_bpf_event *e)
 	if (e->root.span_id && e->root.trace_hi == e->span.trace_hi &&
 	    e->root.trace_lo == e->span.trace_lo) {
 		hm_pyspan r;
-		kernel_span(w, &e->root, e->root_name_check, 1, 1, &r);
+		kernel_span(w, &e->root, e->root_name_check, e->root_text, e->root_text_len, 1, 1, &r);
 		E->c.roots_in_kernel += r.name[0] != 0;
 	}
 	hm_pyspan sp;
@@ -995,6 +1009,9 @@ static void send_otel(hm_ebpf *E, struct watched *w, uint64_t now)
 	o.ht_cached_keys = L.ht_cached_keys;
 	o.long_tagged = L.long_tagged;
 	o.ascii_size = L.ascii_size;
+	o.str_compact = L.str_compact;
+	o.str_ascii = L.str_ascii;
+	o.compact_size = L.compact_size;
 	for (int i = 0; i < 2; i++) {
 		o.types[i].type = L.types[i].type;
 		o.types[i].keys = L.types[i].keys;

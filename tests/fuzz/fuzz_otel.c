@@ -123,6 +123,13 @@ static void random_memory(const uint8_t *data, size_t size)
 	hm_otel *o = otel_open_setup(&s);
 	if (o) {
 		read_twice(o, t, s.layout->minor, BASE + 16);
+		/* a span name the kernel named (otel_str_snapshot): a str's
+		 * text, or -1 */
+		uint8_t head[48], raw[64];
+		char name[300];
+		for (uint64_t a = BASE + 16; a < BASE + 16 + 4 * 0x38; a += 0x38)
+			if (otel_str_snapshot(o, a, head, raw, name, sizeof name) == 0)
+				FUZZ_ASSERT(memchr(name, 0, sizeof name) != NULL);
 		otel_close(o);
 	}
 	uint64_t types[3] = {TYPES + 0x900, TYPES + 0x940, TYPES + 0x980}, v = 0;

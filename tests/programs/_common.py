@@ -22,3 +22,13 @@ def ready(*extra):
     parts = ["ready", str(os.getpid())] + [str(e) for e in extra]
     sys.stdout.write(" ".join(parts) + "\n")
     sys.stdout.flush()
+
+
+def spin(seconds):
+    """Burn CPU in Python for about `seconds`."""
+    end = clock() + seconds
+    s = 0
+    while clock() < end:
+        for i in range(200):
+            s += i * i
+    return s

@@ -712,9 +712,81 @@ static void test_root_from_task_312(void **state) { (void)state; root_from_task(
 static void test_root_find_311(void **state) { (void)state; root_find(11); }
 static void test_root_find_312(void **state) { (void)state; root_find(12); }
 
+static int str_reads;
+
+static int counting_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	str_reads++;
+	return arena_read(ctx, addr, buf, len);
+}
+
+/* otel_str_snapshot (a span name the kernel named, read by user space):
+ * the text and the head the kernel's check is computed from; a name that
+ * fits in the first BLK bytes of its object costs two reads (the block,
+ * then the head again), a longer one reads its tail live, and an object
+ * whose block would run past readable memory is read without it. Not a
+ * str, or unreadable: -1. */
+static void str_snapshot(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	hm_target *t;
+	assert_int_equal(hm_target_open_mem(counting_read, NULL, &t), HM_OK);
+	struct otel_setup s;
+	memset(&s, 0, sizeof s);
+	s.layout = L;
+	s.t = t;
+	memcpy(s.types, R.types, sizeof s.types);
+	s.ctx_type = make_type("Context");
+	s.var_type = make_type("ContextVar");
+	s.var = w.var;
+	s.var_hash = VAR_HASH;
+	s.span_key = make_str("current-span-0f0e");
+	hm_otel *o = otel_open_setup(&s);
+	assert_non_null(o);
+	char longname[400], buf[512];
+	for (int i = 0; i < 399; i++)
+		longname[i] = (char)('a' + i % 26);
+	longname[399] = 0;
+	const char *names[] = {"GET", "GET /api/users/{user_id} http send", longname};
+	for (int i = 0; i < 3; i++) {
+		uint64_t a = make_str(names[i]);
+		uint8_t head[48], raw[64], want[64] = {0};
+		str_reads = 0;
+		assert_int_equal(otel_str_snapshot(o, a, head, raw, buf, sizeof buf), 0);
+		assert_string_equal(buf, names[i]);
+		assert_memory_equal(head, (void *)(uintptr_t)(a + 8), 48);
+		/* the text's first 64 bytes, zeros after a shorter one */
+		memcpy(want, names[i], strlen(names[i]) < 64 ? strlen(names[i]) : 64);
+		assert_memory_equal(raw, want, 64);
+		if (i < 2)
+			assert_int_equal(str_reads, 2);
+		else
+			assert_true(str_reads >= 3);
+	}
+	/* a short str at the very end of the arena: its block is cut */
+	used = sizeof arena - 64;      /* its head (56 bytes) readable, not 256 */
+	uint64_t last = make_str("db.q");
+	assert_true(last + 256 > (uint64_t)(uintptr_t)arena + sizeof arena);
+	uint8_t head[48], raw[64];
+	assert_int_equal(otel_str_snapshot(o, last, head, raw, buf, sizeof buf), 0);
+	assert_string_equal(buf, "db.q");
+	/* not a str; unreadable */
+	assert_int_equal(otel_str_snapshot(o, w.sid, head, raw, buf, sizeof buf), -1);
+	assert_int_equal(otel_str_snapshot(o, 0x1000, head, raw, buf, sizeof buf), -1);
+	otel_close(o);
+	hm_target_close(t);
+	done(&w);
+}
+
+static void test_str_snapshot_311(void **state) { (void)state; str_snapshot(11); }
+static void test_str_snapshot_312(void **state) { (void)state; str_snapshot(12); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_str_snapshot_311),
+		cmocka_unit_test(test_str_snapshot_312),
 		cmocka_unit_test(test_chain_311),
 		cmocka_unit_test(test_chain_312),
 		cmocka_unit_test(test_managed_span_311),

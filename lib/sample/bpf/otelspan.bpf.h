@@ -217,7 +217,31 @@ static __noinline __u64 otel_span_at(const struct hm_bpf_otel *o, struct otel_bu
 		__builtin_memcpy(&nt, buf->b, 8);
 		if (nt != o->str_type)
 			return 0;
-		check = hm_bpf_name_check(buf->b, o->ascii_size);
+		/* A compact str's text (its first HM_BPF_NAME_TEXT bytes;
+		 * never a byte past the object), to user space and into
+		 * the check. */
+		__u64 slen;
+		__u32 state, tl = 0;
+		__builtin_memcpy(&slen, buf->b + 8, 8);
+		__builtin_memcpy(&state, buf->b + 24, 4);
+		unsigned char *text = (unsigned char *)(root ? e->root_text : e->span_text);
+		__builtin_memset(text, 0, HM_BPF_NAME_TEXT);
+		__u32 kind = (state >> 2) & 7;
+		if (o->str_compact && (state & o->str_compact) && slen > 0 && slen < (1 << 24) &&
+		    (kind == 1 || kind == 2 || kind == 4)) {
+			__u64 bytes = slen * kind;
+			__s64 at = (state & o->str_ascii) ? o->ascii_size : o->compact_size;
+			__u32 n = bytes < HM_BPF_NAME_TEXT ? (__u32)bytes : HM_BPF_NAME_TEXT;
+			if (!otel_rd(text, ((n - 1) & (HM_BPF_NAME_TEXT - 1)) + 1, name + at))
+				tl = n | kind << 8 | (bytes < HM_BPF_NAME_TEXT ? HM_BPF_TEXT_WHOLE : 0);
+			else
+				__builtin_memset(text, 0, HM_BPF_NAME_TEXT);
+		}
+		check = hm_bpf_name_check(buf->b, o->ascii_size, text);
+		if (root)
+			e->root_text_len = tl;
+		else
+			e->span_text_len = tl;
 	}
 	struct hm_bpf_span *out = root ? &e->root : &e->span;
 	out->trace_hi = thi;
@@ -383,6 +407,7 @@ static __always_inline void hm_otel_sample(__u32 pid, __u64 ts, struct hm_bpf_rt
 	e->span.parent_id = 0;
 	e->span_name_check = 0;
 	e->span_flags = 0;
+	e->span_text_len = 0;
 	e->span_why = ts ? (__u32)hm_otel_span(pid, ts, l, e)
 			 : HM_BPF_SPAN_OFF;
 }

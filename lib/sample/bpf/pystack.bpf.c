@@ -429,6 +429,7 @@ static __always_inline void trace_send(struct hm_bpf_event *e, long flags, __u64
 	e->root_code = 0;
 	__builtin_memset(&e->root, 0, sizeof e->root);
 	e->root_name_check = 0;
+	e->root_text_len = 0;
 }
 
 /* ---- a stack's first count (HM_BPF_NEW_STACK) ----
@@ -516,6 +517,7 @@ static __always_inline int root_of(const struct hm_bpf_proc *p, __u32 pid, const
 		return r2;
 	e->root = keep;
 	e->root_name_check = keep_check;
+	e->root_text_len = 0;           /* (its text was overwritten: read) */
 	return 1;
 }
 

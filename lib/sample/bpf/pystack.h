@@ -112,7 +112,12 @@ struct hm_bpf_otel {
 	int ts_context, ctx_vars, hamt_root;
 	int inst_kind;                   /* 1: 3.11, 2: 3.12, 3: 3.13, 4: <=3.10 */
 	int inst_dict_ptr, inst_values_ptr, dv_values, ht_cached_keys;
-	int long_tagged, ascii_size, pad;
+	int long_tagged, ascii_size;
+	/* a str's state word (at str + 32, its kind in bits 2-4): its compact
+	 * and ascii bits (0: unknown; a compact str's text follows the
+	 * object's head at ascii_size, or compact_size when not ascii) */
+	unsigned int str_compact, str_ascii;
+	int compact_size, pad;
 	struct hm_bpf_otel_type types[2];
 	int dict_old;                    /* <=3.10 keys objects (dk_size) */
 	int pad2;
@@ -120,6 +125,14 @@ struct hm_bpf_otel {
 	 * is_remote is True, makes it its trace's local root); 0: unknown */
 	unsigned long long none_addr, true_addr;
 };
+
+/* hm_bpf_event.span_text: the first bytes of a span name's text; and
+ * span_text_len: their count, the str's kind (1, 2, 4 bytes a character)
+ * and whether they are the whole text */
+#define HM_BPF_NAME_TEXT 64
+#define HM_BPF_TEXT_BYTES(l) ((l) & 0xffu)
+#define HM_BPF_TEXT_KIND(l) (((l) >> 8) & 7u)
+#define HM_BPF_TEXT_WHOLE 0x1000u
 
 /* hm_bpf_event.span_flags */
 #define HM_BPF_SPAN_LOCAL_ROOT 1         /* the span is its trace's local root
@@ -135,17 +148,29 @@ enum hm_bpf_span_why {
 
 /* A span name str's identity at sample time: b holds the 48 bytes at
  * str + 8 (type, length, hash, state, ...), ascii_size the offset of a
- * compact ascii str's text. Computed the same way in the kernel and in
- * user space, which accepts the text it reads only if this matches. */
-static inline unsigned long long hm_bpf_name_check(const unsigned char *b, int ascii_size)
+ * compact ascii str's text, text the first bytes of a compact str's text
+ * (HM_BPF_NAME_TEXT at most, zeros after them; all zeros for another
+ * str). Computed the same way in the kernel and in user space, which
+ * accepts the text it reads only if this matches. A str built at run time
+ * has no hash yet (-1): the text's first bytes and its length tell two
+ * such names apart. */
+static inline unsigned long long hm_bpf_name_check(const unsigned char *b, int ascii_size,
+						   const unsigned char *text)
 {
-	unsigned long long len, hash, head;
+	unsigned long long len, hash, head, h;
 	__builtin_memcpy(&len, b + 8, 8);
 	__builtin_memcpy(&hash, b + 16, 8);
 	__builtin_memcpy(&head, b + ((ascii_size - 8) & 40), 8);
 	if (len < 8)
 		head &= (1ULL << (8 * len)) - 1;
-	return hash ^ (len * 0x9E3779B97F4A7C15ULL) ^ (head * 0xC2B2AE3D27D4EB4FULL);
+	h = hash ^ (len * 0x9E3779B97F4A7C15ULL) ^ (head * 0xC2B2AE3D27D4EB4FULL);
+	for (int i = 0; i < HM_BPF_NAME_TEXT / 8; i++) {
+		unsigned long long w;
+		__builtin_memcpy(&w, text + 8 * i, 8);
+		h = (h ^ w) * 0x100000001B3ULL;
+		h ^= h >> 31;
+	}
+	return h;
 }
 
 struct hm_bpf_event {
@@ -178,6 +203,14 @@ struct hm_bpf_event {
 	unsigned long long root_frame, root_code;
 	struct hm_bpf_span root;
 	unsigned long long root_name_check;
+	/* The text of span.name and of root.name (its first HM_BPF_NAME_TEXT
+	 * bytes when longer), read with the name's head when it is a compact
+	 * str: its length, kind and whether whole (0: none; user space reads
+	 * the str, or finds it by its address and check among the names it
+	 * has). A name built for each span (an f-string) is freed with its
+	 * span, often before user space could read it. */
+	unsigned int span_text_len, root_text_len;
+	char span_text[HM_BPF_NAME_TEXT], root_text[HM_BPF_NAME_TEXT];
 	/* (frames stay last: only the frames used are sent, followed in a
 	 * ring record by nkips kernel addresses, leaf first) */
 	struct hm_bpf_frame frames[HM_BPF_MAX_FRAMES];
