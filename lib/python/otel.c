@@ -2181,12 +2181,12 @@ static int str_block_read(void *ctx, uint64_t addr, void *buf, size_t len)
 
 /* The str at addr (its head: the 48 bytes at addr + 8), the first bytes
  * of its text as the in-kernel reader takes them for its check (raw: a
- * compact str's first 64 bytes, zeros after them and for another str),
+ * compact str's first HM_PYSTR_RAW bytes, zeros after them and for another str),
  * and its text, then its head again, which must not have changed. The
  * object's first BLK bytes (up to its page's end) come in one read: a
  * span name's head and text, where a name read field by field took four. */
-int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], uint8_t raw[64], char *buf,
-		      size_t cap)
+int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], uint8_t raw[HM_PYSTR_RAW],
+		      char *buf, size_t cap)
 {
 	const hm_pylayout *L = o->r.layout;
 	uint8_t blk[BLK], again[48];
@@ -2195,7 +2195,7 @@ int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], uint8_t raw[6
 	if (rd(o, addr, blk, len) && (len == 56 || rd(o, addr, blk, len = 56)))
 		return -1;
 	memcpy(head, blk + 8, 48);
-	memset(raw, 0, 64);
+	memset(raw, 0, HM_PYSTR_RAW);
 	struct str_block sb = {o, addr, blk, len};
 	hm_pyobj_reader r = o->r;
 	r.read = str_block_read;
@@ -2211,7 +2211,7 @@ int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], uint8_t raw[6
 	    (kind == 1 || kind == 2 || kind == 4)) {
 		uint64_t bytes = slen * kind,
 			 at = addr + (uint64_t)((state & ascii) ? L->uni_ascii_size : L->uni_compact_size);
-		if (str_block_read(&sb, at, raw, bytes < 64 ? (size_t)bytes : 64))
+		if (str_block_read(&sb, at, raw, bytes < HM_PYSTR_RAW ? (size_t)bytes : HM_PYSTR_RAW))
 			return -1;
 	}
 	if (hm_pyobj_str(&r, addr, buf, cap) || rd(o, addr + 8, again, 48) ||

@@ -88,8 +88,8 @@ int otel_found(const hm_otel *o);
  * not all was found yet; -1 no SDK (yet) or unsupported. */
 int otel_span_layout(hm_otel *o, const uint64_t *tstates, int n, hm_pyspan_layout *out);
 /* hm_python_str_snapshot. */
-int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], uint8_t raw[64], char *buf,
-		      size_t cap);
+int otel_str_snapshot(hm_otel *o, uint64_t addr, uint8_t head[48], uint8_t raw[HM_PYSTR_RAW],
+		      char *buf, size_t cap);
 
 /* hm_python_span_note. */
 void otel_span_note(hm_otel *o, hm_pyspan *sp);

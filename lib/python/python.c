@@ -414,8 +414,8 @@ int hm_python_span_root_from_tasks(hm_python *py, hm_pyspan *sp)
 	return o && otel_root_in_tasks(o, sp) ? 0 : -1;
 }
 
-int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], uint8_t raw[64],
-			   char *buf, size_t cap)
+int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48],
+			   uint8_t raw[HM_PYSTR_RAW], char *buf, size_t cap)
 {
 	struct hm_otel *o = python_otel(py);
 	return o ? otel_str_snapshot(o, addr, head, raw, buf, cap) : -1;

@@ -219,10 +219,12 @@ typedef struct hm_pyspan_layout {
 int hm_python_span_layout(hm_python *py, hm_pyspan_layout *out);
 /* For a span name str at addr: the 48 bytes at addr + 8 (type, length, hash,
  * state, text; the first 32 equal before and after its text was read), the
- * first 64 bytes of a compact str's text (zeros after them, and for another
- * str: what the in-kernel reader's check covers), and the text. 0 or -1. */
-int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48], uint8_t raw[64],
-			   char *buf, size_t cap);
+ * first HM_PYSTR_RAW bytes of a compact str's text (zeros after them, and
+ * for another str: what the in-kernel reader's check covers), and the
+ * text. 0 or -1. */
+#define HM_PYSTR_RAW 128
+int hm_python_str_snapshot(hm_python *py, uint64_t addr, uint8_t head[48],
+			   uint8_t raw[HM_PYSTR_RAW], char *buf, size_t cap);
 
 /* The local root of a span (sp: its ids, parent_id and local_root as a
  * sampler read them) is given only when proven: the span is one (no parent,

@@ -130,6 +130,7 @@ int hm_ebpf_watch_native(hm_ebpf *e, pid_t pid, hm_native *nat)
 #define OTEL_RECHECK_NS 2000000000ull    /* found: look again, when the kernel met an
 					  * unexpected object, at most this often */
 #define NAME_SLOTS 512
+_Static_assert(HM_BPF_NAME_TEXT == HM_PYSTR_RAW, "the kernel's name text and user space's");
 #define AGG_READ_NS 1000000000ull        /* read the aggregates every second, */
 #define AGG_FIRST_NS 50000000ull         /* and 50 ms after a new process is watched,
 					  * doubling from there: its code objects are

@@ -125,7 +125,7 @@ static void random_memory(const uint8_t *data, size_t size)
 		read_twice(o, t, s.layout->minor, BASE + 16);
 		/* a span name the kernel named (otel_str_snapshot): a str's
 		 * text, or -1 */
-		uint8_t head[48], raw[64];
+		uint8_t head[48], raw[HM_PYSTR_RAW];
 		char name[300];
 		for (uint64_t a = BASE + 16; a < BASE + 16 + 4 * 0x38; a += 0x38)
 			if (otel_str_snapshot(o, a, head, raw, name, sizeof name) == 0)

@@ -4,10 +4,11 @@ each such str is new for each span and freed with it, so a sampler that
 reads a name after the sample (record --ebpf) finds it gone, or another
 span's name at its address.
 
-Three threads; each loops over KINDS, starting a span named
+Four threads; each loops over k = 0, 1, 2, starting a span named
 "<prefix> <k>" (a new str each time) around work_<k>() - so a sample in
 work_<k> must carry the name ending in <k>. Prefixes: ASCII, Latin-1
-("ö": one byte a character, not ASCII) and CJK (two bytes a character).
+("ö": one byte a character, not ASCII), CJK (two bytes a character) and
+a route longer than 64 characters (names that differ only past there).
 An exporter keeps each span's ids and the bytes of its name (not the
 span, nor its name str, which would keep them alive); after SECONDS it
 prints them as JSON lines and exits.
@@ -61,6 +62,7 @@ def work_2():
 
 
 WORK = [work_0, work_1, work_2]
+LONG = "GET /api/v1/organizations/{org_id}/projects/{project_id}/members/{member_id}/roles"
 
 
 def loop(prefix):
@@ -73,7 +75,7 @@ def loop(prefix):
 
 
 threads = [threading.Thread(target=loop, args=(p,), name="names-%d" % n)
-           for n, p in enumerate(("GET /api/items", "öffne Datei", "查询 用户"))]
+           for n, p in enumerate(("GET /api/items", "öffne Datei", "查询 用户", LONG))]
 for t in threads:
     t.start()
 print("ready", flush=True)

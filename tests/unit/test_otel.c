@@ -751,14 +751,14 @@ static void str_snapshot(int minor)
 	const char *names[] = {"GET", "GET /api/users/{user_id} http send", longname};
 	for (int i = 0; i < 3; i++) {
 		uint64_t a = make_str(names[i]);
-		uint8_t head[48], raw[64], want[64] = {0};
+		uint8_t head[48], raw[HM_PYSTR_RAW], want[HM_PYSTR_RAW] = {0};
 		str_reads = 0;
 		assert_int_equal(otel_str_snapshot(o, a, head, raw, buf, sizeof buf), 0);
 		assert_string_equal(buf, names[i]);
 		assert_memory_equal(head, (void *)(uintptr_t)(a + 8), 48);
-		/* the text's first 64 bytes, zeros after a shorter one */
-		memcpy(want, names[i], strlen(names[i]) < 64 ? strlen(names[i]) : 64);
-		assert_memory_equal(raw, want, 64);
+		/* the text's first HM_PYSTR_RAW bytes, zeros after a shorter one */
+		memcpy(want, names[i], strlen(names[i]) < HM_PYSTR_RAW ? strlen(names[i]) : HM_PYSTR_RAW);
+		assert_memory_equal(raw, want, HM_PYSTR_RAW);
 		if (i < 2)
 			assert_int_equal(str_reads, 2);
 		else
@@ -768,7 +768,7 @@ static void str_snapshot(int minor)
 	used = sizeof arena - 64;      /* its head (56 bytes) readable, not 256 */
 	uint64_t last = make_str("db.q");
 	assert_true(last + 256 > (uint64_t)(uintptr_t)arena + sizeof arena);
-	uint8_t head[48], raw[64];
+	uint8_t head[48], raw[HM_PYSTR_RAW];
 	assert_int_equal(otel_str_snapshot(o, last, head, raw, buf, sizeof buf), 0);
 	assert_string_equal(buf, "db.q");
 	/* not a str; unreadable */

@@ -129,7 +129,7 @@ struct hm_bpf_otel {
 /* hm_bpf_event.span_text: the first bytes of a span name's text; and
  * span_text_len: their count, the str's kind (1, 2, 4 bytes a character)
  * and whether they are the whole text */
-#define HM_BPF_NAME_TEXT 64
+#define HM_BPF_NAME_TEXT 128                /* (= python.h's HM_PYSTR_RAW) */
 #define HM_BPF_TEXT_BYTES(l) ((l) & 0xffu)
 #define HM_BPF_TEXT_KIND(l) (((l) >> 8) & 7u)
 #define HM_BPF_TEXT_WHOLE 0x1000u
