@@ -7,6 +7,7 @@ import glob
 import html.parser
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,29 +204,45 @@ def test_first_thread_counted_from_its_start(tmp_path, default_py):
     time went to the second thread's line). They are now opened while the
     program waits before its exec. Each run here follows a pause long
     enough for the kernel to switch its hooks off (unless something else
-    on the machine uses perf events)."""
+    on the machine uses perf events). Each thread's share of the two lines
+    is checked against its own CPU time (the program measures it with
+    time.thread_time): the two threads do the same work, but on a busy
+    machine one can take twice the CPU time of the other."""
     prog = tmp_path / "seq.py"
-    prog.write_text("import threading\n"
+    prog.write_text("import sys, threading, time\n"
                     "def work(n):\n"
                     "    return sum(i * i for i in range(n))  # FIRST\n"
                     "def other(n):\n"
                     "    return sum(i * 3 for i in range(n))  # SECOND\n"
+                    "took = []\n"
+                    "def run(f):\n"
+                    "    t0 = time.thread_time()\n"
+                    "    for _ in range(6): f(50000)\n"
+                    "    took.append(time.thread_time() - t0)\n"
                     "for f in (work, other):\n"
-                    "    t = threading.Thread(target=lambda: [f(50000) for _ in range(6)])\n"
+                    "    t = threading.Thread(target=run, args=(f,))\n"
                     "    t.start()\n"
-                    "    t.join()\n")
+                    "    t.join()\n"
+                    "sys.stderr.write('TOOK %.6f %.6f\\n' % tuple(took))\n")
     for _ in range(5):
         time.sleep(1.1)
-        # -S: no site imports, so the first thread starts within a few ms
-        p, rep, err = run_json(tmp_path, "--cpu", "-n", "0", "--", default_py.path, "-S", prog)
+        # -S: no site imports, so the first thread starts within a few ms;
+        # 4000 Hz: about 100 samples in the two lines (each thread runs
+        # for about 15 ms)
+        p, rep, err = run_json(tmp_path, "--cpu", "-n", "0", "-r", "4000", "--",
+                               default_py.path, "-S", prog)
         assert p.returncode == 0, err
+        took = re.search(r"TOOK (\S+) (\S+)", err)
+        assert took, err
+        ta, tb = float(took.group(1)), float(took.group(2))
         first = line_of(rep, str(prog), 3)
         second = line_of(rep, str(prog), 5)
-        # the same work at two lines: each has a fair share of it (the
-        # bug gave the first 0; the rest of the program, start-up and
-        # thread switches, takes a share that varies with the machine)
-        a, b = first["cpu_python"], second["cpu_python"]
-        assert min(a, b) > 5 and min(a, b) >= 0.35 * (a + b), (first, second, err)
+        a, b = cpu(first), cpu(second)
+        # the bug gave the first line 0 and the second all; each share of
+        # the two lines is at least 0.6 of the thread's share of their CPU
+        # time (4 standard deviations of ~100 samples below it)
+        assert a >= 0.6 * (a + b) * ta / (ta + tb), (first, second, ta, tb, err)
+        assert b >= 0.6 * (a + b) * tb / (ta + tb), (first, second, ta, tb, err)
 
 
 def test_short_bursts_between_sleeps_go_to_their_line(tmp_path, default_py):
