@@ -1563,6 +1563,13 @@ static int context_span(hm_otel *o, uint64_t ctx, hm_pyspan *out, int try_cached
 		if (hm_pyobj_kind(&o->r, span) != HM_PT_OTHER)
 			return -1;
 		s = read_span(o, span);
+		/* Torn, or (contexts_spans) a block not read yet: no answer,
+		 * and none kept. An empty answer kept here would be given by
+		 * the fast path until the context changed: a task waiting in
+		 * its span, whose context a look for roots met first, went
+		 * without it for tens of samples (3.10). */
+		if (!s)
+			return -1;
 	}
 	if (s) {
 		out->trace_hi = s->trace_hi;
