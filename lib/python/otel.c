@@ -198,6 +198,8 @@ struct spec {
 	int loaded;                      /* read by the walker with the thread */
 	int chain;                       /* the last chain's regions, not plan()'s */
 	int dropped;                     /* read, but the stack came later */
+	uint64_t vars_at;                /* the context's ctx_vars word, read
+					  * again after the stack (otel_spec_end) */
 	uint64_t cbuf[4], hbuf[4], dbuf[4], nmbuf[1];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 	/* Regions on one page are read as one (each region of a read costs
@@ -1424,6 +1426,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 	o->spec.tstate = 0;
 	o->spec.chain = 0;
 	o->spec.dropped = 0;
+	o->spec.vars_at = 0;
 	int reread = o->reread_tstate == tstate;
 	o->reread_tstate = 0;
 	if (!o->var || max < MAX_REGIONS)
@@ -1454,6 +1457,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 		}
 		o->spec.chain = 1;
 		o->spec.tstate = tstate;
+		o->spec.vars_at = t->ctx ? t->ctx + (uint64_t)o->A->ctx_vars : 0;
 		return t->nranges;
 	}
 	if (!plannable)
@@ -1462,6 +1466,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 	if (n < 0)
 		return 0;
 	o->spec.tstate = tstate;
+	o->spec.vars_at = t->ctx + (uint64_t)o->A->ctx_vars;
 	return n;
 }
 
@@ -1471,6 +1476,30 @@ void otel_spec_drop(hm_otel *o)
 		o->spec.loaded = 0;
 		o->spec.dropped = 1;
 	}
+}
+
+uint64_t otel_spec_end(const hm_otel *o)
+{
+	return o->spec.tstate ? o->spec.vars_at : 0;
+}
+
+void otel_spec_end_check(hm_otel *o, uint64_t vars)
+{
+	if (!o->spec.loaded || !o->spec.vars_at)
+		return;
+	uint64_t at = o->spec.vars_at, first = 0;
+	int have = 0;
+	if (!o->spec.chain) {
+		first = ld64(o->spec.cbuf, (size_t)o->A->ctx_vars - 8);
+		have = 1;
+	}
+	for (int i = 0; o->spec.chain && i < o->nsnap && !have; i++)
+		if (at >= o->snap[i].addr && at - o->snap[i].addr + 8 <= o->snap[i].len) {
+			memcpy(&first, (const uint8_t *)o->snapbuf + o->snap[i].off + (at - o->snap[i].addr), 8);
+			have = 1;
+		}
+	if (have && first != vars)
+		otel_spec_drop(o);
 }
 
 int otel_ver_offset(const hm_otel *o)

@@ -39,7 +39,9 @@ size_t otel_ts_need(int major, int minor);
  * what re-checks the span this thread had last time, or, while its span
  * keeps changing, the regions its last chain of reads touched. Returns how
  * many were written (0: none). Call otel_spec_loaded once they were all
- * read, then otel_thread. */
+ * read, then otel_thread. Called for every read of a thread state, with
+ * max 0 where no regions are wanted: it forgets the regions of an earlier
+ * read (which must not pass for this one's). */
 #define OTEL_SPEC_IOV 28
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
 void otel_spec_loaded(hm_otel *o);
@@ -47,11 +49,19 @@ void otel_spec_loaded(hm_otel *o);
  * prove nothing about it (the span is then read and proven anew). */
 void otel_spec_drop(hm_otel *o);
 /* Where a thread state keeps its context version (CPython bumps it at each
- * context variable set or reset and each context switch), or -1. The
+ * context switch: entering or leaving a Context, not at a variable's set),
+ * or -1. The
  * walker reads the regions, then the thread state, then the stack, and this
  * word again last, in one call: a value other than the thread state's
  * means the span changed after the regions were read (otel_spec_drop). */
 int otel_ver_offset(const hm_otel *o);
+/* The context's variables (ctx_vars: a new HAMT at every set or reset of a
+ * variable in it, which does not move the version above), to be read
+ * after the stack in the same call, or 0; and that word as read, once the
+ * regions are loaded: a value other than the regions' means a span started
+ * or ended while the stack was read (otel_spec_drop). */
+uint64_t otel_spec_end(const hm_otel *o);
+void otel_spec_end_check(hm_otel *o, uint64_t vars);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
 /* The same, giving a span only when the words that prove it were read with

@@ -1222,6 +1222,15 @@ static hm_pythread *next_thread(hm_pysample *s)
 	return th;
 }
 
+/* A thread read in that many samples in a row without being walked (an
+ * idle worker, off CPU, while only threads on CPU are sampled) reads no
+ * span words with its state: they cost a page each (a worker thread's span
+ * words were 6 regions, ~0.8 KB, in every read of every thread of the
+ * FastAPI service at 100 Hz, two thirds of them for threads then dropped).
+ * When it runs again its span is checked after its stack, and proven by a
+ * second read of the thread (otel_thread_span). */
+#define SPAN_WORDS_UNWALKED 2
+
 /* Read a thread state plus, speculatively and in the same call, what its
  * walk will need at last sample's addresses: the 3.11/3.12 cframe, the live
  * part of the data-stack chunk (3.11+) or the frame objects (<=3.10).
@@ -1233,16 +1242,19 @@ static hm_pythread *next_thread(hm_pysample *s)
 static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
 {
 	const hm_pylayout *L = py->layout;
-	hm_iov iov[9 + OTEL_SPEC_IOV + HM_SPEC_FRAMES];
+	hm_iov iov[10 + OTEL_SPEC_IOV + HM_SPEC_FRAMES];
 	int n = 0;
 	uint64_t cframe_buf[HM_SPEC_CFRAMES] = {0};
 	for (int i = 0; i < npre; i++)
 		iov[n++] = pre[i];
 	/* What re-checks the thread's OpenTelemetry span (otel.c), just
-	 * before the thread state: its context version, read there and again
-	 * at the end of this call, says whether the span changed at any time
-	 * after these words were read and before the stack was. */
-	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, OTEL_SPEC_IOV) : 0;
+	 * before the thread state: its context version (read there) and the
+	 * context's variables (read with these words), both read again at the
+	 * end of this call, say whether the span changed at any time after
+	 * these words were read and before the stack was. */
+	int span_words = !py->only_walked || tc->unwalked < SPAN_WORDS_UNWALKED;
+	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n,
+					     span_words ? OTEL_SPEC_IOV : 0) : 0;
 	n += nspan;
 	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
 	/* The current frame of the cframes the thread had lately (a thread
@@ -1264,15 +1276,22 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 		iov[n++] = (hm_iov){tc->spec[i], py->specbuf + (size_t)i * py->spec_stride,
 				    L->frame_model == HM_FRAMES_OBJECTS ? py->fo_len : py->if_len};
 	}
-	/* Last, the thread's context version again: a span that started or
-	 * ended after the span's regions were read, before the stack was,
-	 * shows as a version that moved since the thread state was read. */
-	uint64_t ver_end = 0;
+	/* Last, the thread's context version again: a context switch (an
+	 * asyncio task's step entering its context) after the span's regions
+	 * were read, before the stack was, shows as a version that moved
+	 * since the thread state was read; */
+	uint64_t ver_end = 0, vars_end = 0;
 	int ver_at = nspan ? otel_ver_offset(py->otel) : -1;
 	if (ver_at >= 0 && (size_t)ver_at + 8 <= py->ts_len)
 		iov[n++] = (hm_iov){tc->tstate + (uint64_t)ver_at, &ver_end, 8};
 	else
 		ver_at = -1;
+	/* and the context's variables: a span that started or ended in the
+	 * same context (a variable's set or reset, which leaves the version
+	 * as it was) shows as a new HAMT there. */
+	uint64_t vars_at = nspan ? otel_spec_end(py->otel) : 0;
+	if (vars_at)
+		iov[n++] = (hm_iov){vars_at, &vars_end, 8};
 	py->nspec_loaded = 0;
 	if (hm_target_readv(py->t, iov, n) == HM_OK) {
 		py->nspec_loaded = nspec;
@@ -1280,6 +1299,8 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 			otel_spec_loaded(py->otel);
 			if (ver_at >= 0 && hm_ld_u64(py->tsbuf, (size_t)ver_at) != ver_end)
 				otel_spec_drop(py->otel);
+			else if (vars_at)
+				otel_spec_end_check(py->otel, vars_end);
 		}
 	} else {
 		/* Something speculative was unmapped (or the target is gone):
@@ -1703,6 +1724,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 		clear_codes(py);
 	if (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU))
 		flags |= HM_SAMPLE_WANT_GIL;
+	py->only_walked = (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU)) != 0;
 	if (flags & HM_SAMPLE_ONCPU) {
 		/* The mean interval between on-CPU samples: of all so far
 		 * for the first 32, then a moving average (a gap after a
@@ -1788,6 +1810,11 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				 * event loop may switch contexts in between). */
 				th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
 				torn = 0;
+				if (otel && f != (uint64_t)-1) {
+					int w = f && will_walk(py, tc, th, &r, ts, flags);
+					tc->unwalked = w ? 0 : tc->unwalked < SPAN_WORDS_UNWALKED ? tc->unwalked + 1
+											: SPAN_WORDS_UNWALKED;
+				}
 				for (int k = 0; otel && f && f != (uint64_t)-1 &&
 						will_walk(py, tc, th, &r, ts, flags); k++) {
 					int rc = otel_thread_span(otel, th, py->tsbuf, py->ts_len, k == 2);
@@ -1863,6 +1890,7 @@ int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th)
 		return hm_error(HM_EIO, "no thread state");
 	struct thread_cache *tc = thread_cache_get(py, tstate);
 	tc->last_seen = py->nsample;
+	py->only_walked = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		uint64_t f = read_thread(py, tc, NULL, 0);
 		if (f == (uint64_t)-1)

@@ -126,6 +126,10 @@ static int planned_at(uint64_t addr)
 	return 0;
 }
 
+/* Run while the walker reads the stack, after the regions (a span set in
+ * the same context then), once. */
+static void (*during_stack)(struct world *w);
+
 static int sample_thread_at(struct world *w, uint64_t tstate, const uint8_t *ts, size_t ts_len,
 			    int last, hm_pythread *th, int stack_later)
 {
@@ -136,9 +140,19 @@ static int sample_thread_at(struct world *w, uint64_t tstate, const uint8_t *ts,
 		memcpy(planned, iov, (size_t)n * sizeof iov[0]);
 	if (n > 0) {
 		assert_int_equal(hm_target_readv(w->t, iov, n), HM_OK);
+		if (during_stack) {
+			during_stack(w);
+			during_stack = NULL;
+		}
+		/* the context's variables, read last (after the stack) */
+		uint64_t at = otel_spec_end(w->o), vars = 0;
+		if (at)
+			assert_int_equal(hm_target_read(w->t, at, &vars, 8), HM_OK);
 		otel_spec_loaded(w->o);
 		if (stack_later)          /* the walker read the stack after all */
 			otel_spec_drop(w->o);
+		else if (at)
+			otel_spec_end_check(w->o, vars);
 	}
 	memset(th, 0, sizeof *th);
 	th->tstate = tstate;
@@ -150,6 +164,74 @@ static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, si
 {
 	return sample_thread_at(w, tstate, ts, ts_len, last, th, 0);
 }
+
+/* A span set in the thread's context while its stack was read: the words
+ * read before the stack still prove the old span, but the context's
+ * variables, read again after the stack, moved. No span is given from
+ * them: the span is read anew and proven by a second read. (The context
+ * version, read after the stack too, moves only when the thread enters
+ * or leaves a context.) */
+static void leave_span(struct world *w)
+{
+	put64(w->ctx, w->A->ctx_vars, hamt_without_var(w));
+}
+
+static void set_during_stack(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	size_t ts_len = (size_t)w.A->ts_context + 8;
+	uint8_t ts[512];
+	memset(ts, 0, sizeof ts);
+	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	uint64_t tstate = 0x7000;
+	hm_pythread th;
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == SPAN_ID);
+	during_stack = leave_span;
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	done(&w);
+}
+
+/* A thread read with its regions but not walked (off CPU), then read
+ * without them (otel_spec_iov with max 0): the regions of the first read
+ * must not pass for the second, whose span changed in between. */
+static void regions_forgotten(int minor)
+{
+	struct world w;
+	build(&w, minor);
+	size_t ts_len = (size_t)w.A->ts_context + 8;
+	uint8_t ts[512];
+	memset(ts, 0, sizeof ts);
+	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	uint64_t tstate = 0x7000;
+	hm_pythread th;
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	hm_iov iov[OTEL_SPEC_IOV];
+	int n = otel_spec_iov(w.o, tstate, iov, OTEL_SPEC_IOV);
+	assert_true(n > 0);
+	assert_int_equal(hm_target_readv(w.t, iov, n), HM_OK);
+	otel_spec_loaded(w.o);
+	/* not walked; a new span since */
+	put32(w.sid, L->long_digit, 9);
+	put64(w.dict, L->dict_used + 8, 1003);
+	assert_int_equal(otel_spec_iov(w.o, tstate, iov, 0), 0);
+	memset(&th, 0, sizeof th);
+	th.tstate = tstate;
+	assert_int_equal(otel_thread_at(w.o, &th, ts, ts_len, 0), 1);
+	assert_true(th.span.span_id == 0);
+	done(&w);
+}
+
+static void test_set_during_stack_311(void **state) { (void)state; set_during_stack(11); }
+static void test_set_during_stack_312(void **state) { (void)state; set_during_stack(12); }
+static void test_regions_forgotten_311(void **state) { (void)state; regions_forgotten(11); }
+static void test_regions_forgotten_312(void **state) { (void)state; regions_forgotten(12); }
 
 /* A thread's span is given only when the words proving it were read with
  * its thread state; a span found later asks for a second read; one that
@@ -810,6 +892,10 @@ int main(void)
 		cmocka_unit_test(test_str_snapshot_312),
 		cmocka_unit_test(test_chain_311),
 		cmocka_unit_test(test_torn_span_not_kept_311),
+		cmocka_unit_test(test_set_during_stack_311),
+		cmocka_unit_test(test_set_during_stack_312),
+		cmocka_unit_test(test_regions_forgotten_311),
+		cmocka_unit_test(test_regions_forgotten_312),
 		cmocka_unit_test(test_torn_span_not_kept_312),
 		cmocka_unit_test(test_chain_312),
 		cmocka_unit_test(test_managed_span_311),
