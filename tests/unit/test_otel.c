@@ -165,6 +165,31 @@ static int sample_thread(struct world *w, uint64_t tstate, const uint8_t *ts, si
 	return sample_thread_at(w, tstate, ts, ts_len, last, th, 0);
 }
 
+/* A thread state whose context is w's: its bytes up to the context
+ * pointer (the length otel_thread reads). */
+static size_t ts_of(const struct world *w, uint8_t ts[512])
+{
+	size_t len = (size_t)w->A->ts_context + 8;
+	assert_true(len <= 512);
+	memset(ts, 0, 512);
+	memcpy(ts + w->A->ts_context, &w->ctx, 8);
+	return len;
+}
+
+/* A world and a thread in it whose span was proven, then given at once 12
+ * times; returns its thread state's address. */
+static uint64_t settled(struct world *w, int minor, uint8_t ts[512], size_t *ts_len)
+{
+	build(w, minor);
+	*ts_len = ts_of(w, ts);
+	hm_pythread th;
+	assert_int_equal(sample_thread(w, 0x7000, ts, *ts_len, 0, &th), 1);
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(sample_thread(w, 0x7000, ts, *ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == SPAN_ID);
+	return 0x7000;
+}
+
 /* A span set in the thread's context while its stack was read: the words
  * read before the stack still prove the old span, but the context's
  * variables, read again after the stack, moved. No span is given from
@@ -179,17 +204,10 @@ static void leave_span(struct world *w)
 static void set_during_stack(int minor)
 {
 	struct world w;
-	build(&w, minor);
-	size_t ts_len = (size_t)w.A->ts_context + 8;
 	uint8_t ts[512];
-	memset(ts, 0, sizeof ts);
-	memcpy(ts + w.A->ts_context, &w.ctx, 8);
-	uint64_t tstate = 0x7000;
+	size_t ts_len;
+	uint64_t tstate = settled(&w, minor, ts, &ts_len);
 	hm_pythread th;
-	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
-	for (int i = 0; i < 12; i++)
-		assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
-	assert_true(th.span.span_id == SPAN_ID);
 	during_stack = leave_span;
 	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
 	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
@@ -202,16 +220,10 @@ static void set_during_stack(int minor)
 static void regions_forgotten(int minor)
 {
 	struct world w;
-	build(&w, minor);
-	size_t ts_len = (size_t)w.A->ts_context + 8;
 	uint8_t ts[512];
-	memset(ts, 0, sizeof ts);
-	memcpy(ts + w.A->ts_context, &w.ctx, 8);
-	uint64_t tstate = 0x7000;
+	size_t ts_len;
+	uint64_t tstate = settled(&w, minor, ts, &ts_len);
 	hm_pythread th;
-	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
-	for (int i = 0; i < 12; i++)
-		assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
 	hm_iov iov[OTEL_SPEC_IOV];
 	int n = otel_spec_iov(w.o, tstate, iov, OTEL_SPEC_IOV);
 	assert_true(n > 0);
@@ -240,11 +252,8 @@ static void thread_proof(int minor)
 {
 	struct world w;
 	build(&w, minor);
-	size_t ts_len = (size_t)w.A->ts_context + 8;
 	uint8_t ts[512];
-	assert_true(ts_len <= sizeof ts);
-	memset(ts, 0, sizeof ts);
-	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	size_t ts_len = ts_of(&w, ts);
 	uint64_t tstate = 0x7000;
 	hm_pythread th;
 	/* First sight: found after the stack, so not given yet. */
@@ -293,10 +302,8 @@ static void absent_planned(int minor)
 	build(&w, minor);
 	uint64_t h2 = hamt_without_var(&w);
 	put64(w.ctx, w.A->ctx_vars, h2);
-	size_t ts_len = (size_t)w.A->ts_context + 8;
 	uint8_t ts[512];
-	memset(ts, 0, sizeof ts);
-	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	size_t ts_len = ts_of(&w, ts);
 	uint64_t tstate = 0x7100;
 	hm_pythread th;
 	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
@@ -410,10 +417,8 @@ static void predicted_chain(int minor)
 {
 	struct world w;
 	build(&w, minor);
-	size_t ts_len = (size_t)w.A->ts_context + 8;
 	uint8_t ts[512];
-	memset(ts, 0, sizeof ts);
-	memcpy(ts + w.A->ts_context, &w.ctx, 8);
+	size_t ts_len = ts_of(&w, ts);
 	uint64_t tstate = 0x7000, base = SPAN_ID & ~((1ull << 30) - 1);
 	hm_pythread th;
 	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
