@@ -199,7 +199,7 @@ struct spec {
 	int chain;                       /* the last chain's regions, not plan()'s */
 	int dropped;                     /* read, but the stack came later */
 	uint64_t vars_at;                /* the context's ctx_vars word, read
-					  * again after the stack (otel_spec_end) */
+					  * again after the stack (chain mode) */
 	uint64_t cbuf[4], hbuf[4], dbuf[4], nmbuf[1];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 	/* Regions on one page are read as one (each region of a read costs
@@ -294,6 +294,13 @@ struct hm_otel {
 	otel_task_contexts_fn task_fn;   /* without py: the tasks' contexts */
 	void *task_ctx;
 	struct spec own;                 /* for a re-check of our own */
+	/* The words read again after the stack, last in the same call: in
+	 * plan mode those of spec again (spec_end), in chain mode the
+	 * context's variables (end_vars). */
+	struct spec spec_end;
+	hm_iov end_iov[MAX_REGIONS];
+	int nend;
+	uint64_t end_vars;
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
 	struct edge_slot edges[EDGE_SLOTS];
@@ -1427,6 +1434,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 	o->spec.chain = 0;
 	o->spec.dropped = 0;
 	o->spec.vars_at = 0;
+	o->nend = 0;
 	int reread = o->reread_tstate == tstate;
 	o->reread_tstate = 0;
 	if (!o->var || max < MAX_REGIONS)
@@ -1458,6 +1466,8 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 		o->spec.chain = 1;
 		o->spec.tstate = tstate;
 		o->spec.vars_at = t->ctx ? t->ctx + (uint64_t)o->A->ctx_vars : 0;
+		if (o->spec.vars_at)
+			o->end_iov[o->nend++] = (hm_iov){o->spec.vars_at, &o->end_vars, 8};
 		return t->nranges;
 	}
 	if (!plannable)
@@ -1467,6 +1477,8 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 		return 0;
 	o->spec.tstate = tstate;
 	o->spec.vars_at = t->ctx + (uint64_t)o->A->ctx_vars;
+	int m = plan(o, c, t->ctx, &o->spec_end, o->end_iov);
+	o->nend = m > 0 ? m : 0;
 	return n;
 }
 
@@ -1478,27 +1490,40 @@ void otel_spec_drop(hm_otel *o)
 	}
 }
 
-uint64_t otel_spec_end(const hm_otel *o)
+int otel_spec_end_iov(const hm_otel *o, hm_iov *iov, int max)
 {
-	return o->spec.tstate ? o->spec.vars_at : 0;
+	if (!o->spec.tstate || o->nend > max)
+		return 0;
+	memcpy(iov, o->end_iov, (size_t)o->nend * sizeof *iov);
+	return o->nend;
 }
 
-void otel_spec_end_check(hm_otel *o, uint64_t vars)
+/* A span set or reset in the thread's context while the stack was read
+ * leaves the thread's context version as it was, and may even leave
+ * ctx_vars where it was (a sibling span: the reset's HAMT freed the one
+ * the words saw, the next set's took its block): the words read again
+ * must still prove the same answer (a new Context dict, even in an old
+ * one's block, has a new version tag). In chain mode (whose answer is not
+ * known before the replay) the context's variables alone. */
+void otel_spec_end_check(hm_otel *o)
 {
-	if (!o->spec.loaded || !o->spec.vars_at)
+	if (!o->spec.loaded || !o->nend)
 		return;
-	uint64_t at = o->spec.vars_at, first = 0;
-	int have = 0;
-	if (!o->spec.chain) {
-		first = ld64(o->spec.cbuf, (size_t)o->A->ctx_vars - 8);
-		have = 1;
+	if (o->spec.chain) {
+		uint64_t at = o->spec.vars_at, first = 0;
+		for (int i = 0; i < o->nsnap; i++)
+			if (at >= o->snap[i].addr && at - o->snap[i].addr + 8 <= o->snap[i].len) {
+				memcpy(&first, (const uint8_t *)o->snapbuf + o->snap[i].off +
+					       (at - o->snap[i].addr), 8);
+				if (first != o->end_vars)
+					otel_spec_drop(o);
+				break;
+			}
+		return;
 	}
-	for (int i = 0; o->spec.chain && i < o->nsnap && !have; i++)
-		if (at >= o->snap[i].addr && at - o->snap[i].addr + 8 <= o->snap[i].len) {
-			memcpy(&first, (const uint8_t *)o->snapbuf + o->snap[i].off + (at - o->snap[i].addr), 8);
-			have = 1;
-		}
-	if (have && first != vars)
+	scatter(&o->spec_end);
+	const struct ctx_slot *c = &o->ctxs[mix(o->spec.ctx) % CTX_SLOTS];
+	if (!c->valid || c->ctx != o->spec.ctx || check(o, c, &o->spec_end))
 		otel_spec_drop(o);
 }
 

@@ -55,13 +55,14 @@ void otel_spec_drop(hm_otel *o);
  * word again last, in one call: a value other than the thread state's
  * means the span changed after the regions were read (otel_spec_drop). */
 int otel_ver_offset(const hm_otel *o);
-/* The context's variables (ctx_vars: a new HAMT at every set or reset of a
- * variable in it, which does not move the version above), to be read
- * after the stack in the same call, or 0; and that word as read, once the
- * regions are loaded: a value other than the regions' means a span started
- * or ended while the stack was read (otel_spec_drop). */
-uint64_t otel_spec_end(const hm_otel *o);
-void otel_spec_end_check(hm_otel *o, uint64_t vars);
+/* The regions to read again after the stack, last in the same call (at
+ * most max, which OTEL_SPEC_IOV fits; 0: none): the words of
+ * otel_spec_iov's answer again (a span set or reset in the same context
+ * does not move the version above). Once they are read too, after
+ * otel_spec_loaded: otel_spec_end_check, which drops the regions
+ * (otel_spec_drop) when those words no longer prove the same answer. */
+int otel_spec_end_iov(const hm_otel *o, hm_iov *iov, int max);
+void otel_spec_end_check(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
 void otel_thread(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_len);
 /* The same, giving a span only when the words that prove it were read with

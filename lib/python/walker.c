@@ -1242,16 +1242,16 @@ static hm_pythread *next_thread(hm_pysample *s)
 static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
 {
 	const hm_pylayout *L = py->layout;
-	hm_iov iov[10 + OTEL_SPEC_IOV + HM_SPEC_FRAMES];
+	hm_iov iov[9 + 2 * OTEL_SPEC_IOV + HM_SPEC_FRAMES];
 	int n = 0;
 	uint64_t cframe_buf[HM_SPEC_CFRAMES] = {0};
 	for (int i = 0; i < npre; i++)
 		iov[n++] = pre[i];
 	/* What re-checks the thread's OpenTelemetry span (otel.c), just
-	 * before the thread state: its context version (read there) and the
-	 * context's variables (read with these words), both read again at the
-	 * end of this call, say whether the span changed at any time after
-	 * these words were read and before the stack was. */
+	 * before the thread state: its context version (read there) and these
+	 * words, both read again at the end of this call, say whether the
+	 * span changed at any time after these words were read and before the
+	 * stack was. */
 	int span_words = !py->only_walked || tc->unwalked < SPAN_WORDS_UNWALKED;
 	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n,
 					     span_words ? OTEL_SPEC_IOV : 0) : 0;
@@ -1280,18 +1280,17 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 	 * asyncio task's step entering its context) after the span's regions
 	 * were read, before the stack was, shows as a version that moved
 	 * since the thread state was read; */
-	uint64_t ver_end = 0, vars_end = 0;
+	uint64_t ver_end = 0;
 	int ver_at = nspan ? otel_ver_offset(py->otel) : -1;
 	if (ver_at >= 0 && (size_t)ver_at + 8 <= py->ts_len)
 		iov[n++] = (hm_iov){tc->tstate + (uint64_t)ver_at, &ver_end, 8};
 	else
 		ver_at = -1;
-	/* and the context's variables: a span that started or ended in the
+	/* and the span's words again: a span that started or ended in the
 	 * same context (a variable's set or reset, which leaves the version
-	 * as it was) shows as a new HAMT there. */
-	uint64_t vars_at = nspan ? otel_spec_end(py->otel) : 0;
-	if (vars_at)
-		iov[n++] = (hm_iov){vars_at, &vars_end, 8};
+	 * as it was) shows there. */
+	int nend = nspan ? otel_spec_end_iov(py->otel, iov + n, OTEL_SPEC_IOV) : 0;
+	n += nend;
 	py->nspec_loaded = 0;
 	if (hm_target_readv(py->t, iov, n) == HM_OK) {
 		py->nspec_loaded = nspec;
@@ -1299,8 +1298,8 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 			otel_spec_loaded(py->otel);
 			if (ver_at >= 0 && hm_ld_u64(py->tsbuf, (size_t)ver_at) != ver_end)
 				otel_spec_drop(py->otel);
-			else if (vars_at)
-				otel_spec_end_check(py->otel, vars_end);
+			else if (nend)
+				otel_spec_end_check(py->otel);
 		}
 	} else {
 		/* Something speculative was unmapped (or the target is gone):

@@ -144,15 +144,16 @@ static int sample_thread_at(struct world *w, uint64_t tstate, const uint8_t *ts,
 			during_stack(w);
 			during_stack = NULL;
 		}
-		/* the context's variables, read last (after the stack) */
-		uint64_t at = otel_spec_end(w->o), vars = 0;
-		if (at)
-			assert_int_equal(hm_target_read(w->t, at, &vars, 8), HM_OK);
+		/* the words again, read last (after the stack) */
+		hm_iov end[OTEL_SPEC_IOV];
+		int ne = otel_spec_end_iov(w->o, end, OTEL_SPEC_IOV);
+		if (ne)
+			assert_int_equal(hm_target_readv(w->t, end, ne), HM_OK);
 		otel_spec_loaded(w->o);
 		if (stack_later)          /* the walker read the stack after all */
 			otel_spec_drop(w->o);
-		else if (at)
-			otel_spec_end_check(w->o, vars);
+		else if (ne)
+			otel_spec_end_check(w->o);
 	}
 	memset(th, 0, sizeof *th);
 	th->tstate = tstate;
@@ -214,6 +215,32 @@ static void set_during_stack(int minor)
 	done(&w);
 }
 
+/* The same, for a sibling span: the reset's HAMT freed the one the words
+ * saw and the next set's took its block, so ctx_vars did not move, nor
+ * did the HAMT's node; the entry's new Context dict took the old one's
+ * block too, but has a new version tag (and a new span). Read again with
+ * its stack: no span from the words before. */
+static void next_sibling(struct world *w)
+{
+	put32(w->sid, L->long_digit, 9);
+	put64(w->dict, L->dict_used + 8, 2000);
+}
+
+static void sibling_during_stack(int minor)
+{
+	struct world w;
+	uint8_t ts[512];
+	size_t ts_len;
+	uint64_t tstate = settled(&w, minor, ts, &ts_len);
+	hm_pythread th;
+	during_stack = next_sibling;
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.span_id == 0);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.span_id == ((SPAN_ID & ~((1ull << 30) - 1)) | 9));
+	done(&w);
+}
+
 /* A thread read with its regions but not walked (off CPU), then read
  * without them (otel_spec_iov with max 0): the regions of the first read
  * must not pass for the second, whose span changed in between. */
@@ -242,6 +269,8 @@ static void regions_forgotten(int minor)
 
 static void test_set_during_stack_311(void **state) { (void)state; set_during_stack(11); }
 static void test_set_during_stack_312(void **state) { (void)state; set_during_stack(12); }
+static void test_sibling_during_stack_311(void **state) { (void)state; sibling_during_stack(11); }
+static void test_sibling_during_stack_312(void **state) { (void)state; sibling_during_stack(12); }
 static void test_regions_forgotten_311(void **state) { (void)state; regions_forgotten(11); }
 static void test_regions_forgotten_312(void **state) { (void)state; regions_forgotten(12); }
 
@@ -899,6 +928,8 @@ int main(void)
 		cmocka_unit_test(test_torn_span_not_kept_311),
 		cmocka_unit_test(test_set_during_stack_311),
 		cmocka_unit_test(test_set_during_stack_312),
+		cmocka_unit_test(test_sibling_during_stack_311),
+		cmocka_unit_test(test_sibling_during_stack_312),
 		cmocka_unit_test(test_regions_forgotten_311),
 		cmocka_unit_test(test_regions_forgotten_312),
 		cmocka_unit_test(test_torn_span_not_kept_312),
