@@ -81,9 +81,6 @@ struct thread_cache {                /* what we learned about a tstate */
 	uint64_t held_seq;           /* last on-CPU sample it held the GIL in */
 	uint64_t decided_seq;        /* on-CPU sample `decided` is for */
 	int decided;                 /* counted in that sample */
-	int unwalked;                /* samples in a row it was read in and
-				      * not walked (off CPU, no Python frame,
-				      * or not the GIL holder) */
 };
 
 struct hm_python {
@@ -103,9 +100,6 @@ struct hm_python {
 
 	/* walker state */
 	uint64_t nsample;
-	int only_walked;             /* this sample walks only threads on CPU
-				      * (or the GIL holder): a thread that was
-				      * not walked lately reads no span words */
 	uint64_t sample_ns;          /* start of the current sample */
 	uint64_t interval_ns;        /* smoothed time between samples */
 	int resolving;               /* in hm_python_resolve (code_get) */

@@ -1222,15 +1222,6 @@ static hm_pythread *next_thread(hm_pysample *s)
 	return th;
 }
 
-/* A thread read in that many samples in a row without being walked (an
- * idle worker, off CPU, while only threads on CPU are sampled) reads no
- * span words with its state: they cost a page each (a worker thread's span
- * words were 6 regions, ~0.8 KB, in every read of every thread of the
- * FastAPI service at 100 Hz, two thirds of them for threads then dropped).
- * When it runs again its span is checked after its stack, and proven by a
- * second read of the thread (otel_thread_span). */
-#define SPAN_WORDS_UNWALKED 2
-
 /* Read a thread state plus, speculatively and in the same call, what its
  * walk will need at last sample's addresses: the 3.11/3.12 cframe, the live
  * part of the data-stack chunk (3.11+) or the frame objects (<=3.10).
@@ -1252,9 +1243,7 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 	 * words, both read again at the end of this call, say whether the
 	 * span changed at any time after these words were read and before the
 	 * stack was. */
-	int span_words = !py->only_walked || tc->unwalked < SPAN_WORDS_UNWALKED;
-	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n,
-					     span_words ? OTEL_SPEC_IOV : 0) : 0;
+	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, OTEL_SPEC_IOV) : 0;
 	n += nspan;
 	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
 	/* The current frame of the cframes the thread had lately (a thread
@@ -1723,7 +1712,6 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 		clear_codes(py);
 	if (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU))
 		flags |= HM_SAMPLE_WANT_GIL;
-	py->only_walked = (flags & (HM_SAMPLE_GIL | HM_SAMPLE_ONCPU)) != 0;
 	if (flags & HM_SAMPLE_ONCPU) {
 		/* The mean interval between on-CPU samples: of all so far
 		 * for the first 32, then a moving average (a gap after a
@@ -1809,11 +1797,6 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 				 * event loop may switch contexts in between). */
 				th->span.trace_hi = th->span.trace_lo = th->span.span_id = 0;
 				torn = 0;
-				if (otel && f != (uint64_t)-1) {
-					int w = f && will_walk(py, tc, th, &r, ts, flags);
-					tc->unwalked = w ? 0 : tc->unwalked < SPAN_WORDS_UNWALKED ? tc->unwalked + 1
-											: SPAN_WORDS_UNWALKED;
-				}
 				for (int k = 0; otel && f && f != (uint64_t)-1 &&
 						will_walk(py, tc, th, &r, ts, flags); k++) {
 					int rc = otel_thread_span(otel, th, py->tsbuf, py->ts_len, k == 2);
@@ -1889,7 +1872,6 @@ int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th)
 		return hm_error(HM_EIO, "no thread state");
 	struct thread_cache *tc = thread_cache_get(py, tstate);
 	tc->last_seen = py->nsample;
-	py->only_walked = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		uint64_t f = read_thread(py, tc, NULL, 0);
 		if (f == (uint64_t)-1)
