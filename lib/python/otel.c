@@ -1476,7 +1476,6 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 	if (n < 0)
 		return 0;
 	o->spec.tstate = tstate;
-	o->spec.vars_at = t->ctx + (uint64_t)o->A->ctx_vars;
 	int m = plan(o, c, t->ctx, &o->spec_end, o->end_iov);
 	o->nend = m > 0 ? m : 0;
 	return n;

@@ -39,9 +39,8 @@ size_t otel_ts_need(int major, int minor);
  * what re-checks the span this thread had last time, or, while its span
  * keeps changing, the regions its last chain of reads touched. Returns how
  * many were written (0: none). Call otel_spec_loaded once they were all
- * read, then otel_thread. Called for every read of a thread state, with
- * max 0 where no regions are wanted: it forgets the regions of an earlier
- * read (which must not pass for this one's). */
+ * read, then otel_thread. Each call forgets the regions of the call
+ * before (max 0 plans none), so that they never pass for another read's. */
 #define OTEL_SPEC_IOV 28
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max);
 void otel_spec_loaded(hm_otel *o);
@@ -50,8 +49,7 @@ void otel_spec_loaded(hm_otel *o);
 void otel_spec_drop(hm_otel *o);
 /* Where a thread state keeps its context version (CPython bumps it at each
  * context switch: entering or leaving a Context, not at a variable's set),
- * or -1. The
- * walker reads the regions, then the thread state, then the stack, and this
+ * or -1. The walker reads the regions, then the thread state, then the stack, and this
  * word again last, in one call: a value other than the thread state's
  * means the span changed after the regions were read (otel_spec_drop). */
 int otel_ver_offset(const hm_otel *o);
