@@ -56,10 +56,15 @@
  * the last CHAIN_KEEP chains, one per page, as a new span's objects cycle
  * through a few blocks of their pymalloc size classes, mostly on the same
  * few pages). The chain is then read by the same code with the same checks
- * from that copy (chain_read): when every read finds its bytes there, the
- * span is of the moment the stack was read and is given at once; a read
- * that falls outside (an object that moved) is made live, and the span
- * then needs the second read as above. Chain mode is left for a thread
+ * from that copy (chain_read). That copy is of the moment before the
+ * stack: those of the regions that held the words proving the thread's
+ * last answer are read again at the end of the same call, and when every
+ * read found its bytes in the copy and the new answer's words lie in
+ * those regions and read the same there (chain_proven: the Context dict's
+ * version tag is unique), the span is of the moment the stack was read
+ * and is given at once. A read that falls outside (an object that moved)
+ * is made live, as is the whole chain when its words changed, and the
+ * span then needs the second read as above. Chain mode is left for a thread
  * while it rarely finds a chain whole (CHAIN_HIST): a busy service whose
  * threads meet a new span at most samples, after a request's worth of
  * allocations, gains nothing from the regions and pays for each.
@@ -198,8 +203,6 @@ struct spec {
 	int loaded;                      /* read by the walker with the thread */
 	int chain;                       /* the last chain's regions, not plan()'s */
 	int dropped;                     /* read, but the stack came later */
-	uint64_t vars_at;                /* the context's ctx_vars word, read
-					  * again after the stack (chain mode) */
 	uint64_t cbuf[4], hbuf[4], dbuf[4], nmbuf[1];
 	uint64_t nbuf[MAX_HAMT_DEPTH][2 + 32 * 2 + 2];
 	/* Regions on one page are read as one (each region of a read costs
@@ -296,11 +299,13 @@ struct hm_otel {
 	struct spec own;                 /* for a re-check of our own */
 	/* The words read again after the stack, last in the same call: in
 	 * plan mode those of spec again (spec_end), in chain mode the
-	 * context's variables (end_vars). */
+	 * regions that held the words proving the thread's last answer
+	 * (endsnap, endbuf; end_read once read). */
 	struct spec spec_end;
-	hm_iov end_iov[MAX_REGIONS];
-	int nend;
-	uint64_t end_vars;
+	hm_iov end_iov[CHAIN_RANGES];
+	int nend, nendsnap, end_read;
+	struct chain_range endsnap[CHAIN_RANGES];
+	uint64_t endbuf[CHAIN_BUF / 8];
 	struct span_slot spans[SPAN_SLOTS];
 	struct root_slot roots[ROOT_SLOTS];
 	struct edge_slot edges[EDGE_SLOTS];
@@ -1427,14 +1432,83 @@ static int chain_end(hm_otel *o, struct ts_slot *t)
 	return whole;
 }
 
+/* The words that prove c's answer: plan's regions less the span's _name
+ * word (which says nothing of which span is current), for k, a copy of c
+ * without it. */
+static int proof_iov(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct ctx_slot *k,
+		     hm_iov *iov)
+{
+	*k = *c;
+	k->name_at = 0;
+	return plan(o, k, ctx, &o->own, iov);
+}
+
+/* Chain mode: the chain is replayed from regions read before the stack,
+ * so what it finds must be proven for the stack too. Read again after the
+ * stack: those of the regions that held the words proving the thread's
+ * last answer, c (a new chain's context, HAMT, nodes and Context dict take
+ * the blocks of the last ones, mostly on those pages); all of them when
+ * there is none (the last chain failed). */
+static void chain_end_plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx)
+{
+	hm_iov p[MAX_REGIONS];
+	struct ctx_slot k;
+	int np = c ? proof_iov(o, c, ctx, &k, p) : 0;
+	uint32_t used = 0;
+	for (int i = 0; np >= 0 && i < o->nsnap; i++) {
+		const struct chain_range *r = &o->snap[i];
+		int hit = !c;
+		for (int j = 0; j < np && !hit; j++)
+			hit = p[j].addr < r->addr + r->len && p[j].addr + p[j].len > r->addr;
+		if (!hit)
+			continue;
+		o->endsnap[o->nendsnap] = (struct chain_range){r->addr, r->len, used};
+		o->end_iov[o->nend++] = (hm_iov){r->addr, (uint8_t *)o->endbuf + used, r->len};
+		o->nendsnap++;
+		used += (r->len + 7) & ~7u;
+	}
+}
+
+/* The replayed chain's answer for ctx, proven by the regions read again
+ * after the stack: every word that proves it lies there and holds what
+ * the replay read (the Context dict's version tag is unique, so a sibling
+ * span set meanwhile, in the blocks of the one replayed, differs there).
+ * 0: proven; 1: those words changed; -1: not all of them were read again. */
+static int chain_proven(hm_otel *o, uint64_t ctx)
+{
+	const struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	hm_iov p[MAX_REGIONS];
+	struct ctx_slot k;
+	if (!o->end_read || !c->valid || c->ctx != ctx)
+		return -1;
+	int np = proof_iov(o, c, ctx, &k, p);
+	if (np < 0)
+		return -1;
+	for (int j = 0; j < np; j++) {
+		int i = 0;
+		for (; i < o->nendsnap; i++) {
+			const struct chain_range *r = &o->endsnap[i];
+			if (p[j].addr >= r->addr && p[j].len <= r->len &&
+			    p[j].addr - r->addr <= r->len - p[j].len) {
+				memcpy(p[j].buf, (const uint8_t *)o->endbuf + r->off + (p[j].addr - r->addr),
+				       p[j].len);
+				break;
+			}
+		}
+		if (i == o->nendsnap)
+			return -1;
+	}
+	scatter(&o->own);
+	return check(o, &k, &o->own) ? 1 : 0;
+}
+
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 {
 	o->spec.loaded = 0;
 	o->spec.tstate = 0;
 	o->spec.chain = 0;
 	o->spec.dropped = 0;
-	o->spec.vars_at = 0;
-	o->nend = 0;
+	o->nend = o->nendsnap = o->end_read = 0;
 	int reread = o->reread_tstate == tstate;
 	o->reread_tstate = 0;
 	if (!o->var || max < MAX_REGIONS)
@@ -1465,9 +1539,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 		}
 		o->spec.chain = 1;
 		o->spec.tstate = tstate;
-		o->spec.vars_at = t->ctx ? t->ctx + (uint64_t)o->A->ctx_vars : 0;
-		if (o->spec.vars_at)
-			o->end_iov[o->nend++] = (hm_iov){o->spec.vars_at, &o->end_vars, 8};
+		chain_end_plan(o, plannable ? c : NULL, t->ctx);
 		return t->nranges;
 	}
 	if (!plannable)
@@ -1503,21 +1575,14 @@ int otel_spec_end_iov(const hm_otel *o, hm_iov *iov, int max)
  * the words saw, the next set's took its block): the words read again
  * must still prove the same answer (a new Context dict, even in an old
  * one's block, has a new version tag). In chain mode (whose answer is not
- * known before the replay) the context's variables alone. */
+ * known before the replay) the regions are only noted as read: the replayed
+ * answer is checked against them (chain_proven). */
 void otel_spec_end_check(hm_otel *o)
 {
 	if (!o->spec.loaded || !o->nend)
 		return;
 	if (o->spec.chain) {
-		uint64_t at = o->spec.vars_at, first = 0;
-		for (int i = 0; i < o->nsnap; i++)
-			if (at >= o->snap[i].addr && at - o->snap[i].addr + 8 <= o->snap[i].len) {
-				memcpy(&first, (const uint8_t *)o->snapbuf + o->snap[i].off +
-					       (at - o->snap[i].addr), 8);
-				if (first != o->end_vars)
-					otel_spec_drop(o);
-				break;
-			}
+		o->end_read = 1;         /* checked once the chain is replayed */
 		return;
 	}
 	scatter(&o->spec_end);
@@ -1977,11 +2042,25 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 	 * same checks either way. */
 	chain_begin(o, chain);
 	int rc = context_span(o, ctx, sp, !planned && !chain);
-	int whole = chain_end(o, t);
+	int whole = chain_end(o, t), raced = 0;
+	/* Replayed from the regions read before the stack: given only when
+	 * its words read again after the stack prove it. A span that changed
+	 * in between is read live now (and proven by a second read, below). */
+	if (whole && !rc) {
+		int p = chain_proven(o, ctx);
+		if (p) {
+			whole = 0;
+			raced = p > 0;
+			chain_begin(o, 0);
+			rc = context_span(o, ctx, sp, 0);
+			chain_end(o, t);
+		}
+	}
 	remember(t, sp, rc != 0);
 	int found = !rc && (sp->trace_hi || sp->trace_lo);
 	if (chain && (found || !whole)) {
-		t->hist = (t->hist << 1) | (uint32_t)(found && whole);
+		/* (a race says nothing of where new chains' objects lie) */
+		t->hist = (t->hist << 1) | (uint32_t)(found && (whole || raced));
 		if (t->nhist < CHAIN_HIST)
 			t->nhist++;
 	}

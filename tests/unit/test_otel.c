@@ -241,6 +241,45 @@ static void sibling_during_stack(int minor)
 	done(&w);
 }
 
+/* The same in chain mode (the thread's span changed lately, so its read
+ * carries the regions of its last chains and the new chain is replayed
+ * from them): a sibling span set while the stack was read leaves the
+ * context's variables, the HAMT's node and the Context dict's block where
+ * they were; only the dict's version tag moved. The chain replayed from
+ * the regions read before the stack is not given: the words that prove it,
+ * read again after the stack, disagree. */
+static void sibling_during_chain(int minor)
+{
+	struct world w;
+	uint8_t ts[512];
+	size_t ts_len;
+	uint64_t tstate = settled(&w, minor, ts, &ts_len), base = SPAN_ID & ~((1ull << 30) - 1);
+	hm_pythread th;
+	/* A new span between samples: read live, then proven; from then on
+	 * the thread is in chain mode. */
+	put32(w.sid, L->long_digit, 5);
+	put64(w.dict, L->dict_used + 8, 1500);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.span_id == (base | 5));
+	put32(w.sid, L->long_digit, 6);
+	put64(w.dict, L->dict_used + 8, 1501);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == (base | 6));     /* from the regions */
+	/* Now the sibling during the stack. */
+	during_stack = next_sibling;
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 1);
+	assert_true(th.span.trace_hi == 0 && th.span.trace_lo == 0 && th.span.span_id == 0);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 1, &th), 0);
+	assert_true(th.span.span_id == (base | 9));
+	/* Unchanged during the stack: given from the regions again. */
+	put32(w.sid, L->long_digit, 10);
+	put64(w.dict, L->dict_used + 8, 2010);
+	assert_int_equal(sample_thread(&w, tstate, ts, ts_len, 0, &th), 0);
+	assert_true(th.span.span_id == (base | 10));
+	done(&w);
+}
+
 /* A thread read with its regions but not walked (off CPU), then read
  * without them (otel_spec_iov with max 0): the regions of the first read
  * must not pass for the second, whose span changed in between. */
@@ -271,6 +310,8 @@ static void test_set_during_stack_311(void **state) { (void)state; set_during_st
 static void test_set_during_stack_312(void **state) { (void)state; set_during_stack(12); }
 static void test_sibling_during_stack_311(void **state) { (void)state; sibling_during_stack(11); }
 static void test_sibling_during_stack_312(void **state) { (void)state; sibling_during_stack(12); }
+static void test_sibling_during_chain_311(void **state) { (void)state; sibling_during_chain(11); }
+static void test_sibling_during_chain_312(void **state) { (void)state; sibling_during_chain(12); }
 static void test_regions_forgotten_311(void **state) { (void)state; regions_forgotten(11); }
 static void test_regions_forgotten_312(void **state) { (void)state; regions_forgotten(12); }
 
@@ -930,6 +971,8 @@ int main(void)
 		cmocka_unit_test(test_set_during_stack_312),
 		cmocka_unit_test(test_sibling_during_stack_311),
 		cmocka_unit_test(test_sibling_during_stack_312),
+		cmocka_unit_test(test_sibling_during_chain_311),
+		cmocka_unit_test(test_sibling_during_chain_312),
 		cmocka_unit_test(test_regions_forgotten_311),
 		cmocka_unit_test(test_regions_forgotten_312),
 		cmocka_unit_test(test_torn_span_not_kept_312),
