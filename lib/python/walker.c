@@ -1230,7 +1230,8 @@ static hm_pythread *next_thread(hm_pysample *s)
  * Fills py->tsbuf, the first chunk copy and the frame prefetch. Returns the
  * current frame address (0: no Python frame) or (uint64_t)-1 on a failed
  * read. */
-static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre)
+static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov *pre, int npre,
+			    int span_words)
 {
 	const hm_pylayout *L = py->layout;
 	hm_iov iov[9 + 2 * OTEL_SPEC_IOV + HM_SPEC_FRAMES];
@@ -1243,7 +1244,8 @@ static uint64_t read_thread(hm_python *py, struct thread_cache *tc, const hm_iov
 	 * words, both read again at the end of this call, say whether the
 	 * span changed at any time after these words were read and before the
 	 * stack was. */
-	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n, OTEL_SPEC_IOV) : 0;
+	int nspan = py->otel ? otel_spec_iov(py->otel, tc->tstate, iov + n,
+					     span_words ? OTEL_SPEC_IOV : 0) : 0;
 	n += nspan;
 	iov[n++] = (hm_iov){tc->tstate, py->tsbuf, py->ts_len};
 	/* The current frame of the cframes the thread had lately (a thread
@@ -1693,6 +1695,30 @@ static int will_walk(hm_python *py, struct thread_cache *tc, hm_pythread *th,
 	return !(flags & HM_SAMPLE_ONCPU) || (th->tid && oncpu(py, tc, th));
 }
 
+/* will_walk's answer before the thread is read, where it can be known
+ * then: the GIL holder came with the interpreter's read (not from each
+ * thread state's status bit, 3.12+) and the thread's tid is known from its
+ * last sample. A thread that will not be walked (an idle pool worker while
+ * only threads on CPU are sampled) then reads no span words with its
+ * state: in the FastAPI service at 100 Hz most threads read in a sample
+ * are such workers, each with a few regions of words before its stack and
+ * the same again after it. The on-CPU decision is made once per sample
+ * (oncpu caches it), with the same inputs as will_walk's. 1: will walk, or
+ * not known. */
+static int walk_foreseen(hm_python *py, struct thread_cache *tc, const struct interp_read *r,
+			 uint64_t ts, unsigned flags)
+{
+	if (!(flags & (HM_SAMPLE_ONCPU | HM_SAMPLE_GIL)) || r->status_gil || !tc->host_tid)
+		return 1;
+	hm_pythread th;
+	memset(&th, 0, sizeof th);
+	th.tid = tc->host_tid;
+	th.holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holds_gil(py, r, ts);
+	if ((flags & HM_SAMPLE_GIL) && !th.holds_gil)
+		return 0;
+	return !(flags & HM_SAMPLE_ONCPU) || oncpu(py, tc, &th);
+}
+
 int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 {
 	const hm_pylayout *L = py->layout;
@@ -1745,7 +1771,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			/* Speculate that the list head is last sample's head. */
 			if (py->heads[ii]) {
 				tc0 = thread_cache_get(py, py->heads[ii]);
-				f0 = read_thread(py, tc0, r.pre, r.npre);
+				f0 = read_thread(py, tc0, r.pre, r.npre, 1);
 			} else if (hm_target_readv(py->t, r.pre, r.npre) != HM_OK) {
 				return hm_error(HM_EIO, "cannot read interpreter state");
 			}
@@ -1782,13 +1808,14 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			th->tstate = ts;
 			int ok = -1, torn = 0;
 			hm_otel *otel = python_otel(py);
+			int words = !otel || walk_foreseen(py, tc, &r, ts, flags);
 			for (int attempt = 0; attempt < 3 && ok; attempt++) {
 				uint64_t f;
 				if (attempt == 0 && nt == 0 && tc0 && ts == tc0->tstate &&
 				    f0 != (uint64_t)-1)
 					f = f0;   /* prefetched with the list head */
 				else
-					f = read_thread(py, tc, NULL, 0);
+					f = read_thread(py, tc, NULL, 0, words || attempt > 0);
 				/* The span this read proves, decided before the
 				 * walk: a span changed since the thread's last
 				 * sample is found only now, so the thread is read
@@ -1803,7 +1830,7 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 					torn = rc == 2;
 					if (rc != 1)
 						break;
-					f = read_thread(py, tc, NULL, 0);
+					f = read_thread(py, tc, NULL, 0, 1);
 				}
 				if (f == (uint64_t)-1)
 					continue;
@@ -1873,7 +1900,7 @@ int hm_python_walk_tstate(hm_python *py, uint64_t tstate, hm_pythread *th)
 	struct thread_cache *tc = thread_cache_get(py, tstate);
 	tc->last_seen = py->nsample;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		uint64_t f = read_thread(py, tc, NULL, 0);
+		uint64_t f = read_thread(py, tc, NULL, 0, 1);
 		if (f == (uint64_t)-1)
 			continue;
 		th->nframes = 0;
