@@ -57,8 +57,8 @@
  * through a few blocks of their pymalloc size classes, mostly on the same
  * few pages). The chain is then read by the same code with the same checks
  * from that copy (chain_read). That copy is of the moment before the
- * stack: those of the regions that held the words proving the thread's
- * last answer are read again at the end of the same call, and when every
+ * stack: those of the regions that held the words proving the answers of
+ * the thread's last chains are read again at the end of the same call, and when every
  * read found its bytes in the copy and the new answer's words lie in
  * those regions and read the same there (chain_proven: the Context dict's
  * version tag is unique), the span is of the moment the stack was read
@@ -259,6 +259,8 @@ struct ts_slot {                         /* the context a thread had last */
 	uint32_t seq;                    /* chains read */
 	struct chain_range range[CHAIN_RANGES];
 	uint32_t used[CHAIN_RANGES];     /* seq of the last chain that read there */
+	uint32_t proof[CHAIN_RANGES];    /* and of the last whose answer's proving
+					  * words lay there (0: none) */
 	/* The last CHAIN_HIST chains with a span read in chain mode, one bit
 	 * each (1: found whole in the regions), newest in bit 0, and how many
 	 * there were (capped); the thread's samples since chain mode was last
@@ -1394,6 +1396,7 @@ static void chain_union(hm_otel *o, struct ts_slot *t)
 			if (t->nranges == CHAIN_RANGES)
 				continue;        /* this one will be read live */
 			t->range[t->nranges++] = (struct chain_range){a, (uint32_t)(b - a), 0};
+			t->proof[i] = 0;
 		}
 		t->used[i] = t->seq;
 	}
@@ -1407,6 +1410,7 @@ static void chain_union(hm_otel *o, struct ts_slot *t)
 				continue;
 			t->range[m] = t->range[i];
 			t->used[m] = t->used[i];
+			t->proof[m] = t->proof[i];
 			t->range[m].off = used;
 			used += (t->range[m].len + 7) & ~7u;
 			if (oldest < 0 || t->used[m] < t->used[oldest])
@@ -1445,27 +1449,43 @@ static int proof_iov(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct 
 
 /* Chain mode: the chain is replayed from regions read before the stack,
  * so what it finds must be proven for the stack too. Read again after the
- * stack: those of the regions that held the words proving the thread's
- * last answer, c (a new chain's context, HAMT, nodes and Context dict take
- * the blocks of the last ones, mostly on those pages); all of them when
- * there is none (the last chain failed). */
-static void chain_end_plan(hm_otel *o, const struct ctx_slot *c, uint64_t ctx)
+ * stack: those of t's regions that held the words proving an answer of its
+ * last chains (a new chain's context, HAMT, nodes and Context dict take
+ * blocks of the last ones', on those pages); all of them when none did. */
+static void chain_end_plan(hm_otel *o, const struct ts_slot *t)
 {
-	hm_iov p[MAX_REGIONS];
-	struct ctx_slot k;
-	int np = c ? proof_iov(o, c, ctx, &k, p) : 0;
+	int any = 0;
+	for (int i = 0; i < t->nranges && !any; i++)
+		any = t->proof[i] && t->seq - t->proof[i] <= CHAIN_KEEP;
 	uint32_t used = 0;
-	for (int i = 0; np >= 0 && i < o->nsnap; i++) {
-		const struct chain_range *r = &o->snap[i];
-		int hit = !c;
-		for (int j = 0; j < np && !hit; j++)
-			hit = p[j].addr < r->addr + r->len && p[j].addr + p[j].len > r->addr;
-		if (!hit)
+	for (int i = 0; i < t->nranges; i++) {
+		if (any && !(t->proof[i] && t->seq - t->proof[i] <= CHAIN_KEEP))
 			continue;
+		const struct chain_range *r = &t->range[i];
 		o->endsnap[o->nendsnap] = (struct chain_range){r->addr, r->len, used};
 		o->end_iov[o->nend++] = (hm_iov){r->addr, (uint8_t *)o->endbuf + used, r->len};
 		o->nendsnap++;
 		used += (r->len + 7) & ~7u;
+	}
+}
+
+/* After a chain: mark t's regions that hold the words proving its answer
+ * for ctx (chain_end_plan reads them again). */
+static void chain_mark_proof(hm_otel *o, struct ts_slot *t, uint64_t ctx)
+{
+	const struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
+	hm_iov p[MAX_REGIONS];
+	struct ctx_slot k;
+	if (!c->valid || c->ctx != ctx)
+		return;
+	int np = proof_iov(o, c, ctx, &k, p);
+	for (int i = 0; i < t->nranges; i++) {
+		const struct chain_range *r = &t->range[i];
+		for (int j = 0; j < np; j++)
+			if (p[j].addr < r->addr + r->len && p[j].addr + p[j].len > r->addr) {
+				t->proof[i] = t->seq;
+				break;
+			}
 	}
 }
 
@@ -1539,7 +1559,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 		}
 		o->spec.chain = 1;
 		o->spec.tstate = tstate;
-		chain_end_plan(o, plannable ? c : NULL, t->ctx);
+		chain_end_plan(o, t);
 		return t->nranges;
 	}
 	if (!plannable)
@@ -2056,6 +2076,7 @@ int otel_thread_span(hm_otel *o, hm_pythread *th, const uint8_t *ts, size_t ts_l
 			chain_end(o, t);
 		}
 	}
+	chain_mark_proof(o, t, ctx);
 	remember(t, sp, rc != 0);
 	int found = !rc && (sp->trace_hi || sp->trace_lo);
 	if (chain && (found || !whole)) {
