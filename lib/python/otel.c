@@ -58,16 +58,17 @@
  * few pages). The chain is then read by the same code with the same checks
  * from that copy (chain_read). That copy is of the moment before the
  * stack: those of the regions that held the words proving the answers of
- * the thread's last chains are read again at the end of the same call, and when every
- * read found its bytes in the copy and the new answer's words lie in
- * those regions and read the same there (chain_proven: the Context dict's
- * version tag is unique), the span is of the moment the stack was read
- * and is given at once. A read that falls outside (an object that moved)
- * is made live, as is the whole chain when its words changed, and the
- * span then needs the second read as above. Chain mode is left for a thread
- * while it rarely finds a chain whole (CHAIN_HIST): a busy service whose
- * threads meet a new span at most samples, after a request's worth of
- * allocations, gains nothing from the regions and pays for each.
+ * the thread's last chains are read again at the end of the same call,
+ * and when every read found its bytes in the copy and the new answer's
+ * words lie in those regions and read the same there (chain_proven: the
+ * Context dict's version tag is unique), the span is of the moment the
+ * stack was read and is given at once. A read that falls outside (an
+ * object that moved) is made live, as is the whole chain when its words
+ * changed, and the span then needs the second read as above. Chain mode
+ * is left for a thread while it rarely finds a chain whole (CHAIN_HIST): a
+ * busy service whose threads meet a new span at most samples, after a
+ * request's worth of allocations, gains nothing from the regions and pays
+ * for each.
  *
  * A chain read live costs about one system call per object, not one per
  * field: each live read brings a block of the object's neighbourhood
@@ -301,8 +302,8 @@ struct hm_otel {
 	struct spec own;                 /* for a re-check of our own */
 	/* The words read again after the stack, last in the same call: in
 	 * plan mode those of spec again (spec_end), in chain mode the
-	 * regions that held the words proving the thread's last answer
-	 * (endsnap, endbuf; end_read once read). */
+	 * regions that held the words proving the thread's last chains'
+	 * answers (endsnap, endbuf; end_read once read). */
 	struct spec spec_end;
 	hm_iov end_iov[CHAIN_RANGES];
 	int nend, nendsnap, end_read;

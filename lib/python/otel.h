@@ -56,10 +56,12 @@ int otel_ver_offset(const hm_otel *o);
 /* The regions to read again after the stack, last in the same call (at
  * most max, which OTEL_SPEC_IOV fits; 0: none): the words of
  * otel_spec_iov's answer again, or, with the last chains' regions, those
- * of them that held the words proving those chains' answers (a span set or
- * reset in the same context does not move the version above). Once they are read too, after
- * otel_spec_loaded: otel_spec_end_check, which drops the regions
- * (otel_spec_drop) when those words no longer prove the same answer. */
+ * of them that held the words proving those chains' answers (a span set
+ * or reset in the same context does not move the version above). Once
+ * they are read too, after otel_spec_loaded: otel_spec_end_check, which
+ * drops the regions (otel_spec_drop) when those words no longer prove the
+ * same answer (in chain mode the replayed answer is checked against them
+ * in otel_thread_span). */
 int otel_spec_end_iov(const hm_otel *o, hm_iov *iov, int max);
 void otel_spec_end_check(hm_otel *o);
 /* Fill th->span from the thread state in ts (the bytes read at th->tstate). */
