@@ -1710,6 +1710,11 @@ static int walk_foreseen(hm_python *py, struct thread_cache *tc, const struct in
 {
 	if (!(flags & (HM_SAMPLE_ONCPU | HM_SAMPLE_GIL)) || r->status_gil || !tc->host_tid)
 		return 1;
+	/* Only for a thread decided in the last sample too (one with a
+	 * Python frame then): one without a frame is not decided, and its
+	 * CPU time since its last decision goes to its next one, as before. */
+	if ((flags & HM_SAMPLE_ONCPU) && tc->decided_seq + 1 != py->oncpu_seq)
+		return 1;
 	hm_pythread th;
 	memset(&th, 0, sizeof th);
 	th.tid = tc->host_tid;
