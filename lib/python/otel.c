@@ -1330,19 +1330,25 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
  * through chain_read: served from the snapshot when replaying and the
  * region was in it (a miss reads live and is noted), and logged, so that
  * the next sample can read the same regions with the thread state. */
+/* Copy [addr, addr + len) from regions copied into data (n of them, each
+ * at its off there). 0: it lay in one of them. */
+static int range_copy(const struct chain_range *rs, int n, const uint64_t *data, uint64_t addr,
+		      void *buf, size_t len)
+{
+	for (int i = 0; i < n; i++) {
+		const struct chain_range *r = &rs[i];
+		if (addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len) {
+			memcpy(buf, (const uint8_t *)data + r->off + (addr - r->addr), len);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	hm_otel *o = ctx;
-	int hit = 0;
-	for (int i = 0; o->replaying && i < o->nsnap; i++) {
-		const struct chain_range *r = &o->snap[i];
-		if (addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len) {
-			memcpy(buf, (const uint8_t *)o->snapbuf + r->off + (addr - r->addr), len);
-			hit = 1;
-			break;
-		}
-	}
-	if (!hit) {
+	if (!o->replaying || range_copy(o->snap, o->nsnap, o->snapbuf, addr, buf, len)) {
 		o->missed = 1;
 		if (blk_read(o, addr, buf, len))
 			return -1;
@@ -1453,14 +1459,19 @@ static int proof_iov(hm_otel *o, const struct ctx_slot *c, uint64_t ctx, struct 
  * stack: those of t's regions that held the words proving an answer of its
  * last chains (a new chain's context, HAMT, nodes and Context dict take
  * blocks of the last ones', on those pages); all of them when none did. */
+static int proof_recent(const struct ts_slot *t, int i)
+{
+	return t->proof[i] && t->seq - t->proof[i] <= CHAIN_KEEP;
+}
+
 static void chain_end_plan(hm_otel *o, const struct ts_slot *t)
 {
 	int any = 0;
 	for (int i = 0; i < t->nranges && !any; i++)
-		any = t->proof[i] && t->seq - t->proof[i] <= CHAIN_KEEP;
+		any = proof_recent(t, i);
 	uint32_t used = 0;
 	for (int i = 0; i < t->nranges; i++) {
-		if (any && !(t->proof[i] && t->seq - t->proof[i] <= CHAIN_KEEP))
+		if (any && !proof_recent(t, i))
 			continue;
 		const struct chain_range *r = &t->range[i];
 		o->endsnap[o->nendsnap] = (struct chain_range){r->addr, r->len, used};
@@ -1477,7 +1488,7 @@ static void chain_mark_proof(hm_otel *o, struct ts_slot *t, uint64_t ctx)
 	const struct ctx_slot *c = &o->ctxs[mix(ctx) % CTX_SLOTS];
 	hm_iov p[MAX_REGIONS];
 	struct ctx_slot k;
-	if (!c->valid || c->ctx != ctx)
+	if (!t->nranges || !c->valid || c->ctx != ctx)
 		return;
 	int np = proof_iov(o, c, ctx, &k, p);
 	for (int i = 0; i < t->nranges; i++) {
@@ -1505,20 +1516,9 @@ static int chain_proven(hm_otel *o, uint64_t ctx)
 	int np = proof_iov(o, c, ctx, &k, p);
 	if (np < 0)
 		return -1;
-	for (int j = 0; j < np; j++) {
-		int i = 0;
-		for (; i < o->nendsnap; i++) {
-			const struct chain_range *r = &o->endsnap[i];
-			if (p[j].addr >= r->addr && p[j].len <= r->len &&
-			    p[j].addr - r->addr <= r->len - p[j].len) {
-				memcpy(p[j].buf, (const uint8_t *)o->endbuf + r->off + (p[j].addr - r->addr),
-				       p[j].len);
-				break;
-			}
-		}
-		if (i == o->nendsnap)
+	for (int j = 0; j < np; j++)
+		if (range_copy(o->endsnap, o->nendsnap, o->endbuf, p[j].addr, p[j].buf, p[j].len))
 			return -1;
-	}
 	scatter(&o->own);
 	return check(o, &k, &o->own) ? 1 : 0;
 }

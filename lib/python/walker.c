@@ -1679,6 +1679,15 @@ static int holds_gil(const hm_python *py, const struct interp_read *r, uint64_t 
 	return r->gil.locked && r->gil.holder == ts;
 }
 
+/* Given th's tid and holds_gil: walked (see will_walk)? */
+static int walk_decided(hm_python *py, struct thread_cache *tc, const hm_pythread *th,
+			unsigned flags)
+{
+	if ((flags & HM_SAMPLE_GIL) && !th->holds_gil)
+		return 0;
+	return !(flags & HM_SAMPLE_ONCPU) || (th->tid && oncpu(py, tc, th));
+}
+
 /* Would walk_thread walk the thread just read (at ts, in py->tsbuf)? Not
  * one off CPU while only those are sampled, nor one without the GIL while
  * only its holder is: no span is read for a stack not taken. */
@@ -1690,9 +1699,7 @@ static int will_walk(hm_python *py, struct thread_cache *tc, hm_pythread *th,
 	thread_ids(py, tc, py->tsbuf);
 	th->tid = tc->host_tid;
 	th->holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holds_gil(py, r, ts);
-	if ((flags & HM_SAMPLE_GIL) && !th->holds_gil)
-		return 0;
-	return !(flags & HM_SAMPLE_ONCPU) || (th->tid && oncpu(py, tc, th));
+	return walk_decided(py, tc, th, flags);
 }
 
 /* will_walk's answer before the thread is read, where it can be known
@@ -1715,13 +1722,9 @@ static int walk_foreseen(hm_python *py, struct thread_cache *tc, const struct in
 	 * CPU time since its last decision goes to its next one, as before. */
 	if ((flags & HM_SAMPLE_ONCPU) && tc->decided_seq + 1 != py->oncpu_seq)
 		return 1;
-	hm_pythread th;
-	memset(&th, 0, sizeof th);
-	th.tid = tc->host_tid;
-	th.holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holds_gil(py, r, ts);
-	if ((flags & HM_SAMPLE_GIL) && !th.holds_gil)
-		return 0;
-	return !(flags & HM_SAMPLE_ONCPU) || oncpu(py, tc, &th);
+	hm_pythread th = {.tid = tc->host_tid,
+			  .holds_gil = (flags & HM_SAMPLE_WANT_GIL) && holds_gil(py, r, ts)};
+	return walk_decided(py, tc, &th, flags);
 }
 
 int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
@@ -1813,7 +1816,8 @@ int hm_python_sample(hm_python *py, hm_pysample *s, unsigned flags)
 			th->tstate = ts;
 			int ok = -1, torn = 0;
 			hm_otel *otel = python_otel(py);
-			int words = !otel || walk_foreseen(py, tc, &r, ts, flags);
+			/* (no words to leave out before the SDK is found) */
+			int words = !otel_found(otel) || walk_foreseen(py, tc, &r, ts, flags);
 			for (int attempt = 0; attempt < 3 && ok; attempt++) {
 				uint64_t f;
 				if (attempt == 0 && nt == 0 && tc0 && ts == tc0->tstate &&
