@@ -230,6 +230,8 @@ struct tried_slot {                      /* parents whose root was looked for */
 #define CHAIN_RANGES 24                  /* regions added to the thread's read */
 #define CHAIN_KEEP 32                    /* chains a region is kept untouched */
 #define CHAIN_BUF (8 * PAGE)             /* the regions' bytes, at most */
+#define SNAP_MAP 128                     /* > the pages CHAIN_RANGES regions of at
+					  * most 2 pages span */
 #define CHURN_SAMPLES 8                  /* samples in chain mode after a change */
 /* Chain mode pays (one region per page in every read of the thread) only
  * where a new span's objects land on the pages of the last ones: a busy
@@ -320,12 +322,14 @@ struct hm_otel {
 	void *live_ctx;
 	int replaying, missed, nlog;
 	uint64_t reread_tstate;          /* asked to read again: plan, no chain */
-	struct { uint64_t addr; uint32_t len; } log[CHAIN_READS];
+	struct { uint64_t addr; uint32_t len; int hit; } log[CHAIN_READS];   /* hit: the snap
+									 * region that served it, -1: none */
 	/* Blocks read live while a chain is read (blk_read): a read of a
 	 * few words brings the rest of its object along, so the chain's next
 	 * reads there cost no system call. Emptied at each chain_begin. */
 	int nblk, blk_next;
-	struct { uint64_t addr; uint32_t len; uint8_t data[BLK]; } blk[NBLK];
+	struct { uint64_t addr; uint32_t len; } blk[NBLK];
+	uint8_t blk_data[NBLK][BLK];     /* (apart: a lookup scans blk alone) */
 	/* Deferred (blk_defer, contexts_spans): a block not held is not read
 	 * but wanted, and the read fails; the chains of several contexts are
 	 * read in turns, the blocks they want read together between turns. */
@@ -338,10 +342,17 @@ struct hm_otel {
 	 * these fields do not change in a type's life. */
 	uint64_t blk_now, ctx_dict_type;
 	int ntblk;
-	struct { uint64_t addr, born; uint32_t len; uint8_t data[BLK]; } tblk[NTBLK];
+	struct { uint64_t addr, born; uint32_t len; } tblk[NTBLK];
+	uint8_t tblk_data[NTBLK][BLK];
 	int nsnap;
 	struct chain_range snap[CHAIN_RANGES];
+	uint8_t snap_map[SNAP_MAP];      /* by page: 1 + a snap region on it, 0: none */
 	uint64_t snapbuf[CHAIN_BUF / 8];
+	/* chain_proven's proof words of an answer it proved (for ctx), which
+	 * chain_mark_proof marks next; proven_np -1: none. */
+	int proven_np;
+	uint64_t proven_ctx;
+	hm_iov proven_p[MAX_REGIONS];
 };
 
 static const hm_pyasync_layout *ctx_layout(int major, int minor)
@@ -776,13 +787,20 @@ static const char *root_name(hm_otel *o, const hm_pyspan *sp)
 	return NULL;
 }
 
+static void copy_name(char *dst, size_t cap, const char *src)
+{
+	size_t n = strnlen(src, cap - 1);
+	memmove(dst, src, n);
+	dst[n] = 0;
+}
+
 /* Fill sp->root if it is proven now; 1 when sp has it. */
 static int fill_root(hm_otel *o, hm_pyspan *sp)
 {
 	if (!sp->root[0] && (sp->trace_hi || sp->trace_lo)) {
 		const char *r = root_name(o, sp);
 		if (r)
-			snprintf(sp->root, sizeof sp->root, "%s", r);
+			copy_name(sp->root, sizeof sp->root, r);
 	}
 	return sp->root[0] != 0;
 }
@@ -1168,7 +1186,7 @@ static void answer(hm_otel *o, const struct ctx_slot *c, hm_pyspan *out)
 	/* The local root may have been learnt (or renamed) since. */
 	const char *r = (out->trace_hi || out->trace_lo) ? root_name(o, out) : NULL;
 	if (r && strcmp(r, out->root))
-		snprintf(out->root, sizeof out->root, "%s", r);
+		copy_name(out->root, sizeof out->root, r);
 }
 
 /* ---- the chain read with the thread state ----------------------------- */
@@ -1229,14 +1247,14 @@ static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 		uint64_t a = o->tblk[i].addr;
 		if (addr >= a && len <= o->tblk[i].len && addr - a <= o->tblk[i].len - len &&
 		    o->blk_now - o->tblk[i].born < TBLK_NS) {
-			memcpy(buf, o->tblk[i].data + (addr - a), len);
+			memcpy(buf, o->tblk_data[i] + (addr - a), len);
 			return 0;
 		}
 	}
 	for (int i = 0; i < o->nblk; i++) {
 		uint64_t a = o->blk[i].addr;
 		if (addr >= a && len <= o->blk[i].len && addr - a <= o->blk[i].len - len) {
-			memcpy(buf, o->blk[i].data + (addr - a), len);
+			memcpy(buf, o->blk_data[i] + (addr - a), len);
 			return 0;
 		}
 	}
@@ -1260,7 +1278,7 @@ static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 		o->tblk[k].addr = start;
 		o->tblk[k].len = 0;
 		o->tblk[k].born = o->blk_now;
-		data = o->tblk[k].data;
+		data = o->tblk_data[k];
 		if (o->live_read(o->live_ctx, start, data, (size_t)(end - start)))
 			return o->live_read(o->live_ctx, addr, buf, len);
 		o->tblk[k].len = (uint32_t)(end - start);
@@ -1271,7 +1289,7 @@ static int blk_read(hm_otel *o, uint64_t addr, void *buf, size_t len)
 	} else {
 		int k = o->nblk < NBLK ? o->nblk++ : o->blk_next++ % NBLK;
 		o->blk[k].len = 0;
-		data = o->blk[k].data;
+		data = o->blk_data[k];
 		if (o->live_read(o->live_ctx, start, data, (size_t)(end - start)))
 			return o->live_read(o->live_ctx, addr, buf, len);
 		o->blk[k].addr = start;
@@ -1314,7 +1332,7 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 		if (o->nblk + k >= NBLK)
 			continue;
 		slot[k] = o->nblk + k;
-		iov[k] = (hm_iov){start, o->blk[slot[k]].data, (size_t)(end - start)};
+		iov[k] = (hm_iov){start, o->blk_data[slot[k]], (size_t)(end - start)};
 		k++;
 	}
 	if (k < 2 || hm_target_readv(o->t, iov, k) != HM_OK)
@@ -1331,7 +1349,7 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
  * region was in it (a miss reads live and is noted), and logged, so that
  * the next sample can read the same regions with the thread state. */
 /* Copy [addr, addr + len) from regions copied into data (n of them, each
- * at its off there). 0: it lay in one of them. */
+ * at its off there). The region's index when it lay in one, else -1. */
 static int range_copy(const struct chain_range *rs, int n, const uint64_t *data, uint64_t addr,
 		      void *buf, size_t len)
 {
@@ -1339,7 +1357,46 @@ static int range_copy(const struct chain_range *rs, int n, const uint64_t *data,
 		const struct chain_range *r = &rs[i];
 		if (addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len) {
 			memcpy(buf, (const uint8_t *)data + r->off + (addr - r->addr), len);
-			return 0;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* The snapshot's regions by page (a chain reads ~30 times, from ~13
+ * regions): each region under every page it spans, open addressing. */
+static unsigned page_slot(uint64_t page)
+{
+	return (unsigned)((page * 0x9E3779B97F4A7C15ull) >> 57) & (SNAP_MAP - 1);
+}
+
+static void snap_map_build(hm_otel *o)
+{
+	memset(o->snap_map, 0, sizeof o->snap_map);
+	for (int i = 0; i < o->nsnap; i++) {
+		const struct chain_range *r = &o->snap[i];
+		if (!r->len)
+			continue;
+		for (uint64_t pg = r->addr / PAGE; pg <= (r->addr + r->len - 1) / PAGE; pg++) {
+			unsigned h = page_slot(pg), n = 0;
+			while (o->snap_map[h] && ++n < SNAP_MAP)
+				h = (h + 1) & (SNAP_MAP - 1);
+			if (n < SNAP_MAP)
+				o->snap_map[h] = (uint8_t)(i + 1);
+		}
+	}
+}
+
+/* As range_copy over the snapshot. */
+static int snap_copy(hm_otel *o, uint64_t addr, void *buf, size_t len)
+{
+	unsigned h = page_slot(addr / PAGE);
+	for (unsigned n = 0; n < SNAP_MAP && o->snap_map[h]; n++, h = (h + 1) & (SNAP_MAP - 1)) {
+		int i = o->snap_map[h] - 1;
+		const struct chain_range *r = &o->snap[i];
+		if (addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len) {
+			memcpy(buf, (const uint8_t *)o->snapbuf + r->off + (addr - r->addr), len);
+			return i;
 		}
 	}
 	return -1;
@@ -1348,7 +1405,8 @@ static int range_copy(const struct chain_range *rs, int n, const uint64_t *data,
 static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	hm_otel *o = ctx;
-	if (!o->replaying || range_copy(o->snap, o->nsnap, o->snapbuf, addr, buf, len)) {
+	int hit = o->replaying ? snap_copy(o, addr, buf, len) : -1;
+	if (hit < 0) {
 		o->missed = 1;
 		if (blk_read(o, addr, buf, len))
 			return -1;
@@ -1356,6 +1414,7 @@ static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len)
 	if (o->nlog < CHAIN_READS && len <= CHAIN_READ_MAX) {
 		o->log[o->nlog].addr = addr;
 		o->log[o->nlog].len = (uint32_t)len;
+		o->log[o->nlog].hit = hit;
 		o->nlog++;
 	}
 	return 0;
@@ -1369,6 +1428,7 @@ static void chain_begin(hm_otel *o, int replay)
 	o->r.ctx = o;
 	o->replaying = replay;
 	o->missed = 0;
+	o->proven_np = -1;
 	o->nlog = 0;
 	o->nblk = 0;
 	o->blk_next = 0;
@@ -1386,8 +1446,14 @@ static void chain_union(hm_otel *o, struct ts_slot *t)
 	t->seq++;
 	for (int k = 0; k < o->nlog; k++) {
 		uint64_t a = o->log[k].addr, b = a + o->log[k].len;
-		int i = 0;
-		for (; i < t->nranges; i++) {
+		int i = o->log[k].hit;
+		/* Served by the snapshot of t's regions: within its region. */
+		if (i >= 0 && i < t->nranges && a >= t->range[i].addr &&
+		    b <= t->range[i].addr + t->range[i].len) {
+			t->used[i] = t->seq;
+			continue;
+		}
+		for (i = 0; i < t->nranges; i++) {
 			struct chain_range *r = &t->range[i];
 			uint64_t e = r->addr + r->len;
 			if (a / PAGE == r->addr / PAGE || (a <= e && b >= r->addr)) {
@@ -1490,11 +1556,18 @@ static void chain_mark_proof(hm_otel *o, struct ts_slot *t, uint64_t ctx)
 	struct ctx_slot k;
 	if (!t->nranges || !c->valid || c->ctx != ctx)
 		return;
-	int np = proof_iov(o, c, ctx, &k, p);
+	const hm_iov *pp = p;
+	int np;
+	if (o->proven_np >= 0 && o->proven_ctx == ctx) {
+		pp = o->proven_p;        /* (the answer chain_proven just proved) */
+		np = o->proven_np;
+	} else {
+		np = proof_iov(o, c, ctx, &k, p);
+	}
 	for (int i = 0; i < t->nranges; i++) {
 		const struct chain_range *r = &t->range[i];
 		for (int j = 0; j < np; j++)
-			if (p[j].addr < r->addr + r->len && p[j].addr + p[j].len > r->addr) {
+			if (pp[j].addr < r->addr + r->len && pp[j].addr + pp[j].len > r->addr) {
 				t->proof[i] = t->seq;
 				break;
 			}
@@ -1517,10 +1590,15 @@ static int chain_proven(hm_otel *o, uint64_t ctx)
 	if (np < 0)
 		return -1;
 	for (int j = 0; j < np; j++)
-		if (range_copy(o->endsnap, o->nendsnap, o->endbuf, p[j].addr, p[j].buf, p[j].len))
+		if (range_copy(o->endsnap, o->nendsnap, o->endbuf, p[j].addr, p[j].buf, p[j].len) < 0)
 			return -1;
 	scatter(&o->own);
-	return check(o, &k, &o->own) ? 1 : 0;
+	if (check(o, &k, &o->own))
+		return 1;
+	o->proven_np = np;
+	o->proven_ctx = ctx;
+	memcpy(o->proven_p, p, (size_t)np * sizeof *p);
+	return 0;
 }
 
 int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
@@ -1558,6 +1636,7 @@ int otel_spec_iov(hm_otel *o, uint64_t tstate, hm_iov *iov, int max)
 			iov[i] = (hm_iov){t->range[i].addr, (uint8_t *)o->snapbuf + t->range[i].off,
 					  t->range[i].len};
 		}
+		snap_map_build(o);
 		o->spec.chain = 1;
 		o->spec.tstate = tstate;
 		chain_end_plan(o, t);
@@ -1878,7 +1957,7 @@ static int blk_fetch(hm_otel *o)
 	for (int i = 0; i < o->nwant; i++) {
 		slot[i] = o->nblk < NBLK ? o->nblk++ : o->blk_next++ % NBLK;
 		o->blk[slot[i]].len = 0;
-		iov[i] = (hm_iov){o->want[i].addr, o->blk[slot[i]].data, o->want[i].len};
+		iov[i] = (hm_iov){o->want[i].addr, o->blk_data[slot[i]], o->want[i].len};
 	}
 	int n = o->nwant;
 	o->nwant = 0;

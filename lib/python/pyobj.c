@@ -193,16 +193,16 @@ static int str_utf8(const hm_pyobj_reader *r, uint64_t obj, char *buf, size_t ca
 	if (n > max)
 		n = max;
 	size_t bytes = (size_t)n * (size_t)kind;
-	uint8_t *raw = malloc(bytes ? bytes : 1);
+	uint8_t small[256];              /* (most names: no allocation) */
+	uint8_t *raw = bytes <= sizeof small ? small : malloc(bytes);
 	if (!raw)
 		return -1;
-	if (bytes && rd(r, data, raw, bytes)) {
+	int rc = bytes && rd(r, data, raw, bytes) ? -1 : 0;
+	if (!rc)
+		hm_ucs_to_utf8(kind, raw, (size_t)n, buf, cap);
+	if (raw != small)
 		free(raw);
-		return -1;
-	}
-	hm_ucs_to_utf8(kind, raw, (size_t)n, buf, cap);
-	free(raw);
-	return 0;
+	return rc;
 }
 
 int hm_pyobj_str(const hm_pyobj_reader *r, uint64_t obj, char *buf, size_t cap)
