@@ -1344,22 +1344,24 @@ static void blk_prefetch(hm_otel *o, const uint64_t *addrs, int n)
 	o->nblk += k;
 }
 
-/* While a chain is read for a thread (otel_thread_span), every read goes
- * through chain_read: served from the snapshot when replaying and the
- * region was in it (a miss reads live and is noted), and logged, so that
- * the next sample can read the same regions with the thread state. */
-/* Copy [addr, addr + len) from regions copied into data (n of them, each
- * at its off there). The region's index when it lay in one, else -1. */
+/* Copy [addr, addr + len) from region r, copied into data at its off. 1
+ * when it lay there. */
+static int range_take(const struct chain_range *r, const uint64_t *data, uint64_t addr, void *buf,
+		      size_t len)
+{
+	if (addr < r->addr || len > r->len || addr - r->addr > r->len - len)
+		return 0;
+	memcpy(buf, (const uint8_t *)data + r->off + (addr - r->addr), len);
+	return 1;
+}
+
+/* The same from n regions: the index of the one it lay in, else -1. */
 static int range_copy(const struct chain_range *rs, int n, const uint64_t *data, uint64_t addr,
 		      void *buf, size_t len)
 {
-	for (int i = 0; i < n; i++) {
-		const struct chain_range *r = &rs[i];
-		if (addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len) {
-			memcpy(buf, (const uint8_t *)data + r->off + (addr - r->addr), len);
+	for (int i = 0; i < n; i++)
+		if (range_take(&rs[i], data, addr, buf, len))
 			return i;
-		}
-	}
 	return -1;
 }
 
@@ -1387,21 +1389,22 @@ static void snap_map_build(hm_otel *o)
 	}
 }
 
-/* As range_copy over the snapshot. */
+/* range_copy over the snapshot, by the regions on addr's page. */
 static int snap_copy(hm_otel *o, uint64_t addr, void *buf, size_t len)
 {
 	unsigned h = page_slot(addr / PAGE);
 	for (unsigned n = 0; n < SNAP_MAP && o->snap_map[h]; n++, h = (h + 1) & (SNAP_MAP - 1)) {
 		int i = o->snap_map[h] - 1;
-		const struct chain_range *r = &o->snap[i];
-		if (addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len) {
-			memcpy(buf, (const uint8_t *)o->snapbuf + r->off + (addr - r->addr), len);
+		if (range_take(&o->snap[i], o->snapbuf, addr, buf, len))
 			return i;
-		}
 	}
 	return -1;
 }
 
+/* While a chain is read for a thread (otel_thread_span), every read goes
+ * through chain_read: served from the snapshot when replaying and the
+ * region was in it (a miss reads live and is noted), and logged, so that
+ * the next sample can read the same regions with the thread state. */
 static int chain_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	hm_otel *o = ctx;
